@@ -172,7 +172,7 @@ void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* i
 }
 
 void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
-                  int8_t* out) {
+                  int32_t input_zero_point, float scale, int32_t output_zero_point, int8_t* out) {
   const int32_t dims[4] = {is.n, is.h, is.w, is.c};
   int32_t kept[4];
   int32_t reduced_count = 1;
@@ -193,8 +193,13 @@ void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t*
           scratch[((on * kept[1] + oh) * kept[2] + ow) * kept[3] + oc] +=
               in[((n * dims[1] + h) * dims[2] + w) * dims[3] + c];
         }
+  if (reduced_count == 0) return;
+  const float bias = -(float)input_zero_point * scale;
   for (int32_t i = 0; i < out_count; ++i) {
-    out[i] = (int8_t)(reduced_count > 0 ? scratch[i] / reduced_count : 0);
+    const float mean = (float)scratch[i] / (float)reduced_count;
+    const int32_t q = vmcu_round_float_to_i32(mean * scale + bias);
+    const int64_t v = (int64_t)q + output_zero_point;
+    out[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
   }
 }
 

@@ -96,12 +96,13 @@ int vmcu_average_pool_s8(const vmcu_pool_params* p, vmcu_shape4 in_shape, const 
 void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 in_shape, const int8_t* in,
                       vmcu_shape4 out_shape, int8_t* out);
 
-/* MEAN when input and output share scale and zero point (TFLite's plain integer mean): the raw
- * int8 values over the axes flagged in axis_mask (bit d = dimension d of in_shape as n,h,w,c)
- * are summed in int32 and divided by their count, truncating toward zero.
- * scratch: one int32 per output element. */
+/* MEAN over the axes flagged in axis_mask (bit d = dimension d of in_shape as n,h,w,c), as
+ * TFLite's QuantizedMeanOrSum: the raw int8 values are summed in int32, the float mean
+ * sum / count is rescaled by scale = input_scale / output_scale (float), shifted by
+ * -input_zero_point * scale, rounded half away from zero, offset by output_zero_point and
+ * clamped. scratch: one int32 per output element. */
 void vmcu_mean_s8(vmcu_shape4 in_shape, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
-                  int8_t* out);
+                  int32_t input_zero_point, float scale, int32_t output_zero_point, int8_t* out);
 
 /* SOFTMAX along the last dimension (rows x depth), TFLite's integer algorithm. The parameters
  * come from the input scale and beta (see vmcu_softmax_params in the host library); the output
