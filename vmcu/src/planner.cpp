@@ -83,47 +83,58 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& reqs, PlannerKind k
       break;
     }
     case PlannerKind::kTinyEngine: {
-      std::vector<size_t> order(reqs.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](size_t a, size_t b) { return reqs[a].first_use < reqs[b].first_use; });
-      for (size_t i : order) {
-        Placement& p = plan.placements[i];
+      // In-place hand-overs first: each chain A -> B -> C ... of legal partners becomes one
+      // block (lifetime = union, size = the head's, since members never grow), then blocks are
+      // placed first-fit, largest first, and each in-place step's workspace fits in around them.
+      std::vector<int> head(reqs.size());
+      for (size_t i = 0; i < reqs.size(); ++i) head[i] = static_cast<int>(i);
+      for (size_t i = 0; i < reqs.size(); ++i) {
         const int partner = reqs[i].inplace_partner;
-        bool done = false;
-        if (partner >= 0 && placed[partner] && reqs[partner].last_use == reqs[i].first_use &&
-            reqs[i].bytes <= reqs[partner].bytes) {
-          // Reuse the partner's storage when nothing else alive over our lifetime is there.
-          const size_t at = plan.placements[partner].offset;
-          bool clash = false;
-          for (size_t j = 0; j < plan.placements.size() && !clash; ++j) {
-            if (!placed[j] || static_cast<int>(j) == partner) continue;
-            const Placement& q = plan.placements[j];
-            clash = lifetimes_intersect(q, p.first_use, p.last_use) && q.offset < at + p.bytes && at < q.offset + q.bytes;
-          }
-          if (!clash) {
-            p.offset = at;
-            p.inplace_of = partner;
-            done = true;
-            placed[i] = true;
-            if (reqs[i].inplace_workspace_bytes > 0) {
-              Placement w;
-              w.name = reqs[i].name + " (in-place workspace)";
-              w.bytes = reqs[i].inplace_workspace_bytes;
-              w.first_use = w.last_use = reqs[i].first_use;
-              w.is_workspace = true;
-              plan.placements.push_back(w);
-              placed.push_back(false);
-              plan.placements.back().offset =
-                  lowest_fit(plan.placements, placed, w.bytes, w.first_use, w.last_use);
-              placed.back() = true;
-            }
-          }
+        if (partner < 0 || static_cast<size_t>(partner) >= reqs.size()) continue;
+        if (reqs[partner].last_use != reqs[i].first_use || reqs[i].bytes > reqs[partner].bytes) continue;
+        head[i] = partner;
+        plan.placements[i].inplace_of = partner;
+      }
+      auto root = [&](int i) {
+        while (head[i] != i) i = head[i];
+        return i;
+      };
+      std::vector<Placement> blocks(reqs.size());
+      std::vector<bool> is_root(reqs.size(), false);
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        const int r = root(static_cast<int>(i));
+        if (r == static_cast<int>(i)) {
+          is_root[i] = true;
+          blocks[i] = plan.placements[i];
         }
-        if (!done) {
-          p.offset = lowest_fit(plan.placements, placed, p.bytes, p.first_use, p.last_use);
-          placed[i] = true;
-        }
+      }
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        Placement& b = blocks[root(static_cast<int>(i))];
+        b.first_use = std::min(b.first_use, reqs[i].first_use);
+        b.last_use = std::max(b.last_use, reqs[i].last_use);
+        b.bytes = std::max(b.bytes, reqs[i].bytes);
+      }
+      std::vector<size_t> order;
+      for (size_t i = 0; i < reqs.size(); ++i)
+        if (is_root[i]) order.push_back(i);
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return blocks[a].bytes > blocks[b].bytes; });
+      std::vector<bool> block_placed(reqs.size(), false);
+      for (size_t i : order) {
+        blocks[i].offset = lowest_fit(blocks, block_placed, blocks[i].bytes, blocks[i].first_use, blocks[i].last_use);
+        block_placed[i] = true;
+      }
+      for (size_t i = 0; i < reqs.size(); ++i) plan.placements[i].offset = blocks[root(static_cast<int>(i))].offset;
+      std::fill(placed.begin(), placed.end(), true);
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        if (plan.placements[i].inplace_of < 0 || reqs[i].inplace_workspace_bytes == 0) continue;
+        Placement w;
+        w.name = reqs[i].name + " (in-place workspace)";
+        w.bytes = reqs[i].inplace_workspace_bytes;
+        w.first_use = w.last_use = reqs[i].first_use;
+        w.is_workspace = true;
+        w.offset = lowest_fit(plan.placements, placed, w.bytes, w.first_use, w.last_use);
+        plan.placements.push_back(w);
+        placed.push_back(true);
       }
       break;
     }

@@ -16,8 +16,9 @@
 //   naive      every buffer at its own offset (sum of sizes);
 //   greedy     TFLite Micro's GreedyMemoryPlanner: largest first, each placed in the lowest gap
 //              between already-placed buffers whose lifetimes intersect, else above them;
-//   tinyengine buffers in order of first use, first fit among live buffers, reusing the
-//              in-place partner's offset where allowed (plus its workspace).
+//   tinyengine in-place hand-overs merged first (TinyEngine's in-place depthwise / elementwise:
+//              the output takes its dying input's storage, plus a one-channel workspace),
+//              then the merged blocks placed first-fit, largest first.
 // The verifier shares no code with the planners: it checks, for every pair of placements whose
 // lifetimes intersect, that their address ranges are disjoint — except an in-place pair laid at
 // the same offset whose lifetimes touch only at the hand-over step — and recomputes the peak.

@@ -22,7 +22,8 @@
 extern "C" {
 #endif
 
-/* (a * b * 2) >> 32 rounded half away from zero, saturating the single overflow case
+/* (a * b * 2) / 2^32 rounded to nearest, ties toward +infinity (the nudge is +2^30 for a
+ * non-negative product, 1 - 2^30 otherwise, then division truncates), saturating the overflow case
  * a == b == INT32_MIN (gemmlowp's SaturatingRoundingDoublingHighMul). */
 static inline int32_t vmcu_sat_rounding_doubling_high_mul(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) return INT32_MAX;
