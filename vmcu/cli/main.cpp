@@ -12,6 +12,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/model.h"
 #include "perfmem/vmcu/planner.h"
+#include "ring_commands.h"
 
 namespace vm = perfmem::vmcu;
 using perfmem::Json;
@@ -224,10 +225,11 @@ int main(int argc, char** argv) {
   run->add_option("model", model, "Model (.tflite)")->required();
   run->add_option("--input", input, "Raw bytes of the input tensor (its own type and layout)")->required();
   run->add_option("--output", output, "Where to write the raw bytes of the output tensor")->required();
+  run->add_option("--planner", planner, "reference (one buffer per tensor) | vmcu (the ring plan)");
 
   auto* plan = app.add_subcommand("plan", "Tensor-level memory plan: live bytes per operator and peak");
   plan->add_option("model", model, "Model (.tflite)")->required();
-  plan->add_option("--planner", planner, "naive | greedy | tinyengine")->capture_default_str();
+  plan->add_option("--planner", planner, "naive | greedy | tinyengine | vmcu")->capture_default_str();
   plan->add_flag("--json", as_json, "Machine-readable plan (peak_bytes, ops, buffers)");
   plan->add_option("--svg", svg, "Write the memory timeline (offset x operator index) as SVG");
 
@@ -235,7 +237,25 @@ int main(int argc, char** argv) {
   build->add_option("spec", spec, "Spec (.json)")->required();
   build->add_option("-o,--output", output, "Model to write (.tflite)")->required();
 
+  unsigned seed = 1;
+  auto* verify = app.add_subcommand("verify", "Run the vmcu ring plan with a shadow state per byte; fail on any read of "
+                                              "an overwritten byte or any output bit that differs from the reference");
+  verify->add_option("model", model, "Model (.tflite)")->required();
+  verify->add_option("--input", input, "Raw input bytes (default: random bytes from --seed)");
+  verify->add_option("--seed", seed, "Seed of the random input")->capture_default_str();
+  verify->add_option("--planner", planner, "vmcu (the only plan with segment-level overlap to verify)");
+  verify->add_flag("--json", as_json, "Machine-readable report");
+
   return perfmem::run_cli(app, argc, argv, [&] {
+    if (verify->parsed()) {
+      if (verify->count("--planner") && planner != "vmcu")
+        return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));
+      return vmcu_cli::ring_verify(app, model, input, seed, as_json);
+    }
+    if (run->parsed() && run->count("--planner") && planner == "vmcu") return vmcu_cli::ring_run(app, model, input, output);
+    if (run->parsed() && run->count("--planner") && planner != "reference")
+      return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "reference or vmcu", planner));
+    if (plan->parsed() && planner == "vmcu") return vmcu_cli::ring_plan(app, model, as_json, svg);
     if (inspect->parsed()) return cmd_inspect(app, model, as_json);
     if (run->parsed()) return cmd_run(app, model, input, output);
     if (plan->parsed()) return cmd_plan(app, model, planner, as_json, svg);

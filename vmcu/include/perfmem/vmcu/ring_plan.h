@@ -1,0 +1,136 @@
+// perfmem/vmcu/ring_plan.h: vMCU's whole-network plan — every activation in one ring of memory,
+// each layer's output laid over the input segments it has finished reading — plus the offset
+// solver, the executor that runs a plan and the shadow-state safety verifier.
+//
+//   PERFMEM_ASSIGN_OR_RETURN(auto graph, perfmem::vmcu::load_tflite("model.tflite"));
+//   PERFMEM_ASSIGN_OR_RETURN(auto model, perfmem::vmcu::RingModel::create(std::move(graph)));
+//   const perfmem::vmcu::RingPlan& plan = model.plan();       // ring_bytes, per-layer bases
+//   PERFMEM_ASSIGN_OR_RETURN(auto report, model.verify(input)); // shadow state + bit-exact check
+//   PERFMEM_ASSIGN_OR_RETURN(auto out, model.run(input));       // plain ring execution
+//
+// Layers. Each graph operator becomes one ring layer running a segment kernel
+// (vmcu/segment_kernels.h). A PAD whose only reader is a VALID conv / depthwise conv and whose
+// value is that layer's input zero point is folded into the layer (padding taps are skipped,
+// which is the same arithmetic: (zero_point + input_offset) == 0). RESHAPE is an alias when its
+// input dies there. Operators without a segment kernel (QUANTIZE, DEQUANTIZE, MEAN, TRANSPOSE,
+// SOFTMAX, unfolded PAD) run as "staged" layers: the whole input is copied to a workspace, the
+// reference kernel runs there and the output is stored back, so the output may cover the input
+// completely and the workspace (|in| + |out|) is accounted for in the peak.
+//
+// Offset solver. For a layer, the minimal distance d_k between input k's base and the output base
+// is found by running the layer's own kernel once with an access trace (every read / write range,
+// in execution order) and sweeping it: d_k = max over writes of (write end - the lowest address of
+// input k that any later access reads), clamped at 0. Because it follows the kernel's actual loop
+// order it stays right when a kernel changes; the closed forms of the brief are its tests.
+//
+// Placement (pure function of the graph). Addresses are "unwrapped" integers that decrease as the
+// network runs: the graph input starts at 0; a layer's output base is the lowest of
+//   base(k) - d_k            for every ring input k that dies at this layer,
+//   base(T) - |output|       for every other tensor T live across the layer (residuals, inputs
+//                            still needed later, graph outputs),
+// so an output never touches live data except the dying inputs, and only as far as the kernel
+// allows. The ring size is the largest span (highest end - lowest base) of the tensors live at
+// any layer; ring offset = unwrapped address mod ring size. Peak = ring + largest workspace.
+//
+// Verifier. Runs the plan in a ring of exactly ring_bytes, tracing every access, with a shadow
+// owner per byte (unwritten / tensor t live / dead after its last read). Any read of a byte that
+// does not hold the tensor being read (overwritten, or never written) fails with the layer, the
+// tensor and the ring offset; the final output must equal the reference executor's bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/status.h"
+#include "perfmem/vmcu/model.h"
+
+namespace perfmem::vmcu {
+
+// One access of a kernel, relative to the operand's own base (operand: 0 = output, 1 = input 0,
+// 2 = input 1).
+struct RingAccess {
+  int32_t operand = 0;
+  int32_t offset = 0;
+  int32_t length = 0;
+  bool is_write = false;
+};
+
+// The solver's sweep over a trace: minimal distance of input 0 and input 1 (0 when unread).
+struct RingDistances {
+  int64_t input[2] = {0, 0};
+};
+RingDistances solve_distances(std::span<const RingAccess> trace);
+
+enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kAveragePool, kMaxPool, kAlias,
+                        kQuantize, kStaged };
+std::string_view ring_kernel_name(RingKernel kernel);
+
+struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
+
+struct RingLayer {
+  std::vector<int> ops;     // graph operators this layer executes (a folded PAD first)
+  RingKernel kernel = RingKernel::kStaged;
+  std::vector<int> inputs;  // ring tensors read, as operands 1 and 2
+  int output = -1;
+  int64_t distance[2] = {0, 0};  // solved distance per input
+  size_t workspace_bytes = 0;    // stage buffers outside the ring
+  std::shared_ptr<const RingLayerParams> params;
+};
+
+struct RingPlan {
+  std::vector<RingLayer> layers;
+  std::vector<int64_t> base;             // unwrapped base per tensor (valid where placed[t])
+  std::vector<bool> placed;
+  std::vector<int> first_layer, last_layer;  // layer indices where a ring tensor is written / last read
+  size_t ring_bytes = 0;
+  size_t workspace_bytes = 0;  // largest single-layer workspace
+  size_t peak_bytes = 0;       // ring + workspace
+  std::vector<size_t> span_per_layer;  // bytes of the ring in use while each layer runs
+
+  // Ring offset of a placed tensor's byte 0.
+  int32_t ring_offset(int tensor) const;
+};
+
+// Test hook: shrink the distance of one layer's input 0 by `bytes` after solving (a deliberately
+// wrong plan the verifier must reject).
+struct RingPlanOptions {
+  int sabotage_layer = -1;
+  int64_t sabotage_bytes = 0;
+};
+
+struct RingVerifyReport {
+  size_t ring_bytes = 0;
+  size_t checked_reads = 0;   // bytes whose owner was checked
+  size_t checked_writes = 0;
+  bool bit_exact = false;
+};
+
+class RingModel {
+ public:
+  // Validates the graph (the reference executor's prepare step), builds the layers, solves the
+  // distances and places every tensor.
+  static Result<RingModel> create(Graph graph, const RingPlanOptions& options = {});
+  RingModel(RingModel&&) noexcept;
+  RingModel& operator=(RingModel&&) noexcept;
+  ~RingModel();
+
+  const Graph& graph() const;
+  const RingPlan& plan() const { return plan_; }
+
+  // Runs in a ring of plan().ring_bytes; returns the bytes of graph output 0.
+  Result<std::vector<uint8_t>> run(std::span<const uint8_t> input);
+  // Runs with the shadow-state check and compares with the reference executor.
+  Result<RingVerifyReport> verify(std::span<const uint8_t> input);
+
+ private:
+  RingModel();
+  Result<std::vector<uint8_t>> execute(std::span<const uint8_t> input, bool shadow, RingVerifyReport* report);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  RingPlan plan_;
+};
+
+}  // namespace perfmem::vmcu

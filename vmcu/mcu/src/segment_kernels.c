@@ -1,0 +1,365 @@
+/* Segment-aware int8 kernels over a ring pool (see segment_kernels.h for the contract). */
+#include "vmcu/segment_kernels.h"
+
+#include <string.h>
+
+#include "vmcu/arith.h"
+
+#define VMCU_TRACE(r, operand, offset, length, is_write)                        \
+  do {                                                                          \
+    if ((r)->trace) (r)->trace((r)->trace_ctx, (operand), (offset), (length), (is_write)); \
+  } while (0)
+
+/* A tile of `length` bytes at ring position pos: `head` bytes at `a`, the rest at the pool start. */
+typedef struct {
+  const int8_t* a;
+  int32_t head;
+  const int8_t* b;
+} ring_span;
+
+static inline ring_span span_at(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length) {
+  const int32_t pos = vmcu_ring_pos(r, base, rel);
+  const int32_t room = r->cap - pos;
+  ring_span s;
+  s.a = r->data + pos;
+  s.head = length < room ? length : room;
+  s.b = r->data;
+  return s;
+}
+
+static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32_t c) {
+  return ((n * s.h + h) * s.w + w) * s.c + c;
+}
+
+static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset,
+                                int32_t lo, int32_t hi) {
+  acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
+  return vmcu_clamp_s8(acc + offset, lo, hi);
+}
+
+/* sum (x[i] + x_off) * w[i] */
+static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
+  int32_t acc = 0;
+  for (int32_t i = 0; i < n; ++i) acc += ((int32_t)x[i] + x_off) * (int32_t)w[i];
+  return acc;
+}
+
+void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst) {
+  const ring_span s = span_at(r, base, rel, length);
+  memcpy(dst, s.a, (size_t)s.head);
+  memcpy(dst + s.head, s.b, (size_t)(length - s.head));
+}
+
+void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length,
+                     const int8_t* src) {
+  const int32_t pos = vmcu_ring_pos(r, base, rel);
+  const int32_t room = r->cap - pos;
+  const int32_t head = length < room ? length : room;
+  memcpy(r->data + pos, src, (size_t)head);
+  memcpy(r->data, src + head, (size_t)(length - head));
+}
+
+/* One in-bounds window position of the current output pixel. */
+typedef struct {
+  ring_span in;
+  int32_t filter_offset; /* (ky * kw + kx) * filter channels */
+} conv_tap;
+
+/* Collects the in-bounds taps of output pixel (b, oy, ox) and reports their reads. */
+static int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b,
+                            int32_t y0, int32_t x0, int32_t kh, int32_t kw, int32_t dil_h,
+                            int32_t dil_w, int32_t filter_c, conv_tap* taps) {
+  int32_t n = 0;
+  for (int32_t ky = 0; ky < kh; ++ky) {
+    const int32_t iy = y0 + dil_h * ky;
+    if (iy < 0 || iy >= is.h) continue;
+    for (int32_t kx = 0; kx < kw; ++kx) {
+      const int32_t ix = x0 + dil_w * kx;
+      if (ix < 0 || ix >= is.w) continue;
+      const int32_t rel = idx4(is, b, iy, ix, 0);
+      taps[n].in = span_at(r, in_base, rel, is.c);
+      taps[n].filter_offset = (ky * kw + kx) * filter_c;
+      VMCU_TRACE(r, VMCU_SEG_IN0, rel, is.c, 0);
+      ++n;
+    }
+  }
+  return n;
+}
+
+static void store_pixel(const vmcu_ring* r, int32_t out_base, int32_t rel, int32_t length,
+                        const int8_t* stage) {
+  VMCU_TRACE(r, VMCU_SEG_OUT, rel, length, 1);
+  vmcu_ring_write(r, out_base, rel, length, stage);
+}
+
+int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
+                       vmcu_shape4 is, vmcu_shape4 fs, const int8_t* filter,
+                       const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  conv_tap taps[VMCU_SEG_MAX_TAPS];
+  if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
+  const int32_t filter_size = fs.h * fs.w * fs.c;
+  for (int32_t b = 0; b < os.n; ++b) {
+    for (int32_t oy = 0; oy < os.h; ++oy) {
+      const int32_t y0 = oy * p->stride_h - p->pad_h;
+      for (int32_t ox = 0; ox < os.w; ++ox) {
+        const int32_t x0 = ox * p->stride_w - p->pad_w;
+        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h,
+                                        p->dilation_w, fs.c, taps);
+        for (int32_t oc = 0; oc < os.c; ++oc) {
+          const int8_t* f = filter + oc * filter_size;
+          int32_t acc = 0;
+          for (int32_t t = 0; t < nt; ++t) {
+            const int8_t* fp = f + taps[t].filter_offset;
+            const int32_t head = taps[t].in.head;
+            acc += dot_s8(taps[t].in.a, fp, head, p->input_offset);
+            acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
+          }
+          if (bias) acc += bias[oc];
+          stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
+                                 p->output_offset, p->act_min, p->act_max);
+        }
+        store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
+      }
+    }
+  }
+  return 0;
+}
+
+int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) {
+  return in_c <= out_c ? in_c : out_c;
+}
+
+static inline int8_t pointwise_one(const vmcu_conv_params* p, const int8_t* in,
+                                   const int8_t* filter, const int32_t* bias, int32_t cin,
+                                   int32_t oc) {
+  int32_t acc = dot_s8(in, filter + oc * cin, cin, p->input_offset);
+  if (bias) acc += bias[oc];
+  return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset,
+                    p->act_min, p->act_max);
+}
+
+void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
+                                vmcu_shape4 is, const int8_t* filter, const int32_t* bias,
+                                int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  const int32_t pixels = os.n * os.h * os.w;
+  const int32_t cin = is.c, cout = os.c;
+  for (int32_t px = 0; px < pixels; ++px) {
+    if (cin <= cout) {
+      /* Load the input pixel (it dies here), then write the outputs straight into the ring. */
+      VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
+      vmcu_ring_read(r, in_base, px * cin, cin, stage);
+      VMCU_TRACE(r, VMCU_SEG_OUT, px * cout, cout, 1);
+      const int32_t pos = vmcu_ring_pos(r, out_base, px * cout);
+      const int32_t head = vmcu_min_i32(cout, r->cap - pos); /* channels before the wrap */
+      for (int32_t oc = 0; oc < head; ++oc)
+        r->data[pos + oc] = pointwise_one(p, stage, filter, bias, cin, oc);
+      for (int32_t oc = head; oc < cout; ++oc)
+        r->data[oc - head] = pointwise_one(p, stage, filter, bias, cin, oc);
+    } else {
+      VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
+      const ring_span in = span_at(r, in_base, px * cin, cin);
+      for (int32_t oc = 0; oc < cout; ++oc) {
+        const int8_t* f = filter + oc * cin;
+        int32_t acc = dot_s8(in.a, f, in.head, p->input_offset) +
+                      dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
+        if (bias) acc += bias[oc];
+        stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
+                               p->output_offset, p->act_min, p->act_max);
+      }
+      store_pixel(r, out_base, px * cout, cout, stage);
+    }
+  }
+}
+
+/* Per-channel window walk shared by depthwise conv and pooling: channels [c, end) in which no
+ * tap crosses the pool end, so each tap is one pointer plus a fixed index shift. */
+typedef struct {
+  const int8_t* ptr;
+  int32_t shift;
+} tap_cursor;
+
+static int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c, int32_t channels,
+                              tap_cursor* cur) {
+  int32_t end = channels;
+  for (int32_t t = 0; t < nt; ++t) {
+    const int32_t head = taps[t].in.head;
+    if (c < head) {
+      cur[t].ptr = taps[t].in.a;
+      cur[t].shift = 0;
+      if (head < end) end = head;
+    } else {
+      cur[t].ptr = taps[t].in.b;
+      cur[t].shift = head;
+    }
+  }
+  return end;
+}
+
+int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
+                                 vmcu_shape4 is, vmcu_shape4 fs, const int8_t* filter,
+                                 const int32_t* bias, int32_t out_base, vmcu_shape4 os,
+                                 int8_t* stage) {
+  conv_tap taps[VMCU_SEG_MAX_TAPS];
+  tap_cursor cur[VMCU_SEG_MAX_TAPS];
+  if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
+  const int32_t mult = p->depth_multiplier;
+  for (int32_t b = 0; b < os.n; ++b) {
+    for (int32_t oy = 0; oy < os.h; ++oy) {
+      const int32_t y0 = oy * p->stride_h - p->pad_h;
+      for (int32_t ox = 0; ox < os.w; ++ox) {
+        const int32_t x0 = ox * p->stride_w - p->pad_w;
+        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h,
+                                        p->dilation_w, fs.c, taps);
+        int32_t ic = 0;
+        while (ic < is.c) {
+          const int32_t end = next_chunk_end(taps, nt, ic, is.c, cur);
+          for (; ic < end; ++ic) {
+            for (int32_t m = 0; m < mult; ++m) {
+              const int32_t oc = ic * mult + m;
+              int32_t acc = 0;
+              for (int32_t t = 0; t < nt; ++t)
+                acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) *
+                       (int32_t)filter[taps[t].filter_offset + oc];
+              if (bias) acc += bias[oc];
+              stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
+                                     p->output_offset, p->act_min, p->act_max);
+            }
+          }
+        }
+        store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
+      }
+    }
+  }
+  return 0;
+}
+
+static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_depth,
+                            const int8_t* w, int32_t bias) {
+  int32_t acc = 0;
+  for (int32_t i = 0; i < row.head; ++i)
+    acc += ((int32_t)row.a[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
+  for (int32_t i = row.head; i < in_depth; ++i)
+    acc += ((int32_t)row.b[i - row.head] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
+  return requantize(acc + bias, p->output_multiplier, p->output_shift, p->output_offset,
+                    p->act_min, p->act_max);
+}
+
+void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base,
+                                 int32_t batches, int32_t in_depth, int32_t out_depth,
+                                 const int8_t* weights, const int32_t* bias, int32_t out_base) {
+  for (int32_t b = 0; b < batches; ++b) {
+    const ring_span row = span_at(r, in_base, b * in_depth, in_depth);
+    const int32_t pos = vmcu_ring_pos(r, out_base, b * out_depth);
+    const int32_t head = vmcu_min_i32(out_depth, r->cap - pos); /* outputs before the wrap */
+    for (int32_t o = 0; o < out_depth; ++o) {
+      const int8_t v = fc_one(p, row, in_depth, weights + o * in_depth, bias ? bias[o] : 0);
+      VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
+      VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + o, 1, 1);
+      r->data[o < head ? pos + o : o - head] = v;
+    }
+  }
+}
+
+static inline int8_t add_one(const vmcu_add_params* p, int8_t a, int8_t b) {
+  const int32_t sa = (int32_t)((uint32_t)((int32_t)a + p->input1_offset) << p->left_shift);
+  const int32_t sb = (int32_t)((uint32_t)((int32_t)b + p->input2_offset) << p->left_shift);
+  const int32_t ra = vmcu_multiply_by_quantized_multiplier(sa, p->input1_multiplier,
+                                                           (int)p->input1_shift);
+  const int32_t rb = vmcu_multiply_by_quantized_multiplier(sb, p->input2_multiplier,
+                                                           (int)p->input2_shift);
+  return requantize(ra + rb, p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
+                    p->act_max);
+}
+
+static inline int32_t min3(int32_t a, int32_t b, int32_t c) {
+  return vmcu_min_i32(a, vmcu_min_i32(b, c));
+}
+
+void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base,
+                     int32_t size, int32_t out_base) {
+  int32_t i = 0;
+  while (i < size) {
+    /* One chunk: no operand crosses the pool end inside it. */
+    const int32_t pa = vmcu_ring_pos(r, a_base, i);
+    const int32_t pb = vmcu_ring_pos(r, b_base, i);
+    const int32_t po = vmcu_ring_pos(r, out_base, i);
+    const int32_t n = vmcu_min_i32(size - i, min3(r->cap - pa, r->cap - pb, r->cap - po));
+    const int8_t* a = r->data + pa;
+    const int8_t* b = r->data + pb;
+    int8_t* out = r->data + po;
+    if (r->trace) {
+      for (int32_t k = 0; k < n; ++k) {
+        VMCU_TRACE(r, VMCU_SEG_IN0, i + k, 1, 0);
+        VMCU_TRACE(r, VMCU_SEG_IN1, i + k, 1, 0);
+        const int8_t v = add_one(p, a[k], b[k]);
+        VMCU_TRACE(r, VMCU_SEG_OUT, i + k, 1, 1);
+        out[k] = v;
+      }
+    } else {
+      for (int32_t k = 0; k < n; ++k) out[k] = add_one(p, a[k], b[k]);
+    }
+    i += n;
+  }
+}
+
+static int pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
+                   vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage,
+                   int average) {
+  conv_tap taps[VMCU_SEG_MAX_TAPS];
+  tap_cursor cur[VMCU_SEG_MAX_TAPS];
+  if (p->filter_h * p->filter_w > VMCU_SEG_MAX_TAPS) return -1;
+  for (int32_t b = 0; b < os.n; ++b) {
+    for (int32_t oy = 0; oy < os.h; ++oy) {
+      const int32_t y0 = oy * p->stride_h - p->pad_h;
+      for (int32_t ox = 0; ox < os.w; ++ox) {
+        const int32_t x0 = ox * p->stride_w - p->pad_w;
+        const int32_t nt =
+            collect_taps(r, in_base, is, b, y0, x0, p->filter_h, p->filter_w, 1, 1, 0, taps);
+        if (average && nt == 0) return -1;
+        int32_t c = 0;
+        while (c < os.c) {
+          const int32_t end = next_chunk_end(taps, nt, c, os.c, cur);
+          for (; c < end; ++c) {
+            if (average) {
+              int32_t acc = 0;
+              for (int32_t t = 0; t < nt; ++t) acc += cur[t].ptr[c - cur[t].shift];
+              acc = acc > 0 ? (acc + nt / 2) / nt : (acc - nt / 2) / nt;
+              stage[c] = vmcu_clamp_s8(acc, p->act_min, p->act_max);
+            } else {
+              int32_t best = -128;
+              for (int32_t t = 0; t < nt; ++t) best = vmcu_max_i32(best, cur[t].ptr[c - cur[t].shift]);
+              stage[c] = vmcu_clamp_s8(best, p->act_min, p->act_max);
+            }
+          }
+        }
+        store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
+      }
+    }
+  }
+  return 0;
+}
+
+int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
+                             vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  return pool_s8(p, r, in_base, is, out_base, os, stage, 1);
+}
+
+int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
+                         vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  return pool_s8(p, r, in_base, is, out_base, os, stage, 0);
+}
+
+void vmcu_seg_copy(const vmcu_ring* r, int32_t in_base, int32_t size, int32_t out_base) {
+  int32_t i = 0;
+  while (i < size) {
+    const int32_t pi = vmcu_ring_pos(r, in_base, i);
+    const int32_t po = vmcu_ring_pos(r, out_base, i);
+    const int32_t n = vmcu_min_i32(size - i, vmcu_min_i32(r->cap - pi, r->cap - po));
+    for (int32_t k = 0; k < n; ++k) {
+      VMCU_TRACE(r, VMCU_SEG_IN0, i + k, 1, 0);
+      VMCU_TRACE(r, VMCU_SEG_OUT, i + k, 1, 1);
+      r->data[po + k] = r->data[pi + k];
+    }
+    i += n;
+  }
+}

@@ -1,0 +1,631 @@
+// Ring layers, the trace-driven offset solver, placement, execution and the shadow verifier.
+#include "perfmem/vmcu/ring_plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <map>
+
+#include "perfmem/vmcu/executor.h"
+#include "perfmem/vmcu/quantization.h"
+#include "vmcu/kernels.h"
+#include "vmcu/segment_kernels.h"
+
+namespace perfmem::vmcu {
+
+struct RingLayerParams {
+  vmcu_conv_params conv{};
+  vmcu_fc_params fc{};
+  vmcu_add_params add{};
+  vmcu_pool_params pool{};
+  std::vector<int32_t> multipliers, shifts;
+  vmcu_shape4 in{}, filter{}, out{};
+  int32_t batches = 0, in_depth = 0, out_depth = 0;
+  const int8_t* weights = nullptr;
+  const int32_t* bias = nullptr;
+  float scale = 0.0f;  // quantize
+  int32_t zero_point = 0;
+  int32_t in_bytes = 0, out_bytes = 0;
+  mutable std::unique_ptr<Executor> staged;  // single-operator reference executor
+};
+
+std::string_view ring_kernel_name(RingKernel kernel) {
+  switch (kernel) {
+    case RingKernel::kConv: return "conv";
+    case RingKernel::kPointwise: return "pointwise";
+    case RingKernel::kDepthwise: return "depthwise";
+    case RingKernel::kFullyConnected: return "fully_connected";
+    case RingKernel::kAdd: return "add";
+    case RingKernel::kAveragePool: return "average_pool";
+    case RingKernel::kMaxPool: return "max_pool";
+    case RingKernel::kAlias: return "alias";
+    case RingKernel::kQuantize: return "quantize";
+    case RingKernel::kStaged: return "staged";
+  }
+  return "?";
+}
+
+RingDistances solve_distances(std::span<const RingAccess> trace) {
+  // Backward sweep: lowest[k] = lowest address of input k read by any access after the current one.
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  int64_t lowest[2] = {kNone, kNone};
+  RingDistances d;
+  for (size_t i = trace.size(); i-- > 0;) {
+    const RingAccess& a = trace[i];
+    if (a.is_write) {
+      const int64_t end = int64_t{a.offset} + a.length;
+      for (int k = 0; k < 2; ++k)
+        if (lowest[k] != kNone) d.input[k] = std::max(d.input[k], end - lowest[k]);
+    } else if (a.operand == VMCU_SEG_IN0 || a.operand == VMCU_SEG_IN1) {
+      int64_t& low = lowest[a.operand - 1];
+      low = std::min(low, int64_t{a.offset});
+    }
+  }
+  return d;
+}
+
+int32_t RingPlan::ring_offset(int tensor) const {
+  const int64_t cap = static_cast<int64_t>(ring_bytes);
+  int64_t r = base[tensor] % cap;
+  if (r < 0) r += cap;
+  return static_cast<int32_t>(r);
+}
+
+namespace {
+
+vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
+  int32_t d[4] = {1, 1, 1, 1};
+  const size_t r = s.size();
+  for (size_t i = 0; i < r && i < 4; ++i) d[4 - r + i] = s[i];
+  return {d[0], d[1], d[2], d[3]};
+}
+
+// Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
+Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, const int32_t bases[3],
+                 std::vector<int8_t>& workspace) {
+  const RingLayerParams& p = *layer.params;
+  if (workspace.size() < std::max<size_t>(layer.workspace_bytes, 1)) workspace.resize(std::max<size_t>(layer.workspace_bytes, 1));
+  int8_t* stage = workspace.data();
+  const std::string place = g.op_place(static_cast<size_t>(layer.ops.back()));
+  switch (layer.kernel) {
+    case RingKernel::kConv:
+      if (vmcu_seg_conv2d_s8(&p.conv, &ring, bases[1], p.in, p.filter, p.weights, p.bias, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
+    case RingKernel::kPointwise:
+      vmcu_seg_pointwise_conv_s8(&p.conv, &ring, bases[1], p.in, p.weights, p.bias, bases[0], p.out, stage);
+      return Status::Ok();
+    case RingKernel::kDepthwise:
+      if (vmcu_seg_depthwise_conv2d_s8(&p.conv, &ring, bases[1], p.in, p.filter, p.weights, p.bias, bases[0], p.out,
+                                       stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
+    case RingKernel::kFullyConnected:
+      vmcu_seg_fully_connected_s8(&p.fc, &ring, bases[1], p.batches, p.in_depth, p.out_depth, p.weights, p.bias,
+                                  bases[0]);
+      return Status::Ok();
+    case RingKernel::kAdd:
+      vmcu_seg_add_s8(&p.add, &ring, bases[1], bases[2], p.out_bytes, bases[0]);
+      return Status::Ok();
+    case RingKernel::kAveragePool:
+      if (vmcu_seg_average_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+        return input_error(g.source, place, "every pooling window to cover an input element");
+      return Status::Ok();
+    case RingKernel::kMaxPool:
+      if (vmcu_seg_max_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "pooling windows larger than the segment kernels accept");
+      return Status::Ok();
+    case RingKernel::kAlias:
+      return Status::Ok();  // the output is the input's storage
+    case RingKernel::kQuantize: {
+      // float32 -> int8, one element per step: read 4 bytes, write 1 (the output may cover the input).
+      for (int32_t i = 0; i < p.out_bytes; ++i) {
+        if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0, 4 * i, 4, 0);
+        float x = 0.0f;
+        int8_t raw[4];
+        vmcu_ring_read(&ring, bases[1], 4 * i, 4, raw);
+        std::memcpy(&x, raw, 4);
+        int8_t q = 0;
+        vmcu_quantize_f32_s8(1, &x, p.scale, p.zero_point, &q);
+        if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, i, 1, 1);
+        vmcu_ring_write(&ring, bases[0], i, 1, &q);
+      }
+      return Status::Ok();
+    }
+    case RingKernel::kStaged: {
+      // Whole input to the workspace, reference kernel, whole output back.
+      std::vector<uint8_t> in(static_cast<size_t>(p.in_bytes));
+      if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0, 0, p.in_bytes, 0);
+      vmcu_ring_read(&ring, bases[1], 0, p.in_bytes, reinterpret_cast<int8_t*>(in.data()));
+      PERFMEM_ASSIGN_OR_RETURN(auto out, p.staged->run(in));
+      if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, 0, p.out_bytes, 1);
+      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out.data()));
+      return Status::Ok();
+    }
+  }
+  return Status(StatusCode::kInternal, "unknown ring kernel");
+}
+
+void record_access(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
+  static_cast<std::vector<RingAccess>*>(ctx)->push_back({operand, offset, length, is_write != 0});
+}
+
+// The trace of a layer's kernel on a scratch ring where the operands do not overlap.
+Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& layer) {
+  const size_t out = g.tensors[layer.output].bytes();
+  const size_t in0 = layer.inputs.empty() ? 0 : g.tensors[layer.inputs[0]].bytes();
+  const size_t in1 = layer.inputs.size() < 2 ? 0 : g.tensors[layer.inputs[1]].bytes();
+  std::vector<int8_t> scratch(std::max<size_t>(out + in0 + in1, 1), 0);
+  std::vector<RingAccess> trace;
+  vmcu_ring ring{scratch.data(), static_cast<int32_t>(scratch.size()), record_access, &trace};
+  const int32_t bases[3] = {static_cast<int32_t>(in0 + in1), 0, static_cast<int32_t>(in0)};
+  std::vector<int8_t> workspace;
+  PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, ring, bases, workspace));
+  return trace;
+}
+
+// A one-operator graph around op `index` (its activation input and output, its constants), for
+// the reference executor of a staged layer.
+Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, int ring_input) {
+  Graph sub;
+  sub.source = g.source;
+  std::map<int, int> remap;
+  auto take = [&](int t) {
+    auto it = remap.find(t);
+    if (it != remap.end()) return it->second;
+    sub.tensors.push_back(g.tensors[t]);
+    remap[t] = static_cast<int>(sub.tensors.size()) - 1;
+    return remap[t];
+  };
+  Operator op = g.ops[index];
+  for (int& t : op.inputs)
+    if (t >= 0) t = take(t);
+  for (int& t : op.outputs) t = take(t);
+  sub.inputs = {remap.at(ring_input)};
+  sub.outputs = {op.outputs[0]};
+  sub.ops.push_back(op);
+  PERFMEM_ASSIGN_OR_RETURN(auto exec, Executor::create(std::move(sub)));
+  return std::make_unique<Executor>(std::move(exec));
+}
+
+void fill_conv(const Graph& g, const Operator& op, int input, const int32_t pad_before[2], bool pad_from_options,
+               RingLayerParams& p) {
+  const Tensor& in = g.tensors[input];
+  const Tensor& w = g.tensors[op.inputs[1]];
+  const Tensor& out = g.tensors[op.outputs[0]];
+  const OpOptions& o = op.options;
+  const bool depthwise = op.kind == OpKind::kDepthwiseConv2D;
+  const int32_t out_c = depthwise ? w.shape[3] : w.shape[0];
+  const size_t nscales = w.quantization.scales.size();
+  p.multipliers.resize(out_c);
+  p.shifts.resize(out_c);
+  for (int32_t c = 0; c < out_c; ++c) {
+    const double ws = static_cast<double>(w.quantization.scales[nscales == 1 ? 0 : c]);
+    const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) * ws /
+                                                      static_cast<double>(out.quantization.scale()));
+    p.multipliers[c] = q.multiplier;
+    p.shifts[c] = q.shift;
+  }
+  p.conv.stride_h = o.stride_h;
+  p.conv.stride_w = o.stride_w;
+  p.conv.dilation_h = o.dilation_h;
+  p.conv.dilation_w = o.dilation_w;
+  if (pad_from_options) {
+    const Tensor& conv_in = g.tensors[op.inputs[0]];
+    p.conv.pad_h = compute_padding(o.padding, conv_in.shape[1], w.shape[1], o.stride_h, o.dilation_h).pad_before;
+    p.conv.pad_w = compute_padding(o.padding, conv_in.shape[2], w.shape[2], o.stride_w, o.dilation_w).pad_before;
+  } else {
+    p.conv.pad_h = pad_before[0];
+    p.conv.pad_w = pad_before[1];
+  }
+  p.conv.depth_multiplier = depthwise ? out_c / in.shape[3] : 1;
+  p.conv.input_offset = -in.quantization.zero_point();
+  p.conv.output_offset = out.quantization.zero_point();
+  auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
+  p.conv.act_min = lo;
+  p.conv.act_max = hi;
+  p.conv.output_multiplier = p.multipliers.data();
+  p.conv.output_shift = p.shifts.data();
+  p.in = to_shape4(in.shape);
+  p.filter = to_shape4(w.shape);
+  p.out = to_shape4(out.shape);
+  p.weights = reinterpret_cast<const int8_t*>(w.data.data());
+  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+                                                      : nullptr;
+}
+
+// PAD i folds into op i+1 when only H/W are padded with the input's zero point and op i+1, a
+// VALID conv or depthwise conv, is the pad output's only reader.
+bool pad_folds(const Graph& g, const Liveness& live, size_t i, int32_t pad_before[2]) {
+  const Operator& pad = g.ops[i];
+  if (pad.kind != OpKind::kPad || i + 1 >= g.ops.size()) return false;
+  const Operator& next = g.ops[i + 1];
+  if (next.kind != OpKind::kConv2D && next.kind != OpKind::kDepthwiseConv2D) return false;
+  if (next.options.padding != Padding::kValid || next.inputs[0] != pad.outputs[0]) return false;
+  const int padded = pad.outputs[0];
+  if (live.last_use[padded] != static_cast<int>(i + 1)) return false;
+  for (int t : g.outputs)
+    if (t == padded) return false;
+  const Tensor& in = g.tensors[pad.inputs[0]];
+  const Tensor& out = g.tensors[padded];
+  const Tensor& pads = g.tensors[pad.inputs[1]];
+  if (in.shape.size() != 4 || pads.type != ElementType::kInt32 || pads.element_count() != 8) return false;
+  if (in.quantization.zero_point() != out.quantization.zero_point() || in.quantization.scale() != out.quantization.scale())
+    return false;
+  const auto* v = reinterpret_cast<const int32_t*>(pads.data.data());
+  if (v[0] != 0 || v[1] != 0 || v[6] != 0 || v[7] != 0) return false;
+  pad_before[0] = v[2];
+  pad_before[1] = v[4];
+  return true;
+}
+
+bool is_ring_tensor(const Graph& g, int t) { return t >= 0 && !g.tensors[t].is_constant; }
+
+Result<std::vector<RingLayer>> build_layers(const Graph& g) {
+  const Liveness live = compute_liveness(g);
+  auto is_graph_output = [&](int t) { return std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end(); };
+  std::vector<RingLayer> layers;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    RingLayer layer;
+    auto p = std::make_shared<RingLayerParams>();
+    int32_t pad_before[2] = {0, 0};
+    const bool folded = pad_folds(g, live, i, pad_before);
+    if (folded) layer.ops.push_back(static_cast<int>(i++));
+    const Operator& op = g.ops[i];
+    layer.ops.push_back(static_cast<int>(i));
+    layer.output = op.outputs[0];
+    const int first_input = folded ? g.ops[i - 1].inputs[0] : op.inputs[0];
+    for (size_t k = 0; k < op.inputs.size(); ++k) {
+      const int t = k == 0 ? first_input : op.inputs[k];
+      if (is_ring_tensor(g, t) && std::find(layer.inputs.begin(), layer.inputs.end(), t) == layer.inputs.end())
+        layer.inputs.push_back(t);
+    }
+    p->in_bytes = layer.inputs.empty() ? 0 : static_cast<int32_t>(g.tensors[layer.inputs[0]].bytes());
+    p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
+    const OpOptions& o = op.options;
+    bool done = false;
+    switch (op.kind) {
+      case OpKind::kConv2D:
+      case OpKind::kDepthwiseConv2D: {
+        fill_conv(g, op, first_input, pad_before, !folded, *p);
+        if (p->filter.h * p->filter.w > VMCU_SEG_MAX_TAPS) break;
+        const bool pointwise = op.kind == OpKind::kConv2D && p->filter.h == 1 && p->filter.w == 1 &&
+                               o.stride_h == 1 && o.stride_w == 1 && p->conv.pad_h == 0 && p->conv.pad_w == 0 &&
+                               p->in.h == p->out.h && p->in.w == p->out.w;
+        if (op.kind == OpKind::kDepthwiseConv2D) {
+          layer.kernel = RingKernel::kDepthwise;
+          layer.workspace_bytes = static_cast<size_t>(p->out.c);
+        } else if (pointwise) {
+          layer.kernel = RingKernel::kPointwise;
+          layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pointwise_stage_bytes(p->in.c, p->out.c));
+        } else {
+          layer.kernel = RingKernel::kConv;
+          layer.workspace_bytes = static_cast<size_t>(p->out.c);
+        }
+        done = true;
+        break;
+      }
+      case OpKind::kFullyConnected: {
+        const Tensor& in = g.tensors[op.inputs[0]];
+        const Tensor& w = g.tensors[op.inputs[1]];
+        const Tensor& out = g.tensors[op.outputs[0]];
+        p->out_depth = w.shape[0];
+        p->in_depth = w.shape[1];
+        p->batches = static_cast<int32_t>(in.element_count() / p->in_depth);
+        const double product = static_cast<double>(in.quantization.scale() * w.quantization.scale());
+        const QuantizedMultiplier q = quantize_multiplier(product / static_cast<double>(out.quantization.scale()));
+        p->fc.input_offset = -in.quantization.zero_point();
+        p->fc.filter_offset = -w.quantization.zero_point();
+        p->fc.output_offset = out.quantization.zero_point();
+        p->fc.output_multiplier = q.multiplier;
+        p->fc.output_shift = q.shift;
+        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
+        p->fc.act_min = lo;
+        p->fc.act_max = hi;
+        p->weights = reinterpret_cast<const int8_t*>(w.data.data());
+        p->bias = op.inputs.size() > 2 && op.inputs[2] >= 0
+                      ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+                      : nullptr;
+        layer.kernel = RingKernel::kFullyConnected;
+        done = true;
+        break;
+      }
+      case OpKind::kAdd: {
+        if (layer.inputs.size() != 2) break;  // a constant or repeated operand: staged
+        const Quantization& a = g.tensors[op.inputs[0]].quantization;
+        const Quantization& b = g.tensors[op.inputs[1]].quantization;
+        const Quantization& c = g.tensors[op.outputs[0]].quantization;
+        p->add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(), o.activation);
+        layer.kernel = RingKernel::kAdd;
+        done = true;
+        break;
+      }
+      case OpKind::kAveragePool2D:
+      case OpKind::kMaxPool2D: {
+        const Tensor& in = g.tensors[op.inputs[0]];
+        if (o.filter_h * o.filter_w > VMCU_SEG_MAX_TAPS) break;
+        const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
+        const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
+        p->pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
+        const Tensor& out = g.tensors[op.outputs[0]];
+        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
+        p->pool.act_min = lo;
+        p->pool.act_max = hi;
+        p->in = to_shape4(in.shape);
+        p->out = to_shape4(out.shape);
+        layer.kernel = op.kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
+        layer.workspace_bytes = static_cast<size_t>(p->out.c);
+        done = true;
+        break;
+      }
+      case OpKind::kReshape:
+        if (live.last_use[op.inputs[0]] == static_cast<int>(i) && !is_graph_output(op.inputs[0]) &&
+            std::find(g.inputs.begin(), g.inputs.end(), op.inputs[0]) == g.inputs.end()) {
+          layer.kernel = RingKernel::kAlias;
+          layer.inputs = {op.inputs[0]};
+          done = true;
+        }
+        break;
+      case OpKind::kQuantize:
+        if (g.tensors[op.inputs[0]].type == ElementType::kFloat32) {
+          p->scale = g.tensors[op.outputs[0]].quantization.scale();
+          p->zero_point = g.tensors[op.outputs[0]].quantization.zero_point();
+          layer.kernel = RingKernel::kQuantize;
+          done = true;
+        }
+        break;
+      default:
+        break;
+    }
+    if (!done) {
+      if (folded) return Status(StatusCode::kInternal, "a folded PAD must precede a conv layer");
+      if (layer.inputs.size() != 1)
+        return unsupported_error(g.source, g.op_place(i), "operators without a segment kernel need exactly one activation input");
+      layer.kernel = RingKernel::kStaged;
+      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs[0]));
+      layer.workspace_bytes = static_cast<size_t>(p->in_bytes) + static_cast<size_t>(p->out_bytes);
+    }
+    layer.params = std::move(p);
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const RingPlanOptions& options) {
+  RingPlan plan;
+  const size_t n = g.tensors.size();
+  plan.base.assign(n, 0);
+  plan.placed.assign(n, false);
+  plan.first_layer.assign(n, -1);
+  plan.last_layer.assign(n, -1);
+  for (int t : g.inputs) {
+    plan.placed[t] = true;
+    plan.first_layer[t] = 0;
+  }
+  for (size_t l = 0; l < layers.size(); ++l) {
+    for (int t : layers[l].inputs) plan.last_layer[t] = static_cast<int>(l);
+    if (plan.first_layer[layers[l].output] < 0) plan.first_layer[layers[l].output] = static_cast<int>(l);
+  }
+  for (const RingLayer& layer : layers)  // written but never read: live while being written
+    plan.last_layer[layer.output] = std::max(plan.last_layer[layer.output], plan.first_layer[layer.output]);
+  const int last = static_cast<int>(layers.size()) - 1;
+  for (int t : g.outputs) plan.last_layer[t] = std::max(last, 0);
+  for (int t : g.inputs)
+    if (plan.last_layer[t] < 0) plan.last_layer[t] = 0;
+
+  auto bytes = [&](int t) { return static_cast<int64_t>(g.tensors[t].bytes()); };
+  for (size_t l = 0; l < layers.size(); ++l) {
+    RingLayer& layer = layers[l];
+    const int li = static_cast<int>(l);
+    PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
+    const RingDistances d = solve_distances(trace);
+    layer.distance[0] = d.input[0];
+    layer.distance[1] = d.input[1];
+    if (li == options.sabotage_layer) layer.distance[0] -= options.sabotage_bytes;
+    const int out = layer.output;
+    int64_t out_base = std::numeric_limits<int64_t>::max();
+    if (layer.kernel == RingKernel::kAlias) {
+      out_base = plan.base[layer.inputs[0]];
+    } else {
+      for (size_t k = 0; k < layer.inputs.size(); ++k) {
+        const int t = layer.inputs[k];
+        if (plan.last_layer[t] == li) out_base = std::min(out_base, plan.base[t] - layer.distance[k]);
+      }
+      for (size_t t = 0; t < n; ++t) {
+        if (!plan.placed[t] || static_cast<int>(t) == out) continue;
+        const bool live_now = plan.first_layer[t] <= li && plan.last_layer[t] >= li;
+        const bool dies_here_as_input = plan.last_layer[t] == li &&
+                                        std::find(layer.inputs.begin(), layer.inputs.end(), static_cast<int>(t)) !=
+                                            layer.inputs.end();
+        if (live_now && !dies_here_as_input) out_base = std::min(out_base, plan.base[t] - bytes(out));
+      }
+      if (out_base == std::numeric_limits<int64_t>::max()) out_base = -bytes(out);
+    }
+    plan.base[out] = out_base;
+    plan.placed[out] = true;
+    // Span of everything live while this layer runs.
+    int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+    for (size_t t = 0; t < n; ++t) {
+      if (!plan.placed[t] || plan.first_layer[t] > li || plan.last_layer[t] < li || bytes(static_cast<int>(t)) == 0) continue;
+      lo = std::min(lo, plan.base[t]);
+      hi = std::max(hi, plan.base[t] + bytes(static_cast<int>(t)));
+    }
+    plan.span_per_layer.push_back(hi > lo ? static_cast<size_t>(hi - lo) : 0);
+    plan.ring_bytes = std::max(plan.ring_bytes, plan.span_per_layer.back());
+    plan.workspace_bytes = std::max(plan.workspace_bytes, layer.workspace_bytes);
+  }
+  plan.ring_bytes = std::max<size_t>(plan.ring_bytes, 1);
+  plan.peak_bytes = plan.ring_bytes + plan.workspace_bytes;
+  plan.layers = std::move(layers);
+  return plan;
+}
+
+// Shadow state of the verifier: the tensor each ring byte holds.
+constexpr int32_t kUnwritten = -1;
+constexpr int32_t kDead = -2;
+
+struct Shadow {
+  const Graph* graph = nullptr;
+  const RingPlan* plan = nullptr;
+  std::vector<int32_t> owner;
+  int layer = 0;
+  int operand_tensor[3] = {-1, -1, -1};
+  int32_t bases[3] = {0, 0, 0};
+  Status failure;
+  size_t reads = 0, writes = 0;
+
+  std::string tensor_name(int32_t t) const {
+    if (t == kUnwritten) return "nothing (never written)";
+    if (t == kDead) return "a dead tensor";
+    return "'" + graph->tensors[t].name + "'";
+  }
+};
+
+void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
+  Shadow& s = *static_cast<Shadow*>(ctx);
+  const int32_t cap = static_cast<int32_t>(s.owner.size());
+  const int tensor = s.operand_tensor[operand];
+  for (int32_t j = 0; j < length; ++j) {
+    int32_t pos = s.bases[operand] + offset + j;
+    while (pos >= cap) pos -= cap;
+    if (is_write) {
+      s.owner[pos] = tensor;
+      ++s.writes;
+    } else {
+      ++s.reads;
+      if (s.owner[pos] != tensor && s.failure.ok()) {
+        const RingLayer& l = s.plan->layers[s.layer];
+        s.failure = Status(StatusCode::kInternal,
+                           s.graph->source + ": layer " + std::to_string(s.layer) + " (" +
+                               s.graph->op_place(static_cast<size_t>(l.ops.back())) + ") reads byte " +
+                               std::to_string(offset + j) + " of '" + s.graph->tensors[tensor].name +
+                               "' at ring offset " + std::to_string(pos) + ", which holds " + s.tensor_name(s.owner[pos]) +
+                               ": the plan overwrote it before its last read");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+struct RingModel::Impl {
+  Graph graph;
+  std::unique_ptr<Executor> reference;
+  std::vector<int8_t> ring;
+  std::vector<int8_t> workspace;
+};
+
+RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
+RingModel::RingModel(RingModel&&) noexcept = default;
+RingModel& RingModel::operator=(RingModel&&) noexcept = default;
+RingModel::~RingModel() = default;
+
+const Graph& RingModel::graph() const { return impl_->graph; }
+
+Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
+  RingModel m;
+  PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
+  m.impl_->reference = std::make_unique<Executor>(std::move(reference));
+  m.impl_->graph = std::move(graph);
+  const Graph& g = m.impl_->graph;
+  for (const Tensor& t : g.tensors)
+    if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
+      return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
+  PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
+  PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, std::move(layers), options));
+  m.impl_->ring.assign(m.plan_.ring_bytes, 0);
+  return m;
+}
+
+Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, bool shadow_on, RingVerifyReport* report) {
+  const Graph& g = impl_->graph;
+  const int in_t = g.inputs[0];
+  if (input.size() != g.tensors[in_t].bytes())
+    return input_error("input", "size", std::to_string(g.tensors[in_t].bytes()) + " bytes (tensor '" + g.tensors[in_t].name + "')",
+                       std::to_string(input.size()) + " bytes");
+  std::vector<int8_t>& ring = impl_->ring;
+  std::fill(ring.begin(), ring.end(), 0);
+  vmcu_ring r{ring.data(), static_cast<int32_t>(ring.size()), nullptr, nullptr};
+  Shadow shadow;
+  if (shadow_on) {
+    shadow.graph = &g;
+    shadow.plan = &plan_;
+    shadow.owner.assign(ring.size(), kUnwritten);
+    r.trace = shadow_access;
+    r.trace_ctx = &shadow;
+  }
+  const int32_t in_base = plan_.ring_offset(in_t);
+  vmcu_ring_write(&r, in_base, 0, static_cast<int32_t>(input.size()), reinterpret_cast<const int8_t*>(input.data()));
+  if (shadow_on)
+    for (size_t j = 0; j < input.size(); ++j) shadow.owner[(static_cast<size_t>(in_base) + j) % ring.size()] = in_t;
+  for (size_t l = 0; l < plan_.layers.size(); ++l) {
+    const RingLayer& layer = plan_.layers[l];
+    int32_t bases[3] = {plan_.ring_offset(layer.output), 0, 0};
+    for (size_t k = 0; k < layer.inputs.size(); ++k) bases[k + 1] = plan_.ring_offset(layer.inputs[k]);
+    if (shadow_on) {
+      shadow.layer = static_cast<int>(l);
+      shadow.operand_tensor[0] = layer.output;
+      shadow.operand_tensor[1] = layer.inputs.empty() ? -1 : layer.inputs[0];
+      shadow.operand_tensor[2] = layer.inputs.size() < 2 ? -1 : layer.inputs[1];
+      std::copy(bases, bases + 3, shadow.bases);
+    }
+    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, r, bases, impl_->workspace));
+    if (!shadow_on) continue;
+    if (!shadow.failure.ok()) return shadow.failure;
+    const size_t cap = ring.size();
+    if (layer.kernel == RingKernel::kAlias) {
+      const int src = layer.inputs[0];
+      for (size_t j = 0; j < g.tensors[src].bytes(); ++j) {
+        int32_t& o = shadow.owner[(static_cast<size_t>(bases[1]) + j) % cap];
+        if (o != src)
+          return Status(StatusCode::kInternal, g.source + ": layer " + std::to_string(l) + " aliases '" + g.tensors[src].name +
+                                                   "' but its bytes were overwritten");
+        o = layer.output;
+      }
+    }
+    // Tensors read for the last time are dead from here on.
+    for (int t : layer.inputs) {
+      if (plan_.last_layer[t] != static_cast<int>(l) || layer.kernel == RingKernel::kAlias) continue;
+      if (std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end()) continue;
+      const int32_t b = plan_.ring_offset(t);
+      for (size_t j = 0; j < g.tensors[t].bytes(); ++j) {
+        int32_t& o = shadow.owner[(static_cast<size_t>(b) + j) % cap];
+        if (o == t) o = kDead;
+      }
+    }
+  }
+  const int out_t = g.outputs[0];
+  std::vector<uint8_t> out(g.tensors[out_t].bytes());
+  if (shadow_on) {
+    const int32_t b = plan_.ring_offset(out_t);
+    for (size_t j = 0; j < out.size(); ++j)
+      if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != out_t)
+        return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[out_t].name +
+                                                 "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+  }
+  vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()), reinterpret_cast<int8_t*>(out.data()));
+  if (report) {
+    report->ring_bytes = ring.size();
+    report->checked_reads = shadow.reads;
+    report->checked_writes = shadow.writes;
+  }
+  return out;
+}
+
+Result<std::vector<uint8_t>> RingModel::run(std::span<const uint8_t> input) { return execute(input, false, nullptr); }
+
+Result<RingVerifyReport> RingModel::verify(std::span<const uint8_t> input) {
+  RingVerifyReport report;
+  PERFMEM_ASSIGN_OR_RETURN(auto out, execute(input, true, &report));
+  PERFMEM_ASSIGN_OR_RETURN(auto expected, impl_->reference->run(input));
+  if (out != expected) {
+    size_t j = 0;
+    while (j < out.size() && out[j] == expected[j]) ++j;
+    return Status(StatusCode::kInternal, impl_->graph.source + ": ring output differs from the reference executor at byte " +
+                                             std::to_string(j));
+  }
+  report.bit_exact = true;
+  return report;
+}
+
+}  // namespace perfmem::vmcu
