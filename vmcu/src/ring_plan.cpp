@@ -82,10 +82,12 @@ vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
 
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
 Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, const int32_t bases[3],
-                 std::vector<int8_t>& workspace) {
+                 std::vector<int32_t>& workspace) {
   const RingLayerParams& p = *layer.params;
-  if (workspace.size() < std::max<size_t>(layer.workspace_bytes, 1)) workspace.resize(std::max<size_t>(layer.workspace_bytes, 1));
-  int8_t* stage = workspace.data();
+  // int32 storage: pooling keeps accumulators in the workspace.
+  const size_t words = layer.workspace_bytes / 4 + 1;
+  if (workspace.size() < words) workspace.resize(words);
+  int8_t* stage = reinterpret_cast<int8_t*>(workspace.data());
   const std::string place = g.op_place(static_cast<size_t>(layer.ops.back()));
   switch (layer.kernel) {
     case RingKernel::kConv:
@@ -108,12 +110,12 @@ Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, 
       vmcu_seg_add_s8(&p.add, &ring, bases[1], bases[2], p.out_bytes, bases[0]);
       return Status::Ok();
     case RingKernel::kAveragePool:
-      if (vmcu_seg_average_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+      if (vmcu_seg_average_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, workspace.data()) != 0)
         return input_error(g.source, place, "every pooling window to cover an input element");
       return Status::Ok();
     case RingKernel::kMaxPool:
-      if (vmcu_seg_max_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
-        return unsupported_error(g.source, place, "pooling windows larger than the segment kernels accept");
+      if (vmcu_seg_max_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, workspace.data()) != 0)
+        return Status(StatusCode::kInternal, place + ": max pooling failed");
       return Status::Ok();
     case RingKernel::kAlias:
       return Status::Ok();  // the output is the input's storage
@@ -159,7 +161,7 @@ Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& lay
   std::vector<RingAccess> trace;
   vmcu_ring ring{scratch.data(), static_cast<int32_t>(scratch.size()), record_access, &trace};
   const int32_t bases[3] = {static_cast<int32_t>(in0 + in1), 0, static_cast<int32_t>(in0)};
-  std::vector<int8_t> workspace;
+  std::vector<int32_t> workspace;
   PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, ring, bases, workspace));
   return trace;
 }
@@ -343,7 +345,6 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
       case OpKind::kAveragePool2D:
       case OpKind::kMaxPool2D: {
         const Tensor& in = g.tensors[op.inputs[0]];
-        if (o.filter_h * o.filter_w > VMCU_SEG_MAX_TAPS) break;
         const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
         const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
         p->pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
@@ -354,7 +355,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
         p->in = to_shape4(in.shape);
         p->out = to_shape4(out.shape);
         layer.kernel = op.kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
-        layer.workspace_bytes = static_cast<size_t>(p->out.c);
+        layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pool_workspace_bytes(p->out.c));
         done = true;
         break;
       }
@@ -512,7 +513,7 @@ struct RingModel::Impl {
   Graph graph;
   std::unique_ptr<Executor> reference;
   std::vector<int8_t> ring;
-  std::vector<int8_t> workspace;
+  std::vector<int32_t> workspace;
 };
 
 RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}

@@ -302,51 +302,58 @@ void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_bas
   }
 }
 
+/* Pooling walks the window tap by tap (one ring position per tap, split at most once) and
+ * accumulates every channel of the pixel in `acc`, so any window size works without a tap table. */
 static int pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                   vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage,
+                   vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* acc, int8_t* stage,
                    int average) {
-  conv_tap taps[VMCU_SEG_MAX_TAPS];
-  tap_cursor cur[VMCU_SEG_MAX_TAPS];
-  if (p->filter_h * p->filter_w > VMCU_SEG_MAX_TAPS) return -1;
+  const int32_t channels = os.c;
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * p->stride_h - p->pad_h;
+      const int32_t ky0 = vmcu_max_i32(0, -y0), ky1 = vmcu_min_i32(p->filter_h, is.h - y0);
       for (int32_t ox = 0; ox < os.w; ++ox) {
         const int32_t x0 = ox * p->stride_w - p->pad_w;
-        const int32_t nt =
-            collect_taps(r, in_base, is, b, y0, x0, p->filter_h, p->filter_w, 1, 1, 0, taps);
-        if (average && nt == 0) return -1;
-        int32_t c = 0;
-        while (c < os.c) {
-          const int32_t end = next_chunk_end(taps, nt, c, os.c, cur);
-          for (; c < end; ++c) {
+        const int32_t kx0 = vmcu_max_i32(0, -x0), kx1 = vmcu_min_i32(p->filter_w, is.w - x0);
+        const int32_t count = (ky1 - ky0) * (kx1 - kx0);
+        if (average && (ky1 <= ky0 || kx1 <= kx0)) return -1;
+        for (int32_t c = 0; c < channels; ++c) acc[c] = average ? 0 : -128;
+        for (int32_t ky = ky0; ky < ky1; ++ky) {
+          for (int32_t kx = kx0; kx < kx1; ++kx) {
+            const int32_t rel = idx4(is, b, y0 + ky, x0 + kx, 0);
+            VMCU_TRACE(r, VMCU_SEG_IN0, rel, channels, 0);
+            const ring_span s = span_at(r, in_base, rel, channels);
             if (average) {
-              int32_t acc = 0;
-              for (int32_t t = 0; t < nt; ++t) acc += cur[t].ptr[c - cur[t].shift];
-              acc = acc > 0 ? (acc + nt / 2) / nt : (acc - nt / 2) / nt;
-              stage[c] = vmcu_clamp_s8(acc, p->act_min, p->act_max);
+              for (int32_t c = 0; c < s.head; ++c) acc[c] += s.a[c];
+              for (int32_t c = s.head; c < channels; ++c) acc[c] += s.b[c - s.head];
             } else {
-              int32_t best = -128;
-              for (int32_t t = 0; t < nt; ++t) best = vmcu_max_i32(best, cur[t].ptr[c - cur[t].shift]);
-              stage[c] = vmcu_clamp_s8(best, p->act_min, p->act_max);
+              for (int32_t c = 0; c < s.head; ++c) acc[c] = vmcu_max_i32(acc[c], s.a[c]);
+              for (int32_t c = s.head; c < channels; ++c) acc[c] = vmcu_max_i32(acc[c], s.b[c - s.head]);
             }
           }
         }
-        store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
+        for (int32_t c = 0; c < channels; ++c) {
+          int32_t v = acc[c];
+          if (average) v = v > 0 ? (v + count / 2) / count : (v - count / 2) / count;
+          stage[c] = vmcu_clamp_s8(v, p->act_min, p->act_max);
+        }
+        store_pixel(r, out_base, idx4(os, b, oy, ox, 0), channels, stage);
       }
     }
   }
   return 0;
 }
 
+int32_t vmcu_seg_pool_workspace_bytes(int32_t channels) { return channels * 5; }
+
 int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                             vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
-  return pool_s8(p, r, in_base, is, out_base, os, stage, 1);
+                             vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
+  return pool_s8(p, r, in_base, is, out_base, os, workspace, (int8_t*)(workspace + os.c), 1);
 }
 
 int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                         vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
-  return pool_s8(p, r, in_base, is, out_base, os, stage, 0);
+                         vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
+  return pool_s8(p, r, in_base, is, out_base, os, workspace, (int8_t*)(workspace + os.c), 0);
 }
 
 void vmcu_seg_copy(const vmcu_ring* r, int32_t in_base, int32_t size, int32_t out_base) {

@@ -93,14 +93,16 @@ void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, in
 void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base,
                      int32_t size, int32_t out_base);
 
-/* AVERAGE_POOL_2D / MAX_POOL_2D. stage: out_shape.c bytes. Return 0, or -1 for an empty window
- * (average) or too many taps. */
+/* AVERAGE_POOL_2D / MAX_POOL_2D, any window size. workspace: vmcu_seg_pool_workspace_bytes
+ * (an int32 accumulator and a staged output byte per channel), int32-aligned. Average returns -1
+ * when a window holds no input element (as the reference), else 0. */
+int32_t vmcu_seg_pool_workspace_bytes(int32_t channels);
 int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
                              vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape,
-                             int8_t* stage);
+                             int32_t* workspace);
 int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
                          vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape,
-                         int8_t* stage);
+                         int32_t* workspace);
 
 /* Byte-for-byte copy (RESHAPE when the output is not laid over its input). Steps are bytes in
  * ascending order, so an output at or below its input (in ring order) is safe. */

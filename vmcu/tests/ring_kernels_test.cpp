@@ -1,0 +1,316 @@
+// Segment kernels against their reference twins (bit for bit, tensors wrapping around the ring),
+// and the offset solver against the closed forms of the brief.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "perfmem/vmcu/quantization.h"
+#include "perfmem/vmcu/ring_plan.h"
+#include "vmcu/kernels.h"
+#include "vmcu/segment_kernels.h"
+
+namespace {
+namespace vm = perfmem::vmcu;
+
+std::vector<int8_t> random_s8(size_t n, std::mt19937& rng, int lo = -128, int hi = 127) {
+  std::uniform_int_distribution<int> u(lo, hi);
+  std::vector<int8_t> v(n);
+  for (auto& x : v) x = static_cast<int8_t>(u(rng));
+  return v;
+}
+
+std::vector<int32_t> random_i32(size_t n, std::mt19937& rng, int lo, int hi) {
+  std::uniform_int_distribution<int> u(lo, hi);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// A ring with the input at a random base and the output right after it, both free to wrap.
+struct RingFixture {
+  std::vector<int8_t> pool;
+  vmcu_ring ring{};
+  int32_t in_base = 0, in2_base = 0, out_base = 0;
+  std::vector<vm::RingAccess> trace;
+
+  RingFixture(const std::vector<int8_t>& in, size_t out_bytes, std::mt19937& rng, const std::vector<int8_t>* in2 = nullptr) {
+    const size_t in2_bytes = in2 ? in2->size() : 0;
+    const size_t cap = in.size() + in2_bytes + out_bytes + std::uniform_int_distribution<size_t>(0, 7)(rng);
+    pool = random_s8(cap, rng);  // garbage everywhere the kernel must not read
+    ring = {pool.data(), static_cast<int32_t>(cap), nullptr, nullptr};
+    in_base = std::uniform_int_distribution<int32_t>(0, static_cast<int32_t>(cap) - 1)(rng);
+    in2_base = static_cast<int32_t>((in_base + in.size()) % cap);
+    out_base = static_cast<int32_t>((in2_base + in2_bytes) % cap);
+    vmcu_ring_write(&ring, in_base, 0, static_cast<int32_t>(in.size()), in.data());
+    if (in2) vmcu_ring_write(&ring, in2_base, 0, static_cast<int32_t>(in2->size()), in2->data());
+  }
+  std::vector<int8_t> output(size_t bytes) const {
+    std::vector<int8_t> out(bytes);
+    vmcu_ring_read(&ring, out_base, 0, static_cast<int32_t>(bytes), out.data());
+    return out;
+  }
+};
+
+struct ConvCase {
+  int h, w, cin, cout, k, stride, dilation;
+  bool same;
+  int depth_multiplier;  // depthwise only
+};
+
+std::string name(const ConvCase& c) {
+  return std::to_string(c.h) + "x" + std::to_string(c.w) + "x" + std::to_string(c.cin) + "->" + std::to_string(c.cout) +
+         " k" + std::to_string(c.k) + " s" + std::to_string(c.stride) + " d" + std::to_string(c.dilation) +
+         (c.same ? " same" : " valid");
+}
+
+struct ConvSetup {
+  vmcu_conv_params p{};
+  std::vector<int32_t> mult, shift, bias;
+  std::vector<int8_t> in, filter;
+  vmcu_shape4 is{}, fs{}, os{};
+};
+
+ConvSetup make_conv(const ConvCase& c, bool depthwise, std::mt19937& rng) {
+  ConvSetup s;
+  const int out_c = depthwise ? c.cin * c.depth_multiplier : c.cout;
+  const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, c.dilation);
+  const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, c.dilation);
+  s.is = {1, c.h, c.w, c.cin};
+  s.fs = depthwise ? vmcu_shape4{1, c.k, c.k, out_c} : vmcu_shape4{out_c, c.k, c.k, c.cin};
+  s.os = {1, ph.out, pw.out, out_c};
+  s.in = random_s8(static_cast<size_t>(vmcu_shape4_size(s.is)), rng);
+  s.filter = random_s8(static_cast<size_t>(vmcu_shape4_size(s.fs)), rng, -127, 127);
+  s.bias = random_i32(out_c, rng, -5000, 5000);
+  s.mult = random_i32(out_c, rng, 1 << 30, INT32_MAX);
+  s.shift = random_i32(out_c, rng, -10, -4);
+  s.p.stride_h = s.p.stride_w = c.stride;
+  s.p.dilation_h = s.p.dilation_w = c.dilation;
+  s.p.pad_h = ph.pad_before;
+  s.p.pad_w = pw.pad_before;
+  s.p.depth_multiplier = depthwise ? c.depth_multiplier : 1;
+  s.p.input_offset = std::uniform_int_distribution<int>(-127, 128)(rng);
+  s.p.output_offset = std::uniform_int_distribution<int>(-128, 127)(rng);
+  s.p.act_min = std::uniform_int_distribution<int>(-128, -20)(rng);
+  s.p.act_max = std::uniform_int_distribution<int>(20, 127)(rng);
+  s.p.output_multiplier = s.mult.data();
+  s.p.output_shift = s.shift.data();
+  return s;
+}
+
+const std::vector<ConvCase> kConvCases = {
+    {5, 5, 3, 3, 3, 1, 1, true, 1},   {7, 6, 4, 9, 3, 1, 1, true, 1},  {7, 6, 9, 4, 3, 1, 1, true, 2},
+    {9, 9, 5, 5, 3, 2, 1, true, 1},   {10, 8, 8, 16, 3, 2, 1, true, 1}, {11, 11, 3, 6, 5, 2, 1, false, 3},
+    {6, 6, 4, 4, 1, 1, 1, false, 1},  {3, 3, 8, 4, 5, 1, 1, true, 1},   {2, 3, 6, 2, 7, 2, 1, true, 1},
+    {8, 8, 3, 5, 3, 1, 2, true, 1},   {13, 5, 7, 3, 3, 3, 1, false, 1}, {4, 4, 16, 16, 4, 2, 1, true, 1},
+};
+
+TEST(RingKernels, ConvIsBitExactWithTheReference) {
+  std::mt19937 rng(11);
+  for (const ConvCase& c : kConvCases) {
+    for (int trial = 0; trial < 3; ++trial) {
+      ConvSetup s = make_conv(c, false, rng);
+      const size_t out_bytes = static_cast<size_t>(vmcu_shape4_size(s.os));
+      std::vector<int8_t> expected(out_bytes);
+      vmcu_conv2d_s8(&s.p, s.is, s.in.data(), s.fs, s.filter.data(), s.bias.data(), s.os, expected.data());
+      RingFixture f(s.in, out_bytes, rng);
+      std::vector<int8_t> stage(static_cast<size_t>(s.os.c));
+      ASSERT_EQ(vmcu_seg_conv2d_s8(&s.p, &f.ring, f.in_base, s.is, s.fs, s.filter.data(), s.bias.data(), f.out_base,
+                                   s.os, stage.data()),
+                0);
+      EXPECT_EQ(f.output(out_bytes), expected) << name(c) << " in_base " << f.in_base << " cap " << f.ring.cap;
+    }
+  }
+}
+
+TEST(RingKernels, DepthwiseIsBitExactWithTheReference) {
+  std::mt19937 rng(12);
+  for (const ConvCase& c : kConvCases) {
+    for (int trial = 0; trial < 3; ++trial) {
+      ConvSetup s = make_conv(c, true, rng);
+      const size_t out_bytes = static_cast<size_t>(vmcu_shape4_size(s.os));
+      std::vector<int8_t> expected(out_bytes);
+      vmcu_depthwise_conv2d_s8(&s.p, s.is, s.in.data(), s.fs, s.filter.data(), s.bias.data(), s.os, expected.data());
+      RingFixture f(s.in, out_bytes, rng);
+      std::vector<int8_t> stage(static_cast<size_t>(s.os.c));
+      ASSERT_EQ(vmcu_seg_depthwise_conv2d_s8(&s.p, &f.ring, f.in_base, s.is, s.fs, s.filter.data(), s.bias.data(),
+                                             f.out_base, s.os, stage.data()),
+                0);
+      EXPECT_EQ(f.output(out_bytes), expected) << name(c) << " x" << c.depth_multiplier;
+    }
+  }
+}
+
+TEST(RingKernels, PointwiseIsBitExactWithTheReference) {
+  std::mt19937 rng(13);
+  for (auto [h, w, cin, cout] : std::vector<std::array<int, 4>>{{5, 7, 3, 8}, {4, 4, 16, 16}, {3, 9, 24, 5}, {1, 1, 1, 1}, {6, 2, 7, 7}}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      ConvSetup s = make_conv({h, w, cin, cout, 1, 1, 1, false, 1}, false, rng);
+      const size_t out_bytes = static_cast<size_t>(vmcu_shape4_size(s.os));
+      std::vector<int8_t> expected(out_bytes);
+      vmcu_conv2d_s8(&s.p, s.is, s.in.data(), s.fs, s.filter.data(), s.bias.data(), s.os, expected.data());
+      RingFixture f(s.in, out_bytes, rng);
+      std::vector<int8_t> stage(static_cast<size_t>(vmcu_seg_pointwise_stage_bytes(cin, cout)));
+      vmcu_seg_pointwise_conv_s8(&s.p, &f.ring, f.in_base, s.is, s.filter.data(), s.bias.data(), f.out_base, s.os,
+                                 stage.data());
+      EXPECT_EQ(f.output(out_bytes), expected) << h << "x" << w << "x" << cin << "->" << cout;
+    }
+  }
+}
+
+TEST(RingKernels, FullyConnectedIsBitExactWithTheReference) {
+  std::mt19937 rng(14);
+  for (auto [batches, in_depth, out_depth] : std::vector<std::array<int, 3>>{{1, 640, 128}, {1, 8, 128}, {3, 5, 7}, {2, 17, 1}, {4, 1, 9}}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      vmcu_fc_params p{std::uniform_int_distribution<int>(-127, 128)(rng), std::uniform_int_distribution<int>(-3, 3)(rng),
+                       std::uniform_int_distribution<int>(-128, 127)(rng), std::uniform_int_distribution<int>(1 << 30, INT32_MAX)(rng),
+                       -9, -128, 127};
+      auto in = random_s8(static_cast<size_t>(batches * in_depth), rng);
+      auto weights = random_s8(static_cast<size_t>(in_depth * out_depth), rng, -127, 127);
+      auto bias = random_i32(out_depth, rng, -3000, 3000);
+      const size_t out_bytes = static_cast<size_t>(batches * out_depth);
+      std::vector<int8_t> expected(out_bytes);
+      vmcu_fully_connected_s8(&p, batches, in_depth, out_depth, in.data(), weights.data(), bias.data(), expected.data());
+      RingFixture f(in, out_bytes, rng);
+      vmcu_seg_fully_connected_s8(&p, &f.ring, f.in_base, batches, in_depth, out_depth, weights.data(), bias.data(), f.out_base);
+      EXPECT_EQ(f.output(out_bytes), expected) << batches << "x" << in_depth << "->" << out_depth;
+    }
+  }
+}
+
+TEST(RingKernels, AddIsBitExactWithTheReference) {
+  std::mt19937 rng(15);
+  for (int size : {1, 7, 64, 1000, 6400}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      const vmcu_add_params p = vm::add_params(0.05f + 0.01f * trial, 3, 0.07f, -5, 0.09f, 1, vm::Activation::kRelu);
+      auto a = random_s8(static_cast<size_t>(size), rng);
+      auto b = random_s8(static_cast<size_t>(size), rng);
+      std::vector<int8_t> expected(a.size());
+      vmcu_add_s8(&p, size, a.data(), b.data(), expected.data());
+      RingFixture f(a, a.size(), rng, &b);
+      vmcu_seg_add_s8(&p, &f.ring, f.in_base, f.in2_base, size, f.out_base);
+      EXPECT_EQ(f.output(a.size()), expected) << size;
+      // In place over either input (distance 0).
+      RingFixture g(a, 0, rng, &b);
+      vmcu_seg_add_s8(&p, &g.ring, g.in_base, g.in2_base, size, g.in_base);
+      std::vector<int8_t> in_place(a.size());
+      vmcu_ring_read(&g.ring, g.in_base, 0, size, in_place.data());
+      EXPECT_EQ(in_place, expected) << size << " in place";
+    }
+  }
+}
+
+TEST(RingKernels, PoolingIsBitExactWithTheReference) {
+  std::mt19937 rng(16);
+  struct PoolCase { int h, w, c, k, stride; bool same; };
+  for (const PoolCase& c : std::vector<PoolCase>{{8, 8, 4, 2, 2, false}, {7, 5, 3, 3, 2, true}, {25, 5, 64, 0, 1, false},
+                                                  {3, 3, 9, 5, 1, true}, {6, 6, 1, 3, 3, false}}) {
+    const int kh = c.k == 0 ? c.h : c.k, kw = c.k == 0 ? c.w : c.k;  // 0: global window
+    const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, kh, c.stride, 1);
+    const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, kw, c.stride, 1);
+    const vmcu_shape4 is{1, c.h, c.w, c.c}, os{1, ph.out, pw.out, c.c};
+    vmcu_pool_params p{c.stride, c.stride, kh, kw, ph.pad_before, pw.pad_before, -100, 120};
+    auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+    const size_t out_bytes = static_cast<size_t>(vmcu_shape4_size(os));
+    std::vector<int32_t> workspace(static_cast<size_t>(vmcu_seg_pool_workspace_bytes(c.c)) / 4 + 1);
+    for (int average = 0; average < 2; ++average) {
+      std::vector<int8_t> expected(out_bytes);
+      if (average)
+        ASSERT_EQ(vmcu_average_pool_s8(&p, is, in.data(), os, expected.data()), 0);
+      else
+        vmcu_max_pool_s8(&p, is, in.data(), os, expected.data());
+      RingFixture f(in, out_bytes, rng);
+      if (average)
+        ASSERT_EQ(vmcu_seg_average_pool_s8(&p, &f.ring, f.in_base, is, f.out_base, os, workspace.data()), 0);
+      else
+        ASSERT_EQ(vmcu_seg_max_pool_s8(&p, &f.ring, f.in_base, is, f.out_base, os, workspace.data()), 0);
+      EXPECT_EQ(f.output(out_bytes), expected) << c.h << "x" << c.w << " k" << kh << " average " << average;
+    }
+  }
+}
+
+// ---- the offset solver: trace a kernel, sweep the trace, compare with the closed forms ----
+
+void record(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
+  static_cast<std::vector<vm::RingAccess>*>(ctx)->push_back({operand, offset, length, is_write != 0});
+}
+
+int64_t fc_distance(int m, int k, int n) {
+  std::mt19937 rng(1);
+  std::vector<vm::RingAccess> trace;
+  std::vector<int8_t> pool(static_cast<size_t>(m * k + m * n));
+  vmcu_ring ring{pool.data(), static_cast<int32_t>(pool.size()), record, &trace};
+  vmcu_fc_params p{0, 0, 0, 1 << 30, 0, -128, 127};
+  auto w = random_s8(static_cast<size_t>(k * n), rng);
+  vmcu_seg_fully_connected_s8(&p, &ring, 0, m, k, n, w.data(), nullptr, m * k);
+  return vm::solve_distances(trace).input[0];
+}
+
+TEST(RingSolver, FullyConnectedMatchesTheClosedForm) {
+  // The paper's example: M=2, K=3, N=2 -> 7 segments instead of 10.
+  const int64_t d = fc_distance(2, 3, 2);
+  EXPECT_EQ(std::max<int64_t>(2 * 3 + d, 2 * 2), 7);
+  for (int m : {1, 2, 3, 5})
+    for (int k : {1, 2, 3, 8, 13})
+      for (int n : {1, 2, 5, 8, 11}) {
+        const int64_t footprint = std::max<int64_t>(int64_t{m} * k + fc_distance(m, k, n), int64_t{m} * n);
+        EXPECT_EQ(footprint, std::max(m * n, m * k) + std::min(n, k) - 1) << "M=" << m << " K=" << k << " N=" << n;
+      }
+}
+
+int64_t conv_distance(const ConvCase& c, bool depthwise) {
+  std::mt19937 rng(2);
+  ConvSetup s = make_conv(c, depthwise, rng);
+  const size_t in_bytes = s.in.size(), out_bytes = static_cast<size_t>(vmcu_shape4_size(s.os));
+  std::vector<vm::RingAccess> trace;
+  std::vector<int8_t> pool(in_bytes + out_bytes);
+  vmcu_ring ring{pool.data(), static_cast<int32_t>(pool.size()), record, &trace};
+  std::vector<int8_t> stage(static_cast<size_t>(std::max(s.os.c, s.is.c)));
+  const bool pointwise = !depthwise && c.k == 1 && c.stride == 1;
+  if (depthwise)
+    vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, 0, s.is, s.fs, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes), s.os,
+                                 stage.data());
+  else if (pointwise)
+    vmcu_seg_pointwise_conv_s8(&s.p, &ring, 0, s.is, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes), s.os,
+                               stage.data());
+  else
+    vmcu_seg_conv2d_s8(&s.p, &ring, 0, s.is, s.fs, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes), s.os,
+                       stage.data());
+  return vm::solve_distances(trace).input[0];
+}
+
+TEST(RingSolver, PointwiseNeedsExactlyTheLargerTensor) {
+  // The nine pointwise shapes of the paper (H/W, C_in, C_out).
+  for (auto [hw, cin, cout] : std::vector<std::array<int, 3>>{{80, 16, 16}, {56, 32, 32}, {28, 64, 64}, {80, 16, 8}, {40, 32, 16},
+                                                              {20, 48, 24}, {24, 16, 32}, {12, 32, 64}, {6, 64, 128}}) {
+    const int64_t in = int64_t{hw} * hw * cin, out = int64_t{hw} * hw * cout;
+    const int64_t d = conv_distance({hw, hw, cin, cout, 1, 1, 1, false, 1}, false);
+    EXPECT_EQ(std::max(in + d, out), std::max(in, out)) << hw << "," << cin << "," << cout;
+  }
+}
+
+TEST(RingSolver, SamePadded3x3ConvNeedsTheHaloBehindThePixel) {
+  for (auto [h, w, c] : std::vector<std::array<int, 3>>{{5, 5, 3}, {8, 6, 4}, {10, 10, 16}, {7, 13, 5}}) {
+    EXPECT_EQ(conv_distance({h, w, c, c, 3, 1, 1, true, 1}, false), int64_t{w + 1} * c) << h << "x" << w << "x" << c;
+    EXPECT_EQ(conv_distance({h, w, c, c, 3, 1, 1, true, 1}, true), int64_t{w + 1} * c) << "depthwise " << h << "x" << w;
+  }
+}
+
+TEST(RingSolver, ValidAndStride2ConvsNeedNoExtraRoom) {
+  for (auto [h, w, c] : std::vector<std::array<int, 3>>{{6, 6, 3}, {9, 8, 4}, {10, 10, 16}}) {
+    EXPECT_EQ(conv_distance({h, w, c, c, 3, 1, 1, false, 1}, false), 0) << "valid " << h << "x" << w;
+    EXPECT_EQ(conv_distance({h, w, c, c, 3, 2, 1, true, 1}, false), 0) << "stride 2 " << h << "x" << w;
+  }
+}
+
+TEST(RingSolver, SweepSeesOnlyLaterReads) {
+  // Write [0,4) then read input from 2: distance 2. A read before the write does not count.
+  const std::vector<vm::RingAccess> trace = {{1, 0, 4, false}, {0, 0, 4, true}, {1, 2, 4, false}, {2, 10, 1, false}};
+  const auto d = vm::solve_distances(trace);
+  EXPECT_EQ(d.input[0], 2);
+  EXPECT_EQ(d.input[1], 0);  // input 1 read at 10 > write end 4: clamped at 0
+}
+
+}  // namespace
