@@ -9,6 +9,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/quantization.h"
 #include "vmcu/kernels.h"
+#include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
 
 namespace perfmem::vmcu {
@@ -27,6 +28,11 @@ struct RingLayerParams {
   int32_t zero_point = 0;
   int32_t in_bytes = 0, out_bytes = 0;
   mutable std::unique_ptr<Executor> staged;  // single-operator reference executor
+  // Fused layers: the parameters of their operators (kept alive for the pointers below).
+  std::vector<std::shared_ptr<const RingLayerParams>> parts;
+  vmcu_bottleneck_params bottleneck{};
+  vmcu_residual_block_params residual{};
+  int32_t mid_c = 0;
 };
 
 std::string_view ring_kernel_name(RingKernel kernel) {
@@ -41,6 +47,8 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kAlias: return "alias";
     case RingKernel::kQuantize: return "quantize";
     case RingKernel::kStaged: return "staged";
+    case RingKernel::kBottleneck: return "fused_bottleneck";
+    case RingKernel::kResidualBlock: return "fused_residual_block";
   }
   return "?";
 }
@@ -119,6 +127,14 @@ Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, 
       return Status::Ok();
     case RingKernel::kAlias:
       return Status::Ok();  // the output is the input's storage
+    case RingKernel::kBottleneck:
+      if (vmcu_seg_bottleneck_s8(&p.bottleneck, &ring, bases[1], p.in, p.mid_c, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
+    case RingKernel::kResidualBlock:
+      if (vmcu_seg_residual_block_s8(&p.residual, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
     case RingKernel::kQuantize: {
       // float32 -> int8, one element per step: read 4 bytes, write 1 (the output may cover the input).
       for (int32_t i = 0; i < p.out_bytes; ++i) {
@@ -392,6 +408,176 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
   return layers;
 }
 
+
+Status solve_layer(const Graph& g, RingLayer& layer) {
+  PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
+  const RingDistances d = solve_distances(trace);
+  layer.distance[0] = d.input[0];
+  layer.distance[1] = d.input[1];
+  return Status::Ok();
+}
+
+// A fused replacement for layers [first, last] of the unfused list.
+struct FusionCandidate {
+  size_t first = 0, last = 0;
+  RingLayer fused;
+};
+
+// Readers of each tensor (operator inputs).
+std::vector<int> reader_counts(const Graph& g) {
+  std::vector<int> readers(g.tensors.size(), 0);
+  for (const Operator& op : g.ops)
+    for (int t : op.inputs)
+      if (t >= 0) ++readers[t];
+  for (int t : g.outputs) ++readers[t];  // a graph output is read by the caller
+  return readers;
+}
+
+std::shared_ptr<const RingLayerParams> with_parts(std::shared_ptr<RingLayerParams> p,
+                                                  std::initializer_list<const RingLayer*> parts) {
+  for (const RingLayer* l : parts)
+    if (l) p->parts.push_back(l->params);
+  return p;
+}
+
+// The other operand of an ADD layer reading `t`, or -1.
+int add_partner(const RingLayer& add, int t) {
+  if (add.kernel != RingKernel::kAdd || add.inputs.size() != 2) return -1;
+  if (add.inputs[0] == t) return add.inputs[1];
+  if (add.inputs[1] == t) return add.inputs[0];
+  return -1;
+}
+
+// expand? -> depthwise -> project -> add? starting at layer j.
+bool match_bottleneck(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+                      FusionCandidate& c) {
+  size_t k = j;
+  const RingLayer* expand = nullptr;
+  if (L[k].kernel == RingKernel::kPointwise) expand = &L[k++];
+  if (k + 1 >= L.size() || L[k].kernel != RingKernel::kDepthwise || L[k + 1].kernel != RingKernel::kPointwise) return false;
+  const RingLayer& dw = L[k];
+  const RingLayer& project = L[k + 1];
+  const int x = expand ? expand->inputs[0] : dw.inputs[0];
+  if (expand && (dw.inputs[0] != expand->output || readers[expand->output] != 1)) return false;
+  // A folded PAD's input is the expand output; its own reader count was checked by the fold.
+  if (dw.params->conv.depth_multiplier != 1 || project.inputs[0] != dw.output || readers[dw.output] != 1) return false;
+  const RingLayer* add = nullptr;
+  if (k + 2 < L.size() && add_partner(L[k + 2], project.output) == x && readers[project.output] == 1 &&
+      g.tensors[x].shape == g.tensors[project.output].shape)
+    add = &L[k + 2];
+  if (!expand && !add && false) return false;
+  auto p = std::make_shared<RingLayerParams>();
+  const RingLayerParams& dwp = *dw.params;
+  const RingLayerParams& prp = *project.params;
+  vmcu_bottleneck_params& b = p->bottleneck;
+  b.has_expand = expand != nullptr;
+  if (expand) {
+    b.expand = expand->params->conv;
+    b.expand_filter = expand->params->weights;
+    b.expand_bias = expand->params->bias;
+  }
+  b.depthwise = dwp.conv;
+  b.dw_kh = dwp.filter.h;
+  b.dw_kw = dwp.filter.w;
+  b.dw_filter = dwp.weights;
+  b.dw_bias = dwp.bias;
+  b.project = prp.conv;
+  b.project_filter = prp.weights;
+  b.project_bias = prp.bias;
+  if (add) {
+    b.has_residual = 1;
+    b.residual_is_input1 = add->inputs[0] == x;
+    b.add = add->params->add;
+  }
+  p->in = to_shape4(g.tensors[x].shape);
+  p->mid_c = dwp.in.c;
+  p->out = prp.out;
+  p->in_bytes = static_cast<int32_t>(g.tensors[x].bytes());
+  c.first = j;
+  c.last = add ? k + 2 : k + 1;
+  c.fused.kernel = RingKernel::kBottleneck;
+  for (size_t l = c.first; l <= c.last; ++l) c.fused.ops.insert(c.fused.ops.end(), L[l].ops.begin(), L[l].ops.end());
+  c.fused.inputs = {x};
+  c.fused.output = add ? add->output : project.output;
+  p->out_bytes = static_cast<int32_t>(g.tensors[c.fused.output].bytes());
+  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(p->mid_c, p->out.c));
+  c.fused.params = with_parts(std::move(p), {expand, &dw, &project, add});
+  return true;
+}
+
+// conv1 -> conv2 -> add(shortcut) with the shortcut the block input or a 1x1 conv of it.
+bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+                          FusionCandidate& c) {
+  if (j + 2 >= L.size()) return false;
+  const RingLayer& conv1 = L[j];
+  const RingLayer& conv2 = L[j + 1];
+  auto is_conv = [](const RingLayer& l) { return l.kernel == RingKernel::kConv || l.kernel == RingKernel::kPointwise; };
+  if (!is_conv(conv1) || !is_conv(conv2) || conv1.ops.size() != 1 || conv2.ops.size() != 1) return false;
+  const int x = conv1.inputs[0];
+  if (conv2.inputs[0] != conv1.output || readers[conv1.output] != 1 || readers[conv2.output] != 1) return false;
+  const RingLayerParams& c2 = *conv2.params;
+  if (c2.conv.dilation_h != 1 || c2.conv.dilation_w != 1) return false;
+  const RingLayer* shortcut = nullptr;
+  size_t add_index = j + 2;
+  if (add_partner(L[add_index], conv2.output) != x) {
+    if (j + 3 >= L.size() || !is_conv(L[j + 2]) || L[j + 2].inputs[0] != x || L[j + 2].ops.size() != 1) return false;
+    const RingLayerParams& sp = *L[j + 2].params;
+    if (sp.filter.h != 1 || sp.filter.w != 1 || sp.conv.pad_h != 0 || sp.conv.pad_w != 0) return false;
+    shortcut = &L[j + 2];
+    add_index = j + 3;
+    if (readers[shortcut->output] != 1 || add_partner(L[add_index], conv2.output) != shortcut->output) return false;
+    if (g.tensors[shortcut->output].shape != g.tensors[conv2.output].shape) return false;
+  } else if (g.tensors[x].shape != g.tensors[conv2.output].shape) {
+    return false;
+  }
+  const RingLayer& add = L[add_index];
+  auto p = std::make_shared<RingLayerParams>();
+  vmcu_residual_block_params& r = p->residual;
+  const RingLayerParams& c1 = *conv1.params;
+  r.conv1 = c1.conv;
+  r.filter1_shape = c1.filter;
+  r.filter1 = c1.weights;
+  r.bias1 = c1.bias;
+  r.mid_shape = c1.out;
+  r.conv2 = c2.conv;
+  r.filter2_shape = c2.filter;
+  r.filter2 = c2.weights;
+  r.bias2 = c2.bias;
+  const int shortcut_tensor = shortcut ? shortcut->output : x;
+  if (shortcut) {
+    r.has_shortcut_conv = 1;
+    r.shortcut = shortcut->params->conv;
+    r.shortcut_filter = shortcut->params->weights;
+    r.shortcut_bias = shortcut->params->bias;
+  }
+  r.shortcut_is_input1 = add.inputs[0] == shortcut_tensor;
+  r.add = add.params->add;
+  p->in = c1.in;
+  p->out = c2.out;
+  p->in_bytes = static_cast<int32_t>(g.tensors[x].bytes());
+  p->out_bytes = static_cast<int32_t>(g.tensors[add.output].bytes());
+  c.first = j;
+  c.last = add_index;
+  c.fused.kernel = RingKernel::kResidualBlock;
+  for (size_t l = c.first; l <= c.last; ++l) c.fused.ops.insert(c.fused.ops.end(), L[l].ops.begin(), L[l].ops.end());
+  c.fused.inputs = {x};
+  c.fused.output = add.output;
+  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_residual_block_workspace_bytes(&r, p->out.c));
+  c.fused.params = with_parts(std::move(p), {&conv1, &conv2, shortcut, &add});
+  return true;
+}
+
+std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<RingLayer>& layers) {
+  const std::vector<int> readers = reader_counts(g);
+  std::vector<FusionCandidate> out;
+  for (size_t j = 0; j < layers.size(); ++j) {
+    FusionCandidate c;
+    if (match_bottleneck(g, layers, readers, j, c) || match_residual_block(g, layers, readers, j, c))
+      out.push_back(std::move(c));
+  }
+  return out;
+}
+
 Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const RingPlanOptions& options) {
   RingPlan plan;
   const size_t n = g.tensors.size();
@@ -418,10 +604,6 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
   for (size_t l = 0; l < layers.size(); ++l) {
     RingLayer& layer = layers[l];
     const int li = static_cast<int>(l);
-    PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
-    const RingDistances d = solve_distances(trace);
-    layer.distance[0] = d.input[0];
-    layer.distance[1] = d.input[1];
     if (li == options.sabotage_layer) layer.distance[0] -= options.sabotage_bytes;
     const int out = layer.output;
     int64_t out_base = std::numeric_limits<int64_t>::max();
@@ -533,7 +715,45 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
-  PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, std::move(layers), options));
+  for (RingLayer& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
+  std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
+  for (FusionCandidate& c : candidates) PERFMEM_RETURN_IF_ERROR(solve_layer(g, c.fused));
+  // Per block, fused or unfused, whichever needs less memory while the block's operators run
+  // (ring in use + workspace), then the lower whole-network peak; ties stay unfused (fused
+  // bottlenecks recompute their expansion).
+  std::vector<const FusionCandidate*> chosen;
+  auto compose = [&](const std::vector<const FusionCandidate*>& fused) {
+    std::vector<RingLayer> list;
+    size_t next = 0;
+    for (size_t j = 0; j < layers.size();) {
+      if (next < fused.size() && fused[next]->first == j) {
+        list.push_back(fused[next]->fused);
+        j = fused[next++]->last + 1;
+      } else {
+        list.push_back(layers[j++]);
+      }
+    }
+    return list;
+  };
+  auto cost = [&](const std::vector<const FusionCandidate*>& fused, const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
+    RingPlanOptions plain;
+    PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(fused), plain));
+    size_t local = 0;
+    for (size_t l = 0; l < plan.layers.size(); ++l)
+      for (int op : plan.layers[l].ops)
+        if (op >= block.fused.ops.front() && op <= block.fused.ops.back())
+          local = std::max(local, plan.span_per_layer[l] + plan.layers[l].workspace_bytes);
+    return std::make_pair(local, plan.peak_bytes);
+  };
+  for (const FusionCandidate& c : candidates) {
+    if (!chosen.empty() && chosen.back()->last >= c.first) continue;  // overlaps an accepted block
+    PERFMEM_ASSIGN_OR_RETURN(auto unfused_cost, cost(chosen, c));
+    auto with = chosen;
+    with.push_back(&c);
+    PERFMEM_ASSIGN_OR_RETURN(auto fused_cost, cost(with, c));
+    if (fused_cost < unfused_cost) chosen = std::move(with);
+  }
+  PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, compose(chosen), options));
   m.impl_->ring.assign(m.plan_.ring_bytes, 0);
   return m;
 }
@@ -627,6 +847,21 @@ Result<RingVerifyReport> RingModel::verify(std::span<const uint8_t> input) {
   }
   report.bit_exact = true;
   return report;
+}
+
+Result<Graph> with_int8_input(Graph graph) {
+  if (graph.inputs.size() != 1 || graph.ops.empty()) return graph;
+  const Operator& first = graph.ops.front();
+  const int in = graph.inputs[0];
+  if (first.kind != OpKind::kQuantize || first.inputs.empty() || first.inputs[0] != in ||
+      graph.tensors[in].type != ElementType::kFloat32)
+    return graph;
+  for (size_t i = 1; i < graph.ops.size(); ++i)
+    for (int t : graph.ops[i].inputs)
+      if (t == in) return graph;  // the float input is read again later: keep it
+  graph.inputs[0] = first.outputs[0];
+  graph.ops.erase(graph.ops.begin());
+  return graph;
 }
 
 }  // namespace perfmem::vmcu

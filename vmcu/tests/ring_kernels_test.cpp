@@ -10,6 +10,7 @@
 #include "perfmem/vmcu/quantization.h"
 #include "perfmem/vmcu/ring_plan.h"
 #include "vmcu/kernels.h"
+#include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
 
 namespace {
@@ -311,6 +312,157 @@ TEST(RingSolver, SweepSeesOnlyLaterReads) {
   const auto d = vm::solve_distances(trace);
   EXPECT_EQ(d.input[0], 2);
   EXPECT_EQ(d.input[1], 0);  // input 1 read at 10 > write end 4: clamped at 0
+}
+
+
+// ---- fused blocks against the reference kernels run one after the other ----
+
+struct StageParams {
+  vmcu_conv_params p{};
+  std::vector<int32_t> mult, shift, bias;
+  std::vector<int8_t> filter;
+};
+
+StageParams random_stage(int out_c, size_t filter_size, std::mt19937& rng, int stride = 1, int pad = 0,
+                         int depth_multiplier = 1) {
+  StageParams s;
+  s.mult = random_i32(out_c, rng, 1 << 30, INT32_MAX);
+  s.shift = random_i32(out_c, rng, -9, -5);
+  s.bias = random_i32(out_c, rng, -3000, 3000);
+  s.filter = random_s8(filter_size, rng, -127, 127);
+  s.p.stride_h = s.p.stride_w = stride;
+  s.p.dilation_h = s.p.dilation_w = 1;
+  s.p.pad_h = s.p.pad_w = pad;
+  s.p.depth_multiplier = depth_multiplier;
+  s.p.input_offset = std::uniform_int_distribution<int>(-127, 128)(rng);
+  s.p.output_offset = std::uniform_int_distribution<int>(-128, 127)(rng);
+  s.p.act_min = -128;
+  s.p.act_max = std::uniform_int_distribution<int>(40, 127)(rng);
+  s.p.output_multiplier = s.mult.data();
+  s.p.output_shift = s.shift.data();
+  return s;
+}
+
+struct BottleneckCase {
+  int h, w, cin, cmid, cout, k, stride;
+  bool same, expand, residual;
+};
+
+TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
+  std::mt19937 rng(21);
+  for (const BottleneckCase& c : std::vector<BottleneckCase>{{10, 10, 8, 24, 8, 3, 1, true, true, true},
+                                                             {9, 7, 8, 24, 8, 5, 1, true, true, true},
+                                                             {11, 11, 8, 20, 12, 3, 2, true, true, false},
+                                                             {13, 9, 6, 18, 5, 7, 2, false, true, false},
+                                                             {6, 6, 16, 16, 8, 3, 1, true, false, false},
+                                                             {3, 3, 12, 36, 12, 7, 1, true, true, true}}) {
+    const int cmid = c.expand ? c.cmid : c.cin;
+    const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, 1);
+    const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, 1);
+    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, c.h, c.w, cmid}, ds{1, ph.out, pw.out, cmid}, os{1, ph.out, pw.out, c.cout};
+    StageParams e = random_stage(cmid, static_cast<size_t>(cmid * c.cin), rng);
+    StageParams d = random_stage(cmid, static_cast<size_t>(c.k * c.k * cmid), rng, c.stride);
+    d.p.pad_h = ph.pad_before;
+    d.p.pad_w = pw.pad_before;
+    StageParams pr = random_stage(c.cout, static_cast<size_t>(c.cout * cmid), rng);
+    if (c.expand) d.p.input_offset = -e.p.output_offset;  // the depthwise reads the expand output
+    pr.p.input_offset = -d.p.output_offset;
+    const vmcu_add_params add = vm::add_params(0.05f, -e.p.input_offset, 0.06f, pr.p.output_offset, 0.08f, 2, vm::Activation::kNone);
+    const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+    // Reference: layer by layer.
+    std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), dw(static_cast<size_t>(vmcu_shape4_size(ds))),
+        out(static_cast<size_t>(vmcu_shape4_size(os))), expected(out.size());
+    if (c.expand)
+      vmcu_conv2d_s8(&e.p, is, in.data(), {cmid, 1, 1, c.cin}, e.filter.data(), e.bias.data(), ms, mid.data());
+    else
+      mid.assign(in.begin(), in.end());
+    vmcu_depthwise_conv2d_s8(&d.p, ms, mid.data(), {1, c.k, c.k, cmid}, d.filter.data(), d.bias.data(), ds, dw.data());
+    vmcu_conv2d_s8(&pr.p, ds, dw.data(), {c.cout, 1, 1, cmid}, pr.filter.data(), pr.bias.data(), os, out.data());
+    if (c.residual)
+      vmcu_add_s8(&add, static_cast<int32_t>(out.size()), in.data(), out.data(), expected.data());
+    else
+      expected = out;
+    vmcu_bottleneck_params bp{};
+    bp.has_expand = c.expand;
+    bp.expand = e.p;
+    bp.expand_filter = e.filter.data();
+    bp.expand_bias = e.bias.data();
+    bp.depthwise = d.p;
+    bp.dw_kh = bp.dw_kw = c.k;
+    bp.dw_filter = d.filter.data();
+    bp.dw_bias = d.bias.data();
+    bp.project = pr.p;
+    bp.project_filter = pr.filter.data();
+    bp.project_bias = pr.bias.data();
+    bp.has_residual = c.residual;
+    bp.residual_is_input1 = 1;
+    bp.add = add;
+    RingFixture f(in, expected.size(), rng);
+    std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(cmid, c.cout)));
+    ASSERT_EQ(vmcu_seg_bottleneck_s8(&bp, &f.ring, f.in_base, is, cmid, f.out_base, os, ws.data()), 0);
+    EXPECT_EQ(f.output(expected.size()), expected) << c.h << "x" << c.w << " k" << c.k << " s" << c.stride;
+  }
+}
+
+struct ResidualCase {
+  int h, w, cin, c1, k1, stride, k2;
+  bool shortcut_conv;
+};
+
+TEST(RingFused, ResidualBlockIsBitExactWithTheLayerByLayerReference) {
+  std::mt19937 rng(22);
+  for (const ResidualCase& c : std::vector<ResidualCase>{{8, 8, 16, 16, 3, 1, 3, false},
+                                                         {9, 7, 8, 8, 3, 1, 5, false},
+                                                         {10, 10, 8, 16, 3, 2, 3, true},
+                                                         {11, 9, 4, 12, 5, 2, 3, true},
+                                                         {5, 5, 6, 6, 1, 1, 3, false}}) {
+    const auto ph = vm::compute_padding(vm::Padding::kSame, c.h, c.k1, c.stride, 1);
+    const auto pw = vm::compute_padding(vm::Padding::kSame, c.w, c.k1, c.stride, 1);
+    const auto ph2 = vm::compute_padding(vm::Padding::kSame, ph.out, c.k2, 1, 1);
+    const auto pw2 = vm::compute_padding(vm::Padding::kSame, pw.out, c.k2, 1, 1);
+    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, ph.out, pw.out, c.c1}, os{1, ph.out, pw.out, c.c1};
+    const vmcu_shape4 f1{c.c1, c.k1, c.k1, c.cin}, f2{c.c1, c.k2, c.k2, c.c1};
+    StageParams s1 = random_stage(c.c1, static_cast<size_t>(vmcu_shape4_size(f1)), rng, c.stride, 0);
+    s1.p.pad_h = ph.pad_before;
+    s1.p.pad_w = pw.pad_before;
+    StageParams s2 = random_stage(c.c1, static_cast<size_t>(vmcu_shape4_size(f2)), rng, 1, 0);
+    s2.p.pad_h = ph2.pad_before;
+    s2.p.pad_w = pw2.pad_before;
+    s2.p.input_offset = -s1.p.output_offset;
+    StageParams sc = random_stage(c.c1, static_cast<size_t>(c.c1 * c.cin), rng, c.stride, 0);
+    sc.p.input_offset = s1.p.input_offset;
+    const vmcu_add_params add = vm::add_params(0.07f, s2.p.output_offset, 0.05f, 3, 0.1f, -4, vm::Activation::kRelu);
+    const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+    std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), z(static_cast<size_t>(vmcu_shape4_size(os))),
+        shortcut(z.size()), expected(z.size());
+    vmcu_conv2d_s8(&s1.p, is, in.data(), f1, s1.filter.data(), s1.bias.data(), ms, mid.data());
+    vmcu_conv2d_s8(&s2.p, ms, mid.data(), f2, s2.filter.data(), s2.bias.data(), os, z.data());
+    if (c.shortcut_conv)
+      vmcu_conv2d_s8(&sc.p, is, in.data(), {c.c1, 1, 1, c.cin}, sc.filter.data(), sc.bias.data(), os, shortcut.data());
+    else
+      shortcut.assign(in.begin(), in.end());
+    vmcu_add_s8(&add, static_cast<int32_t>(z.size()), z.data(), shortcut.data(), expected.data());
+    vmcu_residual_block_params rp{};
+    rp.conv1 = s1.p;
+    rp.filter1_shape = f1;
+    rp.filter1 = s1.filter.data();
+    rp.bias1 = s1.bias.data();
+    rp.mid_shape = ms;
+    rp.conv2 = s2.p;
+    rp.filter2_shape = f2;
+    rp.filter2 = s2.filter.data();
+    rp.bias2 = s2.bias.data();
+    rp.has_shortcut_conv = c.shortcut_conv;
+    rp.shortcut = sc.p;
+    rp.shortcut_filter = sc.filter.data();
+    rp.shortcut_bias = sc.bias.data();
+    rp.shortcut_is_input1 = 0;
+    rp.add = add;
+    RingFixture f(in, expected.size(), rng);
+    std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_residual_block_workspace_bytes(&rp, c.c1)));
+    ASSERT_EQ(vmcu_seg_residual_block_s8(&rp, &f.ring, f.in_base, is, f.out_base, os, ws.data()), 0);
+    EXPECT_EQ(f.output(expected.size()), expected) << c.h << "x" << c.w << " k" << c.k1 << "/" << c.k2 << " s" << c.stride;
+  }
 }
 
 }  // namespace

@@ -111,6 +111,40 @@ TEST(RingPlan, VerifierCatchesADistanceShrunkByOneSegment) {
   }
 }
 
+TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
+  const vm::Graph g = built(R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})");
+  auto fused = vm::RingModel::create(g);
+  vm::RingPlanOptions no_fusion;
+  no_fusion.fuse = false;
+  auto plain = vm::RingModel::create(g, no_fusion);
+  ASSERT_TRUE(fused.ok() && plain.ok());
+  ASSERT_EQ(fused->plan().layers.size(), 1u);
+  EXPECT_EQ(fused->plan().layers[0].kernel, vm::RingKernel::kBottleneck);
+  EXPECT_LT(fused->plan().peak_bytes, plain->plan().peak_bytes);
+  // The MCUNet-VWW S1 block: the paper's vMCU needs 13.9 KB.
+  EXPECT_LE(fused->plan().peak_bytes, 13900u);
+  const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], 9);
+  ASSERT_TRUE(fused->verify(input).ok());
+  ASSERT_TRUE(plain->verify(input).ok());
+  // The fused block's own distance shrunk by one segment (16 bytes) must be caught.
+  ASSERT_GT(fused->plan().layers[0].distance[0], 0);
+  vm::RingPlanOptions sabotage;
+  sabotage.sabotage_layer = 0;
+  sabotage.sabotage_bytes = 16;
+  auto bad = vm::RingModel::create(g, sabotage);
+  ASSERT_TRUE(bad.ok());
+  auto report = bad->verify(input);
+  ASSERT_FALSE(report.ok());
+  EXPECT_NE(report.status().message().find("overwrote"), std::string::npos) << report.status().to_string();
+}
+
+TEST(RingPlan, Int8InputDropsOnlyAnInputQuantize) {
+  const vm::Graph g = built(kLayerCases[0].spec);
+  auto same = vm::with_int8_input(g);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->ops.size(), g.ops.size());  // int8 input already: unchanged
+}
+
 TEST(RingPlan, RunEqualsTheReferenceExecutor) {
   const vm::Graph g = built(kLayerCases[15].spec);
   auto m = vm::RingModel::create(g);
@@ -138,6 +172,13 @@ TEST_P(RealModels, VerifiedBitExactAndNoLargerThanGreedy) {
   ASSERT_TRUE(m.ok());
   const auto greedy = vm::plan_memory(vm::buffer_requirements(*g), vm::PlannerKind::kGreedy);
   EXPECT_LE(m->plan().peak_bytes, greedy.peak_bytes) << GetParam();
+  // Without fusion the plan must be safe as well.
+  vm::RingPlanOptions no_fusion;
+  no_fusion.fuse = false;
+  auto plain = vm::RingModel::create(*g, no_fusion);
+  ASSERT_TRUE(plain.ok());
+  auto report = plain->verify(vmcu_test::random_input(g->tensors[g->inputs[0]], 4));
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
 }
 
 INSTANTIATE_TEST_SUITE_P(Shared, RealModels,

@@ -4,45 +4,7 @@
 #include <string.h>
 
 #include "vmcu/arith.h"
-
-#define VMCU_TRACE(r, operand, offset, length, is_write)                        \
-  do {                                                                          \
-    if ((r)->trace) (r)->trace((r)->trace_ctx, (operand), (offset), (length), (is_write)); \
-  } while (0)
-
-/* A tile of `length` bytes at ring position pos: `head` bytes at `a`, the rest at the pool start. */
-typedef struct {
-  const int8_t* a;
-  int32_t head;
-  const int8_t* b;
-} ring_span;
-
-static inline ring_span span_at(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length) {
-  const int32_t pos = vmcu_ring_pos(r, base, rel);
-  const int32_t room = r->cap - pos;
-  ring_span s;
-  s.a = r->data + pos;
-  s.head = length < room ? length : room;
-  s.b = r->data;
-  return s;
-}
-
-static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32_t c) {
-  return ((n * s.h + h) * s.w + w) * s.c + c;
-}
-
-static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset,
-                                int32_t lo, int32_t hi) {
-  acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
-  return vmcu_clamp_s8(acc + offset, lo, hi);
-}
-
-/* sum (x[i] + x_off) * w[i] */
-static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
-  int32_t acc = 0;
-  for (int32_t i = 0; i < n; ++i) acc += ((int32_t)x[i] + x_off) * (int32_t)w[i];
-  return acc;
-}
+#include "segment_internal.h"
 
 void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst) {
   const ring_span s = span_at(r, base, rel, length);
@@ -57,39 +19,6 @@ void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t leng
   const int32_t head = length < room ? length : room;
   memcpy(r->data + pos, src, (size_t)head);
   memcpy(r->data, src + head, (size_t)(length - head));
-}
-
-/* One in-bounds window position of the current output pixel. */
-typedef struct {
-  ring_span in;
-  int32_t filter_offset; /* (ky * kw + kx) * filter channels */
-} conv_tap;
-
-/* Collects the in-bounds taps of output pixel (b, oy, ox) and reports their reads. */
-static int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b,
-                            int32_t y0, int32_t x0, int32_t kh, int32_t kw, int32_t dil_h,
-                            int32_t dil_w, int32_t filter_c, conv_tap* taps) {
-  int32_t n = 0;
-  for (int32_t ky = 0; ky < kh; ++ky) {
-    const int32_t iy = y0 + dil_h * ky;
-    if (iy < 0 || iy >= is.h) continue;
-    for (int32_t kx = 0; kx < kw; ++kx) {
-      const int32_t ix = x0 + dil_w * kx;
-      if (ix < 0 || ix >= is.w) continue;
-      const int32_t rel = idx4(is, b, iy, ix, 0);
-      taps[n].in = span_at(r, in_base, rel, is.c);
-      taps[n].filter_offset = (ky * kw + kx) * filter_c;
-      VMCU_TRACE(r, VMCU_SEG_IN0, rel, is.c, 0);
-      ++n;
-    }
-  }
-  return n;
-}
-
-static void store_pixel(const vmcu_ring* r, int32_t out_base, int32_t rel, int32_t length,
-                        const int8_t* stage) {
-  VMCU_TRACE(r, VMCU_SEG_OUT, rel, length, 1);
-  vmcu_ring_write(r, out_base, rel, length, stage);
 }
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
@@ -258,17 +187,6 @@ void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, in
       r->data[o < head ? pos + o : o - head] = v;
     }
   }
-}
-
-static inline int8_t add_one(const vmcu_add_params* p, int8_t a, int8_t b) {
-  const int32_t sa = (int32_t)((uint32_t)((int32_t)a + p->input1_offset) << p->left_shift);
-  const int32_t sb = (int32_t)((uint32_t)((int32_t)b + p->input2_offset) << p->left_shift);
-  const int32_t ra = vmcu_multiply_by_quantized_multiplier(sa, p->input1_multiplier,
-                                                           (int)p->input1_shift);
-  const int32_t rb = vmcu_multiply_by_quantized_multiplier(sb, p->input2_multiplier,
-                                                           (int)p->input2_shift);
-  return requantize(ra + rb, p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
-                    p->act_max);
 }
 
 static inline int32_t min3(int32_t a, int32_t b, int32_t c) {

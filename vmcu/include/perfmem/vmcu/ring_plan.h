@@ -65,7 +65,7 @@ struct RingDistances {
 RingDistances solve_distances(std::span<const RingAccess> trace);
 
 enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kAveragePool, kMaxPool, kAlias,
-                        kQuantize, kStaged };
+                        kQuantize, kStaged, kBottleneck, kResidualBlock };
 std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
@@ -99,6 +99,7 @@ struct RingPlan {
 struct RingPlanOptions {
   int sabotage_layer = -1;
   int64_t sabotage_bytes = 0;
+  bool fuse = true;  // consider fused inverted bottlenecks / residual blocks
 };
 
 struct RingVerifyReport {
@@ -132,5 +133,10 @@ class RingModel {
   std::unique_ptr<Impl> impl_;
   RingPlan plan_;
 };
+
+// The same graph starting at the int8 tensor when its first operator only quantizes a float32
+// graph input (as MCU deployments feed the camera's int8 pixels directly); otherwise unchanged.
+// Used to compare planners on the int8 network alone.
+Result<Graph> with_int8_input(Graph graph);
 
 }  // namespace perfmem::vmcu
