@@ -119,7 +119,7 @@ class Builder {
   // Layers: each takes the current tensor and returns the new one.
   int conv(int x, const std::string& name, int kernel, int out_c, int stride, Padding pad, Activation act,
            bool depthwise, int depth_multiplier) {
-    const auto& s = tensors_[x].shape;
+    const auto s = tensors_[x].shape;  // a copy: adding weights below may reallocate tensors_
     const int in_c = s[3];
     const PaddedDim ph = compute_padding(pad, s[1], kernel, stride, 1);
     const PaddedDim pw = compute_padding(pad, s[2], kernel, stride, 1);
