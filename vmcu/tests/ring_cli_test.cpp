@@ -1,0 +1,88 @@
+// The vmcu program's ring planner: verify, plan --planner vmcu (text, JSON, SVG), run --planner vmcu.
+#include <gtest/gtest.h>
+
+#include "perfmem/core/json.h"
+#include "test_support.h"
+
+namespace {
+
+using perfmem::testing::run_command;
+using namespace vmcu_test;
+
+std::string cli() { return std::string(CLI_PATH); }
+
+std::vector<uint8_t> random_input_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+class RingCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spec_ = (temp_dir() / "ring_cli_spec.json").string();
+    model_ = (temp_dir() / "ring_cli_model.tflite").string();
+    std::ofstream(spec_) << R"({"seed":4,"input":[1,12,12,3],"layers":[
+      {"type":"conv","kernel":3,"out_channels":8,"stride":2},
+      {"type":"bottleneck","mid_channels":24,"out_channels":8,"kernel":3,"residual":true},
+      {"type":"depthwise","kernel":3,"stride":2},{"type":"global_avgpool"},
+      {"type":"fully_connected","units":3},{"type":"softmax"}]})";
+    auto r = run_command(cli() + " build-model " + spec_ + " -o " + model_);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  std::string spec_, model_;
+};
+
+TEST_F(RingCli, VerifyPassesAndReportsTheRing) {
+  auto r = run_command(cli() + " verify " + model_ + " --json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = perfmem::Json::parse(r.output);
+  EXPECT_TRUE(j["verified"].get<bool>());
+  EXPECT_TRUE(j["bit_exact"].get<bool>());
+  EXPECT_GT(j["checked_read_bytes"].get<size_t>(), 0u);
+  auto text = run_command(cli() + " verify " + model_ + " --planner vmcu --seed 7");
+  EXPECT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("bit-exact"), std::string::npos) << text.output;
+  EXPECT_EQ(run_command(cli() + " verify " + model_ + " --planner greedy").exit_code, 1);
+  EXPECT_EQ(run_command(cli() + " verify " + (temp_dir() / "missing.tflite").string()).exit_code, 1);
+}
+
+TEST_F(RingCli, PlanIsSmallerThanGreedyAndDrawsTheRing) {
+  auto r = run_command(cli() + " plan " + model_ + " --planner vmcu --json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = perfmem::Json::parse(r.output);
+  EXPECT_EQ(j["planner"], "vmcu");
+  const size_t peak = j["peak_bytes"].get<size_t>();
+  EXPECT_EQ(peak, j["ring_bytes"].get<size_t>() + j["workspace_bytes"].get<size_t>());
+  for (const auto& layer : j["layers"]) EXPECT_LE(layer["ring_in_use_bytes"].get<size_t>(), j["ring_bytes"].get<size_t>());
+  auto g = run_command(cli() + " plan " + model_ + " --planner greedy --json 2>/dev/null");
+  ASSERT_EQ(g.exit_code, 0);
+  EXPECT_LT(peak, perfmem::Json::parse(g.output)["peak_bytes"].get<size_t>());
+  const auto svg = temp_dir() / "ring.svg";
+  auto s = run_command(cli() + " plan " + model_ + " --planner vmcu --svg " + svg.string());
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_NE(s.output.find("ring"), std::string::npos);
+  const auto bytes = read_file(svg);
+  const std::string text(bytes.begin(), bytes.end());
+  EXPECT_NE(text.find("<svg"), std::string::npos);
+  EXPECT_NE(text.find("<rect"), std::string::npos);
+}
+
+TEST_F(RingCli, RunWithTheRingPlanEqualsTheReferenceRun) {
+  const auto in = temp_dir() / "ring_cli.in";
+  const auto a = temp_dir() / "ring_cli_ref.out";
+  const auto b = temp_dir() / "ring_cli_ring.out";
+  write_file(in, random_input_bytes(432, 3));
+  ASSERT_EQ(run_command(cli() + " run " + model_ + " --input " + in.string() + " --output " + a.string()).exit_code, 0);
+  auto r = run_command(cli() + " run " + model_ + " --planner vmcu --input " + in.string() + " --output " + b.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_file(a), read_file(b));
+  EXPECT_EQ(read_file(b).size(), 3u);
+  write_file(in, std::vector<uint8_t>(5, 1));
+  r = run_command(cli() + " run " + model_ + " --planner vmcu --input " + in.string() + " --output " + b.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("432 bytes"), std::string::npos) << r.output;
+}
+
+}  // namespace
