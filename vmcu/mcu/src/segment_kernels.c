@@ -173,6 +173,16 @@ static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_d
                     p->act_min, p->act_max);
 }
 
+/* One step: output (b, o) from input row b, then its store. */
+static inline void fc_store(const vmcu_fc_params* p, const vmcu_ring* r, ring_span row, int32_t in_depth,
+                            int32_t out_depth, const int8_t* weights, const int32_t* bias, int32_t b,
+                            int32_t o, int8_t* dst) {
+  const int8_t v = fc_one(p, row, in_depth, weights + o * in_depth, bias ? bias[o] : 0);
+  VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
+  VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + o, 1, 1);
+  *dst = v;
+}
+
 void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base,
                                  int32_t batches, int32_t in_depth, int32_t out_depth,
                                  const int8_t* weights, const int32_t* bias, int32_t out_base) {
@@ -180,12 +190,11 @@ void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, in
     const ring_span row = span_at(r, in_base, b * in_depth, in_depth);
     const int32_t pos = vmcu_ring_pos(r, out_base, b * out_depth);
     const int32_t head = vmcu_min_i32(out_depth, r->cap - pos); /* outputs before the wrap */
-    for (int32_t o = 0; o < out_depth; ++o) {
-      const int8_t v = fc_one(p, row, in_depth, weights + o * in_depth, bias ? bias[o] : 0);
-      VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
-      VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + o, 1, 1);
-      r->data[o < head ? pos + o : o - head] = v;
-    }
+    /* Two plain ranges: [0, head) at pos, the rest from the ring's start. */
+    for (int32_t o = 0; o < head; ++o)
+      fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + pos + o);
+    for (int32_t o = head; o < out_depth; ++o)
+      fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + (o - head));
   }
 }
 

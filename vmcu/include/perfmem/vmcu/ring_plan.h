@@ -17,6 +17,12 @@
 // reference kernel runs there and the output is stored back, so the output may cover the input
 // completely and the workspace (|in| + |out|) is accounted for in the peak.
 //
+// Fusion. Two block shapes get a fused layer (vmcu/segment_fused.h) whose intermediates never
+// enter the ring: the inverted bottleneck (1x1 expand? -> depthwise -> 1x1 project -> + input?)
+// and the residual block (conv -> conv -> + input or 1x1 conv of the input). Each candidate is
+// taken, in graph order, when the ring in use plus workspace while its operators run is lower
+// fused than unfused (then the lower whole-network peak); ties stay unfused.
+//
 // Offset solver. For a layer, the minimal distance d_k between input k's base and the output base
 // is found by running the layer's own kernel once with an access trace (every read / write range,
 // in execution order) and sweeping it: d_k = max over writes of (write end - the lowest address of
