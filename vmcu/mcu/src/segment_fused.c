@@ -5,11 +5,10 @@
 
 int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { return mid_c + out_c; }
 
-/* Channel m of the expanded pixel behind one depthwise tap. */
+/* Channel m of the expanded pixel behind one depthwise tap (has_expand set). */
 static inline int32_t expanded_value(const vmcu_bottleneck_params* p, const conv_tap* tap, int32_t in_c,
                                      int32_t m) {
   const int32_t head = tap->in.head;
-  if (!p->has_expand) return m < head ? tap->in.a[m] : tap->in.b[m - head];
   const vmcu_conv_params* e = &p->expand;
   const int8_t* f = p->expand_filter + m * in_c;
   int32_t acc = dot_s8(tap->in.a, f, head, e->input_offset) +
@@ -23,6 +22,7 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
                            vmcu_shape4 is, int32_t mid_c, int32_t out_base, vmcu_shape4 os,
                            int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
+  tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (p->dw_kh * p->dw_kw > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_conv_params* dw = &p->depthwise;
   const vmcu_conv_params* pr = &p->project;
@@ -35,14 +35,21 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
         const int32_t x0 = ox * dw->stride_w - dw->pad_w;
         const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->dw_kh, p->dw_kw, dw->dilation_h,
                                         dw->dilation_w, mid_c, taps);
-        for (int32_t m = 0; m < mid_c; ++m) {
-          int32_t acc = 0;
-          for (int32_t t = 0; t < nt; ++t)
-            acc += (expanded_value(p, &taps[t], is.c, m) + dw->input_offset) *
-                   (int32_t)p->dw_filter[taps[t].filter_offset + m];
-          if (p->dw_bias) acc += p->dw_bias[m];
-          mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m],
-                                    dw->output_offset, dw->act_min, dw->act_max);
+        int32_t m = 0;
+        while (m < mid_c) {
+          /* Without expand the taps are read directly: channel chunks in which no tap wraps. */
+          const int32_t end = p->has_expand ? mid_c : next_chunk_end(taps, nt, m, mid_c, cur);
+          for (; m < end; ++m) {
+            int32_t acc = 0;
+            for (int32_t t = 0; t < nt; ++t) {
+              const int32_t v = p->has_expand ? expanded_value(p, &taps[t], is.c, m)
+                                              : cur[t].ptr[m - cur[t].shift];
+              acc += (v + dw->input_offset) * (int32_t)p->dw_filter[taps[t].filter_offset + m];
+            }
+            if (p->dw_bias) acc += p->dw_bias[m];
+            mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m],
+                                      dw->output_offset, dw->act_min, dw->act_max);
+          }
         }
         const int32_t out_rel = idx4(os, b, oy, ox, 0);
         ring_span res = {0, 0, 0};
@@ -50,16 +57,22 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           VMCU_TRACE(r, VMCU_SEG_IN0, out_rel, os.c, 0);
           res = span_at(r, in_base, out_rel, os.c);
         }
-        for (int32_t o = 0; o < os.c; ++o) {
-          int32_t acc = dot_s8(mid_stage, p->project_filter + o * mid_c, mid_c, pr->input_offset);
-          if (p->project_bias) acc += p->project_bias[o];
-          int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o], pr->output_offset,
-                                pr->act_min, pr->act_max);
-          if (p->has_residual) {
-            const int8_t a = o < res.head ? res.a[o] : res.b[o - res.head];
-            v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
+        /* Two channel ranges: before and after the residual pixel's wrap point. */
+        const int32_t split = p->has_residual ? res.head : os.c;
+        for (int32_t part = 0; part < 2; ++part) {
+          const int32_t lo = part == 0 ? 0 : split, hi = part == 0 ? split : os.c;
+          const int8_t* a_ptr = part == 0 ? res.a : res.b;
+          for (int32_t o = lo; o < hi; ++o) {
+            int32_t acc = dot_s8(mid_stage, p->project_filter + o * mid_c, mid_c, pr->input_offset);
+            if (p->project_bias) acc += p->project_bias[o];
+            int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o],
+                                  pr->output_offset, pr->act_min, pr->act_max);
+            if (p->has_residual) {
+              const int8_t a = a_ptr[o - lo];
+              v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
+            }
+            out_stage[o] = v;
           }
-          out_stage[o] = v;
         }
         store_pixel(r, out_base, out_rel, os.c, out_stage);
       }
@@ -148,7 +161,7 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             s = requantize(sacc, sp->output_multiplier[o], sp->output_shift[o], sp->output_offset,
                            sp->act_min, sp->act_max);
           } else {
-            s = o < sc.head ? sc.a[o] : sc.b[o - sc.head];
+            s = o < sc.head ? sc.a[o] : sc.b[o - sc.head]; /* identity: is.c == os.c */
           }
           out_stage[o] = p->shortcut_is_input1 ? add_one(&p->add, s, z) : add_one(&p->add, z, s);
         }

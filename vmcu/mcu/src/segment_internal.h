@@ -90,4 +90,28 @@ static inline int8_t add_one(const vmcu_add_params* p, int8_t a, int8_t b) {
                     p->act_max);
 }
 
+/* Per-channel window walk shared by the depthwise kernels: channels [c, end) in which no
+ * tap crosses the pool end, so each tap is one pointer plus a fixed index shift. */
+typedef struct {
+  const int8_t* ptr;
+  int32_t shift;
+} tap_cursor;
+
+static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c, int32_t channels,
+                              tap_cursor* cur) {
+  int32_t end = channels;
+  for (int32_t t = 0; t < nt; ++t) {
+    const int32_t head = taps[t].in.head;
+    if (c < head) {
+      cur[t].ptr = taps[t].in.a;
+      cur[t].shift = 0;
+      if (head < end) end = head;
+    } else {
+      cur[t].ptr = taps[t].in.b;
+      cur[t].shift = head;
+    }
+  }
+  return end;
+}
+
 #endif /* VMCU_SEGMENT_INTERNAL_H */

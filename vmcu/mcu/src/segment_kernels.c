@@ -100,30 +100,6 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
   }
 }
 
-/* Per-channel window walk shared by depthwise conv and pooling: channels [c, end) in which no
- * tap crosses the pool end, so each tap is one pointer plus a fixed index shift. */
-typedef struct {
-  const int8_t* ptr;
-  int32_t shift;
-} tap_cursor;
-
-static int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c, int32_t channels,
-                              tap_cursor* cur) {
-  int32_t end = channels;
-  for (int32_t t = 0; t < nt; ++t) {
-    const int32_t head = taps[t].in.head;
-    if (c < head) {
-      cur[t].ptr = taps[t].in.a;
-      cur[t].shift = 0;
-      if (head < end) end = head;
-    } else {
-      cur[t].ptr = taps[t].in.b;
-      cur[t].shift = head;
-    }
-  }
-  return end;
-}
-
 int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
                                  vmcu_shape4 is, vmcu_shape4 fs, const int8_t* filter,
                                  const int32_t* bias, int32_t out_base, vmcu_shape4 os,
