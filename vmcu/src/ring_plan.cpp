@@ -753,6 +753,18 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
     PERFMEM_ASSIGN_OR_RETURN(auto fused_cost, cost(with, c));
     if (fused_cost < unfused_cost) chosen = std::move(with);
   }
+  // Fused bottlenecks recompute their expansion: a block whose fusion does not lower the
+  // network's peak is unfused again (the peak stays, the run gets faster).
+  if (options.unfuse_below_peak && !chosen.empty()) {
+    RingPlanOptions plain;
+    PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen), plain));
+    for (size_t i = chosen.size(); i-- > 0;) {
+      auto without = chosen;
+      without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
+      PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without), plain));
+      if (plan.peak_bytes <= best.peak_bytes) chosen = std::move(without);
+    }
+  }
   PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, compose(chosen), options));
   m.impl_->ring.assign(m.plan_.ring_bytes, 0);
   return m;

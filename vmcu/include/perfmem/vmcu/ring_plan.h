@@ -21,7 +21,9 @@
 // enter the ring: the inverted bottleneck (1x1 expand? -> depthwise -> 1x1 project -> + input?)
 // and the residual block (conv -> conv -> + input or 1x1 conv of the input). Each candidate is
 // taken, in graph order, when the ring in use plus workspace while its operators run is lower
-// fused than unfused (then the lower whole-network peak); ties stay unfused.
+// fused than unfused (then the lower whole-network peak); ties stay unfused. Afterwards every
+// fused block whose removal leaves the whole-network peak unchanged is unfused again (last block
+// first), so recomputation is paid only where it buys memory.
 //
 // Offset solver. For a layer, the minimal distance d_k between input k's base and the output base
 // is found by running the layer's own kernel once with an access trace (every read / write range,
@@ -106,6 +108,9 @@ struct RingPlanOptions {
   int sabotage_layer = -1;
   int64_t sabotage_bytes = 0;
   bool fuse = true;  // consider fused inverted bottlenecks / residual blocks
+  // After choosing, unfuse every block whose fusion does not lower the whole-network peak
+  // (fused bottlenecks recompute their expansion; this keeps the peak and saves the time).
+  bool unfuse_below_peak = true;
 };
 
 struct RingVerifyReport {
