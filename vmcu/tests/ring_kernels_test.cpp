@@ -126,6 +126,16 @@ TEST(RingKernels, ConvIsBitExactWithTheReference) {
   }
 }
 
+TEST(RingKernels, WindowsBeyondTheTapTableAreRefused) {
+  std::mt19937 rng(17);
+  ConvSetup s = make_conv({10, 10, 2, 3, 9, 1, 1, true, 1}, false, rng);
+  RingFixture f(s.in, static_cast<size_t>(vmcu_shape4_size(s.os)), rng);
+  std::vector<int8_t> stage(3);
+  EXPECT_EQ(vmcu_seg_conv2d_s8(&s.p, &f.ring, f.in_base, s.is, s.fs, s.filter.data(), s.bias.data(), f.out_base, s.os,
+                               stage.data()),
+            -1);
+}
+
 TEST(RingKernels, DepthwiseIsBitExactWithTheReference) {
   std::mt19937 rng(12);
   for (const ConvCase& c : kConvCases) {

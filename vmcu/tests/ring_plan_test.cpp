@@ -52,6 +52,7 @@ const LayerCase kLayerCases[] = {
     {"depthwise_stride2_7x7", R"({"input":[1,13,11,5],"layers":[{"type":"depthwise","kernel":7,"stride":2}]})"},
     {"depthwise_multiplier", R"({"input":[1,6,6,3],"layers":[{"type":"depthwise","kernel":3,"depth_multiplier":2}]})"},
     {"depthwise_kernel_larger_than_image", R"({"input":[1,3,3,16],"layers":[{"type":"depthwise","kernel":7}]})"},
+    {"conv9x9_runs_staged", R"({"input":[1,10,10,2],"layers":[{"type":"conv","kernel":9,"out_channels":3}]})"},
     {"pools", R"({"input":[1,9,9,6],"layers":[{"type":"maxpool","kernel":3,"stride":2},{"type":"avgpool","kernel":2,"stride":2},{"type":"global_avgpool"}]})"},
     {"fc_batches", R"({"input":[3,40],"layers":[{"type":"fully_connected","units":12},{"type":"fully_connected","units":50},{"type":"softmax"}]})"},
     {"bottleneck_residual", R"({"input":[1,10,10,8],"layers":[{"type":"bottleneck","mid_channels":24,"out_channels":8,"kernel":3,"residual":true}]})"},
@@ -67,7 +68,7 @@ TEST(RingPlan, VerifierPassesForEveryLayerKind) {
 }
 
 TEST(RingPlan, PlanIsAPureFunctionOfTheGraph) {
-  const vm::Graph g = built(kLayerCases[15].spec);
+  const vm::Graph g = built(kLayerCases[16].spec);
   auto a = vm::RingModel::create(g);
   auto b = vm::RingModel::create(g);
   ASSERT_TRUE(a.ok() && b.ok());
@@ -146,7 +147,7 @@ TEST(RingPlan, Int8InputDropsOnlyAnInputQuantize) {
 }
 
 TEST(RingPlan, RunEqualsTheReferenceExecutor) {
-  const vm::Graph g = built(kLayerCases[15].spec);
+  const vm::Graph g = built(kLayerCases[16].spec);
   auto m = vm::RingModel::create(g);
   auto ref = vm::Executor::create(g);
   ASSERT_TRUE(m.ok() && ref.ok());

@@ -9,6 +9,12 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
+/* Bias addition wraps like the int32 hardware add instead of overflowing (a bias near the int32
+ * limits comes only from a corrupt or adversarial model; the result is then garbage, not UB). */
+static inline int32_t add_bias_wrapping(int32_t acc, int32_t bias) {
+  return (int32_t)((uint32_t)acc + (uint32_t)bias);
+}
+
 static inline int8_t requantize_acc(int32_t acc, int32_t multiplier, int32_t shift,
                                     int32_t output_offset, int32_t act_min, int32_t act_max) {
   acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
@@ -38,7 +44,7 @@ void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
               }
             }
           }
-          if (bias) acc += bias[oc];
+          if (bias) acc = add_bias_wrapping(acc, bias[oc]);
           out[idx4(os, b, oy, ox, oc)] =
               requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                              p->output_offset, p->act_min, p->act_max);
@@ -71,7 +77,7 @@ void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const i
                        (int32_t)filter[idx4(fs, 0, ky, kx, oc)];
               }
             }
-            if (bias) acc += bias[oc];
+            if (bias) acc = add_bias_wrapping(acc, bias[oc]);
             out[idx4(os, b, oy, ox, oc)] =
                 requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                                p->output_offset, p->act_min, p->act_max);
@@ -93,7 +99,7 @@ void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t i
       for (int32_t i = 0; i < in_depth; ++i) {
         acc += ((int32_t)row[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
       }
-      if (bias) acc += bias[o];
+      if (bias) acc = add_bias_wrapping(acc, bias[o]);
       out[b * out_depth + o] = requantize_acc(acc, p->output_multiplier, p->output_shift,
                                               p->output_offset, p->act_min, p->act_max);
     }

@@ -13,7 +13,7 @@ static inline int32_t expanded_value(const vmcu_bottleneck_params* p, const conv
   const int8_t* f = p->expand_filter + m * in_c;
   int32_t acc = dot_s8(tap->in.a, f, head, e->input_offset) +
                 dot_s8(tap->in.b, f + head, in_c - head, e->input_offset);
-  if (p->expand_bias) acc += p->expand_bias[m];
+  if (p->expand_bias) acc = add_bias_wrapping(acc, p->expand_bias[m]);
   return requantize(acc, e->output_multiplier[m], e->output_shift[m], e->output_offset, e->act_min,
                     e->act_max);
 }
@@ -46,7 +46,7 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
                                               : cur[t].ptr[m - cur[t].shift];
               acc += (v + dw->input_offset) * (int32_t)p->dw_filter[taps[t].filter_offset + m];
             }
-            if (p->dw_bias) acc += p->dw_bias[m];
+            if (p->dw_bias) acc = add_bias_wrapping(acc, p->dw_bias[m]);
             mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m],
                                       dw->output_offset, dw->act_min, dw->act_max);
           }
@@ -64,7 +64,7 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           const int8_t* a_ptr = part == 0 ? res.a : res.b;
           for (int32_t o = lo; o < hi; ++o) {
             int32_t acc = dot_s8(mid_stage, p->project_filter + o * mid_c, mid_c, pr->input_offset);
-            if (p->project_bias) acc += p->project_bias[o];
+            if (p->project_bias) acc = add_bias_wrapping(acc, p->project_bias[o]);
             int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o],
                                   pr->output_offset, pr->act_min, pr->act_max);
             if (p->has_residual) {
@@ -105,7 +105,7 @@ static void compute_mid_row(const vmcu_residual_block_params* p, const vmcu_ring
         acc += dot_s8(taps[t].in.a, fp, head, c1->input_offset) +
                dot_s8(taps[t].in.b, fp + head, is.c - head, c1->input_offset);
       }
-      if (p->bias1) acc += p->bias1[c];
+      if (p->bias1) acc = add_bias_wrapping(acc, p->bias1[c]);
       row[x * p->mid_shape.c + c] = requantize(acc, c1->output_multiplier[c], c1->output_shift[c],
                                                c1->output_offset, c1->act_min, c1->act_max);
     }
@@ -148,7 +148,7 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
                             c2->input_offset);
             }
           }
-          if (p->bias2) acc += p->bias2[o];
+          if (p->bias2) acc = add_bias_wrapping(acc, p->bias2[o]);
           const int8_t z = requantize(acc, c2->output_multiplier[o], c2->output_shift[o],
                                       c2->output_offset, c2->act_min, c2->act_max);
           int8_t s;
@@ -157,7 +157,7 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             const int8_t* f = p->shortcut_filter + o * is.c;
             int32_t sacc = dot_s8(sc.a, f, sc.head, sp->input_offset) +
                            dot_s8(sc.b, f + sc.head, is.c - sc.head, sp->input_offset);
-            if (p->shortcut_bias) sacc += p->shortcut_bias[o];
+            if (p->shortcut_bias) sacc = add_bias_wrapping(sacc, p->shortcut_bias[o]);
             s = requantize(sacc, sp->output_multiplier[o], sp->output_shift[o], sp->output_offset,
                            sp->act_min, sp->act_max);
           } else {

@@ -39,6 +39,11 @@ static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, 
   return vmcu_clamp_s8(acc + offset, lo, hi);
 }
 
+/* Bias addition wrapping like the reference kernels (kernels.c): no UB for corrupt biases. */
+static inline int32_t add_bias_wrapping(int32_t acc, int32_t bias) {
+  return (int32_t)((uint32_t)acc + (uint32_t)bias);
+}
+
 /* sum (x[i] + x_off) * w[i] */
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
   int32_t acc = 0;

@@ -43,7 +43,7 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
             acc += dot_s8(taps[t].in.a, fp, head, p->input_offset);
             acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
           }
-          if (bias) acc += bias[oc];
+          if (bias) acc = add_bias_wrapping(acc, bias[oc]);
           stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
                                  p->output_offset, p->act_min, p->act_max);
         }
@@ -62,7 +62,7 @@ static inline int8_t pointwise_one(const vmcu_conv_params* p, const int8_t* in,
                                    const int8_t* filter, const int32_t* bias, int32_t cin,
                                    int32_t oc) {
   int32_t acc = dot_s8(in, filter + oc * cin, cin, p->input_offset);
-  if (bias) acc += bias[oc];
+  if (bias) acc = add_bias_wrapping(acc, bias[oc]);
   return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset,
                     p->act_min, p->act_max);
 }
@@ -91,7 +91,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
         const int8_t* f = filter + oc * cin;
         int32_t acc = dot_s8(in.a, f, in.head, p->input_offset) +
                       dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
-        if (bias) acc += bias[oc];
+        if (bias) acc = add_bias_wrapping(acc, bias[oc]);
         stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
                                p->output_offset, p->act_min, p->act_max);
       }
@@ -125,7 +125,7 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
               for (int32_t t = 0; t < nt; ++t)
                 acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) *
                        (int32_t)filter[taps[t].filter_offset + oc];
-              if (bias) acc += bias[oc];
+              if (bias) acc = add_bias_wrapping(acc, bias[oc]);
               stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
                                      p->output_offset, p->act_min, p->act_max);
             }
@@ -145,7 +145,7 @@ static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_d
     acc += ((int32_t)row.a[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
   for (int32_t i = row.head; i < in_depth; ++i)
     acc += ((int32_t)row.b[i - row.head] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
-  return requantize(acc + bias, p->output_multiplier, p->output_shift, p->output_offset,
+  return requantize(add_bias_wrapping(acc, bias), p->output_multiplier, p->output_shift, p->output_offset,
                     p->act_min, p->act_max);
 }
 

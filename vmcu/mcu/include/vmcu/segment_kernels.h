@@ -40,8 +40,10 @@ extern "C" {
 
 enum { VMCU_SEG_OUT = 0, VMCU_SEG_IN0 = 1, VMCU_SEG_IN1 = 2 };
 
-/* Largest kernel window (kh * kw) the conv / depthwise / pooling kernels accept. */
-enum { VMCU_SEG_MAX_TAPS = 121 };
+/* Largest kernel window (kh * kw) the conv / depthwise / fused kernels accept: 7x7. Their tap
+ * table lives on the stack (12-20 bytes per tap on Cortex-M, about 1 KB at this bound); larger
+ * windows run as staged layers on the host. Pooling has no such bound. */
+enum { VMCU_SEG_MAX_TAPS = 49 };
 
 typedef void (*vmcu_ring_trace_fn)(void* ctx, int32_t operand, int32_t offset, int32_t length,
                                    int32_t is_write);
