@@ -31,6 +31,10 @@ struct PreparedOp {
 
 namespace {
 
+constexpr int64_t kMaxAccumulationTerms = 65536;
+// Host executor limit on the sum of activation bytes (a corrupt shape must not exhaust memory).
+constexpr size_t kMaxActivationBytes = size_t{1} << 30;
+
 vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
   int32_t d[4] = {1, 1, 1, 1};
   const size_t r = s.size();
@@ -74,6 +78,9 @@ class Preparer {
       return fail(what + " (" + t.name + ")", "a computed tensor", "constant data");
     if (quantized && !t.quantization.present())
       return fail(what + " (" + t.name + ") quantization", "scale and zero point", "none");
+    if (quantized && !constant && t.quantization.per_channel())
+      return fail(what + " (" + t.name + ") quantization", "one scale (activations are quantized per tensor)",
+                  std::to_string(t.quantization.scales.size()) + " scales");
     if (quantized && type == ElementType::kInt8 && !t.quantization.per_channel() &&
         (t.quantization.zero_point() < -128 || t.quantization.zero_point() > 127))
       return fail(what + " (" + t.name + ") zero point", "a value in [-128, 127]",
@@ -88,6 +95,8 @@ class Preparer {
     return Status::Ok();
   }
   const Operator& op() const { return op_; }
+  const std::string& place() const { return place_; }
+  const std::string& source() const { return g_.source; }
 
  private:
   const Graph& g_;
@@ -129,6 +138,9 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
     po.conv.depth_multiplier = 1;
   }
   if (kh < 1 || kw < 1) return p.fail("filter shape", "a non-empty kernel", shape_str(w.shape));
+  // int32 accumulators must not overflow: |(q - zp) * w| < 2^15, so at most 2^16 terms.
+  if (int64_t{kh} * kw * (depthwise ? 1 : in.shape[3]) > kMaxAccumulationTerms)
+    return unsupported_error(p.source(), p.place(), "kernels with more than 65536 multiply-accumulates per output");
   const size_t nscales = w.quantization.scales.size();
   if (nscales != 1 && nscales != static_cast<size_t>(out_c))
     return p.fail("filter quantization", "1 or " + std::to_string(out_c) + " scales", std::to_string(nscales));
@@ -197,6 +209,8 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         return p.fail("input (" + in.name + ") shape", "a multiple of " + std::to_string(po.in_depth) + " elements",
                       shape_str(in.shape));
       po.batches = static_cast<int32_t>(in.element_count() / po.in_depth);
+      if (po.in_depth > kMaxAccumulationTerms)
+        return p.fail("weights shape", "at most 65536 inputs per output (int32 accumulation)", shape_str(w.shape));
       if (out.element_count() != int64_t{po.batches} * po.out_depth)
         return p.fail("output (" + out.name + ") shape",
                       std::to_string(po.batches) + "x" + std::to_string(po.out_depth) + " elements", shape_str(out.shape));
@@ -245,6 +259,8 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
       const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
       if (ph.out < 1 || pw.out < 1) return p.fail("window", "a window no larger than the input", shape_str(in.shape));
+      if (int64_t{o.filter_h} * o.filter_w > kMaxAccumulationTerms)
+        return p.fail("window", "at most 65536 elements", std::to_string(o.filter_h) + "x" + std::to_string(o.filter_w));
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape({in.shape[0], ph.out, pw.out, in.shape[3]}));
       po.pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
       auto [lo, hi] = activation_range(o.activation, p.out().quantization.scale(), p.out().quantization.zero_point());
@@ -269,6 +285,11 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         reduced[a] = true;
       }
       std::vector<int32_t> expected;
+      int64_t reduced_count = 1;
+      for (int d = 0; d < rank; ++d)
+        if (reduced[d]) reduced_count *= in.shape[d];
+      if (reduced_count > (int64_t{1} << 23))
+        return p.fail("axis", "at most 2^23 reduced elements (int32 sums)", std::to_string(reduced_count));
       for (int d = 0; d < rank; ++d) {
         if (!reduced[d]) expected.push_back(in.shape[d]);
         else if (o.keep_dims) expected.push_back(1);
@@ -429,6 +450,12 @@ Result<Executor> Executor::create(Graph graph) {
   }
   for (int t : g.outputs)
     if (!ready[t]) return input_error(g.source, "subgraph output " + g.tensors[t].name, "a computed tensor", "never written");
+  size_t activation_bytes = 0;
+  for (const auto& t : g.tensors)
+    if (!t.is_constant) activation_bytes += t.bytes();
+  if (activation_bytes > kMaxActivationBytes)
+    return unsupported_error(g.source, "tensors", "activations of " + std::to_string(activation_bytes) +
+                                                       " bytes in total (the host executor's limit is 1 GiB)");
   e.buffers_.resize(g.tensors.size());
   for (size_t t = 0; t < g.tensors.size(); ++t)
     if (!g.tensors[t].is_constant) e.buffers_[t].assign(g.tensors[t].bytes(), 0);

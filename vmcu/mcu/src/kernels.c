@@ -9,6 +9,10 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
+/* Two's-complement wrap instead of undefined overflow: a corrupt bias must not be UB. Equal to
+ * `a + b` whenever that does not overflow. */
+static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+
 static inline int8_t requantize_acc(int32_t acc, int32_t multiplier, int32_t shift,
                                     int32_t output_offset, int32_t act_min, int32_t act_max) {
   acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
@@ -38,7 +42,7 @@ void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
               }
             }
           }
-          if (bias) acc += bias[oc];
+          if (bias) acc = wrapping_add(acc, bias[oc]);
           out[idx4(os, b, oy, ox, oc)] =
               requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                              p->output_offset, p->act_min, p->act_max);
@@ -71,7 +75,7 @@ void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const i
                        (int32_t)filter[idx4(fs, 0, ky, kx, oc)];
               }
             }
-            if (bias) acc += bias[oc];
+            if (bias) acc = wrapping_add(acc, bias[oc]);
             out[idx4(os, b, oy, ox, oc)] =
                 requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                                p->output_offset, p->act_min, p->act_max);
@@ -93,7 +97,7 @@ void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t i
       for (int32_t i = 0; i < in_depth; ++i) {
         acc += ((int32_t)row[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
       }
-      if (bias) acc += bias[o];
+      if (bias) acc = wrapping_add(acc, bias[o]);
       out[b * out_depth + o] = requantize_acc(acc, p->output_multiplier, p->output_shift,
                                               p->output_offset, p->act_min, p->act_max);
     }
@@ -218,7 +222,7 @@ void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
         const int32_t rescaled = vmcu_sat_rounding_doubling_high_mul(
             (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = vmcu_exp_on_negative_values(rescaled, kScaledDiffIntegerBits);
-        sum_of_exps += vmcu_rounding_divide_by_pot(e, kAccumulationIntegerBits);
+        sum_of_exps = wrapping_add(sum_of_exps, vmcu_rounding_divide_by_pot(e, kAccumulationIntegerBits));
       }
     }
     int num_bits_over_unit = 0;
