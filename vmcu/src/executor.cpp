@@ -1,6 +1,7 @@
 // Prepare (validate + precompute integer parameters) and run, one reference kernel per op.
 #include "perfmem/vmcu/executor.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -96,6 +97,13 @@ class Preparer {
   }
   const Operator& op() const { return op_; }
   const std::string& place() const { return place_; }
+  // The kernels shift by `shift` within int32: real multipliers must lie in [2^-32, 2^30).
+  Status check_multiplier(const QuantizedMultiplier& q, const std::string& what) const {
+    if (q.shift > 30 || q.multiplier < 0)
+      return fail(what, "a real multiplier in [0, 2^30) (sane input/weight/output scales)",
+                  std::to_string(q.multiplier) + " x 2^" + std::to_string(q.shift - 31));
+    return Status::Ok();
+  }
   const std::string& source() const { return g_.source; }
 
  private:
@@ -150,14 +158,11 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
   const PaddedDim pw = compute_padding(o.padding, in.shape[2], kw, o.stride_w, o.dilation_w);
   if (ph.out < 1 || pw.out < 1) return p.fail("kernel", "a kernel no larger than the input", shape_str(in.shape));
   PERFMEM_RETURN_IF_ERROR(p.expect_output_shape({in.shape[0], ph.out, pw.out, out_c}));
-  const int32_t* bias = nullptr;
   if (op.inputs.size() > 2 && op.inputs[2] >= 0) {
     PERFMEM_RETURN_IF_ERROR(p.operand(2, ElementType::kInt32, -1, true, false));
     if (p.in(2).element_count() != out_c)
       return p.fail("bias", std::to_string(out_c) + " elements", shape_str(p.in(2).shape));
-    bias = reinterpret_cast<const int32_t*>(p.in(2).data.data());
   }
-  (void)bias;
   po.multipliers.resize(out_c);
   po.shifts.resize(out_c);
   for (int32_t c = 0; c < out_c; ++c) {
@@ -165,6 +170,7 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
     const double real = static_cast<double>(in.quantization.scale()) * ws /
                         static_cast<double>(out.quantization.scale());
     const QuantizedMultiplier q = quantize_multiplier(real);
+    PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale of channel " + std::to_string(c)));
     po.multipliers[c] = q.multiplier;
     po.shifts[c] = q.shift;
   }
@@ -221,6 +227,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       }
       const double product = static_cast<double>(in.quantization.scale() * w.quantization.scale());
       const QuantizedMultiplier q = quantize_multiplier(product / static_cast<double>(out.quantization.scale()));
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
       po.fc.input_offset = -in.quantization.zero_point();
       po.fc.filter_offset = -w.quantization.zero_point();
       po.fc.output_offset = out.quantization.zero_point();
@@ -244,6 +251,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       const Quantization& c = p.out().quantization;
       po.add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(),
                           o.activation);
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier({po.add.output_multiplier, po.add.output_shift}, "output rescale"));
       return Status::Ok();
     }
     case OpKind::kAveragePool2D:
@@ -379,7 +387,11 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         return p.fail("output quantization", "scale 1/256 and zero point -128");
       po.depth = in.shape.empty() ? 1 : in.shape.back();
       po.rows = po.depth == 0 ? 0 : static_cast<int32_t>(in.element_count() / po.depth);
+      if (!(o.beta > 0.0f) || !std::isfinite(o.beta))
+        return p.fail("beta", "a positive finite number", std::to_string(o.beta));
       po.softmax = softmax_params(in.quantization.scale(), o.beta);
+      if (po.softmax.input_left_shift < 0 || po.softmax.input_left_shift > 31 || po.softmax.input_multiplier <= 0)
+        return unsupported_error(p.source(), p.place(), "softmax with input scale x beta below 2^-27 (TFLite rejects it too)");
       return Status::Ok();
     }
     case OpKind::kQuantize: {
@@ -396,6 +408,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       PERFMEM_RETURN_IF_ERROR(p.operand(0, ElementType::kInt8, -1, false, true));
       const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
                                                         static_cast<double>(p.out().quantization.scale()));
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
       po.multiplier = q.multiplier;
       po.shift = q.shift;
       po.in_zp = in.quantization.zero_point();
