@@ -179,6 +179,22 @@ class Builder {
     op(std::move(o));
     return y;
   }
+  // MEAN over H and W; the output scale differs from the input's so the rescale is exercised.
+  int mean(int x, const std::string& name, bool keep_dims) {
+    const auto s = tensors_[x].shape;
+    const int axes = const_i32(name + "/axes", {1, 2}, {2});
+    BTensor t = tensors_[x];
+    t.name = name;
+    t.shape = keep_dims ? std::vector<int32_t>{s[0], 1, 1, s[3]} : std::vector<int32_t>{s[0], s[3]};
+    t.scales = {tensors_[x].scales[0] * 0.75f};
+    t.zero_points = {std::clamp<int64_t>(tensors_[x].zero_points[0] + 5, -128, 127)};
+    t.data.clear();
+    const int y = add_tensor(std::move(t));
+    BOp o{OpKind::kMean, {x, axes}, y, {}, {}};
+    o.options.keep_dims = keep_dims;
+    op(std::move(o));
+    return y;
+  }
   int add(int a, int b, const std::string& name) {
     const int y = activation(name, tensors_[a].shape, {8.0f * 1.4f / 255.0f, 0});
     op({OpKind::kAdd, {a, b}, y, {}, {}});
@@ -261,6 +277,10 @@ class Builder {
           type = fb::BuiltinOptions_AddOptions;
           options = fb::CreateAddOptions(fbb, act).Union();
           break;
+        case OpKind::kMean:
+          type = fb::BuiltinOptions_ReducerOptions;
+          options = fb::CreateReducerOptions(fbb, o.options.keep_dims).Union();
+          break;
         case OpKind::kReshape:
           type = fb::BuiltinOptions_ReshapeOptions;
           options = fb::CreateReshapeOptions(fbb, fbb.CreateVector(o.new_shape)).Union();
@@ -273,7 +293,7 @@ class Builder {
     }
     std::vector<flatbuffers::Offset<fb::OperatorCode>> opcodes;
     for (int code : codes) {
-      const int version = code == builtin_code(OpKind::kReshape) ? 1 : code == builtin_code(OpKind::kFullyConnected) ? 4 : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) || code == builtin_code(OpKind::kAveragePool2D) || code == builtin_code(OpKind::kMaxPool2D) ? 2 : 3;
+      const int version = code == builtin_code(OpKind::kReshape) ? 1 : code == builtin_code(OpKind::kFullyConnected) ? 4 : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) || code == builtin_code(OpKind::kMean) || code == builtin_code(OpKind::kAveragePool2D) || code == builtin_code(OpKind::kMaxPool2D) ? 2 : 3;
       opcodes.push_back(fb::CreateOperatorCode(fbb, static_cast<int8_t>(std::min(code, 127)), 0, version, code));
     }
     auto subgraph = fb::CreateSubGraph(fbb, fbb.CreateVector(tensors), fbb.CreateVector(std::vector<int32_t>{input}),
@@ -468,6 +488,14 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
           return input_error(source, path + ".kernel", "at most the input size", std::to_string(kernel));
         x = b.pool(x, name, type == "avgpool", kernel, kernel, stride, pad);
       }
+    } else if (type == "mean") {
+      PERFMEM_RETURN_IF_ERROR(need_spatial());
+      bool keep_dims = true;
+      if (l.contains("keep_dims")) {
+        if (!l.at("keep_dims").is_boolean()) return input_error(source, path + ".keep_dims", "true or false", l.at("keep_dims").dump());
+        keep_dims = l.at("keep_dims").get<bool>();
+      }
+      x = b.mean(x, name, keep_dims);
     } else if (type == "fully_connected") {
       PERFMEM_ASSIGN_OR_RETURN(int units, r.integer(l, path, "units", 0, 1, 1 << 20, true));
       PERFMEM_ASSIGN_OR_RETURN(Activation act, r.activation(l, path, Activation::kNone));
@@ -478,7 +506,7 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
       x = b.softmax(x, name);
     } else {
       return input_error(source, path + ".type",
-                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, fully_connected, softmax",
+                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, mean, fully_connected, softmax",
                          "\"" + type + "\"");
     }
     elements = 1;

@@ -24,6 +24,7 @@ struct PreparedOp {
   int8_t pad_value = 0;
   int32_t perm[4] = {0, 1, 2, 3};
   uint32_t axis_mask = 0;
+  bool mean_hw = false;  // MEAN through TFLite's integer H,W kernel
   std::vector<int32_t> scratch;
   int32_t multiplier = 0, shift = 0, in_zp = 0, out_zp = 0;  // requantize
   float scale = 0.0f;                                         // quantize / dequantize
@@ -304,13 +305,29 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         po.axis_mask |= reduced[d] ? (1u << (4 - rank + d)) : 0u;
       }
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape(expected));
-      // TFLite sends keep_dims spatial means of 4-D tensors to a separate integer kernel.
-      if (o.keep_dims && rank == 4 && p.in(1).element_count() == 2 && reduced[1] && reduced[2])
-        return unsupported_error(g.source, g.op_place(index), "MEAN over H and W with keep_dims (TFLite's integer Mean4D path)");
       po.in = to_shape4(in.shape);
+      // TFLite sends keep_dims means over exactly the axes {1, 2} of 4-D tensors to its integer
+      // kernel (the axis list, not just the reduced set, decides: {1, 2} or {2, 1}).
+      const auto* axis_values = reinterpret_cast<const int32_t*>(p.in(1).data.data());
+      po.mean_hw = o.keep_dims && rank == 4 && p.in(1).element_count() == 2 &&
+                   ((axis_values[0] == 1 && axis_values[1] == 2) || (axis_values[0] == 2 && axis_values[1] == 1));
+      if (po.mean_hw) {
+        const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                          static_cast<double>(p.out().quantization.scale()));
+        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+        po.multiplier = q.multiplier;
+        po.shift = q.shift;
+      }
       po.in_zp = in.quantization.zero_point();
       po.out_zp = p.out().quantization.zero_point();
-      po.scale = in.quantization.scale() / p.out().quantization.scale();
+      if (!po.mean_hw) {
+        const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                          static_cast<double>(p.out().quantization.scale()),
+                                                      reduced_count);
+        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+        po.multiplier = q.multiplier;
+        po.shift = q.shift;
+      }
       po.scratch.assign(static_cast<size_t>(std::max<int64_t>(1, p.out().element_count())), 0);
       return Status::Ok();
     }
@@ -525,7 +542,11 @@ Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
         vmcu_max_pool_s8(&po.pool, po.in, s8(op.inputs[0]), po.out, out8(o));
         break;
       case OpKind::kMean:
-        vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.scale, po.out_zp, out8(o));
+        if (po.mean_hw)
+          vmcu_mean_hw_s8(po.in, s8(op.inputs[0]), po.in_zp, po.multiplier, po.shift, po.out_zp, out8(o));
+        else
+          vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
+                       po.out_zp, out8(o));
         break;
       case OpKind::kPad:
         vmcu_pad_s8(po.in, s8(op.inputs[0]), po.pad_before, po.pad_after, po.pad_value, out8(o));

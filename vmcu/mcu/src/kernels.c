@@ -176,7 +176,8 @@ void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* i
 }
 
 void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
-                  int32_t input_zero_point, float scale, int32_t output_zero_point, int8_t* out) {
+                  int32_t input_zero_point, int32_t multiplier, int32_t shift,
+                  int32_t output_zero_point, int8_t* out) {
   const int32_t dims[4] = {is.n, is.h, is.w, is.c};
   int32_t kept[4];
   int32_t reduced_count = 1;
@@ -198,12 +199,25 @@ void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t*
               in[((n * dims[1] + h) * dims[2] + w) * dims[3] + c];
         }
   if (reduced_count == 0) return;
-  const float bias = -(float)input_zero_point * scale;
   for (int32_t i = 0; i < out_count; ++i) {
-    const float mean = (float)scratch[i] / (float)reduced_count;
-    const int32_t q = vmcu_round_float_to_i32(mean * scale + bias);
-    const int64_t v = (int64_t)q + output_zero_point;
-    out[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    const int32_t shifted_sum = scratch[i] - input_zero_point * reduced_count;
+    const int32_t v = vmcu_multiply_by_quantized_multiplier(shifted_sum, multiplier, (int)shift);
+    out[i] = vmcu_clamp_s8(v + output_zero_point, -128, 127);
+  }
+}
+
+void vmcu_mean_hw_s8(vmcu_shape4 is, const int8_t* in, int32_t input_zero_point,
+                     int32_t multiplier, int32_t shift, int32_t output_zero_point, int8_t* out) {
+  const int32_t count = is.h * is.w;
+  for (int32_t b = 0; b < is.n; ++b) {
+    for (int32_t c = 0; c < is.c; ++c) {
+      int32_t acc = 0;
+      for (int32_t y = 0; y < is.h; ++y)
+        for (int32_t x = 0; x < is.w; ++x) acc += (int32_t)in[idx4(is, b, y, x, c)] - input_zero_point;
+      acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
+      if (count > 0) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+      out[b * is.c + c] = vmcu_clamp_s8(acc + output_zero_point, -128, 127);
+    }
   }
 }
 
