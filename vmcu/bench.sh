@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# vmcu benchmarks. Argument: the build folder.
+# vmcu benchmarks: peak activation RAM per planner (real models + the paper's pointwise layers)
+# as Markdown. Argument: the build folder (default build/release).
 set -euo pipefail
 build="${1:-build/release}"
-echo "vmcu: no benchmarks yet"
+bin="$build/vmcu/vmcu_bench_memory"
+if [ ! -x "$bin" ]; then
+  echo "vmcu bench: $bin not built (cmake --build --preset release --target vmcu_bench_memory)" >&2
+  exit 1
+fi
+"$bin"
 # Ring planner (segment-level plans): peaks per planner and host run time, as Markdown tables.
 "$build/vmcu/vmcu_ring_bench"

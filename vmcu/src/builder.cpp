@@ -119,7 +119,7 @@ class Builder {
   // Layers: each takes the current tensor and returns the new one.
   int conv(int x, const std::string& name, int kernel, int out_c, int stride, Padding pad, Activation act,
            bool depthwise, int depth_multiplier) {
-    const auto s = tensors_[x].shape;  // a copy: adding weights below may reallocate tensors_
+    const std::vector<int32_t> s = tensors_[x].shape;  // a copy: adding tensors reallocates
     const int in_c = s[3];
     const PaddedDim ph = compute_padding(pad, s[1], kernel, stride, 1);
     const PaddedDim pw = compute_padding(pad, s[2], kernel, stride, 1);
@@ -137,7 +137,7 @@ class Builder {
     return y;
   }
   int flatten(int x, const std::string& name) {
-    const auto& s = tensors_[x].shape;
+    const std::vector<int32_t> s = tensors_[x].shape;  // a copy: adding tensors reallocates
     if (s.size() == 2) return x;
     int32_t n = 1;
     for (size_t i = 1; i < s.size(); ++i) n *= s[i];
@@ -176,6 +176,22 @@ class Builder {
     o.options.stride_h = o.options.stride_w = stride;
     o.options.filter_h = kh;
     o.options.filter_w = kw;
+    op(std::move(o));
+    return y;
+  }
+  // MEAN over H and W; the output scale differs from the input's so the rescale is exercised.
+  int mean(int x, const std::string& name, bool keep_dims) {
+    const auto s = tensors_[x].shape;
+    const int axes = const_i32(name + "/axes", {1, 2}, {2});
+    BTensor t = tensors_[x];
+    t.name = name;
+    t.shape = keep_dims ? std::vector<int32_t>{s[0], 1, 1, s[3]} : std::vector<int32_t>{s[0], s[3]};
+    t.scales = {tensors_[x].scales[0] * 0.75f};
+    t.zero_points = {std::clamp<int64_t>(tensors_[x].zero_points[0] + 5, -128, 127)};
+    t.data.clear();
+    const int y = add_tensor(std::move(t));
+    BOp o{OpKind::kMean, {x, axes}, y, {}, {}};
+    o.options.keep_dims = keep_dims;
     op(std::move(o));
     return y;
   }
@@ -261,6 +277,10 @@ class Builder {
           type = fb::BuiltinOptions_AddOptions;
           options = fb::CreateAddOptions(fbb, act).Union();
           break;
+        case OpKind::kMean:
+          type = fb::BuiltinOptions_ReducerOptions;
+          options = fb::CreateReducerOptions(fbb, o.options.keep_dims).Union();
+          break;
         case OpKind::kReshape:
           type = fb::BuiltinOptions_ReshapeOptions;
           options = fb::CreateReshapeOptions(fbb, fbb.CreateVector(o.new_shape)).Union();
@@ -273,7 +293,7 @@ class Builder {
     }
     std::vector<flatbuffers::Offset<fb::OperatorCode>> opcodes;
     for (int code : codes) {
-      const int version = code == builtin_code(OpKind::kReshape) ? 1 : code == builtin_code(OpKind::kFullyConnected) ? 4 : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) || code == builtin_code(OpKind::kAveragePool2D) || code == builtin_code(OpKind::kMaxPool2D) ? 2 : 3;
+      const int version = code == builtin_code(OpKind::kReshape) ? 1 : code == builtin_code(OpKind::kFullyConnected) ? 4 : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) || code == builtin_code(OpKind::kMean) || code == builtin_code(OpKind::kAveragePool2D) || code == builtin_code(OpKind::kMaxPool2D) ? 2 : 3;
       opcodes.push_back(fb::CreateOperatorCode(fbb, static_cast<int8_t>(std::min(code, 127)), 0, version, code));
     }
     auto subgraph = fb::CreateSubGraph(fbb, fbb.CreateVector(tensors), fbb.CreateVector(std::vector<int32_t>{input}),
@@ -406,6 +426,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
   const int input = b.activation("input", input_shape, {1.0f / 32.0f, 0});
   int x = input;
   int64_t elements = 1;
+  for (int32_t d : input_shape) elements *= d;
+  if (elements > (int64_t{1} << 28)) return input_error(source, "input", "at most 2^28 elements", std::to_string(elements));
   for (size_t i = 0; i < layers.size(); ++i) {
     const json& l = layers[i];
     const std::string path = "layers[" + std::to_string(i) + "]";
@@ -430,15 +452,17 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
       if (type == "depthwise") {
         PERFMEM_ASSIGN_OR_RETURN(mult, r.integer(l, path, "depth_multiplier", 1, 1, 64));
       } else {
-        PERFMEM_ASSIGN_OR_RETURN(out_c, r.integer(l, path, "out_channels", 0, 1, 65536, true));
+        PERFMEM_ASSIGN_OR_RETURN(out_c, r.integer(l, path, "out_channels", 0, 1, 16384, true));
       }
       if (pad == Padding::kValid && (kernel > shape[1] || kernel > shape[2]))
         return input_error(source, path + ".kernel", "at most the input size " + std::to_string(shape[1]) + "x" + std::to_string(shape[2]), std::to_string(kernel));
+      if (int64_t{kernel} * kernel * shape[3] * std::max(out_c, shape[3] * mult) > (int64_t{1} << 26))
+        return input_error(source, path, "at most 2^26 weights per layer");
       x = b.conv(x, name, kernel, out_c, stride, pad, act, type == "depthwise", mult);
     } else if (type == "bottleneck") {
       PERFMEM_RETURN_IF_ERROR(need_spatial());
-      PERFMEM_ASSIGN_OR_RETURN(int mid, r.integer(l, path, "mid_channels", 0, 1, 65536, true));
-      PERFMEM_ASSIGN_OR_RETURN(int out_c, r.integer(l, path, "out_channels", 0, 1, 65536, true));
+      PERFMEM_ASSIGN_OR_RETURN(int mid, r.integer(l, path, "mid_channels", 0, 1, 16384, true));
+      PERFMEM_ASSIGN_OR_RETURN(int out_c, r.integer(l, path, "out_channels", 0, 1, 16384, true));
       PERFMEM_ASSIGN_OR_RETURN(int kernel, r.integer(l, path, "kernel", 3, 1, 15));
       PERFMEM_ASSIGN_OR_RETURN(int stride, r.integer(l, path, "stride", 1, 1, 8));
       bool residual = false;
@@ -446,6 +470,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
         if (!l.at("residual").is_boolean()) return input_error(source, path + ".residual", "true or false", l.at("residual").dump());
         residual = l.at("residual").get<bool>();
       }
+      if (int64_t{mid} * (shape[3] + kernel * kernel + out_c) > (int64_t{1} << 26))
+        return input_error(source, path, "at most 2^26 weights per block");
       if (residual && (stride != 1 || out_c != shape[3]))
         return input_error(source, path + ".residual", "stride 1 and out_channels == input channels (" + std::to_string(shape[3]) + ")",
                            "stride " + std::to_string(stride) + ", out_channels " + std::to_string(out_c));
@@ -462,15 +488,25 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
           return input_error(source, path + ".kernel", "at most the input size", std::to_string(kernel));
         x = b.pool(x, name, type == "avgpool", kernel, kernel, stride, pad);
       }
+    } else if (type == "mean") {
+      PERFMEM_RETURN_IF_ERROR(need_spatial());
+      bool keep_dims = true;
+      if (l.contains("keep_dims")) {
+        if (!l.at("keep_dims").is_boolean()) return input_error(source, path + ".keep_dims", "true or false", l.at("keep_dims").dump());
+        keep_dims = l.at("keep_dims").get<bool>();
+      }
+      x = b.mean(x, name, keep_dims);
     } else if (type == "fully_connected") {
       PERFMEM_ASSIGN_OR_RETURN(int units, r.integer(l, path, "units", 0, 1, 1 << 20, true));
       PERFMEM_ASSIGN_OR_RETURN(Activation act, r.activation(l, path, Activation::kNone));
+      if (elements / shape[0] * units > (int64_t{1} << 26))
+        return input_error(source, path + ".units", "at most 2^26 weights per layer", std::to_string(units));
       x = b.fully_connected(x, name, units, act);
     } else if (type == "softmax") {
       x = b.softmax(x, name);
     } else {
       return input_error(source, path + ".type",
-                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, fully_connected, softmax",
+                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, mean, fully_connected, softmax",
                          "\"" + type + "\"");
     }
     elements = 1;

@@ -1,6 +1,7 @@
 // Prepare (validate + precompute integer parameters) and run, one reference kernel per op.
 #include "perfmem/vmcu/executor.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -23,6 +24,7 @@ struct PreparedOp {
   int8_t pad_value = 0;
   int32_t perm[4] = {0, 1, 2, 3};
   uint32_t axis_mask = 0;
+  bool mean_hw = false;  // MEAN through TFLite's integer H,W kernel
   std::vector<int32_t> scratch;
   int32_t multiplier = 0, shift = 0, in_zp = 0, out_zp = 0;  // requantize
   float scale = 0.0f;                                         // quantize / dequantize
@@ -30,6 +32,10 @@ struct PreparedOp {
 };
 
 namespace {
+
+constexpr int64_t kMaxAccumulationTerms = 65536;
+// Host executor limit on the sum of activation bytes (a corrupt shape must not exhaust memory).
+constexpr size_t kMaxActivationBytes = size_t{1} << 30;
 
 vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
   int32_t d[4] = {1, 1, 1, 1};
@@ -74,6 +80,9 @@ class Preparer {
       return fail(what + " (" + t.name + ")", "a computed tensor", "constant data");
     if (quantized && !t.quantization.present())
       return fail(what + " (" + t.name + ") quantization", "scale and zero point", "none");
+    if (quantized && !constant && t.quantization.per_channel())
+      return fail(what + " (" + t.name + ") quantization", "one scale (activations are quantized per tensor)",
+                  std::to_string(t.quantization.scales.size()) + " scales");
     if (quantized && type == ElementType::kInt8 && !t.quantization.per_channel() &&
         (t.quantization.zero_point() < -128 || t.quantization.zero_point() > 127))
       return fail(what + " (" + t.name + ") zero point", "a value in [-128, 127]",
@@ -88,6 +97,15 @@ class Preparer {
     return Status::Ok();
   }
   const Operator& op() const { return op_; }
+  const std::string& place() const { return place_; }
+  // The kernels shift by `shift` within int32: real multipliers must lie in [2^-32, 2^30).
+  Status check_multiplier(const QuantizedMultiplier& q, const std::string& what) const {
+    if (q.shift > 30 || q.multiplier < 0)
+      return fail(what, "a real multiplier in [0, 2^30) (sane input/weight/output scales)",
+                  std::to_string(q.multiplier) + " x 2^" + std::to_string(q.shift - 31));
+    return Status::Ok();
+  }
+  const std::string& source() const { return g_.source; }
 
  private:
   const Graph& g_;
@@ -129,6 +147,9 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
     po.conv.depth_multiplier = 1;
   }
   if (kh < 1 || kw < 1) return p.fail("filter shape", "a non-empty kernel", shape_str(w.shape));
+  // int32 accumulators must not overflow: |(q - zp) * w| < 2^15, so at most 2^16 terms.
+  if (int64_t{kh} * kw * (depthwise ? 1 : in.shape[3]) > kMaxAccumulationTerms)
+    return unsupported_error(p.source(), p.place(), "kernels with more than 65536 multiply-accumulates per output");
   const size_t nscales = w.quantization.scales.size();
   if (nscales != 1 && nscales != static_cast<size_t>(out_c))
     return p.fail("filter quantization", "1 or " + std::to_string(out_c) + " scales", std::to_string(nscales));
@@ -138,14 +159,11 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
   const PaddedDim pw = compute_padding(o.padding, in.shape[2], kw, o.stride_w, o.dilation_w);
   if (ph.out < 1 || pw.out < 1) return p.fail("kernel", "a kernel no larger than the input", shape_str(in.shape));
   PERFMEM_RETURN_IF_ERROR(p.expect_output_shape({in.shape[0], ph.out, pw.out, out_c}));
-  const int32_t* bias = nullptr;
   if (op.inputs.size() > 2 && op.inputs[2] >= 0) {
     PERFMEM_RETURN_IF_ERROR(p.operand(2, ElementType::kInt32, -1, true, false));
     if (p.in(2).element_count() != out_c)
       return p.fail("bias", std::to_string(out_c) + " elements", shape_str(p.in(2).shape));
-    bias = reinterpret_cast<const int32_t*>(p.in(2).data.data());
   }
-  (void)bias;
   po.multipliers.resize(out_c);
   po.shifts.resize(out_c);
   for (int32_t c = 0; c < out_c; ++c) {
@@ -153,6 +171,7 @@ Status prepare_conv(const Preparer& p, PreparedOp& po, bool depthwise) {
     const double real = static_cast<double>(in.quantization.scale()) * ws /
                         static_cast<double>(out.quantization.scale());
     const QuantizedMultiplier q = quantize_multiplier(real);
+    PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale of channel " + std::to_string(c)));
     po.multipliers[c] = q.multiplier;
     po.shifts[c] = q.shift;
   }
@@ -197,6 +216,8 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         return p.fail("input (" + in.name + ") shape", "a multiple of " + std::to_string(po.in_depth) + " elements",
                       shape_str(in.shape));
       po.batches = static_cast<int32_t>(in.element_count() / po.in_depth);
+      if (po.in_depth > kMaxAccumulationTerms)
+        return p.fail("weights shape", "at most 65536 inputs per output (int32 accumulation)", shape_str(w.shape));
       if (out.element_count() != int64_t{po.batches} * po.out_depth)
         return p.fail("output (" + out.name + ") shape",
                       std::to_string(po.batches) + "x" + std::to_string(po.out_depth) + " elements", shape_str(out.shape));
@@ -207,6 +228,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       }
       const double product = static_cast<double>(in.quantization.scale() * w.quantization.scale());
       const QuantizedMultiplier q = quantize_multiplier(product / static_cast<double>(out.quantization.scale()));
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
       po.fc.input_offset = -in.quantization.zero_point();
       po.fc.filter_offset = -w.quantization.zero_point();
       po.fc.output_offset = out.quantization.zero_point();
@@ -230,6 +252,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       const Quantization& c = p.out().quantization;
       po.add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(),
                           o.activation);
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier({po.add.output_multiplier, po.add.output_shift}, "output rescale"));
       return Status::Ok();
     }
     case OpKind::kAveragePool2D:
@@ -245,6 +268,8 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
       const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
       if (ph.out < 1 || pw.out < 1) return p.fail("window", "a window no larger than the input", shape_str(in.shape));
+      if (int64_t{o.filter_h} * o.filter_w > kMaxAccumulationTerms)
+        return p.fail("window", "at most 65536 elements", std::to_string(o.filter_h) + "x" + std::to_string(o.filter_w));
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape({in.shape[0], ph.out, pw.out, in.shape[3]}));
       po.pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
       auto [lo, hi] = activation_range(o.activation, p.out().quantization.scale(), p.out().quantization.zero_point());
@@ -269,19 +294,40 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         reduced[a] = true;
       }
       std::vector<int32_t> expected;
+      int64_t reduced_count = 1;
+      for (int d = 0; d < rank; ++d)
+        if (reduced[d]) reduced_count *= in.shape[d];
+      if (reduced_count > (int64_t{1} << 23))
+        return p.fail("axis", "at most 2^23 reduced elements (int32 sums)", std::to_string(reduced_count));
       for (int d = 0; d < rank; ++d) {
         if (!reduced[d]) expected.push_back(in.shape[d]);
         else if (o.keep_dims) expected.push_back(1);
         po.axis_mask |= reduced[d] ? (1u << (4 - rank + d)) : 0u;
       }
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape(expected));
-      // TFLite sends keep_dims spatial means of 4-D tensors to a separate integer kernel.
-      if (o.keep_dims && rank == 4 && p.in(1).element_count() == 2 && reduced[1] && reduced[2])
-        return unsupported_error(g.source, g.op_place(index), "MEAN over H and W with keep_dims (TFLite's integer Mean4D path)");
       po.in = to_shape4(in.shape);
+      // TFLite sends keep_dims means over exactly the axes {1, 2} of 4-D tensors to its integer
+      // kernel (the axis list, not just the reduced set, decides: {1, 2} or {2, 1}).
+      const auto* axis_values = reinterpret_cast<const int32_t*>(p.in(1).data.data());
+      po.mean_hw = o.keep_dims && rank == 4 && p.in(1).element_count() == 2 &&
+                   ((axis_values[0] == 1 && axis_values[1] == 2) || (axis_values[0] == 2 && axis_values[1] == 1));
+      if (po.mean_hw) {
+        const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                          static_cast<double>(p.out().quantization.scale()));
+        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+        po.multiplier = q.multiplier;
+        po.shift = q.shift;
+      }
       po.in_zp = in.quantization.zero_point();
       po.out_zp = p.out().quantization.zero_point();
-      po.scale = in.quantization.scale() / p.out().quantization.scale();
+      if (!po.mean_hw) {
+        const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                          static_cast<double>(p.out().quantization.scale()),
+                                                      reduced_count);
+        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+        po.multiplier = q.multiplier;
+        po.shift = q.shift;
+      }
       po.scratch.assign(static_cast<size_t>(std::max<int64_t>(1, p.out().element_count())), 0);
       return Status::Ok();
     }
@@ -358,7 +404,11 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
         return p.fail("output quantization", "scale 1/256 and zero point -128");
       po.depth = in.shape.empty() ? 1 : in.shape.back();
       po.rows = po.depth == 0 ? 0 : static_cast<int32_t>(in.element_count() / po.depth);
+      if (!(o.beta > 0.0f) || !std::isfinite(o.beta))
+        return p.fail("beta", "a positive finite number", std::to_string(o.beta));
       po.softmax = softmax_params(in.quantization.scale(), o.beta);
+      if (po.softmax.input_left_shift < 0 || po.softmax.input_left_shift > 31 || po.softmax.input_multiplier <= 0)
+        return unsupported_error(p.source(), p.place(), "softmax with input scale x beta below 2^-27 (TFLite rejects it too)");
       return Status::Ok();
     }
     case OpKind::kQuantize: {
@@ -375,6 +425,7 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       PERFMEM_RETURN_IF_ERROR(p.operand(0, ElementType::kInt8, -1, false, true));
       const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
                                                         static_cast<double>(p.out().quantization.scale()));
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
       po.multiplier = q.multiplier;
       po.shift = q.shift;
       po.in_zp = in.quantization.zero_point();
@@ -429,6 +480,12 @@ Result<Executor> Executor::create(Graph graph) {
   }
   for (int t : g.outputs)
     if (!ready[t]) return input_error(g.source, "subgraph output " + g.tensors[t].name, "a computed tensor", "never written");
+  size_t activation_bytes = 0;
+  for (const auto& t : g.tensors)
+    if (!t.is_constant) activation_bytes += t.bytes();
+  if (activation_bytes > kMaxActivationBytes)
+    return unsupported_error(g.source, "tensors", "activations of " + std::to_string(activation_bytes) +
+                                                       " bytes in total (the host executor's limit is 1 GiB)");
   e.buffers_.resize(g.tensors.size());
   for (size_t t = 0; t < g.tensors.size(); ++t)
     if (!g.tensors[t].is_constant) e.buffers_[t].assign(g.tensors[t].bytes(), 0);
@@ -485,7 +542,11 @@ Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
         vmcu_max_pool_s8(&po.pool, po.in, s8(op.inputs[0]), po.out, out8(o));
         break;
       case OpKind::kMean:
-        vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.scale, po.out_zp, out8(o));
+        if (po.mean_hw)
+          vmcu_mean_hw_s8(po.in, s8(op.inputs[0]), po.in_zp, po.multiplier, po.shift, po.out_zp, out8(o));
+        else
+          vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
+                       po.out_zp, out8(o));
         break;
       case OpKind::kPad:
         vmcu_pad_s8(po.in, s8(op.inputs[0]), po.pad_before, po.pad_after, po.pad_value, out8(o));

@@ -56,6 +56,19 @@ PaddedDim compute_padding(Padding padding, int32_t in, int32_t filter, int32_t s
   return d;
 }
 
+QuantizedMultiplier mean_multiplier(double input_over_output_scale, int64_t count) {
+  QuantizedMultiplier q = quantize_multiplier(input_over_output_scale);
+  if (count <= 0) return q;
+  int extra = 0;
+  while ((count >> (extra + 1)) > 0) ++extra;  // floor(log2(count))
+  extra = std::min(extra, 32);
+  extra = std::min(extra, 31 + q.shift);
+  if (extra < 0) extra = 0;
+  q.multiplier = static_cast<int32_t>((static_cast<int64_t>(q.multiplier) << extra) / count);
+  q.shift -= extra;
+  return q;
+}
+
 vmcu_softmax_params softmax_params(float input_scale, float beta) {
   constexpr int kScaledDiffIntegerBits = 5;
   const double real = std::min<double>(static_cast<double>(beta) * static_cast<double>(input_scale) *

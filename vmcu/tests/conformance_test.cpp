@@ -94,6 +94,8 @@ INSTANTIATE_TEST_SUITE_P(
         BuiltCase{"bottleneck_residual", R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})"},
         BuiltCase{"bottleneck_k7_s2", R"({"input":[1,10,10,24],"layers":[{"type":"bottleneck","mid_channels":120,"out_channels":40,"kernel":7,"stride":2}]})"},
         BuiltCase{"pools_and_head", R"({"input":[1,11,11,8],"layers":[{"type":"maxpool","kernel":3,"stride":2,"padding":"same"},{"type":"avgpool","kernel":2,"stride":1,"padding":"valid"},{"type":"global_avgpool"},{"type":"fully_connected","units":3},{"type":"softmax"}]})"},
+        BuiltCase{"mean_keep_dims_integer_path", R"({"seed":3,"input":[1,7,5,12],"layers":[{"type":"conv","kernel":3,"out_channels":16},{"type":"mean","keep_dims":true},{"type":"fully_connected","units":4}]})"},
+        BuiltCase{"mean_flat_float_path", R"({"seed":4,"input":[1,6,6,8],"layers":[{"type":"depthwise","kernel":3},{"type":"mean","keep_dims":false},{"type":"softmax"}]})"},
         BuiltCase{"mobilenetv2_035_96", R"({"mobilenetv2":{"width":0.35,"resolution":96,"classes":10},"seed":7})"}),
     [](const auto& info) { return std::string(info.param.name); });
 

@@ -274,7 +274,8 @@ TEST(VmcuKernels, QuantizeDequantizeMeanPadTranspose) {
   EXPECT_FLOAT_EQ(back[2], -0.5f);
   std::vector<int8_t> m = {1, 2, 4, -1, -2, -4}, mo(2);  // 1x1x2x3, mean over c
   int32_t scratch[2];
-  vmcu_mean_s8({1, 1, 2, 3}, m.data(), 1u << 3, scratch, 0, 1.0f, 0, mo.data());
+  const auto mean_q = vm::mean_multiplier(1.0, 3);
+  vmcu_mean_s8({1, 1, 2, 3}, m.data(), 1u << 3, scratch, 0, mean_q.multiplier, mean_q.shift, 0, mo.data());
   EXPECT_EQ(mo, (std::vector<int8_t>{2, -2}));  // 7/3 -> 2, -7/3 -> -2
   std::vector<int8_t> tin = {1, 2, 3, 4, 5, 6}, tout(6);  // 1x1x2x3 -> perm (0,1,3,2) -> 1x1x3x2
   const int32_t perm[4] = {0, 1, 3, 2};

@@ -202,6 +202,53 @@ TEST(VmcuModel, RealModelsLoadAndTruncationsFail) {
   }
 }
 
+TEST(VmcuModel, RealModelBitFlipsNeverCrash) {
+  const std::string path = vmcu_test::shared_model("mlperf-tiny-dscnn-kws_int8.tflite");
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "shared model not present: " << path;
+  auto bytes = perfmem::read_binary_file(path);
+  ASSERT_TRUE(bytes.ok());
+  std::mt19937 rng(9);
+  int loaded = 0, rejected = 0;
+  for (int trial = 0; trial < 150; ++trial) {
+    auto m = *bytes;
+    // Flip bits in the first 4 KB (tables, vectors, offsets) rather than in the weights.
+    for (int k = 0; k < 2; ++k) m[rng() % 4096] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    auto g = vm::parse_tflite(m, "flipped-dscnn.tflite");
+    if (!g.ok()) {
+      ++rejected;
+      continue;
+    }
+    auto exec = vm::Executor::create(std::move(*g));
+    if (!exec.ok()) {
+      ++rejected;
+      continue;
+    }
+    std::vector<uint8_t> input(exec->input_bytes(), 9);
+    EXPECT_TRUE(exec->run(input).ok());
+    ++loaded;
+  }
+  EXPECT_GT(rejected, 0);
+  EXPECT_EQ(loaded + rejected, 150);
+}
+
+TEST(VmcuBuilder, MobileNetV2HasTheArchitecturesBlocks) {
+  auto bytes = vm::build_model_from_json(R"({"mobilenetv2":{"width":0.35,"resolution":96,"classes":7}})", "mbv2");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
+  auto g = vm::parse_tflite(*bytes, "mbv2");
+  ASSERT_TRUE(g.ok()) << g.status().to_string();
+  int adds = 0, depthwise = 0, stride2 = 0;
+  for (const auto& op : g->ops) {
+    adds += op.kind == vm::OpKind::kAdd;
+    depthwise += op.kind == vm::OpKind::kDepthwiseConv2D;
+    stride2 += op.options.stride_h == 2 && (op.kind == vm::OpKind::kConv2D || op.kind == vm::OpKind::kDepthwiseConv2D);
+  }
+  EXPECT_EQ(depthwise, 17);  // one per inverted bottleneck
+  EXPECT_EQ(adds, 10);       // residual blocks: 1 + 2 + 3 + 2 + 2
+  EXPECT_EQ(stride2, 5);     // stem + four stride-2 stages: 96 -> 3
+  EXPECT_EQ(g->tensors[g->ops[0].outputs[0]].shape, (std::vector<int32_t>{1, 48, 48, 16}));  // 32 * 0.35 -> 16
+  EXPECT_EQ(g->tensors[g->outputs[0]].shape, (std::vector<int32_t>{1, 7}));
+}
+
 TEST(VmcuBuilder, SpecErrorsNameThePlace) {
   auto r = vm::build_model_from_json(R"({"input":[1,8,8,4],"layers":[{"type":"conv","kernel":3}]})", "s.json");
   ASSERT_FALSE(r.ok());

@@ -90,6 +90,30 @@ TEST(VmcuPlanner, PlansArePureFunctions) {
   }
 }
 
+TEST(VmcuPlanner, InPlacePartnersOnlyWhereLegal) {
+  auto bytes = vm::build_model_from_json(R"({"input":[1,8,8,4],"layers":[
+      {"type":"depthwise","kernel":3},
+      {"type":"depthwise","kernel":3,"depth_multiplier":2},
+      {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3,"residual":true},
+      {"type":"depthwise","kernel":3}]})", "inplace");
+  ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
+  auto g = vm::parse_tflite(*bytes, "inplace");
+  ASSERT_TRUE(g.ok());
+  const auto reqs = vm::buffer_requirements(*g);
+  // Requirements follow tensor order among activations: input, dw1, dw2, expand, dw3, project, add, dw4.
+  ASSERT_EQ(reqs.size(), 8u);
+  EXPECT_EQ(reqs[1].inplace_partner, 0);   // same channels, input dies at op 0
+  EXPECT_EQ(reqs[1].inplace_workspace_bytes, 64u);  // one 8x8 channel
+  EXPECT_EQ(reqs[2].inplace_partner, -1);  // depth multiplier 2: output has more channels
+  EXPECT_EQ(reqs[4].inplace_partner, 3);   // block depthwise over its expand output
+  EXPECT_EQ(reqs[6].inplace_partner, 2);   // ADD over its first dying input (the block input)
+  EXPECT_EQ(reqs[7].inplace_partner, 6);   // the last depthwise over the dying ADD output
+  for (auto kind : {PlannerKind::kNaive, PlannerKind::kGreedy, PlannerKind::kTinyEngine}) {
+    auto plan = vm::plan_memory(reqs, kind);
+    EXPECT_TRUE(vm::verify_plan(reqs, plan).ok()) << vm::planner_name(kind);
+  }
+}
+
 // Pinned peaks (bytes) of the real models: naive, greedy, tinyengine.
 struct Pinned {
   size_t naive, greedy, tinyengine;

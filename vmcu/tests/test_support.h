@@ -17,13 +17,20 @@
 
 namespace vmcu_test {
 
+// A scratch folder per test process, removed when the process exits.
 inline std::filesystem::path temp_dir() {
-  static std::filesystem::path dir = [] {
-    auto d = std::filesystem::temp_directory_path() / ("vmcu-test-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
+  struct ScratchDir {
+    std::filesystem::path path;
+    ScratchDir() : path(std::filesystem::temp_directory_path() / ("vmcu-test-" + std::to_string(::getpid()))) {
+      std::filesystem::create_directories(path);
+    }
+    ~ScratchDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static ScratchDir dir;
+  return dir.path;
 }
 
 inline void write_file(const std::filesystem::path& p, const std::vector<uint8_t>& bytes) {

@@ -16,8 +16,7 @@ def main(argv):
         return 2
     interpreter = tfl.Interpreter(
         model_path=argv[1],
-        experimental_op_resolver_type=tfl.experimental.OpResolverType.BUILTIN_REF
-        if hasattr(tfl, "experimental") else tfl.OpResolverType.BUILTIN_REF)
+        experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_REF)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]

@@ -9,11 +9,9 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
-/* Bias addition wraps like the int32 hardware add instead of overflowing (a bias near the int32
- * limits comes only from a corrupt or adversarial model; the result is then garbage, not UB). */
-static inline int32_t add_bias_wrapping(int32_t acc, int32_t bias) {
-  return (int32_t)((uint32_t)acc + (uint32_t)bias);
-}
+/* Two's-complement wrap instead of undefined overflow: a corrupt bias must not be UB. Equal to
+ * `a + b` whenever that does not overflow. */
+static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
 static inline int8_t requantize_acc(int32_t acc, int32_t multiplier, int32_t shift,
                                     int32_t output_offset, int32_t act_min, int32_t act_max) {
@@ -44,7 +42,7 @@ void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
               }
             }
           }
-          if (bias) acc = add_bias_wrapping(acc, bias[oc]);
+          if (bias) acc = wrapping_add(acc, bias[oc]);
           out[idx4(os, b, oy, ox, oc)] =
               requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                              p->output_offset, p->act_min, p->act_max);
@@ -77,7 +75,7 @@ void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const i
                        (int32_t)filter[idx4(fs, 0, ky, kx, oc)];
               }
             }
-            if (bias) acc = add_bias_wrapping(acc, bias[oc]);
+            if (bias) acc = wrapping_add(acc, bias[oc]);
             out[idx4(os, b, oy, ox, oc)] =
                 requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
                                p->output_offset, p->act_min, p->act_max);
@@ -99,7 +97,7 @@ void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t i
       for (int32_t i = 0; i < in_depth; ++i) {
         acc += ((int32_t)row[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
       }
-      if (bias) acc = add_bias_wrapping(acc, bias[o]);
+      if (bias) acc = wrapping_add(acc, bias[o]);
       out[b * out_depth + o] = requantize_acc(acc, p->output_multiplier, p->output_shift,
                                               p->output_offset, p->act_min, p->act_max);
     }
@@ -178,7 +176,8 @@ void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* i
 }
 
 void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
-                  int32_t input_zero_point, float scale, int32_t output_zero_point, int8_t* out) {
+                  int32_t input_zero_point, int32_t multiplier, int32_t shift,
+                  int32_t output_zero_point, int8_t* out) {
   const int32_t dims[4] = {is.n, is.h, is.w, is.c};
   int32_t kept[4];
   int32_t reduced_count = 1;
@@ -200,12 +199,25 @@ void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t*
               in[((n * dims[1] + h) * dims[2] + w) * dims[3] + c];
         }
   if (reduced_count == 0) return;
-  const float bias = -(float)input_zero_point * scale;
   for (int32_t i = 0; i < out_count; ++i) {
-    const float mean = (float)scratch[i] / (float)reduced_count;
-    const int32_t q = vmcu_round_float_to_i32(mean * scale + bias);
-    const int64_t v = (int64_t)q + output_zero_point;
-    out[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+    const int32_t shifted_sum = scratch[i] - input_zero_point * reduced_count;
+    const int32_t v = vmcu_multiply_by_quantized_multiplier(shifted_sum, multiplier, (int)shift);
+    out[i] = vmcu_clamp_s8(v + output_zero_point, -128, 127);
+  }
+}
+
+void vmcu_mean_hw_s8(vmcu_shape4 is, const int8_t* in, int32_t input_zero_point,
+                     int32_t multiplier, int32_t shift, int32_t output_zero_point, int8_t* out) {
+  const int32_t count = is.h * is.w;
+  for (int32_t b = 0; b < is.n; ++b) {
+    for (int32_t c = 0; c < is.c; ++c) {
+      int32_t acc = 0;
+      for (int32_t y = 0; y < is.h; ++y)
+        for (int32_t x = 0; x < is.w; ++x) acc += (int32_t)in[idx4(is, b, y, x, c)] - input_zero_point;
+      acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
+      if (count > 0) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+      out[b * is.c + c] = vmcu_clamp_s8(acc + output_zero_point, -128, 127);
+    }
   }
 }
 
@@ -224,7 +236,7 @@ void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
         const int32_t rescaled = vmcu_sat_rounding_doubling_high_mul(
             (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = vmcu_exp_on_negative_values(rescaled, kScaledDiffIntegerBits);
-        sum_of_exps += vmcu_rounding_divide_by_pot(e, kAccumulationIntegerBits);
+        sum_of_exps = wrapping_add(sum_of_exps, vmcu_rounding_divide_by_pot(e, kAccumulationIntegerBits));
       }
     }
     int num_bits_over_unit = 0;

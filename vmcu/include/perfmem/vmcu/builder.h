@@ -14,7 +14,7 @@
 //               {"type": "bottleneck", "mid_channels": 48, "out_channels": 16, "kernel": 3,
 //                "stride": 1, "residual": true},
 //               {"type": "avgpool", "kernel": 2, "stride": 2} | {"type": "global_avgpool"},
-//               {"type": "maxpool", "kernel": 2, "stride": 2},
+//               {"type": "maxpool", "kernel": 2, "stride": 2}, {"type": "mean", "keep_dims": true},
 //               {"type": "fully_connected", "units": 10}, {"type": "softmax"}]}
 //   or {"mobilenetv2": {"width": 0.35, "resolution": 144, "classes": 10}, "seed": 1}.
 // The same spec and seed always give the same bytes.

@@ -33,6 +33,11 @@ struct PaddedDim {
 };
 PaddedDim compute_padding(Padding padding, int32_t in, int32_t filter, int32_t stride, int32_t dilation);
 
+// MEAN over `count` elements: the input/output rescale with the 1/count folded in, as TFLite's
+// QuantizedMeanOrSum does (floor(log2 count) extra bits of precision, at most 32, and the
+// resulting shift kept >= -31).
+QuantizedMultiplier mean_multiplier(double input_over_output_scale, int64_t count);
+
 // Softmax parameters from the input scale and beta (TFLite's PreprocessSoftmaxScaling with 5
 // integer bits, and the matching diff_min).
 vmcu_softmax_params softmax_params(float input_scale, float beta);
