@@ -1,0 +1,149 @@
+// Grain-size coarsening (contract in analysis_coarsening.h).
+#include "perfmem/acrobat/analysis_coarsening.h"
+
+#include <unordered_map>
+
+#include "walk.h"
+
+namespace perfmem::acrobat {
+namespace {
+
+int64_t numel(const Type& t) {
+  int64_t n = 1;
+  for (int64_t d : t.dims) n *= d;
+  return n;
+}
+
+bool is_leaf(const Expr& e) {
+  return (e.kind == ExprKind::kVar && e.type->kind == TypeKind::kTensor) ||
+         (e.kind == ExprKind::kGlobal && !e.global_is_const) ||
+         (e.kind == ExprKind::kOp && e.op == OpKind::kFill);
+}
+
+// Counts the ops of a groupable tree, or returns -1 when the tree cannot be fused.
+int groupable_ops(const Expr& e) {
+  if (e.kind != ExprKind::kOp || is_view_op(e.op) || e.static_depth >= 0) return -1;
+  int n = 1;
+  for (const auto& a : e.args) {
+    if (is_leaf(*a)) continue;
+    int k = groupable_ops(*a);
+    if (k < 0) return -1;
+    n += k;
+  }
+  return n;
+}
+
+bool startable(const Expr& e) {
+  return e.kind == ExprKind::kLet && e.pat.kind != Pattern::kTuple && groupable_ops(*e.args[0]) > 0;
+}
+
+class Coarsen {
+ public:
+  Coarsen(Program& p, const std::string& where) : p_(p), where_(where) {}
+
+  void visit(Expr& e) {
+    if (startable(e)) {
+      std::vector<Expr*> run{&e};
+      int ops = groupable_ops(*e.args[0]);
+      while (startable(*run.back()->args[1])) {
+        run.push_back(run.back()->args[1].get());
+        ops += groupable_ops(*run.back()->args[0]);
+      }
+      if (ops >= 2) {
+        build(run);
+        visit(*run.back()->args[1]);
+        return;
+      }
+    }
+    for (auto& a : e.args) visit(*a);
+    for (auto& arm : e.arms) visit(*arm.body);
+  }
+
+ private:
+  int new_reg(FusedGroup& g, int64_t size, int param) {
+    g.reg_size.push_back(size);
+    g.reg_param.push_back(param);
+    return g.num_regs++;
+  }
+
+  int compile(FusedGroup& g, const Expr& x) {
+    if (x.kind == ExprKind::kVar) {
+      if (auto it = bound_.find(x.slot); it != bound_.end()) return it->second;
+      if (auto it = input_.find(x.slot); it != input_.end()) return it->second;
+      int r = new_reg(g, numel(*x.type), -1);
+      g.input_slots.push_back(x.slot);
+      g.input_regs.push_back(r);
+      input_[x.slot] = r;
+      return r;
+    }
+    int tensor_id = x.kind == ExprKind::kGlobal ? x.global
+                    : (x.kind == ExprKind::kOp && x.op == OpKind::kFill)
+                        ? static_cast<int>(p_.params.size()) + x.constant_tensor : -1;
+    if (tensor_id >= 0) {
+      if (auto it = param_.find(tensor_id); it != param_.end()) return it->second;
+      int r = new_reg(g, numel(*x.type), tensor_id);
+      g.input_slots.push_back(-1);
+      g.input_regs.push_back(r);
+      param_[tensor_id] = r;
+      return r;
+    }
+    GroupInstr in;
+    in.sig.op = x.op;
+    in.sig.ints = x.op_ints;
+    in.sig.out_dims = x.type->dims;
+    in.sig.key = op_name(x.op);
+    for (size_t i = 0; i < x.args.size(); ++i) {
+      int r = compile(g, *x.args[i]);
+      in.regs.push_back(r);
+      in.sig.arg_dims.push_back(x.args[i]->type->dims);
+      in.sig.shared_param.push_back(g.reg_param[r]);
+    }
+    in.out = new_reg(g, numel(*x.type), -1);
+    g.instrs.push_back(std::move(in));
+    return g.instrs.back().out;
+  }
+
+  void build(const std::vector<Expr*>& run) {
+    FusedGroup g;
+    g.where = where_;
+    bound_.clear();
+    input_.clear();
+    param_.clear();
+    std::vector<std::pair<int, int>> lets;  // (slot, reg)
+    for (Expr* let : run) {
+      int r = compile(g, *let->args[0]);
+      if (let->pat.kind == Pattern::kVar) {
+        bound_[let->pat.slot] = r;
+        lets.push_back({let->pat.slot, r});
+      }
+    }
+    const Expr& rest = *run.back()->args[1];
+    for (const auto& [slot, reg] : lets) {
+      if (reads_slot(rest, slot)) {
+        g.output_regs.push_back(reg);
+        g.output_slots.push_back(slot);
+      }
+    }
+    g.last_let = run.back();
+    int gid = static_cast<int>(p_.groups.size());
+    KernelSig sig;
+    sig.group = gid;
+    sig.key = "group#" + std::to_string(gid);
+    run.front()->group = gid;
+    run.front()->kernel = static_cast<int>(p_.kernels.size());
+    p_.kernels.push_back(std::move(sig));
+    p_.groups.push_back(std::move(g));
+  }
+
+  Program& p_;
+  std::string where_;
+  std::unordered_map<int, int> bound_, input_, param_;
+};
+
+}  // namespace
+
+void analyze_coarsening(Program& program) {
+  for (auto& fn : program.fns) Coarsen(program, fn.name).visit(*fn.body);
+}
+
+}  // namespace perfmem::acrobat
