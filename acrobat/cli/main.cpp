@@ -105,6 +105,7 @@ struct RunArgs {
   int warmup = 2;
   bool verify = false;
   bool reference = false;
+  bool profile = false;
   std::string params;
   int threads = 1;
 };
@@ -140,6 +141,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   opt.scheduler = *sched;
   opt.verify = r.verify;
   opt.reference_kernels = r.reference;
+  opt.profile = r.profile;
   opt.params_file = r.params;
   auto rt = Runtime::create(**prog, opt);
   if (!rt) return report_failure(app, rt.status());
@@ -150,12 +152,14 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   int warm = std::min(r.warmup, total - 1);
   std::vector<double> lat, rec, sch, ker, ops, launches;
   std::vector<float> first;
+  std::map<std::string, double> by_op;
   for (int j = 0; j < total; ++j) {
     std::vector<float> out;
     RunStats st;
     if (auto s = (*rt)->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok()) return report_failure(app, s);
     if (j == 0) first = out;
     if (j < warm) continue;
+    for (const auto& [k, v] : st.kernel_ms_by_op) by_op[k] += v / std::max(1, total - warm);
     lat.push_back(st.total_ms);
     rec.push_back(st.record_ms);
     sch.push_back(st.schedule_ms);
@@ -187,6 +191,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
             {"record_and_schedule_ns_per_op", overhead_ns},
             {"checksum", {{"instances", n_check / std::max<size_t>(out_size, 1)}, {"sum", sum}, {"abs", abs}, {"w", w}}}};
   for (const auto& [k, v] : *ov) j["constants"][k] = v;
+  if (r.profile) j["kernel_ms_by_op_mean"] = by_op;
   if (c.json) {
     print_json(j);
   } else {
@@ -199,6 +204,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
                 summarize(launches).median, overhead_ns);
     std::printf("  checksum (first %zu instances of minibatch 0): sum %.8g  abs %.8g  w %.8g\n",
                 n_check / std::max<size_t>(out_size, 1), sum, abs, w);
+    for (const auto& [k, v] : by_op) std::printf("    %-24s %9.3f ms (mean)\n", k.c_str(), v);
   }
   return kExitOk;
 }
@@ -222,12 +228,14 @@ int main(int argc, char** argv) {
   CLI::App* runc = app.add_subcommand("run", "run a model over minibatches and report latency");
   add_common(runc);
   runc->add_option("--data", run.data, "input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
-  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)");
-  runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none");
+  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::PositiveNumber);
+  runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
+      ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
   runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)");
   runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)");
   runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
   runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
+  runc->add_flag("--profile", run.profile, "time each operator kind");
   runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
   runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)");
   return perfmem::run_cli(app, argc, argv, [&] {

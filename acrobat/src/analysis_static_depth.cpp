@@ -53,12 +53,11 @@ class StaticDepth {
     for (int iter = 0; iter < 1000; ++iter) {
       changed_ = false;
       for (size_t f = 0; f < p_.fns.size(); ++f) {
-        // Functions nobody calls are analysed as if called with dynamic arguments.
+        // Parameters not yet reached by any call stay unknown: ops over unknown values are
+        // not recorded until a later iteration knows them (functions never called keep
+        // dynamic depths, which the runtime never uses).
         std::vector<AV> env(p_.fns[f].num_slots);
-        for (size_t i = 0; i < params_[f].size(); ++i) {
-          const AV& a = params_[f][i];
-          env[i] = (a.v == kUnknown && a.elems.empty()) ? scalar(kDynamic) : a;
-        }
+        for (size_t i = 0; i < params_[f].size(); ++i) env[i] = params_[f][i];
         AV r = eval(*p_.fns[f].body, env);
         join_into(rets_[f], r, &changed_);
       }

@@ -160,7 +160,7 @@ class PtbParser {
   // Returns the index of the node built for "(LABEL child...)" or "(LABEL word)".
   int32_t parse_node(std::vector<TreeNode>& nodes) {
     if (i_ >= t_.size() || t_[i_] != '(') fail("'('", i_ < t_.size() ? std::string("'") + t_[i_] + "'" : "end of line");
-    if (++depth_ > 10000) fail("a tree at most 10000 levels deep", "a deeper one");
+    if (++depth_ > 1000) fail("a tree at most 1000 levels deep", "a deeper one");
     ++i_;
     skip();
     token();  // the label

@@ -265,6 +265,12 @@ class Parser {
 
   TypeP parse_type() {
     const Token& t = peek();
+    struct Guard {
+      int& d;
+      ~Guard() { --d; }
+    } guard{++nesting_};
+    if (nesting_ > kMaxNesting)
+      throw ParseError{t.pos, "types nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
     auto ty = std::make_shared<Type>();
     ty->pos = t.pos;
     if (is_sym("(")) {
@@ -325,7 +331,21 @@ class Parser {
     return e;
   }
 
+  // Nesting is bounded so that hostile input cannot exhaust the stack of the recursive
+  // parser, checker and analyses.
+  static constexpr int kMaxNesting = 1000;
+
   ExprP parse_expr() {
+    struct Guard {
+      int& d;
+      ~Guard() { --d; }
+    } guard{++nesting_};
+    if (nesting_ > kMaxNesting)
+      throw ParseError{peek().pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
+    return parse_expr_inner();
+  }
+
+  ExprP parse_expr_inner() {
     const Token& t = peek();
     if (is_ident("let")) {
       next();
@@ -398,12 +418,22 @@ class Parser {
   }
 
   ExprP parse_binary(int min_prec) {
+    int chain = 0;
+    struct Restore {
+      int& d;
+      int& c;
+      ~Restore() { d -= c; }
+    } restore{nesting_, chain};
     ExprP lhs = parse_unary();
     while (true) {
       BinOp op;
       int prec = precedence(peek(), &op);
       if (prec < 0 || prec < min_prec) break;
       SrcPos pos = next().pos;
+      // Each operator in a chain nests the tree one level deeper.
+      if (++nesting_ > kMaxNesting)
+        throw ParseError{pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
+      ++chain;
       ExprP rhs = parse_binary(prec + 1);
       auto e = make(ExprKind::kBinary, pos);
       e->bin = op;
@@ -417,6 +447,12 @@ class Parser {
   ExprP parse_unary() {
     if (is_sym("-") || is_sym("!")) {
       const Token& t = next();
+      struct Guard {
+        int& d;
+        ~Guard() { --d; }
+      } guard{++nesting_};
+      if (nesting_ > kMaxNesting)
+        throw ParseError{t.pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
       auto e = make(ExprKind::kUnary, t.pos);
       e->name = t.text;
       e->args.push_back(parse_unary());
@@ -482,6 +518,7 @@ class Parser {
 
   std::vector<Token> toks_;
   size_t pos_ = 0;
+  int nesting_ = 0;
   Program& prog_;
   std::string file_;
 };

@@ -465,8 +465,14 @@ struct Runtime::Impl {
   }
 
   void run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out) {
+    double t0 = opt.profile ? now_ms() : 0;
     if (opt.reference_kernels) kernels::run_reference(sig, n, a, out);
     else kernels::run_batched(sig, n, a, out, scratch);
+    if (opt.profile) {
+      std::string key = op_name(sig.op);
+      if ((sig.op == OpKind::kMatMul || sig.op == OpKind::kDense) && sig.shared_param[0] < 0) key += "(per-instance)";
+      stats->kernel_ms_by_op[key] += now_ms() - t0;
+    }
   }
 
   void execute(int kernel, const uint32_t* batch, int n, bool gather_copy) {

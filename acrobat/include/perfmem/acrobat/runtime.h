@@ -52,6 +52,7 @@ struct RuntimeOptions {
   bool reference_kernels = false;  // plain loops instead of BLAS/vectorised kernels
   std::string params_file;         // safetensors file for load("name") parameters
   int max_call_depth = 100000;     // deeper recursion is an error, not a crash
+  bool profile = false;            // time each operator kind (RunStats::kernel_ms_by_op)
 };
 
 struct RunStats {
@@ -62,6 +63,7 @@ struct RunStats {
   int64_t ops_recorded = 0;
   int64_t kernels_launched = 0;
   int64_t max_depth = 0;   // largest depth used (acrobat)
+  std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
 };
 
 class Runtime {
