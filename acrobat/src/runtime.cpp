@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <unordered_map>
 
 #include "perfmem/acrobat/kernels.h"
@@ -130,7 +133,63 @@ int64_t numel(const std::vector<int64_t>& d) {
 
 }  // namespace
 
+// The interpreter recurses with the program (a tree of height 10000 is 10000 nested calls),
+// so it runs on a worker thread with a 1 GiB stack (reserved, touched only as deep as used).
+// The thread is created once per runtime and handed one job per minibatch.
+class BigStackWorker {
+ public:
+  ~BigStackWorker() {
+    if (!started_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    pthread_join(thread_, nullptr);
+  }
+
+  void run(const std::function<void()>& job) {
+    if (!started_ && !start()) {
+      job();  // no thread: fall back to the caller's stack
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    job_ = &job;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return job_ == nullptr; });
+  }
+
+ private:
+  bool start() {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, size_t{1} << 30);
+    started_ = pthread_create(&thread_, &attr, [](void* self) -> void* {
+                 static_cast<BigStackWorker*>(self)->loop();
+                 return nullptr;
+               }, this) == 0;
+    pthread_attr_destroy(&attr);
+    return started_;
+  }
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || job_ != nullptr; });
+      if (stop_) return;
+      (*job_)();
+      job_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const std::function<void()>* job_ = nullptr;
+  bool stop_ = false, started_ = false;
+  pthread_t thread_{};
+};
+
 struct Runtime::Impl {
+  BigStackWorker worker;
   const Program* prog = nullptr;
   RuntimeOptions opt;
   bool dynet = false, acrobat = false, eager = false;
@@ -491,6 +550,11 @@ struct Runtime::Impl {
     }
     const float* const* a[kMaxArgs];
     for (int i = 0; i < nargs; ++i) a[i] = ptr_buf.data() + offs[i];
+    if (sig.op == OpKind::kSlice) {  // a view: the output points into the operand
+      int64_t row = sig.arg_dims[0].size() == 2 ? sig.arg_dims[0][1] : 1;
+      for (int b = 0; b < n; ++b) tensors[nodes[batch[b]].out].data = const_cast<float*>(a[0][b]) + sig.ints[0] * row;
+      return;
+    }
     int64_t size = kernel_out_size[kernel];
     float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, n * size)));
     out_buf.resize(n);
@@ -501,38 +565,64 @@ struct Runtime::Impl {
     run_kernel(sig, n, a, out_buf.data());
   }
 
+  // A fused group runs instruction by instruction over tiles of instances: each instruction
+  // covers a whole tile (so same-op calls stay batched, and products by a parameter stay one
+  // GEMM per tile), while the tile's intermediates stay in cache. Intermediates live in one
+  // scratch block reused by every tile; outputs get contiguous arena blocks for the whole
+  // batch. Slices are views (pointer offsets), never copies.
   void execute_group(const FusedGroup& g, const uint32_t* batch, int n) {
-    // Register r's pointer array starts at ptr_buf[reg_off[r]].
-    thread_local std::vector<size_t> reg_off;
-    reg_off.assign(g.num_regs, 0);
-    std::vector<bool> is_input(g.num_regs, false);
+    constexpr int64_t kTileBytes = 1 << 20;
+    group_reg_off_.assign(g.num_regs, 0);
+    group_kind_.assign(g.num_regs, 0);  // 0 internal, 1 input, 2 output
+    for (int r : g.output_regs) group_kind_[r] = 2;
     for (size_t i = 0; i < g.input_regs.size(); ++i) {
       int r = g.input_regs[i];
-      is_input[r] = true;
-      reg_off[r] = ptr_buf.size();
+      group_kind_[r] = 1;
+      group_reg_off_[r] = ptr_buf.size();
       arg_ptrs(batch, n, static_cast<int>(i), g.reg_param[r] >= 0, false, g.reg_size[r]);
     }
-    int64_t total = 0;
+    int64_t internal_per_instance = 0;
     for (int r = 0; r < g.num_regs; ++r)
-      if (!is_input[r]) total += g.reg_size[r] * n;
-    float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, total)));
+      if (group_kind_[r] == 0) internal_per_instance += g.reg_size[r];
+    int tile = n;
+    if (internal_per_instance * 4 * n > kTileBytes)
+      tile = static_cast<int>(std::clamp<int64_t>(kTileBytes / std::max<int64_t>(1, internal_per_instance * 4), 64, n));
+    float* scratch_block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, internal_per_instance * tile)));
     for (int r = 0; r < g.num_regs; ++r) {
-      if (is_input[r]) continue;
-      reg_off[r] = ptr_buf.size();
-      ptr_buf.resize(ptr_buf.size() + n);
-      for (int b = 0; b < n; ++b) ptr_buf[reg_off[r] + b] = block + b * g.reg_size[r];
-      block += g.reg_size[r] * n;
+      if (group_kind_[r] == 1) continue;
+      group_reg_off_[r] = ptr_buf.size();
+      if (group_kind_[r] == 0) {
+        ptr_buf.resize(ptr_buf.size() + tile);
+        for (int b = 0; b < tile; ++b) ptr_buf[group_reg_off_[r] + b] = scratch_block + b * g.reg_size[r];
+        scratch_block += g.reg_size[r] * tile;
+      } else {
+        float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, g.reg_size[r] * n)));
+        ptr_buf.resize(ptr_buf.size() + n);
+        for (int b = 0; b < n; ++b) ptr_buf[group_reg_off_[r] + b] = block + b * g.reg_size[r];
+      }
+    }
+    for (int t0 = 0; t0 < n; t0 += tile) {
+      int count = std::min(tile, n - t0);
+      // Register r's pointers for this tile: internal registers restart at 0 every tile.
+      auto regs_at = [&](int r) { return ptr_buf.data() + group_reg_off_[r] + (group_kind_[r] == 0 ? 0 : t0); };
+      for (const GroupInstr& in : g.instrs) {
+        if (in.sig.op == OpKind::kSlice) {
+          int64_t row = in.sig.arg_dims[0].size() == 2 ? in.sig.arg_dims[0][1] : 1;
+          float* const* src = regs_at(in.regs[0]);
+          float** dst = regs_at(in.out);
+          for (int b = 0; b < count; ++b) dst[b] = src[g.reg_param[in.regs[0]] >= 0 ? 0 : b] + in.sig.ints[0] * row;
+          continue;
+        }
+        const float* const* a[kMaxArgs];
+        for (size_t i = 0; i < in.regs.size(); ++i) a[i] = regs_at(in.regs[i]);
+        run_kernel(in.sig, count, a, regs_at(in.out));
+      }
     }
     for (size_t j = 0; j < g.output_regs.size(); ++j)
-      for (int b = 0; b < n; ++b)
-        tensors[nodes[batch[b]].out + j].data = ptr_buf[reg_off[g.output_regs[j]] + b];
-    for (const GroupInstr& in : g.instrs) {
-      const float* const* a[kMaxArgs];
-      for (size_t i = 0; i < in.regs.size(); ++i) a[i] = ptr_buf.data() + reg_off[in.regs[i]];
-      float* const* out = ptr_buf.data() + reg_off[in.out];
-      run_kernel(in.sig, n, a, out);
-    }
+      for (int b = 0; b < n; ++b) tensors[nodes[batch[b]].out + j].data = ptr_buf[group_reg_off_[g.output_regs[j]] + b];
   }
+  std::vector<size_t> group_reg_off_;
+  std::vector<int> group_kind_;
 
   // ---------------------------------------------------------------- schedulers
   void schedule_acrobat() {
@@ -833,29 +923,6 @@ Status Runtime::set_inputs(const std::vector<Instance>& data) {
   return Status::Ok();
 }
 
-namespace {
-
-// Runs fn on a thread with a large stack: the interpreter recurses with the program.
-template <typename F>
-void run_with_big_stack(F& fn) {
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, size_t{1} << 30);
-  pthread_t th;
-  auto trampoline = [](void* p) -> void* {
-    (*static_cast<F*>(p))();
-    return nullptr;
-  };
-  if (pthread_create(&th, &attr, trampoline, &fn) != 0) {
-    fn();  // fall back to the current stack
-  } else {
-    pthread_join(th, nullptr);
-  }
-  pthread_attr_destroy(&attr);
-}
-
-}  // namespace
-
 Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outputs, RunStats* stats) {
   Impl& m = *impl_;
   if (begin > end || end > m.inputs.size())
@@ -873,7 +940,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   results.reserve(end - begin);
   const FnDecl& main = m.prog->fns[m.prog->main_fn];
   std::string error;
-  auto interpret = [&] {
+  std::function<void()> interpret = [&] {
     try {
       for (size_t i = begin; i < end; ++i) {
         m.instance = i;
@@ -890,7 +957,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
       error = e.message;
     }
   };
-  run_with_big_stack(interpret);
+  m.worker.run(interpret);
   if (!error.empty()) return Status(StatusCode::kInvalidInput, error);
   local.record_ms = now_ms() - t0;
   if (m.eager) local.record_ms -= local.kernel_ms;
