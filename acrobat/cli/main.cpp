@@ -150,7 +150,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   size_t available = data.size() / batch;
   int total = static_cast<int>(std::min<size_t>(available, static_cast<size_t>(timed + r.warmup)));
   int warm = std::min(r.warmup, total - 1);
-  std::vector<double> lat, rec, sch, ker, ops, launches;
+  std::vector<double> lat, rec, sch, ker, ops, launches, tops;
   std::vector<float> first;
   std::map<std::string, double> by_op;
   for (int j = 0; j < total; ++j) {
@@ -165,6 +165,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     sch.push_back(st.schedule_ms);
     ker.push_back(st.kernel_ms);
     ops.push_back(static_cast<double>(st.ops_recorded));
+    tops.push_back(static_cast<double>(st.tensor_ops));
     launches.push_back(static_cast<double>(st.kernels_launched));
   }
   // Workload checksums over the first 8 instances of minibatch 0.
@@ -179,6 +180,8 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   double med = summarize(lat).median, med_rec = summarize(rec).median, med_sch = summarize(sch).median;
   double med_ops = summarize(ops).median;
   double overhead_ns = med_ops > 0 ? (med_rec + med_sch) * 1e6 / med_ops : 0;
+  double med_tops = summarize(tops).median;
+  double overhead_tensor_ns = med_tops > 0 ? (med_rec + med_sch) * 1e6 / med_tops : 0;
   Json j = {{"model", src->first},
             {"scheduler", r.scheduler},
             {"batch", batch},
@@ -188,7 +191,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
             {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", summarize(ker).median}}},
             {"ops_recorded", med_ops},
             {"kernels_launched", summarize(launches).median},
+            {"tensor_ops", med_tops},
             {"record_and_schedule_ns_per_op", overhead_ns},
+            {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
             {"checksum", {{"instances", n_check / std::max<size_t>(out_size, 1)}, {"sum", sum}, {"abs", abs}, {"w", w}}}};
   for (const auto& [k, v] : *ov) j["constants"][k] = v;
   if (r.profile) j["kernel_ms_by_op_mean"] = by_op;
@@ -200,8 +205,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     std::printf("    record    %9.3f ms  (program execution + recording)\n", med_rec);
     std::printf("    schedule  %9.3f ms\n", med_sch);
     std::printf("    kernels   %9.3f ms\n", summarize(ker).median);
-    std::printf("  ops recorded %.0f, kernels launched %.0f, record+schedule %.1f ns/op\n", med_ops,
-                summarize(launches).median, overhead_ns);
+    std::printf("  ops recorded %.0f (tensor ops %.0f), kernels launched %.0f\n", med_ops, med_tops,
+                summarize(launches).median);
+    std::printf("  record+schedule %.1f ns per recorded op, %.1f ns per tensor op\n", overhead_ns, overhead_tensor_ns);
     std::printf("  checksum (first %zu instances of minibatch 0): sum %.8g  abs %.8g  w %.8g\n",
                 n_check / std::max<size_t>(out_size, 1), sum, abs, w);
     for (const auto& [k, v] : by_op) std::printf("    %-24s %9.3f ms (mean)\n", k.c_str(), v);

@@ -20,21 +20,22 @@ bool is_leaf(const Expr& e) {
          (e.kind == ExprKind::kOp && e.op == OpKind::kFill);
 }
 
-// Counts the ops of a groupable tree, or returns -1 when the tree cannot be fused.
-int groupable_ops(const Expr& e) {
-  if (e.kind != ExprKind::kOp || is_view_op(e.op) || e.static_depth >= 0) return -1;
+// Counts the ops of a groupable tree whose ops are all static (want_static) or all dynamic,
+// or returns -1 when the tree cannot be fused.
+int groupable_ops(const Expr& e, bool want_static) {
+  if (e.kind != ExprKind::kOp || is_view_op(e.op) || (e.static_depth >= 0) != want_static) return -1;
   int n = 1;
   for (const auto& a : e.args) {
     if (is_leaf(*a)) continue;
-    int k = groupable_ops(*a);
+    int k = groupable_ops(*a, want_static);
     if (k < 0) return -1;
     n += k;
   }
   return n;
 }
 
-bool startable(const Expr& e) {
-  return e.kind == ExprKind::kLet && e.pat.kind != Pattern::kTuple && groupable_ops(*e.args[0]) > 0;
+bool startable(const Expr& e, bool want_static) {
+  return e.kind == ExprKind::kLet && e.pat.kind != Pattern::kTuple && groupable_ops(*e.args[0], want_static) > 0;
 }
 
 class Coarsen {
@@ -42,15 +43,16 @@ class Coarsen {
   Coarsen(Program& p, const std::string& where) : p_(p), where_(where) {}
 
   void visit(Expr& e) {
-    if (startable(e)) {
+    for (bool want_static : {false, true}) {
+      if (!startable(e, want_static)) continue;
       std::vector<Expr*> run{&e};
-      int ops = groupable_ops(*e.args[0]);
-      while (startable(*run.back()->args[1])) {
+      int ops = groupable_ops(*e.args[0], want_static);
+      while (startable(*run.back()->args[1], want_static)) {
         run.push_back(run.back()->args[1].get());
-        ops += groupable_ops(*run.back()->args[0]);
+        ops += groupable_ops(*run.back()->args[0], want_static);
       }
       if (ops >= 2) {
-        build(run);
+        build(run, want_static);
         visit(*run.back()->args[1]);
         return;
       }
@@ -103,9 +105,10 @@ class Coarsen {
     return g.instrs.back().out;
   }
 
-  void build(const std::vector<Expr*>& run) {
+  void build(const std::vector<Expr*>& run, bool is_static) {
     FusedGroup g;
     g.where = where_;
+    g.is_static = is_static;
     bound_.clear();
     input_.clear();
     param_.clear();

@@ -37,7 +37,7 @@ class Ghost {
   int advance(const Expr& e) {
     switch (e.kind) {
       case ExprKind::kLet:
-        if (e.group >= 0) return add(1, advance(*p_.groups[e.group].last_let->args[1]));
+        if (e.group >= 0) return add(e.static_depth >= 0 ? 0 : 1, advance(*p_.groups[e.group].last_let->args[1]));
         return add(advance(*e.args[0]), advance(*e.args[1]));
       case ExprKind::kOp: {
         int m = args_max(e);

@@ -65,6 +65,15 @@ class StaticDepth {
     }
     p_.max_static_depth = -1;
     walk_program(p_, [&](Expr& e) {
+      if (e.kind == ExprKind::kLet && e.group >= 0) {
+        e.static_depth = -1;
+        auto it = site_.find(&e);
+        if (p_.groups[e.group].is_static && it != site_.end() && it->second >= 0 && it->second <= kMaxStaticDepth) {
+          e.static_depth = it->second;
+          p_.max_static_depth = std::max(p_.max_static_depth, it->second);
+        }
+        return;
+      }
       if (e.kind != ExprKind::kOp) return;
       e.static_depth = -1;
       if (is_view_op(e.op)) return;
@@ -143,6 +152,28 @@ class StaticDepth {
         return t;
       }
       case ExprKind::kLet: {
+        if (e.group >= 0) {
+          // A fused group is one node: depth 1 + its inputs' (static groups), else dynamic.
+          const FusedGroup& g = p_.groups[e.group];
+          int d = kParam;
+          bool unknown = false;
+          for (size_t i = 0; i < g.input_slots.size(); ++i) {
+            if (g.input_slots[i] < 0) continue;
+            const AV& a = env[g.input_slots[i]];
+            if (a.v == kUnknown && a.elems.empty()) unknown = true;
+            d = std::max(d, a.elems.empty() ? a.v : kDynamic);
+          }
+          int result = kDynamic;
+          if (g.is_static && d != kDynamic) result = unknown ? kUnknown : d + 1;
+          if (result != kUnknown && result > kMaxStaticDepth) result = kDynamic;
+          if (result != kUnknown) {
+            auto [it, inserted] = site_.emplace(&e, result);
+            if (!inserted && result > it->second) it->second = result;
+            result = it->second;
+          }
+          for (int slot : g.output_slots) env[slot] = scalar(result);
+          return eval(*const_cast<Expr*>(g.last_let)->args[1], env);
+        }
         AV rhs = eval(*e.args[0], env);
         bind(e.pat, rhs, env);
         return eval(*e.args[1], env);

@@ -21,7 +21,11 @@ Result<std::unique_ptr<Program>> compile_program(const std::string& file, const 
   PERFMEM_RETURN_IF_ERROR(analyze_phases(*program));
   if (options.static_depth) analyze_static_depth(*program);
   analyze_param_reuse(*program, true);
-  if (options.coarsening) analyze_coarsening(*program);
+  if (options.coarsening) {
+    analyze_coarsening(*program);
+    // Depths again, now counting each fused group as one node.
+    if (options.static_depth) analyze_static_depth(*program);
+  }
   if (options.ghost_ops) analyze_ghost_ops(*program);
   return program;
 }

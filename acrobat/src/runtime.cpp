@@ -198,6 +198,7 @@ struct Runtime::Impl {
   std::vector<std::vector<float>> param_storage;
   size_t num_persistent_tensors = 0;
   std::vector<int64_t> kernel_out_size;
+  std::vector<int64_t> kernel_ops;  // tensor ops per node of each kernel (group: its instructions)
   std::vector<int64_t> param_row;  // elements per lookup row, per parameter
 
   // Inputs (persistent).
@@ -239,6 +240,7 @@ struct Runtime::Impl {
     args.insert(args.end(), a, a + nargs);
     for (int k = 0; k < nouts; ++k) tensors.push_back({nullptr, id});
     nodes.push_back(n);
+    stats->tensor_ops += kernel_ops[kernel];
     if (eager) {
       double t0 = now_ms();
       uint32_t only = static_cast<uint32_t>(id);
@@ -487,7 +489,7 @@ struct Runtime::Impl {
     for (int i = 0; i < n; ++i)
       a[i] = g.input_slots[i] >= 0 ? static_cast<uint32_t>(fr[g.input_slots[i]].i)
                                    : static_cast<uint32_t>(g.reg_param[g.input_regs[i]]);
-    int d = depth++;
+    int d = (acrobat && let.static_depth >= 0) ? let.static_depth : depth++;
     stats->max_depth = std::max<int64_t>(stats->max_depth, d);
     uint32_t out = record(let.kernel, d, a, n, static_cast<int>(g.output_regs.size()));
     for (size_t j = 0; j < g.output_slots.size(); ++j) fr[g.output_slots[j]] = {static_cast<int64_t>(out + j), nullptr};
@@ -685,6 +687,10 @@ struct Runtime::Impl {
       if (sig.shared_param[i] >= 0) mix(0x1000000ull + args[nd.arg_begin + i]);
       else for (int64_t d : sig.arg_dims[i]) mix(static_cast<uint64_t>(d));
     }
+    // DyNet's MatrixMultiply batches a product only when the first operand is the same node
+    // (a parameter); a product by a computed matrix (MV-RNN's B a) never batches.
+    if ((sig.op == OpKind::kMatMul || sig.op == OpKind::kDense) && sig.shared_param[0] < 0)
+      mix(0x2000000000ull + args[nd.arg_begin]);
     for (int64_t v : sig.ints) mix(static_cast<uint64_t>(v));
     return h;
   }
@@ -906,7 +912,10 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const Program& program, Runtime
     const auto& d = p.type->dims;
     m.param_row.push_back(d.size() >= 2 ? numel(d) / d[0] : 1);
   }
-  for (const auto& k : program.kernels) m.kernel_out_size.push_back(k.group >= 0 ? 0 : numel(k.out_dims));
+  for (const auto& k : program.kernels) {
+    m.kernel_out_size.push_back(k.group >= 0 ? 0 : numel(k.out_dims));
+    m.kernel_ops.push_back(k.group >= 0 ? static_cast<int64_t>(program.groups[k.group].instrs.size()) : 1);
+  }
   m.frames.resize(1 << 20);
   return rt;
 }

@@ -11,7 +11,10 @@
 // Function parameters join the abstract values of all call sites (context-insensitive),
 // values read from data structures (match fields, list elements, fold accumulators) are
 // dynamic, and depths above kMaxStaticDepth become dynamic so recursion terminates.
-// Guarantee: for every op with static_depth d, each tensor operand is a parameter, a view, or
+// Run again after coarsening, a fused group whose ops are all static is one node: its let
+// gets static_depth = 1 + the largest static depth of its inputs (ops inside it are then not
+// recorded on their own).
+// Guarantee: for every op (or group) with static_depth d, each tensor operand is a parameter, a view, or
 // the result of an op with static_depth < d. The runtime places dynamic ops after all static
 // depths of their phase, so a dynamic op never runs before a static value it reads.
 #pragma once

@@ -116,7 +116,8 @@ struct Expr {
                              // tensor id when it is always the same model parameter, else -1
   int kernel = -1;           // interned kernel signature (op, shapes, shared parameters)
   int ghost_then = 0, ghost_else = 0;  // analysis_ghost_ops (kIf)
-  int group = -1;            // analysis_coarsening: kLet that starts a fused group
+  int group = -1;            // analysis_coarsening: kLet that starts a fused group (its
+                             // static_depth is the group's, for a static group)
 };
 
 struct CtorDecl {
@@ -205,6 +206,7 @@ struct FusedGroup {
   std::vector<int> output_regs;     // registers kept as outputs
   std::vector<int> output_slots;    // frame slots receiving the outputs
   const Expr* last_let = nullptr;   // evaluation continues with this let's body
+  bool is_static = false;           // all ops have static depths: the group gets one too
   std::string where;                // function name, for reports
 };
 
