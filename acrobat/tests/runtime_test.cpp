@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
+#include "perfmem/core/safetensors.h"
 
 namespace perfmem::acrobat {
 namespace {
@@ -207,6 +209,53 @@ TEST(AcrobatRuntime, BadDataIsAnError) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("lookup index 5000 outside [0, 1000)"), std::string::npos) << st.message();
   EXPECT_NE(st.message().find("birnn.acr:"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace perfmem::acrobat
+
+namespace perfmem::acrobat {
+namespace {
+
+TEST(AcrobatRuntime, ParametersLoadFromSafetensors) {
+  const std::string src =
+      "param W : Tensor[2, 3] = load(\"layer.weight\")\n"
+      "param b : Tensor[2] = hash(1, 0.5)\n"
+      "def main(xs: List[Int]) -> Tensor[2] = dense(W, fill(3, 1.0), b)\n";
+  auto p = compile_program("t.acr", src, compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+
+  RuntimeOptions none;
+  auto missing = Runtime::create(**p, none);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("--params"), std::string::npos) << missing.status().message();
+
+  std::string path = ::testing::TempDir() + "acrobat_params.safetensors";
+  float w[6] = {1, 2, 3, 4, 5, 6};
+  SafetensorsWriter writer;
+  writer.add("layer.weight", DType::kF32, {2, 3}, w);
+  ASSERT_TRUE(writer.write(path).ok());
+  RuntimeOptions opt;
+  opt.params_file = path;
+  auto rt = Runtime::create(**p, opt);
+  ASSERT_TRUE(rt.ok()) << rt.status().to_string();
+  Instance one;
+  one.kind = Instance::kSequence;
+  one.words = {1};
+  ASSERT_TRUE((*rt)->set_inputs({one}).ok());
+  std::vector<float> out;
+  ASSERT_TRUE((*rt)->run_minibatch(0, 1, &out, nullptr).ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_FLOAT_EQ(out[0], 6 + hashed_parameter(1, 0, 0.5));
+  EXPECT_FLOAT_EQ(out[1], 15 + hashed_parameter(1, 1, 0.5));
+
+  SafetensorsWriter wrong;
+  wrong.add("layer.weight", DType::kF32, {3, 2}, w);
+  ASSERT_TRUE(wrong.write(path).ok());
+  auto bad = Runtime::create(**p, opt);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("layer.weight"), std::string::npos) << bad.status().message();
+  std::remove(path.c_str());
 }
 
 }  // namespace
