@@ -3,5 +3,5 @@
 # Argument: the build folder. Writes the JSON next to it (acrobat-bench.json).
 set -euo pipefail
 build="${1:-build/release}"
-echo "== ACRoBat: $build/acrobat/bench/acrobat_bench --json $build/acrobat-bench.json"
-"$build/acrobat/bench/acrobat_bench" --json "$build/acrobat-bench.json"
+echo "== ACRoBat: $build/acrobat/bench/acrobat_bench --json $build/acrobat-bench.json --svg $build/acrobat-bench.svg"
+"$build/acrobat/bench/acrobat_bench" --json "$build/acrobat-bench.json" --svg "$build/acrobat-bench.svg"

@@ -17,7 +17,9 @@
 #include "perfmem/core/cli.h"
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
+#include "perfmem/core/progress.h"
 #include "perfmem/core/stats.h"
+#include "perfmem/core/svg.h"
 
 namespace {
 
@@ -96,7 +98,7 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"acrobat_bench: latency of the bundled models under the four schedulers"};
-  std::string models = "treelstm,birnn,mvrnn,nestedrnn", batches = "8,64", sizes = "small,large", json_path;
+  std::string models = "treelstm,birnn,mvrnn,nestedrnn", batches = "8,64", sizes = "small,large", json_path, svg_path;
   int timed8 = 30, timed64 = 10, warmup = 2;
   app.add_option("--models", models, "comma-separated bundled models");
   app.add_option("--batches", batches, "comma-separated batch sizes");
@@ -104,9 +106,17 @@ int main(int argc, char** argv) {
   app.add_option("--timed-small-batch", timed8, "timed minibatches at B <= 8 (default 30)");
   app.add_option("--timed-large-batch", timed64, "timed minibatches at B > 8 (default 10)");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
+  app.add_option("--svg", svg_path, "also plot each scheduler's speedup over unbatched execution");
   return run_cli(app, argc, argv, [&]() -> int {
     kernels::set_blas_threads(1);
     Json all = Json::array();
+    BarChart chart;
+    chart.title = "ACRoBat: speedup over unbatched execution (same kernels)";
+    chart.y_label = "unbatched latency / latency";
+    for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda, Scheduler::kDynetDepth})
+      chart.series.push_back({scheduler_name(s), {}});
+    int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
+    ProgressBar bar("acrobat_bench", configs * 4);
     std::printf("| model | h | B | acrobat ms | record / sched / kernels | rec+sched ns per tensor op | dynet-agenda (ours) | dynet-depth (ours) | none (ours) | DyNet agenda (ref) | vs our agenda | vs DyNet agenda |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
@@ -126,6 +136,7 @@ int main(int argc, char** argv) {
             auto c = measure(*m, h, batch, s, data, warmup, t);
             if (!c) return report_failure(app, c.status());
             cells[s] = *c;
+            bar.advance();
           }
           const Reference* ref = nullptr;
           for (const auto& r : kDynet)
@@ -144,6 +155,12 @@ int main(int argc, char** argv) {
                       cells[Scheduler::kNone].latency, refbuf, cells[Scheduler::kDynetAgenda].latency / a.latency,
                       ratio_ref);
           std::fflush(stdout);
+          chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
+          double none_ms = cells[Scheduler::kNone].latency;
+          size_t cat = chart.categories.size() - 1;
+          chart.series[0].points.push_back({double(cat), none_ms / a.latency});
+          chart.series[1].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetAgenda].latency});
+          chart.series[2].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetDepth].latency});
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"record_and_schedule_ns_per_tensor_op", overhead}};
           for (const auto& [s, c] : cells)
             row[scheduler_name(s)] = {{"latency_ms", c.latency}, {"record_ms", c.record}, {"schedule_ms", c.schedule},
@@ -152,6 +169,11 @@ int main(int argc, char** argv) {
           all.push_back(row);
         }
       }
+    }
+    bar.finish();
+    if (!svg_path.empty()) {
+      Status s = write_text_file(svg_path, render_svg(chart));
+      if (!s.ok()) return report_failure(app, s);
     }
     if (!json_path.empty()) {
       Status s = write_text_file(json_path, all.dump(2));

@@ -14,6 +14,8 @@ int64_t numel(const Type& t) {
   return n;
 }
 
+constexpr size_t kMaxGroupInputs = 48;  // the runtime records at most 64 operands per node
+
 bool is_leaf(const Expr& e) {
   return (e.kind == ExprKind::kVar && e.type->kind == TypeKind::kTensor) ||
          (e.kind == ExprKind::kGlobal && !e.global_is_const) ||
@@ -51,8 +53,7 @@ class Coarsen {
         run.push_back(run.back()->args[1].get());
         ops += groupable_ops(*run.back()->args[0], want_static);
       }
-      if (ops >= 2) {
-        build(run, want_static);
+      if (ops >= 2 && build(run, want_static)) {
         visit(*run.back()->args[1]);
         return;
       }
@@ -105,7 +106,9 @@ class Coarsen {
     return g.instrs.back().out;
   }
 
-  void build(const std::vector<Expr*>& run, bool is_static) {
+  // Builds the group; returns false (and changes nothing) when it would need more inputs
+  // than a recorded node may have.
+  bool build(const std::vector<Expr*>& run, bool is_static) {
     FusedGroup g;
     g.where = where_;
     g.is_static = is_static;
@@ -127,6 +130,7 @@ class Coarsen {
         g.output_slots.push_back(slot);
       }
     }
+    if (g.input_slots.size() > kMaxGroupInputs) return false;
     g.last_let = run.back();
     int gid = static_cast<int>(p_.groups.size());
     KernelSig sig;
@@ -136,6 +140,7 @@ class Coarsen {
     run.front()->kernel = static_cast<int>(p_.kernels.size());
     p_.kernels.push_back(std::move(sig));
     p_.groups.push_back(std::move(g));
+    return true;
   }
 
   Program& p_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <condition_variable>
 #include <functional>
@@ -211,7 +212,13 @@ struct Runtime::Impl {
   std::vector<TensorRec> tensors;
   std::vector<Node> nodes;
   std::vector<uint32_t> args;
-  std::vector<Value> frames;  // call frames, grown in chunks by index (never by pointer)
+  // Call frames: one zero-filled reservation (calloc: pages are touched only as deep as the
+  // recursion goes), never reallocated, since frames are addressed by pointer.
+  struct FreeValues {
+    void operator()(Value* p) const { std::free(p); }
+  };
+  std::unique_ptr<Value, FreeValues> frames;
+  size_t frames_cap = 0;
   size_t frame_top = 0;
   int depth = 0, phase = 0, call_depth = 0;
   size_t instance = 0;
@@ -252,9 +259,16 @@ struct Runtime::Impl {
   }
 
   // ---------------------------------------------------------------- interpreter
-  Value* push_frame(int n) {
-    if (frame_top + n > frames.size()) throw EvalError{"internal: frame stack exhausted"};
-    Value* f = frames.data() + frame_top;
+  // Every frame is one call (pending while its arguments are evaluated, then running), so
+  // counting frames bounds the recursion: frames_cap >= max_call_depth * largest frame.
+  Value* push_frame(int n, const std::string& fn) {
+    if (++call_depth > opt.max_call_depth)
+      throw EvalError{"instance " + std::to_string(instance) + ": recursion deeper than " +
+                      std::to_string(opt.max_call_depth) + " calls (in " + fn + ")"};
+    if (frame_top + n > frames_cap)
+      throw EvalError{"instance " + std::to_string(instance) + ": recursion too deep (" +
+                      std::to_string(frames_cap) + " frame slots used)"};
+    Value* f = frames.get() + frame_top;
     frame_top += n;
     return f;
   }
@@ -270,21 +284,18 @@ struct Runtime::Impl {
     return o;
   }
 
-  Value call(int fn, Value* frame) {
-    const FnDecl& f = prog->fns[fn];
-    if (++call_depth > opt.max_call_depth)
-      throw EvalError{"instance " + std::to_string(instance) + ": recursion deeper than " +
-                      std::to_string(opt.max_call_depth) + " calls (in " + f.name + ")"};
-    Value r = eval(*f.body, frame);
+  Value call(int fn, Value* frame) { return eval(*prog->fns[fn].body, frame); }
+
+  void pop_frame(size_t mark) {
+    frame_top = mark;
     --call_depth;
-    return r;
   }
 
   // Evaluates the arguments of a call into a fresh frame, in parallel (same start depth).
   Value eval_call(int fn, const Expr& e, Value* fr) {
     const FnDecl& f = prog->fns[fn];
     size_t mark = frame_top;
-    Value* callee = push_frame(std::max(f.num_slots, 1));
+    Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
     int start = depth, end = depth;
     for (size_t i = 0; i < e.args.size(); ++i) {
       depth = start;
@@ -293,7 +304,7 @@ struct Runtime::Impl {
     }
     depth = end;
     Value r = call(fn, callee);
-    frame_top = mark;
+    pop_frame(mark);
     return r;
   }
 
@@ -396,10 +407,10 @@ struct Runtime::Impl {
         for (Obj* c = list.o; c; c = c->f[1].o) {
           depth = start;
           size_t mark = frame_top;
-          Value* callee = push_frame(std::max(f.num_slots, 1));
+          Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
           callee[0] = c->f[0];
           Value r = call(e.callee, callee);
-          frame_top = mark;
+          pop_frame(mark);
           end = std::max(end, depth);
           Obj* cell = new_obj(1, 2);
           cell->f[0] = r;
@@ -416,11 +427,11 @@ struct Runtime::Impl {
         const FnDecl& f = prog->fns[e.callee];
         for (Obj* c = list.o; c; c = c->f[1].o) {
           size_t mark = frame_top;
-          Value* callee = push_frame(std::max(f.num_slots, 2));
+          Value* callee = push_frame(std::max(f.num_slots, 2), f.name);
           callee[0] = acc;
           callee[1] = c->f[0];
           acc = call(e.callee, callee);
-          frame_top = mark;
+          pop_frame(mark);
         }
         return acc;
       }
@@ -586,9 +597,14 @@ struct Runtime::Impl {
     int64_t internal_per_instance = 0;
     for (int r = 0; r < g.num_regs; ++r)
       if (group_kind_[r] == 0) internal_per_instance += g.reg_size[r];
+    // Products keep at least 128 rows per call: below that sgemm loses more than the cache
+    // saves.
+    bool has_product = false;
+    for (const GroupInstr& in : g.instrs) has_product |= in.sig.op == OpKind::kMatMul || in.sig.op == OpKind::kDense;
+    int64_t min_tile = has_product ? 128 : 32;
     int tile = n;
     if (internal_per_instance * 4 * n > kTileBytes)
-      tile = static_cast<int>(std::clamp<int64_t>(kTileBytes / std::max<int64_t>(1, internal_per_instance * 4), 64, n));
+      tile = static_cast<int>(std::clamp<int64_t>(kTileBytes / std::max<int64_t>(1, internal_per_instance * 4), std::min<int64_t>(min_tile, n), n));
     float* scratch_block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, internal_per_instance * tile)));
     for (int r = 0; r < g.num_regs; ++r) {
       if (group_kind_[r] == 1) continue;
@@ -916,7 +932,12 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const Program& program, Runtime
     m.kernel_out_size.push_back(k.group >= 0 ? 0 : numel(k.out_dims));
     m.kernel_ops.push_back(k.group >= 0 ? static_cast<int64_t>(program.groups[k.group].instrs.size()) : 1);
   }
-  m.frames.resize(1 << 20);
+  // Enough frame slots for max_call_depth nested calls of the largest function.
+  int max_slots = 2;
+  for (const auto& f : program.fns) max_slots = std::max(max_slots, f.num_slots);
+  m.frames_cap = static_cast<size_t>(std::min<int64_t>(int64_t{options.max_call_depth + 16} * max_slots, 1 << 24));
+  m.frames.reset(static_cast<Value*>(std::calloc(m.frames_cap, sizeof(Value))));
+  if (!m.frames) return Status(StatusCode::kOutOfMemory, "acrobat: cannot reserve the interpreter's call frames");
   return rt;
 }
 
@@ -957,7 +978,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
         m.call_depth = 0;
         m.phase = 0;
         m.depth = m.static_base;
-        Value* fr = m.push_frame(std::max(main.num_slots, 1));
+        Value* fr = m.push_frame(std::max(main.num_slots, 1), main.name);
         fr[0] = m.inputs[i];
         Value r = m.call(m.prog->main_fn, fr);
         results.push_back(static_cast<uint32_t>(r.i));

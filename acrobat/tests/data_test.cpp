@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 
 #include "perfmem/acrobat/data.h"
 
@@ -94,6 +96,25 @@ TEST(AcrobatData, PtbReaderBinarisesAndReportsErrors) {
   EXPECT_NE(bad.status().message().find("expected ')'"), std::string::npos) << bad.status().message();
   auto empty = parse_ptb_trees("sst.txt", "(3 )\n");
   ASSERT_FALSE(empty.ok());
+}
+
+TEST(AcrobatData, SequenceFilesReadFlatAndNestedInstances) {
+  std::string path = ::testing::TempDir() + "acrobat_sequences.txt";
+  std::ofstream(path) << "1 2 3\n\n4 5 | 6 | 7 8 9\n";
+  auto seqs = read_sequences(path);
+  ASSERT_TRUE(seqs.ok()) << seqs.status().to_string();
+  ASSERT_EQ(seqs->size(), 2u);
+  EXPECT_EQ((*seqs)[0].kind, Instance::kSequence);
+  EXPECT_EQ((*seqs)[0].words, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ((*seqs)[1].kind, Instance::kNested);
+  ASSERT_EQ((*seqs)[1].sentences.size(), 3u);
+  EXPECT_EQ((*seqs)[1].sentences[2], (std::vector<int32_t>{7, 8, 9}));
+  std::ofstream(path) << "1 2\n3 x\n";
+  auto bad = read_sequences(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(":2"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("'x'"), std::string::npos) << bad.status().message();
+  std::remove(path.c_str());
 }
 
 }  // namespace
