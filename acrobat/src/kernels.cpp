@@ -113,7 +113,13 @@ void matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float*
       for (int b = 0; b < n; ++b) std::memcpy(y[b], C + b * r, sizeof(float) * r);
     return;
   }
-  // Matrix operands: B = [X_0 | X_1 | ...] (c x n*k), C = W B (r x n*k), then split.
+  // Matrix operands with many columns are each a full GEMM already: one call per instance.
+  if (k >= 16) {
+    for (int b = 0; b < n; ++b)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[b], k, 0.0f, y[b], k);
+    return;
+  }
+  // Narrow matrix operands: B = [X_0 | X_1 | ...] (c x n*k), C = W B (r x n*k), then split.
   int64_t nk = n * k;
   s.a.resize(static_cast<size_t>(c * nk));
   for (int b = 0; b < n; ++b)

@@ -51,7 +51,12 @@ namespace {
 // run_minibatch, which turns it into a Status.
 struct EvalError {
   std::string message;
+  bool retry_on_big_stack = false;  // the inline attempt ran out of its shallow call budget
 };
+
+// Recursion this shallow runs on the caller's stack; deeper programs are run again from the
+// start on the worker thread's large stack (recording is a pure function of the inputs).
+constexpr int kInlineCallDepth = 200;
 
 struct Obj;
 struct Value {
@@ -220,7 +225,7 @@ struct Runtime::Impl {
   std::unique_ptr<Value, FreeValues> frames;
   size_t frames_cap = 0;
   size_t frame_top = 0;
-  int depth = 0, phase = 0, call_depth = 0;
+  int depth = 0, phase = 0, call_depth = 0, call_limit = 0;
   size_t instance = 0;
 
   kernels::Scratch scratch;
@@ -262,9 +267,11 @@ struct Runtime::Impl {
   // Every frame is one call (pending while its arguments are evaluated, then running), so
   // counting frames bounds the recursion: frames_cap >= max_call_depth * largest frame.
   Value* push_frame(int n, const std::string& fn) {
-    if (++call_depth > opt.max_call_depth)
+    if (++call_depth > call_limit) {
+      if (call_limit < opt.max_call_depth) throw EvalError{"", true};
       throw EvalError{"instance " + std::to_string(instance) + ": recursion deeper than " +
                       std::to_string(opt.max_call_depth) + " calls (in " + fn + ")"};
+    }
     if (frame_top + n > frames_cap)
       throw EvalError{"instance " + std::to_string(instance) + ": recursion too deep (" +
                       std::to_string(frames_cap) + " frame slots used)"};
@@ -961,16 +968,20 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   RunStats local;
   m.stats = &local;
   double t0 = now_ms();
-  m.obj_arena.reset();
-  m.float_arena.reset();
-  m.tensors.resize(m.num_persistent_tensors);
-  m.nodes.clear();
-  m.args.clear();
   std::vector<uint32_t> results;
   results.reserve(end - begin);
   const FnDecl& main = m.prog->fns[m.prog->main_fn];
   std::string error;
+  bool retry = false;
   std::function<void()> interpret = [&] {
+    local = RunStats();
+    m.obj_arena.reset();
+    m.float_arena.reset();
+    m.tensors.resize(m.num_persistent_tensors);
+    m.nodes.clear();
+    m.args.clear();
+    results.clear();
+    retry = false;
     try {
       for (size_t i = begin; i < end; ++i) {
         m.instance = i;
@@ -984,10 +995,16 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
         results.push_back(static_cast<uint32_t>(r.i));
       }
     } catch (const EvalError& e) {
+      retry = e.retry_on_big_stack;
       error = e.message;
     }
   };
-  m.worker.run(interpret);
+  m.call_limit = std::min(kInlineCallDepth, m.opt.max_call_depth);
+  interpret();
+  if (retry) {
+    m.call_limit = m.opt.max_call_depth;
+    m.worker.run(interpret);
+  }
   if (!error.empty()) return Status(StatusCode::kInvalidInput, error);
   local.record_ms = now_ms() - t0;
   if (m.eager) local.record_ms -= local.kernel_ms;
