@@ -22,6 +22,9 @@
 //                  signature with the most ready nodes. Operands are gathered by copy into
 //                  contiguous memory, lookups copy their row.
 //  * dynet-depth:  the same graph, batched by signature at equal dataflow depth.
+// The interpreter runs shallow recursion on the caller's stack and re-runs a minibatch that
+// nests deeper than 200 calls on a worker thread with a 1 GiB stack (recording is a pure
+// function of the inputs), up to max_call_depth.
 // An independent check (`verify`) confirms that every operand was computed before its use
 // and that shared parameters really are the same tensor across a launch.
 #pragma once
