@@ -46,7 +46,7 @@ const Reference kDynet[] = {
 };
 
 struct Cell {
-  double latency = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0;
+  double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0;
 };
 
 Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
@@ -57,13 +57,14 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   opt.scheduler = s;
   PERFMEM_ASSIGN_OR_RETURN(auto rt, Runtime::create(*program, opt));
   PERFMEM_RETURN_IF_ERROR(rt->set_inputs(data));
-  std::vector<double> lat, rec, sch, ker, ops, tops, launches;
+  std::vector<double> lat, cpu, rec, sch, ker, ops, tops, launches;
   for (int j = 0; j < warmup + timed; ++j) {
     std::vector<float> out;
     RunStats st;
     PERFMEM_RETURN_IF_ERROR(rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
     if (j < warmup) continue;
     lat.push_back(st.total_ms);
+    cpu.push_back(st.cpu_ms);
     rec.push_back(st.record_ms);
     sch.push_back(st.schedule_ms);
     ker.push_back(st.kernel_ms);
@@ -73,6 +74,7 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   }
   Cell c;
   c.latency = summarize(lat).median;
+  c.cpu = summarize(cpu).median;
   c.record = summarize(rec).median;
   c.schedule = summarize(sch).median;
   c.kernels = summarize(ker).median;
@@ -117,7 +119,7 @@ int main(int argc, char** argv) {
       chart.series.push_back({scheduler_name(s), {}});
     int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
     ProgressBar bar("acrobat_bench", configs * 4);
-    std::printf("| model | h | B | acrobat ms | record / sched / kernels | rec+sched ns per tensor op | dynet-agenda (ours) | dynet-depth (ours) | none (ours) | DyNet agenda (ref) | vs our agenda | vs DyNet agenda |\n");
+    std::printf("| model | h | B | acrobat ms (CPU) | record / sched / kernels | rec+sched ns per tensor op | dynet-agenda ours (CPU) | dynet-depth ours | none ours | DyNet agenda ref | vs our agenda | vs DyNet agenda (CPU) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
@@ -144,16 +146,16 @@ int main(int argc, char** argv) {
           const Cell& a = cells[Scheduler::kAcrobat];
           // Per tensor op of the program (a fused group counts its instructions).
           double overhead = a.tensor_ops > 0 ? (a.record + a.schedule) * 1e6 / a.tensor_ops : 0;
-          char refbuf[32] = "-", ratio_ref[32] = "-";
+          char refbuf[32] = "-", ratio_ref[48] = "-";
           if (ref) {
             std::snprintf(refbuf, sizeof refbuf, "%.1f", ref->agenda);
-            std::snprintf(ratio_ref, sizeof ratio_ref, "%.2fx", ref->agenda / a.latency);
+            std::snprintf(ratio_ref, sizeof ratio_ref, "%.2fx (%.2fx)", ref->agenda / a.latency, ref->agenda / a.cpu);
           }
-          std::printf("| %s | %lld | %d | %.2f | %.2f / %.2f / %.2f | %.0f | %.2f | %.2f | %.2f | %s | %.2fx | %s |\n",
-                      name.c_str(), static_cast<long long>(h), batch, a.latency, a.record, a.schedule, a.kernels,
-                      overhead, cells[Scheduler::kDynetAgenda].latency, cells[Scheduler::kDynetDepth].latency,
-                      cells[Scheduler::kNone].latency, refbuf, cells[Scheduler::kDynetAgenda].latency / a.latency,
-                      ratio_ref);
+          const Cell& ag = cells[Scheduler::kDynetAgenda];
+          std::printf("| %s | %lld | %d | %.2f (%.2f) | %.2f / %.2f / %.2f | %.0f | %.2f (%.2f) | %.2f | %.2f | %s | %.2fx | %s |\n",
+                      name.c_str(), static_cast<long long>(h), batch, a.latency, a.cpu, a.record, a.schedule, a.kernels,
+                      overhead, ag.latency, ag.cpu, cells[Scheduler::kDynetDepth].latency,
+                      cells[Scheduler::kNone].latency, refbuf, ag.latency / a.latency, ratio_ref);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].latency;
@@ -163,7 +165,7 @@ int main(int argc, char** argv) {
           chart.series[2].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetDepth].latency});
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"record_and_schedule_ns_per_tensor_op", overhead}};
           for (const auto& [s, c] : cells)
-            row[scheduler_name(s)] = {{"latency_ms", c.latency}, {"record_ms", c.record}, {"schedule_ms", c.schedule},
+            row[scheduler_name(s)] = {{"latency_ms", c.latency}, {"cpu_ms", c.cpu}, {"record_ms", c.record}, {"schedule_ms", c.schedule},
                                       {"kernel_ms", c.kernels}, {"ops_recorded", c.ops}, {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
           if (ref) row["dynet_reference_ms"] = {{"none", ref->none}, {"agenda", ref->agenda}, {"depth", ref->depth}};
           all.push_back(row);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -126,6 +127,12 @@ struct Node {
 };
 
 constexpr int kMaxArgs = 64;
+
+double cpu_now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
+}
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -968,6 +975,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   RunStats local;
   m.stats = &local;
   double t0 = now_ms();
+  double cpu0 = cpu_now_ms();
   std::vector<uint32_t> results;
   results.reserve(end - begin);
   const FnDecl& main = m.prog->fns[m.prog->main_fn];
@@ -1022,6 +1030,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
     outputs->insert(outputs->end(), d, d + out_size);
   }
   local.total_ms = now_ms() - t0;
+  local.cpu_ms = cpu_now_ms() - cpu0;
   if (stats) *stats = local;
   return Status::Ok();
 }

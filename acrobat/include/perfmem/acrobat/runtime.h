@@ -59,7 +59,8 @@ struct RuntimeOptions {
 };
 
 struct RunStats {
-  double total_ms = 0;
+  double total_ms = 0;     // wall clock
+  double cpu_ms = 0;       // CPU time of the process over the same span (robust to a busy machine)
   double record_ms = 0;    // program execution + recording
   double schedule_ms = 0;  // bucketing / graph building and batching decisions
   double kernel_ms = 0;    // batched kernels, including gathers
