@@ -123,6 +123,7 @@ class Coarsen {
         lets.push_back({let->pat.slot, r});
       }
     }
+    pair_products(g);
     const Expr& rest = *run.back()->args[1];
     for (const auto& [slot, reg] : lets) {
       if (reads_slot(rest, slot)) {
@@ -141,6 +142,35 @@ class Coarsen {
     p_.kernels.push_back(std::move(sig));
     p_.groups.push_back(std::move(g));
     return true;
+  }
+
+  // Moves a product by a parameter next to an earlier product by the same parameter when
+  // its operands are already available there, so the two run as one GEMM. Safe because
+  // registers are single-assignment: nothing between the two positions reads the moved
+  // instruction's result.
+  static void pair_products(FusedGroup& g) {
+    std::vector<int> defined_at(g.num_regs, -1);  // instruction index defining each register
+    for (size_t i = 0; i < g.instrs.size(); ++i) defined_at[g.instrs[i].out] = static_cast<int>(i);
+    auto pairable = [](const GroupInstr& a, const GroupInstr& b) {
+      return (a.sig.op == OpKind::kMatMul || a.sig.op == OpKind::kDense) && a.sig.op == b.sig.op &&
+             a.sig.shared_param[0] >= 0 && a.sig.shared_param == b.sig.shared_param &&
+             a.sig.arg_dims == b.sig.arg_dims && a.sig.arg_dims[1].size() == 1;
+    };
+    for (size_t i = 0; i + 1 < g.instrs.size(); ++i) {
+      if (g.instrs[i].paired_with_next || (i > 0 && g.instrs[i - 1].paired_with_next)) continue;
+      for (size_t j = i + 1; j < g.instrs.size(); ++j) {
+        if (!pairable(g.instrs[i], g.instrs[j])) continue;
+        bool ready = true;
+        for (int r : g.instrs[j].regs) ready = ready && defined_at[r] < static_cast<int>(i);
+        if (!ready) continue;
+        GroupInstr moved = std::move(g.instrs[j]);
+        g.instrs.erase(g.instrs.begin() + static_cast<std::ptrdiff_t>(j));
+        g.instrs.insert(g.instrs.begin() + static_cast<std::ptrdiff_t>(i) + 1, std::move(moved));
+        g.instrs[i].paired_with_next = true;
+        for (size_t k = 0; k < g.instrs.size(); ++k) defined_at[g.instrs[k].out] = static_cast<int>(k);
+        break;
+      }
+    }
   }
 
   Program& p_;

@@ -620,7 +620,9 @@ struct Runtime::Impl {
     if (internal_per_instance * 4 * n > kTileBytes)
       tile = static_cast<int>(std::clamp<int64_t>(kTileBytes / std::max<int64_t>(1, internal_per_instance * 4), std::min<int64_t>(min_tile, n), n));
     float* scratch_block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, internal_per_instance * tile)));
-    for (int r = 0; r < g.num_regs; ++r) {
+    // In instruction order, so the results of a paired product are adjacent in memory.
+    for (const GroupInstr& instr : g.instrs) {
+      int r = instr.out;
       if (group_kind_[r] == 1) continue;
       group_reg_off_[r] = ptr_buf.size();
       if (group_kind_[r] == 0) {
@@ -637,7 +639,27 @@ struct Runtime::Impl {
       int count = std::min(tile, n - t0);
       // Register r's pointers for this tile: internal registers restart at 0 every tile.
       auto regs_at = [&](int r) { return ptr_buf.data() + group_reg_off_[r] + (group_kind_[r] == 0 ? 0 : t0); };
-      for (const GroupInstr& in : g.instrs) {
+      for (size_t k = 0; k < g.instrs.size(); ++k) {
+        const GroupInstr& in = g.instrs[k];
+        if (in.paired_with_next) {
+          // One GEMM over both instructions' rows: concatenated pointer arrays.
+          const GroupInstr& next = g.instrs[k + 1];
+          pair_in_.clear();
+          pair_out_.clear();
+          for (const GroupInstr* x : {&in, &next}) {
+            float* const* src = regs_at(x->regs[1]);
+            float* const* dst = regs_at(x->out);
+            pair_in_.insert(pair_in_.end(), src, src + count);
+            pair_out_.insert(pair_out_.end(), dst, dst + count);
+          }
+          const float* const* a[kMaxArgs];
+          for (size_t i = 0; i < in.regs.size(); ++i) a[i] = regs_at(in.regs[i]);
+          // Shared operands read [0] only; the per-instance operand gets the joint array.
+          a[1] = pair_in_.data();
+          run_kernel(in.sig, 2 * count, a, pair_out_.data());
+          ++k;
+          continue;
+        }
         if (in.sig.op == OpKind::kSlice) {
           int64_t row = in.sig.arg_dims[0].size() == 2 ? in.sig.arg_dims[0][1] : 1;
           float* const* src = regs_at(in.regs[0]);
@@ -655,6 +677,7 @@ struct Runtime::Impl {
   }
   std::vector<size_t> group_reg_off_;
   std::vector<int> group_kind_;
+  std::vector<float*> pair_in_, pair_out_;
 
   // ---------------------------------------------------------------- schedulers
   void schedule_acrobat() {

@@ -195,6 +195,9 @@ struct GroupInstr {
   KernelSig sig;               // the operator, its shapes and shared parameters
   std::vector<int> regs;       // argument registers
   int out = -1;                // result register
+  // Product by the same parameter as the next instruction, on independent operands: both
+  // run as ONE sgemm over twice the rows (e.g. U_f h_left and U_f h_right).
+  bool paired_with_next = false;
 };
 struct FusedGroup {
   std::vector<int> input_slots;     // per input: the frame slot read, or -1 for a parameter
