@@ -6,7 +6,8 @@
 //
 // Protocol (the workload definitions): the data stream is generated before timing;
 // minibatch j holds instances [jB, (j+1)B); 2 warm-up minibatches, then 30 (B = 8) or 10
-// (B = 64) timed ones; the median is reported. BLAS runs single-threaded, like the reference.
+// (B = 64) timed ones; the median is reported. BLAS runs single-threaded (like the reference)
+// unless --threads says otherwise.
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -101,16 +102,17 @@ std::vector<std::string> split(const std::string& s) {
 int main(int argc, char** argv) {
   CLI::App app{"acrobat_bench: latency of the bundled models under the four schedulers"};
   std::string models = "treelstm,birnn,mvrnn,nestedrnn", batches = "8,64", sizes = "small,large", json_path, svg_path;
-  int timed8 = 30, timed64 = 10, warmup = 2;
+  int timed8 = 30, timed64 = 10, warmup = 2, threads = 1;
   app.add_option("--models", models, "comma-separated bundled models");
   app.add_option("--batches", batches, "comma-separated batch sizes");
   app.add_option("--sizes", sizes, "small,large");
   app.add_option("--timed-small-batch", timed8, "timed minibatches at B <= 8 (default 30)");
   app.add_option("--timed-large-batch", timed64, "timed minibatches at B > 8 (default 10)");
+  app.add_option("--threads", threads, "BLAS threads (default 1, as the DyNet reference figures)");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   app.add_option("--svg", svg_path, "also plot each scheduler's speedup over unbatched execution");
   return run_cli(app, argc, argv, [&]() -> int {
-    kernels::set_blas_threads(1);
+    kernels::set_blas_threads(threads);
     Json all = Json::array();
     BarChart chart;
     chart.title = "ACRoBat: speedup over unbatched execution (same kernels)";
