@@ -26,6 +26,10 @@ bool is_leaf(const Expr& e) {
 // or returns -1 when the tree cannot be fused.
 int groupable_ops(const Expr& e, bool want_static) {
   if (e.kind != ExprKind::kOp || is_view_op(e.op) || (e.static_depth >= 0) != want_static) return -1;
+  // A static product stays a node of its own: its kernel signature then matches the same
+  // product at every other site (e.g. W x of leaves and of inner nodes), all at one static
+  // depth, so they run as one GEMM instead of one per fused group.
+  if (want_static && (e.op == OpKind::kMatMul || e.op == OpKind::kDense)) return -1;
   int n = 1;
   for (const auto& a : e.args) {
     if (is_leaf(*a)) continue;
