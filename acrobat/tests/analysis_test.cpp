@@ -227,5 +227,33 @@ TEST(AcrobatAnalysis, CoarseningFusesStraightLineChains) {
   EXPECT_LT(a.stats.ops_recorded, b.stats.ops_recorded);
 }
 
+TEST(AcrobatAnalysis, CoarseningPairsProductsBySameParameter) {
+  const std::string src = kHead +
+      "def step(h: Tensor[4], w: Int) -> Tensor[4] =\n"
+      "  let x = lookup(E, w) in\n"
+      "  let a = tanh(matmul(U, h)) in\n"
+      "  let b = sigmoid(matmul(W, x)) in\n"
+      "  let c = tanh(matmul(U, x)) in\n"
+      "  add(a, add(b, c))\n"
+      "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
+  auto after = compile(src, options(false, false, true));
+  auto before = compile(src, options(false, false, false));
+  ASSERT_TRUE(after && before);
+  ASSERT_EQ(after->groups.size(), 1u);
+  const auto& instrs = after->groups[0].instrs;
+  ASSERT_EQ(instrs.size(), 6u);
+  // U h and U x are moved next to each other and run as one GEMM; W x stays alone.
+  EXPECT_TRUE(instrs[0].paired_with_next);
+  EXPECT_EQ(instrs[0].sig.op, OpKind::kMatMul);
+  EXPECT_EQ(instrs[1].sig.op, OpKind::kMatMul);
+  EXPECT_EQ(instrs[0].sig.shared_param[0], instrs[1].sig.shared_param[0]);
+  int paired = 0;
+  for (const auto& in : instrs) paired += in.paired_with_next;
+  EXPECT_EQ(paired, 1);
+  auto data = sentences(9, 12, 1, 5, 10);
+  Outcome a = run(*after, data), b = run(*before, data);
+  expect_close(a.out, b.out);
+}
+
 }  // namespace
 }  // namespace perfmem::acrobat
