@@ -239,13 +239,15 @@ int main(int argc, char** argv) {
   runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::PositiveNumber);
   runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
       ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
-  runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)");
-  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)");
+  runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)")
+      ->check(CLI::PositiveNumber);
+  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::NonNegativeNumber);
   runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
   runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "time each operator kind");
   runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
-  runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)");
+  runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)")
+      ->check(CLI::Range(1, 256));
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);
     if (runc->parsed()) return cmd_run(app, common, run);

@@ -929,6 +929,15 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const Program& program, Runtime
   m.acrobat = options.scheduler == Scheduler::kAcrobat;
   m.eager = options.scheduler == Scheduler::kNone;
   m.static_base = program.max_static_depth + 1;
+  // Refuse absurd sizes (e.g. --set H=10000000) with an error rather than a failed allocation.
+  int64_t total_elements = 0;
+  for (const auto& p : program.params) total_elements += numel(p.type->dims);
+  for (const auto& c : program.constant_tensors) total_elements += c.size;
+  constexpr int64_t kMaxParameterElements = int64_t{1} << 31;  // 8 GiB of float32
+  if (total_elements > kMaxParameterElements)
+    return Status(StatusCode::kOutOfMemory,
+                  program.file + ": parameters need " + std::to_string(total_elements) +
+                      " floats, more than the limit of " + std::to_string(kMaxParameterElements));
   std::unique_ptr<SafetensorsFile> weights;
   for (const auto& p : program.params) {
     int64_t size = numel(p.type->dims);

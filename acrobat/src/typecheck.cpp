@@ -220,7 +220,8 @@ class Checker {
         if (t->dim_exprs.size() > 3) fail(t->pos, "a tensor of rank 1, 2 or 3", "rank " + std::to_string(t->dim_exprs.size()));
         for (const auto& d : t->dim_exprs) {
           int64_t v = eval_const(*d);
-          if (v <= 0 || v > (int64_t{1} << 24)) fail(d->pos, "a positive dimension", std::to_string(v));
+          if (v <= 0) fail(d->pos, "a positive dimension", std::to_string(v));
+          if (v > (int64_t{1} << 24)) fail(d->pos, "a dimension of at most 16777216", std::to_string(v));
           r->dims.push_back(v);
         }
         break;
