@@ -1,0 +1,196 @@
+// Tests for the small shared helpers: JSON, files, progress bar, statistics, SVG, CLI.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/cli.h"
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/progress.h"
+#include "perfmem/core/stats.h"
+#include "perfmem/core/svg.h"
+
+namespace perfmem {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Json, ParseErrorsGiveLineAndColumn) {
+  auto bad = parse_json("{\n  \"a\": 1,\n  \"b\": ]\n}", "cfg.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("cfg.json: line 3, column 8"), std::string::npos)
+      << bad.status().message();
+  auto good = parse_json(R"({"d_model": 768, "name": "x"})", "cfg.json");
+  ASSERT_TRUE(good.ok());
+  int d = 0;
+  EXPECT_TRUE(json_get(*good, "cfg.json", "d_model", &d).ok());
+  EXPECT_EQ(d, 768);
+  std::string missing_ok = "unchanged";
+  EXPECT_TRUE(json_get(*good, "cfg.json", "absent", &missing_ok, /*optional=*/true).ok());
+  EXPECT_EQ(missing_ok, "unchanged");
+  Status missing = json_get(*good, "cfg.json", "absent", &d);
+  EXPECT_NE(missing.message().find("cfg.json: key \"absent\""), std::string::npos);
+  Status wrong = json_get(*good, "cfg.json", "name", &d);
+  EXPECT_NE(wrong.message().find("found a string"), std::string::npos) << wrong.message();
+}
+
+TEST(Io, WriteIsAtomicAndReadBack) {
+  std::string p = (fs::temp_directory_path() / ("perfmem_io_" + std::to_string(::getpid()))).string();
+  ASSERT_TRUE(write_text_file(p, "hello\n").ok());
+  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  auto text = read_text_file(p);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "hello\n");
+  fs::remove(p);
+  auto gone = read_text_file(p);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.status().code(), StatusCode::kIoError);
+  EXPECT_NE(gone.status().message().find(p), std::string::npos);
+  Status no_dir = write_text_file("/nonexistent-dir/x.txt", "x");
+  EXPECT_FALSE(no_dir.ok());
+}
+
+TEST(ProgressBar, RenderShowsFractionAndCounts) {
+  EXPECT_EQ(ProgressBar::render("load", 5, 10, 10), "load [#####     ] 50% 5/10");
+  EXPECT_EQ(ProgressBar::render("x", 0, 0, 4), "x [####] 100% 0/0");
+  EXPECT_EQ(ProgressBar::render("x", 20, 10, 4), "x [####] 100% 20/10");
+}
+
+TEST(ProgressBar, SilentWhenDisabledAndDrawsWhenEnabled) {
+  std::FILE* silent = std::tmpfile();
+  {
+    ProgressBar bar("quiet", 3, silent, /*enabled=*/false);
+    bar.advance(3);
+  }
+  EXPECT_EQ(std::ftell(silent), 0L);
+  std::fclose(silent);
+
+  std::FILE* out = std::tmpfile();
+  {
+    ProgressBar bar("work", 4, out, /*enabled=*/true);
+    for (int i = 0; i < 4; ++i) bar.advance();
+  }
+  std::rewind(out);
+  char buf[512] = {};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, out);
+  std::fclose(out);
+  std::string text(buf, n);
+  EXPECT_NE(text.find("work ["), std::string::npos);
+  EXPECT_NE(text.find("100% 4/4"), std::string::npos) << text;
+  EXPECT_EQ(text.back(), '\n');
+}
+
+TEST(Stats, PercentilesAndSummary) {
+  std::vector<double> v = {5, 1, 4, 2, 3};
+  EXPECT_DOUBLE_EQ(percentile(v, 50), 3);
+  EXPECT_DOUBLE_EQ(percentile(v, 0), 1);
+  EXPECT_DOUBLE_EQ(percentile(v, 100), 5);
+  EXPECT_DOUBLE_EQ(percentile(v, 25), 2);
+  EXPECT_DOUBLE_EQ(percentile({1, 2}, 50), 1.5);
+  EXPECT_DOUBLE_EQ(percentile({}, 50), 0);
+  Summary s = summarize(v);
+  EXPECT_EQ(s.count, 5u);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 5);
+  EXPECT_DOUBLE_EQ(s.mean, 3);
+  EXPECT_DOUBLE_EQ(s.median, 3);
+  EXPECT_NEAR(s.p99, 4.96, 1e-12);
+  EXPECT_EQ(to_json(s)["median"].get<double>(), 3);
+  EXPECT_EQ(to_string(s, 1), "median 3.0 (min 1.0, p99 5.0, n=5)");
+}
+
+TEST(Stats, BytesParsingAndFormatting) {
+  size_t b = 0;
+  EXPECT_TRUE(parse_bytes("2GiB", &b));
+  EXPECT_EQ(b, 2ull << 30);
+  EXPECT_TRUE(parse_bytes("512 MiB", &b));
+  EXPECT_EQ(b, 512ull << 20);
+  EXPECT_TRUE(parse_bytes("100KB", &b));
+  EXPECT_EQ(b, 100000u);
+  EXPECT_TRUE(parse_bytes("4096", &b));
+  EXPECT_EQ(b, 4096u);
+  EXPECT_TRUE(parse_bytes("1.5KiB", &b));
+  EXPECT_EQ(b, 1536u);
+  EXPECT_FALSE(parse_bytes("", &b));
+  EXPECT_FALSE(parse_bytes("12 parsecs", &b));
+  EXPECT_FALSE(parse_bytes("GiB", &b));
+  EXPECT_FALSE(parse_bytes("1.2.3", &b));
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(1536), "1.50 KiB");
+  EXPECT_EQ(format_bytes(2.0 * (1ull << 30)), "2.00 GiB");
+  EXPECT_GT(peak_rss_bytes(), 0u);
+}
+
+TEST(Svg, LineAndBarChartsContainTheirData) {
+  LineChart line{"throughput vs budget", "budget (GiB)", "req/s", {}};
+  line.series.push_back({"lru", {{2, 1.0}, {4, 2.0}}});
+  line.series.push_back({"prefetch <oracle>", {{2, 3.0}, {4, 4.0}}});
+  std::string svg = render_svg(line);
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("throughput vs budget"), std::string::npos);
+  EXPECT_NE(svg.find("prefetch &lt;oracle&gt;"), std::string::npos);  // escaped
+  EXPECT_EQ(svg.find("<oracle>"), std::string::npos);
+  size_t polylines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) {
+    ++polylines;
+  }
+  EXPECT_EQ(polylines, 2u);
+
+  BarChart bars{"peak RAM", "KB", {"vww", "resnet8"}, {}};
+  bars.series.push_back({"greedy", {{0, 90}, {1, 40}}});
+  bars.series.push_back({"vmcu", {{0, 20}, {1, 22}}});
+  std::string bsvg = render_svg(bars);
+  EXPECT_NE(bsvg.find("resnet8"), std::string::npos);
+  EXPECT_NE(bsvg.find("greedy / vww: 90"), std::string::npos);
+  EXPECT_NE(bsvg.find("vmcu / resnet8: 22"), std::string::npos);
+}
+
+TEST(Svg, CanvasRectanglesCarryTooltips) {
+  SvgCanvas canvas("ring", "op", "offset", 0, 10, 0, 1000);
+  canvas.rect(1, 0, 2, 500, palette_color(0), "tensor 3: 500 B");
+  canvas.legend_entry("live", palette_color(0));
+  std::string svg = canvas.render();
+  EXPECT_NE(svg.find("<title>tensor 3: 500 B</title>"), std::string::npos);
+  EXPECT_NE(svg.find(">live</text>"), std::string::npos);
+}
+
+int run_app(std::vector<std::string> args, bool* ran) {
+  CLI::App app{"demo: test program"};
+  app.name("demo");
+  int value = 0;
+  auto* sub = app.add_subcommand("go", "do it");
+  sub->add_option("--value", value, "a number")->required();
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  *ran = false;
+  return run_cli(app, static_cast<int>(argv.size()), argv.data(), [&] {
+    *ran = true;
+    return value == 3 ? kExitOk : kExitFailure;
+  });
+}
+
+TEST(Cli, ExitCodesFollowConventions) {
+  bool ran = false;
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(run_app({"demo", "--help"}, &ran), kExitOk);
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(run_app({"demo", "--bogus"}, &ran), kExitUsage);
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(run_app({"demo", "go"}, &ran), kExitUsage);  // missing required option
+  std::string err = testing::internal::GetCapturedStderr();
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_NE(err.find("--bogus"), std::string::npos) << err;
+  EXPECT_NE(err.find("--value"), std::string::npos) << err;  // the subcommand's usage
+  EXPECT_NE(out.find("demo: test program"), std::string::npos) << out;
+  EXPECT_EQ(run_app({"demo", "go", "--value", "3"}, &ran), kExitOk);
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(run_app({"demo", "go", "--value", "4"}, &ran), kExitFailure);
+}
+
+}  // namespace
+}  // namespace perfmem
