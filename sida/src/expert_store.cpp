@@ -206,7 +206,7 @@ void ExpertStore::io_loop() {
       ++stats_.loads;
     } else {
       ++stats_.read_errors;
-      s.expert = -1;
+      s = SlotState{};
       slot_of_[size_t(expert)] = -1;
       failed_[expert] = read.status();
     }
@@ -227,7 +227,9 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
       ++version_;
       break;
     }
-  bool counted = false, waited = false;
+  // The slot holding (or loading) `id` is pinned as soon as it is found or claimed, so that the
+  // prefetcher cannot evict it between the end of its read and this thread waking up.
+  bool counted = false, waited = false, pinned = false;
   auto finish_wait = [&] {
     if (waited) stats_.io_wait_s += watch.elapsed_s();
   };
@@ -235,9 +237,12 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
     const int32_t slot = slot_of_[size_t(id)];
     if (slot >= 0) {
       SlotState& s = slots_[size_t(slot)];
+      if (!pinned) {
+        ++s.pins;
+        pinned = true;
+      }
       if (!s.loading) {
         if (!counted) ++stats_.hits;
-        ++s.pins;
         finish_wait();
         const uint64_t region = matrix_region_bytes(model_.config());
         auto* base = memory_[size_t(slot)].data_as<uint8_t>();
@@ -249,6 +254,7 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
       changed_.wait(lock);
       continue;
     }
+    pinned = false;  // a failed read resets its slot, pins included
     if (auto f = failed_.find(id); f != failed_.end()) {
       Status error = f->second;
       failed_.erase(f);
@@ -267,6 +273,8 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
       }
       s.expert = id;
       s.loading = true;
+      s.pins = 1;
+      pinned = true;
       s.loaded_at = ++clock_;
       slot_of_[size_t(id)] = *choice;
       demand_.emplace_back(id, *choice);
