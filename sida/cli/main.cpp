@@ -12,6 +12,7 @@
 #include "perfmem/core/cli.h"
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
+#include "bench_command.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/serve.h"
 
@@ -108,6 +109,11 @@ int main(int argc, char** argv) {
   add_request_options(record, record_req);
   record->add_option("-o,--output", record_out, "route table file (JSON)")->required();
 
+  // bench
+  auto* bench = app.add_subcommand("bench", "compare residency policies and budgets; engine speed vs PyTorch");
+  BenchOptions bench_opts;
+  add_bench_options(bench, bench_opts);
+
   return run_cli(app, argc, argv, [&]() -> int {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
@@ -195,6 +201,7 @@ int main(int argc, char** argv) {
       }
       return kExitOk;
     }
+    if (bench->parsed()) return run_bench(app, bench_opts);
     std::cout << app.help();
     return kExitOk;
   });

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "perfmem/core/stats.h"
 #include "perfmem/sida/kernels.h"
 
 namespace perfmem::sida {
@@ -126,9 +127,13 @@ Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const f
     visit.experts_used.push_back(int32_t(e));
     hidden.resize(size_t(m * c.d_ff));
     ye.resize(size_t(m * d));
+    Stopwatch compute;
     linear(xe.data(), view.wi, hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
     relu_inplace(hidden.data(), m * c.d_ff);
     linear(hidden.data(), view.wo, ye.data(), m, c.d_ff, d);  // F32 [m, d]
+    stats_.expert_compute_s += compute.elapsed_s();
+    stats_.expert_bytes += c.expert_f32_bytes();
+    ++stats_.expert_calls;
     experts_.release(view);
     for (int64_t i = 0; i < m; ++i) {
       const int64_t t = members[size_t(i)];

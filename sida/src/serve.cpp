@@ -294,6 +294,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
+  report.engine = engine.stats();
   return report;
 }
 
@@ -323,6 +324,10 @@ Json report_to_json(const ServeReport& r) {
   j["read_errors"] = r.store.read_errors;
   j["io_wait_s"] = r.store.io_wait_s;
   j["io_read_s"] = r.store.read_s;
+  j["expert_compute_s"] = r.engine.expert_compute_s;
+  j["expert_bytes_streamed"] = r.engine.expert_bytes;
+  j["expert_bandwidth_gb_per_s"] =
+      r.engine.expert_compute_s > 0 ? double(r.engine.expert_bytes) / r.engine.expert_compute_s / 1e9 : 0.0;
   return j;
 }
 

@@ -79,11 +79,19 @@ struct Generation {
   int64_t steps = 0;
 };
 
+// Where the engine's time goes on expert matrices (for bandwidth figures).
+struct EngineStats {
+  uint64_t expert_calls = 0;
+  uint64_t expert_bytes = 0;     // fp32 weight bytes streamed by expert products
+  double expert_compute_s = 0;   // time in expert products (excluding waits for I/O)
+};
+
 class Engine {
  public:
   Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options = {});
 
   void set_observer(MoeObserver observer) { observer_ = std::move(observer); }
+  const EngineStats& stats() const { return stats_; }
 
   // Token ids must lie in [0, vocab); empty requests are errors.
   Result<EncoderOutput> encode(const std::vector<std::vector<int32_t>>& requests);
@@ -102,6 +110,7 @@ class Engine {
   ExpertProvider& experts_;
   EngineOptions options_;
   MoeObserver observer_;
+  EngineStats stats_;
 };
 
 }  // namespace perfmem::sida

@@ -80,6 +80,7 @@ struct ServeReport {
   Summary latency_ms;
   size_t peak_rss_bytes = 0;
   StoreStats store;
+  EngineStats engine;
   std::vector<RequestResult> results;
   double requests_per_s() const { return wall_s > 0 ? double(requests) / wall_s : 0; }
   double input_tokens_per_s() const { return wall_s > 0 ? double(input_tokens) / wall_s : 0; }
