@@ -15,6 +15,7 @@
 #include "bench_command.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/serve.h"
+#include "perfmem/sida/tokenizer.h"
 
 namespace {
 
@@ -22,7 +23,7 @@ using namespace perfmem;
 using namespace perfmem::sida;
 
 struct RequestArgs {
-  std::string tokens, requests_file;
+  std::string tokens, text, requests_file;
   size_t synthetic = 0;
   uint64_t seed = 7;
   int64_t max_new_tokens = 8;
@@ -33,6 +34,7 @@ struct RequestArgs {
 
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
   cmd->add_option("--tokens", a.tokens, "one request: token ids separated by spaces or commas");
+  cmd->add_option("--text", a.text, "one request as text (needs spiece.model in the checkpoint folder)");
   cmd->add_option("--requests", a.requests_file, "file with one request per line (token ids)");
   cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
   cmd->add_option("--seed", a.seed, "seed of --synthetic")->capture_default_str();
@@ -43,9 +45,14 @@ void add_request_options(CLI::App* cmd, RequestArgs& a) {
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
-  int given = !a.tokens.empty() + !a.requests_file.empty() + (a.synthetic > 0);
+  int given = !a.tokens.empty() + !a.text.empty() + !a.requests_file.empty() + (a.synthetic > 0);
   if (given != 1)
-    return Status(StatusCode::kInvalidInput, "give exactly one of --tokens, --requests, --synthetic");
+    return Status(StatusCode::kInvalidInput, "give exactly one of --tokens, --text, --requests, --synthetic");
+  if (!a.text.empty()) {
+    PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+    PERFMEM_ASSIGN_OR_RETURN(Request r, tok->encode(a.text));
+    return std::vector<Request>{r};
+  }
   if (!a.tokens.empty()) {
     PERFMEM_ASSIGN_OR_RETURN(Request r, parse_tokens(a.tokens, "--tokens"));
     return std::vector<Request>{r};
@@ -192,10 +199,13 @@ int main(int argc, char** argv) {
         j["generated"] = outs;
         print_json(j);
       } else {
+        std::unique_ptr<Tokenizer> tok;
+        if (!req.text.empty()) tok = std::move(*Tokenizer::open(ckpt + "/spiece.model"));
         if (opt.generate)
           for (const auto& r : report->results) {
             for (size_t i = 0; i < r.generated.size(); ++i) std::cout << (i ? " " : "") << r.generated[i];
             std::cout << "\n";
+            if (tok) std::cout << "text: " << tok->decode(r.generated) << "\n";
           }
         std::cerr << report_to_text(*report);
       }

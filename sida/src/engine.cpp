@@ -64,10 +64,10 @@ Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests)
   if (requests.empty()) return Status(StatusCode::kInvalidInput, "no requests given");
   for (size_t r = 0; r < requests.size(); ++r) {
     if (requests[r].empty())
-      return input_error("request " + std::to_string(r), "tokens", "at least one token id", "none");
+      return input_error("batch item " + std::to_string(r), "tokens", "at least one token id", "none");
     for (size_t t = 0; t < requests[r].size(); ++t)
       if (requests[r][t] < 0 || requests[r][t] >= model_.config().vocab_size)
-        return input_error("request " + std::to_string(r), "token " + std::to_string(t),
+        return input_error("batch item " + std::to_string(r), "token " + std::to_string(t),
                            "an id in [0, " + std::to_string(model_.config().vocab_size) + ")",
                            std::to_string(requests[r][t]));
   }
