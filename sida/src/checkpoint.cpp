@@ -1,6 +1,7 @@
 #include "perfmem/sida/checkpoint.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -272,8 +273,23 @@ Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& 
     total += bytes;
   }
 
-  ProgressBar bar("writing checkpoint", int64_t(total >> 20));
-  if (!options.show_progress) bar = ProgressBar("writing checkpoint", 1, stderr, false);
+  // One buffer for the largest shard and one for the largest tensor, reused for every shard:
+  // per-tensor allocations of this size fragment the heap badly over a 27 GB checkpoint.
+  uint64_t largest_shard = 0, largest_tensor = 0;
+  for (const auto& shard : shards) {
+    uint64_t bytes = 0;
+    for (size_t i : shard) {
+      const uint64_t n = uint64_t(shape_numel(specs[i].shape));
+      bytes += n * elem;
+      largest_tensor = std::max(largest_tensor, n);
+    }
+    largest_shard = std::max(largest_shard, bytes);
+  }
+  AlignedBuffer shard_data(largest_shard);
+  std::vector<float> values(largest_tensor);
+
+  ProgressBar bar("writing checkpoint", int64_t(total >> 20), stderr,
+                  options.show_progress && ::isatty(2));
   std::map<std::string, std::string> weight_map;
   uint64_t done = 0;
   char shard_name[64];
@@ -284,26 +300,24 @@ Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& 
       std::snprintf(shard_name, sizeof shard_name, "model-%05zu-of-%05zu.safetensors", s + 1,
                     shards.size());
     }
-    std::vector<AlignedBuffer> data;
     SafetensorsWriter writer;
     writer.set_metadata("format", "pt");
+    uint8_t* cursor = shard_data.data_as<uint8_t>();
     for (size_t i : shards[s]) {
       const TensorSpec& spec = specs[i];
       const int64_t n = shape_numel(spec.shape);
       // lm_head is tied: the same values as shared.weight.
       const std::string& seed_name = spec.name == "lm_head.weight" ? specs[0].name : spec.name;
-      std::vector<float> values(static_cast<size_t>(n));
       fill_uniform(values.data(), n, hash_name(seed_name, options.seed), spec.mean, spec.stddev);
-      AlignedBuffer buf(static_cast<size_t>(n) * elem);
       if (options.dtype == DType::kF32) {
-        std::memcpy(buf.data(), values.data(), buf.size());
+        std::memcpy(cursor, values.data(), size_t(n) * elem);
       } else {
-        auto* out = buf.data_as<uint16_t>();
+        auto* out = reinterpret_cast<uint16_t*>(cursor);
         for (int64_t k = 0; k < n; ++k)
           out[k] = options.dtype == DType::kBF16 ? f32_to_bf16(values[size_t(k)]) : f32_to_f16(values[size_t(k)]);
       }
-      writer.add(spec.name, options.dtype, spec.shape, buf.data());
-      data.push_back(std::move(buf));
+      writer.add(spec.name, options.dtype, spec.shape, cursor);
+      cursor += size_t(n) * elem;
       weight_map[spec.name] = shard_name;
       done += uint64_t(n) * elem;
       bar.set(int64_t(done >> 20));
