@@ -27,26 +27,55 @@ Result<std::string> read_text_file(const std::string& path) {
   return std::string(bytes->begin(), bytes->end());
 }
 
-Status write_binary_file(const std::string& path, const void* data, size_t size) {
+Result<AtomicFileWriter> AtomicFileWriter::create(const std::string& path) {
   std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return io_error(tmp, "cannot open for writing", errno);
-  bool ok = size == 0 || std::fwrite(data, 1, size, f) == size;
-  int err = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    err = errno;
+  return AtomicFileWriter(path, f);
+}
+
+AtomicFileWriter::AtomicFileWriter(AtomicFileWriter&& other) noexcept
+    : path_(std::move(other.path_)), file_(other.file_) {
+  other.file_ = nullptr;
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (file_ != nullptr) {  // never committed: drop the partial file
+    std::fclose(file_);
+    std::remove((path_ + ".tmp").c_str());
   }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return io_error(path, "write failed", err);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
-    std::remove(tmp.c_str());
-    return io_error(path, "cannot rename the finished file into place", err);
+}
+
+Status AtomicFileWriter::write(const void* data, size_t size) {
+  PERFMEM_CHECK(file_ != nullptr, "write after commit");
+  if (size > 0 && std::fwrite(data, 1, size, file_) != size) {
+    return io_error(path_, "write failed", errno);
   }
   return Status::Ok();
+}
+
+Status AtomicFileWriter::commit() {
+  PERFMEM_CHECK(file_ != nullptr, "commit twice");
+  std::string tmp = path_ + ".tmp";
+  int closed = std::fclose(file_);
+  file_ = nullptr;
+  if (closed != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    return io_error(path_, "write failed", err);
+  }
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    return io_error(path_, "cannot rename the finished file into place", err);
+  }
+  return Status::Ok();
+}
+
+Status write_binary_file(const std::string& path, const void* data, size_t size) {
+  PERFMEM_ASSIGN_OR_RETURN(AtomicFileWriter writer, AtomicFileWriter::create(path));
+  PERFMEM_RETURN_IF_ERROR(writer.write(data, size));
+  return writer.commit();
 }
 
 Status write_text_file(const std::string& path, const std::string& text) {

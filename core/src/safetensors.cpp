@@ -433,32 +433,17 @@ Status SafetensorsWriter::write(const std::string& path) const {
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
 
-  std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return io_error(tmp, "cannot open for writing", errno);
+  PERFMEM_ASSIGN_OR_RETURN(AtomicFileWriter out, AtomicFileWriter::create(path));
   uint8_t len[8];
   uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(text.data(), 1, n, f) == n;
+  PERFMEM_RETURN_IF_ERROR(out.write(len, 8));
+  PERFMEM_RETURN_IF_ERROR(out.write(text.data(), n));
   for (const Pending& p : tensors_) {
     size_t bytes = static_cast<size_t>(shape_numel(p.shape)) * dtype_size(p.dtype);
-    if (ok && bytes > 0) ok = std::fwrite(p.data, 1, bytes, f) == bytes;
+    PERFMEM_RETURN_IF_ERROR(out.write(p.data, bytes));
   }
-  int err = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return io_error(path, "write failed", err);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
-    std::remove(tmp.c_str());
-    return io_error(path, "cannot rename the finished file into place", err);
-  }
-  return Status::Ok();
+  return out.commit();
 }
 
 Status write_safetensors_index(const std::string& path,

@@ -53,6 +53,20 @@ TEST(Io, WriteIsAtomicAndReadBack) {
   EXPECT_FALSE(no_dir.ok());
 }
 
+TEST(Io, UncommittedWriterLeavesExistingFileUntouched) {
+  std::string p = (fs::temp_directory_path() / ("perfmem_aw_" + std::to_string(::getpid()))).string();
+  ASSERT_TRUE(write_text_file(p, "original").ok());
+  {
+    auto writer = AtomicFileWriter::create(p);
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE(writer->write("partial", 7).ok());
+    EXPECT_TRUE(fs::exists(p + ".tmp"));
+  }  // destroyed without commit(), as after a failed write
+  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  EXPECT_EQ(*read_text_file(p), "original");
+  fs::remove(p);
+}
+
 TEST(ProgressBar, RenderShowsFractionAndCounts) {
   EXPECT_EQ(ProgressBar::render("load", 5, 10, 10), "load [#####     ] 50% 5/10");
   EXPECT_EQ(ProgressBar::render("x", 0, 0, 4), "x [####] 100% 0/0");
