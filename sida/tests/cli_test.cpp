@@ -65,6 +65,17 @@ TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
+  const std::string dir = temp_dir("bench");
+  auto r = run_command(sida() + " bench --preset tiny --dir " + dir + " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " +
+                       "--json " + dir + "/bench.json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch |", "vs lru"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing from\n" << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/bench.json"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   const std::string dir = temp_dir("bad");
   auto r = run_command(sida() + " run " + dir + " --tokens 1");
