@@ -147,6 +147,12 @@ TEST(HuggingFaceConformance, TinyBf16Sharded) {
   check_against_hf(dir, {{3, 4, 5, 6, 7, 8, 9, 10, 1}, {20, 21, 1}}, 5, false);
   std::filesystem::remove_all(dir);
 }
+
+TEST(HuggingFaceConformance, TinyF16) {
+  std::string dir = testing::make_test_checkpoint("hf-tiny-f16", *preset_config("tiny"), DType::kF16);
+  check_against_hf(dir, {{50, 40, 30, 20, 10, 1}}, 4, false);
+  std::filesystem::remove_all(dir);
+}
 #endif
 
 }  // namespace

@@ -148,6 +148,38 @@ TEST_F(StoreTest, BudgetBelowOneExpertOrAllResidentTooSmallIsAnError) {
   EXPECT_FALSE(ExpertStore::create(**model, so).ok());
 }
 
+TEST(EngineCapacity, DisablingCapacityRoutesEveryTokenToItsExpert) {
+  SwitchConfig c = *preset_config("tiny");
+  c.expert_capacity = 2;
+  std::string dir = testing::make_test_checkpoint("capacity", c);
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok());
+  StoreOptions so;
+  auto store = ExpertStore::create(**model, so);
+  ASSERT_TRUE(store.ok());
+  const std::vector<int32_t> request = {5, 17, 33, 9, 41, 60, 2, 77, 12, 8, 91, 30, 4, 1};
+  std::vector<float> hidden[2];
+  for (bool capacity : {true, false}) {
+    EngineOptions eo;
+    eo.apply_capacity = capacity;
+    Engine engine(**model, **store, eo);
+    int64_t dropped = 0;
+    engine.set_observer([&](const MoeLayerVisit& v) {
+      for (uint8_t d : v.dropped) dropped += d;
+    });
+    auto enc = engine.encode({request});
+    ASSERT_TRUE(enc.ok());
+    hidden[capacity] = enc->hidden;
+    if (capacity) {
+      EXPECT_GT(dropped, 0) << "14 tokens over 4 experts of capacity 2 must overflow";
+    } else {
+      EXPECT_EQ(dropped, 0);
+    }
+  }
+  EXPECT_NE(hidden[0], hidden[1]);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(StoreReadErrors, IoThreadSurvivesAReadErrorAndReportsIt) {
   std::string dir = testing::make_test_checkpoint("store-truncate", *preset_config("tiny"));
   auto model = ModelWeights::load(dir);
