@@ -4,12 +4,71 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+
+#include "perfmem/core/thread_pool.h"
 
 namespace perfmem::sida {
+namespace {
+
+// Up to this many rows, products stream each weight row once through a dot-product kernel
+// instead of sgemm, which would first pack (copy) the whole weight matrix: at batch 1 the
+// weights are read once per call, so the copy doubles the memory traffic.
+constexpr int64_t kStreamingMaxRows = 8;
+
+using f32x8 = float __attribute__((vector_size(32)));
+
+// y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
+// reused from L1 for every input row. Cloned for AVX2 and the baseline; the clone is chosen once
+// per process from the CPU, so results are deterministic on a machine.
+__attribute__((target_clones("avx2", "default")))
+void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                            int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const float* wo = w + o * in;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * in;
+      f32x8 s0 = {}, s1 = {};
+      int64_t i = 0;
+      for (; i + 16 <= in; i += 16) {
+        f32x8 a, b, c, d;
+        std::memcpy(&a, wo + i, sizeof a);
+        std::memcpy(&b, xr + i, sizeof b);
+        std::memcpy(&c, wo + i + 8, sizeof c);
+        std::memcpy(&d, xr + i + 8, sizeof d);
+        s0 += a * b;
+        s1 += c * d;
+      }
+      const f32x8 t = s0 + s1;
+      float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+      for (; i < in; ++i) sum += wo[i] * xr[i];
+      float& dst = y[r * out + o];
+      dst = accumulate ? dst + sum : sum;
+    }
+  }
+}
+
+ThreadPool& streaming_pool() {
+  static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
+  return pool;
+}
+
+}  // namespace
 
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
             bool accumulate) {
   if (rows == 0) return;
+  if (rows <= kStreamingMaxRows) {
+    // Chunks of output rows are independent: each y element is computed by exactly one thread
+    // with the same arithmetic, so the split does not change results.
+    streaming_pool().parallel_for(
+        0, out,
+        [&](int64_t begin, int64_t end) {
+          linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end);
+        },
+        /*min_chunk=*/64);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
               int(in), w, int(in), accumulate ? 1.0f : 0.0f, y, int(out));
 }

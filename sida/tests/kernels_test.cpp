@@ -19,7 +19,7 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 }
 
 TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
-  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {3, 64, 48}, {17, 33, 129}, {60, 768, 96}}) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {1, 768, 3072}, {3, 64, 48}, {8, 3072, 768}, {9, 40, 70}, {17, 33, 129}, {60, 768, 96}}) {
     auto x = random_vector(size_t(rows * in), 1), w = random_vector(size_t(out * in), 2);
     for (bool accumulate : {false, true}) {
       auto y = random_vector(size_t(rows * out), 3), ref = y;

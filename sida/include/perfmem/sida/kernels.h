@@ -11,7 +11,9 @@
 
 namespace perfmem::sida {
 
-// y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ.
+// y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
+// dot-product kernel (each weight row read once, AVX2 when the CPU has it, both cores); more
+// rows: OpenBLAS sgemm.
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
             bool accumulate = false);
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
