@@ -209,7 +209,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
     const EngineStats& e = ours->report.engine;
     const double expert_bw = e.expert_compute_s > 0 ? double(e.expert_bytes) / e.expert_compute_s : 0;
     std::cout << "| engine (encoder, all experts resident) | tokens/s | requests/s | p50 ms |\n|---|---|---|---|\n"
-              << "| perfmem sida (OpenBLAS, 2 threads) | " << fmt("%.1f", ours->report.input_tokens_per_s()) << " | "
+              << "| perfmem sida (2 threads) | " << fmt("%.1f", ours->report.input_tokens_per_s()) << " | "
               << fmt("%.2f", ours->report.requests_per_s()) << " | " << fmt("%.1f", ours->report.latency_ms.median)
               << " |\n";
     all["expert_matrix_bandwidth_gb_per_s"] = expert_bw / 1e9;
