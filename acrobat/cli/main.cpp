@@ -1,13 +1,257 @@
-// acrobat: command-line entry point. Subcommands arrive with the system's issues.
+// acrobat: check and run .acr models, batched by one of four schedulers.
+//
+//   acrobat check treelstm                      # a bundled model, or a path to a .acr file
+//   acrobat run treelstm --batch 64 --scheduler acrobat --size large --json
+//   acrobat run my.acr --data trees.txt --scheduler dynet-agenda --set H=128
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "perfmem/acrobat/kernels.h"
+#include "perfmem/acrobat/models.h"
+#include "perfmem/acrobat/runtime.h"
 #include "perfmem/core/cli.h"
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/stats.h"
+
+namespace {
+
+using namespace perfmem;
+using namespace perfmem::acrobat;
+
+struct Common {
+  std::string model;
+  std::vector<std::string> sets;
+  std::string size;
+  bool json = false;
+};
+
+Result<std::pair<std::string, std::string>> load_source(const std::string& model) {
+  std::string path = model;
+  if (model.find('/') == std::string::npos && model.find(".acr") == std::string::npos && find_model(model))
+    path = model_path(model);
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  return std::make_pair(path, text);
+}
+
+Result<std::map<std::string, int64_t>> overrides(const Common& c) {
+  std::map<std::string, int64_t> out;
+  if (!c.size.empty()) {
+    const ModelInfo* m = find_model(c.model);
+    if (!m) return input_error("--size", c.size, "a bundled model (treelstm, mvrnn, birnn, nestedrnn); use --set for others");
+    if (c.size != "small" && c.size != "large") return input_error("--size", "value", "small or large", c.size);
+    out[m->size_const] = c.size == "small" ? m->small : m->large;
+  }
+  for (const auto& s : c.sets) {
+    auto eq = s.find('=');
+    char* end = nullptr;
+    long long v = eq == std::string::npos ? 0 : std::strtoll(s.c_str() + eq + 1, &end, 10);
+    if (eq == std::string::npos || eq == 0 || end == s.c_str() + eq + 1 || *end != '\0')
+      return input_error("--set", "'" + s + "'", "NAME=INTEGER");
+    out[s.substr(0, eq)] = v;
+  }
+  return out;
+}
+
+int cmd_check(const CLI::App& app, const Common& c) {
+  auto src = load_source(c.model);
+  if (!src) return report_failure(app, src.status());
+  auto ov = overrides(c);
+  if (!ov) return report_failure(app, ov.status());
+  auto prog = compile_program(src->first, src->second, compile_options_for(Scheduler::kAcrobat, *ov));
+  if (!prog) return report_failure(app, prog.status());
+  const Program& p = **prog;
+  int ops = 0, static_ops = 0, shared_args = 0;
+  for (const auto& f : p.fns) {
+    std::vector<const Expr*> stack{f.body.get()};
+    while (!stack.empty()) {
+      const Expr* e = stack.back();
+      stack.pop_back();
+      if (e->kind == ExprKind::kOp) {
+        ++ops;
+        if (e->static_depth >= 0) ++static_ops;
+        for (int s : e->shared) shared_args += s >= 0;
+      }
+      for (const auto& a : e->args) stack.push_back(a.get());
+      for (const auto& arm : e->arms) stack.push_back(arm.body.get());
+    }
+  }
+  int64_t param_elems = 0;
+  for (const auto& prm : p.params) {
+    int64_t n = 1;
+    for (int64_t d : prm.type->dims) n *= d;
+    param_elems += n;
+  }
+  Json j = {{"file", src->first}, {"functions", p.fns.size()}, {"parameters", p.params.size()},
+            {"parameter_elements", param_elems}, {"op_sites", ops}, {"static_depth_ops", static_ops},
+            {"max_static_depth", p.max_static_depth}, {"shared_parameter_arguments", shared_args},
+            {"fused_groups", p.groups.size()}, {"kernels", p.kernels.size()}, {"phases", p.num_phases}};
+  if (c.json) {
+    print_json(j);
+  } else {
+    std::cout << src->first << ": ok\n";
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.key() != "file") std::cout << "  " << it.key() << ": " << it.value() << "\n";
+  }
+  return kExitOk;
+}
+
+struct RunArgs {
+  std::string data;
+  int batch = 64;
+  std::string scheduler = "acrobat";
+  int minibatches = 0;
+  int warmup = 2;
+  bool verify = false;
+  bool reference = false;
+  bool profile = false;
+  std::string params;
+  int threads = 1;
+};
+
+int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
+  auto sched = parse_scheduler(r.scheduler);
+  if (!sched) return report_failure(app, sched.status());
+  if (r.batch < 1) return report_failure(app, input_error("--batch", "value", "a positive batch size", std::to_string(r.batch)));
+  auto src = load_source(c.model);
+  if (!src) return report_failure(app, src.status());
+  auto ov = overrides(c);
+  if (!ov) return report_failure(app, ov.status());
+  auto prog = compile_program(src->first, src->second, compile_options_for(*sched, *ov));
+  if (!prog) return report_failure(app, prog.status());
+  kernels::set_blas_threads(r.threads);
+  int timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
+  size_t want = static_cast<size_t>(r.batch) * static_cast<size_t>(timed + r.warmup);
+  std::vector<Instance> data;
+  if (!r.data.empty()) {
+    const Type& t = *(*prog)->fns[(*prog)->main_fn].params[0].type;
+    auto d = t.kind == TypeKind::kAdt ? read_ptb_trees(r.data) : read_sequences(r.data);
+    if (!d) return report_failure(app, d.status());
+    data = std::move(*d);
+    if (data.empty()) return report_failure(app, input_error(r.data, "contents", "at least one instance", "none"));
+  } else if (const ModelInfo* m = find_model(c.model)) {
+    data = m->make_data(want);
+  } else {
+    auto d = default_data(**prog, want);
+    if (!d) return report_failure(app, d.status());
+    data = std::move(*d);
+  }
+  RuntimeOptions opt;
+  opt.scheduler = *sched;
+  opt.verify = r.verify;
+  opt.reference_kernels = r.reference;
+  opt.profile = r.profile;
+  opt.params_file = r.params;
+  auto rt = Runtime::create(**prog, opt);
+  if (!rt) return report_failure(app, rt.status());
+  if (auto s = (*rt)->set_inputs(data); !s.ok()) return report_failure(app, s);
+  size_t batch = std::min<size_t>(static_cast<size_t>(r.batch), data.size());
+  size_t available = data.size() / batch;
+  int total = static_cast<int>(std::min<size_t>(available, static_cast<size_t>(timed + r.warmup)));
+  int warm = std::min(r.warmup, total - 1);
+  std::vector<double> lat, rec, sch, ker, ops, launches, tops, cpu;
+  std::vector<float> first;
+  std::map<std::string, double> by_op;
+  for (int j = 0; j < total; ++j) {
+    std::vector<float> out;
+    RunStats st;
+    if (auto s = (*rt)->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok()) return report_failure(app, s);
+    if (j == 0) first = out;
+    if (j < warm) continue;
+    for (const auto& [k, v] : st.kernel_ms_by_op) by_op[k] += v / std::max(1, total - warm);
+    lat.push_back(st.total_ms);
+    cpu.push_back(st.cpu_ms);
+    rec.push_back(st.record_ms);
+    sch.push_back(st.schedule_ms);
+    ker.push_back(st.kernel_ms);
+    ops.push_back(static_cast<double>(st.ops_recorded));
+    tops.push_back(static_cast<double>(st.tensor_ops));
+    launches.push_back(static_cast<double>(st.kernels_launched));
+  }
+  // Workload checksums over the first 8 instances of minibatch 0.
+  size_t out_size = static_cast<size_t>((*prog)->fns[(*prog)->main_fn].ret->dims[0]);
+  size_t n_check = std::min(first.size(), out_size * 8);
+  double sum = 0, abs = 0, w = 0;
+  for (size_t i = 0; i < n_check; ++i) {
+    sum += first[i];
+    abs += std::fabs(first[i]);
+    w += first[i] * double((i % 13) + 1);
+  }
+  double med = summarize(lat).median, med_rec = summarize(rec).median, med_sch = summarize(sch).median;
+  double med_ops = summarize(ops).median;
+  double overhead_ns = med_ops > 0 ? (med_rec + med_sch) * 1e6 / med_ops : 0;
+  double med_tops = summarize(tops).median;
+  double overhead_tensor_ns = med_tops > 0 ? (med_rec + med_sch) * 1e6 / med_tops : 0;
+  Json j = {{"model", src->first},
+            {"scheduler", r.scheduler},
+            {"batch", batch},
+            {"minibatches", lat.size()},
+            {"latency_ms", med},
+            {"latency", to_json(summarize(lat))},
+            {"cpu_ms", summarize(cpu).median},
+            {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", summarize(ker).median}}},
+            {"ops_recorded", med_ops},
+            {"kernels_launched", summarize(launches).median},
+            {"tensor_ops", med_tops},
+            {"record_and_schedule_ns_per_op", overhead_ns},
+            {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
+            {"checksum", {{"instances", n_check / std::max<size_t>(out_size, 1)}, {"sum", sum}, {"abs", abs}, {"w", w}}}};
+  for (const auto& [k, v] : *ov) j["constants"][k] = v;
+  if (r.profile) j["kernel_ms_by_op_mean"] = by_op;
+  if (c.json) {
+    print_json(j);
+  } else {
+    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(), batch, lat.size());
+    std::printf("  latency     %9.3f ms per minibatch (median; CPU time %.3f ms)\n", med, summarize(cpu).median);
+    std::printf("    record    %9.3f ms  (program execution + recording)\n", med_rec);
+    std::printf("    schedule  %9.3f ms\n", med_sch);
+    std::printf("    kernels   %9.3f ms\n", summarize(ker).median);
+    std::printf("  ops recorded %.0f (tensor ops %.0f), kernels launched %.0f\n", med_ops, med_tops,
+                summarize(launches).median);
+    std::printf("  record+schedule %.1f ns per recorded op, %.1f ns per tensor op\n", overhead_ns, overhead_tensor_ns);
+    std::printf("  checksum (first %zu instances of minibatch 0): sum %.8g  abs %.8g  w %.8g\n",
+                n_check / std::max<size_t>(out_size, 1), sum, abs, w);
+    for (const auto& [k, v] : by_op) std::printf("    %-24s %9.3f ms (mean)\n", k.c_str(), v);
+  }
+  return kExitOk;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"acrobat: batch dynamic models (trees, loops, early exit) with compile-time depth analysis"};
+  CLI::App app{"acrobat: batch dynamic models (trees, loops) with compile-time depth analysis"};
+  app.name("acrobat");
   app.require_subcommand(0, 1);
+  Common common;
+  RunArgs run;
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("model", common.model, "a .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")->required();
+    sub->add_option("--set", common.sets, "override a constant, NAME=INTEGER (repeatable)");
+    sub->add_option("--size", common.size, "small or large (bundled models)");
+    sub->add_flag("--json", common.json, "print a JSON report");
+  };
+  CLI::App* check = app.add_subcommand("check", "parse, type-check and analyse a model");
+  add_common(check);
+  CLI::App* runc = app.add_subcommand("run", "run a model over minibatches and report latency");
+  add_common(runc);
+  runc->add_option("--data", run.data, "input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
+  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::PositiveNumber);
+  runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
+      ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
+  runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)")
+      ->check(CLI::PositiveNumber);
+  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::NonNegativeNumber);
+  runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
+  runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
+  runc->add_flag("--profile", run.profile, "time each operator kind");
+  runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
+  runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)")
+      ->check(CLI::Range(1, 256));
   return perfmem::run_cli(app, argc, argv, [&] {
-    if (app.get_subcommands().empty()) {
-      std::cout << app.help();
-    }
+    if (check->parsed()) return cmd_check(app, common);
+    if (runc->parsed()) return cmd_run(app, common, run);
+    std::cout << app.help();
     return perfmem::kExitOk;
   });
 }

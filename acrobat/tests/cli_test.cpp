@@ -1,23 +1,86 @@
-// The acrobat program follows the CLI conventions: --help exits 0, unknown options exit 2.
+// The acrobat program follows the CLI conventions: --help exits 0, usage errors exit 2, bad
+// input exits 1 with a message naming the place; check and run report in text and JSON.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
+#include "nlohmann/json.hpp"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
 
 using perfmem::testing::run_command;
+const std::string kCli = CLI_PATH;
+
+std::string json_part(const std::string& out) { return out.substr(out.find('{')); }
 
 TEST(acrobatCli, HelpExitsZeroAndDescribesTheProgram) {
-  auto r = run_command(std::string(CLI_PATH) + " --help");
+  auto r = run_command(kCli + " --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("acrobat"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+  auto sub = run_command(kCli + " run --help");
+  EXPECT_EQ(sub.exit_code, 0);
+  EXPECT_NE(sub.output.find("--scheduler"), std::string::npos) << sub.output;
 }
 
 TEST(acrobatCli, UnknownOptionIsAUsageError) {
-  auto r = run_command(std::string(CLI_PATH) + " --no-such-option");
+  auto r = run_command(kCli + " --no-such-option");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("no-such-option"), std::string::npos) << r.output;
+  auto s = run_command(kCli + " run treelstm --scheduler fastest");
+  EXPECT_EQ(s.exit_code, 2) << s.output;
+  auto b = run_command(kCli + " run treelstm --batch 0");
+  EXPECT_EQ(b.exit_code, 2) << b.output;
+}
+
+TEST(acrobatCli, CheckReportsTheAnalyses) {
+  auto r = run_command(kCli + " check " + std::string(MODELS_DIR) + "/birnn.acr --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(json_part(r.output));
+  EXPECT_EQ(j["phases"], 2);
+  EXPECT_GE(j["fused_groups"].get<int>(), 2);
+  EXPECT_GE(j["static_depth_ops"].get<int>(), 2);
+}
+
+TEST(acrobatCli, RunPrintsLatencyBreakdownAndChecksum) {
+  auto r = run_command(kCli + " run mvrnn --set H=8 --batch 8 --minibatches 2 --scheduler acrobat --verify --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(json_part(r.output));
+  EXPECT_GT(j["latency_ms"].get<double>(), 0);
+  EXPECT_TRUE(j["breakdown_ms"].contains("record"));
+  EXPECT_TRUE(j["breakdown_ms"].contains("schedule"));
+  EXPECT_TRUE(j["breakdown_ms"].contains("kernels"));
+  EXPECT_GT(j["ops_recorded"].get<double>(), 0);
+  EXPECT_GT(j["kernels_launched"].get<double>(), 0);
+  EXPECT_NEAR(j["checksum"]["sum"].get<double>(), 6.7218367, 1e-4);  // the workload's MV-RNN h=8 value
+  auto text = run_command(kCli + " run birnn --set H=8 --batch 8 --minibatches 1 --scheduler dynet-depth");
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("latency"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("kernels launched"), std::string::npos) << text.output;
+}
+
+TEST(acrobatCli, BadProgramAndDataFilesExitOneWithPlace) {
+  std::string prog = ::testing::TempDir() + "acrobat_bad.acr";
+  std::ofstream(prog) << "def main(t: Tree) -> Tensor[4] =\n  add(zeros(4), zeros(3))\n";
+  auto r = run_command(kCli + " check " + prog);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("acrobat_bad.acr:2:17"), std::string::npos) << r.output;
+
+  std::string data = ::testing::TempDir() + "acrobat_bad_trees.txt";
+  std::ofstream(data) << "(3 (2 a) (2 b))\n(3 (2 a)\n";
+  auto d = run_command(kCli + " run treelstm --set H=4 --batch 2 --data " + data);
+  EXPECT_EQ(d.exit_code, 1) << d.output;
+  EXPECT_NE(d.output.find("acrobat_bad_trees.txt:2:"), std::string::npos) << d.output;
+
+  std::string good = ::testing::TempDir() + "acrobat_good_trees.txt";
+  std::ofstream(good) << "(3 (2 a) (2 b))\n(1 (2 (2 c) (2 d)) (2 e))\n";
+  auto g = run_command(kCli + " run treelstm --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + good);
+  EXPECT_EQ(g.exit_code, 0) << g.output;
+  std::remove(prog.c_str());
+  std::remove(data.c_str());
+  std::remove(good.c_str());
 }
 
 }  // namespace

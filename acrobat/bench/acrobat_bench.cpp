@@ -1,0 +1,190 @@
+// Latency per minibatch of every bundled model x size x batch size under the four schedulers,
+// with ratios to our DyNet-method baseline and to DyNet 2.1's own measured figures.
+//
+//   acrobat_bench                         # the full table (markdown) + --json FILE
+//   acrobat_bench --models treelstm --batches 64 --sizes small
+//
+// Protocol (the workload definitions): the data stream is generated before timing;
+// minibatch j holds instances [jB, (j+1)B); 2 warm-up minibatches, then 30 (B = 8) or 10
+// (B = 64) timed ones; the median is reported. BLAS runs single-threaded (like the reference)
+// unless --threads says otherwise.
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include "perfmem/acrobat/kernels.h"
+#include "perfmem/acrobat/models.h"
+#include "perfmem/acrobat/runtime.h"
+#include "perfmem/core/cli.h"
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/progress.h"
+#include "perfmem/core/stats.h"
+#include "perfmem/core/svg.h"
+
+namespace {
+
+using namespace perfmem;
+using namespace perfmem::acrobat;
+
+// DyNet 2.1 (Eigen, one thread) on this class of machine, from the workload definitions:
+// ms per minibatch for no batching, agenda, depth. TreeLSTM: midpoints of the given ranges.
+struct Reference {
+  const char* model;
+  int64_t h;
+  int batch;
+  double none, agenda, depth;
+};
+const Reference kDynet[] = {
+    {"birnn", 256, 8, 43.4, 25.9, 24.3},        {"birnn", 256, 64, 335.6, 97.9, 100.3},
+    {"birnn", 512, 8, 173.0, 171.7, 169.5},     {"birnn", 512, 64, 1344.7, 381.5, 384.7},
+    {"mvrnn", 64, 8, 6.5, 10.5, 10.0},          {"mvrnn", 64, 64, 52.0, 107.9, 95.9},
+    {"mvrnn", 128, 8, 35.5, 56.2, 52.6},        {"mvrnn", 128, 64, 291.4, 459.7, 446.9},
+    {"nestedrnn", 256, 8, 63.2, 19.9, 22.2},    {"nestedrnn", 256, 64, 499.1, 127.2, 143.2},
+    {"nestedrnn", 512, 8, 264.0, 90.1, 112.6},  {"nestedrnn", 512, 64, 2082.3, 389.4, 451.9},
+    {"treelstm", 256, 8, 32.0, 12.5, 14.5},     {"treelstm", 256, 64, 279.0, 110.0, 114.5},
+    {"treelstm", 512, 8, 151.0, 39.5, 43.5},    {"treelstm", 512, 64, 1167.0, 274.0, 260.0},
+};
+
+struct Cell {
+  double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0;
+};
+
+Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
+                     int warmup, int timed) {
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(model_path(m.name)));
+  PERFMEM_ASSIGN_OR_RETURN(auto program, compile_program(model_path(m.name), text, compile_options_for(s, {{m.size_const, h}})));
+  RuntimeOptions opt;
+  opt.scheduler = s;
+  PERFMEM_ASSIGN_OR_RETURN(auto rt, Runtime::create(*program, opt));
+  PERFMEM_RETURN_IF_ERROR(rt->set_inputs(data));
+  std::vector<double> lat, cpu, rec, sch, ker, ops, tops, launches;
+  for (int j = 0; j < warmup + timed; ++j) {
+    std::vector<float> out;
+    RunStats st;
+    PERFMEM_RETURN_IF_ERROR(rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
+    if (j < warmup) continue;
+    lat.push_back(st.total_ms);
+    cpu.push_back(st.cpu_ms);
+    rec.push_back(st.record_ms);
+    sch.push_back(st.schedule_ms);
+    ker.push_back(st.kernel_ms);
+    ops.push_back(static_cast<double>(st.ops_recorded));
+    tops.push_back(static_cast<double>(st.tensor_ops));
+    launches.push_back(static_cast<double>(st.kernels_launched));
+  }
+  Cell c;
+  c.latency = summarize(lat).median;
+  c.cpu = summarize(cpu).median;
+  c.record = summarize(rec).median;
+  c.schedule = summarize(sch).median;
+  c.kernels = summarize(ker).median;
+  c.ops = summarize(ops).median;
+  c.tensor_ops = summarize(tops).median;
+  c.launches = summarize(launches).median;
+  return c;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"acrobat_bench: latency of the bundled models under the four schedulers"};
+  std::string models = "treelstm,birnn,mvrnn,nestedrnn", batches = "8,64", sizes = "small,large", json_path, svg_path;
+  int timed8 = 30, timed64 = 10, warmup = 2, threads = 1;
+  app.add_option("--models", models, "comma-separated bundled models");
+  app.add_option("--batches", batches, "comma-separated batch sizes");
+  app.add_option("--sizes", sizes, "small,large");
+  app.add_option("--timed-small-batch", timed8, "timed minibatches at B <= 8 (default 30)");
+  app.add_option("--timed-large-batch", timed64, "timed minibatches at B > 8 (default 10)");
+  app.add_option("--threads", threads, "BLAS threads (default 1, as the DyNet reference figures)");
+  app.add_option("--json", json_path, "also write the results as JSON to this file");
+  app.add_option("--svg", svg_path, "also plot each scheduler's speedup over unbatched execution");
+  return run_cli(app, argc, argv, [&]() -> int {
+    kernels::set_blas_threads(threads);
+    Json all = Json::array();
+    BarChart chart;
+    chart.title = "ACRoBat: speedup over unbatched execution (same kernels)";
+    chart.y_label = "unbatched CPU time / CPU time";
+    for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda, Scheduler::kDynetDepth})
+      chart.series.push_back({scheduler_name(s), {}});
+    int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
+    ProgressBar bar("acrobat_bench", configs * 4);
+    std::printf("| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | DyNet agenda ref | acrobat vs our agenda | acrobat vs DyNet agenda |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (const auto& name : split(models)) {
+      const ModelInfo* m = find_model(name);
+      if (!m) return report_failure(app, input_error("--models", name, "treelstm, birnn, mvrnn or nestedrnn"));
+      for (const auto& size : split(sizes)) {
+        int64_t h = size == "large" ? m->large : m->small;
+        for (const auto& bs : split(batches)) {
+          int batch = std::atoi(bs.c_str());
+          if (batch < 1) return report_failure(app, input_error("--batches", bs, "positive integers"));
+          int timed = batch <= 8 ? timed8 : timed64;
+          auto data = m->make_data(static_cast<size_t>(batch) * (warmup + timed));
+          std::map<Scheduler, Cell> cells;
+          for (Scheduler s : kAllSchedulers) {
+            // The unbatched run is slow and only a reference: fewer repetitions.
+            int t = s == Scheduler::kNone ? std::max(3, timed / 5) : timed;
+            auto c = measure(*m, h, batch, s, data, warmup, t);
+            if (!c) return report_failure(app, c.status());
+            cells[s] = *c;
+            bar.advance();
+          }
+          const Reference* ref = nullptr;
+          for (const auto& r : kDynet)
+            if (name == r.model && r.h == h && r.batch == batch) ref = &r;
+          const Cell& a = cells[Scheduler::kAcrobat];
+          // Per tensor op of the program (a fused group counts its instructions).
+          double overhead = a.tensor_ops > 0 ? (a.record + a.schedule) * 1e6 / a.tensor_ops : 0;
+          // Ratios use CPU time: on a shared machine wall-clock time mostly measures the other
+          // processes (the reference figures come from an otherwise idle machine).
+          char refbuf[32] = "-", ratio_ref[48] = "-";
+          if (ref) {
+            std::snprintf(refbuf, sizeof refbuf, "%.1f", ref->agenda);
+            std::snprintf(ratio_ref, sizeof ratio_ref, "%.2fx", ref->agenda / a.cpu);
+          }
+          const Cell& ag = cells[Scheduler::kDynetAgenda];
+          std::printf("| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.0f | %.2f | %.2f | %.2f | %s | %.2fx | %s |\n",
+                      name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
+                      overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu, refbuf,
+                      ag.cpu / a.cpu, ratio_ref);
+          std::fflush(stdout);
+          chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
+          double none_ms = cells[Scheduler::kNone].cpu;
+          size_t cat = chart.categories.size() - 1;
+          chart.series[0].points.push_back({double(cat), none_ms / a.cpu});
+          chart.series[1].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetAgenda].cpu});
+          chart.series[2].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetDepth].cpu});
+          Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"record_and_schedule_ns_per_tensor_op", overhead}};
+          for (const auto& [s, c] : cells)
+            row[scheduler_name(s)] = {{"latency_ms", c.latency}, {"cpu_ms", c.cpu}, {"record_ms", c.record}, {"schedule_ms", c.schedule},
+                                      {"kernel_ms", c.kernels}, {"ops_recorded", c.ops}, {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
+          if (ref) row["dynet_reference_ms"] = {{"none", ref->none}, {"agenda", ref->agenda}, {"depth", ref->depth}};
+          all.push_back(row);
+        }
+      }
+    }
+    bar.finish();
+    if (!svg_path.empty()) {
+      Status s = write_text_file(svg_path, render_svg(chart));
+      if (!s.ok()) return report_failure(app, s);
+    }
+    if (!json_path.empty()) {
+      Status s = write_text_file(json_path, all.dump(2));
+      if (!s.ok()) return report_failure(app, s);
+    }
+    return kExitOk;
+  });
+}

@@ -1,0 +1,35 @@
+// The bundled models (acrobat/models/*.acr) and the data each one runs on by default.
+//
+//   const ModelInfo* m = find_model("treelstm");          // or by file: "models/treelstm.acr"
+//   auto data = m->make_data(64);                          // the workload's generator
+//   std::map<std::string, int64_t> size = {{m->size_const, m->large}};   // "large" size
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "perfmem/acrobat/ast.h"
+#include "perfmem/acrobat/data.h"
+
+namespace perfmem::acrobat {
+
+struct ModelInfo {
+  std::string name;        // "treelstm"
+  std::string size_const;  // the constant that sets the model size ("H")
+  int64_t small = 0, large = 0;
+  std::function<std::vector<Instance>(size_t)> make_data;  // the benchmark workload stream
+};
+
+const std::vector<ModelInfo>& builtin_models();
+// By name or by a path whose file stem is the name; nullptr if not bundled.
+const ModelInfo* find_model(const std::string& name_or_path);
+// Path of a bundled model's source file.
+std::string model_path(const std::string& name);
+
+// Default data for any program, from main's parameter type: trees -> random SST-like trees,
+// List[Int] -> sentences of 5..50 words, List[List[Int]] -> nested sentences.
+Result<std::vector<Instance>> default_data(const Program& program, size_t count);
+
+}  // namespace perfmem::acrobat

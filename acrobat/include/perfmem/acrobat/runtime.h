@@ -1,0 +1,95 @@
+// The batching runtime: runs a compiled .acr program for every instance of a minibatch,
+// records its tensor ops, and executes them as batched kernels under one of four schedulers.
+//
+//   auto program = compile_program("treelstm.acr", text, compile_options_for(Scheduler::kAcrobat));
+//   auto rt = Runtime::create(**program, {Scheduler::kAcrobat});
+//   PERFMEM_RETURN_IF_ERROR((*rt)->set_inputs(complete_trees(64, 6, 404)));
+//   std::vector<float> logits;  RunStats stats;
+//   PERFMEM_RETURN_IF_ERROR((*rt)->run_minibatch(0, 64, &logits, &stats));
+//
+// Schedulers (same interpreter, same kernels, so only the batching method differs):
+//  * none:         every op runs eagerly, alone, when the program reaches it (the reference).
+//  * acrobat:      each op is recorded with its depth computed inline (O(1)): a static depth
+//                  from analysis_static_depth, or the instance's depth counter, which
+//                  advances by one per op, resets at `phase`, starts parallel constructs
+//                  (call arguments, tuple elements, map) at one depth and continues at their
+//                  max, and moves by ghost steps after short branches. Scheduling is a
+//                  counting sort of the nodes into buckets (phase, depth) and, inside a
+//                  bucket, by kernel; each (bucket, kernel) is one launch. Operands are read
+//                  through pointer arrays; outputs of a launch are one contiguous arena block.
+//  * dynet-agenda: DyNet's method: the recorded nodes form the minibatch's graph; node
+//                  signatures are hashed at run time, and an agenda repeatedly launches the
+//                  signature with the most ready nodes. Operands are gathered by copy into
+//                  contiguous memory, lookups copy their row.
+//  * dynet-depth:  the same graph, batched by signature at equal dataflow depth.
+// The interpreter runs shallow recursion on the caller's stack and re-runs a minibatch that
+// nests deeper than 200 calls on a worker thread with a 1 GiB stack (recording is a pure
+// function of the inputs), up to max_call_depth.
+// An independent check (`verify`) confirms that every operand was computed before its use
+// and that shared parameters really are the same tensor across a launch.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "perfmem/acrobat/ast.h"
+#include "perfmem/acrobat/data.h"
+
+namespace perfmem::acrobat {
+
+enum class Scheduler { kNone, kAcrobat, kDynetAgenda, kDynetDepth };
+
+Result<Scheduler> parse_scheduler(const std::string& name);
+const char* scheduler_name(Scheduler s);
+inline constexpr Scheduler kAllSchedulers[] = {Scheduler::kNone, Scheduler::kAcrobat,
+                                               Scheduler::kDynetAgenda, Scheduler::kDynetDepth};
+
+// The analyses a scheduler uses: acrobat all of them; the others need no depths or fusion.
+CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> overrides = {});
+
+struct RuntimeOptions {
+  Scheduler scheduler = Scheduler::kAcrobat;
+  bool verify = false;             // run the independent schedule check
+  bool reference_kernels = false;  // plain loops instead of BLAS/vectorised kernels
+  std::string params_file;         // safetensors file for load("name") parameters
+  int max_call_depth = 100000;     // deeper recursion is an error, not a crash
+  bool profile = false;            // time each operator kind (RunStats::kernel_ms_by_op)
+};
+
+struct RunStats {
+  double total_ms = 0;     // wall clock
+  double cpu_ms = 0;       // CPU time of the process over the same span (robust to a busy machine)
+  double record_ms = 0;    // program execution + recording
+  double schedule_ms = 0;  // bucketing / graph building and batching decisions
+  double kernel_ms = 0;    // batched kernels, including gathers
+  int64_t ops_recorded = 0;    // recorded nodes (a fused group is one node)
+  int64_t tensor_ops = 0;      // the program's tensor operations inside them (views excluded)
+  int64_t kernels_launched = 0;
+  int64_t max_depth = 0;   // largest depth used (acrobat)
+  std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
+};
+
+class Runtime {
+ public:
+  static Result<std::unique_ptr<Runtime>> create(const Program& program, RuntimeOptions options);
+  ~Runtime();
+
+  // Converts instances into values of main's parameter type (checked; errors name the
+  // instance). Kept for the runtime's lifetime.
+  Status set_inputs(const std::vector<Instance>& data);
+  size_t num_inputs() const;
+
+  // Runs instances [begin, end) as one minibatch and appends main's outputs, instance-major.
+  Status run_minibatch(size_t begin, size_t end, std::vector<float>* outputs, RunStats* stats);
+
+  const Program& program() const;
+
+ private:
+  Runtime() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace perfmem::acrobat

@@ -1,0 +1,287 @@
+// Batched kernels (BLAS for products, vectorised loops elsewhere) and reference twins.
+#include "perfmem/acrobat/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace perfmem::acrobat::kernels {
+namespace {
+
+int64_t numel(const std::vector<int64_t>& d) {
+  int64_t n = 1;
+  for (int64_t x : d) n *= x;
+  return n;
+}
+
+bool contiguous(const float* const* p, int n, int64_t stride) {
+  for (int b = 1; b < n; ++b)
+    if (p[b] != p[0] + b * stride) return false;
+  return true;
+}
+
+// exp(x) by range reduction and a degree-6 polynomial (Cephes coefficients): about 1 ulp
+// in float, and plain arithmetic so the compiler vectorises the loops that call it.
+inline float fast_exp(float x) {
+  x = std::min(88.0f, std::max(-88.0f, x));
+  float t = x * 1.44269504088896341f;
+  int ni = static_cast<int>(t + (t >= 0 ? 0.5f : -0.5f));
+  float n = static_cast<float>(ni);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  float e = p * r * r + r + 1.0f;
+  int32_t bits = (ni + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return e * scale;
+}
+
+#define PERFMEM_ACROBAT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+PERFMEM_ACROBAT_CLONES void sigmoid_loop(const float* __restrict x, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) y[i] = 1.0f / (1.0f + fast_exp(-x[i]));
+}
+PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) {
+    // tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow, no cancellation
+    // for large |x|; near 0 the absolute error stays at float epsilon.
+    float a = std::fabs(x[i]);
+    float e = fast_exp(-2.0f * a);
+    float t = (1.0f - e) / (1.0f + e);
+    y[i] = x[i] < 0 ? -t : t;
+  }
+}
+PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) y[i] = a[i] + b[i];
+}
+PERFMEM_ACROBAT_CLONES void sub_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) y[i] = a[i] - b[i];
+}
+PERFMEM_ACROBAT_CLONES void mul_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) y[i] = a[i] * b[i];
+}
+PERFMEM_ACROBAT_CLONES void relu_loop(const float* __restrict x, float* __restrict y, int64_t size) {
+  for (int64_t i = 0; i < size; ++i) y[i] = x[i] > 0 ? x[i] : 0.0f;
+}
+
+// In-place safe versions (x may equal y): the restrict loops above need distinct buffers.
+void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
+  if (x == y) {
+    thread_local std::vector<float> tmp;
+    tmp.assign(x, x + size);
+    x = tmp.data();
+  }
+  switch (op) {
+    case OpKind::kSigmoid: sigmoid_loop(x, y, size); return;
+    case OpKind::kTanh: tanh_loop(x, y, size); return;
+    case OpKind::kRelu: relu_loop(x, y, size); return;
+    default: break;
+  }
+}
+
+// Y[b] = W X[b] for a shared W (r x c) and per-instance X[b] (c x k).
+void matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                   float* const* y, int n, Scratch& s) {
+  if (n == 1) {
+    if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, W, c, x[0], 1, 0.0f, y[0], 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[0], k, 0.0f, y[0], k);
+    return;
+  }
+  if (k == 1) {
+    // C (n x r) = X (n x c) * W^T, X's rows gathered through the pointer array.
+    const float* X = x[0];
+    if (!contiguous(x, n, c)) {
+      s.a.resize(static_cast<size_t>(n * c));
+      for (int b = 0; b < n; ++b) std::memcpy(s.a.data() + b * c, x[b], sizeof(float) * c);
+      X = s.a.data();
+    }
+    bool out_in_place = contiguous(y, n, r);
+    float* C = y[0];
+    if (!out_in_place) {
+      s.b.resize(static_cast<size_t>(n * r));
+      C = s.b.data();
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, c, 1.0f, X, c, W, c, 0.0f, C, r);
+    if (!out_in_place)
+      for (int b = 0; b < n; ++b) std::memcpy(y[b], C + b * r, sizeof(float) * r);
+    return;
+  }
+  // Matrix operands with many columns are each a full GEMM already: one call per instance.
+  if (k >= 16) {
+    for (int b = 0; b < n; ++b)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[b], k, 0.0f, y[b], k);
+    return;
+  }
+  // Narrow matrix operands: B = [X_0 | X_1 | ...] (c x n*k), C = W B (r x n*k), then split.
+  int64_t nk = n * k;
+  s.a.resize(static_cast<size_t>(c * nk));
+  for (int b = 0; b < n; ++b)
+    for (int64_t i = 0; i < c; ++i) std::memcpy(s.a.data() + i * nk + b * k, x[b] + i * k, sizeof(float) * k);
+  s.b.resize(static_cast<size_t>(r * nk));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, nk, c, 1.0f, W, c, s.a.data(), nk, 0.0f, s.b.data(), nk);
+  for (int b = 0; b < n; ++b)
+    for (int64_t i = 0; i < r; ++i) std::memcpy(y[b] + i * k, s.b.data() + i * nk + b * k, sizeof(float) * k);
+}
+
+// Y[b] = A[b] X[b]: every instance has its own matrix (no shared weight to batch on).
+void matmul_each(const float* const* A, int64_t r, int64_t c, int64_t k, const float* const* x,
+                 float* const* y, int n) {
+  for (int b = 0; b < n; ++b) {
+    if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, A[b], c, x[b], 1, 0.0f, y[b], 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, A[b], c, x[b], k, 0.0f, y[b], k);
+  }
+}
+
+void softmax_row(const float* x, float* y, int64_t size) {
+  float m = x[0];
+  for (int64_t i = 1; i < size; ++i) m = std::max(m, x[i]);
+  double total = 0;
+  for (int64_t i = 0; i < size; ++i) {
+    y[i] = std::exp(x[i] - m);
+    total += y[i];
+  }
+  float inv = static_cast<float>(1.0 / total);
+  for (int64_t i = 0; i < size; ++i) y[i] *= inv;
+}
+
+void argmax_row(const float* x, float* y, int64_t size) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < size; ++i)
+    if (x[i] > x[best]) best = i;
+  y[0] = static_cast<float>(best);
+}
+
+// Operators that are the same in the batched and reference versions (pure data movement).
+bool run_movement(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
+  switch (sig.op) {
+    case OpKind::kConcat: {
+      for (int b = 0; b < n; ++b) {
+        float* dst = out[b];
+        for (size_t i = 0; i < sig.arg_dims.size(); ++i) {
+          int64_t m = numel(sig.arg_dims[i]);
+          std::memcpy(dst, args[i][b], sizeof(float) * m);
+          dst += m;
+        }
+      }
+      return true;
+    }
+    case OpKind::kSlice: {
+      int64_t row = sig.arg_dims[0].size() == 2 ? sig.arg_dims[0][1] : 1;
+      int64_t off = sig.ints[0] * row, len = sig.ints[1] * row;
+      for (int b = 0; b < n; ++b) std::memcpy(out[b], args[0][b] + off, sizeof(float) * len);
+      return true;
+    }
+    case OpKind::kLookup: {
+      // Only the graph-building baselines record lookups (copying the row, as DyNet does);
+      // the compiled path reads the row in place. args[1][b] points at instance b's row.
+      int64_t row = numel(sig.out_dims);
+      for (int b = 0; b < n; ++b) std::memcpy(out[b], args[1][b], sizeof(float) * row);
+      return true;
+    }
+    case OpKind::kArgmax:
+      for (int b = 0; b < n; ++b) argmax_row(args[0][b], out[b], sig.arg_dims[0][0]);
+      return true;
+    case OpKind::kSoftmax:
+      for (int b = 0; b < n; ++b) softmax_row(args[0][b], out[b], numel(sig.arg_dims[0]));
+      return true;
+    case OpKind::kSum:
+      for (int b = 0; b < n; ++b) {
+        double t = 0;
+        int64_t m = numel(sig.arg_dims[0]);
+        for (int64_t i = 0; i < m; ++i) t += args[0][b][i];
+        out[b][0] = static_cast<float>(t);
+      }
+      return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+void sigmoid_inplace(float* x, int64_t size) { apply_unary(OpKind::kSigmoid, x, x, size); }
+void tanh_inplace(float* x, int64_t size) { apply_unary(OpKind::kTanh, x, x, size); }
+
+void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
+void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out,
+                 Scratch& s) {
+  if (run_movement(sig, n, args, out)) return;
+  int64_t size = numel(sig.out_dims);
+  switch (sig.op) {
+    case OpKind::kMatMul:
+    case OpKind::kDense: {
+      int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];
+      int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
+      if (sig.shared_param[0] >= 0) matmul_shared(args[0][0], r, c, k, args[1], out, n, s);
+      else matmul_each(args[0], r, c, k, args[1], out, n);
+      if (sig.op == OpKind::kDense)
+        for (int b = 0; b < n; ++b) {
+          const float* bias = args[2][sig.shared_param[2] >= 0 ? 0 : b];
+          for (int64_t i = 0; i < r; ++i) out[b][i] += bias[i];
+        }
+      return;
+    }
+    case OpKind::kAdd:
+    case OpKind::kSub:
+    case OpKind::kMul: {
+      auto loop = sig.op == OpKind::kAdd ? add_loop : sig.op == OpKind::kSub ? sub_loop : mul_loop;
+      bool s0 = sig.shared_param[0] >= 0, s1 = sig.shared_param[1] >= 0;
+      // Distinct buffers are guaranteed: outputs are fresh arena memory.
+      for (int b = 0; b < n; ++b) loop(args[0][s0 ? 0 : b], args[1][s1 ? 0 : b], out[b], size);
+      return;
+    }
+    case OpKind::kSigmoid:
+    case OpKind::kTanh:
+    case OpKind::kRelu: {
+      bool s0 = sig.shared_param[0] >= 0;
+      bool in_contig = !s0 && contiguous(args[0], n, size) && contiguous(out, n, size);
+      if (in_contig) apply_unary(sig.op, args[0][0], out[0], size * n);  // one long loop
+      else
+        for (int b = 0; b < n; ++b) apply_unary(sig.op, args[0][s0 ? 0 : b], out[b], size);
+      return;
+    }
+    default: break;
+  }
+  PERFMEM_CHECK(false, std::string("run_batched: unhandled operator ") + op_name(sig.op));
+}
+
+void run_reference(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
+  if (run_movement(sig, n, args, out)) return;
+  int64_t size = numel(sig.out_dims);
+  for (int b = 0; b < n; ++b) {
+    auto arg = [&](size_t i) { return args[i][sig.shared_param[i] >= 0 ? 0 : b]; };
+    switch (sig.op) {
+      case OpKind::kMatMul:
+      case OpKind::kDense: {
+        int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];
+        int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
+        for (int64_t i = 0; i < r; ++i)
+          for (int64_t j = 0; j < k; ++j) {
+            double t = 0;
+            for (int64_t q = 0; q < c; ++q) t += double(arg(0)[i * c + q]) * arg(1)[q * k + j];
+            if (sig.op == OpKind::kDense) t += arg(2)[i];
+            out[b][i * k + j] = static_cast<float>(t);
+          }
+        break;
+      }
+      case OpKind::kAdd: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] + arg(1)[i]; break;
+      case OpKind::kSub: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] - arg(1)[i]; break;
+      case OpKind::kMul: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] * arg(1)[i]; break;
+      case OpKind::kSigmoid:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(arg(0)[i]))));
+        break;
+      case OpKind::kTanh: for (int64_t i = 0; i < size; ++i) out[b][i] = std::tanh(arg(0)[i]); break;
+      case OpKind::kRelu: for (int64_t i = 0; i < size; ++i) out[b][i] = std::max(0.0f, arg(0)[i]); break;
+      default: PERFMEM_CHECK(false, std::string("run_reference: unhandled operator ") + op_name(sig.op));
+    }
+  }
+}
+
+}  // namespace perfmem::acrobat::kernels

@@ -1,0 +1,262 @@
+// The runtime end to end: every model under every scheduler equals the unbatched run, the
+// workload conformance checksums, deep recursion, empty inputs and bad data.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "perfmem/acrobat/models.h"
+#include "perfmem/acrobat/runtime.h"
+#include "perfmem/core/safetensors.h"
+
+namespace perfmem::acrobat {
+namespace {
+
+std::string read_model(const std::string& name) {
+  std::ifstream in(std::string(MODELS_DIR) + "/" + name + ".acr");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Loaded {
+  std::unique_ptr<Program> program;
+  std::unique_ptr<Runtime> runtime;
+};
+
+Loaded make(const std::string& model, int64_t h, Scheduler s, RuntimeOptions opt = {}) {
+  Loaded r;
+  auto p = compile_program(model + ".acr", read_model(model), compile_options_for(s, {{"H", h}}));
+  EXPECT_TRUE(p.ok()) << p.status().to_string();
+  r.program = std::move(*p);
+  opt.scheduler = s;
+  opt.verify = true;
+  auto rt = Runtime::create(*r.program, opt);
+  EXPECT_TRUE(rt.ok()) << rt.status().to_string();
+  r.runtime = std::move(*rt);
+  return r;
+}
+
+std::vector<float> outputs(const std::string& model, int64_t h, Scheduler s, const std::vector<Instance>& data,
+                           size_t batch, RunStats* last = nullptr) {
+  Loaded r = make(model, h, s);
+  EXPECT_TRUE(r.runtime->set_inputs(data).ok());
+  std::vector<float> out;
+  for (size_t b = 0; b < data.size(); b += batch) {
+    RunStats st;
+    Status status = r.runtime->run_minibatch(b, std::min(data.size(), b + batch), &out, &st);
+    EXPECT_TRUE(status.ok()) << status.to_string();
+    if (last) *last = st;
+  }
+  return out;
+}
+
+// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents.
+std::vector<Instance> varied_data(const std::string& model, size_t n) {
+  if (model == "treelstm" || model == "mvrnn") return random_trees(n, 77);
+  if (model == "birnn") return sentences(n, 78, 1, 40);
+  return nested_sentences(n, 79);
+}
+
+TEST(AcrobatRuntime, EverySchedulerEqualsTheUnbatchedRun) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+    for (int64_t h : {8, 16}) {
+      auto data = varied_data(model, 19);
+      RunStats ref_stats;
+      auto ref = outputs(model, h, Scheduler::kNone, data, 19, &ref_stats);
+      ASSERT_EQ(ref.size(), data.size() * 16);
+      // Tolerance from the operation count: float32 rounding errors of the ops an output
+      // depends on grow like a random walk, so |error| <= 16 * eps * sqrt(ops per instance)
+      // times the value's magnitude (+1 for values near zero). Batched and unbatched runs
+      // differ only in summation order inside the products.
+      double ops_per_instance = double(ref_stats.ops_recorded) / double(data.size());
+      double tol = 16 * std::numeric_limits<float>::epsilon() * std::sqrt(ops_per_instance);
+      for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda, Scheduler::kDynetDepth}) {
+        for (size_t batch : {size_t{1}, size_t{7}, size_t{19}}) {
+          auto got = outputs(model, h, s, data, batch);
+          ASSERT_EQ(got.size(), ref.size());
+          for (size_t i = 0; i < ref.size(); ++i)
+            ASSERT_NEAR(got[i], ref[i], tol * (1 + std::fabs(ref[i])))
+                << model << " h=" << h << " " << scheduler_name(s) << " batch " << batch << " output " << i;
+        }
+      }
+    }
+  }
+}
+
+struct Checksum {
+  const char* model;
+  int64_t h;
+  double sum, abs, w;
+};
+
+TEST(AcrobatRuntime, WorkloadConformanceChecksums) {
+  // From the benchmark workload definitions: minibatch 0, B = 8 (sum / abs / w).
+  const Checksum expected[] = {
+      {"birnn", 8, -2.68121494, 12.8227418, -14.0870722},
+      {"mvrnn", 8, 6.7218367, 45.0225474, 65.6806538},
+      {"nestedrnn", 8, -2.00376862, 6.55159932, -14.2167163},
+      {"birnn", 32, -1.33709084, 20.6304678, -14.402337},
+      {"mvrnn", 32, -6.18997035, 90.3760598, -35.5287907},
+      {"nestedrnn", 32, -4.66128114, 7.30927376, -35.6832983},
+  };
+  for (const auto& c : expected) {
+    auto data = find_model(c.model)->make_data(8);
+    for (Scheduler s : kAllSchedulers) {
+      auto y = outputs(c.model, c.h, s, data, 8);
+      ASSERT_EQ(y.size(), 8u * 16u);
+      double sum = 0, abs = 0, w = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        sum += y[i];
+        abs += std::fabs(y[i]);
+        w += y[i] * double((i % 13) + 1);
+      }
+      // "about 1e-5 relative in float32", relative to the output's magnitude.
+      double tol = 2e-5 * c.abs;
+      EXPECT_NEAR(sum, c.sum, tol) << c.model << " h=" << c.h << " " << scheduler_name(s);
+      EXPECT_NEAR(abs, c.abs, tol) << c.model << " h=" << c.h << " " << scheduler_name(s);
+      EXPECT_NEAR(w, c.w, 13 * tol) << c.model << " h=" << c.h << " " << scheduler_name(s);
+    }
+  }
+}
+
+TEST(AcrobatRuntime, AcrobatLaunchesFewerKernelsThanTheBaselines) {
+  auto data = complete_trees(8, 6, 404);
+  RunStats a, d, n;
+  outputs("treelstm", 8, Scheduler::kAcrobat, data, 8, &a);
+  outputs("treelstm", 8, Scheduler::kDynetAgenda, data, 8, &d);
+  outputs("treelstm", 8, Scheduler::kNone, data, 8, &n);
+  EXPECT_LT(a.kernels_launched, d.kernels_launched);
+  EXPECT_LT(d.kernels_launched, n.kernels_launched);
+  EXPECT_EQ(n.kernels_launched, n.ops_recorded);  // eager: one launch per op
+}
+
+// A degenerate tree: every internal node's left child is a leaf.
+Instance chain_tree(int depth) {
+  Instance t;
+  t.kind = Instance::kTree;
+  t.nodes.push_back({1, -1, -1});
+  for (int i = 0; i < depth; ++i) {
+    t.nodes.push_back({static_cast<int32_t>(i % 1000), -1, -1});
+    int32_t leaf = static_cast<int32_t>(t.nodes.size() - 1);
+    t.nodes.push_back({static_cast<int32_t>((7 * i) % 1000), leaf, leaf - 1});
+  }
+  return t;
+}
+
+TEST(AcrobatRuntime, DeepRecursionRunsOrFailsCleanly) {
+  std::vector<Instance> data = {chain_tree(3000), chain_tree(10)};
+  auto batched = outputs("treelstm", 4, Scheduler::kAcrobat, data, 2);
+  auto eager = outputs("treelstm", 4, Scheduler::kNone, data, 2);
+  ASSERT_EQ(batched.size(), 32u);
+  for (size_t i = 0; i < batched.size(); ++i) EXPECT_NEAR(batched[i], eager[i], 1e-4) << i;
+
+  RuntimeOptions opt;
+  opt.max_call_depth = 500;
+  Loaded r = make("treelstm", 4, Scheduler::kAcrobat, opt);
+  ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+  std::vector<float> out;
+  Status st = r.runtime->run_minibatch(0, 2, &out, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("recursion deeper than 500"), std::string::npos) << st.message();
+  // The runtime stays usable after the error.
+  out.clear();
+  ASSERT_TRUE(r.runtime->run_minibatch(1, 2, &out, nullptr).ok());
+  EXPECT_EQ(out.size(), 16u);
+}
+
+TEST(AcrobatRuntime, EmptyInputs) {
+  // An empty sentence and an empty document: the encoders return zeros, logits = bias.
+  Instance empty_sentence;
+  empty_sentence.kind = Instance::kSequence;
+  Instance empty_doc;
+  empty_doc.kind = Instance::kNested;
+  for (Scheduler s : kAllSchedulers) {
+    auto y = outputs("birnn", 8, s, {empty_sentence}, 1);
+    ASSERT_EQ(y.size(), 16u);
+    for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(y[i], hashed_parameter(9, i, 0.1)) << scheduler_name(s);
+    auto z = outputs("nestedrnn", 8, s, {empty_doc}, 1);
+    ASSERT_EQ(z.size(), 16u);
+    for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(z[i], hashed_parameter(9, i, 0.1)) << scheduler_name(s);
+  }
+  // An empty minibatch records nothing and returns nothing.
+  Loaded r = make("birnn", 8, Scheduler::kAcrobat);
+  ASSERT_TRUE(r.runtime->set_inputs({empty_sentence}).ok());
+  std::vector<float> out;
+  RunStats st;
+  ASSERT_TRUE(r.runtime->run_minibatch(0, 0, &out, &st).ok());
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(st.ops_recorded, 0);
+  EXPECT_FALSE(r.runtime->run_minibatch(0, 2, &out, &st).ok());  // beyond the inputs
+}
+
+TEST(AcrobatRuntime, BadDataIsAnError) {
+  Loaded r = make("treelstm", 4, Scheduler::kAcrobat);
+  Status wrong_kind = r.runtime->set_inputs(sentences(2, 1, 3, 4));
+  ASSERT_FALSE(wrong_kind.ok());
+  EXPECT_NE(wrong_kind.message().find("instance 0"), std::string::npos) << wrong_kind.message();
+
+  Loaded b = make("birnn", 4, Scheduler::kAcrobat);
+  Instance bad;
+  bad.kind = Instance::kSequence;
+  bad.words = {3, 5000};
+  ASSERT_TRUE(b.runtime->set_inputs({bad}).ok());
+  std::vector<float> out;
+  Status st = b.runtime->run_minibatch(0, 1, &out, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("lookup index 5000 outside [0, 1000)"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("birnn.acr:"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace perfmem::acrobat
+
+namespace perfmem::acrobat {
+namespace {
+
+TEST(AcrobatRuntime, ParametersLoadFromSafetensors) {
+  const std::string src =
+      "param W : Tensor[2, 3] = load(\"layer.weight\")\n"
+      "param b : Tensor[2] = hash(1, 0.5)\n"
+      "def main(xs: List[Int]) -> Tensor[2] = dense(W, fill(3, 1.0), b)\n";
+  auto p = compile_program("t.acr", src, compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+
+  RuntimeOptions none;
+  auto missing = Runtime::create(**p, none);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("--params"), std::string::npos) << missing.status().message();
+
+  std::string path = ::testing::TempDir() + "acrobat_params.safetensors";
+  float w[6] = {1, 2, 3, 4, 5, 6};
+  SafetensorsWriter writer;
+  writer.add("layer.weight", DType::kF32, {2, 3}, w);
+  ASSERT_TRUE(writer.write(path).ok());
+  RuntimeOptions opt;
+  opt.params_file = path;
+  auto rt = Runtime::create(**p, opt);
+  ASSERT_TRUE(rt.ok()) << rt.status().to_string();
+  Instance one;
+  one.kind = Instance::kSequence;
+  one.words = {1};
+  ASSERT_TRUE((*rt)->set_inputs({one}).ok());
+  std::vector<float> out;
+  ASSERT_TRUE((*rt)->run_minibatch(0, 1, &out, nullptr).ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_FLOAT_EQ(out[0], 6 + hashed_parameter(1, 0, 0.5));
+  EXPECT_FLOAT_EQ(out[1], 15 + hashed_parameter(1, 1, 0.5));
+
+  SafetensorsWriter wrong;
+  wrong.add("layer.weight", DType::kF32, {3, 2}, w);
+  ASSERT_TRUE(wrong.write(path).ok());
+  auto bad = Runtime::create(**p, opt);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("layer.weight"), std::string::npos) << bad.status().message();
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace perfmem::acrobat
