@@ -1,5 +1,34 @@
 #!/usr/bin/env bash
-# sida demo on built-in defaults. Argument: the build folder.
+# sida demo: make a small Switch Transformers checkpoint, record the routes of 40 requests, then
+# serve them with a fast tier that holds a quarter of the experts, first with the lru baseline
+# and then with prefetching from the route table; the generated ids must be identical.
+# Argument: the build folder.
 set -euo pipefail
 build="${1:-build/release}"
-"$build/sida/sida" --help
+sida="$build/sida/sida"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "--- make a tiny checkpoint (Hugging Face layout, random weights)"
+"$sida" make-checkpoint --preset tiny -o "$work/tiny"
+echo
+echo "--- one request, all experts resident"
+"$sida" run "$work/tiny" --tokens "12 7 33 41 5 1" --policy all-resident --max-new-tokens 6
+echo
+echo "--- record the routes of 40 SST2-like requests (the oracle route table)"
+"$sida" record-routes "$work/tiny" --synthetic 40 --max-new-tokens 4 -o "$work/routes.json"
+budget=48KiB   # 4 of the 16 experts (12 KiB each in fp32)
+for policy in lru prefetch; do
+  echo
+  echo "--- $policy, fast tier $budget"
+  "$sida" run "$work/tiny" --synthetic 40 --max-new-tokens 4 --policy "$policy" --budget "$budget" \
+    --routes "$work/routes.json" > "$work/out-$policy.txt"
+done
+"$sida" run "$work/tiny" --synthetic 40 --max-new-tokens 4 --policy all-resident > "$work/out-all.txt" 2>/dev/null
+echo
+if cmp -s "$work/out-lru.txt" "$work/out-all.txt" && cmp -s "$work/out-prefetch.txt" "$work/out-all.txt"; then
+  echo "exact mode: lru and prefetch generated the same ids as all-resident ($(wc -l < "$work/out-all.txt") requests)"
+else
+  echo "exact mode violated: outputs differ" >&2
+  exit 1
+fi

@@ -1,13 +1,218 @@
-// sida: command-line entry point. Subcommands arrive with the system's issues.
+// sida: command-line entry point.
+//
+//   sida make-checkpoint --preset tiny -o ckpt/
+//   sida record-routes ckpt/ --synthetic 50 -o routes.json
+//   sida run ckpt/ --synthetic 50 --policy prefetch --routes routes.json --budget 64KiB
+//   sida run ckpt/ --tokens "37 5 12 1" --dump-logits logits.f32
+//   sida bench --help
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
 #include "perfmem/core/cli.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/stats.h"
+#include "bench_command.h"
+#include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/serve.h"
+#include "perfmem/sida/tokenizer.h"
+
+namespace {
+
+using namespace perfmem;
+using namespace perfmem::sida;
+
+struct RequestArgs {
+  std::string tokens, text, requests_file;
+  size_t synthetic = 0;
+  uint64_t seed = 7;
+  int64_t max_new_tokens = 8;
+  bool encoder_only = false;
+  bool no_capacity = false;
+  bool no_direct_io = false;
+};
+
+void add_request_options(CLI::App* cmd, RequestArgs& a) {
+  cmd->add_option("--tokens", a.tokens, "one request: token ids separated by spaces or commas");
+  cmd->add_option("--text", a.text, "one request as text (needs spiece.model in the checkpoint folder)");
+  cmd->add_option("--requests", a.requests_file, "file with one request per line (token ids)");
+  cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
+  cmd->add_option("--seed", a.seed, "seed of --synthetic")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate per request")->capture_default_str();
+  cmd->add_flag("--encoder-only", a.encoder_only, "run the encoder only (classification setting)");
+  cmd->add_flag("--no-capacity", a.no_capacity, "ignore expert capacity (every token reaches its expert)");
+  cmd->add_flag("--no-direct-io", a.no_direct_io, "read experts through the page cache instead of O_DIRECT");
+}
+
+Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
+  int given = !a.tokens.empty() + !a.text.empty() + !a.requests_file.empty() + (a.synthetic > 0);
+  if (given != 1)
+    return Status(StatusCode::kInvalidInput, "give exactly one of --tokens, --text, --requests, --synthetic");
+  if (!a.text.empty()) {
+    PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+    PERFMEM_ASSIGN_OR_RETURN(Request r, tok->encode(a.text));
+    return std::vector<Request>{r};
+  }
+  if (!a.tokens.empty()) {
+    PERFMEM_ASSIGN_OR_RETURN(Request r, parse_tokens(a.tokens, "--tokens"));
+    return std::vector<Request>{r};
+  }
+  if (!a.requests_file.empty()) return read_requests(a.requests_file);
+  return synthetic_requests(a.synthetic, 10, 60, model.config().vocab_size, a.seed);
+}
+
+ServeOptions serve_options(const RequestArgs& a) {
+  ServeOptions o;
+  o.generate = !a.encoder_only;
+  o.max_new_tokens = a.max_new_tokens;
+  o.engine.apply_capacity = !a.no_capacity;
+  return o;
+}
+
+Status parse_dtype_arg(const std::string& text, DType* out) {
+  auto d = parse_dtype(text);
+  if (!d || (*d != DType::kF32 && *d != DType::kBF16 && *d != DType::kF16))
+    return Status(StatusCode::kInvalidInput, "--dtype must be f32, bf16 or f16, not \"" + text + "\"");
+  *out = *d;
+  return Status::Ok();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"sida: serve Mixture-of-Experts models larger than fast memory, with predicted expert prefetching"};
   app.require_subcommand(0, 1);
-  return perfmem::run_cli(app, argc, argv, [&] {
-    if (app.get_subcommands().empty()) {
-      std::cout << app.help();
+
+  // make-checkpoint
+  auto* make = app.add_subcommand("make-checkpoint", "write a Switch Transformers checkpoint with random weights");
+  std::string preset = "tiny", dtype_text = "f32", out_dir, shard_text = "2GiB";
+  uint64_t seed = 1;
+  int64_t capacity = -1;
+  make->add_option("--preset", preset, "tiny, switch-base-8|16|32|64|128|256")->capture_default_str();
+  make->add_option("--dtype", dtype_text, "storage type: f32, bf16 or f16")->capture_default_str();
+  make->add_option("--shard-bytes", shard_text, "largest shard before splitting (e.g. 2GiB)")->capture_default_str();
+  make->add_option("--seed", seed, "random seed")->capture_default_str();
+  make->add_option("--expert-capacity", capacity, "override the preset's expert capacity");
+  make->add_option("-o,--output", out_dir, "output folder")->required();
+
+  // run
+  auto* run = app.add_subcommand("run", "run requests through the engine and print generated ids and measurements");
+  std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits;
+  RequestArgs req;
+  bool json = false;
+  run->add_option("checkpoint", ckpt, "checkpoint folder (config.json + safetensors)")->required();
+  add_request_options(run, req);
+  run->add_option("--policy", policy_text, "all-resident, lru, fifo or prefetch")->capture_default_str();
+  run->add_option("--budget", budget_text, "fast-tier bytes for experts (e.g. 2GiB); default: all experts");
+  run->add_option("--routes", routes_file, "route table from `sida record-routes` (prefetch policy)");
+  run->add_option("--dump-logits", dump_logits, "write every step's logits, little-endian float32");
+  run->add_flag("--json", json, "print the report as JSON");
+
+  // record-routes
+  auto* record = app.add_subcommand("record-routes", "run requests once and record which experts each one uses");
+  std::string record_ckpt, record_out;
+  RequestArgs record_req;
+  record->add_option("checkpoint", record_ckpt, "checkpoint folder")->required();
+  add_request_options(record, record_req);
+  record->add_option("-o,--output", record_out, "route table file (JSON)")->required();
+
+  // bench
+  auto* bench = app.add_subcommand("bench", "compare residency policies and budgets; engine speed vs PyTorch");
+  BenchOptions bench_opts;
+  add_bench_options(bench, bench_opts);
+
+  return run_cli(app, argc, argv, [&]() -> int {
+    if (make->parsed()) {
+      auto cfg = preset_config(preset);
+      if (!cfg) return report_failure(app, cfg.status());
+      if (capacity > 0) cfg->expert_capacity = capacity;
+      MakeCheckpointOptions opt;
+      opt.seed = seed;
+      if (auto s = parse_dtype_arg(dtype_text, &opt.dtype); !s.ok()) return report_failure(app, s);
+      size_t shard = 0;
+      if (!parse_bytes(shard_text, &shard) || shard == 0)
+        return report_failure(app, Status(StatusCode::kInvalidInput, "--shard-bytes: not a size: " + shard_text));
+      opt.shard_bytes = shard;
+      if (auto s = make_checkpoint(*cfg, opt, out_dir); !s.ok()) return report_failure(app, s);
+      std::cout << "wrote " << preset << " (" << dtype_text << ", "
+                << format_bytes(double(checkpoint_data_bytes(*cfg, opt))) << ") to " << out_dir << "\n";
+      return kExitOk;
     }
-    return perfmem::kExitOk;
+    if (record->parsed()) {
+      auto model = ModelWeights::load(record_ckpt);
+      if (!model) return report_failure(app, model.status());
+      auto requests = gather_requests(record_req, **model);
+      if (!requests) return report_failure(app, requests.status());
+      auto table = record_routes(**model, *requests, serve_options(record_req), !record_req.no_direct_io);
+      if (!table) return report_failure(app, table.status());
+      if (auto s = write_route_table(record_out, *table); !s.ok()) return report_failure(app, s);
+      size_t accesses = 0;
+      for (const auto& a : table->accesses) accesses += a.size();
+      std::cout << "recorded " << accesses << " expert accesses of " << requests->size()
+                << " requests to " << record_out << "\n";
+      return kExitOk;
+    }
+    if (run->parsed()) {
+      auto model = ModelWeights::load(ckpt);
+      if (!model) return report_failure(app, model.status());
+      auto requests = gather_requests(req, **model);
+      if (!requests) return report_failure(app, requests.status());
+      auto policy = parse_policy(policy_text);
+      if (!policy) return report_failure(app, policy.status());
+      StoreOptions so;
+      so.policy = *policy;
+      so.direct_io = !req.no_direct_io;
+      if (!budget_text.empty()) {
+        size_t b = 0;
+        if (!parse_bytes(budget_text, &b))
+          return report_failure(app, Status(StatusCode::kInvalidInput, "--budget: not a size: " + budget_text));
+        so.budget_bytes = b;
+      }
+      std::optional<RouteTable> routes;
+      if (!routes_file.empty()) {
+        auto t = read_route_table(routes_file);
+        if (!t) return report_failure(app, t.status());
+        routes = std::move(*t);
+      }
+      auto store = ExpertStore::create(**model, so);
+      if (!store) return report_failure(app, store.status());
+      if (*policy == Policy::kAllResident) {
+        if (auto s = (*store)->load_all(); !s.ok()) return report_failure(app, s);
+        (*store)->reset_stats();
+      }
+      ServeOptions opt = serve_options(req);
+      opt.routes = routes ? &*routes : nullptr;
+      opt.keep_outputs = !dump_logits.empty();
+      auto report = serve(**model, **store, *requests, opt);
+      if (!report) return report_failure(app, report.status());
+      if (!dump_logits.empty()) {
+        std::ofstream f(dump_logits, std::ios::binary);
+        for (const auto& r : report->results)
+          for (const auto& step : r.logits)
+            f.write(reinterpret_cast<const char*>(step.data()), std::streamsize(step.size() * sizeof(float)));
+        if (!f) return report_failure(app, io_error(dump_logits, "write", errno));
+      }
+      if (json) {
+        Json j = report_to_json(*report);
+        Json outs = Json::array();
+        for (const auto& r : report->results) outs.push_back(r.generated);
+        j["generated"] = outs;
+        print_json(j);
+      } else {
+        std::unique_ptr<Tokenizer> tok;
+        if (!req.text.empty()) tok = std::move(*Tokenizer::open(ckpt + "/spiece.model"));
+        if (opt.generate)
+          for (const auto& r : report->results) {
+            for (size_t i = 0; i < r.generated.size(); ++i) std::cout << (i ? " " : "") << r.generated[i];
+            std::cout << "\n";
+            if (tok) std::cout << "text: " << tok->decode(r.generated) << "\n";
+          }
+        std::cerr << report_to_text(*report);
+      }
+      return kExitOk;
+    }
+    if (bench->parsed()) return run_bench(app, bench_opts);
+    std::cout << app.help();
+    return kExitOk;
   });
 }

@@ -1,5 +1,8 @@
-// The sida program follows the CLI conventions: --help exits 0, unknown options exit 2.
+// The sida program: CLI conventions (--help 0, usage 2, failure 1) and the documented workflows.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "perfmem/testing/subprocess.h"
 
@@ -7,17 +10,88 @@ namespace {
 
 using perfmem::testing::run_command;
 
+std::string sida() { return std::string(CLI_PATH); }
+
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / ("sida-cli-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  return dir.string();
+}
+
 TEST(sidaCli, HelpExitsZeroAndDescribesTheProgram) {
-  auto r = run_command(std::string(CLI_PATH) + " --help");
+  auto r = run_command(sida() + " --help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("sida"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
+  for (const char* sub : {"make-checkpoint", "run", "record-routes", "bench"})
+    EXPECT_NE(r.output.find(sub), std::string::npos) << sub;
 }
 
 TEST(sidaCli, UnknownOptionIsAUsageError) {
-  auto r = run_command(std::string(CLI_PATH) + " --no-such-option");
+  auto r = run_command(sida() + " --no-such-option");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("no-such-option"), std::string::npos) << r.output;
+  EXPECT_EQ(run_command(sida() + " run").exit_code, 2);  // checkpoint missing
+}
+
+TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
+  const std::string dir = temp_dir("flow");
+  auto made = run_command(sida() + " make-checkpoint --preset tiny -o " + dir);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  // Generated ids on stdout; --dump-logits holds steps * vocab float32 values.
+  auto run = run_command(sida() + " run " + dir + " --tokens \"12 7 33 1\" --max-new-tokens 3 --dump-logits " +
+                         dir + "/logits.f32 2>/dev/null");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::istringstream ids(run.output);
+  int id = 0, count = 0;
+  while (ids >> id) ++count;
+  EXPECT_GE(count, 1);
+  EXPECT_LE(count, 3);
+  EXPECT_EQ(std::filesystem::file_size(dir + "/logits.f32"), size_t(count) * 96 * 4);
+
+  auto rec = run_command(sida() + " record-routes " + dir + " --synthetic 6 --encoder-only -o " + dir + "/routes.json");
+  ASSERT_EQ(rec.exit_code, 0) << rec.output;
+  auto pre = run_command(sida() + " run " + dir + " --synthetic 6 --encoder-only --policy prefetch --budget 24KiB --routes " +
+                         dir + "/routes.json --json");
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  for (const char* key : {"requests_per_s", "latency_ms", "peak_rss_bytes", "bytes_read", "fast_tier_hit_rate", "io_wait_s"})
+    EXPECT_NE(pre.output.find(key), std::string::npos) << key << " missing from " << pre.output;
+
+  // Prefetch without a route table is a clear failure, not a hang.
+  auto missing = run_command(sida() + " run " + dir + " --synthetic 2 --policy prefetch --budget 24KiB");
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("route table"), std::string::npos) << missing.output;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
+  const std::string dir = temp_dir("bench");
+  auto r = run_command(sida() + " bench --preset tiny --dir " + dir + " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " +
+                       "--json " + dir + "/bench.json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch |", "vs lru"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing from\n" << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/bench.json"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
+  const std::string dir = temp_dir("bad");
+  auto r = run_command(sida() + " run " + dir + " --tokens 1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("config.json"), std::string::npos) << r.output;
+  ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
+  r = run_command(sida() + " run " + dir + " --tokens \"5 500\"");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("500"), std::string::npos) << r.output;
+  r = run_command(sida() + " run " + dir + " --tokens 5 --budget 1KiB");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("budget"), std::string::npos) << r.output;
+  r = run_command(sida() + " make-checkpoint --preset switch-huge -o " + dir + "/x");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("switch-huge"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,0 +1,119 @@
+// Switch Transformers checkpoints: loading the resident (non-expert) weights, locating expert
+// tensors on disk, and writing random checkpoints in Hugging Face's exact layout.
+//
+//   auto model = perfmem::sida::ModelWeights::load("ckpt/");   // config.json + safetensors
+//   if (!model) { std::cerr << model.status().to_string(); return 1; }
+//   const auto& block = (*model)->encoder[1];                   // sparse: block.router != nullptr
+//   perfmem::sida::ExpertTensors e = (*model)->expert(0, 3);    // moe layer 0, expert 3: on disk
+//
+//   perfmem::sida::MakeCheckpointOptions opt;  opt.dtype = perfmem::DType::kBF16;
+//   PERFMEM_RETURN_IF_ERROR(perfmem::sida::make_checkpoint(*perfmem::sida::preset_config("tiny"),
+//                                                          opt, "out/tiny"));
+//
+// Tensor names (Hugging Face): shared.weight [V, d], lm_head.weight [V, d] (tied, optional),
+// {encoder,decoder}.block.{i}.layer.0.SelfAttention.{q,k,v}.weight [H*dkv, d], .o.weight
+// [d, H*dkv], block 0 ...relative_attention_bias.weight [buckets, H], layer.{j}.layer_norm.weight
+// [d], decoder layer.1.EncDecAttention.*, feed-forward in layer.1 (encoder) / layer.2 (decoder):
+// dense mlp.{wi [dff, d], wo [d, dff]}, sparse mlp.router.classifier.weight [E, d] and
+// mlp.experts.expert_{e}.{wi,wo}.weight; {encoder,decoder}.final_layer_norm.weight [d].
+// Storage may be F32, BF16 or F16; everything is computed in fp32.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/safetensors.h"
+#include "perfmem/core/tensor.h"
+#include "perfmem/sida/config.h"
+
+namespace perfmem::sida {
+
+struct AttentionWeights {
+  const float* q = nullptr;  // F32 [inner, d_model]
+  const float* k = nullptr;  // F32 [inner, d_model]
+  const float* v = nullptr;  // F32 [inner, d_model]
+  const float* o = nullptr;  // F32 [d_model, inner]
+};
+
+struct BlockWeights {
+  AttentionWeights self_attention;
+  const float* self_attention_norm = nullptr;   // F32 [d_model]
+  AttentionWeights cross_attention;             // decoder only
+  const float* cross_attention_norm = nullptr;  // decoder only
+  const float* ffn_norm = nullptr;              // F32 [d_model]
+  const float* dense_wi = nullptr;              // F32 [d_ff, d_model], dense blocks
+  const float* dense_wo = nullptr;              // F32 [d_model, d_ff], dense blocks
+  const float* router = nullptr;                // F32 [E, d_model], sparse blocks
+  int64_t moe_layer = -1;                       // index among MoE layers, sparse blocks
+};
+
+// Where one expert's two matrices live in the checkpoint (possibly in different shards).
+struct ExpertTensors {
+  const SafetensorsFile* wi_file = nullptr;
+  const TensorInfo* wi = nullptr;  // [d_ff, d_model]
+  const SafetensorsFile* wo_file = nullptr;
+  const TensorInfo* wo = nullptr;  // [d_model, d_ff]
+};
+
+// Name of a tensor of the Hugging Face layout, e.g. expert_tensor_name(cfg, 0, 3, "wi").
+std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
+                               const std::string& matrix);
+
+class ModelWeights {
+ public:
+  // Reads DIR/config.json and the checkpoint in DIR; validates every tensor the model needs
+  // (presence, shape, dtype F32/BF16/F16), loads non-expert weights into fp32 and keeps expert
+  // tensors on disk. Errors name the file and the tensor.
+  static Result<std::unique_ptr<ModelWeights>> load(const std::string& dir);
+
+  const SwitchConfig& config() const { return config_; }
+  const std::string& dir() const { return dir_; }
+  const SafetensorsCheckpoint& checkpoint() const { return checkpoint_; }
+
+  const float* shared = nullptr;                    // F32 [V, d_model], also the LM head
+  const float* encoder_relative_bias = nullptr;     // F32 [buckets, H]
+  const float* decoder_relative_bias = nullptr;     // F32 [buckets, H]
+  const float* encoder_final_norm = nullptr;        // F32 [d_model]
+  const float* decoder_final_norm = nullptr;        // F32 [d_model]
+  std::vector<BlockWeights> encoder, decoder;
+
+  const ExpertTensors& expert(int64_t moe_layer, int64_t expert) const;
+  // Bytes resident for non-expert weights (fp32).
+  uint64_t resident_bytes() const { return resident_bytes_; }
+  // Bytes of every expert as stored on disk.
+  uint64_t expert_disk_bytes() const { return expert_disk_bytes_; }
+
+ private:
+  ModelWeights() = default;
+  Result<const float*> load_resident(const std::string& name, const Shape& shape);
+
+  SwitchConfig config_;
+  std::string dir_;
+  SafetensorsCheckpoint checkpoint_;
+  std::vector<AlignedBuffer> storage_;
+  std::vector<ExpertTensors> experts_;  // [moe_layer * E + expert]
+  uint64_t resident_bytes_ = 0;
+  uint64_t expert_disk_bytes_ = 0;
+};
+
+// Converts `count` elements stored as `dtype` (F32, BF16 or F16) to fp32.
+void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);
+
+struct MakeCheckpointOptions {
+  DType dtype = DType::kF32;            // F32, BF16 or F16
+  uint64_t shard_bytes = 2ull << 30;    // above this, model-0000i-of-0000N.safetensors + index
+  uint64_t seed = 1;
+  bool write_lm_head = true;            // tied copy of shared.weight, as some exports carry it
+  bool show_progress = true;
+};
+
+// Writes DIR/config.json and the safetensors file(s) with random weights (deterministic in
+// the seed), scaled like Hugging Face's initialisation so activations stay in range.
+Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options,
+                       const std::string& dir);
+// Bytes the checkpoint will take on disk (tensor data only).
+uint64_t checkpoint_data_bytes(const SwitchConfig& config, const MakeCheckpointOptions& options);
+
+}  // namespace perfmem::sida

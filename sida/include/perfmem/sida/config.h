@@ -1,0 +1,71 @@
+// Switch Transformers model configuration: Hugging Face's config.json fields, presets, validation.
+//
+//   auto cfg = perfmem::sida::load_config("switch-base-8/");          // reads config.json
+//   if (!cfg) { std::cerr << cfg.status().to_string(); return 1; }
+//   for (int64_t i = 0; i < cfg->num_layers; ++i)
+//     if (cfg->encoder_block_is_sparse(i)) ...;                         // blocks 1, 3, 5, ...
+//   auto tiny = perfmem::sida::preset_config("tiny");                  // for tests and the demo
+//
+// Only what the engine implements is accepted: ReLU feed-forward, an fp32 router without bias,
+// tied embeddings. Anything else is an "unsupported" error naming config.json and the key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/json.h"
+#include "perfmem/core/status.h"
+
+namespace perfmem::sida {
+
+struct SwitchConfig {
+  int64_t vocab_size = 32128;
+  int64_t d_model = 768;
+  int64_t d_ff = 3072;
+  int64_t d_kv = 64;
+  int64_t num_heads = 12;
+  int64_t num_layers = 12;          // encoder blocks
+  int64_t num_decoder_layers = 12;  // decoder blocks
+  int64_t num_sparse_encoder_layers = 6;
+  int64_t num_sparse_decoder_layers = 6;
+  int64_t num_experts = 8;
+  int64_t expert_capacity = 64;     // per expert and per sequence, as in Hugging Face
+  int64_t relative_attention_num_buckets = 32;
+  int64_t relative_attention_max_distance = 128;
+  double layer_norm_epsilon = 1e-6;
+  int64_t pad_token_id = 0;
+  int64_t eos_token_id = 1;
+  int64_t decoder_start_token_id = 0;
+
+  int64_t inner_dim() const { return num_heads * d_kv; }
+  // Hugging Face's rule: step = layers / sparse layers; block i is sparse when i % step == 1
+  // (or step == 1). With zero sparse layers the step is the layer count (its own quirk).
+  int64_t encoder_sparse_step() const;
+  int64_t decoder_sparse_step() const;
+  bool encoder_block_is_sparse(int64_t block) const;
+  bool decoder_block_is_sparse(int64_t block) const;
+  // MoE layers in execution order: encoder sparse blocks, then decoder sparse blocks.
+  // moe_layer_block(m) = (is_decoder, block index).
+  int64_t num_moe_layers() const;
+  int64_t num_encoder_moe_layers() const;
+  struct MoeLayerPlace { bool decoder; int64_t block; };
+  MoeLayerPlace moe_layer_place(int64_t moe_layer) const;
+
+  // Bytes of one expert (wi + wo) at 4 bytes per weight, the compute precision.
+  uint64_t expert_f32_bytes() const { return 2ull * static_cast<uint64_t>(d_model * d_ff) * 4; }
+};
+
+// Parses Hugging Face's SwitchTransformersConfig JSON; `file` names it in errors.
+Result<SwitchConfig> parse_config(const Json& json, const std::string& file);
+// Reads DIR/config.json.
+Result<SwitchConfig> load_config(const std::string& dir);
+// A config.json that Hugging Face's SwitchTransformersConfig accepts.
+Json config_to_json(const SwitchConfig& config);
+
+// "tiny" (a few hundred KB, for tests and the demo) or "switch-base-N", N in 8..256: the real
+// shapes of google/switch-base-N.
+Result<SwitchConfig> preset_config(const std::string& name);
+std::vector<std::string> preset_names();
+
+}  // namespace perfmem::sida

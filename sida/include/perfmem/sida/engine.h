@@ -1,0 +1,116 @@
+// The Switch Transformer engine: T5 encoder-decoder with top-1 MoE layers, fp32 compute, batched
+// requests of different lengths, greedy decoding with a KV cache. Expert weights come from an
+// ExpertProvider (the tiered store); everything else is resident in ModelWeights.
+//
+//   auto model = perfmem::sida::ModelWeights::load("ckpt/");
+//   auto store = perfmem::sida::ExpertStore::create(**model, store_options);
+//   perfmem::sida::Engine engine(**model, **store);
+//   auto enc = engine.encode({{37, 5, 12, 1}});                  // F32 [B, L, d_model]
+//   auto gen = engine.generate({{37, 5, 12, 1}}, {.max_new_tokens = 8});
+//   // gen->tokens[0]: generated ids (decoder start excluded, eos included when produced)
+//
+// Routing follows Hugging Face: router logits in fp32, softmax, argmax (first on ties), output
+// scaled by the top probability; with capacity on, a token whose position among the sequence's
+// tokens routed to the same expert exceeds expert_capacity skips the expert (its output is
+// p · normed input, as in Hugging Face). Padding positions of a batch are not routed at all:
+// they are masked out of attention, so they cannot change any real token's result.
+// Experts of a layer are computed in ascending id order, one acquired at a time; this is the
+// access order that route tables record.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "perfmem/core/status.h"
+#include "perfmem/sida/checkpoint.h"
+
+namespace perfmem::sida {
+
+// One expert's weights in fast memory, valid until release().
+struct ExpertView {
+  const float* wi = nullptr;  // F32 [d_ff, d_model]
+  const float* wo = nullptr;  // F32 [d_model, d_ff]
+  int32_t id = -1;            // moe_layer * num_experts + expert
+  int32_t slot = -1;
+};
+
+// Where the engine gets expert weights. Implementations: ExpertStore (two tiers).
+class ExpertProvider {
+ public:
+  virtual ~ExpertProvider() = default;
+  // Blocks until expert `id` (moe_layer * E + e) is in fast memory; errors when it cannot be read.
+  virtual Result<ExpertView> acquire(int32_t id) = 0;
+  virtual void release(const ExpertView& view) = 0;
+};
+
+// Observes every MoE layer the engine runs (used to record route tables and by tests).
+struct MoeLayerVisit {
+  int64_t moe_layer = 0;
+  int64_t decode_step = -1;           // -1 in the encoder
+  std::vector<int32_t> rows;          // batch row of each routed token
+  std::vector<int32_t> positions;     // position of each routed token in its sequence
+  std::vector<int32_t> choice;        // argmax expert per routed token
+  std::vector<uint8_t> dropped;       // 1 when over capacity
+  std::vector<float> router_logits;   // [tokens, E]
+  std::vector<int32_t> experts_used;  // distinct experts acquired, in acquisition order
+};
+using MoeObserver = std::function<void(const MoeLayerVisit&)>;
+
+struct EngineOptions {
+  bool apply_capacity = true;  // Hugging Face's expert capacity; off = every token gets its expert
+};
+
+struct EncoderOutput {
+  int64_t batch = 0, max_len = 0, d_model = 0;
+  std::vector<int64_t> lengths;
+  std::vector<float> hidden;  // F32 [batch, max_len, d_model]; padding rows are unspecified
+};
+
+struct GenerateOptions {
+  int64_t max_new_tokens = 8;
+  bool keep_logits = false;  // fill Generation::logits
+};
+
+struct Generation {
+  std::vector<std::vector<int32_t>> tokens;  // per request
+  // F32 [steps][batch, vocab] when keep_logits: the raw logits of each decoding step.
+  std::vector<std::vector<float>> logits;
+  int64_t steps = 0;
+};
+
+// Where the engine's time goes on expert matrices (for bandwidth figures).
+struct EngineStats {
+  uint64_t expert_calls = 0;
+  uint64_t expert_bytes = 0;     // fp32 weight bytes streamed by expert products
+  double expert_compute_s = 0;   // time in expert products (excluding waits for I/O)
+};
+
+class Engine {
+ public:
+  Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options = {});
+
+  void set_observer(MoeObserver observer) { observer_ = std::move(observer); }
+  const EngineStats& stats() const { return stats_; }
+
+  // Token ids must lie in [0, vocab); empty requests are errors.
+  Result<EncoderOutput> encode(const std::vector<std::vector<int32_t>>& requests);
+  Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests,
+                              const GenerateOptions& options);
+
+ private:
+  Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
+  // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
+  struct RoutedToken { int64_t index; int32_t row; int32_t position; };
+  // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
+  Status moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
+                   const std::vector<RoutedToken>& tokens);
+
+  const ModelWeights& model_;
+  ExpertProvider& experts_;
+  EngineOptions options_;
+  MoeObserver observer_;
+  EngineStats stats_;
+};
+
+}  // namespace perfmem::sida

@@ -1,0 +1,41 @@
+// fp32 building blocks of the Switch Transformer engine. Each optimised kernel has a plain-loop
+// reference twin with the same signature; tests compare them.
+//
+//   // y[rows, out] = x[rows, in] · w[out, in]ᵀ  (a PyTorch Linear without bias)
+//   perfmem::sida::linear(x, w, y, rows, in, out);            // OpenBLAS sgemm, both cores
+//   perfmem::sida::linear_reference(x, w, y, rows, in, out);  // plain loops
+//   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
+#pragma once
+
+#include <cstdint>
+
+namespace perfmem::sida {
+
+// y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
+// dot-product kernel (each weight row read once, AVX2 when the CPU has it, both cores); more
+// rows: OpenBLAS sgemm.
+void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+            bool accumulate = false);
+void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                      int64_t out, bool accumulate = false);
+
+// y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
+void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);
+
+// In place: x = max(x, 0).
+void relu_inplace(float* x, int64_t n);
+
+// In place softmax of one row of n values.
+void softmax_inplace(float* x, int64_t n);
+
+// Index of the first maximum (torch.argmax's choice on ties).
+int64_t argmax(const float* x, int64_t n);
+
+// T5's relative position bucket (memory_position - query_position), as Hugging Face computes it.
+int64_t relative_position_bucket(int64_t relative_position, bool bidirectional,
+                                 int64_t num_buckets, int64_t max_distance);
+
+// Threads used by the BLAS (all hardware threads unless set).
+void set_blas_threads(int threads);
+
+}  // namespace perfmem::sida

@@ -1,0 +1,95 @@
+// Serving a stream of requests through the engine and the expert store, with measurements, and
+// the route tables that drive the prefetch policy.
+//
+//   auto requests = perfmem::sida::synthetic_requests(200, 10, 60, vocab, /*seed=*/7);
+//   perfmem::sida::ServeOptions opt;   opt.generate = false;          // encoder forward only
+//   auto routes = perfmem::sida::record_routes(model, requests, opt); // oracle: a first pass
+//   opt.routes = &*routes;                                            // prefetch plans from it
+//   auto report = perfmem::sida::serve(model, *store, requests, opt);
+//   perfmem::print_json(perfmem::sida::report_to_json(*report));
+//
+// Pipeline: a run-ahead thread takes the next window of requests (64 by default), turns the
+// route table into the expert accesses they will make, and pushes that plan onto a bounded
+// queue (16 plans); the inference thread pops a plan, hands it to the store (whose I/O thread
+// loads ahead in that order, evicting what is needed furthest away), then runs the window's
+// requests one by one. Routes only move data: the true router decides (exact mode), so outputs
+// are identical whatever the policy and budget.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/json.h"
+#include "perfmem/core/stats.h"
+#include "perfmem/sida/engine.h"
+#include "perfmem/sida/expert_store.h"
+
+namespace perfmem::sida {
+
+using Request = std::vector<int32_t>;
+
+// Deterministic SST2-like requests: lengths uniform in [min_len, max_len], ids in [3, vocab),
+// each ending with eos (id 1) as a tokenizer would.
+std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len,
+                                        int64_t vocab, uint64_t seed);
+// One request per line, token ids separated by spaces or commas; errors name the line.
+Result<std::vector<Request>> read_requests(const std::string& path);
+// "12 5 7" or "12,5,7".
+Result<Request> parse_tokens(const std::string& text, const std::string& what);
+
+struct ServeOptions {
+  bool generate = true;          // false: encoder forward only (classification setting)
+  int64_t max_new_tokens = 8;
+  size_t window = 64;            // requests per run-ahead plan
+  size_t queue_capacity = 16;    // plans the run-ahead thread may be ahead by
+  const struct RouteTable* routes = nullptr;  // needed by the prefetch policy
+  bool keep_outputs = false;       // keep logits (generate) or encoder states
+  EngineOptions engine;
+};
+
+// Which experts each request acquires, in order (ids moe_layer * E + e), for one mode.
+struct RouteTable {
+  bool generate = true;
+  int64_t max_new_tokens = 0;
+  int64_t num_moe_layers = 0, num_experts = 0;
+  std::vector<Request> requests;
+  std::vector<std::vector<int32_t>> accesses;
+};
+
+// The oracle: runs every request once (all experts available) and records its accesses.
+Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Request>& requests,
+                                 const ServeOptions& options, bool direct_io = true);
+Status write_route_table(const std::string& path, const RouteTable& table);
+Result<RouteTable> read_route_table(const std::string& path);
+
+struct RequestResult {
+  std::vector<int32_t> generated;          // empty in encoder-only mode
+  std::vector<std::vector<float>> logits;  // per step, when keep_outputs
+  std::vector<float> encoder_hidden;       // encoder-only: F32 [len, d], when keep_outputs
+  double latency_ms = 0;
+};
+
+struct ServeReport {
+  std::string policy;
+  uint64_t budget_bytes = 0;
+  size_t slots = 0;
+  size_t requests = 0;
+  uint64_t input_tokens = 0, generated_tokens = 0;
+  double wall_s = 0;
+  Summary latency_ms;
+  size_t peak_rss_bytes = 0;
+  StoreStats store;
+  EngineStats engine;
+  std::vector<RequestResult> results;
+  double requests_per_s() const { return wall_s > 0 ? double(requests) / wall_s : 0; }
+  double input_tokens_per_s() const { return wall_s > 0 ? double(input_tokens) / wall_s : 0; }
+  double generated_tokens_per_s() const { return wall_s > 0 ? double(generated_tokens) / wall_s : 0; }
+};
+
+Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
+                          const std::vector<Request>& requests, const ServeOptions& options);
+Json report_to_json(const ServeReport& report);
+std::string report_to_text(const ServeReport& report);
+
+}  // namespace perfmem::sida

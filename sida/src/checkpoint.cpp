@@ -1,0 +1,333 @@
+#include "perfmem/sida/checkpoint.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "perfmem/core/io.h"
+#include "perfmem/core/progress.h"
+
+namespace perfmem::sida {
+namespace {
+
+// How a random tensor is initialised: uniform with this standard deviation around `mean`.
+struct TensorSpec {
+  std::string name;
+  Shape shape;
+  double stddev;
+  double mean = 0.0;
+};
+
+std::string block_prefix(bool decoder, int64_t block) {
+  return std::string(decoder ? "decoder" : "encoder") + ".block." + std::to_string(block) + ".layer.";
+}
+
+std::vector<TensorSpec> model_tensor_specs(const SwitchConfig& c, bool lm_head) {
+  const int64_t d = c.d_model, inner = c.inner_dim();
+  const double norm_std = 0.1;  // norm weights around 1, not all equal, so a skipped norm shows
+  std::vector<TensorSpec> specs;
+  specs.push_back({"shared.weight", {c.vocab_size, d}, 1.0});
+  auto attention = [&](const std::string& p, bool relative_bias) {
+    specs.push_back({p + "q.weight", {inner, d}, std::pow(double(d * c.d_kv), -0.5)});
+    specs.push_back({p + "k.weight", {inner, d}, std::pow(double(d), -0.5)});
+    specs.push_back({p + "v.weight", {inner, d}, std::pow(double(d), -0.5)});
+    specs.push_back({p + "o.weight", {d, inner}, std::pow(double(inner), -0.5)});
+    if (relative_bias)
+      specs.push_back({p + "relative_attention_bias.weight",
+                       {c.relative_attention_num_buckets, c.num_heads}, std::pow(double(d), -0.5)});
+  };
+  auto feed_forward = [&](const std::string& p, bool sparse) {
+    if (!sparse) {
+      specs.push_back({p + "mlp.wi.weight", {c.d_ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({p + "mlp.wo.weight", {d, c.d_ff}, std::pow(double(c.d_ff), -0.5)});
+      return;
+    }
+    specs.push_back({p + "mlp.router.classifier.weight", {c.num_experts, d}, std::pow(double(d), -0.5)});
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      std::string ep = p + "mlp.experts.expert_" + std::to_string(e) + ".";
+      specs.push_back({ep + "wi.weight", {c.d_ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({ep + "wo.weight", {d, c.d_ff}, std::pow(double(c.d_ff), -0.5)});
+    }
+  };
+  for (int decoder = 0; decoder < 2; ++decoder) {
+    int64_t blocks = decoder ? c.num_decoder_layers : c.num_layers;
+    for (int64_t i = 0; i < blocks; ++i) {
+      std::string p = block_prefix(decoder, i);
+      attention(p + "0.SelfAttention.", i == 0);
+      specs.push_back({p + "0.layer_norm.weight", {d}, norm_std, 1.0});
+      int ff = 1;
+      if (decoder) {
+        attention(p + "1.EncDecAttention.", false);
+        specs.push_back({p + "1.layer_norm.weight", {d}, norm_std, 1.0});
+        ff = 2;
+      }
+      bool sparse = decoder ? c.decoder_block_is_sparse(i) : c.encoder_block_is_sparse(i);
+      feed_forward(p + std::to_string(ff) + ".", sparse);
+      specs.push_back({p + std::to_string(ff) + ".layer_norm.weight", {d}, norm_std, 1.0});
+    }
+    specs.push_back({std::string(decoder ? "decoder" : "encoder") + ".final_layer_norm.weight",
+                     {d}, norm_std, 1.0});
+  }
+  if (lm_head) specs.push_back({"lm_head.weight", {c.vocab_size, d}, 1.0});
+  return specs;
+}
+
+uint64_t hash_name(const std::string& name, uint64_t seed) {
+  uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
+  for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+// Deterministic uniform fill; xorshift is enough for weights and fast for 27 GB.
+void fill_uniform(float* out, int64_t n, uint64_t state, double mean, double stddev) {
+  const double half_width = stddev * std::sqrt(3.0);
+  if (state == 0) state = 0x2545F4914F6CDD1Dull;
+  for (int64_t i = 0; i < n; ++i) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    double u = double(state >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
+    out[i] = float(mean + (2.0 * u - 1.0) * half_width);
+  }
+}
+
+bool is_float_storage(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16; }
+
+}  // namespace
+
+void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(dst, src, count * sizeof(float));
+      return;
+    case DType::kBF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < count; ++i) {
+        uint32_t bits = uint32_t(s[i]) << 16;
+        std::memcpy(&dst[i], &bits, 4);
+      }
+      return;
+    }
+    case DType::kF16: {
+      const auto* s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(s[i]);
+      return;
+    }
+    default:
+      PERFMEM_CHECK(false, "convert_to_f32: unsupported dtype");
+  }
+}
+
+std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
+                               const std::string& matrix) {
+  auto place = config.moe_layer_place(moe_layer);
+  return block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") +
+         ".mlp.experts.expert_" + std::to_string(expert) + "." + matrix + ".weight";
+}
+
+Result<const float*> ModelWeights::load_resident(const std::string& name, const Shape& shape) {
+  PERFMEM_ASSIGN_OR_RETURN(auto entry, checkpoint_.get(name));
+  const TensorInfo& info = *entry.info;
+  if (info.shape != shape)
+    return input_error(entry.file->path(), "tensor \"" + name + "\"",
+                       "shape " + shape_to_string(shape), shape_to_string(info.shape));
+  if (!is_float_storage(info.dtype))
+    return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
+                       std::string(dtype_safetensors_name(info.dtype)));
+  const size_t count = static_cast<size_t>(shape_numel(shape));
+  AlignedBuffer buf(count * sizeof(float));
+  if (info.dtype == DType::kF32) {
+    PERFMEM_RETURN_IF_ERROR(entry.file->read(info, buf.data(), info.nbytes()));
+  } else {
+    AlignedBuffer raw(info.nbytes());
+    PERFMEM_RETURN_IF_ERROR(entry.file->read(info, raw.data(), info.nbytes()));
+    convert_to_f32(info.dtype, raw.data(), buf.data_as<float>(), count);
+  }
+  const float* p = buf.data_as<float>();
+  resident_bytes_ += buf.size();
+  storage_.push_back(std::move(buf));
+  return p;
+}
+
+Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir) {
+  std::unique_ptr<ModelWeights> m(new ModelWeights());
+  m->dir_ = dir;
+  PERFMEM_ASSIGN_OR_RETURN(m->config_, load_config(dir));
+  PERFMEM_ASSIGN_OR_RETURN(m->checkpoint_, SafetensorsCheckpoint::open(dir));
+  const SwitchConfig& c = m->config_;
+  const int64_t d = c.d_model, inner = c.inner_dim();
+
+  PERFMEM_ASSIGN_OR_RETURN(m->shared, m->load_resident("shared.weight", {c.vocab_size, d}));
+  m->experts_.resize(static_cast<size_t>(c.num_moe_layers() * c.num_experts));
+  int64_t moe_layer = 0;
+  for (int decoder = 0; decoder < 2; ++decoder) {
+    int64_t blocks = decoder ? c.num_decoder_layers : c.num_layers;
+    auto& out = decoder ? m->decoder : m->encoder;
+    out.resize(static_cast<size_t>(blocks));
+    for (int64_t i = 0; i < blocks; ++i) {
+      BlockWeights& b = out[static_cast<size_t>(i)];
+      std::string p = block_prefix(decoder, i);
+      auto attention = [&](const std::string& ap, AttentionWeights* a) -> Status {
+        PERFMEM_ASSIGN_OR_RETURN(a->q, m->load_resident(ap + "q.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->k, m->load_resident(ap + "k.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->v, m->load_resident(ap + "v.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->o, m->load_resident(ap + "o.weight", {d, inner}));
+        return Status::Ok();
+      };
+      PERFMEM_RETURN_IF_ERROR(attention(p + "0.SelfAttention.", &b.self_attention));
+      if (i == 0) {
+        PERFMEM_ASSIGN_OR_RETURN(const float* bias,
+                                 m->load_resident(p + "0.SelfAttention.relative_attention_bias.weight",
+                                                  {c.relative_attention_num_buckets, c.num_heads}));
+        (decoder ? m->decoder_relative_bias : m->encoder_relative_bias) = bias;
+      }
+      PERFMEM_ASSIGN_OR_RETURN(b.self_attention_norm, m->load_resident(p + "0.layer_norm.weight", {d}));
+      std::string ff = p + "1.";
+      if (decoder) {
+        PERFMEM_RETURN_IF_ERROR(attention(p + "1.EncDecAttention.", &b.cross_attention));
+        PERFMEM_ASSIGN_OR_RETURN(b.cross_attention_norm, m->load_resident(p + "1.layer_norm.weight", {d}));
+        ff = p + "2.";
+      }
+      PERFMEM_ASSIGN_OR_RETURN(b.ffn_norm, m->load_resident(ff + "layer_norm.weight", {d}));
+      bool sparse = decoder ? c.decoder_block_is_sparse(i) : c.encoder_block_is_sparse(i);
+      if (!sparse) {
+        PERFMEM_ASSIGN_OR_RETURN(b.dense_wi, m->load_resident(ff + "mlp.wi.weight", {c.d_ff, d}));
+        PERFMEM_ASSIGN_OR_RETURN(b.dense_wo, m->load_resident(ff + "mlp.wo.weight", {d, c.d_ff}));
+        continue;
+      }
+      PERFMEM_ASSIGN_OR_RETURN(b.router, m->load_resident(ff + "mlp.router.classifier.weight",
+                                                           {c.num_experts, d}));
+      b.moe_layer = moe_layer;
+      for (int64_t e = 0; e < c.num_experts; ++e) {
+        ExpertTensors& et = m->experts_[static_cast<size_t>(moe_layer * c.num_experts + e)];
+        for (auto [matrix, shape] : {std::pair<const char*, Shape>{"wi", {c.d_ff, d}}, {"wo", {d, c.d_ff}}}) {
+          std::string name = ff + "mlp.experts.expert_" + std::to_string(e) + "." + matrix + ".weight";
+          PERFMEM_ASSIGN_OR_RETURN(auto entry, m->checkpoint_.get(name));
+          if (entry.info->shape != shape)
+            return input_error(entry.file->path(), "tensor \"" + name + "\"",
+                               "shape " + shape_to_string(shape), shape_to_string(entry.info->shape));
+          if (!is_float_storage(entry.info->dtype))
+            return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
+                               std::string(dtype_safetensors_name(entry.info->dtype)));
+          m->expert_disk_bytes_ += entry.info->nbytes();
+          if (std::string(matrix) == "wi") {
+            et.wi_file = entry.file;
+            et.wi = entry.info;
+          } else {
+            et.wo_file = entry.file;
+            et.wo = entry.info;
+          }
+        }
+      }
+      ++moe_layer;
+    }
+    PERFMEM_ASSIGN_OR_RETURN(const float* final_norm,
+                             m->load_resident(std::string(decoder ? "decoder" : "encoder") +
+                                                  ".final_layer_norm.weight", {d}));
+    (decoder ? m->decoder_final_norm : m->encoder_final_norm) = final_norm;
+  }
+  return m;
+}
+
+const ExpertTensors& ModelWeights::expert(int64_t moe_layer, int64_t expert) const {
+  PERFMEM_CHECK(moe_layer >= 0 && moe_layer < config_.num_moe_layers() && expert >= 0 &&
+                expert < config_.num_experts);
+  return experts_[static_cast<size_t>(moe_layer * config_.num_experts + expert)];
+}
+
+uint64_t checkpoint_data_bytes(const SwitchConfig& config, const MakeCheckpointOptions& options) {
+  uint64_t total = 0;
+  for (const TensorSpec& s : model_tensor_specs(config, options.write_lm_head))
+    total += uint64_t(shape_numel(s.shape)) * dtype_size(options.dtype);
+  return total;
+}
+
+Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options,
+                       const std::string& dir) {
+  if (!is_float_storage(options.dtype))
+    return Status(StatusCode::kInvalidInput, "make-checkpoint: dtype must be f32, bf16 or f16, not " +
+                                                 std::string(dtype_name(options.dtype)));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return io_error(dir, "create directory", ec.value());
+  PERFMEM_RETURN_IF_ERROR(write_text_file(dir + "/config.json", config_to_json(config).dump(2) + "\n"));
+
+  // Plan shards first: their names carry the shard count.
+  std::vector<TensorSpec> specs = model_tensor_specs(config, options.write_lm_head);
+  const size_t elem = dtype_size(options.dtype);
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t shard_size = 0, total = 0;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    uint64_t bytes = uint64_t(shape_numel(specs[i].shape)) * elem;
+    if (shard_size > 0 && shard_size + bytes > options.shard_bytes) {
+      shards.emplace_back();
+      shard_size = 0;
+    }
+    shards.back().push_back(i);
+    shard_size += bytes;
+    total += bytes;
+  }
+
+  // One buffer for the largest shard and one for the largest tensor, reused for every shard:
+  // per-tensor allocations of this size fragment the heap badly over a 27 GB checkpoint.
+  uint64_t largest_shard = 0, largest_tensor = 0;
+  for (const auto& shard : shards) {
+    uint64_t bytes = 0;
+    for (size_t i : shard) {
+      const uint64_t n = uint64_t(shape_numel(specs[i].shape));
+      bytes += n * elem;
+      largest_tensor = std::max(largest_tensor, n);
+    }
+    largest_shard = std::max(largest_shard, bytes);
+  }
+  AlignedBuffer shard_data(largest_shard);
+  std::vector<float> values(largest_tensor);
+
+  ProgressBar bar("writing checkpoint", int64_t(total >> 20), stderr,
+                  options.show_progress && ::isatty(2));
+  std::map<std::string, std::string> weight_map;
+  uint64_t done = 0;
+  char shard_name[64];
+  for (size_t s = 0; s < shards.size(); ++s) {
+    if (shards.size() == 1) {
+      std::snprintf(shard_name, sizeof shard_name, "model.safetensors");
+    } else {
+      std::snprintf(shard_name, sizeof shard_name, "model-%05zu-of-%05zu.safetensors", s + 1,
+                    shards.size());
+    }
+    SafetensorsWriter writer;
+    writer.set_metadata("format", "pt");
+    uint8_t* cursor = shard_data.data_as<uint8_t>();
+    for (size_t i : shards[s]) {
+      const TensorSpec& spec = specs[i];
+      const int64_t n = shape_numel(spec.shape);
+      // lm_head is tied: the same values as shared.weight.
+      const std::string& seed_name = spec.name == "lm_head.weight" ? specs[0].name : spec.name;
+      fill_uniform(values.data(), n, hash_name(seed_name, options.seed), spec.mean, spec.stddev);
+      if (options.dtype == DType::kF32) {
+        std::memcpy(cursor, values.data(), size_t(n) * elem);
+      } else {
+        auto* out = reinterpret_cast<uint16_t*>(cursor);
+        for (int64_t k = 0; k < n; ++k)
+          out[k] = options.dtype == DType::kBF16 ? f32_to_bf16(values[size_t(k)]) : f32_to_f16(values[size_t(k)]);
+      }
+      writer.add(spec.name, options.dtype, spec.shape, cursor);
+      cursor += size_t(n) * elem;
+      weight_map[spec.name] = shard_name;
+      done += uint64_t(n) * elem;
+      bar.set(int64_t(done >> 20));
+    }
+    PERFMEM_RETURN_IF_ERROR(writer.write(dir + "/" + shard_name));
+  }
+  if (shards.size() > 1)
+    PERFMEM_RETURN_IF_ERROR(write_safetensors_index(dir + "/model.safetensors.index.json", weight_map, total));
+  bar.finish();
+  return Status::Ok();
+}
+
+}  // namespace perfmem::sida

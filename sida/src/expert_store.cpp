@@ -1,0 +1,332 @@
+#include "perfmem/sida/expert_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "perfmem/core/stats.h"
+
+namespace perfmem::sida {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+class DiskTier final : public SlowTier {
+ public:
+  DiskTier(const ModelWeights& model, bool direct_io) : model_(model), direct_io_(direct_io) {
+    uint64_t largest = 0;
+    for (int64_t m = 0; m < model.config().num_moe_layers(); ++m)
+      for (int64_t e = 0; e < model.config().num_experts; ++e) {
+        const ExpertTensors& t = model.expert(m, e);
+        largest = std::max({largest, t.wi->nbytes(), t.wo->nbytes()});
+      }
+    staging_ = AlignedBuffer(largest + kSlotSlack, kPage);
+  }
+  ~DiskTier() override {
+    for (auto& [path, fd] : fds_)
+      if (fd >= 0) ::close(fd);
+  }
+
+  Result<uint64_t> read_expert(int32_t id, float* wi_dst, float* wo_dst) override {
+    const int64_t E = model_.config().num_experts;
+    const ExpertTensors& t = model_.expert(id / E, id % E);
+    PERFMEM_ASSIGN_OR_RETURN(uint64_t a, read_tensor(*t.wi_file, *t.wi, wi_dst));
+    PERFMEM_ASSIGN_OR_RETURN(uint64_t b, read_tensor(*t.wo_file, *t.wo, wo_dst));
+    return a + b;
+  }
+
+ private:
+  struct Fd { int fd; bool direct; };
+  Result<Fd> file_fd(const SafetensorsFile& file) {
+    auto it = fds_.find(file.path());
+    if (it != fds_.end()) return Fd{it->second, direct_[file.path()]};
+    int fd = -1;
+    bool direct = false;
+    if (direct_io_) {
+      fd = ::open(file.path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+      direct = fd >= 0;  // some file systems (tmpfs) refuse O_DIRECT: fall back to buffered reads
+    }
+    if (fd < 0) fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return io_error(file.path(), "open", errno);
+    fds_[file.path()] = fd;
+    direct_[file.path()] = direct;
+    return Fd{fd, direct};
+  }
+
+  // Reads [begin, begin + want) of the file into dst; returns bytes read, an error when the
+  // file ends before `need` bytes arrived.
+  static Result<uint64_t> read_span(int fd, const SafetensorsFile& file, const TensorInfo& info,
+                                    uint8_t* dst, uint64_t begin, uint64_t want, uint64_t need) {
+    uint64_t got = 0;
+    while (got < want) {
+      ssize_t n = ::pread(fd, dst + got, want - got, off_t(begin + got));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error(file.path(), "read of tensor \"" + info.name + "\"", errno);
+      }
+      if (n == 0) break;  // end of file (inside the last aligned page, or truncated)
+      got += uint64_t(n);
+    }
+    if (got < need)
+      return input_error(file.path(), "tensor \"" + info.name + "\"",
+                         std::to_string(need) + " readable bytes from offset " + std::to_string(begin),
+                         std::to_string(got) + " (the file is shorter than its header says)");
+    return got;
+  }
+
+  Result<uint64_t> read_tensor(const SafetensorsFile& file, const TensorInfo& info, float* dst) {
+    PERFMEM_ASSIGN_OR_RETURN(Fd fd, file_fd(file));
+    const uint64_t count = info.nbytes() / dtype_size(info.dtype);
+    uint8_t* target = info.dtype == DType::kF32 ? reinterpret_cast<uint8_t*>(dst) : staging_.data_as<uint8_t>();
+    uint64_t begin = info.file_offset, want = info.nbytes(), lead = 0;
+    if (fd.direct) {
+      begin = info.file_offset & ~(kPage - 1);
+      lead = info.file_offset - begin;
+      want = (info.file_offset + info.nbytes() + kPage - 1) / kPage * kPage - begin;
+    }
+    PERFMEM_ASSIGN_OR_RETURN(uint64_t got, read_span(fd.fd, file, info, target, begin, want, lead + info.nbytes()));
+    if (info.dtype == DType::kF32) {
+      if (lead) std::memmove(target, target + lead, info.nbytes());
+    } else {
+      convert_to_f32(info.dtype, target + lead, dst, count);
+    }
+    return got;
+  }
+
+  const ModelWeights& model_;
+  bool direct_io_;
+  AlignedBuffer staging_;
+  std::map<std::string, int> fds_;
+  std::map<std::string, bool> direct_;
+};
+
+uint64_t matrix_region_bytes(const SwitchConfig& c) {
+  uint64_t bytes = uint64_t(c.d_model * c.d_ff) * 4 + SlowTier::kSlotSlack;
+  return (bytes + kPage - 1) / kPage * kPage;
+}
+
+}  // namespace
+
+std::unique_ptr<SlowTier> make_disk_tier(const ModelWeights& model, bool direct_io) {
+  return std::make_unique<DiskTier>(model, direct_io);
+}
+
+Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const ModelWeights& model, StoreOptions options,
+                                                         std::unique_ptr<SlowTier> slow) {
+  const SwitchConfig& c = model.config();
+  const uint64_t total = uint64_t(c.num_moe_layers() * c.num_experts);
+  const uint64_t per_expert = c.expert_f32_bytes();
+  uint64_t slots = options.budget_bytes == 0 ? total : options.budget_bytes / per_expert;
+  slots = std::min(slots, total);
+  if (slots < 1)
+    return input_error("--budget", "expert budget", "at least one expert (" + format_bytes(double(per_expert)) + ")",
+                       format_bytes(double(options.budget_bytes)));
+  if (options.policy == Policy::kAllResident && slots < total)
+    return input_error("--budget", "all-resident policy",
+                       "room for all " + std::to_string(total) + " experts (" +
+                           format_bytes(double(per_expert * total)) + ")",
+                       "room for " + std::to_string(slots));
+  if (!slow) slow = make_disk_tier(model, options.direct_io);
+  return std::unique_ptr<ExpertStore>(new ExpertStore(model, options, std::move(slow), size_t(slots)));
+}
+
+ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow,
+                         size_t slots)
+    : model_(model), options_(options), slow_(std::move(slow)) {
+  const SwitchConfig& c = model.config();
+  slot_bytes_ = c.expert_f32_bytes();
+  const uint64_t region = matrix_region_bytes(c);
+  for (size_t s = 0; s < slots; ++s) memory_.emplace_back(2 * region, kPage);
+  slots_.resize(slots);
+  slot_of_.assign(size_t(c.num_moe_layers() * c.num_experts), -1);
+  io_thread_ = std::thread([this] { io_loop(); });
+}
+
+ExpertStore::~ExpertStore() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    ++version_;
+  }
+  changed_.notify_all();
+  io_thread_.join();
+}
+
+std::span<const int32_t> ExpertStore::upcoming_locked() const {
+  return std::span<const int32_t>(upcoming_).subspan(cursor_);
+}
+
+void ExpertStore::io_loop() {
+  const uint64_t region = matrix_region_bytes(model_.config());
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    int32_t expert = -1, slot = -1;
+    while (true) {
+      if (stopping_) return;
+      if (!demand_.empty()) {
+        std::tie(expert, slot) = demand_.front();
+        demand_.pop_front();
+        break;
+      }
+      if (options_.policy == Policy::kPrefetch) {
+        auto p = plan_prefetch(slots_, upcoming_locked(), options_.prefetch_horizon);
+        if (p && !failed_.count(p->expert)) {
+          expert = p->expert;
+          slot = p->slot;
+          SlotState& s = slots_[size_t(slot)];
+          if (s.expert >= 0) {
+            slot_of_[size_t(s.expert)] = -1;
+            ++stats_.evictions;
+          }
+          s.expert = expert;
+          s.loading = true;
+          s.loaded_at = ++clock_;
+          slot_of_[size_t(expert)] = slot;
+          ++stats_.prefetch_loads;
+          break;
+        }
+      }
+      const uint64_t seen = version_;
+      changed_.wait(lock, [&] { return stopping_ || version_ != seen; });
+    }
+    lock.unlock();
+    auto* base = memory_[size_t(slot)].data_as<uint8_t>();
+    Stopwatch watch;
+    Result<uint64_t> read = slow_->read_expert(expert, reinterpret_cast<float*>(base),
+                                               reinterpret_cast<float*>(base + region));
+    const double seconds = watch.elapsed_s();
+    lock.lock();
+    stats_.read_s += seconds;
+    SlotState& s = slots_[size_t(slot)];
+    s.loading = false;
+    if (read.ok()) {
+      stats_.bytes_read += *read;
+      ++stats_.loads;
+    } else {
+      ++stats_.read_errors;
+      s = SlotState{};
+      slot_of_[size_t(expert)] = -1;
+      failed_[expert] = read.status();
+    }
+    ++version_;
+    changed_.notify_all();
+  }
+}
+
+Result<ExpertView> ExpertStore::acquire(int32_t id) {
+  PERFMEM_CHECK(id >= 0 && size_t(id) < slot_of_.size(), "expert id out of range");
+  Stopwatch watch;
+  std::unique_lock<std::mutex> lock(mutex_);
+  ++stats_.accesses;
+  // Keep the prefetcher's view of the future in step with what the engine actually does.
+  for (size_t j = cursor_; j < upcoming_.size() && j < cursor_ + 64; ++j)
+    if (upcoming_[j] == id) {
+      cursor_ = j + 1;
+      ++version_;
+      break;
+    }
+  // The slot holding (or loading) `id` is pinned as soon as it is found or claimed, so that the
+  // prefetcher cannot evict it between the end of its read and this thread waking up.
+  bool counted = false, waited = false, pinned = false;
+  auto finish_wait = [&] {
+    if (waited) stats_.io_wait_s += watch.elapsed_s();
+  };
+  while (true) {
+    const int32_t slot = slot_of_[size_t(id)];
+    if (slot >= 0) {
+      SlotState& s = slots_[size_t(slot)];
+      if (!pinned) {
+        ++s.pins;
+        pinned = true;
+      }
+      if (!s.loading) {
+        if (!counted) ++stats_.hits;
+        finish_wait();
+        const uint64_t region = matrix_region_bytes(model_.config());
+        auto* base = memory_[size_t(slot)].data_as<uint8_t>();
+        return ExpertView{reinterpret_cast<const float*>(base),
+                          reinterpret_cast<const float*>(base + region), id, slot};
+      }
+      if (!counted) ++stats_.inflight_hits;
+      counted = waited = true;
+      changed_.wait(lock);
+      continue;
+    }
+    pinned = false;  // a failed read resets its slot, pins included
+    if (auto f = failed_.find(id); f != failed_.end()) {
+      Status error = f->second;
+      failed_.erase(f);
+      if (!counted) ++stats_.misses;
+      finish_wait();
+      return error;
+    }
+    if (!counted) ++stats_.misses;
+    counted = waited = true;
+    auto choice = choose_slot(options_.policy, slots_, upcoming_locked());
+    if (choice) {
+      SlotState& s = slots_[size_t(*choice)];
+      if (s.expert >= 0) {
+        slot_of_[size_t(s.expert)] = -1;
+        ++stats_.evictions;
+      }
+      s.expert = id;
+      s.loading = true;
+      s.pins = 1;
+      pinned = true;
+      s.loaded_at = ++clock_;
+      slot_of_[size_t(id)] = *choice;
+      demand_.emplace_back(id, *choice);
+      ++version_;
+      changed_.notify_all();
+    }
+    changed_.wait(lock);
+  }
+}
+
+void ExpertStore::release(const ExpertView& view) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    SlotState& s = slots_[size_t(view.slot)];
+    PERFMEM_CHECK(s.pins > 0 && s.expert == view.id, "release of an expert not acquired");
+    --s.pins;
+    s.last_used = ++clock_;
+    ++version_;
+  }
+  changed_.notify_all();
+}
+
+Status ExpertStore::load_all() {
+  const size_t total = slot_of_.size();
+  for (size_t id = 0; id < total && id < slots_.size(); ++id) {
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, acquire(int32_t(id)));
+    release(view);
+  }
+  return Status::Ok();
+}
+
+void ExpertStore::append_upcoming(const std::vector<int32_t>& accesses) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cursor_ > (1u << 20)) {
+      upcoming_.erase(upcoming_.begin(), upcoming_.begin() + std::ptrdiff_t(cursor_));
+      cursor_ = 0;
+    }
+    upcoming_.insert(upcoming_.end(), accesses.begin(), accesses.end());
+    ++version_;
+  }
+  changed_.notify_all();
+}
+
+StoreStats ExpertStore::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void ExpertStore::reset_stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_ = StoreStats{};
+}
+
+}  // namespace perfmem::sida

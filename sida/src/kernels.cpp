@@ -1,0 +1,143 @@
+#include "perfmem/sida/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "perfmem/core/thread_pool.h"
+
+namespace perfmem::sida {
+namespace {
+
+// Up to this many rows, products stream each weight row once through a dot-product kernel
+// instead of sgemm, which would first pack (copy) the whole weight matrix: at batch 1 the
+// weights are read once per call, so the copy doubles the memory traffic.
+constexpr int64_t kStreamingMaxRows = 8;
+
+using f32x8 = float __attribute__((vector_size(32)));
+
+// y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
+// reused from L1 for every input row. Cloned for AVX2 and the baseline; the clone is chosen once
+// per process from the CPU, so results are deterministic on a machine.
+__attribute__((target_clones("avx2", "default")))
+void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                            int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const float* wo = w + o * in;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * in;
+      f32x8 s0 = {}, s1 = {};
+      int64_t i = 0;
+      for (; i + 16 <= in; i += 16) {
+        f32x8 a, b, c, d;
+        std::memcpy(&a, wo + i, sizeof a);
+        std::memcpy(&b, xr + i, sizeof b);
+        std::memcpy(&c, wo + i + 8, sizeof c);
+        std::memcpy(&d, xr + i + 8, sizeof d);
+        s0 += a * b;
+        s1 += c * d;
+      }
+      const f32x8 t = s0 + s1;
+      float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+      for (; i < in; ++i) sum += wo[i] * xr[i];
+      float& dst = y[r * out + o];
+      dst = accumulate ? dst + sum : sum;
+    }
+  }
+}
+
+ThreadPool& streaming_pool() {
+  static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
+  return pool;
+}
+
+}  // namespace
+
+void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+            bool accumulate) {
+  if (rows == 0) return;
+  if (rows <= kStreamingMaxRows) {
+    // Chunks of output rows are independent: each y element is computed by exactly one thread
+    // with the same arithmetic, so the split does not change results.
+    streaming_pool().parallel_for(
+        0, out,
+        [&](int64_t begin, int64_t end) {
+          linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end);
+        },
+        /*min_chunk=*/64);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
+              int(in), w, int(in), accumulate ? 1.0f : 0.0f, y, int(out));
+}
+
+void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
+                      int64_t out, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = accumulate ? y[r * out + o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) acc += double(x[r * in + i]) * double(w[o * in + i]);
+      y[r * out + o] = float(acc);
+    }
+}
+
+void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * d;
+    float* yr = y + r * d;
+    float sum = 0.f;
+    for (int64_t i = 0; i < d; ++i) sum += xr[i] * xr[i];
+    const float scale = 1.0f / std::sqrt(sum / float(d) + eps);
+    for (int64_t i = 0; i < d; ++i) yr[i] = weight[i] * (xr[i] * scale);
+  }
+}
+
+void relu_inplace(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  float m = x[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+  float sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+int64_t relative_position_bucket(int64_t relative_position, bool bidirectional,
+                                 int64_t num_buckets, int64_t max_distance) {
+  int64_t bucket = 0;
+  int64_t n = relative_position;
+  if (bidirectional) {
+    num_buckets /= 2;
+    if (n > 0) bucket += num_buckets;
+    n = n < 0 ? -n : n;
+  } else {
+    n = n < 0 ? -n : 0;
+  }
+  const int64_t max_exact = num_buckets / 2;
+  if (n < max_exact) return bucket + n;
+  // Same float32 arithmetic as the reference implementation: log in fp32, truncation.
+  const float scaled = std::log(float(n) / float(max_exact)) /
+                       float(std::log(double(max_distance) / double(max_exact))) *
+                       float(num_buckets - max_exact);
+  int64_t large = max_exact + int64_t(scaled);
+  return bucket + std::min(large, num_buckets - 1);
+}
+
+void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
+}  // namespace perfmem::sida

@@ -1,0 +1,107 @@
+#include "perfmem/sida/policy.h"
+
+#include <limits>
+#include <unordered_map>
+
+namespace perfmem::sida {
+namespace {
+
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+int64_t next_use(int32_t expert, std::span<const int32_t> upcoming, size_t limit) {
+  for (size_t i = 0; i < upcoming.size() && i < limit; ++i)
+    if (upcoming[i] == expert) return int64_t(i);
+  return kNever;
+}
+
+std::optional<int32_t> free_slot(std::span<const SlotState> slots) {
+  for (size_t s = 0; s < slots.size(); ++s)
+    if (slots[s].expert < 0 && !slots[s].loading) return int32_t(s);
+  return std::nullopt;
+}
+
+// Evictable slot whose expert is next used furthest away (ties: least recently used, then
+// lowest slot), with that distance.
+std::optional<std::pair<int32_t, int64_t>> furthest_slot(std::span<const SlotState> slots,
+                                                         std::span<const int32_t> upcoming,
+                                                         size_t limit) {
+  std::optional<std::pair<int32_t, int64_t>> best;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    if (!slot_evictable(slots[s]) || slots[s].expert < 0) continue;
+    const int64_t use = next_use(slots[s].expert, upcoming, limit);
+    if (!best || use > best->second ||
+        (use == best->second && slots[s].last_used < slots[size_t(best->first)].last_used))
+      best = std::pair{int32_t(s), use};
+  }
+  return best;
+}
+
+}  // namespace
+
+bool slot_evictable(const SlotState& slot) { return !slot.loading && slot.pins == 0; }
+
+Result<Policy> parse_policy(const std::string& name) {
+  if (name == "all-resident") return Policy::kAllResident;
+  if (name == "lru") return Policy::kLru;
+  if (name == "fifo") return Policy::kFifo;
+  if (name == "prefetch") return Policy::kPrefetch;
+  return Status(StatusCode::kInvalidInput,
+                "unknown policy \"" + name + "\" (known: all-resident, lru, fifo, prefetch)");
+}
+
+std::string policy_name(Policy policy) {
+  switch (policy) {
+    case Policy::kAllResident: return "all-resident";
+    case Policy::kLru: return "lru";
+    case Policy::kFifo: return "fifo";
+    case Policy::kPrefetch: return "prefetch";
+  }
+  return "?";
+}
+
+std::vector<std::string> policy_names() { return {"all-resident", "lru", "fifo", "prefetch"}; }
+
+std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slots,
+                                   std::span<const int32_t> upcoming) {
+  if (auto s = free_slot(slots)) return s;
+  std::optional<int32_t> best;
+  switch (policy) {
+    case Policy::kAllResident:  // sized to hold everything; evicting would be a logic error
+    case Policy::kLru:
+      for (size_t s = 0; s < slots.size(); ++s)
+        if (slot_evictable(slots[s]) &&
+            (!best || slots[s].last_used < slots[size_t(*best)].last_used))
+          best = int32_t(s);
+      return best;
+    case Policy::kFifo:
+      for (size_t s = 0; s < slots.size(); ++s)
+        if (slot_evictable(slots[s]) &&
+            (!best || slots[s].loaded_at < slots[size_t(*best)].loaded_at))
+          best = int32_t(s);
+      return best;
+    case Policy::kPrefetch:
+      if (auto f = furthest_slot(slots, upcoming, upcoming.size())) return f->first;
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots,
+                                          std::span<const int32_t> upcoming, size_t horizon) {
+  const size_t limit = std::min(horizon, upcoming.size());
+  std::unordered_map<int32_t, bool> resident;
+  for (const SlotState& s : slots)
+    if (s.expert >= 0) resident[s.expert] = true;
+  for (size_t i = 0; i < limit; ++i) {
+    const int32_t expert = upcoming[i];
+    if (resident.count(expert)) continue;
+    if (auto s = free_slot(slots)) return PrefetchLoad{expert, *s, int32_t(i)};
+    auto victim = furthest_slot(slots, upcoming, limit);
+    // Only worth it when the victim is needed strictly after this access (or never).
+    if (victim && victim->second > int64_t(i)) return PrefetchLoad{expert, victim->first, int32_t(i)};
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+}  // namespace perfmem::sida

@@ -1,0 +1,356 @@
+#include "perfmem/sida/serve.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "perfmem/core/io.h"
+#include "perfmem/core/progress.h"
+
+namespace perfmem::sida {
+namespace {
+
+// A bounded multi-producer queue; pop() returns nullopt once closed and drained.
+template <typename T>
+class BoundedQueue {
+ public:
+  explicit BoundedQueue(size_t capacity) : capacity_(capacity) {}
+  bool push(T value) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
+    if (closed_) return false;
+    items_.push_back(std::move(value));
+    not_empty_.notify_one();
+    return true;
+  }
+  std::optional<T> pop() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+    if (items_.empty()) return std::nullopt;
+    T value = std::move(items_.front());
+    items_.pop_front();
+    not_full_.notify_one();
+    return value;
+  }
+  void close() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    not_full_.notify_all();
+    not_empty_.notify_all();
+  }
+
+ private:
+  size_t capacity_;
+  std::deque<T> items_;
+  bool closed_ = false;
+  std::mutex mutex_;
+  std::condition_variable not_full_, not_empty_;
+};
+
+struct WindowPlan {
+  size_t first = 0, count = 0;
+  std::vector<int32_t> accesses;
+};
+
+Status check_routes(const RouteTable& table, const std::vector<Request>& requests,
+                    const ServeOptions& options, const SwitchConfig& config) {
+  const char* name = "route table";
+  if (table.num_moe_layers != config.num_moe_layers() || table.num_experts != config.num_experts)
+    return input_error(name, "model", std::to_string(config.num_moe_layers()) + " MoE layers of " +
+                                          std::to_string(config.num_experts) + " experts",
+                       std::to_string(table.num_moe_layers) + " of " + std::to_string(table.num_experts));
+  if (table.generate != options.generate ||
+      (options.generate && table.max_new_tokens != options.max_new_tokens))
+    return input_error(name, "mode", options.generate ? "generation of " + std::to_string(options.max_new_tokens) + " tokens" : "encoder only",
+                       table.generate ? "generation of " + std::to_string(table.max_new_tokens) + " tokens" : "encoder only");
+  if (table.requests.size() != requests.size())
+    return input_error(name, "requests", std::to_string(requests.size()) + " requests",
+                       std::to_string(table.requests.size()));
+  for (size_t r = 0; r < requests.size(); ++r)
+    if (table.requests[r] != requests[r])
+      return input_error(name, "request " + std::to_string(r), "the same token ids as the run's",
+                         "different ones");
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len, int64_t vocab,
+                                        uint64_t seed) {
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  std::vector<Request> out;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t len = min_len + int64_t(next() % uint64_t(max_len - min_len + 1));
+    Request r;
+    for (int64_t t = 0; t + 1 < len; ++t) r.push_back(int32_t(3 + next() % uint64_t(vocab - 3)));
+    r.push_back(1);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Result<Request> parse_tokens(const std::string& text, const std::string& what) {
+  Request r;
+  std::string cleaned = text;
+  for (char& ch : cleaned)
+    if (ch == ',') ch = ' ';
+  std::istringstream in(cleaned);
+  std::string word;
+  while (in >> word) {
+    char* end = nullptr;
+    long v = std::strtol(word.c_str(), &end, 10);
+    if (*end != '\0' || v < 0 || v > INT32_MAX)
+      return input_error(what, "token " + std::to_string(r.size()), "a non-negative integer id", word);
+    r.push_back(int32_t(v));
+  }
+  if (r.empty()) return input_error(what, "tokens", "at least one token id", "none");
+  return r;
+}
+
+Result<std::vector<Request>> read_requests(const std::string& path) {
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  std::vector<Request> out;
+  std::istringstream in(text);
+  std::string line;
+  size_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    PERFMEM_ASSIGN_OR_RETURN(Request r, parse_tokens(line, path + ":" + std::to_string(number)));
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) return input_error(path, "contents", "one request per line", "no requests");
+  return out;
+}
+
+Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Request>& requests,
+                                 const ServeOptions& options, bool direct_io) {
+  StoreOptions so;
+  so.policy = Policy::kLru;
+  so.direct_io = direct_io;
+  so.budget_bytes = std::min<uint64_t>(uint64_t(model.config().num_moe_layers() * model.config().num_experts) *
+                                           model.config().expert_f32_bytes(),
+                                       uint64_t(4) << 30);  // cap the recording pass's memory
+  PERFMEM_ASSIGN_OR_RETURN(auto store, ExpertStore::create(model, so));
+  Engine engine(model, *store, options.engine);
+  RouteTable table;
+  table.generate = options.generate;
+  table.max_new_tokens = options.generate ? options.max_new_tokens : 0;
+  table.num_moe_layers = model.config().num_moe_layers();
+  table.num_experts = model.config().num_experts;
+  table.requests = requests;
+  std::vector<int32_t>* current = nullptr;
+  engine.set_observer([&](const MoeLayerVisit& visit) {
+    for (int32_t e : visit.experts_used)
+      current->push_back(int32_t(visit.moe_layer * table.num_experts + e));
+  });
+  ProgressBar bar("recording routes", int64_t(requests.size()));
+  for (const Request& r : requests) {
+    table.accesses.emplace_back();
+    current = &table.accesses.back();
+    if (options.generate) {
+      GenerateOptions g;
+      g.max_new_tokens = options.max_new_tokens;
+      PERFMEM_ASSIGN_OR_RETURN(auto gen, engine.generate({r}, g));
+    } else {
+      PERFMEM_ASSIGN_OR_RETURN(auto enc, engine.encode({r}));
+    }
+    bar.advance();
+  }
+  bar.finish();
+  return table;
+}
+
+Status write_route_table(const std::string& path, const RouteTable& table) {
+  Json j;
+  j["format"] = "sida-route-table-1";
+  j["mode"] = table.generate ? "generate" : "encode";
+  j["max_new_tokens"] = table.max_new_tokens;
+  j["num_moe_layers"] = table.num_moe_layers;
+  j["num_experts"] = table.num_experts;
+  Json reqs = Json::array();
+  for (size_t r = 0; r < table.requests.size(); ++r)
+    reqs.push_back({{"tokens", table.requests[r]}, {"accesses", table.accesses[r]}});
+  j["requests"] = std::move(reqs);
+  return write_text_file(path, j.dump() + "\n");
+}
+
+Result<RouteTable> read_route_table(const std::string& path) {
+  PERFMEM_ASSIGN_OR_RETURN(Json j, read_json_file(path));
+  std::string format, mode;
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "format", &format));
+  if (format != "sida-route-table-1")
+    return input_error(path, "key \"format\"", "\"sida-route-table-1\"", format);
+  RouteTable t;
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "mode", &mode));
+  if (mode != "generate" && mode != "encode")
+    return input_error(path, "key \"mode\"", "\"generate\" or \"encode\"", mode);
+  t.generate = mode == "generate";
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "max_new_tokens", &t.max_new_tokens));
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "num_moe_layers", &t.num_moe_layers));
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "num_experts", &t.num_experts));
+  Json reqs;
+  PERFMEM_RETURN_IF_ERROR(json_get(j, path, "requests", &reqs));
+  if (!reqs.is_array()) return input_error(path, "key \"requests\"", "an array", reqs.type_name());
+  const int64_t ids = t.num_moe_layers * t.num_experts;
+  for (size_t r = 0; r < reqs.size(); ++r) {
+    const std::string place = path;
+    Request tokens;
+    std::vector<int32_t> accesses;
+    PERFMEM_RETURN_IF_ERROR(json_get(reqs[r], place + " request " + std::to_string(r), "tokens", &tokens));
+    PERFMEM_RETURN_IF_ERROR(json_get(reqs[r], place + " request " + std::to_string(r), "accesses", &accesses));
+    for (int32_t a : accesses)
+      if (a < 0 || a >= ids)
+        return input_error(path, "request " + std::to_string(r) + " accesses",
+                           "expert ids below " + std::to_string(ids), std::to_string(a));
+    t.requests.push_back(std::move(tokens));
+    t.accesses.push_back(std::move(accesses));
+  }
+  return t;
+}
+
+Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
+                          const std::vector<Request>& requests, const ServeOptions& options) {
+  if (store.policy() == Policy::kPrefetch) {
+    if (!options.routes)
+      return Status(StatusCode::kInvalidInput,
+                    "the prefetch policy needs a route table (--routes FILE, made by `sida record-routes`)");
+    PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
+  }
+  const size_t window = std::max<size_t>(1, options.window);
+  BoundedQueue<WindowPlan> plans(std::max<size_t>(1, options.queue_capacity));
+  // The run-ahead thread: turns the route table into per-window access plans.
+  std::thread run_ahead([&] {
+    for (size_t first = 0; first < requests.size(); first += window) {
+      WindowPlan plan;
+      plan.first = first;
+      plan.count = std::min(window, requests.size() - first);
+      if (store.policy() == Policy::kPrefetch)
+        for (size_t r = first; r < first + plan.count; ++r)
+          plan.accesses.insert(plan.accesses.end(), options.routes->accesses[r].begin(),
+                               options.routes->accesses[r].end());
+      if (!plans.push(std::move(plan))) return;
+    }
+    plans.close();
+  });
+
+  Engine engine(model, store, options.engine);
+  ServeReport report;
+  report.policy = policy_name(store.policy());
+  report.slots = store.num_slots();
+  report.budget_bytes = store.num_slots() * store.slot_bytes();
+  report.requests = requests.size();
+  report.results.resize(requests.size());
+  std::vector<double> latencies;
+  Status failure;
+  Stopwatch wall;
+  ProgressBar bar("serving", int64_t(requests.size()));
+  while (auto plan = plans.pop()) {
+    store.append_upcoming(plan->accesses);
+    for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
+      Stopwatch sw;
+      RequestResult& out = report.results[r];
+      report.input_tokens += requests[r].size();
+      if (options.generate) {
+        GenerateOptions g;
+        g.max_new_tokens = options.max_new_tokens;
+        g.keep_logits = options.keep_outputs;
+        auto gen = engine.generate({requests[r]}, g);
+        if (!gen.ok()) {
+          failure = gen.status().with_context("request " + std::to_string(r));
+          break;
+        }
+        out.generated = gen->tokens[0];
+        report.generated_tokens += out.generated.size();
+        if (options.keep_outputs) out.logits = std::move(gen->logits);
+      } else {
+        auto enc = engine.encode({requests[r]});
+        if (!enc.ok()) {
+          failure = enc.status().with_context("request " + std::to_string(r));
+          break;
+        }
+        if (options.keep_outputs) out.encoder_hidden = std::move(enc->hidden);
+      }
+      out.latency_ms = sw.elapsed_ms();
+      latencies.push_back(out.latency_ms);
+      bar.advance();
+    }
+    if (!failure.ok()) break;
+  }
+  plans.close();
+  run_ahead.join();
+  bar.finish();
+  if (!failure.ok()) return failure;
+  report.wall_s = wall.elapsed_s();
+  report.latency_ms = summarize(latencies);
+  report.peak_rss_bytes = peak_rss_bytes();
+  report.store = store.stats();
+  report.engine = engine.stats();
+  return report;
+}
+
+Json report_to_json(const ServeReport& r) {
+  Json j;
+  j["policy"] = r.policy;
+  j["budget_bytes"] = r.budget_bytes;
+  j["slots"] = r.slots;
+  j["requests"] = r.requests;
+  j["input_tokens"] = r.input_tokens;
+  j["generated_tokens"] = r.generated_tokens;
+  j["wall_s"] = r.wall_s;
+  j["requests_per_s"] = r.requests_per_s();
+  j["input_tokens_per_s"] = r.input_tokens_per_s();
+  j["generated_tokens_per_s"] = r.generated_tokens_per_s();
+  j["latency_ms"] = to_json(r.latency_ms);
+  j["peak_rss_bytes"] = r.peak_rss_bytes;
+  j["expert_accesses"] = r.store.accesses;
+  j["fast_tier_hits"] = r.store.hits;
+  j["fast_tier_hit_rate"] = r.store.hit_rate();
+  j["inflight_prefetch_hits"] = r.store.inflight_hits;
+  j["misses"] = r.store.misses;
+  j["loads"] = r.store.loads;
+  j["prefetch_loads"] = r.store.prefetch_loads;
+  j["evictions"] = r.store.evictions;
+  j["bytes_read"] = r.store.bytes_read;
+  j["read_errors"] = r.store.read_errors;
+  j["io_wait_s"] = r.store.io_wait_s;
+  j["io_read_s"] = r.store.read_s;
+  j["expert_compute_s"] = r.engine.expert_compute_s;
+  j["expert_bytes_streamed"] = r.engine.expert_bytes;
+  j["expert_bandwidth_gb_per_s"] =
+      r.engine.expert_compute_s > 0 ? double(r.engine.expert_bytes) / r.engine.expert_compute_s / 1e9 : 0.0;
+  return j;
+}
+
+std::string report_to_text(const ServeReport& r) {
+  std::ostringstream o;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "policy %s, budget %s (%zu expert slots)\n"
+                "  %zu requests, %llu input tokens, %llu generated tokens in %.3f s\n"
+                "  throughput %.2f requests/s, %.1f input tokens/s, %.1f generated tokens/s\n"
+                "  latency p50 %.2f ms, p99 %.2f ms\n"
+                "  peak RSS %s, read from disk %s\n"
+                "  fast-tier hit rate %.1f%% (%llu of %llu accesses; %llu waited on a prefetch)\n"
+                "  inference thread waited %.3f s for I/O\n",
+                r.policy.c_str(), format_bytes(double(r.budget_bytes)).c_str(), r.slots, r.requests,
+                (unsigned long long)r.input_tokens, (unsigned long long)r.generated_tokens, r.wall_s,
+                r.requests_per_s(), r.input_tokens_per_s(), r.generated_tokens_per_s(),
+                r.latency_ms.median, r.latency_ms.p99, format_bytes(double(r.peak_rss_bytes)).c_str(),
+                format_bytes(double(r.store.bytes_read)).c_str(), 100.0 * r.store.hit_rate(),
+                (unsigned long long)r.store.hits, (unsigned long long)r.store.accesses,
+                (unsigned long long)r.store.inflight_hits, r.store.io_wait_s);
+  o << buf;
+  return o.str();
+}
+
+}  // namespace perfmem::sida

@@ -1,0 +1,145 @@
+// Config parsing, presets, make_checkpoint's layout, and clear errors for broken checkpoints:
+// missing shard, truncated file, lying header, wrong shapes, missing tensors, unsupported config.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/safetensors.h"
+#include "test_util.h"
+
+namespace perfmem::sida {
+namespace {
+
+void expect_load_error(const std::string& dir, const std::vector<std::string>& words) {
+  auto m = ModelWeights::load(dir);
+  ASSERT_FALSE(m.ok()) << "loading " << dir << " should fail";
+  for (const std::string& w : words)
+    EXPECT_NE(m.status().to_string().find(w), std::string::npos)
+        << "error should mention \"" << w << "\": " << m.status().to_string();
+}
+
+void edit_config(const std::string& dir, const std::function<void(Json&)>& edit) {
+  auto j = read_json_file(dir + "/config.json");
+  ASSERT_TRUE(j.ok());
+  edit(*j);
+  ASSERT_TRUE(write_text_file(dir + "/config.json", j->dump(2)).ok());
+}
+
+TEST(Config, PresetsHaveTheRealShapes) {
+  auto base = preset_config("switch-base-128");
+  ASSERT_TRUE(base.ok());
+  EXPECT_EQ(base->num_experts, 128);
+  EXPECT_EQ(base->d_model, 768);
+  EXPECT_EQ(base->d_ff, 3072);
+  EXPECT_EQ(base->num_moe_layers(), 12);
+  EXPECT_TRUE(base->encoder_block_is_sparse(1));
+  EXPECT_FALSE(base->encoder_block_is_sparse(0));
+  EXPECT_TRUE(base->decoder_block_is_sparse(11));
+  EXPECT_EQ(base->expert_f32_bytes(), 2ull * 768 * 3072 * 4);  // 18.9 MB
+  EXPECT_FALSE(preset_config("switch-large-128").ok());
+  // Sizes quoted for the fp32 models (binary units): base-8 2.30, base-128 27.6 (no lm_head copy).
+  MakeCheckpointOptions opt;
+  opt.write_lm_head = false;
+  const double gib = double(1ull << 30);
+  EXPECT_NEAR(double(checkpoint_data_bytes(*preset_config("switch-base-8"), opt)) / gib, 2.30, 0.02);
+  EXPECT_NEAR(double(checkpoint_data_bytes(*base, opt)) / gib, 27.6, 0.1);
+}
+
+TEST(Config, RoundTripsThroughJson) {
+  SwitchConfig c = *preset_config("tiny");
+  c.expert_capacity = 5;
+  auto back = parse_config(config_to_json(c), "config.json");
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->expert_capacity, 5);
+  EXPECT_EQ(back->num_moe_layers(), c.num_moe_layers());
+}
+
+TEST(Checkpoint, MakeCheckpointWritesTheHuggingFaceLayout) {
+  std::string dir = testing::make_test_checkpoint("layout", *preset_config("tiny"), DType::kBF16, 100 << 10);
+  auto ckpt = SafetensorsCheckpoint::open(dir);
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().to_string();
+  EXPECT_GT(ckpt->files().size(), 1u);
+  auto wi = ckpt->get("encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight");
+  ASSERT_TRUE(wi.ok());
+  EXPECT_EQ(wi->info->dtype, DType::kBF16);
+  EXPECT_EQ(wi->info->shape, (Shape{48, 32}));
+  EXPECT_TRUE(ckpt->get("decoder.block.3.layer.2.mlp.router.classifier.weight").ok());
+  EXPECT_TRUE(ckpt->get("decoder.block.0.layer.1.EncDecAttention.q.weight").ok());
+  EXPECT_TRUE(ckpt->get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight").ok());
+  EXPECT_FALSE(ckpt->get("encoder.block.0.layer.1.mlp.experts.expert_0.wi.weight").ok());  // dense
+  auto m = ModelWeights::load(dir);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ((*m)->expert(0, 3).wi->name, "encoder.block.1.layer.1.mlp.experts.expert_3.wi.weight");
+  EXPECT_EQ((*m)->expert(3, 0).wo->name, "decoder.block.3.layer.2.mlp.experts.expert_0.wo.weight");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, MissingShard) {
+  std::string dir = testing::make_test_checkpoint("missing-shard", *preset_config("tiny"), DType::kF32, 100 << 10);
+  std::string victim;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename().string().find("-of-") != std::string::npos) victim = e.path().string();
+  ASSERT_FALSE(victim.empty());
+  std::filesystem::remove(victim);
+  expect_load_error(dir, {std::filesystem::path(victim).filename().string()});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, TruncatedFile) {
+  std::string dir = testing::make_test_checkpoint("truncated", *preset_config("tiny"));
+  std::string file = dir + "/model.safetensors";
+  ASSERT_EQ(0, ::truncate(file.c_str(), off_t(std::filesystem::file_size(file) - 1000)));
+  expect_load_error(dir, {"model.safetensors"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, LyingHeaderLength) {
+  std::string dir = testing::make_test_checkpoint("lying", *preset_config("tiny"));
+  std::string file = dir + "/model.safetensors";
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t huge = 1ull << 40;
+    f.write(reinterpret_cast<const char*>(&huge), 8);
+  }
+  expect_load_error(dir, {"model.safetensors", "header"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, WrongShapeNamesTheTensor) {
+  std::string dir = testing::make_test_checkpoint("shape", *preset_config("tiny"));
+  edit_config(dir, [](Json& j) { j["d_ff"] = 50; });  // the weights say 48
+  expect_load_error(dir, {"encoder.block.0.layer.1.mlp.wi.weight", "[50, 32]", "[48, 32]"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, MissingExpertTensorIsNamed) {
+  std::string dir = testing::make_test_checkpoint("missing-tensor", *preset_config("tiny"));
+  edit_config(dir, [](Json& j) { j["num_experts"] = 5; });
+  expect_load_error(dir, {"router.classifier.weight"});  // [5, 32] expected, [4, 32] found
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, UnsupportedConfigValuesAreRefused) {
+  std::string dir = testing::make_test_checkpoint("unsupported", *preset_config("tiny"));
+  edit_config(dir, [](Json& j) { j["dense_act_fn"] = "gelu_new"; });
+  expect_load_error(dir, {"config.json", "dense_act_fn", "gelu_new"});
+  edit_config(dir, [](Json& j) {
+    j["dense_act_fn"] = "relu";
+    j["router_bias"] = true;
+  });
+  expect_load_error(dir, {"router_bias"});
+  edit_config(dir, [](Json& j) {
+    j["router_bias"] = false;
+    j.erase("num_experts");
+  });
+  expect_load_error(dir, {"num_experts"});
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace perfmem::sida

@@ -1,0 +1,61 @@
+"""Reference outputs from Hugging Face transformers' SwitchTransformers for the conformance test.
+
+usage: hf_oracle.py CHECKPOINT_DIR OUT.json MAX_NEW_TOKENS "ids of request 1" ["ids of request 2" ...]
+
+Writes JSON: encoder hidden states of the padded batch (with attention mask), the argmax expert
+of every encoder MoE layer's router per token, and per request the greedy tokens of generate()
+plus the raw decoder logits of every generation step. Exit 3 when transformers
+is not installed, so the caller can skip.
+"""
+import json
+import sys
+
+try:
+    import torch
+    from transformers import SwitchTransformersForConditionalGeneration
+except ImportError as error:  # the test skips with this message
+    print(f"transformers/torch not available: {error}", file=sys.stderr)
+    sys.exit(3)
+
+
+def main():
+    ckpt, out_path, max_new = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    requests = [[int(t) for t in r.split()] for r in sys.argv[4:]]
+    torch.set_num_threads(2)
+    model = SwitchTransformersForConditionalGeneration.from_pretrained(ckpt, torch_dtype=torch.float32)
+    model.eval()
+    cfg = model.config
+    longest = max(len(r) for r in requests)
+    ids = torch.full((len(requests), longest), cfg.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(requests), longest), dtype=torch.long)
+    for b, r in enumerate(requests):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : len(r)] = 1
+    result = {"lengths": [len(r) for r in requests]}
+    with torch.no_grad():
+        enc = model.encoder(input_ids=ids, attention_mask=mask, output_router_logits=True, return_dict=True)
+        result["encoder_hidden"] = enc.last_hidden_state.flatten().tolist()
+        routers = []
+        for item in enc.router_probs:
+            if item is None or item[0] is None or item[0].dim() < 3:
+                continue
+            routers.append(torch.argmax(item[0], dim=-1).flatten().tolist())
+        result["encoder_router_choice"] = routers
+        generations = []
+        for r in requests:
+            x = torch.tensor([r])
+            out = model.generate(x, max_new_tokens=max_new, do_sample=False, num_beams=1,
+                                 return_dict_in_generate=True, output_logits=True)
+            tokens = out.sequences[0, 1:].tolist()  # drop the decoder start token
+            # Raw logits of each incremental step (a teacher-forced pass would apply expert
+            # capacity across the whole decoder sequence, which generation never does).
+            logits = torch.cat([step[0:1] for step in out.logits], dim=0)
+            generations.append({"tokens": tokens, "logits": logits.flatten().tolist(),
+                                "vocab": int(logits.shape[-1])})
+        result["generations"] = generations
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+// The optimised kernels against their plain-loop twins, and T5's bucket function against values
+// printed by Hugging Face's implementation.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "perfmem/sida/kernels.h"
+
+namespace perfmem::sida {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {1, 768, 3072}, {3, 64, 48}, {8, 3072, 768}, {9, 40, 70}, {17, 33, 129}, {60, 768, 96}}) {
+    auto x = random_vector(size_t(rows * in), 1), w = random_vector(size_t(out * in), 2);
+    for (bool accumulate : {false, true}) {
+      auto y = random_vector(size_t(rows * out), 3), ref = y;
+      linear(x.data(), w.data(), y.data(), rows, in, out, accumulate);
+      linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
+      for (size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << rows << "x" << in << "x" << out;
+    }
+  }
+}
+
+TEST(Kernels, RmsNormScalesByRootMeanSquareWithoutCentering) {
+  std::vector<float> x = {3.f, -4.f, 0.f, 0.f}, w = {1.f, 2.f, 1.f, 1.f}, y(4);
+  rms_norm(x.data(), w.data(), y.data(), 1, 4, 0.f);  // rms = sqrt(25 / 4) = 2.5
+  EXPECT_FLOAT_EQ(y[0], 1.2f);
+  EXPECT_FLOAT_EQ(y[1], -3.2f);
+  EXPECT_FLOAT_EQ(y[2], 0.f);
+}
+
+TEST(Kernels, SoftmaxAndArgmaxPickFirstOfTies) {
+  std::vector<float> v = {1.f, 3.f, 3.f, -2.f};
+  EXPECT_EQ(argmax(v.data(), 4), 1);
+  softmax_inplace(v.data(), 4);
+  EXPECT_NEAR(v[0] + v[1] + v[2] + v[3], 1.0, 1e-6);
+  EXPECT_FLOAT_EQ(v[1], v[2]);
+}
+
+TEST(Kernels, RelativePositionBucketsMatchHuggingFace) {
+  const std::vector<int64_t> rp = {-200, -128, -100, -64, -33, -20, -12, -9, -8, -7, -1, 0,
+                                   1,    7,    8,    9,   12,  20,  33,  64, 100, 128, 200};
+  const std::vector<int64_t> bidirectional = {15, 15, 15, 14, 12, 10, 9,  8,  8,  7,  1, 0,
+                                              17, 23, 24, 24, 25, 26, 28, 30, 31, 31, 31};
+  const std::vector<int64_t> causal = {31, 31, 30, 26, 21, 17, 12, 9, 8, 7, 1, 0,
+                                       0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0};
+  for (size_t i = 0; i < rp.size(); ++i) {
+    EXPECT_EQ(relative_position_bucket(rp[i], true, 32, 128), bidirectional[i]) << rp[i];
+    EXPECT_EQ(relative_position_bucket(rp[i], false, 32, 128), causal[i]) << rp[i];
+  }
+}
+
+}  // namespace
+}  // namespace perfmem::sida

@@ -1,0 +1,213 @@
+// The expert store and the serving pipeline: exact mode (every policy and budget gives outputs
+// bit-identical to all-resident), and an I/O thread that survives read errors.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "perfmem/sida/serve.h"
+#include "test_util.h"
+
+namespace perfmem::sida {
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(testing::make_test_checkpoint("store", *preset_config("tiny")));
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::string* dir_;
+};
+std::string* StoreTest::dir_ = nullptr;
+
+ServeReport run_policy(const ModelWeights& model, Policy policy, uint64_t budget, bool direct_io,
+                       const std::vector<Request>& requests, const ServeOptions& base,
+                       const RouteTable* routes) {
+  StoreOptions so;
+  so.policy = policy;
+  so.budget_bytes = budget;
+  so.direct_io = direct_io;
+  auto store = ExpertStore::create(model, so);
+  EXPECT_TRUE(store.ok()) << store.status().to_string();
+  if (policy == Policy::kAllResident) {
+    EXPECT_TRUE((*store)->load_all().ok());
+    (*store)->reset_stats();
+  }
+  ServeOptions opt = base;
+  opt.routes = routes;
+  opt.keep_outputs = true;
+  opt.window = 4;           // several windows, so the run-ahead queue is exercised
+  opt.queue_capacity = 2;
+  auto report = serve(model, **store, requests, opt);
+  EXPECT_TRUE(report.ok()) << report.status().to_string();
+  return *report;
+}
+
+void expect_identical(const ServeReport& a, const ServeReport& b, const std::string& what) {
+  ASSERT_EQ(a.results.size(), b.results.size());
+  for (size_t r = 0; r < a.results.size(); ++r) {
+    const RequestResult &x = a.results[r], &y = b.results[r];
+    EXPECT_EQ(x.generated, y.generated) << what << " request " << r;
+    ASSERT_EQ(x.logits.size(), y.logits.size()) << what;
+    for (size_t s = 0; s < x.logits.size(); ++s)
+      EXPECT_EQ(0, std::memcmp(x.logits[s].data(), y.logits[s].data(), x.logits[s].size() * 4))
+          << what << " request " << r << " step " << s;
+    ASSERT_EQ(x.encoder_hidden.size(), y.encoder_hidden.size()) << what;
+    if (x.encoder_hidden.empty()) continue;
+    EXPECT_EQ(0, std::memcmp(x.encoder_hidden.data(), y.encoder_hidden.data(), x.encoder_hidden.size() * 4))
+        << what << " request " << r;
+  }
+}
+
+TEST_F(StoreTest, EveryPolicyAndBudgetIsBitIdenticalToAllResident) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  const SwitchConfig& c = (*model)->config();
+  const uint64_t per_expert = c.expert_f32_bytes();
+  const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
+  auto requests = synthetic_requests(10, 10, 30, c.vocab_size, 3);
+  for (bool generate : {false, true}) {
+    ServeOptions opt;
+    opt.generate = generate;
+    opt.max_new_tokens = 4;
+    auto routes = record_routes(**model, requests, opt);
+    ASSERT_TRUE(routes.ok()) << routes.status().to_string();
+    ServeReport reference = run_policy(**model, Policy::kAllResident, 0, true, requests, opt, nullptr);
+    EXPECT_EQ(reference.store.misses, 0u);
+    for (Policy p : {Policy::kLru, Policy::kFifo, Policy::kPrefetch})
+      for (uint64_t slots : {uint64_t(1), uint64_t(c.num_moe_layers()), all / 2, all})
+        for (bool direct : {true, false}) {
+          std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots" +
+                             (direct ? " (O_DIRECT)" : "") + (generate ? " generating" : " encoding");
+          ServeReport r = run_policy(**model, p, slots * per_expert, direct, requests, opt, &*routes);
+          EXPECT_EQ(r.slots, slots) << what;
+          expect_identical(reference, r, what);
+          EXPECT_EQ(r.store.read_errors, 0u) << what;
+          EXPECT_GT(r.store.accesses, 0u) << what;
+          if (slots == 1) {
+            EXPECT_GT(r.store.bytes_read, 0u) << what;
+          }
+        }
+  }
+}
+
+TEST_F(StoreTest, PrefetchWithOracleRoutesHitsMoreThanLru) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok());
+  const SwitchConfig& c = (*model)->config();
+  auto requests = synthetic_requests(16, 10, 40, c.vocab_size, 5);
+  ServeOptions opt;
+  opt.generate = false;
+  auto routes = record_routes(**model, requests, opt);
+  ASSERT_TRUE(routes.ok());
+  const uint64_t budget = uint64_t(c.num_moe_layers() * c.num_experts / 2) * c.expert_f32_bytes();
+  ServeReport lru = run_policy(**model, Policy::kLru, budget, true, requests, opt, nullptr);
+  ServeReport pre = run_policy(**model, Policy::kPrefetch, budget, true, requests, opt, &*routes);
+  // With the future known, demand misses (loads the engine had to ask for) drop.
+  EXPECT_LT(pre.store.misses, lru.store.misses);
+  EXPECT_GT(pre.store.prefetch_loads, 0u);
+}
+
+TEST_F(StoreTest, PrefetchRefusesAMissingOrMismatchedRouteTable) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok());
+  StoreOptions so;
+  so.policy = Policy::kPrefetch;
+  auto store = ExpertStore::create(**model, so);
+  ASSERT_TRUE(store.ok());
+  auto requests = synthetic_requests(3, 10, 12, (*model)->config().vocab_size, 1);
+  ServeOptions opt;
+  auto r = serve(**model, **store, requests, opt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("route table"), std::string::npos) << r.status().to_string();
+  auto routes = record_routes(**model, requests, opt);
+  ASSERT_TRUE(routes.ok());
+  requests[1][0] += 1;
+  opt.routes = &*routes;
+  r = serve(**model, **store, requests, opt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("request 1"), std::string::npos) << r.status().to_string();
+}
+
+TEST_F(StoreTest, BudgetBelowOneExpertOrAllResidentTooSmallIsAnError) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok());
+  StoreOptions so;
+  so.budget_bytes = (*model)->config().expert_f32_bytes() - 1;
+  auto s = ExpertStore::create(**model, so);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("budget"), std::string::npos);
+  so.budget_bytes = (*model)->config().expert_f32_bytes() * 2;
+  so.policy = Policy::kAllResident;
+  EXPECT_FALSE(ExpertStore::create(**model, so).ok());
+}
+
+TEST(EngineCapacity, DisablingCapacityRoutesEveryTokenToItsExpert) {
+  SwitchConfig c = *preset_config("tiny");
+  c.expert_capacity = 2;
+  std::string dir = testing::make_test_checkpoint("capacity", c);
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok());
+  StoreOptions so;
+  auto store = ExpertStore::create(**model, so);
+  ASSERT_TRUE(store.ok());
+  const std::vector<int32_t> request = {5, 17, 33, 9, 41, 60, 2, 77, 12, 8, 91, 30, 4, 1};
+  std::vector<float> hidden[2];
+  for (bool capacity : {true, false}) {
+    EngineOptions eo;
+    eo.apply_capacity = capacity;
+    Engine engine(**model, **store, eo);
+    int64_t dropped = 0;
+    engine.set_observer([&](const MoeLayerVisit& v) {
+      for (uint8_t d : v.dropped) dropped += d;
+    });
+    auto enc = engine.encode({request});
+    ASSERT_TRUE(enc.ok());
+    hidden[capacity] = enc->hidden;
+    if (capacity) {
+      EXPECT_GT(dropped, 0) << "14 tokens over 4 experts of capacity 2 must overflow";
+    } else {
+      EXPECT_EQ(dropped, 0);
+    }
+  }
+  EXPECT_NE(hidden[0], hidden[1]);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(StoreReadErrors, IoThreadSurvivesAReadErrorAndReportsIt) {
+  std::string dir = testing::make_test_checkpoint("store-truncate", *preset_config("tiny"));
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  const SwitchConfig& c = (*model)->config();
+  const int32_t last = int32_t(c.num_moe_layers() * c.num_experts - 1);
+  const ExpertTensors& t = (*model)->expert(c.num_moe_layers() - 1, c.num_experts - 1);
+  for (bool direct : {true, false}) {
+    StoreOptions so;
+    so.budget_bytes = 2 * c.expert_f32_bytes();
+    so.direct_io = direct;
+    auto store = ExpertStore::create(**model, so);
+    ASSERT_TRUE(store.ok());
+    // Cut the file inside the last expert's wi after the header was validated.
+    ASSERT_EQ(0, ::truncate(t.wi_file->path().c_str(), off_t(t.wi->file_offset + 16)));
+    auto bad = (*store)->acquire(last);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.status().message().find("expert_" + std::to_string(c.num_experts - 1)), std::string::npos)
+        << bad.status().to_string();
+    // The I/O thread is still serving.
+    auto good = (*store)->acquire(0);
+    ASSERT_TRUE(good.ok()) << good.status().to_string();
+    (*store)->release(*good);
+    EXPECT_EQ((*store)->stats().read_errors, 1u);
+    EXPECT_FALSE((*store)->acquire(last).ok());  // asked again: read again, fails again
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace perfmem::sida
