@@ -82,8 +82,10 @@ class SafetensorsFile {
   const uint8_t* mapped_bytes(const TensorInfo& info) const;
 
   // pread of `bytes` bytes starting `offset_in_tensor` bytes into the tensor, into dst.
-  // With direct_io the read bypasses the page cache (O_DIRECT): dst must be aligned to 4096
-  // bytes and large enough for the aligned span; see direct_read_span(). Returns an error
+  // With direct_io the read bypasses the page cache (O_DIRECT): the whole 4096-aligned span
+  // around the requested bytes is read, so dst must be 4096-aligned and hold
+  // direct_read_span(...).aligned_size bytes, and the requested bytes start at
+  // dst + direct_read_span(info.file_offset + offset_in_tensor, bytes).lead. Returns an error
   // naming the file and tensor on a short read or a range outside the tensor.
   Status read(const TensorInfo& info, void* dst, uint64_t bytes, uint64_t offset_in_tensor = 0,
               bool direct_io = false) const;
