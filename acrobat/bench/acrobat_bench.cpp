@@ -58,30 +58,23 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   opt.scheduler = s;
   PERFMEM_ASSIGN_OR_RETURN(auto rt, Runtime::create(*program, opt));
   PERFMEM_RETURN_IF_ERROR(rt->set_inputs(data));
-  std::vector<double> lat, cpu, rec, sch, ker, ops, tops, launches;
+  RunStatsSeries series;
   for (int j = 0; j < warmup + timed; ++j) {
     std::vector<float> out;
     RunStats st;
     PERFMEM_RETURN_IF_ERROR(rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
-    if (j < warmup) continue;
-    lat.push_back(st.total_ms);
-    cpu.push_back(st.cpu_ms);
-    rec.push_back(st.record_ms);
-    sch.push_back(st.schedule_ms);
-    ker.push_back(st.kernel_ms);
-    ops.push_back(static_cast<double>(st.ops_recorded));
-    tops.push_back(static_cast<double>(st.tensor_ops));
-    launches.push_back(static_cast<double>(st.kernels_launched));
+    if (j >= warmup) series.add(st);
   }
+  const RunStatsMedians med = series.medians();
   Cell c;
-  c.latency = summarize(lat).median;
-  c.cpu = summarize(cpu).median;
-  c.record = summarize(rec).median;
-  c.schedule = summarize(sch).median;
-  c.kernels = summarize(ker).median;
-  c.ops = summarize(ops).median;
-  c.tensor_ops = summarize(tops).median;
-  c.launches = summarize(launches).median;
+  c.latency = med.latency.median;
+  c.cpu = med.cpu_ms;
+  c.record = med.record_ms;
+  c.schedule = med.schedule_ms;
+  c.kernels = med.kernel_ms;
+  c.ops = med.ops_recorded;
+  c.tensor_ops = med.tensor_ops;
+  c.launches = med.kernels_launched;
   return c;
 }
 

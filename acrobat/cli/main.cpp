@@ -150,7 +150,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   size_t available = data.size() / batch;
   int total = static_cast<int>(std::min<size_t>(available, static_cast<size_t>(timed + r.warmup)));
   int warm = std::min(r.warmup, total - 1);
-  std::vector<double> lat, rec, sch, ker, ops, launches, tops, cpu;
+  RunStatsSeries series;
   std::vector<float> first;
   std::map<std::string, double> by_op;
   for (int j = 0; j < total; ++j) {
@@ -160,14 +160,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     if (j == 0) first = out;
     if (j < warm) continue;
     for (const auto& [k, v] : st.kernel_ms_by_op) by_op[k] += v / std::max(1, total - warm);
-    lat.push_back(st.total_ms);
-    cpu.push_back(st.cpu_ms);
-    rec.push_back(st.record_ms);
-    sch.push_back(st.schedule_ms);
-    ker.push_back(st.kernel_ms);
-    ops.push_back(static_cast<double>(st.ops_recorded));
-    tops.push_back(static_cast<double>(st.tensor_ops));
-    launches.push_back(static_cast<double>(st.kernels_launched));
+    series.add(st);
   }
   // Workload checksums over the first 8 instances of minibatch 0.
   size_t out_size = static_cast<size_t>((*prog)->fns[(*prog)->main_fn].ret->dims[0]);
@@ -178,21 +171,22 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     abs += std::fabs(first[i]);
     w += first[i] * double((i % 13) + 1);
   }
-  double med = summarize(lat).median, med_rec = summarize(rec).median, med_sch = summarize(sch).median;
-  double med_ops = summarize(ops).median;
+  const RunStatsMedians m = series.medians();
+  double med = m.latency.median, med_rec = m.record_ms, med_sch = m.schedule_ms;
+  double med_ops = m.ops_recorded;
   double overhead_ns = med_ops > 0 ? (med_rec + med_sch) * 1e6 / med_ops : 0;
-  double med_tops = summarize(tops).median;
+  double med_tops = m.tensor_ops;
   double overhead_tensor_ns = med_tops > 0 ? (med_rec + med_sch) * 1e6 / med_tops : 0;
   Json j = {{"model", src->first},
             {"scheduler", r.scheduler},
             {"batch", batch},
-            {"minibatches", lat.size()},
+            {"minibatches", m.minibatches},
             {"latency_ms", med},
-            {"latency", to_json(summarize(lat))},
-            {"cpu_ms", summarize(cpu).median},
-            {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", summarize(ker).median}}},
+            {"latency", to_json(m.latency)},
+            {"cpu_ms", m.cpu_ms},
+            {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", m.kernel_ms}}},
             {"ops_recorded", med_ops},
-            {"kernels_launched", summarize(launches).median},
+            {"kernels_launched", m.kernels_launched},
             {"tensor_ops", med_tops},
             {"record_and_schedule_ns_per_op", overhead_ns},
             {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
@@ -202,13 +196,13 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (c.json) {
     print_json(j);
   } else {
-    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(), batch, lat.size());
-    std::printf("  latency     %9.3f ms per minibatch (median; CPU time %.3f ms)\n", med, summarize(cpu).median);
+    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(), batch, m.minibatches);
+    std::printf("  latency     %9.3f ms per minibatch (median; CPU time %.3f ms)\n", med, m.cpu_ms);
     std::printf("    record    %9.3f ms  (program execution + recording)\n", med_rec);
     std::printf("    schedule  %9.3f ms\n", med_sch);
-    std::printf("    kernels   %9.3f ms\n", summarize(ker).median);
+    std::printf("    kernels   %9.3f ms\n", m.kernel_ms);
     std::printf("  ops recorded %.0f (tensor ops %.0f), kernels launched %.0f\n", med_ops, med_tops,
-                summarize(launches).median);
+                m.kernels_launched);
     std::printf("  record+schedule %.1f ns per recorded op, %.1f ns per tensor op\n", overhead_ns, overhead_tensor_ns);
     std::printf("  checksum (first %zu instances of minibatch 0): sum %.8g  abs %.8g  w %.8g\n",
                 n_check / std::max<size_t>(out_size, 1), sum, abs, w);

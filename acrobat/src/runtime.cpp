@@ -1067,4 +1067,29 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   return Status::Ok();
 }
 
+void RunStatsSeries::add(const RunStats& s) {
+  total_.push_back(s.total_ms);
+  cpu_.push_back(s.cpu_ms);
+  record_.push_back(s.record_ms);
+  schedule_.push_back(s.schedule_ms);
+  kernel_.push_back(s.kernel_ms);
+  ops_.push_back(static_cast<double>(s.ops_recorded));
+  tensor_ops_.push_back(static_cast<double>(s.tensor_ops));
+  launches_.push_back(static_cast<double>(s.kernels_launched));
+}
+
+RunStatsMedians RunStatsSeries::medians() const {
+  RunStatsMedians m;
+  m.minibatches = total_.size();
+  m.latency = summarize(total_);
+  m.cpu_ms = percentile(cpu_, 50);
+  m.record_ms = percentile(record_, 50);
+  m.schedule_ms = percentile(schedule_, 50);
+  m.kernel_ms = percentile(kernel_, 50);
+  m.ops_recorded = percentile(ops_, 50);
+  m.tensor_ops = percentile(tensor_ops_, 50);
+  m.kernels_launched = percentile(launches_, 50);
+  return m;
+}
+
 }  // namespace perfmem::acrobat

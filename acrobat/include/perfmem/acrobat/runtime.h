@@ -36,6 +36,7 @@
 
 #include "perfmem/acrobat/ast.h"
 #include "perfmem/acrobat/data.h"
+#include "perfmem/core/stats.h"
 
 namespace perfmem::acrobat {
 
@@ -69,6 +70,24 @@ struct RunStats {
   int64_t kernels_launched = 0;
   int64_t max_depth = 0;   // largest depth used (acrobat)
   std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
+};
+
+// The medians of several timed minibatches' RunStats (latency also as a full Summary).
+struct RunStatsMedians {
+  size_t minibatches = 0;
+  Summary latency;  // of total_ms
+  double cpu_ms = 0, record_ms = 0, schedule_ms = 0, kernel_ms = 0;
+  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0;
+};
+
+// Collects RunStats of timed minibatches; the CLI and the benchmark report the same figures.
+class RunStatsSeries {
+ public:
+  void add(const RunStats& stats);
+  RunStatsMedians medians() const;
+
+ private:
+  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_;
 };
 
 class Runtime {
