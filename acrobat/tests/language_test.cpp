@@ -7,16 +7,12 @@
 
 #include "perfmem/acrobat/ast.h"
 #include "perfmem/acrobat/runtime.h"
+#include "bundled_model.h"
 
 namespace perfmem::acrobat {
 namespace {
 
-std::string read_model(const std::string& name) {
-  std::ifstream in(std::string(MODELS_DIR) + "/" + name + ".acr");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::read_model;
 
 // "t.acr:LINE:COL" of the `occurrence`-th appearance of `needle` in `src`.
 std::string pos_of(const std::string& src, const std::string& needle, int occurrence = 1) {

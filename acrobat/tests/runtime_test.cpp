@@ -10,17 +10,13 @@
 
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
+#include "bundled_model.h"
 #include "perfmem/core/safetensors.h"
 
 namespace perfmem::acrobat {
 namespace {
 
-std::string read_model(const std::string& name) {
-  std::ifstream in(std::string(MODELS_DIR) + "/" + name + ".acr");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test_support::read_model;
 
 struct Loaded {
   std::unique_ptr<Program> program;
