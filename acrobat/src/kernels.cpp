@@ -86,9 +86,123 @@ void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
   }
 }
 
-// Y[b] = W X[b] for a shared W (r x c) and per-instance X[b] (c x k).
-void matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                   float* const* y, int n, Scratch& s) {
+void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                        float* const* y, int n, Scratch& s);
+
+// The few-rows kernel. One 16-wide vector type serves every target: GCC lowers it to one
+// zmm (AVX-512), two ymm (AVX2) or four xmm (SSE) in the respective clone.
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned access
+
+// MR rows of X against one panel: every step over the shared dimension loads 16 weights
+// once and uses them for all MR rows (broadcast x[i][q]). With few rows the shared dimension
+// is split over U interleaved accumulators per row, so about 8 independent FMA chains hide
+// the FMA latency.
+template <int MR>
+[[gnu::always_inline]] inline void panel_rows(const float* __restrict panel, int64_t cols,
+                                              const float* const* x, float* const* y, int64_t j0,
+                                              int width, const float* bias) {
+  constexpr int U = MR >= 8 ? 1 : MR >= 4 ? 2 : MR >= 2 ? 4 : 8;
+  v16 acc[MR][U] = {};
+  const float* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = x[i];
+  int64_t q = 0;
+  for (; q + U <= cols; q += U) {
+    for (int u = 0; u < U; ++u) {
+      v16 w = *reinterpret_cast<const v16*>(panel + (q + u) * kPanelRows);
+      for (int i = 0; i < MR; ++i) acc[i][u] += xr[i][q + u] * w;
+    }
+  }
+  for (; q < cols; ++q) {
+    v16 w = *reinterpret_cast<const v16*>(panel + q * kPanelRows);
+    for (int i = 0; i < MR; ++i) acc[i][0] += xr[i][q] * w;
+  }
+  v16 init = {};
+  if (bias) {
+    if (width == kPanelRows) init = *reinterpret_cast<const v16u*>(bias + j0);
+    else std::memcpy(&init, bias + j0, sizeof(float) * width);
+  }
+  for (int i = 0; i < MR; ++i) {
+    v16 total = init;
+    for (int u = 0; u < U; ++u) total += acc[i][u];
+    if (width == kPanelRows) *reinterpret_cast<v16u*>(y[i] + j0) = total;
+    else std::memcpy(y[i] + j0, &total, sizeof(float) * width);
+  }
+}
+
+// Panels outer, rows inner: each panel (cols x 16 floats) comes from memory once and is
+// reused from L1 by every block of rows.
+PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols,
+                                             const float* bias, int n, const float* const* x,
+                                             float* const* y) {
+  constexpr int kMaxRowBlock = 8;
+  for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows) {
+    const float* panel = packed + j0 * cols;
+    int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - j0));
+    for (int b0 = 0; b0 < n; b0 += kMaxRowBlock) {
+      const float* const* xb = x + b0;
+      float* const* yb = y + b0;
+      switch (std::min(kMaxRowBlock, n - b0)) {
+        case 8: panel_rows<8>(panel, cols, xb, yb, j0, width, bias); break;
+        case 7: panel_rows<7>(panel, cols, xb, yb, j0, width, bias); break;
+        case 6: panel_rows<6>(panel, cols, xb, yb, j0, width, bias); break;
+        case 5: panel_rows<5>(panel, cols, xb, yb, j0, width, bias); break;
+        case 4: panel_rows<4>(panel, cols, xb, yb, j0, width, bias); break;
+        case 3: panel_rows<3>(panel, cols, xb, yb, j0, width, bias); break;
+        case 2: panel_rows<2>(panel, cols, xb, yb, j0, width, bias); break;
+        default: panel_rows<1>(panel, cols, xb, yb, j0, width, bias); break;
+      }
+    }
+  }
+}
+
+const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
+  auto it = s.packed.find(W);
+  if (it == s.packed.end() || it->second.rows != r || it->second.cols != c)
+    it = s.packed.insert_or_assign(W, pack_matrix(W, r, c)).first;
+  return it->second;
+}
+
+// Y[b] = W X[b] for a shared W (r x c) and per-instance X[b] (c x k). With `bias` (a shared
+// dense bias) the kernel may fold it in: returns whether it did.
+bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                   float* const* y, int n, const float* bias, Scratch& s) {
+  if (k == 1 && n < s.packed_max_rows) {
+    packed_matvec_rows(packed_weight(W, r, c, s), bias, n, x, y);
+    return bias != nullptr;
+  }
+  matmul_shared_blas(W, r, c, k, x, y, n, s);
+  return false;
+}
+
+}  // namespace
+
+PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols) {
+  PackedMatrix p;
+  p.rows = rows;
+  p.cols = cols;
+  int64_t padded = (rows + kPanelRows - 1) / kPanelRows * kPanelRows;
+  size_t total = static_cast<size_t>(padded * cols) + kPanelRows;
+  p.storage.reset(new float[total]());
+  auto addr = reinterpret_cast<uintptr_t>(p.storage.get());
+  p.data = p.storage.get() + ((64 - addr % 64) % 64) / sizeof(float);
+  for (int64_t j = 0; j < rows; ++j) {
+    float* panel = p.data + (j / kPanelRows) * kPanelRows * cols + j % kPanelRows;
+    for (int64_t q = 0; q < cols; ++q) panel[q * kPanelRows] = w[j * cols + q];
+  }
+  return p;
+}
+
+void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
+                        float* const* y) {
+  packed_rows_loop(w.data, w.rows, w.cols, bias, n, x, y);
+}
+
+namespace {
+
+// OpenBLAS: one sgemm over all rows (gathered through the pointer array when scattered).
+void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                        float* const* y, int n, Scratch& s) {
   if (n == 1) {
     if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, W, c, x[0], 1, 0.0f, y[0], 1);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[0], k, 0.0f, y[0], k);
@@ -219,9 +333,11 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
     case OpKind::kDense: {
       int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];
       int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
-      if (sig.shared_param[0] >= 0) matmul_shared(args[0][0], r, c, k, args[1], out, n, s);
+      const float* shared_bias = sig.op == OpKind::kDense && sig.shared_param[2] >= 0 ? args[2][0] : nullptr;
+      bool bias_done = false;
+      if (sig.shared_param[0] >= 0) bias_done = matmul_shared(args[0][0], r, c, k, args[1], out, n, shared_bias, s);
       else matmul_each(args[0], r, c, k, args[1], out, n);
-      if (sig.op == OpKind::kDense)
+      if (sig.op == OpKind::kDense && !bias_done)
         for (int b = 0; b < n; ++b) {
           const float* bias = args[2][sig.shared_param[2] >= 0 ? 0 : b];
           for (int64_t i = 0; i < r; ++i) out[b][i] += bias[i];
@@ -250,6 +366,28 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
     default: break;
   }
   PERFMEM_CHECK(false, std::string("run_batched: unhandled operator ") + op_name(sig.op));
+}
+
+bool is_elementwise(OpKind op) {
+  switch (op) {
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul:
+    case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kRelu: return true;
+    default: return false;
+  }
+}
+
+void run_elementwise(const KernelSig& sig, const float* const* operands, float* out) {
+  int64_t size = numel(sig.out_dims);
+  switch (sig.op) {
+    case OpKind::kAdd: add_loop(operands[0], operands[1], out, size); return;
+    case OpKind::kSub: sub_loop(operands[0], operands[1], out, size); return;
+    case OpKind::kMul: mul_loop(operands[0], operands[1], out, size); return;
+    case OpKind::kSigmoid:
+    case OpKind::kTanh:
+    case OpKind::kRelu: apply_unary(sig.op, operands[0], out, size); return;
+    default: break;
+  }
+  PERFMEM_CHECK(false, std::string("run_elementwise: not an elementwise operator: ") + op_name(sig.op));
 }
 
 void run_reference(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {

@@ -565,7 +565,7 @@ struct Runtime::Impl {
     const KernelSig& sig = prog->kernels[kernel];
     ptr_buf.clear();
     out_buf.clear();
-    if (sig.group >= 0) return execute_group(prog->groups[sig.group], batch, n);
+    if (sig.group >= 0) return execute_group(sig.group, batch, n);
     int nargs = static_cast<int>(sig.arg_dims.size());
     // Pointer arrays are taken by index: ptr_buf may grow while they are built.
     size_t offs[kMaxArgs];
@@ -592,12 +592,73 @@ struct Runtime::Impl {
     run_kernel(sig, n, a, out_buf.data());
   }
 
-  // A fused group runs instruction by instruction over tiles of instances: each instruction
-  // covers a whole tile (so same-op calls stay batched, and products by a parameter stay one
-  // GEMM per tile), while the tile's intermediates stay in cache. Intermediates live in one
-  // scratch block reused by every tile; outputs get contiguous arena blocks for the whole
-  // batch. Slices are views (pointer offsets), never copies.
-  void execute_group(const FusedGroup& g, const uint32_t* batch, int n) {
+  // How a fused group executes: its instructions split into steps. A step is either one
+  // instruction over a whole tile (products: one GEMM per tile) or a run of consecutive
+  // elementwise instructions and slices, executed instance by instance so that the
+  // instance's intermediates stay in L1 (one pass over the tile instead of one per
+  // instruction). Registers defined and used only inside one run ("local") live in a
+  // per-instance buffer reused by every instance and never reach memory.
+  struct GroupStep {
+    size_t begin, end;  // instructions [begin, end)
+    bool fused;
+  };
+  struct GroupPlan {
+    bool built = false;
+    std::vector<GroupStep> steps;
+    std::vector<char> local;        // per register
+    std::vector<int64_t> local_off; // per local register (not slices): offset in the buffer
+    int64_t local_size = 0;
+  };
+
+  void build_plan(const FusedGroup& g, GroupPlan& plan) {
+    plan.built = true;
+    bool fuse = !opt.reference_kernels;
+    size_t count = g.instrs.size();
+    std::vector<int> run_of(count, -1);
+    for (size_t k = 0; k < count;) {
+      const GroupInstr& in = g.instrs[k];
+      bool movable = fuse && !in.paired_with_next &&
+                     (kernels::is_elementwise(in.sig.op) || in.sig.op == OpKind::kSlice);
+      if (!movable) {
+        plan.steps.push_back({k, k + 1, false});
+        k += in.paired_with_next ? 2 : 1;
+        continue;
+      }
+      size_t end = k;
+      while (end < count && !g.instrs[end].paired_with_next &&
+             (kernels::is_elementwise(g.instrs[end].sig.op) || g.instrs[end].sig.op == OpKind::kSlice))
+        ++end;
+      for (size_t j = k; j < end; ++j) run_of[j] = static_cast<int>(plan.steps.size());
+      plan.steps.push_back({k, end, true});
+      k = end;
+    }
+    // A register is local when a fused run defines it and nothing outside that run reads it.
+    std::vector<int> def_run(g.num_regs, -1);
+    for (size_t k = 0; k < count; ++k) def_run[g.instrs[k].out] = run_of[k];
+    plan.local.assign(g.num_regs, 0);
+    for (int r = 0; r < g.num_regs; ++r) plan.local[r] = def_run[r] >= 0;
+    for (int r : g.output_regs) plan.local[r] = 0;
+    for (size_t k = 0; k < count; ++k)
+      for (int r : g.instrs[k].regs)
+        if (def_run[r] >= 0 && run_of[k] != def_run[r]) plan.local[r] = 0;
+    plan.local_off.assign(g.num_regs, 0);
+    for (const GroupInstr& in : g.instrs)
+      if (plan.local[in.out] && in.sig.op != OpKind::kSlice) {
+        plan.local_off[in.out] = plan.local_size;
+        plan.local_size += (g.reg_size[in.out] + 15) / 16 * 16;  // 64-byte aligned rows
+      }
+  }
+
+  // A fused group runs step by step over tiles of instances (see GroupStep): same-op calls
+  // stay batched, products by a parameter stay one GEMM per tile, and the tile's
+  // intermediates stay in cache. Non-local intermediates live in one scratch block reused by
+  // every tile; outputs get contiguous arena blocks for the whole batch. Slices are views
+  // (pointer offsets), never copies.
+  void execute_group(int group, const uint32_t* batch, int n) {
+    const FusedGroup& g = prog->groups[group];
+    if (group_plans_.size() < prog->groups.size()) group_plans_.resize(prog->groups.size());
+    GroupPlan& plan = group_plans_[group];
+    if (!plan.built) build_plan(g, plan);
     constexpr int64_t kTileBytes = 1 << 20;
     group_reg_off_.assign(g.num_regs, 0);
     group_kind_.assign(g.num_regs, 0);  // 0 internal, 1 input, 2 output
@@ -608,10 +669,15 @@ struct Runtime::Impl {
       group_reg_off_[r] = ptr_buf.size();
       arg_ptrs(batch, n, static_cast<int>(i), g.reg_param[r] >= 0, false, g.reg_size[r]);
     }
+    // Internal registers that need tile storage: not local, not a slice (a view).
+    std::vector<char>& stored = group_stored_;
+    stored.assign(g.num_regs, 0);
+    for (const GroupInstr& in : g.instrs)
+      stored[in.out] = group_kind_[in.out] == 0 && !plan.local[in.out] && in.sig.op != OpKind::kSlice;
     int64_t internal_per_instance = 0;
     for (int r = 0; r < g.num_regs; ++r)
-      if (group_kind_[r] == 0) internal_per_instance += g.reg_size[r];
-    // Products keep at least 128 rows per call: below that sgemm loses more than the cache
+      if (stored[r]) internal_per_instance += g.reg_size[r];
+    // Products keep at least 128 rows per call: below that GEMMs lose more than the cache
     // saves.
     bool has_product = false;
     for (const GroupInstr& in : g.instrs) has_product |= in.sig.op == OpKind::kMatMul || in.sig.op == OpKind::kDense;
@@ -627,23 +693,32 @@ struct Runtime::Impl {
       group_reg_off_[r] = ptr_buf.size();
       if (group_kind_[r] == 0) {
         ptr_buf.resize(ptr_buf.size() + tile);
-        for (int b = 0; b < tile; ++b) ptr_buf[group_reg_off_[r] + b] = scratch_block + b * g.reg_size[r];
-        scratch_block += g.reg_size[r] * tile;
+        if (stored[r]) {
+          for (int b = 0; b < tile; ++b) ptr_buf[group_reg_off_[r] + b] = scratch_block + b * g.reg_size[r];
+          scratch_block += g.reg_size[r] * tile;
+        }
       } else {
         float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, g.reg_size[r] * n)));
         ptr_buf.resize(ptr_buf.size() + n);
         for (int b = 0; b < n; ++b) ptr_buf[group_reg_off_[r] + b] = block + b * g.reg_size[r];
       }
     }
+    if (local_buf_.size() < static_cast<size_t>(plan.local_size) + 16) local_buf_.resize(plan.local_size + 16);
+    float* local_base = local_buf_.data();
+    local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
     for (int t0 = 0; t0 < n; t0 += tile) {
       int count = std::min(tile, n - t0);
       // Register r's pointers for this tile: internal registers restart at 0 every tile.
       auto regs_at = [&](int r) { return ptr_buf.data() + group_reg_off_[r] + (group_kind_[r] == 0 ? 0 : t0); };
-      for (size_t k = 0; k < g.instrs.size(); ++k) {
-        const GroupInstr& in = g.instrs[k];
+      for (const GroupStep& step : plan.steps) {
+        const GroupInstr& in = g.instrs[step.begin];
+        if (step.fused) {
+          run_fused(g, plan, step, count, regs_at, local_base);
+          continue;
+        }
         if (in.paired_with_next) {
           // One GEMM over both instructions' rows: concatenated pointer arrays.
-          const GroupInstr& next = g.instrs[k + 1];
+          const GroupInstr& next = g.instrs[step.begin + 1];
           pair_in_.clear();
           pair_out_.clear();
           for (const GroupInstr* x : {&in, &next}) {
@@ -657,7 +732,6 @@ struct Runtime::Impl {
           // Shared operands read [0] only; the per-instance operand gets the joint array.
           a[1] = pair_in_.data();
           run_kernel(in.sig, 2 * count, a, pair_out_.data());
-          ++k;
           continue;
         }
         if (in.sig.op == OpKind::kSlice) {
@@ -675,6 +749,42 @@ struct Runtime::Impl {
     for (size_t j = 0; j < g.output_regs.size(); ++j)
       for (int b = 0; b < n; ++b) tensors[nodes[batch[b]].out + j].data = ptr_buf[group_reg_off_[g.output_regs[j]] + b];
   }
+
+  // One fused run over `count` instances of a tile, instance by instance.
+  template <class RegsAt>
+  void run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count,
+                 const RegsAt& regs_at, float* local_base) {
+    double t0 = opt.profile ? now_ms() : 0;
+    std::vector<float*>& cur = fused_cur_;  // this instance's local registers
+    cur.assign(g.num_regs, nullptr);
+    for (int r = 0; r < g.num_regs; ++r)
+      if (plan.local[r]) cur[r] = local_base + plan.local_off[r];
+    for (int b = 0; b < count; ++b) {
+      for (size_t k = step.begin; k < step.end; ++k) {
+        const GroupInstr& in = g.instrs[k];
+        const float* operands[kMaxArgs];
+        for (size_t i = 0; i < in.regs.size(); ++i) {
+          int r = in.regs[i];
+          operands[i] = plan.local[r] ? cur[r] : regs_at(r)[b];
+        }
+        float* out;
+        if (in.sig.op == OpKind::kSlice) {
+          int64_t row = in.sig.arg_dims[0].size() == 2 ? in.sig.arg_dims[0][1] : 1;
+          out = const_cast<float*>(operands[0]) + in.sig.ints[0] * row;
+          if (plan.local[in.out]) cur[in.out] = out;
+          else regs_at(in.out)[b] = out;
+          continue;
+        }
+        out = plan.local[in.out] ? cur[in.out] : regs_at(in.out)[b];
+        kernels::run_elementwise(in.sig, operands, out);
+      }
+    }
+    if (opt.profile) stats->kernel_ms_by_op["elementwise (fused)"] += now_ms() - t0;
+  }
+  std::vector<GroupPlan> group_plans_;
+  std::vector<char> group_stored_;
+  std::vector<float> local_buf_;
+  std::vector<float*> fused_cur_;
   std::vector<size_t> group_reg_off_;
   std::vector<int> group_kind_;
   std::vector<float*> pair_in_, pair_out_;

@@ -13,20 +13,63 @@
 // sgemm packs the rows it reads through the pointer array unless they are already adjacent.
 // Outputs y[b] are normally one contiguous block (the runtime allocates them so); the kernels
 // detect that and write in place, otherwise they go through scratch.
+//
+// Few rows (a shared weight times fewer than Scratch::packed_max_rows vectors): sgemm would
+// re-pack the whole weight on every call, which costs as much as the multiply. Instead the
+// weight is packed ONCE into panels of 16 output rows (cached in Scratch by address: shared
+// operands are model parameters and constants, which never change while a Scratch lives),
+// and the kernel reads each instance's vector straight through the pointer array, with the
+// dense bias folded into the accumulators. Vectorised for AVX-512, AVX2 or plain SSE,
+// chosen at run time (target_clones).
+//
+// Fused elementwise runs: run_elementwise computes one instruction for ONE instance, so a
+// fused group can run a chain of elementwise instructions instance by instance while that
+// instance's intermediates stay in L1.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "perfmem/acrobat/ast.h"
 
 namespace perfmem::acrobat::kernels {
 
-// Reusable temporary memory (grows, never shrinks; no allocation once warm).
+// A weight packed for the few-rows kernel: panel p holds rows [16p, 16p + 16) of W,
+// column-interleaved (data[(p * cols + q) * 16 + j] = W[16p + j][q]); rows past `rows` are 0.
+struct PackedMatrix {
+  int64_t rows = 0, cols = 0;
+  std::unique_ptr<float[]> storage;  // over-allocated by 16 floats for 64-byte alignment
+  float* data = nullptr;
+};
+inline constexpr int kPanelRows = 16;
+
+PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols);
+
+// y[b] = W x[b] (+ bias when not null) for b < n, x[b] of W.cols floats, y[b] of W.rows.
+void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
+                        float* const* y);
+
+// Below this many rows a product by a shared weight uses the packed kernel, from it on
+// OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/acrobat.md): OpenBLAS re-packs the
+// weight on every call, the packed kernel reads the pre-packed weight once per call; at
+// 2048 x 512 the two meet between 128 and 160 rows, smaller weights favour packing longer.
+inline constexpr int kDefaultPackedMaxRows = 160;
+
+// Reusable temporary memory (grows, never shrinks; no allocation once warm) and the packed
+// copies of shared weights, by address.
 struct Scratch {
   std::vector<float> a, b;
   std::vector<const float*> ptrs;
+  std::unordered_map<const float*, PackedMatrix> packed;
+  int packed_max_rows = kDefaultPackedMaxRows;  // 0: always OpenBLAS (benchmarks, tests)
 };
+
+// One elementwise instruction (add, sub, mul, sigmoid, tanh, relu) for ONE instance:
+// operands[i] is that instance's operand i; `out` must not alias a binary op's operands.
+void run_elementwise(const KernelSig& sig, const float* const* operands, float* out);
+bool is_elementwise(OpKind op);
 
 // Runs operator `sig` (not a group) for n instances. args[i] is the pointer array of operand i.
 void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out,
