@@ -94,66 +94,100 @@ void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned access
 
-// MR rows of X against one panel: every step over the shared dimension loads 16 weights
-// once and uses them for all MR rows (broadcast x[i][q]). With few rows the shared dimension
-// is split over U interleaved accumulators per row, so about 8 independent FMA chains hide
-// the FMA latency.
-template <int MR>
-[[gnu::always_inline]] inline void panel_rows(const float* __restrict panel, int64_t cols,
+// MR rows of X against NP adjacent panels: every step over the shared dimension loads
+// NP x 16 weights once and uses them for all MR rows (broadcast x[i][q]). The shared
+// dimension is split over U interleaved accumulators when MR x NP is small, so that at least
+// 8 independent FMA chains hide the FMA latency.
+template <int MR, int NP>
+[[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols,
                                               const float* const* x, float* const* y, int64_t j0,
-                                              int width, const float* bias) {
-  constexpr int U = MR >= 8 ? 1 : MR >= 4 ? 2 : MR >= 2 ? 4 : 8;
-  v16 acc[MR][U] = {};
+                                              int64_t rows, const float* bias) {
+  constexpr int U = MR * NP >= 8 ? 1 : MR * NP >= 4 ? 2 : MR * NP >= 2 ? 4 : 8;
+  v16 acc[MR][NP][U] = {};
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x[i];
+  const int64_t panel_stride = cols * kPanelRows;
   int64_t q = 0;
   for (; q + U <= cols; q += U) {
     for (int u = 0; u < U; ++u) {
-      v16 w = *reinterpret_cast<const v16*>(panel + (q + u) * kPanelRows);
-      for (int i = 0; i < MR; ++i) acc[i][u] += xr[i][q + u] * w;
-    }
-  }
-  for (; q < cols; ++q) {
-    v16 w = *reinterpret_cast<const v16*>(panel + q * kPanelRows);
-    for (int i = 0; i < MR; ++i) acc[i][0] += xr[i][q] * w;
-  }
-  v16 init = {};
-  if (bias) {
-    if (width == kPanelRows) init = *reinterpret_cast<const v16u*>(bias + j0);
-    else std::memcpy(&init, bias + j0, sizeof(float) * width);
-  }
-  for (int i = 0; i < MR; ++i) {
-    v16 total = init;
-    for (int u = 0; u < U; ++u) total += acc[i][u];
-    if (width == kPanelRows) *reinterpret_cast<v16u*>(y[i] + j0) = total;
-    else std::memcpy(y[i] + j0, &total, sizeof(float) * width);
-  }
-}
-
-// Panels outer, rows inner: each panel (cols x 16 floats) comes from memory once and is
-// reused from L1 by every block of rows.
-PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols,
-                                             const float* bias, int n, const float* const* x,
-                                             float* const* y) {
-  constexpr int kMaxRowBlock = 8;
-  for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows) {
-    const float* panel = packed + j0 * cols;
-    int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - j0));
-    for (int b0 = 0; b0 < n; b0 += kMaxRowBlock) {
-      const float* const* xb = x + b0;
-      float* const* yb = y + b0;
-      switch (std::min(kMaxRowBlock, n - b0)) {
-        case 8: panel_rows<8>(panel, cols, xb, yb, j0, width, bias); break;
-        case 7: panel_rows<7>(panel, cols, xb, yb, j0, width, bias); break;
-        case 6: panel_rows<6>(panel, cols, xb, yb, j0, width, bias); break;
-        case 5: panel_rows<5>(panel, cols, xb, yb, j0, width, bias); break;
-        case 4: panel_rows<4>(panel, cols, xb, yb, j0, width, bias); break;
-        case 3: panel_rows<3>(panel, cols, xb, yb, j0, width, bias); break;
-        case 2: panel_rows<2>(panel, cols, xb, yb, j0, width, bias); break;
-        default: panel_rows<1>(panel, cols, xb, yb, j0, width, bias); break;
+      v16 w[NP];
+      for (int p = 0; p < NP; ++p) w[p] = *reinterpret_cast<const v16*>(panels + p * panel_stride + (q + u) * kPanelRows);
+      for (int i = 0; i < MR; ++i) {
+        float xi = xr[i][q + u];
+        for (int p = 0; p < NP; ++p) acc[i][p][u] += xi * w[p];
       }
     }
   }
+  for (; q < cols; ++q) {
+    for (int p = 0; p < NP; ++p) {
+      v16 w = *reinterpret_cast<const v16*>(panels + p * panel_stride + q * kPanelRows);
+      for (int i = 0; i < MR; ++i) acc[i][p][0] += xr[i][q] * w;
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    int64_t jp = j0 + p * kPanelRows;
+    int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - jp));
+    v16 init = {};
+    if (bias) {
+      if (width == kPanelRows) init = *reinterpret_cast<const v16u*>(bias + jp);
+      else std::memcpy(&init, bias + jp, sizeof(float) * width);
+    }
+    for (int i = 0; i < MR; ++i) {
+      v16 total = init;
+      for (int u = 0; u < U; ++u) total += acc[i][p][u];
+      if (width == kPanelRows) *reinterpret_cast<v16u*>(y[i] + jp) = total;
+      else std::memcpy(y[i] + jp, &total, sizeof(float) * width);
+    }
+  }
+}
+
+template <int NP>
+[[gnu::always_inline]] inline void panel_row_blocks(const float* panels, int64_t cols, int n,
+                                                    const float* const* x, float* const* y,
+                                                    int64_t j0, int64_t rows, const float* bias) {
+  constexpr int kRowBlock = 6;  // 6 rows x 2 panels: 12 accumulators of the 32 registers
+  int b0 = 0;
+  for (; b0 + kRowBlock <= n; b0 += kRowBlock)
+    panel_rows<kRowBlock, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
+  switch (n - b0) {
+    case 5: panel_rows<5, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    case 4: panel_rows<4, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    case 3: panel_rows<3, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    case 2: panel_rows<2, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    case 1: panel_rows<1, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    default: break;
+  }
+}
+
+// Up to 8 rows: one pass, one panel at a time, all rows at once (the weight is read once).
+template <int MR>
+[[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols,
+                                            const float* bias, const float* const* x, float* const* y) {
+  for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows)
+    panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
+}
+
+// More rows: panel pairs outer, blocks of 6 rows inner, so each pair of panels (cols x 32
+// floats) comes from memory once and is reused from L1/L2 by every block of rows.
+PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols,
+                                             const float* bias, int n, const float* const* x,
+                                             float* const* y) {
+  switch (n) {
+    case 1: return few_rows<1>(packed, rows, cols, bias, x, y);
+    case 2: return few_rows<2>(packed, rows, cols, bias, x, y);
+    case 3: return few_rows<3>(packed, rows, cols, bias, x, y);
+    case 4: return few_rows<4>(packed, rows, cols, bias, x, y);
+    case 5: return few_rows<5>(packed, rows, cols, bias, x, y);
+    case 6: return few_rows<6>(packed, rows, cols, bias, x, y);
+    case 7: return few_rows<7>(packed, rows, cols, bias, x, y);
+    case 8: return few_rows<8>(packed, rows, cols, bias, x, y);
+    default: break;
+  }
+  int64_t j0 = 0;
+  for (; j0 + 2 * kPanelRows <= rows; j0 += 2 * kPanelRows)
+    panel_row_blocks<2>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
+  for (; j0 < rows; j0 += kPanelRows)  // a last single (possibly partial) panel
+    panel_row_blocks<1>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
 }
 
 const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {

@@ -18,7 +18,8 @@ int64_t numel(const std::vector<int64_t>& d) {
 
 // Runs `sig` for n instances both ways and compares. Non-shared operands of each instance
 // live in separate, shuffled places; shared ones are one buffer.
-void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true) {
+void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
+           int packed_max_rows = kernels::kDefaultPackedMaxRows) {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-scale, scale);
   size_t nargs = sig.arg_dims.size();
@@ -44,6 +45,7 @@ void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true)
     ro[b] = ref.data() + b * out_size;
   }
   kernels::Scratch scratch;
+  scratch.packed_max_rows = packed_max_rows;
   kernels::run_batched(sig, n, args.data(), fo.data(), scratch);
   kernels::run_reference(sig, n, args.data(), ro.data());
   for (int b = 0; b < n; ++b)
@@ -72,6 +74,105 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 3}}, {-1, -1}, {8, 3}), n);
     check(sig(OpKind::kDense, {{24, 16}, {16}, {24}}, {0, -1, 1}, {24}), n);
   }
+}
+
+// The packed few-rows kernel and the OpenBLAS path on the edge cases of the packing: one or
+// two rows, row blocks of 8 plus a remainder, output rows not a multiple of the 16-row panel,
+// shared dimensions shorter than the unrolling, with and without a folded bias.
+TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
+  for (int64_t r : {1, 7, 15, 16, 17, 33, 48}) {
+    for (int64_t c : {1, 2, 3, 5, 16, 31}) {
+      for (int n : {1, 2, 3, 5, 8, 9, 17}) {
+        for (int max_rows : {0, 1 << 20}) {  // OpenBLAS only, packed only
+          SCOPED_TRACE("r=" + std::to_string(r) + " c=" + std::to_string(c) + " n=" + std::to_string(n) +
+                       " packed_max_rows=" + std::to_string(max_rows));
+          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, true, max_rows);
+          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, false, max_rows);
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, true, max_rows);
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, false, max_rows);
+          // A per-instance bias cannot be folded: the kernel adds it afterwards.
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, -1}, {r}), n, 1.0f, true, max_rows);
+        }
+      }
+    }
+  }
+}
+
+// Direct calls: every instance reads the SAME row (pointer arrays may repeat), outputs go to
+// scattered places, and a packed copy is independent of the weight it was made from.
+TEST(AcrobatKernels, PackedMatrixIsACopyAndRowsMayRepeat) {
+  const int64_t r = 21, c = 13;
+  std::vector<float> w(r * c), bias(r), x(c);
+  for (int64_t i = 0; i < r * c; ++i) w[i] = std::sin(0.37f * float(i));
+  for (int64_t i = 0; i < r; ++i) bias[i] = 0.5f - 0.1f * float(i);
+  for (int64_t i = 0; i < c; ++i) x[i] = std::cos(0.9f * float(i));
+  kernels::PackedMatrix packed = kernels::pack_matrix(w.data(), r, c);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(packed.data) % 64, 0u);
+  std::vector<float> expect(r);
+  for (int64_t i = 0; i < r; ++i) {
+    double t = bias[i];
+    for (int64_t q = 0; q < c; ++q) t += double(w[i * c + q]) * x[q];
+    expect[i] = static_cast<float>(t);
+  }
+  std::fill(w.begin(), w.end(), 1e9f);  // the packed copy must not read the original
+  const int n = 11;
+  std::vector<const float*> xs(n, x.data());
+  std::vector<float> out(n * r * 3, -7.0f);
+  std::vector<float*> ys(n);
+  for (int b = 0; b < n; ++b) ys[b] = out.data() + (n - 1 - b) * r * 3 + r;  // gaps between outputs
+  kernels::packed_matvec_rows(packed, bias.data(), n, xs.data(), ys.data());
+  for (int b = 0; b < n; ++b) {
+    for (int64_t i = 0; i < r; ++i) ASSERT_NEAR(ys[b][i], expect[i], 1e-5f) << b << " " << i;
+    EXPECT_EQ(ys[b][-1], -7.0f) << "wrote before instance " << b << "'s output";
+    EXPECT_EQ(ys[b][r], -7.0f) << "wrote past instance " << b << "'s output";
+  }
+}
+
+// The packed copies are cached by address in the Scratch: a different shape at the same
+// address is packed again, a second weight gets its own copy.
+TEST(AcrobatKernels, PackedWeightCacheKeysOnAddressAndShape) {
+  std::vector<float> w(64 * 8), x(16, 1.0f);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(i % 17) - 8.0f;
+  kernels::Scratch scratch;
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{16, 8}, {32, 16}, {8, 4}}) {
+    KernelSig s = sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r});
+    const float* wp[2] = {w.data(), w.data()};
+    const float* xp[2] = {x.data(), x.data()};
+    const float* const* args[2] = {wp, xp};
+    std::vector<float> fast(2 * r), ref(2 * r);
+    float* fo[2] = {fast.data(), fast.data() + r};
+    float* ro[2] = {ref.data(), ref.data() + r};
+    kernels::run_batched(s, 2, args, fo, scratch);
+    kernels::run_reference(s, 2, args, ro);
+    for (int64_t i = 0; i < 2 * r; ++i) ASSERT_NEAR(fast[i], ref[i], 1e-4f) << "r=" << r << " i=" << i;
+  }
+  EXPECT_EQ(scratch.packed.size(), 1u);
+}
+
+// One instance at a time (the fused runs of a group) against the batched reference, on odd
+// sizes and shared operands.
+TEST(AcrobatKernels, SingleInstanceElementwiseMatchesReference) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-6, 6);
+  for (int64_t size : {1, 2, 15, 16, 17, 53, 512}) {
+    for (OpKind op : {OpKind::kAdd, OpKind::kSub, OpKind::kMul, OpKind::kSigmoid, OpKind::kTanh, OpKind::kRelu}) {
+      bool binary = op == OpKind::kAdd || op == OpKind::kSub || op == OpKind::kMul;
+      KernelSig s = binary ? sig(op, {{size}, {size}}, {-1, 7}, {size}) : sig(op, {{size}}, {-1}, {size});
+      ASSERT_TRUE(kernels::is_elementwise(op));
+      std::vector<float> a(size), b(size), fast(size), ref(size);
+      for (auto& v : a) v = dist(rng);
+      for (auto& v : b) v = dist(rng);
+      const float* operands[2] = {a.data(), b.data()};
+      kernels::run_elementwise(s, operands, fast.data());
+      const float* a0[1] = {a.data()};
+      const float* b0[1] = {b.data()};
+      const float* const* args[2] = {a0, b0};
+      float* ro[1] = {ref.data()};
+      kernels::run_reference(s, 1, args, ro);
+      for (int64_t i = 0; i < size; ++i) ASSERT_NEAR(fast[i], ref[i], 3e-7f * (1 + std::fabs(ref[i]))) << op_name(op) << " size " << size << " i " << i;
+    }
+  }
+  for (OpKind op : {OpKind::kMatMul, OpKind::kSlice, OpKind::kConcat}) EXPECT_FALSE(kernels::is_elementwise(op));
 }
 
 TEST(AcrobatKernels, ElementwiseAndActivationsMatchReference) {
