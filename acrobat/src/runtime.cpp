@@ -659,7 +659,7 @@ struct Runtime::Impl {
     if (group_plans_.size() < prog->groups.size()) group_plans_.resize(prog->groups.size());
     GroupPlan& plan = group_plans_[group];
     if (!plan.built) build_plan(g, plan);
-    constexpr int64_t kTileBytes = 1 << 20;
+    const int64_t tile_bytes = std::max<int64_t>(1, opt.group_tile_bytes);
     group_reg_off_.assign(g.num_regs, 0);
     group_kind_.assign(g.num_regs, 0);  // 0 internal, 1 input, 2 output
     for (int r : g.output_regs) group_kind_[r] = 2;
@@ -677,14 +677,13 @@ struct Runtime::Impl {
     int64_t internal_per_instance = 0;
     for (int r = 0; r < g.num_regs; ++r)
       if (stored[r]) internal_per_instance += g.reg_size[r];
-    // Products keep at least 128 rows per call: below that GEMMs lose more than the cache
-    // saves.
+    // Products keep at least group_min_tile_rows rows per call (RuntimeOptions).
     bool has_product = false;
     for (const GroupInstr& in : g.instrs) has_product |= in.sig.op == OpKind::kMatMul || in.sig.op == OpKind::kDense;
-    int64_t min_tile = has_product ? 128 : 32;
+    int64_t min_tile = std::max(1, has_product ? opt.group_min_tile_rows : std::min(32, opt.group_min_tile_rows));
     int tile = n;
-    if (internal_per_instance * 4 * n > kTileBytes)
-      tile = static_cast<int>(std::clamp<int64_t>(kTileBytes / std::max<int64_t>(1, internal_per_instance * 4), std::min<int64_t>(min_tile, n), n));
+    if (internal_per_instance * 4 * n > tile_bytes)
+      tile = static_cast<int>(std::clamp<int64_t>(tile_bytes / std::max<int64_t>(1, internal_per_instance * 4), std::min<int64_t>(min_tile, n), n));
     float* scratch_block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, internal_per_instance * tile)));
     // In instruction order, so the results of a paired product are adjacent in memory.
     for (const GroupInstr& instr : g.instrs) {

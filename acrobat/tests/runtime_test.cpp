@@ -83,6 +83,37 @@ TEST(AcrobatRuntime, EverySchedulerEqualsTheUnbatchedRun) {
   }
 }
 
+// Fused groups split into many small tiles (4 instances, the last one 3): the tile offsets of
+// the pointer arrays, the per-instance elementwise runs and the products per tile must give
+// the unbatched result, with the fast kernels and with the reference kernels (which run every
+// instruction over the whole tile instead).
+TEST(AcrobatRuntime, SmallGroupTilesEqualTheUnbatchedRun) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+    const int64_t h = 16;
+    auto data = varied_data(model, 19);
+    RunStats ref_stats;
+    auto ref = outputs(model, h, Scheduler::kNone, data, 19, &ref_stats);
+    double ops_per_instance = double(ref_stats.ops_recorded) / double(data.size());
+    double tol = 16 * std::numeric_limits<float>::epsilon() * std::sqrt(ops_per_instance);
+    for (bool reference_kernels : {false, true}) {
+      RuntimeOptions opt;
+      opt.group_tile_bytes = 1;
+      opt.group_min_tile_rows = 4;
+      opt.reference_kernels = reference_kernels;
+      Loaded r = make(model, h, Scheduler::kAcrobat, opt);
+      ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+      std::vector<float> got;
+      RunStats st;
+      Status status = r.runtime->run_minibatch(0, data.size(), &got, &st);
+      ASSERT_TRUE(status.ok()) << status.to_string();
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], tol * (1 + std::fabs(ref[i])))
+            << model << " reference_kernels=" << reference_kernels << " output " << i;
+    }
+  }
+}
+
 struct Checksum {
   const char* model;
   int64_t h;

@@ -57,6 +57,11 @@ struct RuntimeOptions {
   std::string params_file;         // safetensors file for load("name") parameters
   int max_call_depth = 100000;     // deeper recursion is an error, not a crash
   bool profile = false;            // time each operator kind (RunStats::kernel_ms_by_op)
+  // Fused groups run over tiles of instances whose stored intermediates fit this many bytes,
+  // but products keep at least group_min_tile_rows rows per call (fewer rows lose more in the
+  // GEMM than the cache saves). Tests shrink both to exercise many tiles.
+  int64_t group_tile_bytes = int64_t{1} << 20;
+  int group_min_tile_rows = 128;
 };
 
 struct RunStats {
