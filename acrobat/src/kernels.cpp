@@ -86,8 +86,8 @@ void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
   }
 }
 
-void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                        float* const* y, int n, Scratch& s);
+bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                        float* const* y, int n, const float* bias, Scratch& s);
 
 // The few-rows kernel. One 16-wide vector type serves every target: GCC lowers it to one
 // zmm (AVX-512), two ymm (AVX2) or four xmm (SSE) in the respective clone.
@@ -205,8 +205,7 @@ bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float*
     packed_matvec_rows(packed_weight(W, r, c, s), bias, n, x, y);
     return bias != nullptr;
   }
-  matmul_shared_blas(W, r, c, k, x, y, n, s);
-  return false;
+  return matmul_shared_blas(W, r, c, k, x, y, n, bias, s);
 }
 
 }  // namespace
@@ -235,12 +234,15 @@ void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const f
 namespace {
 
 // OpenBLAS: one sgemm over all rows (gathered through the pointer array when scattered).
-void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                        float* const* y, int n, Scratch& s) {
+// Returns whether it folded `bias` in: the output starts as the bias rows and the product is
+// accumulated onto them (beta = 1), which replaces sgemm's zero fill of the output and saves
+// a read-modify-write pass over it afterwards.
+bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
+                        float* const* y, int n, const float* bias, Scratch& s) {
   if (n == 1) {
     if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, W, c, x[0], 1, 0.0f, y[0], 1);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[0], k, 0.0f, y[0], k);
-    return;
+    return false;
   }
   if (k == 1) {
     // C (n x r) = X (n x c) * W^T, X's rows gathered through the pointer array.
@@ -256,16 +258,18 @@ void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
       s.b.resize(static_cast<size_t>(n * r));
       C = s.b.data();
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, c, 1.0f, X, c, W, c, 0.0f, C, r);
+    if (bias)
+      for (int b = 0; b < n; ++b) std::memcpy(C + b * r, bias, sizeof(float) * r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, c, 1.0f, X, c, W, c, bias ? 1.0f : 0.0f, C, r);
     if (!out_in_place)
       for (int b = 0; b < n; ++b) std::memcpy(y[b], C + b * r, sizeof(float) * r);
-    return;
+    return bias != nullptr;
   }
   // Matrix operands with many columns are each a full GEMM already: one call per instance.
   if (k >= 16) {
     for (int b = 0; b < n; ++b)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[b], k, 0.0f, y[b], k);
-    return;
+    return false;
   }
   // Narrow matrix operands: B = [X_0 | X_1 | ...] (c x n*k), C = W B (r x n*k), then split.
   int64_t nk = n * k;
@@ -276,6 +280,7 @@ void matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, nk, c, 1.0f, W, c, s.a.data(), nk, 0.0f, s.b.data(), nk);
   for (int b = 0; b < n; ++b)
     for (int64_t i = 0; i < r; ++i) std::memcpy(y[b] + i * k, s.b.data() + i * nk + b * k, sizeof(float) * k);
+  return false;
 }
 
 // Y[b] = A[b] X[b]: every instance has its own matrix (no shared weight to batch on).
