@@ -89,10 +89,11 @@ void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
 bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
                         float* const* y, int n, const float* bias, Scratch& s);
 
-// The few-rows kernel. One 16-wide vector type serves every target: GCC lowers it to one
-// zmm (AVX-512), two ymm (AVX2) or four xmm (SSE) in the respective clone.
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned access
+// The packed kernel. One 16-wide vector type serves every target: GCC lowers it to one zmm
+// (AVX-512), two ymm (AVX2) or four xmm (SSE2) in the respective clone. may_alias: the
+// vectors are loaded from and stored to float arrays.
+typedef float v16 __attribute__((vector_size(64), __may_alias__));
+typedef float v16u __attribute__((vector_size(64), aligned(4), __may_alias__));  // unaligned
 
 // MR rows of X against NP adjacent panels: every step over the shared dimension loads
 // NP x 16 weights once and uses them for all MR rows (broadcast x[i][q]). The shared
@@ -141,34 +142,58 @@ template <int MR, int NP>
   }
 }
 
-template <int NP>
+// n rows against NP panels: blocks of RB rows, then what is left in blocks of 8, 6, 4, 3, 2, 1.
+template <int NP, int RB>
 [[gnu::always_inline]] inline void panel_row_blocks(const float* panels, int64_t cols, int n,
                                                     const float* const* x, float* const* y,
                                                     int64_t j0, int64_t rows, const float* bias) {
-  constexpr int kRowBlock = 6;  // 6 rows x 2 panels: 12 accumulators of the 32 registers
   int b0 = 0;
-  for (; b0 + kRowBlock <= n; b0 += kRowBlock)
-    panel_rows<kRowBlock, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
-  switch (n - b0) {
-    case 5: panel_rows<5, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    case 4: panel_rows<4, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    case 3: panel_rows<3, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    case 2: panel_rows<2, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    case 1: panel_rows<1, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    default: break;
+  for (; b0 + RB <= n; b0 += RB)
+    panel_rows<RB, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
+  int rest = n - b0;
+  while (rest > 0) {
+    int m = std::min(rest, 4);
+    if (rest >= 8) m = 8; else if (rest >= 6) m = 6;
+    switch (m) {
+      case 8: panel_rows<8, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+      case 6: panel_rows<6, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+      case 4: panel_rows<4, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+      case 3: panel_rows<3, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+      case 2: panel_rows<2, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+      default: panel_rows<1, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
+    }
+    b0 += m;
+    rest -= m;
   }
 }
 
-// Up to 8 rows: one pass, one panel at a time, all rows at once (the weight is read once).
+// n rows against the whole weight: groups of NP panels outer, rows inner; a last group of
+// fewer panels goes one panel at a time.
+template <int NP, int RB>
+[[gnu::always_inline]] inline void many_rows(const float* packed, int64_t rows, int64_t cols,
+                                             const float* bias, int n, const float* const* x,
+                                             float* const* y) {
+  int64_t j0 = 0;
+  for (; j0 + NP * kPanelRows <= rows; j0 += NP * kPanelRows)
+    panel_row_blocks<NP, RB>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
+  for (; j0 < rows; j0 += kPanelRows)
+    panel_row_blocks<1, 8>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
+}
+
+// Up to 8 rows: all rows at once, so the weight is read exactly once.
 template <int MR>
 [[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols,
                                             const float* bias, const float* const* x, float* const* y) {
-  for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows)
+  int64_t j0 = 0;
+  for (; j0 + 3 * kPanelRows <= rows; j0 += 3 * kPanelRows)
+    panel_rows<MR, 3>(packed + j0 * cols, cols, x, y, j0, rows, bias);
+  for (; j0 < rows; j0 += kPanelRows)
     panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
 }
 
-// More rows: panel pairs outer, blocks of 6 rows inner, so each pair of panels (cols x 32
-// floats) comes from memory once and is reused from L1/L2 by every block of rows.
+// More rows: chunks of kChunkRows rows (their slices of x stay in L2), inside a chunk panel
+// triples outer and blocks of 8 rows inner: 8 x 3 = 24 accumulators, and each triple of
+// panels (cols x 48 floats) is loaded once per chunk and reused by every block of rows.
 PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols,
                                              const float* bias, int n, const float* const* x,
                                              float* const* y) {
@@ -183,11 +208,9 @@ PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, 
     case 8: return few_rows<8>(packed, rows, cols, bias, x, y);
     default: break;
   }
-  int64_t j0 = 0;
-  for (; j0 + 2 * kPanelRows <= rows; j0 += 2 * kPanelRows)
-    panel_row_blocks<2>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
-  for (; j0 < rows; j0 += kPanelRows)  // a last single (possibly partial) panel
-    panel_row_blocks<1>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
+  constexpr int kChunkRows = 384;
+  for (int r0 = 0; r0 < n; r0 += kChunkRows)
+    many_rows<3, 8>(packed, rows, cols, bias, std::min(kChunkRows, n - r0), x + r0, y + r0);
 }
 
 const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {

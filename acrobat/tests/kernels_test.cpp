@@ -77,12 +77,13 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
 }
 
 // The packed few-rows kernel and the OpenBLAS path on the edge cases of the packing: one or
-// two rows, row blocks of 8 plus a remainder, output rows not a multiple of the 16-row panel,
-// shared dimensions shorter than the unrolling, with and without a folded bias.
+// two rows, all-rows-at-once (<= 8) and blocks of 8 plus remainders of 6, 4, 3, 2, 1 rows,
+// output sizes not a multiple of the 16-row panel or of a 48-row panel triple, shared
+// dimensions shorter than the unrolling, with and without a folded bias.
 TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
-  for (int64_t r : {1, 7, 15, 16, 17, 33, 48}) {
+  for (int64_t r : {1, 7, 16, 17, 33, 48, 49, 97}) {
     for (int64_t c : {1, 2, 3, 5, 16, 31}) {
-      for (int n : {1, 2, 3, 5, 8, 9, 17}) {
+      for (int n : {1, 2, 3, 5, 8, 9, 17, 31}) {
         for (int max_rows : {0, 1 << 20}) {  // OpenBLAS only, packed only
           SCOPED_TRACE("r=" + std::to_string(r) + " c=" + std::to_string(c) + " n=" + std::to_string(n) +
                        " packed_max_rows=" + std::to_string(max_rows));
@@ -95,6 +96,16 @@ TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
         }
       }
     }
+  }
+}
+
+// More rows than one chunk of the packed kernel (384): the second chunk must start at the
+// right instance.
+TEST(AcrobatKernels, PackedKernelAcrossRowChunks) {
+  for (int n : {384, 389, 777}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    check(sig(OpKind::kDense, {{50, 19}, {19}, {50}}, {0, -1, 1}, {50}), n, 1.0f, false, 1 << 20);
+    check(sig(OpKind::kMatMul, {{3, 7}, {7}}, {0, -1}, {3}), n, 1.0f, true, 1 << 20);
   }
 }
 

@@ -19,7 +19,7 @@
 // weight is packed ONCE into panels of 16 output rows (cached in Scratch by address: shared
 // operands are model parameters and constants, which never change while a Scratch lives),
 // and the kernel reads each instance's vector straight through the pointer array, with the
-// dense bias folded into the accumulators. Vectorised for AVX-512, AVX2 or plain SSE,
+// dense bias folded into the accumulators. Vectorised for AVX-512, AVX2 or plain SSE2,
 // chosen at run time (target_clones).
 //
 // Fused elementwise runs: run_elementwise computes one instruction for ONE instance, so a
@@ -53,9 +53,9 @@ void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const f
 
 // Below this many rows a product by a shared weight uses the packed kernel, from it on
 // OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/acrobat.md): OpenBLAS re-packs the
-// weight on every call, the packed kernel reads the pre-packed weight once per call; at
-// 2048 x 512 the two meet between 128 and 160 rows, smaller weights favour packing longer.
-inline constexpr int kDefaultPackedMaxRows = 160;
+// weight on every call, the packed kernel reads the pre-packed weight once per call (up to 8
+// rows) or once per chunk of 384 rows; it is ahead up to about 512 rows and level beyond.
+inline constexpr int kDefaultPackedMaxRows = 512;
 
 // Reusable temporary memory (grows, never shrinks; no allocation once warm) and the packed
 // copies of shared weights, by address.
