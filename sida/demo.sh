@@ -32,3 +32,10 @@ else
   echo "exact mode violated: outputs differ" >&2
   exit 1
 fi
+echo
+echo "--- encoder only (the classification setting): lru one request after another, then prefetch"
+echo "    with the window's requests advancing layer by layer (each expert read once per window)"
+"$sida" record-routes "$work/tiny" --synthetic 40 --encoder-only -o "$work/routes-enc.json"
+"$sida" run "$work/tiny" --synthetic 40 --encoder-only --policy lru --budget "$budget"
+"$sida" run "$work/tiny" --synthetic 40 --encoder-only --policy prefetch --budget "$budget" \
+  --routes "$work/routes-enc.json" --execution window --window 40

@@ -74,147 +74,265 @@ Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests)
   return Status::Ok();
 }
 
-Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed,
-                         float* x, const std::vector<RoutedToken>& tokens) {
+void Engine::route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+                   LayerRouting* r) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, E = c.num_experts, n = int64_t(tokens.size());
-  MoeLayerVisit visit;
-  visit.moe_layer = block.moe_layer;
-  visit.decode_step = decode_step;
-  if (n == 0) {
-    if (observer_) observer_(visit);
-    return Status::Ok();
-  }
   // Gather the routed rows: F32 [n, d].
-  std::vector<float> h(static_cast<size_t>(n * d));
+  r->h.resize(size_t(n * d));
   for (int64_t t = 0; t < n; ++t)
-    std::memcpy(&h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
+    std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
   // Router in fp32: logits F32 [n, E].
-  std::vector<float> logits(static_cast<size_t>(n * E));
-  linear(h.data(), block.router, logits.data(), n, d, E);
-  std::vector<float> probs = logits;
-  std::vector<int32_t> choice(static_cast<size_t>(n));
-  std::vector<float> top_prob(static_cast<size_t>(n));
-  std::vector<uint8_t> dropped(static_cast<size_t>(n), 0);
+  r->logits.resize(size_t(n * E));
+  if (n > 0) linear(r->h.data(), block.router, r->logits.data(), n, d, E);
+  std::vector<float> probs = r->logits;
+  r->choice.assign(size_t(n), 0);
+  r->top_prob.assign(size_t(n), 0.f);
+  r->dropped.assign(size_t(n), 0);
+  r->uses.assign(size_t(E), 0);
   std::vector<int64_t> counts(static_cast<size_t>(E), 0);
   int32_t current_row = -1;
   for (int64_t t = 0; t < n; ++t) {
     float* pr = &probs[size_t(t * E)];
     softmax_inplace(pr, E);
     const int64_t e = argmax(pr, E);
-    choice[size_t(t)] = int32_t(e);
-    top_prob[size_t(t)] = pr[e];
+    r->choice[size_t(t)] = int32_t(e);
+    r->top_prob[size_t(t)] = pr[e];
     if (tokens[size_t(t)].row != current_row) {  // capacity counts restart per sequence
       current_row = tokens[size_t(t)].row;
       std::fill(counts.begin(), counts.end(), 0);
     }
-    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity) dropped[size_t(t)] = 1;
+    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity) r->dropped[size_t(t)] = 1;
+    else r->uses[size_t(e)] = 1;
   }
+}
 
-  // Experts in ascending id order; each computes its tokens as one matrix product.
-  std::vector<float> xe, hidden, ye;
-  for (int64_t e = 0; e < E; ++e) {
-    std::vector<int64_t> members;
-    for (int64_t t = 0; t < n; ++t)
-      if (choice[size_t(t)] == e && !dropped[size_t(t)]) members.push_back(t);
-    if (members.empty()) continue;
-    const int64_t m = int64_t(members.size());
-    xe.resize(size_t(m * d));
-    for (int64_t i = 0; i < m; ++i)
-      std::memcpy(&xe[size_t(i * d)], &h[size_t(members[size_t(i)] * d)], size_t(d) * sizeof(float));
-    const int32_t id = int32_t(block.moe_layer * E + e);
-    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(id));
-    visit.experts_used.push_back(int32_t(e));
-    hidden.resize(size_t(m * c.d_ff));
-    ye.resize(size_t(m * d));
-    Stopwatch compute;
-    linear(xe.data(), view.wi, hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
-    relu_inplace(hidden.data(), m * c.d_ff);
-    linear(hidden.data(), view.wo, ye.data(), m, c.d_ff, d);  // F32 [m, d]
-    stats_.expert_compute_s += compute.elapsed_s();
-    stats_.expert_bytes += c.expert_f32_bytes();
-    ++stats_.expert_calls;
-    experts_.release(view);
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t t = members[size_t(i)];
-      float* xr = x + tokens[size_t(t)].index * d;
-      const float p = top_prob[size_t(t)];
-      for (int64_t k = 0; k < d; ++k) xr[k] += p * ye[size_t(i * d + k)];
-    }
+void Engine::apply_expert(int64_t e, const ExpertView& view, const LayerRouting& r,
+                          const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& s) {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, n = int64_t(tokens.size());
+  s.members.clear();
+  for (int64_t t = 0; t < n; ++t)
+    if (r.choice[size_t(t)] == e && !r.dropped[size_t(t)]) s.members.push_back(t);
+  const int64_t m = int64_t(s.members.size());
+  s.xe.resize(size_t(m * d));
+  for (int64_t i = 0; i < m; ++i)
+    std::memcpy(&s.xe[size_t(i * d)], &r.h[size_t(s.members[size_t(i)] * d)], size_t(d) * sizeof(float));
+  s.hidden.resize(size_t(m * c.d_ff));
+  s.ye.resize(size_t(m * d));
+  Stopwatch compute;
+  linear(s.xe.data(), view.wi, s.hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
+  relu_inplace(s.hidden.data(), m * c.d_ff);
+  linear(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d);  // F32 [m, d]
+  stats_.expert_compute_s += compute.elapsed_s();
+  stats_.expert_bytes += c.expert_f32_bytes();
+  ++stats_.expert_calls;
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t t = s.members[size_t(i)];
+    float* xr = x + tokens[size_t(t)].index * d;
+    const float p = r.top_prob[size_t(t)];
+    for (int64_t k = 0; k < d; ++k) xr[k] += p * s.ye[size_t(i * d + k)];
   }
+}
+
+void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& r,
+                              const std::vector<RoutedToken>& tokens, float* x) {
+  const int64_t d = model_.config().d_model, n = int64_t(tokens.size());
   // Tokens over capacity pass their normed input through, scaled like an expert output.
   for (int64_t t = 0; t < n; ++t) {
-    if (!dropped[size_t(t)]) continue;
+    if (!r.dropped[size_t(t)]) continue;
     float* xr = x + tokens[size_t(t)].index * d;
-    const float p = top_prob[size_t(t)];
-    for (int64_t k = 0; k < d; ++k) xr[k] += p * h[size_t(t * d + k)];
+    const float p = r.top_prob[size_t(t)];
+    for (int64_t k = 0; k < d; ++k) xr[k] += p * r.h[size_t(t * d + k)];
   }
-
-  if (observer_) {
+  if (!observer_) return;
+  MoeLayerVisit visit;
+  visit.moe_layer = block.moe_layer;
+  visit.decode_step = decode_step;
+  for (size_t e = 0; e < r.uses.size(); ++e)
+    if (r.uses[e]) visit.experts_used.push_back(int32_t(e));
+  if (n > 0) {
     visit.rows.resize(size_t(n));
     visit.positions.resize(size_t(n));
     for (int64_t t = 0; t < n; ++t) {
       visit.rows[size_t(t)] = tokens[size_t(t)].row;
       visit.positions[size_t(t)] = tokens[size_t(t)].position;
     }
-    visit.choice = std::move(choice);
-    visit.dropped = std::move(dropped);
-    visit.router_logits = std::move(logits);
-    observer_(visit);
+    visit.choice = std::move(r.choice);
+    visit.dropped = std::move(r.dropped);
+    visit.router_logits = std::move(r.logits);
   }
+  observer_(visit);
+}
+
+Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed,
+                         float* x, const std::vector<RoutedToken>& tokens) {
+  LayerRouting routing;
+  route(block, normed, tokens, &routing);
+  // Experts in ascending id order; each computes its tokens as one matrix product.
+  ExpertScratch scratch;
+  const int64_t E = model_.config().num_experts;
+  for (int64_t e = 0; e < E; ++e) {
+    if (!routing.uses[size_t(e)]) continue;
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    apply_expert(e, view, routing, tokens, x, scratch);
+    experts_.release(view);
+  }
+  finish_moe_layer(block, decode_step, routing, tokens, x);
   return Status::Ok();
+}
+
+// The encoder's activations for a batch of requests padded to the longest.
+struct Engine::EncoderState {
+  EncoderOutput out;
+  std::vector<float> x, h, q, k, v, ctx, ff, scores, bias;
+  std::vector<RoutedToken> routed;
+  int64_t rows = 0;
+};
+
+Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t>>& requests) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = int64_t(requests.size());
+  EncoderState s;
+  s.out.batch = B;
+  s.out.d_model = d;
+  for (const auto& r : requests) {
+    s.out.lengths.push_back(int64_t(r.size()));
+    s.out.max_len = std::max(s.out.max_len, int64_t(r.size()));
+  }
+  const int64_t L = s.out.max_len;
+  s.rows = B * L;
+  s.x.resize(size_t(s.rows * d));
+  s.h.resize(size_t(s.rows * d));
+  for (auto* buf : {&s.q, &s.k, &s.v, &s.ctx}) buf->resize(size_t(s.rows * inner));
+  s.ff.resize(size_t(s.rows * c.d_ff));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      const bool real = t < s.out.lengths[size_t(b)];
+      const int64_t token = real ? requests[size_t(b)][size_t(t)] : c.pad_token_id;
+      std::memcpy(&s.x[size_t((b * L + t) * d)], model_.shared + token * d, size_t(d) * sizeof(float));
+      if (real) s.routed.push_back({b * L + t, int32_t(b), int32_t(t)});
+    }
+  s.bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
+  return s;
+}
+
+void Engine::encoder_attention(const BlockWeights& block, EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), L = s.out.max_len, rows = s.rows;
+  const float eps = float(c.layer_norm_epsilon);
+  rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), rows, d, eps);
+  const AttentionWeights& a = block.self_attention;
+  linear(s.h.data(), a.q, s.q.data(), rows, d, inner);
+  linear(s.h.data(), a.k, s.k.data(), rows, d, inner);
+  linear(s.h.data(), a.v, s.v.data(), rows, d, inner);
+  for (int64_t b = 0; b < s.out.batch; ++b)
+    attend(&s.q[size_t(b * L * inner)], &s.k[size_t(b * L * inner)], &s.v[size_t(b * L * inner)], L,
+           s.out.lengths[size_t(b)], c.num_heads, c.d_kv, s.bias.data(), L, L,
+           &s.ctx[size_t(b * L * inner)], s.scores);
+  linear(s.ctx.data(), a.o, s.x.data(), rows, inner, d, /*accumulate=*/true);
+  rms_norm(s.x.data(), block.ffn_norm, s.h.data(), rows, d, eps);
+}
+
+void Engine::dense_ffn(const BlockWeights& block, EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  linear(s.h.data(), block.dense_wi, s.ff.data(), s.rows, c.d_model, c.d_ff);
+  relu_inplace(s.ff.data(), s.rows * c.d_ff);
+  linear(s.ff.data(), block.dense_wo, s.x.data(), s.rows, c.d_ff, c.d_model, /*accumulate=*/true);
+}
+
+EncoderOutput Engine::finish_encoder(EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  s.out.hidden.resize(size_t(s.rows * c.d_model));
+  rms_norm(s.x.data(), model_.encoder_final_norm, s.out.hidden.data(), s.rows, c.d_model,
+           float(c.layer_norm_epsilon));
+  return std::move(s.out);
 }
 
 Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& requests) {
   PERFMEM_RETURN_IF_ERROR(check_requests(requests));
-  const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, inner = c.inner_dim(), B = int64_t(requests.size());
-  EncoderOutput out;
-  out.batch = B;
-  out.d_model = d;
-  for (const auto& r : requests) {
-    out.lengths.push_back(int64_t(r.size()));
-    out.max_len = std::max(out.max_len, int64_t(r.size()));
-  }
-  const int64_t L = out.max_len, rows = B * L;
-  std::vector<float> x(size_t(rows * d)), h(size_t(rows * d));
-  std::vector<float> q(size_t(rows * inner)), k(size_t(rows * inner)), v(size_t(rows * inner)),
-      ctx(size_t(rows * inner)), ff(size_t(rows * c.d_ff)), scores;
-  std::vector<RoutedToken> routed;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < L; ++t) {
-      const bool real = t < out.lengths[size_t(b)];
-      const int64_t token = real ? requests[size_t(b)][size_t(t)] : c.pad_token_id;
-      std::memcpy(&x[size_t((b * L + t) * d)], model_.shared + token * d, size_t(d) * sizeof(float));
-      if (real) routed.push_back({b * L + t, int32_t(b), int32_t(t)});
-    }
-  const std::vector<float> bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
-  const float eps = float(c.layer_norm_epsilon);
-
+  EncoderState state = start_encoder(requests);
   for (const BlockWeights& block : model_.encoder) {
-    rms_norm(x.data(), block.self_attention_norm, h.data(), rows, d, eps);
-    const AttentionWeights& a = block.self_attention;
-    linear(h.data(), a.q, q.data(), rows, d, inner);
-    linear(h.data(), a.k, k.data(), rows, d, inner);
-    linear(h.data(), a.v, v.data(), rows, d, inner);
-    for (int64_t b = 0; b < B; ++b)
-      attend(&q[size_t(b * L * inner)], &k[size_t(b * L * inner)], &v[size_t(b * L * inner)], L,
-             out.lengths[size_t(b)], c.num_heads, c.d_kv, bias.data(), L, L,
-             &ctx[size_t(b * L * inner)], scores);
-    linear(ctx.data(), a.o, x.data(), rows, inner, d, /*accumulate=*/true);
-
-    rms_norm(x.data(), block.ffn_norm, h.data(), rows, d, eps);
-    if (block.router) {
-      PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, h.data(), x.data(), routed));
-    } else {
-      linear(h.data(), block.dense_wi, ff.data(), rows, d, c.d_ff);
-      relu_inplace(ff.data(), rows * c.d_ff);
-      linear(ff.data(), block.dense_wo, x.data(), rows, c.d_ff, d, /*accumulate=*/true);
-    }
+    encoder_attention(block, state);
+    if (block.router) PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, state.h.data(), state.x.data(), state.routed));
+    else dense_ffn(block, state);
   }
-  out.hidden.resize(size_t(rows * d));
-  rms_norm(x.data(), model_.encoder_final_norm, out.hidden.data(), rows, d, eps);
-  return out;
+  return finish_encoder(state);
+}
+
+Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::vector<int32_t>>& requests) {
+  PERFMEM_RETURN_IF_ERROR(check_requests(requests));
+  const SwitchConfig& c = model_.config();
+  const int64_t E = c.num_experts, d = c.d_model;
+  std::vector<EncoderState> states;
+  states.reserve(requests.size());
+  for (const auto& r : requests) states.push_back(start_encoder({r}));
+  std::vector<LayerRouting> routings(requests.size());
+  ExpertScratch scratch;
+  std::vector<std::pair<size_t, size_t>> merged;  // (request, routed token) sharing one pass
+  for (const BlockWeights& block : model_.encoder) {
+    for (EncoderState& s : states) encoder_attention(block, s);
+    if (!block.router) {
+      for (EncoderState& s : states) dense_ffn(block, s);
+      continue;
+    }
+    for (size_t i = 0; i < states.size(); ++i) route(block, states[i].h.data(), states[i].routed, &routings[i]);
+    // Each expert once per layer: every request routed to it uses it before it is released.
+    // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass
+    // over its weights through the streaming kernel, which is what linear() runs for them in
+    // batch 1 and gives each row the same bits whatever rows it is merged with; a request with
+    // more tokens runs its own product, exactly as in batch 1.
+    for (int64_t e = 0; e < E; ++e) {
+      merged.clear();
+      bool needed = false;
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (!routings[i].uses[size_t(e)]) continue;
+        needed = true;
+        int64_t m = 0;
+        for (size_t t = 0; t < routings[i].choice.size(); ++t)
+          m += routings[i].choice[t] == e && !routings[i].dropped[t];
+        if (m <= kLinearStreamingMaxRows) {
+          for (size_t t = 0; t < routings[i].choice.size(); ++t)
+            if (routings[i].choice[t] == e && !routings[i].dropped[t]) merged.push_back({i, t});
+        }
+      }
+      if (!needed) continue;
+      PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (!routings[i].uses[size_t(e)]) continue;
+        const bool in_merged = std::any_of(merged.begin(), merged.end(), [&](const auto& p) { return p.first == i; });
+        if (!in_merged) apply_expert(e, view, routings[i], states[i].routed, states[i].x.data(), scratch);
+      }
+      if (!merged.empty()) {
+        const int64_t m = int64_t(merged.size());
+        scratch.xe.resize(size_t(m * d));
+        for (int64_t j = 0; j < m; ++j)
+          std::memcpy(&scratch.xe[size_t(j * d)], &routings[merged[size_t(j)].first].h[merged[size_t(j)].second * size_t(d)],
+                      size_t(d) * sizeof(float));
+        scratch.hidden.resize(size_t(m * c.d_ff));
+        scratch.ye.resize(size_t(m * d));
+        Stopwatch compute;
+        linear_streaming(scratch.xe.data(), view.wi, scratch.hidden.data(), m, d, c.d_ff);
+        relu_inplace(scratch.hidden.data(), m * c.d_ff);
+        linear_streaming(scratch.hidden.data(), view.wo, scratch.ye.data(), m, c.d_ff, d);
+        stats_.expert_compute_s += compute.elapsed_s();
+        stats_.expert_bytes += c.expert_f32_bytes();
+        ++stats_.expert_calls;
+        for (int64_t j = 0; j < m; ++j) {
+          const auto [i, t] = merged[size_t(j)];
+          float* xr = states[i].x.data() + states[i].routed[t].index * d;
+          const float p = routings[i].top_prob[t];
+          for (int64_t k = 0; k < d; ++k) xr[k] += p * scratch.ye[size_t(j * d + k)];
+        }
+      }
+      experts_.release(view);
+    }
+    for (size_t i = 0; i < states.size(); ++i)
+      finish_moe_layer(block, -1, routings[i], states[i].routed, states[i].x.data());
+  }
+  std::vector<EncoderOutput> outputs;
+  for (EncoderState& s : states) outputs.push_back(finish_encoder(s));
+  return outputs;
 }
 
 Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,

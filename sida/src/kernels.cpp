@@ -11,11 +11,6 @@
 namespace perfmem::sida {
 namespace {
 
-// Up to this many rows, products stream each weight row once through a dot-product kernel
-// instead of sgemm, which would first pack (copy) the whole weight matrix: at batch 1 the
-// weights are read once per call, so the copy doubles the memory traffic.
-constexpr int64_t kStreamingMaxRows = 8;
-
 using f32x8 = float __attribute__((vector_size(32)));
 
 // y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
@@ -55,20 +50,24 @@ ThreadPool& streaming_pool() {
 
 }  // namespace
 
+void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate) {
+  if (rows == 0) return;
+  // Chunks of output rows are independent: each y element is computed by exactly one thread
+  // with the same arithmetic, so the split does not change results.
+  streaming_pool().parallel_for(
+      0, out,
+      [&](int64_t begin, int64_t end) { linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end); },
+      /*min_chunk=*/64);
+}
+
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
             bool accumulate) {
   if (rows == 0) return;
-  if (rows <= kStreamingMaxRows) {
-    // Chunks of output rows are independent: each y element is computed by exactly one thread
-    // with the same arithmetic, so the split does not change results.
-    streaming_pool().parallel_for(
-        0, out,
-        [&](int64_t begin, int64_t end) {
-          linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end);
-        },
-        /*min_chunk=*/64);
-    return;
-  }
+  // Up to kLinearStreamingMaxRows rows, products stream each weight row once through a
+  // dot-product kernel instead of sgemm, which would first pack (copy) the whole weight matrix:
+  // at batch 1 the weights are read once per call, so the copy doubles the memory traffic.
+  if (rows <= kLinearStreamingMaxRows) return linear_streaming(x, w, y, rows, in, out, accumulate);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
               int(in), w, int(in), accumulate ? 1.0f : 0.0f, y, int(out));
 }

@@ -2,6 +2,7 @@
 // printed by Hugging Face's implementation.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -27,6 +28,28 @@ TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
       linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
       for (size_t i = 0; i < y.size(); ++i)
         ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << rows << "x" << in << "x" << out;
+    }
+  }
+}
+
+// Window execution merges rows of several requests into one streaming pass: every row must get
+// the bits linear() gives it in its own call of at most kLinearStreamingMaxRows rows.
+TEST(Kernels, StreamingRowsAreBitIdenticalWhateverTheyAreMergedWith) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {13, 768, 300}, {40, 33, 129}, {9, 3072, 70}}) {
+    auto x = random_vector(size_t(rows * in), 4), w = random_vector(size_t(out * in), 5);
+    for (bool accumulate : {false, true}) {
+      auto merged = random_vector(size_t(rows * out), 6), alone = merged;
+      linear_streaming(x.data(), w.data(), merged.data(), rows, in, out, accumulate);
+      // The same rows in the groups of 1..kLinearStreamingMaxRows that requests would send.
+      for (int64_t first = 0, group = 1; first < rows; first += group, group = group % kLinearStreamingMaxRows + 1) {
+        const int64_t n = std::min<int64_t>(group, rows - first);
+        linear(x.data() + first * in, w.data(), alone.data() + first * out, n, in, out, accumulate);
+      }
+      ASSERT_EQ(0, std::memcmp(merged.data(), alone.data(), merged.size() * sizeof(float)))
+          << rows << "x" << in << "x" << out << (accumulate ? " accumulating" : "");
+      auto ref = random_vector(size_t(rows * out), 6);
+      linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
+      for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(merged[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
     }
   }
 }

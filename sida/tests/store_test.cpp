@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "perfmem/sida/serve.h"
 #include "test_util.h"
@@ -95,6 +96,60 @@ TEST_F(StoreTest, EveryPolicyAndBudgetIsBitIdenticalToAllResident) {
           }
         }
   }
+}
+
+// Window execution: the window's requests advance layer by layer and share each acquired expert;
+// every request is still computed alone, so outputs stay bit-identical to all-resident run
+// request by request, and each window acquires each expert it uses exactly once.
+TEST_F(StoreTest, WindowExecutionIsBitIdenticalAndAcquiresEachExpertOncePerWindow) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  const SwitchConfig& c = (*model)->config();
+  const uint64_t per_expert = c.expert_f32_bytes();
+  const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
+  auto requests = synthetic_requests(10, 10, 30, c.vocab_size, 3);
+  ServeOptions opt;
+  opt.generate = false;
+  auto routes = record_routes(**model, requests, opt);
+  ASSERT_TRUE(routes.ok()) << routes.status().to_string();
+  ServeReport reference = run_policy(**model, Policy::kAllResident, 0, true, requests, opt, nullptr);
+  // run_policy uses windows of 4 requests: the distinct experts of each window, summed.
+  uint64_t distinct_per_window = 0, request_accesses = 0;
+  for (size_t first = 0; first < requests.size(); first += 4) {
+    std::set<int32_t> used;
+    for (size_t r = first; r < std::min(requests.size(), first + 4); ++r) {
+      used.insert(routes->accesses[r].begin(), routes->accesses[r].end());
+      request_accesses += routes->accesses[r].size();
+    }
+    distinct_per_window += used.size();
+  }
+  ASSERT_LT(distinct_per_window, request_accesses) << "the requests share no expert: a weak test";
+  opt.execution = Execution::kWindow;
+  for (Policy p : {Policy::kAllResident, Policy::kLru, Policy::kFifo, Policy::kPrefetch})
+    for (uint64_t slots : {uint64_t(1), uint64_t(c.num_moe_layers()), all / 2, all}) {
+      if (p == Policy::kAllResident && slots != all) continue;
+      std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots, window execution";
+      ServeReport r = run_policy(**model, p, slots * per_expert, true, requests, opt, &*routes);
+      EXPECT_EQ(r.execution, "window") << what;
+      expect_identical(reference, r, what);
+      EXPECT_EQ(r.store.accesses, distinct_per_window) << what;
+      EXPECT_LE(r.store.loads, distinct_per_window) << what;
+      EXPECT_EQ(r.store.read_errors, 0u) << what;
+    }
+}
+
+TEST_F(StoreTest, WindowExecutionRefusesGeneration) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok());
+  auto store = ExpertStore::create(**model, StoreOptions{});
+  ASSERT_TRUE(store.ok());
+  ServeOptions opt;
+  opt.generate = true;
+  opt.execution = Execution::kWindow;
+  auto r = serve(**model, **store, synthetic_requests(2, 10, 12, (*model)->config().vocab_size, 1), opt);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("encoder only"), std::string::npos) << r.status().to_string();
+  EXPECT_FALSE(parse_execution("layer").ok());
 }
 
 TEST_F(StoreTest, PrefetchWithOracleRoutesHitsMoreThanLru) {

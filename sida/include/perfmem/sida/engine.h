@@ -16,6 +16,12 @@
 // they are masked out of attention, so they cannot change any real token's result.
 // Experts of a layer are computed in ascending id order, one acquired at a time; this is the
 // access order that route tables record.
+//
+// encode_window() runs a window of requests layer by layer together: every request is still
+// computed on its own (batch 1: the same calls on the same rows as encode({request})), but at
+// each MoE layer an expert is acquired ONCE and applied to every request of the window routed
+// to it before it is released. Outputs are bit-identical to encoding the requests one by one;
+// the access order is, per MoE layer, the window's distinct experts in ascending id order.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +101,8 @@ class Engine {
 
   // Token ids must lie in [0, vocab); empty requests are errors.
   Result<EncoderOutput> encode(const std::vector<std::vector<int32_t>>& requests);
+  // One EncoderOutput (batch 1) per request, sharing each acquired expert across the window.
+  Result<std::vector<EncoderOutput>> encode_window(const std::vector<std::vector<int32_t>>& requests);
   Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests,
                               const GenerateOptions& options);
 
@@ -102,9 +110,33 @@ class Engine {
   Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
   // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
   struct RoutedToken { int64_t index; int32_t row; int32_t position; };
+  // The router's decisions for one MoE layer over one set of tokens.
+  struct LayerRouting {
+    std::vector<float> h;            // F32 [n, d]: the routed tokens' normed rows
+    std::vector<float> logits;       // F32 [n, E]
+    std::vector<int32_t> choice;     // argmax expert per token
+    std::vector<float> top_prob;
+    std::vector<uint8_t> dropped;    // 1 when over capacity
+    std::vector<uint8_t> uses;       // [E]: 1 when some kept token goes to the expert
+  };
+  struct EncoderState;
   // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
   Status moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
                    const std::vector<RoutedToken>& tokens);
+  void route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+             LayerRouting* routing) const;
+  struct ExpertScratch { std::vector<float> xe, hidden, ye; std::vector<int64_t> members; };
+  // Applies expert e (acquired as `view`) to the tokens routed to it, adding into x.
+  void apply_expert(int64_t e, const ExpertView& view, const LayerRouting& routing,
+                    const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& scratch);
+  // Passes dropped tokens through and reports the layer to the observer.
+  void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
+                        const std::vector<RoutedToken>& tokens, float* x);
+  EncoderState start_encoder(const std::vector<std::vector<int32_t>>& requests) const;
+  // Self-attention of one block, then the FFN norm into state.h.
+  void encoder_attention(const BlockWeights& block, EncoderState& state) const;
+  void dense_ffn(const BlockWeights& block, EncoderState& state) const;
+  EncoderOutput finish_encoder(EncoderState& state) const;
 
   const ModelWeights& model_;
   ExpertProvider& experts_;

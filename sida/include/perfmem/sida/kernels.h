@@ -19,6 +19,14 @@ void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, 
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                       int64_t out, bool accumulate = false);
 
+// linear()'s streaming kernel for any number of rows. Every y element is computed with the same
+// arithmetic whatever `rows` is and whatever the other rows hold, so a row gives bit for bit what
+// linear() gives it in a call of at most kLinearStreamingMaxRows rows: window execution merges
+// the few rows that several requests send to one expert into one pass over its weights.
+inline constexpr int64_t kLinearStreamingMaxRows = 8;
+void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate = false);
+
 // y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);
 
