@@ -17,10 +17,13 @@
 // Experts of a layer are computed in ascending id order, one acquired at a time; this is the
 // access order that route tables record.
 //
-// encode_window() runs a window of requests layer by layer together: every request is still
-// computed on its own (batch 1: the same calls on the same rows as encode({request})), but at
-// each MoE layer an expert is acquired ONCE and applied to every request of the window routed
-// to it before it is released. Outputs are bit-identical to encoding the requests one by one;
+// encode_window() runs a window of requests layer by layer together: attention, dense layers and
+// routing are computed for every request on its own (batch 1: the same calls on the same rows as
+// encode({request})), but at each MoE layer an expert is acquired ONCE and applied to every
+// request of the window routed to it before it is released. The rows that requests send to it
+// (at most kLinearStreamingMaxRows per request, nearly always) go through one pass of the
+// streaming kernel, which gives each row the bits batch 1 gives it; a request sending more rows
+// runs its own product. Outputs are therefore bit-identical to encoding the requests one by one;
 // the access order is, per MoE layer, the window's distinct experts in ascending id order.
 #pragma once
 
