@@ -109,7 +109,7 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_option("--policies", o.policies, "policies to compare")->capture_default_str();
   cmd->add_option("--budgets", o.budgets, "fast-tier budgets: percentages of expert bytes or sizes")->capture_default_str();
   cmd->add_option("--executions", o.executions,
-                  "request (one by one) and/or window (a window's requests layer by layer together; encode mode)")
+                  "request (one by one) and/or window (a window's requests layer by layer together)")
       ->capture_default_str();
   cmd->add_option("--window", o.window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--python", o.python, "python with transformers for the PyTorch baseline");
@@ -161,7 +161,6 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
         for (const std::string& execution_text : split(o.executions)) {
           auto execution = parse_execution(execution_text);
           if (!execution) return report_failure(app, execution.status());
-          if (*execution == Execution::kWindow && opt.generate) continue;  // encoder only
           opt.execution = *execution;
           opt.window = o.window;
           StoreOptions so;

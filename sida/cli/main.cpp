@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
   run->add_option("--routes", routes_file, "route table from `sida record-routes` (prefetch policy)");
   run->add_option("--execution", execution_text,
                   "request: one request after another; window: a window's requests advance layer by layer "
-                  "together, each expert acquired once per layer for all of them (--encoder-only)")
+                  "together, each expert acquired once per layer (and decoding step) for all of them")
       ->capture_default_str();
   run->add_option("--window", window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
   run->add_option("--dump-logits", dump_logits, "write every step's logits, little-endian float32");

@@ -260,79 +260,204 @@ Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& re
   return finish_encoder(state);
 }
 
-Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::vector<int32_t>>& requests) {
-  PERFMEM_RETURN_IF_ERROR(check_requests(requests));
+Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
+                                const std::vector<WindowMember>& members) {
   const SwitchConfig& c = model_.config();
   const int64_t E = c.num_experts, d = c.d_model;
+  std::vector<LayerRouting> routings(members.size());
+  for (size_t i = 0; i < members.size(); ++i) route(block, members[i].normed, *members[i].tokens, &routings[i]);
+  ExpertScratch scratch;
+  std::vector<std::pair<size_t, size_t>> merged;  // (member, routed token) sharing one pass
+  std::vector<uint8_t> alone(members.size());
+  // Each expert once per layer: every request routed to it uses it before it is released.
+  // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass over
+  // its weights through the streaming kernel, which is what linear() runs for them in batch 1
+  // and gives each row the same bits whatever rows it is merged with; a request with more
+  // tokens runs its own product, exactly as in batch 1.
+  for (int64_t e = 0; e < E; ++e) {
+    merged.clear();
+    bool needed = false;
+    for (size_t i = 0; i < members.size(); ++i) {
+      alone[i] = 0;
+      if (!routings[i].uses[size_t(e)]) continue;
+      needed = true;
+      const size_t first = merged.size();
+      for (size_t t = 0; t < routings[i].choice.size(); ++t)
+        if (routings[i].choice[t] == e && !routings[i].dropped[t]) merged.push_back({i, t});
+      if (int64_t(merged.size() - first) > kLinearStreamingMaxRows) {
+        merged.resize(first);
+        alone[i] = 1;
+      }
+    }
+    if (!needed) continue;
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    for (size_t i = 0; i < members.size(); ++i)
+      if (alone[i]) apply_expert(e, view, routings[i], *members[i].tokens, members[i].x, scratch);
+    if (!merged.empty()) {
+      const int64_t m = int64_t(merged.size());
+      scratch.xe.resize(size_t(m * d));
+      for (int64_t j = 0; j < m; ++j) {
+        const auto [i, t] = merged[size_t(j)];
+        std::memcpy(&scratch.xe[size_t(j * d)], &routings[i].h[t * size_t(d)], size_t(d) * sizeof(float));
+      }
+      scratch.hidden.resize(size_t(m * c.d_ff));
+      scratch.ye.resize(size_t(m * d));
+      Stopwatch compute;
+      linear_streaming(scratch.xe.data(), view.wi, scratch.hidden.data(), m, d, c.d_ff);
+      relu_inplace(scratch.hidden.data(), m * c.d_ff);
+      linear_streaming(scratch.hidden.data(), view.wo, scratch.ye.data(), m, c.d_ff, d);
+      stats_.expert_compute_s += compute.elapsed_s();
+      stats_.expert_bytes += c.expert_f32_bytes();
+      ++stats_.expert_calls;
+      for (int64_t j = 0; j < m; ++j) {
+        const auto [i, t] = merged[size_t(j)];
+        float* xr = members[i].x + (*members[i].tokens)[t].index * d;
+        const float p = routings[i].top_prob[t];
+        for (int64_t k = 0; k < d; ++k) xr[k] += p * scratch.ye[size_t(j * d + k)];
+      }
+    }
+    experts_.release(view);
+  }
+  for (size_t i = 0; i < members.size(); ++i)
+    finish_moe_layer(block, decode_step, routings[i], *members[i].tokens, members[i].x);
+  return Status::Ok();
+}
+
+Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::vector<int32_t>>& requests) {
+  PERFMEM_RETURN_IF_ERROR(check_requests(requests));
   std::vector<EncoderState> states;
   states.reserve(requests.size());
   for (const auto& r : requests) states.push_back(start_encoder({r}));
-  std::vector<LayerRouting> routings(requests.size());
-  ExpertScratch scratch;
-  std::vector<std::pair<size_t, size_t>> merged;  // (request, routed token) sharing one pass
+  std::vector<WindowMember> members;
+  for (EncoderState& s : states) members.push_back({s.h.data(), s.x.data(), &s.routed});
   for (const BlockWeights& block : model_.encoder) {
     for (EncoderState& s : states) encoder_attention(block, s);
-    if (!block.router) {
+    if (block.router) {
+      PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, -1, members));
+    } else {
       for (EncoderState& s : states) dense_ffn(block, s);
-      continue;
     }
-    for (size_t i = 0; i < states.size(); ++i) route(block, states[i].h.data(), states[i].routed, &routings[i]);
-    // Each expert once per layer: every request routed to it uses it before it is released.
-    // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass
-    // over its weights through the streaming kernel, which is what linear() runs for them in
-    // batch 1 and gives each row the same bits whatever rows it is merged with; a request with
-    // more tokens runs its own product, exactly as in batch 1.
-    for (int64_t e = 0; e < E; ++e) {
-      merged.clear();
-      bool needed = false;
-      for (size_t i = 0; i < states.size(); ++i) {
-        if (!routings[i].uses[size_t(e)]) continue;
-        needed = true;
-        int64_t m = 0;
-        for (size_t t = 0; t < routings[i].choice.size(); ++t)
-          m += routings[i].choice[t] == e && !routings[i].dropped[t];
-        if (m <= kLinearStreamingMaxRows) {
-          for (size_t t = 0; t < routings[i].choice.size(); ++t)
-            if (routings[i].choice[t] == e && !routings[i].dropped[t]) merged.push_back({i, t});
-        }
-      }
-      if (!needed) continue;
-      PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
-      for (size_t i = 0; i < states.size(); ++i) {
-        if (!routings[i].uses[size_t(e)]) continue;
-        const bool in_merged = std::any_of(merged.begin(), merged.end(), [&](const auto& p) { return p.first == i; });
-        if (!in_merged) apply_expert(e, view, routings[i], states[i].routed, states[i].x.data(), scratch);
-      }
-      if (!merged.empty()) {
-        const int64_t m = int64_t(merged.size());
-        scratch.xe.resize(size_t(m * d));
-        for (int64_t j = 0; j < m; ++j)
-          std::memcpy(&scratch.xe[size_t(j * d)], &routings[merged[size_t(j)].first].h[merged[size_t(j)].second * size_t(d)],
-                      size_t(d) * sizeof(float));
-        scratch.hidden.resize(size_t(m * c.d_ff));
-        scratch.ye.resize(size_t(m * d));
-        Stopwatch compute;
-        linear_streaming(scratch.xe.data(), view.wi, scratch.hidden.data(), m, d, c.d_ff);
-        relu_inplace(scratch.hidden.data(), m * c.d_ff);
-        linear_streaming(scratch.hidden.data(), view.wo, scratch.ye.data(), m, c.d_ff, d);
-        stats_.expert_compute_s += compute.elapsed_s();
-        stats_.expert_bytes += c.expert_f32_bytes();
-        ++stats_.expert_calls;
-        for (int64_t j = 0; j < m; ++j) {
-          const auto [i, t] = merged[size_t(j)];
-          float* xr = states[i].x.data() + states[i].routed[t].index * d;
-          const float p = routings[i].top_prob[t];
-          for (int64_t k = 0; k < d; ++k) xr[k] += p * scratch.ye[size_t(j * d + k)];
-        }
-      }
-      experts_.release(view);
-    }
-    for (size_t i = 0; i < states.size(); ++i)
-      finish_moe_layer(block, -1, routings[i], states[i].routed, states[i].x.data());
   }
   std::vector<EncoderOutput> outputs;
   for (EncoderState& s : states) outputs.push_back(finish_encoder(s));
   return outputs;
+}
+
+// Greedy decoding of a batch: the encoder's output, the caches and the tokens so far.
+struct Engine::DecoderState {
+  EncoderOutput enc;
+  int64_t max_steps = 0;
+  bool keep_logits = false;
+  bool done = false;
+  std::vector<std::vector<float>> cross_k, cross_v;  // F32 [B * L, inner] per block
+  std::vector<std::vector<float>> self_k, self_v;    // F32 [B, S, inner] per block
+  std::vector<int32_t> current;
+  std::vector<uint8_t> finished;
+  Generation gen;
+  std::vector<float> x, h, q, kv, ctx, ff, logits, scores, bias;
+  std::vector<RoutedToken> routed;
+};
+
+Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOptions& options) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = enc.batch, L = enc.max_len;
+  const int64_t S = options.max_new_tokens;
+  const size_t n_blocks = model_.decoder.size();
+  DecoderState s;
+  s.enc = std::move(enc);
+  s.max_steps = S;
+  s.keep_logits = options.keep_logits;
+  // Cross-attention keys and values, computed once.
+  s.cross_k.resize(n_blocks);
+  s.cross_v.resize(n_blocks);
+  for (size_t i = 0; i < n_blocks; ++i) {
+    s.cross_k[i].resize(size_t(B * L * inner));
+    s.cross_v[i].resize(size_t(B * L * inner));
+    linear(s.enc.hidden.data(), model_.decoder[i].cross_attention.k, s.cross_k[i].data(), B * L, d, inner);
+    linear(s.enc.hidden.data(), model_.decoder[i].cross_attention.v, s.cross_v[i].data(), B * L, d, inner);
+  }
+  s.self_k.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
+  s.self_v.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
+  s.gen.tokens.assign(size_t(B), {});
+  s.current.assign(size_t(B), int32_t(c.decoder_start_token_id));
+  s.finished.assign(size_t(B), 0);
+  for (auto* buf : {&s.x, &s.h}) buf->resize(size_t(B * d));
+  for (auto* buf : {&s.q, &s.kv, &s.ctx}) buf->resize(size_t(B * inner));
+  s.ff.resize(size_t(B * c.d_ff));
+  s.logits.resize(size_t(B * c.vocab_size));
+  return s;
+}
+
+void Engine::begin_decoder_step(DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, B = s.enc.batch;
+  s.routed.clear();
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(&s.x[size_t(b * d)], model_.shared + int64_t(s.current[size_t(b)]) * d, size_t(d) * sizeof(float));
+    if (!s.finished[size_t(b)]) s.routed.push_back({b, int32_t(b), int32_t(step)});
+  }
+  s.bias = position_bias(c, model_.decoder_relative_bias, false, step, 1, step + 1);
+}
+
+void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = s.enc.batch, L = s.enc.max_len, S = s.max_steps;
+  const float eps = float(c.layer_norm_epsilon);
+  const BlockWeights& block = model_.decoder[i];
+  const AttentionWeights& sa = block.self_attention;
+  rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), B, d, eps);
+  linear(s.h.data(), sa.q, s.q.data(), B, d, inner);
+  linear(s.h.data(), sa.k, s.kv.data(), B, d, inner);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(&s.self_k[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
+  linear(s.h.data(), sa.v, s.kv.data(), B, d, inner);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(&s.self_v[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
+  for (int64_t b = 0; b < B; ++b)
+    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * S * inner)], &s.self_v[i][size_t(b * S * inner)], 1,
+           step + 1, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1, &s.ctx[size_t(b * inner)], s.scores);
+  linear(s.ctx.data(), sa.o, s.x.data(), B, inner, d, true);
+
+  const AttentionWeights& ca = block.cross_attention;
+  rms_norm(s.x.data(), block.cross_attention_norm, s.h.data(), B, d, eps);
+  linear(s.h.data(), ca.q, s.q.data(), B, d, inner);
+  for (int64_t b = 0; b < B; ++b)
+    attend(&s.q[size_t(b * inner)], &s.cross_k[i][size_t(b * L * inner)], &s.cross_v[i][size_t(b * L * inner)], 1,
+           s.enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &s.ctx[size_t(b * inner)], s.scores);
+  linear(s.ctx.data(), ca.o, s.x.data(), B, inner, d, true);
+  rms_norm(s.x.data(), block.ffn_norm, s.h.data(), B, d, eps);
+}
+
+void Engine::decoder_dense_ffn(const BlockWeights& block, DecoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t B = s.enc.batch;
+  linear(s.h.data(), block.dense_wi, s.ff.data(), B, c.d_model, c.d_ff);
+  relu_inplace(s.ff.data(), B * c.d_ff);
+  linear(s.ff.data(), block.dense_wo, s.x.data(), B, c.d_ff, c.d_model, true);
+}
+
+void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, B = s.enc.batch, V = c.vocab_size;
+  rms_norm(s.x.data(), model_.decoder_final_norm, s.h.data(), B, d, float(c.layer_norm_epsilon));
+  const float scale = 1.0f / std::sqrt(float(d));  // tied embeddings: d_model^-0.5
+  for (float& value : s.h) value *= scale;
+  linear(s.h.data(), model_.shared, s.logits.data(), B, d, V);
+  if (s.keep_logits) s.gen.logits.push_back(s.logits);
+  s.gen.steps = step + 1;
+  bool all_done = true;
+  for (int64_t b = 0; b < B; ++b) {
+    if (s.finished[size_t(b)]) {
+      s.current[size_t(b)] = int32_t(c.pad_token_id);
+      continue;
+    }
+    const int32_t next = int32_t(argmax(&s.logits[size_t(b * V)], V));
+    s.gen.tokens[size_t(b)].push_back(next);
+    s.current[size_t(b)] = next;
+    if (next == c.eos_token_id) s.finished[size_t(b)] = 1;
+    all_done = all_done && s.finished[size_t(b)];
+  }
+  s.done = all_done || step + 1 >= s.max_steps;
 }
 
 Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,
@@ -341,92 +466,57 @@ Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& req
     return input_error("generate options", "max_new_tokens", "at least 1",
                        std::to_string(options.max_new_tokens));
   PERFMEM_ASSIGN_OR_RETURN(EncoderOutput enc, encode(requests));
-  const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, inner = c.inner_dim(), B = enc.batch, L = enc.max_len;
-  const int64_t S = options.max_new_tokens, V = c.vocab_size;
-  const float eps = float(c.layer_norm_epsilon);
-  const size_t n_blocks = model_.decoder.size();
-
-  // Cross-attention keys and values, computed once: F32 [B * L, inner] per block.
-  std::vector<std::vector<float>> cross_k(n_blocks), cross_v(n_blocks);
-  for (size_t i = 0; i < n_blocks; ++i) {
-    cross_k[i].resize(size_t(B * L * inner));
-    cross_v[i].resize(size_t(B * L * inner));
-    linear(enc.hidden.data(), model_.decoder[i].cross_attention.k, cross_k[i].data(), B * L, d, inner);
-    linear(enc.hidden.data(), model_.decoder[i].cross_attention.v, cross_v[i].data(), B * L, d, inner);
-  }
-  // Self-attention cache: F32 [B, S, inner] per block.
-  std::vector<std::vector<float>> self_k(n_blocks, std::vector<float>(size_t(B * S * inner))),
-      self_v(n_blocks, std::vector<float>(size_t(B * S * inner)));
-
-  Generation gen;
-  gen.tokens.assign(size_t(B), {});
-  std::vector<int32_t> current(size_t(B), int32_t(c.decoder_start_token_id));
-  std::vector<uint8_t> finished(size_t(B), 0);
-  std::vector<float> x(size_t(B * d)), h(size_t(B * d)), q(size_t(B * inner)), kv(size_t(B * inner)),
-      ctx(size_t(B * inner)), ff(size_t(B * c.d_ff)), logits(size_t(B * V)), scores;
-  for (int64_t step = 0; step < S; ++step) {
-    std::vector<RoutedToken> routed;
-    for (int64_t b = 0; b < B; ++b) {
-      std::memcpy(&x[size_t(b * d)], model_.shared + int64_t(current[size_t(b)]) * d, size_t(d) * sizeof(float));
-      if (!finished[size_t(b)]) routed.push_back({b, int32_t(b), int32_t(step)});
-    }
-    const std::vector<float> bias =
-        position_bias(c, model_.decoder_relative_bias, false, step, 1, step + 1);
-    for (size_t i = 0; i < n_blocks; ++i) {
+  DecoderState s = start_decoder(std::move(enc), options);
+  for (int64_t step = 0; !s.done; ++step) {
+    begin_decoder_step(s, step);
+    for (size_t i = 0; i < model_.decoder.size(); ++i) {
       const BlockWeights& block = model_.decoder[i];
-      const AttentionWeights& sa = block.self_attention;
-      rms_norm(x.data(), block.self_attention_norm, h.data(), B, d, eps);
-      linear(h.data(), sa.q, q.data(), B, d, inner);
-      linear(h.data(), sa.k, kv.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(&self_k[i][size_t((b * S + step) * inner)], &kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-      linear(h.data(), sa.v, kv.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(&self_v[i][size_t((b * S + step) * inner)], &kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-      for (int64_t b = 0; b < B; ++b)
-        attend(&q[size_t(b * inner)], &self_k[i][size_t(b * S * inner)], &self_v[i][size_t(b * S * inner)],
-               1, step + 1, c.num_heads, c.d_kv, bias.data(), 1, step + 1, &ctx[size_t(b * inner)], scores);
-      linear(ctx.data(), sa.o, x.data(), B, inner, d, true);
-
-      const AttentionWeights& ca = block.cross_attention;
-      rms_norm(x.data(), block.cross_attention_norm, h.data(), B, d, eps);
-      linear(h.data(), ca.q, q.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        attend(&q[size_t(b * inner)], &cross_k[i][size_t(b * L * inner)], &cross_v[i][size_t(b * L * inner)],
-               1, enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &ctx[size_t(b * inner)], scores);
-      linear(ctx.data(), ca.o, x.data(), B, inner, d, true);
-
-      rms_norm(x.data(), block.ffn_norm, h.data(), B, d, eps);
+      decoder_attention(i, s, step);
       if (block.router) {
-        PERFMEM_RETURN_IF_ERROR(moe_layer(block, step, h.data(), x.data(), routed));
+        PERFMEM_RETURN_IF_ERROR(moe_layer(block, step, s.h.data(), s.x.data(), s.routed));
       } else {
-        linear(h.data(), block.dense_wi, ff.data(), B, d, c.d_ff);
-        relu_inplace(ff.data(), B * c.d_ff);
-        linear(ff.data(), block.dense_wo, x.data(), B, c.d_ff, d, true);
+        decoder_dense_ffn(block, s);
       }
     }
-    rms_norm(x.data(), model_.decoder_final_norm, h.data(), B, d, eps);
-    const float scale = 1.0f / std::sqrt(float(d));  // tied embeddings: d_model^-0.5
-    for (float& value : h) value *= scale;
-    linear(h.data(), model_.shared, logits.data(), B, d, V);
-    if (options.keep_logits) gen.logits.push_back(logits);
-    gen.steps = step + 1;
-    bool all_done = true;
-    for (int64_t b = 0; b < B; ++b) {
-      if (finished[size_t(b)]) {
-        current[size_t(b)] = int32_t(c.pad_token_id);
-        continue;
-      }
-      const int32_t next = int32_t(argmax(&logits[size_t(b * V)], V));
-      gen.tokens[size_t(b)].push_back(next);
-      current[size_t(b)] = next;
-      if (next == c.eos_token_id) finished[size_t(b)] = 1;
-      all_done = all_done && finished[size_t(b)];
-    }
-    if (all_done) break;
+    end_decoder_step(s, step);
   }
-  return gen;
+  return std::move(s.gen);
+}
+
+Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                        const GenerateOptions& options) {
+  if (options.max_new_tokens < 1)
+    return input_error("generate options", "max_new_tokens", "at least 1",
+                       std::to_string(options.max_new_tokens));
+  PERFMEM_ASSIGN_OR_RETURN(std::vector<EncoderOutput> encs, encode_window(requests));
+  std::vector<DecoderState> states;
+  states.reserve(encs.size());
+  for (EncoderOutput& enc : encs) states.push_back(start_decoder(std::move(enc), options));
+  // Step by step, the requests still generating advance together through the decoder.
+  for (int64_t step = 0;; ++step) {
+    std::vector<DecoderState*> active;
+    for (DecoderState& s : states)
+      if (!s.done) active.push_back(&s);
+    if (active.empty()) break;
+    std::vector<WindowMember> members;
+    for (DecoderState* s : active) {
+      begin_decoder_step(*s, step);
+      members.push_back({s->h.data(), s->x.data(), &s->routed});
+    }
+    for (size_t i = 0; i < model_.decoder.size(); ++i) {
+      const BlockWeights& block = model_.decoder[i];
+      for (DecoderState* s : active) decoder_attention(i, *s, step);
+      if (block.router) {
+        PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, step, members));
+      } else {
+        for (DecoderState* s : active) decoder_dense_ffn(block, *s);
+      }
+    }
+    for (DecoderState* s : active) end_decoder_step(*s, step);
+  }
+  std::vector<Generation> out;
+  for (DecoderState& s : states) out.push_back(std::move(s.gen));
+  return out;
 }
 
 }  // namespace perfmem::sida

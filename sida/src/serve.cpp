@@ -78,15 +78,39 @@ Status check_routes(const RouteTable& table, const std::vector<Request>& request
 }
 
 // The store's access sequence for a window: each request's accesses in turn, or, when the window
-// runs layer by layer, the distinct experts of each layer in ascending id order (ids are
-// moe_layer * E + e, so that is plain ascending order).
-std::vector<int32_t> window_accesses(const RouteTable& table, size_t first, size_t count, Execution execution) {
+// runs layer by layer, the distinct experts of each encoder layer in ascending id order (ids are
+// moe_layer * E + e, so that is plain ascending order), then for every decoding step the distinct
+// experts of each decoder layer among the requests still generating. A request's decoder accesses
+// split into steps where the layer index stops increasing (each step visits the decoder's MoE
+// layers in order). The plan only moves data: a mismatch would cost time, never change a result.
+std::vector<int32_t> window_accesses(const RouteTable& table, size_t first, size_t count, Execution execution,
+                                     int64_t encoder_moe_layers) {
   std::vector<int32_t> out;
-  for (size_t r = first; r < first + count; ++r)
-    out.insert(out.end(), table.accesses[r].begin(), table.accesses[r].end());
-  if (execution == Execution::kWindow) {
-    std::sort(out.begin(), out.end());
-    out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (execution == Execution::kRequest) {
+    for (size_t r = first; r < first + count; ++r)
+      out.insert(out.end(), table.accesses[r].begin(), table.accesses[r].end());
+    return out;
+  }
+  const int32_t encoder_ids = int32_t(encoder_moe_layers * table.num_experts);
+  std::vector<std::vector<int32_t>> phases(1);  // [0]: the encoder; [1 + s]: decoding step s
+  for (size_t r = first; r < first + count; ++r) {
+    size_t step = 0;
+    int32_t last = -1;
+    for (int32_t id : table.accesses[r]) {
+      if (id < encoder_ids) {
+        phases[0].push_back(id);
+        continue;
+      }
+      if (last >= 0 && id <= last) ++step;
+      last = id;
+      if (phases.size() < step + 2) phases.resize(step + 2);
+      phases[step + 1].push_back(id);
+    }
+  }
+  for (std::vector<int32_t>& phase : phases) {
+    std::sort(phase.begin(), phase.end());
+    phase.erase(std::unique(phase.begin(), phase.end()), phase.end());
+    out.insert(out.end(), phase.begin(), phase.end());
   }
   return out;
 }
@@ -251,9 +275,6 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
                     "the prefetch policy needs a route table (--routes FILE, made by `sida record-routes`)");
     PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
   }
-  if (options.execution == Execution::kWindow && options.generate)
-    return Status(StatusCode::kInvalidInput,
-                  "window execution runs the encoder only: use it with encoder-only serving");
   const size_t window = std::max<size_t>(1, options.window);
   BoundedQueue<WindowPlan> plans(std::max<size_t>(1, options.queue_capacity));
   // The run-ahead thread: turns the route table into per-window access plans.
@@ -263,7 +284,8 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
       plan.first = first;
       plan.count = std::min(window, requests.size() - first);
       if (store.policy() == Policy::kPrefetch)
-        plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution);
+        plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution,
+                                        model.config().num_encoder_moe_layers());
       if (!plans.push(std::move(plan))) return;
     }
     plans.close();
@@ -289,18 +311,37 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
       Stopwatch sw;
       std::vector<Request> batch(requests.begin() + std::ptrdiff_t(plan->first),
                                  requests.begin() + std::ptrdiff_t(plan->first + plan->count));
-      auto enc = engine.encode_window(batch);
-      if (!enc.ok()) {
-        failure = enc.status().with_context("requests " + std::to_string(plan->first) + ".." +
-                                            std::to_string(plan->first + plan->count - 1));
-        break;
+      const std::string which =
+          "requests " + std::to_string(plan->first) + ".." + std::to_string(plan->first + plan->count - 1);
+      if (options.generate) {
+        GenerateOptions g;
+        g.max_new_tokens = options.max_new_tokens;
+        g.keep_logits = options.keep_outputs;
+        auto gen = engine.generate_window(batch, g);
+        if (!gen.ok()) {
+          failure = gen.status().with_context(which);
+          break;
+        }
+        for (size_t i = 0; i < plan->count; ++i) {
+          RequestResult& out = report.results[plan->first + i];
+          out.generated = (*gen)[i].tokens[0];
+          report.generated_tokens += out.generated.size();
+          if (options.keep_outputs) out.logits = std::move((*gen)[i].logits);
+        }
+      } else {
+        auto enc = engine.encode_window(batch);
+        if (!enc.ok()) {
+          failure = enc.status().with_context(which);
+          break;
+        }
+        if (options.keep_outputs)
+          for (size_t i = 0; i < plan->count; ++i)
+            report.results[plan->first + i].encoder_hidden = std::move((*enc)[i].hidden);
       }
       const double ms = sw.elapsed_ms();
       for (size_t i = 0; i < plan->count; ++i) {
-        RequestResult& out = report.results[plan->first + i];
         report.input_tokens += batch[i].size();
-        if (options.keep_outputs) out.encoder_hidden = std::move((*enc)[i].hidden);
-        out.latency_ms = ms;
+        report.results[plan->first + i].latency_ms = ms;
         latencies.push_back(ms);
         bar.advance();
       }

@@ -25,6 +25,8 @@
 // streaming kernel, which gives each row the bits batch 1 gives it; a request sending more rows
 // runs its own product. Outputs are therefore bit-identical to encoding the requests one by one;
 // the access order is, per MoE layer, the window's distinct experts in ascending id order.
+// generate_window() continues the same way through the decoder, step by step, with the requests
+// that have not finished; per step, per decoder MoE layer, the distinct experts in id order.
 #pragma once
 
 #include <cstdint>
@@ -106,6 +108,10 @@ class Engine {
   Result<EncoderOutput> encode(const std::vector<std::vector<int32_t>>& requests);
   // One EncoderOutput (batch 1) per request, sharing each acquired expert across the window.
   Result<std::vector<EncoderOutput>> encode_window(const std::vector<std::vector<int32_t>>& requests);
+  // One Generation (batch 1) per request: encode_window, then the requests still generating
+  // advance step by step together, sharing each acquired decoder expert the same way.
+  Result<std::vector<Generation>> generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                  const GenerateOptions& options);
   Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests,
                               const GenerateOptions& options);
 
@@ -135,6 +141,18 @@ class Engine {
   // Passes dropped tokens through and reports the layer to the observer.
   void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
                         const std::vector<RoutedToken>& tokens, float* x);
+  // A request of a window at one MoE layer: its normed rows, activations and routed tokens.
+  struct WindowMember { const float* normed; float* x; const std::vector<RoutedToken>* tokens; };
+  // The window's MoE layer: each expert acquired once for all members (see encode_window).
+  Status window_moe_layer(const BlockWeights& block, int64_t decode_step, const std::vector<WindowMember>& members);
+  struct DecoderState;
+  DecoderState start_decoder(EncoderOutput enc, const GenerateOptions& options) const;
+  void begin_decoder_step(DecoderState& state, int64_t step) const;
+  // Self- and cross-attention of decoder block i, then the FFN norm into state.h.
+  void decoder_attention(size_t i, DecoderState& state, int64_t step) const;
+  void decoder_dense_ffn(const BlockWeights& block, DecoderState& state) const;
+  // Logits, greedy tokens, and whether every sequence is finished (or the step limit reached).
+  void end_decoder_step(DecoderState& state, int64_t step) const;
   EncoderState start_encoder(const std::vector<std::vector<int32_t>>& requests) const;
   // Self-attention of one block, then the FFN norm into state.h.
   void encoder_attention(const BlockWeights& block, EncoderState& state) const;

@@ -12,10 +12,10 @@
 // route table into the expert accesses they will make, and pushes that plan onto a bounded
 // queue (16 plans); the inference thread pops a plan, hands it to the store (whose I/O thread
 // loads ahead in that order, evicting what is needed furthest away), then runs the window's
-// requests: one by one (Execution::kRequest), or layer by layer together (Execution::kWindow,
-// encoder only: each request is still computed alone, but an expert is acquired once per layer
-// for every request of the window that needs it, so a window reads each expert it uses at most
-// once; all requests of a window complete together). Routes only move data: the true router
+// requests: one by one (Execution::kRequest), or layer by layer together (Execution::kWindow:
+// attention and routing stay per request, but an expert is acquired once per layer, and per
+// decoding step, for every request of the window that needs it, so a window reads each expert it
+// uses at most once per step; all requests of a window complete together). Routes only move data: the true router
 // decides (exact mode), so outputs are identical whatever the policy, budget and execution.
 #pragma once
 
@@ -47,7 +47,7 @@ const char* execution_name(Execution execution);
 
 struct ServeOptions {
   bool generate = true;          // false: encoder forward only (classification setting)
-  Execution execution = Execution::kRequest;  // kWindow needs generate == false
+  Execution execution = Execution::kRequest;
   int64_t max_new_tokens = 8;
   size_t window = 64;            // requests per run-ahead plan
   size_t queue_capacity = 16;    // plans the run-ahead thread may be ahead by
