@@ -13,35 +13,67 @@ namespace {
 
 using f32x8 = float __attribute__((vector_size(32)));
 
+// The dot product of one weight row with one input row, as the streaming kernel defines it: two
+// 8-wide partial sums over 16-element steps, a fixed pairwise reduction, then the tail. Every y
+// element is computed with exactly this sequence of operations, whichever loop below computes it,
+// so a row's result never depends on which or how many other rows share the call.
+#define PERFMEM_SIDA_DOT_STEP(acc0, acc1, wrow, xrow, i) \
+  do {                                                  \
+    f32x8 a_, b_, c_, d_;                               \
+    std::memcpy(&a_, (wrow) + (i), sizeof a_);          \
+    std::memcpy(&b_, (xrow) + (i), sizeof b_);          \
+    std::memcpy(&c_, (wrow) + (i) + 8, sizeof c_);      \
+    std::memcpy(&d_, (xrow) + (i) + 8, sizeof d_);      \
+    acc0 += a_ * b_;                                    \
+    acc1 += c_ * d_;                                    \
+  } while (0)
+
+inline float finish_dot(f32x8 s0, f32x8 s1, const float* w, const float* x, int64_t i, int64_t in) {
+  const f32x8 t = s0 + s1;
+  float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+  for (; i < in; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
 // y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
-// reused from L1 for every input row. Cloned for AVX2 and the baseline; the clone is chosen once
-// per process from the CPU, so results are deterministic on a machine.
+// reused from L1 for every input row; rows go four at a time (each weight vector loaded once for
+// the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
+// process from the CPU, so results are deterministic on a machine.
 __attribute__((target_clones("avx2", "default")))
 void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                             int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  const int64_t steps = in / 16 * 16;
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wo = w + o * in;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const float* x0 = x + r * in;
+      const float *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+      f32x8 s00 = {}, s01 = {}, s10 = {}, s11 = {}, s20 = {}, s21 = {}, s30 = {}, s31 = {};
+      for (int64_t i = 0; i < steps; i += 16) {
+        PERFMEM_SIDA_DOT_STEP(s00, s01, wo, x0, i);
+        PERFMEM_SIDA_DOT_STEP(s10, s11, wo, x1, i);
+        PERFMEM_SIDA_DOT_STEP(s20, s21, wo, x2, i);
+        PERFMEM_SIDA_DOT_STEP(s30, s31, wo, x3, i);
+      }
+      const float sums[4] = {finish_dot(s00, s01, wo, x0, steps, in), finish_dot(s10, s11, wo, x1, steps, in),
+                             finish_dot(s20, s21, wo, x2, steps, in), finish_dot(s30, s31, wo, x3, steps, in)};
+      for (int k = 0; k < 4; ++k) {
+        float& dst = y[(r + k) * out + o];
+        dst = accumulate ? dst + sums[k] : sums[k];
+      }
+    }
+    for (; r < rows; ++r) {
       const float* xr = x + r * in;
       f32x8 s0 = {}, s1 = {};
-      int64_t i = 0;
-      for (; i + 16 <= in; i += 16) {
-        f32x8 a, b, c, d;
-        std::memcpy(&a, wo + i, sizeof a);
-        std::memcpy(&b, xr + i, sizeof b);
-        std::memcpy(&c, wo + i + 8, sizeof c);
-        std::memcpy(&d, xr + i + 8, sizeof d);
-        s0 += a * b;
-        s1 += c * d;
-      }
-      const f32x8 t = s0 + s1;
-      float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-      for (; i < in; ++i) sum += wo[i] * xr[i];
+      for (int64_t i = 0; i < steps; i += 16) PERFMEM_SIDA_DOT_STEP(s0, s1, wo, xr, i);
+      const float sum = finish_dot(s0, s1, wo, xr, steps, in);
       float& dst = y[r * out + o];
       dst = accumulate ? dst + sum : sum;
     }
   }
 }
+#undef PERFMEM_SIDA_DOT_STEP
 
 ThreadPool& streaming_pool() {
   static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
