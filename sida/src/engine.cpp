@@ -84,7 +84,7 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
     std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
   // Router in fp32: logits F32 [n, E].
   r->logits.resize(size_t(n * E));
-  if (n > 0) linear(r->h.data(), block.router, r->logits.data(), n, d, E);
+  if (n > 0) linear_packed(r->h.data(), *block.router, r->logits.data(), n);
   std::vector<float> probs = r->logits;
   r->choice.assign(size_t(n), 0);
   r->top_prob.assign(size_t(n), 0.f);
@@ -223,22 +223,22 @@ void Engine::encoder_attention(const BlockWeights& block, EncoderState& s) const
   const float eps = float(c.layer_norm_epsilon);
   rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), rows, d, eps);
   const AttentionWeights& a = block.self_attention;
-  linear(s.h.data(), a.q, s.q.data(), rows, d, inner);
-  linear(s.h.data(), a.k, s.k.data(), rows, d, inner);
-  linear(s.h.data(), a.v, s.v.data(), rows, d, inner);
+  linear_packed(s.h.data(), *a.q, s.q.data(), rows);
+  linear_packed(s.h.data(), *a.k, s.k.data(), rows);
+  linear_packed(s.h.data(), *a.v, s.v.data(), rows);
   for (int64_t b = 0; b < s.out.batch; ++b)
     attend(&s.q[size_t(b * L * inner)], &s.k[size_t(b * L * inner)], &s.v[size_t(b * L * inner)], L,
            s.out.lengths[size_t(b)], c.num_heads, c.d_kv, s.bias.data(), L, L,
            &s.ctx[size_t(b * L * inner)], s.scores);
-  linear(s.ctx.data(), a.o, s.x.data(), rows, inner, d, /*accumulate=*/true);
+  linear_packed(s.ctx.data(), *a.o, s.x.data(), rows, /*accumulate=*/true);
   rms_norm(s.x.data(), block.ffn_norm, s.h.data(), rows, d, eps);
 }
 
 void Engine::dense_ffn(const BlockWeights& block, EncoderState& s) const {
   const SwitchConfig& c = model_.config();
-  linear(s.h.data(), block.dense_wi, s.ff.data(), s.rows, c.d_model, c.d_ff);
+  linear_packed(s.h.data(), *block.dense_wi, s.ff.data(), s.rows);
   relu_inplace(s.ff.data(), s.rows * c.d_ff);
-  linear(s.ff.data(), block.dense_wo, s.x.data(), s.rows, c.d_ff, c.d_model, /*accumulate=*/true);
+  linear_packed(s.ff.data(), *block.dense_wo, s.x.data(), s.rows, /*accumulate=*/true);
 }
 
 EncoderOutput Engine::finish_encoder(EncoderState& s) const {
@@ -373,8 +373,8 @@ Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOpti
   for (size_t i = 0; i < n_blocks; ++i) {
     s.cross_k[i].resize(size_t(B * L * inner));
     s.cross_v[i].resize(size_t(B * L * inner));
-    linear(s.enc.hidden.data(), model_.decoder[i].cross_attention.k, s.cross_k[i].data(), B * L, d, inner);
-    linear(s.enc.hidden.data(), model_.decoder[i].cross_attention.v, s.cross_v[i].data(), B * L, d, inner);
+    linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.k, s.cross_k[i].data(), B * L);
+    linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.v, s.cross_v[i].data(), B * L);
   }
   s.self_k.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
   s.self_v.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
@@ -406,34 +406,34 @@ void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
   const BlockWeights& block = model_.decoder[i];
   const AttentionWeights& sa = block.self_attention;
   rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), B, d, eps);
-  linear(s.h.data(), sa.q, s.q.data(), B, d, inner);
-  linear(s.h.data(), sa.k, s.kv.data(), B, d, inner);
+  linear_packed(s.h.data(), *sa.q, s.q.data(), B);
+  linear_packed(s.h.data(), *sa.k, s.kv.data(), B);
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(&s.self_k[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-  linear(s.h.data(), sa.v, s.kv.data(), B, d, inner);
+  linear_packed(s.h.data(), *sa.v, s.kv.data(), B);
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(&s.self_v[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
   for (int64_t b = 0; b < B; ++b)
     attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * S * inner)], &s.self_v[i][size_t(b * S * inner)], 1,
            step + 1, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1, &s.ctx[size_t(b * inner)], s.scores);
-  linear(s.ctx.data(), sa.o, s.x.data(), B, inner, d, true);
+  linear_packed(s.ctx.data(), *sa.o, s.x.data(), B, true);
 
   const AttentionWeights& ca = block.cross_attention;
   rms_norm(s.x.data(), block.cross_attention_norm, s.h.data(), B, d, eps);
-  linear(s.h.data(), ca.q, s.q.data(), B, d, inner);
+  linear_packed(s.h.data(), *ca.q, s.q.data(), B);
   for (int64_t b = 0; b < B; ++b)
     attend(&s.q[size_t(b * inner)], &s.cross_k[i][size_t(b * L * inner)], &s.cross_v[i][size_t(b * L * inner)], 1,
            s.enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &s.ctx[size_t(b * inner)], s.scores);
-  linear(s.ctx.data(), ca.o, s.x.data(), B, inner, d, true);
+  linear_packed(s.ctx.data(), *ca.o, s.x.data(), B, true);
   rms_norm(s.x.data(), block.ffn_norm, s.h.data(), B, d, eps);
 }
 
 void Engine::decoder_dense_ffn(const BlockWeights& block, DecoderState& s) const {
   const SwitchConfig& c = model_.config();
   const int64_t B = s.enc.batch;
-  linear(s.h.data(), block.dense_wi, s.ff.data(), B, c.d_model, c.d_ff);
+  linear_packed(s.h.data(), *block.dense_wi, s.ff.data(), B);
   relu_inplace(s.ff.data(), B * c.d_ff);
-  linear(s.ff.data(), block.dense_wo, s.x.data(), B, c.d_ff, c.d_model, true);
+  linear_packed(s.ff.data(), *block.dense_wo, s.x.data(), B, true);
 }
 
 void Engine::end_decoder_step(DecoderState& s, int64_t step) const {

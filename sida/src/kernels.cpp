@@ -1,6 +1,7 @@
 #include "perfmem/sida/kernels.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -80,7 +81,105 @@ ThreadPool& streaming_pool() {
   return pool;
 }
 
+// Rows [0, R) of x against one panel: y[r, j] for the panel's `cols` valid columns.
+template <int R>
+__attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel,
+                                                             float* y, int64_t out, int64_t cols, bool accumulate) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    const __m512 w0 = _mm512_load_ps(panel + k * kPackedPanel);
+    const __m512 w1 = _mm512_load_ps(panel + k * kPackedPanel + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_set1_ps(x[r * in + k]);
+      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+    }
+  }
+  alignas(64) float tmp[kPackedPanel];
+  for (int r = 0; r < R; ++r) {
+    _mm512_store_ps(tmp, acc[r][0]);
+    _mm512_store_ps(tmp + 16, acc[r][1]);
+    float* yr = y + r * out;
+    for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
+  }
+}
+
+// The portable twin: the same fused multiply-add chain per element (std::fma rounds once, as
+// the vector instruction does), so both give identical bits.
+void packed_panel_portable(const float* x, int64_t rows, int64_t in, const float* panel, float* y, int64_t out,
+                           int64_t cols, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float acc = 0.f;
+      for (int64_t k = 0; k < in; ++k) acc = std::fma(x[r * in + k], panel[k * kPackedPanel + j], acc);
+      float& dst = y[r * out + j];
+      dst = accumulate ? dst + acc : acc;
+    }
+}
+
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
 }  // namespace
+
+PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in) {
+  PackedMatrix m;
+  m.out = out;
+  m.in = in;
+  const int64_t panels = (out + kPackedPanel - 1) / kPackedPanel;
+  m.data = AlignedBuffer(size_t(panels * in * kPackedPanel) * sizeof(float));  // zeroed
+  float* d = m.data.data_as<float>();
+  for (int64_t o = 0; o < out; ++o) {
+    float* panel = d + (o / kPackedPanel) * in * kPackedPanel + o % kPackedPanel;
+    for (int64_t k = 0; k < in; ++k) panel[k * kPackedPanel] = w[o * in + k];
+  }
+  return m;
+}
+
+void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
+  if (rows == 0) return;
+  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel, in = w.in, out = w.out;
+  const float* data = w.data.data_as<float>();
+  const bool vector = have_avx512();
+  // Panels are independent: each y element is computed by one thread, so the split does not
+  // change results. Rows go six at a time (twelve accumulators), then the remainder.
+  streaming_pool().parallel_for(
+      0, panels,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          const float* panel = data + p * in * kPackedPanel;
+          const int64_t col0 = p * kPackedPanel, cols = std::min(kPackedPanel, out - col0);
+          float* yp = y + col0;
+          if (!vector) {
+            packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate);
+            continue;
+          }
+          int64_t r = 0;
+          for (; r + 6 <= rows; r += 6) packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
+          const float* xr = x + r * in;
+          float* yr = yp + r * out;
+          switch (rows - r) {
+            case 5: packed_panel_avx512<5>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 4: packed_panel_avx512<4>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 3: packed_panel_avx512<3>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 2: packed_panel_avx512<2>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 1: packed_panel_avx512<1>(xr, in, panel, yr, out, cols, accumulate); break;
+            default: break;
+          }
+        }
+      },
+      /*min_chunk=*/2);
+}
+
+void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
+  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel;
+  for (int64_t p = 0; p < panels; ++p)
+    packed_panel_portable(x, rows, w.in, w.data.data_as<float>() + p * w.in * kPackedPanel, y + p * kPackedPanel, w.out,
+                          std::min(kPackedPanel, w.out - p * kPackedPanel), accumulate);
+}
 
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate) {
