@@ -108,6 +108,10 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_option("--modes", o.modes, "encode and/or generate")->capture_default_str();
   cmd->add_option("--policies", o.policies, "policies to compare")->capture_default_str();
   cmd->add_option("--budgets", o.budgets, "fast-tier budgets: percentages of expert bytes or sizes")->capture_default_str();
+  cmd->add_option("--executions", o.executions,
+                  "request (one by one) and/or window (a window's requests layer by layer together)")
+      ->capture_default_str();
+  cmd->add_option("--window", o.window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--python", o.python, "python with transformers for the PyTorch baseline");
   cmd->add_flag("!--no-hf", o.hf, "skip the Hugging Face / PyTorch baseline");
   cmd->add_option("--json", o.json_out, "also write every measurement to this JSON file");
@@ -135,7 +139,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   all["expert_bytes_fp32"] = all_experts;
   std::vector<Row> rows;
   std::cout << "## sida bench: " << o.preset << ", " << requests.size() << " requests (" << input_tokens
-            << " tokens, 10-60 each), batch 1, experts " << format_bytes(double(all_experts)) << " in fp32\n\n";
+            << " tokens, 10-60 each), batch 1, windows of " << o.window << ", experts " << format_bytes(double(all_experts)) << " in fp32\n\n";
   for (const std::string& mode : split(o.modes)) {
     if (mode != "encode" && mode != "generate")
       return report_failure(app, Status(StatusCode::kInvalidInput, "--modes: unknown mode " + mode));
@@ -154,38 +158,45 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
         auto policy = parse_policy(policy_text);
         if (!policy) return report_failure(app, policy.status());
         if (*policy == Policy::kAllResident && *budget < all_experts) continue;  // cannot hold them
-        StoreOptions so;
-        so.policy = *policy;
-        so.budget_bytes = *budget;
-        so.direct_io = !o.no_direct_io;
-        auto store = ExpertStore::create(**model, so);
-        if (!store) return report_failure(app, store.status());
-        if (*policy == Policy::kAllResident) {
-          if (auto s = (*store)->load_all(); !s.ok()) return report_failure(app, s);
-          (*store)->reset_stats();
+        for (const std::string& execution_text : split(o.executions)) {
+          auto execution = parse_execution(execution_text);
+          if (!execution) return report_failure(app, execution.status());
+          opt.execution = *execution;
+          opt.window = o.window;
+          StoreOptions so;
+          so.policy = *policy;
+          so.budget_bytes = *budget;
+          so.direct_io = !o.no_direct_io;
+          auto store = ExpertStore::create(**model, so);
+          if (!store) return report_failure(app, store.status());
+          if (*policy == Policy::kAllResident) {
+            if (auto s = (*store)->load_all(); !s.ok()) return report_failure(app, s);
+            (*store)->reset_stats();
+          }
+          auto report = serve(**model, **store, requests, opt);
+          if (!report) return report_failure(app, report.status());
+          std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << " ("
+                    << execution_text << "): " << fmt("%.2f", report->requests_per_s()) << " requests/s\n";
+          rows.push_back({mode, budget_text, std::move(*report)});
         }
-        auto report = serve(**model, **store, requests, opt);
-        if (!report) return report_failure(app, report.status());
-        std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << ": "
-                  << fmt("%.2f", report->requests_per_s()) << " requests/s\n";
-        rows.push_back({mode, budget_text, std::move(*report)});
       }
     }
   }
 
-  // Policy table, with each row's throughput relative to lru at the same budget.
-  std::cout << "| mode | budget | policy | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from disk | I/O wait s | vs lru |\n"
-            << "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  // Policy table, with each row's throughput relative to lru (request by request) at the same budget.
+  std::cout << "| mode | budget | policy | execution | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from disk | I/O wait s | vs lru |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   Json table = Json::array();
   for (const Row& r : rows) {
     double lru = 0;
     for (const Row& other : rows)
-      if (other.mode == r.mode && other.budget_label == r.budget_label && other.report.policy == "lru")
+      if (other.mode == r.mode && other.budget_label == r.budget_label && other.report.policy == "lru" &&
+          other.report.execution == "request")
         lru = other.report.requests_per_s();
     const ServeReport& s = r.report;
     const double tokens = r.mode == "encode" ? s.input_tokens_per_s() : s.generated_tokens_per_s();
     std::cout << "| " << r.mode << " | " << r.budget_label << " (" << format_bytes(double(s.budget_bytes)) << ") | "
-              << s.policy << " | " << fmt("%.2f", s.requests_per_s()) << " | " << fmt("%.1f", tokens) << " | "
+              << s.policy << " | " << s.execution << " | " << fmt("%.2f", s.requests_per_s()) << " | " << fmt("%.1f", tokens) << " | "
               << fmt("%.1f", s.latency_ms.median) << " | " << fmt("%.1f", s.latency_ms.p99) << " | "
               << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | " << format_bytes(double(s.store.bytes_read))
               << " | " << fmt("%.2f", s.store.io_wait_s) << " | "
@@ -202,7 +213,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   // Engine speed: our all-resident encoder against Hugging Face on PyTorch, same inputs.
   const Row* ours = nullptr;
   for (const Row& r : rows)
-    if (r.mode == "encode" && r.report.policy == "all-resident") ours = &r;
+    if (r.mode == "encode" && r.report.policy == "all-resident" && r.report.execution == "request") ours = &r;
   if (ours) {
     const double bandwidth = measure_read_bandwidth();
     all["memory_read_bandwidth_gb_per_s"] = bandwidth / 1e9;

@@ -7,7 +7,9 @@
 //
 // The checkpoint is made in --dir when absent (after checking free disk space). Requests are
 // synthetic SST2-like (10-60 tokens), batch 1; the encoder-only and the generation settings are
-// measured separately. Each table row prints the ratio to lru at the same budget.
+// measured separately. Each table row prints the ratio to lru at the same budget, run request
+// by request (the on-demand offloading baseline). `--executions request,window` adds rows where
+// a window's requests advance layer by layer together.
 #pragma once
 
 #include <string>
@@ -26,6 +28,8 @@ struct BenchOptions {
   std::string modes = "encode,generate";
   std::string policies = "all-resident,lru,prefetch";
   std::string budgets = "100%,50%,25%";  // percentages of expert bytes, or sizes (2GiB)
+  std::string executions = "request";    // request and/or window
+  size_t window = 64;                    // requests per run-ahead window
   bool hf = true;                        // also time Hugging Face on PyTorch
   std::string python;                    // the venv's python (default: PERFMEM_VENV)
   std::string json_out;                  // write all results as JSON

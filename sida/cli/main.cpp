@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
 
   // run
   auto* run = app.add_subcommand("run", "run requests through the engine and print generated ids and measurements");
-  std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits;
+  std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits, execution_text = "request";
+  size_t window = 64;
   RequestArgs req;
   bool json = false;
   run->add_option("checkpoint", ckpt, "checkpoint folder (config.json + safetensors)")->required();
@@ -105,6 +106,11 @@ int main(int argc, char** argv) {
   run->add_option("--policy", policy_text, "all-resident, lru, fifo or prefetch")->capture_default_str();
   run->add_option("--budget", budget_text, "fast-tier bytes for experts (e.g. 2GiB); default: all experts");
   run->add_option("--routes", routes_file, "route table from `sida record-routes` (prefetch policy)");
+  run->add_option("--execution", execution_text,
+                  "request: one request after another; window: a window's requests advance layer by layer "
+                  "together, each expert acquired once per layer (and decoding step) for all of them")
+      ->capture_default_str();
+  run->add_option("--window", window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
   run->add_option("--dump-logits", dump_logits, "write every step's logits, little-endian float32");
   run->add_flag("--json", json, "print the report as JSON");
 
@@ -181,6 +187,10 @@ int main(int argc, char** argv) {
         (*store)->reset_stats();
       }
       ServeOptions opt = serve_options(req);
+      auto execution = parse_execution(execution_text);
+      if (!execution) return report_failure(app, execution.status());
+      opt.execution = *execution;
+      opt.window = window;
       opt.routes = routes ? &*routes : nullptr;
       opt.keep_outputs = !dump_logits.empty();
       auto report = serve(**model, **store, *requests, opt);

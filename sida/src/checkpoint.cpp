@@ -154,6 +154,16 @@ Result<const float*> ModelWeights::load_resident(const std::string& name, const 
   return p;
 }
 
+Result<const PackedMatrix*> ModelWeights::load_packed(const std::string& name, const Shape& shape) {
+  PERFMEM_ASSIGN_OR_RETURN(const float* w, load_resident(name, shape));
+  packed_.push_back(pack_matrix(w, shape[0], shape[1]));
+  // Only the packed form is kept: the plain copy was the last buffer stored.
+  resident_bytes_ += packed_.back().data.size();
+  resident_bytes_ -= storage_.back().size();
+  storage_.pop_back();
+  return &packed_.back();
+}
+
 Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir) {
   std::unique_ptr<ModelWeights> m(new ModelWeights());
   m->dir_ = dir;
@@ -173,10 +183,10 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
       BlockWeights& b = out[static_cast<size_t>(i)];
       std::string p = block_prefix(decoder, i);
       auto attention = [&](const std::string& ap, AttentionWeights* a) -> Status {
-        PERFMEM_ASSIGN_OR_RETURN(a->q, m->load_resident(ap + "q.weight", {inner, d}));
-        PERFMEM_ASSIGN_OR_RETURN(a->k, m->load_resident(ap + "k.weight", {inner, d}));
-        PERFMEM_ASSIGN_OR_RETURN(a->v, m->load_resident(ap + "v.weight", {inner, d}));
-        PERFMEM_ASSIGN_OR_RETURN(a->o, m->load_resident(ap + "o.weight", {d, inner}));
+        PERFMEM_ASSIGN_OR_RETURN(a->q, m->load_packed(ap + "q.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->k, m->load_packed(ap + "k.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->v, m->load_packed(ap + "v.weight", {inner, d}));
+        PERFMEM_ASSIGN_OR_RETURN(a->o, m->load_packed(ap + "o.weight", {d, inner}));
         return Status::Ok();
       };
       PERFMEM_RETURN_IF_ERROR(attention(p + "0.SelfAttention.", &b.self_attention));
@@ -196,11 +206,11 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
       PERFMEM_ASSIGN_OR_RETURN(b.ffn_norm, m->load_resident(ff + "layer_norm.weight", {d}));
       bool sparse = decoder ? c.decoder_block_is_sparse(i) : c.encoder_block_is_sparse(i);
       if (!sparse) {
-        PERFMEM_ASSIGN_OR_RETURN(b.dense_wi, m->load_resident(ff + "mlp.wi.weight", {c.d_ff, d}));
-        PERFMEM_ASSIGN_OR_RETURN(b.dense_wo, m->load_resident(ff + "mlp.wo.weight", {d, c.d_ff}));
+        PERFMEM_ASSIGN_OR_RETURN(b.dense_wi, m->load_packed(ff + "mlp.wi.weight", {c.d_ff, d}));
+        PERFMEM_ASSIGN_OR_RETURN(b.dense_wo, m->load_packed(ff + "mlp.wo.weight", {d, c.d_ff}));
         continue;
       }
-      PERFMEM_ASSIGN_OR_RETURN(b.router, m->load_resident(ff + "mlp.router.classifier.weight",
+      PERFMEM_ASSIGN_OR_RETURN(b.router, m->load_packed(ff + "mlp.router.classifier.weight",
                                                            {c.num_experts, d}));
       b.moe_layer = moe_layer;
       for (int64_t e = 0; e < c.num_experts; ++e) {

@@ -74,147 +74,390 @@ Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests)
   return Status::Ok();
 }
 
-Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed,
-                         float* x, const std::vector<RoutedToken>& tokens) {
+void Engine::route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+                   LayerRouting* r) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, E = c.num_experts, n = int64_t(tokens.size());
-  MoeLayerVisit visit;
-  visit.moe_layer = block.moe_layer;
-  visit.decode_step = decode_step;
-  if (n == 0) {
-    if (observer_) observer_(visit);
-    return Status::Ok();
-  }
   // Gather the routed rows: F32 [n, d].
-  std::vector<float> h(static_cast<size_t>(n * d));
+  r->h.resize(size_t(n * d));
   for (int64_t t = 0; t < n; ++t)
-    std::memcpy(&h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
+    std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
   // Router in fp32: logits F32 [n, E].
-  std::vector<float> logits(static_cast<size_t>(n * E));
-  linear(h.data(), block.router, logits.data(), n, d, E);
-  std::vector<float> probs = logits;
-  std::vector<int32_t> choice(static_cast<size_t>(n));
-  std::vector<float> top_prob(static_cast<size_t>(n));
-  std::vector<uint8_t> dropped(static_cast<size_t>(n), 0);
+  r->logits.resize(size_t(n * E));
+  if (n > 0) linear_packed(r->h.data(), *block.router, r->logits.data(), n);
+  std::vector<float> probs = r->logits;
+  r->choice.assign(size_t(n), 0);
+  r->top_prob.assign(size_t(n), 0.f);
+  r->dropped.assign(size_t(n), 0);
+  r->uses.assign(size_t(E), 0);
   std::vector<int64_t> counts(static_cast<size_t>(E), 0);
   int32_t current_row = -1;
   for (int64_t t = 0; t < n; ++t) {
     float* pr = &probs[size_t(t * E)];
     softmax_inplace(pr, E);
     const int64_t e = argmax(pr, E);
-    choice[size_t(t)] = int32_t(e);
-    top_prob[size_t(t)] = pr[e];
+    r->choice[size_t(t)] = int32_t(e);
+    r->top_prob[size_t(t)] = pr[e];
     if (tokens[size_t(t)].row != current_row) {  // capacity counts restart per sequence
       current_row = tokens[size_t(t)].row;
       std::fill(counts.begin(), counts.end(), 0);
     }
-    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity) dropped[size_t(t)] = 1;
+    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity) r->dropped[size_t(t)] = 1;
+    else r->uses[size_t(e)] = 1;
   }
+}
 
-  // Experts in ascending id order; each computes its tokens as one matrix product.
-  std::vector<float> xe, hidden, ye;
-  for (int64_t e = 0; e < E; ++e) {
-    std::vector<int64_t> members;
-    for (int64_t t = 0; t < n; ++t)
-      if (choice[size_t(t)] == e && !dropped[size_t(t)]) members.push_back(t);
-    if (members.empty()) continue;
-    const int64_t m = int64_t(members.size());
-    xe.resize(size_t(m * d));
-    for (int64_t i = 0; i < m; ++i)
-      std::memcpy(&xe[size_t(i * d)], &h[size_t(members[size_t(i)] * d)], size_t(d) * sizeof(float));
-    const int32_t id = int32_t(block.moe_layer * E + e);
-    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(id));
-    visit.experts_used.push_back(int32_t(e));
-    hidden.resize(size_t(m * c.d_ff));
-    ye.resize(size_t(m * d));
-    Stopwatch compute;
-    linear(xe.data(), view.wi, hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
-    relu_inplace(hidden.data(), m * c.d_ff);
-    linear(hidden.data(), view.wo, ye.data(), m, c.d_ff, d);  // F32 [m, d]
-    stats_.expert_compute_s += compute.elapsed_s();
-    stats_.expert_bytes += c.expert_f32_bytes();
-    ++stats_.expert_calls;
-    experts_.release(view);
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t t = members[size_t(i)];
-      float* xr = x + tokens[size_t(t)].index * d;
-      const float p = top_prob[size_t(t)];
-      for (int64_t k = 0; k < d; ++k) xr[k] += p * ye[size_t(i * d + k)];
-    }
+void Engine::apply_expert(int64_t e, const ExpertView& view, const LayerRouting& r,
+                          const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& s) {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, n = int64_t(tokens.size());
+  s.members.clear();
+  for (int64_t t = 0; t < n; ++t)
+    if (r.choice[size_t(t)] == e && !r.dropped[size_t(t)]) s.members.push_back(t);
+  const int64_t m = int64_t(s.members.size());
+  s.xe.resize(size_t(m * d));
+  for (int64_t i = 0; i < m; ++i)
+    std::memcpy(&s.xe[size_t(i * d)], &r.h[size_t(s.members[size_t(i)] * d)], size_t(d) * sizeof(float));
+  s.hidden.resize(size_t(m * c.d_ff));
+  s.ye.resize(size_t(m * d));
+  Stopwatch compute;
+  linear(s.xe.data(), view.wi, s.hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
+  relu_inplace(s.hidden.data(), m * c.d_ff);
+  linear(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d);  // F32 [m, d]
+  stats_.expert_compute_s += compute.elapsed_s();
+  stats_.expert_bytes += c.expert_f32_bytes();
+  ++stats_.expert_calls;
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t t = s.members[size_t(i)];
+    float* xr = x + tokens[size_t(t)].index * d;
+    const float p = r.top_prob[size_t(t)];
+    for (int64_t k = 0; k < d; ++k) xr[k] += p * s.ye[size_t(i * d + k)];
   }
+}
+
+void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& r,
+                              const std::vector<RoutedToken>& tokens, float* x) {
+  const int64_t d = model_.config().d_model, n = int64_t(tokens.size());
   // Tokens over capacity pass their normed input through, scaled like an expert output.
   for (int64_t t = 0; t < n; ++t) {
-    if (!dropped[size_t(t)]) continue;
+    if (!r.dropped[size_t(t)]) continue;
     float* xr = x + tokens[size_t(t)].index * d;
-    const float p = top_prob[size_t(t)];
-    for (int64_t k = 0; k < d; ++k) xr[k] += p * h[size_t(t * d + k)];
+    const float p = r.top_prob[size_t(t)];
+    for (int64_t k = 0; k < d; ++k) xr[k] += p * r.h[size_t(t * d + k)];
   }
-
-  if (observer_) {
+  if (!observer_) return;
+  MoeLayerVisit visit;
+  visit.moe_layer = block.moe_layer;
+  visit.decode_step = decode_step;
+  for (size_t e = 0; e < r.uses.size(); ++e)
+    if (r.uses[e]) visit.experts_used.push_back(int32_t(e));
+  if (n > 0) {
     visit.rows.resize(size_t(n));
     visit.positions.resize(size_t(n));
     for (int64_t t = 0; t < n; ++t) {
       visit.rows[size_t(t)] = tokens[size_t(t)].row;
       visit.positions[size_t(t)] = tokens[size_t(t)].position;
     }
-    visit.choice = std::move(choice);
-    visit.dropped = std::move(dropped);
-    visit.router_logits = std::move(logits);
-    observer_(visit);
+    visit.choice = std::move(r.choice);
+    visit.dropped = std::move(r.dropped);
+    visit.router_logits = std::move(r.logits);
   }
+  observer_(visit);
+}
+
+Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed,
+                         float* x, const std::vector<RoutedToken>& tokens) {
+  LayerRouting routing;
+  route(block, normed, tokens, &routing);
+  // Experts in ascending id order; each computes its tokens as one matrix product.
+  ExpertScratch scratch;
+  const int64_t E = model_.config().num_experts;
+  for (int64_t e = 0; e < E; ++e) {
+    if (!routing.uses[size_t(e)]) continue;
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    apply_expert(e, view, routing, tokens, x, scratch);
+    experts_.release(view);
+  }
+  finish_moe_layer(block, decode_step, routing, tokens, x);
   return Status::Ok();
+}
+
+// The encoder's activations for a batch of requests padded to the longest.
+struct Engine::EncoderState {
+  EncoderOutput out;
+  std::vector<float> x, h, q, k, v, ctx, ff, scores, bias;
+  std::vector<RoutedToken> routed;
+  int64_t rows = 0;
+};
+
+Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t>>& requests) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = int64_t(requests.size());
+  EncoderState s;
+  s.out.batch = B;
+  s.out.d_model = d;
+  for (const auto& r : requests) {
+    s.out.lengths.push_back(int64_t(r.size()));
+    s.out.max_len = std::max(s.out.max_len, int64_t(r.size()));
+  }
+  const int64_t L = s.out.max_len;
+  s.rows = B * L;
+  s.x.resize(size_t(s.rows * d));
+  s.h.resize(size_t(s.rows * d));
+  for (auto* buf : {&s.q, &s.k, &s.v, &s.ctx}) buf->resize(size_t(s.rows * inner));
+  s.ff.resize(size_t(s.rows * c.d_ff));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t) {
+      const bool real = t < s.out.lengths[size_t(b)];
+      const int64_t token = real ? requests[size_t(b)][size_t(t)] : c.pad_token_id;
+      std::memcpy(&s.x[size_t((b * L + t) * d)], model_.shared + token * d, size_t(d) * sizeof(float));
+      if (real) s.routed.push_back({b * L + t, int32_t(b), int32_t(t)});
+    }
+  s.bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
+  return s;
+}
+
+void Engine::encoder_attention(const BlockWeights& block, EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), L = s.out.max_len, rows = s.rows;
+  const float eps = float(c.layer_norm_epsilon);
+  rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), rows, d, eps);
+  const AttentionWeights& a = block.self_attention;
+  linear_packed(s.h.data(), *a.q, s.q.data(), rows);
+  linear_packed(s.h.data(), *a.k, s.k.data(), rows);
+  linear_packed(s.h.data(), *a.v, s.v.data(), rows);
+  for (int64_t b = 0; b < s.out.batch; ++b)
+    attend(&s.q[size_t(b * L * inner)], &s.k[size_t(b * L * inner)], &s.v[size_t(b * L * inner)], L,
+           s.out.lengths[size_t(b)], c.num_heads, c.d_kv, s.bias.data(), L, L,
+           &s.ctx[size_t(b * L * inner)], s.scores);
+  linear_packed(s.ctx.data(), *a.o, s.x.data(), rows, /*accumulate=*/true);
+  rms_norm(s.x.data(), block.ffn_norm, s.h.data(), rows, d, eps);
+}
+
+void Engine::dense_ffn(const BlockWeights& block, EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  linear_packed(s.h.data(), *block.dense_wi, s.ff.data(), s.rows);
+  relu_inplace(s.ff.data(), s.rows * c.d_ff);
+  linear_packed(s.ff.data(), *block.dense_wo, s.x.data(), s.rows, /*accumulate=*/true);
+}
+
+EncoderOutput Engine::finish_encoder(EncoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  s.out.hidden.resize(size_t(s.rows * c.d_model));
+  rms_norm(s.x.data(), model_.encoder_final_norm, s.out.hidden.data(), s.rows, c.d_model,
+           float(c.layer_norm_epsilon));
+  return std::move(s.out);
 }
 
 Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& requests) {
   PERFMEM_RETURN_IF_ERROR(check_requests(requests));
-  const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, inner = c.inner_dim(), B = int64_t(requests.size());
-  EncoderOutput out;
-  out.batch = B;
-  out.d_model = d;
-  for (const auto& r : requests) {
-    out.lengths.push_back(int64_t(r.size()));
-    out.max_len = std::max(out.max_len, int64_t(r.size()));
-  }
-  const int64_t L = out.max_len, rows = B * L;
-  std::vector<float> x(size_t(rows * d)), h(size_t(rows * d));
-  std::vector<float> q(size_t(rows * inner)), k(size_t(rows * inner)), v(size_t(rows * inner)),
-      ctx(size_t(rows * inner)), ff(size_t(rows * c.d_ff)), scores;
-  std::vector<RoutedToken> routed;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < L; ++t) {
-      const bool real = t < out.lengths[size_t(b)];
-      const int64_t token = real ? requests[size_t(b)][size_t(t)] : c.pad_token_id;
-      std::memcpy(&x[size_t((b * L + t) * d)], model_.shared + token * d, size_t(d) * sizeof(float));
-      if (real) routed.push_back({b * L + t, int32_t(b), int32_t(t)});
-    }
-  const std::vector<float> bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
-  const float eps = float(c.layer_norm_epsilon);
-
+  EncoderState state = start_encoder(requests);
   for (const BlockWeights& block : model_.encoder) {
-    rms_norm(x.data(), block.self_attention_norm, h.data(), rows, d, eps);
-    const AttentionWeights& a = block.self_attention;
-    linear(h.data(), a.q, q.data(), rows, d, inner);
-    linear(h.data(), a.k, k.data(), rows, d, inner);
-    linear(h.data(), a.v, v.data(), rows, d, inner);
-    for (int64_t b = 0; b < B; ++b)
-      attend(&q[size_t(b * L * inner)], &k[size_t(b * L * inner)], &v[size_t(b * L * inner)], L,
-             out.lengths[size_t(b)], c.num_heads, c.d_kv, bias.data(), L, L,
-             &ctx[size_t(b * L * inner)], scores);
-    linear(ctx.data(), a.o, x.data(), rows, inner, d, /*accumulate=*/true);
+    encoder_attention(block, state);
+    if (block.router) PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, state.h.data(), state.x.data(), state.routed));
+    else dense_ffn(block, state);
+  }
+  return finish_encoder(state);
+}
 
-    rms_norm(x.data(), block.ffn_norm, h.data(), rows, d, eps);
+Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
+                                const std::vector<WindowMember>& members) {
+  const SwitchConfig& c = model_.config();
+  const int64_t E = c.num_experts, d = c.d_model;
+  std::vector<LayerRouting> routings(members.size());
+  for (size_t i = 0; i < members.size(); ++i) route(block, members[i].normed, *members[i].tokens, &routings[i]);
+  ExpertScratch scratch;
+  std::vector<std::pair<size_t, size_t>> merged;  // (member, routed token) sharing one pass
+  std::vector<uint8_t> alone(members.size());
+  // Each expert once per layer: every request routed to it uses it before it is released.
+  // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass over
+  // its weights through the streaming kernel, which is what linear() runs for them in batch 1
+  // and gives each row the same bits whatever rows it is merged with; a request with more
+  // tokens runs its own product, exactly as in batch 1.
+  for (int64_t e = 0; e < E; ++e) {
+    merged.clear();
+    bool needed = false;
+    for (size_t i = 0; i < members.size(); ++i) {
+      alone[i] = 0;
+      if (!routings[i].uses[size_t(e)]) continue;
+      needed = true;
+      const size_t first = merged.size();
+      for (size_t t = 0; t < routings[i].choice.size(); ++t)
+        if (routings[i].choice[t] == e && !routings[i].dropped[t]) merged.push_back({i, t});
+      if (int64_t(merged.size() - first) > kLinearStreamingMaxRows) {
+        merged.resize(first);
+        alone[i] = 1;
+      }
+    }
+    if (!needed) continue;
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    for (size_t i = 0; i < members.size(); ++i)
+      if (alone[i]) apply_expert(e, view, routings[i], *members[i].tokens, members[i].x, scratch);
+    if (!merged.empty()) {
+      const int64_t m = int64_t(merged.size());
+      scratch.xe.resize(size_t(m * d));
+      for (int64_t j = 0; j < m; ++j) {
+        const auto [i, t] = merged[size_t(j)];
+        std::memcpy(&scratch.xe[size_t(j * d)], &routings[i].h[t * size_t(d)], size_t(d) * sizeof(float));
+      }
+      scratch.hidden.resize(size_t(m * c.d_ff));
+      scratch.ye.resize(size_t(m * d));
+      Stopwatch compute;
+      linear_streaming(scratch.xe.data(), view.wi, scratch.hidden.data(), m, d, c.d_ff);
+      relu_inplace(scratch.hidden.data(), m * c.d_ff);
+      linear_streaming(scratch.hidden.data(), view.wo, scratch.ye.data(), m, c.d_ff, d);
+      stats_.expert_compute_s += compute.elapsed_s();
+      stats_.expert_bytes += c.expert_f32_bytes();
+      ++stats_.expert_calls;
+      for (int64_t j = 0; j < m; ++j) {
+        const auto [i, t] = merged[size_t(j)];
+        float* xr = members[i].x + (*members[i].tokens)[t].index * d;
+        const float p = routings[i].top_prob[t];
+        for (int64_t k = 0; k < d; ++k) xr[k] += p * scratch.ye[size_t(j * d + k)];
+      }
+    }
+    experts_.release(view);
+  }
+  for (size_t i = 0; i < members.size(); ++i)
+    finish_moe_layer(block, decode_step, routings[i], *members[i].tokens, members[i].x);
+  return Status::Ok();
+}
+
+Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::vector<int32_t>>& requests) {
+  PERFMEM_RETURN_IF_ERROR(check_requests(requests));
+  std::vector<EncoderState> states;
+  states.reserve(requests.size());
+  for (const auto& r : requests) states.push_back(start_encoder({r}));
+  std::vector<WindowMember> members;
+  for (EncoderState& s : states) members.push_back({s.h.data(), s.x.data(), &s.routed});
+  for (const BlockWeights& block : model_.encoder) {
+    for (EncoderState& s : states) encoder_attention(block, s);
     if (block.router) {
-      PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, h.data(), x.data(), routed));
+      PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, -1, members));
     } else {
-      linear(h.data(), block.dense_wi, ff.data(), rows, d, c.d_ff);
-      relu_inplace(ff.data(), rows * c.d_ff);
-      linear(ff.data(), block.dense_wo, x.data(), rows, c.d_ff, d, /*accumulate=*/true);
+      for (EncoderState& s : states) dense_ffn(block, s);
     }
   }
-  out.hidden.resize(size_t(rows * d));
-  rms_norm(x.data(), model_.encoder_final_norm, out.hidden.data(), rows, d, eps);
-  return out;
+  std::vector<EncoderOutput> outputs;
+  for (EncoderState& s : states) outputs.push_back(finish_encoder(s));
+  return outputs;
+}
+
+// Greedy decoding of a batch: the encoder's output, the caches and the tokens so far.
+struct Engine::DecoderState {
+  EncoderOutput enc;
+  int64_t max_steps = 0;
+  bool keep_logits = false;
+  bool done = false;
+  std::vector<std::vector<float>> cross_k, cross_v;  // F32 [B * L, inner] per block
+  std::vector<std::vector<float>> self_k, self_v;    // F32 [B, S, inner] per block
+  std::vector<int32_t> current;
+  std::vector<uint8_t> finished;
+  Generation gen;
+  std::vector<float> x, h, q, kv, ctx, ff, logits, scores, bias;
+  std::vector<RoutedToken> routed;
+};
+
+Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOptions& options) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = enc.batch, L = enc.max_len;
+  const int64_t S = options.max_new_tokens;
+  const size_t n_blocks = model_.decoder.size();
+  DecoderState s;
+  s.enc = std::move(enc);
+  s.max_steps = S;
+  s.keep_logits = options.keep_logits;
+  // Cross-attention keys and values, computed once.
+  s.cross_k.resize(n_blocks);
+  s.cross_v.resize(n_blocks);
+  for (size_t i = 0; i < n_blocks; ++i) {
+    s.cross_k[i].resize(size_t(B * L * inner));
+    s.cross_v[i].resize(size_t(B * L * inner));
+    linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.k, s.cross_k[i].data(), B * L);
+    linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.v, s.cross_v[i].data(), B * L);
+  }
+  s.self_k.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
+  s.self_v.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
+  s.gen.tokens.assign(size_t(B), {});
+  s.current.assign(size_t(B), int32_t(c.decoder_start_token_id));
+  s.finished.assign(size_t(B), 0);
+  for (auto* buf : {&s.x, &s.h}) buf->resize(size_t(B * d));
+  for (auto* buf : {&s.q, &s.kv, &s.ctx}) buf->resize(size_t(B * inner));
+  s.ff.resize(size_t(B * c.d_ff));
+  s.logits.resize(size_t(B * c.vocab_size));
+  return s;
+}
+
+void Engine::begin_decoder_step(DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, B = s.enc.batch;
+  s.routed.clear();
+  for (int64_t b = 0; b < B; ++b) {
+    std::memcpy(&s.x[size_t(b * d)], model_.shared + int64_t(s.current[size_t(b)]) * d, size_t(d) * sizeof(float));
+    if (!s.finished[size_t(b)]) s.routed.push_back({b, int32_t(b), int32_t(step)});
+  }
+  s.bias = position_bias(c, model_.decoder_relative_bias, false, step, 1, step + 1);
+}
+
+void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = s.enc.batch, L = s.enc.max_len, S = s.max_steps;
+  const float eps = float(c.layer_norm_epsilon);
+  const BlockWeights& block = model_.decoder[i];
+  const AttentionWeights& sa = block.self_attention;
+  rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), B, d, eps);
+  linear_packed(s.h.data(), *sa.q, s.q.data(), B);
+  linear_packed(s.h.data(), *sa.k, s.kv.data(), B);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(&s.self_k[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
+  linear_packed(s.h.data(), *sa.v, s.kv.data(), B);
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(&s.self_v[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
+  for (int64_t b = 0; b < B; ++b)
+    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * S * inner)], &s.self_v[i][size_t(b * S * inner)], 1,
+           step + 1, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1, &s.ctx[size_t(b * inner)], s.scores);
+  linear_packed(s.ctx.data(), *sa.o, s.x.data(), B, true);
+
+  const AttentionWeights& ca = block.cross_attention;
+  rms_norm(s.x.data(), block.cross_attention_norm, s.h.data(), B, d, eps);
+  linear_packed(s.h.data(), *ca.q, s.q.data(), B);
+  for (int64_t b = 0; b < B; ++b)
+    attend(&s.q[size_t(b * inner)], &s.cross_k[i][size_t(b * L * inner)], &s.cross_v[i][size_t(b * L * inner)], 1,
+           s.enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &s.ctx[size_t(b * inner)], s.scores);
+  linear_packed(s.ctx.data(), *ca.o, s.x.data(), B, true);
+  rms_norm(s.x.data(), block.ffn_norm, s.h.data(), B, d, eps);
+}
+
+void Engine::decoder_dense_ffn(const BlockWeights& block, DecoderState& s) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t B = s.enc.batch;
+  linear_packed(s.h.data(), *block.dense_wi, s.ff.data(), B);
+  relu_inplace(s.ff.data(), B * c.d_ff);
+  linear_packed(s.ff.data(), *block.dense_wo, s.x.data(), B, true);
+}
+
+void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, B = s.enc.batch, V = c.vocab_size;
+  rms_norm(s.x.data(), model_.decoder_final_norm, s.h.data(), B, d, float(c.layer_norm_epsilon));
+  const float scale = 1.0f / std::sqrt(float(d));  // tied embeddings: d_model^-0.5
+  for (float& value : s.h) value *= scale;
+  linear(s.h.data(), model_.shared, s.logits.data(), B, d, V);
+  if (s.keep_logits) s.gen.logits.push_back(s.logits);
+  s.gen.steps = step + 1;
+  bool all_done = true;
+  for (int64_t b = 0; b < B; ++b) {
+    if (s.finished[size_t(b)]) {
+      s.current[size_t(b)] = int32_t(c.pad_token_id);
+      continue;
+    }
+    const int32_t next = int32_t(argmax(&s.logits[size_t(b * V)], V));
+    s.gen.tokens[size_t(b)].push_back(next);
+    s.current[size_t(b)] = next;
+    if (next == c.eos_token_id) s.finished[size_t(b)] = 1;
+    all_done = all_done && s.finished[size_t(b)];
+  }
+  s.done = all_done || step + 1 >= s.max_steps;
 }
 
 Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,
@@ -223,92 +466,57 @@ Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& req
     return input_error("generate options", "max_new_tokens", "at least 1",
                        std::to_string(options.max_new_tokens));
   PERFMEM_ASSIGN_OR_RETURN(EncoderOutput enc, encode(requests));
-  const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, inner = c.inner_dim(), B = enc.batch, L = enc.max_len;
-  const int64_t S = options.max_new_tokens, V = c.vocab_size;
-  const float eps = float(c.layer_norm_epsilon);
-  const size_t n_blocks = model_.decoder.size();
-
-  // Cross-attention keys and values, computed once: F32 [B * L, inner] per block.
-  std::vector<std::vector<float>> cross_k(n_blocks), cross_v(n_blocks);
-  for (size_t i = 0; i < n_blocks; ++i) {
-    cross_k[i].resize(size_t(B * L * inner));
-    cross_v[i].resize(size_t(B * L * inner));
-    linear(enc.hidden.data(), model_.decoder[i].cross_attention.k, cross_k[i].data(), B * L, d, inner);
-    linear(enc.hidden.data(), model_.decoder[i].cross_attention.v, cross_v[i].data(), B * L, d, inner);
-  }
-  // Self-attention cache: F32 [B, S, inner] per block.
-  std::vector<std::vector<float>> self_k(n_blocks, std::vector<float>(size_t(B * S * inner))),
-      self_v(n_blocks, std::vector<float>(size_t(B * S * inner)));
-
-  Generation gen;
-  gen.tokens.assign(size_t(B), {});
-  std::vector<int32_t> current(size_t(B), int32_t(c.decoder_start_token_id));
-  std::vector<uint8_t> finished(size_t(B), 0);
-  std::vector<float> x(size_t(B * d)), h(size_t(B * d)), q(size_t(B * inner)), kv(size_t(B * inner)),
-      ctx(size_t(B * inner)), ff(size_t(B * c.d_ff)), logits(size_t(B * V)), scores;
-  for (int64_t step = 0; step < S; ++step) {
-    std::vector<RoutedToken> routed;
-    for (int64_t b = 0; b < B; ++b) {
-      std::memcpy(&x[size_t(b * d)], model_.shared + int64_t(current[size_t(b)]) * d, size_t(d) * sizeof(float));
-      if (!finished[size_t(b)]) routed.push_back({b, int32_t(b), int32_t(step)});
-    }
-    const std::vector<float> bias =
-        position_bias(c, model_.decoder_relative_bias, false, step, 1, step + 1);
-    for (size_t i = 0; i < n_blocks; ++i) {
+  DecoderState s = start_decoder(std::move(enc), options);
+  for (int64_t step = 0; !s.done; ++step) {
+    begin_decoder_step(s, step);
+    for (size_t i = 0; i < model_.decoder.size(); ++i) {
       const BlockWeights& block = model_.decoder[i];
-      const AttentionWeights& sa = block.self_attention;
-      rms_norm(x.data(), block.self_attention_norm, h.data(), B, d, eps);
-      linear(h.data(), sa.q, q.data(), B, d, inner);
-      linear(h.data(), sa.k, kv.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(&self_k[i][size_t((b * S + step) * inner)], &kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-      linear(h.data(), sa.v, kv.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        std::memcpy(&self_v[i][size_t((b * S + step) * inner)], &kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-      for (int64_t b = 0; b < B; ++b)
-        attend(&q[size_t(b * inner)], &self_k[i][size_t(b * S * inner)], &self_v[i][size_t(b * S * inner)],
-               1, step + 1, c.num_heads, c.d_kv, bias.data(), 1, step + 1, &ctx[size_t(b * inner)], scores);
-      linear(ctx.data(), sa.o, x.data(), B, inner, d, true);
-
-      const AttentionWeights& ca = block.cross_attention;
-      rms_norm(x.data(), block.cross_attention_norm, h.data(), B, d, eps);
-      linear(h.data(), ca.q, q.data(), B, d, inner);
-      for (int64_t b = 0; b < B; ++b)
-        attend(&q[size_t(b * inner)], &cross_k[i][size_t(b * L * inner)], &cross_v[i][size_t(b * L * inner)],
-               1, enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &ctx[size_t(b * inner)], scores);
-      linear(ctx.data(), ca.o, x.data(), B, inner, d, true);
-
-      rms_norm(x.data(), block.ffn_norm, h.data(), B, d, eps);
+      decoder_attention(i, s, step);
       if (block.router) {
-        PERFMEM_RETURN_IF_ERROR(moe_layer(block, step, h.data(), x.data(), routed));
+        PERFMEM_RETURN_IF_ERROR(moe_layer(block, step, s.h.data(), s.x.data(), s.routed));
       } else {
-        linear(h.data(), block.dense_wi, ff.data(), B, d, c.d_ff);
-        relu_inplace(ff.data(), B * c.d_ff);
-        linear(ff.data(), block.dense_wo, x.data(), B, c.d_ff, d, true);
+        decoder_dense_ffn(block, s);
       }
     }
-    rms_norm(x.data(), model_.decoder_final_norm, h.data(), B, d, eps);
-    const float scale = 1.0f / std::sqrt(float(d));  // tied embeddings: d_model^-0.5
-    for (float& value : h) value *= scale;
-    linear(h.data(), model_.shared, logits.data(), B, d, V);
-    if (options.keep_logits) gen.logits.push_back(logits);
-    gen.steps = step + 1;
-    bool all_done = true;
-    for (int64_t b = 0; b < B; ++b) {
-      if (finished[size_t(b)]) {
-        current[size_t(b)] = int32_t(c.pad_token_id);
-        continue;
-      }
-      const int32_t next = int32_t(argmax(&logits[size_t(b * V)], V));
-      gen.tokens[size_t(b)].push_back(next);
-      current[size_t(b)] = next;
-      if (next == c.eos_token_id) finished[size_t(b)] = 1;
-      all_done = all_done && finished[size_t(b)];
-    }
-    if (all_done) break;
+    end_decoder_step(s, step);
   }
-  return gen;
+  return std::move(s.gen);
+}
+
+Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                        const GenerateOptions& options) {
+  if (options.max_new_tokens < 1)
+    return input_error("generate options", "max_new_tokens", "at least 1",
+                       std::to_string(options.max_new_tokens));
+  PERFMEM_ASSIGN_OR_RETURN(std::vector<EncoderOutput> encs, encode_window(requests));
+  std::vector<DecoderState> states;
+  states.reserve(encs.size());
+  for (EncoderOutput& enc : encs) states.push_back(start_decoder(std::move(enc), options));
+  // Step by step, the requests still generating advance together through the decoder.
+  for (int64_t step = 0;; ++step) {
+    std::vector<DecoderState*> active;
+    for (DecoderState& s : states)
+      if (!s.done) active.push_back(&s);
+    if (active.empty()) break;
+    std::vector<WindowMember> members;
+    for (DecoderState* s : active) {
+      begin_decoder_step(*s, step);
+      members.push_back({s->h.data(), s->x.data(), &s->routed});
+    }
+    for (size_t i = 0; i < model_.decoder.size(); ++i) {
+      const BlockWeights& block = model_.decoder[i];
+      for (DecoderState* s : active) decoder_attention(i, *s, step);
+      if (block.router) {
+        PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, step, members));
+      } else {
+        for (DecoderState* s : active) decoder_dense_ffn(block, *s);
+      }
+    }
+    for (DecoderState* s : active) end_decoder_step(*s, step);
+  }
+  std::vector<Generation> out;
+  for (DecoderState& s : states) out.push_back(std::move(s.gen));
+  return out;
 }
 
 }  // namespace perfmem::sida

@@ -1,6 +1,7 @@
 #include "perfmem/sida/kernels.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,64 +12,193 @@
 namespace perfmem::sida {
 namespace {
 
-// Up to this many rows, products stream each weight row once through a dot-product kernel
-// instead of sgemm, which would first pack (copy) the whole weight matrix: at batch 1 the
-// weights are read once per call, so the copy doubles the memory traffic.
-constexpr int64_t kStreamingMaxRows = 8;
-
 using f32x8 = float __attribute__((vector_size(32)));
 
+// The dot product of one weight row with one input row, as the streaming kernel defines it: two
+// 8-wide partial sums over 16-element steps, a fixed pairwise reduction, then the tail. Every y
+// element is computed with exactly this sequence of operations, whichever loop below computes it,
+// so a row's result never depends on which or how many other rows share the call.
+#define PERFMEM_SIDA_DOT_STEP(acc0, acc1, wrow, xrow, i) \
+  do {                                                  \
+    f32x8 a_, b_, c_, d_;                               \
+    std::memcpy(&a_, (wrow) + (i), sizeof a_);          \
+    std::memcpy(&b_, (xrow) + (i), sizeof b_);          \
+    std::memcpy(&c_, (wrow) + (i) + 8, sizeof c_);      \
+    std::memcpy(&d_, (xrow) + (i) + 8, sizeof d_);      \
+    acc0 += a_ * b_;                                    \
+    acc1 += c_ * d_;                                    \
+  } while (0)
+
+inline float finish_dot(f32x8 s0, f32x8 s1, const float* w, const float* x, int64_t i, int64_t in) {
+  const f32x8 t = s0 + s1;
+  float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+  for (; i < in; ++i) sum += w[i] * x[i];
+  return sum;
+}
+
 // y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
-// reused from L1 for every input row. Cloned for AVX2 and the baseline; the clone is chosen once
-// per process from the CPU, so results are deterministic on a machine.
+// reused from L1 for every input row; rows go four at a time (each weight vector loaded once for
+// the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
+// process from the CPU, so results are deterministic on a machine.
 __attribute__((target_clones("avx2", "default")))
 void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                             int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  const int64_t steps = in / 16 * 16;
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wo = w + o * in;
-    for (int64_t r = 0; r < rows; ++r) {
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const float* x0 = x + r * in;
+      const float *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
+      f32x8 s00 = {}, s01 = {}, s10 = {}, s11 = {}, s20 = {}, s21 = {}, s30 = {}, s31 = {};
+      for (int64_t i = 0; i < steps; i += 16) {
+        PERFMEM_SIDA_DOT_STEP(s00, s01, wo, x0, i);
+        PERFMEM_SIDA_DOT_STEP(s10, s11, wo, x1, i);
+        PERFMEM_SIDA_DOT_STEP(s20, s21, wo, x2, i);
+        PERFMEM_SIDA_DOT_STEP(s30, s31, wo, x3, i);
+      }
+      const float sums[4] = {finish_dot(s00, s01, wo, x0, steps, in), finish_dot(s10, s11, wo, x1, steps, in),
+                             finish_dot(s20, s21, wo, x2, steps, in), finish_dot(s30, s31, wo, x3, steps, in)};
+      for (int k = 0; k < 4; ++k) {
+        float& dst = y[(r + k) * out + o];
+        dst = accumulate ? dst + sums[k] : sums[k];
+      }
+    }
+    for (; r < rows; ++r) {
       const float* xr = x + r * in;
       f32x8 s0 = {}, s1 = {};
-      int64_t i = 0;
-      for (; i + 16 <= in; i += 16) {
-        f32x8 a, b, c, d;
-        std::memcpy(&a, wo + i, sizeof a);
-        std::memcpy(&b, xr + i, sizeof b);
-        std::memcpy(&c, wo + i + 8, sizeof c);
-        std::memcpy(&d, xr + i + 8, sizeof d);
-        s0 += a * b;
-        s1 += c * d;
-      }
-      const f32x8 t = s0 + s1;
-      float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-      for (; i < in; ++i) sum += wo[i] * xr[i];
+      for (int64_t i = 0; i < steps; i += 16) PERFMEM_SIDA_DOT_STEP(s0, s1, wo, xr, i);
+      const float sum = finish_dot(s0, s1, wo, xr, steps, in);
       float& dst = y[r * out + o];
       dst = accumulate ? dst + sum : sum;
     }
   }
 }
+#undef PERFMEM_SIDA_DOT_STEP
 
 ThreadPool& streaming_pool() {
   static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
   return pool;
 }
 
+// Rows [0, R) of x against one panel: y[r, j] for the panel's `cols` valid columns.
+template <int R>
+__attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel,
+                                                             float* y, int64_t out, int64_t cols, bool accumulate) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    const __m512 w0 = _mm512_load_ps(panel + k * kPackedPanel);
+    const __m512 w1 = _mm512_load_ps(panel + k * kPackedPanel + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_set1_ps(x[r * in + k]);
+      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
+    }
+  }
+  alignas(64) float tmp[kPackedPanel];
+  for (int r = 0; r < R; ++r) {
+    _mm512_store_ps(tmp, acc[r][0]);
+    _mm512_store_ps(tmp + 16, acc[r][1]);
+    float* yr = y + r * out;
+    for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
+  }
+}
+
+// The portable twin: the same fused multiply-add chain per element (std::fma rounds once, as
+// the vector instruction does), so both give identical bits.
+void packed_panel_portable(const float* x, int64_t rows, int64_t in, const float* panel, float* y, int64_t out,
+                           int64_t cols, bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      float acc = 0.f;
+      for (int64_t k = 0; k < in; ++k) acc = std::fma(x[r * in + k], panel[k * kPackedPanel + j], acc);
+      float& dst = y[r * out + j];
+      dst = accumulate ? dst + acc : acc;
+    }
+}
+
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
 }  // namespace
+
+PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in) {
+  PackedMatrix m;
+  m.out = out;
+  m.in = in;
+  const int64_t panels = (out + kPackedPanel - 1) / kPackedPanel;
+  m.data = AlignedBuffer(size_t(panels * in * kPackedPanel) * sizeof(float));  // zeroed
+  float* d = m.data.data_as<float>();
+  for (int64_t o = 0; o < out; ++o) {
+    float* panel = d + (o / kPackedPanel) * in * kPackedPanel + o % kPackedPanel;
+    for (int64_t k = 0; k < in; ++k) panel[k * kPackedPanel] = w[o * in + k];
+  }
+  return m;
+}
+
+void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
+  if (rows == 0) return;
+  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel, in = w.in, out = w.out;
+  const float* data = w.data.data_as<float>();
+  const bool vector = have_avx512();
+  // Panels are independent: each y element is computed by one thread, so the split does not
+  // change results. Rows go six at a time (twelve accumulators), then the remainder.
+  streaming_pool().parallel_for(
+      0, panels,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          const float* panel = data + p * in * kPackedPanel;
+          const int64_t col0 = p * kPackedPanel, cols = std::min(kPackedPanel, out - col0);
+          float* yp = y + col0;
+          if (!vector) {
+            packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate);
+            continue;
+          }
+          int64_t r = 0;
+          for (; r + 6 <= rows; r += 6) packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
+          const float* xr = x + r * in;
+          float* yr = yp + r * out;
+          switch (rows - r) {
+            case 5: packed_panel_avx512<5>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 4: packed_panel_avx512<4>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 3: packed_panel_avx512<3>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 2: packed_panel_avx512<2>(xr, in, panel, yr, out, cols, accumulate); break;
+            case 1: packed_panel_avx512<1>(xr, in, panel, yr, out, cols, accumulate); break;
+            default: break;
+          }
+        }
+      },
+      /*min_chunk=*/2);
+}
+
+void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
+  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel;
+  for (int64_t p = 0; p < panels; ++p)
+    packed_panel_portable(x, rows, w.in, w.data.data_as<float>() + p * w.in * kPackedPanel, y + p * kPackedPanel, w.out,
+                          std::min(kPackedPanel, w.out - p * kPackedPanel), accumulate);
+}
+
+void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate) {
+  if (rows == 0) return;
+  // Chunks of output rows are independent: each y element is computed by exactly one thread
+  // with the same arithmetic, so the split does not change results.
+  streaming_pool().parallel_for(
+      0, out,
+      [&](int64_t begin, int64_t end) { linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end); },
+      /*min_chunk=*/64);
+}
 
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
             bool accumulate) {
   if (rows == 0) return;
-  if (rows <= kStreamingMaxRows) {
-    // Chunks of output rows are independent: each y element is computed by exactly one thread
-    // with the same arithmetic, so the split does not change results.
-    streaming_pool().parallel_for(
-        0, out,
-        [&](int64_t begin, int64_t end) {
-          linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end);
-        },
-        /*min_chunk=*/64);
-    return;
-  }
+  // Up to kLinearStreamingMaxRows rows, products stream each weight row once through a
+  // dot-product kernel instead of sgemm, which would first pack (copy) the whole weight matrix:
+  // at batch 1 the weights are read once per call, so the copy doubles the memory traffic.
+  if (rows <= kLinearStreamingMaxRows) return linear_streaming(x, w, y, rows, in, out, accumulate);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
               int(in), w, int(in), accumulate ? 1.0f : 0.0f, y, int(out));
 }

@@ -1,5 +1,6 @@
 #include "perfmem/sida/serve.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -76,7 +77,55 @@ Status check_routes(const RouteTable& table, const std::vector<Request>& request
   return Status::Ok();
 }
 
+// The store's access sequence for a window: each request's accesses in turn, or, when the window
+// runs layer by layer, the distinct experts of each encoder layer in ascending id order (ids are
+// moe_layer * E + e, so that is plain ascending order), then for every decoding step the distinct
+// experts of each decoder layer among the requests still generating. A request's decoder accesses
+// split into steps where the layer index stops increasing (each step visits the decoder's MoE
+// layers in order). The plan only moves data: a mismatch would cost time, never change a result.
+std::vector<int32_t> window_accesses(const RouteTable& table, size_t first, size_t count, Execution execution,
+                                     int64_t encoder_moe_layers) {
+  std::vector<int32_t> out;
+  if (execution == Execution::kRequest) {
+    for (size_t r = first; r < first + count; ++r)
+      out.insert(out.end(), table.accesses[r].begin(), table.accesses[r].end());
+    return out;
+  }
+  const int32_t encoder_ids = int32_t(encoder_moe_layers * table.num_experts);
+  std::vector<std::vector<int32_t>> phases(1);  // [0]: the encoder; [1 + s]: decoding step s
+  for (size_t r = first; r < first + count; ++r) {
+    size_t step = 0;
+    int32_t last = -1;
+    for (int32_t id : table.accesses[r]) {
+      if (id < encoder_ids) {
+        phases[0].push_back(id);
+        continue;
+      }
+      if (last >= 0 && id <= last) ++step;
+      last = id;
+      if (phases.size() < step + 2) phases.resize(step + 2);
+      phases[step + 1].push_back(id);
+    }
+  }
+  for (std::vector<int32_t>& phase : phases) {
+    std::sort(phase.begin(), phase.end());
+    phase.erase(std::unique(phase.begin(), phase.end()), phase.end());
+    out.insert(out.end(), phase.begin(), phase.end());
+  }
+  return out;
+}
+
 }  // namespace
+
+Result<Execution> parse_execution(const std::string& name) {
+  if (name == "request") return Execution::kRequest;
+  if (name == "window") return Execution::kWindow;
+  return Status(StatusCode::kInvalidInput, "unknown execution \"" + name + "\" (known: request, window)");
+}
+
+const char* execution_name(Execution execution) {
+  return execution == Execution::kWindow ? "window" : "request";
+}
 
 std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len, int64_t vocab,
                                         uint64_t seed) {
@@ -235,9 +284,8 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
       plan.first = first;
       plan.count = std::min(window, requests.size() - first);
       if (store.policy() == Policy::kPrefetch)
-        for (size_t r = first; r < first + plan.count; ++r)
-          plan.accesses.insert(plan.accesses.end(), options.routes->accesses[r].begin(),
-                               options.routes->accesses[r].end());
+        plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution,
+                                        model.config().num_encoder_moe_layers());
       if (!plans.push(std::move(plan))) return;
     }
     plans.close();
@@ -246,6 +294,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
   Engine engine(model, store, options.engine);
   ServeReport report;
   report.policy = policy_name(store.policy());
+  report.execution = execution_name(options.execution);
   report.slots = store.num_slots();
   report.budget_bytes = store.num_slots() * store.slot_bytes();
   report.requests = requests.size();
@@ -256,6 +305,48 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
   ProgressBar bar("serving", int64_t(requests.size()));
   while (auto plan = plans.pop()) {
     store.append_upcoming(plan->accesses);
+    if (options.execution == Execution::kWindow) {
+      // The window's requests advance together and complete together: each one's latency is
+      // the window's, measured from the moment the window started.
+      Stopwatch sw;
+      std::vector<Request> batch(requests.begin() + std::ptrdiff_t(plan->first),
+                                 requests.begin() + std::ptrdiff_t(plan->first + plan->count));
+      const std::string which =
+          "requests " + std::to_string(plan->first) + ".." + std::to_string(plan->first + plan->count - 1);
+      if (options.generate) {
+        GenerateOptions g;
+        g.max_new_tokens = options.max_new_tokens;
+        g.keep_logits = options.keep_outputs;
+        auto gen = engine.generate_window(batch, g);
+        if (!gen.ok()) {
+          failure = gen.status().with_context(which);
+          break;
+        }
+        for (size_t i = 0; i < plan->count; ++i) {
+          RequestResult& out = report.results[plan->first + i];
+          out.generated = (*gen)[i].tokens[0];
+          report.generated_tokens += out.generated.size();
+          if (options.keep_outputs) out.logits = std::move((*gen)[i].logits);
+        }
+      } else {
+        auto enc = engine.encode_window(batch);
+        if (!enc.ok()) {
+          failure = enc.status().with_context(which);
+          break;
+        }
+        if (options.keep_outputs)
+          for (size_t i = 0; i < plan->count; ++i)
+            report.results[plan->first + i].encoder_hidden = std::move((*enc)[i].hidden);
+      }
+      const double ms = sw.elapsed_ms();
+      for (size_t i = 0; i < plan->count; ++i) {
+        report.input_tokens += batch[i].size();
+        report.results[plan->first + i].latency_ms = ms;
+        latencies.push_back(ms);
+        bar.advance();
+      }
+      continue;
+    }
     for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
       Stopwatch sw;
       RequestResult& out = report.results[r];
@@ -301,6 +392,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
 Json report_to_json(const ServeReport& r) {
   Json j;
   j["policy"] = r.policy;
+  j["execution"] = r.execution;
   j["budget_bytes"] = r.budget_bytes;
   j["slots"] = r.slots;
   j["requests"] = r.requests;
@@ -335,14 +427,14 @@ std::string report_to_text(const ServeReport& r) {
   std::ostringstream o;
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "policy %s, budget %s (%zu expert slots)\n"
+                "policy %s, %s execution, budget %s (%zu expert slots)\n"
                 "  %zu requests, %llu input tokens, %llu generated tokens in %.3f s\n"
                 "  throughput %.2f requests/s, %.1f input tokens/s, %.1f generated tokens/s\n"
                 "  latency p50 %.2f ms, p99 %.2f ms\n"
                 "  peak RSS %s, read from disk %s\n"
                 "  fast-tier hit rate %.1f%% (%llu of %llu accesses; %llu waited on a prefetch)\n"
                 "  inference thread waited %.3f s for I/O\n",
-                r.policy.c_str(), format_bytes(double(r.budget_bytes)).c_str(), r.slots, r.requests,
+                r.policy.c_str(), r.execution.c_str(), format_bytes(double(r.budget_bytes)).c_str(), r.slots, r.requests,
                 (unsigned long long)r.input_tokens, (unsigned long long)r.generated_tokens, r.wall_s,
                 r.requests_per_s(), r.input_tokens_per_s(), r.generated_tokens_per_s(),
                 r.latency_ms.median, r.latency_ms.p99, format_bytes(double(r.peak_rss_bytes)).c_str(),

@@ -2,6 +2,7 @@
 // printed by Hugging Face's implementation.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -27,6 +28,53 @@ TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
       linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
       for (size_t i = 0; i < y.size(); ++i)
         ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << rows << "x" << in << "x" << out;
+    }
+  }
+}
+
+// Window execution merges rows of several requests into one streaming pass: every row must get
+// the bits linear() gives it in its own call of at most kLinearStreamingMaxRows rows.
+TEST(Kernels, StreamingRowsAreBitIdenticalWhateverTheyAreMergedWith) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {13, 768, 300}, {40, 33, 129}, {9, 3072, 70}}) {
+    auto x = random_vector(size_t(rows * in), 4), w = random_vector(size_t(out * in), 5);
+    for (bool accumulate : {false, true}) {
+      auto merged = random_vector(size_t(rows * out), 6), alone = merged;
+      linear_streaming(x.data(), w.data(), merged.data(), rows, in, out, accumulate);
+      // The same rows in the groups of 1..kLinearStreamingMaxRows that requests would send.
+      for (int64_t first = 0, group = 1; first < rows; first += group, group = group % kLinearStreamingMaxRows + 1) {
+        const int64_t n = std::min<int64_t>(group, rows - first);
+        linear(x.data() + first * in, w.data(), alone.data() + first * out, n, in, out, accumulate);
+      }
+      ASSERT_EQ(0, std::memcmp(merged.data(), alone.data(), merged.size() * sizeof(float)))
+          << rows << "x" << in << "x" << out << (accumulate ? " accumulating" : "");
+      auto ref = random_vector(size_t(rows * out), 6);
+      linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
+      for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(merged[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+    }
+  }
+}
+
+// The packed kernel (AVX-512 when the CPU has it, six rows at a time, panels split over two
+// threads) gives the bits of its portable twin, whatever the row count, and agrees with plain
+// double-precision loops. Shapes cover panel tails (out not a multiple of 32), odd `in`, and every
+// row remainder.
+TEST(Kernels, PackedLinearIsBitIdenticalToItsPortableTwin) {
+  for (auto [in, out] : {std::pair{7, 5}, {33, 129}, {768, 96}, {64, 32}, {100, 70}}) {
+    auto w = random_vector(size_t(out * in), 7);
+    PackedMatrix packed = pack_matrix(w.data(), out, in);
+    for (int64_t rows : {1, 2, 5, 6, 7, 12, 13}) {
+      auto x = random_vector(size_t(rows * in), 8);
+      for (bool accumulate : {false, true}) {
+        auto y = random_vector(size_t(rows * out), 9), twin = y, one_by_one = y, ref = y;
+        linear_packed(x.data(), packed, y.data(), rows, accumulate);
+        linear_packed_reference(x.data(), packed, twin.data(), rows, accumulate);
+        for (int64_t r = 0; r < rows; ++r) linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate);
+        const std::string what = std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+        ASSERT_EQ(0, std::memcmp(y.data(), twin.data(), y.size() * sizeof(float))) << what;
+        ASSERT_EQ(0, std::memcmp(y.data(), one_by_one.data(), y.size() * sizeof(float))) << what;
+        linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << what;
+      }
     }
   }
 }

@@ -16,6 +16,17 @@
 // they are masked out of attention, so they cannot change any real token's result.
 // Experts of a layer are computed in ascending id order, one acquired at a time; this is the
 // access order that route tables record.
+//
+// encode_window() runs a window of requests layer by layer together: attention, dense layers and
+// routing are computed for every request on its own (batch 1: the same calls on the same rows as
+// encode({request})), but at each MoE layer an expert is acquired ONCE and applied to every
+// request of the window routed to it before it is released. The rows that requests send to it
+// (at most kLinearStreamingMaxRows per request, nearly always) go through one pass of the
+// streaming kernel, which gives each row the bits batch 1 gives it; a request sending more rows
+// runs its own product. Outputs are therefore bit-identical to encoding the requests one by one;
+// the access order is, per MoE layer, the window's distinct experts in ascending id order.
+// generate_window() continues the same way through the decoder, step by step, with the requests
+// that have not finished; per step, per decoder MoE layer, the distinct experts in id order.
 #pragma once
 
 #include <cstdint>
@@ -95,6 +106,12 @@ class Engine {
 
   // Token ids must lie in [0, vocab); empty requests are errors.
   Result<EncoderOutput> encode(const std::vector<std::vector<int32_t>>& requests);
+  // One EncoderOutput (batch 1) per request, sharing each acquired expert across the window.
+  Result<std::vector<EncoderOutput>> encode_window(const std::vector<std::vector<int32_t>>& requests);
+  // One Generation (batch 1) per request: encode_window, then the requests still generating
+  // advance step by step together, sharing each acquired decoder expert the same way.
+  Result<std::vector<Generation>> generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                  const GenerateOptions& options);
   Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests,
                               const GenerateOptions& options);
 
@@ -102,9 +119,45 @@ class Engine {
   Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
   // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
   struct RoutedToken { int64_t index; int32_t row; int32_t position; };
+  // The router's decisions for one MoE layer over one set of tokens.
+  struct LayerRouting {
+    std::vector<float> h;            // F32 [n, d]: the routed tokens' normed rows
+    std::vector<float> logits;       // F32 [n, E]
+    std::vector<int32_t> choice;     // argmax expert per token
+    std::vector<float> top_prob;
+    std::vector<uint8_t> dropped;    // 1 when over capacity
+    std::vector<uint8_t> uses;       // [E]: 1 when some kept token goes to the expert
+  };
+  struct EncoderState;
   // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
   Status moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
                    const std::vector<RoutedToken>& tokens);
+  void route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+             LayerRouting* routing) const;
+  struct ExpertScratch { std::vector<float> xe, hidden, ye; std::vector<int64_t> members; };
+  // Applies expert e (acquired as `view`) to the tokens routed to it, adding into x.
+  void apply_expert(int64_t e, const ExpertView& view, const LayerRouting& routing,
+                    const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& scratch);
+  // Passes dropped tokens through and reports the layer to the observer.
+  void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
+                        const std::vector<RoutedToken>& tokens, float* x);
+  // A request of a window at one MoE layer: its normed rows, activations and routed tokens.
+  struct WindowMember { const float* normed; float* x; const std::vector<RoutedToken>* tokens; };
+  // The window's MoE layer: each expert acquired once for all members (see encode_window).
+  Status window_moe_layer(const BlockWeights& block, int64_t decode_step, const std::vector<WindowMember>& members);
+  struct DecoderState;
+  DecoderState start_decoder(EncoderOutput enc, const GenerateOptions& options) const;
+  void begin_decoder_step(DecoderState& state, int64_t step) const;
+  // Self- and cross-attention of decoder block i, then the FFN norm into state.h.
+  void decoder_attention(size_t i, DecoderState& state, int64_t step) const;
+  void decoder_dense_ffn(const BlockWeights& block, DecoderState& state) const;
+  // Logits, greedy tokens, and whether every sequence is finished (or the step limit reached).
+  void end_decoder_step(DecoderState& state, int64_t step) const;
+  EncoderState start_encoder(const std::vector<std::vector<int32_t>>& requests) const;
+  // Self-attention of one block, then the FFN norm into state.h.
+  void encoder_attention(const BlockWeights& block, EncoderState& state) const;
+  void dense_ffn(const BlockWeights& block, EncoderState& state) const;
+  EncoderOutput finish_encoder(EncoderState& state) const;
 
   const ModelWeights& model_;
   ExpertProvider& experts_;

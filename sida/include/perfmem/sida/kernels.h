@@ -2,12 +2,16 @@
 // reference twin with the same signature; tests compare them.
 //
 //   // y[rows, out] = x[rows, in] · w[out, in]ᵀ  (a PyTorch Linear without bias)
-//   perfmem::sida::linear(x, w, y, rows, in, out);            // OpenBLAS sgemm, both cores
+//   perfmem::sida::linear(x, w, y, rows, in, out);            // streaming kernel or OpenBLAS sgemm
+//   auto packed = perfmem::sida::pack_matrix(w, out, in);     // once, for a resident weight
+//   perfmem::sida::linear_packed(x, packed, y, rows);         // AVX-512 packed kernel, both cores
 //   perfmem::sida::linear_reference(x, w, y, rows, in, out);  // plain loops
 //   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
 #pragma once
 
 #include <cstdint>
+
+#include "perfmem/core/tensor.h"
 
 namespace perfmem::sida {
 
@@ -18,6 +22,32 @@ void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, 
             bool accumulate = false);
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                       int64_t out, bool accumulate = false);
+
+// linear()'s streaming kernel for any number of rows. Every y element is computed with the same
+// arithmetic whatever `rows` is and whatever the other rows hold, so a row gives bit for bit what
+// linear() gives it in a call of at most kLinearStreamingMaxRows rows: window execution merges
+// the few rows that several requests send to one expert into one pass over its weights.
+inline constexpr int64_t kLinearStreamingMaxRows = 8;
+void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate = false);
+
+// A weight matrix w [out, in] laid out once for linear_packed(): panels of kPackedPanel output
+// rows, k-major inside a panel (data[p][k][j] = w[p * kPackedPanel + j][k]; zero past `out`).
+// sgemm re-packs its weight operand on every call, which costs as much as the multiply when a
+// request brings few rows; the model's resident weights are packed once, at load.
+inline constexpr int64_t kPackedPanel = 32;
+struct PackedMatrix {
+  int64_t out = 0, in = 0;
+  AlignedBuffer data;
+};
+PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in);
+
+// y = x · wᵀ (y += with accumulate) from a packed matrix. Each y element is the chain of fused
+// multiply-adds over k in order from 0, plus y when accumulating: the same bits on every path
+// (AVX-512 or portable, any row count or split across the two cores).
+void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false);
+// Its portable twin (one std::fma chain per element, no vectors, one thread): the same bits.
+void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false);
 
 // y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);

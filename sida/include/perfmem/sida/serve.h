@@ -12,8 +12,11 @@
 // route table into the expert accesses they will make, and pushes that plan onto a bounded
 // queue (16 plans); the inference thread pops a plan, hands it to the store (whose I/O thread
 // loads ahead in that order, evicting what is needed furthest away), then runs the window's
-// requests one by one. Routes only move data: the true router decides (exact mode), so outputs
-// are identical whatever the policy and budget.
+// requests: one by one (Execution::kRequest), or layer by layer together (Execution::kWindow:
+// attention and routing stay per request, but an expert is acquired once per layer, and per
+// decoding step, for every request of the window that needs it, so a window reads each expert it
+// uses at most once per step; all requests of a window complete together). Routes only move data: the true router
+// decides (exact mode), so outputs are identical whatever the policy, budget and execution.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +41,13 @@ Result<std::vector<Request>> read_requests(const std::string& path);
 // "12 5 7" or "12,5,7".
 Result<Request> parse_tokens(const std::string& text, const std::string& what);
 
+enum class Execution { kRequest, kWindow };
+Result<Execution> parse_execution(const std::string& name);
+const char* execution_name(Execution execution);
+
 struct ServeOptions {
   bool generate = true;          // false: encoder forward only (classification setting)
+  Execution execution = Execution::kRequest;
   int64_t max_new_tokens = 8;
   size_t window = 64;            // requests per run-ahead plan
   size_t queue_capacity = 16;    // plans the run-ahead thread may be ahead by
@@ -72,6 +80,7 @@ struct RequestResult {
 
 struct ServeReport {
   std::string policy;
+  std::string execution;
   uint64_t budget_bytes = 0;
   size_t slots = 0;
   size_t requests = 0;
