@@ -9,18 +9,19 @@
 // Every operand is read through a per-instance pointer array (`args[i][b]`), so operands
 // never have to be copied into one block first (gather fusion). An operand the signature
 // marks as a shared parameter is read from args[i][0] only: one copy for the whole batch,
-// which turns n matrix-vector products by the same weight into ONE sgemm (OpenBLAS). The
-// sgemm packs the rows it reads through the pointer array unless they are already adjacent.
+// which turns n matrix-vector products by the same weight into ONE call of one kernel.
 // Outputs y[b] are normally one contiguous block (the runtime allocates them so); the kernels
 // detect that and write in place, otherwise they go through scratch.
 //
-// Few rows (a shared weight times fewer than Scratch::packed_max_rows vectors): sgemm would
-// re-pack the whole weight on every call, which costs as much as the multiply. Instead the
-// weight is packed ONCE into panels of 16 output rows (cached in Scratch by address: shared
-// operands are model parameters and constants, which never change while a Scratch lives),
-// and the kernel reads each instance's vector straight through the pointer array, with the
-// dense bias folded into the accumulators. Vectorised for AVX-512, AVX2 or plain SSE2,
-// chosen at run time (target_clones).
+// That kernel is our packed kernel below Scratch::packed_max_rows rows (all but the largest
+// products), OpenBLAS sgemm from there on. sgemm re-packs the whole weight on every call,
+// which at a few rows costs as much as the multiply. The packed kernel packs the weight ONCE
+// into panels of 16 output rows (cached in Scratch by address: shared operands are model
+// parameters and constants, which never change while a Scratch lives), reads each
+// instance's vector straight through the pointer array while multiplying (no gather copy),
+// and folds a shared dense bias into its accumulators. Vectorised for AVX-512, AVX2 or
+// plain SSE2, chosen at run time (target_clones). OpenBLAS also serves matrix operands
+// (x[b] with several columns) and per-instance matrices.
 //
 // Fused elementwise runs: run_elementwise computes one instruction for ONE instance, so a
 // fused group can run a chain of elementwise instructions instance by instance while that
@@ -54,8 +55,9 @@ void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const f
 // Below this many rows a product by a shared weight uses the packed kernel, from it on
 // OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/acrobat.md): OpenBLAS re-packs the
 // weight on every call, the packed kernel reads the pre-packed weight once per call (up to 8
-// rows) or once per chunk of 384 rows; it is ahead up to about 512 rows and level beyond.
-inline constexpr int kDefaultPackedMaxRows = 512;
+// rows) or once per chunk of 384 rows; it is 2-7x faster at 2-8 rows, 1.1-1.5x at 64-256,
+// and level with OpenBLAS (0.99-1.00x) only at 4096 rows on the largest weights.
+inline constexpr int kDefaultPackedMaxRows = 4096;
 
 // Reusable temporary memory (grows, never shrinks; no allocation once warm) and the packed
 // copies of shared weights, by address.
