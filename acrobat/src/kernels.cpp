@@ -103,7 +103,7 @@ template <int MR, int NP>
 [[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols,
                                               const float* const* x, float* const* y, int64_t j0,
                                               int64_t rows, const float* bias) {
-  constexpr int U = MR * NP >= 8 ? 1 : MR * NP >= 4 ? 2 : MR * NP >= 2 ? 4 : 8;
+  constexpr int U = MR * NP >= 6 ? 1 : MR * NP >= 3 ? 2 : MR * NP >= 2 ? 4 : 8;
   v16 acc[MR][NP][U] = {};
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x[i];
