@@ -103,7 +103,7 @@ template <int MR, int NP>
 [[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols,
                                               const float* const* x, float* const* y, int64_t j0,
                                               int64_t rows, const float* bias) {
-  constexpr int U = MR * NP >= 6 ? 1 : MR * NP >= 3 ? 2 : MR * NP >= 2 ? 4 : 8;
+  constexpr int U = MR * NP >= 6 ? 1 : (8 + MR * NP - 1) / (MR * NP);
   v16 acc[MR][NP][U] = {};
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x[i];
@@ -185,8 +185,9 @@ template <int MR>
 [[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols,
                                             const float* bias, const float* const* x, float* const* y) {
   int64_t j0 = 0;
-  for (; j0 + 3 * kPanelRows <= rows; j0 += 3 * kPanelRows)
-    panel_rows<MR, 3>(packed + j0 * cols, cols, x, y, j0, rows, bias);
+  if (MR > 3)  // (up to three rows: single panels, the shared dimension split instead)
+    for (; j0 + 3 * kPanelRows <= rows; j0 += 3 * kPanelRows)
+      panel_rows<MR, 3>(packed + j0 * cols, cols, x, y, j0, rows, bias);
   for (; j0 < rows; j0 += kPanelRows)
     panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
 }
