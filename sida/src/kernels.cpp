@@ -29,7 +29,7 @@ using f32x8 = float __attribute__((vector_size(32)));
     acc1 += c_ * d_;                                    \
   } while (0)
 
-inline float finish_dot(f32x8 s0, f32x8 s1, const float* w, const float* x, int64_t i, int64_t in) {
+inline float finish_dot(const f32x8& s0, const f32x8& s1, const float* w, const float* x, int64_t i, int64_t in) {
   const f32x8 t = s0 + s1;
   float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
   for (; i < in; ++i) sum += w[i] * x[i];
