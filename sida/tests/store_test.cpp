@@ -66,7 +66,12 @@ void expect_identical(const ServeReport& a, const ServeReport& b, const std::str
   }
 }
 
-TEST_F(StoreTest, EveryPolicyAndBudgetIsBitIdenticalToAllResident) {
+// Exact mode: every policy, budget (one slot to all experts), read path and execution gives
+// outputs bit-identical to all-resident run request by request, encoding and generating.
+// Window execution (the window's requests advance layer by layer, and decoding step by step,
+// together, sharing each acquired expert; attention and routing stay per request) also shares
+// experts: an encoding window acquires each expert it uses exactly once.
+TEST_F(StoreTest, EveryPolicyBudgetAndExecutionIsBitIdenticalToAllResident) {
   auto model = ModelWeights::load(*dir_);
   ASSERT_TRUE(model.ok()) << model.status().to_string();
   const SwitchConfig& c = (*model)->config();
@@ -81,40 +86,6 @@ TEST_F(StoreTest, EveryPolicyAndBudgetIsBitIdenticalToAllResident) {
     ASSERT_TRUE(routes.ok()) << routes.status().to_string();
     ServeReport reference = run_policy(**model, Policy::kAllResident, 0, true, requests, opt, nullptr);
     EXPECT_EQ(reference.store.misses, 0u);
-    for (Policy p : {Policy::kLru, Policy::kFifo, Policy::kPrefetch})
-      for (uint64_t slots : {uint64_t(1), uint64_t(c.num_moe_layers()), all / 2, all})
-        for (bool direct : {true, false}) {
-          std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots" +
-                             (direct ? " (O_DIRECT)" : "") + (generate ? " generating" : " encoding");
-          ServeReport r = run_policy(**model, p, slots * per_expert, direct, requests, opt, &*routes);
-          EXPECT_EQ(r.slots, slots) << what;
-          expect_identical(reference, r, what);
-          EXPECT_EQ(r.store.read_errors, 0u) << what;
-          EXPECT_GT(r.store.accesses, 0u) << what;
-          if (slots == 1) {
-            EXPECT_GT(r.store.bytes_read, 0u) << what;
-          }
-        }
-  }
-}
-
-// Window execution: the window's requests advance layer by layer (and decoding step by step)
-// together and share each acquired expert; attention and routing stay per request, so outputs
-// stay bit-identical to all-resident run request by request. An encoding window acquires each
-// expert it uses exactly once.
-TEST_F(StoreTest, WindowExecutionIsBitIdenticalAndSharesEachExpertAcrossTheWindow) {
-  auto model = ModelWeights::load(*dir_);
-  ASSERT_TRUE(model.ok()) << model.status().to_string();
-  const SwitchConfig& c = (*model)->config();
-  const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
-  auto requests = synthetic_requests(10, 10, 30, c.vocab_size, 3);
-  for (bool generate : {false, true}) {
-    ServeOptions opt;
-    opt.generate = generate;
-    opt.max_new_tokens = 5;
-    auto routes = record_routes(**model, requests, opt);
-    ASSERT_TRUE(routes.ok()) << routes.status().to_string();
-    ServeReport reference = run_policy(**model, Policy::kAllResident, 0, true, requests, opt, nullptr);
     // run_policy uses windows of 4 requests: the distinct experts of each window, summed.
     uint64_t distinct_per_window = 0, request_accesses = 0;
     for (size_t first = 0; first < requests.size(); first += 4) {
@@ -126,24 +97,35 @@ TEST_F(StoreTest, WindowExecutionIsBitIdenticalAndSharesEachExpertAcrossTheWindo
       distinct_per_window += used.size();
     }
     ASSERT_LT(distinct_per_window, request_accesses) << "the requests share no expert: a weak test";
-    opt.execution = Execution::kWindow;
-    for (Policy p : {Policy::kAllResident, Policy::kLru, Policy::kFifo, Policy::kPrefetch})
-      for (uint64_t slots : {uint64_t(1), uint64_t(c.num_moe_layers()), all / 2, all}) {
-        if (p == Policy::kAllResident && slots != all) continue;
-        std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots, window " +
-                           (generate ? "generation" : "encoding");
-        ServeReport r = run_policy(**model, p, slots * c.expert_f32_bytes(), true, requests, opt, &*routes);
-        EXPECT_EQ(r.execution, "window") << what;
-        expect_identical(reference, r, what);
-        EXPECT_EQ(r.generated_tokens, reference.generated_tokens) << what;
-        if (!generate) {
-          EXPECT_EQ(r.store.accesses, distinct_per_window) << what;
-        }
-        // Decoding steps of different requests share experts too, so fewer accesses in all.
-        EXPECT_LT(r.store.accesses, request_accesses) << what;
-        EXPECT_LE(r.store.loads, r.store.accesses) << what;
-        EXPECT_EQ(r.store.read_errors, 0u) << what;
-      }
+    for (Execution execution : {Execution::kRequest, Execution::kWindow})
+      for (Policy p : {Policy::kAllResident, Policy::kLru, Policy::kFifo, Policy::kPrefetch})
+        for (uint64_t slots : {uint64_t(1), uint64_t(c.num_moe_layers()), all / 2, all})
+          for (bool direct : {true, false}) {
+            if (p == Policy::kAllResident && (slots != all || execution == Execution::kRequest)) continue;
+            opt.execution = execution;
+            std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots" +
+                               (direct ? " (O_DIRECT)" : "") + (generate ? " generating" : " encoding") +
+                               ", " + execution_name(execution) + " execution";
+            ServeReport r = run_policy(**model, p, slots * per_expert, direct, requests, opt, &*routes);
+            EXPECT_EQ(r.slots, slots) << what;
+            EXPECT_EQ(r.execution, execution_name(execution)) << what;
+            expect_identical(reference, r, what);
+            EXPECT_EQ(r.generated_tokens, reference.generated_tokens) << what;
+            EXPECT_EQ(r.store.read_errors, 0u) << what;
+            EXPECT_LE(r.store.loads, r.store.accesses) << what;
+            if (slots == 1 && p != Policy::kAllResident) {
+              EXPECT_GT(r.store.bytes_read, 0u) << what;
+            }
+            if (execution == Execution::kRequest) {
+              EXPECT_EQ(r.store.accesses, request_accesses) << what;
+              continue;
+            }
+            if (!generate) {
+              EXPECT_EQ(r.store.accesses, distinct_per_window) << what;
+            }
+            // Decoding steps of different requests share experts too, so fewer accesses in all.
+            EXPECT_LT(r.store.accesses, request_accesses) << what;
+          }
   }
   EXPECT_FALSE(parse_execution("layer").ok());
 }
