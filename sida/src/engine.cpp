@@ -107,31 +107,31 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
   }
 }
 
-void Engine::apply_expert(int64_t e, const ExpertView& view, const LayerRouting& r,
-                          const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& s) {
+void Engine::collect_rows(int64_t e, const LayerRouting& r, const std::vector<RoutedToken>& tokens, float* x,
+                          int64_t d, std::vector<ExpertRow>* rows) {
+  for (size_t t = 0; t < tokens.size(); ++t)
+    if (r.choice[t] == e && !r.dropped[t])
+      rows->push_back({&r.h[t * size_t(d)], x + tokens[t].index * d, r.top_prob[t]});
+}
+
+void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& s) {
   const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, n = int64_t(tokens.size());
-  s.members.clear();
-  for (int64_t t = 0; t < n; ++t)
-    if (r.choice[size_t(t)] == e && !r.dropped[size_t(t)]) s.members.push_back(t);
-  const int64_t m = int64_t(s.members.size());
+  const int64_t d = c.d_model, m = int64_t(s.rows.size());
   s.xe.resize(size_t(m * d));
-  for (int64_t i = 0; i < m; ++i)
-    std::memcpy(&s.xe[size_t(i * d)], &r.h[size_t(s.members[size_t(i)] * d)], size_t(d) * sizeof(float));
+  for (int64_t i = 0; i < m; ++i) std::memcpy(&s.xe[size_t(i * d)], s.rows[size_t(i)].in, size_t(d) * sizeof(float));
   s.hidden.resize(size_t(m * c.d_ff));
   s.ye.resize(size_t(m * d));
+  const auto product = streaming ? linear_streaming : linear;
   Stopwatch compute;
-  linear(s.xe.data(), view.wi, s.hidden.data(), m, d, c.d_ff);  // F32 [m, d_ff]
+  product(s.xe.data(), view.wi, s.hidden.data(), m, d, c.d_ff, false);  // F32 [m, d_ff]
   relu_inplace(s.hidden.data(), m * c.d_ff);
-  linear(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d);  // F32 [m, d]
+  product(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d, false);  // F32 [m, d]
   stats_.expert_compute_s += compute.elapsed_s();
   stats_.expert_bytes += c.expert_f32_bytes();
   ++stats_.expert_calls;
   for (int64_t i = 0; i < m; ++i) {
-    const int64_t t = s.members[size_t(i)];
-    float* xr = x + tokens[size_t(t)].index * d;
-    const float p = r.top_prob[size_t(t)];
-    for (int64_t k = 0; k < d; ++k) xr[k] += p * s.ye[size_t(i * d + k)];
+    const ExpertRow& row = s.rows[size_t(i)];
+    for (int64_t k = 0; k < d; ++k) row.out[k] += row.p * s.ye[size_t(i * d + k)];
   }
 }
 
@@ -175,7 +175,9 @@ Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const f
   for (int64_t e = 0; e < E; ++e) {
     if (!routing.uses[size_t(e)]) continue;
     PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
-    apply_expert(e, view, routing, tokens, x, scratch);
+    scratch.rows.clear();
+    collect_rows(e, routing, tokens, x, model_.config().d_model, &scratch.rows);
+    run_expert_rows(view, /*streaming=*/false, scratch);
     experts_.release(view);
   }
   finish_moe_layer(block, decode_step, routing, tokens, x);
@@ -266,56 +268,28 @@ Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
   const int64_t E = c.num_experts, d = c.d_model;
   std::vector<LayerRouting> routings(members.size());
   for (size_t i = 0; i < members.size(); ++i) route(block, members[i].normed, *members[i].tokens, &routings[i]);
-  ExpertScratch scratch;
-  std::vector<std::pair<size_t, size_t>> merged;  // (member, routed token) sharing one pass
-  std::vector<uint8_t> alone(members.size());
+  ExpertScratch scratch, alone;
   // Each expert once per layer: every request routed to it uses it before it is released.
   // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass over
   // its weights through the streaming kernel, which is what linear() runs for them in batch 1
   // and gives each row the same bits whatever rows it is merged with; a request with more
   // tokens runs its own product, exactly as in batch 1.
   for (int64_t e = 0; e < E; ++e) {
-    merged.clear();
     bool needed = false;
-    for (size_t i = 0; i < members.size(); ++i) {
-      alone[i] = 0;
-      if (!routings[i].uses[size_t(e)]) continue;
-      needed = true;
-      const size_t first = merged.size();
-      for (size_t t = 0; t < routings[i].choice.size(); ++t)
-        if (routings[i].choice[t] == e && !routings[i].dropped[t]) merged.push_back({i, t});
-      if (int64_t(merged.size() - first) > kLinearStreamingMaxRows) {
-        merged.resize(first);
-        alone[i] = 1;
-      }
-    }
+    for (const LayerRouting& r : routings) needed = needed || r.uses[size_t(e)];
     if (!needed) continue;
     PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
-    for (size_t i = 0; i < members.size(); ++i)
-      if (alone[i]) apply_expert(e, view, routings[i], *members[i].tokens, members[i].x, scratch);
-    if (!merged.empty()) {
-      const int64_t m = int64_t(merged.size());
-      scratch.xe.resize(size_t(m * d));
-      for (int64_t j = 0; j < m; ++j) {
-        const auto [i, t] = merged[size_t(j)];
-        std::memcpy(&scratch.xe[size_t(j * d)], &routings[i].h[t * size_t(d)], size_t(d) * sizeof(float));
-      }
-      scratch.hidden.resize(size_t(m * c.d_ff));
-      scratch.ye.resize(size_t(m * d));
-      Stopwatch compute;
-      linear_streaming(scratch.xe.data(), view.wi, scratch.hidden.data(), m, d, c.d_ff);
-      relu_inplace(scratch.hidden.data(), m * c.d_ff);
-      linear_streaming(scratch.hidden.data(), view.wo, scratch.ye.data(), m, c.d_ff, d);
-      stats_.expert_compute_s += compute.elapsed_s();
-      stats_.expert_bytes += c.expert_f32_bytes();
-      ++stats_.expert_calls;
-      for (int64_t j = 0; j < m; ++j) {
-        const auto [i, t] = merged[size_t(j)];
-        float* xr = members[i].x + (*members[i].tokens)[t].index * d;
-        const float p = routings[i].top_prob[t];
-        for (int64_t k = 0; k < d; ++k) xr[k] += p * scratch.ye[size_t(j * d + k)];
-      }
+    scratch.rows.clear();
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (!routings[i].uses[size_t(e)]) continue;
+      const size_t first = scratch.rows.size();
+      collect_rows(e, routings[i], *members[i].tokens, members[i].x, d, &scratch.rows);
+      if (int64_t(scratch.rows.size() - first) <= kLinearStreamingMaxRows) continue;
+      alone.rows.assign(scratch.rows.begin() + std::ptrdiff_t(first), scratch.rows.end());
+      scratch.rows.resize(first);
+      run_expert_rows(view, /*streaming=*/false, alone);
     }
+    if (!scratch.rows.empty()) run_expert_rows(view, /*streaming=*/true, scratch);
     experts_.release(view);
   }
   for (size_t i = 0; i < members.size(); ++i)

@@ -134,10 +134,15 @@ class Engine {
                    const std::vector<RoutedToken>& tokens);
   void route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
              LayerRouting* routing) const;
-  struct ExpertScratch { std::vector<float> xe, hidden, ye; std::vector<int64_t> members; };
-  // Applies expert e (acquired as `view`) to the tokens routed to it, adding into x.
-  void apply_expert(int64_t e, const ExpertView& view, const LayerRouting& routing,
-                    const std::vector<RoutedToken>& tokens, float* x, ExpertScratch& scratch);
+  // One token row through an expert: in = its normed row, out += p * expert(in).
+  struct ExpertRow { const float* in; float* out; float p; };
+  struct ExpertScratch { std::vector<float> xe, hidden, ye; std::vector<ExpertRow> rows; };
+  // Appends the rows of the tokens routed to expert e (kept, not dropped).
+  static void collect_rows(int64_t e, const LayerRouting& routing, const std::vector<RoutedToken>& tokens,
+                           float* x, int64_t d, std::vector<ExpertRow>* rows);
+  // Runs scratch.rows through expert `view`: with linear() (as batch 1 does for one request's
+  // rows), or with the streaming kernel (rows of several requests in one pass, same bits per row).
+  void run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& scratch);
   // Passes dropped tokens through and reports the layer to the observer.
   void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
                         const std::vector<RoutedToken>& tokens, float* x);
