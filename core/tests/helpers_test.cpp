@@ -4,11 +4,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "perfmem/core/cli.h"
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
+#include "perfmem/core/process.h"
 #include "perfmem/core/progress.h"
 #include "perfmem/core/stats.h"
 #include "perfmem/core/svg.h"
@@ -17,6 +22,24 @@ namespace perfmem {
 namespace {
 
 namespace fs = std::filesystem;
+
+// A fresh scratch folder per test, removed afterwards.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag)
+      : path_(fs::temp_directory_path() / ("perfmem_" + tag + "_" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~ScratchDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  size_t entries() const {
+    return static_cast<size_t>(std::distance(fs::directory_iterator(path_), fs::directory_iterator()));
+  }
+
+ private:
+  fs::path path_;
+};
 
 TEST(Json, ParseErrorsGiveLineAndColumn) {
   auto bad = parse_json("{\n  \"a\": 1,\n  \"b\": ]\n}", "cfg.json");
@@ -38,9 +61,10 @@ TEST(Json, ParseErrorsGiveLineAndColumn) {
 }
 
 TEST(Io, WriteIsAtomicAndReadBack) {
-  std::string p = (fs::temp_directory_path() / ("perfmem_io_" + std::to_string(::getpid()))).string();
+  ScratchDir dir("io");
+  std::string p = dir / "out.txt";
   ASSERT_TRUE(write_text_file(p, "hello\n").ok());
-  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  EXPECT_EQ(dir.entries(), 1u);  // the temporary file was renamed, not left beside it
   auto text = read_text_file(p);
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "hello\n");
@@ -54,17 +78,100 @@ TEST(Io, WriteIsAtomicAndReadBack) {
 }
 
 TEST(Io, UncommittedWriterLeavesExistingFileUntouched) {
-  std::string p = (fs::temp_directory_path() / ("perfmem_aw_" + std::to_string(::getpid()))).string();
+  ScratchDir dir("aw");
+  std::string p = dir / "out.txt";
   ASSERT_TRUE(write_text_file(p, "original").ok());
   {
     auto writer = AtomicFileWriter::create(p);
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE(writer->write("partial", 7).ok());
-    EXPECT_TRUE(fs::exists(p + ".tmp"));
+    EXPECT_EQ(dir.entries(), 2u);  // the file and the temporary one beside it
   }  // destroyed without commit(), as after a failed write
-  EXPECT_FALSE(fs::exists(p + ".tmp"));
+  EXPECT_EQ(dir.entries(), 1u);
   EXPECT_EQ(*read_text_file(p), "original");
-  fs::remove(p);
+}
+
+TEST(Io, SymlinkStaysALinkAndItsTargetIsReplaced) {
+  ScratchDir dir("link");
+  ASSERT_TRUE(write_text_file(dir / "real.txt", "old").ok());
+  fs::create_symlink("real.txt", dir / "link.txt");  // relative target, as users make them
+  ASSERT_TRUE(write_text_file(dir / "link.txt", "new").ok());
+  EXPECT_TRUE(fs::is_symlink(dir / "link.txt"));
+  EXPECT_EQ(fs::read_symlink(dir / "link.txt"), "real.txt");
+  EXPECT_EQ(*read_text_file(dir / "real.txt"), "new");
+  EXPECT_EQ(dir.entries(), 2u);  // no temporary file left behind
+
+  fs::create_symlink("missing.txt", dir / "dangling.txt");  // a link to a file not yet made
+  ASSERT_TRUE(write_text_file(dir / "dangling.txt", "made").ok());
+  EXPECT_TRUE(fs::is_symlink(dir / "dangling.txt"));
+  EXPECT_EQ(*read_text_file(dir / "missing.txt"), "made");
+}
+
+TEST(Io, FifoAndCharacterDeviceAreWrittenThrough) {
+  ScratchDir dir("fifo");
+  std::string fifo = dir / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] { received = *read_text_file(fifo); });
+  ASSERT_TRUE(write_text_file(fifo, "through the pipe").ok());
+  reader.join();
+  EXPECT_EQ(received, "through the pipe");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_EQ(dir.entries(), 1u);
+
+  ASSERT_TRUE(write_text_file("/dev/null", "discarded").ok());
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+}
+
+TEST(Io, DirectoryIsRefusedAndNeighboursAreUntouched) {
+  ScratchDir dir("refuse");
+  fs::create_directories(dir / "sub");
+  Status refused = write_text_file(dir / "sub", "x");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("is a directory"), std::string::npos) << refused.message();
+  EXPECT_TRUE(fs::is_directory(dir / "sub"));
+
+  // A user's file that happens to be called like a temporary file is never touched.
+  ASSERT_TRUE(write_text_file(dir / "out.bin.tmp", "user data").ok());
+  ASSERT_TRUE(write_text_file(dir / "out.bin", "output").ok());
+  EXPECT_EQ(*read_text_file(dir / "out.bin.tmp"), "user data");
+  EXPECT_EQ(*read_text_file(dir / "out.bin"), "output");
+}
+
+TEST(Io, ReplacedFileKeepsItsPermissions) {
+  ScratchDir dir("mode");
+  std::string p = dir / "script.sh";
+  ASSERT_TRUE(write_text_file(p, "echo 1\n").ok());
+  fs::permissions(p, fs::perms::owner_all | fs::perms::group_read, fs::perm_options::replace);
+  ASSERT_TRUE(write_text_file(p, "echo 2\n").ok());
+  EXPECT_EQ(fs::status(p).permissions(), fs::perms::owner_all | fs::perms::group_read);
+  EXPECT_EQ(*read_text_file(p), "echo 2\n");
+}
+
+TEST(Process, RunsWithoutAShellAndCapturesOutput) {
+  auto merged = run_process({"sh", "-c", "echo out; echo err >&2; exit 3"}, StderrMode::kMerge);
+  ASSERT_TRUE(merged.ok()) << merged.status().to_string();
+  EXPECT_EQ(merged->exit_code, 3);
+  EXPECT_EQ(merged->output, "out\nerr\n");
+  auto discarded = run_process({"sh", "-c", "echo out; echo err >&2"}, StderrMode::kDiscard);
+  ASSERT_TRUE(discarded.ok());
+  EXPECT_EQ(discarded->output, "out\n");
+  // Arguments reach the program as they are: no shell splits or expands them.
+  auto literal = run_process({"printf", "%s|", "a b", "$HOME", "*"}, StderrMode::kInherit);
+  ASSERT_TRUE(literal.ok());
+  EXPECT_EQ(literal->output, "a b|$HOME|*|");
+  auto missing = run_process({"perfmem-no-such-program"}, StderrMode::kInherit);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("perfmem-no-such-program"), std::string::npos);
+}
+
+TEST(Process, InstalledDataIsFoundBesideTheProgramOrNamed) {
+  auto dir = executable_dir();
+  ASSERT_TRUE(dir.ok());
+  EXPECT_TRUE(fs::exists(*dir + "/core_test")) << *dir;
+  auto absent = installed_data_path("no-such/file.txt");
+  ASSERT_FALSE(absent.ok());
+  EXPECT_NE(absent.status().message().find("share/perfmem/no-such/file.txt"), std::string::npos);
 }
 
 TEST(ProgressBar, RenderShowsFractionAndCounts) {
@@ -204,6 +311,28 @@ TEST(Cli, ExitCodesFollowConventions) {
   EXPECT_EQ(run_app({"demo", "go", "--value", "3"}, &ran), kExitOk);
   EXPECT_TRUE(ran);
   EXPECT_EQ(run_app({"demo", "go", "--value", "4"}, &ran), kExitFailure);
+}
+
+TEST(Cli, VersionAndSubcommandRules) {
+  bool ran = false;
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(run_app({"demo", "--version"}, &ran), kExitOk);
+  std::string version = testing::internal::GetCapturedStdout();
+  EXPECT_FALSE(ran);
+  EXPECT_NE(version.find("demo (perfmem) "), std::string::npos) << version;
+
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(run_app({"demo"}, &ran), kExitUsage);  // no subcommand: usage, not success
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(run_app({"demo", "deploy", "--help"}, &ran), kExitUsage);  // unknown, even with --help
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(run_app({"demo", "go", "--help"}, &ran), kExitOk);  // a known one's help still works
+  std::string out = testing::internal::GetCapturedStdout();
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("a subcommand is required"), std::string::npos) << err;
+  EXPECT_NE(err.find("unknown subcommand 'deploy'"), std::string::npos) << err;
+  EXPECT_NE(out.find("--value"), std::string::npos) << out;
 }
 
 }  // namespace
