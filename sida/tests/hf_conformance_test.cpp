@@ -12,6 +12,7 @@
 #include "perfmem/sida/expert_store.h"
 #include "perfmem/testing/subprocess.h"
 #include "test_util.h"
+#include "perfmem/testing/required.h"
 
 namespace perfmem::sida {
 namespace {
@@ -54,7 +55,7 @@ void check_against_hf(const std::string& ckpt, const std::vector<std::vector<int
   std::string why;
   auto oracle = run_oracle(ckpt, max_new, requests, &why);
   if (!oracle) {
-    if (!why.empty()) GTEST_SKIP() << why;
+    if (!why.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why);
     return;
   }
   auto model = ModelWeights::load(ckpt);

@@ -6,6 +6,7 @@
 #include "perfmem/vmcu/builder.h"
 #include "perfmem/vmcu/executor.h"
 #include "test_support.h"
+#include "perfmem/testing/required.h"
 
 namespace {
 namespace vm = perfmem::vmcu;
@@ -48,8 +49,8 @@ class RealModels : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RealModels, BitExactWithTfliteReferenceKernels) {
   const std::string path = shared_model(GetParam());
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "shared model not present: " << path;
-  if (auto why = oracle_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  if (!std::filesystem::exists(path)) PERFMEM_SKIP_UNLESS_REQUIRED("shared model not present: " << path);
+  if (auto why = oracle_unavailable(); !why.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why);
   expect_bit_exact(path, GetParam());
 }
 
@@ -73,7 +74,7 @@ struct BuiltCase {
 class BuiltModels : public ::testing::TestWithParam<BuiltCase> {};
 
 TEST_P(BuiltModels, BitExactWithTfliteReferenceKernels) {
-  if (auto why = oracle_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  if (auto why = oracle_unavailable(); !why.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why);
   auto bytes = vm::build_model_from_json(GetParam().spec, GetParam().name);
   ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
   const auto path = temp_dir() / (std::string(GetParam().name) + ".tflite");

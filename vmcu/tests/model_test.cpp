@@ -11,6 +11,7 @@
 #include "perfmem/vmcu/model.h"
 #include "test_support.h"
 #include "tflite_subset_generated.h"
+#include "perfmem/testing/required.h"
 
 namespace {
 namespace vm = perfmem::vmcu;
@@ -190,7 +191,7 @@ TEST(VmcuModel, UnsupportedOperatorIsNamedWithItsIndex) {
 
 TEST(VmcuModel, RealModelsLoadAndTruncationsFail) {
   const std::string path = vmcu_test::shared_model("mlperf-tiny-dscnn-kws_int8.tflite");
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "shared model not present: " << path;
+  if (!std::filesystem::exists(path)) PERFMEM_SKIP_UNLESS_REQUIRED("shared model not present: " << path);
   auto bytes = perfmem::read_binary_file(path);
   ASSERT_TRUE(bytes.ok());
   auto g = vm::parse_tflite(*bytes, path);
@@ -204,7 +205,7 @@ TEST(VmcuModel, RealModelsLoadAndTruncationsFail) {
 
 TEST(VmcuModel, RealModelBitFlipsNeverCrash) {
   const std::string path = vmcu_test::shared_model("mlperf-tiny-dscnn-kws_int8.tflite");
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "shared model not present: " << path;
+  if (!std::filesystem::exists(path)) PERFMEM_SKIP_UNLESS_REQUIRED("shared model not present: " << path);
   auto bytes = perfmem::read_binary_file(path);
   ASSERT_TRUE(bytes.ok());
   std::mt19937 rng(9);

@@ -7,6 +7,7 @@
 #include "perfmem/vmcu/builder.h"
 #include "perfmem/vmcu/planner.h"
 #include "test_support.h"
+#include "perfmem/testing/required.h"
 
 namespace {
 namespace vm = perfmem::vmcu;
@@ -152,7 +153,7 @@ TEST(VmcuPlanner, RealModelPlansVerifyAndPeaksDoNotRegress) {
     EXPECT_GE(greedy.peak_bytes, bound);
     ++checked;
   }
-  if (checked == 0) GTEST_SKIP() << "shared models not present under " << PERFMEM_SHARED_DIR;
+  if (checked == 0) PERFMEM_SKIP_UNLESS_REQUIRED("shared models not present under " << PERFMEM_SHARED_DIR);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/ring_plan.h"
 #include "test_support.h"
+#include "perfmem/testing/required.h"
 
 namespace {
 namespace vm = perfmem::vmcu;
@@ -165,7 +166,7 @@ class RealModels : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(RealModels, VerifiedBitExactAndNoLargerThanGreedy) {
   const std::string path = vmcu_test::shared_model(GetParam());
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent (shared models not installed)";
+  if (!std::filesystem::exists(path)) PERFMEM_SKIP_UNLESS_REQUIRED(path << " is absent (shared models not installed)");
   auto g = vm::load_tflite(path);
   ASSERT_TRUE(g.ok()) << g.status().to_string();
   expect_verified(*g, GetParam());
