@@ -3,6 +3,8 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
+# Warnings are errors in every build made through this Makefile (and so in CI).
+CMAKE_FLAGS ?= -DPERFMEM_WERROR=ON
 
 all: build
 
@@ -10,11 +12,11 @@ deps:
 	@scripts/install-deps.sh
 
 build: deps
-	cmake --preset release >/dev/null
+	cmake --preset release $(CMAKE_FLAGS) >/dev/null
 	cmake --build --preset release -j $(JOBS)
 
 build-asan: deps
-	cmake --preset asan >/dev/null
+	cmake --preset asan $(CMAKE_FLAGS) >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 
 # Runs each system's demo on built-in defaults (models and checkpoints made by perfmem itself).

@@ -52,8 +52,8 @@ struct Cell {
 
 Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
                      int warmup, int timed) {
-  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(model_path(m.name)));
-  PERFMEM_ASSIGN_OR_RETURN(auto program, compile_program(model_path(m.name), text, compile_options_for(s, {{m.size_const, h}})));
+  PERFMEM_ASSIGN_OR_RETURN(auto program, compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
+                                                         compile_options_for(s, {{m.size_const, h}})));
   RuntimeOptions opt;
   opt.scheduler = s;
   PERFMEM_ASSIGN_OR_RETURN(auto rt, Runtime::create(*program, opt));

@@ -30,12 +30,12 @@ struct Common {
   bool json = false;
 };
 
+// A bundled model by name ("treelstm"), else a .acr file.
 Result<std::pair<std::string, std::string>> load_source(const std::string& model) {
-  std::string path = model;
   if (model.find('/') == std::string::npos && model.find(".acr") == std::string::npos && find_model(model))
-    path = model_path(model);
-  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  return std::make_pair(path, text);
+    return std::make_pair(bundled_file_name(model), std::string(bundled_source(model)));
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(model));
+  return std::make_pair(model, text);
 }
 
 Result<std::map<std::string, int64_t>> overrides(const Common& c) {

@@ -22,9 +22,7 @@ const ModelInfo* find_model(const std::string& name_or_path) {
   return nullptr;
 }
 
-std::string model_path(const std::string& name) {
-  return std::string(PERFMEM_ACROBAT_MODELS_DIR) + "/" + name + ".acr";
-}
+std::string bundled_file_name(const std::string& name) { return name + ".acr"; }
 
 Result<std::vector<Instance>> default_data(const Program& program, size_t count) {
   const Type& t = *program.fns[program.main_fn].params[0].type;

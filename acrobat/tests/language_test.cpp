@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "perfmem/acrobat/ast.h"
+#include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
 #include "bundled_model.h"
 
@@ -121,6 +122,15 @@ TEST(AcrobatLanguage, UserTypesListsAndScalarsTypeCheck) {
   auto p = compile_program("t.acr", src, compile_options_for(Scheduler::kAcrobat));
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   EXPECT_EQ((*p)->adts.size(), 2u);  // the prelude's Tree and Shape
+}
+
+TEST(BundledModels, CompiledInTextEqualsTheModelFiles) {
+  for (const auto& m : builtin_models()) {
+    std::string file = read_model(m.name);
+    ASSERT_FALSE(file.empty()) << m.name;
+    EXPECT_EQ(std::string(bundled_source(m.name)), file) << m.name;
+  }
+  EXPECT_TRUE(bundled_source("no-such-model").empty());
 }
 
 }  // namespace

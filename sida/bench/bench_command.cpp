@@ -10,9 +10,9 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
+#include "perfmem/core/process.h"
 #include "perfmem/core/stats.h"
 #include "perfmem/sida/serve.h"
-#include "perfmem/testing/subprocess.h"
 
 namespace perfmem::sida {
 namespace {
@@ -225,7 +225,9 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
               << " |\n";
     all["expert_matrix_bandwidth_gb_per_s"] = expert_bw / 1e9;
     if (o.hf) {
-      std::string python = o.python.empty() ? std::string(SIDA_DEFAULT_VENV) + "/bin/python" : o.python;
+      std::string python = o.python.empty() ? default_python_venv() + "/bin/python" : o.python;
+      auto script = installed_data_path("sida/hf_speed.py");
+      if (!script.ok()) return report_failure(app, script.status());
       std::string req_file = o.dir + "/bench-requests.txt";
       std::ostringstream text;
       for (const auto& r : requests) {
@@ -234,8 +236,9 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
       }
       if (auto s = write_text_file(req_file, text.str()); !s.ok()) return report_failure(app, s);
       std::cerr << "sida bench: timing Hugging Face transformers on PyTorch...\n";
-      auto result = perfmem::testing::run_command(python + " " + SIDA_SOURCE_DIR + "/sida/bench/hf_speed.py " +
-                                                  o.dir + " " + req_file + " 2 2>/dev/null");
+      auto run = run_process({python, *script, o.dir, req_file, "2"}, StderrMode::kDiscard);
+      if (!run.ok()) return report_failure(app, run.status());
+      const ProcessResult& result = *run;
       std::string last_line = result.output;
       while (!last_line.empty() && last_line.back() == '\n') last_line.pop_back();
       if (auto nl = last_line.rfind('\n'); nl != std::string::npos) last_line = last_line.substr(nl + 1);

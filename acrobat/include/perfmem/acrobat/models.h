@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "perfmem/acrobat/ast.h"
@@ -25,8 +26,11 @@ struct ModelInfo {
 const std::vector<ModelInfo>& builtin_models();
 // By name or by a path whose file stem is the name; nullptr if not bundled.
 const ModelInfo* find_model(const std::string& name_or_path);
-// Path of a bundled model's source file.
-std::string model_path(const std::string& name);
+// Source text of a bundled model, compiled into the library from acrobat/models/NAME.acr
+// (installed as share/perfmem/acrobat/models/NAME.acr for reading); empty for other names.
+std::string_view bundled_source(std::string_view name);
+// The file name that messages about a bundled model show ("treelstm.acr").
+std::string bundled_file_name(const std::string& name);
 
 // Default data for any program, from main's parameter type: trees -> random SST-like trees,
 // List[Int] -> sentences of 5..50 words, List[List[Int]] -> nested sentences.
