@@ -1,7 +1,14 @@
 #include "perfmem/sida/kernels.h"
 
 #include <cblas.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+// The streaming kernel is cloned for AVX2 and the baseline on x86-64 (chosen once per process);
+// elsewhere (aarch64) the generic vector types compile to the native SIMD.
+#define PERFMEM_SIDA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PERFMEM_SIDA_AVX2_CLONES
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -40,7 +47,7 @@ inline float finish_dot(const f32x8& s0, const f32x8& s1, const float* w, const 
 // reused from L1 for every input row; rows go four at a time (each weight vector loaded once for
 // the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
 // process from the CPU, so results are deterministic on a machine.
-__attribute__((target_clones("avx2", "default")))
+PERFMEM_SIDA_AVX2_CLONES
 void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
                             int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
   const int64_t steps = in / 16 * 16;
@@ -81,6 +88,7 @@ ThreadPool& streaming_pool() {
   return pool;
 }
 
+#if defined(__x86_64__)
 // Rows [0, R) of x against one panel: y[r, j] for the panel's `cols` valid columns.
 template <int R>
 __attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel,
@@ -104,6 +112,7 @@ __attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int6
     for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
   }
 }
+#endif  // __x86_64__
 
 // The portable twin: the same fused multiply-add chain per element (std::fma rounds once, as
 // the vector instruction does), so both give identical bits.
@@ -119,8 +128,12 @@ void packed_panel_portable(const float* x, int64_t rows, int64_t in, const float
 }
 
 bool have_avx512() {
+#if defined(__x86_64__)
   static const bool yes = __builtin_cpu_supports("avx512f");
   return yes;
+#else
+  return false;
+#endif
 }
 
 }  // namespace
@@ -157,6 +170,7 @@ void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows
             packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate);
             continue;
           }
+#if defined(__x86_64__)
           int64_t r = 0;
           for (; r + 6 <= rows; r += 6) packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
           const float* xr = x + r * in;
@@ -169,6 +183,7 @@ void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows
             case 1: packed_panel_avx512<1>(xr, in, panel, yr, out, cols, accumulate); break;
             default: break;
           }
+#endif  // __x86_64__
         }
       },
       /*min_chunk=*/2);
