@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "perfmem/core/status.h"
 #include "perfmem/core/thread_pool.h"
 
 namespace perfmem::sida {
@@ -112,6 +113,35 @@ __attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int6
     for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
   }
 }
+
+// The same panel with AVX2 + FMA (CPUs without AVX-512): four 8-wide accumulators per row, at
+// most three rows (12 accumulators and 4 weight vectors fill the 16 registers). Each element is
+// the same fma chain as the AVX-512 kernel and the portable twin, so all three give equal bits.
+template <int R>
+__attribute__((target("avx2,fma"))) void packed_panel_avx2(const float* x, int64_t in, const float* panel, float* y,
+                                                           int64_t out, int64_t cols, bool accumulate) {
+  __m256 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < in; ++k) {
+    const float* wk = panel + k * kPackedPanel;
+    const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps(wk + 8), w2 = _mm256_load_ps(wk + 16),
+                 w3 = _mm256_load_ps(wk + 24);
+    for (int r = 0; r < R; ++r) {
+      const __m256 xv = _mm256_broadcast_ss(x + r * in + k);
+      acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(xv, w2, acc[r][2]);
+      acc[r][3] = _mm256_fmadd_ps(xv, w3, acc[r][3]);
+    }
+  }
+  alignas(32) float tmp[kPackedPanel];
+  for (int r = 0; r < R; ++r) {
+    for (int q = 0; q < 4; ++q) _mm256_store_ps(tmp + 8 * q, acc[r][q]);
+    float* yr = y + r * out;
+    for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
+  }
+}
 #endif  // __x86_64__
 
 // The portable twin: the same fused multiply-add chain per element (std::fma rounds once, as
@@ -127,16 +157,28 @@ void packed_panel_portable(const float* x, int64_t rows, int64_t in, const float
     }
 }
 
-bool have_avx512() {
+}  // namespace
+
+bool packed_isa_supported(PackedIsa isa) {
+  switch (isa) {
 #if defined(__x86_64__)
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
+    case PackedIsa::kAvx512: return __builtin_cpu_supports("avx512f");
+    case PackedIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
-  return false;
+    case PackedIsa::kAvx512:
+    case PackedIsa::kAvx2: return false;
 #endif
+    case PackedIsa::kPortable: return true;
+  }
+  return false;
 }
 
-}  // namespace
+PackedIsa best_packed_isa() {
+  static const PackedIsa best = packed_isa_supported(PackedIsa::kAvx512) ? PackedIsa::kAvx512
+                                : packed_isa_supported(PackedIsa::kAvx2) ? PackedIsa::kAvx2
+                                                                         : PackedIsa::kPortable;
+  return best;
+}
 
 PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in) {
   PackedMatrix m;
@@ -152,13 +194,14 @@ PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in) {
   return m;
 }
 
-void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
+void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate, PackedIsa isa) {
   if (rows == 0) return;
+  PERFMEM_CHECK(packed_isa_supported(isa), "linear_packed: instruction set not supported by this CPU");
   const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel, in = w.in, out = w.out;
   const float* data = w.data.data_as<float>();
-  const bool vector = have_avx512();
   // Panels are independent: each y element is computed by one thread, so the split does not
-  // change results. Rows go six at a time (twelve accumulators), then the remainder.
+  // change results. Rows go in register-tile groups (six with AVX-512, three with AVX2), then
+  // the remainder.
   streaming_pool().parallel_for(
       0, panels,
       [&](int64_t begin, int64_t end) {
@@ -166,24 +209,33 @@ void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows
           const float* panel = data + p * in * kPackedPanel;
           const int64_t col0 = p * kPackedPanel, cols = std::min(kPackedPanel, out - col0);
           float* yp = y + col0;
-          if (!vector) {
-            packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate);
-            continue;
-          }
+          [[maybe_unused]] int64_t r = 0;  // rows done by the vector tiles
+          switch (isa) {
 #if defined(__x86_64__)
-          int64_t r = 0;
-          for (; r + 6 <= rows; r += 6) packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
-          const float* xr = x + r * in;
-          float* yr = yp + r * out;
-          switch (rows - r) {
-            case 5: packed_panel_avx512<5>(xr, in, panel, yr, out, cols, accumulate); break;
-            case 4: packed_panel_avx512<4>(xr, in, panel, yr, out, cols, accumulate); break;
-            case 3: packed_panel_avx512<3>(xr, in, panel, yr, out, cols, accumulate); break;
-            case 2: packed_panel_avx512<2>(xr, in, panel, yr, out, cols, accumulate); break;
-            case 1: packed_panel_avx512<1>(xr, in, panel, yr, out, cols, accumulate); break;
-            default: break;
+            case PackedIsa::kAvx512:
+              for (; r + 6 <= rows; r += 6)
+                packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
+              switch (rows - r) {
+                case 5: packed_panel_avx512<5>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                case 4: packed_panel_avx512<4>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                case 3: packed_panel_avx512<3>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                case 2: packed_panel_avx512<2>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                case 1: packed_panel_avx512<1>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                default: break;
+              }
+              break;
+            case PackedIsa::kAvx2:
+              for (; r + 3 <= rows; r += 3)
+                packed_panel_avx2<3>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
+              switch (rows - r) {
+                case 2: packed_panel_avx2<2>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                case 1: packed_panel_avx2<1>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
+                default: break;
+              }
+              break;
+#endif
+            default: packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate); break;
           }
-#endif  // __x86_64__
         }
       },
       /*min_chunk=*/2);

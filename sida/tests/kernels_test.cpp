@@ -54,11 +54,16 @@ TEST(Kernels, StreamingRowsAreBitIdenticalWhateverTheyAreMergedWith) {
   }
 }
 
-// The packed kernel (AVX-512 when the CPU has it, six rows at a time, panels split over two
-// threads) gives the bits of its portable twin, whatever the row count, and agrees with plain
-// double-precision loops. Shapes cover panel tails (out not a multiple of 32), odd `in`, and every
-// row remainder.
+// The packed kernel on every instruction set this CPU has (AVX-512 six rows at a time, AVX2
+// three at a time, portable; panels split over two threads) gives the bits of its portable twin,
+// whatever the row count, and agrees with plain double-precision loops. Shapes cover panel tails
+// (out not a multiple of 32), odd `in`, and every row remainder.
 TEST(Kernels, PackedLinearIsBitIdenticalToItsPortableTwin) {
+  std::vector<PackedIsa> isas;
+  for (PackedIsa isa : {PackedIsa::kAvx512, PackedIsa::kAvx2, PackedIsa::kPortable})
+    if (packed_isa_supported(isa)) isas.push_back(isa);
+  ASSERT_TRUE(packed_isa_supported(best_packed_isa()));
+  for (PackedIsa isa : isas)
   for (auto [in, out] : {std::pair{7, 5}, {33, 129}, {768, 96}, {64, 32}, {100, 70}}) {
     auto w = random_vector(size_t(out * in), 7);
     PackedMatrix packed = pack_matrix(w.data(), out, in);
@@ -66,10 +71,12 @@ TEST(Kernels, PackedLinearIsBitIdenticalToItsPortableTwin) {
       auto x = random_vector(size_t(rows * in), 8);
       for (bool accumulate : {false, true}) {
         auto y = random_vector(size_t(rows * out), 9), twin = y, one_by_one = y, ref = y;
-        linear_packed(x.data(), packed, y.data(), rows, accumulate);
+        linear_packed(x.data(), packed, y.data(), rows, accumulate, isa);
         linear_packed_reference(x.data(), packed, twin.data(), rows, accumulate);
-        for (int64_t r = 0; r < rows; ++r) linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate);
-        const std::string what = std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+        for (int64_t r = 0; r < rows; ++r)
+          linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate, isa);
+        const std::string what = "isa " + std::to_string(int(isa)) + ": " + std::to_string(rows) + "x" +
+                                 std::to_string(in) + "x" + std::to_string(out);
         ASSERT_EQ(0, std::memcmp(y.data(), twin.data(), y.size() * sizeof(float))) << what;
         ASSERT_EQ(0, std::memcmp(y.data(), one_by_one.data(), y.size() * sizeof(float))) << what;
         linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);

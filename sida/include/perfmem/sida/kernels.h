@@ -4,7 +4,7 @@
 //   // y[rows, out] = x[rows, in] · w[out, in]ᵀ  (a PyTorch Linear without bias)
 //   perfmem::sida::linear(x, w, y, rows, in, out);            // streaming kernel or OpenBLAS sgemm
 //   auto packed = perfmem::sida::pack_matrix(w, out, in);     // once, for a resident weight
-//   perfmem::sida::linear_packed(x, packed, y, rows);         // AVX-512 packed kernel, both cores
+//   perfmem::sida::linear_packed(x, packed, y, rows);         // AVX-512/AVX2 packed kernel, both cores
 //   perfmem::sida::linear_reference(x, w, y, rows, in, out);  // plain loops
 //   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
 #pragma once
@@ -42,10 +42,18 @@ struct PackedMatrix {
 };
 PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in);
 
+// Instruction sets of linear_packed(). By default it uses the best the CPU has; tests run each
+// supported one.
+enum class PackedIsa { kAvx512, kAvx2, kPortable };
+bool packed_isa_supported(PackedIsa isa);
+PackedIsa best_packed_isa();
+
 // y = x · wᵀ (y += with accumulate) from a packed matrix. Each y element is the chain of fused
 // multiply-adds over k in order from 0, plus y when accumulating: the same bits on every path
-// (AVX-512 or portable, any row count or split across the two cores).
-void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false);
+// (AVX-512, AVX2 + FMA or portable; any row count or split across the two cores). `isa` must be
+// supported by the CPU.
+void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false,
+                   PackedIsa isa = best_packed_isa());
 // Its portable twin (one std::fma chain per element, no vectors, one thread): the same bits.
 void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false);
 
