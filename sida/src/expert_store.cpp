@@ -1,9 +1,6 @@
 #include "perfmem/sida/expert_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "perfmem/core/stats.h"
@@ -24,10 +21,6 @@ class DiskTier final : public SlowTier {
       }
     staging_ = AlignedBuffer(largest + kSlotSlack, kPage);
   }
-  ~DiskTier() override {
-    for (auto& [path, fd] : fds_)
-      if (fd >= 0) ::close(fd);
-  }
 
   Result<uint64_t> read_expert(int32_t id, float* wi_dst, float* wo_dst) override {
     const int64_t E = model_.config().num_experts;
@@ -38,68 +31,31 @@ class DiskTier final : public SlowTier {
   }
 
  private:
-  struct Fd { int fd; bool direct; };
-  Result<Fd> file_fd(const SafetensorsFile& file) {
-    auto it = fds_.find(file.path());
-    if (it != fds_.end()) return Fd{it->second, direct_[file.path()]};
-    int fd = -1;
-    bool direct = false;
-    if (direct_io_) {
-      fd = ::open(file.path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
-      direct = fd >= 0;  // some file systems (tmpfs) refuse O_DIRECT: fall back to buffered reads
-    }
-    if (fd < 0) fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return io_error(file.path(), "open", errno);
-    fds_[file.path()] = fd;
-    direct_[file.path()] = direct;
-    return Fd{fd, direct};
-  }
-
-  // Reads [begin, begin + want) of the file into dst; returns bytes read, an error when the
-  // file ends before `need` bytes arrived.
-  static Result<uint64_t> read_span(int fd, const SafetensorsFile& file, const TensorInfo& info,
-                                    uint8_t* dst, uint64_t begin, uint64_t want, uint64_t need) {
-    uint64_t got = 0;
-    while (got < want) {
-      ssize_t n = ::pread(fd, dst + got, want - got, off_t(begin + got));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return io_error(file.path(), "read of tensor \"" + info.name + "\"", errno);
-      }
-      if (n == 0) break;  // end of file (inside the last aligned page, or truncated)
-      got += uint64_t(n);
-    }
-    if (got < need)
-      return input_error(file.path(), "tensor \"" + info.name + "\"",
-                         std::to_string(need) + " readable bytes from offset " + std::to_string(begin),
-                         std::to_string(got) + " (the file is shorter than its header says)");
-    return got;
-  }
-
+  // Reads one expert matrix into dst (a slot: 4096-aligned, kSlotSlack bytes beyond the f32
+  // matrix) through core's safetensors reader, widening bf16/f16 to f32; returns the bytes read
+  // from the file. With O_DIRECT the read covers the aligned span, so the tensor starts `lead`
+  // bytes in and is moved to the slot's start.
   Result<uint64_t> read_tensor(const SafetensorsFile& file, const TensorInfo& info, float* dst) {
-    PERFMEM_ASSIGN_OR_RETURN(Fd fd, file_fd(file));
-    const uint64_t count = info.nbytes() / dtype_size(info.dtype);
-    uint8_t* target = info.dtype == DType::kF32 ? reinterpret_cast<uint8_t*>(dst) : staging_.data_as<uint8_t>();
-    uint64_t begin = info.file_offset, want = info.nbytes(), lead = 0;
-    if (fd.direct) {
-      begin = info.file_offset & ~(kPage - 1);
-      lead = info.file_offset - begin;
-      want = (info.file_offset + info.nbytes() + kPage - 1) / kPage * kPage - begin;
+    const bool f32 = info.dtype == DType::kF32;
+    uint8_t* target = f32 ? reinterpret_cast<uint8_t*>(dst) : staging_.data_as<uint8_t>();
+    uint64_t lead = 0, bytes_read = info.nbytes();
+    if (direct_io_) {
+      const auto span = SafetensorsFile::direct_read_span(info.file_offset, info.nbytes());
+      lead = span.lead;
+      if (file.direct_io_available()) bytes_read = std::min(span.aligned_size, file.file_size() - span.aligned_offset);
     }
-    PERFMEM_ASSIGN_OR_RETURN(uint64_t got, read_span(fd.fd, file, info, target, begin, want, lead + info.nbytes()));
-    if (info.dtype == DType::kF32) {
+    PERFMEM_RETURN_IF_ERROR(file.read(info, target, info.nbytes(), 0, direct_io_));
+    if (f32) {
       if (lead) std::memmove(target, target + lead, info.nbytes());
     } else {
-      convert_to_f32(info.dtype, target + lead, dst, count);
+      convert_to_f32(info.dtype, target + lead, dst, info.nbytes() / dtype_size(info.dtype));
     }
-    return got;
+    return bytes_read;
   }
 
   const ModelWeights& model_;
   bool direct_io_;
   AlignedBuffer staging_;
-  std::map<std::string, int> fds_;
-  std::map<std::string, bool> direct_;
 };
 
 uint64_t matrix_region_bytes(const SwitchConfig& c) {

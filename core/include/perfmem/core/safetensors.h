@@ -96,6 +96,9 @@ class SafetensorsFile {
   static DirectSpan direct_read_span(uint64_t file_offset, uint64_t size);
 
   int fd() const { return fd_; }
+  // False on file systems that refuse O_DIRECT (tmpfs): read(..., direct_io = true) then goes
+  // through the page cache, reading only the requested bytes (into the same layout).
+  bool direct_io_available() const { return direct_fd_ >= 0; }
 
  private:
   SafetensorsFile() = default;
