@@ -59,10 +59,10 @@ std::vector<uint8_t> input_for(const vm::Graph& g) {
 
 Peaks peaks(const vm::Graph& g, vm::RingModel* ring_out = nullptr) {
   Peaks p;
-  const auto reqs = vm::buffer_requirements(g);
-  p.naive = vm::plan_memory(reqs, vm::PlannerKind::kNaive).peak_bytes;
-  p.greedy = vm::plan_memory(reqs, vm::PlannerKind::kGreedy).peak_bytes;
-  p.tinyengine = vm::plan_memory(reqs, vm::PlannerKind::kTinyEngine).peak_bytes;
+  auto peak = [&](vm::PlannerKind kind) { return vm::plan_memory(vm::planner_requirements(g, kind), kind).peak_bytes; };
+  p.naive = peak(vm::PlannerKind::kNaive);
+  p.greedy = peak(vm::PlannerKind::kGreedy);
+  p.tinyengine = peak(vm::PlannerKind::kTinyEngine);
   auto ring = take(vm::RingModel::create(g));
   take(ring.verify(input_for(g)));  // only verified plans are reported
   p.vmcu = ring.plan().peak_bytes;

@@ -158,7 +158,7 @@ int cmd_plan(const CLI::App& app, const std::string& path, const std::string& pl
   if (!kind) return perfmem::report_failure(app, kind.status());
   auto g = vm::load_tflite(path);
   if (!g) return perfmem::report_failure(app, g.status());
-  const auto reqs = vm::buffer_requirements(*g);
+  const auto reqs = vm::planner_requirements(*g, *kind);
   const auto plan = vm::plan_memory(reqs, *kind);
   perfmem::Status verified = vm::verify_plan(reqs, plan);
   if (!verified.ok()) return perfmem::report_failure(app, verified);
