@@ -24,7 +24,6 @@ struct PreparedOp {
   int8_t pad_value = 0;
   int32_t perm[4] = {0, 1, 2, 3};
   uint32_t axis_mask = 0;
-  bool mean_hw = false;  // MEAN through TFLite's integer H,W kernel
   std::vector<int32_t> scratch;
   int32_t multiplier = 0, shift = 0, in_zp = 0, out_zp = 0;  // requantize
   float scale = 0.0f;                                         // quantize / dequantize
@@ -306,28 +305,18 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       }
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape(expected));
       po.in = to_shape4(in.shape);
-      // TFLite sends keep_dims means over exactly the axes {1, 2} of 4-D tensors to its integer
-      // kernel (the axis list, not just the reduced set, decides: {1, 2} or {2, 1}).
-      const auto* axis_values = reinterpret_cast<const int32_t*>(p.in(1).data.data());
-      po.mean_hw = o.keep_dims && rank == 4 && p.in(1).element_count() == 2 &&
-                   ((axis_values[0] == 1 && axis_values[1] == 2) || (axis_values[0] == 2 && axis_values[1] == 1));
-      if (po.mean_hw) {
-        const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
-                                                          static_cast<double>(p.out().quantization.scale()));
-        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
-        po.multiplier = q.multiplier;
-        po.shift = q.shift;
-      }
+      // TFLite 2.14's reference MEAN takes one integer path for every axis set, keep_dims or not
+      // (QuantizedMeanOrSum): 1/count is folded into the multiplier with floor(log2 count)
+      // extra bits. Rescaling first and then dividing by H*W (the older 4-D keep_dims kernel)
+      // differs by one step whenever H*W is not a power of two.
       po.in_zp = in.quantization.zero_point();
       po.out_zp = p.out().quantization.zero_point();
-      if (!po.mean_hw) {
-        const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
-                                                          static_cast<double>(p.out().quantization.scale()),
-                                                      reduced_count);
-        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
-        po.multiplier = q.multiplier;
-        po.shift = q.shift;
-      }
+      const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                        static_cast<double>(p.out().quantization.scale()),
+                                                    reduced_count);
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+      po.multiplier = q.multiplier;
+      po.shift = q.shift;
       po.scratch.assign(static_cast<size_t>(std::max<int64_t>(1, p.out().element_count())), 0);
       return Status::Ok();
     }
@@ -542,11 +531,8 @@ Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
         vmcu_max_pool_s8(&po.pool, po.in, s8(op.inputs[0]), po.out, out8(o));
         break;
       case OpKind::kMean:
-        if (po.mean_hw)
-          vmcu_mean_hw_s8(po.in, s8(op.inputs[0]), po.in_zp, po.multiplier, po.shift, po.out_zp, out8(o));
-        else
-          vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
-                       po.out_zp, out8(o));
+        vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
+                     po.out_zp, out8(o));
         break;
       case OpKind::kPad:
         vmcu_pad_s8(po.in, s8(op.inputs[0]), po.pad_before, po.pad_after, po.pad_value, out8(o));
