@@ -246,7 +246,7 @@ int main(int argc, char** argv) {
   verify->add_option("--planner", planner, "vmcu (the only plan with segment-level overlap to verify)");
   verify->add_flag("--json", as_json, "Machine-readable report");
 
-  return perfmem::run_cli(app, argc, argv, [&] {
+  auto dispatch = [&] {
     if (verify->parsed()) {
       if (verify->count("--planner") && planner != "vmcu")
         return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));
@@ -262,5 +262,15 @@ int main(int argc, char** argv) {
     if (build->parsed()) return cmd_build(app, spec, output);
     std::cout << app.help();
     return perfmem::kExitOk;
+  };
+  return perfmem::run_cli(app, argc, argv, [&] {
+    const int rc = dispatch();
+    // A report that did not reach stdout (full disk, closed pipe) is a failure, not success.
+    std::cout.flush();
+    if (!std::cout.good()) {
+      std::cerr << app.get_name() << ": error: writing to standard output failed\n";
+      return perfmem::kExitFailure;
+    }
+    return rc;
   });
 }
