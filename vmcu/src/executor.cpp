@@ -442,8 +442,9 @@ Result<Executor> Executor::create(Graph graph) {
   Executor e;
   e.graph_ = std::move(graph);
   const Graph& g = e.graph_;
-  if (g.inputs.size() != 1 || g.outputs.size() != 1)
-    return unsupported_error(g.source, "subgraph", "models with exactly one input and one output (found " +
+  // Several inputs only through run_with_inputs (the single-operator graphs of ring layers).
+  if (g.inputs.empty() || g.outputs.size() != 1)
+    return unsupported_error(g.source, "subgraph", "models with one input (or more) and exactly one output (found " +
                                                        std::to_string(g.inputs.size()) + " and " +
                                                        std::to_string(g.outputs.size()) + ")");
   // Every activation must be produced before it is read (or be the graph input).
@@ -491,12 +492,25 @@ std::span<const uint8_t> Executor::tensor_bytes(int tensor) const {
 }
 
 Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
-  const Tensor& in_t = graph_.tensors[graph_.inputs[0]];
-  if (input.size() != in_t.bytes())
-    return input_error("input", "size", std::to_string(in_t.bytes()) + " bytes (" +
-                                            std::string(element_type_name(in_t.type)) + " tensor '" + in_t.name + "')",
-                       std::to_string(input.size()) + " bytes");
-  std::memcpy(buffers_[graph_.inputs[0]].data(), input.data(), input.size());
+  if (graph_.inputs.size() != 1)
+    return unsupported_error(graph_.source, "subgraph", "models with exactly one input for a run (found " +
+                                                            std::to_string(graph_.inputs.size()) + ")");
+  const std::span<const uint8_t> inputs[1] = {input};
+  return run_with_inputs(inputs);
+}
+
+Result<std::vector<uint8_t>> Executor::run_with_inputs(std::span<const std::span<const uint8_t>> inputs) {
+  if (inputs.size() != graph_.inputs.size())
+    return input_error("input", "count", std::to_string(graph_.inputs.size()) + " (one per graph input)",
+                       std::to_string(inputs.size()));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const Tensor& in_t = graph_.tensors[graph_.inputs[k]];
+    if (inputs[k].size() != in_t.bytes())
+      return input_error("input", "size", std::to_string(in_t.bytes()) + " bytes (" +
+                                              std::string(element_type_name(in_t.type)) + " tensor '" + in_t.name + "')",
+                         std::to_string(inputs[k].size()) + " bytes");
+    if (!inputs[k].empty()) std::memcpy(buffers_[graph_.inputs[k]].data(), inputs[k].data(), inputs[k].size());
+  }
   auto s8 = [&](int t) { return reinterpret_cast<const int8_t*>(tensor_bytes(t).data()); };
   auto out8 = [&](int t) { return reinterpret_cast<int8_t*>(buffers_[t].data()); };
   auto bias = [&](const Operator& op) -> const int32_t* {

@@ -5,8 +5,10 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
 
 #include "perfmem/vmcu/executor.h"
+#include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/quantization.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
@@ -49,8 +51,13 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kStaged: return "staged";
     case RingKernel::kBottleneck: return "fused_bottleneck";
     case RingKernel::kResidualBlock: return "fused_residual_block";
+    case RingKernel::kTensorLevel: return "tensor_level";
   }
   return "?";
+}
+
+std::string_view ring_placement_name(RingPlacement placement) {
+  return placement == RingPlacement::kSegment ? "segment" : "tensor";
 }
 
 RingDistances solve_distances(std::span<const RingAccess> trace) {
@@ -150,6 +157,22 @@ Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, 
       }
       return Status::Ok();
     }
+    case RingKernel::kTensorLevel: {
+      // Every input whole, the reference kernel, the output whole; operands never overlap.
+      std::vector<std::vector<uint8_t>> ins(layer.inputs.size());
+      std::vector<std::span<const uint8_t>> views;
+      for (size_t k = 0; k < layer.inputs.size(); ++k) {
+        const int32_t n = static_cast<int32_t>(g.tensors[layer.inputs[k]].bytes());
+        ins[k].resize(static_cast<size_t>(n));
+        if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0 + static_cast<int32_t>(k), 0, n, 0);
+        vmcu_ring_read(&ring, bases[k + 1], 0, n, reinterpret_cast<int8_t*>(ins[k].data()));
+        views.emplace_back(ins[k]);
+      }
+      PERFMEM_ASSIGN_OR_RETURN(auto out, p.staged->run_with_inputs(views));
+      if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, 0, p.out_bytes, 1);
+      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out.data()));
+      return Status::Ok();
+    }
     case RingKernel::kStaged: {
       // Whole input to the workspace, reference kernel, whole output back.
       std::vector<uint8_t> in(static_cast<size_t>(p.in_bytes));
@@ -182,9 +205,9 @@ Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& lay
   return trace;
 }
 
-// A one-operator graph around op `index` (its activation input and output, its constants), for
-// the reference executor of a staged layer.
-Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, int ring_input) {
+// A one-operator graph around op `index` (its activation inputs and output, its constants), for
+// the reference executor of a staged or tensor-level layer; graph inputs = `ring_inputs`.
+Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, const std::vector<int>& ring_inputs) {
   Graph sub;
   sub.source = g.source;
   std::map<int, int> remap;
@@ -199,7 +222,7 @@ Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, 
   for (int& t : op.inputs)
     if (t >= 0) t = take(t);
   for (int& t : op.outputs) t = take(t);
-  sub.inputs = {remap.at(ring_input)};
+  for (int t : ring_inputs) sub.inputs.push_back(remap.at(t));
   sub.outputs = {op.outputs[0]};
   sub.ops.push_back(op);
   PERFMEM_ASSIGN_OR_RETURN(auto exec, Executor::create(std::move(sub)));
@@ -399,7 +422,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
       if (layer.inputs.size() != 1)
         return unsupported_error(g.source, g.op_place(i), "operators without a segment kernel need exactly one activation input");
       layer.kernel = RingKernel::kStaged;
-      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs[0]));
+      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
       layer.workspace_bytes = static_cast<size_t>(p->in_bytes) + static_cast<size_t>(p->out_bytes);
     }
     layer.params = std::move(p);
@@ -595,8 +618,10 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
   }
   for (const RingLayer& layer : layers)  // written but never read: live while being written
     plan.last_layer[layer.output] = std::max(plan.last_layer[layer.output], plan.first_layer[layer.output]);
-  const int last = static_cast<int>(layers.size()) - 1;
-  for (int t : g.outputs) plan.last_layer[t] = std::max(last, 0);
+  // Graph outputs are read by the caller after the last layer: they stay live past it, so no
+  // layer (not even the last one reading them) may write over them.
+  const int past_end = static_cast<int>(layers.size());
+  for (int t : g.outputs) plan.last_layer[t] = past_end;
   for (int t : g.inputs)
     if (plan.last_layer[t] < 0) plan.last_layer[t] = 0;
 
@@ -640,6 +665,58 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
   plan.ring_bytes = std::max<size_t>(plan.ring_bytes, 1);
   plan.peak_bytes = plan.ring_bytes + plan.workspace_bytes;
   plan.layers = std::move(layers);
+  return plan;
+}
+
+// The tensor-level plan: TFLite Micro's greedy arena, one kTensorLevel layer per operator.
+Result<RingPlan> tensor_level_plan(const Graph& g) {
+  const std::vector<BufferRequirement> reqs = planner_requirements(g, PlannerKind::kGreedy);
+  const MemoryPlan arena = plan_memory(reqs, PlannerKind::kGreedy);
+  PERFMEM_RETURN_IF_ERROR(verify_plan(reqs, arena));
+  RingPlan plan;
+  plan.placement = RingPlacement::kTensor;
+  const size_t n = g.tensors.size();
+  plan.base.assign(n, 0);
+  plan.placed.assign(n, false);
+  plan.first_layer.assign(n, -1);
+  plan.last_layer.assign(n, -1);
+  const Liveness live = compute_liveness(g);
+  const int past_end = static_cast<int>(g.ops.size());
+  for (size_t t = 0; t < n; ++t) {
+    if (!is_ring_tensor(g, static_cast<int>(t))) continue;
+    plan.placed[t] = true;  // zero-sized tensors (no requirement) sit at 0 and hold nothing
+    plan.first_layer[t] = live.first_use[t];
+    plan.last_layer[t] = live.last_use[t];
+  }
+  for (int t : g.outputs) plan.last_layer[t] = past_end;
+  for (const BufferRequirement& r : reqs) plan.base[r.tensor] = static_cast<int64_t>(arena.placements[&r - reqs.data()].offset);
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Operator& op = g.ops[i];
+    RingLayer layer;
+    layer.ops = {static_cast<int>(i)};
+    layer.kernel = RingKernel::kTensorLevel;
+    layer.output = op.outputs[0];
+    for (int t : op.inputs)
+      if (is_ring_tensor(g, t) && std::find(layer.inputs.begin(), layer.inputs.end(), t) == layer.inputs.end())
+        layer.inputs.push_back(t);
+    if (layer.inputs.size() > 2)
+      return unsupported_error(g.source, g.op_place(i), "at most two activation inputs per operator");
+    auto p = std::make_shared<RingLayerParams>();
+    p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
+    p->in_bytes = layer.inputs.empty() ? 0 : static_cast<int32_t>(g.tensors[layer.inputs[0]].bytes());
+    PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
+    layer.params = std::move(p);
+    // Arena in use while the operator runs: the highest end among the live tensors.
+    int64_t in_use = 0;
+    for (size_t t = 0; t < n; ++t)
+      if (plan.placed[t] && plan.first_layer[t] <= static_cast<int>(i) && plan.last_layer[t] >= static_cast<int>(i))
+        in_use = std::max<int64_t>(in_use, plan.base[t] + static_cast<int64_t>(g.tensors[t].bytes()));
+    plan.span_per_layer.push_back(static_cast<size_t>(in_use));
+    plan.layers.push_back(std::move(layer));
+  }
+  plan.ring_bytes = std::max<size_t>(arena.peak_bytes, 1);
+  plan.workspace_bytes = 0;
+  plan.peak_bytes = plan.ring_bytes;
   return plan;
 }
 
@@ -689,31 +766,8 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
   }
 }
 
-}  // namespace
-
-struct RingModel::Impl {
-  Graph graph;
-  std::unique_ptr<Executor> reference;
-  std::vector<int8_t> ring;
-  std::vector<int32_t> workspace;
-};
-
-RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
-RingModel::RingModel(RingModel&&) noexcept = default;
-RingModel& RingModel::operator=(RingModel&&) noexcept = default;
-RingModel::~RingModel() = default;
-
-const Graph& RingModel::graph() const { return impl_->graph; }
-
-Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
-  RingModel m;
-  PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
-  m.impl_->reference = std::make_unique<Executor>(std::move(reference));
-  m.impl_->graph = std::move(graph);
-  const Graph& g = m.impl_->graph;
-  for (const Tensor& t : g.tensors)
-    if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
-      return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
+// The segment-level plan: layers, solved distances, fusion choices, placement.
+Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options) {
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
   for (RingLayer& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
   std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
@@ -765,8 +819,69 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
       if (plan.peak_bytes <= best.peak_bytes) chosen = std::move(without);
     }
   }
-  PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, compose(chosen), options));
+  return place(g, compose(chosen), options);
+}
+
+}  // namespace
+
+struct RingModel::Impl {
+  Graph graph;
+  std::unique_ptr<Executor> reference;
+  std::vector<int8_t> ring;
+  std::vector<int32_t> workspace;
+};
+
+RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
+RingModel::RingModel(RingModel&&) noexcept = default;
+RingModel& RingModel::operator=(RingModel&&) noexcept = default;
+RingModel::~RingModel() = default;
+
+const Graph& RingModel::graph() const { return impl_->graph; }
+
+Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
+  RingModel m;
+  PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
+  m.impl_->reference = std::make_unique<Executor>(std::move(reference));
+  m.impl_->graph = std::move(graph);
+  const Graph& g = m.impl_->graph;
+  if (g.inputs.size() != 1)
+    return unsupported_error(g.source, "subgraph", "models with exactly one input (found " + std::to_string(g.inputs.size()) + ")");
+  for (const Tensor& t : g.tensors)
+    if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
+      return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
+  Result<RingPlan> segment = segment_level_plan(g, options);
+  if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
+    return segment.status();
+  bool tensor_level = !segment.ok();
+  if (segment.ok() && options.tensor_level_fallback) {
+    const auto reqs = planner_requirements(g, PlannerKind::kGreedy);
+    tensor_level = plan_memory(reqs, PlannerKind::kGreedy).peak_bytes < segment->peak_bytes;
+  }
+  if (tensor_level) {
+    PERFMEM_ASSIGN_OR_RETURN(m.plan_, tensor_level_plan(g));
+  } else {
+    m.plan_ = std::move(*segment);
+  }
   m.impl_->ring.assign(m.plan_.ring_bytes, 0);
+  // No plan leaves this function unverified. Every kernel's access sequence depends only on the
+  // shapes, never on the values, so one shadow-state run proves the placement for every input;
+  // the probe input is fixed so that plans stay pure functions of the graph.
+  const Tensor& in = g.tensors[g.inputs[0]];
+  std::vector<uint8_t> probe(in.bytes());
+  std::mt19937 rng(0x766d6375u);
+  if (in.type == ElementType::kFloat32) {
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (size_t i = 0; i + 4 <= probe.size(); i += 4) {
+      const float v = u(rng);
+      std::memcpy(probe.data() + i, &v, 4);
+    }
+  } else {
+    for (auto& b : probe) b = static_cast<uint8_t>(rng() >> 24);
+  }
+  auto checked = m.verify(probe);
+  if (!checked.ok())
+    return Status(StatusCode::kInternal,
+                  "internal error: the vmcu plan failed its verifier and is not output: " + checked.status().message());
   return m;
 }
 
@@ -830,11 +945,13 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
   const int out_t = g.outputs[0];
   std::vector<uint8_t> out(g.tensors[out_t].bytes());
   if (shadow_on) {
-    const int32_t b = plan_.ring_offset(out_t);
-    for (size_t j = 0; j < out.size(); ++j)
-      if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != out_t)
-        return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[out_t].name +
-                                                 "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+    for (int t : g.outputs) {
+      const int32_t b = plan_.ring_offset(t);
+      for (size_t j = 0; j < g.tensors[t].bytes(); ++j)
+        if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != t)
+          return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[t].name +
+                                                   "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+    }
   }
   vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()), reinterpret_cast<int8_t*>(out.data()));
   if (report) {

@@ -31,6 +31,11 @@
 // input k that any later access reads), clamped at 0. Because it follows the kernel's actual loop
 // order it stays right when a kernel changes; the closed forms of the brief are its tests.
 //
+// Never worse than TFLite Micro. A segment-level plan can exceed the tensor-level one (staged
+// operators and pooling workspaces sit on top of the ring); then, or when an operator has no
+// segment kernel, the whole network gets the tensor-level plan: the greedy planner's offsets
+// (planner.h, the same bytes TFLite Micro plans) with one kTensorLevel layer per operator.
+//
 // Placement (pure function of the graph). Addresses are "unwrapped" integers that decrease as the
 // network runs: the graph input starts at 0; a layer's output base is the lowest of
 //   base(k) - d_k            for every ring input k that dies at this layer,
@@ -72,8 +77,11 @@ struct RingDistances {
 };
 RingDistances solve_distances(std::span<const RingAccess> trace);
 
+// kTensorLevel: an operator of a tensor-level plan; its reference kernel reads every input whole
+// and writes its output whole, at arena offsets that never overlap while live, so it needs no
+// workspace (a tensor-level layer is what TFLite Micro runs).
 enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kAveragePool, kMaxPool, kAlias,
-                        kQuantize, kStaged, kBottleneck, kResidualBlock };
+                        kQuantize, kStaged, kBottleneck, kResidualBlock, kTensorLevel };
 std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
@@ -88,7 +96,13 @@ struct RingLayer {
   std::shared_ptr<const RingLayerParams> params;
 };
 
+// How the tensors of a plan are laid out: segment level (the ring, outputs over dying inputs)
+// or tensor level (TFLite Micro's greedy arena: whole tensors, never overlapping while live).
+enum class RingPlacement { kSegment, kTensor };
+std::string_view ring_placement_name(RingPlacement placement);
+
 struct RingPlan {
+  RingPlacement placement = RingPlacement::kSegment;
   std::vector<RingLayer> layers;
   std::vector<int64_t> base;             // unwrapped base per tensor (valid where placed[t])
   std::vector<bool> placed;
@@ -111,6 +125,9 @@ struct RingPlanOptions {
   // After choosing, unfuse every block whose fusion does not lower the whole-network peak
   // (fused bottlenecks recompute their expansion; this keeps the peak and saves the time).
   bool unfuse_below_peak = true;
+  // Take the tensor-level plan (TFLite Micro's greedy arena) whenever the segment-level plan
+  // would need more memory, or has no kernel for an operator: the result never exceeds greedy.
+  bool tensor_level_fallback = true;
 };
 
 struct RingVerifyReport {
