@@ -601,7 +601,13 @@ std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<Ring
   return out;
 }
 
-Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const RingPlanOptions& options) {
+// Deliberately unsafe plans for the verifier's tests (create_ring_model_with_shrunk_distance).
+struct ShrunkDistance {
+  int layer = -1;
+  int64_t bytes = 0;
+};
+
+Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const ShrunkDistance& shrink = {}) {
   RingPlan plan;
   const size_t n = g.tensors.size();
   plan.base.assign(n, 0);
@@ -629,7 +635,7 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
   for (size_t l = 0; l < layers.size(); ++l) {
     RingLayer& layer = layers[l];
     const int li = static_cast<int>(l);
-    if (li == options.sabotage_layer) layer.distance[0] -= options.sabotage_bytes;
+    if (li == shrink.layer) layer.distance[0] -= shrink.bytes;
     const int out = layer.output;
     int64_t out_base = std::numeric_limits<int64_t>::max();
     if (layer.kernel == RingKernel::kAlias) {
@@ -767,7 +773,7 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
 }
 
 // The segment-level plan: layers, solved distances, fusion choices, placement.
-Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options) {
+Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink) {
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
   for (RingLayer& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
   std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
@@ -790,8 +796,7 @@ Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& optio
     return list;
   };
   auto cost = [&](const std::vector<const FusionCandidate*>& fused, const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
-    RingPlanOptions plain;
-    PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(fused), plain));
+    PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(fused)));
     size_t local = 0;
     for (size_t l = 0; l < plan.layers.size(); ++l)
       for (int op : plan.layers[l].ops)
@@ -810,16 +815,15 @@ Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& optio
   // Fused bottlenecks recompute their expansion: a block whose fusion does not lower the
   // network's peak is unfused again (the peak stays, the run gets faster).
   if (options.unfuse_below_peak && !chosen.empty()) {
-    RingPlanOptions plain;
-    PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen), plain));
+    PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen)));
     for (size_t i = chosen.size(); i-- > 0;) {
       auto without = chosen;
       without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
-      PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without), plain));
+      PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without)));
       if (plan.peak_bytes <= best.peak_bytes) chosen = std::move(without);
     }
   }
-  return place(g, compose(chosen), options);
+  return place(g, compose(chosen), shrink);
 }
 
 }  // namespace
@@ -839,6 +843,14 @@ RingModel::~RingModel() = default;
 const Graph& RingModel::graph() const { return impl_->graph; }
 
 Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
+  return create_impl(std::move(graph), options, -1, 0);
+}
+
+Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes, const RingPlanOptions& options) {
+  return RingModel::create_impl(std::move(graph), options, layer, bytes);
+}
+
+Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes) {
   RingModel m;
   PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
   m.impl_->reference = std::make_unique<Executor>(std::move(reference));
@@ -849,7 +861,7 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
   for (const Tensor& t : g.tensors)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
-  Result<RingPlan> segment = segment_level_plan(g, options);
+  Result<RingPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
   if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
     return segment.status();
   bool tensor_level = !segment.ok();

@@ -102,11 +102,8 @@ TEST(RingPlan, VerifierCatchesADistanceShrunkByOneSegment) {
     ASSERT_GT(good->plan().layers[0].distance[0], 0) << s.spec;
     const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], 5);
     ASSERT_TRUE(good->verify(input).ok());
-    vm::RingPlanOptions options;
-    options.sabotage_layer = 0;
-    options.sabotage_bytes = s.segment;
     // The unsafe plan never leaves create(): it fails its verifier there, an internal error.
-    auto bad = vm::RingModel::create(g, options);
+    auto bad = vm::create_ring_model_with_shrunk_distance(g, 0, s.segment);
     ASSERT_FALSE(bad.ok()) << s.spec;
     EXPECT_EQ(bad.status().code(), perfmem::StatusCode::kInternal);
     EXPECT_NE(bad.status().message().find("overwrote"), std::string::npos) << bad.status().to_string();
@@ -152,10 +149,7 @@ TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
   ASSERT_TRUE(plain->verify(input).ok());
   // The fused block's own distance shrunk by one segment (16 bytes) must be caught.
   ASSERT_GT(fused->plan().layers[0].distance[0], 0);
-  vm::RingPlanOptions sabotage;
-  sabotage.sabotage_layer = 0;
-  sabotage.sabotage_bytes = 16;
-  auto bad = vm::RingModel::create(g, sabotage);
+  auto bad = vm::create_ring_model_with_shrunk_distance(g, 0, 16);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("overwrote"), std::string::npos) << bad.status().to_string();
 }

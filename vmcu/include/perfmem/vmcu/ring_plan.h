@@ -116,11 +116,7 @@ struct RingPlan {
   int32_t ring_offset(int tensor) const;
 };
 
-// Test hook: shrink the distance of one layer's input 0 by `bytes` after solving (a deliberately
-// wrong plan the verifier must reject).
 struct RingPlanOptions {
-  int sabotage_layer = -1;
-  int64_t sabotage_bytes = 0;
   bool fuse = true;  // consider fused inverted bottlenecks / residual blocks
   // After choosing, unfuse every block whose fusion does not lower the whole-network peak
   // (fused bottlenecks recompute their expansion; this keeps the peak and saves the time).
@@ -156,11 +152,18 @@ class RingModel {
 
  private:
   RingModel();
+  friend Result<RingModel> create_ring_model_with_shrunk_distance(Graph, int, int64_t, const RingPlanOptions&);
+  static Result<RingModel> create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes);
   Result<std::vector<uint8_t>> execute(std::span<const uint8_t> input, bool shadow, RingVerifyReport* report);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   RingPlan plan_;
 };
+
+// For the verifier's tests only: create() with one segment-level layer's input-0 distance shrunk
+// by `bytes` after solving, a deliberately unsafe plan that create()'s verifier must reject.
+Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
+                                                        const RingPlanOptions& options = {});
 
 // The same graph starting at the int8 tensor when its first operator only quantizes a float32
 // graph input (as MCU deployments feed the camera's int8 pixels directly); otherwise unchanged.
