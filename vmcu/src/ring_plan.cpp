@@ -37,6 +37,19 @@ struct RingLayerParams {
   int32_t mid_c = 0;
 };
 
+// A layer while the plan is being made: the plan's value plus the prepared parameters its
+// kernel runs with (the finished plan refers to them by index; RingModel owns them).
+struct LayerDraft : RingLayer {
+  std::shared_ptr<const RingLayerParams> params;
+};
+using ParamTable = std::vector<std::shared_ptr<const RingLayerParams>>;
+
+// A finished plan and the parameters its layers index.
+struct PlacedPlan {
+  RingPlan plan;
+  ParamTable params;
+};
+
 std::string_view ring_kernel_name(RingKernel kernel) {
   switch (kernel) {
     case RingKernel::kConv: return "conv";
@@ -96,9 +109,8 @@ vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
 }
 
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
-Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, const int32_t bases[3],
-                 std::vector<int32_t>& workspace) {
-  const RingLayerParams& p = *layer.params;
+Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& p, const vmcu_ring& ring,
+                 const int32_t bases[3], std::vector<int32_t>& workspace) {
   // int32 storage: pooling keeps accumulators in the workspace.
   const size_t words = layer.workspace_bytes / 4 + 1;
   if (workspace.size() < words) workspace.resize(words);
@@ -192,7 +204,7 @@ void record_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
 }
 
 // The trace of a layer's kernel on a scratch ring where the operands do not overlap.
-Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& layer) {
+Result<std::vector<RingAccess>> trace_layer(const Graph& g, const LayerDraft& layer) {
   const size_t out = g.tensors[layer.output].bytes();
   const size_t in0 = layer.inputs.empty() ? 0 : g.tensors[layer.inputs[0]].bytes();
   const size_t in1 = layer.inputs.size() < 2 ? 0 : g.tensors[layer.inputs[1]].bytes();
@@ -201,7 +213,7 @@ Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& lay
   vmcu_ring ring{scratch.data(), static_cast<int32_t>(scratch.size()), record_access, &trace};
   const int32_t bases[3] = {static_cast<int32_t>(in0 + in1), 0, static_cast<int32_t>(in0)};
   std::vector<int32_t> workspace;
-  PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, ring, bases, workspace));
+  PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, *layer.params, ring, bases, workspace));
   return trace;
 }
 
@@ -302,12 +314,12 @@ bool pad_folds(const Graph& g, const Liveness& live, size_t i, int32_t pad_befor
 
 bool is_ring_tensor(const Graph& g, int t) { return t >= 0 && !g.tensors[t].is_constant; }
 
-Result<std::vector<RingLayer>> build_layers(const Graph& g) {
+Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
   const Liveness live = compute_liveness(g);
   auto is_graph_output = [&](int t) { return std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end(); };
-  std::vector<RingLayer> layers;
+  std::vector<LayerDraft> layers;
   for (size_t i = 0; i < g.ops.size(); ++i) {
-    RingLayer layer;
+    LayerDraft layer;
     auto p = std::make_shared<RingLayerParams>();
     int32_t pad_before[2] = {0, 0};
     const bool folded = pad_folds(g, live, i, pad_before);
@@ -432,7 +444,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
 }
 
 
-Status solve_layer(const Graph& g, RingLayer& layer) {
+Status solve_layer(const Graph& g, LayerDraft& layer) {
   PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
   const RingDistances d = solve_distances(trace);
   layer.distance[0] = d.input[0];
@@ -443,7 +455,7 @@ Status solve_layer(const Graph& g, RingLayer& layer) {
 // A fused replacement for layers [first, last] of the unfused list.
 struct FusionCandidate {
   size_t first = 0, last = 0;
-  RingLayer fused;
+  LayerDraft fused;
 };
 
 // Readers of each tensor (operator inputs).
@@ -457,8 +469,8 @@ std::vector<int> reader_counts(const Graph& g) {
 }
 
 std::shared_ptr<const RingLayerParams> with_parts(std::shared_ptr<RingLayerParams> p,
-                                                  std::initializer_list<const RingLayer*> parts) {
-  for (const RingLayer* l : parts)
+                                                  std::initializer_list<const LayerDraft*> parts) {
+  for (const LayerDraft* l : parts)
     if (l) p->parts.push_back(l->params);
   return p;
 }
@@ -472,19 +484,19 @@ int add_partner(const RingLayer& add, int t) {
 }
 
 // expand? -> depthwise -> project -> add? starting at layer j.
-bool match_bottleneck(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                       FusionCandidate& c) {
   size_t k = j;
-  const RingLayer* expand = nullptr;
+  const LayerDraft* expand = nullptr;
   if (L[k].kernel == RingKernel::kPointwise) expand = &L[k++];
   if (k + 1 >= L.size() || L[k].kernel != RingKernel::kDepthwise || L[k + 1].kernel != RingKernel::kPointwise) return false;
-  const RingLayer& dw = L[k];
-  const RingLayer& project = L[k + 1];
+  const LayerDraft& dw = L[k];
+  const LayerDraft& project = L[k + 1];
   const int x = expand ? expand->inputs[0] : dw.inputs[0];
   if (expand && (dw.inputs[0] != expand->output || readers[expand->output] != 1)) return false;
   // A folded PAD's input is the expand output; its own reader count was checked by the fold.
   if (dw.params->conv.depth_multiplier != 1 || project.inputs[0] != dw.output || readers[dw.output] != 1) return false;
-  const RingLayer* add = nullptr;
+  const LayerDraft* add = nullptr;
   if (k + 2 < L.size() && add_partner(L[k + 2], project.output) == x && readers[project.output] == 1 &&
       g.tensors[x].shape == g.tensors[project.output].shape)
     add = &L[k + 2];
@@ -529,18 +541,18 @@ bool match_bottleneck(const Graph& g, const std::vector<RingLayer>& L, const std
 }
 
 // conv1 -> conv2 -> add(shortcut) with the shortcut the block input or a 1x1 conv of it.
-bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+bool match_residual_block(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                           FusionCandidate& c) {
   if (j + 2 >= L.size()) return false;
-  const RingLayer& conv1 = L[j];
-  const RingLayer& conv2 = L[j + 1];
+  const LayerDraft& conv1 = L[j];
+  const LayerDraft& conv2 = L[j + 1];
   auto is_conv = [](const RingLayer& l) { return l.kernel == RingKernel::kConv || l.kernel == RingKernel::kPointwise; };
   if (!is_conv(conv1) || !is_conv(conv2) || conv1.ops.size() != 1 || conv2.ops.size() != 1) return false;
   const int x = conv1.inputs[0];
   if (conv2.inputs[0] != conv1.output || readers[conv1.output] != 1 || readers[conv2.output] != 1) return false;
   const RingLayerParams& c2 = *conv2.params;
   if (c2.conv.dilation_h != 1 || c2.conv.dilation_w != 1) return false;
-  const RingLayer* shortcut = nullptr;
+  const LayerDraft* shortcut = nullptr;
   size_t add_index = j + 2;
   if (add_partner(L[add_index], conv2.output) != x) {
     if (j + 3 >= L.size() || !is_conv(L[j + 2]) || L[j + 2].inputs[0] != x || L[j + 2].ops.size() != 1) return false;
@@ -553,7 +565,7 @@ bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const
   } else if (g.tensors[x].shape != g.tensors[conv2.output].shape) {
     return false;
   }
-  const RingLayer& add = L[add_index];
+  const LayerDraft& add = L[add_index];
   auto p = std::make_shared<RingLayerParams>();
   vmcu_residual_block_params& r = p->residual;
   const RingLayerParams& c1 = *conv1.params;
@@ -590,7 +602,7 @@ bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const
   return true;
 }
 
-std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<RingLayer>& layers) {
+std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<LayerDraft>& layers) {
   const std::vector<int> readers = reader_counts(g);
   std::vector<FusionCandidate> out;
   for (size_t j = 0; j < layers.size(); ++j) {
@@ -601,13 +613,30 @@ std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<Ring
   return out;
 }
 
+// Moves the drafts into the plan as plain layers indexing `params`, with their ring offsets.
+PlacedPlan finish_plan(RingPlan plan, std::vector<LayerDraft> drafts) {
+  PlacedPlan out;
+  for (LayerDraft& d : drafts) {
+    RingLayer layer = d;
+    layer.params_index = static_cast<int>(out.params.size());
+    out.params.push_back(std::move(d.params));
+    plan.layers.push_back(std::move(layer));
+  }
+  for (RingLayer& layer : plan.layers) {
+    layer.ring_offset[0] = plan.ring_offset(layer.output);
+    for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) layer.ring_offset[k + 1] = plan.ring_offset(layer.inputs[k]);
+  }
+  out.plan = std::move(plan);
+  return out;
+}
+
 // Deliberately unsafe plans for the verifier's tests (create_ring_model_with_shrunk_distance).
 struct ShrunkDistance {
   int layer = -1;
   int64_t bytes = 0;
 };
 
-Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const ShrunkDistance& shrink = {}) {
+Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const ShrunkDistance& shrink = {}) {
   RingPlan plan;
   const size_t n = g.tensors.size();
   plan.base.assign(n, 0);
@@ -622,7 +651,7 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Shru
     for (int t : layers[l].inputs) plan.last_layer[t] = static_cast<int>(l);
     if (plan.first_layer[layers[l].output] < 0) plan.first_layer[layers[l].output] = static_cast<int>(l);
   }
-  for (const RingLayer& layer : layers)  // written but never read: live while being written
+  for (const LayerDraft& layer : layers)  // written but never read: live while being written
     plan.last_layer[layer.output] = std::max(plan.last_layer[layer.output], plan.first_layer[layer.output]);
   // Graph outputs are read by the caller after the last layer: they stay live past it, so no
   // layer (not even the last one reading them) may write over them.
@@ -633,7 +662,7 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Shru
 
   auto bytes = [&](int t) { return static_cast<int64_t>(g.tensors[t].bytes()); };
   for (size_t l = 0; l < layers.size(); ++l) {
-    RingLayer& layer = layers[l];
+    LayerDraft& layer = layers[l];
     const int li = static_cast<int>(l);
     if (li == shrink.layer) layer.distance[0] -= shrink.bytes;
     const int out = layer.output;
@@ -670,12 +699,11 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Shru
   }
   plan.ring_bytes = std::max<size_t>(plan.ring_bytes, 1);
   plan.peak_bytes = plan.ring_bytes + plan.workspace_bytes;
-  plan.layers = std::move(layers);
-  return plan;
+  return finish_plan(std::move(plan), std::move(layers));
 }
 
 // The tensor-level plan: TFLite Micro's greedy arena, one kTensorLevel layer per operator.
-Result<RingPlan> tensor_level_plan(const Graph& g) {
+Result<PlacedPlan> tensor_level_plan(const Graph& g) {
   const std::vector<BufferRequirement> reqs = planner_requirements(g, PlannerKind::kGreedy);
   const MemoryPlan arena = plan_memory(reqs, PlannerKind::kGreedy);
   PERFMEM_RETURN_IF_ERROR(verify_plan(reqs, arena));
@@ -696,9 +724,10 @@ Result<RingPlan> tensor_level_plan(const Graph& g) {
   }
   for (int t : g.outputs) plan.last_layer[t] = past_end;
   for (const BufferRequirement& r : reqs) plan.base[r.tensor] = static_cast<int64_t>(arena.placements[&r - reqs.data()].offset);
+  std::vector<LayerDraft> drafts;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Operator& op = g.ops[i];
-    RingLayer layer;
+    LayerDraft layer;
     layer.ops = {static_cast<int>(i)};
     layer.kernel = RingKernel::kTensorLevel;
     layer.output = op.outputs[0];
@@ -718,12 +747,12 @@ Result<RingPlan> tensor_level_plan(const Graph& g) {
       if (plan.placed[t] && plan.first_layer[t] <= static_cast<int>(i) && plan.last_layer[t] >= static_cast<int>(i))
         in_use = std::max<int64_t>(in_use, plan.base[t] + static_cast<int64_t>(g.tensors[t].bytes()));
     plan.span_per_layer.push_back(static_cast<size_t>(in_use));
-    plan.layers.push_back(std::move(layer));
+    drafts.push_back(std::move(layer));
   }
   plan.ring_bytes = std::max<size_t>(arena.peak_bytes, 1);
   plan.workspace_bytes = 0;
   plan.peak_bytes = plan.ring_bytes;
-  return plan;
+  return finish_plan(std::move(plan), std::move(drafts));
 }
 
 // Shadow state of the verifier: the tensor each ring byte holds.
@@ -773,9 +802,9 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
 }
 
 // The segment-level plan: layers, solved distances, fusion choices, placement.
-Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink) {
+Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink) {
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
-  for (RingLayer& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
+  for (LayerDraft& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
   std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
   for (FusionCandidate& c : candidates) PERFMEM_RETURN_IF_ERROR(solve_layer(g, c.fused));
   // Per block, fused or unfused, whichever needs less memory while the block's operators run
@@ -783,7 +812,7 @@ Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& optio
   // bottlenecks recompute their expansion).
   std::vector<const FusionCandidate*> chosen;
   auto compose = [&](const std::vector<const FusionCandidate*>& fused) {
-    std::vector<RingLayer> list;
+    std::vector<LayerDraft> list;
     size_t next = 0;
     for (size_t j = 0; j < layers.size();) {
       if (next < fused.size() && fused[next]->first == j) {
@@ -796,7 +825,8 @@ Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& optio
     return list;
   };
   auto cost = [&](const std::vector<const FusionCandidate*>& fused, const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
-    PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(fused)));
+    PERFMEM_ASSIGN_OR_RETURN(auto placed, place(g, compose(fused)));
+    const RingPlan& plan = placed.plan;
     size_t local = 0;
     for (size_t l = 0; l < plan.layers.size(); ++l)
       for (int op : plan.layers[l].ops)
@@ -816,11 +846,12 @@ Result<RingPlan> segment_level_plan(const Graph& g, const RingPlanOptions& optio
   // network's peak is unfused again (the peak stays, the run gets faster).
   if (options.unfuse_below_peak && !chosen.empty()) {
     PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen)));
+    const size_t best_peak = best.plan.peak_bytes;
     for (size_t i = chosen.size(); i-- > 0;) {
       auto without = chosen;
       without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
       PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without)));
-      if (plan.peak_bytes <= best.peak_bytes) chosen = std::move(without);
+      if (plan.plan.peak_bytes <= best_peak) chosen = std::move(without);
     }
   }
   return place(g, compose(chosen), shrink);
@@ -833,6 +864,7 @@ struct RingModel::Impl {
   std::unique_ptr<Executor> reference;
   std::vector<int8_t> ring;
   std::vector<int32_t> workspace;
+  ParamTable params;  // indexed by RingLayer::params_index
 };
 
 RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
@@ -844,6 +876,11 @@ const Graph& RingModel::graph() const { return impl_->graph; }
 
 Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
   return create_impl(std::move(graph), options, -1, 0);
+}
+
+Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options) {
+  PERFMEM_ASSIGN_OR_RETURN(auto model, RingModel::create(std::move(graph), options));
+  return model.plan();
 }
 
 Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes, const RingPlanOptions& options) {
@@ -861,19 +898,22 @@ Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& opt
   for (const Tensor& t : g.tensors)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
-  Result<RingPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
+  Result<PlacedPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
   if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
     return segment.status();
   bool tensor_level = !segment.ok();
   if (segment.ok() && options.tensor_level_fallback) {
     const auto reqs = planner_requirements(g, PlannerKind::kGreedy);
-    tensor_level = plan_memory(reqs, PlannerKind::kGreedy).peak_bytes < segment->peak_bytes;
+    tensor_level = plan_memory(reqs, PlannerKind::kGreedy).peak_bytes < segment->plan.peak_bytes;
   }
+  PlacedPlan chosen;
   if (tensor_level) {
-    PERFMEM_ASSIGN_OR_RETURN(m.plan_, tensor_level_plan(g));
+    PERFMEM_ASSIGN_OR_RETURN(chosen, tensor_level_plan(g));
   } else {
-    m.plan_ = std::move(*segment);
+    chosen = std::move(*segment);
   }
+  m.plan_ = std::move(chosen.plan);
+  m.impl_->params = std::move(chosen.params);
   m.impl_->ring.assign(m.plan_.ring_bytes, 0);
   // No plan leaves this function unverified. Every kernel's access sequence depends only on the
   // shapes, never on the values, so one shadow-state run proves the placement for every input;
@@ -920,8 +960,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
     for (size_t j = 0; j < input.size(); ++j) shadow.owner[(static_cast<size_t>(in_base) + j) % ring.size()] = in_t;
   for (size_t l = 0; l < plan_.layers.size(); ++l) {
     const RingLayer& layer = plan_.layers[l];
-    int32_t bases[3] = {plan_.ring_offset(layer.output), 0, 0};
-    for (size_t k = 0; k < layer.inputs.size(); ++k) bases[k + 1] = plan_.ring_offset(layer.inputs[k]);
+    const int32_t* bases = layer.ring_offset;
     if (shadow_on) {
       shadow.layer = static_cast<int>(l);
       shadow.operand_tensor[0] = layer.output;
@@ -929,7 +968,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       shadow.operand_tensor[2] = layer.inputs.size() < 2 ? -1 : layer.inputs[1];
       std::copy(bases, bases + 3, shadow.bases);
     }
-    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, r, bases, impl_->workspace));
+    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, *impl_->params[static_cast<size_t>(layer.params_index)], r, bases, impl_->workspace));
     if (!shadow_on) continue;
     if (!shadow.failure.ok()) return shadow.failure;
     const size_t cap = ring.size();

@@ -71,10 +71,18 @@ TEST(RingPlan, VerifierPassesForEveryLayerKind) {
 TEST(RingPlan, PlanIsAPureFunctionOfTheGraph) {
   const vm::Graph g = built(kLayerCases[16].spec);
   auto a = vm::RingModel::create(g);
-  auto b = vm::RingModel::create(g);
+  auto b = vm::plan_ring(g);
   ASSERT_TRUE(a.ok() && b.ok());
-  EXPECT_EQ(a->plan().ring_bytes, b->plan().ring_bytes);
-  EXPECT_EQ(a->plan().base, b->plan().base);
+  EXPECT_EQ(a->plan().ring_bytes, b->ring_bytes);
+  EXPECT_EQ(a->plan().base, b->base);
+  ASSERT_EQ(a->plan().layers.size(), b->layers.size());
+  for (size_t l = 0; l < b->layers.size(); ++l) {
+    const vm::RingLayer& layer = b->layers[l];
+    EXPECT_EQ(layer.params_index, static_cast<int>(l));
+    // Each layer carries its operands' ring offsets.
+    EXPECT_EQ(layer.ring_offset[0], b->ring_offset(layer.output));
+    for (size_t k = 0; k < layer.inputs.size(); ++k) EXPECT_EQ(layer.ring_offset[k + 1], b->ring_offset(layer.inputs[k]));
+  }
 }
 
 TEST(RingPlan, PointwiseRingIsTheLargerTensor) {

@@ -86,6 +86,7 @@ std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
 
+// One layer of a plan: a plain value (indices and sizes, no pointers).
 struct RingLayer {
   std::vector<int> ops;     // graph operators this layer executes (a folded PAD first)
   RingKernel kernel = RingKernel::kStaged;
@@ -93,7 +94,8 @@ struct RingLayer {
   int output = -1;
   int64_t distance[2] = {0, 0};  // solved distance per input
   size_t workspace_bytes = 0;    // stage buffers outside the ring
-  std::shared_ptr<const RingLayerParams> params;
+  int params_index = -1;         // the layer's prepared kernel parameters, held by the RingModel
+  int32_t ring_offset[3] = {0, 0, 0};  // ring offsets of the output, input 0 and input 1
 };
 
 // How the tensors of a plan are laid out: segment level (the ring, outputs over dying inputs)
@@ -159,6 +161,10 @@ class RingModel {
   std::unique_ptr<Impl> impl_;
   RingPlan plan_;
 };
+
+// The verified plan of `graph` as a value: RingModel::create(graph, options)->plan(). The same
+// value drives RingModel::run / verify and `vmcu plan --planner vmcu [--json]`.
+Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options = {});
 
 // For the verifier's tests only: create() with one segment-level layer's input-0 distance shrunk
 // by `bytes` after solving, a deliberately unsafe plan that create()'s verifier must reject.
