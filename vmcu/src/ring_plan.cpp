@@ -10,6 +10,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/quantization.h"
+#include "prepared_op.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
@@ -241,50 +242,29 @@ Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, 
   return std::make_unique<Executor>(std::move(exec));
 }
 
-void fill_conv(const Graph& g, const Operator& op, int input, const int32_t pad_before[2], bool pad_from_options,
-               RingLayerParams& p) {
-  const Tensor& in = g.tensors[input];
-  const Tensor& w = g.tensors[op.inputs[1]];
-  const Tensor& out = g.tensors[op.outputs[0]];
-  const OpOptions& o = op.options;
-  const bool depthwise = op.kind == OpKind::kDepthwiseConv2D;
-  const int32_t out_c = depthwise ? w.shape[3] : w.shape[0];
-  const size_t nscales = w.quantization.scales.size();
-  p.multipliers.resize(out_c);
-  p.shifts.resize(out_c);
-  for (int32_t c = 0; c < out_c; ++c) {
-    const double ws = static_cast<double>(w.quantization.scales[nscales == 1 ? 0 : c]);
-    const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) * ws /
-                                                      static_cast<double>(out.quantization.scale()));
-    p.multipliers[c] = q.multiplier;
-    p.shifts[c] = q.shift;
-  }
-  p.conv.stride_h = o.stride_h;
-  p.conv.stride_w = o.stride_w;
-  p.conv.dilation_h = o.dilation_h;
-  p.conv.dilation_w = o.dilation_w;
-  if (pad_from_options) {
-    const Tensor& conv_in = g.tensors[op.inputs[0]];
-    p.conv.pad_h = compute_padding(o.padding, conv_in.shape[1], w.shape[1], o.stride_h, o.dilation_h).pad_before;
-    p.conv.pad_w = compute_padding(o.padding, conv_in.shape[2], w.shape[2], o.stride_w, o.dilation_w).pad_before;
-  } else {
+// Conv / depthwise parameters from the operator's shared preparation (prepare_op); a folded PAD
+// replaces the input shape and the padding (same quantization, checked by pad_folds).
+Status fill_conv(const Graph& g, size_t index, int input, const int32_t pad_before[2], bool folded,
+                 RingLayerParams& p) {
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(g, index, po));
+  const Operator& op = g.ops[index];
+  p.multipliers = std::move(po.multipliers);
+  p.shifts = std::move(po.shifts);
+  p.conv = po.conv;
+  p.conv.output_multiplier = p.multipliers.data();
+  p.conv.output_shift = p.shifts.data();
+  if (folded) {
     p.conv.pad_h = pad_before[0];
     p.conv.pad_w = pad_before[1];
   }
-  p.conv.depth_multiplier = depthwise ? out_c / in.shape[3] : 1;
-  p.conv.input_offset = -in.quantization.zero_point();
-  p.conv.output_offset = out.quantization.zero_point();
-  auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-  p.conv.act_min = lo;
-  p.conv.act_max = hi;
-  p.conv.output_multiplier = p.multipliers.data();
-  p.conv.output_shift = p.shifts.data();
-  p.in = to_shape4(in.shape);
-  p.filter = to_shape4(w.shape);
-  p.out = to_shape4(out.shape);
-  p.weights = reinterpret_cast<const int8_t*>(w.data.data());
+  p.in = to_shape4(g.tensors[input].shape);
+  p.filter = po.filter;
+  p.out = po.out;
+  p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
   p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
                                                       : nullptr;
+  return Status::Ok();
 }
 
 // PAD i folds into op i+1 when only H/W are padded with the input's zero point and op i+1, a
@@ -340,7 +320,7 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
     switch (op.kind) {
       case OpKind::kConv2D:
       case OpKind::kDepthwiseConv2D: {
-        fill_conv(g, op, first_input, pad_before, !folded, *p);
+        PERFMEM_RETURN_IF_ERROR(fill_conv(g, i, first_input, pad_before, folded, *p));
         if (p->filter.h * p->filter.w > VMCU_SEG_MAX_TAPS) break;
         const bool pointwise = op.kind == OpKind::kConv2D && p->filter.h == 1 && p->filter.w == 1 &&
                                o.stride_h == 1 && o.stride_w == 1 && p->conv.pad_h == 0 && p->conv.pad_w == 0 &&
@@ -359,23 +339,13 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
         break;
       }
       case OpKind::kFullyConnected: {
-        const Tensor& in = g.tensors[op.inputs[0]];
-        const Tensor& w = g.tensors[op.inputs[1]];
-        const Tensor& out = g.tensors[op.outputs[0]];
-        p->out_depth = w.shape[0];
-        p->in_depth = w.shape[1];
-        p->batches = static_cast<int32_t>(in.element_count() / p->in_depth);
-        const double product = static_cast<double>(in.quantization.scale() * w.quantization.scale());
-        const QuantizedMultiplier q = quantize_multiplier(product / static_cast<double>(out.quantization.scale()));
-        p->fc.input_offset = -in.quantization.zero_point();
-        p->fc.filter_offset = -w.quantization.zero_point();
-        p->fc.output_offset = out.quantization.zero_point();
-        p->fc.output_multiplier = q.multiplier;
-        p->fc.output_shift = q.shift;
-        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-        p->fc.act_min = lo;
-        p->fc.act_max = hi;
-        p->weights = reinterpret_cast<const int8_t*>(w.data.data());
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->fc = po.fc;
+        p->batches = po.batches;
+        p->in_depth = po.in_depth;
+        p->out_depth = po.out_depth;
+        p->weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
         p->bias = op.inputs.size() > 2 && op.inputs[2] >= 0
                       ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
                       : nullptr;
@@ -385,26 +355,20 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
       }
       case OpKind::kAdd: {
         if (layer.inputs.size() != 2) break;  // a constant or repeated operand: staged
-        const Quantization& a = g.tensors[op.inputs[0]].quantization;
-        const Quantization& b = g.tensors[op.inputs[1]].quantization;
-        const Quantization& c = g.tensors[op.outputs[0]].quantization;
-        p->add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(), o.activation);
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->add = po.add;
         layer.kernel = RingKernel::kAdd;
         done = true;
         break;
       }
       case OpKind::kAveragePool2D:
       case OpKind::kMaxPool2D: {
-        const Tensor& in = g.tensors[op.inputs[0]];
-        const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
-        const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
-        p->pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
-        const Tensor& out = g.tensors[op.outputs[0]];
-        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-        p->pool.act_min = lo;
-        p->pool.act_max = hi;
-        p->in = to_shape4(in.shape);
-        p->out = to_shape4(out.shape);
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->pool = po.pool;
+        p->in = po.in;
+        p->out = po.out;
         layer.kernel = op.kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
         layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pool_workspace_bytes(p->out.c));
         done = true;
