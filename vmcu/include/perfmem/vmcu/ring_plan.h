@@ -138,7 +138,9 @@ struct RingVerifyReport {
 class RingModel {
  public:
   // Validates the graph (the reference executor's prepare step), builds the layers, solves the
-  // distances and places every tensor.
+  // distances, places every tensor (segment or tensor level, whichever is smaller) and runs the
+  // verifier once on a fixed probe input: a plan that fails it is returned as an internal error,
+  // never as a plan. Models with exactly one input.
   static Result<RingModel> create(Graph graph, const RingPlanOptions& options = {});
   RingModel(RingModel&&) noexcept;
   RingModel& operator=(RingModel&&) noexcept;
