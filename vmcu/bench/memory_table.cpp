@@ -22,11 +22,11 @@ struct Peaks {
 };
 
 Peaks plan_all(const vm::Graph& g) {
-  const auto reqs = vm::buffer_requirements(g);
   Peaks p;
   size_t* out[3] = {&p.naive, &p.greedy, &p.tinyengine};
   int k = 0;
   for (auto kind : {vm::PlannerKind::kNaive, vm::PlannerKind::kGreedy, vm::PlannerKind::kTinyEngine}) {
+    const auto reqs = vm::planner_requirements(g, kind);
     const auto plan = vm::plan_memory(reqs, kind);
     const auto s = vm::verify_plan(reqs, plan);
     if (!s.ok()) {

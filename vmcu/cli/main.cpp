@@ -158,7 +158,7 @@ int cmd_plan(const CLI::App& app, const std::string& path, const std::string& pl
   if (!kind) return perfmem::report_failure(app, kind.status());
   auto g = vm::load_tflite(path);
   if (!g) return perfmem::report_failure(app, g.status());
-  const auto reqs = vm::buffer_requirements(*g);
+  const auto reqs = vm::planner_requirements(*g, *kind);
   const auto plan = vm::plan_memory(reqs, *kind);
   perfmem::Status verified = vm::verify_plan(reqs, plan);
   if (!verified.ok()) return perfmem::report_failure(app, verified);
@@ -246,7 +246,7 @@ int main(int argc, char** argv) {
   verify->add_option("--planner", planner, "vmcu (the only plan with segment-level overlap to verify)");
   verify->add_flag("--json", as_json, "Machine-readable report");
 
-  return perfmem::run_cli(app, argc, argv, [&] {
+  auto dispatch = [&] {
     if (verify->parsed()) {
       if (verify->count("--planner") && planner != "vmcu")
         return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));
@@ -262,5 +262,15 @@ int main(int argc, char** argv) {
     if (build->parsed()) return cmd_build(app, spec, output);
     std::cout << app.help();
     return perfmem::kExitOk;
+  };
+  return perfmem::run_cli(app, argc, argv, [&] {
+    const int rc = dispatch();
+    // A report that did not reach stdout (full disk, closed pipe) is a failure, not success.
+    std::cout.flush();
+    if (!std::cout.good()) {
+      std::cerr << app.get_name() << ": error: writing to standard output failed\n";
+      return perfmem::kExitFailure;
+    }
+    return rc;
   });
 }

@@ -39,7 +39,7 @@ std::string ring_svg(const vm::RingModel& m, const std::string& title) {
     if (!plan.placed[t] || g.tensors[t].bytes() == 0) continue;
     const double off = plan.ring_offset(static_cast<int>(t));
     const double size = static_cast<double>(g.tensors[t].bytes());
-    const double x0 = plan.first_layer[t], x1 = plan.last_layer[t] + 1;
+    const double x0 = plan.first_layer[t], x1 = std::min(plan.last_layer[t] + 1, std::max(layers, 1));
     const std::string label = g.tensors[t].name + " (" + std::to_string(g.tensors[t].bytes()) + " B at " +
                               std::to_string(static_cast<long long>(off)) + ")";
     const std::string color = perfmem::palette_color(t);
@@ -67,6 +67,7 @@ int ring_plan(const CLI::App& app, const std::string& path, bool as_json, const 
     Json j;
     j["model"] = path;
     j["planner"] = "vmcu";
+    j["placement"] = std::string(vm::ring_placement_name(plan.placement));
     j["peak_bytes"] = plan.peak_bytes;
     j["ring_bytes"] = plan.ring_bytes;
     j["workspace_bytes"] = plan.workspace_bytes;
@@ -88,7 +89,8 @@ int ring_plan(const CLI::App& app, const std::string& path, bool as_json, const 
     perfmem::print_json(j);
     return perfmem::kExitOk;
   }
-  std::cout << path << ": planner vmcu, " << plan.layers.size() << " ring layers\n";
+  std::cout << path << ": planner vmcu, " << vm::ring_placement_name(plan.placement) << "-level placement, "
+            << plan.layers.size() << " layers\n";
   for (size_t l = 0; l < plan.layers.size(); ++l) {
     const auto& layer = plan.layers[l];
     std::cout << "  " << l << " " << layer_ops(g, layer) << " [" << vm::ring_kernel_name(layer.kernel) << "] distance "

@@ -345,6 +345,17 @@ class SpecReader {
     if (v == "relu6") return Activation::kRelu6;
     return input_error(source_, path + ".activation", "\"none\", \"relu\" or \"relu6\"", v.dump());
   }
+  // Rejects a field the spec format does not define (a misspelt field would otherwise be
+  // silently replaced by its default).
+  Status only_fields(const json& obj, const std::string& path, std::initializer_list<const char*> known) const {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (std::any_of(known.begin(), known.end(), [&](const char* k) { return it.key() == k; })) continue;
+      std::string list;
+      for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+      return input_error(source_, path + "." + it.key(), "a known field (" + list + ")", "an unknown field");
+    }
+    return Status::Ok();
+  }
   const std::string& source() const { return source_; }
 
  private:
@@ -381,9 +392,54 @@ json mobilenetv2_layers(double width, int classes) {
   return layers;
 }
 
+// The fields each layer type reads (an unknown type is reported after this check passes).
+Status known_layer_fields(const SpecReader& r, const json& l, const std::string& path, const std::string& type) {
+  if (type == "conv" || type == "pointwise")
+    return r.only_fields(l, path, {"type", "kernel", "out_channels", "stride", "padding", "activation"});
+  if (type == "depthwise")
+    return r.only_fields(l, path, {"type", "kernel", "stride", "padding", "depth_multiplier", "activation"});
+  if (type == "bottleneck")
+    return r.only_fields(l, path, {"type", "mid_channels", "out_channels", "kernel", "stride", "residual"});
+  if (type == "avgpool" || type == "maxpool") return r.only_fields(l, path, {"type", "kernel", "stride", "padding"});
+  if (type == "global_avgpool" || type == "softmax") return r.only_fields(l, path, {"type"});
+  if (type == "mean") return r.only_fields(l, path, {"type", "keep_dims"});
+  if (type == "fully_connected") return r.only_fields(l, path, {"type", "units", "activation"});
+  return Status::Ok();
+}
+
+// Deepest nesting of arrays and objects a spec may have (a valid spec needs 3); checked
+// before parsing because the parser recurses once per level.
+constexpr int kMaxSpecDepth = 32;
+
+// Byte offset where the nesting of `text` first exceeds kMaxSpecDepth, or -1.
+int64_t too_deep_at(const std::string& text) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > kMaxSpecDepth) return static_cast<int64_t>(i);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text, const std::string& source) {
+  if (const int64_t at = too_deep_at(json_text); at >= 0)
+    return input_error(source, "JSON (byte " + std::to_string(at) + ")",
+                       "arrays and objects nested at most " + std::to_string(kMaxSpecDepth) + " deep",
+                       "deeper nesting");
   json spec;
   try {
     spec = json::parse(json_text);
@@ -392,6 +448,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
   }
   if (!spec.is_object()) return input_error(source, "top level", "a JSON object", spec.dump().substr(0, 40));
   SpecReader r(source);
+  PERFMEM_RETURN_IF_ERROR(spec.contains("mobilenetv2") ? r.only_fields(spec, "$", {"mobilenetv2", "seed"})
+                                                       : r.only_fields(spec, "$", {"seed", "input", "layers"}));
   PERFMEM_ASSIGN_OR_RETURN(int seed, r.integer(spec, "$", "seed", 1, 0, 1 << 30));
   Builder b(static_cast<uint32_t>(seed), source);
 
@@ -400,6 +458,7 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
   if (spec.contains("mobilenetv2")) {
     const json& m = spec.at("mobilenetv2");
     if (!m.is_object()) return input_error(source, "mobilenetv2", "an object", m.dump());
+    PERFMEM_RETURN_IF_ERROR(r.only_fields(m, "mobilenetv2", {"width", "resolution", "classes"}));
     double width = 1.0;
     if (m.contains("width")) {
       if (!m.at("width").is_number() || m.at("width").get<double>() <= 0 || m.at("width").get<double>() > 4)
@@ -435,6 +494,7 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
     if (!l.is_object() || !l.contains("type") || !l.at("type").is_string())
       return input_error(source, path, "an object with a string \"type\"", l.dump());
     const std::string type = l.at("type").get<std::string>();
+    PERFMEM_RETURN_IF_ERROR(known_layer_fields(r, l, path, type));
     const auto shape = b.tensor(x).shape;
     const bool spatial = shape.size() == 4;
     auto need_spatial = [&]() -> Status {

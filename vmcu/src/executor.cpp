@@ -6,30 +6,10 @@
 #include <string>
 
 #include "perfmem/vmcu/quantization.h"
+#include "prepared_op.h"
 #include "vmcu/kernels.h"
 
 namespace perfmem::vmcu {
-
-struct PreparedOp {
-  vmcu_conv_params conv{};
-  vmcu_fc_params fc{};
-  vmcu_add_params add{};
-  vmcu_pool_params pool{};
-  vmcu_softmax_params softmax{};
-  std::vector<int32_t> multipliers, shifts;  // per output channel (conv, depthwise)
-  vmcu_shape4 in{}, filter{}, out{};
-  int32_t batches = 0, in_depth = 0, out_depth = 0;  // fully connected
-  int32_t rows = 0, depth = 0;                       // softmax
-  int32_t pad_before[4] = {0, 0, 0, 0}, pad_after[4] = {0, 0, 0, 0};
-  int8_t pad_value = 0;
-  int32_t perm[4] = {0, 1, 2, 3};
-  uint32_t axis_mask = 0;
-  bool mean_hw = false;  // MEAN through TFLite's integer H,W kernel
-  std::vector<int32_t> scratch;
-  int32_t multiplier = 0, shift = 0, in_zp = 0, out_zp = 0;  // requantize
-  float scale = 0.0f;                                         // quantize / dequantize
-  bool float_input = false;
-};
 
 namespace {
 
@@ -306,28 +286,18 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
       }
       PERFMEM_RETURN_IF_ERROR(p.expect_output_shape(expected));
       po.in = to_shape4(in.shape);
-      // TFLite sends keep_dims means over exactly the axes {1, 2} of 4-D tensors to its integer
-      // kernel (the axis list, not just the reduced set, decides: {1, 2} or {2, 1}).
-      const auto* axis_values = reinterpret_cast<const int32_t*>(p.in(1).data.data());
-      po.mean_hw = o.keep_dims && rank == 4 && p.in(1).element_count() == 2 &&
-                   ((axis_values[0] == 1 && axis_values[1] == 2) || (axis_values[0] == 2 && axis_values[1] == 1));
-      if (po.mean_hw) {
-        const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) /
-                                                          static_cast<double>(p.out().quantization.scale()));
-        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
-        po.multiplier = q.multiplier;
-        po.shift = q.shift;
-      }
+      // TFLite 2.14's reference MEAN takes one integer path for every axis set, keep_dims or not
+      // (QuantizedMeanOrSum): 1/count is folded into the multiplier with floor(log2 count)
+      // extra bits. Rescaling first and then dividing by H*W (the older 4-D keep_dims kernel)
+      // differs by one step whenever H*W is not a power of two.
       po.in_zp = in.quantization.zero_point();
       po.out_zp = p.out().quantization.zero_point();
-      if (!po.mean_hw) {
-        const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
-                                                          static_cast<double>(p.out().quantization.scale()),
-                                                      reduced_count);
-        PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
-        po.multiplier = q.multiplier;
-        po.shift = q.shift;
-      }
+      const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
+                                                        static_cast<double>(p.out().quantization.scale()),
+                                                    reduced_count);
+      PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
+      po.multiplier = q.multiplier;
+      po.shift = q.shift;
       po.scratch.assign(static_cast<size_t>(std::max<int64_t>(1, p.out().element_count())), 0);
       return Status::Ok();
     }
@@ -445,6 +415,8 @@ Status prepare(const Graph& g, size_t index, PreparedOp& po) {
 
 }  // namespace
 
+Status prepare_op(const Graph& g, size_t index, PreparedOp& po) { return prepare(g, index, po); }
+
 Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
 Executor::~Executor() = default;
@@ -453,8 +425,9 @@ Result<Executor> Executor::create(Graph graph) {
   Executor e;
   e.graph_ = std::move(graph);
   const Graph& g = e.graph_;
-  if (g.inputs.size() != 1 || g.outputs.size() != 1)
-    return unsupported_error(g.source, "subgraph", "models with exactly one input and one output (found " +
+  // Several inputs only through run_with_inputs (the single-operator graphs of ring layers).
+  if (g.inputs.empty() || g.outputs.size() != 1)
+    return unsupported_error(g.source, "subgraph", "models with one input (or more) and exactly one output (found " +
                                                        std::to_string(g.inputs.size()) + " and " +
                                                        std::to_string(g.outputs.size()) + ")");
   // Every activation must be produced before it is read (or be the graph input).
@@ -502,12 +475,25 @@ std::span<const uint8_t> Executor::tensor_bytes(int tensor) const {
 }
 
 Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
-  const Tensor& in_t = graph_.tensors[graph_.inputs[0]];
-  if (input.size() != in_t.bytes())
-    return input_error("input", "size", std::to_string(in_t.bytes()) + " bytes (" +
-                                            std::string(element_type_name(in_t.type)) + " tensor '" + in_t.name + "')",
-                       std::to_string(input.size()) + " bytes");
-  std::memcpy(buffers_[graph_.inputs[0]].data(), input.data(), input.size());
+  if (graph_.inputs.size() != 1)
+    return unsupported_error(graph_.source, "subgraph", "models with exactly one input for a run (found " +
+                                                            std::to_string(graph_.inputs.size()) + ")");
+  const std::span<const uint8_t> inputs[1] = {input};
+  return run_with_inputs(inputs);
+}
+
+Result<std::vector<uint8_t>> Executor::run_with_inputs(std::span<const std::span<const uint8_t>> inputs) {
+  if (inputs.size() != graph_.inputs.size())
+    return input_error("input", "count", std::to_string(graph_.inputs.size()) + " (one per graph input)",
+                       std::to_string(inputs.size()));
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const Tensor& in_t = graph_.tensors[graph_.inputs[k]];
+    if (inputs[k].size() != in_t.bytes())
+      return input_error("input", "size", std::to_string(in_t.bytes()) + " bytes (" +
+                                              std::string(element_type_name(in_t.type)) + " tensor '" + in_t.name + "')",
+                         std::to_string(inputs[k].size()) + " bytes");
+    if (!inputs[k].empty()) std::memcpy(buffers_[graph_.inputs[k]].data(), inputs[k].data(), inputs[k].size());
+  }
   auto s8 = [&](int t) { return reinterpret_cast<const int8_t*>(tensor_bytes(t).data()); };
   auto out8 = [&](int t) { return reinterpret_cast<int8_t*>(buffers_[t].data()); };
   auto bias = [&](const Operator& op) -> const int32_t* {
@@ -542,11 +528,8 @@ Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
         vmcu_max_pool_s8(&po.pool, po.in, s8(op.inputs[0]), po.out, out8(o));
         break;
       case OpKind::kMean:
-        if (po.mean_hw)
-          vmcu_mean_hw_s8(po.in, s8(op.inputs[0]), po.in_zp, po.multiplier, po.shift, po.out_zp, out8(o));
-        else
-          vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
-                       po.out_zp, out8(o));
+        vmcu_mean_s8(po.in, s8(op.inputs[0]), po.axis_mask, po.scratch.data(), po.in_zp, po.multiplier, po.shift,
+                     po.out_zp, out8(o));
         break;
       case OpKind::kPad:
         vmcu_pad_s8(po.in, s8(op.inputs[0]), po.pad_before, po.pad_after, po.pad_value, out8(o));

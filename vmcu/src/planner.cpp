@@ -73,8 +73,11 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& reqs, PlannerKind k
       break;
     }
     case PlannerKind::kGreedy: {
+      // TFLite Micro fills its sort array from the tail (the last buffer added first), then
+      // bubble-sorts it by size, largest first; the bubble sort is stable, so buffers of equal
+      // size are placed last-added first.
       std::vector<size_t> order(reqs.size());
-      std::iota(order.begin(), order.end(), 0);
+      for (size_t i = 0; i < reqs.size(); ++i) order[i] = reqs.size() - 1 - i;
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reqs[a].bytes > reqs[b].bytes; });
       for (size_t i : order) {
         plan.placements[i].offset = lowest_fit(plan.placements, placed, reqs[i].bytes, reqs[i].first_use, reqs[i].last_use);
@@ -187,16 +190,19 @@ Status verify_plan(const std::vector<BufferRequirement>& reqs, const MemoryPlan&
   return Status::Ok();
 }
 
-std::vector<BufferRequirement> buffer_requirements(const Graph& graph) {
+std::vector<BufferRequirement> buffer_requirements(const Graph& graph, size_t alignment) {
   const Liveness live = compute_liveness(graph);
   std::vector<int> req_of_tensor(graph.tensors.size(), -1);
   std::vector<BufferRequirement> reqs;
+  const size_t align = std::max<size_t>(alignment, 1);
   for (size_t t = 0; t < graph.tensors.size(); ++t) {
     const Tensor& tensor = graph.tensors[t];
-    if (tensor.is_constant || live.first_use[t] < 0) continue;
+    // As TFLite Micro: constants live in flash and zero-sized tensors need no storage.
+    if (tensor.is_constant || live.first_use[t] < 0 || tensor.bytes() == 0) continue;
     BufferRequirement r;
     r.name = tensor.name.empty() ? "tensor " + std::to_string(t) : tensor.name;
-    r.bytes = tensor.bytes();
+    r.tensor = static_cast<int>(t);
+    r.bytes = (tensor.bytes() + align - 1) / align * align;
     r.first_use = live.first_use[t];
     r.last_use = live.last_use[t];
     req_of_tensor[t] = static_cast<int>(reqs.size());
@@ -241,6 +247,10 @@ std::vector<BufferRequirement> buffer_requirements(const Graph& graph) {
     }
   }
   return reqs;
+}
+
+std::vector<BufferRequirement> planner_requirements(const Graph& graph, PlannerKind kind) {
+  return buffer_requirements(graph, kind == PlannerKind::kGreedy ? kTflmArenaAlignment : 1);
 }
 
 std::vector<size_t> live_bytes_per_step(const MemoryPlan& plan, int steps) {

@@ -5,9 +5,12 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
 
 #include "perfmem/vmcu/executor.h"
+#include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/quantization.h"
+#include "prepared_op.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
@@ -35,6 +38,19 @@ struct RingLayerParams {
   int32_t mid_c = 0;
 };
 
+// A layer while the plan is being made: the plan's value plus the prepared parameters its
+// kernel runs with (the finished plan refers to them by index; RingModel owns them).
+struct LayerDraft : RingLayer {
+  std::shared_ptr<const RingLayerParams> params;
+};
+using ParamTable = std::vector<std::shared_ptr<const RingLayerParams>>;
+
+// A finished plan and the parameters its layers index.
+struct PlacedPlan {
+  RingPlan plan;
+  ParamTable params;
+};
+
 std::string_view ring_kernel_name(RingKernel kernel) {
   switch (kernel) {
     case RingKernel::kConv: return "conv";
@@ -49,8 +65,13 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kStaged: return "staged";
     case RingKernel::kBottleneck: return "fused_bottleneck";
     case RingKernel::kResidualBlock: return "fused_residual_block";
+    case RingKernel::kTensorLevel: return "tensor_level";
   }
   return "?";
+}
+
+std::string_view ring_placement_name(RingPlacement placement) {
+  return placement == RingPlacement::kSegment ? "segment" : "tensor";
 }
 
 RingDistances solve_distances(std::span<const RingAccess> trace) {
@@ -89,9 +110,8 @@ vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
 }
 
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
-Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, const int32_t bases[3],
-                 std::vector<int32_t>& workspace) {
-  const RingLayerParams& p = *layer.params;
+Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& p, const vmcu_ring& ring,
+                 const int32_t bases[3], std::vector<int32_t>& workspace) {
   // int32 storage: pooling keeps accumulators in the workspace.
   const size_t words = layer.workspace_bytes / 4 + 1;
   if (workspace.size() < words) workspace.resize(words);
@@ -150,6 +170,22 @@ Status run_layer(const Graph& g, const RingLayer& layer, const vmcu_ring& ring, 
       }
       return Status::Ok();
     }
+    case RingKernel::kTensorLevel: {
+      // Every input whole, the reference kernel, the output whole; operands never overlap.
+      std::vector<std::vector<uint8_t>> ins(layer.inputs.size());
+      std::vector<std::span<const uint8_t>> views;
+      for (size_t k = 0; k < layer.inputs.size(); ++k) {
+        const int32_t n = static_cast<int32_t>(g.tensors[layer.inputs[k]].bytes());
+        ins[k].resize(static_cast<size_t>(n));
+        if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0 + static_cast<int32_t>(k), 0, n, 0);
+        vmcu_ring_read(&ring, bases[k + 1], 0, n, reinterpret_cast<int8_t*>(ins[k].data()));
+        views.emplace_back(ins[k]);
+      }
+      PERFMEM_ASSIGN_OR_RETURN(auto out, p.staged->run_with_inputs(views));
+      if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, 0, p.out_bytes, 1);
+      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out.data()));
+      return Status::Ok();
+    }
     case RingKernel::kStaged: {
       // Whole input to the workspace, reference kernel, whole output back.
       std::vector<uint8_t> in(static_cast<size_t>(p.in_bytes));
@@ -169,7 +205,7 @@ void record_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
 }
 
 // The trace of a layer's kernel on a scratch ring where the operands do not overlap.
-Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& layer) {
+Result<std::vector<RingAccess>> trace_layer(const Graph& g, const LayerDraft& layer) {
   const size_t out = g.tensors[layer.output].bytes();
   const size_t in0 = layer.inputs.empty() ? 0 : g.tensors[layer.inputs[0]].bytes();
   const size_t in1 = layer.inputs.size() < 2 ? 0 : g.tensors[layer.inputs[1]].bytes();
@@ -178,13 +214,13 @@ Result<std::vector<RingAccess>> trace_layer(const Graph& g, const RingLayer& lay
   vmcu_ring ring{scratch.data(), static_cast<int32_t>(scratch.size()), record_access, &trace};
   const int32_t bases[3] = {static_cast<int32_t>(in0 + in1), 0, static_cast<int32_t>(in0)};
   std::vector<int32_t> workspace;
-  PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, ring, bases, workspace));
+  PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, *layer.params, ring, bases, workspace));
   return trace;
 }
 
-// A one-operator graph around op `index` (its activation input and output, its constants), for
-// the reference executor of a staged layer.
-Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, int ring_input) {
+// A one-operator graph around op `index` (its activation inputs and output, its constants), for
+// the reference executor of a staged or tensor-level layer; graph inputs = `ring_inputs`.
+Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, const std::vector<int>& ring_inputs) {
   Graph sub;
   sub.source = g.source;
   std::map<int, int> remap;
@@ -199,57 +235,36 @@ Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, 
   for (int& t : op.inputs)
     if (t >= 0) t = take(t);
   for (int& t : op.outputs) t = take(t);
-  sub.inputs = {remap.at(ring_input)};
+  for (int t : ring_inputs) sub.inputs.push_back(remap.at(t));
   sub.outputs = {op.outputs[0]};
   sub.ops.push_back(op);
   PERFMEM_ASSIGN_OR_RETURN(auto exec, Executor::create(std::move(sub)));
   return std::make_unique<Executor>(std::move(exec));
 }
 
-void fill_conv(const Graph& g, const Operator& op, int input, const int32_t pad_before[2], bool pad_from_options,
-               RingLayerParams& p) {
-  const Tensor& in = g.tensors[input];
-  const Tensor& w = g.tensors[op.inputs[1]];
-  const Tensor& out = g.tensors[op.outputs[0]];
-  const OpOptions& o = op.options;
-  const bool depthwise = op.kind == OpKind::kDepthwiseConv2D;
-  const int32_t out_c = depthwise ? w.shape[3] : w.shape[0];
-  const size_t nscales = w.quantization.scales.size();
-  p.multipliers.resize(out_c);
-  p.shifts.resize(out_c);
-  for (int32_t c = 0; c < out_c; ++c) {
-    const double ws = static_cast<double>(w.quantization.scales[nscales == 1 ? 0 : c]);
-    const QuantizedMultiplier q = quantize_multiplier(static_cast<double>(in.quantization.scale()) * ws /
-                                                      static_cast<double>(out.quantization.scale()));
-    p.multipliers[c] = q.multiplier;
-    p.shifts[c] = q.shift;
-  }
-  p.conv.stride_h = o.stride_h;
-  p.conv.stride_w = o.stride_w;
-  p.conv.dilation_h = o.dilation_h;
-  p.conv.dilation_w = o.dilation_w;
-  if (pad_from_options) {
-    const Tensor& conv_in = g.tensors[op.inputs[0]];
-    p.conv.pad_h = compute_padding(o.padding, conv_in.shape[1], w.shape[1], o.stride_h, o.dilation_h).pad_before;
-    p.conv.pad_w = compute_padding(o.padding, conv_in.shape[2], w.shape[2], o.stride_w, o.dilation_w).pad_before;
-  } else {
+// Conv / depthwise parameters from the operator's shared preparation (prepare_op); a folded PAD
+// replaces the input shape and the padding (same quantization, checked by pad_folds).
+Status fill_conv(const Graph& g, size_t index, int input, const int32_t pad_before[2], bool folded,
+                 RingLayerParams& p) {
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(g, index, po));
+  const Operator& op = g.ops[index];
+  p.multipliers = std::move(po.multipliers);
+  p.shifts = std::move(po.shifts);
+  p.conv = po.conv;
+  p.conv.output_multiplier = p.multipliers.data();
+  p.conv.output_shift = p.shifts.data();
+  if (folded) {
     p.conv.pad_h = pad_before[0];
     p.conv.pad_w = pad_before[1];
   }
-  p.conv.depth_multiplier = depthwise ? out_c / in.shape[3] : 1;
-  p.conv.input_offset = -in.quantization.zero_point();
-  p.conv.output_offset = out.quantization.zero_point();
-  auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-  p.conv.act_min = lo;
-  p.conv.act_max = hi;
-  p.conv.output_multiplier = p.multipliers.data();
-  p.conv.output_shift = p.shifts.data();
-  p.in = to_shape4(in.shape);
-  p.filter = to_shape4(w.shape);
-  p.out = to_shape4(out.shape);
-  p.weights = reinterpret_cast<const int8_t*>(w.data.data());
+  p.in = to_shape4(g.tensors[input].shape);
+  p.filter = po.filter;
+  p.out = po.out;
+  p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
   p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
                                                       : nullptr;
+  return Status::Ok();
 }
 
 // PAD i folds into op i+1 when only H/W are padded with the input's zero point and op i+1, a
@@ -279,12 +294,12 @@ bool pad_folds(const Graph& g, const Liveness& live, size_t i, int32_t pad_befor
 
 bool is_ring_tensor(const Graph& g, int t) { return t >= 0 && !g.tensors[t].is_constant; }
 
-Result<std::vector<RingLayer>> build_layers(const Graph& g) {
+Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
   const Liveness live = compute_liveness(g);
   auto is_graph_output = [&](int t) { return std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end(); };
-  std::vector<RingLayer> layers;
+  std::vector<LayerDraft> layers;
   for (size_t i = 0; i < g.ops.size(); ++i) {
-    RingLayer layer;
+    LayerDraft layer;
     auto p = std::make_shared<RingLayerParams>();
     int32_t pad_before[2] = {0, 0};
     const bool folded = pad_folds(g, live, i, pad_before);
@@ -305,7 +320,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
     switch (op.kind) {
       case OpKind::kConv2D:
       case OpKind::kDepthwiseConv2D: {
-        fill_conv(g, op, first_input, pad_before, !folded, *p);
+        PERFMEM_RETURN_IF_ERROR(fill_conv(g, i, first_input, pad_before, folded, *p));
         if (p->filter.h * p->filter.w > VMCU_SEG_MAX_TAPS) break;
         const bool pointwise = op.kind == OpKind::kConv2D && p->filter.h == 1 && p->filter.w == 1 &&
                                o.stride_h == 1 && o.stride_w == 1 && p->conv.pad_h == 0 && p->conv.pad_w == 0 &&
@@ -324,23 +339,13 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
         break;
       }
       case OpKind::kFullyConnected: {
-        const Tensor& in = g.tensors[op.inputs[0]];
-        const Tensor& w = g.tensors[op.inputs[1]];
-        const Tensor& out = g.tensors[op.outputs[0]];
-        p->out_depth = w.shape[0];
-        p->in_depth = w.shape[1];
-        p->batches = static_cast<int32_t>(in.element_count() / p->in_depth);
-        const double product = static_cast<double>(in.quantization.scale() * w.quantization.scale());
-        const QuantizedMultiplier q = quantize_multiplier(product / static_cast<double>(out.quantization.scale()));
-        p->fc.input_offset = -in.quantization.zero_point();
-        p->fc.filter_offset = -w.quantization.zero_point();
-        p->fc.output_offset = out.quantization.zero_point();
-        p->fc.output_multiplier = q.multiplier;
-        p->fc.output_shift = q.shift;
-        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-        p->fc.act_min = lo;
-        p->fc.act_max = hi;
-        p->weights = reinterpret_cast<const int8_t*>(w.data.data());
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->fc = po.fc;
+        p->batches = po.batches;
+        p->in_depth = po.in_depth;
+        p->out_depth = po.out_depth;
+        p->weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
         p->bias = op.inputs.size() > 2 && op.inputs[2] >= 0
                       ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
                       : nullptr;
@@ -350,26 +355,20 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
       }
       case OpKind::kAdd: {
         if (layer.inputs.size() != 2) break;  // a constant or repeated operand: staged
-        const Quantization& a = g.tensors[op.inputs[0]].quantization;
-        const Quantization& b = g.tensors[op.inputs[1]].quantization;
-        const Quantization& c = g.tensors[op.outputs[0]].quantization;
-        p->add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(), o.activation);
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->add = po.add;
         layer.kernel = RingKernel::kAdd;
         done = true;
         break;
       }
       case OpKind::kAveragePool2D:
       case OpKind::kMaxPool2D: {
-        const Tensor& in = g.tensors[op.inputs[0]];
-        const PaddedDim ph = compute_padding(o.padding, in.shape[1], o.filter_h, o.stride_h, 1);
-        const PaddedDim pw = compute_padding(o.padding, in.shape[2], o.filter_w, o.stride_w, 1);
-        p->pool = {o.stride_h, o.stride_w, o.filter_h, o.filter_w, ph.pad_before, pw.pad_before, 0, 0};
-        const Tensor& out = g.tensors[op.outputs[0]];
-        auto [lo, hi] = activation_range(o.activation, out.quantization.scale(), out.quantization.zero_point());
-        p->pool.act_min = lo;
-        p->pool.act_max = hi;
-        p->in = to_shape4(in.shape);
-        p->out = to_shape4(out.shape);
+        PreparedOp po;
+        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
+        p->pool = po.pool;
+        p->in = po.in;
+        p->out = po.out;
         layer.kernel = op.kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
         layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pool_workspace_bytes(p->out.c));
         done = true;
@@ -399,7 +398,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
       if (layer.inputs.size() != 1)
         return unsupported_error(g.source, g.op_place(i), "operators without a segment kernel need exactly one activation input");
       layer.kernel = RingKernel::kStaged;
-      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs[0]));
+      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
       layer.workspace_bytes = static_cast<size_t>(p->in_bytes) + static_cast<size_t>(p->out_bytes);
     }
     layer.params = std::move(p);
@@ -409,7 +408,7 @@ Result<std::vector<RingLayer>> build_layers(const Graph& g) {
 }
 
 
-Status solve_layer(const Graph& g, RingLayer& layer) {
+Status solve_layer(const Graph& g, LayerDraft& layer) {
   PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
   const RingDistances d = solve_distances(trace);
   layer.distance[0] = d.input[0];
@@ -420,7 +419,7 @@ Status solve_layer(const Graph& g, RingLayer& layer) {
 // A fused replacement for layers [first, last] of the unfused list.
 struct FusionCandidate {
   size_t first = 0, last = 0;
-  RingLayer fused;
+  LayerDraft fused;
 };
 
 // Readers of each tensor (operator inputs).
@@ -434,8 +433,8 @@ std::vector<int> reader_counts(const Graph& g) {
 }
 
 std::shared_ptr<const RingLayerParams> with_parts(std::shared_ptr<RingLayerParams> p,
-                                                  std::initializer_list<const RingLayer*> parts) {
-  for (const RingLayer* l : parts)
+                                                  std::initializer_list<const LayerDraft*> parts) {
+  for (const LayerDraft* l : parts)
     if (l) p->parts.push_back(l->params);
   return p;
 }
@@ -449,19 +448,19 @@ int add_partner(const RingLayer& add, int t) {
 }
 
 // expand? -> depthwise -> project -> add? starting at layer j.
-bool match_bottleneck(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                       FusionCandidate& c) {
   size_t k = j;
-  const RingLayer* expand = nullptr;
+  const LayerDraft* expand = nullptr;
   if (L[k].kernel == RingKernel::kPointwise) expand = &L[k++];
   if (k + 1 >= L.size() || L[k].kernel != RingKernel::kDepthwise || L[k + 1].kernel != RingKernel::kPointwise) return false;
-  const RingLayer& dw = L[k];
-  const RingLayer& project = L[k + 1];
+  const LayerDraft& dw = L[k];
+  const LayerDraft& project = L[k + 1];
   const int x = expand ? expand->inputs[0] : dw.inputs[0];
   if (expand && (dw.inputs[0] != expand->output || readers[expand->output] != 1)) return false;
   // A folded PAD's input is the expand output; its own reader count was checked by the fold.
   if (dw.params->conv.depth_multiplier != 1 || project.inputs[0] != dw.output || readers[dw.output] != 1) return false;
-  const RingLayer* add = nullptr;
+  const LayerDraft* add = nullptr;
   if (k + 2 < L.size() && add_partner(L[k + 2], project.output) == x && readers[project.output] == 1 &&
       g.tensors[x].shape == g.tensors[project.output].shape)
     add = &L[k + 2];
@@ -506,18 +505,18 @@ bool match_bottleneck(const Graph& g, const std::vector<RingLayer>& L, const std
 }
 
 // conv1 -> conv2 -> add(shortcut) with the shortcut the block input or a 1x1 conv of it.
-bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const std::vector<int>& readers, size_t j,
+bool match_residual_block(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                           FusionCandidate& c) {
   if (j + 2 >= L.size()) return false;
-  const RingLayer& conv1 = L[j];
-  const RingLayer& conv2 = L[j + 1];
+  const LayerDraft& conv1 = L[j];
+  const LayerDraft& conv2 = L[j + 1];
   auto is_conv = [](const RingLayer& l) { return l.kernel == RingKernel::kConv || l.kernel == RingKernel::kPointwise; };
   if (!is_conv(conv1) || !is_conv(conv2) || conv1.ops.size() != 1 || conv2.ops.size() != 1) return false;
   const int x = conv1.inputs[0];
   if (conv2.inputs[0] != conv1.output || readers[conv1.output] != 1 || readers[conv2.output] != 1) return false;
   const RingLayerParams& c2 = *conv2.params;
   if (c2.conv.dilation_h != 1 || c2.conv.dilation_w != 1) return false;
-  const RingLayer* shortcut = nullptr;
+  const LayerDraft* shortcut = nullptr;
   size_t add_index = j + 2;
   if (add_partner(L[add_index], conv2.output) != x) {
     if (j + 3 >= L.size() || !is_conv(L[j + 2]) || L[j + 2].inputs[0] != x || L[j + 2].ops.size() != 1) return false;
@@ -530,7 +529,7 @@ bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const
   } else if (g.tensors[x].shape != g.tensors[conv2.output].shape) {
     return false;
   }
-  const RingLayer& add = L[add_index];
+  const LayerDraft& add = L[add_index];
   auto p = std::make_shared<RingLayerParams>();
   vmcu_residual_block_params& r = p->residual;
   const RingLayerParams& c1 = *conv1.params;
@@ -567,7 +566,7 @@ bool match_residual_block(const Graph& g, const std::vector<RingLayer>& L, const
   return true;
 }
 
-std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<RingLayer>& layers) {
+std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<LayerDraft>& layers) {
   const std::vector<int> readers = reader_counts(g);
   std::vector<FusionCandidate> out;
   for (size_t j = 0; j < layers.size(); ++j) {
@@ -578,7 +577,30 @@ std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<Ring
   return out;
 }
 
-Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const RingPlanOptions& options) {
+// Moves the drafts into the plan as plain layers indexing `params`, with their ring offsets.
+PlacedPlan finish_plan(RingPlan plan, std::vector<LayerDraft> drafts) {
+  PlacedPlan out;
+  for (LayerDraft& d : drafts) {
+    RingLayer layer = d;
+    layer.params_index = static_cast<int>(out.params.size());
+    out.params.push_back(std::move(d.params));
+    plan.layers.push_back(std::move(layer));
+  }
+  for (RingLayer& layer : plan.layers) {
+    layer.ring_offset[0] = plan.ring_offset(layer.output);
+    for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) layer.ring_offset[k + 1] = plan.ring_offset(layer.inputs[k]);
+  }
+  out.plan = std::move(plan);
+  return out;
+}
+
+// Deliberately unsafe plans for the verifier's tests (create_ring_model_with_shrunk_distance).
+struct ShrunkDistance {
+  int layer = -1;
+  int64_t bytes = 0;
+};
+
+Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const ShrunkDistance& shrink = {}) {
   RingPlan plan;
   const size_t n = g.tensors.size();
   plan.base.assign(n, 0);
@@ -593,18 +615,20 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
     for (int t : layers[l].inputs) plan.last_layer[t] = static_cast<int>(l);
     if (plan.first_layer[layers[l].output] < 0) plan.first_layer[layers[l].output] = static_cast<int>(l);
   }
-  for (const RingLayer& layer : layers)  // written but never read: live while being written
+  for (const LayerDraft& layer : layers)  // written but never read: live while being written
     plan.last_layer[layer.output] = std::max(plan.last_layer[layer.output], plan.first_layer[layer.output]);
-  const int last = static_cast<int>(layers.size()) - 1;
-  for (int t : g.outputs) plan.last_layer[t] = std::max(last, 0);
+  // Graph outputs are read by the caller after the last layer: they stay live past it, so no
+  // layer (not even the last one reading them) may write over them.
+  const int past_end = static_cast<int>(layers.size());
+  for (int t : g.outputs) plan.last_layer[t] = past_end;
   for (int t : g.inputs)
     if (plan.last_layer[t] < 0) plan.last_layer[t] = 0;
 
   auto bytes = [&](int t) { return static_cast<int64_t>(g.tensors[t].bytes()); };
   for (size_t l = 0; l < layers.size(); ++l) {
-    RingLayer& layer = layers[l];
+    LayerDraft& layer = layers[l];
     const int li = static_cast<int>(l);
-    if (li == options.sabotage_layer) layer.distance[0] -= options.sabotage_bytes;
+    if (li == shrink.layer) layer.distance[0] -= shrink.bytes;
     const int out = layer.output;
     int64_t out_base = std::numeric_limits<int64_t>::max();
     if (layer.kernel == RingKernel::kAlias) {
@@ -639,8 +663,60 @@ Result<RingPlan> place(const Graph& g, std::vector<RingLayer> layers, const Ring
   }
   plan.ring_bytes = std::max<size_t>(plan.ring_bytes, 1);
   plan.peak_bytes = plan.ring_bytes + plan.workspace_bytes;
-  plan.layers = std::move(layers);
-  return plan;
+  return finish_plan(std::move(plan), std::move(layers));
+}
+
+// The tensor-level plan: TFLite Micro's greedy arena, one kTensorLevel layer per operator.
+Result<PlacedPlan> tensor_level_plan(const Graph& g) {
+  const std::vector<BufferRequirement> reqs = planner_requirements(g, PlannerKind::kGreedy);
+  const MemoryPlan arena = plan_memory(reqs, PlannerKind::kGreedy);
+  PERFMEM_RETURN_IF_ERROR(verify_plan(reqs, arena));
+  RingPlan plan;
+  plan.placement = RingPlacement::kTensor;
+  const size_t n = g.tensors.size();
+  plan.base.assign(n, 0);
+  plan.placed.assign(n, false);
+  plan.first_layer.assign(n, -1);
+  plan.last_layer.assign(n, -1);
+  const Liveness live = compute_liveness(g);
+  const int past_end = static_cast<int>(g.ops.size());
+  for (size_t t = 0; t < n; ++t) {
+    if (!is_ring_tensor(g, static_cast<int>(t))) continue;
+    plan.placed[t] = true;  // zero-sized tensors (no requirement) sit at 0 and hold nothing
+    plan.first_layer[t] = live.first_use[t];
+    plan.last_layer[t] = live.last_use[t];
+  }
+  for (int t : g.outputs) plan.last_layer[t] = past_end;
+  for (const BufferRequirement& r : reqs) plan.base[r.tensor] = static_cast<int64_t>(arena.placements[&r - reqs.data()].offset);
+  std::vector<LayerDraft> drafts;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const Operator& op = g.ops[i];
+    LayerDraft layer;
+    layer.ops = {static_cast<int>(i)};
+    layer.kernel = RingKernel::kTensorLevel;
+    layer.output = op.outputs[0];
+    for (int t : op.inputs)
+      if (is_ring_tensor(g, t) && std::find(layer.inputs.begin(), layer.inputs.end(), t) == layer.inputs.end())
+        layer.inputs.push_back(t);
+    if (layer.inputs.size() > 2)
+      return unsupported_error(g.source, g.op_place(i), "at most two activation inputs per operator");
+    auto p = std::make_shared<RingLayerParams>();
+    p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
+    p->in_bytes = layer.inputs.empty() ? 0 : static_cast<int32_t>(g.tensors[layer.inputs[0]].bytes());
+    PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
+    layer.params = std::move(p);
+    // Arena in use while the operator runs: the highest end among the live tensors.
+    int64_t in_use = 0;
+    for (size_t t = 0; t < n; ++t)
+      if (plan.placed[t] && plan.first_layer[t] <= static_cast<int>(i) && plan.last_layer[t] >= static_cast<int>(i))
+        in_use = std::max<int64_t>(in_use, plan.base[t] + static_cast<int64_t>(g.tensors[t].bytes()));
+    plan.span_per_layer.push_back(static_cast<size_t>(in_use));
+    drafts.push_back(std::move(layer));
+  }
+  plan.ring_bytes = std::max<size_t>(arena.peak_bytes, 1);
+  plan.workspace_bytes = 0;
+  plan.peak_bytes = plan.ring_bytes;
+  return finish_plan(std::move(plan), std::move(drafts));
 }
 
 // Shadow state of the verifier: the tensor each ring byte holds.
@@ -689,33 +765,10 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
   }
 }
 
-}  // namespace
-
-struct RingModel::Impl {
-  Graph graph;
-  std::unique_ptr<Executor> reference;
-  std::vector<int8_t> ring;
-  std::vector<int32_t> workspace;
-};
-
-RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
-RingModel::RingModel(RingModel&&) noexcept = default;
-RingModel& RingModel::operator=(RingModel&&) noexcept = default;
-RingModel::~RingModel() = default;
-
-const Graph& RingModel::graph() const { return impl_->graph; }
-
-Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
-  RingModel m;
-  PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
-  m.impl_->reference = std::make_unique<Executor>(std::move(reference));
-  m.impl_->graph = std::move(graph);
-  const Graph& g = m.impl_->graph;
-  for (const Tensor& t : g.tensors)
-    if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
-      return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
+// The segment-level plan: layers, solved distances, fusion choices, placement.
+Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink) {
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
-  for (RingLayer& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
+  for (LayerDraft& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
   std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
   for (FusionCandidate& c : candidates) PERFMEM_RETURN_IF_ERROR(solve_layer(g, c.fused));
   // Per block, fused or unfused, whichever needs less memory while the block's operators run
@@ -723,7 +776,7 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
   // bottlenecks recompute their expansion).
   std::vector<const FusionCandidate*> chosen;
   auto compose = [&](const std::vector<const FusionCandidate*>& fused) {
-    std::vector<RingLayer> list;
+    std::vector<LayerDraft> list;
     size_t next = 0;
     for (size_t j = 0; j < layers.size();) {
       if (next < fused.size() && fused[next]->first == j) {
@@ -736,8 +789,8 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
     return list;
   };
   auto cost = [&](const std::vector<const FusionCandidate*>& fused, const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
-    RingPlanOptions plain;
-    PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(fused), plain));
+    PERFMEM_ASSIGN_OR_RETURN(auto placed, place(g, compose(fused)));
+    const RingPlan& plan = placed.plan;
     size_t local = 0;
     for (size_t l = 0; l < plan.layers.size(); ++l)
       for (int op : plan.layers[l].ops)
@@ -756,17 +809,95 @@ Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options)
   // Fused bottlenecks recompute their expansion: a block whose fusion does not lower the
   // network's peak is unfused again (the peak stays, the run gets faster).
   if (options.unfuse_below_peak && !chosen.empty()) {
-    RingPlanOptions plain;
-    PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen), plain));
+    PERFMEM_ASSIGN_OR_RETURN(auto best, place(g, compose(chosen)));
+    const size_t best_peak = best.plan.peak_bytes;
     for (size_t i = chosen.size(); i-- > 0;) {
       auto without = chosen;
       without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
-      PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without), plain));
-      if (plan.peak_bytes <= best.peak_bytes) chosen = std::move(without);
+      PERFMEM_ASSIGN_OR_RETURN(auto plan, place(g, compose(without)));
+      if (plan.plan.peak_bytes <= best_peak) chosen = std::move(without);
     }
   }
-  PERFMEM_ASSIGN_OR_RETURN(m.plan_, place(g, compose(chosen), options));
+  return place(g, compose(chosen), shrink);
+}
+
+}  // namespace
+
+struct RingModel::Impl {
+  Graph graph;
+  std::unique_ptr<Executor> reference;
+  std::vector<int8_t> ring;
+  std::vector<int32_t> workspace;
+  ParamTable params;  // indexed by RingLayer::params_index
+};
+
+RingModel::RingModel() : impl_(std::make_unique<Impl>()) {}
+RingModel::RingModel(RingModel&&) noexcept = default;
+RingModel& RingModel::operator=(RingModel&&) noexcept = default;
+RingModel::~RingModel() = default;
+
+const Graph& RingModel::graph() const { return impl_->graph; }
+
+Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
+  return create_impl(std::move(graph), options, -1, 0);
+}
+
+Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options) {
+  PERFMEM_ASSIGN_OR_RETURN(auto model, RingModel::create(std::move(graph), options));
+  return model.plan();
+}
+
+Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes, const RingPlanOptions& options) {
+  return RingModel::create_impl(std::move(graph), options, layer, bytes);
+}
+
+Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes) {
+  RingModel m;
+  PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
+  m.impl_->reference = std::make_unique<Executor>(std::move(reference));
+  m.impl_->graph = std::move(graph);
+  const Graph& g = m.impl_->graph;
+  if (g.inputs.size() != 1)
+    return unsupported_error(g.source, "subgraph", "models with exactly one input (found " + std::to_string(g.inputs.size()) + ")");
+  for (const Tensor& t : g.tensors)
+    if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
+      return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
+  Result<PlacedPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
+  if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
+    return segment.status();
+  bool tensor_level = !segment.ok();
+  if (segment.ok() && options.tensor_level_fallback) {
+    const auto reqs = planner_requirements(g, PlannerKind::kGreedy);
+    tensor_level = plan_memory(reqs, PlannerKind::kGreedy).peak_bytes < segment->plan.peak_bytes;
+  }
+  PlacedPlan chosen;
+  if (tensor_level) {
+    PERFMEM_ASSIGN_OR_RETURN(chosen, tensor_level_plan(g));
+  } else {
+    chosen = std::move(*segment);
+  }
+  m.plan_ = std::move(chosen.plan);
+  m.impl_->params = std::move(chosen.params);
   m.impl_->ring.assign(m.plan_.ring_bytes, 0);
+  // No plan leaves this function unverified. Every kernel's access sequence depends only on the
+  // shapes, never on the values, so one shadow-state run proves the placement for every input;
+  // the probe input is fixed so that plans stay pure functions of the graph.
+  const Tensor& in = g.tensors[g.inputs[0]];
+  std::vector<uint8_t> probe(in.bytes());
+  std::mt19937 rng(0x766d6375u);
+  if (in.type == ElementType::kFloat32) {
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (size_t i = 0; i + 4 <= probe.size(); i += 4) {
+      const float v = u(rng);
+      std::memcpy(probe.data() + i, &v, 4);
+    }
+  } else {
+    for (auto& b : probe) b = static_cast<uint8_t>(rng() >> 24);
+  }
+  auto checked = m.verify(probe);
+  if (!checked.ok())
+    return Status(StatusCode::kInternal,
+                  "internal error: the vmcu plan failed its verifier and is not output: " + checked.status().message());
   return m;
 }
 
@@ -793,8 +924,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
     for (size_t j = 0; j < input.size(); ++j) shadow.owner[(static_cast<size_t>(in_base) + j) % ring.size()] = in_t;
   for (size_t l = 0; l < plan_.layers.size(); ++l) {
     const RingLayer& layer = plan_.layers[l];
-    int32_t bases[3] = {plan_.ring_offset(layer.output), 0, 0};
-    for (size_t k = 0; k < layer.inputs.size(); ++k) bases[k + 1] = plan_.ring_offset(layer.inputs[k]);
+    const int32_t* bases = layer.ring_offset;
     if (shadow_on) {
       shadow.layer = static_cast<int>(l);
       shadow.operand_tensor[0] = layer.output;
@@ -802,7 +932,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       shadow.operand_tensor[2] = layer.inputs.size() < 2 ? -1 : layer.inputs[1];
       std::copy(bases, bases + 3, shadow.bases);
     }
-    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, r, bases, impl_->workspace));
+    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, *impl_->params[static_cast<size_t>(layer.params_index)], r, bases, impl_->workspace));
     if (!shadow_on) continue;
     if (!shadow.failure.ok()) return shadow.failure;
     const size_t cap = ring.size();
@@ -830,11 +960,13 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
   const int out_t = g.outputs[0];
   std::vector<uint8_t> out(g.tensors[out_t].bytes());
   if (shadow_on) {
-    const int32_t b = plan_.ring_offset(out_t);
-    for (size_t j = 0; j < out.size(); ++j)
-      if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != out_t)
-        return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[out_t].name +
-                                                 "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+    for (int t : g.outputs) {
+      const int32_t b = plan_.ring_offset(t);
+      for (size_t j = 0; j < g.tensors[t].bytes(); ++j)
+        if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != t)
+          return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[t].name +
+                                                   "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+    }
   }
   vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()), reinterpret_cast<int8_t*>(out.data()));
   if (report) {

@@ -1,6 +1,9 @@
 // The vmcu program: CLI conventions, inspect/run/plan/build-model end to end.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "perfmem/core/json.h"
 #include "test_support.h"
 
@@ -24,6 +27,39 @@ TEST(vmcuCli, UnknownOptionIsAUsageError) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("no-such-option"), std::string::npos) << r.output;
   EXPECT_EQ(run_command(cli() + " run").exit_code, 2);
+}
+
+TEST(vmcuCli, SpecWithUnknownFieldOrDeepNestingIsRejected) {
+  const auto spec = (temp_dir() / "bad_spec.json").string();
+  const auto out = (temp_dir() / "bad_spec.tflite").string();
+  std::ofstream(spec) << R"({"input":[1,8,8,4],"layers":[{"type":"conv","out_channel":8}]})";
+  auto r = run_command(cli() + " build-model " + spec + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("layers[0].out_channel"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown field"), std::string::npos) << r.output;
+  std::ofstream(spec) << R"({"input":[1,8],"layers":[{"type":"softmax"}],"seeds":2})";
+  r = run_command(cli() + " build-model " + spec + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("$.seeds"), std::string::npos) << r.output;
+  // 100000 nested arrays: an error naming the nesting, not a stack overflow.
+  std::ofstream(spec) << "{\"input\":" << std::string(100000, '[') << std::string(100000, ']') << "}";
+  r = run_command(cli() + " build-model " + spec + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("nested at most"), std::string::npos) << r.output;
+}
+
+TEST(vmcuCli, FailedWriteToStdoutExitsOne) {
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full to write to";
+  const auto spec = (temp_dir() / "stdout_spec.json").string();
+  const auto model = (temp_dir() / "stdout_model.tflite").string();
+  std::ofstream(spec) << R"({"input":[1,8,8,4],"layers":[{"type":"conv","out_channels":8}]})";
+  ASSERT_EQ(run_command(cli() + " build-model " + spec + " -o " + model).exit_code, 0);
+  for (const std::string& args : {" inspect " + model + " --json", " plan " + model + " --planner greedy",
+                                 " plan " + model + " --planner vmcu"}) {
+    auto r = run_command("(" + cli() + args + " > /dev/full)");  // stderr still reaches the test
+    EXPECT_EQ(r.exit_code, 1) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("standard output"), std::string::npos) << r.output;
+  }
 }
 
 class CliModel : public ::testing::Test {

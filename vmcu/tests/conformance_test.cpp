@@ -2,6 +2,8 @@
 // (BUILTIN_REF) and vmcu's executor run the same models on the same random inputs.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "perfmem/core/io.h"
 #include "perfmem/vmcu/builder.h"
 #include "perfmem/vmcu/executor.h"
@@ -14,8 +16,19 @@ using namespace vmcu_test;
 
 constexpr int kInputsPerModel = 3;
 
+// Random int8 bytes, or with `spread` < 256 values in [-spread/2, spread/2] (rows of near-equal
+// logits, which make a softmax's exponentials sum high).
+std::vector<uint8_t> input_for(const vm::Tensor& t, uint32_t seed, int spread) {
+  if (spread >= 256 || t.type != vm::ElementType::kInt8) return random_input(t, seed);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(-spread / 2, spread / 2);
+  std::vector<uint8_t> bytes(t.bytes());
+  for (auto& b : bytes) b = static_cast<uint8_t>(static_cast<int8_t>(u(rng)));
+  return bytes;
+}
+
 // Runs both engines on kInputsPerModel random inputs and compares every output byte.
-void expect_bit_exact(const std::string& model_path, const std::string& tag) {
+void expect_bit_exact(const std::string& model_path, const std::string& tag, int spread = 256) {
   auto graph = vm::load_tflite(model_path);
   ASSERT_TRUE(graph.ok()) << graph.status().to_string();
   auto exec = vm::Executor::create(std::move(*graph));
@@ -24,7 +37,7 @@ void expect_bit_exact(const std::string& model_path, const std::string& tag) {
   std::string cmd = venv_python() + " " + PERFMEM_SOURCE_DIR + "/vmcu/tests/tflite_oracle.py " + model_path;
   std::vector<std::vector<uint8_t>> ours;
   for (int i = 0; i < kInputsPerModel; ++i) {
-    auto input = random_input(in_tensor, 1000 + i);
+    auto input = input_for(in_tensor, 1000 + static_cast<uint32_t>(i), spread);
     const auto in_path = temp_dir() / (tag + "." + std::to_string(i) + ".in");
     const auto ref_path = temp_dir() / (tag + "." + std::to_string(i) + ".ref");
     write_file(in_path, input);
@@ -68,6 +81,7 @@ INSTANTIATE_TEST_SUITE_P(Vmcu, RealModels,
 struct BuiltCase {
   const char* name;
   const char* spec;
+  int spread = 256;  // of the random int8 inputs
   friend void PrintTo(const BuiltCase& c, std::ostream* os) { *os << c.name; }
 };
 
@@ -79,7 +93,7 @@ TEST_P(BuiltModels, BitExactWithTfliteReferenceKernels) {
   ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
   const auto path = temp_dir() / (std::string(GetParam().name) + ".tflite");
   write_file(path, *bytes);
-  expect_bit_exact(path.string(), GetParam().name);
+  expect_bit_exact(path.string(), GetParam().name, GetParam().spread);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -96,6 +110,18 @@ INSTANTIATE_TEST_SUITE_P(
         BuiltCase{"bottleneck_k7_s2", R"({"input":[1,10,10,24],"layers":[{"type":"bottleneck","mid_channels":120,"out_channels":40,"kernel":7,"stride":2}]})"},
         BuiltCase{"pools_and_head", R"({"input":[1,11,11,8],"layers":[{"type":"maxpool","kernel":3,"stride":2,"padding":"same"},{"type":"avgpool","kernel":2,"stride":1,"padding":"valid"},{"type":"global_avgpool"},{"type":"fully_connected","units":3},{"type":"softmax"}]})"},
         BuiltCase{"mean_keep_dims_integer_path", R"({"seed":3,"input":[1,7,5,12],"layers":[{"type":"conv","kernel":3,"out_channels":16},{"type":"mean","keep_dims":true},{"type":"fully_connected","units":4}]})"},
+        // MEAN keep_dims over windows whose H*W is not a power of two (one integer path in
+        // TFLite 2.14: 1/count folded into the multiplier), read directly as the output.
+        BuiltCase{"mean_keep_dims_3x3", R"({"seed":3,"input":[1,3,3,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{"mean_keep_dims_5x5", R"({"seed":3,"input":[1,5,5,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{"mean_keep_dims_7x7", R"({"seed":3,"input":[1,7,7,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{"mean_keep_dims_6x10", R"({"seed":3,"input":[1,6,10,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        // Softmax over 10, 512 and 1000 classes with near-equal logits (sums of exponentials
+        // at and above 512).
+        BuiltCase{"softmax_10_classes", R"({"input":[2,10],"layers":[{"type":"softmax"}]})", 2},
+        BuiltCase{"softmax_512_classes", R"({"input":[2,512],"layers":[{"type":"softmax"}]})", 2},
+        BuiltCase{"softmax_1000_classes", R"({"input":[2,1000],"layers":[{"type":"softmax"}]})", 2},
+        BuiltCase{"softmax_1000_classes_spread", R"({"input":[2,1000],"layers":[{"type":"softmax"}]})"},
         BuiltCase{"mean_flat_float_path", R"({"seed":4,"input":[1,6,6,8],"layers":[{"type":"depthwise","kernel":3},{"type":"mean","keep_dims":false},{"type":"softmax"}]})"},
         BuiltCase{"mobilenetv2_035_96", R"({"mobilenetv2":{"width":0.35,"resolution":96,"classes":10},"seed":7})"}),
     [](const auto& info) { return std::string(info.param.name); });

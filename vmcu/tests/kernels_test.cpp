@@ -264,6 +264,23 @@ TEST(VmcuKernels, SoftmaxIsAProbabilityDistribution) {
   for (int8_t v : o2) EXPECT_EQ(v, -64);  // 0.25 * 256 - 128
 }
 
+// Equal inputs over 10, 512 and 1000 classes (input scale 1/32, beta 1). From 512 classes on
+// the exponentials sum to 512 or more and TFLite's final division shifts by 32 or more; the
+// expected bytes are what the TFLite 2.14 interpreter returns for the same rows (checked
+// end to end by the conformance test's softmax cases).
+TEST(VmcuKernels, SoftmaxOverManyClassesIsDefinedAndMatchesTflite) {
+  const auto p = vm::softmax_params(1.0f / 32.0f, 1.0f);
+  struct Case {
+    int32_t classes;
+    int8_t expected;
+  };
+  for (const Case c : {Case{10, -102}, Case{512, 127}, Case{1000, 127}}) {
+    std::vector<int8_t> in(static_cast<size_t>(c.classes), 5), out(in.size(), 0);
+    vmcu_softmax_s8(&p, 1, c.classes, in.data(), out.data());
+    for (int8_t v : out) ASSERT_EQ(v, c.expected) << c.classes << " classes";
+  }
+}
+
 TEST(VmcuKernels, QuantizeDequantizeMeanPadTranspose) {
   std::vector<float> f = {0.0f, 0.25f, -0.25f, 100.0f, 0.125f};
   std::vector<int8_t> q(5);

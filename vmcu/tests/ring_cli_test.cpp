@@ -53,6 +53,7 @@ TEST_F(RingCli, PlanIsSmallerThanGreedyAndDrawsTheRing) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto j = perfmem::Json::parse(r.output);
   EXPECT_EQ(j["planner"], "vmcu");
+  EXPECT_EQ(j["placement"], "segment");
   const size_t peak = j["peak_bytes"].get<size_t>();
   EXPECT_EQ(peak, j["ring_bytes"].get<size_t>() + j["workspace_bytes"].get<size_t>());
   for (const auto& layer : j["layers"]) EXPECT_LE(layer["ring_in_use_bytes"].get<size_t>(), j["ring_bytes"].get<size_t>());
@@ -83,6 +84,29 @@ TEST_F(RingCli, RunWithTheRingPlanEqualsTheReferenceRun) {
   r = run_command(cli() + " run " + model_ + " --planner vmcu --input " + in.string() + " --output " + b.string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("432 bytes"), std::string::npos) << r.output;
+}
+
+// Where the ring would need more than greedy (a lone softmax's staged workspace), the plan is the
+// tensor-level one and says so; it is no larger than greedy and runs like the reference.
+TEST(RingCliPlacement, TensorLevelWhereTheRingWouldBeLarger) {
+  const auto spec = (temp_dir() / "tensor_level.json").string();
+  const auto model = (temp_dir() / "tensor_level.tflite").string();
+  std::ofstream(spec) << R"({"input":[2,100],"layers":[{"type":"fully_connected","units":100},{"type":"softmax"}]})";
+  ASSERT_EQ(run_command(cli() + " build-model " + spec + " -o " + model).exit_code, 0);
+  auto r = run_command(cli() + " plan " + model + " --planner vmcu --json 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = perfmem::Json::parse(r.output);
+  EXPECT_EQ(j["placement"], "tensor");
+  auto g = run_command(cli() + " plan " + model + " --planner greedy --json 2>/dev/null");
+  ASSERT_EQ(g.exit_code, 0);
+  EXPECT_EQ(j["peak_bytes"].get<size_t>(), perfmem::Json::parse(g.output)["peak_bytes"].get<size_t>());
+  const auto in = temp_dir() / "tensor_level.in";
+  write_file(in, random_input_bytes(200, 3));
+  const auto a = temp_dir() / "tensor_level.ring.out", b = temp_dir() / "tensor_level.ref.out";
+  ASSERT_EQ(run_command(cli() + " run " + model + " --planner vmcu --input " + in.string() + " --output " + a.string()).exit_code, 0);
+  ASSERT_EQ(run_command(cli() + " run " + model + " --input " + in.string() + " --output " + b.string()).exit_code, 0);
+  EXPECT_EQ(read_file(a), read_file(b));
+  EXPECT_EQ(read_file(a).size(), 200u);
 }
 
 }  // namespace

@@ -316,6 +316,83 @@ TEST(RingSolver, ValidAndStride2ConvsNeedNoExtraRoom) {
   }
 }
 
+// Eq. (1) by brute force: the smallest b_In - b_Out at which no step reads an input byte that
+// an earlier step's output write has covered, found by running the kernel at every distance
+// with the input at `d` and the output at 0 and watching every access.
+struct Clobber {
+  int32_t in_base = 0;
+  std::vector<bool> written;
+  bool clobbered = false;
+};
+
+void watch(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
+  Clobber& c = *static_cast<Clobber*>(ctx);
+  for (int32_t j = 0; j < length; ++j) {
+    const size_t pos = static_cast<size_t>((operand == VMCU_SEG_OUT ? 0 : c.in_base) + offset + j);
+    if (is_write) c.written[pos] = true;
+    else if (operand == VMCU_SEG_IN0 && c.written[pos]) c.clobbered = true;
+  }
+}
+
+// `run(ring, in_base, out_base)` runs the layer once.
+template <typename Run>
+int64_t brute_force_distance(const std::vector<int8_t>& in, size_t out_bytes, Run run) {
+  for (size_t d = 0; d <= out_bytes; ++d) {
+    std::vector<int8_t> pool(std::max(out_bytes, d + in.size()), 0);
+    std::copy(in.begin(), in.end(), pool.begin() + static_cast<std::ptrdiff_t>(d));
+    Clobber c{static_cast<int32_t>(d), std::vector<bool>(pool.size(), false), false};
+    vmcu_ring ring{pool.data(), static_cast<int32_t>(pool.size()), watch, &c};
+    run(ring, static_cast<int32_t>(d), 0);
+    if (!c.clobbered) return static_cast<int64_t>(d);
+  }
+  return static_cast<int64_t>(out_bytes);
+}
+
+TEST(RingSolver, NeverAboveTheBruteForceDistanceOnRandomSmallLayers) {
+  std::mt19937 rng(77);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int n = 0; n < 60; ++n) {
+    const int kind = n % 4;  // conv, depthwise, pointwise, fully connected
+    std::vector<vm::RingAccess> trace;
+    int64_t solved = 0, brute = 0;
+    std::string what;
+    if (kind == 3) {
+      const int m = pick(1, 3), k = pick(1, 12), units = pick(1, 12);
+      std::vector<int8_t> in = random_s8(static_cast<size_t>(m * k), rng);
+      auto w = random_s8(static_cast<size_t>(k * units), rng);
+      vmcu_fc_params p{0, 0, 0, 1 << 30, 0, -128, 127};
+      auto run = [&](vmcu_ring& ring, int32_t in_base, int32_t out_base) {
+        vmcu_seg_fully_connected_s8(&p, &ring, in_base, m, k, units, w.data(), nullptr, out_base);
+      };
+      solved = fc_distance(m, k, units);
+      brute = brute_force_distance(in, static_cast<size_t>(m * units), run);
+      what = "fc " + std::to_string(m) + "x" + std::to_string(k) + "->" + std::to_string(units);
+    } else {
+      const int h = pick(1, 7), w = pick(1, 7), kernel = kind == 2 ? 1 : pick(0, 2) * 2 + 1;
+      const bool same = kind == 2 ? false : (kernel > h || kernel > w || pick(0, 1) == 1);
+      const ConvCase c{h, w, pick(1, 6), pick(1, 6), kernel, kind == 2 ? 1 : pick(1, 2), 1, same, kind == 1 ? pick(1, 2) : 1};
+      const bool depthwise = kind == 1;
+      const bool pointwise = !depthwise && c.k == 1 && c.stride == 1;  // as conv_distance picks the kernel
+      solved = conv_distance(c, depthwise);
+      std::mt19937 setup_rng(2);
+      ConvSetup s = make_conv(c, depthwise, setup_rng);
+      std::vector<int8_t> stage(static_cast<size_t>(std::max(s.os.c, s.is.c)));
+      auto run = [&](vmcu_ring& ring, int32_t in_base, int32_t out_base) {
+        if (depthwise)
+          vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, in_base, s.is, s.fs, s.filter.data(), nullptr, out_base, s.os, stage.data());
+        else if (pointwise)
+          vmcu_seg_pointwise_conv_s8(&s.p, &ring, in_base, s.is, s.filter.data(), nullptr, out_base, s.os, stage.data());
+        else
+          vmcu_seg_conv2d_s8(&s.p, &ring, in_base, s.is, s.fs, s.filter.data(), nullptr, out_base, s.os, stage.data());
+      };
+      brute = brute_force_distance(s.in, static_cast<size_t>(vmcu_shape4_size(s.os)), run);
+      what = (depthwise ? "depthwise " : pointwise ? "pointwise " : "conv ") + name(c);
+    }
+    EXPECT_LE(solved, brute) << what;
+    EXPECT_EQ(solved, brute) << what << " (the sweep is exact for the kernel's loop order)";
+  }
+}
+
 TEST(RingSolver, SweepSeesOnlyLaterReads) {
   // Write [0,4) then read input from 2: distance 2. A read before the write does not count.
   const std::vector<vm::RingAccess> trace = {{1, 0, 4, false}, {0, 0, 4, true}, {1, 2, 4, false}, {2, 10, 1, false}};

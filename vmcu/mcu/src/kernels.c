@@ -206,19 +206,16 @@ void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t*
   }
 }
 
-void vmcu_mean_hw_s8(vmcu_shape4 is, const int8_t* in, int32_t input_zero_point,
-                     int32_t multiplier, int32_t shift, int32_t output_zero_point, int8_t* out) {
-  const int32_t count = is.h * is.w;
-  for (int32_t b = 0; b < is.n; ++b) {
-    for (int32_t c = 0; c < is.c; ++c) {
-      int32_t acc = 0;
-      for (int32_t y = 0; y < is.h; ++y)
-        for (int32_t x = 0; x < is.w; ++x) acc += (int32_t)in[idx4(is, b, y, x, c)] - input_zero_point;
-      acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
-      if (count > 0) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-      out[b * is.c + c] = vmcu_clamp_s8(acc + output_zero_point, -128, 127);
-    }
-  }
+/* The final division of TFLite's int8 softmax, x / 2^exponent. The exponent is
+ * num_bits_over_unit + 23 and reaches 32..34 once the exponentials sum to 512 or more (>= 512
+ * classes near the row maximum). TFLite's gemmlowp RoundingDivideByPOT then shifts an int32 by
+ * 32 or more, undefined in C; the TFLite interpreter (x86) computes it with the mask cast to
+ * int32 (all ones) and the shift count taken mod 32. That result is reproduced here with
+ * defined arithmetic so the kernel stays bit-exact with TFLite on every target. */
+static int32_t softmax_divide_by_pot(int32_t x, int exponent) {
+  if (exponent < 32) return vmcu_rounding_divide_by_pot(x, exponent);
+  const int32_t threshold = x < 0 ? 0 : -1; /* (all-ones mask >> 1) + (x < 0) */
+  return (x >> (exponent - 32)) + (x > threshold ? 1 : 0);
 }
 
 void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
@@ -248,7 +245,7 @@ void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
         const int32_t rescaled = vmcu_sat_rounding_doubling_high_mul(
             (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = vmcu_exp_on_negative_values(rescaled, kScaledDiffIntegerBits);
-        const int32_t unsat = vmcu_rounding_divide_by_pot(
+        const int32_t unsat = softmax_divide_by_pot(
             vmcu_sat_rounding_doubling_high_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
         y[c] = vmcu_clamp_s8(unsat - 128, -128, 127);
       } else {

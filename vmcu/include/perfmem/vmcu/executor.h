@@ -37,6 +37,9 @@ class Executor {
   // Runs with `input` as the bytes of graph input 0; returns the bytes of graph output 0.
   // A wrong input size is an input error stating the expected size.
   Result<std::vector<uint8_t>> run(std::span<const uint8_t> input);
+  // The same with the bytes of every graph input, in graph-input order (run() needs a graph
+  // with exactly one input; create() accepts several for this call).
+  Result<std::vector<uint8_t>> run_with_inputs(std::span<const std::span<const uint8_t>> inputs);
   // Bytes of any tensor after the last run (constants included), for debugging and tests.
   std::span<const uint8_t> tensor_bytes(int tensor) const;
 

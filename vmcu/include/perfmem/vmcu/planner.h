@@ -1,7 +1,7 @@
 // perfmem/vmcu/planner.h: tensor-level memory planners (the baselines vMCU is compared with)
 // and an independent verifier of their plans.
 //
-//   auto reqs = perfmem::vmcu::buffer_requirements(graph);   // activations only
+//   auto reqs = perfmem::vmcu::planner_requirements(graph, perfmem::vmcu::PlannerKind::kGreedy);
 //   auto plan = perfmem::vmcu::plan_memory(reqs, perfmem::vmcu::PlannerKind::kGreedy);
 //   PERFMEM_RETURN_IF_ERROR(perfmem::vmcu::verify_plan(reqs, plan));
 //   std::cout << plan.peak_bytes << "\n";
@@ -14,7 +14,9 @@
 //
 // Planners are pure functions of the requirements:
 //   naive      every buffer at its own offset (sum of sizes);
-//   greedy     TFLite Micro's GreedyMemoryPlanner: largest first, each placed in the lowest gap
+//   greedy     TFLite Micro's GreedyMemoryPlanner, byte for byte when fed planner_requirements:
+//              buffers sorted largest first by a stable sort of the list taken last-added first
+//              (TFLite Micro fills its sort array from the tail), each placed in the lowest gap
 //              between already-placed buffers whose lifetimes intersect, else above them;
 //   tinyengine in-place hand-overs merged first (TinyEngine's in-place depthwise / elementwise:
 //              the output takes its dying input's storage, plus a one-channel workspace),
@@ -41,6 +43,7 @@ struct BufferRequirement {
   int last_use = 0;
   int inplace_partner = -1;           // index into the requirement list, or -1
   size_t inplace_workspace_bytes = 0;  // scratch needed when computed in place
+  int tensor = -1;                     // graph tensor index (buffer_requirements), -1 for hand-made lists
 };
 
 enum class PlannerKind { kNaive, kGreedy, kTinyEngine };
@@ -68,10 +71,20 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& requirements, Plann
 // Independent check of a plan against its requirements (see the header comment).
 Status verify_plan(const std::vector<BufferRequirement>& requirements, const MemoryPlan& plan);
 
-// Activation buffers of a graph (constants live in flash and are excluded); in-place partners
-// for depthwise convs with one output channel per input channel and for ADD / RESHAPE /
-// QUANTIZE-requantize whose output is no larger than an input dying at that step.
-std::vector<BufferRequirement> buffer_requirements(const Graph& graph);
+// Activation buffers of a graph in tensor order, as TFLite Micro's allocation info lists them:
+// constants (flash) and zero-sized tensors are left out; sizes are rounded up to `alignment`;
+// graph inputs live from step 0, every other tensor from the operator that writes it to the
+// last operator that reads it (inclusive), graph outputs to the last operator. In-place
+// partners for depthwise convs with one output channel per input channel and for ADD /
+// RESHAPE / QUANTIZE-requantize whose output is no larger than an input dying at that step.
+std::vector<BufferRequirement> buffer_requirements(const Graph& graph, size_t alignment = 1);
+
+// TFLite Micro aligns every arena buffer to 16 bytes (MicroArenaBufferAlignment).
+inline constexpr size_t kTflmArenaAlignment = 16;
+
+// The requirements each planner is fed: `greedy` sees TFLite Micro's 16-byte aligned sizes (so
+// its peak is the arena TFLite Micro plans), `naive` and `tinyengine` the exact sizes.
+std::vector<BufferRequirement> planner_requirements(const Graph& graph, PlannerKind kind);
 
 // Bytes live at each step (sum of the live placements, shared in-place storage counted once).
 std::vector<size_t> live_bytes_per_step(const MemoryPlan& plan, int steps);

@@ -31,6 +31,11 @@
 // input k that any later access reads), clamped at 0. Because it follows the kernel's actual loop
 // order it stays right when a kernel changes; the closed forms of the brief are its tests.
 //
+// Never worse than TFLite Micro. A segment-level plan can exceed the tensor-level one (staged
+// operators and pooling workspaces sit on top of the ring); then, or when an operator has no
+// segment kernel, the whole network gets the tensor-level plan: the greedy planner's offsets
+// (planner.h, the same bytes TFLite Micro plans) with one kTensorLevel layer per operator.
+//
 // Placement (pure function of the graph). Addresses are "unwrapped" integers that decrease as the
 // network runs: the graph input starts at 0; a layer's output base is the lowest of
 //   base(k) - d_k            for every ring input k that dies at this layer,
@@ -72,12 +77,16 @@ struct RingDistances {
 };
 RingDistances solve_distances(std::span<const RingAccess> trace);
 
+// kTensorLevel: an operator of a tensor-level plan; its reference kernel reads every input whole
+// and writes its output whole, at arena offsets that never overlap while live, so it needs no
+// workspace (a tensor-level layer is what TFLite Micro runs).
 enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kAveragePool, kMaxPool, kAlias,
-                        kQuantize, kStaged, kBottleneck, kResidualBlock };
+                        kQuantize, kStaged, kBottleneck, kResidualBlock, kTensorLevel };
 std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
 
+// One layer of a plan: a plain value (indices and sizes, no pointers).
 struct RingLayer {
   std::vector<int> ops;     // graph operators this layer executes (a folded PAD first)
   RingKernel kernel = RingKernel::kStaged;
@@ -85,10 +94,17 @@ struct RingLayer {
   int output = -1;
   int64_t distance[2] = {0, 0};  // solved distance per input
   size_t workspace_bytes = 0;    // stage buffers outside the ring
-  std::shared_ptr<const RingLayerParams> params;
+  int params_index = -1;         // the layer's prepared kernel parameters, held by the RingModel
+  int32_t ring_offset[3] = {0, 0, 0};  // ring offsets of the output, input 0 and input 1
 };
 
+// How the tensors of a plan are laid out: segment level (the ring, outputs over dying inputs)
+// or tensor level (TFLite Micro's greedy arena: whole tensors, never overlapping while live).
+enum class RingPlacement { kSegment, kTensor };
+std::string_view ring_placement_name(RingPlacement placement);
+
 struct RingPlan {
+  RingPlacement placement = RingPlacement::kSegment;
   std::vector<RingLayer> layers;
   std::vector<int64_t> base;             // unwrapped base per tensor (valid where placed[t])
   std::vector<bool> placed;
@@ -102,15 +118,14 @@ struct RingPlan {
   int32_t ring_offset(int tensor) const;
 };
 
-// Test hook: shrink the distance of one layer's input 0 by `bytes` after solving (a deliberately
-// wrong plan the verifier must reject).
 struct RingPlanOptions {
-  int sabotage_layer = -1;
-  int64_t sabotage_bytes = 0;
   bool fuse = true;  // consider fused inverted bottlenecks / residual blocks
   // After choosing, unfuse every block whose fusion does not lower the whole-network peak
   // (fused bottlenecks recompute their expansion; this keeps the peak and saves the time).
   bool unfuse_below_peak = true;
+  // Take the tensor-level plan (TFLite Micro's greedy arena) whenever the segment-level plan
+  // would need more memory, or has no kernel for an operator: the result never exceeds greedy.
+  bool tensor_level_fallback = true;
 };
 
 struct RingVerifyReport {
@@ -123,7 +138,9 @@ struct RingVerifyReport {
 class RingModel {
  public:
   // Validates the graph (the reference executor's prepare step), builds the layers, solves the
-  // distances and places every tensor.
+  // distances, places every tensor (segment or tensor level, whichever is smaller) and runs the
+  // verifier once on a fixed probe input: a plan that fails it is returned as an internal error,
+  // never as a plan. Models with exactly one input.
   static Result<RingModel> create(Graph graph, const RingPlanOptions& options = {});
   RingModel(RingModel&&) noexcept;
   RingModel& operator=(RingModel&&) noexcept;
@@ -139,11 +156,22 @@ class RingModel {
 
  private:
   RingModel();
+  friend Result<RingModel> create_ring_model_with_shrunk_distance(Graph, int, int64_t, const RingPlanOptions&);
+  static Result<RingModel> create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes);
   Result<std::vector<uint8_t>> execute(std::span<const uint8_t> input, bool shadow, RingVerifyReport* report);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   RingPlan plan_;
 };
+
+// The verified plan of `graph` as a value: RingModel::create(graph, options)->plan(). The same
+// value drives RingModel::run / verify and `vmcu plan --planner vmcu [--json]`.
+Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options = {});
+
+// For the verifier's tests only: create() with one segment-level layer's input-0 distance shrunk
+// by `bytes` after solving, a deliberately unsafe plan that create()'s verifier must reject.
+Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
+                                                        const RingPlanOptions& options = {});
 
 // The same graph starting at the int8 tensor when its first operator only quantizes a float32
 // graph input (as MCU deployments feed the camera's int8 pixels directly); otherwise unchanged.

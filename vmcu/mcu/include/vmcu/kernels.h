@@ -97,20 +97,13 @@ void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 in_shape, const int
                       vmcu_shape4 out_shape, int8_t* out);
 
 /* MEAN over the axes flagged in axis_mask (bit d = dimension d of in_shape as n,h,w,c), as
- * TFLite's integer QuantizedMeanOrSum: raw int8 values summed in int32, minus
+ * TFLite's integer QuantizedMeanOrSum (its only int8 MEAN path in 2.14, keep_dims or not): raw int8 values summed in int32, minus
  * input_zero_point * count, rescaled by multiplier/shift, plus output_zero_point, clamped. The
  * division by the element count is folded into multiplier/shift by the host
  * (perfmem::vmcu::mean_multiplier). scratch: one int32 per output element. */
 void vmcu_mean_s8(vmcu_shape4 in_shape, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
                   int32_t input_zero_point, int32_t multiplier, int32_t shift,
                   int32_t output_zero_point, int8_t* out);
-
-/* MEAN over H and W of an NHWC tensor, output N x 1 x 1 x C: TFLite's integer path (taken for
- * keep_dims means over axes {1, 2} of 4-D tensors). Sum of (q - input_zero_point) in int32,
- * rescaled by multiplier/shift (input_scale / output_scale), divided by H*W rounding half away
- * from zero, plus output_zero_point, clamped. */
-void vmcu_mean_hw_s8(vmcu_shape4 in_shape, const int8_t* in, int32_t input_zero_point,
-                     int32_t multiplier, int32_t shift, int32_t output_zero_point, int8_t* out);
 
 /* SOFTMAX along the last dimension (rows x depth), TFLite's integer algorithm. The parameters
  * come from the input scale and beta (see vmcu_softmax_params in the host library); the output
