@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "perfmem/core/json.h"
+#include "perfmem/testing/required.h"
 #include "test_support.h"
 
 namespace {
@@ -49,7 +50,7 @@ TEST(vmcuCli, SpecWithUnknownFieldOrDeepNestingIsRejected) {
 }
 
 TEST(vmcuCli, FailedWriteToStdoutExitsOne) {
-  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full to write to";
+  if (!std::filesystem::exists("/dev/full")) PERFMEM_SKIP_UNLESS_REQUIRED("no /dev/full to write to");
   const auto spec = (temp_dir() / "stdout_spec.json").string();
   const auto model = (temp_dir() / "stdout_model.tflite").string();
   std::ofstream(spec) << R"({"input":[1,8,8,4],"layers":[{"type":"conv","out_channels":8}]})";
