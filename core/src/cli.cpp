@@ -35,7 +35,7 @@ int run_cli(CLI::App& app, int argc, char** argv, const std::function<int()>& ru
     if (size_t slash = name.rfind('/'); slash != std::string::npos) name = name.substr(slash + 1);
     app.name(name);
   }
-  app.set_version_flag("--version", name + " (perfmem) " + PERFMEM_VERSION_STRING, "print the version and exit");
+  app.set_version_flag("--version", name + " (perfmem) " + PERFMEM_VERSION_STRING, "Print the version and exit");
 
   // A program made of subcommands needs one: run bare, or with a word that names none of them
   // (even when --help follows it), it is a usage error, not a request for the main help.

@@ -225,11 +225,11 @@ int main(int argc, char** argv) {
   run->add_option("model", model, "Model (.tflite)")->required();
   run->add_option("--input", input, "Raw bytes of the input tensor (its own type and layout)")->required();
   run->add_option("--output", output, "Where to write the raw bytes of the output tensor")->required();
-  run->add_option("--planner", planner, "reference (one buffer per tensor) | vmcu (the ring plan)");
+  run->add_option("--planner", planner, "Planner: reference (one buffer per tensor) | vmcu (the ring plan)");
 
   auto* plan = app.add_subcommand("plan", "Tensor-level memory plan: live bytes per operator and peak");
   plan->add_option("model", model, "Model (.tflite)")->required();
-  plan->add_option("--planner", planner, "naive | greedy | tinyengine | vmcu")->capture_default_str();
+  plan->add_option("--planner", planner, "Planner: naive | greedy | tinyengine | vmcu")->capture_default_str();
   plan->add_flag("--json", as_json, "Machine-readable plan (peak_bytes, ops, buffers)");
   plan->add_option("--svg", svg, "Write the memory timeline (offset x operator index) as SVG");
 
@@ -243,7 +243,7 @@ int main(int argc, char** argv) {
   verify->add_option("model", model, "Model (.tflite)")->required();
   verify->add_option("--input", input, "Raw input bytes (default: random bytes from --seed)");
   verify->add_option("--seed", seed, "Seed of the random input")->capture_default_str();
-  verify->add_option("--planner", planner, "vmcu (the only plan with segment-level overlap to verify)");
+  verify->add_option("--planner", planner, "Planner: vmcu (the only plan with segment-level overlap to verify)");
   verify->add_flag("--json", as_json, "Machine-readable report");
 
   auto dispatch = [&] {

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "perfmem/core/json.h"
+#include "perfmem/testing/cli_conventions.h"
 #include "perfmem/testing/required.h"
 #include "test_support.h"
 
@@ -21,6 +22,10 @@ TEST(vmcuCli, HelpExitsZeroAndDescribesTheProgram) {
   EXPECT_NE(r.output.find("vmcu"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
   for (const char* sub : {"inspect", "run", "plan", "build-model"}) EXPECT_NE(r.output.find(sub), std::string::npos);
+}
+
+TEST(vmcuCli, FollowsTheProjectsCommandLineConventions) {
+  perfmem::testing::expect_cli_conventions(cli(), "vmcu", {"inspect", "run", "plan", "build-model", "verify"});
 }
 
 TEST(vmcuCli, UnknownOptionIsAUsageError) {
