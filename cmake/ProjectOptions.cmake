@@ -31,7 +31,8 @@ function(perfmem_add_test name)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${joined_labels}")
 endfunction()
 
-# perfmem_add_bench(NAME SOURCES... LIBS ...): one Google Benchmark executable.
+# perfmem_add_bench(NAME SOURCES... LIBS ...): one Google Benchmark executable (kernel
+# micro-benchmarks; the systems' table benchmarks are plain programs).
 function(perfmem_add_bench name)
   cmake_parse_arguments(B "" "" "SOURCES;LIBS" ${ARGN})
   if(NOT PERFMEM_BUILD_BENCH)
