@@ -100,6 +100,12 @@ int cmd_check(const CLI::App& app, const Common& c) {
   return kExitOk;
 }
 
+// Limits of the run options: each within int, and their product (the instances generated up
+// front when no --data is given) bounded separately.
+constexpr int kMaxBatch = 1 << 16;
+constexpr int kMaxMinibatches = 100000;
+constexpr int64_t kMaxGeneratedInstances = int64_t{1} << 20;
+
 struct RunArgs {
   std::string data;
   int batch = 64;
@@ -124,8 +130,15 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   auto prog = compile_program(src->first, src->second, compile_options_for(*sched, *ov));
   if (!prog) return report_failure(app, prog.status());
   kernels::set_blas_threads(r.threads);
-  int timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
-  size_t want = static_cast<size_t>(r.batch) * static_cast<size_t>(timed + r.warmup);
+  int64_t timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
+  // Generated instances are made up front: bound their number (the options' ranges keep the
+  // product far from overflowing).
+  int64_t want = int64_t{r.batch} * (timed + r.warmup);
+  if (r.data.empty() && want > kMaxGeneratedInstances)
+    return report_failure(app, input_error("--batch x (--minibatches + --warmup)", "value",
+                                           "at most " + std::to_string(kMaxGeneratedInstances) + " generated instances",
+                                           std::to_string(r.batch) + " x " + std::to_string(timed + r.warmup) + " = " +
+                                               std::to_string(want)));
   std::vector<Instance> data;
   if (!r.data.empty()) {
     const Type& t = *(*prog)->fns[(*prog)->main_fn].params[0].type;
@@ -134,9 +147,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     data = std::move(*d);
     if (data.empty()) return report_failure(app, input_error(r.data, "contents", "at least one instance", "none"));
   } else if (const ModelInfo* m = find_model(c.model)) {
-    data = m->make_data(want);
+    data = m->make_data(static_cast<size_t>(want));
   } else {
-    auto d = default_data(**prog, want);
+    auto d = default_data(**prog, static_cast<size_t>(want));
     if (!d) return report_failure(app, d.status());
     data = std::move(*d);
   }
@@ -151,7 +164,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (auto s = (*rt)->set_inputs(data); !s.ok()) return report_failure(app, s);
   size_t batch = std::min<size_t>(static_cast<size_t>(r.batch), data.size());
   size_t available = data.size() / batch;
-  int total = static_cast<int>(std::min<size_t>(available, static_cast<size_t>(timed + r.warmup)));
+  int total = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(available), timed + r.warmup));
   int warm = std::min(r.warmup, total - 1);
   RunStatsSeries series;
   std::vector<float> first;
@@ -253,12 +266,12 @@ int main(int argc, char** argv) {
   CLI::App* runc = app.add_subcommand("run", "run a model over minibatches and report latency");
   add_common(runc);
   runc->add_option("--data", run.data, "input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
-  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::PositiveNumber);
+  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::Range(1, kMaxBatch));
   runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
       ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
   runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)")
-      ->check(CLI::PositiveNumber);
-  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(1, kMaxMinibatches));
+  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::Range(0, kMaxMinibatches));
   runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
   runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "time each operator kind");

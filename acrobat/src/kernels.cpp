@@ -45,8 +45,13 @@ inline float fast_exp(float x) {
 
 #define PERFMEM_ACROBAT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
+// NaN stays NaN, like std::exp / std::tanh in the reference twins: fast_exp's clamp would
+// otherwise turn it into a finite value (std::max(-88, NaN) is -88).
 PERFMEM_ACROBAT_CLONES void sigmoid_loop(const float* __restrict x, float* __restrict y, int64_t size) {
-  for (int64_t i = 0; i < size; ++i) y[i] = 1.0f / (1.0f + fast_exp(-x[i]));
+  for (int64_t i = 0; i < size; ++i) {
+    float s = 1.0f / (1.0f + fast_exp(-x[i]));
+    y[i] = x[i] != x[i] ? x[i] : s;
+  }
 }
 PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restrict y, int64_t size) {
   for (int64_t i = 0; i < size; ++i) {
@@ -55,7 +60,8 @@ PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restri
     float a = std::fabs(x[i]);
     float e = fast_exp(-2.0f * a);
     float t = (1.0f - e) / (1.0f + e);
-    y[i] = x[i] < 0 ? -t : t;
+    t = x[i] < 0 ? -t : t;
+    y[i] = x[i] != x[i] ? x[i] : t;
   }
 }
 PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {

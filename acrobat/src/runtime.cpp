@@ -11,9 +11,12 @@
 #include <ctime>
 #include <condition_variable>
 #include <functional>
+#include <limits>
+#include <new>
 #include <mutex>
 #include <unordered_map>
 
+#include "perfmem/acrobat/int_arith.h"
 #include "perfmem/acrobat/kernels.h"
 #include "perfmem/core/safetensors.h"
 #include "perfmem/core/stats.h"
@@ -70,13 +73,36 @@ struct Obj {
   Value f[1];
 };
 
+// A minibatch would need more memory than RuntimeOptions::max_minibatch_bytes allows.
+struct MemoryLimitError {
+  std::string message;
+};
+
 // Bump allocator in fixed-size blocks; reset keeps the blocks. Pointers stay valid until
-// reset (blocks never move).
+// reset (blocks never move). At most `limit` bytes are handed out between resets; a request
+// beyond that throws MemoryLimitError before anything is allocated.
 class BlockArena {
  public:
   explicit BlockArena(size_t block_bytes) : block_bytes_(block_bytes) {}
+  void set_limit(int64_t limit) { limit_ = limit; }
+
+  // count * elem_bytes bytes (at least one element), the product checked for overflow.
+  void* alloc_array(int64_t count, int64_t elem_bytes) {
+    int64_t bytes = 0;
+    if (count < 0 || __builtin_mul_overflow(std::max<int64_t>(count, 1), elem_bytes, &bytes) ||
+        bytes > limit_ - handed_out_)
+      throw MemoryLimitError{"the minibatch needs more than the memory limit of " + std::to_string(limit_) +
+                             " bytes (a block of " + std::to_string(count) + " x " + std::to_string(elem_bytes) +
+                             " bytes after " + std::to_string(handed_out_) + " bytes)"};
+    return alloc(static_cast<size_t>(bytes));
+  }
+  float* alloc_floats(int64_t count) { return static_cast<float*>(alloc_array(count, sizeof(float))); }
+
   void* alloc(size_t bytes) {
+    if (bytes > static_cast<size_t>(limit_ - handed_out_))
+      throw MemoryLimitError{"the minibatch needs more than the memory limit of " + std::to_string(limit_) + " bytes"};
     bytes = (bytes + 63) & ~size_t{63};
+    handed_out_ += static_cast<int64_t>(bytes);
     if (cur_ < blocks_.size() && used_ + bytes <= sizes_[cur_]) {
       void* p = blocks_[cur_].get() + used_;
       used_ += bytes;
@@ -99,6 +125,7 @@ class BlockArena {
   void reset() {
     cur_ = 0;
     used_ = 0;
+    handed_out_ = 0;
   }
 
  private:
@@ -109,6 +136,8 @@ class BlockArena {
   std::vector<std::unique_ptr<char[], Free>> blocks_;
   std::vector<size_t> sizes_;
   size_t cur_ = 0, used_ = 0;
+  int64_t limit_ = std::numeric_limits<int64_t>::max() / 2;
+  int64_t handed_out_ = 0;
 };
 
 struct TensorRec {
@@ -347,27 +376,16 @@ struct Runtime::Impl {
         depth = start;
         int64_t b = eval(*e.args[1], fr).i;
         depth = std::max(depth, mid);
-        switch (e.bin) {
-          case BinOp::kAdd: return {a + b, nullptr};
-          case BinOp::kSub: return {a - b, nullptr};
-          case BinOp::kMul: return {a * b, nullptr};
-          case BinOp::kDiv:
-          case BinOp::kMod:
-            if (b == 0) fail_at(e, "division by zero");
-            return {e.bin == BinOp::kDiv ? a / b : a % b, nullptr};
-          case BinOp::kLt: return {a < b, nullptr};
-          case BinOp::kLe: return {a <= b, nullptr};
-          case BinOp::kGt: return {a > b, nullptr};
-          case BinOp::kGe: return {a >= b, nullptr};
-          case BinOp::kEq: return {a == b, nullptr};
-          case BinOp::kNe: return {a != b, nullptr};
-          default: break;
-        }
-        break;
+        IntResult r = checked_binary(e.bin, a, b);
+        if (r.error) fail_at(e, std::string("expected ") + r.error);
+        return {r.value, nullptr};
       }
       case ExprKind::kUnary: {
         int64_t a = eval(*e.args[0], fr).i;
-        return {e.name == "-" ? -a : !a, nullptr};
+        if (e.name != "-") return {!a, nullptr};
+        IntResult r = checked_negate(a);
+        if (r.error) fail_at(e, std::string("expected ") + r.error);
+        return {r.value, nullptr};
       }
       case ExprKind::kTuple:
       case ExprKind::kCtor: {
@@ -540,7 +558,7 @@ struct Runtime::Impl {
       bool adjacent = true;
       for (int b = 1; b < n && adjacent; ++b) adjacent = p[b] == p[0] + b * size;
       if (!adjacent) {
-        float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * n * size));
+        float* block = float_arena.alloc_floats(int64_t{n} * size);
         for (int b = 0; b < n; ++b) {
           std::memcpy(block + b * size, p[b], sizeof(float) * size);
           p[b] = block + b * size;
@@ -583,7 +601,7 @@ struct Runtime::Impl {
       return;
     }
     int64_t size = kernel_out_size[kernel];
-    float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, n * size)));
+    float* block = float_arena.alloc_floats(int64_t{n} * size);
     out_buf.resize(n);
     for (int b = 0; b < n; ++b) {
       out_buf[b] = block + b * size;
@@ -684,7 +702,7 @@ struct Runtime::Impl {
     int tile = n;
     if (internal_per_instance * 4 * n > tile_bytes)
       tile = static_cast<int>(std::clamp<int64_t>(tile_bytes / std::max<int64_t>(1, internal_per_instance * 4), std::min<int64_t>(min_tile, n), n));
-    float* scratch_block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, internal_per_instance * tile)));
+    float* scratch_block = float_arena.alloc_floats(internal_per_instance * tile);
     // In instruction order, so the results of a paired product are adjacent in memory.
     for (const GroupInstr& instr : g.instrs) {
       int r = instr.out;
@@ -697,7 +715,7 @@ struct Runtime::Impl {
           scratch_block += g.reg_size[r] * tile;
         }
       } else {
-        float* block = static_cast<float*>(float_arena.alloc(sizeof(float) * std::max<int64_t>(1, g.reg_size[r] * n)));
+        float* block = float_arena.alloc_floats(g.reg_size[r] * n);
         ptr_buf.resize(ptr_buf.size() + n);
         for (int b = 0; b < n; ++b) ptr_buf[group_reg_off_[r] + b] = block + b * g.reg_size[r];
       }
@@ -1038,6 +1056,8 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const Program& program, Runtime
   m.acrobat = options.scheduler == Scheduler::kAcrobat;
   m.eager = options.scheduler == Scheduler::kNone;
   m.static_base = program.max_static_depth + 1;
+  m.obj_arena.set_limit(options.max_minibatch_bytes);
+  m.float_arena.set_limit(options.max_minibatch_bytes);
   // Refuse absurd sizes (e.g. --set H=10000000) with an error rather than a failed allocation.
   int64_t total_elements = 0;
   for (const auto& p : program.params) total_elements += numel(p.type->dims);
@@ -1050,7 +1070,13 @@ Result<std::unique_ptr<Runtime>> Runtime::create(const Program& program, Runtime
   std::unique_ptr<SafetensorsFile> weights;
   for (const auto& p : program.params) {
     int64_t size = numel(p.type->dims);
-    std::vector<float> data(static_cast<size_t>(size));
+    std::vector<float> data;
+    try {
+      data.resize(static_cast<size_t>(size));
+    } catch (const std::bad_alloc&) {
+      return Status(StatusCode::kOutOfMemory, format_pos(program.file, p.pos) + ": param " + p.name + ": cannot allocate " +
+                                                  std::to_string(size) + " floats");
+    }
     if (p.init.kind == ParamInit::kHash) {
       double scale = p.init.scale;
       if (p.init.glorot) {
@@ -1121,7 +1147,7 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   results.reserve(end - begin);
   const FnDecl& main = m.prog->fns[m.prog->main_fn];
   std::string error;
-  bool retry = false;
+  bool retry = false, out_of_memory = false;
   std::function<void()> interpret = [&] {
     local = RunStats();
     m.obj_arena.reset();
@@ -1146,6 +1172,12 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
     } catch (const EvalError& e) {
       retry = e.retry_on_big_stack;
       error = e.message;
+    } catch (const MemoryLimitError& e) {  // eager execution, or the interpreter's objects
+      error = e.message;
+      out_of_memory = true;
+    } catch (const std::bad_alloc&) {
+      error = "the minibatch needs more memory than the machine can give";
+      out_of_memory = true;
     }
   };
   m.call_limit = std::min(kInlineCallDepth, m.opt.max_call_depth);
@@ -1154,15 +1186,26 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
     m.call_limit = m.opt.max_call_depth;
     m.worker.run(interpret);
   }
-  if (!error.empty()) return Status(StatusCode::kInvalidInput, error);
+  if (!error.empty() && !out_of_memory) return Status(StatusCode::kInvalidInput, error);
+  if (!error.empty())
+    return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
+                                                std::to_string(end) + "): " + error);
   local.record_ms = now_ms() - t0;
   if (m.eager) local.record_ms -= local.kernel_ms;
   local.ops_recorded = static_cast<int64_t>(m.nodes.size());
-  switch (m.opt.scheduler) {
-    case Scheduler::kNone: break;
-    case Scheduler::kAcrobat: m.schedule_acrobat(); break;
-    case Scheduler::kDynetAgenda: m.schedule_dynet(false); break;
-    case Scheduler::kDynetDepth: m.schedule_dynet(true); break;
+  try {
+    switch (m.opt.scheduler) {
+      case Scheduler::kNone: break;
+      case Scheduler::kAcrobat: m.schedule_acrobat(); break;
+      case Scheduler::kDynetAgenda: m.schedule_dynet(false); break;
+      case Scheduler::kDynetDepth: m.schedule_dynet(true); break;
+    }
+  } catch (const MemoryLimitError& e) {
+    return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
+                                                std::to_string(end) + "): " + e.message);
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
+                                                std::to_string(end) + "): the minibatch needs more memory than the machine can give");
   }
   int64_t out_size = main.ret->dims[0];
   for (uint32_t t : results) {

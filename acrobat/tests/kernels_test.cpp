@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "perfmem/acrobat/kernels.h"
@@ -215,6 +216,47 @@ TEST(AcrobatKernels, FastActivationsAreAccurateOverTheWholeRange) {
   y = x;
   kernels::sigmoid_inplace(y.data(), static_cast<int64_t>(y.size()));
   for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], 1.0 / (1.0 + std::exp(-double(x[i]))), 3e-7) << x[i];
+}
+
+// NaN and infinities give what the reference twins give (NaN in, NaN out; ±inf saturate),
+// through the batched path (one long loop), the per-instance path of fused runs, and in place.
+TEST(AcrobatKernels, ActivationsPropagateNaNLikeTheReference) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // 37 values: the special ones land in vectorised bodies and in the scalar tails.
+  std::vector<float> x(37, 0.5f);
+  for (size_t i : {0, 5, 16, 17, 33, 36}) x[i] = nan;
+  x[3] = inf;
+  x[20] = -inf;
+  x[34] = -nan;
+  for (OpKind op : {OpKind::kSigmoid, OpKind::kTanh, OpKind::kRelu}) {
+    KernelSig s = sig(op, {{37}}, {-1}, {37});
+    std::vector<float> batched(37), single(37), ref(37);
+    const float* in[1] = {x.data()};
+    const float* const* args[1] = {in};
+    float* bo[1] = {batched.data()};
+    float* ro[1] = {ref.data()};
+    kernels::Scratch scratch;
+    kernels::run_batched(s, 1, args, bo, scratch);
+    kernels::run_reference(s, 1, args, ro);
+    kernels::run_elementwise(s, in, single.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (op == OpKind::kRelu) continue;  // max(0, NaN) is 0 in both twins
+      ASSERT_EQ(std::isnan(ref[i]), std::isnan(x[i])) << op_name(op) << " " << i;
+      for (float got : {batched[i], single[i]}) {
+        if (std::isnan(ref[i])) ASSERT_TRUE(std::isnan(got)) << op_name(op) << " element " << i << " gave " << got;
+        else ASSERT_NEAR(got, ref[i], 3e-7f) << op_name(op) << " element " << i;
+      }
+    }
+  }
+  std::vector<float> y = x;
+  kernels::sigmoid_inplace(y.data(), static_cast<int64_t>(y.size()));
+  EXPECT_TRUE(std::isnan(y[0]) && std::isnan(y[36]));
+  EXPECT_EQ(y[3], 1.0f);
+  y = x;
+  kernels::tanh_inplace(y.data(), static_cast<int64_t>(y.size()));
+  EXPECT_TRUE(std::isnan(y[16]) && std::isnan(y[34]));
+  EXPECT_EQ(y[3], 1.0f);
+  EXPECT_EQ(y[20], -1.0f);
 }
 
 }  // namespace

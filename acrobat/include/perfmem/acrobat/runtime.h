@@ -62,6 +62,9 @@ struct RuntimeOptions {
   // GEMM than the cache saves). Tests shrink both to exercise many tiles.
   int64_t group_tile_bytes = int64_t{1} << 20;
   int group_min_tile_rows = 128;
+  // Memory one minibatch may use for tensors (and, separately, for the interpreter's
+  // objects); more is an error before anything is allocated, not a failed allocation.
+  int64_t max_minibatch_bytes = int64_t{8} << 30;
 };
 
 struct RunStats {
