@@ -3,8 +3,6 @@
 //   acrobat check treelstm                      # a bundled model, or a path to a .acr file
 //   acrobat run treelstm --batch 64 --scheduler acrobat --size large --json
 //   acrobat run my.acr --data trees.txt --scheduler dynet-agenda --set H=128
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -227,29 +225,13 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   return kExitOk;
 }
 
-// OpenBLAS starts its worker threads when the library loads, before any option is parsed, and
-// an idle worker spins on the other core for a while: single-threaded timings then show CPU
-// time above wall time and slower small calls. So when the environment does not fix the count,
-// the program runs itself again with OPENBLAS_NUM_THREADS set to --threads (default 1). The
-// variable being set is also what stops a second re-run.
-void pin_blas_threads_before_start(char** argv) {
-  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
-  std::string threads = "1";
-  for (int i = 1; argv[i] != nullptr; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--threads" && argv[i + 1] != nullptr) threads = argv[i + 1];
-    else if (arg.rfind("--threads=", 0) == 0) threads = arg.substr(10);
-  }
-  if (threads.empty() || threads.find_first_not_of("0123456789") != std::string::npos) return;  // CLI11 reports it
-  if (::setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  // Only reached when the re-run is impossible (no /proc): carry on with the workers started.
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  pin_blas_threads_before_start(argv);
+  // Single-threaded BLAS unless --threads asks for more (set again in `run`). Through the
+  // API, before any BLAS call: OpenBLAS's idle workers then stop spinning after their short
+  // timeout and are never woken.
+  kernels::set_blas_threads(1);
   CLI::App app{"acrobat: batch dynamic models (trees, loops) with compile-time depth analysis"};
   app.name("acrobat");
   app.require_subcommand(0, 1);

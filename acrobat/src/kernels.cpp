@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace perfmem::acrobat::kernels {
 namespace {
@@ -341,7 +342,8 @@ void argmax_row(const float* x, float* y, int64_t size) {
   y[0] = static_cast<float>(best);
 }
 
-// Operators that are the same in the batched and reference versions (pure data movement).
+// The batched data-movement and reduction operators (memcpy, vectorisable loops); the
+// reference twin (run_reference) writes them as plain element-by-element loops.
 bool run_movement(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
   switch (sig.op) {
     case OpKind::kConcat: {
@@ -460,11 +462,44 @@ void run_elementwise(const KernelSig& sig, const float* const* operands, float* 
 }
 
 void run_reference(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
-  if (run_movement(sig, n, args, out)) return;
   int64_t size = numel(sig.out_dims);
   for (int b = 0; b < n; ++b) {
     auto arg = [&](size_t i) { return args[i][sig.shared_param[i] >= 0 ? 0 : b]; };
     switch (sig.op) {
+      case OpKind::kConcat: {
+        int64_t k = 0;
+        for (size_t i = 0; i < sig.arg_dims.size(); ++i)
+          for (int64_t j = 0; j < numel(sig.arg_dims[i]); ++j) out[b][k++] = arg(i)[j];
+        break;
+      }
+      case OpKind::kSlice: {
+        int64_t row = sig.arg_dims[0].size() == 2 ? sig.arg_dims[0][1] : 1;
+        for (int64_t j = 0; j < sig.ints[1] * row; ++j) out[b][j] = arg(0)[sig.ints[0] * row + j];
+        break;
+      }
+      case OpKind::kLookup:  // args[1][b] is instance b's row of the table
+        for (int64_t j = 0; j < size; ++j) out[b][j] = args[1][b][j];
+        break;
+      case OpKind::kArgmax: {
+        int64_t best = 0;
+        for (int64_t j = 0; j < sig.arg_dims[0][0]; ++j)
+          if (arg(0)[j] > arg(0)[best]) best = j;
+        out[b][0] = static_cast<float>(best);
+        break;
+      }
+      case OpKind::kSoftmax: {
+        double m = -std::numeric_limits<double>::infinity(), total = 0;
+        for (int64_t j = 0; j < size; ++j) m = std::max(m, double(arg(0)[j]));
+        for (int64_t j = 0; j < size; ++j) total += std::exp(double(arg(0)[j]) - m);
+        for (int64_t j = 0; j < size; ++j) out[b][j] = static_cast<float>(std::exp(double(arg(0)[j]) - m) / total);
+        break;
+      }
+      case OpKind::kSum: {
+        double t = 0;
+        for (int64_t j = 0; j < numel(sig.arg_dims[0]); ++j) t += arg(0)[j];
+        out[b][0] = static_cast<float>(t);
+        break;
+      }
       case OpKind::kMatMul:
       case OpKind::kDense: {
         int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];

@@ -204,6 +204,7 @@ TEST(AcrobatKernels, ElementwiseAndActivationsMatchReference) {
     check(sig(OpKind::kSum, {{19}}, {-1}, {1}), n);
     check(sig(OpKind::kSoftmax, {{19}}, {-1}, {19}), n, 10.0f);
     check(sig(OpKind::kArgmax, {{19}}, {-1}, {1}), n);
+    check(sig(OpKind::kLookup, {{7, 6}, {6}}, {0, -1}, {6}), n);  // operand 1: each instance's row
   }
 }
 
