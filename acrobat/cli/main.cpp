@@ -127,7 +127,6 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (!ov) return report_failure(app, ov.status());
   auto prog = compile_program(src->first, src->second, compile_options_for(*sched, *ov));
   if (!prog) return report_failure(app, prog.status());
-  kernels::set_blas_threads(r.threads);
   int64_t timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
   // Generated instances are made up front: bound their number (the options' ranges keep the
   // product far from overflowing).
@@ -157,6 +156,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   opt.reference_kernels = r.reference;
   opt.profile = r.profile;
   opt.params_file = r.params;
+  opt.threads = r.threads;
   auto rt = Runtime::create(**prog, opt);
   if (!rt) return report_failure(app, rt.status());
   if (auto s = (*rt)->set_inputs(data); !s.ok()) return report_failure(app, s);
@@ -228,9 +228,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Single-threaded BLAS unless --threads asks for more (set again in `run`). Through the
-  // API, before any BLAS call: OpenBLAS's idle workers then stop spinning after their short
-  // timeout and are never woken.
+  // OpenBLAS single-threaded, through its API before any BLAS call: its idle workers stop
+  // spinning after their short timeout and are never woken. --threads parallelises the
+  // runtime's own kernels instead (RuntimeOptions::threads).
   kernels::set_blas_threads(1);
   CLI::App app{"acrobat: batch dynamic models (trees, loops) with compile-time depth analysis"};
   app.name("acrobat");
@@ -258,7 +258,7 @@ int main(int argc, char** argv) {
   runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "time each operator kind");
   runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
-  runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)")
+  runc->add_option("--threads", run.threads, "threads for the batched kernels (default 1, as DyNet's CPU execution)")
       ->check(CLI::Range(1, 256));
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);

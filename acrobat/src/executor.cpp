@@ -69,6 +69,11 @@ Executor::Executor(const Program& program, const RuntimeOptions& options) : prog
   for (const auto& k : program.kernels) kernel_out_size_.push_back(k.group >= 0 ? 0 : numel(k.out_dims));
   group_plans_.resize(program.groups.size());
   arena_.set_limit(options.max_minibatch_bytes);
+  if (options.threads > 1) {
+    pool_ = std::make_unique<ThreadPool>(static_cast<size_t>(options.threads - 1));
+    scratch_.pool = pool_.get();
+  }
+  scratch_.parallel_min_work = options.parallel_min_work;
 }
 
 void Executor::run(Recording& rec, const Schedule& schedule, RunStats* stats) {
@@ -204,9 +209,6 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
       for (int b = 0; b < n; ++b) ptr_buf_[group_reg_off_[r] + b] = block + b * g.reg_size[r];
     }
   }
-  if (local_buf_.size() < static_cast<size_t>(plan.local_size) + 16) local_buf_.resize(plan.local_size + 16);
-  float* local_base = local_buf_.data();
-  local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
   for (int t0 = 0; t0 < n; t0 += tile) {
     int count = std::min(tile, n - t0);
     // Register r's pointers for this tile: internal registers restart at 0 every tile.
@@ -216,7 +218,7 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
     for (const GroupStep& step : plan.steps) {
       const GroupInstr& in = g.instrs[step.begin];
       if (step.fused) {
-        run_fused(g, plan, step, count, regs_at, local_base);
+        run_fused(g, plan, step, count, regs_at);
         continue;
       }
       if (in.paired_with_next) {
@@ -254,33 +256,43 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
       rec.tensors[rec.nodes[batch[b]].out + j].data = ptr_buf_[group_reg_off_[g.output_regs[j]] + b];
 }
 
-// One fused run over `count` instances of a tile, instance by instance.
+// One fused run over `count` instances of a tile, instance by instance; with a pool, the
+// instances are split across threads. Each thread keeps its local registers in its own
+// buffer (thread_local: reused across runs, no allocation once warm).
 template <class RegsAt>
 void Executor::run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count,
-                         const RegsAt& regs_at, float* local_base) {
+                         const RegsAt& regs_at) {
   double t0 = opt_.profile ? now_ms() : 0;
-  std::vector<float*>& cur = fused_cur_;  // this instance's local registers
-  cur.assign(g.num_regs, nullptr);
-  for (int r = 0; r < g.num_regs; ++r)
-    if (plan.local[r]) cur[r] = local_base + plan.local_off[r];
-  for (int b = 0; b < count; ++b) {
-    for (size_t k = step.begin; k < step.end; ++k) {
-      const GroupInstr& in = g.instrs[k];
-      const float* operands[kMaxArgs];
-      for (size_t i = 0; i < in.regs.size(); ++i) {
-        int r = in.regs[i];
-        operands[i] = plan.local[r] ? cur[r] : regs_at(r)[b];
+  int64_t work = 0;
+  for (size_t k = step.begin; k < step.end; ++k) work += g.reg_size[g.instrs[k].out];
+  kernels::parallel_ranges(scratch_, count, work * count, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> local_buf;
+    thread_local std::vector<float*> cur;  // this instance's local registers
+    if (local_buf.size() < static_cast<size_t>(plan.local_size) + 16) local_buf.resize(plan.local_size + 16);
+    float* local_base = local_buf.data();
+    local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
+    cur.assign(g.num_regs, nullptr);
+    for (int r = 0; r < g.num_regs; ++r)
+      if (plan.local[r]) cur[r] = local_base + plan.local_off[r];
+    for (int64_t b = b0; b < b1; ++b) {
+      for (size_t k = step.begin; k < step.end; ++k) {
+        const GroupInstr& in = g.instrs[k];
+        const float* operands[kMaxArgs];
+        for (size_t i = 0; i < in.regs.size(); ++i) {
+          int r = in.regs[i];
+          operands[i] = plan.local[r] ? cur[r] : regs_at(r)[b];
+        }
+        if (in.sig.op == OpKind::kSlice) {
+          float* out = const_cast<float*>(operands[0]) + in.sig.ints[0] * slice_row(in.sig);
+          if (plan.local[in.out]) cur[in.out] = out;
+          else regs_at(in.out)[b] = out;
+          continue;
+        }
+        float* out = plan.local[in.out] ? cur[in.out] : regs_at(in.out)[b];
+        kernels::run_elementwise(in.sig, operands, out);
       }
-      if (in.sig.op == OpKind::kSlice) {
-        float* out = const_cast<float*>(operands[0]) + in.sig.ints[0] * slice_row(in.sig);
-        if (plan.local[in.out]) cur[in.out] = out;
-        else regs_at(in.out)[b] = out;
-        continue;
-      }
-      float* out = plan.local[in.out] ? cur[in.out] : regs_at(in.out)[b];
-      kernels::run_elementwise(in.sig, operands, out);
     }
-  }
+  });
   if (opt_.profile) stats_->kernel_ms_by_op["elementwise (fused)"] += now_ms() - t0;
 }
 

@@ -8,10 +8,13 @@
 // A batch of one operator: operands are read through per-instance pointer arrays (gathered
 // by copy first when the schedule asks, as DyNet does), outputs are one contiguous arena block.
 // A batch of a fused group runs step by step over tiles of instances (GroupPlan). Slices are
-// views: their output points into the operand.
+// views: their output points into the operand. With RuntimeOptions::threads > 1 the kernels
+// split their work over a thread pool, and a fused elementwise run splits its instances
+// (each thread with its own per-instance buffer); everything else runs on the caller.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "arena.h"
@@ -69,11 +72,11 @@ class Executor {
   void run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out);
   void run_group(Recording& rec, int group, const uint32_t* batch, int n);
   template <class RegsAt>
-  void run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count, const RegsAt& regs_at,
-                 float* local_base);
+  void run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count, const RegsAt& regs_at);
 
   const Program& prog_;
   RuntimeOptions opt_;
+  std::unique_ptr<ThreadPool> pool_;  // threads - 1 workers; null when single-threaded
   std::vector<int64_t> kernel_out_size_;
   BlockArena arena_{16 << 20};
   kernels::Scratch scratch_;
@@ -82,8 +85,6 @@ class Executor {
   std::vector<float*> out_buf_;
   std::vector<GroupPlan> group_plans_;
   std::vector<char> group_stored_;
-  std::vector<float> local_buf_;
-  std::vector<float*> fused_cur_;
   std::vector<size_t> group_reg_off_;
   std::vector<RegKind> group_kind_;
   std::vector<float*> pair_in_, pair_out_;

@@ -219,6 +219,74 @@ TEST(AcrobatKernels, FastActivationsAreAccurateOverTheWholeRange) {
   for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], 1.0 / (1.0 + std::exp(-double(x[i]))), 3e-7) << x[i];
 }
 
+// With a thread pool (and no minimum work), every split kernel gives bit-identical results to
+// the single-threaded call: products by a shared weight (packed kernel, few and many rows,
+// output sizes not a multiple of 48), products by per-instance matrices, elementwise
+// operators and activations. The exception is OpenBLAS's product over gathered rows (used
+// from 4096 rows on): OpenBLAS picks its kernels by the row count, so the threads' parts
+// agree with the whole to rounding only.
+TEST(AcrobatKernels, TwoThreadsGiveBitIdenticalResults) {
+  ThreadPool pool(1);
+  struct Case {
+    KernelSig sig;
+    int n;
+    int packed_max_rows;
+    bool exact = true;
+  };
+  std::vector<Case> cases;
+  for (int n : {1, 3, 8, 9, 64}) {
+    cases.push_back({sig(OpKind::kMatMul, {{200, 37}, {37}}, {0, -1}, {200}), n, kernels::kDefaultPackedMaxRows});
+    cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, kernels::kDefaultPackedMaxRows});
+    cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, 0, false});  // OpenBLAS
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});   // wide operands
+    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});         // per-instance
+    cases.push_back({sig(OpKind::kMul, {{301}, {301}}, {-1, -1}, {301}), n, 0});
+    cases.push_back({sig(OpKind::kSigmoid, {{301}}, {-1}, {301}), n, 0});
+    cases.push_back({sig(OpKind::kTanh, {{301}}, {-1}, {301}), n, 0});
+  }
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-2, 2);
+  for (const Case& c : cases) {
+    size_t nargs = c.sig.arg_dims.size();
+    std::vector<std::vector<float>> storage;
+    std::vector<std::vector<const float*>> ptrs(nargs);
+    for (size_t i = 0; i < nargs; ++i) {
+      int copies = c.sig.shared_param[i] >= 0 ? 1 : c.n;
+      for (int k = 0; k < copies; ++k) {
+        storage.emplace_back(numel(c.sig.arg_dims[i]));
+        for (auto& v : storage.back()) v = dist(rng);
+      }
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < nargs; ++i) {
+      int copies = c.sig.shared_param[i] >= 0 ? 1 : c.n;
+      // Scattered: instance b reads copy (b * 5) mod copies.
+      for (int b = 0; b < c.n; ++b) ptrs[i].push_back(storage[at + (copies == 1 ? 0 : (b * 5) % copies)].data());
+      at += copies;
+    }
+    std::vector<const float* const*> args;
+    for (auto& p : ptrs) args.push_back(p.data());
+    int64_t size = numel(c.sig.out_dims);
+    std::vector<float> one(size * c.n), two(size * c.n);
+    std::vector<float*> o1, o2;
+    for (int b = 0; b < c.n; ++b) {
+      o1.push_back(one.data() + b * size);
+      o2.push_back(two.data() + b * size);
+    }
+    kernels::Scratch serial, parallel;
+    serial.packed_max_rows = parallel.packed_max_rows = c.packed_max_rows;
+    parallel.pool = &pool;
+    parallel.parallel_min_work = 0;
+    kernels::run_batched(c.sig, c.n, args.data(), o1.data(), serial);
+    kernels::run_batched(c.sig, c.n, args.data(), o2.data(), parallel);
+    if (c.exact) {
+      ASSERT_EQ(one, two) << op_name(c.sig.op) << " n=" << c.n << " rows " << c.sig.out_dims[0];
+    } else {
+      for (size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(one[i], two[i], 1e-5f * (1 + std::fabs(one[i]))) << i;
+    }
+  }
+}
+
 // NaN and infinities give what the reference twins give (NaN in, NaN out; ±inf saturate),
 // through the batched path (one long loop), the per-instance path of fused runs, and in place.
 TEST(AcrobatKernels, ActivationsPropagateNaNLikeTheReference) {

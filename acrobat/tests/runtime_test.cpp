@@ -120,6 +120,30 @@ struct Checksum {
   double sum, abs, w;
 };
 
+// Two threads (every launch split, tiles of a few instances so fused runs split too) give
+// exactly the single-threaded outputs, for every model and scheduler.
+TEST(AcrobatRuntime, TwoThreadsEqualOneThread) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+    auto data = varied_data(model, 24);
+    for (Scheduler s : kAllSchedulers) {
+      std::vector<float> results[2];
+      for (int threads : {1, 2}) {
+        RuntimeOptions opt;
+        opt.threads = threads;
+        opt.parallel_min_work = 0;
+        opt.group_tile_bytes = 4 * 4 * 64;
+        opt.group_min_tile_rows = 4;
+        Loaded r = make(model, 20, s, opt);
+        ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+        for (size_t b = 0; b < data.size(); b += 12)
+          ASSERT_TRUE(r.runtime->run_minibatch(b, b + 12, &results[threads - 1], nullptr).ok());
+      }
+      ASSERT_EQ(results[0].size(), 24u * 16u);
+      EXPECT_EQ(results[0], results[1]) << model << " " << scheduler_name(s);
+    }
+  }
+}
+
 TEST(AcrobatRuntime, WorkloadConformanceChecksums) {
   // From the benchmark workload definitions: minibatch 0, B = 8 (sum / abs / w).
   const Checksum expected[] = {

@@ -49,6 +49,12 @@ struct RuntimeOptions {
   // Memory one minibatch may use for tensors (and, separately, for the interpreter's
   // objects); more is an error before anything is allocated, not a failed allocation.
   int64_t max_minibatch_bytes = int64_t{8} << 30;
+  // Threads for the batched kernels (the caller plus threads - 1 workers): products and
+  // elementwise work split across them (kernels.h, Scratch: results bit-identical except for
+  // OpenBLAS products over packed_max_rows rows or more, which agree to rounding).
+  // Launches below parallel_min_work stay on one thread. Recording and scheduling are serial.
+  int threads = 1;
+  int64_t parallel_min_work = int64_t{1} << 18;
 };
 
 struct RunStats {
