@@ -3,8 +3,6 @@
 //   acrobat check treelstm                      # a bundled model, or a path to a .acr file
 //   acrobat run treelstm --batch 64 --scheduler acrobat --size large --json
 //   acrobat run my.acr --data trees.txt --scheduler dynet-agenda --set H=128
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -100,6 +98,12 @@ int cmd_check(const CLI::App& app, const Common& c) {
   return kExitOk;
 }
 
+// Limits of the run options: each within int, and their product (the instances generated up
+// front when no --data is given) bounded separately.
+constexpr int kMaxBatch = 1 << 16;
+constexpr int kMaxMinibatches = 100000;
+constexpr int64_t kMaxGeneratedInstances = int64_t{1} << 20;
+
 struct RunArgs {
   std::string data;
   int batch = 64;
@@ -123,9 +127,15 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (!ov) return report_failure(app, ov.status());
   auto prog = compile_program(src->first, src->second, compile_options_for(*sched, *ov));
   if (!prog) return report_failure(app, prog.status());
-  kernels::set_blas_threads(r.threads);
-  int timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
-  size_t want = static_cast<size_t>(r.batch) * static_cast<size_t>(timed + r.warmup);
+  int64_t timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
+  // Generated instances are made up front: bound their number (the options' ranges keep the
+  // product far from overflowing).
+  int64_t want = int64_t{r.batch} * (timed + r.warmup);
+  if (r.data.empty() && want > kMaxGeneratedInstances)
+    return report_failure(app, input_error("--batch x (--minibatches + --warmup)", "value",
+                                           "at most " + std::to_string(kMaxGeneratedInstances) + " generated instances",
+                                           std::to_string(r.batch) + " x " + std::to_string(timed + r.warmup) + " = " +
+                                               std::to_string(want)));
   std::vector<Instance> data;
   if (!r.data.empty()) {
     const Type& t = *(*prog)->fns[(*prog)->main_fn].params[0].type;
@@ -134,9 +144,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     data = std::move(*d);
     if (data.empty()) return report_failure(app, input_error(r.data, "contents", "at least one instance", "none"));
   } else if (const ModelInfo* m = find_model(c.model)) {
-    data = m->make_data(want);
+    data = m->make_data(static_cast<size_t>(want));
   } else {
-    auto d = default_data(**prog, want);
+    auto d = default_data(**prog, static_cast<size_t>(want));
     if (!d) return report_failure(app, d.status());
     data = std::move(*d);
   }
@@ -146,12 +156,13 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   opt.reference_kernels = r.reference;
   opt.profile = r.profile;
   opt.params_file = r.params;
+  opt.threads = r.threads;
   auto rt = Runtime::create(**prog, opt);
   if (!rt) return report_failure(app, rt.status());
   if (auto s = (*rt)->set_inputs(data); !s.ok()) return report_failure(app, s);
   size_t batch = std::min<size_t>(static_cast<size_t>(r.batch), data.size());
   size_t available = data.size() / batch;
-  int total = static_cast<int>(std::min<size_t>(available, static_cast<size_t>(timed + r.warmup)));
+  int total = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(available), timed + r.warmup));
   int warm = std::min(r.warmup, total - 1);
   RunStatsSeries series;
   std::vector<float> first;
@@ -214,29 +225,13 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   return kExitOk;
 }
 
-// OpenBLAS starts its worker threads when the library loads, before any option is parsed, and
-// an idle worker spins on the other core for a while: single-threaded timings then show CPU
-// time above wall time and slower small calls. So when the environment does not fix the count,
-// the program runs itself again with OPENBLAS_NUM_THREADS set to --threads (default 1). The
-// variable being set is also what stops a second re-run.
-void pin_blas_threads_before_start(char** argv) {
-  if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return;
-  std::string threads = "1";
-  for (int i = 1; argv[i] != nullptr; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--threads" && argv[i + 1] != nullptr) threads = argv[i + 1];
-    else if (arg.rfind("--threads=", 0) == 0) threads = arg.substr(10);
-  }
-  if (threads.empty() || threads.find_first_not_of("0123456789") != std::string::npos) return;  // CLI11 reports it
-  if (::setenv("OPENBLAS_NUM_THREADS", threads.c_str(), 1) != 0) return;
-  ::execv("/proc/self/exe", argv);
-  // Only reached when the re-run is impossible (no /proc): carry on with the workers started.
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  pin_blas_threads_before_start(argv);
+  // OpenBLAS single-threaded, through its API before any BLAS call: its idle workers stop
+  // spinning after their short timeout and are never woken. --threads parallelises the
+  // runtime's own kernels instead (RuntimeOptions::threads).
+  kernels::set_blas_threads(1);
   CLI::App app{"acrobat: batch dynamic models (trees, loops) with compile-time depth analysis"};
   app.name("acrobat");
   app.require_subcommand(0, 1);
@@ -253,17 +248,17 @@ int main(int argc, char** argv) {
   CLI::App* runc = app.add_subcommand("run", "run a model over minibatches and report latency");
   add_common(runc);
   runc->add_option("--data", run.data, "input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
-  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::PositiveNumber);
+  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::Range(1, kMaxBatch));
   runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
       ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
   runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)")
-      ->check(CLI::PositiveNumber);
-  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(1, kMaxMinibatches));
+  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::Range(0, kMaxMinibatches));
   runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
   runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "time each operator kind");
   runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
-  runc->add_option("--threads", run.threads, "BLAS threads (default 1, as the DyNet reference figures)")
+  runc->add_option("--threads", run.threads, "threads for the batched kernels (default 1, as DyNet's CPU execution)")
       ->check(CLI::Range(1, 256));
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);

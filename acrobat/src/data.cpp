@@ -2,6 +2,8 @@
 #include "perfmem/acrobat/data.h"
 
 #include <cctype>
+#include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -221,13 +223,37 @@ Result<std::vector<Instance>> parse_ptb_trees(const std::string& file_name, cons
   return out;
 }
 
+Result<std::string> read_data_file(const std::string& path, int64_t max_bytes) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return io_error(path, "cannot open for reading", errno);
+  std::string text;
+  char chunk[1 << 16];
+  size_t n = 0;
+  bool too_large = false;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (static_cast<int64_t>(text.size() + n) > max_bytes) {
+      too_large = true;
+      break;
+    }
+    text.append(chunk, n);
+  }
+  bool failed = std::ferror(f) != 0;
+  int err = errno;
+  std::fclose(f);
+  if (too_large)
+    return input_error(path, "size", "a data file of at most " + std::to_string(max_bytes) + " bytes",
+                       "more (read stopped there)");
+  if (failed) return io_error(path, "read failed", err);
+  return text;
+}
+
 Result<std::vector<Instance>> read_ptb_trees(const std::string& path, int vocab) {
-  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_data_file(path));
   return parse_ptb_trees(path, text, vocab);
 }
 
 Result<std::vector<Instance>> read_sequences(const std::string& path) {
-  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_data_file(path));
   std::vector<Instance> out;
   std::istringstream in(text);
   std::string line;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace perfmem::acrobat::kernels {
 namespace {
@@ -45,8 +46,13 @@ inline float fast_exp(float x) {
 
 #define PERFMEM_ACROBAT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
+// NaN stays NaN, like std::exp / std::tanh in the reference twins: fast_exp's clamp would
+// otherwise turn it into a finite value (std::max(-88, NaN) is -88).
 PERFMEM_ACROBAT_CLONES void sigmoid_loop(const float* __restrict x, float* __restrict y, int64_t size) {
-  for (int64_t i = 0; i < size; ++i) y[i] = 1.0f / (1.0f + fast_exp(-x[i]));
+  for (int64_t i = 0; i < size; ++i) {
+    float s = 1.0f / (1.0f + fast_exp(-x[i]));
+    y[i] = x[i] != x[i] ? x[i] : s;
+  }
 }
 PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restrict y, int64_t size) {
   for (int64_t i = 0; i < size; ++i) {
@@ -55,7 +61,8 @@ PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restri
     float a = std::fabs(x[i]);
     float e = fast_exp(-2.0f * a);
     float t = (1.0f - e) / (1.0f + e);
-    y[i] = x[i] < 0 ? -t : t;
+    t = x[i] < 0 ? -t : t;
+    y[i] = x[i] != x[i] ? x[i] : t;
   }
 }
 PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
@@ -98,12 +105,12 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), __may_alias__)); 
 // MR rows of X against NP adjacent panels: every step over the shared dimension loads
 // NP x 16 weights once and uses them for all MR rows (broadcast x[i][q]). The shared
 // dimension is split over U interleaved accumulators when MR x NP is small, so that at least
-// 8 independent FMA chains hide the FMA latency.
-template <int MR, int NP>
+// kChains independent FMA chains (of 16-wide vectors) hide the FMA latency.
+template <int MR, int NP, int kChains = 8>
 [[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols,
                                               const float* const* x, float* const* y, int64_t j0,
                                               int64_t rows, const float* bias) {
-  constexpr int U = MR * NP >= 6 ? 1 : (8 + MR * NP - 1) / (MR * NP);
+  constexpr int U = MR * NP >= kChains * 3 / 4 ? 1 : (kChains + MR * NP - 1) / (MR * NP);
   v16 acc[MR][NP][U] = {};
   const float* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = x[i];
@@ -214,6 +221,99 @@ PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, 
     many_rows<3, 8>(packed, rows, cols, bias, std::min(kChunkRows, n - r0), x + r0, y + r0);
 }
 
+// The same product for AVX2 machines (16 ymm registers, a 16-wide vector is two of them):
+// the AVX-512 blocking above (up to 24 accumulators) would spill most of them, which made the
+// kernel 10-30x slower than OpenBLAS there. Here at most 6 rows x 1 panel accumulate at once
+// (12 ymm), with 4 chains for a single row. Rows in chunks whose slice of x stays in L2;
+// inside a chunk, panels outer and blocks of rows inner, so each panel is read once per chunk.
+// Every output element sums in the same order whatever the split of panels across threads.
+// Native 8-wide vectors: GCC keeps 64-byte generic vectors in memory on AVX2, so a panel's
+// 16 outputs are two explicit halves here.
+typedef float v8 __attribute__((vector_size(32), __may_alias__));
+typedef float v8u __attribute__((vector_size(32), aligned(4), __may_alias__));  // unaligned
+
+template <int MR>
+[[gnu::always_inline]] inline void narrow_block(const float* __restrict panel, int64_t cols, const float* const* x,
+                                                float* const* y, int64_t j0, int64_t rows, const float* bias) {
+  constexpr int U = MR >= 3 ? 1 : (MR == 2 ? 2 : 4);  // at least 8 independent FMA chains
+  v8 acc[MR][2][U] = {};
+  const float* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = x[i];
+  int64_t q = 0;
+  for (; q + U <= cols; q += U) {
+    for (int u = 0; u < U; ++u) {
+      v8 w0 = *reinterpret_cast<const v8*>(panel + (q + u) * kPanelRows);
+      v8 w1 = *reinterpret_cast<const v8*>(panel + (q + u) * kPanelRows + 8);
+      for (int i = 0; i < MR; ++i) {
+        float xi = xr[i][q + u];
+        acc[i][0][u] += xi * w0;
+        acc[i][1][u] += xi * w1;
+      }
+    }
+  }
+  for (; q < cols; ++q) {
+    v8 w0 = *reinterpret_cast<const v8*>(panel + q * kPanelRows);
+    v8 w1 = *reinterpret_cast<const v8*>(panel + q * kPanelRows + 8);
+    for (int i = 0; i < MR; ++i) {
+      acc[i][0][0] += xr[i][q] * w0;
+      acc[i][1][0] += xr[i][q] * w1;
+    }
+  }
+  int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - j0));
+  float init[kPanelRows] = {};
+  if (bias) std::memcpy(init, bias + j0, sizeof(float) * width);
+  for (int i = 0; i < MR; ++i) {
+    float total[kPanelRows];
+    for (int h = 0; h < 2; ++h) {
+      v8 t = *reinterpret_cast<const v8u*>(init + 8 * h);
+      for (int u = 0; u < U; ++u) t += acc[i][h][u];
+      *reinterpret_cast<v8u*>(total + 8 * h) = t;
+    }
+    std::memcpy(y[i] + j0, total, sizeof(float) * width);
+  }
+}
+
+__attribute__((target("avx2,fma"))) void packed_rows_narrow(const float* packed, int64_t rows, int64_t cols,
+                                                            const float* bias, int n, const float* const* x,
+                                                            float* const* y) {
+  constexpr int kChunkRows = 384;
+  for (int r0 = 0; r0 < n; r0 += kChunkRows) {
+    int m = std::min(kChunkRows, n - r0);
+    const float* const* xc = x + r0;
+    float* const* yc = y + r0;
+    for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows) {
+      const float* panel = packed + j0 * cols;
+      int b = 0;
+      for (; b + 6 <= m; b += 6) narrow_block<6>(panel, cols, xc + b, yc + b, j0, rows, bias);
+      switch (m - b) {
+        case 5:
+          narrow_block<3>(panel, cols, xc + b, yc + b, j0, rows, bias);
+          narrow_block<2>(panel, cols, xc + b + 3, yc + b + 3, j0, rows, bias);
+          break;
+        case 4: narrow_block<4>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
+        case 3: narrow_block<3>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
+        case 2: narrow_block<2>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
+        case 1: narrow_block<1>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
+        default: break;
+      }
+    }
+  }
+}
+
+using RowsKernel = void (*)(const float*, int64_t, int64_t, const float*, int, const float* const*, float* const*);
+
+// The AVX-512 blocking where the CPU has AVX-512 (or neither: the SSE2 clone), the narrow
+// one on AVX2 + FMA machines. Chosen once.
+RowsKernel rows_kernel() {
+  static const RowsKernel chosen = [] {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return static_cast<RowsKernel>(&packed_rows_narrow);
+    return static_cast<RowsKernel>(&packed_rows_loop);
+  }();
+  return chosen;
+}
+
 const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
   auto it = s.packed.find(W);
   if (it == s.packed.end() || it->second.rows != r || it->second.cols != c)
@@ -226,7 +326,19 @@ const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch&
 bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
                    float* const* y, int n, const float* bias, Scratch& s) {
   if (k == 1 && n < s.packed_max_rows) {
-    packed_matvec_rows(packed_weight(W, r, c, s), bias, n, x, y);
+    const PackedMatrix& w = packed_weight(W, r, c, s);  // packed on the calling thread
+    // Split over groups of 3 panels: the kernel groups panels the same way, so every output
+    // element is computed exactly as in one call.
+    constexpr int64_t kGroupRows = 3 * kPanelRows;
+    int64_t groups = (r + kGroupRows - 1) / kGroupRows;
+    parallel_ranges(s, groups, r * c * n, [&](int64_t g0, int64_t g1) {
+      if (g0 == 0 && g1 == groups) return packed_matvec_rows(w, bias, n, x, y);
+      int64_t j0 = g0 * kGroupRows, j1 = std::min(r, g1 * kGroupRows);
+      thread_local std::vector<float*> yo;
+      yo.resize(n);
+      for (int b = 0; b < n; ++b) yo[b] = y[b] + j0;
+      rows_kernel()(w.data + j0 * c, j1 - j0, c, bias ? bias + j0 : nullptr, n, x, yo.data());
+    });
     return bias != nullptr;
   }
   return matmul_shared_blas(W, r, c, k, x, y, n, bias, s);
@@ -252,7 +364,7 @@ PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols) {
 
 void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
                         float* const* y) {
-  packed_rows_loop(w.data, w.rows, w.cols, bias, n, x, y);
+  rows_kernel()(w.data, w.rows, w.cols, bias, n, x, y);
 }
 
 namespace {
@@ -269,30 +381,33 @@ bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
     return false;
   }
   if (k == 1) {
-    // C (n x r) = X (n x c) * W^T, X's rows gathered through the pointer array.
-    const float* X = x[0];
-    if (!contiguous(x, n, c)) {
-      s.a.resize(static_cast<size_t>(n * c));
-      for (int b = 0; b < n; ++b) std::memcpy(s.a.data() + b * c, x[b], sizeof(float) * c);
-      X = s.a.data();
-    }
+    // C (n x r) = X (n x c) * W^T, X's rows gathered through the pointer array. With a pool,
+    // each thread multiplies its own rows (disjoint parts of the gather and output buffers).
+    bool in_place_x = contiguous(x, n, c);
     bool out_in_place = contiguous(y, n, r);
-    float* C = y[0];
-    if (!out_in_place) {
-      s.b.resize(static_cast<size_t>(n * r));
-      C = s.b.data();
-    }
-    if (bias)
-      for (int b = 0; b < n; ++b) std::memcpy(C + b * r, bias, sizeof(float) * r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, c, 1.0f, X, c, W, c, bias ? 1.0f : 0.0f, C, r);
-    if (!out_in_place)
-      for (int b = 0; b < n; ++b) std::memcpy(y[b], C + b * r, sizeof(float) * r);
+    if (!in_place_x) s.a.resize(static_cast<size_t>(n * c));
+    if (!out_in_place) s.b.resize(static_cast<size_t>(n * r));
+    parallel_ranges(s, n, r * c * n, [&](int64_t b0, int64_t b1) {
+      const float* X = x[b0];
+      if (!in_place_x) {
+        for (int64_t b = b0; b < b1; ++b) std::memcpy(s.a.data() + b * c, x[b], sizeof(float) * c);
+        X = s.a.data() + b0 * c;
+      }
+      float* C = out_in_place ? y[b0] : s.b.data() + b0 * r;
+      if (bias)
+        for (int64_t b = 0; b < b1 - b0; ++b) std::memcpy(C + b * r, bias, sizeof(float) * r);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b1 - b0, r, c, 1.0f, X, c, W, c, bias ? 1.0f : 0.0f, C, r);
+      if (!out_in_place)
+        for (int64_t b = b0; b < b1; ++b) std::memcpy(y[b], s.b.data() + b * r, sizeof(float) * r);
+    });
     return bias != nullptr;
   }
   // Matrix operands with many columns are each a full GEMM already: one call per instance.
   if (k >= 16) {
-    for (int b = 0; b < n; ++b)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[b], k, 0.0f, y[b], k);
+    parallel_ranges(s, n, r * c * k * n, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[b], k, 0.0f, y[b], k);
+    });
     return false;
   }
   // Narrow matrix operands: B = [X_0 | X_1 | ...] (c x n*k), C = W B (r x n*k), then split.
@@ -309,11 +424,13 @@ bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
 
 // Y[b] = A[b] X[b]: every instance has its own matrix (no shared weight to batch on).
 void matmul_each(const float* const* A, int64_t r, int64_t c, int64_t k, const float* const* x,
-                 float* const* y, int n) {
-  for (int b = 0; b < n; ++b) {
-    if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, A[b], c, x[b], 1, 0.0f, y[b], 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, A[b], c, x[b], k, 0.0f, y[b], k);
-  }
+                 float* const* y, int n, Scratch& s) {
+  parallel_ranges(s, n, r * c * k * n, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, A[b], c, x[b], 1, 0.0f, y[b], 1);
+      else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, A[b], c, x[b], k, 0.0f, y[b], k);
+    }
+  });
 }
 
 void softmax_row(const float* x, float* y, int64_t size) {
@@ -335,7 +452,8 @@ void argmax_row(const float* x, float* y, int64_t size) {
   y[0] = static_cast<float>(best);
 }
 
-// Operators that are the same in the batched and reference versions (pure data movement).
+// The batched data-movement and reduction operators (memcpy, vectorisable loops); the
+// reference twin (run_reference) writes them as plain element-by-element loops.
 bool run_movement(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
   switch (sig.op) {
     case OpKind::kConcat: {
@@ -387,6 +505,14 @@ void tanh_inplace(float* x, int64_t size) { apply_unary(OpKind::kTanh, x, x, siz
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 
+void parallel_ranges(Scratch& scratch, int64_t count, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
+  if (scratch.pool == nullptr || scratch.pool->size() == 0 || count < 2 || work < scratch.parallel_min_work) {
+    fn(0, count);
+    return;
+  }
+  scratch.pool->parallel_for(0, count, fn);
+}
+
 void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out,
                  Scratch& s) {
   if (run_movement(sig, n, args, out)) return;
@@ -399,7 +525,7 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
       const float* shared_bias = sig.op == OpKind::kDense && sig.shared_param[2] >= 0 ? args[2][0] : nullptr;
       bool bias_done = false;
       if (sig.shared_param[0] >= 0) bias_done = matmul_shared(args[0][0], r, c, k, args[1], out, n, shared_bias, s);
-      else matmul_each(args[0], r, c, k, args[1], out, n);
+      else matmul_each(args[0], r, c, k, args[1], out, n, s);
       if (sig.op == OpKind::kDense && !bias_done)
         for (int b = 0; b < n; ++b) {
           const float* bias = args[2][sig.shared_param[2] >= 0 ? 0 : b];
@@ -413,7 +539,9 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
       auto loop = sig.op == OpKind::kAdd ? add_loop : sig.op == OpKind::kSub ? sub_loop : mul_loop;
       bool s0 = sig.shared_param[0] >= 0, s1 = sig.shared_param[1] >= 0;
       // Distinct buffers are guaranteed: outputs are fresh arena memory.
-      for (int b = 0; b < n; ++b) loop(args[0][s0 ? 0 : b], args[1][s1 ? 0 : b], out[b], size);
+      parallel_ranges(s, n, size * n, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) loop(args[0][s0 ? 0 : b], args[1][s1 ? 0 : b], out[b], size);
+      });
       return;
     }
     case OpKind::kSigmoid:
@@ -421,9 +549,11 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
     case OpKind::kRelu: {
       bool s0 = sig.shared_param[0] >= 0;
       bool in_contig = !s0 && contiguous(args[0], n, size) && contiguous(out, n, size);
-      if (in_contig) apply_unary(sig.op, args[0][0], out[0], size * n);  // one long loop
-      else
-        for (int b = 0; b < n; ++b) apply_unary(sig.op, args[0][s0 ? 0 : b], out[b], size);
+      parallel_ranges(s, n, size * n, [&](int64_t b0, int64_t b1) {
+        if (in_contig) apply_unary(sig.op, args[0][b0], out[b0], size * (b1 - b0));  // one long loop
+        else
+          for (int64_t b = b0; b < b1; ++b) apply_unary(sig.op, args[0][s0 ? 0 : b], out[b], size);
+      });
       return;
     }
     default: break;
@@ -454,11 +584,44 @@ void run_elementwise(const KernelSig& sig, const float* const* operands, float* 
 }
 
 void run_reference(const KernelSig& sig, int n, const float* const* const* args, float* const* out) {
-  if (run_movement(sig, n, args, out)) return;
   int64_t size = numel(sig.out_dims);
   for (int b = 0; b < n; ++b) {
     auto arg = [&](size_t i) { return args[i][sig.shared_param[i] >= 0 ? 0 : b]; };
     switch (sig.op) {
+      case OpKind::kConcat: {
+        int64_t k = 0;
+        for (size_t i = 0; i < sig.arg_dims.size(); ++i)
+          for (int64_t j = 0; j < numel(sig.arg_dims[i]); ++j) out[b][k++] = arg(i)[j];
+        break;
+      }
+      case OpKind::kSlice: {
+        int64_t row = sig.arg_dims[0].size() == 2 ? sig.arg_dims[0][1] : 1;
+        for (int64_t j = 0; j < sig.ints[1] * row; ++j) out[b][j] = arg(0)[sig.ints[0] * row + j];
+        break;
+      }
+      case OpKind::kLookup:  // args[1][b] is instance b's row of the table
+        for (int64_t j = 0; j < size; ++j) out[b][j] = args[1][b][j];
+        break;
+      case OpKind::kArgmax: {
+        int64_t best = 0;
+        for (int64_t j = 0; j < sig.arg_dims[0][0]; ++j)
+          if (arg(0)[j] > arg(0)[best]) best = j;
+        out[b][0] = static_cast<float>(best);
+        break;
+      }
+      case OpKind::kSoftmax: {
+        double m = -std::numeric_limits<double>::infinity(), total = 0;
+        for (int64_t j = 0; j < size; ++j) m = std::max(m, double(arg(0)[j]));
+        for (int64_t j = 0; j < size; ++j) total += std::exp(double(arg(0)[j]) - m);
+        for (int64_t j = 0; j < size; ++j) out[b][j] = static_cast<float>(std::exp(double(arg(0)[j]) - m) / total);
+        break;
+      }
+      case OpKind::kSum: {
+        double t = 0;
+        for (int64_t j = 0; j < numel(sig.arg_dims[0]); ++j) t += arg(0)[j];
+        out[b][0] = static_cast<float>(t);
+        break;
+      }
       case OpKind::kMatMul:
       case OpKind::kDense: {
         int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "perfmem/acrobat/ast.h"
+#include "perfmem/acrobat/int_arith.h"
 
 namespace perfmem::acrobat {
 
@@ -172,21 +173,21 @@ class Checker {
         return it->second;
       }
       case ExprKind::kUnary:
-        if (e.name == "-") return -eval_const(*e.args[0]);
-        break;
-      case ExprKind::kBinary: {
-        int64_t a = eval_const(*e.args[0]), b = eval_const(*e.args[1]);
-        switch (e.bin) {
-          case BinOp::kAdd: return a + b;
-          case BinOp::kSub: return a - b;
-          case BinOp::kMul: return a * b;
-          case BinOp::kDiv:
-          case BinOp::kMod:
-            if (b == 0) fail(e.args[1]->pos, "a non-zero divisor", "0");
-            return e.bin == BinOp::kDiv ? a / b : a % b;
-          default: break;
+        if (e.name == "-") {
+          IntResult r = checked_negate(eval_const(*e.args[0]));
+          if (r.error) fail(e.pos, r.error);
+          return r.value;
         }
         break;
+      case ExprKind::kBinary: {
+        if (e.bin != BinOp::kAdd && e.bin != BinOp::kSub && e.bin != BinOp::kMul && e.bin != BinOp::kDiv &&
+            e.bin != BinOp::kMod)
+          break;
+        int64_t a = eval_const(*e.args[0]), b = eval_const(*e.args[1]);
+        if (b == 0 && (e.bin == BinOp::kDiv || e.bin == BinOp::kMod)) fail(e.args[1]->pos, "a non-zero divisor", "0");
+        IntResult r = checked_binary(e.bin, a, b);
+        if (r.error) fail(e.pos, r.error);
+        return r.value;
       }
       default: break;
     }
@@ -224,6 +225,7 @@ class Checker {
           if (v > (int64_t{1} << 24)) fail(d->pos, "a dimension of at most 16777216", std::to_string(v));
           r->dims.push_back(v);
         }
+        check_size(t->pos, r->dims);
         break;
       case TypeKind::kTuple:
       case TypeKind::kList:
@@ -339,7 +341,24 @@ class Checker {
     return eval_const(e);
   }
 
+  // A tensor of `dims` may exist: its element count (computed without wrapping) is at most
+  // kMaxTensorElements, so the runtime's size arithmetic cannot overflow either.
+  void check_size(SrcPos pos, const std::vector<int64_t>& dims) {
+    if (checked_numel(dims) < 0) {
+      std::string shape;
+      for (size_t i = 0; i < dims.size(); ++i) shape += (i ? ", " : "") + std::to_string(dims[i]);
+      fail(pos, "a tensor of at most " + std::to_string(kMaxTensorElements) + " elements",
+           "Tensor[" + shape + "]");
+    }
+  }
+
   TypeP check_op(Expr& e, const OpInfo& info) {
+    TypeP t = check_op_shape(e, info);
+    check_size(e.pos, t->dims);
+    return t;
+  }
+
+  TypeP check_op_shape(Expr& e, const OpInfo& info) {
     e.kind = ExprKind::kOp;
     e.op = info.op;
     int n = static_cast<int>(e.args.size());

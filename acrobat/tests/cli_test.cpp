@@ -83,4 +83,29 @@ TEST(acrobatCli, BadProgramAndDataFilesExitOneWithPlace) {
   std::remove(good.c_str());
 }
 
+// Absurd option values and endless data files are usage or input errors, never an uncaught
+// exception or a run out of memory.
+TEST(acrobatCli, AbsurdOptionsAndEndlessDataAreErrors) {
+  for (const char* opts : {"--batch 2147483647", "--batch 65537", "--minibatches 2147483647 --warmup 2147483647",
+                           "--warmup -1", "--minibatches 100001"}) {
+    auto r = run_command(kCli + " run treelstm --set H=4 " + opts);
+    EXPECT_EQ(r.exit_code, 2) << opts << ": " << r.output;
+  }
+  auto many = run_command(kCli + " run treelstm --set H=4 --batch 65536 --minibatches 100000");
+  EXPECT_EQ(many.exit_code, 1) << many.output;
+  EXPECT_NE(many.output.find("at most 1048576 generated instances"), std::string::npos) << many.output;
+  auto zero = run_command(kCli + " run treelstm --set H=4 --data /dev/zero");
+  EXPECT_EQ(zero.exit_code, 1) << zero.output;
+  EXPECT_NE(zero.output.find("/dev/zero"), std::string::npos) << zero.output;
+  EXPECT_NE(zero.output.find("a data file of at most 268435456 bytes"), std::string::npos) << zero.output;
+
+  std::string prog = ::testing::TempDir() + "acrobat_wrap.acr";
+  std::ofstream(prog) << "param Q : Tensor[16777216, 16777216, 65536] = hash(1, 1.0)\n"
+                         "def main(t: Tree) -> Tensor[1] = sum(slice(lookup(Q, 0), 0, 1))\n";
+  auto wrap = run_command(kCli + " run " + prog + " --batch 2 --minibatches 1");
+  EXPECT_EQ(wrap.exit_code, 1) << wrap.output;
+  EXPECT_NE(wrap.output.find("acrobat_wrap.acr:1:11"), std::string::npos) << wrap.output;
+  std::remove(prog.c_str());
+}
+
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "perfmem/acrobat/kernels.h"
@@ -203,6 +204,7 @@ TEST(AcrobatKernels, ElementwiseAndActivationsMatchReference) {
     check(sig(OpKind::kSum, {{19}}, {-1}, {1}), n);
     check(sig(OpKind::kSoftmax, {{19}}, {-1}, {19}), n, 10.0f);
     check(sig(OpKind::kArgmax, {{19}}, {-1}, {1}), n);
+    check(sig(OpKind::kLookup, {{7, 6}, {6}}, {0, -1}, {6}), n);  // operand 1: each instance's row
   }
 }
 
@@ -215,6 +217,115 @@ TEST(AcrobatKernels, FastActivationsAreAccurateOverTheWholeRange) {
   y = x;
   kernels::sigmoid_inplace(y.data(), static_cast<int64_t>(y.size()));
   for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], 1.0 / (1.0 + std::exp(-double(x[i]))), 3e-7) << x[i];
+}
+
+// With a thread pool (and no minimum work), every split kernel gives bit-identical results to
+// the single-threaded call: products by a shared weight (packed kernel, few and many rows,
+// output sizes not a multiple of 48), products by per-instance matrices, elementwise
+// operators and activations. The exception is OpenBLAS's product over gathered rows (used
+// from 4096 rows on): OpenBLAS picks its kernels by the row count, so the threads' parts
+// agree with the whole to rounding only.
+TEST(AcrobatKernels, TwoThreadsGiveBitIdenticalResults) {
+  ThreadPool pool(1);
+  struct Case {
+    KernelSig sig;
+    int n;
+    int packed_max_rows;
+    bool exact = true;
+  };
+  std::vector<Case> cases;
+  for (int n : {1, 3, 8, 9, 64}) {
+    cases.push_back({sig(OpKind::kMatMul, {{200, 37}, {37}}, {0, -1}, {200}), n, kernels::kDefaultPackedMaxRows});
+    cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, kernels::kDefaultPackedMaxRows});
+    cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, 0, false});  // OpenBLAS
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});   // wide operands
+    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});         // per-instance
+    cases.push_back({sig(OpKind::kMul, {{301}, {301}}, {-1, -1}, {301}), n, 0});
+    cases.push_back({sig(OpKind::kSigmoid, {{301}}, {-1}, {301}), n, 0});
+    cases.push_back({sig(OpKind::kTanh, {{301}}, {-1}, {301}), n, 0});
+  }
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-2, 2);
+  for (const Case& c : cases) {
+    size_t nargs = c.sig.arg_dims.size();
+    std::vector<std::vector<float>> storage;
+    std::vector<std::vector<const float*>> ptrs(nargs);
+    for (size_t i = 0; i < nargs; ++i) {
+      int copies = c.sig.shared_param[i] >= 0 ? 1 : c.n;
+      for (int k = 0; k < copies; ++k) {
+        storage.emplace_back(numel(c.sig.arg_dims[i]));
+        for (auto& v : storage.back()) v = dist(rng);
+      }
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < nargs; ++i) {
+      int copies = c.sig.shared_param[i] >= 0 ? 1 : c.n;
+      // Scattered: instance b reads copy (b * 5) mod copies.
+      for (int b = 0; b < c.n; ++b) ptrs[i].push_back(storage[at + (copies == 1 ? 0 : (b * 5) % copies)].data());
+      at += copies;
+    }
+    std::vector<const float* const*> args;
+    for (auto& p : ptrs) args.push_back(p.data());
+    int64_t size = numel(c.sig.out_dims);
+    std::vector<float> one(size * c.n), two(size * c.n);
+    std::vector<float*> o1, o2;
+    for (int b = 0; b < c.n; ++b) {
+      o1.push_back(one.data() + b * size);
+      o2.push_back(two.data() + b * size);
+    }
+    kernels::Scratch serial, parallel;
+    serial.packed_max_rows = parallel.packed_max_rows = c.packed_max_rows;
+    parallel.pool = &pool;
+    parallel.parallel_min_work = 0;
+    kernels::run_batched(c.sig, c.n, args.data(), o1.data(), serial);
+    kernels::run_batched(c.sig, c.n, args.data(), o2.data(), parallel);
+    if (c.exact) {
+      ASSERT_EQ(one, two) << op_name(c.sig.op) << " n=" << c.n << " rows " << c.sig.out_dims[0];
+    } else {
+      for (size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(one[i], two[i], 1e-5f * (1 + std::fabs(one[i]))) << i;
+    }
+  }
+}
+
+// NaN and infinities give what the reference twins give (NaN in, NaN out; ±inf saturate),
+// through the batched path (one long loop), the per-instance path of fused runs, and in place.
+TEST(AcrobatKernels, ActivationsPropagateNaNLikeTheReference) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  // 37 values: the special ones land in vectorised bodies and in the scalar tails.
+  std::vector<float> x(37, 0.5f);
+  for (size_t i : {0, 5, 16, 17, 33, 36}) x[i] = nan;
+  x[3] = inf;
+  x[20] = -inf;
+  x[34] = -nan;
+  for (OpKind op : {OpKind::kSigmoid, OpKind::kTanh, OpKind::kRelu}) {
+    KernelSig s = sig(op, {{37}}, {-1}, {37});
+    std::vector<float> batched(37), single(37), ref(37);
+    const float* in[1] = {x.data()};
+    const float* const* args[1] = {in};
+    float* bo[1] = {batched.data()};
+    float* ro[1] = {ref.data()};
+    kernels::Scratch scratch;
+    kernels::run_batched(s, 1, args, bo, scratch);
+    kernels::run_reference(s, 1, args, ro);
+    kernels::run_elementwise(s, in, single.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (op == OpKind::kRelu) continue;  // max(0, NaN) is 0 in both twins
+      ASSERT_EQ(std::isnan(ref[i]), std::isnan(x[i])) << op_name(op) << " " << i;
+      for (float got : {batched[i], single[i]}) {
+        if (std::isnan(ref[i])) ASSERT_TRUE(std::isnan(got)) << op_name(op) << " element " << i << " gave " << got;
+        else ASSERT_NEAR(got, ref[i], 3e-7f) << op_name(op) << " element " << i;
+      }
+    }
+  }
+  std::vector<float> y = x;
+  kernels::sigmoid_inplace(y.data(), static_cast<int64_t>(y.size()));
+  EXPECT_TRUE(std::isnan(y[0]) && std::isnan(y[36]));
+  EXPECT_EQ(y[3], 1.0f);
+  y = x;
+  kernels::tanh_inplace(y.data(), static_cast<int64_t>(y.size()));
+  EXPECT_TRUE(std::isnan(y[16]) && std::isnan(y[34]));
+  EXPECT_EQ(y[3], 1.0f);
+  EXPECT_EQ(y[20], -1.0f);
 }
 
 }  // namespace

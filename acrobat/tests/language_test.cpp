@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "perfmem/acrobat/ast.h"
@@ -101,6 +102,28 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
        "an Int (use add/sub/mul for tensors)");
   add("zero dimension", "param Q : Tensor[0] = hash(1, 1.0)\ndef main(t: Tree) -> Tensor[1] = zeros(1)\n", "0]", 1,
        "a positive dimension");
+  // Sizes: element counts are checked without wrapping (2^24 x 2^24 x 2^16 is 2^64, which a
+  // plain product wraps to 0), for declared and for computed tensors.
+  add("element count wraps to 0", "param Q : Tensor[16777216, 16777216, 65536] = hash(1, 1.0)\ndef main(t: Tree) -> Tensor[1] = zeros(1)\n",
+       "Tensor[1677", 1, "a tensor of at most 2147483648 elements, found Tensor[16777216, 16777216, 65536]");
+  add("declared tensor too large", "def main(t: Tree) -> Tensor[65536, 65536] = zeros(1)\n", "Tensor[65536", 1,
+       "a tensor of at most 2147483648 elements");
+  add("2^48-element intermediate",
+       "param A : Tensor[16777216, 1] = hash(1, 1.0)\nparam B : Tensor[1, 16777216] = hash(2, 1.0)\n"
+       "def main(t: Tree) -> Tensor[1] = sum(matmul(A, B))\n", "matmul", 1, "found Tensor[16777216, 16777216]");
+  add("fill too large", "def main(t: Tree) -> Tensor[1] = sum(fill(4294967296, 1.0))\n", "fill", 1,
+       "a tensor of at most 2147483648 elements");
+  // Constant folding uses checked arithmetic: no trap, no wrap.
+  const std::string min = "const M = -9223372036854775807 - 1\n";
+  const std::string tail = "def main(t: Tree) -> Tensor[1] = zeros(1)\n";
+  add("constant INT64_MIN / -1", min + "const Q = M / -1\n" + tail, "/ -1", 1, "the quotient overflows 64 bits");
+  add("constant overflow +", "const Q = 9223372036854775807 + 1\n" + tail, "+ 1", 1, "the sum overflows 64 bits");
+  add("constant overflow -", min + "const Q = M - 1\n" + tail, "- 1\n", 2, "the difference overflows 64 bits");
+  add("constant overflow *", "const Q = 4294967296 * 4294967296\n" + tail, "* 4", 1, "the product overflows 64 bits");
+  add("constant overflow unary -", min + "const Q = -M\n" + tail, "-M", 1, "the negation overflows 64 bits");
+  add("constant division by zero", "const Q = 3 % 0\n" + tail, "0\n", 1, "a non-zero divisor");
+  add("overflowing dimension", "param Q : Tensor[9223372036854775807 * 2] = hash(1, 1.0)\n" + tail, "* 2", 1,
+       "the product overflows 64 bits");
   for (const auto& bad : corpus) {
     auto p = compile_program("t.acr", bad.source, compile_options_for(Scheduler::kAcrobat));
     ASSERT_FALSE(p.ok()) << bad.name;
@@ -109,6 +132,19 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
     EXPECT_EQ(msg.rfind(where + ":", 0), 0u) << bad.name << ": wanted position " << where << " in: " << msg;
     EXPECT_NE(msg.find(bad.expected), std::string::npos) << bad.name << ": " << msg;
   }
+}
+
+TEST(AcrobatLanguage, ConstantRemainderByMinusOneIsZero) {
+  // INT64_MIN % -1 traps in hardware; the language defines it as its remainder, 0.
+  auto p = compile_program("t.acr",
+                           "const M = -9223372036854775807 - 1\nconst Q = M % -1\nconst R = -7 % -1\nconst S = -7 / 2\n"
+                           "def main(t: Tree) -> Tensor[1] = zeros(1)\n",
+                           compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_EQ((*p)->consts[0].resolved, std::numeric_limits<int64_t>::min());
+  EXPECT_EQ((*p)->consts[1].resolved, 0);
+  EXPECT_EQ((*p)->consts[2].resolved, 0);
+  EXPECT_EQ((*p)->consts[3].resolved, -3);  // truncation toward zero, as in C++
 }
 
 TEST(AcrobatLanguage, UserTypesListsAndScalarsTypeCheck) {

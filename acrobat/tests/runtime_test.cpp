@@ -120,6 +120,30 @@ struct Checksum {
   double sum, abs, w;
 };
 
+// Two threads (every launch split, tiles of a few instances so fused runs split too) give
+// exactly the single-threaded outputs, for every model and scheduler.
+TEST(AcrobatRuntime, TwoThreadsEqualOneThread) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+    auto data = varied_data(model, 24);
+    for (Scheduler s : kAllSchedulers) {
+      std::vector<float> results[2];
+      for (int threads : {1, 2}) {
+        RuntimeOptions opt;
+        opt.threads = threads;
+        opt.parallel_min_work = 0;
+        opt.group_tile_bytes = 4 * 4 * 64;
+        opt.group_min_tile_rows = 4;
+        Loaded r = make(model, 20, s, opt);
+        ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+        for (size_t b = 0; b < data.size(); b += 12)
+          ASSERT_TRUE(r.runtime->run_minibatch(b, b + 12, &results[threads - 1], nullptr).ok());
+      }
+      ASSERT_EQ(results[0].size(), 24u * 16u);
+      EXPECT_EQ(results[0], results[1]) << model << " " << scheduler_name(s);
+    }
+  }
+}
+
 TEST(AcrobatRuntime, WorkloadConformanceChecksums) {
   // From the benchmark workload definitions: minibatch 0, B = 8 (sum / abs / w).
   const Checksum expected[] = {
@@ -243,6 +267,105 @@ TEST(AcrobatRuntime, BadDataIsAnError) {
 
 namespace perfmem::acrobat {
 namespace {
+
+// Run-time failures of a program: each stops the minibatch with an error naming the place,
+// under every scheduler; none traps (SIGFPE), wraps silently, or allocates without bound.
+TEST(AcrobatRuntime, BadProgramsAtRunTimeAreErrors) {
+  struct Case {
+    const char* name;
+    std::string body;  // main's body; xs has one word, so length(xs) is 1 (not foldable)
+    std::string at;    // where the error points
+    std::string expected;
+  };
+  const std::string n = "length(xs)";
+  const std::vector<Case> cases = {
+      {"INT64_MIN / -1", "if (-9223372036854775807 - " + n + ") / -1 > 0 then zeros(2) else zeros(2)", "/ -1",
+       "the quotient overflows 64 bits"},
+      {"overflow +", "if 9223372036854775807 + " + n + " > 0 then zeros(2) else zeros(2)", "+ length", "the sum overflows 64 bits"},
+      {"overflow -", "if 0 - 9223372036854775807 - " + n + " - 1 > 0 then zeros(2) else zeros(2)", "- 1 >",
+       "the difference overflows 64 bits"},
+      {"overflow *", "if 4294967296 * (4294967295 + " + n + ") > 0 then zeros(2) else zeros(2)", "* (",
+       "the product overflows 64 bits"},
+      {"overflow unary -", "if -(-9223372036854775807 - " + n + ") > 0 then zeros(2) else zeros(2)", "-(-",
+       "the negation overflows 64 bits"},
+      {"division by zero", "if 5 % (" + n + " - 1) > 0 then zeros(2) else zeros(2)", "% (", "division by zero"},
+  };
+  for (const Case& c : cases) {
+    std::string src = "def main(xs: List[Int]) -> Tensor[2] =\n  " + c.body + "\n";
+    for (Scheduler s : kAllSchedulers) {
+      auto p = compile_program("ints.acr", src, compile_options_for(s));
+      ASSERT_TRUE(p.ok()) << c.name << ": " << p.status().to_string();
+      RuntimeOptions opt;
+      opt.scheduler = s;
+      auto rt = Runtime::create(**p, opt);
+      ASSERT_TRUE(rt.ok());
+      Instance one;
+      one.kind = Instance::kSequence;
+      one.words = {1};
+      ASSERT_TRUE((*rt)->set_inputs({one}).ok());
+      std::vector<float> out;
+      Status st = (*rt)->run_minibatch(0, 1, &out, nullptr);
+      ASSERT_FALSE(st.ok()) << c.name;
+      std::string where = "ints.acr:2:" + std::to_string(3 + c.body.find(c.at)) + ": instance 0: ";
+      EXPECT_EQ(st.message().rfind(where, 0), 0u) << c.name << ": wanted " << where << " in " << st.message();
+      EXPECT_NE(st.message().find(c.expected), std::string::npos) << c.name << ": " << st.message();
+    }
+  }
+  // INT64_MIN % -1 is 0 at run time too (no trap).
+  auto p = compile_program("ints.acr",
+                           "def main(xs: List[Int]) -> Tensor[2] =\n"
+                           "  if (-9223372036854775807 - length(xs)) % -1 == 0 then fill(2, 1.0) else zeros(2)\n",
+                           compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  auto rt = Runtime::create(**p, RuntimeOptions());
+  ASSERT_TRUE(rt.ok());
+  Instance one;
+  one.kind = Instance::kSequence;
+  one.words = {1};
+  ASSERT_TRUE((*rt)->set_inputs({one}).ok());
+  std::vector<float> out;
+  ASSERT_TRUE((*rt)->run_minibatch(0, 1, &out, nullptr).ok());
+  EXPECT_EQ(out, std::vector<float>({1.0f, 1.0f}));
+}
+
+// A minibatch that needs more tensor memory than allowed fails before allocating, with the
+// file named, and the runtime stays usable; an intermediate of 2^31 floats per instance
+// (the largest the checker accepts) fails under the default limit instead of aborting.
+TEST(AcrobatRuntime, MemoryLimitIsCheckedBeforeAllocation) {
+  const std::string src =
+      "param W : Tensor[4096, 4] = hash(1, 0.5)\n"
+      "def main(xs: List[Int]) -> Tensor[1] = sum(matmul(W, fill(4, 1.0)))\n";
+  for (Scheduler s : kAllSchedulers) {
+    auto p = compile_program("big.acr", src, compile_options_for(s));
+    ASSERT_TRUE(p.ok()) << p.status().to_string();
+    RuntimeOptions opt;
+    opt.scheduler = s;
+    opt.max_minibatch_bytes = 64 * 4096 * 4 - 1;  // 64 instances need at least 64 x 16 KiB
+    auto rt = Runtime::create(**p, opt);
+    ASSERT_TRUE(rt.ok());
+    ASSERT_TRUE((*rt)->set_inputs(sentences(64, 1, 1, 2)).ok());
+    std::vector<float> out;
+    Status st = (*rt)->run_minibatch(0, 64, &out, nullptr);
+    ASSERT_FALSE(st.ok()) << scheduler_name(s);
+    EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
+    EXPECT_NE(st.message().find("big.acr: instances [0, 64): the minibatch needs more than the memory limit"),
+              std::string::npos) << st.message();
+    ASSERT_TRUE((*rt)->run_minibatch(0, 2, &out, nullptr).ok()) << scheduler_name(s);
+    EXPECT_EQ(out.size(), 2u);
+  }
+  const std::string huge =
+      "param A : Tensor[65536, 1] = hash(1, 1.0)\nparam B : Tensor[2, 1, 32768] = hash(2, 1.0)\n"
+      "def main(xs: List[Int]) -> Tensor[1] = sum(matmul(A, lookup(B, 0)))\n";
+  auto p = compile_program("huge.acr", huge, compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  auto rt = Runtime::create(**p, RuntimeOptions());
+  ASSERT_TRUE(rt.ok());
+  ASSERT_TRUE((*rt)->set_inputs(sentences(64, 1, 1, 2)).ok());
+  std::vector<float> out;
+  Status st = (*rt)->run_minibatch(0, 64, &out, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("memory limit"), std::string::npos) << st.message();
+}
 
 TEST(AcrobatRuntime, ParametersLoadFromSafetensors) {
   const std::string src =

@@ -59,6 +59,12 @@ std::vector<Instance> birnn_sentences(size_t count);
 // NestedRNN workload: S = uniform_int(2, 10) sentences of uniform_int(5, 20) words (seed 303).
 std::vector<Instance> nested_sentences(size_t count, uint64_t seed = 303);
 
+// Data files are read whole into memory, up to this many bytes (the full Stanford Sentiment
+// Treebank is about 10 MB); a larger file, or an endless one such as /dev/zero, is an error
+// naming the file and the limit, found after reading at most limit + 1 bytes.
+inline constexpr int64_t kMaxDataFileBytes = int64_t{256} << 20;
+Result<std::string> read_data_file(const std::string& path, int64_t max_bytes = kMaxDataFileBytes);
+
 // Reads Penn-Treebank-style s-expression trees, one per line (Stanford Sentiment Treebank
 // format). Words map to ids by a hash modulo `vocab` (ids 1..vocab-1; internal nodes get 0);
 // unary chains collapse, nodes with more than two children are binarised to the right.

@@ -29,11 +29,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "perfmem/acrobat/ast.h"
+#include "perfmem/core/thread_pool.h"
 
 namespace perfmem::acrobat::kernels {
 
@@ -59,14 +61,34 @@ void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const f
 // and level with OpenBLAS (0.99-1.00x) only at 4096 rows on the largest weights.
 inline constexpr int kDefaultPackedMaxRows = 4096;
 
+// A launch doing at least this much work (multiply-adds of a product, elements of an
+// elementwise operator) is split across Scratch::pool; smaller ones run on the calling thread,
+// where waking a worker would cost more than it saves.
+inline constexpr int64_t kDefaultParallelMinWork = int64_t{1} << 18;
+
 // Reusable temporary memory (grows, never shrinks; no allocation once warm) and the packed
 // copies of shared weights, by address.
+//
+// With a pool, run_batched splits work that is independent per output element, so results
+// are bit-identical to the single-threaded run: products by a shared weight over groups of
+// 3 output panels (48 rows, the packed kernel's own grouping; every thread reads its slice
+// of the weight once), products by per-instance matrices and elementwise operators over
+// instances. OpenBLAS's own threading is not used (set_blas_threads(1)): each thread calls it
+// on its part. One exception to bit-identity: OpenBLAS's product over gathered rows (from
+// packed_max_rows rows on) splits the rows, and OpenBLAS picks kernels by row count, so the
+// parts agree with the whole to rounding.
 struct Scratch {
   std::vector<float> a, b;
   std::vector<const float*> ptrs;
   std::unordered_map<const float*, PackedMatrix> packed;
   int packed_max_rows = kDefaultPackedMaxRows;  // 0: always OpenBLAS (benchmarks, tests)
+  ThreadPool* pool = nullptr;                   // null or no workers: single-threaded
+  int64_t parallel_min_work = kDefaultParallelMinWork;
 };
+
+// Calls fn(begin, end) over [0, count) split across scratch.pool when `work` reaches
+// scratch.parallel_min_work (and count > 1), else once on the calling thread.
+void parallel_ranges(Scratch& scratch, int64_t count, int64_t work, const std::function<void(int64_t, int64_t)>& fn);
 
 // One elementwise instruction (add, sub, mul, sigmoid, tanh, relu) for ONE instance:
 // operands[i] is that instance's operand i; `out` must not alias a binary op's operands.
@@ -84,7 +106,8 @@ void run_reference(const KernelSig& sig, int n, const float* const* const* args,
 void sigmoid_inplace(float* x, int64_t size);
 void tanh_inplace(float* x, int64_t size);
 
-// Limits BLAS to `threads` threads (1 = single-threaded, like the reference DyNet figures).
+// Limits OpenBLAS's own threads (1 = single-threaded; the runtime's parallelism comes from
+// Scratch::pool instead).
 void set_blas_threads(int threads);
 
 }  // namespace perfmem::acrobat::kernels

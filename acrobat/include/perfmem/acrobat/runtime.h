@@ -7,26 +7,16 @@
 //   std::vector<float> logits;  RunStats stats;
 //   PERFMEM_RETURN_IF_ERROR((*rt)->run_minibatch(0, 64, &logits, &stats));
 //
-// Schedulers (same interpreter, same kernels, so only the batching method differs):
-//  * none:         every op runs eagerly, alone, when the program reaches it (the reference).
-//  * acrobat:      each op is recorded with its depth computed inline (O(1)): a static depth
-//                  from analysis_static_depth, or the instance's depth counter, which
-//                  advances by one per op, resets at `phase`, starts parallel constructs
-//                  (call arguments, tuple elements, map) at one depth and continues at their
-//                  max, and moves by ghost steps after short branches. Scheduling is a
-//                  counting sort of the nodes into buckets (phase, depth) and, inside a
-//                  bucket, by kernel; each (bucket, kernel) is one launch. Operands are read
-//                  through pointer arrays; outputs of a launch are one contiguous arena block.
-//  * dynet-agenda: DyNet's method: the recorded nodes form the minibatch's graph; node
-//                  signatures are hashed at run time, and an agenda repeatedly launches the
-//                  signature with the most ready nodes. Operands are gathered by copy into
-//                  contiguous memory, lookups copy their row.
-//  * dynet-depth:  the same graph, batched by signature at equal dataflow depth.
-// The interpreter runs shallow recursion on the caller's stack and re-runs a minibatch that
-// nests deeper than 200 calls on a worker thread with a 1 GiB stack (recording is a pure
-// function of the inputs), up to max_call_depth.
-// An independent check (`verify`) confirms that every operand was computed before its use
-// and that shared parameters really are the same tensor across a launch.
+// The parts, each in its own file and testable alone:
+//  * parameters (src/parameters.cpp): hash-initialised or loaded from safetensors;
+//  * inputs (src/inputs.cpp): instances converted to values of main's parameter type;
+//  * the interpreter (src/interpreter.cpp): runs main for every instance of the minibatch
+//    and produces a plain Recording (recording.h): nodes, operands, tensors, depths, phases;
+//  * a scheduler (schedulers.h): a pure function Recording -> batches (none, acrobat,
+//    dynet-agenda, dynet-depth; same interpreter, same kernels, only the batching differs);
+//  * the executor (src/executor.cpp): runs the batches through the kernels (kernels.h).
+// An independent check (`verify`) confirms at every launch that each operand was computed
+// before its use and that shared parameters really are the same tensor across a launch.
 #pragma once
 
 #include <cstdint>
@@ -36,16 +26,10 @@
 
 #include "perfmem/acrobat/ast.h"
 #include "perfmem/acrobat/data.h"
+#include "perfmem/acrobat/schedulers.h"
 #include "perfmem/core/stats.h"
 
 namespace perfmem::acrobat {
-
-enum class Scheduler { kNone, kAcrobat, kDynetAgenda, kDynetDepth };
-
-Result<Scheduler> parse_scheduler(const std::string& name);
-const char* scheduler_name(Scheduler s);
-inline constexpr Scheduler kAllSchedulers[] = {Scheduler::kNone, Scheduler::kAcrobat,
-                                               Scheduler::kDynetAgenda, Scheduler::kDynetDepth};
 
 // The analyses a scheduler uses: acrobat all of them; the others need no depths or fusion.
 CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> overrides = {});
@@ -62,6 +46,15 @@ struct RuntimeOptions {
   // GEMM than the cache saves). Tests shrink both to exercise many tiles.
   int64_t group_tile_bytes = int64_t{1} << 20;
   int group_min_tile_rows = 128;
+  // Memory one minibatch may use for tensors (and, separately, for the interpreter's
+  // objects); more is an error before anything is allocated, not a failed allocation.
+  int64_t max_minibatch_bytes = int64_t{8} << 30;
+  // Threads for the batched kernels (the caller plus threads - 1 workers): products and
+  // elementwise work split across them (kernels.h, Scratch: results bit-identical except for
+  // OpenBLAS products over packed_max_rows rows or more, which agree to rounding).
+  // Launches below parallel_min_work stay on one thread. Recording and scheduling are serial.
+  int threads = 1;
+  int64_t parallel_min_work = int64_t{1} << 18;
 };
 
 struct RunStats {

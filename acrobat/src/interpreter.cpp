@@ -1,0 +1,394 @@
+// The interpreter and recorder (design in interpreter.h).
+#include "interpreter.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+
+#include "perfmem/acrobat/int_arith.h"
+
+namespace perfmem::acrobat {
+namespace {
+
+// Run-time failure inside the interpreter (bad index, recursion too deep): unwinds to
+// record, which turns it into a Status.
+struct EvalError {
+  std::string message;
+  bool retry_on_big_stack = false;  // the inline attempt ran out of its shallow call budget
+};
+
+// Recursion this shallow runs on the caller's stack; deeper programs are run again from the
+// start on the worker thread's large stack (recording is a pure function of the inputs).
+constexpr int kInlineCallDepth = 200;
+
+constexpr int kMaxArgs = 64;
+
+}  // namespace
+
+// The interpreter recurses with the program (a tree of height 10000 is 10000 nested calls),
+// so deep minibatches run on a worker thread with a 1 GiB stack (reserved, touched only as
+// deep as used). The thread is created on first need and handed one job per minibatch.
+class BigStackWorker {
+ public:
+  ~BigStackWorker() {
+    if (!started_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    pthread_join(thread_, nullptr);
+  }
+
+  void run(const std::function<void()>& job) {
+    if (!started_ && !start()) {
+      job();  // no thread: fall back to the caller's stack
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    job_ = &job;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return job_ == nullptr; });
+  }
+
+ private:
+  bool start() {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, size_t{1} << 30);
+    started_ = pthread_create(&thread_, &attr, [](void* self) -> void* {
+                 static_cast<BigStackWorker*>(self)->loop();
+                 return nullptr;
+               }, this) == 0;
+    pthread_attr_destroy(&attr);
+    return started_;
+  }
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || job_ != nullptr; });
+      if (stop_) return;
+      (*job_)();
+      job_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const std::function<void()>* job_ = nullptr;
+  bool stop_ = false, started_ = false;
+  pthread_t thread_{};
+};
+
+void Interpreter::FreeValues::operator()(Value* p) const { std::free(p); }
+
+Interpreter::Interpreter(const Program& program, const RuntimeOptions& options)
+    : prog_(program), opt_(options), worker_(std::make_unique<BigStackWorker>()) {}
+
+Interpreter::~Interpreter() = default;
+
+Result<std::unique_ptr<Interpreter>> Interpreter::create(const Program& program, const RuntimeOptions& options) {
+  std::unique_ptr<Interpreter> in(new Interpreter(program, options));
+  in->dynet_ = options.scheduler == Scheduler::kDynetAgenda || options.scheduler == Scheduler::kDynetDepth;
+  in->acrobat_ = options.scheduler == Scheduler::kAcrobat;
+  in->static_base_ = program.max_static_depth + 1;
+  in->obj_arena_.set_limit(options.max_minibatch_bytes);
+  for (const auto& p : program.params) {
+    const auto& d = p.type->dims;
+    int64_t row = 1;
+    for (size_t i = 1; i < d.size(); ++i) row *= d[i];
+    in->param_row_.push_back(row);
+  }
+  // Enough frame slots for max_call_depth nested calls of the largest function.
+  int max_slots = 2;
+  for (const auto& f : program.fns) max_slots = std::max(max_slots, f.num_slots);
+  in->frames_cap_ = static_cast<size_t>(std::min<int64_t>(int64_t{options.max_call_depth + 16} * max_slots, 1 << 24));
+  in->frames_.reset(static_cast<Value*>(std::calloc(in->frames_cap_, sizeof(Value))));
+  if (!in->frames_) return Status(StatusCode::kOutOfMemory, "acrobat: cannot reserve the interpreter's call frames");
+  return in;
+}
+
+Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_t end, Recording* rec,
+                           std::vector<uint32_t>* results) {
+  rec_ = rec;
+  const FnDecl& main = prog_.fns[prog_.main_fn];
+  std::string error;
+  bool retry = false, out_of_memory = false;
+  std::function<void()> interpret = [&] {
+    obj_arena_.reset();
+    rec->clear();
+    results->clear();
+    retry = false;
+    error.clear();
+    try {
+      for (size_t i = begin; i < end; ++i) {
+        instance_ = i;
+        frame_top_ = 0;
+        call_depth_ = 0;
+        phase_ = 0;
+        depth_ = static_base_;
+        Value* fr = push_frame(std::max(main.num_slots, 1), main.name);
+        fr[0] = inputs[i];
+        Value r = call(prog_.main_fn, fr);
+        results->push_back(static_cast<uint32_t>(r.i));
+      }
+    } catch (const EvalError& e) {
+      retry = e.retry_on_big_stack;
+      error = e.message;
+    } catch (const MemoryLimitError& e) {  // the interpreter's objects
+      error = e.message;
+      out_of_memory = true;
+    } catch (const std::bad_alloc&) {
+      error = "the minibatch needs more memory than the machine can give";
+      out_of_memory = true;
+    }
+  };
+  call_limit_ = std::min(kInlineCallDepth, opt_.max_call_depth);
+  interpret();
+  if (retry) {
+    call_limit_ = opt_.max_call_depth;
+    worker_->run(interpret);
+  }
+  if (error.empty()) return Status::Ok();
+  if (!out_of_memory) return Status(StatusCode::kInvalidInput, error);
+  return Status(StatusCode::kOutOfMemory, prog_.file + ": instances [" + std::to_string(begin) + ", " +
+                                              std::to_string(end) + "): " + error);
+}
+
+// Every frame is one call (pending while its arguments are evaluated, then running), so
+// counting frames bounds the recursion: frames_cap_ >= max_call_depth * largest frame.
+Value* Interpreter::push_frame(int n, const std::string& fn) {
+  if (++call_depth_ > call_limit_) {
+    if (call_limit_ < opt_.max_call_depth) throw EvalError{"", true};
+    throw EvalError{"instance " + std::to_string(instance_) + ": recursion deeper than " +
+                    std::to_string(opt_.max_call_depth) + " calls (in " + fn + ")"};
+  }
+  if (frame_top_ + n > frames_cap_)
+    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" +
+                    std::to_string(frames_cap_) + " frame slots used)"};
+  Value* f = frames_.get() + frame_top_;
+  frame_top_ += n;
+  return f;
+}
+
+void Interpreter::pop_frame(size_t mark) {
+  frame_top_ = mark;
+  --call_depth_;
+}
+
+void Interpreter::fail_at(const Expr& e, const std::string& what) {
+  throw EvalError{format_pos(prog_.file, e.pos) + ": instance " + std::to_string(instance_) + ": " + what};
+}
+
+Obj* Interpreter::new_obj(int tag, int n) {
+  auto* o = static_cast<Obj*>(obj_arena_.alloc(sizeof(Obj) + sizeof(Value) * std::max(0, n - 1)));
+  o->tag = tag;
+  o->n = n;
+  return o;
+}
+
+Value Interpreter::call(int fn, Value* frame) { return eval(*prog_.fns[fn].body, frame); }
+
+// Evaluates the arguments of a call into a fresh frame, in parallel (same start depth).
+Value Interpreter::eval_call(int fn, const Expr& e, Value* fr) {
+  const FnDecl& f = prog_.fns[fn];
+  size_t mark = frame_top_;
+  Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
+  int start = depth_, end = depth_;
+  for (size_t i = 0; i < e.args.size(); ++i) {
+    depth_ = start;
+    callee[i] = eval(*e.args[i], fr);
+    end = std::max(end, depth_);
+  }
+  depth_ = end;
+  Value r = call(fn, callee);
+  pop_frame(mark);
+  return r;
+}
+
+void Interpreter::bind(const Pattern& p, Value v, Value* fr) {
+  switch (p.kind) {
+    case Pattern::kWild: return;
+    case Pattern::kVar: fr[p.slot] = v; return;
+    case Pattern::kTuple:
+      for (size_t i = 0; i < p.elems.size(); ++i) bind(p.elems[i], v.o->f[i], fr);
+      return;
+  }
+}
+
+Value Interpreter::eval(const Expr& e, Value* fr) {
+  switch (e.kind) {
+    case ExprKind::kIntLit:
+    case ExprKind::kBoolLit: return {e.ival, nullptr};
+    case ExprKind::kGlobal: return {e.global_is_const ? e.ival : e.global, nullptr};
+    case ExprKind::kVar: return fr[e.slot];
+    case ExprKind::kBinary: {
+      if (e.bin == BinOp::kAnd) return {eval(*e.args[0], fr).i && eval(*e.args[1], fr).i, nullptr};
+      if (e.bin == BinOp::kOr) return {eval(*e.args[0], fr).i || eval(*e.args[1], fr).i, nullptr};
+      int start = depth_;
+      int64_t a = eval(*e.args[0], fr).i;
+      int mid = depth_;
+      depth_ = start;
+      int64_t b = eval(*e.args[1], fr).i;
+      depth_ = std::max(depth_, mid);
+      IntResult r = checked_binary(e.bin, a, b);
+      if (r.error) fail_at(e, std::string("expected ") + r.error);
+      return {r.value, nullptr};
+    }
+    case ExprKind::kUnary: {
+      int64_t a = eval(*e.args[0], fr).i;
+      if (e.name != "-") return {!a, nullptr};
+      IntResult r = checked_negate(a);
+      if (r.error) fail_at(e, std::string("expected ") + r.error);
+      return {r.value, nullptr};
+    }
+    case ExprKind::kTuple:
+    case ExprKind::kCtor: {
+      int n = static_cast<int>(e.args.size());
+      Obj* o = new_obj(e.kind == ExprKind::kTuple ? 0 : e.ctor_index, n);
+      int start = depth_, end = depth_;
+      for (int i = 0; i < n; ++i) {
+        depth_ = start;
+        o->f[i] = eval(*e.args[i], fr);
+        end = std::max(end, depth_);
+      }
+      depth_ = end;
+      return {0, o};
+    }
+    case ExprKind::kLet: {
+      if (e.group >= 0) return eval_group(e, fr);
+      Value v = eval(*e.args[0], fr);
+      bind(e.pat, v, fr);
+      return eval(*e.args[1], fr);
+    }
+    case ExprKind::kIf: {
+      bool c = eval(*e.args[0], fr).i != 0;
+      Value v = eval(*e.args[c ? 1 : 2], fr);
+      depth_ += c ? e.ghost_then : e.ghost_else;
+      return v;
+    }
+    case ExprKind::kMatch: {
+      Value s = eval(*e.args[0], fr);
+      int tag = e.adt < 0 ? (s.o ? 1 : 0) : s.o->tag;
+      for (const auto& arm : e.arms) {
+        if (arm.ctor_index != tag) continue;
+        for (size_t i = 0; i < arm.slots.size(); ++i)
+          if (arm.slots[i] >= 0) fr[arm.slots[i]] = s.o->f[i];
+        Value v = eval(*arm.body, fr);
+        depth_ += arm.ghost;
+        return v;
+      }
+      fail_at(e, "no match arm for the value");
+    }
+    case ExprKind::kPhase:
+      phase_ = static_cast<int>(e.ival);
+      depth_ = static_base_;
+      return eval(*e.args[0], fr);
+    case ExprKind::kCall: return eval_call(e.callee, e, fr);
+    case ExprKind::kMap: {
+      Value list = eval(*e.args[1], fr);
+      const FnDecl& f = prog_.fns[e.callee];
+      int start = depth_, end = depth_;
+      Obj* head = nullptr;
+      Obj** tail = &head;
+      for (Obj* c = list.o; c; c = c->f[1].o) {
+        depth_ = start;
+        size_t mark = frame_top_;
+        Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
+        callee[0] = c->f[0];
+        Value r = call(e.callee, callee);
+        pop_frame(mark);
+        end = std::max(end, depth_);
+        Obj* cell = new_obj(1, 2);
+        cell->f[0] = r;
+        cell->f[1] = {0, nullptr};
+        *tail = cell;
+        tail = &cell->f[1].o;
+      }
+      depth_ = end;
+      return {0, head};
+    }
+    case ExprKind::kFoldl: {
+      Value acc = eval(*e.args[1], fr);
+      Value list = eval(*e.args[2], fr);
+      const FnDecl& f = prog_.fns[e.callee];
+      for (Obj* c = list.o; c; c = c->f[1].o) {
+        size_t mark = frame_top_;
+        Value* callee = push_frame(std::max(f.num_slots, 2), f.name);
+        callee[0] = acc;
+        callee[1] = c->f[0];
+        acc = call(e.callee, callee);
+        pop_frame(mark);
+      }
+      return acc;
+    }
+    case ExprKind::kReverse: {
+      Value list = eval(*e.args[0], fr);
+      Obj* out = nullptr;
+      for (Obj* c = list.o; c; c = c->f[1].o) {
+        Obj* cell = new_obj(1, 2);
+        cell->f[0] = c->f[0];
+        cell->f[1] = {0, out};
+        out = cell;
+      }
+      return {0, out};
+    }
+    case ExprKind::kLength: {
+      Value list = eval(*e.args[0], fr);
+      int64_t n = 0;
+      for (Obj* c = list.o; c; c = c->f[1].o) ++n;
+      return {n, nullptr};
+    }
+    case ExprKind::kOp: return eval_op(e, fr);
+    default: break;
+  }
+  fail_at(e, "unsupported expression");
+}
+
+Value Interpreter::eval_op(const Expr& e, Value* fr) {
+  Recording& rec = *rec_;
+  if (e.op == OpKind::kFill) return {static_cast<int64_t>(prog_.params.size()) + e.constant_tensor, nullptr};
+  if (e.op == OpKind::kLookup) {
+    int pid = e.args[0]->global;
+    int64_t rows = prog_.params[pid].type->dims[0];
+    int64_t idx = eval(*e.args[1], fr).i;
+    if (idx < 0 || idx >= rows)
+      fail_at(e, "lookup index " + std::to_string(idx) + " outside [0, " + std::to_string(rows) + ")");
+    uint32_t view = rec.add_tensor(rec.tensors[pid].data + idx * param_row_[pid], -1);
+    if (!dynet_) return {view, nullptr};
+    // DyNet copies the looked-up row into the graph.
+    uint32_t la[2] = {static_cast<uint32_t>(pid), view};
+    return {rec.add_node(e.kernel, 0, phase_, la, 2, 1), nullptr};
+  }
+  int n = static_cast<int>(e.args.size());
+  uint32_t a[kMaxArgs];
+  int start = depth_, end = depth_;
+  for (int i = 0; i < n; ++i) {
+    depth_ = start;
+    a[i] = static_cast<uint32_t>(eval(*e.args[i], fr).i);
+    end = std::max(end, depth_);
+  }
+  depth_ = end;
+  int d = (acrobat_ && e.static_depth >= 0) ? e.static_depth : depth_++;
+  return {rec.add_node(e.kernel, d, phase_, a, n, 1), nullptr};
+}
+
+Value Interpreter::eval_group(const Expr& let, Value* fr) {
+  const FusedGroup& g = prog_.groups[let.group];
+  uint32_t a[kMaxArgs];
+  int n = static_cast<int>(g.input_slots.size());
+  PERFMEM_CHECK(n <= kMaxArgs, "fused group with too many inputs");
+  for (int i = 0; i < n; ++i)
+    a[i] = g.input_slots[i] >= 0 ? static_cast<uint32_t>(fr[g.input_slots[i]].i)
+                                 : static_cast<uint32_t>(g.reg_param[g.input_regs[i]]);
+  int d = (acrobat_ && let.static_depth >= 0) ? let.static_depth : depth_++;
+  uint32_t out = rec_->add_node(let.kernel, d, phase_, a, n, static_cast<int>(g.output_regs.size()));
+  for (size_t j = 0; j < g.output_slots.size(); ++j) fr[g.output_slots[j]] = {static_cast<int64_t>(out + j), nullptr};
+  return eval(*g.last_let->args[1], fr);
+}
+
+}  // namespace perfmem::acrobat
