@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
+#include <unistd.h>
 
 #include "perfmem/core/cli.h"
 #include "perfmem/core/io.h"
@@ -17,6 +19,7 @@
 #include "perfmem/core/stats.h"
 #include "bench_command.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
 #include "perfmem/sida/tokenizer.h"
 
@@ -82,6 +85,23 @@ Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWe
   }
   if (!a.requests_file.empty()) return read_requests(a.requests_file);
   return synthetic_requests(a.synthetic, 10, 60, model.config().vocab_size, a.seed);
+}
+
+// One request per non-blank line of text, tokenized with the checkpoint's spiece.model.
+Result<std::vector<Request>> read_text_requests(const std::string& path, const ModelWeights& model) {
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+  std::vector<Request> out;
+  std::istringstream in(text);
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto r = tok->encode(line);
+    if (!r.ok()) return r.status().with_context(path + ":" + std::to_string(number));
+    out.push_back(std::move(*r));
+  }
+  if (out.empty()) return input_error(path, "contents", "one request per line", "no requests");
+  return out;
 }
 
 ServeOptions serve_options(const RequestArgs& a) {
@@ -160,6 +180,34 @@ int main(int argc, char** argv) {
   record->add_option("checkpoint", record_ckpt, "checkpoint folder")->required();
   add_request_options(record, record_req);
   record->add_option("-o,--output", record_out, "route table file (JSON)")->required();
+
+  // collect-routes
+  auto* collect = app.add_subcommand("collect-routes",
+                                     "run the encoder over a corpus and store each token's top router logits "
+                                     "per MoE layer (the predictor's teacher), split into training and validation");
+  std::string collect_ckpt, corpus_file, text_corpus_file, collect_out;
+  CollectOptions collect_opts;
+  bool collect_no_capacity = false, collect_no_direct_io = false;
+  collect->add_option("checkpoint", collect_ckpt, "checkpoint folder")->required();
+  auto* corpus_option = collect->add_option("--corpus", corpus_file, "corpus: one request per line, token ids");
+  collect->add_option("--text-corpus", text_corpus_file,
+                      "corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
+      ->excludes(corpus_option);
+  collect->add_option("-o,--output", collect_out, "routes file (safetensors)")->required();
+  collect->add_option("--top", collect_opts.top, "router logits kept per token and layer (the top T)")
+      ->capture_default_str()
+      ->check(at_least_one("a number of logits"));
+  collect->add_option("--validation-every", collect_opts.validation_every,
+                      "every N-th request goes to the validation split")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            int64_t n = 0;
+            return CLI::detail::lexical_cast(v, n) && n >= 2 ? "" : "expected a whole number of at least 2, found \"" + v + "\"";
+          },
+          "INT >= 2"));
+  collect->add_flag("--no-capacity", collect_no_capacity, "ignore expert capacity");
+  collect->add_flag("--no-direct-io", collect_no_direct_io, "read experts through the page cache");
 
   // bench
   auto* bench = app.add_subcommand("bench", "compare residency policies and budgets; engine speed vs PyTorch");
@@ -273,6 +321,29 @@ int main(int argc, char** argv) {
           }
         std::cerr << report_to_text(*report);
       }
+      return kExitOk;
+    }
+    if (collect->parsed()) {
+      if (corpus_file.empty() == text_corpus_file.empty())
+        return report_failure(app, Status(StatusCode::kInvalidInput, "give exactly one of --corpus, --text-corpus"));
+      auto model = ModelWeights::load(collect_ckpt);
+      if (!model) return report_failure(app, model.status());
+      Result<std::vector<Request>> corpus = corpus_file.empty()
+                                                ? read_text_requests(text_corpus_file, **model)
+                                                : read_requests(corpus_file);
+      if (!corpus) return report_failure(app, corpus.status());
+      collect_opts.apply_capacity = !collect_no_capacity;
+      collect_opts.direct_io = !collect_no_direct_io;
+      collect_opts.show_progress = ::isatty(2);
+      auto data = collect_routes(**model, *corpus, collect_opts);
+      if (!data) return report_failure(app, data.status());
+      if (auto s = write_routes_dataset(collect_out, *data); !s.ok()) return report_failure(app, s);
+      int64_t validation = 0;
+      for (uint8_t v : data->validation) validation += v;
+      std::cout << "collected " << data->num_tokens() << " tokens of " << data->num_requests() << " requests ("
+                << data->num_requests() - validation << " training, " << validation << " validation): top "
+                << data->top << " of " << data->num_experts << " router logits in " << data->num_moe_layers
+                << " encoder MoE layers, to " << collect_out << "\n";
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);
