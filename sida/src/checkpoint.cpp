@@ -130,8 +130,10 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
   PERFMEM_RETURN_IF_ERROR(require("num_decoder_layers", c.num_decoder_layers,
                                   block_prefix(true, c.num_decoder_layers - 1) + "0.SelfAttention.q.weight"));
   const int64_t moe_layers = c.num_moe_layers();
-  // Block counts are now bounded by the tensors present, so this loop is too.
-  for (int64_t m = 0; m < moe_layers; ++m) {
+  const size_t present = ckpt.tensor_names().size();
+  // Each MoE layer needs its own router tensor, so more layers than tensors fails the count
+  // check below; stopping there keeps this loop bounded by the file, whatever the config says.
+  for (int64_t m = 0; m < moe_layers && uint64_t(m) < present; ++m) {
     const auto place = c.moe_layer_place(m);
     const std::string router = block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") +
                                ".mlp.router.classifier.weight";
@@ -154,7 +156,6 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
   // shared, 2 final norms, 2 relative biases; per block attention(s), norms, then the FFN.
   const u128 needed = 5 + encoder_blocks * 6 + decoder_blocks * 11 + dense_blocks * 2 +
                       sparse_blocks * (1 + 2 * u128(c.num_experts));
-  const size_t present = ckpt.tensor_names().size();
   if (needed > u128(present))
     return input_error(config_path, "sizes (num_layers, num_decoder_layers, sparse steps, num_experts)",
                        "no more tensors than " + ckpt.path() + " holds (" + std::to_string(present) + ")",

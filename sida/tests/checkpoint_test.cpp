@@ -245,6 +245,29 @@ TEST(CorruptCheckpoint, AbsurdSizesAreRefusedBeforeAnythingIsAllocated) {
   std::filesystem::remove_all(dir);
 }
 
+// A file that does hold a tensor of block 999999999 still cannot make the loader size a billion
+// blocks: the tensors the config needs are counted (in 128 bits) against those present first.
+TEST(CorruptCheckpoint, ABillionBlocksAreCountedAgainstTheTensorsPresent) {
+  std::string dir = testing::make_test_checkpoint("billion", *preset_config("tiny"));
+  {
+    auto file = SafetensorsFile::open(dir + "/model.safetensors");
+    ASSERT_TRUE(file.ok());
+    SafetensorsWriter w;
+    for (const TensorInfo& t : file->tensors()) w.add(t.name, t.dtype, t.shape, file->mapped_bytes(t));
+    const TensorInfo* q = file->find("encoder.block.3.layer.0.SelfAttention.q.weight");
+    ASSERT_TRUE(q);
+    w.add("encoder.block.999999999.layer.0.SelfAttention.q.weight", q->dtype, q->shape, file->mapped_bytes(*q));
+    ASSERT_TRUE(w.write(dir + "/rewritten.safetensors").ok());
+  }
+  std::filesystem::rename(dir + "/rewritten.safetensors", dir + "/model.safetensors");
+  edit_config(dir, [](Json& j) {
+    j["num_layers"] = 1000000000;
+    j["encoder_sparse_step"] = 0;  // all dense: no router to miss, only the count can tell
+  });
+  expect_load_error(dir, {"config.json", "tensors", "holds"});
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CorruptCheckpoint, PickleOnlyFolderNamesTheFormatAndTheConversion) {
   std::string dir = testing::make_test_checkpoint("pickle", *preset_config("tiny"));
   std::filesystem::rename(dir + "/model.safetensors", dir + "/pytorch_model.bin");
