@@ -116,6 +116,9 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     EXPECT_EQ(r.output.find("give exactly one of"), std::string::npos) << c.args;
     EXPECT_EQ(r.output.find("e+308"), std::string::npos) << c.args;
   }
+  auto bench = run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
+  EXPECT_EQ(bench.exit_code, 1) << bench.output;
+  EXPECT_NE(bench.output.find("positive size"), std::string::npos) << bench.output;
   // A config claiming a billion experts is refused by name, not by an abort.
   auto config = *perfmem::read_json_file(dir + "/config.json");
   const auto original = config;
