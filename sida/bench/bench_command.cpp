@@ -62,6 +62,7 @@ Result<uint64_t> parse_budget(const std::string& text, uint64_t all_experts) {
   }
   size_t bytes = 0;
   if (!parse_bytes(text, &bytes)) return input_error("--budgets", text, "a size like 2GiB or a percentage", text);
+  if (bytes == 0) return input_error("--budgets", text, "a positive size (100% gives every expert a slot)", text);
   return uint64_t(bytes);
 }
 

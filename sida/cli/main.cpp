@@ -5,15 +5,21 @@
 //   sida run ckpt/ --synthetic 50 --policy prefetch --routes routes.json --budget 64KiB
 //   sida run ckpt/ --tokens "37 5 12 1" --dump-logits logits.f32
 //   sida bench --help
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
+
+#include <unistd.h>
 
 #include "perfmem/core/cli.h"
+#include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
 #include "bench_command.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
 #include "perfmem/sida/tokenizer.h"
 
@@ -24,6 +30,8 @@ using namespace perfmem::sida;
 
 struct RequestArgs {
   std::string tokens, text, requests_file;
+  CLI::Option* tokens_option = nullptr;  // given-ness: an empty --tokens "" is still given
+  CLI::Option* text_option = nullptr;
   size_t synthetic = 0;
   uint64_t seed = 7;
   int64_t max_new_tokens = 8;
@@ -32,33 +40,68 @@ struct RequestArgs {
   bool no_direct_io = false;
 };
 
+// A CLI check for counts of at least 1 whose message states the range in words (CLI11's
+// PositiveNumber prints a range up to the largest double).
+CLI::Validator at_least_one(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& value) -> std::string {
+        int64_t v = 0;  // CLI11's own conversion, so the check accepts what the option accepts
+        if (!CLI::detail::lexical_cast(value, v) || v < 1)
+          return "expected " + what + " of at least 1 (a whole number below 2^63), found \"" + value + "\"";
+        return "";
+      },
+      "INT >= 1");
+}
+
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
-  cmd->add_option("--tokens", a.tokens, "one request: token ids separated by spaces or commas");
-  cmd->add_option("--text", a.text, "one request as text (needs spiece.model in the checkpoint folder)");
+  a.tokens_option = cmd->add_option("--tokens", a.tokens, "one request: token ids separated by spaces or commas");
+  a.text_option = cmd->add_option("--text", a.text, "one request as text (needs spiece.model in the checkpoint folder)");
   cmd->add_option("--requests", a.requests_file, "file with one request per line (token ids)");
   cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
   cmd->add_option("--seed", a.seed, "seed of --synthetic")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate per request")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate per request (at most)")
+      ->capture_default_str()
+      ->check(at_least_one("a number of tokens"));
   cmd->add_flag("--encoder-only", a.encoder_only, "run the encoder only (classification setting)");
   cmd->add_flag("--no-capacity", a.no_capacity, "ignore expert capacity (every token reaches its expert)");
   cmd->add_flag("--no-direct-io", a.no_direct_io, "read experts through the page cache instead of O_DIRECT");
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
-  int given = !a.tokens.empty() + !a.text.empty() + !a.requests_file.empty() + (a.synthetic > 0);
+  const bool has_tokens = a.tokens_option->count() > 0, has_text = a.text_option->count() > 0;
+  int given = has_tokens + has_text + !a.requests_file.empty() + (a.synthetic > 0);
   if (given != 1)
     return Status(StatusCode::kInvalidInput, "give exactly one of --tokens, --text, --requests, --synthetic");
-  if (!a.text.empty()) {
+  if (has_text) {
+    if (a.text.find_first_not_of(" \t\r\n") == std::string::npos)
+      return input_error("--text", "text", "some text to tokenize", "an empty string");
     PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
     PERFMEM_ASSIGN_OR_RETURN(Request r, tok->encode(a.text));
     return std::vector<Request>{r};
   }
-  if (!a.tokens.empty()) {
+  if (has_tokens) {
     PERFMEM_ASSIGN_OR_RETURN(Request r, parse_tokens(a.tokens, "--tokens"));
     return std::vector<Request>{r};
   }
   if (!a.requests_file.empty()) return read_requests(a.requests_file);
   return synthetic_requests(a.synthetic, 10, 60, model.config().vocab_size, a.seed);
+}
+
+// One request per non-blank line of text, tokenized with the checkpoint's spiece.model.
+Result<std::vector<Request>> read_text_requests(const std::string& path, const ModelWeights& model) {
+  PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+  std::vector<Request> out;
+  std::istringstream in(text);
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    auto r = tok->encode(line);
+    if (!r.ok()) return r.status().with_context(path + ":" + std::to_string(number));
+    out.push_back(std::move(*r));
+  }
+  if (out.empty()) return input_error(path, "contents", "one request per line", "no requests");
+  return out;
 }
 
 ServeOptions serve_options(const RequestArgs& a) {
@@ -67,6 +110,14 @@ ServeOptions serve_options(const RequestArgs& a) {
   o.max_new_tokens = a.max_new_tokens;
   o.engine.apply_capacity = !a.no_capacity;
   return o;
+}
+
+Status write_floats(const std::string& path, const std::vector<float>& values) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+  f.close();
+  if (!f) return io_error(path, "write", errno);
+  return Status::Ok();
 }
 
 Status parse_dtype_arg(const std::string& text, DType* out) {
@@ -97,7 +148,8 @@ int main(int argc, char** argv) {
 
   // run
   auto* run = app.add_subcommand("run", "run requests through the engine and print generated ids and measurements");
-  std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits, execution_text = "request";
+  std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits, dump_encoder, dump_routes,
+      execution_text = "request";
   size_t window = 64;
   RequestArgs req;
   bool json = false;
@@ -110,8 +162,15 @@ int main(int argc, char** argv) {
                   "request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
       ->capture_default_str();
-  run->add_option("--window", window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
-  run->add_option("--dump-logits", dump_logits, "write every step's logits, little-endian float32");
+  run->add_option("--window", window, "requests per run-ahead window")
+      ->capture_default_str()
+      ->check(at_least_one("a number of requests"));
+  run->add_option("--dump-logits", dump_logits,
+                  "write every generation step's logits, little-endian float32 [steps, vocab] per request");
+  run->add_option("--dump-encoder", dump_encoder,
+                  "write every request's encoder output, little-endian float32 [tokens, d_model] per request");
+  run->add_option("--dump-routes", dump_routes,
+                  "write every router decision (expert per token, per MoE layer and decoding step) as JSON");
   run->add_flag("--json", json, "print the report as JSON");
 
   // record-routes
@@ -122,12 +181,40 @@ int main(int argc, char** argv) {
   add_request_options(record, record_req);
   record->add_option("-o,--output", record_out, "route table file (JSON)")->required();
 
+  // collect-routes
+  auto* collect = app.add_subcommand("collect-routes",
+                                     "run the encoder over a corpus and store each token's top router logits "
+                                     "per MoE layer (the predictor's teacher), split into training and validation");
+  std::string collect_ckpt, corpus_file, text_corpus_file, collect_out;
+  CollectOptions collect_opts;
+  bool collect_no_capacity = false, collect_no_direct_io = false;
+  collect->add_option("checkpoint", collect_ckpt, "checkpoint folder")->required();
+  auto* corpus_option = collect->add_option("--corpus", corpus_file, "corpus: one request per line, token ids");
+  collect->add_option("--text-corpus", text_corpus_file,
+                      "corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
+      ->excludes(corpus_option);
+  collect->add_option("-o,--output", collect_out, "routes file (safetensors)")->required();
+  collect->add_option("--top", collect_opts.top, "router logits kept per token and layer (the top T)")
+      ->capture_default_str()
+      ->check(at_least_one("a number of logits"));
+  collect->add_option("--validation-every", collect_opts.validation_every,
+                      "every N-th request goes to the validation split")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            int64_t n = 0;
+            return CLI::detail::lexical_cast(v, n) && n >= 2 ? "" : "expected a whole number of at least 2, found \"" + v + "\"";
+          },
+          "INT >= 2"));
+  collect->add_flag("--no-capacity", collect_no_capacity, "ignore expert capacity");
+  collect->add_flag("--no-direct-io", collect_no_direct_io, "read experts through the page cache");
+
   // bench
   auto* bench = app.add_subcommand("bench", "compare residency policies and budgets; engine speed vs PyTorch");
   BenchOptions bench_opts;
   add_bench_options(bench, bench_opts);
 
-  return run_cli(app, argc, argv, [&]() -> int {
+  auto dispatch = [&]() -> int {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
       if (!cfg) return report_failure(app, cfg.status());
@@ -159,6 +246,10 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     if (run->parsed()) {
+      if (req.encoder_only && !dump_logits.empty())
+        return report_failure(app, Status(StatusCode::kInvalidInput,
+                                          "--dump-logits: --encoder-only generates nothing, so there are no "
+                                          "logits; use --dump-encoder for the encoder's output"));
       auto model = ModelWeights::load(ckpt);
       if (!model) return report_failure(app, model.status());
       auto requests = gather_requests(req, **model);
@@ -172,6 +263,9 @@ int main(int argc, char** argv) {
         size_t b = 0;
         if (!parse_bytes(budget_text, &b))
           return report_failure(app, Status(StatusCode::kInvalidInput, "--budget: not a size: " + budget_text));
+        if (b == 0)
+          return report_failure(app, input_error("--budget", "size", "a positive size (leave --budget out "
+                                                 "to give every expert a slot)", budget_text));
         so.budget_bytes = b;
       }
       std::optional<RouteTable> routes;
@@ -192,16 +286,24 @@ int main(int argc, char** argv) {
       opt.execution = *execution;
       opt.window = window;
       opt.routes = routes ? &*routes : nullptr;
-      opt.keep_outputs = !dump_logits.empty();
+      opt.keep_outputs = !dump_logits.empty() || !dump_encoder.empty();
+      opt.keep_routes = !dump_routes.empty();
       auto report = serve(**model, **store, *requests, opt);
       if (!report) return report_failure(app, report.status());
       if (!dump_logits.empty()) {
-        std::ofstream f(dump_logits, std::ios::binary);
+        std::vector<float> all;
         for (const auto& r : report->results)
-          for (const auto& step : r.logits)
-            f.write(reinterpret_cast<const char*>(step.data()), std::streamsize(step.size() * sizeof(float)));
-        if (!f) return report_failure(app, io_error(dump_logits, "write", errno));
+          for (const auto& step : r.logits) all.insert(all.end(), step.begin(), step.end());
+        if (auto s = write_floats(dump_logits, all); !s.ok()) return report_failure(app, s);
       }
+      if (!dump_encoder.empty()) {
+        std::vector<float> all;
+        for (const auto& r : report->results) all.insert(all.end(), r.encoder_hidden.begin(), r.encoder_hidden.end());
+        if (auto s = write_floats(dump_encoder, all); !s.ok()) return report_failure(app, s);
+      }
+      if (!dump_routes.empty())
+        if (auto s = write_text_file(dump_routes, routes_to_json(**model, *requests, *report).dump() + "\n"); !s.ok())
+          return report_failure(app, s);
       if (json) {
         Json j = report_to_json(*report);
         Json outs = Json::array();
@@ -221,8 +323,42 @@ int main(int argc, char** argv) {
       }
       return kExitOk;
     }
+    if (collect->parsed()) {
+      if (corpus_file.empty() == text_corpus_file.empty())
+        return report_failure(app, Status(StatusCode::kInvalidInput, "give exactly one of --corpus, --text-corpus"));
+      auto model = ModelWeights::load(collect_ckpt);
+      if (!model) return report_failure(app, model.status());
+      Result<std::vector<Request>> corpus = corpus_file.empty()
+                                                ? read_text_requests(text_corpus_file, **model)
+                                                : read_requests(corpus_file);
+      if (!corpus) return report_failure(app, corpus.status());
+      collect_opts.apply_capacity = !collect_no_capacity;
+      collect_opts.direct_io = !collect_no_direct_io;
+      collect_opts.show_progress = ::isatty(2);
+      auto data = collect_routes(**model, *corpus, collect_opts);
+      if (!data) return report_failure(app, data.status());
+      if (auto s = write_routes_dataset(collect_out, *data); !s.ok()) return report_failure(app, s);
+      int64_t validation = 0;
+      for (uint8_t v : data->validation) validation += v;
+      std::cout << "collected " << data->num_tokens() << " tokens of " << data->num_requests() << " requests ("
+                << data->num_requests() - validation << " training, " << validation << " validation): top "
+                << data->top << " of " << data->num_experts << " router logits in " << data->num_moe_layers
+                << " encoder MoE layers, to " << collect_out << "\n";
+      return kExitOk;
+    }
     if (bench->parsed()) return run_bench(app, bench_opts);
     std::cout << app.help();
     return kExitOk;
+  };
+  // Sizes are validated before anything is allocated; should memory still run out, or a library
+  // throw, the program reports it instead of aborting.
+  return run_cli(app, argc, argv, [&]() -> int {
+    try {
+      return dispatch();
+    } catch (const std::bad_alloc&) {
+      return report_failure(app, Status(StatusCode::kOutOfMemory, "out of memory"));
+    } catch (const std::exception& e) {
+      return report_failure(app, Status(StatusCode::kInternal, e.what()));
+    }
   });
 }

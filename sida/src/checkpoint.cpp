@@ -98,7 +98,77 @@ void fill_uniform(float* out, int64_t n, uint64_t state, double mean, double std
 
 bool is_float_storage(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16; }
 
+// Hugging Face ties these to one matrix (with tie_word_embeddings, which the config requires):
+// a file may keep any one of them, e.g. safetensors' save_model keeps decoder.embed_tokens.weight.
+constexpr const char* kTiedEmbeddingNames[] = {"shared.weight", "encoder.embed_tokens.weight",
+                                               "decoder.embed_tokens.weight", "lm_head.weight"};
+
+// Folders with only PyTorch's pickle format are named as such, with the conversion.
+Status check_not_pickle_only(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (fs::exists(dir + "/model.safetensors") || fs::exists(dir + "/model.safetensors.index.json")) return Status::Ok();
+  for (const char* name : {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+    if (fs::exists(dir + "/" + name))
+      return unsupported_error(dir + "/" + name, "format",
+                               "PyTorch pickle checkpoints are not read (only safetensors); convert it once with: " +
+                                   pickle_conversion_command(dir));
+  return Status::Ok();
+}
+
+// The config's sizes against the tensors present, before anything is sized from them: a config
+// claiming 1e9 blocks or experts names the key and the tensor that is missing instead of
+// allocating for them. Counts are computed in 128 bits, so no product overflows.
+Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsCheckpoint& ckpt,
+                                    const std::string& config_path) {
+  auto require = [&](const char* key, int64_t value, const std::string& tensor) -> Status {
+    if (ckpt.find(tensor).file) return Status::Ok();
+    return input_error(config_path, std::string("key \"") + key + "\"", "a size the checkpoint holds",
+                       std::to_string(value) + ", but " + ckpt.path() + " has no tensor \"" + tensor + "\"");
+  };
+  PERFMEM_RETURN_IF_ERROR(require("num_layers", c.num_layers,
+                                  block_prefix(false, c.num_layers - 1) + "0.SelfAttention.q.weight"));
+  PERFMEM_RETURN_IF_ERROR(require("num_decoder_layers", c.num_decoder_layers,
+                                  block_prefix(true, c.num_decoder_layers - 1) + "0.SelfAttention.q.weight"));
+  const int64_t moe_layers = c.num_moe_layers();
+  const size_t present = ckpt.tensor_names().size();
+  // Each MoE layer needs its own router tensor, so more layers than tensors fails the count
+  // check below; stopping there keeps this loop bounded by the file, whatever the config says.
+  for (int64_t m = 0; m < moe_layers && uint64_t(m) < present; ++m) {
+    const auto place = c.moe_layer_place(m);
+    const std::string router = block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") +
+                               ".mlp.router.classifier.weight";
+    if (!ckpt.find(router).file)
+      return input_error(config_path,
+                         place.decoder ? "keys \"decoder_sparse_step\" / \"num_sparse_decoder_layers\""
+                                       : "keys \"encoder_sparse_step\" / \"num_sparse_encoder_layers\"",
+                         "the sparse blocks the checkpoint holds",
+                         "step " + std::to_string(place.decoder ? c.decoder_sparse_step() : c.encoder_sparse_step()) +
+                             ", which makes block " + std::to_string(place.block) + " sparse, but " + ckpt.path() +
+                             " has no tensor \"" + router + "\"");
+  }
+  if (moe_layers > 0)
+    PERFMEM_RETURN_IF_ERROR(require("num_experts", c.num_experts,
+                                    expert_tensor_name(c, 0, c.num_experts - 1, "wi")));
+  using u128 = unsigned __int128;
+  const u128 encoder_blocks = u128(c.num_layers), decoder_blocks = u128(c.num_decoder_layers);
+  const u128 sparse_blocks = u128(moe_layers);
+  const u128 dense_blocks = encoder_blocks + decoder_blocks - sparse_blocks;
+  // shared, 2 final norms, 2 relative biases; per block attention(s), norms, then the FFN.
+  const u128 needed = 5 + encoder_blocks * 6 + decoder_blocks * 11 + dense_blocks * 2 +
+                      sparse_blocks * (1 + 2 * u128(c.num_experts));
+  if (needed > u128(present))
+    return input_error(config_path, "sizes (num_layers, num_decoder_layers, sparse steps, num_experts)",
+                       "no more tensors than " + ckpt.path() + " holds (" + std::to_string(present) + ")",
+                       "more than that");
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::string pickle_conversion_command(const std::string& dir) {
+  return "python3 -c \"from transformers import SwitchTransformersForConditionalGeneration as M; "
+         "M.from_pretrained('" + dir + "').save_pretrained('" + dir + "', safe_serialization=True)\"";
+}
 
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
   switch (dtype) {
@@ -168,11 +238,23 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
   std::unique_ptr<ModelWeights> m(new ModelWeights());
   m->dir_ = dir;
   PERFMEM_ASSIGN_OR_RETURN(m->config_, load_config(dir));
+  PERFMEM_RETURN_IF_ERROR(check_not_pickle_only(dir));
   PERFMEM_ASSIGN_OR_RETURN(m->checkpoint_, SafetensorsCheckpoint::open(dir));
   const SwitchConfig& c = m->config_;
   const int64_t d = c.d_model, inner = c.inner_dim();
+  PERFMEM_RETURN_IF_ERROR(check_config_against_tensors(c, m->checkpoint_, dir + "/config.json"));
 
-  PERFMEM_ASSIGN_OR_RETURN(m->shared, m->load_resident("shared.weight", {c.vocab_size, d}));
+  std::string embedding;
+  for (const char* name : kTiedEmbeddingNames)
+    if (m->checkpoint_.find(name).file) {
+      embedding = name;
+      break;
+    }
+  if (embedding.empty())
+    return not_found_error(m->checkpoint_.path(),
+                           "tensor \"shared.weight\" (or a tied alias: encoder.embed_tokens.weight, "
+                           "decoder.embed_tokens.weight, lm_head.weight)");
+  PERFMEM_ASSIGN_OR_RETURN(m->shared, m->load_resident(embedding, {c.vocab_size, d}));
   m->experts_.resize(static_cast<size_t>(c.num_moe_layers() * c.num_experts));
   int64_t moe_layer = 0;
   for (int decoder = 0; decoder < 2; ++decoder) {

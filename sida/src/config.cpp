@@ -1,11 +1,14 @@
 #include "perfmem/sida/config.h"
 
+#include <filesystem>
+
 #include "perfmem/core/io.h"
 
 namespace perfmem::sida {
 namespace {
 
-int64_t sparse_step(int64_t layers, int64_t sparse_layers) {
+int64_t sparse_step(int64_t layers, int64_t sparse_layers, const std::optional<int64_t>& key) {
+  if (key) return *key;
   return sparse_layers > 0 ? layers / sparse_layers : layers;
 }
 
@@ -13,18 +16,87 @@ bool block_is_sparse(int64_t block, int64_t step) {
   return step > 0 && (block % step == 1 || step == 1);
 }
 
+// Sparse blocks among `layers` blocks: those with i % step == 1 (all of them when step == 1).
+int64_t count_sparse(int64_t layers, int64_t step) {
+  if (step <= 0 || layers <= 0) return 0;
+  if (step == 1) return layers;
+  return layers > 1 ? (layers - 2) / step + 1 : 0;
+}
+
+// The block index of the m-th sparse block (m < count_sparse).
+int64_t nth_sparse_block(int64_t m, int64_t step) { return step == 1 ? m : 1 + m * step; }
+
 Status require_positive(const std::string& file, const std::string& key, int64_t value) {
   if (value > 0) return Status::Ok();
   return input_error(file, "key \"" + key + "\"", "a positive integer", std::to_string(value));
 }
 
+// Reads an integer key strictly: nlohmann would truncate 4.5 to 4 (and read 1e9, a float, as
+// 1000000000); Hugging Face refuses both where it builds the model, so they are refused here.
+Status get_integer(const Json& json, const std::string& file, const std::string& key, int64_t* out,
+                   bool optional) {
+  auto it = json.find(key);
+  if (it == json.end() || (optional && it->is_null())) {  // null is Python's None: not given
+    if (optional) return Status::Ok();
+    return input_error(file, "key \"" + key + "\"", "the key to be present", "it missing");
+  }
+  if (!it->is_number_integer())
+    return input_error(file, "key \"" + key + "\"", "an integer", it->dump());
+  if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX))
+    return input_error(file, "key \"" + key + "\"", "an integer below 2^63", it->dump());
+  *out = it->get<int64_t>();
+  return Status::Ok();
+}
+
+// Every tensor of the model must have an element count whose fp32 bytes (times two, for an
+// expert's pair) fit in 64 bits; products are checked without overflowing.
+Status check_sizes(const SwitchConfig& c, const std::string& file) {
+  struct Product { const char* keys; int64_t a, b; };
+  int64_t inner = 0;
+  if (__builtin_mul_overflow(c.num_heads, c.d_kv, &inner))
+    return input_error(file, "keys \"num_heads\" and \"d_kv\"", "a product that fits in 64 bits",
+                       std::to_string(c.num_heads) + " x " + std::to_string(c.d_kv));
+  const Product products[] = {
+      {"\"vocab_size\" and \"d_model\"", c.vocab_size, c.d_model},
+      {"\"d_model\" and \"d_ff\"", c.d_model, c.d_ff},
+      {"\"num_heads\", \"d_kv\" and \"d_model\"", inner, c.d_model},
+      {"\"num_experts\" and \"d_model\"", c.num_experts, c.d_model},
+      {"\"relative_attention_num_buckets\" and \"num_heads\"", c.relative_attention_num_buckets, c.num_heads},
+  };
+  for (const Product& p : products) {
+    int64_t n = 0, bytes = 0;
+    if (__builtin_mul_overflow(p.a, p.b, &n) || __builtin_mul_overflow(n, int64_t(8), &bytes))
+      return input_error(file, std::string("keys ") + p.keys, "tensor sizes whose bytes fit in 64 bits",
+                         std::to_string(p.a) + " x " + std::to_string(p.b));
+  }
+  return Status::Ok();
+}
+
+// Hugging Face's decoder start: decoder_start_token_id, else bos_token_id; -1 when neither.
+// A key that is present must hold a token id (null counts as absent, as in Python).
+Status read_decoder_start(const Json& json, const std::string& file, int64_t vocab, int64_t* out) {
+  *out = -1;
+  for (const char* key : {"decoder_start_token_id", "bos_token_id"}) {
+    auto it = json.find(key);
+    if (it == json.end() || it->is_null()) continue;
+    int64_t id = -1;
+    PERFMEM_RETURN_IF_ERROR(get_integer(json, file, key, &id, false));
+    if (id < 0 || id >= vocab)
+      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size",
+                         std::to_string(id));
+    *out = id;
+    return Status::Ok();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 int64_t SwitchConfig::encoder_sparse_step() const {
-  return sparse_step(num_layers, num_sparse_encoder_layers);
+  return sparse_step(num_layers, num_sparse_encoder_layers, encoder_sparse_step_key);
 }
 int64_t SwitchConfig::decoder_sparse_step() const {
-  return sparse_step(num_decoder_layers, num_sparse_decoder_layers);
+  return sparse_step(num_decoder_layers, num_sparse_decoder_layers, decoder_sparse_step_key);
 }
 bool SwitchConfig::encoder_block_is_sparse(int64_t block) const {
   return block_is_sparse(block, encoder_sparse_step());
@@ -33,23 +105,17 @@ bool SwitchConfig::decoder_block_is_sparse(int64_t block) const {
   return block_is_sparse(block, decoder_sparse_step());
 }
 int64_t SwitchConfig::num_encoder_moe_layers() const {
-  int64_t n = 0;
-  for (int64_t i = 0; i < num_layers; ++i) n += encoder_block_is_sparse(i);
-  return n;
+  return count_sparse(num_layers, encoder_sparse_step());
 }
 int64_t SwitchConfig::num_moe_layers() const {
-  int64_t n = num_encoder_moe_layers();
-  for (int64_t i = 0; i < num_decoder_layers; ++i) n += decoder_block_is_sparse(i);
-  return n;
+  return num_encoder_moe_layers() + count_sparse(num_decoder_layers, decoder_sparse_step());
 }
 SwitchConfig::MoeLayerPlace SwitchConfig::moe_layer_place(int64_t moe_layer) const {
-  int64_t m = 0;
-  for (int64_t i = 0; i < num_layers; ++i)
-    if (encoder_block_is_sparse(i) && m++ == moe_layer) return {false, i};
-  for (int64_t i = 0; i < num_decoder_layers; ++i)
-    if (decoder_block_is_sparse(i) && m++ == moe_layer) return {true, i};
-  PERFMEM_CHECK(false, "moe layer " + std::to_string(moe_layer) + " out of range");
-  return {};
+  const int64_t encoder_layers = num_encoder_moe_layers();
+  PERFMEM_CHECK(moe_layer >= 0 && moe_layer < num_moe_layers(),
+                "moe layer " + std::to_string(moe_layer) + " out of range");
+  if (moe_layer < encoder_layers) return {false, nth_sparse_block(moe_layer, encoder_sparse_step())};
+  return {true, nth_sparse_block(moe_layer - encoder_layers, decoder_sparse_step())};
 }
 
 Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
@@ -71,12 +137,28 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
       {"relative_attention_max_distance", &c.relative_attention_max_distance, true},
       {"pad_token_id", &c.pad_token_id, true},
       {"eos_token_id", &c.eos_token_id, true},
-      {"decoder_start_token_id", &c.decoder_start_token_id, true},
   };
+  if (!json.is_object()) return input_error(file, "top level", "a JSON object", json.type_name());
+  std::string model_type;
+  if (!json.contains("model_type"))
+    return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
+                       "it missing: not a Switch Transformers model");
+  PERFMEM_RETURN_IF_ERROR(json_get(json, file, "model_type", &model_type));
+  if (model_type != "switch_transformers")
+    return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
+                       "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
   for (const IntKey& k : int_keys)
-    PERFMEM_RETURN_IF_ERROR(json_get(json, file, k.key, k.value, k.optional));
+    PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
   if (c.num_decoder_layers < 0) c.num_decoder_layers = c.num_layers;
+  for (auto [key, step] : {std::pair{"encoder_sparse_step", &c.encoder_sparse_step_key},
+                           {"decoder_sparse_step", &c.decoder_sparse_step_key}}) {
+    int64_t v = 0;
+    if (!json.contains(key)) continue;
+    PERFMEM_RETURN_IF_ERROR(get_integer(json, file, key, &v, false));
+    *step = v;
+  }
+
   PERFMEM_RETURN_IF_ERROR(json_get(json, file, "layer_norm_epsilon", &c.layer_norm_epsilon, true));
 
   for (const char* key : {"vocab_size", "d_model", "d_ff", "d_kv", "num_heads", "num_layers",
@@ -87,18 +169,14 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
       if (std::string(k.key) == key) v = *k.value;
     PERFMEM_RETURN_IF_ERROR(require_positive(file, key, v));
   }
-  if (c.num_sparse_encoder_layers < 0 || c.num_sparse_encoder_layers > c.num_layers)
-    return input_error(file, "key \"num_sparse_encoder_layers\"",
-                       "a count between 0 and num_layers", std::to_string(c.num_sparse_encoder_layers));
-  if (c.num_sparse_decoder_layers < 0 || c.num_sparse_decoder_layers > c.num_decoder_layers)
-    return input_error(file, "key \"num_sparse_decoder_layers\"",
-                       "a count between 0 and num_decoder_layers",
-                       std::to_string(c.num_sparse_decoder_layers));
+  // The sparse counts are not range-checked: Hugging Face derives a step from them (a count
+  // above the layer count gives step 0, no sparse block), and the tensors present decide.
+  PERFMEM_RETURN_IF_ERROR(check_sizes(c, file));
   if (c.layer_norm_epsilon <= 0)
     return input_error(file, "key \"layer_norm_epsilon\"", "a positive number",
                        std::to_string(c.layer_norm_epsilon));
-  for (auto [key, v] : {std::pair{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id},
-                        {"decoder_start_token_id", c.decoder_start_token_id}})
+  PERFMEM_RETURN_IF_ERROR(read_decoder_start(json, file, c.vocab_size, &c.decoder_start_token_id));
+  for (auto [key, v] : {std::pair{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id}})
     if (v < 0 || v >= c.vocab_size)
       return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size",
                          std::to_string(v));
@@ -133,7 +211,15 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
 Result<SwitchConfig> load_config(const std::string& dir) {
   std::string path = dir + "/config.json";
   PERFMEM_ASSIGN_OR_RETURN(Json json, read_json_file(path));
-  return parse_config(json, path);
+  PERFMEM_ASSIGN_OR_RETURN(SwitchConfig c, parse_config(json, path));
+  const std::string generation_path = dir + "/generation_config.json";
+  if (std::filesystem::exists(generation_path)) {
+    PERFMEM_ASSIGN_OR_RETURN(Json generation, read_json_file(generation_path));
+    if (!generation.is_object())
+      return input_error(generation_path, "top level", "a JSON object", generation.type_name());
+    PERFMEM_RETURN_IF_ERROR(read_decoder_start(generation, generation_path, c.vocab_size, &c.decoder_start_token_id));
+  }
+  return c;
 }
 
 Json config_to_json(const SwitchConfig& c) {
@@ -156,7 +242,9 @@ Json config_to_json(const SwitchConfig& c) {
   j["layer_norm_epsilon"] = c.layer_norm_epsilon;
   j["pad_token_id"] = c.pad_token_id;
   j["eos_token_id"] = c.eos_token_id;
-  j["decoder_start_token_id"] = c.decoder_start_token_id;
+  if (c.decoder_start_token_id >= 0) j["decoder_start_token_id"] = c.decoder_start_token_id;
+  j["encoder_sparse_step"] = c.encoder_sparse_step();
+  j["decoder_sparse_step"] = c.decoder_sparse_step();
   j["dense_act_fn"] = "relu";
   j["router_dtype"] = "float32";
   j["router_bias"] = false;

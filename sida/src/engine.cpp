@@ -11,29 +11,37 @@ namespace perfmem::sida {
 namespace {
 
 // Scaled-dot-product attention without scaling (T5 folds it into the weights).
-// q: F32 [q_len, inner] rows of one sequence; k, v: F32 [kv_len, inner]; bias: F32 [H, q_len,
-// kv_len] or null; only the first `kv_valid` keys are attended. out: F32 [q_len, inner].
-void attend(const float* q, const float* k, const float* v, int64_t q_len, int64_t kv_valid,
-            int64_t num_heads, int64_t d_kv, const float* bias, int64_t bias_q_stride_len,
-            int64_t bias_kv_len, float* out, std::vector<float>& scores) {
+// q: F32 [q_len, inner] rows of one sequence; key j of k and v (F32, inner values each) starts at
+// j * kv_stride; bias: F32 [H, q_len, kv_len] or null. Keys j < kv_len with key_mask[j] != 0 (all
+// of them when key_mask is null) are attended: the softmax runs over those keys only, which is
+// what Hugging Face's additive mask of finfo.min gives (exp underflows to exactly 0), and gives
+// a sequence the same bits whatever padding its batch adds. At least one key must be attended.
+// out: F32 [q_len, inner].
+void attend(const float* q, const float* k, const float* v, int64_t q_len, int64_t kv_len, int64_t kv_stride,
+            const uint8_t* key_mask, int64_t num_heads, int64_t d_kv, const float* bias,
+            int64_t bias_q_stride_len, int64_t bias_kv_len, float* out, std::vector<float>& scores) {
   const int64_t inner = num_heads * d_kv;
-  scores.resize(static_cast<size_t>(kv_valid));
+  scores.resize(static_cast<size_t>(kv_len));
   for (int64_t h = 0; h < num_heads; ++h) {
     for (int64_t i = 0; i < q_len; ++i) {
       const float* qi = q + i * inner + h * d_kv;
-      for (int64_t j = 0; j < kv_valid; ++j) {
-        const float* kj = k + j * inner + h * d_kv;
+      int64_t n = 0;
+      for (int64_t j = 0; j < kv_len; ++j) {
+        if (key_mask && !key_mask[j]) continue;
+        const float* kj = k + j * kv_stride + h * d_kv;
         float s = 0.f;
         for (int64_t t = 0; t < d_kv; ++t) s += qi[t] * kj[t];
         if (bias) s += bias[(h * bias_q_stride_len + i) * bias_kv_len + j];
-        scores[size_t(j)] = s;
+        scores[size_t(n++)] = s;
       }
-      softmax_inplace(scores.data(), kv_valid);
+      softmax_inplace(scores.data(), n);
       float* oi = out + i * inner + h * d_kv;
       std::fill(oi, oi + d_kv, 0.f);
-      for (int64_t j = 0; j < kv_valid; ++j) {
-        const float* vj = v + j * inner + h * d_kv;
-        const float p = scores[size_t(j)];
+      n = 0;
+      for (int64_t j = 0; j < kv_len; ++j) {
+        if (key_mask && !key_mask[j]) continue;
+        const float* vj = v + j * kv_stride + h * d_kv;
+        const float p = scores[size_t(n++)];
         for (int64_t t = 0; t < d_kv; ++t) oi[t] += p * vj[t];
       }
     }
@@ -60,11 +68,21 @@ std::vector<float> position_bias(const SwitchConfig& c, const float* table, bool
 Engine::Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options)
     : model_(model), experts_(experts), options_(options) {}
 
+bool Engine::masks_pad_ids() const {
+  return model_.config().pad_token_id != model_.config().eos_token_id;
+}
+
 Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests) const {
   if (requests.empty()) return Status(StatusCode::kInvalidInput, "no requests given");
+  const int64_t pad = model_.config().pad_token_id;
   for (size_t r = 0; r < requests.size(); ++r) {
     if (requests[r].empty())
       return input_error("batch item " + std::to_string(r), "tokens", "at least one token id", "none");
+    if (masks_pad_ids() && std::all_of(requests[r].begin(), requests[r].end(), [&](int32_t t) { return t == pad; }))
+      return input_error("batch item " + std::to_string(r), "tokens",
+                         "at least one id other than the pad id " + std::to_string(pad) +
+                             " (pad ids are masked out of attention)",
+                         "only pad ids");
     for (size_t t = 0; t < requests[r].size(); ++t)
       if (requests[r][t] < 0 || requests[r][t] >= model_.config().vocab_size)
         return input_error("batch item " + std::to_string(r), "token " + std::to_string(t),
@@ -136,7 +154,7 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
 }
 
 void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& r,
-                              const std::vector<RoutedToken>& tokens, float* x) {
+                              const std::vector<RoutedToken>& tokens, float* x, int32_t window_request) {
   const int64_t d = model_.config().d_model, n = int64_t(tokens.size());
   // Tokens over capacity pass their normed input through, scaled like an expert output.
   for (int64_t t = 0; t < n; ++t) {
@@ -149,6 +167,7 @@ void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, La
   MoeLayerVisit visit;
   visit.moe_layer = block.moe_layer;
   visit.decode_step = decode_step;
+  visit.window_request = window_request;
   for (size_t e = 0; e < r.uses.size(); ++e)
     if (r.uses[e]) visit.experts_used.push_back(int32_t(e));
   if (n > 0) {
@@ -180,7 +199,7 @@ Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const f
     run_expert_rows(view, /*streaming=*/false, scratch);
     experts_.release(view);
   }
-  finish_moe_layer(block, decode_step, routing, tokens, x);
+  finish_moe_layer(block, decode_step, routing, tokens, x, -1);
   return Status::Ok();
 }
 
@@ -204,6 +223,7 @@ Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t
   }
   const int64_t L = s.out.max_len;
   s.rows = B * L;
+  s.out.key_mask.assign(size_t(B * L), 0);
   s.x.resize(size_t(s.rows * d));
   s.h.resize(size_t(s.rows * d));
   for (auto* buf : {&s.q, &s.k, &s.v, &s.ctx}) buf->resize(size_t(s.rows * inner));
@@ -213,7 +233,10 @@ Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t
       const bool real = t < s.out.lengths[size_t(b)];
       const int64_t token = real ? requests[size_t(b)][size_t(t)] : c.pad_token_id;
       std::memcpy(&s.x[size_t((b * L + t) * d)], model_.shared + token * d, size_t(d) * sizeof(float));
+      // Hugging Face routes a pad id inside a request (and counts it against capacity) but
+      // masks it as a key; batch padding is neither routed nor attended.
       if (real) s.routed.push_back({b * L + t, int32_t(b), int32_t(t)});
+      s.out.key_mask[size_t(b * L + t)] = real && !(masks_pad_ids() && token == c.pad_token_id);
     }
   s.bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
   return s;
@@ -230,8 +253,8 @@ void Engine::encoder_attention(const BlockWeights& block, EncoderState& s) const
   linear_packed(s.h.data(), *a.v, s.v.data(), rows);
   for (int64_t b = 0; b < s.out.batch; ++b)
     attend(&s.q[size_t(b * L * inner)], &s.k[size_t(b * L * inner)], &s.v[size_t(b * L * inner)], L,
-           s.out.lengths[size_t(b)], c.num_heads, c.d_kv, s.bias.data(), L, L,
-           &s.ctx[size_t(b * L * inner)], s.scores);
+           s.out.lengths[size_t(b)], inner, &s.out.key_mask[size_t(b * L)], c.num_heads, c.d_kv,
+           s.bias.data(), L, L, &s.ctx[size_t(b * L * inner)], s.scores);
   linear_packed(s.ctx.data(), *a.o, s.x.data(), rows, /*accumulate=*/true);
   rms_norm(s.x.data(), block.ffn_norm, s.h.data(), rows, d, eps);
 }
@@ -293,7 +316,7 @@ Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
     experts_.release(view);
   }
   for (size_t i = 0; i < members.size(); ++i)
-    finish_moe_layer(block, decode_step, routings[i], *members[i].tokens, members[i].x);
+    finish_moe_layer(block, decode_step, routings[i], *members[i].tokens, members[i].x, members[i].request);
   return Status::Ok();
 }
 
@@ -303,7 +326,8 @@ Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::
   states.reserve(requests.size());
   for (const auto& r : requests) states.push_back(start_encoder({r}));
   std::vector<WindowMember> members;
-  for (EncoderState& s : states) members.push_back({s.h.data(), s.x.data(), &s.routed});
+  for (EncoderState& s : states)
+    members.push_back({s.h.data(), s.x.data(), &s.routed, int32_t(members.size())});
   for (const BlockWeights& block : model_.encoder) {
     for (EncoderState& s : states) encoder_attention(block, s);
     if (block.router) {
@@ -324,7 +348,9 @@ struct Engine::DecoderState {
   bool keep_logits = false;
   bool done = false;
   std::vector<std::vector<float>> cross_k, cross_v;  // F32 [B * L, inner] per block
-  std::vector<std::vector<float>> self_k, self_v;    // F32 [B, S, inner] per block
+  // F32 [steps so far, B, inner] per block: grows by one step at a time, so a large
+  // max_new_tokens costs nothing until tokens are generated.
+  std::vector<std::vector<float>> self_k, self_v;
   std::vector<int32_t> current;
   std::vector<uint8_t> finished;
   Generation gen;
@@ -335,11 +361,10 @@ struct Engine::DecoderState {
 Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOptions& options) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, inner = c.inner_dim(), B = enc.batch, L = enc.max_len;
-  const int64_t S = options.max_new_tokens;
   const size_t n_blocks = model_.decoder.size();
   DecoderState s;
   s.enc = std::move(enc);
-  s.max_steps = S;
+  s.max_steps = options.max_new_tokens;
   s.keep_logits = options.keep_logits;
   // Cross-attention keys and values, computed once.
   s.cross_k.resize(n_blocks);
@@ -350,9 +375,10 @@ Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOpti
     linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.k, s.cross_k[i].data(), B * L);
     linear_packed(s.enc.hidden.data(), *model_.decoder[i].cross_attention.v, s.cross_v[i].data(), B * L);
   }
-  s.self_k.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
-  s.self_v.assign(n_blocks, std::vector<float>(size_t(B * S * inner)));
+  s.self_k.assign(n_blocks, {});
+  s.self_v.assign(n_blocks, {});
   s.gen.tokens.assign(size_t(B), {});
+  if (options.keep_encoder) s.gen.encoder = s.enc;
   s.current.assign(size_t(B), int32_t(c.decoder_start_token_id));
   s.finished.assign(size_t(B), 0);
   for (auto* buf : {&s.x, &s.h}) buf->resize(size_t(B * d));
@@ -375,21 +401,21 @@ void Engine::begin_decoder_step(DecoderState& s, int64_t step) const {
 
 void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
   const SwitchConfig& c = model_.config();
-  const int64_t d = c.d_model, inner = c.inner_dim(), B = s.enc.batch, L = s.enc.max_len, S = s.max_steps;
+  const int64_t d = c.d_model, inner = c.inner_dim(), B = s.enc.batch, L = s.enc.max_len;
   const float eps = float(c.layer_norm_epsilon);
   const BlockWeights& block = model_.decoder[i];
   const AttentionWeights& sa = block.self_attention;
   rms_norm(s.x.data(), block.self_attention_norm, s.h.data(), B, d, eps);
   linear_packed(s.h.data(), *sa.q, s.q.data(), B);
+  // This step's keys and values append one [B, inner] slab to the caches.
   linear_packed(s.h.data(), *sa.k, s.kv.data(), B);
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(&s.self_k[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
+  s.self_k[i].insert(s.self_k[i].end(), s.kv.begin(), s.kv.begin() + std::ptrdiff_t(B * inner));
   linear_packed(s.h.data(), *sa.v, s.kv.data(), B);
+  s.self_v[i].insert(s.self_v[i].end(), s.kv.begin(), s.kv.begin() + std::ptrdiff_t(B * inner));
   for (int64_t b = 0; b < B; ++b)
-    std::memcpy(&s.self_v[i][size_t((b * S + step) * inner)], &s.kv[size_t(b * inner)], size_t(inner) * sizeof(float));
-  for (int64_t b = 0; b < B; ++b)
-    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * S * inner)], &s.self_v[i][size_t(b * S * inner)], 1,
-           step + 1, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1, &s.ctx[size_t(b * inner)], s.scores);
+    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * inner)], &s.self_v[i][size_t(b * inner)], 1,
+           step + 1, B * inner, nullptr, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1,
+           &s.ctx[size_t(b * inner)], s.scores);
   linear_packed(s.ctx.data(), *sa.o, s.x.data(), B, true);
 
   const AttentionWeights& ca = block.cross_attention;
@@ -397,7 +423,8 @@ void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
   linear_packed(s.h.data(), *ca.q, s.q.data(), B);
   for (int64_t b = 0; b < B; ++b)
     attend(&s.q[size_t(b * inner)], &s.cross_k[i][size_t(b * L * inner)], &s.cross_v[i][size_t(b * L * inner)], 1,
-           s.enc.lengths[size_t(b)], c.num_heads, c.d_kv, nullptr, 0, 0, &s.ctx[size_t(b * inner)], s.scores);
+           s.enc.lengths[size_t(b)], inner, &s.enc.key_mask[size_t(b * L)], c.num_heads, c.d_kv, nullptr, 0, 0,
+           &s.ctx[size_t(b * inner)], s.scores);
   linear_packed(s.ctx.data(), *ca.o, s.x.data(), B, true);
   rms_norm(s.x.data(), block.ffn_norm, s.h.data(), B, d, eps);
 }
@@ -434,11 +461,21 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
   s.done = all_done || step + 1 >= s.max_steps;
 }
 
-Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,
-                                    const GenerateOptions& options) {
+Status Engine::check_generate(const GenerateOptions& options) const {
   if (options.max_new_tokens < 1)
     return input_error("generate options", "max_new_tokens", "at least 1",
                        std::to_string(options.max_new_tokens));
+  if (model_.config().decoder_start_token_id < 0)
+    return input_error(model_.dir() + "/config.json", "key \"decoder_start_token_id\"",
+                       "a decoder start token for generation (here, in generation_config.json, or a "
+                       "bos_token_id), as Hugging Face requires",
+                       "none");
+  return Status::Ok();
+}
+
+Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,
+                                    const GenerateOptions& options) {
+  PERFMEM_RETURN_IF_ERROR(check_generate(options));
   PERFMEM_ASSIGN_OR_RETURN(EncoderOutput enc, encode(requests));
   DecoderState s = start_decoder(std::move(enc), options);
   for (int64_t step = 0; !s.done; ++step) {
@@ -459,9 +496,7 @@ Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& req
 
 Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::vector<int32_t>>& requests,
                                                         const GenerateOptions& options) {
-  if (options.max_new_tokens < 1)
-    return input_error("generate options", "max_new_tokens", "at least 1",
-                       std::to_string(options.max_new_tokens));
+  PERFMEM_RETURN_IF_ERROR(check_generate(options));
   PERFMEM_ASSIGN_OR_RETURN(std::vector<EncoderOutput> encs, encode_window(requests));
   std::vector<DecoderState> states;
   states.reserve(encs.size());
@@ -475,7 +510,7 @@ Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::v
     std::vector<WindowMember> members;
     for (DecoderState* s : active) {
       begin_decoder_step(*s, step);
-      members.push_back({s->h.data(), s->x.data(), &s->routed});
+      members.push_back({s->h.data(), s->x.data(), &s->routed, int32_t(s - states.data())});
     }
     for (size_t i = 0; i < model_.decoder.size(); ++i) {
       const BlockWeights& block = model_.decoder[i];

@@ -181,15 +181,19 @@ Result<std::vector<Request>> read_requests(const std::string& path) {
   return out;
 }
 
-Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Request>& requests,
-                                 const ServeOptions& options, bool direct_io) {
+Result<std::unique_ptr<ExpertStore>> make_recording_store(const ModelWeights& model, bool direct_io) {
   StoreOptions so;
   so.policy = Policy::kLru;
   so.direct_io = direct_io;
   so.budget_bytes = std::min<uint64_t>(uint64_t(model.config().num_moe_layers() * model.config().num_experts) *
                                            model.config().expert_f32_bytes(),
                                        uint64_t(4) << 30);  // cap the recording pass's memory
-  PERFMEM_ASSIGN_OR_RETURN(auto store, ExpertStore::create(model, so));
+  return ExpertStore::create(model, so);
+}
+
+Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Request>& requests,
+                                 const ServeOptions& options, bool direct_io) {
+  PERFMEM_ASSIGN_OR_RETURN(auto store, make_recording_store(model, direct_io));
   Engine engine(model, *store, options.engine);
   RouteTable table;
   table.generate = options.generate;
@@ -293,6 +297,14 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
 
   Engine engine(model, store, options.engine);
   ServeReport report;
+  // Router decisions go to the request being run: the current one in request execution, the
+  // window's first plus the visit's index in window execution.
+  size_t current_request = 0, window_first = 0;
+  if (options.keep_routes)
+    engine.set_observer([&](const MoeLayerVisit& v) {
+      const size_t r = v.window_request >= 0 ? window_first + size_t(v.window_request) : current_request;
+      report.results[r].routes.push_back({v.moe_layer, v.decode_step, v.positions, v.choice, v.dropped});
+    });
   report.policy = policy_name(store.policy());
   report.execution = execution_name(options.execution);
   report.slots = store.num_slots();
@@ -309,6 +321,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
       // The window's requests advance together and complete together: each one's latency is
       // the window's, measured from the moment the window started.
       Stopwatch sw;
+      window_first = plan->first;
       std::vector<Request> batch(requests.begin() + std::ptrdiff_t(plan->first),
                                  requests.begin() + std::ptrdiff_t(plan->first + plan->count));
       const std::string which =
@@ -317,6 +330,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
         GenerateOptions g;
         g.max_new_tokens = options.max_new_tokens;
         g.keep_logits = options.keep_outputs;
+        g.keep_encoder = options.keep_outputs;
         auto gen = engine.generate_window(batch, g);
         if (!gen.ok()) {
           failure = gen.status().with_context(which);
@@ -326,7 +340,10 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
           RequestResult& out = report.results[plan->first + i];
           out.generated = (*gen)[i].tokens[0];
           report.generated_tokens += out.generated.size();
-          if (options.keep_outputs) out.logits = std::move((*gen)[i].logits);
+          if (options.keep_outputs) {
+            out.logits = std::move((*gen)[i].logits);
+            out.encoder_hidden = std::move((*gen)[i].encoder.hidden);
+          }
         }
       } else {
         auto enc = engine.encode_window(batch);
@@ -349,12 +366,14 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
     }
     for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
       Stopwatch sw;
+      current_request = r;
       RequestResult& out = report.results[r];
       report.input_tokens += requests[r].size();
       if (options.generate) {
         GenerateOptions g;
         g.max_new_tokens = options.max_new_tokens;
         g.keep_logits = options.keep_outputs;
+        g.keep_encoder = options.keep_outputs;
         auto gen = engine.generate({requests[r]}, g);
         if (!gen.ok()) {
           failure = gen.status().with_context("request " + std::to_string(r));
@@ -362,7 +381,10 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
         }
         out.generated = gen->tokens[0];
         report.generated_tokens += out.generated.size();
-        if (options.keep_outputs) out.logits = std::move(gen->logits);
+        if (options.keep_outputs) {
+          out.logits = std::move(gen->logits);
+          out.encoder_hidden = std::move(gen->encoder.hidden);
+        }
       } else {
         auto enc = engine.encode({requests[r]});
         if (!enc.ok()) {
@@ -421,6 +443,26 @@ Json report_to_json(const ServeReport& r) {
   j["expert_bandwidth_gb_per_s"] =
       r.engine.expert_compute_s > 0 ? double(r.engine.expert_bytes) / r.engine.expert_compute_s / 1e9 : 0.0;
   return j;
+}
+
+Json routes_to_json(const ModelWeights& model, const std::vector<Request>& requests, const ServeReport& report) {
+  const SwitchConfig& c = model.config();
+  Json out;
+  out["format"] = "sida-router-choices-1";
+  out["num_experts"] = c.num_experts;
+  Json reqs = Json::array();
+  for (size_t r = 0; r < report.results.size(); ++r) {
+    Json layers = Json::array();
+    for (const RouterChoices& rc : report.results[r].routes) {
+      const auto place = c.moe_layer_place(rc.moe_layer);
+      layers.push_back({{"moe_layer", rc.moe_layer}, {"decoder", place.decoder}, {"block", place.block},
+                        {"step", rc.decode_step}, {"positions", rc.positions}, {"expert", rc.expert},
+                        {"dropped", rc.dropped}});
+    }
+    reqs.push_back({{"tokens", requests[r]}, {"layers", std::move(layers)}});
+  }
+  out["requests"] = std::move(reqs);
+  return out;
 }
 
 std::string report_to_text(const ServeReport& r) {

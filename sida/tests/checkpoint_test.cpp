@@ -120,7 +120,7 @@ TEST(CorruptCheckpoint, WrongShapeNamesTheTensor) {
 TEST(CorruptCheckpoint, MissingExpertTensorIsNamed) {
   std::string dir = testing::make_test_checkpoint("missing-tensor", *preset_config("tiny"));
   edit_config(dir, [](Json& j) { j["num_experts"] = 5; });
-  expect_load_error(dir, {"router.classifier.weight"});  // [5, 32] expected, [4, 32] found
+  expect_load_error(dir, {"num_experts", "expert_4.wi.weight"});  // checked before the shapes
   std::filesystem::remove_all(dir);
 }
 
@@ -138,6 +138,140 @@ TEST(CorruptCheckpoint, UnsupportedConfigValuesAreRefused) {
     j.erase("num_experts");
   });
   expect_load_error(dir, {"num_experts"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Config, IntegersMustBeIntegersAndTheModelTypeSwitch) {
+  Json j = config_to_json(*preset_config("tiny"));
+  j["num_experts"] = 4.5;  // nlohmann alone would read 4; Hugging Face refuses it
+  auto r = parse_config(j, "config.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().to_string().find("num_experts"), std::string::npos) << r.status().to_string();
+  EXPECT_NE(r.status().to_string().find("4.5"), std::string::npos) << r.status().to_string();
+  j["num_experts"] = 1e9;  // a float, even if whole
+  EXPECT_FALSE(parse_config(j, "config.json").ok());
+  j["num_experts"] = 4;
+  j["model_type"] = "t5";
+  r = parse_config(j, "config.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().to_string().find("not a Switch Transformers model"), std::string::npos)
+      << r.status().to_string();
+  j.erase("model_type");
+  r = parse_config(j, "config.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().to_string().find("not a Switch Transformers model"), std::string::npos);
+}
+
+TEST(Config, SparseStepKeysDecideTheSparseBlocksAsInHuggingFace) {
+  SwitchConfig tiny = *preset_config("tiny");
+  tiny.num_layers = 6;
+  Json j = config_to_json(tiny);
+  EXPECT_EQ(j["encoder_sparse_step"], 3);  // written like Hugging Face writes it
+  j["num_sparse_encoder_layers"] = 3;      // step 2 from the counts...
+  j["encoder_sparse_step"] = 3;            // ...but the key wins: blocks 1 and 4
+  j["decoder_sparse_step"] = 1;            // every decoder block
+  auto c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  std::vector<int64_t> sparse;
+  for (int64_t i = 0; i < c->num_layers; ++i)
+    if (c->encoder_block_is_sparse(i)) sparse.push_back(i);
+  EXPECT_EQ(sparse, (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(c->num_encoder_moe_layers(), 2);
+  EXPECT_EQ(c->num_moe_layers(), 2 + c->num_decoder_layers);
+  EXPECT_EQ(c->moe_layer_place(1).block, 4);
+  EXPECT_EQ(c->moe_layer_place(2).decoder, true);
+  EXPECT_EQ(c->moe_layer_place(5).block, 3);
+  for (int64_t step : {0, -2}) {  // Hugging Face: no sparse block unless step > 0
+    j["encoder_sparse_step"] = step;
+    c = parse_config(j, "config.json");
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->num_encoder_moe_layers(), 0) << step;
+  }
+  // Without the keys, the counts give the step; the closed forms agree with the block rule.
+  for (int64_t layers : {1, 2, 5, 12, 13})
+    for (int64_t sparse_count : {0, 1, 2, 3, 6, 20}) {
+      SwitchConfig s = tiny;
+      s.num_layers = layers;
+      s.num_sparse_encoder_layers = sparse_count;
+      int64_t n = 0;
+      for (int64_t i = 0; i < layers; ++i)
+        if (s.encoder_block_is_sparse(i)) {
+          EXPECT_EQ(s.moe_layer_place(n++).block, i);
+        }
+      EXPECT_EQ(s.num_encoder_moe_layers(), n) << layers << " " << sparse_count;
+    }
+}
+
+TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
+  std::string dir = testing::make_test_checkpoint("decoder-start", *preset_config("tiny"));
+  edit_config(dir, [](Json& j) { j.erase("decoder_start_token_id"); });
+  auto c = load_config(dir);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->decoder_start_token_id, -1);  // missing: generation is refused (engine test)
+  edit_config(dir, [](Json& j) { j["bos_token_id"] = 7; });
+  EXPECT_EQ(load_config(dir)->decoder_start_token_id, 7);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", "{\"decoder_start_token_id\": 9}").ok());
+  EXPECT_EQ(load_config(dir)->decoder_start_token_id, 9);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", "{\"decoder_start_token_id\": 900}").ok());
+  auto bad = load_config(dir);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().to_string().find("generation_config.json"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, AbsurdSizesAreRefusedBeforeAnythingIsAllocated) {
+  std::string dir = testing::make_test_checkpoint("absurd", *preset_config("tiny"));
+  const Json original = *read_json_file(dir + "/config.json");
+  struct Case { const char* key; Json value; std::vector<std::string> words; };
+  const Case cases[] = {
+      {"num_experts", 1000000000, {"num_experts", "1000000000", "expert_999999999"}},
+      {"num_layers", 1000000000, {"num_layers", "encoder.block.999999999"}},
+      {"num_decoder_layers", 1000000000, {"num_decoder_layers", "decoder.block.999999999"}},
+      {"d_kv", int64_t(1) << 62, {"d_kv", "64 bits"}},
+      {"d_ff", int64_t(1) << 61, {"d_ff", "64 bits"}},
+      {"vocab_size", INT64_MAX, {"vocab_size", "64 bits"}},
+      {"num_experts", 1e9, {"num_experts", "an integer"}},
+      {"num_layers", 18446744073709551615ull, {"num_layers", "2^63"}},
+      {"encoder_sparse_step", 1, {"encoder_sparse_step", "block 0", "router"}},  // every block sparse
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.key);
+    edit_config(dir, [&](Json& j) {
+      j = original;
+      j[k.key] = k.value;
+    });
+    expect_load_error(dir, k.words);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A file that does hold a tensor of block 999999999 still cannot make the loader size a billion
+// blocks: the tensors the config needs are counted (in 128 bits) against those present first.
+TEST(CorruptCheckpoint, ABillionBlocksAreCountedAgainstTheTensorsPresent) {
+  std::string dir = testing::make_test_checkpoint("billion", *preset_config("tiny"));
+  {
+    auto file = SafetensorsFile::open(dir + "/model.safetensors");
+    ASSERT_TRUE(file.ok());
+    SafetensorsWriter w;
+    for (const TensorInfo& t : file->tensors()) w.add(t.name, t.dtype, t.shape, file->mapped_bytes(t));
+    const TensorInfo* q = file->find("encoder.block.3.layer.0.SelfAttention.q.weight");
+    ASSERT_TRUE(q);
+    w.add("encoder.block.999999999.layer.0.SelfAttention.q.weight", q->dtype, q->shape, file->mapped_bytes(*q));
+    ASSERT_TRUE(w.write(dir + "/rewritten.safetensors").ok());
+  }
+  std::filesystem::rename(dir + "/rewritten.safetensors", dir + "/model.safetensors");
+  edit_config(dir, [](Json& j) {
+    j["num_layers"] = 1000000000;
+    j["encoder_sparse_step"] = 0;  // all dense: no router to miss, only the count can tell
+  });
+  expect_load_error(dir, {"config.json", "tensors", "holds"});
+  std::filesystem::remove_all(dir);
+}
+
+TEST(CorruptCheckpoint, PickleOnlyFolderNamesTheFormatAndTheConversion) {
+  std::string dir = testing::make_test_checkpoint("pickle", *preset_config("tiny"));
+  std::filesystem::rename(dir + "/model.safetensors", dir + "/pytorch_model.bin");
+  expect_load_error(dir, {"pytorch_model.bin", "safetensors", pickle_conversion_command(dir)});
   std::filesystem::remove_all(dir);
 }
 

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -23,7 +25,7 @@ TEST(sidaCli, HelpExitsZeroAndDescribesTheProgram) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("sida"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
-  for (const char* sub : {"make-checkpoint", "run", "record-routes", "bench"})
+  for (const char* sub : {"make-checkpoint", "run", "record-routes", "collect-routes", "bench"})
     EXPECT_NE(r.output.find(sub), std::string::npos) << sub;
 }
 
@@ -91,6 +93,53 @@ TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   r = run_command(sida() + " make-checkpoint --preset switch-huge -o " + dir + "/x");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("switch-huge"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+}
+
+// Each of these used to give a misleading message, a silent default or an abort (rc 134).
+TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
+  const std::string dir = temp_dir("absurd");
+  ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
+  struct Case { std::string args; int rc; std::vector<std::string> words; };
+  const Case cases[] = {
+      {"--tokens \"\"", 1, {"--tokens", "at least one token id"}},
+      {"--text \"\"", 1, {"--text", "empty"}},
+      {"--tokens 5 --window 0", 2, {"--window", "at least 1"}},
+      {"--tokens 5 --max-new-tokens 0", 2, {"--max-new-tokens", "at least 1"}},
+      {"--tokens 5 --budget 0", 1, {"--budget", "positive size"}},
+      {"--tokens 5 --encoder-only --dump-logits " + dir + "/l.f32", 1, {"--dump-encoder"}},
+  };
+  for (const Case& c : cases) {
+    auto r = run_command(sida() + " run " + dir + " " + c.args + " 2>&1");
+    EXPECT_EQ(r.exit_code, c.rc) << c.args << "\n" << r.output;
+    for (const std::string& w : c.words) EXPECT_NE(r.output.find(w), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("give exactly one of"), std::string::npos) << c.args;
+    EXPECT_EQ(r.output.find("e+308"), std::string::npos) << c.args;
+  }
+  auto bench = run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
+  EXPECT_EQ(bench.exit_code, 1) << bench.output;
+  EXPECT_NE(bench.output.find("positive size"), std::string::npos) << bench.output;
+  // A config claiming a billion experts is refused by name, not by an abort.
+  auto config = *perfmem::read_json_file(dir + "/config.json");
+  const auto original = config;
+  config["num_experts"] = 1000000000;
+  ASSERT_TRUE(perfmem::write_text_file(dir + "/config.json", config.dump()).ok());
+  auto r = run_command(sida() + " run " + dir + " --tokens 5 2>&1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("num_experts"), std::string::npos) << r.output;
+  // --max-new-tokens 2^63-1 allocates nothing ahead: with eos set to the first generated token,
+  // it stops after one.
+  ASSERT_TRUE(perfmem::write_text_file(dir + "/config.json", original.dump()).ok());
+  auto first = run_command(sida() + " run " + dir + " --tokens \"12 7 1\" --max-new-tokens 1 2>/dev/null");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  config = original;
+  config["eos_token_id"] = std::stoi(first.output);
+  ASSERT_TRUE(perfmem::write_text_file(dir + "/config.json", config.dump()).ok());
+  for (const char* steps : {"9223372036854775807", "1000000000"}) {
+    r = run_command(sida() + " run " + dir + " --tokens \"12 7 1\" --max-new-tokens " + steps + " 2>/dev/null");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(std::stoi(r.output), std::stoi(first.output)) << r.output;
+  }
   std::filesystem::remove_all(dir);
 }
 

@@ -2,10 +2,12 @@
 
 usage: hf_oracle.py CHECKPOINT_DIR OUT.json MAX_NEW_TOKENS "ids of request 1" ["ids of request 2" ...]
 
-Writes JSON: encoder hidden states of the padded batch (with attention mask), the argmax expert
-of every encoder MoE layer's router per token, and per request the greedy tokens of generate()
-plus the raw decoder logits of every generation step. Exit 3 when transformers
-is not installed, so the caller can skip.
+Writes JSON: encoder hidden states of the padded batch (with the attention mask generate() builds:
+real positions whose id is not the pad id, unless pad == eos), the argmax expert of every encoder
+MoE layer's router per token, and per request the greedy tokens of generate(), the raw decoder
+logits of every generation step and the argmax expert of every decoder MoE layer per step (from a
+teacher-forced pass over the generated tokens). Exit 3 when transformers is not installed, so the
+caller can skip.
 """
 import json
 import sys
@@ -18,6 +20,16 @@ except ImportError as error:  # the test skips with this message
     sys.exit(3)
 
 
+def router_choices(per_block):
+    """Argmax expert per token of every sparse block (dense blocks report no router)."""
+    choices = []
+    for item in per_block:
+        if item is None or item[0] is None or item[0].dim() < 3:
+            continue
+        choices.append(torch.argmax(item[0], dim=-1).flatten().tolist())
+    return choices
+
+
 def main():
     ckpt, out_path, max_new = sys.argv[1], sys.argv[2], int(sys.argv[3])
     requests = [[int(t) for t in r.split()] for r in sys.argv[4:]]
@@ -28,19 +40,17 @@ def main():
     longest = max(len(r) for r in requests)
     ids = torch.full((len(requests), longest), cfg.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(requests), longest), dtype=torch.long)
+    mask_pads = cfg.pad_token_id is not None and cfg.pad_token_id != cfg.eos_token_id
     for b, r in enumerate(requests):
         ids[b, : len(r)] = torch.tensor(r)
         mask[b, : len(r)] = 1
+        if mask_pads:
+            mask[b, : len(r)] = (torch.tensor(r) != cfg.pad_token_id).long()
     result = {"lengths": [len(r) for r in requests]}
     with torch.no_grad():
         enc = model.encoder(input_ids=ids, attention_mask=mask, output_router_logits=True, return_dict=True)
         result["encoder_hidden"] = enc.last_hidden_state.flatten().tolist()
-        routers = []
-        for item in enc.router_probs:
-            if item is None or item[0] is None or item[0].dim() < 3:
-                continue
-            routers.append(torch.argmax(item[0], dim=-1).flatten().tolist())
-        result["encoder_router_choice"] = routers
+        result["encoder_router_choice"] = router_choices(enc.router_probs)
         generations = []
         for r in requests:
             x = torch.tensor([r])
@@ -50,8 +60,12 @@ def main():
             # Raw logits of each incremental step (a teacher-forced pass would apply expert
             # capacity across the whole decoder sequence, which generation never does).
             logits = torch.cat([step[0:1] for step in out.logits], dim=0)
+            forced_mask = (x != cfg.pad_token_id).long() if mask_pads else None
+            forced = model(input_ids=x, attention_mask=forced_mask, decoder_input_ids=out.sequences[:, :-1],
+                           output_router_logits=True, return_dict=True)
             generations.append({"tokens": tokens, "logits": logits.flatten().tolist(),
-                                "vocab": int(logits.shape[-1])})
+                                "vocab": int(logits.shape[-1]),
+                                "decoder_router_choice": router_choices(forced.decoder_router_logits)})
         result["generations"] = generations
     with open(out_path, "w") as f:
         json.dump(result, f)

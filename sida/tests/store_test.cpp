@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "perfmem/core/io.h"
 #include "perfmem/sida/serve.h"
 #include "test_util.h"
 
@@ -239,6 +240,80 @@ TEST(StoreReadErrors, IoThreadSurvivesAReadErrorAndReportsIt) {
     EXPECT_EQ((*store)->stats().read_errors, 1u);
     EXPECT_FALSE((*store)->acquire(last).ok());  // asked again: read again, fails again
   }
+  std::filesystem::remove_all(dir);
+}
+
+// With max_new_tokens of 2^63-1 the KV cache used to be sized for every step up front
+// (length_error / bad_alloc); it now grows per step. The config's eos is set to the first token
+// greedy decoding produces, so generation stops after one step.
+TEST(EngineGeneration, HugeMaxNewTokensAllocatesOnlyWhatIsGenerated) {
+  std::string dir = testing::make_test_checkpoint("huge-steps", *preset_config("tiny"));
+  const std::vector<int32_t> request = {12, 7, 33, 1};
+  int32_t first = -1;
+  {
+    testing::LoadedModel m = testing::load_model(dir);
+    ASSERT_TRUE(m.store);
+    Engine engine(*m.model, *m.store);
+    auto gen = engine.generate({request}, {.max_new_tokens = 1});
+    ASSERT_TRUE(gen.ok());
+    first = gen->tokens[0][0];
+  }
+  auto config = *read_json_file(dir + "/config.json");
+  config["eos_token_id"] = first;
+  ASSERT_TRUE(write_text_file(dir + "/config.json", config.dump()).ok());
+  testing::LoadedModel m = testing::load_model(dir);
+  ASSERT_TRUE(m.store);
+  Engine engine(*m.model, *m.store);
+  for (int64_t steps : {INT64_MAX, int64_t(3000000)}) {
+    auto gen = engine.generate({request}, {.max_new_tokens = steps});
+    ASSERT_TRUE(gen.ok()) << gen.status().to_string();
+    EXPECT_EQ(gen->tokens[0], std::vector<int32_t>{first});
+    auto window = engine.generate_window({request, request}, {.max_new_tokens = steps});
+    ASSERT_TRUE(window.ok()) << window.status().to_string();
+    EXPECT_EQ((*window)[1].tokens[0], std::vector<int32_t>{first});
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(EngineGeneration, MissingDecoderStartTokenRefusesGenerationOnly) {
+  std::string dir = testing::make_test_checkpoint("no-start", *preset_config("tiny"));
+  auto config = *read_json_file(dir + "/config.json");
+  config.erase("decoder_start_token_id");
+  ASSERT_TRUE(write_text_file(dir + "/config.json", config.dump()).ok());
+  testing::expect_generation_needs_decoder_start(dir);
+  std::filesystem::remove_all(dir);
+}
+
+// A pad id inside a request is masked as a key but still routed; a request of pad ids only is
+// an error (nothing to attend to). Hugging Face conformance is checked in hf_conformance_test.
+// Masked keys cannot reach any other position: with pad_token_id 2 and then 3, the requests
+// {5, 2, 6, 1} and {5, 3, 6, 1} give the other positions identical bits.
+TEST(EngineGeneration, PadIdsInsideARequestAreMaskedAndStillRouted) {
+  std::string dir = testing::make_test_checkpoint("pad-mask", *preset_config("tiny"));
+  const Json original = *read_json_file(dir + "/config.json");
+  std::vector<float> others[2];
+  for (int32_t pad : {2, 3}) {
+    Json config = original;
+    config["pad_token_id"] = pad;
+    ASSERT_TRUE(write_text_file(dir + "/config.json", config.dump()).ok());
+    testing::LoadedModel m = testing::load_model(dir);
+    ASSERT_TRUE(m.store);
+    const auto& model = m.model;
+    Engine engine(*m.model, *m.store);
+    int64_t routed = 0;
+    engine.set_observer([&](const MoeLayerVisit& v) { routed += int64_t(v.choice.size()); });
+    auto enc = engine.encode({{5, pad, 6, 1}});
+    ASSERT_TRUE(enc.ok());
+    EXPECT_EQ(enc->key_mask, (std::vector<uint8_t>{1, 0, 1, 1}));
+    EXPECT_EQ(routed, 4 * model->config().num_encoder_moe_layers());  // the pad is routed
+    const int64_t d = model->config().d_model;
+    for (int64_t t : {0, 2, 3})
+      others[pad - 2].insert(others[pad - 2].end(), enc->hidden.begin() + t * d, enc->hidden.begin() + (t + 1) * d);
+    auto only_pads = engine.encode({{pad, pad}});
+    ASSERT_FALSE(only_pads.ok());
+    EXPECT_NE(only_pads.status().to_string().find("pad"), std::string::npos);
+  }
+  EXPECT_EQ(others[0], others[1]);
   std::filesystem::remove_all(dir);
 }
 

@@ -5,11 +5,14 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/config.h"
+#include "perfmem/sida/engine.h"
+#include "perfmem/sida/expert_store.h"
 
 namespace perfmem::sida::testing {
 
@@ -32,6 +35,38 @@ inline std::string make_test_checkpoint(const std::string& name, SwitchConfig co
   Status s = make_checkpoint(config, opt, dir);
   EXPECT_TRUE(s.ok()) << s.to_string();
   return dir;
+}
+
+// A loaded model with a store of default options (a slot per expert), for engine tests; null
+// members (after a test failure) when loading fails.
+struct LoadedModel {
+  std::unique_ptr<ModelWeights> model;
+  std::unique_ptr<ExpertStore> store;
+};
+inline LoadedModel load_model(const std::string& dir) {
+  LoadedModel out;
+  auto model = ModelWeights::load(dir);
+  EXPECT_TRUE(model.ok()) << model.status().to_string();
+  if (!model.ok()) return out;
+  out.model = std::move(*model);
+  auto store = ExpertStore::create(*out.model, StoreOptions{});
+  EXPECT_TRUE(store.ok()) << store.status().to_string();
+  if (store.ok()) out.store = std::move(*store);
+  return out;
+}
+
+// A checkpoint with no decoder start token encodes, but generation (batch and window) is an
+// error naming decoder_start_token_id, as in Hugging Face.
+inline void expect_generation_needs_decoder_start(const std::string& dir) {
+  LoadedModel m = load_model(dir);
+  ASSERT_TRUE(m.store);
+  EXPECT_EQ(m.model->config().decoder_start_token_id, -1);
+  Engine engine(*m.model, *m.store);
+  EXPECT_TRUE(engine.encode({{5, 6, 1}}).ok());
+  auto gen = engine.generate({{5, 6, 1}}, {.max_new_tokens = 2});
+  ASSERT_FALSE(gen.ok());
+  EXPECT_NE(gen.status().to_string().find("decoder_start_token_id"), std::string::npos) << gen.status().to_string();
+  EXPECT_FALSE(engine.generate_window({{5, 6, 1}}, {.max_new_tokens = 2}).ok());
 }
 
 // max |a - b| / max |b|: the relative error of a whole tensor.

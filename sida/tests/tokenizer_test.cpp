@@ -1,5 +1,6 @@
 // Text through SentencePiece: a small model trained here (T5's special ids: pad 0, eos 1,
-// unk 2), round trips, and `sida run --text` on a checkpoint folder holding spiece.model.
+// unk 2), round trips, and `sida run --text` / `sida collect-routes --text-corpus` on a checkpoint
+// folder holding spiece.model.
 #include <gtest/gtest.h>
 #include <sentencepiece_trainer.h>
 
@@ -59,6 +60,16 @@ TEST(Tokenizer, RunTakesTextWhenTheCheckpointHasSpiece) {
                                          " --text \"a good film\" --max-new-tokens 3 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("text: "), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Tokenizer, CollectRoutesTakesATextCorpus) {
+  std::string dir = testing::make_test_checkpoint("spm-collect", *preset_config("tiny"));
+  train_model(dir);  // also leaves corpus.txt: 150 lines of text
+  auto r = perfmem::testing::run_command(std::string(CLI_PATH) + " collect-routes " + dir + " --text-corpus " + dir +
+                                         "/corpus.txt -o " + dir + "/routes.safetensors 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("of 150 requests (135 training, 15 validation)"), std::string::npos) << r.output;
   std::filesystem::remove_all(dir);
 }
 

@@ -68,7 +68,10 @@ class ModelWeights {
  public:
   // Reads DIR/config.json and the checkpoint in DIR; validates every tensor the model needs
   // (presence, shape, dtype F32/BF16/F16), loads non-expert weights into fp32 and keeps expert
-  // tensors on disk. Errors name the file and the tensor.
+  // tensors on disk. Errors name the file and the tensor. The config's block and expert counts
+  // are checked against the tensors present before anything is sized from them. The tied
+  // embedding may be stored under any of Hugging Face's tied names (shared.weight,
+  // encoder.embed_tokens.weight, decoder.embed_tokens.weight, lm_head.weight).
   static Result<std::unique_ptr<ModelWeights>> load(const std::string& dir);
 
   const SwitchConfig& config() const { return config_; }
@@ -103,6 +106,10 @@ class ModelWeights {
   uint64_t resident_bytes_ = 0;
   uint64_t expert_disk_bytes_ = 0;
 };
+
+// The one-line command that rewrites a pytorch_model.bin checkpoint in DIR as safetensors (the
+// loader names it when a folder has only PyTorch's pickle format).
+std::string pickle_conversion_command(const std::string& dir);
 
 // Converts `count` elements stored as `dtype` (F32, BF16 or F16) to fp32.
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);

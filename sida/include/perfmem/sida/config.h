@@ -6,11 +6,15 @@
 //     if (cfg->encoder_block_is_sparse(i)) ...;                         // blocks 1, 3, 5, ...
 //   auto tiny = perfmem::sida::preset_config("tiny");                  // for tests and the demo
 //
-// Only what the engine implements is accepted: ReLU feed-forward, an fp32 router without bias,
-// tied embeddings. Anything else is an "unsupported" error naming config.json and the key.
+// Only what the engine implements is accepted: model_type "switch_transformers", ReLU
+// feed-forward, an fp32 router without bias, tied embeddings. Anything else is an "unsupported"
+// error naming config.json and the key. Integer keys must be JSON integers (4.5 or 1e9 written as
+// a float are refused, as Hugging Face refuses them when it builds the model), and sizes whose
+// products would overflow 64 bits are refused before anything is allocated.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,17 +40,25 @@ struct SwitchConfig {
   double layer_norm_epsilon = 1e-6;
   int64_t pad_token_id = 0;
   int64_t eos_token_id = 1;
+  // The first decoder input. -1 when neither generation_config.json nor config.json gives it
+  // (nor a bos_token_id): generation is then refused, as Hugging Face refuses it.
   int64_t decoder_start_token_id = 0;
+  // config.json's encoder_sparse_step / decoder_sparse_step. Hugging Face writes both and, when
+  // present, they decide which blocks are sparse (PretrainedConfig sets extra keys after the
+  // constructor computed the step from the counts). Absent: the step comes from the counts.
+  std::optional<int64_t> encoder_sparse_step_key, decoder_sparse_step_key;
 
+  // parse_config() guarantees that this and every tensor size of the model fit in 64 bits.
   int64_t inner_dim() const { return num_heads * d_kv; }
-  // Hugging Face's rule: step = layers / sparse layers; block i is sparse when i % step == 1
-  // (or step == 1). With zero sparse layers the step is the layer count (its own quirk).
+  // Hugging Face's rule: step = layers / sparse layers (integer division; with zero sparse layers
+  // the step is the layer count, its own quirk), unless the config names the step; block i is
+  // sparse when step > 0 and (i % step == 1 or step == 1).
   int64_t encoder_sparse_step() const;
   int64_t decoder_sparse_step() const;
   bool encoder_block_is_sparse(int64_t block) const;
   bool decoder_block_is_sparse(int64_t block) const;
   // MoE layers in execution order: encoder sparse blocks, then decoder sparse blocks.
-  // moe_layer_block(m) = (is_decoder, block index).
+  // moe_layer_place(m) = (is_decoder, block index). Closed forms: no loop over the blocks.
   int64_t num_moe_layers() const;
   int64_t num_encoder_moe_layers() const;
   struct MoeLayerPlace { bool decoder; int64_t block; };
@@ -58,7 +70,9 @@ struct SwitchConfig {
 
 // Parses Hugging Face's SwitchTransformersConfig JSON; `file` names it in errors.
 Result<SwitchConfig> parse_config(const Json& json, const std::string& file);
-// Reads DIR/config.json.
+// Reads DIR/config.json, and the decoder start token from DIR/generation_config.json when that
+// file exists (Hugging Face's generate() reads it there: decoder_start_token_id, else
+// bos_token_id).
 Result<SwitchConfig> load_config(const std::string& dir);
 // A config.json that Hugging Face's SwitchTransformersConfig accepts.
 Json config_to_json(const SwitchConfig& config);

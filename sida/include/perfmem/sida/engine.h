@@ -13,7 +13,10 @@
 // scaled by the top probability; with capacity on, a token whose position among the sequence's
 // tokens routed to the same expert exceeds expert_capacity skips the expert (its output is
 // p · normed input, as in Hugging Face). Padding positions of a batch are not routed at all:
-// they are masked out of attention, so they cannot change any real token's result.
+// they are masked out of attention, so they cannot change any real token's result. A pad id
+// inside a request is masked as a key (encoder self-attention and cross-attention) but still
+// routed and counted against capacity, as Hugging Face's generate() does with the mask it
+// builds from the ids. The self-attention KV cache grows step by step.
 // Experts of a layer are computed in ascending id order, one acquired at a time; this is the
 // access order that route tables record.
 //
@@ -59,6 +62,7 @@ class ExpertProvider {
 struct MoeLayerVisit {
   int64_t moe_layer = 0;
   int64_t decode_step = -1;           // -1 in the encoder
+  int32_t window_request = -1;        // encode_window/generate_window: the request's index; else -1
   std::vector<int32_t> rows;          // batch row of each routed token
   std::vector<int32_t> positions;     // position of each routed token in its sequence
   std::vector<int32_t> choice;        // argmax expert per routed token
@@ -76,17 +80,22 @@ struct EncoderOutput {
   int64_t batch = 0, max_len = 0, d_model = 0;
   std::vector<int64_t> lengths;
   std::vector<float> hidden;  // F32 [batch, max_len, d_model]; padding rows are unspecified
+  // [batch, max_len]: 1 where a position is attended as a key (self- and cross-attention): real
+  // positions except pad ids, which Hugging Face's generate() masks (when pad != eos).
+  std::vector<uint8_t> key_mask;
 };
 
 struct GenerateOptions {
   int64_t max_new_tokens = 8;
-  bool keep_logits = false;  // fill Generation::logits
+  bool keep_logits = false;   // fill Generation::logits
+  bool keep_encoder = false;  // fill Generation::encoder
 };
 
 struct Generation {
   std::vector<std::vector<int32_t>> tokens;  // per request
   // F32 [steps][batch, vocab] when keep_logits: the raw logits of each decoding step.
   std::vector<std::vector<float>> logits;
+  EncoderOutput encoder;  // when keep_encoder: the encoder's output the decoder attended to
   int64_t steps = 0;
 };
 
@@ -116,7 +125,11 @@ class Engine {
                               const GenerateOptions& options);
 
  private:
+  // Empty requests, ids outside the vocabulary and requests of pad ids only are errors.
   Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
+  Status check_generate(const GenerateOptions& options) const;
+  // Hugging Face builds the attention mask from the ids (id != pad) unless pad == eos.
+  bool masks_pad_ids() const;
   // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
   struct RoutedToken { int64_t index; int32_t row; int32_t position; };
   // The router's decisions for one MoE layer over one set of tokens.
@@ -145,9 +158,10 @@ class Engine {
   void run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& scratch);
   // Passes dropped tokens through and reports the layer to the observer.
   void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
-                        const std::vector<RoutedToken>& tokens, float* x);
-  // A request of a window at one MoE layer: its normed rows, activations and routed tokens.
-  struct WindowMember { const float* normed; float* x; const std::vector<RoutedToken>* tokens; };
+                        const std::vector<RoutedToken>& tokens, float* x, int32_t window_request);
+  // A request of a window at one MoE layer: its normed rows, activations, routed tokens and its
+  // index among the window's requests.
+  struct WindowMember { const float* normed; float* x; const std::vector<RoutedToken>* tokens; int32_t request; };
   // The window's MoE layer: each expert acquired once for all members (see encode_window).
   Status window_moe_layer(const BlockWeights& block, int64_t decode_step, const std::vector<WindowMember>& members);
   struct DecoderState;

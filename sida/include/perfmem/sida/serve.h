@@ -52,7 +52,8 @@ struct ServeOptions {
   size_t window = 64;            // requests per run-ahead plan
   size_t queue_capacity = 16;    // plans the run-ahead thread may be ahead by
   const struct RouteTable* routes = nullptr;  // needed by the prefetch policy
-  bool keep_outputs = false;       // keep logits (generate) or encoder states
+  bool keep_outputs = false;       // keep logits (generate) and encoder states
+  bool keep_routes = false;        // keep every router decision (RequestResult::routes)
   EngineOptions engine;
 };
 
@@ -65,16 +66,29 @@ struct RouteTable {
   std::vector<std::vector<int32_t>> accesses;
 };
 
+// The store of a recording pass (an LRU store of every expert, capped at 4 GiB of slots).
+Result<std::unique_ptr<ExpertStore>> make_recording_store(const ModelWeights& model, bool direct_io);
+
 // The oracle: runs every request once (all experts available) and records its accesses.
 Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Request>& requests,
                                  const ServeOptions& options, bool direct_io = true);
 Status write_route_table(const std::string& path, const RouteTable& table);
 Result<RouteTable> read_route_table(const std::string& path);
 
+// The router's decisions at one MoE layer for one request (at one decoding step in the decoder).
+struct RouterChoices {
+  int64_t moe_layer = 0;
+  int64_t decode_step = -1;        // -1 in the encoder
+  std::vector<int32_t> positions;  // the routed tokens' positions (the step, in the decoder)
+  std::vector<int32_t> expert;     // argmax expert per routed token
+  std::vector<uint8_t> dropped;    // 1 when over capacity (the token skipped its expert)
+};
+
 struct RequestResult {
   std::vector<int32_t> generated;          // empty in encoder-only mode
   std::vector<std::vector<float>> logits;  // per step, when keep_outputs
-  std::vector<float> encoder_hidden;       // encoder-only: F32 [len, d], when keep_outputs
+  std::vector<float> encoder_hidden;       // F32 [len, d], when keep_outputs
+  std::vector<RouterChoices> routes;       // in execution order, when keep_routes
   double latency_ms = 0;
 };
 
@@ -99,6 +113,9 @@ struct ServeReport {
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
                           const std::vector<Request>& requests, const ServeOptions& options);
 Json report_to_json(const ServeReport& report);
+// Every request's router decisions (keep_routes), as JSON: per request its tokens and a list of
+// {moe_layer, block, decoder, step, positions, expert, dropped}.
+Json routes_to_json(const ModelWeights& model, const std::vector<Request>& requests, const ServeReport& report);
 std::string report_to_text(const ServeReport& report);
 
 }  // namespace perfmem::sida
