@@ -102,6 +102,11 @@ Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vecto
 
 Status write_routes_dataset(const std::string& path, const RoutesDataset& d) {
   const int64_t N = d.num_tokens(), R = d.num_requests();
+  // The writer takes the shapes on trust: arrays that do not match them are refused here.
+  const size_t cells = size_t(N) * size_t(d.num_moe_layers) * size_t(d.top);
+  if (d.offsets.size() != size_t(R) + 1 || d.top_logits.size() != cells || d.top_experts.size() != cells)
+    return input_error(path, "routes dataset", "offsets of R + 1 and top arrays of N x M x T entries",
+                       "arrays of other sizes");
   SafetensorsWriter w;
   w.set_metadata("format", kFormat);
   w.set_metadata("num_experts", std::to_string(d.num_experts));

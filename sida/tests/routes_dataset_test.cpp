@@ -109,8 +109,11 @@ TEST_F(RoutesDatasetTest, FilesRoundTripAndCorruptionIsNamed) {
   bad.offsets[1] = bad.offsets[2];
   expect_refused(bad, "offsets");
   bad = *data;
-  bad.top = 7;  // more than the experts: the metadata lies
+  bad.num_experts = bad.top - 1;  // fewer experts than logits kept: the metadata lies
   expect_refused(bad, "top");
+  bad = *data;
+  bad.top = 7;  // arrays sized for 6: refused before writing
+  EXPECT_FALSE(write_routes_dataset(path, bad).ok());
   SafetensorsWriter other;
   other.set_metadata("format", "something-else");
   const int32_t x = 0;
