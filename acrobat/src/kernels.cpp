@@ -44,7 +44,16 @@ inline float fast_exp(float x) {
   return e * scale;
 }
 
+// x86-64: loops cloned for AVX-512, AVX2 and the baseline (chosen once per process), and the
+// narrow product kernel compiled for AVX2 + FMA. Elsewhere (aarch64) the generic vector types
+// compile to the native SIMD and the blocked kernel serves every CPU.
+#if defined(__x86_64__)
 #define PERFMEM_ACROBAT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define PERFMEM_ACROBAT_AVX2_FMA __attribute__((target("avx2,fma")))
+#else
+#define PERFMEM_ACROBAT_CLONES
+#define PERFMEM_ACROBAT_AVX2_FMA
+#endif
 
 // NaN stays NaN, like std::exp / std::tanh in the reference twins: fast_exp's clamp would
 // otherwise turn it into a finite value (std::max(-88, NaN) is -88).
@@ -273,7 +282,7 @@ template <int MR>
   }
 }
 
-__attribute__((target("avx2,fma"))) void packed_rows_narrow(const float* packed, int64_t rows, int64_t cols,
+[[maybe_unused]] PERFMEM_ACROBAT_AVX2_FMA void packed_rows_narrow(const float* packed, int64_t rows, int64_t cols,
                                                             const float* bias, int n, const float* const* x,
                                                             float* const* y) {
   constexpr int kChunkRows = 384;
@@ -302,16 +311,29 @@ __attribute__((target("avx2,fma"))) void packed_rows_narrow(const float* packed,
 
 using RowsKernel = void (*)(const float*, int64_t, int64_t, const float*, int, const float* const*, float* const*);
 
+bool narrow_supported() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
 // The AVX-512 blocking where the CPU has AVX-512 (or neither: the SSE2 clone), the narrow
-// one on AVX2 + FMA machines. Chosen once.
-RowsKernel rows_kernel() {
-  static const RowsKernel chosen = [] {
+// one on AVX2 + FMA machines. kBest is chosen once.
+RowsKernel rows_kernel(PackedRowsKernel which) {
+  static const PackedRowsKernel best = [] {
+#if defined(__x86_64__)
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return static_cast<RowsKernel>(&packed_rows_narrow);
-    return static_cast<RowsKernel>(&packed_rows_loop);
+    if (!__builtin_cpu_supports("avx512f") && narrow_supported()) return PackedRowsKernel::kNarrow;
+#endif
+    return PackedRowsKernel::kBlocked;
   }();
-  return chosen;
+  if (which == PackedRowsKernel::kBest) which = best;
+  PERFMEM_CHECK(packed_rows_kernel_supported(which), "packed rows kernel not supported by this CPU");
+  return which == PackedRowsKernel::kNarrow ? static_cast<RowsKernel>(&packed_rows_narrow)
+                                            : static_cast<RowsKernel>(&packed_rows_loop);
 }
 
 const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
@@ -332,12 +354,12 @@ bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float*
     constexpr int64_t kGroupRows = 3 * kPanelRows;
     int64_t groups = (r + kGroupRows - 1) / kGroupRows;
     parallel_ranges(s, groups, r * c * n, [&](int64_t g0, int64_t g1) {
-      if (g0 == 0 && g1 == groups) return packed_matvec_rows(w, bias, n, x, y);
+      if (g0 == 0 && g1 == groups) return rows_kernel(s.packed_kernel)(w.data, w.rows, w.cols, bias, n, x, y);
       int64_t j0 = g0 * kGroupRows, j1 = std::min(r, g1 * kGroupRows);
       thread_local std::vector<float*> yo;
       yo.resize(n);
       for (int b = 0; b < n; ++b) yo[b] = y[b] + j0;
-      rows_kernel()(w.data + j0 * c, j1 - j0, c, bias ? bias + j0 : nullptr, n, x, yo.data());
+      rows_kernel(s.packed_kernel)(w.data + j0 * c, j1 - j0, c, bias ? bias + j0 : nullptr, n, x, yo.data());
     });
     return bias != nullptr;
   }
@@ -364,7 +386,11 @@ PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols) {
 
 void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
                         float* const* y) {
-  rows_kernel()(w.data, w.rows, w.cols, bias, n, x, y);
+  rows_kernel(PackedRowsKernel::kBest)(w.data, w.rows, w.cols, bias, n, x, y);
+}
+
+bool packed_rows_kernel_supported(PackedRowsKernel kernel) {
+  return kernel != PackedRowsKernel::kNarrow || narrow_supported();
 }
 
 namespace {

@@ -20,7 +20,8 @@ int64_t numel(const std::vector<int64_t>& d) {
 // Runs `sig` for n instances both ways and compares. Non-shared operands of each instance
 // live in separate, shuffled places; shared ones are one buffer.
 void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
-           int packed_max_rows = kernels::kDefaultPackedMaxRows) {
+           int packed_max_rows = kernels::kDefaultPackedMaxRows,
+           kernels::PackedRowsKernel packed_kernel = kernels::PackedRowsKernel::kBest) {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-scale, scale);
   size_t nargs = sig.arg_dims.size();
@@ -47,6 +48,7 @@ void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
   }
   kernels::Scratch scratch;
   scratch.packed_max_rows = packed_max_rows;
+  scratch.packed_kernel = packed_kernel;
   kernels::run_batched(sig, n, args.data(), fo.data(), scratch);
   kernels::run_reference(sig, n, args.data(), ro.data());
   for (int b = 0; b < n; ++b)
@@ -82,21 +84,25 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
 // output sizes not a multiple of the 16-row panel or of a 48-row panel triple, shared
 // dimensions shorter than the unrolling, with and without a folded bias.
 TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
+  for (auto kernel : {kernels::PackedRowsKernel::kBlocked, kernels::PackedRowsKernel::kNarrow}) {
+  if (!kernels::packed_rows_kernel_supported(kernel)) continue;  // the narrow one needs AVX2 + FMA
+  SCOPED_TRACE(kernel == kernels::PackedRowsKernel::kNarrow ? "narrow kernel" : "blocked kernel");
   for (int64_t r : {1, 7, 16, 17, 33, 48, 49, 97}) {
     for (int64_t c : {1, 2, 3, 5, 16, 31}) {
       for (int n : {1, 2, 3, 5, 8, 9, 17, 31}) {
         for (int max_rows : {0, 1 << 20}) {  // OpenBLAS only, packed only
           SCOPED_TRACE("r=" + std::to_string(r) + " c=" + std::to_string(c) + " n=" + std::to_string(n) +
                        " packed_max_rows=" + std::to_string(max_rows));
-          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, true, max_rows);
-          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, false, max_rows);
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, true, max_rows);
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, false, max_rows);
+          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, true, max_rows, kernel);
+          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, false, max_rows, kernel);
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, true, max_rows, kernel);
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, false, max_rows, kernel);
           // A per-instance bias cannot be folded: the kernel adds it afterwards.
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, -1}, {r}), n, 1.0f, true, max_rows);
+          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, -1}, {r}), n, 1.0f, true, max_rows, kernel);
         }
       }
     }
+  }
   }
 }
 

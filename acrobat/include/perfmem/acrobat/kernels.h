@@ -77,7 +77,14 @@ inline constexpr int64_t kDefaultParallelMinWork = int64_t{1} << 18;
 // on its part. One exception to bit-identity: OpenBLAS's product over gathered rows (from
 // packed_max_rows rows on) splits the rows, and OpenBLAS picks kernels by row count, so the
 // parts agree with the whole to rounding.
+// The packed few-rows product kernels: the blocked one (AVX-512 registers where the CPU has
+// them, else its AVX2/baseline clones; the only one off x86-64) and the narrow one for AVX2 +
+// FMA CPUs. kBest picks per CPU; tests run each one the CPU supports against the reference.
+enum class PackedRowsKernel { kBest, kBlocked, kNarrow };
+bool packed_rows_kernel_supported(PackedRowsKernel kernel);
+
 struct Scratch {
+  PackedRowsKernel packed_kernel = PackedRowsKernel::kBest;
   std::vector<float> a, b;
   std::vector<const float*> ptrs;
   std::unordered_map<const float*, PackedMatrix> packed;
