@@ -73,31 +73,22 @@ double time_dense(int64_t r, int64_t c, int n, bool packed, std::mt19937& rng) {
 
 int main(int argc, char** argv) {
   CLI::App app{"acrobat_gemm_crossover: packed few-rows kernel vs OpenBLAS sgemm, by row count"};
-  std::string shapes = "3072x1024,2048x512,1536x512,512x512,1024x256,768x256,256x256", rows = "1,2,4,8,16,24,32,48,64,96,128,192,256,384,512,1024,2048,4096", json_path;
-  app.add_option("--shapes", shapes, "comma-separated RxC weight shapes");
-  app.add_option("--rows", rows, "comma-separated row counts (instances per call)");
-  app.add_option("--json", json_path, "also write the results as JSON to this file");
+  std::vector<std::string> shapes = {"3072x1024", "2048x512", "1536x512", "512x512", "1024x256", "768x256", "256x256"};
+  std::vector<int64_t> rows = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096};
+  std::string json_path;
+  app.add_option("--shapes", shapes, "Weight shapes RxC (comma-separated)")->delimiter(',');
+  app.add_option("--rows", rows, "Row counts, instances per call (comma-separated)")->delimiter(',')->check(CLI::Range(1, 1 << 20));
+  app.add_option("--json", json_path, "Also write the results as JSON to this file");
   return run_cli(app, argc, argv, [&]() -> int {
     kernels::set_blas_threads(1);
     std::mt19937 rng(7);
     Json all = Json::array();
     std::printf("| weight | rows | OpenBLAS us | packed us | OpenBLAS / packed |\n|---|---|---|---|---|\n");
-    for (const std::string& shape : [&] {
-           std::vector<std::string> v;
-           size_t start = 0;
-           while (start < shapes.size()) {
-             size_t end = shapes.find(',', start);
-             if (end == std::string::npos) end = shapes.size();
-             v.push_back(shapes.substr(start, end - start));
-             start = end + 1;
-           }
-           return v;
-         }()) {
+    for (const std::string& shape : shapes) {
       auto dims = split_ints(shape, 'x');
       if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1)
         return report_failure(app, input_error("--shapes", shape, "RxC with positive R and C"));
-      for (int64_t n : split_ints(rows, ',')) {
-        if (n < 1) return report_failure(app, input_error("--rows", std::to_string(n), "positive row counts"));
+      for (int64_t n : rows) {
         double blas = time_dense(dims[0], dims[1], static_cast<int>(n), false, rng);
         double packed = time_dense(dims[0], dims[1], static_cast<int>(n), true, rng);
         std::printf("| %s | %lld | %.1f | %.1f | %.2fx |\n", shape.c_str(), static_cast<long long>(n), blas, packed, blas / packed);

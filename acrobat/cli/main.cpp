@@ -238,27 +238,27 @@ int main(int argc, char** argv) {
   Common common;
   RunArgs run;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("model", common.model, "a .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")->required();
-    sub->add_option("--set", common.sets, "override a constant, NAME=INTEGER (repeatable)");
-    sub->add_option("--size", common.size, "small or large (bundled models)");
-    sub->add_flag("--json", common.json, "print a JSON report");
+    sub->add_option("model", common.model, "A .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")->required();
+    sub->add_option("--set", common.sets, "Override a constant, NAME=INTEGER (repeatable)");
+    sub->add_option("--size", common.size, "Small or large (bundled models)");
+    sub->add_flag("--json", common.json, "Print a JSON report");
   };
-  CLI::App* check = app.add_subcommand("check", "parse, type-check and analyse a model");
+  CLI::App* check = app.add_subcommand("check", "Parse, type-check and analyse a model");
   add_common(check);
-  CLI::App* runc = app.add_subcommand("run", "run a model over minibatches and report latency");
+  CLI::App* runc = app.add_subcommand("run", "Run a model over minibatches and report latency");
   add_common(runc);
-  runc->add_option("--data", run.data, "input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
-  runc->add_option("--batch", run.batch, "instances per minibatch (default 64)")->check(CLI::Range(1, kMaxBatch));
-  runc->add_option("--scheduler", run.scheduler, "acrobat | dynet-agenda | dynet-depth | none")
+  runc->add_option("--data", run.data, "Input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
+  runc->add_option("--batch", run.batch, "Instances per minibatch (default 64)")->check(CLI::Range(1, kMaxBatch));
+  runc->add_option("--scheduler", run.scheduler, "Scheduler: acrobat | dynet-agenda | dynet-depth | none")
       ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
-  runc->add_option("--minibatches", run.minibatches, "timed minibatches (default 30 for batch <= 8, else 10)")
+  runc->add_option("--minibatches", run.minibatches, "Timed minibatches (default 30 for batch <= 8, else 10)")
       ->check(CLI::Range(1, kMaxMinibatches));
-  runc->add_option("--warmup", run.warmup, "untimed minibatches first (default 2)")->check(CLI::Range(0, kMaxMinibatches));
-  runc->add_flag("--verify", run.verify, "check every launch's operands were computed before (independent check)");
-  runc->add_flag("--reference-kernels", run.reference, "plain-loop kernels instead of BLAS");
-  runc->add_flag("--profile", run.profile, "time each operator kind");
-  runc->add_option("--params", run.params, "safetensors file for load(\"name\") parameters");
-  runc->add_option("--threads", run.threads, "threads for the batched kernels (default 1, as DyNet's CPU execution)")
+  runc->add_option("--warmup", run.warmup, "Untimed minibatches first (default 2)")->check(CLI::Range(0, kMaxMinibatches));
+  runc->add_flag("--verify", run.verify, "Check every launch's operands were computed before (independent check)");
+  runc->add_flag("--reference-kernels", run.reference, "Plain-loop kernels instead of BLAS");
+  runc->add_flag("--profile", run.profile, "Time each operator kind");
+  runc->add_option("--params", run.params, "Safetensors file for load(\"name\") parameters");
+  runc->add_option("--threads", run.threads, "Threads for the batched kernels (default 1, as DyNet's CPU execution)")
       ->check(CLI::Range(1, 256));
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "nlohmann/json.hpp"
+#include "perfmem/testing/cli_conventions.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -14,6 +15,10 @@ using perfmem::testing::run_command;
 const std::string kCli = CLI_PATH;
 
 std::string json_part(const std::string& out) { return out.substr(out.find('{')); }
+
+TEST(acrobatCli, FollowsTheProjectsCommandLineConventions) {
+  perfmem::testing::expect_cli_conventions(kCli, "acrobat", {"check", "run"});
+}
 
 TEST(acrobatCli, HelpExitsZeroAndDescribesTheProgram) {
   auto r = run_command(kCli + " --help");

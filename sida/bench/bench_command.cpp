@@ -17,15 +17,6 @@
 namespace perfmem::sida {
 namespace {
 
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 // Bytes per second two threads read from a buffer far larger than the caches (best of 3).
 double measure_read_bandwidth() {
   const size_t n = size_t(256) << 20;  // 1 GiB of floats
@@ -101,22 +92,25 @@ std::string fmt(const char* f, double v) {
 }  // namespace
 
 void add_bench_options(CLI::App* cmd, BenchOptions& o) {
-  cmd->add_option("--preset", o.preset, "model shapes (make-checkpoint presets)")->capture_default_str();
-  cmd->add_option("--dtype", o.dtype, "storage type when the checkpoint is made")->capture_default_str();
-  cmd->add_option("--dir", o.dir, "checkpoint folder; made there when absent")->required();
-  cmd->add_option("--requests", o.requests, "synthetic SST2-like requests per run")->capture_default_str();
-  cmd->add_option("--max-new-tokens", o.max_new_tokens, "tokens generated per request (generate mode)")->capture_default_str();
-  cmd->add_option("--modes", o.modes, "encode and/or generate")->capture_default_str();
-  cmd->add_option("--policies", o.policies, "policies to compare")->capture_default_str();
-  cmd->add_option("--budgets", o.budgets, "fast-tier budgets: percentages of expert bytes or sizes")->capture_default_str();
-  cmd->add_option("--executions", o.executions,
-                  "request (one by one) and/or window (a window's requests layer by layer together)")
+  cmd->add_option("--preset", o.preset, "Model shapes (make-checkpoint presets)")->capture_default_str();
+  cmd->add_option("--dtype", o.dtype, "Storage type when the checkpoint is made")->capture_default_str();
+  cmd->add_option("--dir", o.dir, "Checkpoint folder; made there when absent")->required();
+  cmd->add_option("--requests", o.requests, "Synthetic SST2-like requests per run")->capture_default_str();
+  cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per request (generate mode)")->capture_default_str();
+  cmd->add_option("--modes", o.modes, "Encode and/or generate (comma-separated)")->delimiter(',')->capture_default_str();
+  cmd->add_option("--policies", o.policies, "Policies to compare (comma-separated)")->delimiter(',')->capture_default_str();
+  cmd->add_option("--budgets", o.budgets, "Fast-tier budgets: percentages of expert bytes or sizes (comma-separated)")
+      ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--window", o.window, "requests per run-ahead window")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--python", o.python, "python with transformers for the PyTorch baseline");
-  cmd->add_flag("!--no-hf", o.hf, "skip the Hugging Face / PyTorch baseline");
-  cmd->add_option("--json", o.json_out, "also write every measurement to this JSON file");
-  cmd->add_flag("--no-direct-io", o.no_direct_io, "read experts through the page cache");
+  cmd->add_option("--executions", o.executions,
+                  "Request (one by one) and/or window (a window's requests layer by layer together; comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--window", o.window, "Requests per run-ahead window")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--python", o.python, "Python with transformers for the PyTorch baseline");
+  cmd->add_flag("!--no-hf", o.hf, "Skip the Hugging Face / PyTorch baseline");
+  cmd->add_option("--json", o.json_out, "Also write every measurement to this JSON file");
+  cmd->add_flag("--no-direct-io", o.no_direct_io, "Read experts through the page cache");
 }
 
 int run_bench(const CLI::App& app, const BenchOptions& o) {
@@ -141,7 +135,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   std::vector<Row> rows;
   std::cout << "## sida bench: " << o.preset << ", " << requests.size() << " requests (" << input_tokens
             << " tokens, 10-60 each), batch 1, windows of " << o.window << ", experts " << format_bytes(double(all_experts)) << " in fp32\n\n";
-  for (const std::string& mode : split(o.modes)) {
+  for (const std::string& mode : o.modes) {
     if (mode != "encode" && mode != "generate")
       return report_failure(app, Status(StatusCode::kInvalidInput, "--modes: unknown mode " + mode));
     ServeOptions opt;
@@ -152,14 +146,14 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
     if (!routes) return report_failure(app, routes.status());
     std::cerr << "sida bench: recorded " << mode << " routes in " << fmt("%.1f", rec.elapsed_s()) << " s\n";
     opt.routes = &*routes;
-    for (const std::string& budget_text : split(o.budgets)) {
+    for (const std::string& budget_text : o.budgets) {
       auto budget = parse_budget(budget_text, all_experts);
       if (!budget) return report_failure(app, budget.status());
-      for (const std::string& policy_text : split(o.policies)) {
+      for (const std::string& policy_text : o.policies) {
         auto policy = parse_policy(policy_text);
         if (!policy) return report_failure(app, policy.status());
         if (*policy == Policy::kAllResident && *budget < all_experts) continue;  // cannot hold them
-        for (const std::string& execution_text : split(o.executions)) {
+        for (const std::string& execution_text : o.executions) {
           auto execution = parse_execution(execution_text);
           if (!execution) return report_failure(app, execution.status());
           opt.execution = *execution;

@@ -25,10 +25,11 @@ struct BenchOptions {
   std::string dir;                       // checkpoint folder (made when absent)
   size_t requests = 64;
   int64_t max_new_tokens = 4;
-  std::string modes = "encode,generate";
-  std::string policies = "all-resident,lru,prefetch";
-  std::string budgets = "100%,50%,25%";  // percentages of expert bytes, or sizes (2GiB)
-  std::string executions = "request";    // request and/or window
+  // Comma-separated on the command line (CLI11 splits them).
+  std::vector<std::string> modes = {"encode", "generate"};
+  std::vector<std::string> policies = {"all-resident", "lru", "prefetch"};
+  std::vector<std::string> budgets = {"100%", "50%", "25%"};  // percentages of expert bytes, or sizes (2GiB)
+  std::vector<std::string> executions = {"request"};          // request and/or window
   size_t window = 64;                    // requests per run-ahead window
   bool hf = true;                        // also time Hugging Face on PyTorch
   std::string python;                    // the venv's python (default: PERFMEM_VENV)

@@ -54,17 +54,17 @@ CLI::Validator at_least_one(const std::string& what) {
 }
 
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
-  a.tokens_option = cmd->add_option("--tokens", a.tokens, "one request: token ids separated by spaces or commas");
-  a.text_option = cmd->add_option("--text", a.text, "one request as text (needs spiece.model in the checkpoint folder)");
-  cmd->add_option("--requests", a.requests_file, "file with one request per line (token ids)");
+  a.tokens_option = cmd->add_option("--tokens", a.tokens, "One request: token ids separated by spaces or commas");
+  a.text_option = cmd->add_option("--text", a.text, "One request as text (needs spiece.model in the checkpoint folder)");
+  cmd->add_option("--requests", a.requests_file, "File with one request per line (token ids)");
   cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
-  cmd->add_option("--seed", a.seed, "seed of --synthetic")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a.max_new_tokens, "tokens to generate per request (at most)")
+  cmd->add_option("--seed", a.seed, "Seed of --synthetic")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a.max_new_tokens, "Tokens to generate per request (at most)")
       ->capture_default_str()
       ->check(at_least_one("a number of tokens"));
-  cmd->add_flag("--encoder-only", a.encoder_only, "run the encoder only (classification setting)");
-  cmd->add_flag("--no-capacity", a.no_capacity, "ignore expert capacity (every token reaches its expert)");
-  cmd->add_flag("--no-direct-io", a.no_direct_io, "read experts through the page cache instead of O_DIRECT");
+  cmd->add_flag("--encoder-only", a.encoder_only, "Run the encoder only (classification setting)");
+  cmd->add_flag("--no-capacity", a.no_capacity, "Ignore expert capacity (every token reaches its expert)");
+  cmd->add_flag("--no-direct-io", a.no_direct_io, "Read experts through the page cache instead of O_DIRECT");
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
@@ -135,70 +135,70 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   // make-checkpoint
-  auto* make = app.add_subcommand("make-checkpoint", "write a Switch Transformers checkpoint with random weights");
+  auto* make = app.add_subcommand("make-checkpoint", "Write a Switch Transformers checkpoint with random weights");
   std::string preset = "tiny", dtype_text = "f32", out_dir, shard_text = "2GiB";
   uint64_t seed = 1;
   int64_t capacity = -1;
-  make->add_option("--preset", preset, "tiny, switch-base-8|16|32|64|128|256")->capture_default_str();
-  make->add_option("--dtype", dtype_text, "storage type: f32, bf16 or f16")->capture_default_str();
-  make->add_option("--shard-bytes", shard_text, "largest shard before splitting (e.g. 2GiB)")->capture_default_str();
-  make->add_option("--seed", seed, "random seed")->capture_default_str();
-  make->add_option("--expert-capacity", capacity, "override the preset's expert capacity");
-  make->add_option("-o,--output", out_dir, "output folder")->required();
+  make->add_option("--preset", preset, "Model shapes: tiny, switch-base-8|16|32|64|128|256")->capture_default_str();
+  make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
+  make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
+  make->add_option("--seed", seed, "Random seed")->capture_default_str();
+  make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity");
+  make->add_option("-o,--output", out_dir, "Output folder")->required();
 
   // run
-  auto* run = app.add_subcommand("run", "run requests through the engine and print generated ids and measurements");
+  auto* run = app.add_subcommand("run", "Run requests through the engine and print generated ids and measurements");
   std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits, dump_encoder, dump_routes,
       execution_text = "request";
   size_t window = 64;
   RequestArgs req;
   bool json = false;
-  run->add_option("checkpoint", ckpt, "checkpoint folder (config.json + safetensors)")->required();
+  run->add_option("checkpoint", ckpt, "Checkpoint folder (config.json + safetensors)")->required();
   add_request_options(run, req);
-  run->add_option("--policy", policy_text, "all-resident, lru, fifo or prefetch")->capture_default_str();
-  run->add_option("--budget", budget_text, "fast-tier bytes for experts (e.g. 2GiB); default: all experts");
-  run->add_option("--routes", routes_file, "route table from `sida record-routes` (prefetch policy)");
+  run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")->capture_default_str();
+  run->add_option("--budget", budget_text, "Fast-tier bytes for experts (e.g. 2GiB); default: all experts");
+  run->add_option("--routes", routes_file, "Route table from `sida record-routes` (prefetch policy)");
   run->add_option("--execution", execution_text,
-                  "request: one request after another; window: a window's requests advance layer by layer "
+                  "Request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
       ->capture_default_str();
-  run->add_option("--window", window, "requests per run-ahead window")
+  run->add_option("--window", window, "Requests per run-ahead window")
       ->capture_default_str()
       ->check(at_least_one("a number of requests"));
   run->add_option("--dump-logits", dump_logits,
-                  "write every generation step's logits, little-endian float32 [steps, vocab] per request");
+                  "Write every generation step's logits, little-endian float32 [steps, vocab] per request");
   run->add_option("--dump-encoder", dump_encoder,
-                  "write every request's encoder output, little-endian float32 [tokens, d_model] per request");
+                  "Write every request's encoder output, little-endian float32 [tokens, d_model] per request");
   run->add_option("--dump-routes", dump_routes,
-                  "write every router decision (expert per token, per MoE layer and decoding step) as JSON");
-  run->add_flag("--json", json, "print the report as JSON");
+                  "Write every router decision (expert per token, per MoE layer and decoding step) as JSON");
+  run->add_flag("--json", json, "Print the report as JSON");
 
   // record-routes
-  auto* record = app.add_subcommand("record-routes", "run requests once and record which experts each one uses");
+  auto* record = app.add_subcommand("record-routes", "Run requests once and record which experts each one uses");
   std::string record_ckpt, record_out;
   RequestArgs record_req;
-  record->add_option("checkpoint", record_ckpt, "checkpoint folder")->required();
+  record->add_option("checkpoint", record_ckpt, "Checkpoint folder")->required();
   add_request_options(record, record_req);
-  record->add_option("-o,--output", record_out, "route table file (JSON)")->required();
+  record->add_option("-o,--output", record_out, "Route table file (JSON)")->required();
 
   // collect-routes
   auto* collect = app.add_subcommand("collect-routes",
-                                     "run the encoder over a corpus and store each token's top router logits "
+                                     "Run the encoder over a corpus and store each token's top router logits "
                                      "per MoE layer (the predictor's teacher), split into training and validation");
   std::string collect_ckpt, corpus_file, text_corpus_file, collect_out;
   CollectOptions collect_opts;
   bool collect_no_capacity = false, collect_no_direct_io = false;
-  collect->add_option("checkpoint", collect_ckpt, "checkpoint folder")->required();
-  auto* corpus_option = collect->add_option("--corpus", corpus_file, "corpus: one request per line, token ids");
+  collect->add_option("checkpoint", collect_ckpt, "Checkpoint folder")->required();
+  auto* corpus_option = collect->add_option("--corpus", corpus_file, "Corpus: one request per line, token ids");
   collect->add_option("--text-corpus", text_corpus_file,
-                      "corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
+                      "Corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
       ->excludes(corpus_option);
-  collect->add_option("-o,--output", collect_out, "routes file (safetensors)")->required();
-  collect->add_option("--top", collect_opts.top, "router logits kept per token and layer (the top T)")
+  collect->add_option("-o,--output", collect_out, "Routes file (safetensors)")->required();
+  collect->add_option("--top", collect_opts.top, "Router logits kept per token and layer (the top T)")
       ->capture_default_str()
       ->check(at_least_one("a number of logits"));
   collect->add_option("--validation-every", collect_opts.validation_every,
-                      "every N-th request goes to the validation split")
+                      "Every N-th request goes to the validation split")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
@@ -206,11 +206,11 @@ int main(int argc, char** argv) {
             return CLI::detail::lexical_cast(v, n) && n >= 2 ? "" : "expected a whole number of at least 2, found \"" + v + "\"";
           },
           "INT >= 2"));
-  collect->add_flag("--no-capacity", collect_no_capacity, "ignore expert capacity");
-  collect->add_flag("--no-direct-io", collect_no_direct_io, "read experts through the page cache");
+  collect->add_flag("--no-capacity", collect_no_capacity, "Ignore expert capacity");
+  collect->add_flag("--no-direct-io", collect_no_direct_io, "Read experts through the page cache");
 
   // bench
-  auto* bench = app.add_subcommand("bench", "compare residency policies and budgets; engine speed vs PyTorch");
+  auto* bench = app.add_subcommand("bench", "Compare residency policies and budgets; engine speed vs PyTorch");
   BenchOptions bench_opts;
   add_bench_options(bench, bench_opts);
 

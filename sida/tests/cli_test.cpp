@@ -6,6 +6,7 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
+#include "perfmem/testing/cli_conventions.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -13,6 +14,11 @@ namespace {
 using perfmem::testing::run_command;
 
 std::string sida() { return std::string(CLI_PATH); }
+
+TEST(sidaCli, FollowsTheProjectsCommandLineConventions) {
+  perfmem::testing::expect_cli_conventions(sida(), "sida",
+                                           {"make-checkpoint", "run", "record-routes", "collect-routes", "bench"});
+}
 
 std::string temp_dir(const std::string& name) {
   auto dir = std::filesystem::path(::testing::TempDir()) / ("sida-cli-" + name + "-" + std::to_string(::getpid()));

@@ -18,8 +18,10 @@
 
 namespace perfmem::testing {
 
-// The first line of each entry's description in CLI11's help (the name column is 30 wide; a
-// longer name puts its description on the next line).
+// The first line of each entry's description in CLI11's help. Entries start at column 2; the
+// name is padded to column 30 where the description starts, and a name that reaches column 30
+// (which may itself hold spaces: "--warmup INT:INT in [0 - 10]") puts it on the next line,
+// indented by 30 spaces.
 inline std::vector<std::string> help_descriptions(const std::string& help) {
   constexpr size_t kColumn = 30;
   std::vector<std::string> out;
@@ -27,15 +29,15 @@ inline std::vector<std::string> help_descriptions(const std::string& help) {
   std::string line;
   bool pending = false;  // an entry whose description is on the next line
   while (std::getline(lines, line)) {
-    if (pending) {
-      if (line.size() > kColumn) out.push_back(line.substr(kColumn));
-      pending = false;
-      continue;
-    }
+    const bool indented = line.size() > kColumn && line.find_first_not_of(' ') == kColumn;
+    if (pending && indented) out.push_back(line.substr(kColumn));
+    pending = false;
     if (line.size() < 3 || line[0] != ' ' || line[1] != ' ' || line[2] == ' ') continue;
-    if (line.size() > kColumn && line[kColumn - 1] == ' ' && line[kColumn] != ' ') {
+    const bool padded = line.size() > kColumn && line[kColumn - 2] == ' ' && line[kColumn - 1] == ' ' &&
+                        line[kColumn] != ' ';
+    if (padded) {
       out.push_back(line.substr(kColumn));
-    } else if (line.size() < kColumn) {
+    } else {
       pending = true;
     }
   }
