@@ -10,6 +10,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/quantization.h"
+#include "ops/registry.h"
 #include "prepared_op.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
@@ -317,7 +318,8 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
     p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
     const OpOptions& o = op.options;
     bool done = false;
-    switch (op.kind) {
+    // Operators without a segment kernel in the operator table always run staged.
+    if (ops::registration(op.kind).segment_kernel) switch (op.kind) {
       case OpKind::kConv2D:
       case OpKind::kDepthwiseConv2D: {
         PERFMEM_RETURN_IF_ERROR(fill_conv(g, i, first_input, pad_before, folded, *p));
