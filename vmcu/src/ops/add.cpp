@@ -26,4 +26,14 @@ Status eval_add(const EvalContext& e, PreparedOp& po) {
   return Status::Ok();
 }
 
+Status lower_add(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  if (layer.inputs.size() != 2) return Status::Ok();  // a constant or repeated operand: staged
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(c.graph, c.index, po));
+  p.add = po.add;
+  layer.kernel = RingKernel::kAdd;
+  done = true;
+  return Status::Ok();
+}
+
 }  // namespace perfmem::vmcu::ops

@@ -1,6 +1,10 @@
 // CONV_2D and DEPTHWISE_CONV_2D: one prepare (the filter layout and channel rule differ).
 #include "op_module.h"
 
+#include <utility>
+
+#include "vmcu/segment_kernels.h"
+
 namespace perfmem::vmcu::ops {
 
 namespace {
@@ -100,6 +104,60 @@ Status prepare_depthwise_conv2d(const PrepareContext& p, PreparedOp& po) { retur
 Status eval_depthwise_conv2d(const EvalContext& e, PreparedOp& po) {
   vmcu_depthwise_conv2d_s8(&po.conv, po.in, e.in8(0), po.filter, e.in8(1), e.bias(), po.out, e.out8());
   return Status::Ok();
+}
+
+namespace {
+
+// Conv and depthwise layers: parameters from the shared prepare; a folded PAD replaces the input
+// shape and the padding (same quantization, checked before folding). Kernels with more taps
+// than a segment kernel holds run staged.
+Status lower_conv_family(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  const Graph& g = c.graph;
+  const Operator& op = g.ops[c.index];
+  const OpOptions& o = op.options;
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(g, c.index, po));
+  p.multipliers = std::move(po.multipliers);
+  p.shifts = std::move(po.shifts);
+  p.conv = po.conv;
+  p.conv.output_multiplier = p.multipliers.data();
+  p.conv.output_shift = p.shifts.data();
+  if (c.folded) {
+    p.conv.pad_h = c.pad_before[0];
+    p.conv.pad_w = c.pad_before[1];
+  }
+  p.in = to_shape4(g.tensors[c.first_input].shape);
+  p.filter = po.filter;
+  p.out = po.out;
+  p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
+  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+                                                      : nullptr;
+  if (p.filter.h * p.filter.w > VMCU_SEG_MAX_TAPS) return Status::Ok();
+  const bool pointwise = op.kind == OpKind::kConv2D && p.filter.h == 1 && p.filter.w == 1 && o.stride_h == 1 &&
+                         o.stride_w == 1 && p.conv.pad_h == 0 && p.conv.pad_w == 0 && p.in.h == p.out.h &&
+                         p.in.w == p.out.w;
+  if (op.kind == OpKind::kDepthwiseConv2D) {
+    layer.kernel = RingKernel::kDepthwise;
+    layer.workspace_bytes = static_cast<size_t>(p.out.c);
+  } else if (pointwise) {
+    layer.kernel = RingKernel::kPointwise;
+    layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pointwise_stage_bytes(p.in.c, p.out.c));
+  } else {
+    layer.kernel = RingKernel::kConv;
+    layer.workspace_bytes = static_cast<size_t>(p.out.c);
+  }
+  done = true;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status lower_conv2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  return lower_conv_family(c, layer, p, done);
+}
+
+Status lower_depthwise_conv2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  return lower_conv_family(c, layer, p, done);
 }
 
 }  // namespace perfmem::vmcu::ops

@@ -49,4 +49,21 @@ Status eval_fully_connected(const EvalContext& e, PreparedOp& po) {
   return Status::Ok();
 }
 
+Status lower_fully_connected(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  const Graph& g = c.graph;
+  const Operator& op = g.ops[c.index];
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(g, c.index, po));
+  p.fc = po.fc;
+  p.batches = po.batches;
+  p.in_depth = po.in_depth;
+  p.out_depth = po.out_depth;
+  p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
+  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+                                                      : nullptr;
+  layer.kernel = RingKernel::kFullyConnected;
+  done = true;
+  return Status::Ok();
+}
+
 }  // namespace perfmem::vmcu::ops

@@ -4,7 +4,8 @@
 //            need (requantization multipliers, activation clamps, padding) into a PreparedOp;
 //            the reference executor and the ring lowering both call it, so the two never
 //            disagree on an operator's parameters;
-//   eval:    runs the operator's reference kernel on prepared parameters.
+//   eval:    runs the operator's reference kernel on prepared parameters;
+//   lower:   (operators with a ring segment kernel) turns it into a ring layer.
 // registry.h lists the modules in one table indexed by OpKind.
 #pragma once
 
@@ -19,6 +20,7 @@
 #include "perfmem/vmcu/model.h"
 #include "perfmem/vmcu/quantization.h"
 #include "../prepared_op.h"
+#include "../ring_layer.h"
 #include "vmcu/kernels.h"
 
 namespace perfmem::vmcu::ops {
@@ -115,10 +117,34 @@ struct EvalContext {
   }
 };
 
+// Operator `index` being lowered to a ring layer: the layer's inputs and output are set;
+// `first_input` is the layer's first activation (the input of a PAD folded into a conv, when
+// `folded`, with `pad_before` its H/W padding).
+struct LowerContext {
+  const Graph& graph;
+  size_t index;
+  const Liveness& live;
+  int first_input;
+  bool folded;
+  int32_t pad_before[2];
+};
+
 using PrepareFn = Status (*)(const PrepareContext&, PreparedOp&);
 using EvalFn = Status (*)(const EvalContext&, PreparedOp&);
+// Picks the layer's segment kernel and fills its parameters and workspace; sets `done` only
+// when a segment kernel takes the operator (its conditions may fail: the layer then runs
+// staged). Parameters come from the operator's prepare, never recomputed.
+using LowerFn = Status (*)(const LowerContext&, LayerDraft&, RingLayerParams&, bool& done);
 
-// The modules (one line per operator; the table is in registry.cpp).
+// The modules (one line per operator; the table is in registry.cpp). Ring lowerings exist for
+// the operators with a segment kernel.
+Status lower_conv2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_depthwise_conv2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_fully_connected(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_add(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_pool2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_reshape(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
+Status lower_quantize(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done);
 Status prepare_conv2d(const PrepareContext& p, PreparedOp& po);
 Status eval_conv2d(const EvalContext& e, PreparedOp& po);
 Status prepare_depthwise_conv2d(const PrepareContext& p, PreparedOp& po);

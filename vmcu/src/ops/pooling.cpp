@@ -1,6 +1,8 @@
 // AVERAGE_POOL_2D and MAX_POOL_2D: one prepare, input and output quantized alike.
 #include "op_module.h"
 
+#include "vmcu/segment_kernels.h"
+
 namespace perfmem::vmcu::ops {
 
 Status prepare_pool2d(const PrepareContext& p, PreparedOp& po) {
@@ -36,6 +38,18 @@ Status eval_average_pool2d(const EvalContext& e, PreparedOp& po) {
 
 Status eval_max_pool2d(const EvalContext& e, PreparedOp& po) {
   vmcu_max_pool_s8(&po.pool, po.in, e.in8(0), po.out, e.out8());
+  return Status::Ok();
+}
+
+Status lower_pool2d(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  PreparedOp po;
+  PERFMEM_RETURN_IF_ERROR(prepare_op(c.graph, c.index, po));
+  p.pool = po.pool;
+  p.in = po.in;
+  p.out = po.out;
+  layer.kernel = c.graph.ops[c.index].kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
+  layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pool_workspace_bytes(p.out.c));
+  done = true;
   return Status::Ok();
 }
 

@@ -47,4 +47,16 @@ Status eval_dequantize(const EvalContext& e, PreparedOp& po) {
   return Status::Ok();
 }
 
+// Only float input has a segment kernel; int8 requantization runs staged.
+Status lower_quantize(const LowerContext& c, LayerDraft& layer, RingLayerParams& p, bool& done) {
+  const Graph& g = c.graph;
+  const Operator& op = g.ops[c.index];
+  if (g.tensors[op.inputs[0]].type != ElementType::kFloat32) return Status::Ok();
+  p.scale = g.tensors[op.outputs[0]].quantization.scale();
+  p.zero_point = g.tensors[op.outputs[0]].quantization.zero_point();
+  layer.kernel = RingKernel::kQuantize;
+  done = true;
+  return Status::Ok();
+}
+
 }  // namespace perfmem::vmcu::ops

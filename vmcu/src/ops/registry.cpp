@@ -8,19 +8,21 @@ namespace {
 
 // One row per OpKind, in enum order.
 constexpr OpRegistration kRegistry[] = {
-    {OpKind::kAdd, 0, "ADD", prepare_add, eval_add, true},
-    {OpKind::kAveragePool2D, 1, "AVERAGE_POOL_2D", prepare_pool2d, eval_average_pool2d, true},
-    {OpKind::kConv2D, 3, "CONV_2D", prepare_conv2d, eval_conv2d, true},
-    {OpKind::kDepthwiseConv2D, 4, "DEPTHWISE_CONV_2D", prepare_depthwise_conv2d, eval_depthwise_conv2d, true},
-    {OpKind::kDequantize, 6, "DEQUANTIZE", prepare_dequantize, eval_dequantize, false},
-    {OpKind::kFullyConnected, 9, "FULLY_CONNECTED", prepare_fully_connected, eval_fully_connected, true},
-    {OpKind::kMaxPool2D, 17, "MAX_POOL_2D", prepare_pool2d, eval_max_pool2d, true},
-    {OpKind::kReshape, 22, "RESHAPE", prepare_reshape, eval_reshape, true},
-    {OpKind::kSoftmax, 25, "SOFTMAX", prepare_softmax, eval_softmax, false},
-    {OpKind::kPad, 34, "PAD", prepare_pad, eval_pad, false},
-    {OpKind::kTranspose, 39, "TRANSPOSE", prepare_transpose, eval_transpose, false},
-    {OpKind::kMean, 40, "MEAN", prepare_mean, eval_mean, false},
-    {OpKind::kQuantize, 114, "QUANTIZE", prepare_quantize, eval_quantize, true},
+    {OpKind::kAdd, 0, "ADD", prepare_add, eval_add, lower_add},
+    {OpKind::kAveragePool2D, 1, "AVERAGE_POOL_2D", prepare_pool2d, eval_average_pool2d, lower_pool2d},
+    {OpKind::kConv2D, 3, "CONV_2D", prepare_conv2d, eval_conv2d, lower_conv2d},
+    {OpKind::kDepthwiseConv2D, 4, "DEPTHWISE_CONV_2D", prepare_depthwise_conv2d, eval_depthwise_conv2d,
+     lower_depthwise_conv2d},
+    {OpKind::kDequantize, 6, "DEQUANTIZE", prepare_dequantize, eval_dequantize, nullptr},
+    {OpKind::kFullyConnected, 9, "FULLY_CONNECTED", prepare_fully_connected, eval_fully_connected,
+     lower_fully_connected},
+    {OpKind::kMaxPool2D, 17, "MAX_POOL_2D", prepare_pool2d, eval_max_pool2d, lower_pool2d},
+    {OpKind::kReshape, 22, "RESHAPE", prepare_reshape, eval_reshape, lower_reshape},
+    {OpKind::kSoftmax, 25, "SOFTMAX", prepare_softmax, eval_softmax, nullptr},
+    {OpKind::kPad, 34, "PAD", prepare_pad, eval_pad, nullptr},
+    {OpKind::kTranspose, 39, "TRANSPOSE", prepare_transpose, eval_transpose, nullptr},
+    {OpKind::kMean, 40, "MEAN", prepare_mean, eval_mean, nullptr},
+    {OpKind::kQuantize, 114, "QUANTIZE", prepare_quantize, eval_quantize, lower_quantize},
 };
 
 constexpr bool in_kind_order() {

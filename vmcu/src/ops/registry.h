@@ -1,6 +1,6 @@
 // Internal to vmcu_lib: the one table of operators, indexed by OpKind. The model reader accepts
 // exactly the builtin codes listed here, the reference executor prepares and evaluates through
-// it, and the ring lowering prepares through it. Adding an operator: its OpKind (model.h), its
+// it, and the ring planner lowers each operator through it. Adding an operator: its OpKind (model.h), its
 // options in the reader if it has any (model.cpp), its module under ops/ (prepare + eval), one
 // row below, its kernels and its tests.
 #pragma once
@@ -17,9 +17,9 @@ struct OpRegistration {
   const char* name;   // TFLite's name, used in every message about the operator
   PrepareFn prepare;  // validation + precomputed parameters (executor and ring lowering)
   EvalFn eval;        // reference evaluation
-  // Whether the ring lowering has a streaming segment kernel for it; without one (or when its
-  // conditions fail) the operator runs staged: its input copied out and evaluated by `eval`.
-  bool segment_kernel;
+  // Ring lowering to a streaming segment kernel; without one (nullptr, or when its conditions
+  // fail) the operator runs staged: its input copied out and evaluated by `eval`.
+  LowerFn lower;
 };
 
 // Every registered operator, in OpKind order (entry k has kind k).
