@@ -6,6 +6,7 @@
 
 #include "flatbuffers/flatbuffers.h"
 #include "perfmem/core/io.h"
+#include "ops/registry.h"
 #include "tflite_subset_generated.h"
 
 namespace perfmem::vmcu {
@@ -41,27 +42,6 @@ int64_t Tensor::element_count() const {
 
 namespace {
 
-struct OpInfo {
-  OpKind kind;
-  int code;
-  const char* name;
-};
-constexpr OpInfo kOps[] = {
-    {OpKind::kAdd, 0, "ADD"},
-    {OpKind::kAveragePool2D, 1, "AVERAGE_POOL_2D"},
-    {OpKind::kConv2D, 3, "CONV_2D"},
-    {OpKind::kDepthwiseConv2D, 4, "DEPTHWISE_CONV_2D"},
-    {OpKind::kDequantize, 6, "DEQUANTIZE"},
-    {OpKind::kFullyConnected, 9, "FULLY_CONNECTED"},
-    {OpKind::kMaxPool2D, 17, "MAX_POOL_2D"},
-    {OpKind::kReshape, 22, "RESHAPE"},
-    {OpKind::kSoftmax, 25, "SOFTMAX"},
-    {OpKind::kPad, 34, "PAD"},
-    {OpKind::kTranspose, 39, "TRANSPOSE"},
-    {OpKind::kMean, 40, "MEAN"},
-    {OpKind::kQuantize, 114, "QUANTIZE"},
-};
-
 // Names of common builtins vmcu does not run, so errors can say what the file asked for.
 struct CodeName {
   int code;
@@ -78,7 +58,7 @@ constexpr CodeName kOtherNames[] = {
 
 std::string supported_list() {
   std::string s;
-  for (const auto& op : kOps) {
+  for (const auto& op : ops::registrations()) {
     if (!s.empty()) s += ", ";
     s += op.name;
   }
@@ -189,20 +169,17 @@ Status import_options(const fb::Operator& op, Operator& out, const std::string& 
 }  // namespace
 
 std::string_view op_kind_name(OpKind kind) {
-  for (const auto& op : kOps)
-    if (op.kind == kind) return op.name;
-  return "?";
+  if (static_cast<size_t>(kind) >= kOpKindCount) return "?";
+  return ops::registration(kind).name;
 }
 
 int builtin_code(OpKind kind) {
-  for (const auto& op : kOps)
-    if (op.kind == kind) return op.code;
-  return -1;
+  if (static_cast<size_t>(kind) >= kOpKindCount) return -1;
+  return ops::registration(kind).builtin_code;
 }
 
 std::string builtin_code_name(int code) {
-  for (const auto& op : kOps)
-    if (op.code == code) return op.name;
+  if (const ops::OpRegistration* op = ops::find_builtin(code)) return op->name;
   for (const auto& op : kOtherNames)
     if (op.code == code) return op.name;
   return "BUILTIN_" + std::to_string(code);
@@ -343,9 +320,7 @@ Result<Graph> parse_tflite(std::span<const uint8_t> bytes, const std::string& so
     const fb::OperatorCode* oc = model->operator_codes()->Get(op->opcode_index());
     // Old files set only the deprecated byte; new ones set both, the larger being the truth.
     const int code = std::max<int>(oc->builtin_code(), oc->deprecated_builtin_code());
-    const OpInfo* info = nullptr;
-    for (const auto& known : kOps)
-      if (known.code == code) info = &known;
+    const ops::OpRegistration* info = ops::find_builtin(code);
     if (!info) {
       std::string name = builtin_code_name(code);
       if (code == 32 && oc->custom_code()) name += " " + oc->custom_code()->str();

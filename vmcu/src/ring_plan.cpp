@@ -10,39 +10,15 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/planner.h"
 #include "perfmem/vmcu/quantization.h"
+#include "ops/registry.h"
 #include "prepared_op.h"
+#include "ring_layer.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
 
 namespace perfmem::vmcu {
 
-struct RingLayerParams {
-  vmcu_conv_params conv{};
-  vmcu_fc_params fc{};
-  vmcu_add_params add{};
-  vmcu_pool_params pool{};
-  std::vector<int32_t> multipliers, shifts;
-  vmcu_shape4 in{}, filter{}, out{};
-  int32_t batches = 0, in_depth = 0, out_depth = 0;
-  const int8_t* weights = nullptr;
-  const int32_t* bias = nullptr;
-  float scale = 0.0f;  // quantize
-  int32_t zero_point = 0;
-  int32_t in_bytes = 0, out_bytes = 0;
-  mutable std::unique_ptr<Executor> staged;  // single-operator reference executor
-  // Fused layers: the parameters of their operators (kept alive for the pointers below).
-  std::vector<std::shared_ptr<const RingLayerParams>> parts;
-  vmcu_bottleneck_params bottleneck{};
-  vmcu_residual_block_params residual{};
-  int32_t mid_c = 0;
-};
-
-// A layer while the plan is being made: the plan's value plus the prepared parameters its
-// kernel runs with (the finished plan refers to them by index; RingModel owns them).
-struct LayerDraft : RingLayer {
-  std::shared_ptr<const RingLayerParams> params;
-};
 using ParamTable = std::vector<std::shared_ptr<const RingLayerParams>>;
 
 // A finished plan and the parameters its layers index.
@@ -101,13 +77,6 @@ int32_t RingPlan::ring_offset(int tensor) const {
 }
 
 namespace {
-
-vmcu_shape4 to_shape4(const std::vector<int32_t>& s) {
-  int32_t d[4] = {1, 1, 1, 1};
-  const size_t r = s.size();
-  for (size_t i = 0; i < r && i < 4; ++i) d[4 - r + i] = s[i];
-  return {d[0], d[1], d[2], d[3]};
-}
 
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
 Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& p, const vmcu_ring& ring,
@@ -242,31 +211,6 @@ Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, 
   return std::make_unique<Executor>(std::move(exec));
 }
 
-// Conv / depthwise parameters from the operator's shared preparation (prepare_op); a folded PAD
-// replaces the input shape and the padding (same quantization, checked by pad_folds).
-Status fill_conv(const Graph& g, size_t index, int input, const int32_t pad_before[2], bool folded,
-                 RingLayerParams& p) {
-  PreparedOp po;
-  PERFMEM_RETURN_IF_ERROR(prepare_op(g, index, po));
-  const Operator& op = g.ops[index];
-  p.multipliers = std::move(po.multipliers);
-  p.shifts = std::move(po.shifts);
-  p.conv = po.conv;
-  p.conv.output_multiplier = p.multipliers.data();
-  p.conv.output_shift = p.shifts.data();
-  if (folded) {
-    p.conv.pad_h = pad_before[0];
-    p.conv.pad_w = pad_before[1];
-  }
-  p.in = to_shape4(g.tensors[input].shape);
-  p.filter = po.filter;
-  p.out = po.out;
-  p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
-  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
-                                                      : nullptr;
-  return Status::Ok();
-}
-
 // PAD i folds into op i+1 when only H/W are padded with the input's zero point and op i+1, a
 // VALID conv or depthwise conv, is the pad output's only reader.
 bool pad_folds(const Graph& g, const Liveness& live, size_t i, int32_t pad_before[2]) {
@@ -296,7 +240,6 @@ bool is_ring_tensor(const Graph& g, int t) { return t >= 0 && !g.tensors[t].is_c
 
 Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
   const Liveness live = compute_liveness(g);
-  auto is_graph_output = [&](int t) { return std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end(); };
   std::vector<LayerDraft> layers;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     LayerDraft layer;
@@ -315,83 +258,12 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
     }
     p->in_bytes = layer.inputs.empty() ? 0 : static_cast<int32_t>(g.tensors[layer.inputs[0]].bytes());
     p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
-    const OpOptions& o = op.options;
+    // A segment kernel when the operator's module has a lowering and its conditions hold;
+    // otherwise the operator runs staged through its reference eval.
     bool done = false;
-    switch (op.kind) {
-      case OpKind::kConv2D:
-      case OpKind::kDepthwiseConv2D: {
-        PERFMEM_RETURN_IF_ERROR(fill_conv(g, i, first_input, pad_before, folded, *p));
-        if (p->filter.h * p->filter.w > VMCU_SEG_MAX_TAPS) break;
-        const bool pointwise = op.kind == OpKind::kConv2D && p->filter.h == 1 && p->filter.w == 1 &&
-                               o.stride_h == 1 && o.stride_w == 1 && p->conv.pad_h == 0 && p->conv.pad_w == 0 &&
-                               p->in.h == p->out.h && p->in.w == p->out.w;
-        if (op.kind == OpKind::kDepthwiseConv2D) {
-          layer.kernel = RingKernel::kDepthwise;
-          layer.workspace_bytes = static_cast<size_t>(p->out.c);
-        } else if (pointwise) {
-          layer.kernel = RingKernel::kPointwise;
-          layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pointwise_stage_bytes(p->in.c, p->out.c));
-        } else {
-          layer.kernel = RingKernel::kConv;
-          layer.workspace_bytes = static_cast<size_t>(p->out.c);
-        }
-        done = true;
-        break;
-      }
-      case OpKind::kFullyConnected: {
-        PreparedOp po;
-        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
-        p->fc = po.fc;
-        p->batches = po.batches;
-        p->in_depth = po.in_depth;
-        p->out_depth = po.out_depth;
-        p->weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
-        p->bias = op.inputs.size() > 2 && op.inputs[2] >= 0
-                      ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
-                      : nullptr;
-        layer.kernel = RingKernel::kFullyConnected;
-        done = true;
-        break;
-      }
-      case OpKind::kAdd: {
-        if (layer.inputs.size() != 2) break;  // a constant or repeated operand: staged
-        PreparedOp po;
-        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
-        p->add = po.add;
-        layer.kernel = RingKernel::kAdd;
-        done = true;
-        break;
-      }
-      case OpKind::kAveragePool2D:
-      case OpKind::kMaxPool2D: {
-        PreparedOp po;
-        PERFMEM_RETURN_IF_ERROR(prepare_op(g, i, po));
-        p->pool = po.pool;
-        p->in = po.in;
-        p->out = po.out;
-        layer.kernel = op.kind == OpKind::kAveragePool2D ? RingKernel::kAveragePool : RingKernel::kMaxPool;
-        layer.workspace_bytes = static_cast<size_t>(vmcu_seg_pool_workspace_bytes(p->out.c));
-        done = true;
-        break;
-      }
-      case OpKind::kReshape:
-        if (live.last_use[op.inputs[0]] == static_cast<int>(i) && !is_graph_output(op.inputs[0]) &&
-            std::find(g.inputs.begin(), g.inputs.end(), op.inputs[0]) == g.inputs.end()) {
-          layer.kernel = RingKernel::kAlias;
-          layer.inputs = {op.inputs[0]};
-          done = true;
-        }
-        break;
-      case OpKind::kQuantize:
-        if (g.tensors[op.inputs[0]].type == ElementType::kFloat32) {
-          p->scale = g.tensors[op.outputs[0]].quantization.scale();
-          p->zero_point = g.tensors[op.outputs[0]].quantization.zero_point();
-          layer.kernel = RingKernel::kQuantize;
-          done = true;
-        }
-        break;
-      default:
-        break;
+    if (const auto lower = ops::registration(op.kind).lower) {
+      const ops::LowerContext ctx{g, i, live, first_input, folded, {pad_before[0], pad_before[1]}};
+      PERFMEM_RETURN_IF_ERROR(lower(ctx, layer, *p, done));
     }
     if (!done) {
       if (folded) return Status(StatusCode::kInternal, "a folded PAD must precede a conv layer");
@@ -488,7 +360,7 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
     b.residual_is_input1 = add->inputs[0] == x;
     b.add = add->params->add;
   }
-  p->in = to_shape4(g.tensors[x].shape);
+  p->in = ops::to_shape4(g.tensors[x].shape);
   p->mid_c = dwp.in.c;
   p->out = prp.out;
   p->in_bytes = static_cast<int32_t>(g.tensors[x].bytes());

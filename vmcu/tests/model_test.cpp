@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "flatbuffers/flatbuffers.h"
 #include "perfmem/core/io.h"
 #include "perfmem/vmcu/builder.h"
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/model.h"
+#include "ops/registry.h"
 #include "test_support.h"
 #include "tflite_subset_generated.h"
 #include "perfmem/testing/required.h"
@@ -163,7 +165,9 @@ TEST(VmcuModel, BitFlipsNeverCrash) {
 }
 
 // A hand-written flatbuffer with one MUL operator: unsupported, named with index and name.
-TEST(VmcuModel, UnsupportedOperatorIsNamedWithItsIndex) {
+// A model over int8 [1,4] tensors a, b, c (a and b the inputs, c the output) with operator k
+// of builtin code codes[k]: even operators read a, b into c, odd ones c, b into a.
+std::vector<uint8_t> operators_model(const std::vector<int>& codes) {
   flatbuffers::FlatBufferBuilder fbb;
   std::vector<flatbuffers::Offset<fb::Buffer>> buffers{fb::CreateBuffer(fbb)};
   auto q = fb::CreateQuantizationParameters(fbb, 0, 0, fbb.CreateVector(std::vector<float>{0.1f}),
@@ -171,22 +175,58 @@ TEST(VmcuModel, UnsupportedOperatorIsNamedWithItsIndex) {
   std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
   for (const char* name : {"a", "b", "c"})
     tensors.push_back(fb::CreateTensor(fbb, fbb.CreateVector(std::vector<int32_t>{1, 4}), 9, 0, fbb.CreateString(name), q));
-  std::vector<flatbuffers::Offset<fb::Operator>> ops{
-      fb::CreateOperator(fbb, 0, fbb.CreateVector(std::vector<int32_t>{0, 1}), fbb.CreateVector(std::vector<int32_t>{2})),
-      fb::CreateOperator(fbb, 1, fbb.CreateVector(std::vector<int32_t>{2, 1}), fbb.CreateVector(std::vector<int32_t>{0}))};
-  std::vector<flatbuffers::Offset<fb::OperatorCode>> codes{fb::CreateOperatorCode(fbb, 0, 0, 1, 0),
-                                                           fb::CreateOperatorCode(fbb, 18, 0, 1, 18)};
+  std::vector<flatbuffers::Offset<fb::Operator>> ops;
+  std::vector<flatbuffers::Offset<fb::OperatorCode>> opcodes;
+  for (size_t k = 0; k < codes.size(); ++k) {
+    const bool even = k % 2 == 0;
+    ops.push_back(fb::CreateOperator(fbb, static_cast<uint32_t>(k), fbb.CreateVector(std::vector<int32_t>{even ? 0 : 2, 1}),
+                                     fbb.CreateVector(std::vector<int32_t>{even ? 2 : 0})));
+    opcodes.push_back(fb::CreateOperatorCode(fbb, static_cast<int8_t>(std::min(codes[k], 127)), 0, 1, codes[k]));
+  }
   auto sg = fb::CreateSubGraph(fbb, fbb.CreateVector(tensors), fbb.CreateVector(std::vector<int32_t>{0, 1}),
                                fbb.CreateVector(std::vector<int32_t>{2}), fbb.CreateVector(ops));
   std::vector<flatbuffers::Offset<fb::SubGraph>> sgs{sg};
-  fb::FinishModelBuffer(fbb, fb::CreateModel(fbb, 3, fbb.CreateVector(codes), fbb.CreateVector(sgs), 0,
+  fb::FinishModelBuffer(fbb, fb::CreateModel(fbb, 3, fbb.CreateVector(opcodes), fbb.CreateVector(sgs), 0,
                                              fbb.CreateVector(buffers)));
-  std::vector<uint8_t> bytes(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+TEST(VmcuModel, UnsupportedOperatorIsNamedWithItsIndex) {
+  const std::vector<uint8_t> bytes = operators_model({0, 18});  // ADD, MUL
   auto g = vm::parse_tflite(bytes, "mul.tflite");
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), perfmem::StatusCode::kUnsupported);
   EXPECT_NE(g.status().message().find("operator 1 (MUL)"), std::string::npos) << g.status().to_string();
   EXPECT_NE(g.status().message().find("mul.tflite"), std::string::npos);
+}
+
+// The operator table has one row per OpKind, in kind order, with a prepare and an eval, and the
+// reader accepts exactly the builtin codes of its rows (so an operator the reader lets through
+// always has a module).
+TEST(VmcuOperatorTable, CoversEveryOpKindTheReaderAccepts) {
+  namespace ops = perfmem::vmcu::ops;
+  ASSERT_EQ(ops::registrations().size(), vm::kOpKindCount);
+  std::set<int> registered;
+  for (size_t k = 0; k < vm::kOpKindCount; ++k) {
+    const auto kind = static_cast<vm::OpKind>(k);
+    const ops::OpRegistration& r = ops::registration(kind);
+    EXPECT_EQ(r.kind, kind) << k;
+    EXPECT_NE(r.prepare, nullptr) << r.name;
+    EXPECT_NE(r.eval, nullptr) << r.name;
+    EXPECT_TRUE(registered.insert(r.builtin_code).second) << r.name << " repeats builtin code " << r.builtin_code;
+    EXPECT_EQ(vm::op_kind_name(kind), r.name);
+    EXPECT_EQ(vm::builtin_code(kind), r.builtin_code);
+    EXPECT_EQ(ops::find_builtin(r.builtin_code), &r);
+  }
+  for (int code = 0; code < 160; ++code) {
+    auto g = vm::parse_tflite(operators_model({code}), "one.tflite");
+    const bool refused = !g.ok() && g.status().message().find("not supported by vmcu") != std::string::npos;
+    EXPECT_EQ(refused, registered.count(code) == 0) << "builtin " << code << ": "
+                                                    << (g.ok() ? std::string("loaded") : g.status().to_string());
+    if (g.ok()) {
+      EXPECT_EQ(vm::builtin_code(g->ops[0].kind), code);
+    }
+  }
 }
 
 TEST(VmcuModel, RealModelsLoadAndTruncationsFail) {

@@ -11,6 +11,7 @@
 // semantics (shape compatibility per op) are checked by the executor's prepare step.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -65,6 +66,8 @@ enum class OpKind {
   kMean,             // 40
   kQuantize,         // 114
 };
+// Number of OpKind values; every kind has one row in the operator table (src/ops/registry.cpp).
+inline constexpr size_t kOpKindCount = static_cast<size_t>(OpKind::kQuantize) + 1;
 
 std::string_view op_kind_name(OpKind kind);
 int builtin_code(OpKind kind);

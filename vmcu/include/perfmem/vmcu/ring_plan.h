@@ -84,7 +84,7 @@ enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kA
                         kQuantize, kStaged, kBottleneck, kResidualBlock, kTensorLevel };
 std::string_view ring_kernel_name(RingKernel kernel);
 
-struct RingLayerParams;  // kernel parameters (ring_plan.cpp)
+struct RingLayerParams;  // kernel parameters (src/ring_layer.h)
 
 // One layer of a plan: a plain value (indices and sizes, no pointers).
 struct RingLayer {

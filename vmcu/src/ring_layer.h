@@ -1,0 +1,44 @@
+// Internal to vmcu_lib: a ring layer while the plan is being made, and the parameters its
+// segment kernel runs with. ring_plan.cpp builds, fuses, places and runs layers; the operator
+// modules (ops/) lower their own operator to a layer (OpRegistration::lower).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "perfmem/vmcu/executor.h"
+#include "perfmem/vmcu/ring_plan.h"
+#include "vmcu/kernels.h"
+#include "vmcu/segment_fused.h"
+
+namespace perfmem::vmcu {
+
+struct RingLayerParams {
+  vmcu_conv_params conv{};
+  vmcu_fc_params fc{};
+  vmcu_add_params add{};
+  vmcu_pool_params pool{};
+  std::vector<int32_t> multipliers, shifts;
+  vmcu_shape4 in{}, filter{}, out{};
+  int32_t batches = 0, in_depth = 0, out_depth = 0;
+  const int8_t* weights = nullptr;
+  const int32_t* bias = nullptr;
+  float scale = 0.0f;  // quantize
+  int32_t zero_point = 0;
+  int32_t in_bytes = 0, out_bytes = 0;
+  mutable std::unique_ptr<Executor> staged;  // single-operator reference executor
+  // Fused layers: the parameters of their operators (kept alive for the pointers below).
+  std::vector<std::shared_ptr<const RingLayerParams>> parts;
+  vmcu_bottleneck_params bottleneck{};
+  vmcu_residual_block_params residual{};
+  int32_t mid_c = 0;
+};
+
+// A layer while the plan is being made: the plan's value plus the prepared parameters its
+// kernel runs with (the finished plan refers to them by index; RingModel owns them).
+struct LayerDraft : RingLayer {
+  std::shared_ptr<const RingLayerParams> params;
+};
+
+}  // namespace perfmem::vmcu
