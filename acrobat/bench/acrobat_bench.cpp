@@ -37,14 +37,14 @@ struct Reference {
   double none, agenda, depth;
 };
 const Reference kDynet[] = {
-    {"birnn", 256, 8, 43.4, 25.9, 24.3},        {"birnn", 256, 64, 335.6, 97.9, 100.3},
-    {"birnn", 512, 8, 173.0, 171.7, 169.5},     {"birnn", 512, 64, 1344.7, 381.5, 384.7},
-    {"mvrnn", 64, 8, 6.5, 10.5, 10.0},          {"mvrnn", 64, 64, 52.0, 107.9, 95.9},
-    {"mvrnn", 128, 8, 35.5, 56.2, 52.6},        {"mvrnn", 128, 64, 291.4, 459.7, 446.9},
-    {"nestedrnn", 256, 8, 63.2, 19.9, 22.2},    {"nestedrnn", 256, 64, 499.1, 127.2, 143.2},
-    {"nestedrnn", 512, 8, 264.0, 90.1, 112.6},  {"nestedrnn", 512, 64, 2082.3, 389.4, 451.9},
-    {"treelstm", 256, 8, 32.0, 12.5, 14.5},     {"treelstm", 256, 64, 279.0, 110.0, 114.5},
-    {"treelstm", 512, 8, 151.0, 39.5, 43.5},    {"treelstm", 512, 64, 1167.0, 274.0, 260.0},
+    {"birnn", 256, 8, 43.4, 25.9, 24.3},       {"birnn", 256, 64, 335.6, 97.9, 100.3},
+    {"birnn", 512, 8, 173.0, 171.7, 169.5},    {"birnn", 512, 64, 1344.7, 381.5, 384.7},
+    {"mvrnn", 64, 8, 6.5, 10.5, 10.0},         {"mvrnn", 64, 64, 52.0, 107.9, 95.9},
+    {"mvrnn", 128, 8, 35.5, 56.2, 52.6},       {"mvrnn", 128, 64, 291.4, 459.7, 446.9},
+    {"nestedrnn", 256, 8, 63.2, 19.9, 22.2},   {"nestedrnn", 256, 64, 499.1, 127.2, 143.2},
+    {"nestedrnn", 512, 8, 264.0, 90.1, 112.6}, {"nestedrnn", 512, 64, 2082.3, 389.4, 451.9},
+    {"treelstm", 256, 8, 32.0, 12.5, 14.5},    {"treelstm", 256, 64, 279.0, 110.0, 114.5},
+    {"treelstm", 512, 8, 151.0, 39.5, 43.5},   {"treelstm", 512, 64, 1167.0, 274.0, 260.0},
 };
 
 struct Cell {
@@ -64,7 +64,8 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   for (int j = 0; j < warmup + timed; ++j) {
     std::vector<float> out;
     RunStats st;
-    PERFMEM_RETURN_IF_ERROR(rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
+    PERFMEM_RETURN_IF_ERROR(
+        rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
     if (j >= warmup) series.add(st);
   }
   const RunStatsMedians med = series.medians();
@@ -115,7 +116,10 @@ int main(int argc, char** argv) {
       chart.series.push_back({scheduler_name(s), {}});
     int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
     ProgressBar bar("acrobat_bench", configs * 5);
-    std::printf("| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | DyNet agenda ref | acrobat vs our agenda | acrobat vs DyNet agenda |\n");
+    std::printf(
+        "| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | "
+        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | DyNet agenda ref | acrobat vs "
+        "our agenda | acrobat vs DyNet agenda |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
@@ -154,10 +158,12 @@ int main(int argc, char** argv) {
             std::snprintf(ratio_ref, sizeof ratio_ref, "%.2fx", ref->agenda / a.cpu);
           }
           const Cell& ag = cells[Scheduler::kDynetAgenda];
-          std::printf("| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %.2fx | %s |\n",
-                      name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
-                      two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu, refbuf,
-                      ag.cpu / a.cpu, ratio_ref);
+          std::printf(
+              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %.2fx | "
+              "%s |\n",
+              name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
+              two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu, refbuf,
+              ag.cpu / a.cpu, ratio_ref);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].cpu;
@@ -167,8 +173,10 @@ int main(int argc, char** argv) {
           chart.series[2].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetDepth].cpu});
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"record_and_schedule_ns_per_tensor_op", overhead}};
           for (const auto& [s, c] : cells)
-            row[scheduler_name(s)] = {{"latency_ms", c.latency}, {"cpu_ms", c.cpu}, {"record_ms", c.record}, {"schedule_ms", c.schedule},
-                                      {"kernel_ms", c.kernels}, {"ops_recorded", c.ops}, {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
+            row[scheduler_name(s)] = {{"latency_ms", c.latency},    {"cpu_ms", c.cpu},
+                                      {"record_ms", c.record},      {"schedule_ms", c.schedule},
+                                      {"kernel_ms", c.kernels},     {"ops_recorded", c.ops},
+                                      {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
           row["acrobat_2_threads"] = {{"latency_ms", two->latency}, {"cpu_ms", two->cpu}, {"kernel_ms", two->kernels}};
           if (ref) row["dynet_reference_ms"] = {{"none", ref->none}, {"agenda", ref->agenda}, {"depth", ref->depth}};
           all.push_back(row);

@@ -77,7 +77,9 @@ int main(int argc, char** argv) {
   std::vector<int64_t> rows = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096};
   std::string json_path;
   app.add_option("--shapes", shapes, "Weight shapes RxC (comma-separated)")->delimiter(',');
-  app.add_option("--rows", rows, "Row counts, instances per call (comma-separated)")->delimiter(',')->check(CLI::Range(1, 1 << 20));
+  app.add_option("--rows", rows, "Row counts, instances per call (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--json", json_path, "Also write the results as JSON to this file");
   return run_cli(app, argc, argv, [&]() -> int {
     kernels::set_blas_threads(1);
@@ -91,7 +93,8 @@ int main(int argc, char** argv) {
       for (int64_t n : rows) {
         double blas = time_dense(dims[0], dims[1], static_cast<int>(n), false, rng);
         double packed = time_dense(dims[0], dims[1], static_cast<int>(n), true, rng);
-        std::printf("| %s | %lld | %.1f | %.1f | %.2fx |\n", shape.c_str(), static_cast<long long>(n), blas, packed, blas / packed);
+        std::printf("| %s | %lld | %.1f | %.1f | %.2fx |\n", shape.c_str(), static_cast<long long>(n), blas, packed,
+                    blas / packed);
         std::fflush(stdout);
         all.push_back({{"weight", shape}, {"rows", n}, {"openblas_us", blas}, {"packed_us", packed}});
       }

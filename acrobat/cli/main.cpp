@@ -40,7 +40,8 @@ Result<std::map<std::string, int64_t>> overrides(const Common& c) {
   std::map<std::string, int64_t> out;
   if (!c.size.empty()) {
     const ModelInfo* m = find_model(c.model);
-    if (!m) return input_error("--size", c.size, "a bundled model (treelstm, mvrnn, birnn, nestedrnn); use --set for others");
+    if (!m)
+      return input_error("--size", c.size, "a bundled model (treelstm, mvrnn, birnn, nestedrnn); use --set for others");
     if (c.size != "small" && c.size != "large") return input_error("--size", "value", "small or large", c.size);
     out[m->size_const] = c.size == "small" ? m->small : m->large;
   }
@@ -84,10 +85,17 @@ int cmd_check(const CLI::App& app, const Common& c) {
     for (int64_t d : prm.type->dims) n *= d;
     param_elems += n;
   }
-  Json j = {{"file", src->first}, {"functions", p.fns.size()}, {"parameters", p.params.size()},
-            {"parameter_elements", param_elems}, {"op_sites", ops}, {"static_depth_ops", static_ops},
-            {"max_static_depth", p.max_static_depth}, {"shared_parameter_arguments", shared_args},
-            {"fused_groups", p.groups.size()}, {"kernels", p.kernels.size()}, {"phases", p.num_phases}};
+  Json j = {{"file", src->first},
+            {"functions", p.fns.size()},
+            {"parameters", p.params.size()},
+            {"parameter_elements", param_elems},
+            {"op_sites", ops},
+            {"static_depth_ops", static_ops},
+            {"max_static_depth", p.max_static_depth},
+            {"shared_parameter_arguments", shared_args},
+            {"fused_groups", p.groups.size()},
+            {"kernels", p.kernels.size()},
+            {"phases", p.num_phases}};
   if (c.json) {
     print_json(j);
   } else {
@@ -120,7 +128,8 @@ struct RunArgs {
 int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   auto sched = parse_scheduler(r.scheduler);
   if (!sched) return report_failure(app, sched.status());
-  if (r.batch < 1) return report_failure(app, input_error("--batch", "value", "a positive batch size", std::to_string(r.batch)));
+  if (r.batch < 1)
+    return report_failure(app, input_error("--batch", "value", "a positive batch size", std::to_string(r.batch)));
   auto src = load_source(c.model);
   if (!src) return report_failure(app, src.status());
   auto ov = overrides(c);
@@ -191,26 +200,28 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   double overhead_ns = med_ops > 0 ? (med_rec + med_sch) * 1e6 / med_ops : 0;
   double med_tops = m.tensor_ops;
   double overhead_tensor_ns = med_tops > 0 ? (med_rec + med_sch) * 1e6 / med_tops : 0;
-  Json j = {{"model", src->first},
-            {"scheduler", r.scheduler},
-            {"batch", batch},
-            {"minibatches", m.minibatches},
-            {"latency_ms", med},
-            {"latency", to_json(m.latency)},
-            {"cpu_ms", m.cpu_ms},
-            {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", m.kernel_ms}}},
-            {"ops_recorded", med_ops},
-            {"kernels_launched", m.kernels_launched},
-            {"tensor_ops", med_tops},
-            {"record_and_schedule_ns_per_op", overhead_ns},
-            {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
-            {"checksum", {{"instances", n_check / std::max<size_t>(out_size, 1)}, {"sum", sum}, {"abs", abs}, {"w", w}}}};
+  Json j = {
+      {"model", src->first},
+      {"scheduler", r.scheduler},
+      {"batch", batch},
+      {"minibatches", m.minibatches},
+      {"latency_ms", med},
+      {"latency", to_json(m.latency)},
+      {"cpu_ms", m.cpu_ms},
+      {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", m.kernel_ms}}},
+      {"ops_recorded", med_ops},
+      {"kernels_launched", m.kernels_launched},
+      {"tensor_ops", med_tops},
+      {"record_and_schedule_ns_per_op", overhead_ns},
+      {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
+      {"checksum", {{"instances", n_check / std::max<size_t>(out_size, 1)}, {"sum", sum}, {"abs", abs}, {"w", w}}}};
   for (const auto& [k, v] : *ov) j["constants"][k] = v;
   if (r.profile) j["kernel_ms_by_op_mean"] = by_op;
   if (c.json) {
     print_json(j);
   } else {
-    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(), batch, m.minibatches);
+    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(),
+                batch, m.minibatches);
     std::printf("  latency     %9.3f ms per minibatch (median; CPU time %.3f ms)\n", med, m.cpu_ms);
     std::printf("    record    %9.3f ms  (program execution + recording)\n", med_rec);
     std::printf("    schedule  %9.3f ms\n", med_sch);
@@ -238,7 +249,8 @@ int main(int argc, char** argv) {
   Common common;
   RunArgs run;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("model", common.model, "A .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")->required();
+    sub->add_option("model", common.model, "A .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")
+        ->required();
     sub->add_option("--set", common.sets, "Override a constant, NAME=INTEGER (repeatable)");
     sub->add_option("--size", common.size, "Small or large (bundled models)");
     sub->add_flag("--json", common.json, "Print a JSON report");
@@ -247,13 +259,15 @@ int main(int argc, char** argv) {
   add_common(check);
   CLI::App* runc = app.add_subcommand("run", "Run a model over minibatches and report latency");
   add_common(runc);
-  runc->add_option("--data", run.data, "Input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
+  runc->add_option("--data", run.data,
+                   "Input file: s-expression trees (PTB/SST) or word-id sequences; default: built-in generator");
   runc->add_option("--batch", run.batch, "Instances per minibatch (default 64)")->check(CLI::Range(1, kMaxBatch));
   runc->add_option("--scheduler", run.scheduler, "Scheduler: acrobat | dynet-agenda | dynet-depth | none")
       ->check(CLI::IsMember({"acrobat", "dynet-agenda", "dynet-depth", "none"}));
   runc->add_option("--minibatches", run.minibatches, "Timed minibatches (default 30 for batch <= 8, else 10)")
       ->check(CLI::Range(1, kMaxMinibatches));
-  runc->add_option("--warmup", run.warmup, "Untimed minibatches first (default 2)")->check(CLI::Range(0, kMaxMinibatches));
+  runc->add_option("--warmup", run.warmup, "Untimed minibatches first (default 2)")
+      ->check(CLI::Range(0, kMaxMinibatches));
   runc->add_flag("--verify", run.verify, "Check every launch's operands were computed before (independent check)");
   runc->add_flag("--reference-kernels", run.reference, "Plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "Time each operator kind");

@@ -18,8 +18,7 @@ constexpr size_t kMaxGroupInputs = 48;  // the runtime records at most 64 operan
 
 bool is_leaf(const Expr& e) {
   return (e.kind == ExprKind::kVar && e.type->kind == TypeKind::kTensor) ||
-         (e.kind == ExprKind::kGlobal && !e.global_is_const) ||
-         (e.kind == ExprKind::kOp && e.op == OpKind::kFill);
+         (e.kind == ExprKind::kGlobal && !e.global_is_const) || (e.kind == ExprKind::kOp && e.op == OpKind::kFill);
 }
 
 // Counts the ops of a groupable tree whose ops are all static (want_static) or all dynamic,
@@ -85,7 +84,8 @@ class Coarsen {
     }
     int tensor_id = x.kind == ExprKind::kGlobal ? x.global
                     : (x.kind == ExprKind::kOp && x.op == OpKind::kFill)
-                        ? static_cast<int>(p_.params.size()) + x.constant_tensor : -1;
+                        ? static_cast<int>(p_.params.size()) + x.constant_tensor
+                        : -1;
     if (tensor_id >= 0) {
       if (auto it = param_.find(tensor_id); it != param_.end()) return it->second;
       int r = new_reg(g, numel(*x.type), tensor_id);

@@ -29,8 +29,7 @@ class ParamReuse {
       changed_ = false;
       for (size_t f = 0; f < p_.fns.size(); ++f) {
         std::vector<int> env(p_.fns[f].num_slots, kNotParam);
-        for (size_t i = 0; i < params_[f].size(); ++i)
-          env[i] = params_[f][i] == kUnknown ? kNotParam : params_[f][i];
+        for (size_t i = 0; i < params_[f].size(); ++i) env[i] = params_[f][i] == kUnknown ? kNotParam : params_[f][i];
         final_pass_ = false;
         eval(*p_.fns[f].body, env);
       }
@@ -38,8 +37,7 @@ class ParamReuse {
     }
     for (size_t f = 0; f < p_.fns.size(); ++f) {
       std::vector<int> env(p_.fns[f].num_slots, kNotParam);
-      for (size_t i = 0; i < params_[f].size(); ++i)
-        env[i] = params_[f][i] == kUnknown ? kNotParam : params_[f][i];
+      for (size_t i = 0; i < params_[f].size(); ++i) env[i] = params_[f][i] == kUnknown ? kNotParam : params_[f][i];
       final_pass_ = true;
       eval(*p_.fns[f].body, env);
     }
@@ -84,7 +82,8 @@ class ParamReuse {
         return kNotParam;
       case ExprKind::kLet: {
         int v = eval(*e.args[0], env);
-        if (e.pat.kind == Pattern::kVar) env[e.pat.slot] = v;
+        if (e.pat.kind == Pattern::kVar)
+          env[e.pat.slot] = v;
         else {
           std::vector<const Pattern*> stack{&e.pat};
           while (!stack.empty()) {

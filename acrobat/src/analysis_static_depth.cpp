@@ -102,8 +102,7 @@ class StaticDepth {
       case ExprKind::kIntLit:
       case ExprKind::kBoolLit:
       case ExprKind::kFloatLit:
-      case ExprKind::kGlobal:
-        return scalar(kParam);
+      case ExprKind::kGlobal: return scalar(kParam);
       case ExprKind::kVar: return env[e.slot];
       case ExprKind::kOp: {
         std::vector<AV> args;

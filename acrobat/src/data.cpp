@@ -38,8 +38,7 @@ namespace {
 
 // Builds a tree over leaves [lo, hi) in post-order; `word` supplies each node's word.
 int32_t build_tree(std::vector<TreeNode>& nodes, int64_t lo, int64_t hi,
-                   const std::function<int64_t(int64_t, int64_t)>& split,
-                   const std::function<int32_t(bool)>& word) {
+                   const std::function<int64_t(int64_t, int64_t)>& split, const std::function<int32_t(bool)>& word) {
   if (hi - lo == 1) {
     nodes.push_back({word(true), -1, -1});
     return static_cast<int32_t>(nodes.size() - 1);
@@ -59,8 +58,9 @@ std::vector<Instance> complete_trees(size_t count, int height, uint64_t seed, in
   int64_t leaves = int64_t{1} << (height - 1);
   for (auto& inst : out) {
     inst.kind = Instance::kTree;
-    build_tree(inst.nodes, 0, leaves, [](int64_t lo, int64_t hi) { return (lo + hi) / 2; },
-               [&](bool) { return static_cast<int32_t>(rng.uniform_int(0, vocab - 1)); });
+    build_tree(
+        inst.nodes, 0, leaves, [](int64_t lo, int64_t hi) { return (lo + hi) / 2; },
+        [&](bool) { return static_cast<int32_t>(rng.uniform_int(0, vocab - 1)); });
   }
   return out;
 }
@@ -70,8 +70,9 @@ std::vector<Instance> mvrnn_trees(size_t count, uint64_t seed) {
   std::vector<Instance> out(count);
   for (auto& inst : out) {
     inst.kind = Instance::kTree;
-    build_tree(inst.nodes, 0, 32, [](int64_t lo, int64_t hi) { return (lo + hi) / 2; },
-               [&](bool leaf) { return leaf ? static_cast<int32_t>(rng.uniform_int(0, 999)) : 0; });
+    build_tree(
+        inst.nodes, 0, 32, [](int64_t lo, int64_t hi) { return (lo + hi) / 2; },
+        [&](bool leaf) { return leaf ? static_cast<int32_t>(rng.uniform_int(0, 999)) : 0; });
   }
   return out;
 }
@@ -82,8 +83,9 @@ std::vector<Instance> random_trees(size_t count, uint64_t seed, int vocab) {
   for (auto& inst : out) {
     inst.kind = Instance::kTree;
     int64_t leaves = 1 + rng.uniform_int(0, 12) + rng.uniform_int(0, 12) + rng.uniform_int(0, 12);
-    build_tree(inst.nodes, 0, leaves, [&](int64_t lo, int64_t hi) { return rng.uniform_int(lo + 1, hi - 1); },
-               [&](bool) { return static_cast<int32_t>(rng.uniform_int(0, vocab - 1)); });
+    build_tree(
+        inst.nodes, 0, leaves, [&](int64_t lo, int64_t hi) { return rng.uniform_int(lo + 1, hi - 1); },
+        [&](bool) { return static_cast<int32_t>(rng.uniform_int(0, vocab - 1)); });
   }
   return out;
 }
@@ -216,8 +218,8 @@ Result<std::vector<Instance>> parse_ptb_trees(const std::string& file_name, cons
       // The root must be the last node (post-order); a bare leaf is a one-node tree.
       out.push_back(std::move(inst));
     } catch (const PtbError& e) {
-      return input_error(file_name + ":" + std::to_string(e.line) + ":" + std::to_string(e.col),
-                         "tree", e.expected, e.found);
+      return input_error(file_name + ":" + std::to_string(e.line) + ":" + std::to_string(e.col), "tree", e.expected,
+                         e.found);
     }
   }
   return out;

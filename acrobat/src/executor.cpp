@@ -117,8 +117,10 @@ const float* const* Executor::arg_ptrs(Recording& rec, const uint32_t* batch, in
 
 void Executor::run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out) {
   double t0 = opt_.profile ? now_ms() : 0;
-  if (opt_.reference_kernels) kernels::run_reference(sig, n, a, out);
-  else kernels::run_batched(sig, n, a, out, scratch_);
+  if (opt_.reference_kernels)
+    kernels::run_reference(sig, n, a, out);
+  else
+    kernels::run_batched(sig, n, a, out, scratch_);
   if (opt_.profile) {
     std::string key = op_name(sig.op);
     if ((sig.op == OpKind::kMatMul || sig.op == OpKind::kDense) && sig.shared_param[0] < 0) key += "(per-instance)";
@@ -284,8 +286,10 @@ void Executor::run_fused(const FusedGroup& g, const GroupPlan& plan, const Group
         }
         if (in.sig.op == OpKind::kSlice) {
           float* out = const_cast<float*>(operands[0]) + in.sig.ints[0] * slice_row(in.sig);
-          if (plan.local[in.out]) cur[in.out] = out;
-          else regs_at(in.out)[b] = out;
+          if (plan.local[in.out])
+            cur[in.out] = out;
+          else
+            regs_at(in.out)[b] = out;
           continue;
         }
         float* out = plan.local[in.out] ? cur[in.out] : regs_at(in.out)[b];

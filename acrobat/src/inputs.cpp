@@ -55,10 +55,12 @@ Result<Value> convert_instance(const Program& program, const Instance& inst, con
     if (inst.kind != Instance::kSequence) return mismatch(inst.kind == Instance::kTree ? "a tree" : "nested sentences");
     return Value{0, word_list(arena, inst.words)};
   }
-  if (t.kind == TypeKind::kList && t.elems[0]->kind == TypeKind::kList && t.elems[0]->elems[0]->kind == TypeKind::kInt) {
+  if (t.kind == TypeKind::kList && t.elems[0]->kind == TypeKind::kList &&
+      t.elems[0]->elems[0]->kind == TypeKind::kInt) {
     if (inst.kind != Instance::kNested) return mismatch(inst.kind == Instance::kTree ? "a tree" : "a flat sentence");
     Obj* head = nullptr;
-    for (size_t k = inst.sentences.size(); k-- > 0;) head = list_cell(arena, {0, word_list(arena, inst.sentences[k])}, head);
+    for (size_t k = inst.sentences.size(); k-- > 0;)
+      head = list_cell(arena, {0, word_list(arena, inst.sentences[k])}, head);
     return Value{0, head};
   }
   return input_error(program.file, "function main", "a parameter of type Tree, List[Int] or List[List[Int]]",

@@ -60,10 +60,13 @@ class BigStackWorker {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, size_t{1} << 30);
-    started_ = pthread_create(&thread_, &attr, [](void* self) -> void* {
-                 static_cast<BigStackWorker*>(self)->loop();
-                 return nullptr;
-               }, this) == 0;
+    started_ = pthread_create(
+                   &thread_, &attr,
+                   [](void* self) -> void* {
+                     static_cast<BigStackWorker*>(self)->loop();
+                     return nullptr;
+                   },
+                   this) == 0;
     pthread_attr_destroy(&attr);
     return started_;
   }
@@ -155,8 +158,8 @@ Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_
   }
   if (error.empty()) return Status::Ok();
   if (!out_of_memory) return Status(StatusCode::kInvalidInput, error);
-  return Status(StatusCode::kOutOfMemory, prog_.file + ": instances [" + std::to_string(begin) + ", " +
-                                              std::to_string(end) + "): " + error);
+  return Status(StatusCode::kOutOfMemory,
+                prog_.file + ": instances [" + std::to_string(begin) + ", " + std::to_string(end) + "): " + error);
 }
 
 // Every frame is one call (pending while its arguments are evaluated, then running), so
@@ -168,8 +171,8 @@ Value* Interpreter::push_frame(int n, const std::string& fn) {
                     std::to_string(opt_.max_call_depth) + " calls (in " + fn + ")"};
   }
   if (frame_top_ + n > frames_cap_)
-    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" +
-                    std::to_string(frames_cap_) + " frame slots used)"};
+    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" + std::to_string(frames_cap_) +
+                    " frame slots used)"};
   Value* f = frames_.get() + frame_top_;
   frame_top_ += n;
   return f;

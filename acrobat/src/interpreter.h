@@ -57,8 +57,8 @@ class Interpreter {
   const Program& prog_;
   RuntimeOptions opt_;
   bool dynet_ = false, acrobat_ = false;
-  int static_base_ = 0;               // first dynamic depth of a phase (= max static depth + 1)
-  std::vector<int64_t> param_row_;    // elements per lookup row, per parameter
+  int static_base_ = 0;             // first dynamic depth of a phase (= max static depth + 1)
+  std::vector<int64_t> param_row_;  // elements per lookup row, per parameter
   std::unique_ptr<BigStackWorker> worker_;
   BlockArena obj_arena_{1 << 20};
   // Call frames: one zero-filled reservation (calloc: pages are touched only as deep as the

@@ -74,13 +74,16 @@ PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restri
     y[i] = x[i] != x[i] ? x[i] : t;
   }
 }
-PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y,
+                                     int64_t size) {
   for (int64_t i = 0; i < size; ++i) y[i] = a[i] + b[i];
 }
-PERFMEM_ACROBAT_CLONES void sub_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+PERFMEM_ACROBAT_CLONES void sub_loop(const float* __restrict a, const float* __restrict b, float* __restrict y,
+                                     int64_t size) {
   for (int64_t i = 0; i < size; ++i) y[i] = a[i] - b[i];
 }
-PERFMEM_ACROBAT_CLONES void mul_loop(const float* __restrict a, const float* __restrict b, float* __restrict y, int64_t size) {
+PERFMEM_ACROBAT_CLONES void mul_loop(const float* __restrict a, const float* __restrict b, float* __restrict y,
+                                     int64_t size) {
   for (int64_t i = 0; i < size; ++i) y[i] = a[i] * b[i];
 }
 PERFMEM_ACROBAT_CLONES void relu_loop(const float* __restrict x, float* __restrict y, int64_t size) {
@@ -102,8 +105,8 @@ void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
   }
 }
 
-bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                        float* const* y, int n, const float* bias, Scratch& s);
+bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
+                        const float* bias, Scratch& s);
 
 // The packed kernel. One 16-wide vector type serves every target: GCC lowers it to one zmm
 // (AVX-512), two ymm (AVX2) or four xmm (SSE2) in the respective clone. may_alias: the
@@ -116,9 +119,8 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), __may_alias__)); 
 // dimension is split over U interleaved accumulators when MR x NP is small, so that at least
 // kChains independent FMA chains (of 16-wide vectors) hide the FMA latency.
 template <int MR, int NP, int kChains = 8>
-[[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols,
-                                              const float* const* x, float* const* y, int64_t j0,
-                                              int64_t rows, const float* bias) {
+[[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols, const float* const* x,
+                                              float* const* y, int64_t j0, int64_t rows, const float* bias) {
   constexpr int U = MR * NP >= kChains * 3 / 4 ? 1 : (kChains + MR * NP - 1) / (MR * NP);
   v16 acc[MR][NP][U] = {};
   const float* xr[MR];
@@ -128,7 +130,8 @@ template <int MR, int NP, int kChains = 8>
   for (; q + U <= cols; q += U) {
     for (int u = 0; u < U; ++u) {
       v16 w[NP];
-      for (int p = 0; p < NP; ++p) w[p] = *reinterpret_cast<const v16*>(panels + p * panel_stride + (q + u) * kPanelRows);
+      for (int p = 0; p < NP; ++p)
+        w[p] = *reinterpret_cast<const v16*>(panels + p * panel_stride + (q + u) * kPanelRows);
       for (int i = 0; i < MR; ++i) {
         float xi = xr[i][q + u];
         for (int p = 0; p < NP; ++p) acc[i][p][u] += xi * w[p];
@@ -146,30 +149,35 @@ template <int MR, int NP, int kChains = 8>
     int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - jp));
     v16 init = {};
     if (bias) {
-      if (width == kPanelRows) init = *reinterpret_cast<const v16u*>(bias + jp);
-      else std::memcpy(&init, bias + jp, sizeof(float) * width);
+      if (width == kPanelRows)
+        init = *reinterpret_cast<const v16u*>(bias + jp);
+      else
+        std::memcpy(&init, bias + jp, sizeof(float) * width);
     }
     for (int i = 0; i < MR; ++i) {
       v16 total = init;
       for (int u = 0; u < U; ++u) total += acc[i][p][u];
-      if (width == kPanelRows) *reinterpret_cast<v16u*>(y[i] + jp) = total;
-      else std::memcpy(y[i] + jp, &total, sizeof(float) * width);
+      if (width == kPanelRows)
+        *reinterpret_cast<v16u*>(y[i] + jp) = total;
+      else
+        std::memcpy(y[i] + jp, &total, sizeof(float) * width);
     }
   }
 }
 
 // n rows against NP panels: blocks of RB rows, then what is left in blocks of 8, 6, 4, 3, 2, 1.
 template <int NP, int RB>
-[[gnu::always_inline]] inline void panel_row_blocks(const float* panels, int64_t cols, int n,
-                                                    const float* const* x, float* const* y,
-                                                    int64_t j0, int64_t rows, const float* bias) {
+[[gnu::always_inline]] inline void panel_row_blocks(const float* panels, int64_t cols, int n, const float* const* x,
+                                                    float* const* y, int64_t j0, int64_t rows, const float* bias) {
   int b0 = 0;
-  for (; b0 + RB <= n; b0 += RB)
-    panel_rows<RB, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
+  for (; b0 + RB <= n; b0 += RB) panel_rows<RB, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
   int rest = n - b0;
   while (rest > 0) {
     int m = std::min(rest, 4);
-    if (rest >= 8) m = 8; else if (rest >= 6) m = 6;
+    if (rest >= 8)
+      m = 8;
+    else if (rest >= 6)
+      m = 6;
     switch (m) {
       case 8: panel_rows<8, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
       case 6: panel_rows<6, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
@@ -186,34 +194,30 @@ template <int NP, int RB>
 // n rows against the whole weight: groups of NP panels outer, rows inner; a last group of
 // fewer panels goes one panel at a time.
 template <int NP, int RB>
-[[gnu::always_inline]] inline void many_rows(const float* packed, int64_t rows, int64_t cols,
-                                             const float* bias, int n, const float* const* x,
-                                             float* const* y) {
+[[gnu::always_inline]] inline void many_rows(const float* packed, int64_t rows, int64_t cols, const float* bias, int n,
+                                             const float* const* x, float* const* y) {
   int64_t j0 = 0;
   for (; j0 + NP * kPanelRows <= rows; j0 += NP * kPanelRows)
     panel_row_blocks<NP, RB>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
-  for (; j0 < rows; j0 += kPanelRows)
-    panel_row_blocks<1, 8>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
+  for (; j0 < rows; j0 += kPanelRows) panel_row_blocks<1, 8>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
 }
 
 // Up to 8 rows: all rows at once, so the weight is read exactly once.
 template <int MR>
-[[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols,
-                                            const float* bias, const float* const* x, float* const* y) {
+[[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols, const float* bias,
+                                            const float* const* x, float* const* y) {
   int64_t j0 = 0;
   if (MR > 3)  // (up to three rows: single panels, the shared dimension split instead)
     for (; j0 + 3 * kPanelRows <= rows; j0 += 3 * kPanelRows)
       panel_rows<MR, 3>(packed + j0 * cols, cols, x, y, j0, rows, bias);
-  for (; j0 < rows; j0 += kPanelRows)
-    panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
+  for (; j0 < rows; j0 += kPanelRows) panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
 }
 
 // More rows: chunks of kChunkRows rows (their slices of x stay in L2), inside a chunk panel
 // triples outer and blocks of 8 rows inner: 8 x 3 = 24 accumulators, and each triple of
 // panels (cols x 48 floats) is loaded once per chunk and reused by every block of rows.
-PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols,
-                                             const float* bias, int n, const float* const* x,
-                                             float* const* y) {
+PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols, const float* bias, int n,
+                                             const float* const* x, float* const* y) {
   switch (n) {
     case 1: return few_rows<1>(packed, rows, cols, bias, x, y);
     case 2: return few_rows<2>(packed, rows, cols, bias, x, y);
@@ -283,8 +287,8 @@ template <int MR>
 }
 
 [[maybe_unused]] PERFMEM_ACROBAT_AVX2_FMA void packed_rows_narrow(const float* packed, int64_t rows, int64_t cols,
-                                                            const float* bias, int n, const float* const* x,
-                                                            float* const* y) {
+                                                                  const float* bias, int n, const float* const* x,
+                                                                  float* const* y) {
   constexpr int kChunkRows = 384;
   for (int r0 = 0; r0 < n; r0 += kChunkRows) {
     int m = std::min(kChunkRows, n - r0);
@@ -345,8 +349,8 @@ const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch&
 
 // Y[b] = W X[b] for a shared W (r x c) and per-instance X[b] (c x k). With `bias` (a shared
 // dense bias) the kernel may fold it in: returns whether it did.
-bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                   float* const* y, int n, const float* bias, Scratch& s) {
+bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
+                   const float* bias, Scratch& s) {
   if (k == 1 && n < s.packed_max_rows) {
     const PackedMatrix& w = packed_weight(W, r, c, s);  // packed on the calling thread
     // Split over groups of 3 panels: the kernel groups panels the same way, so every output
@@ -384,8 +388,7 @@ PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols) {
   return p;
 }
 
-void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
-                        float* const* y) {
+void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x, float* const* y) {
   rows_kernel(PackedRowsKernel::kBest)(w.data, w.rows, w.cols, bias, n, x, y);
 }
 
@@ -399,11 +402,13 @@ namespace {
 // Returns whether it folded `bias` in: the output starts as the bias rows and the product is
 // accumulated onto them (beta = 1), which replaces sgemm's zero fill of the output and saves
 // a read-modify-write pass over it afterwards.
-bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x,
-                        float* const* y, int n, const float* bias, Scratch& s) {
+bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
+                        const float* bias, Scratch& s) {
   if (n == 1) {
-    if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, W, c, x[0], 1, 0.0f, y[0], 1);
-    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[0], k, 0.0f, y[0], k);
+    if (k == 1)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, W, c, x[0], 1, 0.0f, y[0], 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, W, c, x[0], k, 0.0f, y[0], k);
     return false;
   }
   if (k == 1) {
@@ -449,12 +454,14 @@ bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const f
 }
 
 // Y[b] = A[b] X[b]: every instance has its own matrix (no shared weight to batch on).
-void matmul_each(const float* const* A, int64_t r, int64_t c, int64_t k, const float* const* x,
-                 float* const* y, int n, Scratch& s) {
+void matmul_each(const float* const* A, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
+                 Scratch& s) {
   parallel_ranges(s, n, r * c * k * n, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      if (k == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, A[b], c, x[b], 1, 0.0f, y[b], 1);
-      else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, A[b], c, x[b], k, 0.0f, y[b], k);
+      if (k == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, r, c, 1.0f, A[b], c, x[b], 1, 0.0f, y[b], 1);
+      else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r, k, c, 1.0f, A[b], c, x[b], k, 0.0f, y[b], k);
     }
   });
 }
@@ -539,8 +546,7 @@ void parallel_ranges(Scratch& scratch, int64_t count, int64_t work, const std::f
   scratch.pool->parallel_for(0, count, fn);
 }
 
-void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out,
-                 Scratch& s) {
+void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out, Scratch& s) {
   if (run_movement(sig, n, args, out)) return;
   int64_t size = numel(sig.out_dims);
   switch (sig.op) {
@@ -550,8 +556,10 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
       int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
       const float* shared_bias = sig.op == OpKind::kDense && sig.shared_param[2] >= 0 ? args[2][0] : nullptr;
       bool bias_done = false;
-      if (sig.shared_param[0] >= 0) bias_done = matmul_shared(args[0][0], r, c, k, args[1], out, n, shared_bias, s);
-      else matmul_each(args[0], r, c, k, args[1], out, n, s);
+      if (sig.shared_param[0] >= 0)
+        bias_done = matmul_shared(args[0][0], r, c, k, args[1], out, n, shared_bias, s);
+      else
+        matmul_each(args[0], r, c, k, args[1], out, n, s);
       if (sig.op == OpKind::kDense && !bias_done)
         for (int b = 0; b < n; ++b) {
           const float* bias = args[2][sig.shared_param[2] >= 0 ? 0 : b];
@@ -576,7 +584,8 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
       bool s0 = sig.shared_param[0] >= 0;
       bool in_contig = !s0 && contiguous(args[0], n, size) && contiguous(out, n, size);
       parallel_ranges(s, n, size * n, [&](int64_t b0, int64_t b1) {
-        if (in_contig) apply_unary(sig.op, args[0][b0], out[b0], size * (b1 - b0));  // one long loop
+        if (in_contig)
+          apply_unary(sig.op, args[0][b0], out[b0], size * (b1 - b0));  // one long loop
         else
           for (int64_t b = b0; b < b1; ++b) apply_unary(sig.op, args[0][s0 ? 0 : b], out[b], size);
       });
@@ -589,8 +598,12 @@ void run_batched(const KernelSig& sig, int n, const float* const* const* args, f
 
 bool is_elementwise(OpKind op) {
   switch (op) {
-    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul:
-    case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kRelu: return true;
+    case OpKind::kAdd:
+    case OpKind::kSub:
+    case OpKind::kMul:
+    case OpKind::kSigmoid:
+    case OpKind::kTanh:
+    case OpKind::kRelu: return true;
     default: return false;
   }
 }
@@ -661,14 +674,24 @@ void run_reference(const KernelSig& sig, int n, const float* const* const* args,
           }
         break;
       }
-      case OpKind::kAdd: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] + arg(1)[i]; break;
-      case OpKind::kSub: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] - arg(1)[i]; break;
-      case OpKind::kMul: for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] * arg(1)[i]; break;
+      case OpKind::kAdd:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] + arg(1)[i];
+        break;
+      case OpKind::kSub:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] - arg(1)[i];
+        break;
+      case OpKind::kMul:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = arg(0)[i] * arg(1)[i];
+        break;
       case OpKind::kSigmoid:
         for (int64_t i = 0; i < size; ++i) out[b][i] = static_cast<float>(1.0 / (1.0 + std::exp(-double(arg(0)[i]))));
         break;
-      case OpKind::kTanh: for (int64_t i = 0; i < size; ++i) out[b][i] = std::tanh(arg(0)[i]); break;
-      case OpKind::kRelu: for (int64_t i = 0; i < size; ++i) out[b][i] = std::max(0.0f, arg(0)[i]); break;
+      case OpKind::kTanh:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = std::tanh(arg(0)[i]);
+        break;
+      case OpKind::kRelu:
+        for (int64_t i = 0; i < size; ++i) out[b][i] = std::max(0.0f, arg(0)[i]);
+        break;
       default: PERFMEM_CHECK(false, std::string("run_reference: unhandled operator ") + op_name(sig.op));
     }
   }

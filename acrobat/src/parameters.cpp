@@ -11,7 +11,8 @@
 
 namespace perfmem::acrobat {
 
-Status load_parameters(const Program& program, const std::string& params_file, std::vector<std::vector<float>>* storage) {
+Status load_parameters(const Program& program, const std::string& params_file,
+                       std::vector<std::vector<float>>* storage) {
   storage->clear();
   // Refuse absurd sizes (e.g. --set H=10000000) with an error rather than a failed allocation.
   // The checker bounds every tensor by kMaxTensorElements, so the sum cannot overflow.
@@ -19,9 +20,9 @@ Status load_parameters(const Program& program, const std::string& params_file, s
   for (const auto& p : program.params) total_elements += checked_numel(p.type->dims);
   for (const auto& c : program.constant_tensors) total_elements += c.size;
   if (total_elements > kMaxParameterElements)
-    return Status(StatusCode::kOutOfMemory,
-                  program.file + ": parameters need " + std::to_string(total_elements) +
-                      " floats, more than the limit of " + std::to_string(kMaxParameterElements));
+    return Status(StatusCode::kOutOfMemory, program.file + ": parameters need " + std::to_string(total_elements) +
+                                                " floats, more than the limit of " +
+                                                std::to_string(kMaxParameterElements));
   std::unique_ptr<SafetensorsFile> weights;
   for (const auto& p : program.params) {
     int64_t size = checked_numel(p.type->dims);

@@ -44,23 +44,31 @@ std::vector<Token> lex(const std::string& src) {
   size_t i = 0;
   auto advance = [&](size_t n) {
     for (size_t k = 0; k < n; ++k, ++i) {
-      if (src[i] == '\n') { ++line; col = 1; } else { ++col; }
+      if (src[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
     }
   };
-  static const char* kSyms[] = {"->", "=>", "<=", ">=", "==", "!=", "&&", "||", "(", ")", "[",
-                                "]", "{", "}", ",", ";", ":", "=", "+", "-", "*", "/", "%",
-                                "<", ">", "|", "!", "_"};
+  static const char* kSyms[] = {"->", "=>", "<=", ">=", "==", "!=", "&&", "||", "(", ")", "[", "]", "{", "}",
+                                ",",  ";",  ":",  "=",  "+",  "-",  "*",  "/",  "%", "<", ">", "|", "!", "_"};
   while (i < src.size()) {
     char c = src[i];
-    if (std::isspace(static_cast<unsigned char>(c))) { advance(1); continue; }
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      advance(1);
+      continue;
+    }
     if (c == '#' || (c == '/' && i + 1 < src.size() && src[i + 1] == '/')) {
       while (i < src.size() && src[i] != '\n') advance(1);
       continue;
     }
     Token t;
     t.pos = {line, col};
-    if (std::isalpha(static_cast<unsigned char>(c)) || (c == '_' && i + 1 < src.size() &&
-        (std::isalnum(static_cast<unsigned char>(src[i + 1])) || src[i + 1] == '_'))) {
+    if (std::isalpha(static_cast<unsigned char>(c)) ||
+        (c == '_' && i + 1 < src.size() &&
+         (std::isalnum(static_cast<unsigned char>(src[i + 1])) || src[i + 1] == '_'))) {
       size_t j = i;
       while (j < src.size() && (std::isalnum(static_cast<unsigned char>(src[j])) || src[j] == '_')) ++j;
       t.kind = Tok::kIdent;
@@ -105,9 +113,7 @@ std::vector<Token> lex(const std::string& src) {
           break;
         }
       }
-      if (!matched) {
-        throw ParseError{t.pos, "a token", std::string("character '") + c + "'"};
-      }
+      if (!matched) { throw ParseError{t.pos, "a token", std::string("character '") + c + "'"}; }
     }
     out.push_back(std::move(t));
   }
@@ -119,9 +125,10 @@ std::vector<Token> lex(const std::string& src) {
 }
 
 bool is_keyword(const std::string& s) {
-  static const char* kw[] = {"type", "const", "param", "def", "let", "in", "if", "then", "else",
-                             "match", "phase", "true", "false", "hash", "load", "glorot"};
-  for (const char* k : kw) if (s == k) return true;
+  static const char* kw[] = {"type", "const", "param", "def",  "let",   "in",   "if",   "then",
+                             "else", "match", "phase", "true", "false", "hash", "load", "glorot"};
+  for (const char* k : kw)
+    if (s == k) return true;
   return false;
 }
 
@@ -133,18 +140,27 @@ class Parser {
   void parse_all() {
     while (peek().kind != Tok::kEnd) {
       const Token& t = peek();
-      if (is_ident("type")) parse_type_decl();
-      else if (is_ident("const")) parse_const();
-      else if (is_ident("param")) parse_param();
-      else if (is_ident("def")) parse_def();
-      else throw ParseError{t.pos, "a declaration (type, const, param or def)", describe(t)};
+      if (is_ident("type"))
+        parse_type_decl();
+      else if (is_ident("const"))
+        parse_const();
+      else if (is_ident("param"))
+        parse_param();
+      else if (is_ident("def"))
+        parse_def();
+      else
+        throw ParseError{t.pos, "a declaration (type, const, param or def)", describe(t)};
       if (is_sym(";")) next();
     }
   }
 
  private:
   const Token& peek(size_t k = 0) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
-  const Token& next() { const Token& t = toks_[pos_]; if (pos_ + 1 < toks_.size()) ++pos_; return t; }
+  const Token& next() {
+    const Token& t = toks_[pos_];
+    if (pos_ + 1 < toks_.size()) ++pos_;
+    return t;
+  }
   bool is_sym(const char* s, size_t k = 0) const { return peek(k).kind == Tok::kSym && peek(k).text == s; }
   bool is_ident(const char* s) const { return peek().kind == Tok::kIdent && peek().text == s; }
   void expect_sym(const char* s) {
@@ -177,7 +193,10 @@ class Parser {
       if (is_sym("(")) {
         next();
         c.fields.push_back(parse_type());
-        while (is_sym(",")) { next(); c.fields.push_back(parse_type()); }
+        while (is_sym(",")) {
+          next();
+          c.fields.push_back(parse_type());
+        }
         expect_sym(")");
       }
       adt.ctors.push_back(std::move(c));
@@ -198,7 +217,10 @@ class Parser {
 
   double parse_number() {
     bool neg = false;
-    if (is_sym("-")) { next(); neg = true; }
+    if (is_sym("-")) {
+      next();
+      neg = true;
+    }
     const Token& t = peek();
     if (t.kind != Tok::kInt && t.kind != Tok::kFloat) throw ParseError{t.pos, "a number", describe(t)};
     next();
@@ -220,8 +242,11 @@ class Parser {
       if (t.kind != Tok::kInt) throw ParseError{t.pos, "an integer tensor id", describe(t)};
       p.init.tid = std::strtoll(next().text.c_str(), nullptr, 10);
       expect_sym(",");
-      if (is_ident("glorot")) { next(); p.init.glorot = true; }
-      else p.init.scale = parse_number();
+      if (is_ident("glorot")) {
+        next();
+        p.init.glorot = true;
+      } else
+        p.init.scale = parse_number();
       expect_sym(")");
     } else if (is_ident("load")) {
       next();
@@ -277,20 +302,28 @@ class Parser {
       next();
       ty->kind = TypeKind::kTuple;
       ty->elems.push_back(parse_type());
-      while (is_sym(",")) { next(); ty->elems.push_back(parse_type()); }
+      while (is_sym(",")) {
+        next();
+        ty->elems.push_back(parse_type());
+      }
       expect_sym(")");
       if (ty->elems.size() < 2) throw ParseError{t.pos, "a tuple type with at least two elements", "one element"};
       return ty;
     }
     if (t.kind != Tok::kIdent) throw ParseError{t.pos, "a type", describe(t)};
     next();
-    if (t.text == "Int") ty->kind = TypeKind::kInt;
-    else if (t.text == "Bool") ty->kind = TypeKind::kBool;
+    if (t.text == "Int")
+      ty->kind = TypeKind::kInt;
+    else if (t.text == "Bool")
+      ty->kind = TypeKind::kBool;
     else if (t.text == "Tensor") {
       ty->kind = TypeKind::kTensor;
       expect_sym("[");
       ty->dim_exprs.push_back(std::shared_ptr<Expr>(parse_expr().release()));
-      while (is_sym(",")) { next(); ty->dim_exprs.push_back(std::shared_ptr<Expr>(parse_expr().release())); }
+      while (is_sym(",")) {
+        next();
+        ty->dim_exprs.push_back(std::shared_ptr<Expr>(parse_expr().release()));
+      }
       expect_sym("]");
     } else if (t.text == "List") {
       ty->kind = TypeKind::kList;
@@ -309,12 +342,19 @@ class Parser {
   Pattern parse_pattern() {
     Pattern p;
     p.pos = peek().pos;
-    if (is_sym("_")) { next(); p.kind = Pattern::kWild; return p; }
+    if (is_sym("_")) {
+      next();
+      p.kind = Pattern::kWild;
+      return p;
+    }
     if (is_sym("(")) {
       next();
       p.kind = Pattern::kTuple;
       p.elems.push_back(parse_pattern());
-      while (is_sym(",")) { next(); p.elems.push_back(parse_pattern()); }
+      while (is_sym(",")) {
+        next();
+        p.elems.push_back(parse_pattern());
+      }
       expect_sym(")");
       if (p.elems.size() < 2) throw ParseError{p.pos, "a tuple pattern with at least two elements", "one element"};
       return p;
@@ -341,7 +381,8 @@ class Parser {
       ~Guard() { --d; }
     } guard{++nesting_};
     if (nesting_ > kMaxNesting)
-      throw ParseError{peek().pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
+      throw ParseError{peek().pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep",
+                       "deeper nesting"};
     return parse_expr_inner();
   }
 
@@ -379,8 +420,11 @@ class Parser {
         if (is_sym("(")) {
           next();
           do {
-            if (is_sym("_")) { next(); arm.binders.push_back("_"); }
-            else arm.binders.push_back(expect_name("a variable name or '_'"));
+            if (is_sym("_")) {
+              next();
+              arm.binders.push_back("_");
+            } else
+              arm.binders.push_back(expect_name("a variable name or '_'"));
             if (!is_sym(",")) break;
             next();
           } while (true);
@@ -389,8 +433,10 @@ class Parser {
         expect_sym("=>");
         arm.body = parse_expr();
         e->arms.push_back(std::move(arm));
-        if (is_sym(",")) next();
-        else if (!is_sym("}")) throw ParseError{peek().pos, "',' or '}' after a match arm", describe(peek())};
+        if (is_sym(","))
+          next();
+        else if (!is_sym("}"))
+          throw ParseError{peek().pos, "',' or '}' after a match arm", describe(peek())};
       }
       next();
       if (e->arms.empty()) throw ParseError{t.pos, "at least one match arm", "none"};
@@ -407,13 +453,19 @@ class Parser {
 
   static int precedence(const Token& t, BinOp* op) {
     if (t.kind != Tok::kSym) return -1;
-    static const struct { const char* s; BinOp op; int prec; } table[] = {
-        {"||", BinOp::kOr, 1},  {"&&", BinOp::kAnd, 2}, {"==", BinOp::kEq, 3},
-        {"!=", BinOp::kNe, 3},  {"<", BinOp::kLt, 4},   {"<=", BinOp::kLe, 4},
-        {">", BinOp::kGt, 4},   {">=", BinOp::kGe, 4},  {"+", BinOp::kAdd, 5},
-        {"-", BinOp::kSub, 5},  {"*", BinOp::kMul, 6},  {"/", BinOp::kDiv, 6},
-        {"%", BinOp::kMod, 6}};
-    for (const auto& r : table) if (t.text == r.s) { *op = r.op; return r.prec; }
+    static const struct {
+      const char* s;
+      BinOp op;
+      int prec;
+    } table[] = {{"||", BinOp::kOr, 1}, {"&&", BinOp::kAnd, 2}, {"==", BinOp::kEq, 3}, {"!=", BinOp::kNe, 3},
+                 {"<", BinOp::kLt, 4},  {"<=", BinOp::kLe, 4},  {">", BinOp::kGt, 4},  {">=", BinOp::kGe, 4},
+                 {"+", BinOp::kAdd, 5}, {"-", BinOp::kSub, 5},  {"*", BinOp::kMul, 6}, {"/", BinOp::kDiv, 6},
+                 {"%", BinOp::kMod, 6}};
+    for (const auto& r : table)
+      if (t.text == r.s) {
+        *op = r.op;
+        return r.prec;
+      }
     return -1;
   }
 
@@ -452,7 +504,8 @@ class Parser {
         ~Guard() { --d; }
       } guard{++nesting_};
       if (nesting_ > kMaxNesting)
-        throw ParseError{t.pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep", "deeper nesting"};
+        throw ParseError{t.pos, "expressions nested at most " + std::to_string(kMaxNesting) + " deep",
+                         "deeper nesting"};
       auto e = make(ExprKind::kUnary, t.pos);
       e->name = t.text;
       e->args.push_back(parse_unary());
@@ -486,10 +539,16 @@ class Parser {
     if (is_sym("(")) {
       next();
       ExprP first = parse_expr();
-      if (is_sym(")")) { next(); return first; }
+      if (is_sym(")")) {
+        next();
+        return first;
+      }
       auto e = make(ExprKind::kTuple, t.pos);
       e->args.push_back(std::move(first));
-      while (is_sym(",")) { next(); e->args.push_back(parse_expr()); }
+      while (is_sym(",")) {
+        next();
+        e->args.push_back(parse_expr());
+      }
       expect_sym(")");
       return e;
     }
@@ -502,7 +561,10 @@ class Parser {
         e->name = t.text;
         if (!is_sym(")")) {
           e->args.push_back(parse_expr());
-          while (is_sym(",")) { next(); e->args.push_back(parse_expr()); }
+          while (is_sym(",")) {
+            next();
+            e->args.push_back(parse_expr());
+          }
         }
         expect_sym(")");
         return e;
@@ -527,9 +589,7 @@ Status parse_into(Program& prog, const std::string& file, const std::string& sou
   try {
     Parser p(lex(source), prog, file);
     p.parse_all();
-  } catch (const ParseError& e) {
-    return input_error(format_pos(file, e.pos), "syntax", e.expected, e.found);
-  }
+  } catch (const ParseError& e) { return input_error(format_pos(file, e.pos), "syntax", e.expected, e.found); }
   return Status::Ok();
 }
 

@@ -42,8 +42,8 @@ struct Runtime::Impl {
   const Program* prog = nullptr;
   RuntimeOptions opt;
   std::vector<std::vector<float>> param_storage;  // parameters, then constant tensors
-  std::vector<int64_t> kernel_ops;  // tensor ops per node of each kernel (group: its instructions)
-  BlockArena input_arena{1 << 20};  // inputs: kept until the next set_inputs
+  std::vector<int64_t> kernel_ops;                // tensor ops per node of each kernel (group: its instructions)
+  BlockArena input_arena{1 << 20};                // inputs: kept until the next set_inputs
   std::vector<Value> inputs;
   std::unique_ptr<Interpreter> interpreter;
   std::unique_ptr<Executor> executor;
@@ -111,7 +111,8 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
                                                 std::to_string(end) + "): " + e.message);
   } catch (const std::bad_alloc&) {
     return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
-                                                std::to_string(end) + "): the minibatch needs more memory than the machine can give");
+                                                std::to_string(end) +
+                                                "): the minibatch needs more memory than the machine can give");
   }
   int64_t out_size = m.prog->fns[m.prog->main_fn].ret->dims[0];
   for (uint32_t t : m.results) {

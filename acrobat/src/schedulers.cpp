@@ -92,8 +92,10 @@ uint64_t dynet_signature(const Recording& rec, const RecordedNode& nd, const std
   mix(static_cast<uint64_t>(sig.op));
   for (int64_t d : sig.out_dims) mix(static_cast<uint64_t>(d));
   for (int i = 0; i < nd.nargs; ++i) {
-    if (sig.shared_param[i] >= 0) mix(0x1000000ull + rec.args[nd.arg_begin + i]);
-    else for (int64_t d : sig.arg_dims[i]) mix(static_cast<uint64_t>(d));
+    if (sig.shared_param[i] >= 0)
+      mix(0x1000000ull + rec.args[nd.arg_begin + i]);
+    else
+      for (int64_t d : sig.arg_dims[i]) mix(static_cast<uint64_t>(d));
   }
   if ((sig.op == OpKind::kMatMul || sig.op == OpKind::kDense) && sig.shared_param[0] < 0)
     mix(0x2000000000ull + rec.args[nd.arg_begin]);
@@ -146,10 +148,11 @@ void schedule_dynet_depth(const Recording& rec, const std::vector<KernelSig>& ke
     if (inserted) groups.push_back({{dep[i], sig[i]}, {}});
     groups[it->second].second.push_back(static_cast<uint32_t>(i));
   }
-  std::stable_sort(groups.begin(), groups.end(), [](const auto& x, const auto& y) { return x.first.first < y.first.first; });
+  std::stable_sort(groups.begin(), groups.end(),
+                   [](const auto& x, const auto& y) { return x.first.first < y.first.first; });
   for (const auto& g : groups) {
-    out->batches.push_back({sig_kernel[g.first.second], static_cast<uint32_t>(out->order.size()),
-                            static_cast<uint32_t>(g.second.size())});
+    out->batches.push_back(
+        {sig_kernel[g.first.second], static_cast<uint32_t>(out->order.size()), static_cast<uint32_t>(g.second.size())});
     out->order.insert(out->order.end(), g.second.begin(), g.second.end());
   }
 }
@@ -192,7 +195,8 @@ void schedule_dynet_agenda(const Recording& rec, const std::vector<KernelSig>& k
     if (best < 0) break;
     batch.swap(ready[best]);
     ready[best].clear();
-    out->batches.push_back({sig_kernel[best], static_cast<uint32_t>(out->order.size()), static_cast<uint32_t>(batch.size())});
+    out->batches.push_back(
+        {sig_kernel[best], static_cast<uint32_t>(out->order.size()), static_cast<uint32_t>(batch.size())});
     out->order.insert(out->order.end(), batch.begin(), batch.end());
     for (uint32_t id : batch)
       for (uint32_t k = succ_start[id]; k < succ_start[id + 1]; ++k)

@@ -104,19 +104,16 @@ struct OpInfo {
   int min_args, max_args;
 };
 const OpInfo kOps[] = {
-    {"matmul", OpKind::kMatMul, 2, 2}, {"dense", OpKind::kDense, 3, 3},
-    {"add", OpKind::kAdd, 2, 2},       {"sub", OpKind::kSub, 2, 2},
-    {"mul", OpKind::kMul, 2, 2},       {"sigmoid", OpKind::kSigmoid, 1, 1},
-    {"tanh", OpKind::kTanh, 1, 1},     {"relu", OpKind::kRelu, 1, 1},
-    {"concat", OpKind::kConcat, 2, 16}, {"slice", OpKind::kSlice, 3, 3},
-    {"sum", OpKind::kSum, 1, 1},       {"softmax", OpKind::kSoftmax, 1, 1},
-    {"argmax", OpKind::kArgmax, 1, 1}, {"lookup", OpKind::kLookup, 2, 2},
-    {"zeros", OpKind::kFill, 1, 1},    {"fill", OpKind::kFill, 2, 2}};
+    {"matmul", OpKind::kMatMul, 2, 2}, {"dense", OpKind::kDense, 3, 3},   {"add", OpKind::kAdd, 2, 2},
+    {"sub", OpKind::kSub, 2, 2},       {"mul", OpKind::kMul, 2, 2},       {"sigmoid", OpKind::kSigmoid, 1, 1},
+    {"tanh", OpKind::kTanh, 1, 1},     {"relu", OpKind::kRelu, 1, 1},     {"concat", OpKind::kConcat, 2, 16},
+    {"slice", OpKind::kSlice, 3, 3},   {"sum", OpKind::kSum, 1, 1},       {"softmax", OpKind::kSoftmax, 1, 1},
+    {"argmax", OpKind::kArgmax, 1, 1}, {"lookup", OpKind::kLookup, 2, 2}, {"zeros", OpKind::kFill, 1, 1},
+    {"fill", OpKind::kFill, 2, 2}};
 
 class Checker {
  public:
-  Checker(Program& p, const std::map<std::string, int64_t>& overrides)
-      : p_(p), overrides_(overrides) {}
+  Checker(Program& p, const std::map<std::string, int64_t>& overrides) : p_(p), overrides_(overrides) {}
 
   Status run() {
     int_t_ = make_type(TypeKind::kInt);
@@ -127,9 +124,7 @@ class Checker {
       resolve_params();
       declare_fns();
       for (size_t i = 0; i < p_.fns.size(); ++i) check_fn(static_cast<int>(i));
-    } catch (const CheckError& e) {
-      return input_error(format_pos(file_, e.pos), where_, e.expected, e.found);
-    }
+    } catch (const CheckError& e) { return input_error(format_pos(file_, e.pos), where_, e.expected, e.found); }
     return Status::Ok();
   }
 
@@ -218,7 +213,8 @@ class Checker {
     switch (t->kind) {
       case TypeKind::kTensor:
         r->dims.clear();
-        if (t->dim_exprs.size() > 3) fail(t->pos, "a tensor of rank 1, 2 or 3", "rank " + std::to_string(t->dim_exprs.size()));
+        if (t->dim_exprs.size() > 3)
+          fail(t->pos, "a tensor of rank 1, 2 or 3", "rank " + std::to_string(t->dim_exprs.size()));
         for (const auto& d : t->dim_exprs) {
           int64_t v = eval_const(*d);
           if (v <= 0) fail(d->pos, "a positive dimension", std::to_string(v));
@@ -281,8 +277,8 @@ class Checker {
     const auto& m = p_.fns[p_.main_fn];
     file_ = m.file;
     where_ = "function main";
-    if (m.params.size() != 1) fail(m.pos, "main to take exactly one parameter (the instance)",
-                                  std::to_string(m.params.size()) + " parameters");
+    if (m.params.size() != 1)
+      fail(m.pos, "main to take exactly one parameter (the instance)", std::to_string(m.params.size()) + " parameters");
   }
 
   struct Scope {
@@ -347,8 +343,7 @@ class Checker {
     if (checked_numel(dims) < 0) {
       std::string shape;
       for (size_t i = 0; i < dims.size(); ++i) shape += (i ? ", " : "") + std::to_string(dims[i]);
-      fail(pos, "a tensor of at most " + std::to_string(kMaxTensorElements) + " elements",
-           "Tensor[" + shape + "]");
+      fail(pos, "a tensor of at most " + std::to_string(kMaxTensorElements) + " elements", "Tensor[" + shape + "]");
     }
   }
 
@@ -363,8 +358,9 @@ class Checker {
     e.op = info.op;
     int n = static_cast<int>(e.args.size());
     if (n < info.min_args || n > info.max_args)
-      fail(e.pos, std::string(info.name) + " with " + std::to_string(info.min_args) +
-                      (info.max_args != info.min_args ? "+" : "") + " arguments",
+      fail(e.pos,
+           std::string(info.name) + " with " + std::to_string(info.min_args) +
+               (info.max_args != info.min_args ? "+" : "") + " arguments",
            std::to_string(n) + " arguments");
     auto shape_str = [&](const Expr& a) { return tn(a.type); };
     switch (info.op) {
@@ -374,10 +370,13 @@ class Checker {
         double value = 0;
         if (n == 2) {
           const Expr& v = *e.args[1];
-          if (v.kind == ExprKind::kFloatLit || v.kind == ExprKind::kIntLit) value = v.kind == ExprKind::kFloatLit ? v.fval : double(v.ival);
-          else if (v.kind == ExprKind::kUnary && v.name == "-" && (v.args[0]->kind == ExprKind::kFloatLit || v.args[0]->kind == ExprKind::kIntLit))
+          if (v.kind == ExprKind::kFloatLit || v.kind == ExprKind::kIntLit)
+            value = v.kind == ExprKind::kFloatLit ? v.fval : double(v.ival);
+          else if (v.kind == ExprKind::kUnary && v.name == "-" &&
+                   (v.args[0]->kind == ExprKind::kFloatLit || v.args[0]->kind == ExprKind::kIntLit))
             value = -(v.args[0]->kind == ExprKind::kFloatLit ? v.args[0]->fval : double(v.args[0]->ival));
-          else fail(v.pos, "a number literal as the fill value");
+          else
+            fail(v.pos, "a number literal as the fill value");
         }
         e.op_ints = {size};
         e.args.clear();
@@ -429,7 +428,8 @@ class Checker {
       case OpKind::kMatMul:
       case OpKind::kDense: {
         const auto& a1 = e.args[1]->type->dims;
-        if (a0.size() != 2) fail(e.args[0]->pos, "a matrix as the first operand of " + std::string(info.name), shape_str(*e.args[0]));
+        if (a0.size() != 2)
+          fail(e.args[0]->pos, "a matrix as the first operand of " + std::string(info.name), shape_str(*e.args[0]));
         if (a1.size() > 2 || a1[0] != a0[1])
           fail(e.args[1]->pos, "a vector or matrix with " + std::to_string(a0[1]) + " rows", shape_str(*e.args[1]));
         if (info.op == OpKind::kDense) {
@@ -450,8 +450,7 @@ class Checker {
       case OpKind::kSigmoid:
       case OpKind::kTanh:
       case OpKind::kRelu:
-      case OpKind::kSoftmax:
-        return e.args[0]->type;
+      case OpKind::kSoftmax: return e.args[0]->type;
       case OpKind::kSum: return make_tensor_type({1});
       case OpKind::kArgmax:
         if (a0.size() != 1) fail(e.args[0]->pos, "a vector", shape_str(*e.args[0]));
@@ -488,7 +487,8 @@ class Checker {
     switch (e.kind) {
       case ExprKind::kIntLit: return int_t_;
       case ExprKind::kBoolLit: return bool_t_;
-      case ExprKind::kFloatLit: fail(e.pos, "an Int, Bool or tensor expression (float literals only appear in fill)", "a float literal");
+      case ExprKind::kFloatLit:
+        fail(e.pos, "an Int, Bool or tensor expression (float literals only appear in fill)", "a float literal");
       case ExprKind::kVar: {
         if (const auto* local = lookup_local(e.name)) {
           e.slot = local->first;
@@ -520,7 +520,8 @@ class Checker {
           bool is_map = e.name == "map";
           size_t want = is_map ? 2 : 3;
           if (e.args.size() != want)
-            fail(e.pos, e.name + " with " + std::to_string(want) + " arguments", std::to_string(e.args.size()) + " arguments");
+            fail(e.pos, e.name + " with " + std::to_string(want) + " arguments",
+                 std::to_string(e.args.size()) + " arguments");
           check_fn_ref(*e.args[0], &e.callee);
           const FnDecl& f = p_.fns[e.callee];
           e.kind = is_map ? ExprKind::kMap : ExprKind::kFoldl;
@@ -539,7 +540,8 @@ class Checker {
           return init;
         }
         if (e.name == "reverse" || e.name == "length") {
-          if (e.args.size() != 1) fail(e.pos, e.name + " with 1 argument", std::to_string(e.args.size()) + " arguments");
+          if (e.args.size() != 1)
+            fail(e.pos, e.name + " with 1 argument", std::to_string(e.args.size()) + " arguments");
           TypeP list = check(*e.args[0]);
           if (list->kind != TypeKind::kList) fail(e.args[0]->pos, "a list", tn(list));
           e.kind = e.name == "reverse" ? ExprKind::kReverse : ExprKind::kLength;
@@ -571,7 +573,8 @@ class Checker {
           e.ctor_index = 1;
           return t;
         }
-        if (e.name == "Nil") fail(e.pos, "a constructor with a known type (lists are built by the input, map and Cons)", "Nil");
+        if (e.name == "Nil")
+          fail(e.pos, "a constructor with a known type (lists are built by the input, map and Cons)", "Nil");
         auto it = ctor_index_.find(e.name);
         if (it == ctor_index_.end()) fail(e.pos, "a known constructor", "'" + e.name + "'");
         e.adt = it->second.first;
@@ -631,7 +634,8 @@ class Checker {
           default:
             if (a->kind != TypeKind::kInt) fail(e.args[0]->pos, "an Int (use add/sub/mul for tensors)", tn(a));
             if (b->kind != TypeKind::kInt) fail(e.args[1]->pos, "an Int", tn(b));
-            return (e.bin == BinOp::kLt || e.bin == BinOp::kLe || e.bin == BinOp::kGt || e.bin == BinOp::kGe) ? bool_t_ : int_t_;
+            return (e.bin == BinOp::kLt || e.bin == BinOp::kLe || e.bin == BinOp::kGt || e.bin == BinOp::kGe) ? bool_t_
+                                                                                                              : int_t_;
         }
       }
       case ExprKind::kUnary: {
@@ -681,8 +685,10 @@ class Checker {
         arm.slots.push_back(arm.binders[i] == "_" ? -1 : bind(arm.binders[i], fields[ci][i]));
       TypeP t = check(*arm.body);
       locals_.resize(mark);
-      if (!result) result = t;
-      else if (!same_type(*result, *t)) fail(arm.body->pos, "an arm of type " + tn(result), tn(t));
+      if (!result)
+        result = t;
+      else if (!same_type(*result, *t))
+        fail(arm.body->pos, "an arm of type " + tn(result), tn(t));
     }
     for (size_t i = 0; i < seen.size(); ++i)
       if (!seen[i]) fail(e.pos, "an arm for every constructor", "no arm for '" + ctor_names[i] + "'");

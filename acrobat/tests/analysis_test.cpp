@@ -73,11 +73,11 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 const std::string kTreeProgram = kHead +
-    "def f(t: Tree) -> Tensor[4] = match t {\n"
-    "  Leaf(w) => tanh(matmul(W, lookup(E, w))),\n"
-    "  Node(w, l, r) => tanh(add(f(l), f(r)))\n"
-    "}\n"
-    "def main(t: Tree) -> Tensor[4] = f(t)\n";
+                                 "def f(t: Tree) -> Tensor[4] = match t {\n"
+                                 "  Leaf(w) => tanh(matmul(W, lookup(E, w))),\n"
+                                 "  Node(w, l, r) => tanh(add(f(l), f(r)))\n"
+                                 "}\n"
+                                 "def main(t: Tree) -> Tensor[4] = f(t)\n";
 
 TEST(AcrobatAnalysis, StaticDepthGivesLeafOpsConstantDepths) {
   auto after = compile(kTreeProgram, options(true, false, false));
@@ -102,7 +102,8 @@ TEST(AcrobatAnalysis, StaticDepthGivesLeafOpsConstantDepths) {
   // Children start at their parent's depth, so in a tree the leaves already meet; a loop
   // is where the analysis pays: the input projection of every step of every sentence
   // becomes one launch instead of one per time step.
-  const std::string loop = kHead +
+  const std::string loop =
+      kHead +
       "def step(h: Tensor[4], w: Int) -> Tensor[4] = tanh(add(matmul(W, lookup(E, w)), matmul(U, h)))\n"
       "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
   auto loop_after = compile(loop, options(true, false, false));
@@ -120,9 +121,10 @@ TEST(AcrobatAnalysis, StaticDepthGivesLeafOpsConstantDepths) {
 
 TEST(AcrobatAnalysis, StaticDepthThroughFunctionParametersAndRecursionLimit) {
   const std::string src = kHead +
-      "def proj(x: Tensor[4]) -> Tensor[4] = matmul(W, x)\n"
-      "def deep(n: Int, x: Tensor[4]) -> Tensor[4] = if n == 0 then x else deep(n - 1, tanh(x))\n"
-      "def main(xs: List[Int]) -> Tensor[4] = match xs { Nil => zeros(4), Cons(w, _) => add(proj(lookup(E, w)), deep(3, lookup(E, w))) }\n";
+                          "def proj(x: Tensor[4]) -> Tensor[4] = matmul(W, x)\n"
+                          "def deep(n: Int, x: Tensor[4]) -> Tensor[4] = if n == 0 then x else deep(n - 1, tanh(x))\n"
+                          "def main(xs: List[Int]) -> Tensor[4] = match xs { Nil => zeros(4), Cons(w, _) => "
+                          "add(proj(lookup(E, w)), deep(3, lookup(E, w))) }\n";
   auto p = compile(src, options(true, false, false));
   ASSERT_TRUE(p);
   EXPECT_EQ(ops_of(*p, "proj", OpKind::kMatMul)[0]->static_depth, 0);  // static at its only call site
@@ -131,7 +133,8 @@ TEST(AcrobatAnalysis, StaticDepthThroughFunctionParametersAndRecursionLimit) {
 }
 
 TEST(AcrobatAnalysis, ParamReuseMarksParameterOperandsAndBatchesOneGemm) {
-  const std::string src = kHead +
+  const std::string src =
+      kHead +
       "def same(m: Tensor[4, 4], x: Tensor[4]) -> Tensor[4] = matmul(m, x)\n"
       "def mixed(m: Tensor[4, 4], x: Tensor[4]) -> Tensor[4] = matmul(m, x)\n"
       "def main(xs: List[Int]) -> Tensor[4] = match xs { Nil => zeros(4), Cons(w, _) =>\n"
@@ -157,14 +160,17 @@ TEST(AcrobatAnalysis, ParamReuseMarksParameterOperandsAndBatchesOneGemm) {
 }
 
 TEST(AcrobatAnalysis, GhostOpsPadTheShorterBranchSoInstancesReconverge) {
-  const std::string src = kHead +
+  const std::string src =
+      kHead +
       "def pick(w: Int) -> Tensor[4] = let x = tanh(lookup(E, w)) in if w < 5 then tanh(tanh(x)) else x\n"
-      "def main(xs: List[Int]) -> Tensor[4] = match xs { Nil => zeros(4), Cons(w, _) => sigmoid(matmul(W, pick(w))) }\n";
+      "def main(xs: List[Int]) -> Tensor[4] = match xs { Nil => zeros(4), Cons(w, _) => sigmoid(matmul(W, pick(w))) "
+      "}\n";
   auto after = compile(src, options(false, true, false));
   auto before = compile(src, options(false, false, false));
   ASSERT_TRUE(after && before);
   const FnDecl* pick = nullptr;
-  for (const auto& f : after->fns) if (f.name == "pick") pick = &f;
+  for (const auto& f : after->fns)
+    if (f.name == "pick") pick = &f;
   ASSERT_NE(pick, nullptr);
   const Expr& if_expr = *pick->body->args[1];
   ASSERT_EQ(if_expr.kind, ExprKind::kIf);
@@ -188,8 +194,10 @@ TEST(AcrobatAnalysis, GhostOpsPadTheShorterBranchSoInstancesReconverge) {
 
 TEST(AcrobatAnalysis, PhasesSeparateTheClassifierAndRejectNestedAnnotations) {
   const std::string body =
-      "def f(t: Tree) -> Tensor[4] = match t { Leaf(w) => tanh(lookup(E, w)), Node(w, l, r) => tanh(add(f(l), f(r))) }\n";
-  const std::string with_phase = kHead + body + "def main(t: Tree) -> Tensor[4] = let h = f(t) in phase sigmoid(matmul(W, h))\n";
+      "def f(t: Tree) -> Tensor[4] = match t { Leaf(w) => tanh(lookup(E, w)), Node(w, l, r) => tanh(add(f(l), f(r))) "
+      "}\n";
+  const std::string with_phase =
+      kHead + body + "def main(t: Tree) -> Tensor[4] = let h = f(t) in phase sigmoid(matmul(W, h))\n";
   const std::string without = kHead + body + "def main(t: Tree) -> Tensor[4] = let h = f(t) in sigmoid(matmul(W, h))\n";
   auto after = compile(with_phase, options(true, true, false));
   auto before = compile(without, options(true, true, false));
@@ -205,13 +213,13 @@ TEST(AcrobatAnalysis, PhasesSeparateTheClassifierAndRejectNestedAnnotations) {
 
 TEST(AcrobatAnalysis, CoarseningFusesStraightLineChains) {
   const std::string src = kHead +
-      "def step(h: Tensor[4], w: Int) -> Tensor[4] =\n"
-      "  let a = add(matmul(W, h), lookup(E, w)) in\n"
-      "  let b = sigmoid(a) in\n"
-      "  let unused = tanh(b) in\n"
-      "  let c = mul(b, tanh(a)) in\n"
-      "  add(c, a)\n"
-      "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
+                          "def step(h: Tensor[4], w: Int) -> Tensor[4] =\n"
+                          "  let a = add(matmul(W, h), lookup(E, w)) in\n"
+                          "  let b = sigmoid(a) in\n"
+                          "  let unused = tanh(b) in\n"
+                          "  let c = mul(b, tanh(a)) in\n"
+                          "  add(c, a)\n"
+                          "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
   auto after = compile(src, options(false, false, true));
   auto before = compile(src, options(false, false, false));
   ASSERT_TRUE(after && before);
@@ -229,13 +237,13 @@ TEST(AcrobatAnalysis, CoarseningFusesStraightLineChains) {
 
 TEST(AcrobatAnalysis, CoarseningPairsProductsBySameParameter) {
   const std::string src = kHead +
-      "def step(h: Tensor[4], w: Int) -> Tensor[4] =\n"
-      "  let x = lookup(E, w) in\n"
-      "  let a = tanh(matmul(U, h)) in\n"
-      "  let b = sigmoid(matmul(W, x)) in\n"
-      "  let c = tanh(matmul(U, x)) in\n"
-      "  add(a, add(b, c))\n"
-      "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
+                          "def step(h: Tensor[4], w: Int) -> Tensor[4] =\n"
+                          "  let x = lookup(E, w) in\n"
+                          "  let a = tanh(matmul(U, h)) in\n"
+                          "  let b = sigmoid(matmul(W, x)) in\n"
+                          "  let c = tanh(matmul(U, x)) in\n"
+                          "  add(a, add(b, c))\n"
+                          "def main(xs: List[Int]) -> Tensor[4] = foldl(step, zeros(4), xs)\n";
   auto after = compile(src, options(false, false, true));
   auto before = compile(src, options(false, false, false));
   ASSERT_TRUE(after && before);

@@ -79,8 +79,8 @@ TEST(AcrobatData, TreesAreWellFormed) {
 }
 
 TEST(AcrobatData, PtbReaderBinarisesAndReportsErrors) {
-  auto trees = parse_ptb_trees("sst.txt",
-                               "(3 (2 It) (4 (2 's) (3 fine)))\n\n(1 (2 a) (2 b) (2 c))\n(2 (2 (2 alone)))\n");
+  auto trees =
+      parse_ptb_trees("sst.txt", "(3 (2 It) (4 (2 's) (3 fine)))\n\n(1 (2 a) (2 b) (2 c))\n(2 (2 (2 alone)))\n");
   ASSERT_TRUE(trees.ok()) << trees.status().to_string();
   ASSERT_EQ(trees->size(), 3u);
   EXPECT_EQ((*trees)[0].nodes.size(), 5u);

@@ -57,8 +57,8 @@ void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
           << op_name(sig.op) << " instance " << b << " element " << i;
 }
 
-KernelSig sig(OpKind op, std::vector<std::vector<int64_t>> args, std::vector<int> shared,
-              std::vector<int64_t> out, std::vector<int64_t> ints = {}) {
+KernelSig sig(OpKind op, std::vector<std::vector<int64_t>> args, std::vector<int> shared, std::vector<int64_t> out,
+              std::vector<int64_t> ints = {}) {
   KernelSig s;
   s.op = op;
   s.arg_dims = std::move(args);
@@ -73,7 +73,7 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
     check(sig(OpKind::kMatMul, {{24, 16}, {16}}, {0, -1}, {24}), n);
     check(sig(OpKind::kMatMul, {{24, 16}, {16}}, {0, -1}, {24}), n, 1.0f, false);
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 5}}, {0, -1}, {8, 5}), n);
-    check(sig(OpKind::kMatMul, {{8, 12}, {12}}, {-1, -1}, {8}), n);      // per-instance matrices
+    check(sig(OpKind::kMatMul, {{8, 12}, {12}}, {-1, -1}, {8}), n);  // per-instance matrices
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 3}}, {-1, -1}, {8, 3}), n);
     check(sig(OpKind::kDense, {{24, 16}, {16}, {24}}, {0, -1, 1}, {24}), n);
   }
@@ -85,24 +85,24 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
 // dimensions shorter than the unrolling, with and without a folded bias.
 TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
   for (auto kernel : {kernels::PackedRowsKernel::kBlocked, kernels::PackedRowsKernel::kNarrow}) {
-  if (!kernels::packed_rows_kernel_supported(kernel)) continue;  // the narrow one needs AVX2 + FMA
-  SCOPED_TRACE(kernel == kernels::PackedRowsKernel::kNarrow ? "narrow kernel" : "blocked kernel");
-  for (int64_t r : {1, 7, 16, 17, 33, 48, 49, 97}) {
-    for (int64_t c : {1, 2, 3, 5, 16, 31}) {
-      for (int n : {1, 2, 3, 5, 8, 9, 17, 31}) {
-        for (int max_rows : {0, 1 << 20}) {  // OpenBLAS only, packed only
-          SCOPED_TRACE("r=" + std::to_string(r) + " c=" + std::to_string(c) + " n=" + std::to_string(n) +
-                       " packed_max_rows=" + std::to_string(max_rows));
-          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, true, max_rows, kernel);
-          check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, false, max_rows, kernel);
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, true, max_rows, kernel);
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, false, max_rows, kernel);
-          // A per-instance bias cannot be folded: the kernel adds it afterwards.
-          check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, -1}, {r}), n, 1.0f, true, max_rows, kernel);
+    if (!kernels::packed_rows_kernel_supported(kernel)) continue;  // the narrow one needs AVX2 + FMA
+    SCOPED_TRACE(kernel == kernels::PackedRowsKernel::kNarrow ? "narrow kernel" : "blocked kernel");
+    for (int64_t r : {1, 7, 16, 17, 33, 48, 49, 97}) {
+      for (int64_t c : {1, 2, 3, 5, 16, 31}) {
+        for (int n : {1, 2, 3, 5, 8, 9, 17, 31}) {
+          for (int max_rows : {0, 1 << 20}) {  // OpenBLAS only, packed only
+            SCOPED_TRACE("r=" + std::to_string(r) + " c=" + std::to_string(c) + " n=" + std::to_string(n) +
+                         " packed_max_rows=" + std::to_string(max_rows));
+            check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, true, max_rows, kernel);
+            check(sig(OpKind::kMatMul, {{r, c}, {c}}, {0, -1}, {r}), n, 1.0f, false, max_rows, kernel);
+            check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, true, max_rows, kernel);
+            check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, 1}, {r}), n, 1.0f, false, max_rows, kernel);
+            // A per-instance bias cannot be folded: the kernel adds it afterwards.
+            check(sig(OpKind::kDense, {{r, c}, {c}, {r}}, {0, -1, -1}, {r}), n, 1.0f, true, max_rows, kernel);
+          }
         }
       }
     }
-  }
   }
 }
 
@@ -187,7 +187,8 @@ TEST(AcrobatKernels, SingleInstanceElementwiseMatchesReference) {
       const float* const* args[2] = {a0, b0};
       float* ro[1] = {ref.data()};
       kernels::run_reference(s, 1, args, ro);
-      for (int64_t i = 0; i < size; ++i) ASSERT_NEAR(fast[i], ref[i], 3e-7f * (1 + std::fabs(ref[i]))) << op_name(op) << " size " << size << " i " << i;
+      for (int64_t i = 0; i < size; ++i)
+        ASSERT_NEAR(fast[i], ref[i], 3e-7f * (1 + std::fabs(ref[i]))) << op_name(op) << " size " << size << " i " << i;
     }
   }
   for (OpKind op : {OpKind::kMatMul, OpKind::kSlice, OpKind::kConcat}) EXPECT_FALSE(kernels::is_elementwise(op));
@@ -244,8 +245,8 @@ TEST(AcrobatKernels, TwoThreadsGiveBitIdenticalResults) {
     cases.push_back({sig(OpKind::kMatMul, {{200, 37}, {37}}, {0, -1}, {200}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, 0, false});  // OpenBLAS
-    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});   // wide operands
-    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});         // per-instance
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});         // wide operands
+    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});                // per-instance
     cases.push_back({sig(OpKind::kMul, {{301}, {301}}, {-1, -1}, {301}), n, 0});
     cases.push_back({sig(OpKind::kSigmoid, {{301}}, {-1}, {301}), n, 0});
     cases.push_back({sig(OpKind::kTanh, {{301}}, {-1}, {301}), n, 0});
@@ -318,8 +319,10 @@ TEST(AcrobatKernels, ActivationsPropagateNaNLikeTheReference) {
       if (op == OpKind::kRelu) continue;  // max(0, NaN) is 0 in both twins
       ASSERT_EQ(std::isnan(ref[i]), std::isnan(x[i])) << op_name(op) << " " << i;
       for (float got : {batched[i], single[i]}) {
-        if (std::isnan(ref[i])) ASSERT_TRUE(std::isnan(got)) << op_name(op) << " element " << i << " gave " << got;
-        else ASSERT_NEAR(got, ref[i], 3e-7f) << op_name(op) << " element " << i;
+        if (std::isnan(ref[i]))
+          ASSERT_TRUE(std::isnan(got)) << op_name(op) << " element " << i << " gave " << got;
+        else
+          ASSERT_NEAR(got, ref[i], 3e-7f) << op_name(op) << " element " << i;
       }
     }
   }

@@ -26,7 +26,12 @@ std::string pos_of(const std::string& src, const std::string& needle, int occurr
   }
   int line = 1, col = 1;
   for (size_t i = 0; i < at; ++i) {
-    if (src[i] == '\n') { ++line; col = 1; } else { ++col; }
+    if (src[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
   }
   return "t.acr:" + std::to_string(line) + ":" + std::to_string(col);
 }
@@ -34,9 +39,9 @@ std::string pos_of(const std::string& src, const std::string& needle, int occurr
 struct BadProgram {
   const char* name;
   std::string source;
-  std::string at;         // token the error must point at
+  std::string at;  // token the error must point at
   int occurrence;
-  std::string expected;   // substring of the message
+  std::string expected;  // substring of the message
 };
 
 TEST(AcrobatLanguage, BundledModelsCompileForEveryScheduler) {
@@ -61,58 +66,73 @@ TEST(AcrobatLanguage, ConstantOverridesChangeShapes) {
 }
 
 TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
-  const std::string head = "const H = 4\nparam W : Tensor[H, 3] = hash(1, 0.5)\nparam E : Tensor[10, H] = hash(2, 1.0)\n";
+  const std::string head =
+      "const H = 4\nparam W : Tensor[H, 3] = hash(1, 0.5)\nparam E : Tensor[10, H] = hash(2, 1.0)\n";
   std::vector<BadProgram> corpus;
-  auto add = [&](const char* name, std::string src, std::string at, int occurrence,
-                 std::string expected) { corpus.push_back({name, std::move(src), std::move(at), occurrence, std::move(expected)}); };
-  add("missing in", head + "def main(xs: List[Int]) -> Tensor[4] =\n  let x = zeros(4)\n  x\n", "x\n", 1, "expected 'in'");
-  add("unknown variable", head + "def main(xs: List[Int]) -> Tensor[4] = add(zeros(4), y)\n", "y)", 1, "a known variable");
+  auto add = [&](const char* name, std::string src, std::string at, int occurrence, std::string expected) {
+    corpus.push_back({name, std::move(src), std::move(at), occurrence, std::move(expected)});
+  };
+  add("missing in", head + "def main(xs: List[Int]) -> Tensor[4] =\n  let x = zeros(4)\n  x\n", "x\n", 1,
+      "expected 'in'");
+  add("unknown variable", head + "def main(xs: List[Int]) -> Tensor[4] = add(zeros(4), y)\n", "y)", 1,
+      "a known variable");
   add("shape mismatch", head + "def main(xs: List[Int]) -> Tensor[4] = add(zeros(4), zeros(5))\n", "zeros(5)", 1,
-       "same shape Tensor[4], found Tensor[5]");
+      "same shape Tensor[4], found Tensor[5]");
   add("matmul inner dimension", head + "def main(xs: List[Int]) -> Tensor[4] = matmul(W, zeros(4))\n", "zeros(4)", 1,
-       "a vector or matrix with 3 rows");
+      "a vector or matrix with 3 rows");
   add("if branches differ", head + "def main(xs: List[Int]) -> Tensor[4] = if true then zeros(4) else 1\n", "1\n", 1,
-       "an else branch of type Tensor[4], found Int");
+      "an else branch of type Tensor[4], found Int");
   add("match not exhaustive", head + "def main(t: Tree) -> Tensor[4] = match t { Leaf(w) => zeros(4) }\n", "match", 1,
-       "no arm for 'Node'");
-  add("constructor arity", head + "def main(t: Tree) -> Tensor[4] = match t { Leaf(a, b) => zeros(4), Node(w, l, r) => zeros(4) }\n",
-       "Leaf(a", 1, "1 fields for Leaf");
-  add("phase outside main", head + "def f(x: Int) -> Int = phase x\ndef main(t: Tree) -> Tensor[4] = zeros(4)\n", "phase", 1,
-       "'phase' only in main");
-  add("phase nested", head + "def main(t: Tree) -> Tensor[4] = add(zeros(4), phase zeros(4))\n", "phase", 1, "main's spine");
+      "no arm for 'Node'");
+  add("constructor arity",
+      head + "def main(t: Tree) -> Tensor[4] = match t { Leaf(a, b) => zeros(4), Node(w, l, r) => zeros(4) }\n",
+      "Leaf(a", 1, "1 fields for Leaf");
+  add("phase outside main", head + "def f(x: Int) -> Int = phase x\ndef main(t: Tree) -> Tensor[4] = zeros(4)\n",
+      "phase", 1, "'phase' only in main");
+  add("phase nested", head + "def main(t: Tree) -> Tensor[4] = add(zeros(4), phase zeros(4))\n", "phase", 1,
+      "main's spine");
   add("missing main", head + "def f(x: Int) -> Int = x\n", "const", 1, "a function 'main'");
   add("unknown type", head + "def main(x: Foo) -> Tensor[4] = zeros(4)\n", "Foo", 1, "a known type");
-  add("slice out of range", head + "def main(t: Tree) -> Tensor[3] = slice(zeros(4), 2, 3)\n", "2, 3", 1, "start + length <= 4");
-  add("slice start not constant", head + "def f(n: Int) -> Tensor[2] = slice(zeros(4), n, 2)\ndef main(t: Tree) -> Tensor[2] = f(1)\n",
-       "n, 2", 1, "a constant slice start");
+  add("slice out of range", head + "def main(t: Tree) -> Tensor[3] = slice(zeros(4), 2, 3)\n", "2, 3", 1,
+      "start + length <= 4");
+  add("slice start not constant",
+      head + "def f(n: Int) -> Tensor[2] = slice(zeros(4), n, 2)\ndef main(t: Tree) -> Tensor[2] = f(1)\n", "n, 2", 1,
+      "a constant slice start");
   add("bad character", head + "def main(t: Tree) -> Tensor[4] = zeros(4) $\n", "$", 1, "character '$'");
-  add("unknown function", head + "def main(t: Tree) -> Tensor[4] = frob(t)\n", "frob", 1, "a known function or operator");
-  add("duplicate function", head + "def f(x: Int) -> Int = x\ndef f(x: Int) -> Int = x\ndef main(t: Tree) -> Tensor[4] = zeros(4)\n",
-       "def f", 2, "declared twice");
-  add("argument count", head + "def f(x: Int) -> Tensor[4] = zeros(4)\ndef main(t: Tree) -> Tensor[4] = f(1, 2)\n", "f(1", 1,
-       "1 arguments for 'f'");
+  add("unknown function", head + "def main(t: Tree) -> Tensor[4] = frob(t)\n", "frob", 1,
+      "a known function or operator");
+  add("duplicate function",
+      head + "def f(x: Int) -> Int = x\ndef f(x: Int) -> Int = x\ndef main(t: Tree) -> Tensor[4] = zeros(4)\n", "def f",
+      2, "declared twice");
+  add("argument count", head + "def f(x: Int) -> Tensor[4] = zeros(4)\ndef main(t: Tree) -> Tensor[4] = f(1, 2)\n",
+      "f(1", 1, "1 arguments for 'f'");
   add("lookup on a computed tensor", head + "def main(t: Tree) -> Tensor[4] = lookup(zeros(4), 1)\n", "zeros(4), 1", 1,
-       "a parameter name as the lookup table");
+      "a parameter name as the lookup table");
   add("main returns a scalar", head + "def main(t: Tree) -> Int = 1\n", "def main", 1, "main to return a vector");
-  add("foldl step type", head + "def step(a: Int, b: Int) -> Int = a\ndef main(xs: List[Int]) -> Tensor[4] = let s = foldl(step, zeros(4), xs) in s\n",
-       "step, zeros", 1, "a function (Tensor[4], Int) -> Tensor[4]");
-  add("unterminated string", head + "param Z : Tensor[2] = load(\"abc\ndef main(t: Tree) -> Tensor[2] = Z\n", "\"abc", 1,
-       "a closing");
+  add("foldl step type",
+      head +
+          "def step(a: Int, b: Int) -> Int = a\ndef main(xs: List[Int]) -> Tensor[4] = let s = foldl(step, zeros(4), "
+          "xs) in s\n",
+      "step, zeros", 1, "a function (Tensor[4], Int) -> Tensor[4]");
+  add("unterminated string", head + "param Z : Tensor[2] = load(\"abc\ndef main(t: Tree) -> Tensor[2] = Z\n", "\"abc",
+      1, "a closing");
   add("tensor arithmetic with +", head + "def main(t: Tree) -> Tensor[4] = zeros(4) + zeros(4)\n", "zeros", 1,
-       "an Int (use add/sub/mul for tensors)");
+      "an Int (use add/sub/mul for tensors)");
   add("zero dimension", "param Q : Tensor[0] = hash(1, 1.0)\ndef main(t: Tree) -> Tensor[1] = zeros(1)\n", "0]", 1,
-       "a positive dimension");
+      "a positive dimension");
   // Sizes: element counts are checked without wrapping (2^24 x 2^24 x 2^16 is 2^64, which a
   // plain product wraps to 0), for declared and for computed tensors.
-  add("element count wraps to 0", "param Q : Tensor[16777216, 16777216, 65536] = hash(1, 1.0)\ndef main(t: Tree) -> Tensor[1] = zeros(1)\n",
-       "Tensor[1677", 1, "a tensor of at most 2147483648 elements, found Tensor[16777216, 16777216, 65536]");
+  add("element count wraps to 0",
+      "param Q : Tensor[16777216, 16777216, 65536] = hash(1, 1.0)\ndef main(t: Tree) -> Tensor[1] = zeros(1)\n",
+      "Tensor[1677", 1, "a tensor of at most 2147483648 elements, found Tensor[16777216, 16777216, 65536]");
   add("declared tensor too large", "def main(t: Tree) -> Tensor[65536, 65536] = zeros(1)\n", "Tensor[65536", 1,
-       "a tensor of at most 2147483648 elements");
+      "a tensor of at most 2147483648 elements");
   add("2^48-element intermediate",
-       "param A : Tensor[16777216, 1] = hash(1, 1.0)\nparam B : Tensor[1, 16777216] = hash(2, 1.0)\n"
-       "def main(t: Tree) -> Tensor[1] = sum(matmul(A, B))\n", "matmul", 1, "found Tensor[16777216, 16777216]");
+      "param A : Tensor[16777216, 1] = hash(1, 1.0)\nparam B : Tensor[1, 16777216] = hash(2, 1.0)\n"
+      "def main(t: Tree) -> Tensor[1] = sum(matmul(A, B))\n",
+      "matmul", 1, "found Tensor[16777216, 16777216]");
   add("fill too large", "def main(t: Tree) -> Tensor[1] = sum(fill(4294967296, 1.0))\n", "fill", 1,
-       "a tensor of at most 2147483648 elements");
+      "a tensor of at most 2147483648 elements");
   // Constant folding uses checked arithmetic: no trap, no wrap.
   const std::string min = "const M = -9223372036854775807 - 1\n";
   const std::string tail = "def main(t: Tree) -> Tensor[1] = zeros(1)\n";
@@ -123,7 +143,7 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
   add("constant overflow unary -", min + "const Q = -M\n" + tail, "-M", 1, "the negation overflows 64 bits");
   add("constant division by zero", "const Q = 3 % 0\n" + tail, "0\n", 1, "a non-zero divisor");
   add("overflowing dimension", "param Q : Tensor[9223372036854775807 * 2] = hash(1, 1.0)\n" + tail, "* 2", 1,
-       "the product overflows 64 bits");
+      "the product overflows 64 bits");
   for (const auto& bad : corpus) {
     auto p = compile_program("t.acr", bad.source, compile_options_for(Scheduler::kAcrobat));
     ASSERT_FALSE(p.ok()) << bad.name;

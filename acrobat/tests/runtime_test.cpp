@@ -147,12 +147,9 @@ TEST(AcrobatRuntime, TwoThreadsEqualOneThread) {
 TEST(AcrobatRuntime, WorkloadConformanceChecksums) {
   // From the benchmark workload definitions: minibatch 0, B = 8 (sum / abs / w).
   const Checksum expected[] = {
-      {"birnn", 8, -2.68121494, 12.8227418, -14.0870722},
-      {"mvrnn", 8, 6.7218367, 45.0225474, 65.6806538},
-      {"nestedrnn", 8, -2.00376862, 6.55159932, -14.2167163},
-      {"birnn", 32, -1.33709084, 20.6304678, -14.402337},
-      {"mvrnn", 32, -6.18997035, 90.3760598, -35.5287907},
-      {"nestedrnn", 32, -4.66128114, 7.30927376, -35.6832983},
+      {"birnn", 8, -2.68121494, 12.8227418, -14.0870722},     {"mvrnn", 8, 6.7218367, 45.0225474, 65.6806538},
+      {"nestedrnn", 8, -2.00376862, 6.55159932, -14.2167163}, {"birnn", 32, -1.33709084, 20.6304678, -14.402337},
+      {"mvrnn", 32, -6.18997035, 90.3760598, -35.5287907},    {"nestedrnn", 32, -4.66128114, 7.30927376, -35.6832983},
   };
   for (const auto& c : expected) {
     auto data = find_model(c.model)->make_data(8);
@@ -281,7 +278,8 @@ TEST(AcrobatRuntime, BadProgramsAtRunTimeAreErrors) {
   const std::vector<Case> cases = {
       {"INT64_MIN / -1", "if (-9223372036854775807 - " + n + ") / -1 > 0 then zeros(2) else zeros(2)", "/ -1",
        "the quotient overflows 64 bits"},
-      {"overflow +", "if 9223372036854775807 + " + n + " > 0 then zeros(2) else zeros(2)", "+ length", "the sum overflows 64 bits"},
+      {"overflow +", "if 9223372036854775807 + " + n + " > 0 then zeros(2) else zeros(2)", "+ length",
+       "the sum overflows 64 bits"},
       {"overflow -", "if 0 - 9223372036854775807 - " + n + " - 1 > 0 then zeros(2) else zeros(2)", "- 1 >",
        "the difference overflows 64 bits"},
       {"overflow *", "if 4294967296 * (4294967295 + " + n + ") > 0 then zeros(2) else zeros(2)", "* (",
@@ -349,7 +347,8 @@ TEST(AcrobatRuntime, MemoryLimitIsCheckedBeforeAllocation) {
     ASSERT_FALSE(st.ok()) << scheduler_name(s);
     EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
     EXPECT_NE(st.message().find("big.acr: instances [0, 64): the minibatch needs more than the memory limit"),
-              std::string::npos) << st.message();
+              std::string::npos)
+        << st.message();
     ASSERT_TRUE((*rt)->run_minibatch(0, 2, &out, nullptr).ok()) << scheduler_name(s);
     EXPECT_EQ(out.size(), 2u);
   }

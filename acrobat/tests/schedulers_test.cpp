@@ -55,9 +55,7 @@ void expect_valid(const Recording& r, const Schedule& s, const char* name) {
     ASSERT_GE(batch_of[id], 0) << name << ": node " << id << " never scheduled";
     for (int a = 0; a < r.nodes[id].nargs; ++a) {
       int32_t p = r.producer(r.nodes[id], a);
-      if (p >= 0) {
-        EXPECT_LT(batch_of[p], batch_of[id]) << name << ": node " << id << " before its operand " << p;
-      }
+      if (p >= 0) { EXPECT_LT(batch_of[p], batch_of[id]) << name << ": node " << id << " before its operand " << p; }
     }
   }
 }

@@ -52,13 +52,9 @@ int run_cli(CLI::App& app, int argc, char** argv, const std::function<int()>& ru
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
+  } catch (const CLI::CallForHelp& e) { return app.exit(e); } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForVersion& e) { return app.exit(e); } catch (const CLI::ParseError& e) {
     const CLI::App* where = deepest_parsed(app);
     std::cerr << name << ": error: " << e.what() << "\n\n" << where->help() << std::flush;
     return kExitUsage;

@@ -68,8 +68,7 @@ Result<AtomicFileWriter> AtomicFileWriter::create(const std::string& path) {
     const char* what = S_ISDIR(st.st_mode)   ? "a directory"
                        : S_ISBLK(st.st_mode) ? "a block device"
                                              : "not a regular file";
-    return Status(StatusCode::kIoError,
-                         path + ": is " + what + "; refusing to write an output file over it");
+    return Status(StatusCode::kIoError, path + ": is " + what + "; refusing to write an output file over it");
   }
   std::string pattern = target + ".tmp.XXXXXX";
   int fd = ::mkstemp(pattern.data());
@@ -117,9 +116,7 @@ AtomicFileWriter::~AtomicFileWriter() {
 
 Status AtomicFileWriter::write(const void* data, size_t size) {
   PERFMEM_CHECK(file_ != nullptr, "write after commit");
-  if (size > 0 && std::fwrite(data, 1, size, file_) != size) {
-    return io_error(path_, "write failed", errno);
-  }
+  if (size > 0 && std::fwrite(data, 1, size, file_) != size) { return io_error(path_, "write failed", errno); }
   return Status::Ok();
 }
 

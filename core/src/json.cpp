@@ -11,10 +11,14 @@ Result<Json> parse_json(std::string_view text, std::string_view file_name) {
     // e.byte is the 1-based offset of the failure; turn it into line:column for the user.
     size_t line = 1, column = 1;
     for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-      if (text[i] == '\n') { ++line; column = 1; } else { ++column; }
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
     }
-    return input_error(file_name, "line " + std::to_string(line) + ", column " +
-                                      std::to_string(column),
+    return input_error(file_name, "line " + std::to_string(line) + ", column " + std::to_string(column),
                        "well-formed JSON", e.what());
   }
 }

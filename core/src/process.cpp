@@ -88,8 +88,7 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, StderrMo
   ssize_t got = ::read(exec_pipe[0], &exec_err, sizeof exec_err);
   ::close(exec_pipe[0]);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   if (got == static_cast<ssize_t>(sizeof exec_err)) return io_error(argv[0], "cannot run", exec_err);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;

@@ -10,7 +10,9 @@ ProgressBar::ProgressBar(std::string label, int64_t total)
     : ProgressBar(std::move(label), total, stderr, isatty(fileno(stderr)) != 0) {}
 
 ProgressBar::ProgressBar(std::string label, int64_t total, std::FILE* stream, bool enabled)
-    : label_(std::move(label)), total_(std::max<int64_t>(total, 0)), stream_(stream),
+    : label_(std::move(label)),
+      total_(std::max<int64_t>(total, 0)),
+      stream_(stream),
       enabled_(enabled && stream != nullptr) {}
 
 ProgressBar::~ProgressBar() { finish(); }
@@ -40,8 +42,8 @@ std::string ProgressBar::render(const std::string& label, int64_t done, int64_t 
   std::string out = label + " [";
   out.append(static_cast<size_t>(filled), '#');
   out.append(static_cast<size_t>(bar - filled), ' ');
-  out += "] " + std::to_string(static_cast<int>(fraction * 100.0)) + "% " +
-         std::to_string(done) + "/" + std::to_string(total);
+  out += "] " + std::to_string(static_cast<int>(fraction * 100.0)) + "% " + std::to_string(done) + "/" +
+         std::to_string(total);
   return out;
 }
 

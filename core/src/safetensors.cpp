@@ -38,14 +38,13 @@ Status pread_all(int fd, const std::string& path, void* dst, uint64_t size, uint
     ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_error(path, "read of bytes [" + std::to_string(offset) + ", " +
-                                std::to_string(offset + size) + ") failed", errno);
+      return io_error(
+          path, "read of bytes [" + std::to_string(offset) + ", " + std::to_string(offset + size) + ") failed", errno);
     }
     if (n == 0) {
-      return input_error(path, "bytes [" + std::to_string(offset) + ", " +
-                                   std::to_string(offset + size) + ")",
-                         "the file to hold them", "end of file after " +
-                             std::to_string(offset + done) + " bytes (truncated?)");
+      return input_error(path, "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + size) + ")",
+                         "the file to hold them",
+                         "end of file after " + std::to_string(offset + done) + " bytes (truncated?)");
     }
     done += static_cast<uint64_t>(n);
   }
@@ -54,9 +53,8 @@ Status pread_all(int fd, const std::string& path, void* dst, uint64_t size, uint
 
 }  // namespace
 
-Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
-                                                   const uint8_t* prefix, size_t prefix_size,
-                                                   uint64_t file_size) {
+Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name, const uint8_t* prefix,
+                                                   size_t prefix_size, uint64_t file_size) {
   if (file_size < 8 || prefix_size < 8) {
     return input_error(file_name, "byte 0", "an 8-byte header length",
                        "a file of " + std::to_string(file_size) + " bytes");
@@ -64,13 +62,11 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
   uint64_t header_len = read_le64(prefix);
   if (header_len > kMaxSafetensorsHeaderBytes) {
     return input_error(file_name, "header length (bytes 0-7)",
-                       "at most " + std::to_string(kMaxSafetensorsHeaderBytes) + " bytes",
-                       std::to_string(header_len));
+                       "at most " + std::to_string(kMaxSafetensorsHeaderBytes) + " bytes", std::to_string(header_len));
   }
   if (header_len > file_size - 8) {
     return input_error(file_name, "header length (bytes 0-7)",
-                       "a header that fits in the file (at most " + std::to_string(file_size - 8) +
-                           " bytes)",
+                       "a header that fits in the file (at most " + std::to_string(file_size - 8) + " bytes)",
                        std::to_string(header_len));
   }
   if (prefix_size < 8 + header_len) {
@@ -81,9 +77,7 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
   auto parsed = parse_json(text, std::string(file_name) + " (header)");
   if (!parsed) return parsed.status();
   const Json& root = *parsed;
-  if (!root.is_object()) {
-    return input_error(file_name, "header", "a JSON object", root.type_name());
-  }
+  if (!root.is_object()) { return input_error(file_name, "header", "a JSON object", root.type_name()); }
 
   SafetensorsHeader header;
   header.data_offset = 8 + header_len;
@@ -94,13 +88,12 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
     const Json& entry = it.value();
     if (name == "__metadata__") {
       if (!entry.is_object()) {
-        return input_error(file_name, "header, \"__metadata__\"", "an object of strings",
-                           entry.type_name());
+        return input_error(file_name, "header, \"__metadata__\"", "an object of strings", entry.type_name());
       }
       for (auto m = entry.begin(); m != entry.end(); ++m) {
         if (!m.value().is_string()) {
-          return input_error(file_name, "header, \"__metadata__\".\"" + m.key() + "\"",
-                             "a string value", m.value().type_name());
+          return input_error(file_name, "header, \"__metadata__\".\"" + m.key() + "\"", "a string value",
+                             m.value().type_name());
         }
         header.metadata[m.key()] = m.value().get<std::string>();
       }
@@ -116,8 +109,7 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
     std::string dtype_text = dtype_it->get<std::string>();
     auto dtype = parse_dtype(dtype_text);
     if (!dtype || dtype_text != dtype_safetensors_name(*dtype)) {
-      return input_error(file_name, place, "dtype one of F32, BF16, F16, I8, U8, I32, I64",
-                         "\"" + dtype_text + "\"");
+      return input_error(file_name, place, "dtype one of F32, BF16, F16, I8, U8, I32, I64", "\"" + dtype_text + "\"");
     }
 
     auto shape_it = entry.find("shape");
@@ -134,52 +126,45 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
       }
       uint64_t dim = d.get<uint64_t>();
       if (dim > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, dim, &numel)) {
-        return input_error(file_name, place, "a shape whose size fits in 64 bits",
-                           shape_it->dump());
+        return input_error(file_name, place, "a shape whose size fits in 64 bits", shape_it->dump());
       }
       info.shape.push_back(static_cast<int64_t>(dim));
     }
 
     auto off_it = entry.find("data_offsets");
-    if (off_it == entry.end() || !off_it->is_array() || off_it->size() != 2 ||
-        !(*off_it)[0].is_number_unsigned() || !(*off_it)[1].is_number_unsigned()) {
+    if (off_it == entry.end() || !off_it->is_array() || off_it->size() != 2 || !(*off_it)[0].is_number_unsigned() ||
+        !(*off_it)[1].is_number_unsigned()) {
       return input_error(file_name, place, "\"data_offsets\" as [begin, end] of integers",
                          off_it == entry.end() ? "none" : off_it->dump());
     }
     uint64_t begin = (*off_it)[0].get<uint64_t>(), end = (*off_it)[1].get<uint64_t>();
-    if (begin > end) {
-      return input_error(file_name, place, "data_offsets begin <= end", off_it->dump());
-    }
+    if (begin > end) { return input_error(file_name, place, "data_offsets begin <= end", off_it->dump()); }
     if (end > data_size) {
       return input_error(file_name, place,
-                         "data_offsets within the data section of " + std::to_string(data_size) +
-                             " bytes",
+                         "data_offsets within the data section of " + std::to_string(data_size) + " bytes",
                          off_it->dump() + " (file truncated or header lying)");
     }
     uint64_t expected_bytes = 0;
     if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(*dtype)), &expected_bytes) ||
         expected_bytes != end - begin) {
-      return input_error(file_name, place,
-                         std::to_string(end - begin) + " bytes to match shape " +
-                             shape_to_string(info.shape) + " of " + dtype_text,
-                         std::to_string(numel) + " elements");
+      return input_error(
+          file_name, place,
+          std::to_string(end - begin) + " bytes to match shape " + shape_to_string(info.shape) + " of " + dtype_text,
+          std::to_string(numel) + " elements");
     }
     info.file_offset = header.data_offset + begin;
     info.size = end - begin;
     header.tensors.push_back(std::move(info));
   }
 
-  std::sort(header.tensors.begin(), header.tensors.end(),
-            [](const TensorInfo& a, const TensorInfo& b) {
-              return a.file_offset != b.file_offset ? a.file_offset < b.file_offset
-                                                    : a.size < b.size;
-            });
+  std::sort(header.tensors.begin(), header.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return a.file_offset != b.file_offset ? a.file_offset < b.file_offset : a.size < b.size;
+  });
   for (size_t i = 1; i < header.tensors.size(); ++i) {
     const TensorInfo& prev = header.tensors[i - 1];
     const TensorInfo& cur = header.tensors[i];
     if (cur.size > 0 && prev.file_offset + prev.size > cur.file_offset) {
-      return input_error(file_name, tensor_place(cur.name),
-                         "a byte range that does not overlap another tensor's",
+      return input_error(file_name, tensor_place(cur.name), "a byte range that does not overlap another tensor's",
                          "overlap with \"" + prev.name + "\"");
     }
   }
@@ -201,8 +186,7 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   uint64_t header_len = file.file_size_ >= 8 ? read_le64(len_bytes) : 0;
   std::vector<uint8_t> prefix(8);
   std::memcpy(prefix.data(), len_bytes, 8);
-  if (file.file_size_ >= 8 && header_len <= kMaxSafetensorsHeaderBytes &&
-      header_len <= file.file_size_ - 8) {
+  if (file.file_size_ >= 8 && header_len <= kMaxSafetensorsHeaderBytes && header_len <= file.file_size_ - 8) {
     prefix.resize(8 + header_len);
     PERFMEM_RETURN_IF_ERROR(pread_all(file.fd_, path, prefix.data() + 8, header_len, 8));
   }
@@ -221,8 +205,11 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
 }
 
 SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
-    : path_(std::move(o.path_)), file_size_(o.file_size_), fd_(std::exchange(o.fd_, -1)),
-      direct_fd_(std::exchange(o.direct_fd_, -1)), map_(std::exchange(o.map_, nullptr)),
+    : path_(std::move(o.path_)),
+      file_size_(o.file_size_),
+      fd_(std::exchange(o.fd_, -1)),
+      direct_fd_(std::exchange(o.direct_fd_, -1)),
+      map_(std::exchange(o.map_, nullptr)),
       header_(std::move(o.header_)) {}
 
 SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
@@ -257,18 +244,16 @@ TensorView SafetensorsFile::view(const TensorInfo& info) const {
 
 SafetensorsFile::DirectSpan SafetensorsFile::direct_read_span(uint64_t file_offset, uint64_t size) {
   uint64_t start = file_offset / kDirectIoAlignment * kDirectIoAlignment;
-  uint64_t end = (file_offset + size + kDirectIoAlignment - 1) / kDirectIoAlignment *
-                 kDirectIoAlignment;
+  uint64_t end = (file_offset + size + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
   return {start, end - start, file_offset - start};
 }
 
-Status SafetensorsFile::read(const TensorInfo& info, void* dst, uint64_t bytes,
-                             uint64_t offset_in_tensor, bool direct_io) const {
+Status SafetensorsFile::read(const TensorInfo& info, void* dst, uint64_t bytes, uint64_t offset_in_tensor,
+                             bool direct_io) const {
   if (offset_in_tensor > info.size || bytes > info.size - offset_in_tensor) {
-    return input_error(path_, "tensor \"" + info.name + "\"",
-                       "a read inside its " + std::to_string(info.size) + " bytes",
-                       "bytes [" + std::to_string(offset_in_tensor) + ", " +
-                           std::to_string(offset_in_tensor + bytes) + ")");
+    return input_error(
+        path_, "tensor \"" + info.name + "\"", "a read inside its " + std::to_string(info.size) + " bytes",
+        "bytes [" + std::to_string(offset_in_tensor) + ", " + std::to_string(offset_in_tensor + bytes) + ")");
   }
   uint64_t offset = info.file_offset + offset_in_tensor;
   if (!direct_io) return pread_all(fd_, path_, dst, bytes, offset).with_context("tensor \"" + info.name + "\"");
@@ -285,8 +270,8 @@ Status SafetensorsFile::read(const TensorInfo& info, void* dst, uint64_t bytes,
   auto* out = static_cast<uint8_t*>(dst);
   uint64_t done = 0;
   while (done < readable) {
-    ssize_t n = ::pread(direct_fd_, out + done, span.aligned_size - done,
-                        static_cast<off_t>(span.aligned_offset + done));
+    ssize_t n =
+        ::pread(direct_fd_, out + done, span.aligned_size - done, static_cast<off_t>(span.aligned_offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return io_error(path_, "direct read of tensor \"" + info.name + "\" failed", errno);
@@ -315,8 +300,9 @@ Result<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::string& pat
     } else if (fs::exists(dir / "model.safetensors", ec)) {
       single_path = (dir / "model.safetensors").string();
     } else {
-      return not_found_error(path, "expected model.safetensors.index.json or model.safetensors "
-                                   "in this folder");
+      return not_found_error(path,
+                             "expected model.safetensors.index.json or model.safetensors "
+                             "in this folder");
     }
   } else if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
     index_path = path;
@@ -348,16 +334,15 @@ Result<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::string& pat
   std::map<std::string, const SafetensorsFile*> shards;
   for (auto it = map_it->begin(); it != map_it->end(); ++it) {
     if (!it.value().is_string()) {
-      return input_error(index_path, "weight_map \"" + it.key() + "\"", "a shard file name",
-                         it.value().type_name());
+      return input_error(index_path, "weight_map \"" + it.key() + "\"", "a shard file name", it.value().type_name());
     }
     std::string shard = it.value().get<std::string>();
     fs::path rel(shard);
     bool escapes = rel.is_absolute() || shard.empty();
     for (const auto& part : rel) escapes = escapes || part == "..";
     if (escapes) {
-      return input_error(index_path, "weight_map \"" + it.key() + "\"",
-                         "a shard file inside the checkpoint folder", "\"" + shard + "\"");
+      return input_error(index_path, "weight_map \"" + it.key() + "\"", "a shard file inside the checkpoint folder",
+                         "\"" + shard + "\"");
     }
     if (!shards.count(shard)) {
       auto file = add_file((base / rel).string());
@@ -367,8 +352,8 @@ Result<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::string& pat
     const SafetensorsFile* file = shards[shard];
     const TensorInfo* info = file->find(it.key());
     if (info == nullptr) {
-      return input_error(index_path, "weight_map \"" + it.key() + "\"",
-                         "the tensor in shard \"" + shard + "\"", "it missing from the shard");
+      return input_error(index_path, "weight_map \"" + it.key() + "\"", "the tensor in shard \"" + shard + "\"",
+                         "it missing from the shard");
     }
     ckpt.index_[it.key()] = Entry{file, info};
   }
@@ -383,9 +368,7 @@ SafetensorsCheckpoint::Entry SafetensorsCheckpoint::find(std::string_view name) 
 
 Result<SafetensorsCheckpoint::Entry> SafetensorsCheckpoint::get(std::string_view name) const {
   Entry e = find(name);
-  if (e.file == nullptr) {
-    return not_found_error(path_, "tensor \"" + std::string(name) + "\" is missing");
-  }
+  if (e.file == nullptr) { return not_found_error(path_, "tensor \"" + std::string(name) + "\" is missing"); }
   return e;
 }
 
@@ -413,9 +396,7 @@ void SafetensorsWriter::set_metadata(std::string key, std::string value) {
 
 size_t SafetensorsWriter::data_bytes() const {
   size_t total = 0;
-  for (const Pending& p : tensors_) {
-    total += static_cast<size_t>(shape_numel(p.shape)) * dtype_size(p.dtype);
-  }
+  for (const Pending& p : tensors_) { total += static_cast<size_t>(shape_numel(p.shape)) * dtype_size(p.dtype); }
   return total;
 }
 
@@ -446,8 +427,7 @@ Status SafetensorsWriter::write(const std::string& path) const {
   return out.commit();
 }
 
-Status write_safetensors_index(const std::string& path,
-                               const std::map<std::string, std::string>& weight_map,
+Status write_safetensors_index(const std::string& path, const std::map<std::string, std::string>& weight_map,
                                uint64_t total_size) {
   Json index = {{"metadata", {{"total_size", total_size}}}, {"weight_map", weight_map}};
   return write_text_file(path, index.dump(2) + "\n");

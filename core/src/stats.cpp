@@ -39,14 +39,14 @@ Summary summarize(const std::vector<double>& samples) {
 }
 
 nlohmann::json to_json(const Summary& s) {
-  return {{"count", s.count}, {"min", s.min},   {"max", s.max}, {"mean", s.mean},
+  return {{"count", s.count},   {"min", s.min}, {"max", s.max}, {"mean", s.mean},
           {"median", s.median}, {"p90", s.p90}, {"p99", s.p99}};
 }
 
 std::string to_string(const Summary& s, int precision) {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "median %.*f (min %.*f, p99 %.*f, n=%zu)", precision, s.median,
-                precision, s.min, precision, s.p99, s.count);
+  std::snprintf(buf, sizeof buf, "median %.*f (min %.*f, p99 %.*f, n=%zu)", precision, s.median, precision, s.min,
+                precision, s.p99, s.count);
   return buf;
 }
 
@@ -92,22 +92,30 @@ bool parse_bytes(const std::string& text, size_t* out) {
     size_t used = 0;
     value = std::stod(text.substr(digits_begin, i - digits_begin), &used);
     if (used != i - digits_begin) return false;
-  } catch (...) {
-    return false;
-  }
+  } catch (...) { return false; }
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
   std::string unit = text.substr(i);
   double mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB" || unit == "K" || unit == "k") mult = 1024.0;
-  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "TiB" || unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
-  else if (unit == "KB" || unit == "kB") mult = 1e3;
-  else if (unit == "MB") mult = 1e6;
-  else if (unit == "GB") mult = 1e9;
-  else if (unit == "TB") mult = 1e12;
-  else return false;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "k")
+    mult = 1024.0;
+  else if (unit == "MiB" || unit == "M")
+    mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "TiB" || unit == "T")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "KB" || unit == "kB")
+    mult = 1e3;
+  else if (unit == "MB")
+    mult = 1e6;
+  else if (unit == "GB")
+    mult = 1e9;
+  else if (unit == "TB")
+    mult = 1e12;
+  else
+    return false;
   double bytes = value * mult;
   if (!(bytes >= 0) || bytes > 1.8e19) return false;
   *out = static_cast<size_t>(std::llround(bytes));

@@ -27,16 +27,15 @@ Status Status::with_context(std::string_view context) const {
   return Status(code_, std::string(context) + ": " + message_);
 }
 
-std::string describe_problem(std::string_view file, std::string_view place,
-                             std::string_view expected, std::string_view found) {
+std::string describe_problem(std::string_view file, std::string_view place, std::string_view expected,
+                             std::string_view found) {
   std::string msg;
   msg.append(file).append(": ").append(place).append(": expected ").append(expected);
   if (!found.empty()) msg.append(", found ").append(found);
   return msg;
 }
 
-Status input_error(std::string_view file, std::string_view place, std::string_view expected,
-                   std::string_view found) {
+Status input_error(std::string_view file, std::string_view place, std::string_view expected, std::string_view found) {
   return Status(StatusCode::kInvalidInput, describe_problem(file, place, expected, found));
 }
 
@@ -59,8 +58,8 @@ Status io_error(std::string_view file, std::string_view action, int errno_value)
 }
 
 void check_failed(const char* condition, const char* file, int line, const std::string& detail) {
-  std::fprintf(stderr, "perfmem: internal invariant violated at %s:%d: %s%s%s\n", file, line,
-               condition, detail.empty() ? "" : " — ", detail.c_str());
+  std::fprintf(stderr, "perfmem: internal invariant violated at %s:%d: %s%s%s\n", file, line, condition,
+               detail.empty() ? "" : " — ", detail.c_str());
   std::abort();
 }
 

@@ -85,7 +85,10 @@ float f16_to_f32(uint16_t h) {
       bits = sign;
     } else {  // subnormal: normalise
       int e = -1;
-      do { ++e; mantissa <<= 1; } while ((mantissa & 0x400u) == 0);
+      do {
+        ++e;
+        mantissa <<= 1;
+      } while ((mantissa & 0x400u) == 0);
       mantissa &= 0x3ffu;
       bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | (mantissa << 13);
     }
@@ -108,8 +111,8 @@ uint16_t f32_to_f16(float value) {
     return static_cast<uint16_t>(sign | 0x7c00u | (abs_bits > 0x7f800000u ? 0x200u : 0u));
   }
   if (abs_bits >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
-  if (abs_bits < 0x38800000u) {  // result is subnormal or zero
-    if (abs_bits < 0x33000000u) return sign;  // below half the smallest subnormal
+  if (abs_bits < 0x38800000u) {                                               // result is subnormal or zero
+    if (abs_bits < 0x33000000u) return sign;                                  // below half the smallest subnormal
     uint32_t exponent = abs_bits >> 23;
     uint32_t mantissa = (abs_bits & 0x7fffffu) | 0x800000u;
     // Express the value in units of 2^-24 (the f16 subnormal step): mantissa * 2^(exponent-126).
@@ -180,13 +183,33 @@ int64_t TensorView::offset_of(std::initializer_list<int64_t> index) const {
 double TensorView::value_at_offset(int64_t off) const {
   const char* base = static_cast<const char*>(data_);
   switch (dtype_) {
-    case DType::kF32: { float v; std::memcpy(&v, base + off * 4, 4); return v; }
-    case DType::kBF16: { uint16_t v; std::memcpy(&v, base + off * 2, 2); return bf16_to_f32(v); }
-    case DType::kF16: { uint16_t v; std::memcpy(&v, base + off * 2, 2); return f16_to_f32(v); }
+    case DType::kF32: {
+      float v;
+      std::memcpy(&v, base + off * 4, 4);
+      return v;
+    }
+    case DType::kBF16: {
+      uint16_t v;
+      std::memcpy(&v, base + off * 2, 2);
+      return bf16_to_f32(v);
+    }
+    case DType::kF16: {
+      uint16_t v;
+      std::memcpy(&v, base + off * 2, 2);
+      return f16_to_f32(v);
+    }
     case DType::kI8: return static_cast<int8_t>(base[off]);
     case DType::kU8: return static_cast<uint8_t>(base[off]);
-    case DType::kI32: { int32_t v; std::memcpy(&v, base + off * 4, 4); return v; }
-    case DType::kI64: { int64_t v; std::memcpy(&v, base + off * 8, 8); return static_cast<double>(v); }
+    case DType::kI32: {
+      int32_t v;
+      std::memcpy(&v, base + off * 4, 4);
+      return v;
+    }
+    case DType::kI64: {
+      int64_t v;
+      std::memcpy(&v, base + off * 8, 8);
+      return static_cast<double>(v);
+    }
   }
   return 0;
 }
@@ -195,14 +218,12 @@ TensorView TensorView::slice0(int64_t begin, int64_t end) const {
   PERFMEM_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "bad slice");
   Shape shape = shape_;
   shape[0] = end - begin;
-  char* base = static_cast<char*>(data_) +
-               static_cast<size_t>(begin * strides_[0]) * dtype_size(dtype_);
+  char* base = static_cast<char*>(data_) + static_cast<size_t>(begin * strides_[0]) * dtype_size(dtype_);
   return TensorView(base, dtype_, std::move(shape), strides_);
 }
 
 namespace {
-void print_rec(const TensorView& t, std::ostringstream& out, size_t dim, int64_t offset,
-               int64_t max_per_dim) {
+void print_rec(const TensorView& t, std::ostringstream& out, size_t dim, int64_t offset, int64_t max_per_dim) {
   if (dim == t.shape().size()) {
     out << t.value_at_offset(offset);
     return;
@@ -234,8 +255,7 @@ std::string TensorView::to_string(int64_t max_per_dim) const {
 }
 
 AlignedBuffer::AlignedBuffer(size_t bytes, size_t alignment) : size_(bytes), alignment_(alignment) {
-  PERFMEM_CHECK(alignment != 0 && (alignment & (alignment - 1)) == 0,
-                "alignment must be a power of two");
+  PERFMEM_CHECK(alignment != 0 && (alignment & (alignment - 1)) == 0, "alignment must be a power of two");
   if (bytes == 0) return;
   size_t rounded = (bytes + alignment - 1) / alignment * alignment;
   data_ = std::aligned_alloc(alignment, rounded);
@@ -246,9 +266,7 @@ AlignedBuffer::AlignedBuffer(size_t bytes, size_t alignment) : size_(bytes), ali
 AlignedBuffer::~AlignedBuffer() { std::free(data_); }
 
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)),
-      alignment_(other.alignment_) {}
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)), alignment_(other.alignment_) {}
 
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& other) noexcept {
   if (this != &other) {

@@ -50,8 +50,7 @@ void ThreadPool::worker_loop() {
   }
 }
 
-void ThreadPool::parallel_for(int64_t begin, int64_t end,
-                              const std::function<void(int64_t, int64_t)>& fn,
+void ThreadPool::parallel_for(int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& fn,
                               int64_t min_chunk) {
   if (end <= begin) return;
   int64_t total = end - begin;
@@ -77,9 +76,7 @@ void ThreadPool::parallel_for(int64_t begin, int64_t end,
   std::exception_ptr first_error;
   try {
     fn(start, first_end);
-  } catch (...) {
-    first_error = std::current_exception();
-  }
+  } catch (...) { first_error = std::current_exception(); }
   for (auto& f : pending) {
     try {
       f.get();

@@ -44,8 +44,7 @@ class ScratchDir {
 TEST(Json, ParseErrorsGiveLineAndColumn) {
   auto bad = parse_json("{\n  \"a\": 1,\n  \"b\": ]\n}", "cfg.json");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("cfg.json: line 3, column 8"), std::string::npos)
-      << bad.status().message();
+  EXPECT_NE(bad.status().message().find("cfg.json: line 3, column 8"), std::string::npos) << bad.status().message();
   auto good = parse_json(R"({"d_model": 768, "name": "x"})", "cfg.json");
   ASSERT_TRUE(good.ok());
   int d = 0;
@@ -86,7 +85,7 @@ TEST(Io, UncommittedWriterLeavesExistingFileUntouched) {
     ASSERT_TRUE(writer.ok());
     ASSERT_TRUE(writer->write("partial", 7).ok());
     EXPECT_EQ(dir.entries(), 2u);  // the file and the temporary one beside it
-  }  // destroyed without commit(), as after a failed write
+  }                                // destroyed without commit(), as after a failed write
   EXPECT_EQ(dir.entries(), 1u);
   EXPECT_EQ(*read_text_file(p), "original");
 }
@@ -256,9 +255,7 @@ TEST(Svg, LineAndBarChartsContainTheirData) {
   EXPECT_NE(svg.find("prefetch &lt;oracle&gt;"), std::string::npos);  // escaped
   EXPECT_EQ(svg.find("<oracle>"), std::string::npos);
   size_t polylines = 0;
-  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) {
-    ++polylines;
-  }
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) { ++polylines; }
   EXPECT_EQ(polylines, 2u);
 
   BarChart bars{"peak RAM", "KB", {"vww", "resnet8"}, {}};

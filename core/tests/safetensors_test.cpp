@@ -19,9 +19,8 @@ namespace fs = std::filesystem;
 class SafetensorsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("perfmem_st_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() / ("perfmem_st_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -122,10 +121,9 @@ TEST_F(SafetensorsTest, ShardedCheckpointThroughIndex) {
   s2.add("y", DType::kF32, {3}, y.data());
   ASSERT_TRUE(s1.write(path("model-00001-of-00002.safetensors")).ok());
   ASSERT_TRUE(s2.write(path("model-00002-of-00002.safetensors")).ok());
-  ASSERT_TRUE(write_safetensors_index(path("model.safetensors.index.json"),
-                                      {{"x", "model-00001-of-00002.safetensors"},
-                                       {"y", "model-00002-of-00002.safetensors"}},
-                                      20)
+  ASSERT_TRUE(write_safetensors_index(
+                  path("model.safetensors.index.json"),
+                  {{"x", "model-00001-of-00002.safetensors"}, {"y", "model-00002-of-00002.safetensors"}}, 20)
                   .ok());
   auto ckpt = SafetensorsCheckpoint::open(dir_.string());
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().to_string();
@@ -192,27 +190,20 @@ TEST_F(SafetensorsTest, CorruptCorpusGivesClearErrors) {
   expect_error(write_raw("len_past_end", "{" + ok_entry + "}", 8, 5000), "fits in the file");
   expect_error(write_raw("bad_json", "{\"t\": {", 8), "well-formed JSON");
   expect_error(write_raw("not_object", "[1,2,3]", 8), "a JSON object");
-  expect_error(write_raw("unknown_dtype",
-                         R"({"t":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
+  expect_error(write_raw("unknown_dtype", R"({"t":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8),
                "dtype one of");
-  expect_error(write_raw("shape_mismatch",
-                         R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
+  expect_error(write_raw("shape_mismatch", R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
                "to match shape");
-  expect_error(write_raw("negative_dim",
-                         R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8),
+  expect_error(write_raw("negative_dim", R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8),
                "non-negative integer dimensions");
   expect_error(write_raw("out_of_file", "{" + ok_entry + "}", 4), "within the data section");
-  expect_error(write_raw("reversed",
-                         R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8),
-               "begin <= end");
+  expect_error(write_raw("reversed", R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8), "begin <= end");
   expect_error(write_raw("overlap",
                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                          R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                          12),
                "overlap");
-  expect_error(write_raw("bad_offsets", R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})",
-                         8),
-               "data_offsets");
+  expect_error(write_raw("bad_offsets", R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", 8), "data_offsets");
   expect_error(write_raw("bad_metadata", R"({"__metadata__":{"k":1}})", 0), "a string value");
   expect_error(write_raw("overflow_shape",
                          R"({"t":{"dtype":"F32","shape":[4294967296,4294967296],)"
@@ -258,9 +249,7 @@ TEST_F(SafetensorsTest, MutatedHeadersNeverCrash) {
     auto header = parse_safetensors_header("mutated", bytes.data(), bytes.size(), bytes.size());
     if (header.ok()) {
       ++accepted;
-      for (const TensorInfo& t : header->tensors) {
-        EXPECT_LE(t.file_offset + t.size, bytes.size());
-      }
+      for (const TensorInfo& t : header->tensors) { EXPECT_LE(t.file_offset + t.size, bytes.size()); }
     } else {
       EXPECT_FALSE(header.status().message().empty());
     }

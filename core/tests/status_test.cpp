@@ -54,8 +54,7 @@ TEST(Result, HoldsValueOrError) {
   EXPECT_EQ(*good, 8);
   auto bad = doubled(-1);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("expected a positive number, found -1"),
-            std::string::npos);
+  EXPECT_NE(bad.status().message().find("expected a positive number, found -1"), std::string::npos);
   EXPECT_TRUE(check_all(1, 2).ok());
   EXPECT_FALSE(check_all(1, 0).ok());
 }

@@ -18,8 +18,7 @@ TEST(DType, SizesNamesAndParsing) {
   EXPECT_EQ(dtype_size(DType::kU8), 1u);
   EXPECT_EQ(dtype_size(DType::kI32), 4u);
   EXPECT_EQ(dtype_size(DType::kI64), 8u);
-  for (DType d : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kU8, DType::kI32,
-                  DType::kI64}) {
+  for (DType d : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kU8, DType::kI32, DType::kI64}) {
     EXPECT_EQ(parse_dtype(dtype_name(d)), d);
     EXPECT_EQ(parse_dtype(dtype_safetensors_name(d)), d);
   }
@@ -33,8 +32,7 @@ TEST(Bf16, RoundTripAndRoundToNearestEven) {
   // 1 + 2^-8 is exactly half way between two bf16 values: ties go to the even one (1.0).
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + std::ldexp(1.0f, -8))), 1.0f);
   // Slightly above half way rounds up.
-  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20))),
-            1.0f + std::ldexp(1.0f, -7));
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20))), 1.0f + std::ldexp(1.0f, -7));
   EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   EXPECT_TRUE(std::isinf(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::infinity()))));
 }
@@ -55,8 +53,8 @@ TEST(F16, ExhaustiveRoundTripOfEveryHalfValue) {
 TEST(F16, KnownValuesAndRounding) {
   EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
-  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);  // largest finite
-  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);  // overflow to inf
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);               // largest finite
+  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);               // overflow to inf
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // half of it: tie to even (zero)
   EXPECT_EQ(f32_to_f16(std::ldexp(1.5f, -25)), 0x0001);

@@ -34,7 +34,8 @@ TEST(ThreadPool, ParallelForCoversRangeExactlyOnce) {
 TEST(ThreadPool, ParallelForHonoursMinChunk) {
   ThreadPool pool(3);
   std::atomic<int> calls{0};
-  pool.parallel_for(10, 20, [&](int64_t, int64_t) { calls++; }, /*min_chunk=*/100);
+  pool.parallel_for(
+      10, 20, [&](int64_t, int64_t) { calls++; }, /*min_chunk=*/100);
   EXPECT_EQ(calls.load(), 1);
 }
 

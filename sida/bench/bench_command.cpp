@@ -47,8 +47,7 @@ double measure_read_bandwidth() {
 Result<uint64_t> parse_budget(const std::string& text, uint64_t all_experts) {
   if (!text.empty() && text.back() == '%') {
     const double pct = std::atof(text.substr(0, text.size() - 1).c_str());
-    if (pct <= 0 || pct > 100)
-      return input_error("--budgets", text, "a percentage in (0, 100]", text);
+    if (pct <= 0 || pct > 100) return input_error("--budgets", text, "a percentage in (0, 100]", text);
     return uint64_t(double(all_experts) * pct / 100.0 + 0.5);
   }
   size_t bytes = 0;
@@ -70,10 +69,9 @@ Status ensure_checkpoint(const BenchOptions& o, const SwitchConfig& config, DTyp
   const uint64_t free_bytes = uint64_t(fs.f_bavail) * fs.f_frsize;
   const uint64_t margin = uint64_t(2) << 30;
   if (free_bytes < need + margin)
-    return Status(StatusCode::kOutOfMemory,
-                  "not enough free disk space in " + o.dir + " for the " + o.preset + " checkpoint: need " +
-                      format_bytes(double(need + margin)) + " (with a 2 GiB margin), have " +
-                      format_bytes(double(free_bytes)));
+    return Status(StatusCode::kOutOfMemory, "not enough free disk space in " + o.dir + " for the " + o.preset +
+                                                " checkpoint: need " + format_bytes(double(need + margin)) +
+                                                " (with a 2 GiB margin), have " + format_bytes(double(free_bytes)));
   std::cerr << "sida bench: writing " << o.preset << " (" << format_bytes(double(need)) << ") to " << o.dir << "\n";
   return make_checkpoint(config, mo, o.dir);
 }
@@ -96,9 +94,14 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_option("--dtype", o.dtype, "Storage type when the checkpoint is made")->capture_default_str();
   cmd->add_option("--dir", o.dir, "Checkpoint folder; made there when absent")->required();
   cmd->add_option("--requests", o.requests, "Synthetic SST2-like requests per run")->capture_default_str();
-  cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per request (generate mode)")->capture_default_str();
-  cmd->add_option("--modes", o.modes, "Encode and/or generate (comma-separated)")->delimiter(',')->capture_default_str();
-  cmd->add_option("--policies", o.policies, "Policies to compare (comma-separated)")->delimiter(',')->capture_default_str();
+  cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per request (generate mode)")
+      ->capture_default_str();
+  cmd->add_option("--modes", o.modes, "Encode and/or generate (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--policies", o.policies, "Policies to compare (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--budgets", o.budgets, "Fast-tier budgets: percentages of expert bytes or sizes (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
@@ -106,7 +109,9 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
                   "Request (one by one) and/or window (a window's requests layer by layer together; comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--window", o.window, "Requests per run-ahead window")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--window", o.window, "Requests per run-ahead window")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--python", o.python, "Python with transformers for the PyTorch baseline");
   cmd->add_flag("!--no-hf", o.hf, "Skip the Hugging Face / PyTorch baseline");
   cmd->add_option("--json", o.json_out, "Also write every measurement to this JSON file");
@@ -134,7 +139,8 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   all["expert_bytes_fp32"] = all_experts;
   std::vector<Row> rows;
   std::cout << "## sida bench: " << o.preset << ", " << requests.size() << " requests (" << input_tokens
-            << " tokens, 10-60 each), batch 1, windows of " << o.window << ", experts " << format_bytes(double(all_experts)) << " in fp32\n\n";
+            << " tokens, 10-60 each), batch 1, windows of " << o.window << ", experts "
+            << format_bytes(double(all_experts)) << " in fp32\n\n";
   for (const std::string& mode : o.modes) {
     if (mode != "encode" && mode != "generate")
       return report_failure(app, Status(StatusCode::kInvalidInput, "--modes: unknown mode " + mode));
@@ -170,8 +176,8 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
           }
           auto report = serve(**model, **store, requests, opt);
           if (!report) return report_failure(app, report.status());
-          std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << " ("
-                    << execution_text << "): " << fmt("%.2f", report->requests_per_s()) << " requests/s\n";
+          std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << " (" << execution_text
+                    << "): " << fmt("%.2f", report->requests_per_s()) << " requests/s\n";
           rows.push_back({mode, budget_text, std::move(*report)});
         }
       }
@@ -179,7 +185,8 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   }
 
   // Policy table, with each row's throughput relative to lru (request by request) at the same budget.
-  std::cout << "| mode | budget | policy | execution | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from disk | I/O wait s | vs lru |\n"
+  std::cout << "| mode | budget | policy | execution | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from "
+               "disk | I/O wait s | vs lru |\n"
             << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   Json table = Json::array();
   for (const Row& r : rows) {
@@ -191,10 +198,10 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
     const ServeReport& s = r.report;
     const double tokens = r.mode == "encode" ? s.input_tokens_per_s() : s.generated_tokens_per_s();
     std::cout << "| " << r.mode << " | " << r.budget_label << " (" << format_bytes(double(s.budget_bytes)) << ") | "
-              << s.policy << " | " << s.execution << " | " << fmt("%.2f", s.requests_per_s()) << " | " << fmt("%.1f", tokens) << " | "
-              << fmt("%.1f", s.latency_ms.median) << " | " << fmt("%.1f", s.latency_ms.p99) << " | "
-              << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | " << format_bytes(double(s.store.bytes_read))
-              << " | " << fmt("%.2f", s.store.io_wait_s) << " | "
+              << s.policy << " | " << s.execution << " | " << fmt("%.2f", s.requests_per_s()) << " | "
+              << fmt("%.1f", tokens) << " | " << fmt("%.1f", s.latency_ms.median) << " | "
+              << fmt("%.1f", s.latency_ms.p99) << " | " << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | "
+              << format_bytes(double(s.store.bytes_read)) << " | " << fmt("%.2f", s.store.io_wait_s) << " | "
               << (lru > 0 ? fmt("%.2fx", s.requests_per_s() / lru) : std::string("-")) << " |\n";
     Json j = report_to_json(s);
     j["mode"] = r.mode;
@@ -246,13 +253,13 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
                   << "\nsida / PyTorch: " << fmt("%.2fx", ours->report.input_tokens_per_s() / hf_tps) << "\n";
         all["hf"] = *hf;
       } else {
-        std::cout << "\n(Hugging Face baseline not run: " << (result.exit_code == 3 ? "transformers not installed" : result.output)
-                  << ")\n";
+        std::cout << "\n(Hugging Face baseline not run: "
+                  << (result.exit_code == 3 ? "transformers not installed" : result.output) << ")\n";
       }
     }
-    std::cout << "\nexpert matrix work streams " << fmt("%.2f", expert_bw / 1e9) << " GB/s of weights; memory read bandwidth "
-              << fmt("%.2f", bandwidth / 1e9) << " GB/s (2 threads) -> " << fmt("%.0f%%", 100 * expert_bw / bandwidth)
-              << " of it\n";
+    std::cout << "\nexpert matrix work streams " << fmt("%.2f", expert_bw / 1e9)
+              << " GB/s of weights; memory read bandwidth " << fmt("%.2f", bandwidth / 1e9) << " GB/s (2 threads) -> "
+              << fmt("%.0f%%", 100 * expert_bw / bandwidth) << " of it\n";
   }
   if (!o.json_out.empty())
     if (auto s = write_text_file(o.json_out, all.dump(2) + "\n"); !s.ok()) return report_failure(app, s);

@@ -22,7 +22,7 @@ namespace perfmem::sida {
 struct BenchOptions {
   std::string preset = "switch-base-8";
   std::string dtype = "f32";
-  std::string dir;                       // checkpoint folder (made when absent)
+  std::string dir;  // checkpoint folder (made when absent)
   size_t requests = 64;
   int64_t max_new_tokens = 4;
   // Comma-separated on the command line (CLI11 splits them).
@@ -30,10 +30,10 @@ struct BenchOptions {
   std::vector<std::string> policies = {"all-resident", "lru", "prefetch"};
   std::vector<std::string> budgets = {"100%", "50%", "25%"};  // percentages of expert bytes, or sizes (2GiB)
   std::vector<std::string> executions = {"request"};          // request and/or window
-  size_t window = 64;                    // requests per run-ahead window
-  bool hf = true;                        // also time Hugging Face on PyTorch
-  std::string python;                    // the venv's python (default: PERFMEM_VENV)
-  std::string json_out;                  // write all results as JSON
+  size_t window = 64;                                         // requests per run-ahead window
+  bool hf = true;                                             // also time Hugging Face on PyTorch
+  std::string python;                                         // the venv's python (default: PERFMEM_VENV)
+  std::string json_out;                                       // write all results as JSON
   bool no_direct_io = false;
 };
 

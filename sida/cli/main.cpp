@@ -55,7 +55,8 @@ CLI::Validator at_least_one(const std::string& what) {
 
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
   a.tokens_option = cmd->add_option("--tokens", a.tokens, "One request: token ids separated by spaces or commas");
-  a.text_option = cmd->add_option("--text", a.text, "One request as text (needs spiece.model in the checkpoint folder)");
+  a.text_option =
+      cmd->add_option("--text", a.text, "One request as text (needs spiece.model in the checkpoint folder)");
   cmd->add_option("--requests", a.requests_file, "File with one request per line (token ids)");
   cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
   cmd->add_option("--seed", a.seed, "Seed of --synthetic")->capture_default_str();
@@ -75,7 +76,8 @@ Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWe
   if (has_text) {
     if (a.text.find_first_not_of(" \t\r\n") == std::string::npos)
       return input_error("--text", "text", "some text to tokenize", "an empty string");
-    PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+    PERFMEM_ASSIGN_OR_RETURN(auto tok,
+                             Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
     PERFMEM_ASSIGN_OR_RETURN(Request r, tok->encode(a.text));
     return std::vector<Request>{r};
   }
@@ -90,7 +92,8 @@ Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWe
 // One request per non-blank line of text, tokenized with the checkpoint's spiece.model.
 Result<std::vector<Request>> read_text_requests(const std::string& path, const ModelWeights& model) {
   PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  PERFMEM_ASSIGN_OR_RETURN(auto tok, Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+  PERFMEM_ASSIGN_OR_RETURN(auto tok,
+                           Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
   std::vector<Request> out;
   std::istringstream in(text);
   std::string line;
@@ -149,13 +152,14 @@ int main(int argc, char** argv) {
   // run
   auto* run = app.add_subcommand("run", "Run requests through the engine and print generated ids and measurements");
   std::string ckpt, policy_text = "lru", budget_text, routes_file, dump_logits, dump_encoder, dump_routes,
-      execution_text = "request";
+                    execution_text = "request";
   size_t window = 64;
   RequestArgs req;
   bool json = false;
   run->add_option("checkpoint", ckpt, "Checkpoint folder (config.json + safetensors)")->required();
   add_request_options(run, req);
-  run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")->capture_default_str();
+  run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")
+      ->capture_default_str();
   run->add_option("--budget", budget_text, "Fast-tier bytes for experts (e.g. 2GiB); default: all experts");
   run->add_option("--routes", routes_file, "Route table from `sida record-routes` (prefetch policy)");
   run->add_option("--execution", execution_text,
@@ -190,20 +194,24 @@ int main(int argc, char** argv) {
   bool collect_no_capacity = false, collect_no_direct_io = false;
   collect->add_option("checkpoint", collect_ckpt, "Checkpoint folder")->required();
   auto* corpus_option = collect->add_option("--corpus", corpus_file, "Corpus: one request per line, token ids");
-  collect->add_option("--text-corpus", text_corpus_file,
-                      "Corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
+  collect
+      ->add_option("--text-corpus", text_corpus_file,
+                   "Corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
       ->excludes(corpus_option);
   collect->add_option("-o,--output", collect_out, "Routes file (safetensors)")->required();
   collect->add_option("--top", collect_opts.top, "Router logits kept per token and layer (the top T)")
       ->capture_default_str()
       ->check(at_least_one("a number of logits"));
-  collect->add_option("--validation-every", collect_opts.validation_every,
-                      "Every N-th request goes to the validation split")
+  collect
+      ->add_option("--validation-every", collect_opts.validation_every,
+                   "Every N-th request goes to the validation split")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
             int64_t n = 0;
-            return CLI::detail::lexical_cast(v, n) && n >= 2 ? "" : "expected a whole number of at least 2, found \"" + v + "\"";
+            return CLI::detail::lexical_cast(v, n) && n >= 2
+                       ? ""
+                       : "expected a whole number of at least 2, found \"" + v + "\"";
           },
           "INT >= 2"));
   collect->add_flag("--no-capacity", collect_no_capacity, "Ignore expert capacity");
@@ -241,8 +249,8 @@ int main(int argc, char** argv) {
       if (auto s = write_route_table(record_out, *table); !s.ok()) return report_failure(app, s);
       size_t accesses = 0;
       for (const auto& a : table->accesses) accesses += a.size();
-      std::cout << "recorded " << accesses << " expert accesses of " << requests->size()
-                << " requests to " << record_out << "\n";
+      std::cout << "recorded " << accesses << " expert accesses of " << requests->size() << " requests to "
+                << record_out << "\n";
       return kExitOk;
     }
     if (run->parsed()) {
@@ -264,8 +272,10 @@ int main(int argc, char** argv) {
         if (!parse_bytes(budget_text, &b))
           return report_failure(app, Status(StatusCode::kInvalidInput, "--budget: not a size: " + budget_text));
         if (b == 0)
-          return report_failure(app, input_error("--budget", "size", "a positive size (leave --budget out "
-                                                 "to give every expert a slot)", budget_text));
+          return report_failure(app, input_error("--budget", "size",
+                                                 "a positive size (leave --budget out "
+                                                 "to give every expert a slot)",
+                                                 budget_text));
         so.budget_bytes = b;
       }
       std::optional<RouteTable> routes;
@@ -328,9 +338,8 @@ int main(int argc, char** argv) {
         return report_failure(app, Status(StatusCode::kInvalidInput, "give exactly one of --corpus, --text-corpus"));
       auto model = ModelWeights::load(collect_ckpt);
       if (!model) return report_failure(app, model.status());
-      Result<std::vector<Request>> corpus = corpus_file.empty()
-                                                ? read_text_requests(text_corpus_file, **model)
-                                                : read_requests(corpus_file);
+      Result<std::vector<Request>> corpus =
+          corpus_file.empty() ? read_text_requests(text_corpus_file, **model) : read_requests(corpus_file);
       if (!corpus) return report_failure(app, corpus.status());
       collect_opts.apply_capacity = !collect_no_capacity;
       collect_opts.direct_io = !collect_no_direct_io;
@@ -341,8 +350,8 @@ int main(int argc, char** argv) {
       int64_t validation = 0;
       for (uint8_t v : data->validation) validation += v;
       std::cout << "collected " << data->num_tokens() << " tokens of " << data->num_requests() << " requests ("
-                << data->num_requests() - validation << " training, " << validation << " validation): top "
-                << data->top << " of " << data->num_experts << " router logits in " << data->num_moe_layers
+                << data->num_requests() - validation << " training, " << validation << " validation): top " << data->top
+                << " of " << data->num_experts << " router logits in " << data->num_moe_layers
                 << " encoder MoE layers, to " << collect_out << "\n";
       return kExitOk;
     }
@@ -357,8 +366,6 @@ int main(int argc, char** argv) {
       return dispatch();
     } catch (const std::bad_alloc&) {
       return report_failure(app, Status(StatusCode::kOutOfMemory, "out of memory"));
-    } catch (const std::exception& e) {
-      return report_failure(app, Status(StatusCode::kInternal, e.what()));
-    }
+    } catch (const std::exception& e) { return report_failure(app, Status(StatusCode::kInternal, e.what())); }
   });
 }

@@ -39,7 +39,8 @@ std::vector<TensorSpec> model_tensor_specs(const SwitchConfig& c, bool lm_head) 
     specs.push_back({p + "o.weight", {d, inner}, std::pow(double(inner), -0.5)});
     if (relative_bias)
       specs.push_back({p + "relative_attention_bias.weight",
-                       {c.relative_attention_num_buckets, c.num_heads}, std::pow(double(d), -0.5)});
+                       {c.relative_attention_num_buckets, c.num_heads},
+                       std::pow(double(d), -0.5)});
   };
   auto feed_forward = [&](const std::string& p, bool sparse) {
     if (!sparse) {
@@ -70,8 +71,7 @@ std::vector<TensorSpec> model_tensor_specs(const SwitchConfig& c, bool lm_head) 
       feed_forward(p + std::to_string(ff) + ".", sparse);
       specs.push_back({p + std::to_string(ff) + ".layer_norm.weight", {d}, norm_std, 1.0});
     }
-    specs.push_back({std::string(decoder ? "decoder" : "encoder") + ".final_layer_norm.weight",
-                     {d}, norm_std, 1.0});
+    specs.push_back({std::string(decoder ? "decoder" : "encoder") + ".final_layer_norm.weight", {d}, norm_std, 1.0});
   }
   if (lm_head) specs.push_back({"lm_head.weight", {c.vocab_size, d}, 1.0});
   return specs;
@@ -125,8 +125,8 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
     return input_error(config_path, std::string("key \"") + key + "\"", "a size the checkpoint holds",
                        std::to_string(value) + ", but " + ckpt.path() + " has no tensor \"" + tensor + "\"");
   };
-  PERFMEM_RETURN_IF_ERROR(require("num_layers", c.num_layers,
-                                  block_prefix(false, c.num_layers - 1) + "0.SelfAttention.q.weight"));
+  PERFMEM_RETURN_IF_ERROR(
+      require("num_layers", c.num_layers, block_prefix(false, c.num_layers - 1) + "0.SelfAttention.q.weight"));
   PERFMEM_RETURN_IF_ERROR(require("num_decoder_layers", c.num_decoder_layers,
                                   block_prefix(true, c.num_decoder_layers - 1) + "0.SelfAttention.q.weight"));
   const int64_t moe_layers = c.num_moe_layers();
@@ -135,8 +135,8 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
   // check below; stopping there keeps this loop bounded by the file, whatever the config says.
   for (int64_t m = 0; m < moe_layers && uint64_t(m) < present; ++m) {
     const auto place = c.moe_layer_place(m);
-    const std::string router = block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") +
-                               ".mlp.router.classifier.weight";
+    const std::string router =
+        block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") + ".mlp.router.classifier.weight";
     if (!ckpt.find(router).file)
       return input_error(config_path,
                          place.decoder ? "keys \"decoder_sparse_step\" / \"num_sparse_decoder_layers\""
@@ -147,15 +147,14 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
                              " has no tensor \"" + router + "\"");
   }
   if (moe_layers > 0)
-    PERFMEM_RETURN_IF_ERROR(require("num_experts", c.num_experts,
-                                    expert_tensor_name(c, 0, c.num_experts - 1, "wi")));
+    PERFMEM_RETURN_IF_ERROR(require("num_experts", c.num_experts, expert_tensor_name(c, 0, c.num_experts - 1, "wi")));
   using u128 = unsigned __int128;
   const u128 encoder_blocks = u128(c.num_layers), decoder_blocks = u128(c.num_decoder_layers);
   const u128 sparse_blocks = u128(moe_layers);
   const u128 dense_blocks = encoder_blocks + decoder_blocks - sparse_blocks;
   // shared, 2 final norms, 2 relative biases; per block attention(s), norms, then the FFN.
-  const u128 needed = 5 + encoder_blocks * 6 + decoder_blocks * 11 + dense_blocks * 2 +
-                      sparse_blocks * (1 + 2 * u128(c.num_experts));
+  const u128 needed =
+      5 + encoder_blocks * 6 + decoder_blocks * 11 + dense_blocks * 2 + sparse_blocks * (1 + 2 * u128(c.num_experts));
   if (needed > u128(present))
     return input_error(config_path, "sizes (num_layers, num_decoder_layers, sparse steps, num_experts)",
                        "no more tensors than " + ckpt.path() + " holds (" + std::to_string(present) + ")",
@@ -167,14 +166,13 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
 
 std::string pickle_conversion_command(const std::string& dir) {
   return "python3 -c \"from transformers import SwitchTransformersForConditionalGeneration as M; "
-         "M.from_pretrained('" + dir + "').save_pretrained('" + dir + "', safe_serialization=True)\"";
+         "M.from_pretrained('" +
+         dir + "').save_pretrained('" + dir + "', safe_serialization=True)\"";
 }
 
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
   switch (dtype) {
-    case DType::kF32:
-      std::memcpy(dst, src, count * sizeof(float));
-      return;
+    case DType::kF32: std::memcpy(dst, src, count * sizeof(float)); return;
     case DType::kBF16: {
       const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < count; ++i) {
@@ -188,24 +186,23 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
       for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(s[i]);
       return;
     }
-    default:
-      PERFMEM_CHECK(false, "convert_to_f32: unsupported dtype");
+    default: PERFMEM_CHECK(false, "convert_to_f32: unsupported dtype");
   }
 }
 
 std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
                                const std::string& matrix) {
   auto place = config.moe_layer_place(moe_layer);
-  return block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") +
-         ".mlp.experts.expert_" + std::to_string(expert) + "." + matrix + ".weight";
+  return block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") + ".mlp.experts.expert_" +
+         std::to_string(expert) + "." + matrix + ".weight";
 }
 
 Result<const float*> ModelWeights::load_resident(const std::string& name, const Shape& shape) {
   PERFMEM_ASSIGN_OR_RETURN(auto entry, checkpoint_.get(name));
   const TensorInfo& info = *entry.info;
   if (info.shape != shape)
-    return input_error(entry.file->path(), "tensor \"" + name + "\"",
-                       "shape " + shape_to_string(shape), shape_to_string(info.shape));
+    return input_error(entry.file->path(), "tensor \"" + name + "\"", "shape " + shape_to_string(shape),
+                       shape_to_string(info.shape));
   if (!is_float_storage(info.dtype))
     return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
                        std::string(dtype_safetensors_name(info.dtype)));
@@ -292,8 +289,7 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
         PERFMEM_ASSIGN_OR_RETURN(b.dense_wo, m->load_packed(ff + "mlp.wo.weight", {d, c.d_ff}));
         continue;
       }
-      PERFMEM_ASSIGN_OR_RETURN(b.router, m->load_packed(ff + "mlp.router.classifier.weight",
-                                                           {c.num_experts, d}));
+      PERFMEM_ASSIGN_OR_RETURN(b.router, m->load_packed(ff + "mlp.router.classifier.weight", {c.num_experts, d}));
       b.moe_layer = moe_layer;
       for (int64_t e = 0; e < c.num_experts; ++e) {
         ExpertTensors& et = m->experts_[static_cast<size_t>(moe_layer * c.num_experts + e)];
@@ -301,8 +297,8 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
           std::string name = ff + "mlp.experts.expert_" + std::to_string(e) + "." + matrix + ".weight";
           PERFMEM_ASSIGN_OR_RETURN(auto entry, m->checkpoint_.get(name));
           if (entry.info->shape != shape)
-            return input_error(entry.file->path(), "tensor \"" + name + "\"",
-                               "shape " + shape_to_string(shape), shape_to_string(entry.info->shape));
+            return input_error(entry.file->path(), "tensor \"" + name + "\"", "shape " + shape_to_string(shape),
+                               shape_to_string(entry.info->shape));
           if (!is_float_storage(entry.info->dtype))
             return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
                                std::string(dtype_safetensors_name(entry.info->dtype)));
@@ -318,17 +314,16 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
       }
       ++moe_layer;
     }
-    PERFMEM_ASSIGN_OR_RETURN(const float* final_norm,
-                             m->load_resident(std::string(decoder ? "decoder" : "encoder") +
-                                                  ".final_layer_norm.weight", {d}));
+    PERFMEM_ASSIGN_OR_RETURN(
+        const float* final_norm,
+        m->load_resident(std::string(decoder ? "decoder" : "encoder") + ".final_layer_norm.weight", {d}));
     (decoder ? m->decoder_final_norm : m->encoder_final_norm) = final_norm;
   }
   return m;
 }
 
 const ExpertTensors& ModelWeights::expert(int64_t moe_layer, int64_t expert) const {
-  PERFMEM_CHECK(moe_layer >= 0 && moe_layer < config_.num_moe_layers() && expert >= 0 &&
-                expert < config_.num_experts);
+  PERFMEM_CHECK(moe_layer >= 0 && moe_layer < config_.num_moe_layers() && expert >= 0 && expert < config_.num_experts);
   return experts_[static_cast<size_t>(moe_layer * config_.num_experts + expert)];
 }
 
@@ -339,11 +334,10 @@ uint64_t checkpoint_data_bytes(const SwitchConfig& config, const MakeCheckpointO
   return total;
 }
 
-Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options,
-                       const std::string& dir) {
+Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options, const std::string& dir) {
   if (!is_float_storage(options.dtype))
-    return Status(StatusCode::kInvalidInput, "make-checkpoint: dtype must be f32, bf16 or f16, not " +
-                                                 std::string(dtype_name(options.dtype)));
+    return Status(StatusCode::kInvalidInput,
+                  "make-checkpoint: dtype must be f32, bf16 or f16, not " + std::string(dtype_name(options.dtype)));
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return io_error(dir, "create directory", ec.value());
@@ -380,8 +374,7 @@ Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& 
   AlignedBuffer shard_data(largest_shard);
   std::vector<float> values(largest_tensor);
 
-  ProgressBar bar("writing checkpoint", int64_t(total >> 20), stderr,
-                  options.show_progress && ::isatty(2));
+  ProgressBar bar("writing checkpoint", int64_t(total >> 20), stderr, options.show_progress && ::isatty(2));
   std::map<std::string, std::string> weight_map;
   uint64_t done = 0;
   char shard_name[64];
@@ -389,8 +382,7 @@ Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& 
     if (shards.size() == 1) {
       std::snprintf(shard_name, sizeof shard_name, "model.safetensors");
     } else {
-      std::snprintf(shard_name, sizeof shard_name, "model-%05zu-of-%05zu.safetensors", s + 1,
-                    shards.size());
+      std::snprintf(shard_name, sizeof shard_name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
     }
     SafetensorsWriter writer;
     writer.set_metadata("format", "pt");

@@ -12,9 +12,7 @@ int64_t sparse_step(int64_t layers, int64_t sparse_layers, const std::optional<i
   return sparse_layers > 0 ? layers / sparse_layers : layers;
 }
 
-bool block_is_sparse(int64_t block, int64_t step) {
-  return step > 0 && (block % step == 1 || step == 1);
-}
+bool block_is_sparse(int64_t block, int64_t step) { return step > 0 && (block % step == 1 || step == 1); }
 
 // Sparse blocks among `layers` blocks: those with i % step == 1 (all of them when step == 1).
 int64_t count_sparse(int64_t layers, int64_t step) {
@@ -33,15 +31,13 @@ Status require_positive(const std::string& file, const std::string& key, int64_t
 
 // Reads an integer key strictly: nlohmann would truncate 4.5 to 4 (and read 1e9, a float, as
 // 1000000000); Hugging Face refuses both where it builds the model, so they are refused here.
-Status get_integer(const Json& json, const std::string& file, const std::string& key, int64_t* out,
-                   bool optional) {
+Status get_integer(const Json& json, const std::string& file, const std::string& key, int64_t* out, bool optional) {
   auto it = json.find(key);
   if (it == json.end() || (optional && it->is_null())) {  // null is Python's None: not given
     if (optional) return Status::Ok();
     return input_error(file, "key \"" + key + "\"", "the key to be present", "it missing");
   }
-  if (!it->is_number_integer())
-    return input_error(file, "key \"" + key + "\"", "an integer", it->dump());
+  if (!it->is_number_integer()) return input_error(file, "key \"" + key + "\"", "an integer", it->dump());
   if (it->is_number_unsigned() && it->get<uint64_t>() > uint64_t(INT64_MAX))
     return input_error(file, "key \"" + key + "\"", "an integer below 2^63", it->dump());
   *out = it->get<int64_t>();
@@ -51,7 +47,10 @@ Status get_integer(const Json& json, const std::string& file, const std::string&
 // Every tensor of the model must have an element count whose fp32 bytes (times two, for an
 // expert's pair) fit in 64 bits; products are checked without overflowing.
 Status check_sizes(const SwitchConfig& c, const std::string& file) {
-  struct Product { const char* keys; int64_t a, b; };
+  struct Product {
+    const char* keys;
+    int64_t a, b;
+  };
   int64_t inner = 0;
   if (__builtin_mul_overflow(c.num_heads, c.d_kv, &inner))
     return input_error(file, "keys \"num_heads\" and \"d_kv\"", "a product that fits in 64 bits",
@@ -82,8 +81,7 @@ Status read_decoder_start(const Json& json, const std::string& file, int64_t voc
     int64_t id = -1;
     PERFMEM_RETURN_IF_ERROR(get_integer(json, file, key, &id, false));
     if (id < 0 || id >= vocab)
-      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size",
-                         std::to_string(id));
+      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size", std::to_string(id));
     *out = id;
     return Status::Ok();
   }
@@ -104,9 +102,7 @@ bool SwitchConfig::encoder_block_is_sparse(int64_t block) const {
 bool SwitchConfig::decoder_block_is_sparse(int64_t block) const {
   return block_is_sparse(block, decoder_sparse_step());
 }
-int64_t SwitchConfig::num_encoder_moe_layers() const {
-  return count_sparse(num_layers, encoder_sparse_step());
-}
+int64_t SwitchConfig::num_encoder_moe_layers() const { return count_sparse(num_layers, encoder_sparse_step()); }
 int64_t SwitchConfig::num_moe_layers() const {
   return num_encoder_moe_layers() + count_sparse(num_decoder_layers, decoder_sparse_step());
 }
@@ -120,7 +116,11 @@ SwitchConfig::MoeLayerPlace SwitchConfig::moe_layer_place(int64_t moe_layer) con
 
 Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
   SwitchConfig c;
-  struct IntKey { const char* key; int64_t* value; bool optional; };
+  struct IntKey {
+    const char* key;
+    int64_t* value;
+    bool optional;
+  };
   const IntKey int_keys[] = {
       {"vocab_size", &c.vocab_size, false},
       {"d_model", &c.d_model, false},
@@ -148,8 +148,7 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
     return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
                        "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
-  for (const IntKey& k : int_keys)
-    PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
+  for (const IntKey& k : int_keys) PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
   if (c.num_decoder_layers < 0) c.num_decoder_layers = c.num_layers;
   for (auto [key, step] : {std::pair{"encoder_sparse_step", &c.encoder_sparse_step_key},
                            {"decoder_sparse_step", &c.decoder_sparse_step_key}}) {
@@ -161,9 +160,9 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
 
   PERFMEM_RETURN_IF_ERROR(json_get(json, file, "layer_norm_epsilon", &c.layer_norm_epsilon, true));
 
-  for (const char* key : {"vocab_size", "d_model", "d_ff", "d_kv", "num_heads", "num_layers",
-                          "num_decoder_layers", "num_experts", "expert_capacity",
-                          "relative_attention_num_buckets", "relative_attention_max_distance"}) {
+  for (const char* key :
+       {"vocab_size", "d_model", "d_ff", "d_kv", "num_heads", "num_layers", "num_decoder_layers", "num_experts",
+        "expert_capacity", "relative_attention_num_buckets", "relative_attention_max_distance"}) {
     int64_t v = 0;
     for (const IntKey& k : int_keys)
       if (std::string(k.key) == key) v = *k.value;
@@ -173,13 +172,11 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
   // above the layer count gives step 0, no sparse block), and the tensors present decide.
   PERFMEM_RETURN_IF_ERROR(check_sizes(c, file));
   if (c.layer_norm_epsilon <= 0)
-    return input_error(file, "key \"layer_norm_epsilon\"", "a positive number",
-                       std::to_string(c.layer_norm_epsilon));
+    return input_error(file, "key \"layer_norm_epsilon\"", "a positive number", std::to_string(c.layer_norm_epsilon));
   PERFMEM_RETURN_IF_ERROR(read_decoder_start(json, file, c.vocab_size, &c.decoder_start_token_id));
   for (auto [key, v] : {std::pair{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id}})
     if (v < 0 || v >= c.vocab_size)
-      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size",
-                         std::to_string(v));
+      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size", std::to_string(v));
 
   // Values the engine does not implement are refused rather than silently ignored.
   auto check_string = [&](const char* key, const char* wanted) -> Status {
@@ -259,7 +256,7 @@ Json config_to_json(const SwitchConfig& c) {
 }
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "switch-base-8", "switch-base-16", "switch-base-32",
+  return {"tiny",           "switch-base-8",   "switch-base-16", "switch-base-32",
           "switch-base-64", "switch-base-128", "switch-base-256"};
 }
 

@@ -18,8 +18,8 @@ namespace {
 // a sequence the same bits whatever padding its batch adds. At least one key must be attended.
 // out: F32 [q_len, inner].
 void attend(const float* q, const float* k, const float* v, int64_t q_len, int64_t kv_len, int64_t kv_stride,
-            const uint8_t* key_mask, int64_t num_heads, int64_t d_kv, const float* bias,
-            int64_t bias_q_stride_len, int64_t bias_kv_len, float* out, std::vector<float>& scores) {
+            const uint8_t* key_mask, int64_t num_heads, int64_t d_kv, const float* bias, int64_t bias_q_stride_len,
+            int64_t bias_kv_len, float* out, std::vector<float>& scores) {
   const int64_t inner = num_heads * d_kv;
   scores.resize(static_cast<size_t>(kv_len));
   for (int64_t h = 0; h < num_heads; ++h) {
@@ -49,13 +49,12 @@ void attend(const float* q, const float* k, const float* v, int64_t q_len, int64
 }
 
 // F32 [H, q_len, k_len] position bias for queries at q_offset.. and keys 0..k_len.
-std::vector<float> position_bias(const SwitchConfig& c, const float* table, bool bidirectional,
-                                 int64_t q_offset, int64_t q_len, int64_t k_len) {
+std::vector<float> position_bias(const SwitchConfig& c, const float* table, bool bidirectional, int64_t q_offset,
+                                 int64_t q_len, int64_t k_len) {
   std::vector<float> bias(static_cast<size_t>(c.num_heads * q_len * k_len));
   for (int64_t i = 0; i < q_len; ++i)
     for (int64_t j = 0; j < k_len; ++j) {
-      int64_t bucket = relative_position_bucket(j - (q_offset + i), bidirectional,
-                                                c.relative_attention_num_buckets,
+      int64_t bucket = relative_position_bucket(j - (q_offset + i), bidirectional, c.relative_attention_num_buckets,
                                                 c.relative_attention_max_distance);
       for (int64_t h = 0; h < c.num_heads; ++h)
         bias[size_t((h * q_len + i) * k_len + j)] = table[bucket * c.num_heads + h];
@@ -68,9 +67,7 @@ std::vector<float> position_bias(const SwitchConfig& c, const float* table, bool
 Engine::Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options)
     : model_(model), experts_(experts), options_(options) {}
 
-bool Engine::masks_pad_ids() const {
-  return model_.config().pad_token_id != model_.config().eos_token_id;
-}
+bool Engine::masks_pad_ids() const { return model_.config().pad_token_id != model_.config().eos_token_id; }
 
 Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests) const {
   if (requests.empty()) return Status(StatusCode::kInvalidInput, "no requests given");
@@ -79,10 +76,10 @@ Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests)
     if (requests[r].empty())
       return input_error("batch item " + std::to_string(r), "tokens", "at least one token id", "none");
     if (masks_pad_ids() && std::all_of(requests[r].begin(), requests[r].end(), [&](int32_t t) { return t == pad; }))
-      return input_error("batch item " + std::to_string(r), "tokens",
-                         "at least one id other than the pad id " + std::to_string(pad) +
-                             " (pad ids are masked out of attention)",
-                         "only pad ids");
+      return input_error(
+          "batch item " + std::to_string(r), "tokens",
+          "at least one id other than the pad id " + std::to_string(pad) + " (pad ids are masked out of attention)",
+          "only pad ids");
     for (size_t t = 0; t < requests[r].size(); ++t)
       if (requests[r][t] < 0 || requests[r][t] >= model_.config().vocab_size)
         return input_error("batch item " + std::to_string(r), "token " + std::to_string(t),
@@ -120,13 +117,15 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
       current_row = tokens[size_t(t)].row;
       std::fill(counts.begin(), counts.end(), 0);
     }
-    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity) r->dropped[size_t(t)] = 1;
-    else r->uses[size_t(e)] = 1;
+    if (++counts[size_t(e)] > c.expert_capacity && options_.apply_capacity)
+      r->dropped[size_t(t)] = 1;
+    else
+      r->uses[size_t(e)] = 1;
   }
 }
 
-void Engine::collect_rows(int64_t e, const LayerRouting& r, const std::vector<RoutedToken>& tokens, float* x,
-                          int64_t d, std::vector<ExpertRow>* rows) {
+void Engine::collect_rows(int64_t e, const LayerRouting& r, const std::vector<RoutedToken>& tokens, float* x, int64_t d,
+                          std::vector<ExpertRow>* rows) {
   for (size_t t = 0; t < tokens.size(); ++t)
     if (r.choice[t] == e && !r.dropped[t])
       rows->push_back({&r.h[t * size_t(d)], x + tokens[t].index * d, r.top_prob[t]});
@@ -184,8 +183,8 @@ void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, La
   observer_(visit);
 }
 
-Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed,
-                         float* x, const std::vector<RoutedToken>& tokens) {
+Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
+                         const std::vector<RoutedToken>& tokens) {
   LayerRouting routing;
   route(block, normed, tokens, &routing);
   // Experts in ascending id order; each computes its tokens as one matrix product.
@@ -253,8 +252,8 @@ void Engine::encoder_attention(const BlockWeights& block, EncoderState& s) const
   linear_packed(s.h.data(), *a.v, s.v.data(), rows);
   for (int64_t b = 0; b < s.out.batch; ++b)
     attend(&s.q[size_t(b * L * inner)], &s.k[size_t(b * L * inner)], &s.v[size_t(b * L * inner)], L,
-           s.out.lengths[size_t(b)], inner, &s.out.key_mask[size_t(b * L)], c.num_heads, c.d_kv,
-           s.bias.data(), L, L, &s.ctx[size_t(b * L * inner)], s.scores);
+           s.out.lengths[size_t(b)], inner, &s.out.key_mask[size_t(b * L)], c.num_heads, c.d_kv, s.bias.data(), L, L,
+           &s.ctx[size_t(b * L * inner)], s.scores);
   linear_packed(s.ctx.data(), *a.o, s.x.data(), rows, /*accumulate=*/true);
   rms_norm(s.x.data(), block.ffn_norm, s.h.data(), rows, d, eps);
 }
@@ -269,8 +268,7 @@ void Engine::dense_ffn(const BlockWeights& block, EncoderState& s) const {
 EncoderOutput Engine::finish_encoder(EncoderState& s) const {
   const SwitchConfig& c = model_.config();
   s.out.hidden.resize(size_t(s.rows * c.d_model));
-  rms_norm(s.x.data(), model_.encoder_final_norm, s.out.hidden.data(), s.rows, c.d_model,
-           float(c.layer_norm_epsilon));
+  rms_norm(s.x.data(), model_.encoder_final_norm, s.out.hidden.data(), s.rows, c.d_model, float(c.layer_norm_epsilon));
   return std::move(s.out);
 }
 
@@ -279,8 +277,10 @@ Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& re
   EncoderState state = start_encoder(requests);
   for (const BlockWeights& block : model_.encoder) {
     encoder_attention(block, state);
-    if (block.router) PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, state.h.data(), state.x.data(), state.routed));
-    else dense_ffn(block, state);
+    if (block.router)
+      PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, state.h.data(), state.x.data(), state.routed));
+    else
+      dense_ffn(block, state);
   }
   return finish_encoder(state);
 }
@@ -326,8 +326,7 @@ Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::
   states.reserve(requests.size());
   for (const auto& r : requests) states.push_back(start_encoder({r}));
   std::vector<WindowMember> members;
-  for (EncoderState& s : states)
-    members.push_back({s.h.data(), s.x.data(), &s.routed, int32_t(members.size())});
+  for (EncoderState& s : states) members.push_back({s.h.data(), s.x.data(), &s.routed, int32_t(members.size())});
   for (const BlockWeights& block : model_.encoder) {
     for (EncoderState& s : states) encoder_attention(block, s);
     if (block.router) {
@@ -413,9 +412,8 @@ void Engine::decoder_attention(size_t i, DecoderState& s, int64_t step) const {
   linear_packed(s.h.data(), *sa.v, s.kv.data(), B);
   s.self_v[i].insert(s.self_v[i].end(), s.kv.begin(), s.kv.begin() + std::ptrdiff_t(B * inner));
   for (int64_t b = 0; b < B; ++b)
-    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * inner)], &s.self_v[i][size_t(b * inner)], 1,
-           step + 1, B * inner, nullptr, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1,
-           &s.ctx[size_t(b * inner)], s.scores);
+    attend(&s.q[size_t(b * inner)], &s.self_k[i][size_t(b * inner)], &s.self_v[i][size_t(b * inner)], 1, step + 1,
+           B * inner, nullptr, c.num_heads, c.d_kv, s.bias.data(), 1, step + 1, &s.ctx[size_t(b * inner)], s.scores);
   linear_packed(s.ctx.data(), *sa.o, s.x.data(), B, true);
 
   const AttentionWeights& ca = block.cross_attention;
@@ -463,8 +461,7 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
 
 Status Engine::check_generate(const GenerateOptions& options) const {
   if (options.max_new_tokens < 1)
-    return input_error("generate options", "max_new_tokens", "at least 1",
-                       std::to_string(options.max_new_tokens));
+    return input_error("generate options", "max_new_tokens", "at least 1", std::to_string(options.max_new_tokens));
   if (model_.config().decoder_start_token_id < 0)
     return input_error(model_.dir() + "/config.json", "key \"decoder_start_token_id\"",
                        "a decoder start token for generation (here, in generation_config.json, or a "
@@ -473,8 +470,7 @@ Status Engine::check_generate(const GenerateOptions& options) const {
   return Status::Ok();
 }
 
-Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests,
-                                    const GenerateOptions& options) {
+Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests, const GenerateOptions& options) {
   PERFMEM_RETURN_IF_ERROR(check_generate(options));
   PERFMEM_ASSIGN_OR_RETURN(EncoderOutput enc, encode(requests));
   DecoderState s = start_decoder(std::move(enc), options);

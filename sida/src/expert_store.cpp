@@ -80,16 +80,15 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const ModelWeights& mod
     return input_error("--budget", "expert budget", "at least one expert (" + format_bytes(double(per_expert)) + ")",
                        format_bytes(double(options.budget_bytes)));
   if (options.policy == Policy::kAllResident && slots < total)
-    return input_error("--budget", "all-resident policy",
-                       "room for all " + std::to_string(total) + " experts (" +
-                           format_bytes(double(per_expert * total)) + ")",
-                       "room for " + std::to_string(slots));
+    return input_error(
+        "--budget", "all-resident policy",
+        "room for all " + std::to_string(total) + " experts (" + format_bytes(double(per_expert * total)) + ")",
+        "room for " + std::to_string(slots));
   if (!slow) slow = make_disk_tier(model, options.direct_io);
   return std::unique_ptr<ExpertStore>(new ExpertStore(model, options, std::move(slow), size_t(slots)));
 }
 
-ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow,
-                         size_t slots)
+ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow, size_t slots)
     : model_(model), options_(options), slow_(std::move(slow)) {
   const SwitchConfig& c = model.config();
   slot_bytes_ = c.expert_f32_bytes();
@@ -150,8 +149,8 @@ void ExpertStore::io_loop() {
     lock.unlock();
     auto* base = memory_[size_t(slot)].data_as<uint8_t>();
     Stopwatch watch;
-    Result<uint64_t> read = slow_->read_expert(expert, reinterpret_cast<float*>(base),
-                                               reinterpret_cast<float*>(base + region));
+    Result<uint64_t> read =
+        slow_->read_expert(expert, reinterpret_cast<float*>(base), reinterpret_cast<float*>(base + region));
     const double seconds = watch.elapsed_s();
     lock.lock();
     stats_.read_s += seconds;
@@ -202,8 +201,8 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
         finish_wait();
         const uint64_t region = matrix_region_bytes(model_.config());
         auto* base = memory_[size_t(slot)].data_as<uint8_t>();
-        return ExpertView{reinterpret_cast<const float*>(base),
-                          reinterpret_cast<const float*>(base + region), id, slot};
+        return ExpertView{reinterpret_cast<const float*>(base), reinterpret_cast<const float*>(base + region), id,
+                          slot};
       }
       if (!counted) ++stats_.inflight_hits;
       counted = waited = true;

@@ -27,14 +27,14 @@ using f32x8 = float __attribute__((vector_size(32)));
 // element is computed with exactly this sequence of operations, whichever loop below computes it,
 // so a row's result never depends on which or how many other rows share the call.
 #define PERFMEM_SIDA_DOT_STEP(acc0, acc1, wrow, xrow, i) \
-  do {                                                  \
-    f32x8 a_, b_, c_, d_;                               \
-    std::memcpy(&a_, (wrow) + (i), sizeof a_);          \
-    std::memcpy(&b_, (xrow) + (i), sizeof b_);          \
-    std::memcpy(&c_, (wrow) + (i) + 8, sizeof c_);      \
-    std::memcpy(&d_, (xrow) + (i) + 8, sizeof d_);      \
-    acc0 += a_ * b_;                                    \
-    acc1 += c_ * d_;                                    \
+  do {                                                   \
+    f32x8 a_, b_, c_, d_;                                \
+    std::memcpy(&a_, (wrow) + (i), sizeof a_);           \
+    std::memcpy(&b_, (xrow) + (i), sizeof b_);           \
+    std::memcpy(&c_, (wrow) + (i) + 8, sizeof c_);       \
+    std::memcpy(&d_, (xrow) + (i) + 8, sizeof d_);       \
+    acc0 += a_ * b_;                                     \
+    acc1 += c_ * d_;                                     \
   } while (0)
 
 inline float finish_dot(const f32x8& s0, const f32x8& s1, const float* w, const float* x, int64_t i, int64_t in) {
@@ -49,8 +49,8 @@ inline float finish_dot(const f32x8& s0, const f32x8& s1, const float* w, const 
 // the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
 // process from the CPU, so results are deterministic on a machine.
 PERFMEM_SIDA_AVX2_CLONES
-void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-                            int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                            bool accumulate, int64_t o_begin, int64_t o_end) {
   const int64_t steps = in / 16 * 16;
   for (int64_t o = o_begin; o < o_end; ++o) {
     const float* wo = w + o * in;
@@ -92,8 +92,8 @@ ThreadPool& streaming_pool() {
 #if defined(__x86_64__)
 // Rows [0, R) of x against one panel: y[r, j] for the panel's `cols` valid columns.
 template <int R>
-__attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel,
-                                                             float* y, int64_t out, int64_t cols, bool accumulate) {
+__attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel, float* y,
+                                                            int64_t out, int64_t cols, bool accumulate) {
   __m512 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < in; ++k) {
@@ -259,19 +259,18 @@ void linear_streaming(const float* x, const float* w, float* y, int64_t rows, in
       /*min_chunk=*/64);
 }
 
-void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
-            bool accumulate) {
+void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
   if (rows == 0) return;
   // Up to kLinearStreamingMaxRows rows, products stream each weight row once through a
   // dot-product kernel instead of sgemm, which would first pack (copy) the whole weight matrix:
   // at batch 1 the weights are read once per call, so the copy doubles the memory traffic.
   if (rows <= kLinearStreamingMaxRows) return linear_streaming(x, w, y, rows, in, out, accumulate);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x,
-              int(in), w, int(in), accumulate ? 1.0f : 0.0f, y, int(out));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), w, int(in),
+              accumulate ? 1.0f : 0.0f, y, int(out));
 }
 
-void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-                      int64_t out, bool accumulate) {
+void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t o = 0; o < out; ++o) {
       double acc = accumulate ? y[r * out + o] : 0.0;
@@ -314,8 +313,8 @@ int64_t argmax(const float* x, int64_t n) {
   return best;
 }
 
-int64_t relative_position_bucket(int64_t relative_position, bool bidirectional,
-                                 int64_t num_buckets, int64_t max_distance) {
+int64_t relative_position_bucket(int64_t relative_position, bool bidirectional, int64_t num_buckets,
+                                 int64_t max_distance) {
   int64_t bucket = 0;
   int64_t n = relative_position;
   if (bidirectional) {
@@ -329,8 +328,7 @@ int64_t relative_position_bucket(int64_t relative_position, bool bidirectional,
   if (n < max_exact) return bucket + n;
   // Same float32 arithmetic as the reference implementation: log in fp32, truncation.
   const float scaled = std::log(float(n) / float(max_exact)) /
-                       float(std::log(double(max_distance) / double(max_exact))) *
-                       float(num_buckets - max_exact);
+                       float(std::log(double(max_distance) / double(max_exact))) * float(num_buckets - max_exact);
   int64_t large = max_exact + int64_t(scaled);
   return bucket + std::min(large, num_buckets - 1);
 }

@@ -23,8 +23,7 @@ std::optional<int32_t> free_slot(std::span<const SlotState> slots) {
 // Evictable slot whose expert is next used furthest away (ties: least recently used, then
 // lowest slot), with that distance.
 std::optional<std::pair<int32_t, int64_t>> furthest_slot(std::span<const SlotState> slots,
-                                                         std::span<const int32_t> upcoming,
-                                                         size_t limit) {
+                                                         std::span<const int32_t> upcoming, size_t limit) {
   std::optional<std::pair<int32_t, int64_t>> best;
   for (size_t s = 0; s < slots.size(); ++s) {
     if (!slot_evictable(slots[s]) || slots[s].expert < 0) continue;
@@ -61,22 +60,19 @@ std::string policy_name(Policy policy) {
 
 std::vector<std::string> policy_names() { return {"all-resident", "lru", "fifo", "prefetch"}; }
 
-std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slots,
-                                   std::span<const int32_t> upcoming) {
+std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slots, std::span<const int32_t> upcoming) {
   if (auto s = free_slot(slots)) return s;
   std::optional<int32_t> best;
   switch (policy) {
     case Policy::kAllResident:  // sized to hold everything; evicting would be a logic error
     case Policy::kLru:
       for (size_t s = 0; s < slots.size(); ++s)
-        if (slot_evictable(slots[s]) &&
-            (!best || slots[s].last_used < slots[size_t(*best)].last_used))
+        if (slot_evictable(slots[s]) && (!best || slots[s].last_used < slots[size_t(*best)].last_used))
           best = int32_t(s);
       return best;
     case Policy::kFifo:
       for (size_t s = 0; s < slots.size(); ++s)
-        if (slot_evictable(slots[s]) &&
-            (!best || slots[s].loaded_at < slots[size_t(*best)].loaded_at))
+        if (slot_evictable(slots[s]) && (!best || slots[s].loaded_at < slots[size_t(*best)].loaded_at))
           best = int32_t(s);
       return best;
     case Policy::kPrefetch:
@@ -86,8 +82,8 @@ std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slo
   return std::nullopt;
 }
 
-std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots,
-                                          std::span<const int32_t> upcoming, size_t horizon) {
+std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots, std::span<const int32_t> upcoming,
+                                          size_t horizon) {
   const size_t limit = std::min(horizon, upcoming.size());
   std::unordered_map<int32_t, bool> resident;
   for (const SlotState& s : slots)

@@ -18,9 +18,8 @@ void top_of_row(const float* logits, int64_t experts, int64_t top, std::vector<i
                 int32_t* out_experts) {
   order.resize(size_t(experts));
   std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + top, order.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::partial_sort(order.begin(), order.begin() + top, order.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
   for (int64_t k = 0; k < top; ++k) {
     out_experts[k] = order[size_t(k)];
     out_logits[k] = logits[order[size_t(k)]];
@@ -44,7 +43,8 @@ Status read_tensor(const SafetensorsFile& file, const std::string& name, DType d
   const TensorInfo* info = file.find(name);
   if (!info) return not_found_error(file.path(), "tensor \"" + name + "\"");
   if (info->dtype != dtype)
-    return input_error(file.path(), "tensor \"" + name + "\"", std::string("dtype ") + std::string(dtype_safetensors_name(dtype)),
+    return input_error(file.path(), "tensor \"" + name + "\"",
+                       std::string("dtype ") + std::string(dtype_safetensors_name(dtype)),
                        std::string(dtype_safetensors_name(info->dtype)));
   if (info->shape != shape)
     return input_error(file.path(), "tensor \"" + name + "\"", "shape " + shape_to_string(shape),
@@ -137,9 +137,11 @@ Result<RoutesDataset> read_routes_dataset(const std::string& path) {
                        std::to_string(d.top));
   const TensorInfo* tokens = file.find("tokens");
   const TensorInfo* validation = file.find("validation");
-  if (!tokens || tokens->shape.size() != 1) return input_error(path, "tensor \"tokens\"", "shape [N]", tokens ? shape_to_string(tokens->shape) : "it missing");
+  if (!tokens || tokens->shape.size() != 1)
+    return input_error(path, "tensor \"tokens\"", "shape [N]", tokens ? shape_to_string(tokens->shape) : "it missing");
   if (!validation || validation->shape.size() != 1)
-    return input_error(path, "tensor \"validation\"", "shape [R]", validation ? shape_to_string(validation->shape) : "it missing");
+    return input_error(path, "tensor \"validation\"", "shape [R]",
+                       validation ? shape_to_string(validation->shape) : "it missing");
   const int64_t N = tokens->shape[0], R = validation->shape[0];
   PERFMEM_RETURN_IF_ERROR(read_tensor(file, "tokens", DType::kI32, {N}, &d.tokens));
   PERFMEM_RETURN_IF_ERROR(read_tensor(file, "validation", DType::kU8, {R}, &d.validation));
@@ -152,7 +154,8 @@ Result<RoutesDataset> read_routes_dataset(const std::string& path) {
                        std::to_string(d.offsets[0]) + " .. " + std::to_string(d.offsets[size_t(R)]));
   for (int64_t r = 0; r < R; ++r)
     if (d.offsets[size_t(r + 1)] <= d.offsets[size_t(r)])
-      return input_error(path, "tensor \"offsets\" at request " + std::to_string(r), "increasing offsets (no empty request)",
+      return input_error(path, "tensor \"offsets\" at request " + std::to_string(r),
+                         "increasing offsets (no empty request)",
                          std::to_string(d.offsets[size_t(r)]) + " then " + std::to_string(d.offsets[size_t(r + 1)]));
   for (int64_t i = 0; i < N; ++i)
     if (d.tokens[size_t(i)] < 0 || d.tokens[size_t(i)] >= d.vocab_size)

@@ -56,24 +56,25 @@ struct WindowPlan {
   std::vector<int32_t> accesses;
 };
 
-Status check_routes(const RouteTable& table, const std::vector<Request>& requests,
-                    const ServeOptions& options, const SwitchConfig& config) {
+Status check_routes(const RouteTable& table, const std::vector<Request>& requests, const ServeOptions& options,
+                    const SwitchConfig& config) {
   const char* name = "route table";
   if (table.num_moe_layers != config.num_moe_layers() || table.num_experts != config.num_experts)
-    return input_error(name, "model", std::to_string(config.num_moe_layers()) + " MoE layers of " +
-                                          std::to_string(config.num_experts) + " experts",
-                       std::to_string(table.num_moe_layers) + " of " + std::to_string(table.num_experts));
-  if (table.generate != options.generate ||
-      (options.generate && table.max_new_tokens != options.max_new_tokens))
-    return input_error(name, "mode", options.generate ? "generation of " + std::to_string(options.max_new_tokens) + " tokens" : "encoder only",
-                       table.generate ? "generation of " + std::to_string(table.max_new_tokens) + " tokens" : "encoder only");
+    return input_error(
+        name, "model",
+        std::to_string(config.num_moe_layers()) + " MoE layers of " + std::to_string(config.num_experts) + " experts",
+        std::to_string(table.num_moe_layers) + " of " + std::to_string(table.num_experts));
+  if (table.generate != options.generate || (options.generate && table.max_new_tokens != options.max_new_tokens))
+    return input_error(
+        name, "mode",
+        options.generate ? "generation of " + std::to_string(options.max_new_tokens) + " tokens" : "encoder only",
+        table.generate ? "generation of " + std::to_string(table.max_new_tokens) + " tokens" : "encoder only");
   if (table.requests.size() != requests.size())
     return input_error(name, "requests", std::to_string(requests.size()) + " requests",
                        std::to_string(table.requests.size()));
   for (size_t r = 0; r < requests.size(); ++r)
     if (table.requests[r] != requests[r])
-      return input_error(name, "request " + std::to_string(r), "the same token ids as the run's",
-                         "different ones");
+      return input_error(name, "request " + std::to_string(r), "the same token ids as the run's", "different ones");
   return Status::Ok();
 }
 
@@ -123,12 +124,9 @@ Result<Execution> parse_execution(const std::string& name) {
   return Status(StatusCode::kInvalidInput, "unknown execution \"" + name + "\" (known: request, window)");
 }
 
-const char* execution_name(Execution execution) {
-  return execution == Execution::kWindow ? "window" : "request";
-}
+const char* execution_name(Execution execution) { return execution == Execution::kWindow ? "window" : "request"; }
 
-std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len, int64_t vocab,
-                                        uint64_t seed) {
+std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len, int64_t vocab, uint64_t seed) {
   uint64_t state = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
   auto next = [&] {
     state ^= state << 13;
@@ -185,9 +183,9 @@ Result<std::unique_ptr<ExpertStore>> make_recording_store(const ModelWeights& mo
   StoreOptions so;
   so.policy = Policy::kLru;
   so.direct_io = direct_io;
-  so.budget_bytes = std::min<uint64_t>(uint64_t(model.config().num_moe_layers() * model.config().num_experts) *
-                                           model.config().expert_f32_bytes(),
-                                       uint64_t(4) << 30);  // cap the recording pass's memory
+  so.budget_bytes = std::min<uint64_t>(
+      uint64_t(model.config().num_moe_layers() * model.config().num_experts) * model.config().expert_f32_bytes(),
+      uint64_t(4) << 30);  // cap the recording pass's memory
   return ExpertStore::create(model, so);
 }
 
@@ -203,8 +201,7 @@ Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Re
   table.requests = requests;
   std::vector<int32_t>* current = nullptr;
   engine.set_observer([&](const MoeLayerVisit& visit) {
-    for (int32_t e : visit.experts_used)
-      current->push_back(int32_t(visit.moe_layer * table.num_experts + e));
+    for (int32_t e : visit.experts_used) current->push_back(int32_t(visit.moe_layer * table.num_experts + e));
   });
   ProgressBar bar("recording routes", int64_t(requests.size()));
   for (const Request& r : requests) {
@@ -241,8 +238,7 @@ Result<RouteTable> read_route_table(const std::string& path) {
   PERFMEM_ASSIGN_OR_RETURN(Json j, read_json_file(path));
   std::string format, mode;
   PERFMEM_RETURN_IF_ERROR(json_get(j, path, "format", &format));
-  if (format != "sida-route-table-1")
-    return input_error(path, "key \"format\"", "\"sida-route-table-1\"", format);
+  if (format != "sida-route-table-1") return input_error(path, "key \"format\"", "\"sida-route-table-1\"", format);
   RouteTable t;
   PERFMEM_RETURN_IF_ERROR(json_get(j, path, "mode", &mode));
   if (mode != "generate" && mode != "encode")
@@ -271,8 +267,8 @@ Result<RouteTable> read_route_table(const std::string& path) {
   return t;
 }
 
-Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
-                          const std::vector<Request>& requests, const ServeOptions& options) {
+Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
+                          const ServeOptions& options) {
   if (store.policy() == Policy::kPrefetch) {
     if (!options.routes)
       return Status(StatusCode::kInvalidInput,
@@ -455,8 +451,12 @@ Json routes_to_json(const ModelWeights& model, const std::vector<Request>& reque
     Json layers = Json::array();
     for (const RouterChoices& rc : report.results[r].routes) {
       const auto place = c.moe_layer_place(rc.moe_layer);
-      layers.push_back({{"moe_layer", rc.moe_layer}, {"decoder", place.decoder}, {"block", place.block},
-                        {"step", rc.decode_step}, {"positions", rc.positions}, {"expert", rc.expert},
+      layers.push_back({{"moe_layer", rc.moe_layer},
+                        {"decoder", place.decoder},
+                        {"block", place.block},
+                        {"step", rc.decode_step},
+                        {"positions", rc.positions},
+                        {"expert", rc.expert},
                         {"dropped", rc.dropped}});
     }
     reqs.push_back({{"tokens", requests[r]}, {"layers", std::move(layers)}});
@@ -476,10 +476,10 @@ std::string report_to_text(const ServeReport& r) {
                 "  peak RSS %s, read from disk %s\n"
                 "  fast-tier hit rate %.1f%% (%llu of %llu accesses; %llu waited on a prefetch)\n"
                 "  inference thread waited %.3f s for I/O\n",
-                r.policy.c_str(), r.execution.c_str(), format_bytes(double(r.budget_bytes)).c_str(), r.slots, r.requests,
-                (unsigned long long)r.input_tokens, (unsigned long long)r.generated_tokens, r.wall_s,
-                r.requests_per_s(), r.input_tokens_per_s(), r.generated_tokens_per_s(),
-                r.latency_ms.median, r.latency_ms.p99, format_bytes(double(r.peak_rss_bytes)).c_str(),
+                r.policy.c_str(), r.execution.c_str(), format_bytes(double(r.budget_bytes)).c_str(), r.slots,
+                r.requests, (unsigned long long)r.input_tokens, (unsigned long long)r.generated_tokens, r.wall_s,
+                r.requests_per_s(), r.input_tokens_per_s(), r.generated_tokens_per_s(), r.latency_ms.median,
+                r.latency_ms.p99, format_bytes(double(r.peak_rss_bytes)).c_str(),
                 format_bytes(double(r.store.bytes_read)).c_str(), 100.0 * r.store.hit_rate(),
                 (unsigned long long)r.store.hits, (unsigned long long)r.store.accesses,
                 (unsigned long long)r.store.inflight_hits, r.store.io_wait_s);

@@ -20,8 +20,7 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::open(const std::string& model_path
   t->impl_->path = model_path;
   t->eos_id_ = eos_id;
   auto status = t->impl_->processor.Load(model_path);
-  if (!status.ok())
-    return input_error(model_path, "contents", "a SentencePiece model", status.ToString());
+  if (!status.ok()) return input_error(model_path, "contents", "a SentencePiece model", status.ToString());
   return t;
 }
 

@@ -195,9 +195,7 @@ TEST(Config, SparseStepKeysDecideTheSparseBlocksAsInHuggingFace) {
       s.num_sparse_encoder_layers = sparse_count;
       int64_t n = 0;
       for (int64_t i = 0; i < layers; ++i)
-        if (s.encoder_block_is_sparse(i)) {
-          EXPECT_EQ(s.moe_layer_place(n++).block, i);
-        }
+        if (s.encoder_block_is_sparse(i)) { EXPECT_EQ(s.moe_layer_place(n++).block, i); }
       EXPECT_EQ(s.num_encoder_moe_layers(), n) << layers << " " << sparse_count;
     }
 }
@@ -222,7 +220,11 @@ TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
 TEST(CorruptCheckpoint, AbsurdSizesAreRefusedBeforeAnythingIsAllocated) {
   std::string dir = testing::make_test_checkpoint("absurd", *preset_config("tiny"));
   const Json original = *read_json_file(dir + "/config.json");
-  struct Case { const char* key; Json value; std::vector<std::string> words; };
+  struct Case {
+    const char* key;
+    Json value;
+    std::vector<std::string> words;
+  };
   const Case cases[] = {
       {"num_experts", 1000000000, {"num_experts", "1000000000", "expert_999999999"}},
       {"num_layers", 1000000000, {"num_layers", "encoder.block.999999999"}},

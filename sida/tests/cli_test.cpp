@@ -48,8 +48,8 @@ TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
   ASSERT_EQ(made.exit_code, 0) << made.output;
 
   // Generated ids on stdout; --dump-logits holds steps * vocab float32 values.
-  auto run = run_command(sida() + " run " + dir + " --tokens \"12 7 33 1\" --max-new-tokens 3 --dump-logits " +
-                         dir + "/logits.f32 2>/dev/null");
+  auto run = run_command(sida() + " run " + dir + " --tokens \"12 7 33 1\" --max-new-tokens 3 --dump-logits " + dir +
+                         "/logits.f32 2>/dev/null");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   std::istringstream ids(run.output);
   int id = 0, count = 0;
@@ -60,10 +60,12 @@ TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
 
   auto rec = run_command(sida() + " record-routes " + dir + " --synthetic 6 --encoder-only -o " + dir + "/routes.json");
   ASSERT_EQ(rec.exit_code, 0) << rec.output;
-  auto pre = run_command(sida() + " run " + dir + " --synthetic 6 --encoder-only --policy prefetch --budget 24KiB --routes " +
-                         dir + "/routes.json --json");
+  auto pre =
+      run_command(sida() + " run " + dir + " --synthetic 6 --encoder-only --policy prefetch --budget 24KiB --routes " +
+                  dir + "/routes.json --json");
   ASSERT_EQ(pre.exit_code, 0) << pre.output;
-  for (const char* key : {"requests_per_s", "latency_ms", "peak_rss_bytes", "bytes_read", "fast_tier_hit_rate", "io_wait_s"})
+  for (const char* key :
+       {"requests_per_s", "latency_ms", "peak_rss_bytes", "bytes_read", "fast_tier_hit_rate", "io_wait_s"})
     EXPECT_NE(pre.output.find(key), std::string::npos) << key << " missing from " << pre.output;
 
   // Prefetch without a route table is a clear failure, not a hang.
@@ -75,8 +77,9 @@ TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
 
 TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
   const std::string dir = temp_dir("bench");
-  auto r = run_command(sida() + " bench --preset tiny --dir " + dir + " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " +
-                       "--json " + dir + "/bench.json 2>/dev/null");
+  auto r = run_command(sida() + " bench --preset tiny --dir " + dir +
+                       " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " + "--json " + dir +
+                       "/bench.json 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* row : {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch |", "vs lru"})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing from\n" << r.output;
@@ -106,7 +109,11 @@ TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
 TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
   const std::string dir = temp_dir("absurd");
   ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
-  struct Case { std::string args; int rc; std::vector<std::string> words; };
+  struct Case {
+    std::string args;
+    int rc;
+    std::vector<std::string> words;
+  };
   const Case cases[] = {
       {"--tokens \"\"", 1, {"--tokens", "at least one token id"}},
       {"--text \"\"", 1, {"--text", "empty"}},
@@ -122,7 +129,8 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     EXPECT_EQ(r.output.find("give exactly one of"), std::string::npos) << c.args;
     EXPECT_EQ(r.output.find("e+308"), std::string::npos) << c.args;
   }
-  auto bench = run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
+  auto bench =
+      run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
   EXPECT_EQ(bench.exit_code, 1) << bench.output;
   EXPECT_NE(bench.output.find("positive size"), std::string::npos) << bench.output;
   // A config claiming a billion experts is refused by name, not by an abort.

@@ -40,8 +40,8 @@ std::optional<Json> run_oracle(const std::string& ckpt, int64_t max_new,
     return std::nullopt;
   }
   const std::string out = ckpt + "/oracle.json";
-  std::string cmd = python + " " + PERFMEM_SOURCE_DIR + "/sida/tests/hf_oracle.py " + ckpt + " " + out +
-                    " " + std::to_string(max_new);
+  std::string cmd = python + " " + PERFMEM_SOURCE_DIR + "/sida/tests/hf_oracle.py " + ckpt + " " + out + " " +
+                    std::to_string(max_new);
   for (const auto& r : requests) cmd += " \"" + join(r) + "\"";
   // The sanitizer runtime of this process must not leak into the Python child.
   auto result = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + cmd);
@@ -68,9 +68,9 @@ std::optional<Json> run_oracle(const std::string& ckpt, int64_t max_new,
   const std::string dir = testing::temp_dir("hf-written-" + name);
   std::string quoted = spec.dump();
   for (size_t i = 0; (i = quoted.find('\'', i)) != std::string::npos; i += 4) quoted.replace(i, 1, "'\\''");
-  auto result = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + venv_python() + " " +
-                                              PERFMEM_SOURCE_DIR + "/sida/tests/hf_write_checkpoint.py " + dir +
-                                              " '" + quoted + "'");
+  auto result =
+      perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + venv_python() + " " + PERFMEM_SOURCE_DIR +
+                                    "/sida/tests/hf_write_checkpoint.py " + dir + " '" + quoted + "'");
   if (result.exit_code == 3) {
     *why = "transformers not installed in the venv: " + result.output;
     return "";
@@ -79,14 +79,14 @@ std::optional<Json> run_oracle(const std::string& ckpt, int64_t max_new,
   return dir;
 }
 
-#define SIDA_WRITE_HF_CHECKPOINT(dir, name, spec)           \
-  std::string why_##dir;                                     \
+#define SIDA_WRITE_HF_CHECKPOINT(dir, name, spec)                      \
+  std::string why_##dir;                                               \
   const std::string dir = write_hf_checkpoint(name, spec, &why_##dir); \
-  if (dir.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why_##dir);  \
+  if (dir.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why_##dir);            \
   ASSERT_FALSE(HasFailure())
 
-void check_against_hf(const std::string& ckpt, const std::vector<std::vector<int32_t>>& requests,
-                      int64_t max_new, bool expect_drops) {
+void check_against_hf(const std::string& ckpt, const std::vector<std::vector<int32_t>>& requests, int64_t max_new,
+                      bool expect_drops) {
   std::string why;
   auto oracle = run_oracle(ckpt, max_new, requests, &why);
   if (!oracle) {
@@ -128,16 +128,14 @@ void check_against_hf(const std::string& ckpt, const std::vector<std::vector<int
     const MoeLayerVisit& v = visits[m];
     for (size_t t = 0; t < v.choice.size(); ++t) {
       const int64_t flat = v.rows[t] * enc->max_len + v.positions[t];
-      EXPECT_EQ(v.choice[t], hf_routes[m][size_t(flat)]) << "moe layer " << m << " row " << v.rows[t]
-                                                          << " position " << v.positions[t];
+      EXPECT_EQ(v.choice[t], hf_routes[m][size_t(flat)])
+          << "moe layer " << m << " row " << v.rows[t] << " position " << v.positions[t];
       ++compared;
       dropped += v.dropped[t];
     }
   }
   EXPECT_GT(compared, 0);
-  if (expect_drops) {
-    EXPECT_GT(dropped, 0) << "the capacity test needs tokens over capacity";
-  }
+  if (expect_drops) { EXPECT_GT(dropped, 0) << "the capacity test needs tokens over capacity"; }
 
   // Greedy generation per request: tokens identical, logits within tolerance, the decoder
   // routers' choices per step identical.
@@ -199,8 +197,12 @@ TEST(HuggingFaceConformance, TinyF16) {
 
 // Hugging Face writes encoder_sparse_step / decoder_sparse_step and honours them over the counts.
 TEST(HuggingFaceWritten, SparseStepKeysAreHonoured) {
-  SIDA_WRITE_HF_CHECKPOINT(dir, "steps", (Json{{"config", {{"num_layers", 6}, {"num_sparse_encoder_layers", 3},
-                                                           {"encoder_sparse_step", 3}, {"decoder_sparse_step", 1}}}}));
+  SIDA_WRITE_HF_CHECKPOINT(dir, "steps",
+                           (Json{{"config",
+                                  {{"num_layers", 6},
+                                   {"num_sparse_encoder_layers", 3},
+                                   {"encoder_sparse_step", 3},
+                                   {"decoder_sparse_step", 1}}}}));
   auto model = ModelWeights::load(dir);
   ASSERT_TRUE(model.ok()) << model.status().to_string();
   EXPECT_EQ((*model)->config().num_encoder_moe_layers(), 2);  // blocks 1 and 4
@@ -280,8 +282,8 @@ TEST(HuggingFaceWritten, CliDumpsOfEncoderStatesAndRouterChoicesMatch) {
   const auto hf_hidden = (*oracle)["encoder_hidden"].get<std::vector<float>>();
   const auto hf_routes = (*oracle)["encoder_router_choice"].get<std::vector<std::vector<int32_t>>>();
   const int64_t longest = int64_t(hf_hidden.size()) / (int64_t(requests.size()) * c.d_model);
-  const std::string base = std::string(CLI_PATH) + " run " + dir + " --requests " + dir + "/requests.txt --dump-encoder " +
-                           dir + "/enc.f32 --dump-routes " + dir + "/routes.json";
+  const std::string base = std::string(CLI_PATH) + " run " + dir + " --requests " + dir +
+                           "/requests.txt --dump-encoder " + dir + "/enc.f32 --dump-routes " + dir + "/routes.json";
   for (const char* mode : {"--max-new-tokens 3", "--max-new-tokens 3 --execution window", "--encoder-only"}) {
     SCOPED_TRACE(mode);
     auto run = perfmem::testing::run_command(base + " " + mode + " 2>&1");
@@ -290,7 +292,8 @@ TEST(HuggingFaceWritten, CliDumpsOfEncoderStatesAndRouterChoicesMatch) {
     std::vector<float> theirs;
     for (size_t r = 0; r < requests.size(); ++r)
       for (size_t t = 0; t < requests[r].size(); ++t)
-        for (int64_t k = 0; k < c.d_model; ++k) theirs.push_back(hf_hidden[(r * size_t(longest) + t) * size_t(c.d_model) + size_t(k)]);
+        for (int64_t k = 0; k < c.d_model; ++k)
+          theirs.push_back(hf_hidden[(r * size_t(longest) + t) * size_t(c.d_model) + size_t(k)]);
     ASSERT_EQ(ours.size(), theirs.size());
     EXPECT_LE(testing::relative_error(ours.data(), theirs.data(), ours.size()), kTolerance);
     auto routes = read_json_file(dir + "/routes.json");
@@ -314,13 +317,15 @@ TEST(HuggingFaceWritten, CliDumpsOfEncoderStatesAndRouterChoicesMatch) {
         }
       }
       if (std::string(mode) != "--encoder-only") {
-        EXPECT_EQ(decoder, (*oracle)["generations"][r]["decoder_router_choice"].get<std::vector<std::vector<int32_t>>>());
+        EXPECT_EQ(decoder,
+                  (*oracle)["generations"][r]["decoder_router_choice"].get<std::vector<std::vector<int32_t>>>());
       }
     }
     EXPECT_GT(dropped, 0) << "capacity 3 drops tokens of the 11-token request";
   }
-  auto refused = perfmem::testing::run_command(std::string(CLI_PATH) + " run " + dir +
-                                               " --tokens \"5 6 1\" --encoder-only --dump-logits " + dir + "/l.f32 2>&1");
+  auto refused =
+      perfmem::testing::run_command(std::string(CLI_PATH) + " run " + dir +
+                                    " --tokens \"5 6 1\" --encoder-only --dump-logits " + dir + "/l.f32 2>&1");
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
   EXPECT_NE(refused.output.find("--dump-encoder"), std::string::npos) << refused.output;
   std::filesystem::remove_all(dir);

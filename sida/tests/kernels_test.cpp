@@ -20,7 +20,8 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 }
 
 TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
-  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {1, 768, 3072}, {3, 64, 48}, {8, 3072, 768}, {9, 40, 70}, {17, 33, 129}, {60, 768, 96}}) {
+  for (auto [rows, in, out] :
+       {std::tuple{1, 7, 5}, {1, 768, 3072}, {3, 64, 48}, {8, 3072, 768}, {9, 40, 70}, {17, 33, 129}, {60, 768, 96}}) {
     auto x = random_vector(size_t(rows * in), 1), w = random_vector(size_t(out * in), 2);
     for (bool accumulate : {false, true}) {
       auto y = random_vector(size_t(rows * out), 3), ref = y;
@@ -64,26 +65,26 @@ TEST(Kernels, PackedLinearIsBitIdenticalToItsPortableTwin) {
     if (packed_isa_supported(isa)) isas.push_back(isa);
   ASSERT_TRUE(packed_isa_supported(best_packed_isa()));
   for (PackedIsa isa : isas)
-  for (auto [in, out] : {std::pair{7, 5}, {33, 129}, {768, 96}, {64, 32}, {100, 70}}) {
-    auto w = random_vector(size_t(out * in), 7);
-    PackedMatrix packed = pack_matrix(w.data(), out, in);
-    for (int64_t rows : {1, 2, 5, 6, 7, 12, 13}) {
-      auto x = random_vector(size_t(rows * in), 8);
-      for (bool accumulate : {false, true}) {
-        auto y = random_vector(size_t(rows * out), 9), twin = y, one_by_one = y, ref = y;
-        linear_packed(x.data(), packed, y.data(), rows, accumulate, isa);
-        linear_packed_reference(x.data(), packed, twin.data(), rows, accumulate);
-        for (int64_t r = 0; r < rows; ++r)
-          linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate, isa);
-        const std::string what = "isa " + std::to_string(int(isa)) + ": " + std::to_string(rows) + "x" +
-                                 std::to_string(in) + "x" + std::to_string(out);
-        ASSERT_EQ(0, std::memcmp(y.data(), twin.data(), y.size() * sizeof(float))) << what;
-        ASSERT_EQ(0, std::memcmp(y.data(), one_by_one.data(), y.size() * sizeof(float))) << what;
-        linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
-        for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << what;
+    for (auto [in, out] : {std::pair{7, 5}, {33, 129}, {768, 96}, {64, 32}, {100, 70}}) {
+      auto w = random_vector(size_t(out * in), 7);
+      PackedMatrix packed = pack_matrix(w.data(), out, in);
+      for (int64_t rows : {1, 2, 5, 6, 7, 12, 13}) {
+        auto x = random_vector(size_t(rows * in), 8);
+        for (bool accumulate : {false, true}) {
+          auto y = random_vector(size_t(rows * out), 9), twin = y, one_by_one = y, ref = y;
+          linear_packed(x.data(), packed, y.data(), rows, accumulate, isa);
+          linear_packed_reference(x.data(), packed, twin.data(), rows, accumulate);
+          for (int64_t r = 0; r < rows; ++r)
+            linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate, isa);
+          const std::string what = "isa " + std::to_string(int(isa)) + ": " + std::to_string(rows) + "x" +
+                                   std::to_string(in) + "x" + std::to_string(out);
+          ASSERT_EQ(0, std::memcmp(y.data(), twin.data(), y.size() * sizeof(float))) << what;
+          ASSERT_EQ(0, std::memcmp(y.data(), one_by_one.data(), y.size() * sizeof(float))) << what;
+          linear_reference(x.data(), w.data(), ref.data(), rows, in, out, accumulate);
+          for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i]))) << what;
+        }
       }
     }
-  }
 }
 
 TEST(Kernels, RmsNormScalesByRootMeanSquareWithoutCentering) {
@@ -103,12 +104,11 @@ TEST(Kernels, SoftmaxAndArgmaxPickFirstOfTies) {
 }
 
 TEST(Kernels, RelativePositionBucketsMatchHuggingFace) {
-  const std::vector<int64_t> rp = {-200, -128, -100, -64, -33, -20, -12, -9, -8, -7, -1, 0,
+  const std::vector<int64_t> rp = {-200, -128, -100, -64, -33, -20, -12, -9, -8,  -7,  -1, 0,
                                    1,    7,    8,    9,   12,  20,  33,  64, 100, 128, 200};
   const std::vector<int64_t> bidirectional = {15, 15, 15, 14, 12, 10, 9,  8,  8,  7,  1, 0,
                                               17, 23, 24, 24, 25, 26, 28, 30, 31, 31, 31};
-  const std::vector<int64_t> causal = {31, 31, 30, 26, 21, 17, 12, 9, 8, 7, 1, 0,
-                                       0,  0,  0,  0,  0,  0,  0,  0, 0, 0, 0};
+  const std::vector<int64_t> causal = {31, 31, 30, 26, 21, 17, 12, 9, 8, 7, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   for (size_t i = 0; i < rp.size(); ++i) {
     EXPECT_EQ(relative_position_bucket(rp[i], true, 32, 128), bidirectional[i]) << rp[i];
     EXPECT_EQ(relative_position_bucket(rp[i], false, 32, 128), causal[i]) << rp[i];

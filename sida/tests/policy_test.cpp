@@ -111,9 +111,7 @@ int64_t simulate(Policy policy, const std::vector<int32_t>& trace, size_t slots,
     s[size_t(*c)] = SlotState{trace[i], false, 0, ++clock, clock};
     for (size_t a = 0; a < s.size(); ++a)
       for (size_t b = a + 1; b < s.size(); ++b)
-        if (s[a].expert >= 0) {
-          EXPECT_NE(s[a].expert, s[b].expert);
-        }
+        if (s[a].expert >= 0) { EXPECT_NE(s[a].expert, s[b].expert); }
   }
   return misses;
 }

@@ -54,7 +54,8 @@ TEST_F(RoutesDatasetTest, HoldsTheEnginesTopLogitsPerTokenAndLayer) {
   for (size_t r = 0; r < corpus.size(); ++r) {
     const int64_t first = data->offsets[r];
     ASSERT_EQ(data->offsets[r + 1] - first, int64_t(corpus[r].size()));
-    EXPECT_EQ(std::vector<int32_t>(data->tokens.begin() + first, data->tokens.begin() + data->offsets[r + 1]), corpus[r]);
+    EXPECT_EQ(std::vector<int32_t>(data->tokens.begin() + first, data->tokens.begin() + data->offsets[r + 1]),
+              corpus[r]);
     engine.set_observer([&](const MoeLayerVisit& v) {
       for (size_t t = 0; t < v.positions.size(); ++t) {
         const float* row = &v.router_logits[t * size_t(E)];

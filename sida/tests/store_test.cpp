@@ -29,8 +29,7 @@ class StoreTest : public ::testing::Test {
 std::string* StoreTest::dir_ = nullptr;
 
 ServeReport run_policy(const ModelWeights& model, Policy policy, uint64_t budget, bool direct_io,
-                       const std::vector<Request>& requests, const ServeOptions& base,
-                       const RouteTable* routes) {
+                       const std::vector<Request>& requests, const ServeOptions& base, const RouteTable* routes) {
   StoreOptions so;
   so.policy = policy;
   so.budget_bytes = budget;
@@ -44,7 +43,7 @@ ServeReport run_policy(const ModelWeights& model, Policy policy, uint64_t budget
   ServeOptions opt = base;
   opt.routes = routes;
   opt.keep_outputs = true;
-  opt.window = 4;           // several windows, so the run-ahead queue is exercised
+  opt.window = 4;  // several windows, so the run-ahead queue is exercised
   opt.queue_capacity = 2;
   auto report = serve(model, **store, requests, opt);
   EXPECT_TRUE(report.ok()) << report.status().to_string();
@@ -105,8 +104,8 @@ TEST_F(StoreTest, EveryPolicyBudgetAndExecutionIsBitIdenticalToAllResident) {
             if (p == Policy::kAllResident && (slots != all || execution == Execution::kRequest)) continue;
             opt.execution = execution;
             std::string what = policy_name(p) + " with " + std::to_string(slots) + " slots" +
-                               (direct ? " (O_DIRECT)" : "") + (generate ? " generating" : " encoding") +
-                               ", " + execution_name(execution) + " execution";
+                               (direct ? " (O_DIRECT)" : "") + (generate ? " generating" : " encoding") + ", " +
+                               execution_name(execution) + " execution";
             ServeReport r = run_policy(**model, p, slots * per_expert, direct, requests, opt, &*routes);
             EXPECT_EQ(r.slots, slots) << what;
             EXPECT_EQ(r.execution, execution_name(execution)) << what;
@@ -114,16 +113,12 @@ TEST_F(StoreTest, EveryPolicyBudgetAndExecutionIsBitIdenticalToAllResident) {
             EXPECT_EQ(r.generated_tokens, reference.generated_tokens) << what;
             EXPECT_EQ(r.store.read_errors, 0u) << what;
             EXPECT_LE(r.store.loads, r.store.accesses) << what;
-            if (slots == 1 && p != Policy::kAllResident) {
-              EXPECT_GT(r.store.bytes_read, 0u) << what;
-            }
+            if (slots == 1 && p != Policy::kAllResident) { EXPECT_GT(r.store.bytes_read, 0u) << what; }
             if (execution == Execution::kRequest) {
               EXPECT_EQ(r.store.accesses, request_accesses) << what;
               continue;
             }
-            if (!generate) {
-              EXPECT_EQ(r.store.accesses, distinct_per_window) << what;
-            }
+            if (!generate) { EXPECT_EQ(r.store.accesses, distinct_per_window) << what; }
             // Decoding steps of different requests share experts too, so fewer accesses in all.
             EXPECT_LT(r.store.accesses, request_accesses) << what;
           }

@@ -18,15 +18,14 @@ namespace perfmem::sida::testing {
 
 // A fresh folder under the test temp dir, removed by the caller's fixture when it wants.
 inline std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::path(::testing::TempDir()) /
-             ("sida-" + name + "-" + std::to_string(::getpid()));
+  auto dir = std::filesystem::path(::testing::TempDir()) / ("sida-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
 }
 
-inline std::string make_test_checkpoint(const std::string& name, SwitchConfig config,
-                                        DType dtype = DType::kF32, uint64_t shard_bytes = 2ull << 30) {
+inline std::string make_test_checkpoint(const std::string& name, SwitchConfig config, DType dtype = DType::kF32,
+                                        uint64_t shard_bytes = 2ull << 30) {
   std::string dir = temp_dir(name);
   MakeCheckpointOptions opt;
   opt.dtype = dtype;

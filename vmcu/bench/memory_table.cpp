@@ -45,10 +45,13 @@ double kb(size_t bytes) { return static_cast<double>(bytes) / 1000.0; }
 int main(int argc, char** argv) {
   const std::string shared = argc > 1 ? argv[1] : PERFMEM_SHARED_DIR;
   std::printf("### Real models: peak activation RAM (KB = 1000 B) and host latency\n\n");
-  std::printf("| model | ops | naive | greedy (TFLM) | tinyengine | tinyengine / greedy | greedy / naive | host run, reference kernels (median ms) |\n");
+  std::printf(
+      "| model | ops | naive | greedy (TFLM) | tinyengine | tinyengine / greedy | greedy / naive | host run, reference "
+      "kernels (median ms) |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-  const char* models[] = {"mcunet-vww1_int8.tflite", "mlperf-tiny-ad01_int8.tflite", "mlperf-tiny-dscnn-kws_int8.tflite",
-                          "mlperf-tiny-resnet8_int8.tflite", "mlperf-tiny-vww_96_int8.tflite"};
+  const char* models[] = {"mcunet-vww1_int8.tflite", "mlperf-tiny-ad01_int8.tflite",
+                          "mlperf-tiny-dscnn-kws_int8.tflite", "mlperf-tiny-resnet8_int8.tflite",
+                          "mlperf-tiny-vww_96_int8.tflite"};
   for (const char* name : models) {
     const std::string path = shared + "/models/mcu/" + name;
     if (!std::filesystem::exists(path)) {
@@ -93,9 +96,12 @@ int main(int argc, char** argv) {
   };
   const Built built[] = {
       {"MobileNetV2-0.35, 144x144 (build-model)", R"({"mobilenetv2":{"width":0.35,"resolution":144,"classes":10}})"},
-      {"S1/S2 20,16,48,16,k3", block(20, 16, 48, 3)},  {"S3 10,24,144,24,k3", block(10, 24, 144, 3)},
-      {"S4 10,24,120,24,k5", block(10, 24, 120, 5)},   {"S5 5,40,240,40,k7", block(5, 40, 240, 7)},
-      {"S6 5,48,192,48,k3", block(5, 48, 192, 3)},     {"S7 3,96,480,96,k3", block(3, 96, 480, 3)},
+      {"S1/S2 20,16,48,16,k3", block(20, 16, 48, 3)},
+      {"S3 10,24,144,24,k3", block(10, 24, 144, 3)},
+      {"S4 10,24,120,24,k5", block(10, 24, 120, 5)},
+      {"S5 5,40,240,40,k7", block(5, 40, 240, 7)},
+      {"S6 5,48,192,48,k3", block(5, 48, 192, 3)},
+      {"S7 3,96,480,96,k3", block(3, 96, 480, 3)},
       {"S8 3,96,384,96,k3", block(3, 96, 384, 3)}};
   std::printf("\n### Built models: MobileNetV2-0.35 and the MCUNet-5fps-VWW bottlenecks (unfused, tensor level)\n\n");
   std::printf("Paper figures for reference: TinyEngine 295 kB on mbv2-w0.35; peak over S1-S8 HMCOS 48.8 KB,\n");
@@ -130,12 +136,14 @@ int main(int argc, char** argv) {
   std::printf("\n### Paper's pointwise layers: tensor-level peaks vs the segment-level ideal\n\n");
   std::printf("The ideal max(|In|, |Out|) is what vMCU's segment-level management can reach for a pointwise layer\n");
   std::printf("(brief, section 4); it is computed here as a bound, not produced by a planner of this release.\n\n");
-  std::printf("| H/W, C_in, C_out | naive | greedy (TFLM) | tinyengine | ideal max(In,Out) | ideal vs tinyengine | paper: vMCU vs TinyEngine |\n");
+  std::printf(
+      "| H/W, C_in, C_out | naive | greedy (TFLM) | tinyengine | ideal max(In,Out) | ideal vs tinyengine | paper: vMCU "
+      "vs TinyEngine |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& s : shapes) {
     const std::string spec = "{\"input\":[1," + std::to_string(s.hw) + "," + std::to_string(s.hw) + "," +
-                             std::to_string(s.cin) + "],\"layers\":[{\"type\":\"pointwise\",\"out_channels\":" +
-                             std::to_string(s.cout) + "}]}";
+                             std::to_string(s.cin) +
+                             "],\"layers\":[{\"type\":\"pointwise\",\"out_channels\":" + std::to_string(s.cout) + "}]}";
     auto bytes = vm::build_model_from_json(spec, "pointwise");
     if (!bytes) return 1;
     auto g = vm::parse_tflite(*bytes, "pointwise");
@@ -144,8 +152,8 @@ int main(int argc, char** argv) {
     const size_t in = static_cast<size_t>(s.hw) * s.hw * s.cin, out = static_cast<size_t>(s.hw) * s.hw * s.cout;
     const size_t ideal = std::max(in, out);
     std::printf("| %d, %d, %d | %.1f | %.1f | %.1f | %.1f | %+.2f%% | %+.2f%% |\n", s.hw, s.cin, s.cout, kb(p.naive),
-                kb(p.greedy), kb(p.tinyengine), kb(ideal),
-                100.0 * (static_cast<double>(ideal) / p.tinyengine - 1.0), -s.paper_reduction);
+                kb(p.greedy), kb(p.tinyengine), kb(ideal), 100.0 * (static_cast<double>(ideal) / p.tinyengine - 1.0),
+                -s.paper_reduction);
   }
   return 0;
 }

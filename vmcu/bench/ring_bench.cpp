@@ -83,21 +83,27 @@ std::string ratio(double r) {
 }
 
 void pointwise_table() {
-  struct Shape { int hw, cin, cout; double paper_reduction; };
-  const Shape shapes[] = {{80, 16, 16, 49.45}, {56, 32, 32, 49.10}, {28, 64, 64, 46.99}, {80, 16, 8, 33.08}, {40, 32, 16, 31.93},
-                          {20, 48, 24, 29.26}, {24, 16, 32, 29.46}, {12, 32, 64, 23.86}, {6, 64, 128, 12.01}};
-  std::cout << "### Pointwise layers (bytes; segment = min(C_in, C_out))\n\n"
-            << "| H/W, C_in, C_out | naive | greedy | tinyengine | vmcu | max(In,Out) | vmcu - min | within one segment | "
-               "vmcu vs tinyengine | paper vs TinyEngine |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  struct Shape {
+    int hw, cin, cout;
+    double paper_reduction;
+  };
+  const Shape shapes[] = {{80, 16, 16, 49.45}, {56, 32, 32, 49.10}, {28, 64, 64, 46.99},
+                          {80, 16, 8, 33.08},  {40, 32, 16, 31.93}, {20, 48, 24, 29.26},
+                          {24, 16, 32, 29.46}, {12, 32, 64, 23.86}, {6, 64, 128, 12.01}};
+  std::cout
+      << "### Pointwise layers (bytes; segment = min(C_in, C_out))\n\n"
+      << "| H/W, C_in, C_out | naive | greedy | tinyengine | vmcu | max(In,Out) | vmcu - min | within one segment | "
+         "vmcu vs tinyengine | paper vs TinyEngine |\n|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Shape& s : shapes) {
-    const vm::Graph g = build(R"({"input":[1,)" + std::to_string(s.hw) + "," + std::to_string(s.hw) + "," + std::to_string(s.cin) +
-                              R"(],"layers":[{"type":"pointwise","out_channels":)" + std::to_string(s.cout) + "}]}");
+    const vm::Graph g =
+        build(R"({"input":[1,)" + std::to_string(s.hw) + "," + std::to_string(s.hw) + "," + std::to_string(s.cin) +
+              R"(],"layers":[{"type":"pointwise","out_channels":)" + std::to_string(s.cout) + "}]}");
     const Peaks p = peaks(g);
     const size_t in = static_cast<size_t>(s.hw) * s.hw * s.cin, out = static_cast<size_t>(s.hw) * s.hw * s.cout;
     const size_t minimum = std::max(in, out);
     const size_t segment = static_cast<size_t>(std::min(s.cin, s.cout));
-    std::cout << "| " << s.hw << ", " << s.cin << ", " << s.cout << " | " << p.naive << " | " << p.greedy << " | " << p.tinyengine
-              << " | " << p.vmcu << " | " << minimum << " | " << (p.vmcu - minimum) << " | "
+    std::cout << "| " << s.hw << ", " << s.cin << ", " << s.cout << " | " << p.naive << " | " << p.greedy << " | "
+              << p.tinyengine << " | " << p.vmcu << " | " << minimum << " | " << (p.vmcu - minimum) << " | "
               << (p.vmcu - minimum <= segment ? "yes" : "NO") << " | "
               << ratio(100.0 * (static_cast<double>(p.vmcu) / static_cast<double>(p.tinyengine) - 1.0)) << "% | -"
               << s.paper_reduction << "% |\n";
@@ -106,33 +112,44 @@ void pointwise_table() {
 }
 
 void bottleneck_table() {
-  struct Block { const char* name; int hw, cin, cmid, cout, k; double paper_kb; };
-  const Block blocks[] = {{"S1", 20, 16, 48, 16, 3, 13.9}, {"S2", 20, 16, 48, 16, 3, 13.9}, {"S3", 10, 24, 144, 24, 3, 12.0},
-                          {"S4", 10, 24, 120, 24, 5, 11.0}, {"S5", 5, 40, 240, 40, 7, 10.7},  {"S6", 5, 48, 192, 48, 3, 9.7},
+  struct Block {
+    const char* name;
+    int hw, cin, cmid, cout, k;
+    double paper_kb;
+  };
+  const Block blocks[] = {{"S1", 20, 16, 48, 16, 3, 13.9},  {"S2", 20, 16, 48, 16, 3, 13.9},
+                          {"S3", 10, 24, 144, 24, 3, 12.0}, {"S4", 10, 24, 120, 24, 5, 11.0},
+                          {"S5", 5, 40, 240, 40, 7, 10.7},  {"S6", 5, 48, 192, 48, 3, 9.7},
                           {"S7", 3, 96, 480, 96, 3, 11.5},  {"S8", 3, 96, 384, 96, 3, 10.2}};
   std::cout << "### MCUNet-5fps-VWW inverted bottlenecks (KB = 1000 B; stride 1, residual)\n\n"
-            << "| block | H/W, C_in, C_mid, C_out, k | naive | greedy | tinyengine | vmcu | vmcu kernel | paper vMCU | at or below paper |\n"
+            << "| block | H/W, C_in, C_mid, C_out, k | naive | greedy | tinyengine | vmcu | vmcu kernel | paper vMCU | "
+               "at or below paper |\n"
             << "|---|---|---|---|---|---|---|---|---|\n";
   size_t worst = 0;
   for (const Block& b : blocks) {
-    const vm::Graph g = build(R"({"input":[1,)" + std::to_string(b.hw) + "," + std::to_string(b.hw) + "," + std::to_string(b.cin) +
-                              R"(],"layers":[{"type":"bottleneck","mid_channels":)" + std::to_string(b.cmid) +
-                              R"(,"out_channels":)" + std::to_string(b.cout) + R"(,"kernel":)" + std::to_string(b.k) +
-                              R"(,"residual":true}]})");
+    const vm::Graph g =
+        build(R"({"input":[1,)" + std::to_string(b.hw) + "," + std::to_string(b.hw) + "," + std::to_string(b.cin) +
+              R"(],"layers":[{"type":"bottleneck","mid_channels":)" + std::to_string(b.cmid) + R"(,"out_channels":)" +
+              std::to_string(b.cout) + R"(,"kernel":)" + std::to_string(b.k) + R"(,"residual":true}]})");
     vm::RingModel ring = take(vm::RingModel::create(g));
     const Peaks p = peaks(g, &ring);
     worst = std::max(worst, p.vmcu);
     const bool fused = ring.plan().layers.size() == 1 && ring.plan().layers[0].kernel == vm::RingKernel::kBottleneck;
-    std::cout << "| " << b.name << " | " << b.hw << ", " << b.cin << ", " << b.cmid << ", " << b.cout << ", " << b.k << " | "
-              << kb(p.naive) << " | " << kb(p.greedy) << " | " << kb(p.tinyengine) << " | " << kb(p.vmcu) << " | "
-              << (fused ? "fused" : "unfused") << " | " << b.paper_kb << " | "
+    std::cout << "| " << b.name << " | " << b.hw << ", " << b.cin << ", " << b.cmid << ", " << b.cout << ", " << b.k
+              << " | " << kb(p.naive) << " | " << kb(p.greedy) << " | " << kb(p.tinyengine) << " | " << kb(p.vmcu)
+              << " | " << (fused ? "fused" : "unfused") << " | " << b.paper_kb << " | "
               << (static_cast<double>(p.vmcu) <= b.paper_kb * 1000.0 ? "yes" : "NO") << " |\n";
   }
   std::cout << "\nPeak over S1-S8: vmcu " << kb(worst) << " KB (paper: vMCU 13.9, TinyEngine 36.0, HMCOS 48.8).\n\n";
 }
 
 void model_table(const std::string& dir) {
-  struct Model { const char* file; const char* label; double target; bool int8_input; };
+  struct Model {
+    const char* file;
+    const char* label;
+    double target;
+    bool int8_input;
+  };
   const Model models[] = {{"mcunet-vww1_int8.tflite", "mcunet-vww1 (float input, as shipped)", 1.0, false},
                           {"mcunet-vww1_int8.tflite", "mcunet-vww1 (int8 input)", 0.18, true},
                           {"mlperf-tiny-resnet8_int8.tflite", "ResNet-8", 0.37, false},
@@ -175,12 +192,12 @@ void model_table(const std::string& dir) {
     }
     const double ref_median = perfmem::summarize(ref_ms).median, ring_median = perfmem::summarize(ring_ms).median;
     const double plain_median = perfmem::summarize(plain_ms).median;
-    std::cout << "| " << m.label << " | " << p.naive << " | " << p.greedy << " | " << p.tinyengine << " | " << p.vmcu << " ("
-              << ring.plan().ring_bytes << " + " << ring.plan().workspace_bytes << ", "
+    std::cout << "| " << m.label << " | " << p.naive << " | " << p.greedy << " | " << p.tinyengine << " | " << p.vmcu
+              << " (" << ring.plan().ring_bytes << " + " << ring.plan().workspace_bytes << ", "
               << vm::ring_placement_name(ring.plan().placement) << " level) | " << ratio(r) << " | <= " << m.target
-              << " | " << (r <= m.target ? "yes" : "NO") << " | " << ratio(ref_median) << " | " << ratio(ring_median) << " | "
-              << ratio(ring_median / ref_median) << " | " << ratio(plain_median) << " | " << ratio(plain_median / ref_median)
-              << " |\n";
+              << " | " << (r <= m.target ? "yes" : "NO") << " | " << ratio(ref_median) << " | " << ratio(ring_median)
+              << " | " << ratio(ring_median / ref_median) << " | " << ratio(plain_median) << " | "
+              << ratio(plain_median / ref_median) << " |\n";
   }
   std::cout << "\n";
 }

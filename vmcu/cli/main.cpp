@@ -87,8 +87,8 @@ int cmd_inspect(const CLI::App& app, const std::string& path, bool as_json) {
     perfmem::print_json(report);
     return perfmem::kExitOk;
   }
-  std::cout << path << ": " << g->ops.size() << " operators, " << g->tensors.size() << " tensors, "
-            << weight_bytes << " constant bytes\n";
+  std::cout << path << ": " << g->ops.size() << " operators, " << g->tensors.size() << " tensors, " << weight_bytes
+            << " constant bytes\n";
   for (int t : g->inputs)
     std::cout << "input  " << g->tensors[t].name << " " << shape_str(g->tensors[t].shape) << " "
               << vm::element_type_name(g->tensors[t].type) << " " << quant_str(g->tensors[t]) << " "
@@ -107,8 +107,8 @@ int cmd_inspect(const CLI::App& app, const std::string& path, bool as_json) {
                 << " (" << quant_str(x) << ", " << x.bytes() << " B)";
     }
     const auto& y = g->tensors[op.outputs[0]];
-    std::cout << " -> " << shape_str(y.shape) << " " << vm::element_type_name(y.type) << " (" << quant_str(y)
-              << ", " << y.bytes() << " B)\n";
+    std::cout << " -> " << shape_str(y.shape) << " " << vm::element_type_name(y.type) << " (" << quant_str(y) << ", "
+              << y.bytes() << " B)\n";
   }
   return perfmem::kExitOk;
 }
@@ -124,8 +124,8 @@ int cmd_run(const CLI::App& app, const std::string& path, const std::string& in_
     const auto& t = exec->graph().tensors[exec->graph().inputs[0]];
     return perfmem::report_failure(
         app, perfmem::input_error(in_path, "size",
-                                  std::to_string(exec->input_bytes()) + " bytes (" + std::string(vm::element_type_name(t.type)) +
-                                      " " + shape_str(t.shape) + ")",
+                                  std::to_string(exec->input_bytes()) + " bytes (" +
+                                      std::string(vm::element_type_name(t.type)) + " " + shape_str(t.shape) + ")",
                                   std::to_string(input->size()) + " bytes"));
   }
   auto out = exec->run(*input);
@@ -146,8 +146,9 @@ std::string svg_timeline(const vm::MemoryPlan& plan, int steps, const std::strin
                 p.name + " (" + std::to_string(p.bytes) + " B, steps " + std::to_string(p.first_use) + ".." +
                     std::to_string(p.last_use) + ")");
   }
-  canvas.polyline({{0, static_cast<double>(plan.peak_bytes)}, {static_cast<double>(steps), static_cast<double>(plan.peak_bytes)}},
-                  "#cc0000");
+  canvas.polyline(
+      {{0, static_cast<double>(plan.peak_bytes)}, {static_cast<double>(steps), static_cast<double>(plan.peak_bytes)}},
+      "#cc0000");
   canvas.legend_entry("peak " + std::to_string(plan.peak_bytes) + " B", "#cc0000");
   return canvas.render();
 }
@@ -177,11 +178,17 @@ int cmd_plan(const CLI::App& app, const std::string& path, const std::string& pl
     j["verified"] = true;
     j["ops"] = Json::array();
     for (int i = 0; i < steps; ++i)
-      j["ops"].push_back({{"index", i}, {"op", std::string(vm::op_kind_name(g->ops[i].kind))}, {"live_bytes", live[i]}});
+      j["ops"].push_back(
+          {{"index", i}, {"op", std::string(vm::op_kind_name(g->ops[i].kind))}, {"live_bytes", live[i]}});
     j["buffers"] = Json::array();
     for (const auto& p : plan.placements)
-      j["buffers"].push_back({{"name", p.name}, {"bytes", p.bytes}, {"offset", p.offset}, {"first_use", p.first_use},
-                              {"last_use", p.last_use}, {"inplace", p.inplace_of >= 0}, {"workspace", p.is_workspace}});
+      j["buffers"].push_back({{"name", p.name},
+                              {"bytes", p.bytes},
+                              {"offset", p.offset},
+                              {"first_use", p.first_use},
+                              {"last_use", p.last_use},
+                              {"inplace", p.inplace_of >= 0},
+                              {"workspace", p.is_workspace}});
     perfmem::print_json(j);
     return perfmem::kExitOk;
   }
@@ -238,8 +245,9 @@ int main(int argc, char** argv) {
   build->add_option("-o,--output", output, "Model to write (.tflite)")->required();
 
   unsigned seed = 1;
-  auto* verify = app.add_subcommand("verify", "Run the vmcu ring plan with a shadow state per byte; fail on any read of "
-                                              "an overwritten byte or any output bit that differs from the reference");
+  auto* verify = app.add_subcommand("verify",
+                                    "Run the vmcu ring plan with a shadow state per byte; fail on any read of "
+                                    "an overwritten byte or any output bit that differs from the reference");
   verify->add_option("model", model, "Model (.tflite)")->required();
   verify->add_option("--input", input, "Raw input bytes (default: random bytes from --seed)");
   verify->add_option("--seed", seed, "Seed of the random input")->capture_default_str();
@@ -252,7 +260,8 @@ int main(int argc, char** argv) {
         return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));
       return vmcu_cli::ring_verify(app, model, input, seed, as_json);
     }
-    if (run->parsed() && run->count("--planner") && planner == "vmcu") return vmcu_cli::ring_run(app, model, input, output);
+    if (run->parsed() && run->count("--planner") && planner == "vmcu")
+      return vmcu_cli::ring_run(app, model, input, output);
     if (run->parsed() && run->count("--planner") && planner != "reference")
       return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "reference or vmcu", planner));
     if (plan->parsed() && planner == "vmcu") return vmcu_cli::ring_plan(app, model, as_json, svg);

@@ -46,9 +46,9 @@ std::string ring_svg(const vm::RingModel& m, const std::string& title) {
     canvas.rect(x0, off, x1, std::min(cap, off + size), color, label);
     if (off + size > cap) canvas.rect(x0, 0, x1, off + size - cap, color, label + " (wrapped)");
   }
-  canvas.legend_entry("ring " + std::to_string(plan.ring_bytes) + " B + workspace " +
-                          std::to_string(plan.workspace_bytes) + " B",
-                      "#cc0000");
+  canvas.legend_entry(
+      "ring " + std::to_string(plan.ring_bytes) + " B + workspace " + std::to_string(plan.workspace_bytes) + " B",
+      "#cc0000");
   return canvas.render();
 }
 
@@ -75,7 +75,8 @@ int ring_plan(const CLI::App& app, const std::string& path, bool as_json, const 
     for (size_t l = 0; l < plan.layers.size(); ++l) {
       const auto& layer = plan.layers[l];
       Json inputs = Json::array();
-      for (int t : layer.inputs) inputs.push_back({{"tensor", g.tensors[t].name}, {"ring_offset", plan.ring_offset(t)}});
+      for (int t : layer.inputs)
+        inputs.push_back({{"tensor", g.tensors[t].name}, {"ring_offset", plan.ring_offset(t)}});
       j["layers"].push_back({{"index", l},
                              {"ops", layer_ops(g, layer)},
                              {"kernel", std::string(vm::ring_kernel_name(layer.kernel))},

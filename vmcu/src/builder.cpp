@@ -124,8 +124,9 @@ class Builder {
     const PaddedDim ph = compute_padding(pad, s[1], kernel, stride, 1);
     const PaddedDim pw = compute_padding(pad, s[2], kernel, stride, 1);
     if (depthwise) out_c = in_c * depth_multiplier;
-    const int w = depthwise ? weights(name + "/weights", {1, kernel, kernel, out_c}, 3, kernel * kernel, true)
-                            : weights(name + "/weights", {out_c, kernel, kernel, in_c}, 0, kernel * kernel * in_c, true);
+    const int w = depthwise
+                      ? weights(name + "/weights", {1, kernel, kernel, out_c}, 3, kernel * kernel, true)
+                      : weights(name + "/weights", {out_c, kernel, kernel, in_c}, 0, kernel * kernel * in_c, true);
     const int b = bias(name + "/bias", x, w, out_c);
     const int y = activation(name, {s[0], ph.out, pw.out, out_c}, act_quant(act));
     BOp o{depthwise ? OpKind::kDepthwiseConv2D : OpKind::kConv2D, {x, w, b}, y, {}, {}};
@@ -209,7 +210,8 @@ class Builder {
   }
   int bottleneck(int x, const std::string& name, int mid, int out_c, int kernel, int stride, bool residual) {
     const int in = x;
-    if (mid != tensors_[x].shape[3]) x = conv(x, name + "/expand", 1, mid, 1, Padding::kSame, Activation::kRelu6, false, 1);
+    if (mid != tensors_[x].shape[3])
+      x = conv(x, name + "/expand", 1, mid, 1, Padding::kSame, Activation::kRelu6, false, 1);
     x = conv(x, name + "/depthwise", kernel, 0, stride, Padding::kSame, Activation::kRelu6, true, 1);
     x = conv(x, name + "/project", 1, out_c, 1, Padding::kSame, Activation::kNone, false, 1);
     if (residual) x = add(in, x, name + "/add");
@@ -245,7 +247,10 @@ class Builder {
         it = codes.end() - 1;
       }
       const uint32_t opcode_index = static_cast<uint32_t>(it - codes.begin());
-      const auto act = static_cast<fb::ActivationFunctionType>(static_cast<int>(o.options.activation == Activation::kRelu6 ? 3 : o.options.activation == Activation::kRelu ? 1 : 0));
+      const auto act =
+          static_cast<fb::ActivationFunctionType>(static_cast<int>(o.options.activation == Activation::kRelu6  ? 3
+                                                                   : o.options.activation == Activation::kRelu ? 1
+                                                                                                               : 0));
       const auto pad = o.options.padding == Padding::kSame ? fb::Padding_SAME : fb::Padding_VALID;
       fb::BuiltinOptions type = fb::BuiltinOptions_NONE;
       flatbuffers::Offset<void> options = 0;
@@ -257,13 +262,15 @@ class Builder {
         case OpKind::kDepthwiseConv2D:
           type = fb::BuiltinOptions_DepthwiseConv2DOptions;
           options = fb::CreateDepthwiseConv2DOptions(fbb, pad, o.options.stride_w, o.options.stride_h,
-                                                     o.options.depth_multiplier, act).Union();
+                                                     o.options.depth_multiplier, act)
+                        .Union();
           break;
         case OpKind::kAveragePool2D:
         case OpKind::kMaxPool2D:
           type = fb::BuiltinOptions_Pool2DOptions;
           options = fb::CreatePool2DOptions(fbb, pad, o.options.stride_w, o.options.stride_h, o.options.filter_w,
-                                            o.options.filter_h, act).Union();
+                                            o.options.filter_h, act)
+                        .Union();
           break;
         case OpKind::kFullyConnected:
           type = fb::BuiltinOptions_FullyConnectedOptions;
@@ -285,15 +292,20 @@ class Builder {
           type = fb::BuiltinOptions_ReshapeOptions;
           options = fb::CreateReshapeOptions(fbb, fbb.CreateVector(o.new_shape)).Union();
           break;
-        default:
-          break;
+        default: break;
       }
       ops.push_back(fb::CreateOperator(fbb, opcode_index, fbb.CreateVector(o.inputs),
                                        fbb.CreateVector(std::vector<int32_t>{o.output}), type, options));
     }
     std::vector<flatbuffers::Offset<fb::OperatorCode>> opcodes;
     for (int code : codes) {
-      const int version = code == builtin_code(OpKind::kReshape) ? 1 : code == builtin_code(OpKind::kFullyConnected) ? 4 : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) || code == builtin_code(OpKind::kMean) || code == builtin_code(OpKind::kAveragePool2D) || code == builtin_code(OpKind::kMaxPool2D) ? 2 : 3;
+      const int version = code == builtin_code(OpKind::kReshape)          ? 1
+                          : code == builtin_code(OpKind::kFullyConnected) ? 4
+                          : code == builtin_code(OpKind::kAdd) || code == builtin_code(OpKind::kSoftmax) ||
+                                  code == builtin_code(OpKind::kMean) || code == builtin_code(OpKind::kAveragePool2D) ||
+                                  code == builtin_code(OpKind::kMaxPool2D)
+                              ? 2
+                              : 3;
       opcodes.push_back(fb::CreateOperatorCode(fbb, static_cast<int8_t>(std::min(code, 127)), 0, version, code));
     }
     auto subgraph = fb::CreateSubGraph(fbb, fbb.CreateVector(tensors), fbb.CreateVector(std::vector<int32_t>{input}),
@@ -322,12 +334,15 @@ class SpecReader {
   Result<int> integer(const json& obj, const std::string& path, const char* key, int def, int lo, int hi,
                       bool required = false) const {
     if (!obj.contains(key)) {
-      if (required) return input_error(source_, path + "." + key, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "nothing");
+      if (required)
+        return input_error(source_, path + "." + key,
+                           "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", "nothing");
       return def;
     }
     const json& v = obj.at(key);
     if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
-      return input_error(source_, path + "." + key, "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", v.dump());
+      return input_error(source_, path + "." + key,
+                         "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", v.dump());
     return static_cast<int>(v.get<int64_t>());
   }
   Result<Padding> padding(const json& obj, const std::string& path) const {
@@ -371,16 +386,24 @@ int make_divisible(double v, int divisor = 8) {
 // MobileNetV2 (Sandler et al.) as a layer list: stem, 17 inverted bottlenecks, head, classifier.
 json mobilenetv2_layers(double width, int classes) {
   json layers = json::array();
-  layers.push_back({{"type", "conv"}, {"kernel", 3}, {"out_channels", make_divisible(32 * width)}, {"stride", 2}, {"activation", "relu6"}});
-  const int settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+  layers.push_back({{"type", "conv"},
+                    {"kernel", 3},
+                    {"out_channels", make_divisible(32 * width)},
+                    {"stride", 2},
+                    {"activation", "relu6"}});
+  const int settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},      {6, 32, 3, 2}, {6, 64, 4, 2},
                               {6, 96, 3, 1}, {1 * 6, 160, 3, 2}, {6, 320, 1, 1}};
   int in_c = make_divisible(32 * width);
   for (const auto& s : settings) {
     const int out_c = make_divisible(s[1] * width);
     for (int i = 0; i < s[2]; ++i) {
       const int stride = i == 0 ? s[3] : 1;
-      layers.push_back({{"type", "bottleneck"}, {"mid_channels", in_c * s[0]}, {"out_channels", out_c}, {"kernel", 3},
-                        {"stride", stride}, {"residual", stride == 1 && in_c == out_c}});
+      layers.push_back({{"type", "bottleneck"},
+                        {"mid_channels", in_c * s[0]},
+                        {"out_channels", out_c},
+                        {"kernel", 3},
+                        {"stride", stride},
+                        {"residual", stride == 1 && in_c == out_c}});
       in_c = out_c;
     }
   }
@@ -418,12 +441,16 @@ int64_t too_deep_at(const std::string& text) {
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '[' || c == '{') {
       if (++depth > kMaxSpecDepth) return static_cast<int64_t>(i);
     } else if (c == ']' || c == '}') {
@@ -470,7 +497,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
     layers = mobilenetv2_layers(width, classes);
     input_shape = {1, res, res, 3};
   } else {
-    if (!spec.contains("input") || !spec.at("input").is_array() || spec.at("input").empty() || spec.at("input").size() > 4)
+    if (!spec.contains("input") || !spec.at("input").is_array() || spec.at("input").empty() ||
+        spec.at("input").size() > 4)
       return input_error(source, "input", "an array of 1 to 4 positive dimensions (e.g. [1, 80, 80, 16])",
                          spec.contains("input") ? spec.at("input").dump() : "nothing");
     for (const auto& d : spec.at("input")) {
@@ -486,7 +514,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
   int x = input;
   int64_t elements = 1;
   for (int32_t d : input_shape) elements *= d;
-  if (elements > (int64_t{1} << 28)) return input_error(source, "input", "at most 2^28 elements", std::to_string(elements));
+  if (elements > (int64_t{1} << 28))
+    return input_error(source, "input", "at most 2^28 elements", std::to_string(elements));
   for (size_t i = 0; i < layers.size(); ++i) {
     const json& l = layers[i];
     const std::string path = "layers[" + std::to_string(i) + "]";
@@ -498,16 +527,20 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
     const auto shape = b.tensor(x).shape;
     const bool spatial = shape.size() == 4;
     auto need_spatial = [&]() -> Status {
-      if (!spatial) return input_error(source, path, "a rank-4 NHWC input for layer type '" + type + "'", "rank " + std::to_string(shape.size()));
+      if (!spatial)
+        return input_error(source, path, "a rank-4 NHWC input for layer type '" + type + "'",
+                           "rank " + std::to_string(shape.size()));
       return Status::Ok();
     };
     if (type == "conv" || type == "pointwise" || type == "depthwise") {
       PERFMEM_RETURN_IF_ERROR(need_spatial());
       PERFMEM_ASSIGN_OR_RETURN(int kernel, r.integer(l, path, "kernel", type == "pointwise" ? 1 : 3, 1, 15));
-      if (type == "pointwise" && kernel != 1) return input_error(source, path + ".kernel", "1 for a pointwise layer", std::to_string(kernel));
+      if (type == "pointwise" && kernel != 1)
+        return input_error(source, path + ".kernel", "1 for a pointwise layer", std::to_string(kernel));
       PERFMEM_ASSIGN_OR_RETURN(int stride, r.integer(l, path, "stride", 1, 1, 8));
       PERFMEM_ASSIGN_OR_RETURN(Padding pad, r.padding(l, path));
-      PERFMEM_ASSIGN_OR_RETURN(Activation act, r.activation(l, path, type == "pointwise" ? Activation::kNone : Activation::kRelu6));
+      PERFMEM_ASSIGN_OR_RETURN(Activation act,
+                               r.activation(l, path, type == "pointwise" ? Activation::kNone : Activation::kRelu6));
       int out_c = 0, mult = 1;
       if (type == "depthwise") {
         PERFMEM_ASSIGN_OR_RETURN(mult, r.integer(l, path, "depth_multiplier", 1, 1, 64));
@@ -515,7 +548,9 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
         PERFMEM_ASSIGN_OR_RETURN(out_c, r.integer(l, path, "out_channels", 0, 1, 16384, true));
       }
       if (pad == Padding::kValid && (kernel > shape[1] || kernel > shape[2]))
-        return input_error(source, path + ".kernel", "at most the input size " + std::to_string(shape[1]) + "x" + std::to_string(shape[2]), std::to_string(kernel));
+        return input_error(source, path + ".kernel",
+                           "at most the input size " + std::to_string(shape[1]) + "x" + std::to_string(shape[2]),
+                           std::to_string(kernel));
       if (int64_t{kernel} * kernel * shape[3] * std::max(out_c, shape[3] * mult) > (int64_t{1} << 26))
         return input_error(source, path, "at most 2^26 weights per layer");
       x = b.conv(x, name, kernel, out_c, stride, pad, act, type == "depthwise", mult);
@@ -527,13 +562,15 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
       PERFMEM_ASSIGN_OR_RETURN(int stride, r.integer(l, path, "stride", 1, 1, 8));
       bool residual = false;
       if (l.contains("residual")) {
-        if (!l.at("residual").is_boolean()) return input_error(source, path + ".residual", "true or false", l.at("residual").dump());
+        if (!l.at("residual").is_boolean())
+          return input_error(source, path + ".residual", "true or false", l.at("residual").dump());
         residual = l.at("residual").get<bool>();
       }
       if (int64_t{mid} * (shape[3] + kernel * kernel + out_c) > (int64_t{1} << 26))
         return input_error(source, path, "at most 2^26 weights per block");
       if (residual && (stride != 1 || out_c != shape[3]))
-        return input_error(source, path + ".residual", "stride 1 and out_channels == input channels (" + std::to_string(shape[3]) + ")",
+        return input_error(source, path + ".residual",
+                           "stride 1 and out_channels == input channels (" + std::to_string(shape[3]) + ")",
                            "stride " + std::to_string(stride) + ", out_channels " + std::to_string(out_c));
       x = b.bottleneck(x, name, mid, out_c, kernel, stride, residual);
     } else if (type == "avgpool" || type == "maxpool" || type == "global_avgpool") {
@@ -552,7 +589,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
       PERFMEM_RETURN_IF_ERROR(need_spatial());
       bool keep_dims = true;
       if (l.contains("keep_dims")) {
-        if (!l.at("keep_dims").is_boolean()) return input_error(source, path + ".keep_dims", "true or false", l.at("keep_dims").dump());
+        if (!l.at("keep_dims").is_boolean())
+          return input_error(source, path + ".keep_dims", "true or false", l.at("keep_dims").dump());
         keep_dims = l.at("keep_dims").get<bool>();
       }
       x = b.mean(x, name, keep_dims);
@@ -566,7 +604,8 @@ Result<std::vector<uint8_t>> build_model_from_json(const std::string& json_text,
       x = b.softmax(x, name);
     } else {
       return input_error(source, path + ".type",
-                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, mean, fully_connected, softmax",
+                         "one of conv, pointwise, depthwise, bottleneck, avgpool, maxpool, global_avgpool, mean, "
+                         "fully_connected, softmax",
                          "\"" + type + "\"");
     }
     elements = 1;

@@ -33,14 +33,15 @@ Result<Executor> Executor::create(Graph graph) {
   const Graph& g = e.graph_;
   // Several inputs only through run_with_inputs (the single-operator graphs of ring layers).
   if (g.inputs.empty() || g.outputs.size() != 1)
-    return unsupported_error(g.source, "subgraph", "models with one input (or more) and exactly one output (found " +
-                                                       std::to_string(g.inputs.size()) + " and " +
-                                                       std::to_string(g.outputs.size()) + ")");
+    return unsupported_error(g.source, "subgraph",
+                             "models with one input (or more) and exactly one output (found " +
+                                 std::to_string(g.inputs.size()) + " and " + std::to_string(g.outputs.size()) + ")");
   // Every activation must be produced before it is read (or be the graph input).
   std::vector<bool> ready(g.tensors.size(), false);
   for (size_t t = 0; t < g.tensors.size(); ++t) ready[t] = g.tensors[t].is_constant;
   for (int t : g.inputs) {
-    if (g.tensors[t].is_constant) return input_error(g.source, "subgraph input " + g.tensors[t].name, "an activation tensor", "constant data");
+    if (g.tensors[t].is_constant)
+      return input_error(g.source, "subgraph input " + g.tensors[t].name, "an activation tensor", "constant data");
     ready[t] = true;
   }
   for (size_t i = 0; i < g.ops.size(); ++i) {
@@ -58,13 +59,15 @@ Result<Executor> Executor::create(Graph graph) {
     ready[o] = true;
   }
   for (int t : g.outputs)
-    if (!ready[t]) return input_error(g.source, "subgraph output " + g.tensors[t].name, "a computed tensor", "never written");
+    if (!ready[t])
+      return input_error(g.source, "subgraph output " + g.tensors[t].name, "a computed tensor", "never written");
   size_t activation_bytes = 0;
   for (const auto& t : g.tensors)
     if (!t.is_constant) activation_bytes += t.bytes();
   if (activation_bytes > kMaxActivationBytes)
-    return unsupported_error(g.source, "tensors", "activations of " + std::to_string(activation_bytes) +
-                                                       " bytes in total (the host executor's limit is 1 GiB)");
+    return unsupported_error(
+        g.source, "tensors",
+        "activations of " + std::to_string(activation_bytes) + " bytes in total (the host executor's limit is 1 GiB)");
   e.buffers_.resize(g.tensors.size());
   for (size_t t = 0; t < g.tensors.size(); ++t)
     if (!g.tensors[t].is_constant) e.buffers_[t].assign(g.tensors[t].bytes(), 0);
@@ -82,8 +85,9 @@ std::span<const uint8_t> Executor::tensor_bytes(int tensor) const {
 
 Result<std::vector<uint8_t>> Executor::run(std::span<const uint8_t> input) {
   if (graph_.inputs.size() != 1)
-    return unsupported_error(graph_.source, "subgraph", "models with exactly one input for a run (found " +
-                                                            std::to_string(graph_.inputs.size()) + ")");
+    return unsupported_error(
+        graph_.source, "subgraph",
+        "models with exactly one input for a run (found " + std::to_string(graph_.inputs.size()) + ")");
   const std::span<const uint8_t> inputs[1] = {input};
   return run_with_inputs(inputs);
 }
@@ -95,8 +99,9 @@ Result<std::vector<uint8_t>> Executor::run_with_inputs(std::span<const std::span
   for (size_t k = 0; k < inputs.size(); ++k) {
     const Tensor& in_t = graph_.tensors[graph_.inputs[k]];
     if (inputs[k].size() != in_t.bytes())
-      return input_error("input", "size", std::to_string(in_t.bytes()) + " bytes (" +
-                                              std::string(element_type_name(in_t.type)) + " tensor '" + in_t.name + "')",
+      return input_error("input", "size",
+                         std::to_string(in_t.bytes()) + " bytes (" + std::string(element_type_name(in_t.type)) +
+                             " tensor '" + in_t.name + "')",
                          std::to_string(inputs[k].size()) + " bytes");
     if (!inputs[k].empty()) std::memcpy(buffers_[graph_.inputs[k]].data(), inputs[k].data(), inputs[k].size());
   }

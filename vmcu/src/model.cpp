@@ -26,10 +26,12 @@ std::string_view element_type_name(ElementType type) {
 
 size_t element_size(ElementType type) {
   switch (type) {
-    case ElementType::kFloat32: case ElementType::kInt32: return 4;
+    case ElementType::kFloat32:
+    case ElementType::kInt32: return 4;
     case ElementType::kInt64: return 8;
     case ElementType::kInt16: return 2;
-    case ElementType::kUInt8: case ElementType::kInt8: return 1;
+    case ElementType::kUInt8:
+    case ElementType::kInt8: return 1;
   }
   return 1;
 }
@@ -48,12 +50,12 @@ struct CodeName {
   const char* name;
 };
 constexpr CodeName kOtherNames[] = {
-    {2, "CONCATENATION"}, {5, "DEPTH_TO_SPACE"}, {8, "FLOOR"}, {12, "L2_POOL_2D"},
-    {14, "LOGISTIC"}, {16, "LSTM"}, {18, "MUL"}, {19, "RELU"}, {21, "RELU6"},
-    {23, "RESIZE_BILINEAR"}, {28, "TANH"}, {32, "CUSTOM"}, {36, "GATHER"}, {41, "SUB"},
-    {42, "DIV"}, {43, "SQUEEZE"}, {45, "STRIDED_SLICE"}, {49, "SPLIT"}, {53, "CAST"},
-    {54, "PRELU"}, {55, "MAXIMUM"}, {57, "MINIMUM"}, {60, "PADV2"}, {70, "SHAPE"},
-    {77, "MIRROR_PAD"}, {81, "SUM"}, {97, "HARD_SWISH"}, {117, "HARD_SWISH"},
+    {2, "CONCATENATION"}, {5, "DEPTH_TO_SPACE"}, {8, "FLOOR"},        {12, "L2_POOL_2D"}, {14, "LOGISTIC"},
+    {16, "LSTM"},         {18, "MUL"},           {19, "RELU"},        {21, "RELU6"},      {23, "RESIZE_BILINEAR"},
+    {28, "TANH"},         {32, "CUSTOM"},        {36, "GATHER"},      {41, "SUB"},        {42, "DIV"},
+    {43, "SQUEEZE"},      {45, "STRIDED_SLICE"}, {49, "SPLIT"},       {53, "CAST"},       {54, "PRELU"},
+    {55, "MAXIMUM"},      {57, "MINIMUM"},       {60, "PADV2"},       {70, "SHAPE"},      {77, "MIRROR_PAD"},
+    {81, "SUM"},          {97, "HARD_SWISH"},    {117, "HARD_SWISH"},
 };
 
 std::string supported_list() {
@@ -74,9 +76,9 @@ Result<ElementType> convert_type(int8_t raw, const std::string& source, const st
     case 7: return ElementType::kInt16;
     case 9: return ElementType::kInt8;
     default:
-      return unsupported_error(source, place,
-                               "tensor type code " + std::to_string(raw) +
-                                   " (vmcu holds float32, int32, uint8, int64, int16, int8)");
+      return unsupported_error(
+          source, place,
+          "tensor type code " + std::to_string(raw) + " (vmcu holds float32, int32, uint8, int64, int16, int8)");
   }
 }
 
@@ -91,8 +93,7 @@ Activation convert_activation(fb::ActivationFunctionType a, bool* ok) {
   }
 }
 
-Status import_options(const fb::Operator& op, Operator& out, const std::string& source,
-                      const std::string& place) {
+Status import_options(const fb::Operator& op, Operator& out, const std::string& source, const std::string& place) {
   bool act_ok = true;
   auto missing = [&](const char* table) {
     return input_error(source, place, std::string("builtin options of type ") + table,
@@ -158,11 +159,9 @@ Status import_options(const fb::Operator& op, Operator& out, const std::string& 
       if (const auto* opt = op.builtin_options_as_ReducerOptions()) o.keep_dims = opt->keep_dims();
       break;
     }
-    default:
-      break;
+    default: break;
   }
-  if (!act_ok)
-    return unsupported_error(source, place, "fused activation other than NONE/RELU/RELU_N1_TO_1/RELU6");
+  if (!act_ok) return unsupported_error(source, place, "fused activation other than NONE/RELU/RELU_N1_TO_1/RELU6");
   return Status::Ok();
 }
 
@@ -211,12 +210,14 @@ Result<Graph> parse_tflite(std::span<const uint8_t> bytes, const std::string& so
                        "the flatbuffers verifier rejected it (truncated or corrupt file)");
   const fb::Model* model = fb::GetModel(bytes.data());
   if (model->version() != 3)
-    return unsupported_error(source, "model version", "schema version " + std::to_string(model->version()) + " (expected 3)");
+    return unsupported_error(source, "model version",
+                             "schema version " + std::to_string(model->version()) + " (expected 3)");
   if (!model->subgraphs() || model->subgraphs()->size() == 0)
     return input_error(source, "subgraphs", "at least one subgraph", "none");
   if (model->subgraphs()->size() > 1)
-    return unsupported_error(source, "subgraphs",
-                             std::to_string(model->subgraphs()->size()) + " subgraphs (vmcu runs single-subgraph models)");
+    return unsupported_error(
+        source, "subgraphs",
+        std::to_string(model->subgraphs()->size()) + " subgraphs (vmcu runs single-subgraph models)");
   const fb::SubGraph* sg = model->subgraphs()->Get(0);
   const auto* buffers = model->buffers();
   const size_t num_buffers = buffers ? buffers->size() : 0;
@@ -273,8 +274,7 @@ Result<Graph> parse_tflite(std::span<const uint8_t> bytes, const std::string& so
         if (ns > 1) {
           const int qd = q->quantized_dimension();
           if (qd < 0 || qd >= static_cast<int>(out.shape.size()) || out.shape[qd] != static_cast<int32_t>(ns))
-            return input_error(source, place + " quantization",
-                               "one scale per slice of the quantized dimension",
+            return input_error(source, place + " quantization", "one scale per slice of the quantized dimension",
                                std::to_string(ns) + " scales, quantized_dimension " + std::to_string(qd));
         }
         for (float s : out.quantization.scales)
@@ -289,8 +289,8 @@ Result<Graph> parse_tflite(std::span<const uint8_t> bytes, const std::string& so
     g.tensors.push_back(std::move(out));
   }
 
-  auto check_index_list = [&](const flatbuffers::Vector<int32_t>* list, const std::string& place,
-                              bool allow_omitted, std::vector<int>& out) -> Status {
+  auto check_index_list = [&](const flatbuffers::Vector<int32_t>* list, const std::string& place, bool allow_omitted,
+                              std::vector<int>& out) -> Status {
     if (!list) return Status::Ok();
     for (int32_t idx : *list) {
       if (idx == -1 && allow_omitted) {
@@ -325,8 +325,7 @@ Result<Graph> parse_tflite(std::span<const uint8_t> bytes, const std::string& so
       std::string name = builtin_code_name(code);
       if (code == 32 && oc->custom_code()) name += " " + oc->custom_code()->str();
       return unsupported_error(source, place + " (" + name + ")",
-                               "operator " + name + " is not supported by vmcu (supported: " +
-                                   supported_list() + ")");
+                               "operator " + name + " is not supported by vmcu (supported: " + supported_list() + ")");
     }
     place += std::string(" (") + info->name + ")";
     Operator out;

@@ -23,14 +23,12 @@ Result<PlannerKind> parse_planner(std::string_view name) {
 
 namespace {
 
-bool lifetimes_intersect(const Placement& a, int first, int last) {
-  return a.first_use <= last && first <= a.last_use;
-}
+bool lifetimes_intersect(const Placement& a, int first, int last) { return a.first_use <= last && first <= a.last_use; }
 
 // Lowest offset at which [offset, offset + bytes) avoids every placed buffer alive during
 // [first, last]: walk the conflicting buffers by offset and take the first gap that fits.
-size_t lowest_fit(const std::vector<Placement>& placed, const std::vector<bool>& is_placed, size_t bytes,
-                  int first, int last) {
+size_t lowest_fit(const std::vector<Placement>& placed, const std::vector<bool>& is_placed, size_t bytes, int first,
+                  int last) {
   std::vector<const Placement*> live;
   for (size_t i = 0; i < placed.size(); ++i)
     if (is_placed[i] && placed[i].bytes > 0 && lifetimes_intersect(placed[i], first, last)) live.push_back(&placed[i]);
@@ -80,7 +78,8 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& reqs, PlannerKind k
       for (size_t i = 0; i < reqs.size(); ++i) order[i] = reqs.size() - 1 - i;
       std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return reqs[a].bytes > reqs[b].bytes; });
       for (size_t i : order) {
-        plan.placements[i].offset = lowest_fit(plan.placements, placed, reqs[i].bytes, reqs[i].first_use, reqs[i].last_use);
+        plan.placements[i].offset =
+            lowest_fit(plan.placements, placed, reqs[i].bytes, reqs[i].first_use, reqs[i].last_use);
         placed[i] = true;
       }
       break;
@@ -120,7 +119,8 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& reqs, PlannerKind k
       std::vector<size_t> order;
       for (size_t i = 0; i < reqs.size(); ++i)
         if (is_root[i]) order.push_back(i);
-      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return blocks[a].bytes > blocks[b].bytes; });
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return blocks[a].bytes > blocks[b].bytes; });
       std::vector<bool> block_placed(reqs.size(), false);
       for (size_t i : order) {
         blocks[i].offset = lowest_fit(blocks, block_placed, blocks[i].bytes, blocks[i].first_use, blocks[i].last_use);
@@ -149,10 +149,12 @@ MemoryPlan plan_memory(const std::vector<BufferRequirement>& reqs, PlannerKind k
 Status verify_plan(const std::vector<BufferRequirement>& reqs, const MemoryPlan& plan) {
   const std::string source = std::string("plan (") + std::string(planner_name(plan.planner)) + ")";
   if (plan.placements.size() < reqs.size())
-    return input_error(source, "placements", std::to_string(reqs.size()) + " or more", std::to_string(plan.placements.size()));
+    return input_error(source, "placements", std::to_string(reqs.size()) + " or more",
+                       std::to_string(plan.placements.size()));
   for (size_t i = 0; i < reqs.size(); ++i) {
     const Placement& p = plan.placements[i];
-    if (p.bytes != reqs[i].bytes || p.first_use != reqs[i].first_use || p.last_use != reqs[i].last_use || p.is_workspace)
+    if (p.bytes != reqs[i].bytes || p.first_use != reqs[i].first_use || p.last_use != reqs[i].last_use ||
+        p.is_workspace)
       return input_error(source, "placement " + std::to_string(i) + " (" + reqs[i].name + ")",
                          "the requirement's size and lifetime");
   }
@@ -186,7 +188,8 @@ Status verify_plan(const std::vector<BufferRequirement>& reqs, const MemoryPlan&
     }
   }
   if (peak != plan.peak_bytes)
-    return input_error(source, "peak_bytes", std::to_string(peak) + " (max end address)", std::to_string(plan.peak_bytes));
+    return input_error(source, "peak_bytes", std::to_string(peak) + " (max end address)",
+                       std::to_string(plan.peak_bytes));
   return Status::Ok();
 }
 
@@ -242,8 +245,7 @@ std::vector<BufferRequirement> buffer_requirements(const Graph& graph, size_t al
         if (graph.tensors[op.inputs[0]].type == ElementType::kInt8 && candidate(op.inputs[0]))
           r.inplace_partner = req_of_tensor[op.inputs[0]];
         break;
-      default:
-        break;
+      default: break;
     }
   }
   return reqs;

@@ -29,7 +29,7 @@ struct PreparedOp {
   uint32_t axis_mask = 0;
   std::vector<int32_t> scratch;
   int32_t multiplier = 0, shift = 0, in_zp = 0, out_zp = 0;  // requantize
-  float scale = 0.0f;                                         // quantize / dequantize
+  float scale = 0.0f;                                        // quantize / dequantize
   bool float_input = false;
 };
 

@@ -85,8 +85,8 @@ vmcu_softmax_params softmax_params(float input_scale, float beta) {
   return p;
 }
 
-vmcu_add_params add_params(float scale1, int32_t zp1, float scale2, int32_t zp2, float out_scale,
-                           int32_t out_zp, Activation activation) {
+vmcu_add_params add_params(float scale1, int32_t zp1, float scale2, int32_t zp2, float out_scale, int32_t out_zp,
+                           Activation activation) {
   vmcu_add_params p{};
   p.input1_offset = -zp1;
   p.input2_offset = -zp2;

@@ -114,8 +114,7 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
       if (vmcu_seg_max_pool_s8(&p.pool, &ring, bases[1], p.in, bases[0], p.out, workspace.data()) != 0)
         return Status(StatusCode::kInternal, place + ": max pooling failed");
       return Status::Ok();
-    case RingKernel::kAlias:
-      return Status::Ok();  // the output is the input's storage
+    case RingKernel::kAlias: return Status::Ok();  // the output is the input's storage
     case RingKernel::kBottleneck:
       if (vmcu_seg_bottleneck_s8(&p.bottleneck, &ring, bases[1], p.in, p.mid_c, bases[0], p.out, stage) != 0)
         return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
@@ -227,7 +226,8 @@ bool pad_folds(const Graph& g, const Liveness& live, size_t i, int32_t pad_befor
   const Tensor& out = g.tensors[padded];
   const Tensor& pads = g.tensors[pad.inputs[1]];
   if (in.shape.size() != 4 || pads.type != ElementType::kInt32 || pads.element_count() != 8) return false;
-  if (in.quantization.zero_point() != out.quantization.zero_point() || in.quantization.scale() != out.quantization.scale())
+  if (in.quantization.zero_point() != out.quantization.zero_point() ||
+      in.quantization.scale() != out.quantization.scale())
     return false;
   const auto* v = reinterpret_cast<const int32_t*>(pads.data.data());
   if (v[0] != 0 || v[1] != 0 || v[6] != 0 || v[7] != 0) return false;
@@ -268,7 +268,8 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
     if (!done) {
       if (folded) return Status(StatusCode::kInternal, "a folded PAD must precede a conv layer");
       if (layer.inputs.size() != 1)
-        return unsupported_error(g.source, g.op_place(i), "operators without a segment kernel need exactly one activation input");
+        return unsupported_error(g.source, g.op_place(i),
+                                 "operators without a segment kernel need exactly one activation input");
       layer.kernel = RingKernel::kStaged;
       PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
       layer.workspace_bytes = static_cast<size_t>(p->in_bytes) + static_cast<size_t>(p->out_bytes);
@@ -278,7 +279,6 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
   }
   return layers;
 }
-
 
 Status solve_layer(const Graph& g, LayerDraft& layer) {
   PERFMEM_ASSIGN_OR_RETURN(auto trace, trace_layer(g, layer));
@@ -325,7 +325,8 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
   size_t k = j;
   const LayerDraft* expand = nullptr;
   if (L[k].kernel == RingKernel::kPointwise) expand = &L[k++];
-  if (k + 1 >= L.size() || L[k].kernel != RingKernel::kDepthwise || L[k + 1].kernel != RingKernel::kPointwise) return false;
+  if (k + 1 >= L.size() || L[k].kernel != RingKernel::kDepthwise || L[k + 1].kernel != RingKernel::kPointwise)
+    return false;
   const LayerDraft& dw = L[k];
   const LayerDraft& project = L[k + 1];
   const int x = expand ? expand->inputs[0] : dw.inputs[0];
@@ -460,7 +461,8 @@ PlacedPlan finish_plan(RingPlan plan, std::vector<LayerDraft> drafts) {
   }
   for (RingLayer& layer : plan.layers) {
     layer.ring_offset[0] = plan.ring_offset(layer.output);
-    for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) layer.ring_offset[k + 1] = plan.ring_offset(layer.inputs[k]);
+    for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k)
+      layer.ring_offset[k + 1] = plan.ring_offset(layer.inputs[k]);
   }
   out.plan = std::move(plan);
   return out;
@@ -513,9 +515,9 @@ Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const S
       for (size_t t = 0; t < n; ++t) {
         if (!plan.placed[t] || static_cast<int>(t) == out) continue;
         const bool live_now = plan.first_layer[t] <= li && plan.last_layer[t] >= li;
-        const bool dies_here_as_input = plan.last_layer[t] == li &&
-                                        std::find(layer.inputs.begin(), layer.inputs.end(), static_cast<int>(t)) !=
-                                            layer.inputs.end();
+        const bool dies_here_as_input =
+            plan.last_layer[t] == li &&
+            std::find(layer.inputs.begin(), layer.inputs.end(), static_cast<int>(t)) != layer.inputs.end();
         if (live_now && !dies_here_as_input) out_base = std::min(out_base, plan.base[t] - bytes(out));
       }
       if (out_base == std::numeric_limits<int64_t>::max()) out_base = -bytes(out);
@@ -525,7 +527,8 @@ Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const S
     // Span of everything live while this layer runs.
     int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
     for (size_t t = 0; t < n; ++t) {
-      if (!plan.placed[t] || plan.first_layer[t] > li || plan.last_layer[t] < li || bytes(static_cast<int>(t)) == 0) continue;
+      if (!plan.placed[t] || plan.first_layer[t] > li || plan.last_layer[t] < li || bytes(static_cast<int>(t)) == 0)
+        continue;
       lo = std::min(lo, plan.base[t]);
       hi = std::max(hi, plan.base[t] + bytes(static_cast<int>(t)));
     }
@@ -559,7 +562,8 @@ Result<PlacedPlan> tensor_level_plan(const Graph& g) {
     plan.last_layer[t] = live.last_use[t];
   }
   for (int t : g.outputs) plan.last_layer[t] = past_end;
-  for (const BufferRequirement& r : reqs) plan.base[r.tensor] = static_cast<int64_t>(arena.placements[&r - reqs.data()].offset);
+  for (const BufferRequirement& r : reqs)
+    plan.base[r.tensor] = static_cast<int64_t>(arena.placements[&r - reqs.data()].offset);
   std::vector<LayerDraft> drafts;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Operator& op = g.ops[i];
@@ -630,8 +634,8 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
                            s.graph->source + ": layer " + std::to_string(s.layer) + " (" +
                                s.graph->op_place(static_cast<size_t>(l.ops.back())) + ") reads byte " +
                                std::to_string(offset + j) + " of '" + s.graph->tensors[tensor].name +
-                               "' at ring offset " + std::to_string(pos) + ", which holds " + s.tensor_name(s.owner[pos]) +
-                               ": the plan overwrote it before its last read");
+                               "' at ring offset " + std::to_string(pos) + ", which holds " +
+                               s.tensor_name(s.owner[pos]) + ": the plan overwrote it before its last read");
       }
     }
   }
@@ -660,7 +664,8 @@ Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& opt
     }
     return list;
   };
-  auto cost = [&](const std::vector<const FusionCandidate*>& fused, const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
+  auto cost = [&](const std::vector<const FusionCandidate*>& fused,
+                  const FusionCandidate& block) -> Result<std::pair<size_t, size_t>> {
     PERFMEM_ASSIGN_OR_RETURN(auto placed, place(g, compose(fused)));
     const RingPlan& plan = placed.plan;
     size_t local = 0;
@@ -719,18 +724,21 @@ Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options) {
   return model.plan();
 }
 
-Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes, const RingPlanOptions& options) {
+Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
+                                                         const RingPlanOptions& options) {
   return RingModel::create_impl(std::move(graph), options, layer, bytes);
 }
 
-Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes) {
+Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer,
+                                         int64_t shrink_bytes) {
   RingModel m;
   PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
   m.impl_->reference = std::make_unique<Executor>(std::move(reference));
   m.impl_->graph = std::move(graph);
   const Graph& g = m.impl_->graph;
   if (g.inputs.size() != 1)
-    return unsupported_error(g.source, "subgraph", "models with exactly one input (found " + std::to_string(g.inputs.size()) + ")");
+    return unsupported_error(g.source, "subgraph",
+                             "models with exactly one input (found " + std::to_string(g.inputs.size()) + ")");
   for (const Tensor& t : g.tensors)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
@@ -773,11 +781,13 @@ Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& opt
   return m;
 }
 
-Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, bool shadow_on, RingVerifyReport* report) {
+Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, bool shadow_on,
+                                                RingVerifyReport* report) {
   const Graph& g = impl_->graph;
   const int in_t = g.inputs[0];
   if (input.size() != g.tensors[in_t].bytes())
-    return input_error("input", "size", std::to_string(g.tensors[in_t].bytes()) + " bytes (tensor '" + g.tensors[in_t].name + "')",
+    return input_error("input", "size",
+                       std::to_string(g.tensors[in_t].bytes()) + " bytes (tensor '" + g.tensors[in_t].name + "')",
                        std::to_string(input.size()) + " bytes");
   std::vector<int8_t>& ring = impl_->ring;
   std::fill(ring.begin(), ring.end(), 0);
@@ -804,7 +814,8 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       shadow.operand_tensor[2] = layer.inputs.size() < 2 ? -1 : layer.inputs[1];
       std::copy(bases, bases + 3, shadow.bases);
     }
-    PERFMEM_RETURN_IF_ERROR(run_layer(g, layer, *impl_->params[static_cast<size_t>(layer.params_index)], r, bases, impl_->workspace));
+    PERFMEM_RETURN_IF_ERROR(
+        run_layer(g, layer, *impl_->params[static_cast<size_t>(layer.params_index)], r, bases, impl_->workspace));
     if (!shadow_on) continue;
     if (!shadow.failure.ok()) return shadow.failure;
     const size_t cap = ring.size();
@@ -813,8 +824,8 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       for (size_t j = 0; j < g.tensors[src].bytes(); ++j) {
         int32_t& o = shadow.owner[(static_cast<size_t>(bases[1]) + j) % cap];
         if (o != src)
-          return Status(StatusCode::kInternal, g.source + ": layer " + std::to_string(l) + " aliases '" + g.tensors[src].name +
-                                                   "' but its bytes were overwritten");
+          return Status(StatusCode::kInternal, g.source + ": layer " + std::to_string(l) + " aliases '" +
+                                                   g.tensors[src].name + "' but its bytes were overwritten");
         o = layer.output;
       }
     }
@@ -837,10 +848,12 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       for (size_t j = 0; j < g.tensors[t].bytes(); ++j)
         if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != t)
           return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[t].name +
-                                                   "' was overwritten after it was computed (byte " + std::to_string(j) + ")");
+                                                   "' was overwritten after it was computed (byte " +
+                                                   std::to_string(j) + ")");
     }
   }
-  vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()), reinterpret_cast<int8_t*>(out.data()));
+  vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()),
+                 reinterpret_cast<int8_t*>(out.data()));
   if (report) {
     report->ring_bytes = ring.size();
     report->checked_reads = shadow.reads;
@@ -858,8 +871,9 @@ Result<RingVerifyReport> RingModel::verify(std::span<const uint8_t> input) {
   if (out != expected) {
     size_t j = 0;
     while (j < out.size() && out[j] == expected[j]) ++j;
-    return Status(StatusCode::kInternal, impl_->graph.source + ": ring output differs from the reference executor at byte " +
-                                             std::to_string(j));
+    return Status(
+        StatusCode::kInternal,
+        impl_->graph.source + ": ring output differs from the reference executor at byte " + std::to_string(j));
   }
   report.bit_exact = true;
   return report;

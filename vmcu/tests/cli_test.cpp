@@ -61,7 +61,7 @@ TEST(vmcuCli, FailedWriteToStdoutExitsOne) {
   std::ofstream(spec) << R"({"input":[1,8,8,4],"layers":[{"type":"conv","out_channels":8}]})";
   ASSERT_EQ(run_command(cli() + " build-model " + spec + " -o " + model).exit_code, 0);
   for (const std::string& args : {" inspect " + model + " --json", " plan " + model + " --planner greedy",
-                                 " plan " + model + " --planner vmcu"}) {
+                                  " plan " + model + " --planner vmcu"}) {
     auto r = run_command("(" + cli() + args + " > /dev/full)");  // stderr still reaches the test
     EXPECT_EQ(r.exit_code, 1) << args << ": " << r.output;
     EXPECT_NE(r.output.find("standard output"), std::string::npos) << r.output;
@@ -130,8 +130,8 @@ TEST_F(CliModel, PlanReportsPeakPerPlannerAndDrawsSvg) {
     for (const auto& op : j["ops"]) max_live = std::max(max_live, op["live_bytes"].get<size_t>());
     EXPECT_LE(max_live, peaks[k - 1]);
   }
-  EXPECT_GT(peaks[0], peaks[1]);   // naive > greedy
-  EXPECT_LE(peaks[2], peaks[1]);   // in-place never hurts here
+  EXPECT_GT(peaks[0], peaks[1]);  // naive > greedy
+  EXPECT_LE(peaks[2], peaks[1]);  // in-place never hurts here
   const auto svg = temp_dir() / "plan.svg";
   auto r = run_command(cli() + " plan " + model_ + " --planner greedy --svg " + svg.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -150,7 +150,8 @@ TEST(vmcuCliErrors, BadFilesGiveErrorsNotCrashes) {
   r = run_command(cli() + " inspect " + (temp_dir() / "missing.tflite").string());
   EXPECT_EQ(r.exit_code, 1);
   const auto spec = temp_dir() / "bad.json";
-  std::ofstream(spec) << R"({"input":[1,4,4,2],"layers":[{"type":"conv","kernel":9,"out_channels":2,"padding":"valid"}]})";
+  std::ofstream(spec)
+      << R"({"input":[1,4,4,2],"layers":[{"type":"conv","kernel":9,"out_channels":2,"padding":"valid"}]})";
   r = run_command(cli() + " build-model " + spec.string() + " -o " + (temp_dir() / "bad.tflite").string());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("layers[0].kernel"), std::string::npos) << r.output;

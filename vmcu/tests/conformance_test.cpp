@@ -100,29 +100,57 @@ INSTANTIATE_TEST_SUITE_P(
     Vmcu, BuiltModels,
     ::testing::Values(
         BuiltCase{"pointwise_80x16x16", R"({"input":[1,80,80,16],"layers":[{"type":"pointwise","out_channels":16}]})"},
-        BuiltCase{"pointwise_6x64x128", R"({"seed":2,"input":[1,6,6,64],"layers":[{"type":"pointwise","out_channels":128,"activation":"relu6"}]})"},
-        BuiltCase{"depthwise_s2_same_odd", R"({"input":[1,15,15,8],"layers":[{"type":"depthwise","kernel":3,"stride":2,"padding":"same"}]})"},
-        BuiltCase{"depthwise_mult3_valid", R"({"input":[1,9,7,4],"layers":[{"type":"depthwise","kernel":5,"depth_multiplier":3,"padding":"valid","activation":"relu"}]})"},
-        BuiltCase{"conv5x5_s2_same", R"({"input":[1,13,13,5],"layers":[{"type":"conv","kernel":5,"out_channels":7,"stride":2,"padding":"same"}]})"},
-        BuiltCase{"conv3x3_valid_1x1_out", R"({"input":[1,3,3,8],"layers":[{"type":"conv","kernel":3,"out_channels":4,"padding":"valid"}]})"},
-        BuiltCase{"fc_batch4", R"({"input":[4,40],"layers":[{"type":"fully_connected","units":12,"activation":"relu"},{"type":"fully_connected","units":5},{"type":"softmax"}]})"},
-        BuiltCase{"bottleneck_residual", R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})"},
-        BuiltCase{"bottleneck_k7_s2", R"({"input":[1,10,10,24],"layers":[{"type":"bottleneck","mid_channels":120,"out_channels":40,"kernel":7,"stride":2}]})"},
-        BuiltCase{"pools_and_head", R"({"input":[1,11,11,8],"layers":[{"type":"maxpool","kernel":3,"stride":2,"padding":"same"},{"type":"avgpool","kernel":2,"stride":1,"padding":"valid"},{"type":"global_avgpool"},{"type":"fully_connected","units":3},{"type":"softmax"}]})"},
-        BuiltCase{"mean_keep_dims_integer_path", R"({"seed":3,"input":[1,7,5,12],"layers":[{"type":"conv","kernel":3,"out_channels":16},{"type":"mean","keep_dims":true},{"type":"fully_connected","units":4}]})"},
+        BuiltCase{
+            "pointwise_6x64x128",
+            R"({"seed":2,"input":[1,6,6,64],"layers":[{"type":"pointwise","out_channels":128,"activation":"relu6"}]})"},
+        BuiltCase{"depthwise_s2_same_odd",
+                  R"({"input":[1,15,15,8],"layers":[{"type":"depthwise","kernel":3,"stride":2,"padding":"same"}]})"},
+        BuiltCase{
+            "depthwise_mult3_valid",
+            R"({"input":[1,9,7,4],"layers":[{"type":"depthwise","kernel":5,"depth_multiplier":3,"padding":"valid","activation":"relu"}]})"},
+        BuiltCase{
+            "conv5x5_s2_same",
+            R"({"input":[1,13,13,5],"layers":[{"type":"conv","kernel":5,"out_channels":7,"stride":2,"padding":"same"}]})"},
+        BuiltCase{"conv3x3_valid_1x1_out",
+                  R"({"input":[1,3,3,8],"layers":[{"type":"conv","kernel":3,"out_channels":4,"padding":"valid"}]})"},
+        BuiltCase{
+            "fc_batch4",
+            R"({"input":[4,40],"layers":[{"type":"fully_connected","units":12,"activation":"relu"},{"type":"fully_connected","units":5},{"type":"softmax"}]})"},
+        BuiltCase{
+            "bottleneck_residual",
+            R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})"},
+        BuiltCase{
+            "bottleneck_k7_s2",
+            R"({"input":[1,10,10,24],"layers":[{"type":"bottleneck","mid_channels":120,"out_channels":40,"kernel":7,"stride":2}]})"},
+        BuiltCase{
+            "pools_and_head",
+            R"({"input":[1,11,11,8],"layers":[{"type":"maxpool","kernel":3,"stride":2,"padding":"same"},{"type":"avgpool","kernel":2,"stride":1,"padding":"valid"},{"type":"global_avgpool"},{"type":"fully_connected","units":3},{"type":"softmax"}]})"},
+        BuiltCase{
+            "mean_keep_dims_integer_path",
+            R"({"seed":3,"input":[1,7,5,12],"layers":[{"type":"conv","kernel":3,"out_channels":16},{"type":"mean","keep_dims":true},{"type":"fully_connected","units":4}]})"},
         // MEAN keep_dims over windows whose H*W is not a power of two (one integer path in
         // TFLite 2.14: 1/count folded into the multiplier), read directly as the output.
-        BuiltCase{"mean_keep_dims_3x3", R"({"seed":3,"input":[1,3,3,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
-        BuiltCase{"mean_keep_dims_5x5", R"({"seed":3,"input":[1,5,5,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
-        BuiltCase{"mean_keep_dims_7x7", R"({"seed":3,"input":[1,7,7,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
-        BuiltCase{"mean_keep_dims_6x10", R"({"seed":3,"input":[1,6,10,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{
+            "mean_keep_dims_3x3",
+            R"({"seed":3,"input":[1,3,3,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{
+            "mean_keep_dims_5x5",
+            R"({"seed":3,"input":[1,5,5,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{
+            "mean_keep_dims_7x7",
+            R"({"seed":3,"input":[1,7,7,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
+        BuiltCase{
+            "mean_keep_dims_6x10",
+            R"({"seed":3,"input":[1,6,10,16],"layers":[{"type":"conv","kernel":3,"out_channels":32},{"type":"mean","keep_dims":true}]})"},
         // Softmax over 10, 512 and 1000 classes with near-equal logits (sums of exponentials
         // at and above 512).
         BuiltCase{"softmax_10_classes", R"({"input":[2,10],"layers":[{"type":"softmax"}]})", 2},
         BuiltCase{"softmax_512_classes", R"({"input":[2,512],"layers":[{"type":"softmax"}]})", 2},
         BuiltCase{"softmax_1000_classes", R"({"input":[2,1000],"layers":[{"type":"softmax"}]})", 2},
         BuiltCase{"softmax_1000_classes_spread", R"({"input":[2,1000],"layers":[{"type":"softmax"}]})"},
-        BuiltCase{"mean_flat_float_path", R"({"seed":4,"input":[1,6,6,8],"layers":[{"type":"depthwise","kernel":3},{"type":"mean","keep_dims":false},{"type":"softmax"}]})"},
+        BuiltCase{
+            "mean_flat_float_path",
+            R"({"seed":4,"input":[1,6,6,8],"layers":[{"type":"depthwise","kernel":3},{"type":"mean","keep_dims":false},{"type":"softmax"}]})"},
         BuiltCase{"mobilenetv2_035_96", R"({"mobilenetv2":{"width":0.35,"resolution":96,"classes":10},"seed":7})"}),
     [](const auto& info) { return std::string(info.param.name); });
 

@@ -155,7 +155,21 @@ std::vector<int8_t> pattern(int n, int seed) {
 
 TEST(VmcuKernels, ConvHandComputed1x1) {
   // in (zp -128): [-128, -126] -> real offsets 0, 2; weights [3, -1]; bias 10; M = 0.5.
-  ConvCase c{{1, 1, 1, 2}, {1, 1, 1, 2}, {1, 1, 1, 1}, {-128, -126}, {3, -1}, {10}, 1.0f, 1.0f, {0.5f}, -128, 127, 1, 0, false, 1};
+  ConvCase c{{1, 1, 1, 2},
+             {1, 1, 1, 2},
+             {1, 1, 1, 1},
+             {-128, -126},
+             {3, -1},
+             {10},
+             1.0f,
+             1.0f,
+             {0.5f},
+             -128,
+             127,
+             1,
+             0,
+             false,
+             1};
   auto out = run_conv(c);
   // acc = 0*3 + 2*(-1) + 10 = 8 -> 8*0.5 = 4 -> + 127 saturates to 127.
   EXPECT_EQ(out[0], 127);
@@ -293,7 +307,7 @@ TEST(VmcuKernels, QuantizeDequantizeMeanPadTranspose) {
   int32_t scratch[2];
   const auto mean_q = vm::mean_multiplier(1.0, 3);
   vmcu_mean_s8({1, 1, 2, 3}, m.data(), 1u << 3, scratch, 0, mean_q.multiplier, mean_q.shift, 0, mo.data());
-  EXPECT_EQ(mo, (std::vector<int8_t>{2, -2}));  // 7/3 -> 2, -7/3 -> -2
+  EXPECT_EQ(mo, (std::vector<int8_t>{2, -2}));            // 7/3 -> 2, -7/3 -> -2
   std::vector<int8_t> tin = {1, 2, 3, 4, 5, 6}, tout(6);  // 1x1x2x3 -> perm (0,1,3,2) -> 1x1x3x2
   const int32_t perm[4] = {0, 1, 3, 2};
   vmcu_transpose_s8({1, 1, 2, 3}, tin.data(), perm, tout.data());
@@ -304,7 +318,8 @@ TEST(VmcuKernels, PadFillsWithTheValue) {
   std::vector<int8_t> in = {1, 2, 3, 4}, out(4 * 4);  // 1x2x2x1 padded by 1 on h and w
   const int32_t before[4] = {0, 1, 1, 0}, after[4] = {0, 1, 1, 0};
   vmcu_pad_s8({1, 2, 2, 1}, in.data(), before, after, -128, out.data());
-  EXPECT_EQ(out, (std::vector<int8_t>{-128, -128, -128, -128, -128, 1, 2, -128, -128, 3, 4, -128, -128, -128, -128, -128}));
+  EXPECT_EQ(out,
+            (std::vector<int8_t>{-128, -128, -128, -128, -128, 1, 2, -128, -128, 3, 4, -128, -128, -128, -128, -128}));
 }
 
 TEST(VmcuQuantization, ActivationRanges) {

@@ -88,9 +88,7 @@ TEST(VmcuModel, TruncatedFilesAreRejected) {
     std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<long>(len));
     auto g = vm::parse_tflite(cut, "cut.tflite");
     EXPECT_FALSE(g.ok()) << "length " << len;
-    if (!g.ok()) {
-      EXPECT_NE(g.status().message().find("cut.tflite"), std::string::npos);
-    }
+    if (!g.ok()) { EXPECT_NE(g.status().message().find("cut.tflite"), std::string::npos); }
   }
 }
 
@@ -174,20 +172,22 @@ std::vector<uint8_t> operators_model(const std::vector<int>& codes) {
                                             fbb.CreateVector(std::vector<int64_t>{0}));
   std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
   for (const char* name : {"a", "b", "c"})
-    tensors.push_back(fb::CreateTensor(fbb, fbb.CreateVector(std::vector<int32_t>{1, 4}), 9, 0, fbb.CreateString(name), q));
+    tensors.push_back(
+        fb::CreateTensor(fbb, fbb.CreateVector(std::vector<int32_t>{1, 4}), 9, 0, fbb.CreateString(name), q));
   std::vector<flatbuffers::Offset<fb::Operator>> ops;
   std::vector<flatbuffers::Offset<fb::OperatorCode>> opcodes;
   for (size_t k = 0; k < codes.size(); ++k) {
     const bool even = k % 2 == 0;
-    ops.push_back(fb::CreateOperator(fbb, static_cast<uint32_t>(k), fbb.CreateVector(std::vector<int32_t>{even ? 0 : 2, 1}),
+    ops.push_back(fb::CreateOperator(fbb, static_cast<uint32_t>(k),
+                                     fbb.CreateVector(std::vector<int32_t>{even ? 0 : 2, 1}),
                                      fbb.CreateVector(std::vector<int32_t>{even ? 2 : 0})));
     opcodes.push_back(fb::CreateOperatorCode(fbb, static_cast<int8_t>(std::min(codes[k], 127)), 0, 1, codes[k]));
   }
   auto sg = fb::CreateSubGraph(fbb, fbb.CreateVector(tensors), fbb.CreateVector(std::vector<int32_t>{0, 1}),
                                fbb.CreateVector(std::vector<int32_t>{2}), fbb.CreateVector(ops));
   std::vector<flatbuffers::Offset<fb::SubGraph>> sgs{sg};
-  fb::FinishModelBuffer(fbb, fb::CreateModel(fbb, 3, fbb.CreateVector(opcodes), fbb.CreateVector(sgs), 0,
-                                             fbb.CreateVector(buffers)));
+  fb::FinishModelBuffer(
+      fbb, fb::CreateModel(fbb, 3, fbb.CreateVector(opcodes), fbb.CreateVector(sgs), 0, fbb.CreateVector(buffers)));
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
 
@@ -221,11 +221,9 @@ TEST(VmcuOperatorTable, CoversEveryOpKindTheReaderAccepts) {
   for (int code = 0; code < 160; ++code) {
     auto g = vm::parse_tflite(operators_model({code}), "one.tflite");
     const bool refused = !g.ok() && g.status().message().find("not supported by vmcu") != std::string::npos;
-    EXPECT_EQ(refused, registered.count(code) == 0) << "builtin " << code << ": "
-                                                    << (g.ok() ? std::string("loaded") : g.status().to_string());
-    if (g.ok()) {
-      EXPECT_EQ(vm::builtin_code(g->ops[0].kind), code);
-    }
+    EXPECT_EQ(refused, registered.count(code) == 0)
+        << "builtin " << code << ": " << (g.ok() ? std::string("loaded") : g.status().to_string());
+    if (g.ok()) { EXPECT_EQ(vm::builtin_code(g->ops[0].kind), code); }
   }
 }
 
@@ -294,7 +292,9 @@ TEST(VmcuBuilder, SpecErrorsNameThePlace) {
   auto r = vm::build_model_from_json(R"({"input":[1,8,8,4],"layers":[{"type":"conv","kernel":3}]})", "s.json");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("layers[0].out_channels"), std::string::npos) << r.status().to_string();
-  r = vm::build_model_from_json(R"({"input":[1,8,8,4],"layers":[{"type":"bottleneck","mid_channels":8,"out_channels":5,"residual":true}]})", "s.json");
+  r = vm::build_model_from_json(
+      R"({"input":[1,8,8,4],"layers":[{"type":"bottleneck","mid_channels":8,"out_channels":5,"residual":true}]})",
+      "s.json");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("layers[0].residual"), std::string::npos) << r.status().to_string();
   r = vm::build_model_from_json(R"({"input":[1,8,8,4],"layers":[{"type":"warp"}]})", "s.json");

@@ -39,8 +39,11 @@ TEST(VmcuPlanner, GreedyReusesDeadSpaceLargestFirst) {
 TEST(VmcuPlanner, GreedyFillsTheFirstGapThatFits) {
   // x [0,10) and z [30,40) live throughout; y (20 bytes) fits in the gap [10,30) only if x,z
   // are placed first (they are larger).
-  std::vector<BufferRequirement> reqs = {{"x", 30, 0, 3, -1, 0}, {"y", 20, 1, 2, -1, 0}, {"z", 25, 0, 3, -1, 0},
-                                         {"w", 40, 0, 0, -1, 0}, {"v", 40, 3, 3, -1, 0}};
+  std::vector<BufferRequirement> reqs = {{"x", 30, 0, 3, -1, 0},
+                                         {"y", 20, 1, 2, -1, 0},
+                                         {"z", 25, 0, 3, -1, 0},
+                                         {"w", 40, 0, 0, -1, 0},
+                                         {"v", 40, 3, 3, -1, 0}};
   auto plan = vm::plan_memory(reqs, PlannerKind::kGreedy);
   EXPECT_TRUE(vm::verify_plan(reqs, plan).ok());
   // w(40)@0, v(40)@0, x(30)@40, z(25)@70, y(20) lives 1..2 where w,v are dead -> @0.
@@ -51,7 +54,8 @@ TEST(VmcuPlanner, GreedyFillsTheFirstGapThatFits) {
 // TFLite Micro fills its sort array from the tail and bubble-sorts it (stable): buffers of
 // equal size are placed last-added first.
 TEST(VmcuPlanner, GreedyPlacesEqualSizesLastAddedFirstAsTfliteMicro) {
-  std::vector<BufferRequirement> reqs = {{"first", 64, 0, 1, -1, 0}, {"second", 64, 1, 2, -1, 0}, {"small", 16, 0, 2, -1, 0}};
+  std::vector<BufferRequirement> reqs = {
+      {"first", 64, 0, 1, -1, 0}, {"second", 64, 1, 2, -1, 0}, {"small", 16, 0, 2, -1, 0}};
   auto plan = vm::plan_memory(reqs, PlannerKind::kGreedy);
   ASSERT_TRUE(vm::verify_plan(reqs, plan).ok());
   EXPECT_EQ(plan.placements[1].offset, 0u);
@@ -63,7 +67,8 @@ TEST(VmcuPlanner, GreedyPlacesEqualSizesLastAddedFirstAsTfliteMicro) {
 // What TFLite Micro's allocator feeds its planner: 16-byte aligned sizes, activations only.
 TEST(VmcuPlanner, GreedyRequirementsAreTfliteMicrosArenaBuffers) {
   auto bytes = vm::build_model_from_json(R"({"input":[1,3,3,3],"layers":[{"type":"conv","kernel":3,"out_channels":5},
-      {"type":"global_avgpool"},{"type":"fully_connected","units":3}]})", "aligned");
+      {"type":"global_avgpool"},{"type":"fully_connected","units":3}]})",
+                                         "aligned");
   ASSERT_TRUE(bytes.ok());
   auto g = vm::parse_tflite(*bytes, "aligned");
   ASSERT_TRUE(g.ok());
@@ -82,7 +87,8 @@ TEST(VmcuPlanner, GreedyRequirementsAreTfliteMicrosArenaBuffers) {
 }
 
 TEST(VmcuPlanner, TinyEngineComputesDepthwiseInPlace) {
-  std::vector<BufferRequirement> reqs = {{"in", 1000, 0, 1, -1, 0}, {"dw", 1000, 1, 2, 0, 100}, {"out", 500, 2, 2, -1, 0}};
+  std::vector<BufferRequirement> reqs = {
+      {"in", 1000, 0, 1, -1, 0}, {"dw", 1000, 1, 2, 0, 100}, {"out", 500, 2, 2, -1, 0}};
   auto te = vm::plan_memory(reqs, PlannerKind::kTinyEngine);
   ASSERT_TRUE(vm::verify_plan(reqs, te).ok()) << vm::verify_plan(reqs, te).to_string();
   EXPECT_EQ(te.placements[1].offset, te.placements[0].offset);
@@ -129,19 +135,20 @@ TEST(VmcuPlanner, InPlacePartnersOnlyWhereLegal) {
       {"type":"depthwise","kernel":3},
       {"type":"depthwise","kernel":3,"depth_multiplier":2},
       {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3,"residual":true},
-      {"type":"depthwise","kernel":3}]})", "inplace");
+      {"type":"depthwise","kernel":3}]})",
+                                         "inplace");
   ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
   auto g = vm::parse_tflite(*bytes, "inplace");
   ASSERT_TRUE(g.ok());
   const auto reqs = vm::buffer_requirements(*g);
   // Requirements follow tensor order among activations: input, dw1, dw2, expand, dw3, project, add, dw4.
   ASSERT_EQ(reqs.size(), 8u);
-  EXPECT_EQ(reqs[1].inplace_partner, 0);   // same channels, input dies at op 0
+  EXPECT_EQ(reqs[1].inplace_partner, 0);            // same channels, input dies at op 0
   EXPECT_EQ(reqs[1].inplace_workspace_bytes, 64u);  // one 8x8 channel
-  EXPECT_EQ(reqs[2].inplace_partner, -1);  // depth multiplier 2: output has more channels
-  EXPECT_EQ(reqs[4].inplace_partner, 3);   // block depthwise over its expand output
-  EXPECT_EQ(reqs[6].inplace_partner, 2);   // ADD over its first dying input (the block input)
-  EXPECT_EQ(reqs[7].inplace_partner, 6);   // the last depthwise over the dying ADD output
+  EXPECT_EQ(reqs[2].inplace_partner, -1);           // depth multiplier 2: output has more channels
+  EXPECT_EQ(reqs[4].inplace_partner, 3);            // block depthwise over its expand output
+  EXPECT_EQ(reqs[6].inplace_partner, 2);            // ADD over its first dying input (the block input)
+  EXPECT_EQ(reqs[7].inplace_partner, 6);            // the last depthwise over the dying ADD output
   for (auto kind : {PlannerKind::kNaive, PlannerKind::kGreedy, PlannerKind::kTinyEngine}) {
     auto plan = vm::plan_memory(reqs, kind);
     EXPECT_TRUE(vm::verify_plan(reqs, plan).ok()) << vm::planner_name(kind);
@@ -183,7 +190,8 @@ TEST(VmcuPlanner, RealModelPlansVerifyAndPeaksDoNotRegress) {
     const auto reqs = vm::planner_requirements(*g, PlannerKind::kGreedy);
     auto greedy = vm::plan_memory(reqs, PlannerKind::kGreedy);
     size_t bound = 0;
-    for (size_t b : vm::live_bytes_per_step(vm::plan_memory(reqs, PlannerKind::kNaive), static_cast<int>(g->ops.size())))
+    for (size_t b :
+         vm::live_bytes_per_step(vm::plan_memory(reqs, PlannerKind::kNaive), static_cast<int>(g->ops.size())))
       bound = std::max(bound, b);
     EXPECT_GE(greedy.peak_bytes, bound);
     ++checked;

@@ -56,7 +56,8 @@ TEST_F(RingCli, PlanIsSmallerThanGreedyAndDrawsTheRing) {
   EXPECT_EQ(j["placement"], "segment");
   const size_t peak = j["peak_bytes"].get<size_t>();
   EXPECT_EQ(peak, j["ring_bytes"].get<size_t>() + j["workspace_bytes"].get<size_t>());
-  for (const auto& layer : j["layers"]) EXPECT_LE(layer["ring_in_use_bytes"].get<size_t>(), j["ring_bytes"].get<size_t>());
+  for (const auto& layer : j["layers"])
+    EXPECT_LE(layer["ring_in_use_bytes"].get<size_t>(), j["ring_bytes"].get<size_t>());
   auto g = run_command(cli() + " plan " + model_ + " --planner greedy --json 2>/dev/null");
   ASSERT_EQ(g.exit_code, 0);
   EXPECT_LT(peak, perfmem::Json::parse(g.output)["peak_bytes"].get<size_t>());
@@ -103,7 +104,9 @@ TEST(RingCliPlacement, TensorLevelWhereTheRingWouldBeLarger) {
   const auto in = temp_dir() / "tensor_level.in";
   write_file(in, random_input_bytes(200, 3));
   const auto a = temp_dir() / "tensor_level.ring.out", b = temp_dir() / "tensor_level.ref.out";
-  ASSERT_EQ(run_command(cli() + " run " + model + " --planner vmcu --input " + in.string() + " --output " + a.string()).exit_code, 0);
+  ASSERT_EQ(run_command(cli() + " run " + model + " --planner vmcu --input " + in.string() + " --output " + a.string())
+                .exit_code,
+            0);
   ASSERT_EQ(run_command(cli() + " run " + model + " --input " + in.string() + " --output " + b.string()).exit_code, 0);
   EXPECT_EQ(read_file(a), read_file(b));
   EXPECT_EQ(read_file(a).size(), 200u);

@@ -37,7 +37,8 @@ struct RingFixture {
   int32_t in_base = 0, in2_base = 0, out_base = 0;
   std::vector<vm::RingAccess> trace;
 
-  RingFixture(const std::vector<int8_t>& in, size_t out_bytes, std::mt19937& rng, const std::vector<int8_t>* in2 = nullptr) {
+  RingFixture(const std::vector<int8_t>& in, size_t out_bytes, std::mt19937& rng,
+              const std::vector<int8_t>* in2 = nullptr) {
     const size_t in2_bytes = in2 ? in2->size() : 0;
     const size_t cap = in.size() + in2_bytes + out_bytes + std::uniform_int_distribution<size_t>(0, 7)(rng);
     pool = random_s8(cap, rng);  // garbage everywhere the kernel must not read
@@ -77,8 +78,10 @@ struct ConvSetup {
 ConvSetup make_conv(const ConvCase& c, bool depthwise, std::mt19937& rng) {
   ConvSetup s;
   const int out_c = depthwise ? c.cin * c.depth_multiplier : c.cout;
-  const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, c.dilation);
-  const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, c.dilation);
+  const auto ph =
+      vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, c.dilation);
+  const auto pw =
+      vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, c.dilation);
   s.is = {1, c.h, c.w, c.cin};
   s.fs = depthwise ? vmcu_shape4{1, c.k, c.k, out_c} : vmcu_shape4{out_c, c.k, c.k, c.cin};
   s.os = {1, ph.out, pw.out, out_c};
@@ -102,10 +105,10 @@ ConvSetup make_conv(const ConvCase& c, bool depthwise, std::mt19937& rng) {
 }
 
 const std::vector<ConvCase> kConvCases = {
-    {5, 5, 3, 3, 3, 1, 1, true, 1},   {7, 6, 4, 9, 3, 1, 1, true, 1},  {7, 6, 9, 4, 3, 1, 1, true, 2},
-    {9, 9, 5, 5, 3, 2, 1, true, 1},   {10, 8, 8, 16, 3, 2, 1, true, 1}, {11, 11, 3, 6, 5, 2, 1, false, 3},
-    {6, 6, 4, 4, 1, 1, 1, false, 1},  {3, 3, 8, 4, 5, 1, 1, true, 1},   {2, 3, 6, 2, 7, 2, 1, true, 1},
-    {8, 8, 3, 5, 3, 1, 2, true, 1},   {13, 5, 7, 3, 3, 3, 1, false, 1}, {4, 4, 16, 16, 4, 2, 1, true, 1},
+    {5, 5, 3, 3, 3, 1, 1, true, 1},  {7, 6, 4, 9, 3, 1, 1, true, 1},   {7, 6, 9, 4, 3, 1, 1, true, 2},
+    {9, 9, 5, 5, 3, 2, 1, true, 1},  {10, 8, 8, 16, 3, 2, 1, true, 1}, {11, 11, 3, 6, 5, 2, 1, false, 3},
+    {6, 6, 4, 4, 1, 1, 1, false, 1}, {3, 3, 8, 4, 5, 1, 1, true, 1},   {2, 3, 6, 2, 7, 2, 1, true, 1},
+    {8, 8, 3, 5, 3, 1, 2, true, 1},  {13, 5, 7, 3, 3, 3, 1, false, 1}, {4, 4, 16, 16, 4, 2, 1, true, 1},
 };
 
 TEST(RingKernels, ConvIsBitExactWithTheReference) {
@@ -156,7 +159,8 @@ TEST(RingKernels, DepthwiseIsBitExactWithTheReference) {
 
 TEST(RingKernels, PointwiseIsBitExactWithTheReference) {
   std::mt19937 rng(13);
-  for (auto [h, w, cin, cout] : std::vector<std::array<int, 4>>{{5, 7, 3, 8}, {4, 4, 16, 16}, {3, 9, 24, 5}, {1, 1, 1, 1}, {6, 2, 7, 7}}) {
+  for (auto [h, w, cin, cout] :
+       std::vector<std::array<int, 4>>{{5, 7, 3, 8}, {4, 4, 16, 16}, {3, 9, 24, 5}, {1, 1, 1, 1}, {6, 2, 7, 7}}) {
     for (int trial = 0; trial < 4; ++trial) {
       ConvSetup s = make_conv({h, w, cin, cout, 1, 1, 1, false, 1}, false, rng);
       const size_t out_bytes = static_cast<size_t>(vmcu_shape4_size(s.os));
@@ -173,19 +177,26 @@ TEST(RingKernels, PointwiseIsBitExactWithTheReference) {
 
 TEST(RingKernels, FullyConnectedIsBitExactWithTheReference) {
   std::mt19937 rng(14);
-  for (auto [batches, in_depth, out_depth] : std::vector<std::array<int, 3>>{{1, 640, 128}, {1, 8, 128}, {3, 5, 7}, {2, 17, 1}, {4, 1, 9}}) {
+  for (auto [batches, in_depth, out_depth] :
+       std::vector<std::array<int, 3>>{{1, 640, 128}, {1, 8, 128}, {3, 5, 7}, {2, 17, 1}, {4, 1, 9}}) {
     for (int trial = 0; trial < 4; ++trial) {
-      vmcu_fc_params p{std::uniform_int_distribution<int>(-127, 128)(rng), std::uniform_int_distribution<int>(-3, 3)(rng),
-                       std::uniform_int_distribution<int>(-128, 127)(rng), std::uniform_int_distribution<int>(1 << 30, INT32_MAX)(rng),
-                       -9, -128, 127};
+      vmcu_fc_params p{std::uniform_int_distribution<int>(-127, 128)(rng),
+                       std::uniform_int_distribution<int>(-3, 3)(rng),
+                       std::uniform_int_distribution<int>(-128, 127)(rng),
+                       std::uniform_int_distribution<int>(1 << 30, INT32_MAX)(rng),
+                       -9,
+                       -128,
+                       127};
       auto in = random_s8(static_cast<size_t>(batches * in_depth), rng);
       auto weights = random_s8(static_cast<size_t>(in_depth * out_depth), rng, -127, 127);
       auto bias = random_i32(out_depth, rng, -3000, 3000);
       const size_t out_bytes = static_cast<size_t>(batches * out_depth);
       std::vector<int8_t> expected(out_bytes);
-      vmcu_fully_connected_s8(&p, batches, in_depth, out_depth, in.data(), weights.data(), bias.data(), expected.data());
+      vmcu_fully_connected_s8(&p, batches, in_depth, out_depth, in.data(), weights.data(), bias.data(),
+                              expected.data());
       RingFixture f(in, out_bytes, rng);
-      vmcu_seg_fully_connected_s8(&p, &f.ring, f.in_base, batches, in_depth, out_depth, weights.data(), bias.data(), f.out_base);
+      vmcu_seg_fully_connected_s8(&p, &f.ring, f.in_base, batches, in_depth, out_depth, weights.data(), bias.data(),
+                                  f.out_base);
       EXPECT_EQ(f.output(out_bytes), expected) << batches << "x" << in_depth << "->" << out_depth;
     }
   }
@@ -215,9 +226,15 @@ TEST(RingKernels, AddIsBitExactWithTheReference) {
 
 TEST(RingKernels, PoolingIsBitExactWithTheReference) {
   std::mt19937 rng(16);
-  struct PoolCase { int h, w, c, k, stride; bool same; };
-  for (const PoolCase& c : std::vector<PoolCase>{{8, 8, 4, 2, 2, false}, {7, 5, 3, 3, 2, true}, {25, 5, 64, 0, 1, false},
-                                                  {3, 3, 9, 5, 1, true}, {6, 6, 1, 3, 3, false}}) {
+  struct PoolCase {
+    int h, w, c, k, stride;
+    bool same;
+  };
+  for (const PoolCase& c : std::vector<PoolCase>{{8, 8, 4, 2, 2, false},
+                                                 {7, 5, 3, 3, 2, true},
+                                                 {25, 5, 64, 0, 1, false},
+                                                 {3, 3, 9, 5, 1, true},
+                                                 {6, 6, 1, 3, 3, false}}) {
     const int kh = c.k == 0 ? c.h : c.k, kw = c.k == 0 ? c.w : c.k;  // 0: global window
     const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, kh, c.stride, 1);
     const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, kw, c.stride, 1);
@@ -281,8 +298,8 @@ int64_t conv_distance(const ConvCase& c, bool depthwise) {
   std::vector<int8_t> stage(static_cast<size_t>(std::max(s.os.c, s.is.c)));
   const bool pointwise = !depthwise && c.k == 1 && c.stride == 1;
   if (depthwise)
-    vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, 0, s.is, s.fs, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes), s.os,
-                                 stage.data());
+    vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, 0, s.is, s.fs, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes),
+                                 s.os, stage.data());
   else if (pointwise)
     vmcu_seg_pointwise_conv_s8(&s.p, &ring, 0, s.is, s.filter.data(), nullptr, static_cast<int32_t>(in_bytes), s.os,
                                stage.data());
@@ -294,8 +311,15 @@ int64_t conv_distance(const ConvCase& c, bool depthwise) {
 
 TEST(RingSolver, PointwiseNeedsExactlyTheLargerTensor) {
   // The nine pointwise shapes of the paper (H/W, C_in, C_out).
-  for (auto [hw, cin, cout] : std::vector<std::array<int, 3>>{{80, 16, 16}, {56, 32, 32}, {28, 64, 64}, {80, 16, 8}, {40, 32, 16},
-                                                              {20, 48, 24}, {24, 16, 32}, {12, 32, 64}, {6, 64, 128}}) {
+  for (auto [hw, cin, cout] : std::vector<std::array<int, 3>>{{80, 16, 16},
+                                                              {56, 32, 32},
+                                                              {28, 64, 64},
+                                                              {80, 16, 8},
+                                                              {40, 32, 16},
+                                                              {20, 48, 24},
+                                                              {24, 16, 32},
+                                                              {12, 32, 64},
+                                                              {6, 64, 128}}) {
     const int64_t in = int64_t{hw} * hw * cin, out = int64_t{hw} * hw * cout;
     const int64_t d = conv_distance({hw, hw, cin, cout, 1, 1, 1, false, 1}, false);
     EXPECT_EQ(std::max(in + d, out), std::max(in, out)) << hw << "," << cin << "," << cout;
@@ -329,8 +353,10 @@ void watch(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t i
   Clobber& c = *static_cast<Clobber*>(ctx);
   for (int32_t j = 0; j < length; ++j) {
     const size_t pos = static_cast<size_t>((operand == VMCU_SEG_OUT ? 0 : c.in_base) + offset + j);
-    if (is_write) c.written[pos] = true;
-    else if (operand == VMCU_SEG_IN0 && c.written[pos]) c.clobbered = true;
+    if (is_write)
+      c.written[pos] = true;
+    else if (operand == VMCU_SEG_IN0 && c.written[pos])
+      c.clobbered = true;
   }
 }
 
@@ -370,7 +396,8 @@ TEST(RingSolver, NeverAboveTheBruteForceDistanceOnRandomSmallLayers) {
     } else {
       const int h = pick(1, 7), w = pick(1, 7), kernel = kind == 2 ? 1 : pick(0, 2) * 2 + 1;
       const bool same = kind == 2 ? false : (kernel > h || kernel > w || pick(0, 1) == 1);
-      const ConvCase c{h, w, pick(1, 6), pick(1, 6), kernel, kind == 2 ? 1 : pick(1, 2), 1, same, kind == 1 ? pick(1, 2) : 1};
+      const ConvCase c{
+          h, w, pick(1, 6), pick(1, 6), kernel, kind == 2 ? 1 : pick(1, 2), 1, same, kind == 1 ? pick(1, 2) : 1};
       const bool depthwise = kind == 1;
       const bool pointwise = !depthwise && c.k == 1 && c.stride == 1;  // as conv_distance picks the kernel
       solved = conv_distance(c, depthwise);
@@ -379,9 +406,11 @@ TEST(RingSolver, NeverAboveTheBruteForceDistanceOnRandomSmallLayers) {
       std::vector<int8_t> stage(static_cast<size_t>(std::max(s.os.c, s.is.c)));
       auto run = [&](vmcu_ring& ring, int32_t in_base, int32_t out_base) {
         if (depthwise)
-          vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, in_base, s.is, s.fs, s.filter.data(), nullptr, out_base, s.os, stage.data());
+          vmcu_seg_depthwise_conv2d_s8(&s.p, &ring, in_base, s.is, s.fs, s.filter.data(), nullptr, out_base, s.os,
+                                       stage.data());
         else if (pointwise)
-          vmcu_seg_pointwise_conv_s8(&s.p, &ring, in_base, s.is, s.filter.data(), nullptr, out_base, s.os, stage.data());
+          vmcu_seg_pointwise_conv_s8(&s.p, &ring, in_base, s.is, s.filter.data(), nullptr, out_base, s.os,
+                                     stage.data());
         else
           vmcu_seg_conv2d_s8(&s.p, &ring, in_base, s.is, s.fs, s.filter.data(), nullptr, out_base, s.os, stage.data());
       };
@@ -400,7 +429,6 @@ TEST(RingSolver, SweepSeesOnlyLaterReads) {
   EXPECT_EQ(d.input[0], 2);
   EXPECT_EQ(d.input[1], 0);  // input 1 read at 10 > write end 4: clamped at 0
 }
-
 
 // ---- fused blocks against the reference kernels run one after the other ----
 
@@ -446,7 +474,8 @@ TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
     const int cmid = c.expand ? c.cmid : c.cin;
     const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, 1);
     const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, 1);
-    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, c.h, c.w, cmid}, ds{1, ph.out, pw.out, cmid}, os{1, ph.out, pw.out, c.cout};
+    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, c.h, c.w, cmid}, ds{1, ph.out, pw.out, cmid},
+        os{1, ph.out, pw.out, c.cout};
     StageParams e = random_stage(cmid, static_cast<size_t>(cmid * c.cin), rng);
     StageParams d = random_stage(cmid, static_cast<size_t>(c.k * c.k * cmid), rng, c.stride);
     d.p.pad_h = ph.pad_before;
@@ -454,7 +483,8 @@ TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
     StageParams pr = random_stage(c.cout, static_cast<size_t>(c.cout * cmid), rng);
     if (c.expand) d.p.input_offset = -e.p.output_offset;  // the depthwise reads the expand output
     pr.p.input_offset = -d.p.output_offset;
-    const vmcu_add_params add = vm::add_params(0.05f, -e.p.input_offset, 0.06f, pr.p.output_offset, 0.08f, 2, vm::Activation::kNone);
+    const vmcu_add_params add =
+        vm::add_params(0.05f, -e.p.input_offset, 0.06f, pr.p.output_offset, 0.08f, 2, vm::Activation::kNone);
     const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
     // Reference: layer by layer.
     std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), dw(static_cast<size_t>(vmcu_shape4_size(ds))),
@@ -548,7 +578,8 @@ TEST(RingFused, ResidualBlockIsBitExactWithTheLayerByLayerReference) {
     RingFixture f(in, expected.size(), rng);
     std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_residual_block_workspace_bytes(&rp, c.c1)));
     ASSERT_EQ(vmcu_seg_residual_block_s8(&rp, &f.ring, f.in_base, is, f.out_base, os, ws.data()), 0);
-    EXPECT_EQ(f.output(expected.size()), expected) << c.h << "x" << c.w << " k" << c.k1 << "/" << c.k2 << " s" << c.stride;
+    EXPECT_EQ(f.output(expected.size()), expected)
+        << c.h << "x" << c.w << " k" << c.k1 << "/" << c.k2 << " s" << c.stride;
   }
 }
 

@@ -45,8 +45,10 @@ struct LayerCase {
 const LayerCase kLayerCases[] = {
     {"conv3x3_same_odd", R"({"input":[1,7,9,3],"layers":[{"type":"conv","kernel":3,"out_channels":5}]})"},
     {"conv3x3_same_c_eq_k", R"({"input":[1,10,10,8],"layers":[{"type":"conv","kernel":3,"out_channels":8}]})"},
-    {"conv_c_gt_k_stride2", R"({"input":[1,11,11,12],"layers":[{"type":"conv","kernel":3,"out_channels":4,"stride":2}]})"},
-    {"conv_valid_5x5", R"({"input":[1,9,8,4],"layers":[{"type":"conv","kernel":5,"out_channels":6,"padding":"valid"}]})"},
+    {"conv_c_gt_k_stride2",
+     R"({"input":[1,11,11,12],"layers":[{"type":"conv","kernel":3,"out_channels":4,"stride":2}]})"},
+    {"conv_valid_5x5",
+     R"({"input":[1,9,8,4],"layers":[{"type":"conv","kernel":5,"out_channels":6,"padding":"valid"}]})"},
     {"conv_kernel_larger_than_image", R"({"input":[1,3,3,4],"layers":[{"type":"conv","kernel":5,"out_channels":4}]})"},
     {"pointwise_c_lt_k", R"({"input":[1,9,7,3],"layers":[{"type":"pointwise","out_channels":11}]})"},
     {"pointwise_c_gt_k", R"({"input":[1,9,7,13],"layers":[{"type":"pointwise","out_channels":4}]})"},
@@ -55,10 +57,14 @@ const LayerCase kLayerCases[] = {
     {"depthwise_multiplier", R"({"input":[1,6,6,3],"layers":[{"type":"depthwise","kernel":3,"depth_multiplier":2}]})"},
     {"depthwise_kernel_larger_than_image", R"({"input":[1,3,3,16],"layers":[{"type":"depthwise","kernel":7}]})"},
     {"conv9x9_runs_staged", R"({"input":[1,10,10,2],"layers":[{"type":"conv","kernel":9,"out_channels":3}]})"},
-    {"pools", R"({"input":[1,9,9,6],"layers":[{"type":"maxpool","kernel":3,"stride":2},{"type":"avgpool","kernel":2,"stride":2},{"type":"global_avgpool"}]})"},
-    {"fc_batches", R"({"input":[3,40],"layers":[{"type":"fully_connected","units":12},{"type":"fully_connected","units":50},{"type":"softmax"}]})"},
-    {"bottleneck_residual", R"({"input":[1,10,10,8],"layers":[{"type":"bottleneck","mid_channels":24,"out_channels":8,"kernel":3,"residual":true}]})"},
-    {"bottleneck_stride2", R"({"input":[1,11,11,8],"layers":[{"type":"bottleneck","mid_channels":24,"out_channels":12,"kernel":5,"stride":2}]})"},
+    {"pools",
+     R"({"input":[1,9,9,6],"layers":[{"type":"maxpool","kernel":3,"stride":2},{"type":"avgpool","kernel":2,"stride":2},{"type":"global_avgpool"}]})"},
+    {"fc_batches",
+     R"({"input":[3,40],"layers":[{"type":"fully_connected","units":12},{"type":"fully_connected","units":50},{"type":"softmax"}]})"},
+    {"bottleneck_residual",
+     R"({"input":[1,10,10,8],"layers":[{"type":"bottleneck","mid_channels":24,"out_channels":8,"kernel":3,"residual":true}]})"},
+    {"bottleneck_stride2",
+     R"({"input":[1,11,11,8],"layers":[{"type":"bottleneck","mid_channels":24,"out_channels":12,"kernel":5,"stride":2}]})"},
     {"small_net", R"({"seed":3,"input":[1,16,16,3],"layers":[{"type":"conv","kernel":3,"out_channels":8,"stride":2},
         {"type":"bottleneck","mid_channels":24,"out_channels":8,"kernel":3,"residual":true},
         {"type":"depthwise","kernel":3,"stride":2},{"type":"global_avgpool"},
@@ -82,7 +88,8 @@ TEST(RingPlan, PlanIsAPureFunctionOfTheGraph) {
     EXPECT_EQ(layer.params_index, static_cast<int>(l));
     // Each layer carries its operands' ring offsets.
     EXPECT_EQ(layer.ring_offset[0], b->ring_offset(layer.output));
-    for (size_t k = 0; k < layer.inputs.size(); ++k) EXPECT_EQ(layer.ring_offset[k + 1], b->ring_offset(layer.inputs[k]));
+    for (size_t k = 0; k < layer.inputs.size(); ++k)
+      EXPECT_EQ(layer.ring_offset[k + 1], b->ring_offset(layer.inputs[k]));
   }
 }
 
@@ -101,10 +108,11 @@ TEST(RingPlan, VerifierCatchesADistanceShrunkByOneSegment) {
     const char* spec;
     int64_t segment;
   };
-  for (const Sabotage& s : {Sabotage{R"({"input":[1,10,10,8],"layers":[{"type":"conv","kernel":3,"out_channels":8}]})", 8},
-                            Sabotage{R"({"input":[1,9,9,8],"layers":[{"type":"depthwise","kernel":3}]})", 8},
-                            Sabotage{R"({"input":[1,40],"layers":[{"type":"fully_connected","units":12}]})", 12},
-                            Sabotage{R"({"input":[1,6,6,4],"layers":[{"type":"pointwise","out_channels":12}]})", 4}}) {
+  for (const Sabotage& s :
+       {Sabotage{R"({"input":[1,10,10,8],"layers":[{"type":"conv","kernel":3,"out_channels":8}]})", 8},
+        Sabotage{R"({"input":[1,9,9,8],"layers":[{"type":"depthwise","kernel":3}]})", 8},
+        Sabotage{R"({"input":[1,40],"layers":[{"type":"fully_connected","units":12}]})", 12},
+        Sabotage{R"({"input":[1,6,6,4],"layers":[{"type":"pointwise","out_channels":12}]})", 4}}) {
     const vm::Graph g = built(s.spec);
     auto good = vm::RingModel::create(g);
     ASSERT_TRUE(good.ok());
@@ -122,7 +130,8 @@ TEST(RingPlan, VerifierCatchesADistanceShrunkByOneSegment) {
 // A graph output that the last operator also reads must survive that operator: the caller
 // reads it after the last layer.
 TEST(RingPlan, GraphOutputReadByTheLastLayerStaysIntact) {
-  vm::Graph g = built(R"({"input":[1,6,6,8],"layers":[{"type":"pointwise","out_channels":8},{"type":"pointwise","out_channels":8}]})");
+  vm::Graph g = built(
+      R"({"input":[1,6,6,8],"layers":[{"type":"pointwise","out_channels":8},{"type":"pointwise","out_channels":8}]})");
   ASSERT_EQ(g.ops.size(), 2u);
   const int middle = g.ops[1].inputs[0];
   g.outputs = {middle};  // the last operator reads the output; its own result goes unused
@@ -142,7 +151,8 @@ TEST(RingPlan, GraphOutputReadByTheLastLayerStaysIntact) {
 }
 
 TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
-  const vm::Graph g = built(R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})");
+  const vm::Graph g = built(
+      R"({"input":[1,20,20,16],"layers":[{"type":"bottleneck","mid_channels":48,"out_channels":16,"kernel":3,"residual":true}]})");
   auto fused = vm::RingModel::create(g);
   vm::RingPlanOptions no_fusion;
   no_fusion.fuse = false;
@@ -198,15 +208,18 @@ std::string random_spec(std::mt19937& rng) {
     std::string l;
     const int kind = spatial ? pick(0, 9) : pick(8, 9);
     switch (kind) {
-      case 0: channels = pick(1, 32);
+      case 0:
+        channels = pick(1, 32);
         l = R"({"type":"conv","kernel":)" + std::to_string(pick(1, 3) * 2 - 1) + R"(,"out_channels":)" +
             std::to_string(channels) + R"(,"stride":)" + std::to_string(pick(1, 2)) + "}";
         break;
-      case 1: channels = pick(1, 32);
+      case 1:
+        channels = pick(1, 32);
         l = R"({"type":"pointwise","out_channels":)" + std::to_string(channels) + "}";
         break;
-      case 2: l = R"({"type":"depthwise","kernel":)" + std::to_string(pick(1, 2) * 2 + 1) + R"(,"stride":)" +
-                  std::to_string(pick(1, 2)) + "}";
+      case 2:
+        l = R"({"type":"depthwise","kernel":)" + std::to_string(pick(1, 2) * 2 + 1) + R"(,"stride":)" +
+            std::to_string(pick(1, 2)) + "}";
         break;
       case 3: {
         const bool residual = pick(0, 1) == 1;
@@ -219,11 +232,13 @@ std::string random_spec(std::mt19937& rng) {
       }
       case 4: l = R"({"type":"avgpool","kernel":2,"stride":)" + std::to_string(pick(1, 2)) + "}"; break;
       case 5: l = R"({"type":"maxpool","kernel":)" + std::to_string(pick(2, 3)) + R"(,"stride":2})"; break;
-      case 6: l = R"({"type":"mean","keep_dims":)" + std::string(pick(0, 1) ? "true" : "false") + "}";
+      case 6:
+        l = R"({"type":"mean","keep_dims":)" + std::string(pick(0, 1) ? "true" : "false") + "}";
         spatial = l.find("true") != std::string::npos;
         break;
       case 7: l = R"({"type":"global_avgpool"})"; break;
-      case 8: channels = pick(1, 40);
+      case 8:
+        channels = pick(1, 40);
         l = R"({"type":"fully_connected","units":)" + std::to_string(channels) + "}";
         spatial = false;
         break;
@@ -231,8 +246,8 @@ std::string random_spec(std::mt19937& rng) {
     }
     layers += (layers.empty() ? "" : ",") + l;
   }
-  return R"({"seed":)" + std::to_string(pick(1, 1000)) + R"(,"input":[1,)" + std::to_string(h) + "," + std::to_string(w) +
-         "," + std::to_string(c) + R"(],"layers":[)" + layers + "]}";
+  return R"({"seed":)" + std::to_string(pick(1, 1000)) + R"(,"input":[1,)" + std::to_string(h) + "," +
+         std::to_string(w) + "," + std::to_string(c) + R"(],"layers":[)" + layers + "]}";
 }
 
 // The vmcu planner never returns a plan larger than TFLite Micro's greedy arena, and every plan
@@ -261,7 +276,8 @@ TEST(RingPlan, NeverLargerThanGreedyOnRandomNetworks) {
 // lone softmax needs more memory at segment level than greedy's two tensors: the planner takes
 // the tensor-level plan, greedy's arena, with no workspace, and it runs bit-exactly.
 TEST(RingPlan, TensorLevelPlanWhenTheRingWouldBeLarger) {
-  const vm::Graph g = built(R"({"input":[2,100],"layers":[{"type":"fully_connected","units":100},{"type":"softmax"}]})");
+  const vm::Graph g =
+      built(R"({"input":[2,100],"layers":[{"type":"fully_connected","units":100},{"type":"softmax"}]})");
   const auto reqs = vm::planner_requirements(g, vm::PlannerKind::kGreedy);
   const auto greedy = vm::plan_memory(reqs, vm::PlannerKind::kGreedy);
   vm::RingPlanOptions no_fallback;
@@ -289,7 +305,8 @@ TEST(RingPlan, TensorLevelPlanWhenTheRingWouldBeLarger) {
 // starts the graph at the QUANTIZE output, and the int8 graph fed the quantized pixels gives the
 // float graph's output byte for byte.
 TEST(RingPlan, Int8InputDropsAFloatInputQuantize) {
-  vm::Graph g = built(R"({"input":[1,6,6,3],"layers":[{"type":"conv","kernel":3,"out_channels":4},{"type":"global_avgpool"}]})");
+  vm::Graph g =
+      built(R"({"input":[1,6,6,3],"layers":[{"type":"conv","kernel":3,"out_channels":4},{"type":"global_avgpool"}]})");
   const int q = g.inputs[0];
   vm::Tensor f = g.tensors[q];
   f.name = "float_pixels";
@@ -347,12 +364,10 @@ TEST(RingPlan, SharedModelPeaksArePinnedAndMeetTheirTargets) {
     size_t peak;
     double target;  // vmcu / greedy
   };
-  const Pin pins[] = {{"mcunet-vww1_int8.tflite", false, 79680, 1.0},
-                      {"mcunet-vww1_int8.tflite", true, 28953, 0.18},
-                      {"mlperf-tiny-resnet8_int8.tflite", false, 18070, 0.37},
-                      {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8704, 0.55},
-                      {"mlperf-tiny-vww_96_int8.tflite", false, 29022, 0.40},
-                      {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
+  const Pin pins[] = {
+      {"mcunet-vww1_int8.tflite", false, 79680, 1.0},          {"mcunet-vww1_int8.tflite", true, 28953, 0.18},
+      {"mlperf-tiny-resnet8_int8.tflite", false, 18070, 0.37}, {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8704, 0.55},
+      {"mlperf-tiny-vww_96_int8.tflite", false, 29022, 0.40},  {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
   int checked = 0;
   for (const Pin& pin : pins) {
     const std::string path = vmcu_test::shared_model(pin.file);
@@ -371,7 +386,8 @@ TEST(RingPlan, SharedModelPeaksArePinnedAndMeetTheirTargets) {
     const auto reqs = vm::planner_requirements(*g, vm::PlannerKind::kGreedy);
     const size_t greedy = vm::plan_memory(reqs, vm::PlannerKind::kGreedy).peak_bytes;
     const double ratio = static_cast<double>(m->plan().peak_bytes) / static_cast<double>(greedy);
-    EXPECT_EQ(m->plan().peak_bytes, pin.peak) << pin.file << (pin.int8_input ? " (int8 input)" : "") << ": update the pin";
+    EXPECT_EQ(m->plan().peak_bytes, pin.peak)
+        << pin.file << (pin.int8_input ? " (int8 input)" : "") << ": update the pin";
     EXPECT_LE(ratio, pin.target) << pin.file << (pin.int8_input ? " (int8 input)" : "");
     ++checked;
   }

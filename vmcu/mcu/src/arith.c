@@ -24,8 +24,7 @@ static int32_t exp_on_interval_minus_quarter_to_zero(int32_t a) {
   const int32_t x3 = fx_mul(x2, x);
   const int32_t x4 = fx_mul(x2, x2);
   const int32_t x4_over_4 = vmcu_saturating_rounding_mul_by_pot(x4, -2);
-  const int32_t poly =
-      vmcu_saturating_rounding_mul_by_pot(fx_mul(x4_over_4 + x3, one_third) + x2, -1);
+  const int32_t poly = vmcu_saturating_rounding_mul_by_pot(fx_mul(x4_over_4 + x3, one_third) + x2, -1);
   return exp_minus_one_eighth + fx_mul(exp_minus_one_eighth, x + poly);
 }
 
@@ -38,8 +37,7 @@ int32_t vmcu_exp_on_negative_values(int32_t a, int integer_bits) {
       vmcu_saturating_rounding_mul_by_pot(a_mod_quarter_minus_quarter, integer_bits));
   const int32_t remainder = a_mod_quarter_minus_quarter - a;
   /* exp(-2^k) for k = -2..4 in Q0.31: multiply in each power of two present in -a. */
-  static const int32_t kMultipliers[7] = {1672461947, 1302514674, 790015084, 290630308,
-                                          39332535,   720401,     242};
+  static const int32_t kMultipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
   for (int k = -2; k <= 4; ++k) {
     if (integer_bits > k) {
       const int shift = fractional_bits + k;
@@ -68,9 +66,9 @@ int32_t vmcu_one_over_one_plus_x_for_x_in_0_1(int32_t a) {
   int32_t x = c48_over_17 + fx_mul(half_denominator, cneg32_over_17);
   const int32_t one_q2 = (int32_t)1 << 29;
   for (int i = 0; i < 3; ++i) {
-    const int32_t half_denominator_times_x = fx_mul(half_denominator, x);          /* Q2 */
-    const int32_t one_minus = one_q2 - half_denominator_times_x;                   /* Q2 */
-    x = x + vmcu_saturating_rounding_mul_by_pot(fx_mul(x, one_minus), 2);          /* Q4->Q2 */
+    const int32_t half_denominator_times_x = fx_mul(half_denominator, x); /* Q2 */
+    const int32_t one_minus = one_q2 - half_denominator_times_x;          /* Q2 */
+    x = x + vmcu_saturating_rounding_mul_by_pot(fx_mul(x, one_minus), 2); /* Q4->Q2 */
   }
   /* x / 2 as Q1.30 (same raw), then rescaled to Q0.31. */
   return vmcu_saturating_rounding_mul_by_pot(x, 1);
@@ -89,8 +87,7 @@ static int count_leading_zeros_u32(uint32_t x) {
 int32_t vmcu_get_reciprocal(int32_t x, int x_integer_digits, int* num_bits_over_unit) {
   const int headroom_plus_one = count_leading_zeros_u32((uint32_t)x);
   *num_bits_over_unit = x_integer_digits - headroom_plus_one;
-  const int32_t shifted_sum_minus_one =
-      (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
+  const int32_t shifted_sum_minus_one = (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
   return vmcu_one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one);
 }
 

@@ -13,15 +13,14 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
  * `a + b` whenever that does not overflow. */
 static inline int32_t wrapping_add(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
 
-static inline int8_t requantize_acc(int32_t acc, int32_t multiplier, int32_t shift,
-                                    int32_t output_offset, int32_t act_min, int32_t act_max) {
+static inline int8_t requantize_acc(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
+                                    int32_t act_min, int32_t act_max) {
   acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
   return vmcu_clamp_s8(acc + output_offset, act_min, act_max);
 }
 
-void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
-                    vmcu_shape4 fs, const int8_t* filter, const int32_t* bias,
-                    vmcu_shape4 os, int8_t* out) {
+void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in, vmcu_shape4 fs, const int8_t* filter,
+                    const int32_t* bias, vmcu_shape4 os, int8_t* out) {
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t in_y0 = oy * p->stride_h - p->pad_h;
@@ -37,24 +36,20 @@ void vmcu_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
               if (ix < 0 || ix >= is.w) continue;
               const int8_t* ip = in + idx4(is, b, iy, ix, 0);
               const int8_t* fp = filter + idx4(fs, oc, ky, kx, 0);
-              for (int32_t ic = 0; ic < is.c; ++ic) {
-                acc += ((int32_t)ip[ic] + p->input_offset) * (int32_t)fp[ic];
-              }
+              for (int32_t ic = 0; ic < is.c; ++ic) { acc += ((int32_t)ip[ic] + p->input_offset) * (int32_t)fp[ic]; }
             }
           }
           if (bias) acc = wrapping_add(acc, bias[oc]);
-          out[idx4(os, b, oy, ox, oc)] =
-              requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
-                             p->output_offset, p->act_min, p->act_max);
+          out[idx4(os, b, oy, ox, oc)] = requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
+                                                        p->output_offset, p->act_min, p->act_max);
         }
       }
     }
   }
 }
 
-void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in,
-                              vmcu_shape4 fs, const int8_t* filter, const int32_t* bias,
-                              vmcu_shape4 os, int8_t* out) {
+void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const int8_t* in, vmcu_shape4 fs,
+                              const int8_t* filter, const int32_t* bias, vmcu_shape4 os, int8_t* out) {
   const int32_t mult = p->depth_multiplier;
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
@@ -71,14 +66,13 @@ void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const i
               for (int32_t kx = 0; kx < fs.w; ++kx) {
                 const int32_t ix = in_x0 + p->dilation_w * kx;
                 if (ix < 0 || ix >= is.w) continue;
-                acc += ((int32_t)in[idx4(is, b, iy, ix, ic)] + p->input_offset) *
-                       (int32_t)filter[idx4(fs, 0, ky, kx, oc)];
+                acc +=
+                    ((int32_t)in[idx4(is, b, iy, ix, ic)] + p->input_offset) * (int32_t)filter[idx4(fs, 0, ky, kx, oc)];
               }
             }
             if (bias) acc = wrapping_add(acc, bias[oc]);
-            out[idx4(os, b, oy, ox, oc)] =
-                requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
-                               p->output_offset, p->act_min, p->act_max);
+            out[idx4(os, b, oy, ox, oc)] = requantize_acc(acc, p->output_multiplier[oc], p->output_shift[oc],
+                                                          p->output_offset, p->act_min, p->act_max);
           }
         }
       }
@@ -86,9 +80,8 @@ void vmcu_depthwise_conv2d_s8(const vmcu_conv_params* p, vmcu_shape4 is, const i
   }
 }
 
-void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t in_depth,
-                             int32_t out_depth, const int8_t* in, const int8_t* weights,
-                             const int32_t* bias, int8_t* out) {
+void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t in_depth, int32_t out_depth,
+                             const int8_t* in, const int8_t* weights, const int32_t* bias, int8_t* out) {
   for (int32_t b = 0; b < batches; ++b) {
     for (int32_t o = 0; o < out_depth; ++o) {
       int32_t acc = 0;
@@ -98,30 +91,26 @@ void vmcu_fully_connected_s8(const vmcu_fc_params* p, int32_t batches, int32_t i
         acc += ((int32_t)row[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
       }
       if (bias) acc = wrapping_add(acc, bias[o]);
-      out[b * out_depth + o] = requantize_acc(acc, p->output_multiplier, p->output_shift,
-                                              p->output_offset, p->act_min, p->act_max);
+      out[b * out_depth + o] =
+          requantize_acc(acc, p->output_multiplier, p->output_shift, p->output_offset, p->act_min, p->act_max);
     }
   }
 }
 
-void vmcu_add_s8(const vmcu_add_params* p, int32_t size, const int8_t* a, const int8_t* b,
-                 int8_t* out) {
+void vmcu_add_s8(const vmcu_add_params* p, int32_t size, const int8_t* a, const int8_t* b, int8_t* out) {
   for (int32_t i = 0; i < size; ++i) {
-    const int32_t shifted_a = (int32_t)((uint32_t)((int32_t)a[i] + p->input1_offset)
-                                        << p->left_shift);
-    const int32_t shifted_b = (int32_t)((uint32_t)((int32_t)b[i] + p->input2_offset)
-                                        << p->left_shift);
-    const int32_t scaled_a = vmcu_multiply_by_quantized_multiplier(
-        shifted_a, p->input1_multiplier, (int)p->input1_shift);
-    const int32_t scaled_b = vmcu_multiply_by_quantized_multiplier(
-        shifted_b, p->input2_multiplier, (int)p->input2_shift);
-    out[i] = requantize_acc(scaled_a + scaled_b, p->output_multiplier, p->output_shift,
-                            p->output_offset, p->act_min, p->act_max);
+    const int32_t shifted_a = (int32_t)((uint32_t)((int32_t)a[i] + p->input1_offset) << p->left_shift);
+    const int32_t shifted_b = (int32_t)((uint32_t)((int32_t)b[i] + p->input2_offset) << p->left_shift);
+    const int32_t scaled_a =
+        vmcu_multiply_by_quantized_multiplier(shifted_a, p->input1_multiplier, (int)p->input1_shift);
+    const int32_t scaled_b =
+        vmcu_multiply_by_quantized_multiplier(shifted_b, p->input2_multiplier, (int)p->input2_shift);
+    out[i] = requantize_acc(scaled_a + scaled_b, p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
+                            p->act_max);
   }
 }
 
-int vmcu_average_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* in,
-                         vmcu_shape4 os, int8_t* out) {
+int vmcu_average_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* in, vmcu_shape4 os, int8_t* out) {
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -150,8 +139,7 @@ int vmcu_average_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t
   return 0;
 }
 
-void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* in,
-                      vmcu_shape4 os, int8_t* out) {
+void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* in, vmcu_shape4 os, int8_t* out) {
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * p->stride_h - p->pad_h;
@@ -175,9 +163,8 @@ void vmcu_max_pool_s8(const vmcu_pool_params* p, vmcu_shape4 is, const int8_t* i
   }
 }
 
-void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t* scratch,
-                  int32_t input_zero_point, int32_t multiplier, int32_t shift,
-                  int32_t output_zero_point, int8_t* out) {
+void vmcu_mean_s8(vmcu_shape4 is, const int8_t* in, uint32_t axis_mask, int32_t* scratch, int32_t input_zero_point,
+                  int32_t multiplier, int32_t shift, int32_t output_zero_point, int8_t* out) {
   const int32_t dims[4] = {is.n, is.h, is.w, is.c};
   int32_t kept[4];
   int32_t reduced_count = 1;
@@ -218,8 +205,7 @@ static int32_t softmax_divide_by_pot(int32_t x, int exponent) {
   return (x >> (exponent - 32)) + (x > threshold ? 1 : 0);
 }
 
-void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
-                     const int8_t* in, int8_t* out) {
+void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth, const int8_t* in, int8_t* out) {
   enum { kScaledDiffIntegerBits = 5, kAccumulationIntegerBits = 12 };
   for (int32_t r = 0; r < rows; ++r) {
     const int8_t* x = in + r * depth;
@@ -230,23 +216,22 @@ void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
     for (int32_t c = 0; c < depth; ++c) {
       const int32_t diff = (int32_t)x[c] - max_in_row;
       if (diff >= p->diff_min) {
-        const int32_t rescaled = vmcu_sat_rounding_doubling_high_mul(
-            (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+        const int32_t rescaled =
+            vmcu_sat_rounding_doubling_high_mul((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = vmcu_exp_on_negative_values(rescaled, kScaledDiffIntegerBits);
         sum_of_exps = wrapping_add(sum_of_exps, vmcu_rounding_divide_by_pot(e, kAccumulationIntegerBits));
       }
     }
     int num_bits_over_unit = 0;
-    const int32_t shifted_scale =
-        vmcu_get_reciprocal(sum_of_exps, kAccumulationIntegerBits, &num_bits_over_unit);
+    const int32_t shifted_scale = vmcu_get_reciprocal(sum_of_exps, kAccumulationIntegerBits, &num_bits_over_unit);
     for (int32_t c = 0; c < depth; ++c) {
       const int32_t diff = (int32_t)x[c] - max_in_row;
       if (diff >= p->diff_min) {
-        const int32_t rescaled = vmcu_sat_rounding_doubling_high_mul(
-            (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+        const int32_t rescaled =
+            vmcu_sat_rounding_doubling_high_mul((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
         const int32_t e = vmcu_exp_on_negative_values(rescaled, kScaledDiffIntegerBits);
-        const int32_t unsat = softmax_divide_by_pot(
-            vmcu_sat_rounding_doubling_high_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
+        const int32_t unsat =
+            softmax_divide_by_pot(vmcu_sat_rounding_doubling_high_mul(shifted_scale, e), num_bits_over_unit + 31 - 8);
         y[c] = vmcu_clamp_s8(unsat - 128, -128, 127);
       } else {
         y[c] = -128;
@@ -255,8 +240,7 @@ void vmcu_softmax_s8(const vmcu_softmax_params* p, int32_t rows, int32_t depth,
   }
 }
 
-void vmcu_quantize_f32_s8(int32_t size, const float* in, float scale, int32_t zero_point,
-                          int8_t* out) {
+void vmcu_quantize_f32_s8(int32_t size, const float* in, float scale, int32_t zero_point, int8_t* out) {
   for (int32_t i = 0; i < size; ++i) {
     const int32_t q = vmcu_round_float_to_i32(in[i] / scale);
     /* Saturating add: q may be near the int32 limits for huge inputs. */
@@ -265,33 +249,28 @@ void vmcu_quantize_f32_s8(int32_t size, const float* in, float scale, int32_t ze
   }
 }
 
-void vmcu_requantize_s8(int32_t size, const int8_t* in, int32_t input_zero_point,
-                        int32_t multiplier, int32_t shift, int32_t output_zero_point,
-                        int8_t* out) {
+void vmcu_requantize_s8(int32_t size, const int8_t* in, int32_t input_zero_point, int32_t multiplier, int32_t shift,
+                        int32_t output_zero_point, int8_t* out) {
   for (int32_t i = 0; i < size; ++i) {
-    const int32_t v = vmcu_multiply_by_quantized_multiplier((int32_t)in[i] - input_zero_point,
-                                                            multiplier, (int)shift);
+    const int32_t v = vmcu_multiply_by_quantized_multiplier((int32_t)in[i] - input_zero_point, multiplier, (int)shift);
     out[i] = vmcu_clamp_s8(v + output_zero_point, -128, 127);
   }
 }
 
-void vmcu_dequantize_s8_f32(int32_t size, const int8_t* in, float scale, int32_t zero_point,
-                            float* out) {
-  for (int32_t i = 0; i < size; ++i) {
-    out[i] = (float)((double)scale * (double)((int32_t)in[i] - zero_point));
-  }
+void vmcu_dequantize_s8_f32(int32_t size, const int8_t* in, float scale, int32_t zero_point, float* out) {
+  for (int32_t i = 0; i < size; ++i) { out[i] = (float)((double)scale * (double)((int32_t)in[i] - zero_point)); }
 }
 
-void vmcu_pad_s8(vmcu_shape4 is, const int8_t* in, const int32_t before[4],
-                 const int32_t after[4], int8_t value, int8_t* out) {
-  const vmcu_shape4 os = {is.n + before[0] + after[0], is.h + before[1] + after[1],
-                          is.w + before[2] + after[2], is.c + before[3] + after[3]};
+void vmcu_pad_s8(vmcu_shape4 is, const int8_t* in, const int32_t before[4], const int32_t after[4], int8_t value,
+                 int8_t* out) {
+  const vmcu_shape4 os = {is.n + before[0] + after[0], is.h + before[1] + after[1], is.w + before[2] + after[2],
+                          is.c + before[3] + after[3]};
   memset(out, value, (size_t)vmcu_shape4_size(os));
   for (int32_t n = 0; n < is.n; ++n)
     for (int32_t h = 0; h < is.h; ++h)
       for (int32_t w = 0; w < is.w; ++w) {
-        memcpy(out + idx4(os, n + before[0], h + before[1], w + before[2], before[3]),
-               in + idx4(is, n, h, w, 0), (size_t)is.c);
+        memcpy(out + idx4(os, n + before[0], h + before[1], w + before[2], before[3]), in + idx4(is, n, h, w, 0),
+               (size_t)is.c);
       }
 }
 
@@ -306,7 +285,6 @@ void vmcu_transpose_s8(vmcu_shape4 is, const int8_t* in, const int32_t perm[4], 
     for (int32_t b = 0; b < od[1]; ++b)
       for (int32_t c = 0; c < od[2]; ++c)
         for (int32_t d = 0; d < od[3]; ++d) {
-          out[o++] = in[a * strides[perm[0]] + b * strides[perm[1]] + c * strides[perm[2]] +
-                        d * strides[perm[3]]];
+          out[o++] = in[a * strides[perm[0]] + b * strides[perm[1]] + c * strides[perm[2]] + d * strides[perm[3]]];
         }
 }

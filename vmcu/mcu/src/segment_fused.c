@@ -6,21 +6,17 @@
 int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { return mid_c + out_c; }
 
 /* Channel m of the expanded pixel behind one depthwise tap (has_expand set). */
-static inline int32_t expanded_value(const vmcu_bottleneck_params* p, const conv_tap* tap, int32_t in_c,
-                                     int32_t m) {
+static inline int32_t expanded_value(const vmcu_bottleneck_params* p, const conv_tap* tap, int32_t in_c, int32_t m) {
   const int32_t head = tap->in.head;
   const vmcu_conv_params* e = &p->expand;
   const int8_t* f = p->expand_filter + m * in_c;
-  int32_t acc = dot_s8(tap->in.a, f, head, e->input_offset) +
-                dot_s8(tap->in.b, f + head, in_c - head, e->input_offset);
+  int32_t acc = dot_s8(tap->in.a, f, head, e->input_offset) + dot_s8(tap->in.b, f + head, in_c - head, e->input_offset);
   if (p->expand_bias) acc = add_bias_wrapping(acc, p->expand_bias[m]);
-  return requantize(acc, e->output_multiplier[m], e->output_shift[m], e->output_offset, e->act_min,
-                    e->act_max);
+  return requantize(acc, e->output_multiplier[m], e->output_shift[m], e->output_offset, e->act_min, e->act_max);
 }
 
-int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base,
-                           vmcu_shape4 is, int32_t mid_c, int32_t out_base, vmcu_shape4 os,
-                           int8_t* workspace) {
+int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                           int32_t mid_c, int32_t out_base, vmcu_shape4 os, int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (p->dw_kh * p->dw_kw > VMCU_SEG_MAX_TAPS) return -1;
@@ -33,8 +29,8 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
       const int32_t y0 = oy * dw->stride_h - dw->pad_h;
       for (int32_t ox = 0; ox < os.w; ++ox) {
         const int32_t x0 = ox * dw->stride_w - dw->pad_w;
-        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->dw_kh, p->dw_kw, dw->dilation_h,
-                                        dw->dilation_w, mid_c, taps);
+        const int32_t nt =
+            collect_taps(r, in_base, is, b, y0, x0, p->dw_kh, p->dw_kw, dw->dilation_h, dw->dilation_w, mid_c, taps);
         int32_t m = 0;
         while (m < mid_c) {
           /* Without expand the taps are read directly: channel chunks in which no tap wraps. */
@@ -42,13 +38,12 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           for (; m < end; ++m) {
             int32_t acc = 0;
             for (int32_t t = 0; t < nt; ++t) {
-              const int32_t v = p->has_expand ? expanded_value(p, &taps[t], is.c, m)
-                                              : cur[t].ptr[m - cur[t].shift];
+              const int32_t v = p->has_expand ? expanded_value(p, &taps[t], is.c, m) : cur[t].ptr[m - cur[t].shift];
               acc += (v + dw->input_offset) * (int32_t)p->dw_filter[taps[t].filter_offset + m];
             }
             if (p->dw_bias) acc = add_bias_wrapping(acc, p->dw_bias[m]);
-            mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m],
-                                      dw->output_offset, dw->act_min, dw->act_max);
+            mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m], dw->output_offset,
+                                      dw->act_min, dw->act_max);
           }
         }
         const int32_t out_rel = idx4(os, b, oy, ox, 0);
@@ -65,8 +60,8 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           for (int32_t o = lo; o < hi; ++o) {
             int32_t acc = dot_s8(mid_stage, p->project_filter + o * mid_c, mid_c, pr->input_offset);
             if (p->project_bias) acc = add_bias_wrapping(acc, p->project_bias[o]);
-            int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o],
-                                  pr->output_offset, pr->act_min, pr->act_max);
+            int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o], pr->output_offset, pr->act_min,
+                                  pr->act_max);
             if (p->has_residual) {
               const int8_t a = a_ptr[o - lo];
               v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
@@ -81,21 +76,19 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
   return 0;
 }
 
-int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params* p,
-                                                int32_t out_c) {
+int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params* p, int32_t out_c) {
   return p->filter2_shape.h * p->mid_shape.w * p->mid_shape.c + out_c;
 }
 
 /* Row y of conv1's output into its slot of the row cache. */
-static void compute_mid_row(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base,
-                            vmcu_shape4 is, int32_t b, int32_t y, int8_t* row, conv_tap* taps) {
+static void compute_mid_row(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                            int32_t b, int32_t y, int8_t* row, conv_tap* taps) {
   const vmcu_conv_params* c1 = &p->conv1;
   const vmcu_shape4 fs = p->filter1_shape;
   const int32_t filter_size = fs.h * fs.w * fs.c;
   for (int32_t x = 0; x < p->mid_shape.w; ++x) {
-    const int32_t nt = collect_taps(r, in_base, is, b, y * c1->stride_h - c1->pad_h,
-                                    x * c1->stride_w - c1->pad_w, fs.h, fs.w, c1->dilation_h,
-                                    c1->dilation_w, fs.c, taps);
+    const int32_t nt = collect_taps(r, in_base, is, b, y * c1->stride_h - c1->pad_h, x * c1->stride_w - c1->pad_w, fs.h,
+                                    fs.w, c1->dilation_h, c1->dilation_w, fs.c, taps);
     for (int32_t c = 0; c < p->mid_shape.c; ++c) {
       const int8_t* f = p->filter1 + c * filter_size;
       int32_t acc = 0;
@@ -106,15 +99,14 @@ static void compute_mid_row(const vmcu_residual_block_params* p, const vmcu_ring
                dot_s8(taps[t].in.b, fp + head, is.c - head, c1->input_offset);
       }
       if (p->bias1) acc = add_bias_wrapping(acc, p->bias1[c]);
-      row[x * p->mid_shape.c + c] = requantize(acc, c1->output_multiplier[c], c1->output_shift[c],
-                                               c1->output_offset, c1->act_min, c1->act_max);
+      row[x * p->mid_shape.c + c] =
+          requantize(acc, c1->output_multiplier[c], c1->output_shift[c], c1->output_offset, c1->act_min, c1->act_max);
     }
   }
 }
 
-int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r,
-                               int32_t in_base, vmcu_shape4 is, int32_t out_base, vmcu_shape4 os,
-                               int8_t* workspace) {
+int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                               int32_t out_base, vmcu_shape4 os, int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (p->filter1_shape.h * p->filter1_shape.w > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_shape4 ms = p->mid_shape, f2 = p->filter2_shape;
@@ -144,13 +136,12 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             for (int32_t kx = 0; kx < f2.w; ++kx) {
               const int32_t x = x_lo + kx;
               if (x < 0 || x >= ms.w) continue;
-              acc += dot_s8(row + x * ms.c, p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c, ms.c,
-                            c2->input_offset);
+              acc += dot_s8(row + x * ms.c, p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c, ms.c, c2->input_offset);
             }
           }
           if (p->bias2) acc = add_bias_wrapping(acc, p->bias2[o]);
-          const int8_t z = requantize(acc, c2->output_multiplier[o], c2->output_shift[o],
-                                      c2->output_offset, c2->act_min, c2->act_max);
+          const int8_t z = requantize(acc, c2->output_multiplier[o], c2->output_shift[o], c2->output_offset,
+                                      c2->act_min, c2->act_max);
           int8_t s;
           if (p->has_shortcut_conv) {
             const vmcu_conv_params* sp = &p->shortcut;
@@ -158,8 +149,8 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             int32_t sacc = dot_s8(sc.a, f, sc.head, sp->input_offset) +
                            dot_s8(sc.b, f + sc.head, is.c - sc.head, sp->input_offset);
             if (p->shortcut_bias) sacc = add_bias_wrapping(sacc, p->shortcut_bias[o]);
-            s = requantize(sacc, sp->output_multiplier[o], sp->output_shift[o], sp->output_offset,
-                           sp->act_min, sp->act_max);
+            s = requantize(sacc, sp->output_multiplier[o], sp->output_shift[o], sp->output_offset, sp->act_min,
+                           sp->act_max);
           } else {
             s = o < sc.head ? sc.a[o] : sc.b[o - sc.head]; /* identity: is.c == os.c */
           }

@@ -7,8 +7,8 @@
 #include "vmcu/arith.h"
 #include "vmcu/segment_kernels.h"
 
-#define VMCU_TRACE(r, operand, offset, length, is_write)                        \
-  do {                                                                          \
+#define VMCU_TRACE(r, operand, offset, length, is_write)                                   \
+  do {                                                                                     \
     if ((r)->trace) (r)->trace((r)->trace_ctx, (operand), (offset), (length), (is_write)); \
   } while (0)
 
@@ -33,16 +33,14 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
-static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset,
-                                int32_t lo, int32_t hi) {
+static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset, int32_t lo,
+                                int32_t hi) {
   acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
   return vmcu_clamp_s8(acc + offset, lo, hi);
 }
 
 /* Bias addition wrapping like the reference kernels (kernels.c): no UB for corrupt biases. */
-static inline int32_t add_bias_wrapping(int32_t acc, int32_t bias) {
-  return (int32_t)((uint32_t)acc + (uint32_t)bias);
-}
+static inline int32_t add_bias_wrapping(int32_t acc, int32_t bias) { return (int32_t)((uint32_t)acc + (uint32_t)bias); }
 
 /* sum (x[i] + x_off) * w[i] */
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
@@ -58,9 +56,9 @@ typedef struct {
 } conv_tap;
 
 /* Collects the in-bounds taps of output pixel (b, oy, ox) and reports their reads. */
-static inline int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b,
-                            int32_t y0, int32_t x0, int32_t kh, int32_t kw, int32_t dil_h,
-                            int32_t dil_w, int32_t filter_c, conv_tap* taps) {
+static inline int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b, int32_t y0,
+                                   int32_t x0, int32_t kh, int32_t kw, int32_t dil_h, int32_t dil_w, int32_t filter_c,
+                                   conv_tap* taps) {
   int32_t n = 0;
   for (int32_t ky = 0; ky < kh; ++ky) {
     const int32_t iy = y0 + dil_h * ky;
@@ -78,8 +76,7 @@ static inline int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_sha
   return n;
 }
 
-static inline void store_pixel(const vmcu_ring* r, int32_t out_base, int32_t rel, int32_t length,
-                        const int8_t* stage) {
+static inline void store_pixel(const vmcu_ring* r, int32_t out_base, int32_t rel, int32_t length, const int8_t* stage) {
   VMCU_TRACE(r, VMCU_SEG_OUT, rel, length, 1);
   vmcu_ring_write(r, out_base, rel, length, stage);
 }
@@ -87,12 +84,9 @@ static inline void store_pixel(const vmcu_ring* r, int32_t out_base, int32_t rel
 static inline int8_t add_one(const vmcu_add_params* p, int8_t a, int8_t b) {
   const int32_t sa = (int32_t)((uint32_t)((int32_t)a + p->input1_offset) << p->left_shift);
   const int32_t sb = (int32_t)((uint32_t)((int32_t)b + p->input2_offset) << p->left_shift);
-  const int32_t ra = vmcu_multiply_by_quantized_multiplier(sa, p->input1_multiplier,
-                                                           (int)p->input1_shift);
-  const int32_t rb = vmcu_multiply_by_quantized_multiplier(sb, p->input2_multiplier,
-                                                           (int)p->input2_shift);
-  return requantize(ra + rb, p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
-                    p->act_max);
+  const int32_t ra = vmcu_multiply_by_quantized_multiplier(sa, p->input1_multiplier, (int)p->input1_shift);
+  const int32_t rb = vmcu_multiply_by_quantized_multiplier(sb, p->input2_multiplier, (int)p->input2_shift);
+  return requantize(ra + rb, p->output_multiplier, p->output_shift, p->output_offset, p->act_min, p->act_max);
 }
 
 /* Per-channel window walk shared by the depthwise kernels: channels [c, end) in which no
@@ -102,8 +96,7 @@ typedef struct {
   int32_t shift;
 } tap_cursor;
 
-static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c, int32_t channels,
-                              tap_cursor* cur) {
+static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c, int32_t channels, tap_cursor* cur) {
   int32_t end = channels;
   for (int32_t t = 0; t < nt; ++t) {
     const int32_t head = taps[t].in.head;

@@ -12,8 +12,7 @@ void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t lengt
   memcpy(dst + s.head, s.b, (size_t)(length - s.head));
 }
 
-void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length,
-                     const int8_t* src) {
+void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, const int8_t* src) {
   const int32_t pos = vmcu_ring_pos(r, base, rel);
   const int32_t room = r->cap - pos;
   const int32_t head = length < room ? length : room;
@@ -21,9 +20,8 @@ void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t leng
   memcpy(r->data, src + head, (size_t)(length - head));
 }
 
-int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                       vmcu_shape4 is, vmcu_shape4 fs, const int8_t* filter,
-                       const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
+                       const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
   const int32_t filter_size = fs.h * fs.w * fs.c;
@@ -32,8 +30,8 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
       const int32_t y0 = oy * p->stride_h - p->pad_h;
       for (int32_t ox = 0; ox < os.w; ++ox) {
         const int32_t x0 = ox * p->stride_w - p->pad_w;
-        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h,
-                                        p->dilation_w, fs.c, taps);
+        const int32_t nt =
+            collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h, p->dilation_w, fs.c, taps);
         for (int32_t oc = 0; oc < os.c; ++oc) {
           const int8_t* f = filter + oc * filter_size;
           int32_t acc = 0;
@@ -44,8 +42,8 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
             acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
           }
           if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-          stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
-                                 p->output_offset, p->act_min, p->act_max);
+          stage[oc] =
+              requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
         }
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
       }
@@ -54,22 +52,18 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
   return 0;
 }
 
-int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) {
-  return in_c <= out_c ? in_c : out_c;
-}
+int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_c <= out_c ? in_c : out_c; }
 
-static inline int8_t pointwise_one(const vmcu_conv_params* p, const int8_t* in,
-                                   const int8_t* filter, const int32_t* bias, int32_t cin,
-                                   int32_t oc) {
+static inline int8_t pointwise_one(const vmcu_conv_params* p, const int8_t* in, const int8_t* filter,
+                                   const int32_t* bias, int32_t cin, int32_t oc) {
   int32_t acc = dot_s8(in, filter + oc * cin, cin, p->input_offset);
   if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-  return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset,
-                    p->act_min, p->act_max);
+  return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
 }
 
-void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                                vmcu_shape4 is, const int8_t* filter, const int32_t* bias,
-                                int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                                const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os,
+                                int8_t* stage) {
   const int32_t pixels = os.n * os.h * os.w;
   const int32_t cin = is.c, cout = os.c;
   for (int32_t px = 0; px < pixels; ++px) {
@@ -80,30 +74,27 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
       VMCU_TRACE(r, VMCU_SEG_OUT, px * cout, cout, 1);
       const int32_t pos = vmcu_ring_pos(r, out_base, px * cout);
       const int32_t head = vmcu_min_i32(cout, r->cap - pos); /* channels before the wrap */
-      for (int32_t oc = 0; oc < head; ++oc)
-        r->data[pos + oc] = pointwise_one(p, stage, filter, bias, cin, oc);
-      for (int32_t oc = head; oc < cout; ++oc)
-        r->data[oc - head] = pointwise_one(p, stage, filter, bias, cin, oc);
+      for (int32_t oc = 0; oc < head; ++oc) r->data[pos + oc] = pointwise_one(p, stage, filter, bias, cin, oc);
+      for (int32_t oc = head; oc < cout; ++oc) r->data[oc - head] = pointwise_one(p, stage, filter, bias, cin, oc);
     } else {
       VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
       const ring_span in = span_at(r, in_base, px * cin, cin);
       for (int32_t oc = 0; oc < cout; ++oc) {
         const int8_t* f = filter + oc * cin;
-        int32_t acc = dot_s8(in.a, f, in.head, p->input_offset) +
-                      dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
+        int32_t acc =
+            dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
         if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-        stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
-                               p->output_offset, p->act_min, p->act_max);
+        stage[oc] =
+            requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
       }
       store_pixel(r, out_base, px * cout, cout, stage);
     }
   }
 }
 
-int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                                 vmcu_shape4 is, vmcu_shape4 fs, const int8_t* filter,
-                                 const int32_t* bias, int32_t out_base, vmcu_shape4 os,
-                                 int8_t* stage) {
+int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                                 vmcu_shape4 fs, const int8_t* filter, const int32_t* bias, int32_t out_base,
+                                 vmcu_shape4 os, int8_t* stage) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
@@ -113,8 +104,8 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
       const int32_t y0 = oy * p->stride_h - p->pad_h;
       for (int32_t ox = 0; ox < os.w; ++ox) {
         const int32_t x0 = ox * p->stride_w - p->pad_w;
-        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h,
-                                        p->dilation_w, fs.c, taps);
+        const int32_t nt =
+            collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h, p->dilation_w, fs.c, taps);
         int32_t ic = 0;
         while (ic < is.c) {
           const int32_t end = next_chunk_end(taps, nt, ic, is.c, cur);
@@ -126,8 +117,8 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
                 acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) *
                        (int32_t)filter[taps[t].filter_offset + oc];
               if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-              stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc],
-                                     p->output_offset, p->act_min, p->act_max);
+              stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min,
+                                     p->act_max);
             }
           }
         }
@@ -138,48 +129,44 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
   return 0;
 }
 
-static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_depth,
-                            const int8_t* w, int32_t bias) {
+static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_depth, const int8_t* w, int32_t bias) {
   int32_t acc = 0;
   for (int32_t i = 0; i < row.head; ++i)
     acc += ((int32_t)row.a[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
   for (int32_t i = row.head; i < in_depth; ++i)
     acc += ((int32_t)row.b[i - row.head] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
-  return requantize(add_bias_wrapping(acc, bias), p->output_multiplier, p->output_shift, p->output_offset,
-                    p->act_min, p->act_max);
+  return requantize(add_bias_wrapping(acc, bias), p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
+                    p->act_max);
 }
 
 /* One step: output (b, o) from input row b, then its store. */
 static inline void fc_store(const vmcu_fc_params* p, const vmcu_ring* r, ring_span row, int32_t in_depth,
-                            int32_t out_depth, const int8_t* weights, const int32_t* bias, int32_t b,
-                            int32_t o, int8_t* dst) {
+                            int32_t out_depth, const int8_t* weights, const int32_t* bias, int32_t b, int32_t o,
+                            int8_t* dst) {
   const int8_t v = fc_one(p, row, in_depth, weights + o * in_depth, bias ? bias[o] : 0);
   VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
   VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + o, 1, 1);
   *dst = v;
 }
 
-void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base,
-                                 int32_t batches, int32_t in_depth, int32_t out_depth,
-                                 const int8_t* weights, const int32_t* bias, int32_t out_base) {
+void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base, int32_t batches,
+                                 int32_t in_depth, int32_t out_depth, const int8_t* weights, const int32_t* bias,
+                                 int32_t out_base) {
   for (int32_t b = 0; b < batches; ++b) {
     const ring_span row = span_at(r, in_base, b * in_depth, in_depth);
     const int32_t pos = vmcu_ring_pos(r, out_base, b * out_depth);
     const int32_t head = vmcu_min_i32(out_depth, r->cap - pos); /* outputs before the wrap */
     /* Two plain ranges: [0, head) at pos, the rest from the ring's start. */
-    for (int32_t o = 0; o < head; ++o)
-      fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + pos + o);
+    for (int32_t o = 0; o < head; ++o) fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + pos + o);
     for (int32_t o = head; o < out_depth; ++o)
       fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + (o - head));
   }
 }
 
-static inline int32_t min3(int32_t a, int32_t b, int32_t c) {
-  return vmcu_min_i32(a, vmcu_min_i32(b, c));
-}
+static inline int32_t min3(int32_t a, int32_t b, int32_t c) { return vmcu_min_i32(a, vmcu_min_i32(b, c)); }
 
-void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base,
-                     int32_t size, int32_t out_base) {
+void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base, int32_t size,
+                     int32_t out_base) {
   int32_t i = 0;
   while (i < size) {
     /* One chunk: no operand crosses the pool end inside it. */
@@ -207,9 +194,8 @@ void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_bas
 
 /* Pooling walks the window tap by tap (one ring position per tap, split at most once) and
  * accumulates every channel of the pixel in `acc`, so any window size works without a tap table. */
-static int pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                   vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* acc, int8_t* stage,
-                   int average) {
+static int pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t out_base,
+                   vmcu_shape4 os, int32_t* acc, int8_t* stage, int average) {
   const int32_t channels = os.c;
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
@@ -249,13 +235,13 @@ static int pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_bas
 
 int32_t vmcu_seg_pool_workspace_bytes(int32_t channels) { return channels * 5; }
 
-int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                             vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
+int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                             int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
   return pool_s8(p, r, in_base, is, out_base, os, workspace, (int8_t*)(workspace + os.c), 1);
 }
 
-int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                         vmcu_shape4 is, int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
+int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
+                         int32_t out_base, vmcu_shape4 os, int32_t* workspace) {
   return pool_s8(p, r, in_base, is, out_base, os, workspace, (int8_t*)(workspace + os.c), 0);
 }
 

@@ -15,8 +15,7 @@ Status prepare_add(const PrepareContext& p, PreparedOp& po) {
   const Quantization& a = p.in(0).quantization;
   const Quantization& b = p.in(1).quantization;
   const Quantization& c = p.out().quantization;
-  po.add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(),
-                      o.activation);
+  po.add = add_params(a.scale(), a.zero_point(), b.scale(), b.zero_point(), c.scale(), c.zero_point(), o.activation);
   PERFMEM_RETURN_IF_ERROR(p.check_multiplier({po.add.output_multiplier, po.add.output_shift}, "output rescale"));
   return Status::Ok();
 }

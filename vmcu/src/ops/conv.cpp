@@ -20,8 +20,8 @@ Status prepare_conv(const PrepareContext& p, PreparedOp& po, bool depthwise) {
   const OpOptions& o = op.options;
   if (o.stride_h < 1 || o.stride_w < 1 || o.dilation_h < 1 || o.dilation_w < 1)
     return p.fail("options", "strides and dilations >= 1",
-                  std::to_string(o.stride_h) + "," + std::to_string(o.stride_w) + " / " +
-                      std::to_string(o.dilation_h) + "," + std::to_string(o.dilation_w));
+                  std::to_string(o.stride_h) + "," + std::to_string(o.stride_w) + " / " + std::to_string(o.dilation_h) +
+                      "," + std::to_string(o.dilation_w));
   const int32_t kh = w.shape[1], kw = w.shape[2];
   int32_t out_c = 0;
   if (depthwise) {
@@ -64,8 +64,8 @@ Status prepare_conv(const PrepareContext& p, PreparedOp& po, bool depthwise) {
   po.shifts.resize(out_c);
   for (int32_t c = 0; c < out_c; ++c) {
     const double ws = static_cast<double>(w.quantization.scales[nscales == 1 ? 0 : c]);
-    const double real = static_cast<double>(in.quantization.scale()) * ws /
-                        static_cast<double>(out.quantization.scale());
+    const double real =
+        static_cast<double>(in.quantization.scale()) * ws / static_cast<double>(out.quantization.scale());
     const QuantizedMultiplier q = quantize_multiplier(real);
     PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale of channel " + std::to_string(c)));
     po.multipliers[c] = q.multiplier;
@@ -130,8 +130,9 @@ Status lower_conv_family(const LowerContext& c, LayerDraft& layer, RingLayerPara
   p.filter = po.filter;
   p.out = po.out;
   p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
-  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
-                                                      : nullptr;
+  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0
+               ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+               : nullptr;
   if (p.filter.h * p.filter.w > VMCU_SEG_MAX_TAPS) return Status::Ok();
   const bool pointwise = op.kind == OpKind::kConv2D && p.filter.h == 1 && p.filter.w == 1 && o.stride_h == 1 &&
                          o.stride_w == 1 && p.conv.pad_h == 0 && p.conv.pad_w == 0 && p.in.h == p.out.h &&

@@ -13,7 +13,8 @@ Status prepare_fully_connected(const PrepareContext& p, PreparedOp& po) {
   const Tensor& w = p.in(1);
   const Tensor& out = p.out();
   if (w.quantization.per_channel())
-    return p.fail("weights quantization", "one scale (per-tensor)", std::to_string(w.quantization.scales.size()) + " scales");
+    return p.fail("weights quantization", "one scale (per-tensor)",
+                  std::to_string(w.quantization.scales.size()) + " scales");
   po.out_depth = w.shape[0];
   po.in_depth = w.shape[1];
   if (po.in_depth < 1 || in.element_count() % po.in_depth != 0)
@@ -59,8 +60,9 @@ Status lower_fully_connected(const LowerContext& c, LayerDraft& layer, RingLayer
   p.in_depth = po.in_depth;
   p.out_depth = po.out_depth;
   p.weights = reinterpret_cast<const int8_t*>(g.tensors[op.inputs[1]].data.data());
-  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0 ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
-                                                      : nullptr;
+  p.bias = op.inputs.size() > 2 && op.inputs[2] >= 0
+               ? reinterpret_cast<const int32_t*>(g.tensors[op.inputs[2]].data.data())
+               : nullptr;
   layer.kernel = RingKernel::kFullyConnected;
   done = true;
   return Status::Ok();

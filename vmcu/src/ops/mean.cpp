@@ -27,8 +27,10 @@ Status prepare_mean(const PrepareContext& p, PreparedOp& po) {
   if (reduced_count > (int64_t{1} << 23))
     return p.fail("axis", "at most 2^23 reduced elements (int32 sums)", std::to_string(reduced_count));
   for (int d = 0; d < rank; ++d) {
-    if (!reduced[d]) expected.push_back(in.shape[d]);
-    else if (o.keep_dims) expected.push_back(1);
+    if (!reduced[d])
+      expected.push_back(in.shape[d]);
+    else if (o.keep_dims)
+      expected.push_back(1);
     po.axis_mask |= reduced[d] ? (1u << (4 - rank + d)) : 0u;
   }
   PERFMEM_RETURN_IF_ERROR(p.expect_output_shape(expected));
@@ -39,9 +41,8 @@ Status prepare_mean(const PrepareContext& p, PreparedOp& po) {
   // differs by one step whenever H*W is not a power of two.
   po.in_zp = in.quantization.zero_point();
   po.out_zp = p.out().quantization.zero_point();
-  const QuantizedMultiplier q = mean_multiplier(static_cast<double>(in.quantization.scale()) /
-                                                    static_cast<double>(p.out().quantization.scale()),
-                                                reduced_count);
+  const QuantizedMultiplier q = mean_multiplier(
+      static_cast<double>(in.quantization.scale()) / static_cast<double>(p.out().quantization.scale()), reduced_count);
   PERFMEM_RETURN_IF_ERROR(p.check_multiplier(q, "requantization scale"));
   po.multiplier = q.multiplier;
   po.shift = q.shift;

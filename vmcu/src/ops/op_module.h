@@ -51,8 +51,8 @@ class PrepareContext {
   Status output(ElementType type, int rank, bool quantized) const {
     return check_tensor(out(), "output", type, rank, false, quantized);
   }
-  Status check_tensor(const Tensor& t, const std::string& what, ElementType type, int rank,
-                      bool constant, bool quantized) const {
+  Status check_tensor(const Tensor& t, const std::string& what, ElementType type, int rank, bool constant,
+                      bool quantized) const {
     if (t.type != type)
       return fail(what + " (" + t.name + ") type", std::string(element_type_name(type)),
                   std::string(element_type_name(t.type)));
@@ -95,7 +95,6 @@ class PrepareContext {
   const Operator& op_;
   std::string place_;
 };
-
 
 // Operand bytes of operator `index` during eval. Inputs 0..2 (empty where omitted; later inputs
 // are never read by a kernel); the output buffer has the output tensor's size.

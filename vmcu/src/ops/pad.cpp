@@ -15,7 +15,8 @@ Status prepare_pad(const PrepareContext& p, PreparedOp& po) {
   if (!pads.is_constant || (pads.type != ElementType::kInt32 && pads.type != ElementType::kInt64) ||
       pads.element_count() != 2 * rank)
     return p.fail("paddings", "constant int32/int64 [" + std::to_string(rank) + ",2]", shape_str(pads.shape));
-  if (op.inputs.size() > 2 && op.inputs[2] >= 0) return unsupported_error(p.source(), p.place(), "PAD with a constant value operand");
+  if (op.inputs.size() > 2 && op.inputs[2] >= 0)
+    return unsupported_error(p.source(), p.place(), "PAD with a constant value operand");
   std::vector<int32_t> expected;
   for (int d = 0; d < rank; ++d) {
     int64_t before, after;

@@ -27,7 +27,8 @@ Status prepare_quantize(const PrepareContext& p, PreparedOp& po) {
 
 Status eval_quantize(const EvalContext& e, PreparedOp& po) {
   if (po.float_input)
-    vmcu_quantize_f32_s8(e.out_count(), reinterpret_cast<const float*>(e.inputs[0].data()), po.scale, po.out_zp, e.out8());
+    vmcu_quantize_f32_s8(e.out_count(), reinterpret_cast<const float*>(e.inputs[0].data()), po.scale, po.out_zp,
+                         e.out8());
   else
     vmcu_requantize_s8(e.out_count(), e.in8(0), po.in_zp, po.multiplier, po.shift, po.out_zp, e.out8());
   return Status::Ok();

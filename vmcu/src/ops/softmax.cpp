@@ -19,7 +19,8 @@ Status prepare_softmax(const PrepareContext& p, PreparedOp& po) {
     return p.fail("beta", "a positive finite number", std::to_string(o.beta));
   po.softmax = softmax_params(in.quantization.scale(), o.beta);
   if (po.softmax.input_left_shift < 0 || po.softmax.input_left_shift > 31 || po.softmax.input_multiplier <= 0)
-    return unsupported_error(p.source(), p.place(), "softmax with input scale x beta below 2^-27 (TFLite rejects it too)");
+    return unsupported_error(p.source(), p.place(),
+                             "softmax with input scale x beta below 2^-27 (TFLite rejects it too)");
   return Status::Ok();
 }
 

@@ -39,10 +39,10 @@ using TypeP = std::shared_ptr<const Type>;
 
 struct Type {
   TypeKind kind = TypeKind::kInt;
-  std::vector<int64_t> dims;   // tensor shape (resolved)
-  std::vector<TypeP> elems;    // tuple elements, or the list element type
-  int adt = -1;                // index into Program::adts
-  std::string adt_name;        // as written, until resolved
+  std::vector<int64_t> dims;  // tensor shape (resolved)
+  std::vector<TypeP> elems;   // tuple elements, or the list element type
+  int adt = -1;               // index into Program::adts
+  std::string adt_name;       // as written, until resolved
   // Tensor dimension expressions as written (resolved into `dims` by the checker).
   std::vector<std::shared_ptr<Expr>> dim_exprs;
   SrcPos pos;
@@ -57,14 +57,44 @@ std::string type_name(const Type& t, const std::vector<std::string>& adt_names);
 
 // Tensor operators (each becomes a batched kernel, or part of a coarsened group).
 enum class OpKind {
-  kMatMul, kDense, kAdd, kSub, kMul, kSigmoid, kTanh, kRelu, kConcat, kSlice, kSum,
-  kSoftmax, kArgmax, kLookup, kFill
+  kMatMul,
+  kDense,
+  kAdd,
+  kSub,
+  kMul,
+  kSigmoid,
+  kTanh,
+  kRelu,
+  kConcat,
+  kSlice,
+  kSum,
+  kSoftmax,
+  kArgmax,
+  kLookup,
+  kFill
 };
 const char* op_name(OpKind op);
 
 enum class ExprKind {
-  kIntLit, kFloatLit, kBoolLit, kVar, kGlobal, kCall, kCtor, kTuple, kLet, kIf, kMatch,
-  kPhase, kBinary, kUnary, kOp, kMap, kFoldl, kReverse, kLength
+  kIntLit,
+  kFloatLit,
+  kBoolLit,
+  kVar,
+  kGlobal,
+  kCall,
+  kCtor,
+  kTuple,
+  kLet,
+  kIf,
+  kMatch,
+  kPhase,
+  kBinary,
+  kUnary,
+  kOp,
+  kMap,
+  kFoldl,
+  kReverse,
+  kLength
 };
 
 enum class BinOp { kAdd, kSub, kMul, kDiv, kMod, kLt, kLe, kGt, kGe, kEq, kNe, kAnd, kOr };
@@ -111,13 +141,13 @@ struct Expr {
   int constant_tensor = -1;      // kFill: index into Program::constant_tensors
 
   // --- filled by analyses ---
-  int static_depth = -1;     // analysis_static_depth: >= 0 when the op's depth is a constant
-  std::vector<int> shared;   // analysis_param_reuse: per argument, the parameter/constant
-                             // tensor id when it is always the same model parameter, else -1
-  int kernel = -1;           // interned kernel signature (op, shapes, shared parameters)
+  int static_depth = -1;               // analysis_static_depth: >= 0 when the op's depth is a constant
+  std::vector<int> shared;             // analysis_param_reuse: per argument, the parameter/constant
+                                       // tensor id when it is always the same model parameter, else -1
+  int kernel = -1;                     // interned kernel signature (op, shapes, shared parameters)
   int ghost_then = 0, ghost_else = 0;  // analysis_ghost_ops (kIf)
-  int group = -1;            // analysis_coarsening: kLet that starts a fused group (its
-                             // static_depth is the group's, for a static group)
+  int group = -1;                      // analysis_coarsening: kLet that starts a fused group (its
+                                       // static_depth is the group's, for a static group)
 };
 
 struct CtorDecl {
@@ -182,35 +212,35 @@ struct ConstantTensor {
 // group. Nodes batch together exactly when their kernel ids are equal.
 struct KernelSig {
   OpKind op = OpKind::kAdd;
-  int group = -1;                        // >= 0: a fused group (op is then unused)
+  int group = -1;  // >= 0: a fused group (op is then unused)
   std::vector<std::vector<int64_t>> arg_dims;
-  std::vector<int> shared_param;         // per argument: parameter/constant tensor id, or -1
-  std::vector<int64_t> ints;             // slice start/len
+  std::vector<int> shared_param;  // per argument: parameter/constant tensor id, or -1
+  std::vector<int64_t> ints;      // slice start/len
   std::vector<int64_t> out_dims;
-  std::string key;                       // interning key
+  std::string key;  // interning key
 };
 
 // A fused group of straight-line tensor ops (analysis_coarsening).
 struct GroupInstr {
-  KernelSig sig;               // the operator, its shapes and shared parameters
-  std::vector<int> regs;       // argument registers
-  int out = -1;                // result register
+  KernelSig sig;          // the operator, its shapes and shared parameters
+  std::vector<int> regs;  // argument registers
+  int out = -1;           // result register
   // Product by the same parameter as the next instruction, on independent operands: both
   // run as ONE sgemm over twice the rows (e.g. U_f h_left and U_f h_right).
   bool paired_with_next = false;
 };
 struct FusedGroup {
-  std::vector<int> input_slots;     // per input: the frame slot read, or -1 for a parameter
-  std::vector<int> input_regs;      // per input: its register
+  std::vector<int> input_slots;  // per input: the frame slot read, or -1 for a parameter
+  std::vector<int> input_regs;   // per input: its register
   int num_regs = 0;
-  std::vector<int64_t> reg_size;    // elements per register
-  std::vector<int> reg_param;       // parameter/constant tensor id of a shared input, else -1
+  std::vector<int64_t> reg_size;  // elements per register
+  std::vector<int> reg_param;     // parameter/constant tensor id of a shared input, else -1
   std::vector<GroupInstr> instrs;
-  std::vector<int> output_regs;     // registers kept as outputs
-  std::vector<int> output_slots;    // frame slots receiving the outputs
-  const Expr* last_let = nullptr;   // evaluation continues with this let's body
-  bool is_static = false;           // all ops have static depths: the group gets one too
-  std::string where;                // function name, for reports
+  std::vector<int> output_regs;    // registers kept as outputs
+  std::vector<int> output_slots;   // frame slots receiving the outputs
+  const Expr* last_let = nullptr;  // evaluation continues with this let's body
+  bool is_static = false;          // all ops have static depths: the group gets one too
+  std::string where;               // function name, for reports
 };
 
 struct Program {
@@ -223,10 +253,10 @@ struct Program {
   std::vector<FusedGroup> groups;
   std::vector<KernelSig> kernels;
   int main_fn = -1;
-  int tree_adt = -1;     // the prelude's Tree type
-  int num_phases = 1;    // filled by analysis_phases
+  int tree_adt = -1;          // the prelude's Tree type
+  int num_phases = 1;         // filled by analysis_phases
   int max_static_depth = -1;  // filled by analysis_static_depth
-  std::string file;      // the user's file name
+  std::string file;           // the user's file name
 };
 
 // Parses `source` (named `file` in errors) after the prelude. Errors name file:line:col.
@@ -242,8 +272,7 @@ struct CompileOptions {
   bool ghost_ops = true;
   bool coarsening = true;
 };
-Result<std::unique_ptr<Program>> compile_program(const std::string& file,
-                                                 const std::string& source,
+Result<std::unique_ptr<Program>> compile_program(const std::string& file, const std::string& source,
                                                  const CompileOptions& options);
 
 }  // namespace perfmem::acrobat

@@ -39,8 +39,8 @@ struct TreeNode {
 
 struct Instance {
   enum Kind { kTree, kSequence, kNested } kind = kSequence;
-  std::vector<TreeNode> nodes;  // kTree: post-order, root last
-  std::vector<int32_t> words;   // kSequence
+  std::vector<TreeNode> nodes;                  // kTree: post-order, root last
+  std::vector<int32_t> words;                   // kSequence
   std::vector<std::vector<int32_t>> sentences;  // kNested
 };
 
@@ -70,8 +70,7 @@ Result<std::string> read_data_file(const std::string& path, int64_t max_bytes = 
 // unary chains collapse, nodes with more than two children are binarised to the right.
 // Errors name the file, line and column.
 Result<std::vector<Instance>> read_ptb_trees(const std::string& path, int vocab = 1000);
-Result<std::vector<Instance>> parse_ptb_trees(const std::string& file_name, const std::string& text,
-                                              int vocab = 1000);
+Result<std::vector<Instance>> parse_ptb_trees(const std::string& file_name, const std::string& text, int vocab = 1000);
 
 // Reads sequences, one per line: word ids separated by spaces; `|` separates the sentences
 // of a nested instance.

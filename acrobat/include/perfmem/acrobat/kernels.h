@@ -51,8 +51,7 @@ inline constexpr int kPanelRows = 16;
 PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols);
 
 // y[b] = W x[b] (+ bias when not null) for b < n, x[b] of W.cols floats, y[b] of W.rows.
-void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x,
-                        float* const* y);
+void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x, float* const* y);
 
 // Below this many rows a product by a shared weight uses the packed kernel, from it on
 // OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/acrobat.md): OpenBLAS re-packs the
@@ -103,8 +102,7 @@ void run_elementwise(const KernelSig& sig, const float* const* operands, float* 
 bool is_elementwise(OpKind op);
 
 // Runs operator `sig` (not a group) for n instances. args[i] is the pointer array of operand i.
-void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out,
-                 Scratch& scratch);
+void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out, Scratch& scratch);
 
 // The same with plain loops and std::exp/std::tanh: the reference the tests compare against.
 void run_reference(const KernelSig& sig, int n, const float* const* const* args, float* const* out);

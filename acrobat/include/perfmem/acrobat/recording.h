@@ -22,13 +22,13 @@ struct TensorRec {
 };
 
 struct RecordedNode {
-  int32_t kernel;     // index into Program::kernels: nodes batch together only with equal kernels
-  int32_t depth;      // acrobat's inline depth (static or dynamic); 0 where unused
-  int32_t phase;      // program phase (`phase` in main)
-  uint32_t arg_begin; // operands: args[arg_begin, arg_begin + nargs)
+  int32_t kernel;      // index into Program::kernels: nodes batch together only with equal kernels
+  int32_t depth;       // acrobat's inline depth (static or dynamic); 0 where unused
+  int32_t phase;       // program phase (`phase` in main)
+  uint32_t arg_begin;  // operands: args[arg_begin, arg_begin + nargs)
   uint16_t nargs;
   uint16_t nouts;
-  uint32_t out;       // first output tensor id
+  uint32_t out;  // first output tensor id
 };
 
 class Recording {

@@ -58,15 +58,15 @@ struct RuntimeOptions {
 };
 
 struct RunStats {
-  double total_ms = 0;     // wall clock
-  double cpu_ms = 0;       // CPU time of the process over the same span (robust to a busy machine)
-  double record_ms = 0;    // program execution + recording
-  double schedule_ms = 0;  // bucketing / graph building and batching decisions
-  double kernel_ms = 0;    // batched kernels, including gathers
-  int64_t ops_recorded = 0;    // recorded nodes (a fused group is one node)
-  int64_t tensor_ops = 0;      // the program's tensor operations inside them (views excluded)
+  double total_ms = 0;       // wall clock
+  double cpu_ms = 0;         // CPU time of the process over the same span (robust to a busy machine)
+  double record_ms = 0;      // program execution + recording
+  double schedule_ms = 0;    // bucketing / graph building and batching decisions
+  double kernel_ms = 0;      // batched kernels, including gathers
+  int64_t ops_recorded = 0;  // recorded nodes (a fused group is one node)
+  int64_t tensor_ops = 0;    // the program's tensor operations inside them (views excluded)
   int64_t kernels_launched = 0;
-  int64_t max_depth = 0;   // largest depth used (acrobat)
+  int64_t max_depth = 0;                          // largest depth used (acrobat)
   std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
 };
 

@@ -31,8 +31,8 @@ enum class Scheduler { kNone, kAcrobat, kDynetAgenda, kDynetDepth };
 
 Result<Scheduler> parse_scheduler(const std::string& name);
 const char* scheduler_name(Scheduler s);
-inline constexpr Scheduler kAllSchedulers[] = {Scheduler::kNone, Scheduler::kAcrobat,
-                                               Scheduler::kDynetAgenda, Scheduler::kDynetDepth};
+inline constexpr Scheduler kAllSchedulers[] = {Scheduler::kNone, Scheduler::kAcrobat, Scheduler::kDynetAgenda,
+                                               Scheduler::kDynetDepth};
 
 // One launch: the nodes order[begin, begin + count), all of kernel `kernel`.
 struct Batch {
@@ -43,7 +43,7 @@ struct Batch {
 struct Schedule {
   std::vector<uint32_t> order;  // node ids, batch after batch
   std::vector<Batch> batches;
-  bool gather_copy = false;     // copy scattered operands into one block first (DyNet)
+  bool gather_copy = false;  // copy scattered operands into one block first (DyNet)
   // Working memory of the schedulers, kept so that a warm schedule allocates nothing.
   std::vector<uint32_t> work_a, work_b, work_c;
   std::vector<int> work_d;

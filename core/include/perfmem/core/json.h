@@ -24,8 +24,7 @@ void print_json(const Json& value, std::ostream& out = std::cout);
 // Reads obj[key] into *out, with an error naming file, key and the expected type when the
 // key is missing (unless optional) or has the wrong type.
 template <typename T>
-Status json_get(const Json& obj, std::string_view file, const std::string& key, T* out,
-                bool optional = false) {
+Status json_get(const Json& obj, std::string_view file, const std::string& key, T* out, bool optional = false) {
   if (!obj.is_object()) return input_error(file, "top level", "a JSON object", obj.type_name());
   auto it = obj.find(key);
   if (it == obj.end()) {
@@ -35,8 +34,7 @@ Status json_get(const Json& obj, std::string_view file, const std::string& key, 
   try {
     *out = it->template get<T>();
   } catch (const nlohmann::json::exception&) {
-    return input_error(file, "key \"" + key + "\"", "a value of the right type",
-                       std::string("a ") + it->type_name());
+    return input_error(file, "key \"" + key + "\"", "a value of the right type", std::string("a ") + it->type_name());
   }
   return Status::Ok();
 }

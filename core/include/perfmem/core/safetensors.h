@@ -46,16 +46,15 @@ struct TensorInfo {
 
 // Parsed and validated header. Pure function of bytes, so it can be fuzzed without files.
 struct SafetensorsHeader {
-  uint64_t data_offset = 0;               // 8 + N
-  std::vector<TensorInfo> tensors;        // sorted by file_offset
+  uint64_t data_offset = 0;         // 8 + N
+  std::vector<TensorInfo> tensors;  // sorted by file_offset
   std::map<std::string, std::string> metadata;
 };
 
 // `prefix` holds at least the first 8 + N bytes of the file (fewer is an error naming what is
 // missing); `file_size` is the whole file's size; `file_name` is used in messages only.
-Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name,
-                                                   const uint8_t* prefix, size_t prefix_size,
-                                                   uint64_t file_size);
+Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name, const uint8_t* prefix,
+                                                   size_t prefix_size, uint64_t file_size);
 
 // Largest header accepted (the format's own limit is 100 MB).
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
@@ -92,7 +91,11 @@ class SafetensorsFile {
 
   // For O_DIRECT: the 4096-aligned file span that covers [file_offset, file_offset+size),
   // and where the tensor starts inside it.
-  struct DirectSpan { uint64_t aligned_offset; uint64_t aligned_size; uint64_t lead; };
+  struct DirectSpan {
+    uint64_t aligned_offset;
+    uint64_t aligned_size;
+    uint64_t lead;
+  };
   static DirectSpan direct_read_span(uint64_t file_offset, uint64_t size);
 
   int fd() const { return fd_; }
@@ -119,7 +122,10 @@ class SafetensorsCheckpoint {
   // model.safetensors.index.json or model.safetensors.
   static Result<SafetensorsCheckpoint> open(const std::string& path);
 
-  struct Entry { const SafetensorsFile* file; const TensorInfo* info; };
+  struct Entry {
+    const SafetensorsFile* file;
+    const TensorInfo* info;
+  };
   // nullptr file when absent.
   Entry find(std::string_view name) const;
   // Error naming the checkpoint and tensor when absent.
@@ -147,14 +153,18 @@ class SafetensorsWriter {
   Status write(const std::string& path) const;
 
  private:
-  struct Pending { std::string name; DType dtype; Shape shape; const void* data; };
+  struct Pending {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    const void* data;
+  };
   std::vector<Pending> tensors_;
   std::map<std::string, std::string> metadata_;
 };
 
 // Writes model.safetensors.index.json for shards (tensor name -> shard file name).
-Status write_safetensors_index(const std::string& path,
-                               const std::map<std::string, std::string>& weight_map,
+Status write_safetensors_index(const std::string& path, const std::map<std::string, std::string>& weight_map,
                                uint64_t total_size);
 
 }  // namespace perfmem

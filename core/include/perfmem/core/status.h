@@ -28,12 +28,12 @@ namespace perfmem {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidInput,   // the user's file, flag or request is malformed
-  kNotFound,       // a file, tensor or key that should exist does not
-  kUnsupported,    // well-formed, but uses something perfmem does not implement
-  kIoError,        // the operating system refused a read, write or open
-  kOutOfMemory,    // a budget or allocation cannot hold what is asked
-  kInternal,       // reported rather than aborted, e.g. a failed worker thread
+  kInvalidInput,  // the user's file, flag or request is malformed
+  kNotFound,      // a file, tensor or key that should exist does not
+  kUnsupported,   // well-formed, but uses something perfmem does not implement
+  kIoError,       // the operating system refused a read, write or open
+  kOutOfMemory,   // a budget or allocation cannot hold what is asked
+  kInternal,      // reported rather than aborted, e.g. a failed worker thread
 };
 
 std::string_view status_code_name(StatusCode code);
@@ -61,8 +61,8 @@ class [[nodiscard]] Status {
 };
 
 // Builds "FILE: PLACE: expected EXPECTED, found FOUND" (found may be empty).
-std::string describe_problem(std::string_view file, std::string_view place,
-                             std::string_view expected, std::string_view found = {});
+std::string describe_problem(std::string_view file, std::string_view place, std::string_view expected,
+                             std::string_view found = {});
 
 // User-input error naming the file, the place inside it and what was expected.
 Status input_error(std::string_view file, std::string_view place, std::string_view expected,
@@ -76,7 +76,7 @@ Status io_error(std::string_view file, std::string_view action, int errno_value)
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}        // NOLINT: implicit
   Result(Status status) : state_(std::in_place_index<1>, std::move(status)) {  // NOLINT
     if (std::get<1>(state_).ok()) {
       std::fprintf(stderr, "perfmem: Result constructed from an ok Status\n");
@@ -90,9 +90,18 @@ class [[nodiscard]] Result {
   // The error; an ok Status when a value is held.
   Status status() const { return ok() ? Status::Ok() : std::get<1>(state_); }
 
-  T& value() & { check_has_value(); return std::get<0>(state_); }
-  const T& value() const& { check_has_value(); return std::get<0>(state_); }
-  T&& value() && { check_has_value(); return std::get<0>(std::move(state_)); }
+  T& value() & {
+    check_has_value();
+    return std::get<0>(state_);
+  }
+  const T& value() const& {
+    check_has_value();
+    return std::get<0>(state_);
+  }
+  T&& value() && {
+    check_has_value();
+    return std::get<0>(std::move(state_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -102,22 +111,20 @@ class [[nodiscard]] Result {
  private:
   void check_has_value() const {
     if (!ok()) {
-      std::fprintf(stderr, "perfmem: value() on an error Result: %s\n",
-                   std::get<1>(state_).to_string().c_str());
+      std::fprintf(stderr, "perfmem: value() on an error Result: %s\n", std::get<1>(state_).to_string().c_str());
       std::abort();
     }
   }
   std::variant<T, Status> state_;
 };
 
-[[noreturn]] void check_failed(const char* condition, const char* file, int line,
-                               const std::string& detail);
+[[noreturn]] void check_failed(const char* condition, const char* file, int line, const std::string& detail);
 
 }  // namespace perfmem
 
 // Internal invariant: aborts with the condition, location and optional detail string.
-#define PERFMEM_CHECK(cond, ...)                                                        \
-  do {                                                                                  \
+#define PERFMEM_CHECK(cond, ...)                                                               \
+  do {                                                                                         \
     if (!(cond)) ::perfmem::check_failed(#cond, __FILE__, __LINE__, std::string{__VA_ARGS__}); \
   } while (0)
 
@@ -125,15 +132,14 @@ class [[nodiscard]] Result {
 #define PERFMEM_CONCAT(a, b) PERFMEM_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is an error.
-#define PERFMEM_RETURN_IF_ERROR(expr)                 \
-  do {                                                \
-    ::perfmem::Status perfmem_status_ = (expr);       \
+#define PERFMEM_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::perfmem::Status perfmem_status_ = (expr);        \
     if (!perfmem_status_.ok()) return perfmem_status_; \
   } while (0)
 
 // `PERFMEM_ASSIGN_OR_RETURN(auto x, make_x());` declares x from a Result or returns its error.
-#define PERFMEM_ASSIGN_OR_RETURN(lhs, expr)                                        \
-  auto PERFMEM_CONCAT(perfmem_result_, __LINE__) = (expr);                         \
-  if (!PERFMEM_CONCAT(perfmem_result_, __LINE__).ok())                             \
-    return PERFMEM_CONCAT(perfmem_result_, __LINE__).status();                     \
+#define PERFMEM_ASSIGN_OR_RETURN(lhs, expr)                                                                       \
+  auto PERFMEM_CONCAT(perfmem_result_, __LINE__) = (expr);                                                        \
+  if (!PERFMEM_CONCAT(perfmem_result_, __LINE__).ok()) return PERFMEM_CONCAT(perfmem_result_, __LINE__).status(); \
   lhs = std::move(PERFMEM_CONCAT(perfmem_result_, __LINE__)).value()

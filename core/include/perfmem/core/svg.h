@@ -34,11 +34,10 @@ struct BarChart {
 // Free-form drawing in user coordinates mapped onto a plot area with axes.
 class SvgCanvas {
  public:
-  SvgCanvas(std::string title, std::string x_label, std::string y_label, double x_min,
-            double x_max, double y_min, double y_max, int width = 900, int height = 500);
+  SvgCanvas(std::string title, std::string x_label, std::string y_label, double x_min, double x_max, double y_min,
+            double y_max, int width = 900, int height = 500);
   // Rectangle in data coordinates; `tooltip` becomes an SVG <title>.
-  void rect(double x0, double y0, double x1, double y1, const std::string& fill,
-            const std::string& tooltip = {});
+  void rect(double x0, double y0, double x1, double y1, const std::string& fill, const std::string& tooltip = {});
   void polyline(const std::vector<std::pair<double, double>>& points, const std::string& stroke);
   void legend_entry(const std::string& name, const std::string& color);
   std::string render() const;

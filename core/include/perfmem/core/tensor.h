@@ -34,7 +34,7 @@ std::string_view dtype_safetensors_name(DType dtype);
 float bf16_to_f32(uint16_t bits);
 uint16_t f32_to_bf16(float value);  // round to nearest even; NaN stays NaN
 float f16_to_f32(uint16_t bits);
-uint16_t f32_to_f16(float value);   // round to nearest even; overflow to inf
+uint16_t f32_to_f16(float value);  // round to nearest even; overflow to inf
 
 using Shape = std::vector<int64_t>;
 
@@ -53,7 +53,10 @@ class TensorView {
   TensorView(void* data, DType dtype, Shape shape, Shape strides);
 
   void* data() const { return data_; }
-  template <typename T> T* data_as() const { return static_cast<T*>(data_); }
+  template <typename T>
+  T* data_as() const {
+    return static_cast<T*>(data_);
+  }
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   const Shape& strides() const { return strides_; }
@@ -66,7 +69,8 @@ class TensorView {
 
   // Element offset (in elements) of a multi-index; checks rank and bounds.
   int64_t offset_of(std::initializer_list<int64_t> index) const;
-  template <typename T> T& at(std::initializer_list<int64_t> index) const {
+  template <typename T>
+  T& at(std::initializer_list<int64_t> index) const {
     return data_as<T>()[offset_of(index)];
   }
   // Element as double whatever the dtype (for printing and tests).
@@ -100,7 +104,10 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 
   void* data() const { return data_; }
-  template <typename T> T* data_as() const { return static_cast<T*>(data_); }
+  template <typename T>
+  T* data_as() const {
+    return static_cast<T*>(data_);
+  }
   size_t size() const { return size_; }
   size_t alignment() const { return alignment_; }
   bool empty() const { return size_ == 0; }

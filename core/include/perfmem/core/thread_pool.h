@@ -44,8 +44,7 @@ class ThreadPool {
 
   // Calls fn(chunk_begin, chunk_end) over disjoint chunks covering [begin, end); blocks until
   // every chunk has run. min_chunk bounds how finely the range is split.
-  void parallel_for(int64_t begin, int64_t end,
-                    const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
+  void parallel_for(int64_t begin, int64_t end, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
 
  private:
   void enqueue(std::function<void()> job);

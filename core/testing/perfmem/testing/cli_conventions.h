@@ -33,8 +33,8 @@ inline std::vector<std::string> help_descriptions(const std::string& help) {
     if (pending && indented) out.push_back(line.substr(kColumn));
     pending = false;
     if (line.size() < 3 || line[0] != ' ' || line[1] != ' ' || line[2] == ' ') continue;
-    const bool padded = line.size() > kColumn && line[kColumn - 2] == ' ' && line[kColumn - 1] == ' ' &&
-                        line[kColumn] != ' ';
+    const bool padded =
+        line.size() > kColumn && line[kColumn - 2] == ' ' && line[kColumn - 1] == ' ' && line[kColumn] != ' ';
     if (padded) {
       out.push_back(line.substr(kColumn));
     } else {
@@ -66,8 +66,8 @@ inline void expect_cli_conventions(const std::string& program, const std::string
     auto descriptions = help_descriptions(help.output);
     EXPECT_GE(descriptions.size(), 2u) << command << "\n" << help.output;
     for (const std::string& d : descriptions)
-      EXPECT_TRUE(std::isupper(static_cast<unsigned char>(d[0]))) << command << ": description \"" << d
-                                                                   << "\" does not start with a capital letter";
+      EXPECT_TRUE(std::isupper(static_cast<unsigned char>(d[0])))
+          << command << ": description \"" << d << "\" does not start with a capital letter";
   }
 }
 

@@ -21,21 +21,20 @@ namespace perfmem::testing {
 inline bool oracles_required() {
   const char* ci = std::getenv("CI");
   const char* required = std::getenv("PERFMEM_REQUIRE_ORACLES");
-  return (ci != nullptr && std::string(ci) == "true") ||
-         (required != nullptr && std::string(required) == "1");
+  return (ci != nullptr && std::string(ci) == "true") || (required != nullptr && std::string(required) == "1");
 }
 
 }  // namespace perfmem::testing
 
 // Returns from the test: skipped with `why`, or failed with it when oracles are required.
 // `why` is anything that streams into an ostream (`a << " b"` works).
-#define PERFMEM_SKIP_UNLESS_REQUIRED(why)                                                       \
-  do {                                                                                          \
-    std::ostringstream perfmem_why_;                                                            \
-    perfmem_why_ << why;                                                                        \
-    if (::perfmem::testing::oracles_required()) {                                               \
-      FAIL() << perfmem_why_.str()                                                              \
+#define PERFMEM_SKIP_UNLESS_REQUIRED(why)                                                           \
+  do {                                                                                              \
+    std::ostringstream perfmem_why_;                                                                \
+    perfmem_why_ << why;                                                                            \
+    if (::perfmem::testing::oracles_required()) {                                                   \
+      FAIL() << perfmem_why_.str()                                                                  \
              << " (required: CI=true or PERFMEM_REQUIRE_ORACLES=1 turns this skip into a failure)"; \
-    }                                                                                           \
-    GTEST_SKIP() << perfmem_why_.str();                                                         \
+    }                                                                                               \
+    GTEST_SKIP() << perfmem_why_.str();                                                             \
   } while (0)

@@ -78,11 +78,11 @@ class ModelWeights {
   const std::string& dir() const { return dir_; }
   const SafetensorsCheckpoint& checkpoint() const { return checkpoint_; }
 
-  const float* shared = nullptr;                    // F32 [V, d_model], also the LM head
-  const float* encoder_relative_bias = nullptr;     // F32 [buckets, H]
-  const float* decoder_relative_bias = nullptr;     // F32 [buckets, H]
-  const float* encoder_final_norm = nullptr;        // F32 [d_model]
-  const float* decoder_final_norm = nullptr;        // F32 [d_model]
+  const float* shared = nullptr;                 // F32 [V, d_model], also the LM head
+  const float* encoder_relative_bias = nullptr;  // F32 [buckets, H]
+  const float* decoder_relative_bias = nullptr;  // F32 [buckets, H]
+  const float* encoder_final_norm = nullptr;     // F32 [d_model]
+  const float* decoder_final_norm = nullptr;     // F32 [d_model]
   std::vector<BlockWeights> encoder, decoder;
 
   const ExpertTensors& expert(int64_t moe_layer, int64_t expert) const;
@@ -101,7 +101,7 @@ class ModelWeights {
   std::string dir_;
   SafetensorsCheckpoint checkpoint_;
   std::vector<AlignedBuffer> storage_;
-  std::deque<PackedMatrix> packed_;  // a deque: pointers to its elements stay valid
+  std::deque<PackedMatrix> packed_;     // a deque: pointers to its elements stay valid
   std::vector<ExpertTensors> experts_;  // [moe_layer * E + expert]
   uint64_t resident_bytes_ = 0;
   uint64_t expert_disk_bytes_ = 0;
@@ -115,17 +115,16 @@ std::string pickle_conversion_command(const std::string& dir);
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);
 
 struct MakeCheckpointOptions {
-  DType dtype = DType::kF32;            // F32, BF16 or F16
-  uint64_t shard_bytes = 2ull << 30;    // above this, model-0000i-of-0000N.safetensors + index
+  DType dtype = DType::kF32;          // F32, BF16 or F16
+  uint64_t shard_bytes = 2ull << 30;  // above this, model-0000i-of-0000N.safetensors + index
   uint64_t seed = 1;
-  bool write_lm_head = true;            // tied copy of shared.weight, as some exports carry it
+  bool write_lm_head = true;  // tied copy of shared.weight, as some exports carry it
   bool show_progress = true;
 };
 
 // Writes DIR/config.json and the safetensors file(s) with random weights (deterministic in
 // the seed), scaled like Hugging Face's initialisation so activations stay in range.
-Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options,
-                       const std::string& dir);
+Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& options, const std::string& dir);
 // Bytes the checkpoint will take on disk (tensor data only).
 uint64_t checkpoint_data_bytes(const SwitchConfig& config, const MakeCheckpointOptions& options);
 

@@ -34,7 +34,7 @@ struct SwitchConfig {
   int64_t num_sparse_encoder_layers = 6;
   int64_t num_sparse_decoder_layers = 6;
   int64_t num_experts = 8;
-  int64_t expert_capacity = 64;     // per expert and per sequence, as in Hugging Face
+  int64_t expert_capacity = 64;  // per expert and per sequence, as in Hugging Face
   int64_t relative_attention_num_buckets = 32;
   int64_t relative_attention_max_distance = 128;
   double layer_norm_epsilon = 1e-6;
@@ -61,7 +61,10 @@ struct SwitchConfig {
   // moe_layer_place(m) = (is_decoder, block index). Closed forms: no loop over the blocks.
   int64_t num_moe_layers() const;
   int64_t num_encoder_moe_layers() const;
-  struct MoeLayerPlace { bool decoder; int64_t block; };
+  struct MoeLayerPlace {
+    bool decoder;
+    int64_t block;
+  };
   MoeLayerPlace moe_layer_place(int64_t moe_layer) const;
 
   // Bytes of one expert (wi + wo) at 4 bytes per weight, the compute precision.

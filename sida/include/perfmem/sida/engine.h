@@ -102,8 +102,8 @@ struct Generation {
 // Where the engine's time goes on expert matrices (for bandwidth figures).
 struct EngineStats {
   uint64_t expert_calls = 0;
-  uint64_t expert_bytes = 0;     // fp32 weight bytes streamed by expert products
-  double expert_compute_s = 0;   // time in expert products (excluding waits for I/O)
+  uint64_t expert_bytes = 0;    // fp32 weight bytes streamed by expert products
+  double expert_compute_s = 0;  // time in expert products (excluding waits for I/O)
 };
 
 class Engine {
@@ -121,8 +121,7 @@ class Engine {
   // advance step by step together, sharing each acquired decoder expert the same way.
   Result<std::vector<Generation>> generate_window(const std::vector<std::vector<int32_t>>& requests,
                                                   const GenerateOptions& options);
-  Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests,
-                              const GenerateOptions& options);
+  Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests, const GenerateOptions& options);
 
  private:
   // Empty requests, ids outside the vocabulary and requests of pad ids only are errors.
@@ -131,15 +130,19 @@ class Engine {
   // Hugging Face builds the attention mask from the ids (id != pad) unless pad == eos.
   bool masks_pad_ids() const;
   // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
-  struct RoutedToken { int64_t index; int32_t row; int32_t position; };
+  struct RoutedToken {
+    int64_t index;
+    int32_t row;
+    int32_t position;
+  };
   // The router's decisions for one MoE layer over one set of tokens.
   struct LayerRouting {
-    std::vector<float> h;            // F32 [n, d]: the routed tokens' normed rows
-    std::vector<float> logits;       // F32 [n, E]
-    std::vector<int32_t> choice;     // argmax expert per token
+    std::vector<float> h;         // F32 [n, d]: the routed tokens' normed rows
+    std::vector<float> logits;    // F32 [n, E]
+    std::vector<int32_t> choice;  // argmax expert per token
     std::vector<float> top_prob;
-    std::vector<uint8_t> dropped;    // 1 when over capacity
-    std::vector<uint8_t> uses;       // [E]: 1 when some kept token goes to the expert
+    std::vector<uint8_t> dropped;  // 1 when over capacity
+    std::vector<uint8_t> uses;     // [E]: 1 when some kept token goes to the expert
   };
   struct EncoderState;
   // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
@@ -148,11 +151,18 @@ class Engine {
   void route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
              LayerRouting* routing) const;
   // One token row through an expert: in = its normed row, out += p * expert(in).
-  struct ExpertRow { const float* in; float* out; float p; };
-  struct ExpertScratch { std::vector<float> xe, hidden, ye; std::vector<ExpertRow> rows; };
+  struct ExpertRow {
+    const float* in;
+    float* out;
+    float p;
+  };
+  struct ExpertScratch {
+    std::vector<float> xe, hidden, ye;
+    std::vector<ExpertRow> rows;
+  };
   // Appends the rows of the tokens routed to expert e (kept, not dropped).
-  static void collect_rows(int64_t e, const LayerRouting& routing, const std::vector<RoutedToken>& tokens,
-                           float* x, int64_t d, std::vector<ExpertRow>* rows);
+  static void collect_rows(int64_t e, const LayerRouting& routing, const std::vector<RoutedToken>& tokens, float* x,
+                           int64_t d, std::vector<ExpertRow>* rows);
   // Runs scratch.rows through expert `view`: with linear() (as batch 1 does for one request's
   // rows), or with the streaming kernel (rows of several requests in one pass, same bits per row).
   void run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& scratch);
@@ -161,7 +171,12 @@ class Engine {
                         const std::vector<RoutedToken>& tokens, float* x, int32_t window_request);
   // A request of a window at one MoE layer: its normed rows, activations, routed tokens and its
   // index among the window's requests.
-  struct WindowMember { const float* normed; float* x; const std::vector<RoutedToken>* tokens; int32_t request; };
+  struct WindowMember {
+    const float* normed;
+    float* x;
+    const std::vector<RoutedToken>* tokens;
+    int32_t request;
+  };
   // The window's MoE layer: each expert acquired once for all members (see encode_window).
   Status window_moe_layer(const BlockWeights& block, int64_t decode_step, const std::vector<WindowMember>& members);
   struct DecoderState;

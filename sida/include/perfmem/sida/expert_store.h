@@ -49,22 +49,22 @@ class SlowTier {
 std::unique_ptr<SlowTier> make_disk_tier(const ModelWeights& model, bool direct_io);
 
 struct StoreOptions {
-  uint64_t budget_bytes = 0;          // 0 = room for every expert
+  uint64_t budget_bytes = 0;  // 0 = room for every expert
   Policy policy = Policy::kLru;
   bool direct_io = true;
-  size_t prefetch_horizon = 512;      // accesses the prefetcher looks ahead
+  size_t prefetch_horizon = 512;  // accesses the prefetcher looks ahead
 };
 
 struct StoreStats {
   uint64_t accesses = 0;
-  uint64_t hits = 0;             // resident and ready when asked for
-  uint64_t inflight_hits = 0;    // a prefetch was already reading it (waited for the rest)
-  uint64_t misses = 0;           // loaded on demand
+  uint64_t hits = 0;           // resident and ready when asked for
+  uint64_t inflight_hits = 0;  // a prefetch was already reading it (waited for the rest)
+  uint64_t misses = 0;         // loaded on demand
   uint64_t loads = 0, prefetch_loads = 0, evictions = 0;
   uint64_t bytes_read = 0;
   uint64_t read_errors = 0;
-  double io_wait_s = 0;          // time acquire() spent waiting for reads
-  double read_s = 0;             // time the I/O thread spent reading
+  double io_wait_s = 0;  // time acquire() spent waiting for reads
+  double read_s = 0;     // time the I/O thread spent reading
   double hit_rate() const { return accesses ? double(hits) / double(accesses) : 0.0; }
 };
 
@@ -92,8 +92,7 @@ class ExpertStore final : public ExpertProvider {
   Policy policy() const { return options_.policy; }
 
  private:
-  ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow,
-              size_t slots);
+  ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow, size_t slots);
   void io_loop();
   std::span<const int32_t> upcoming_locked() const;
 
@@ -103,13 +102,13 @@ class ExpertStore final : public ExpertProvider {
   uint64_t slot_bytes_ = 0;
   std::vector<AlignedBuffer> memory_;  // one per slot: wi then wo, fp32
   std::vector<SlotState> slots_;
-  std::vector<int32_t> slot_of_;       // expert id -> slot, -1 when absent
-  std::map<int32_t, Status> failed_;   // expert id -> read error, until reported
+  std::vector<int32_t> slot_of_;                    // expert id -> slot, -1 when absent
+  std::map<int32_t, Status> failed_;                // expert id -> read error, until reported
   std::deque<std::pair<int32_t, int32_t>> demand_;  // (expert, slot) reads asked for by acquire
   std::vector<int32_t> upcoming_;
-  size_t cursor_ = 0;                  // upcoming_[cursor_] is the next expected access
+  size_t cursor_ = 0;  // upcoming_[cursor_] is the next expected access
   uint64_t clock_ = 0;
-  uint64_t version_ = 0;               // bumps on every state change the I/O thread cares about
+  uint64_t version_ = 0;  // bumps on every state change the I/O thread cares about
   StoreStats stats_;
   mutable std::mutex mutex_;
   std::condition_variable changed_;

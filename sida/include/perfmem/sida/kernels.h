@@ -18,10 +18,9 @@ namespace perfmem::sida {
 // y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
 // dot-product kernel (each weight row read once, AVX2 when the CPU has it, both cores); more
 // rows: OpenBLAS sgemm.
-void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
-            bool accumulate = false);
-void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in,
-                      int64_t out, bool accumulate = false);
+void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate = false);
+void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                      bool accumulate = false);
 
 // linear()'s streaming kernel for any number of rows. Every y element is computed with the same
 // arithmetic whatever `rows` is and whatever the other rows hold, so a row gives bit for bit what
@@ -70,8 +69,8 @@ void softmax_inplace(float* x, int64_t n);
 int64_t argmax(const float* x, int64_t n);
 
 // T5's relative position bucket (memory_position - query_position), as Hugging Face computes it.
-int64_t relative_position_bucket(int64_t relative_position, bool bidirectional,
-                                 int64_t num_buckets, int64_t max_distance);
+int64_t relative_position_bucket(int64_t relative_position, bool bidirectional, int64_t num_buckets,
+                                 int64_t max_distance);
 
 // Threads used by the BLAS (all hardware threads unless set).
 void set_blas_threads(int threads);

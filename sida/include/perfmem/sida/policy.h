@@ -45,8 +45,7 @@ bool slot_evictable(const SlotState& slot);
 // Slot to load a demanded expert into (its occupant, if any, is evicted); nullopt when every
 // slot is pinned or loading (wait and ask again). Free slots come first (lowest index).
 // `upcoming` is the future access sequence after the current access (prefetch only).
-std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slots,
-                                   std::span<const int32_t> upcoming);
+std::optional<int32_t> choose_slot(Policy policy, std::span<const SlotState> slots, std::span<const int32_t> upcoming);
 
 struct PrefetchLoad {
   int32_t expert = -1;
@@ -58,7 +57,7 @@ struct PrefetchLoad {
 // whose expert is neither resident nor loading, into a free slot or in place of the evictable
 // expert used furthest in the future, provided that expert is not needed before it. nullopt
 // when no such load helps.
-std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots,
-                                          std::span<const int32_t> upcoming, size_t horizon);
+std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots, std::span<const int32_t> upcoming,
+                                          size_t horizon);
 
 }  // namespace perfmem::sida

@@ -28,7 +28,7 @@ namespace perfmem::sida {
 struct RoutesDataset {
   int64_t num_moe_layers = 0;  // M: the encoder's MoE layers
   int64_t num_experts = 0;
-  int64_t top = 0;             // T = min(requested top, num_experts)
+  int64_t top = 0;  // T = min(requested top, num_experts)
   int64_t vocab_size = 0;
   std::vector<int32_t> tokens;       // [N]
   std::vector<int64_t> offsets;      // [R + 1], offsets[0] = 0, non-decreasing, offsets[R] = N

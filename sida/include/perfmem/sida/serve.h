@@ -34,8 +34,7 @@ using Request = std::vector<int32_t>;
 
 // Deterministic SST2-like requests: lengths uniform in [min_len, max_len], ids in [3, vocab),
 // each ending with eos (id 1) as a tokenizer would.
-std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len,
-                                        int64_t vocab, uint64_t seed);
+std::vector<Request> synthetic_requests(size_t count, int64_t min_len, int64_t max_len, int64_t vocab, uint64_t seed);
 // One request per line, token ids separated by spaces or commas; errors name the line.
 Result<std::vector<Request>> read_requests(const std::string& path);
 // "12 5 7" or "12,5,7".
@@ -46,14 +45,14 @@ Result<Execution> parse_execution(const std::string& name);
 const char* execution_name(Execution execution);
 
 struct ServeOptions {
-  bool generate = true;          // false: encoder forward only (classification setting)
+  bool generate = true;  // false: encoder forward only (classification setting)
   Execution execution = Execution::kRequest;
   int64_t max_new_tokens = 8;
-  size_t window = 64;            // requests per run-ahead plan
-  size_t queue_capacity = 16;    // plans the run-ahead thread may be ahead by
+  size_t window = 64;                         // requests per run-ahead plan
+  size_t queue_capacity = 16;                 // plans the run-ahead thread may be ahead by
   const struct RouteTable* routes = nullptr;  // needed by the prefetch policy
-  bool keep_outputs = false;       // keep logits (generate) and encoder states
-  bool keep_routes = false;        // keep every router decision (RequestResult::routes)
+  bool keep_outputs = false;                  // keep logits (generate) and encoder states
+  bool keep_routes = false;                   // keep every router decision (RequestResult::routes)
   EngineOptions engine;
 };
 
@@ -110,8 +109,8 @@ struct ServeReport {
   double generated_tokens_per_s() const { return wall_s > 0 ? double(generated_tokens) / wall_s : 0; }
 };
 
-Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store,
-                          const std::vector<Request>& requests, const ServeOptions& options);
+Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
+                          const ServeOptions& options);
 Json report_to_json(const ServeReport& report);
 // Every request's router decisions (keep_routes), as JSON: per request its tokens and a list of
 // {moe_layer, block, decoder, step, positions, expert, dropped}.

@@ -29,8 +29,8 @@ std::string_view element_type_name(ElementType type);
 size_t element_size(ElementType type);
 
 struct Quantization {
-  std::vector<float> scales;        // one (per tensor) or one per channel
-  std::vector<int64_t> zero_points; // same length as scales
+  std::vector<float> scales;         // one (per tensor) or one per channel
+  std::vector<int64_t> zero_points;  // same length as scales
   int quantized_dimension = 0;
   bool present() const { return !scales.empty(); }
   bool per_channel() const { return scales.size() > 1; }
@@ -90,7 +90,7 @@ struct OpOptions {
 
 struct Operator {
   OpKind kind = OpKind::kAdd;
-  std::vector<int> inputs;   // tensor indices; -1 marks an omitted optional input (bias)
+  std::vector<int> inputs;  // tensor indices; -1 marks an omitted optional input (bias)
   std::vector<int> outputs;
   OpOptions options;
 };

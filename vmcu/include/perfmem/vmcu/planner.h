@@ -41,7 +41,7 @@ struct BufferRequirement {
   size_t bytes = 0;
   int first_use = 0;
   int last_use = 0;
-  int inplace_partner = -1;           // index into the requirement list, or -1
+  int inplace_partner = -1;            // index into the requirement list, or -1
   size_t inplace_workspace_bytes = 0;  // scratch needed when computed in place
   int tensor = -1;                     // graph tensor index (buffer_requirements), -1 for hand-made lists
 };

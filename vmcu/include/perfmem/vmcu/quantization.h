@@ -43,7 +43,7 @@ QuantizedMultiplier mean_multiplier(double input_over_output_scale, int64_t coun
 vmcu_softmax_params softmax_params(float input_scale, float beta);
 
 // ADD parameters (left shift 20, both inputs rescaled to twice the larger input scale).
-vmcu_add_params add_params(float scale1, int32_t zp1, float scale2, int32_t zp2, float out_scale,
-                           int32_t out_zp, Activation activation);
+vmcu_add_params add_params(float scale1, int32_t zp1, float scale2, int32_t zp2, float out_scale, int32_t out_zp,
+                           Activation activation);
 
 }  // namespace perfmem::vmcu

@@ -80,21 +80,34 @@ RingDistances solve_distances(std::span<const RingAccess> trace);
 // kTensorLevel: an operator of a tensor-level plan; its reference kernel reads every input whole
 // and writes its output whole, at arena offsets that never overlap while live, so it needs no
 // workspace (a tensor-level layer is what TFLite Micro runs).
-enum class RingKernel { kConv, kPointwise, kDepthwise, kFullyConnected, kAdd, kAveragePool, kMaxPool, kAlias,
-                        kQuantize, kStaged, kBottleneck, kResidualBlock, kTensorLevel };
+enum class RingKernel {
+  kConv,
+  kPointwise,
+  kDepthwise,
+  kFullyConnected,
+  kAdd,
+  kAveragePool,
+  kMaxPool,
+  kAlias,
+  kQuantize,
+  kStaged,
+  kBottleneck,
+  kResidualBlock,
+  kTensorLevel
+};
 std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (src/ring_layer.h)
 
 // One layer of a plan: a plain value (indices and sizes, no pointers).
 struct RingLayer {
-  std::vector<int> ops;     // graph operators this layer executes (a folded PAD first)
+  std::vector<int> ops;  // graph operators this layer executes (a folded PAD first)
   RingKernel kernel = RingKernel::kStaged;
   std::vector<int> inputs;  // ring tensors read, as operands 1 and 2
   int output = -1;
-  int64_t distance[2] = {0, 0};  // solved distance per input
-  size_t workspace_bytes = 0;    // stage buffers outside the ring
-  int params_index = -1;         // the layer's prepared kernel parameters, held by the RingModel
+  int64_t distance[2] = {0, 0};        // solved distance per input
+  size_t workspace_bytes = 0;          // stage buffers outside the ring
+  int params_index = -1;               // the layer's prepared kernel parameters, held by the RingModel
   int32_t ring_offset[3] = {0, 0, 0};  // ring offsets of the output, input 0 and input 1
 };
 
@@ -106,12 +119,12 @@ std::string_view ring_placement_name(RingPlacement placement);
 struct RingPlan {
   RingPlacement placement = RingPlacement::kSegment;
   std::vector<RingLayer> layers;
-  std::vector<int64_t> base;             // unwrapped base per tensor (valid where placed[t])
+  std::vector<int64_t> base;  // unwrapped base per tensor (valid where placed[t])
   std::vector<bool> placed;
   std::vector<int> first_layer, last_layer;  // layer indices where a ring tensor is written / last read
   size_t ring_bytes = 0;
-  size_t workspace_bytes = 0;  // largest single-layer workspace
-  size_t peak_bytes = 0;       // ring + workspace
+  size_t workspace_bytes = 0;          // largest single-layer workspace
+  size_t peak_bytes = 0;               // ring + workspace
   std::vector<size_t> span_per_layer;  // bytes of the ring in use while each layer runs
 
   // Ring offset of a placed tensor's byte 0.
@@ -130,7 +143,7 @@ struct RingPlanOptions {
 
 struct RingVerifyReport {
   size_t ring_bytes = 0;
-  size_t checked_reads = 0;   // bytes whose owner was checked
+  size_t checked_reads = 0;  // bytes whose owner was checked
   size_t checked_writes = 0;
   bool bit_exact = false;
 };
@@ -157,7 +170,8 @@ class RingModel {
  private:
   RingModel();
   friend Result<RingModel> create_ring_model_with_shrunk_distance(Graph, int, int64_t, const RingPlanOptions&);
-  static Result<RingModel> create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer, int64_t shrink_bytes);
+  static Result<RingModel> create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer,
+                                       int64_t shrink_bytes);
   Result<std::vector<uint8_t>> execute(std::span<const uint8_t> input, bool shadow, RingVerifyReport* report);
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -171,7 +185,7 @@ Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options = {});
 // For the verifier's tests only: create() with one segment-level layer's input-0 distance shrunk
 // by `bytes` after solving, a deliberately unsafe plan that create()'s verifier must reject.
 Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
-                                                        const RingPlanOptions& options = {});
+                                                         const RingPlanOptions& options = {});
 
 // The same graph starting at the int8 tensor when its first operator only quantizes a float32
 // graph input (as MCU deployments feed the camera's int8 pixels directly); otherwise unchanged.

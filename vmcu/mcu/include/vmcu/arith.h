@@ -42,14 +42,12 @@ static inline int32_t vmcu_rounding_divide_by_pot(int32_t x, int exponent) {
 
 /* TFLite's MultiplyByQuantizedMultiplier (double rounding: left shift, high mul, right shift).
  * shift > 0 multiplies by 2^shift first (multipliers >= 1), shift < 0 divides afterwards. */
-static inline int32_t vmcu_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier,
-                                                            int shift) {
+static inline int32_t vmcu_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   /* Left shift in unsigned arithmetic: TFLite's x * (1 << s) wraps the same way. */
   const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-  return vmcu_rounding_divide_by_pot(vmcu_sat_rounding_doubling_high_mul(shifted, multiplier),
-                                     right_shift);
+  return vmcu_rounding_divide_by_pot(vmcu_sat_rounding_doubling_high_mul(shifted, multiplier), right_shift);
 }
 
 static inline int32_t vmcu_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }

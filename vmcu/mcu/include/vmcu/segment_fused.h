@@ -33,52 +33,49 @@ extern "C" {
 #endif
 
 typedef struct {
-  int32_t has_expand;                  /* 0: the depthwise reads the block input directly */
-  vmcu_conv_params expand;             /* 1x1, filter [mid][in] */
+  int32_t has_expand;      /* 0: the depthwise reads the block input directly */
+  vmcu_conv_params expand; /* 1x1, filter [mid][in] */
   const int8_t* expand_filter;
   const int32_t* expand_bias;
-  vmcu_conv_params depthwise;          /* stride, padding, dilation; depth_multiplier 1 */
+  vmcu_conv_params depthwise; /* stride, padding, dilation; depth_multiplier 1 */
   int32_t dw_kh, dw_kw;
-  const int8_t* dw_filter;             /* [kh][kw][mid] */
+  const int8_t* dw_filter; /* [kh][kw][mid] */
   const int32_t* dw_bias;
-  vmcu_conv_params project;            /* 1x1, filter [out][mid] */
+  vmcu_conv_params project; /* 1x1, filter [out][mid] */
   const int8_t* project_filter;
   const int32_t* project_bias;
-  int32_t has_residual;                /* out = add(in, projected) (stride 1, in_c == out_c) */
-  int32_t residual_is_input1;          /* the block input is the ADD's first operand */
+  int32_t has_residual;       /* out = add(in, projected) (stride 1, in_c == out_c) */
+  int32_t residual_is_input1; /* the block input is the ADD's first operand */
   vmcu_add_params add;
 } vmcu_bottleneck_params;
 
 int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c);
 /* Returns 0, or -1 if the depthwise window exceeds VMCU_SEG_MAX_TAPS. */
-int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base,
-                           vmcu_shape4 in_shape, int32_t mid_c, int32_t out_base,
-                           vmcu_shape4 out_shape, int8_t* workspace);
+int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                           int32_t mid_c, int32_t out_base, vmcu_shape4 out_shape, int8_t* workspace);
 
 typedef struct {
   vmcu_conv_params conv1;
-  vmcu_shape4 filter1_shape;           /* [c1][kh][kw][in_c] */
+  vmcu_shape4 filter1_shape; /* [c1][kh][kw][in_c] */
   const int8_t* filter1;
   const int32_t* bias1;
-  vmcu_shape4 mid_shape;               /* conv1's output [n][h1][w1][c1] */
-  vmcu_conv_params conv2;              /* stride 1, dilation 1 */
-  vmcu_shape4 filter2_shape;           /* [out_c][kh2][kw2][c1] */
+  vmcu_shape4 mid_shape;     /* conv1's output [n][h1][w1][c1] */
+  vmcu_conv_params conv2;    /* stride 1, dilation 1 */
+  vmcu_shape4 filter2_shape; /* [out_c][kh2][kw2][c1] */
   const int8_t* filter2;
   const int32_t* bias2;
-  int32_t has_shortcut_conv;           /* 0: the shortcut is the block input itself */
-  vmcu_conv_params shortcut;           /* 1x1, stride shortcut.stride_h/w, no padding */
-  const int8_t* shortcut_filter;       /* [out_c][in_c] */
+  int32_t has_shortcut_conv;     /* 0: the shortcut is the block input itself */
+  vmcu_conv_params shortcut;     /* 1x1, stride shortcut.stride_h/w, no padding */
+  const int8_t* shortcut_filter; /* [out_c][in_c] */
   const int32_t* shortcut_bias;
-  int32_t shortcut_is_input1;          /* the shortcut is the ADD's first operand */
+  int32_t shortcut_is_input1; /* the shortcut is the ADD's first operand */
   vmcu_add_params add;
 } vmcu_residual_block_params;
 
-int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params* p,
-                                                int32_t out_c);
+int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params* p, int32_t out_c);
 /* Returns 0, or -1 if a window exceeds VMCU_SEG_MAX_TAPS. */
-int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r,
-                               int32_t in_base, vmcu_shape4 in_shape, int32_t out_base,
-                               vmcu_shape4 out_shape, int8_t* workspace);
+int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base,
+                               vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape, int8_t* workspace);
 
 #ifdef __cplusplus
 }

@@ -45,11 +45,10 @@ enum { VMCU_SEG_OUT = 0, VMCU_SEG_IN0 = 1, VMCU_SEG_IN1 = 2 };
  * windows run as staged layers on the host. Pooling has no such bound. */
 enum { VMCU_SEG_MAX_TAPS = 49 };
 
-typedef void (*vmcu_ring_trace_fn)(void* ctx, int32_t operand, int32_t offset, int32_t length,
-                                   int32_t is_write);
+typedef void (*vmcu_ring_trace_fn)(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write);
 
 typedef struct {
-  int8_t* data;  /* cap bytes */
+  int8_t* data; /* cap bytes */
   int32_t cap;
   vmcu_ring_trace_fn trace; /* may be 0 */
   void* trace_ctx;
@@ -64,47 +63,42 @@ static inline int32_t vmcu_ring_pos(const vmcu_ring* r, int32_t base, int32_t re
 
 /* Copies between the ring and plain memory; length <= cap. */
 void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst);
-void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length,
-                     const int8_t* src);
+void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, const int8_t* src);
 
 /* CONV_2D (any kernel, stride, padding, dilation). stage: out_shape.c bytes. Returns 0, or -1 if
  * the window has more than VMCU_SEG_MAX_TAPS taps. */
-int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                       vmcu_shape4 in_shape, vmcu_shape4 filter_shape, const int8_t* filter,
-                       const int32_t* bias, int32_t out_base, vmcu_shape4 out_shape,
-                       int8_t* stage);
+int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                       vmcu_shape4 filter_shape, const int8_t* filter, const int32_t* bias, int32_t out_base,
+                       vmcu_shape4 out_shape, int8_t* stage);
 
 /* Pointwise CONV_2D: 1x1 filter, stride 1, no padding. stage: vmcu_seg_pointwise_stage_bytes. */
 int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c);
-void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                                vmcu_shape4 in_shape, const int8_t* filter, const int32_t* bias,
-                                int32_t out_base, vmcu_shape4 out_shape, int8_t* stage);
+void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                                const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 out_shape,
+                                int8_t* stage);
 
 /* DEPTHWISE_CONV_2D. stage: out_shape.c bytes. Returns 0, or -1 as vmcu_seg_conv2d_s8. */
-int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base,
-                                 vmcu_shape4 in_shape, vmcu_shape4 filter_shape,
-                                 const int8_t* filter, const int32_t* bias, int32_t out_base,
+int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                                 vmcu_shape4 filter_shape, const int8_t* filter, const int32_t* bias, int32_t out_base,
                                  vmcu_shape4 out_shape, int8_t* stage);
 
 /* FULLY_CONNECTED: in [batches][in_depth] -> out [batches][out_depth]. */
-void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base,
-                                 int32_t batches, int32_t in_depth, int32_t out_depth,
-                                 const int8_t* weights, const int32_t* bias, int32_t out_base);
+void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base, int32_t batches,
+                                 int32_t in_depth, int32_t out_depth, const int8_t* weights, const int32_t* bias,
+                                 int32_t out_base);
 
 /* ADD of two same-sized tensors (either may be the output's own storage: steps are elements). */
-void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base,
-                     int32_t size, int32_t out_base);
+void vmcu_seg_add_s8(const vmcu_add_params* p, const vmcu_ring* r, int32_t a_base, int32_t b_base, int32_t size,
+                     int32_t out_base);
 
 /* AVERAGE_POOL_2D / MAX_POOL_2D, any window size. workspace: vmcu_seg_pool_workspace_bytes
  * (an int32 accumulator and a staged output byte per channel), int32-aligned. Average returns -1
  * when a window holds no input element (as the reference), else 0. */
 int32_t vmcu_seg_pool_workspace_bytes(int32_t channels);
-int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                             vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape,
-                             int32_t* workspace);
-int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base,
-                         vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape,
-                         int32_t* workspace);
+int vmcu_seg_average_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                             int32_t out_base, vmcu_shape4 out_shape, int32_t* workspace);
+int vmcu_seg_max_pool_s8(const vmcu_pool_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                         int32_t out_base, vmcu_shape4 out_shape, int32_t* workspace);
 
 /* Byte-for-byte copy (RESHAPE when the output is not laid over its input). Steps are bytes in
  * ascending order, so an output at or below its input (in ring order) is safe. */
