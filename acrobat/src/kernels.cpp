@@ -44,15 +44,12 @@ inline float fast_exp(float x) {
   return e * scale;
 }
 
-// x86-64: loops cloned for AVX-512, AVX2 and the baseline (chosen once per process), and the
-// narrow product kernel compiled for AVX2 + FMA. Elsewhere (aarch64) the generic vector types
-// compile to the native SIMD and the blocked kernel serves every CPU.
+// x86-64: the elementwise loops are cloned for AVX-512, AVX2 and the baseline (chosen once per
+// process). Elsewhere (aarch64) they compile to the native SIMD as they are.
 #if defined(__x86_64__)
 #define PERFMEM_ACROBAT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#define PERFMEM_ACROBAT_AVX2_FMA __attribute__((target("avx2,fma")))
 #else
 #define PERFMEM_ACROBAT_CLONES
-#define PERFMEM_ACROBAT_AVX2_FMA
 #endif
 
 // NaN stays NaN, like std::exp / std::tanh in the reference twins: fast_exp's clamp would
@@ -108,242 +105,10 @@ void apply_unary(OpKind op, const float* x, float* y, int64_t size) {
 bool matmul_shared_blas(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
                         const float* bias, Scratch& s);
 
-// The packed kernel. One 16-wide vector type serves every target: GCC lowers it to one zmm
-// (AVX-512), two ymm (AVX2) or four xmm (SSE2) in the respective clone. may_alias: the
-// vectors are loaded from and stored to float arrays.
-typedef float v16 __attribute__((vector_size(64), __may_alias__));
-typedef float v16u __attribute__((vector_size(64), aligned(4), __may_alias__));  // unaligned
-
-// MR rows of X against NP adjacent panels: every step over the shared dimension loads
-// NP x 16 weights once and uses them for all MR rows (broadcast x[i][q]). The shared
-// dimension is split over U interleaved accumulators when MR x NP is small, so that at least
-// kChains independent FMA chains (of 16-wide vectors) hide the FMA latency.
-template <int MR, int NP, int kChains = 8>
-[[gnu::always_inline]] inline void panel_rows(const float* __restrict panels, int64_t cols, const float* const* x,
-                                              float* const* y, int64_t j0, int64_t rows, const float* bias) {
-  constexpr int U = MR * NP >= kChains * 3 / 4 ? 1 : (kChains + MR * NP - 1) / (MR * NP);
-  v16 acc[MR][NP][U] = {};
-  const float* xr[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = x[i];
-  const int64_t panel_stride = cols * kPanelRows;
-  int64_t q = 0;
-  for (; q + U <= cols; q += U) {
-    for (int u = 0; u < U; ++u) {
-      v16 w[NP];
-      for (int p = 0; p < NP; ++p)
-        w[p] = *reinterpret_cast<const v16*>(panels + p * panel_stride + (q + u) * kPanelRows);
-      for (int i = 0; i < MR; ++i) {
-        float xi = xr[i][q + u];
-        for (int p = 0; p < NP; ++p) acc[i][p][u] += xi * w[p];
-      }
-    }
-  }
-  for (; q < cols; ++q) {
-    for (int p = 0; p < NP; ++p) {
-      v16 w = *reinterpret_cast<const v16*>(panels + p * panel_stride + q * kPanelRows);
-      for (int i = 0; i < MR; ++i) acc[i][p][0] += xr[i][q] * w;
-    }
-  }
-  for (int p = 0; p < NP; ++p) {
-    int64_t jp = j0 + p * kPanelRows;
-    int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - jp));
-    v16 init = {};
-    if (bias) {
-      if (width == kPanelRows)
-        init = *reinterpret_cast<const v16u*>(bias + jp);
-      else
-        std::memcpy(&init, bias + jp, sizeof(float) * width);
-    }
-    for (int i = 0; i < MR; ++i) {
-      v16 total = init;
-      for (int u = 0; u < U; ++u) total += acc[i][p][u];
-      if (width == kPanelRows)
-        *reinterpret_cast<v16u*>(y[i] + jp) = total;
-      else
-        std::memcpy(y[i] + jp, &total, sizeof(float) * width);
-    }
-  }
-}
-
-// n rows against NP panels: blocks of RB rows, then what is left in blocks of 8, 6, 4, 3, 2, 1.
-template <int NP, int RB>
-[[gnu::always_inline]] inline void panel_row_blocks(const float* panels, int64_t cols, int n, const float* const* x,
-                                                    float* const* y, int64_t j0, int64_t rows, const float* bias) {
-  int b0 = 0;
-  for (; b0 + RB <= n; b0 += RB) panel_rows<RB, NP>(panels, cols, x + b0, y + b0, j0, rows, bias);
-  int rest = n - b0;
-  while (rest > 0) {
-    int m = std::min(rest, 4);
-    if (rest >= 8)
-      m = 8;
-    else if (rest >= 6)
-      m = 6;
-    switch (m) {
-      case 8: panel_rows<8, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-      case 6: panel_rows<6, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-      case 4: panel_rows<4, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-      case 3: panel_rows<3, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-      case 2: panel_rows<2, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-      default: panel_rows<1, NP>(panels, cols, x + b0, y + b0, j0, rows, bias); break;
-    }
-    b0 += m;
-    rest -= m;
-  }
-}
-
-// n rows against the whole weight: groups of NP panels outer, rows inner; a last group of
-// fewer panels goes one panel at a time.
-template <int NP, int RB>
-[[gnu::always_inline]] inline void many_rows(const float* packed, int64_t rows, int64_t cols, const float* bias, int n,
-                                             const float* const* x, float* const* y) {
-  int64_t j0 = 0;
-  for (; j0 + NP * kPanelRows <= rows; j0 += NP * kPanelRows)
-    panel_row_blocks<NP, RB>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
-  for (; j0 < rows; j0 += kPanelRows) panel_row_blocks<1, 8>(packed + j0 * cols, cols, n, x, y, j0, rows, bias);
-}
-
-// Up to 8 rows: all rows at once, so the weight is read exactly once.
-template <int MR>
-[[gnu::always_inline]] inline void few_rows(const float* packed, int64_t rows, int64_t cols, const float* bias,
-                                            const float* const* x, float* const* y) {
-  int64_t j0 = 0;
-  if (MR > 3)  // (up to three rows: single panels, the shared dimension split instead)
-    for (; j0 + 3 * kPanelRows <= rows; j0 += 3 * kPanelRows)
-      panel_rows<MR, 3>(packed + j0 * cols, cols, x, y, j0, rows, bias);
-  for (; j0 < rows; j0 += kPanelRows) panel_rows<MR, 1>(packed + j0 * cols, cols, x, y, j0, rows, bias);
-}
-
-// More rows: chunks of kChunkRows rows (their slices of x stay in L2), inside a chunk panel
-// triples outer and blocks of 8 rows inner: 8 x 3 = 24 accumulators, and each triple of
-// panels (cols x 48 floats) is loaded once per chunk and reused by every block of rows.
-PERFMEM_ACROBAT_CLONES void packed_rows_loop(const float* packed, int64_t rows, int64_t cols, const float* bias, int n,
-                                             const float* const* x, float* const* y) {
-  switch (n) {
-    case 1: return few_rows<1>(packed, rows, cols, bias, x, y);
-    case 2: return few_rows<2>(packed, rows, cols, bias, x, y);
-    case 3: return few_rows<3>(packed, rows, cols, bias, x, y);
-    case 4: return few_rows<4>(packed, rows, cols, bias, x, y);
-    case 5: return few_rows<5>(packed, rows, cols, bias, x, y);
-    case 6: return few_rows<6>(packed, rows, cols, bias, x, y);
-    case 7: return few_rows<7>(packed, rows, cols, bias, x, y);
-    case 8: return few_rows<8>(packed, rows, cols, bias, x, y);
-    default: break;
-  }
-  constexpr int kChunkRows = 384;
-  for (int r0 = 0; r0 < n; r0 += kChunkRows)
-    many_rows<3, 8>(packed, rows, cols, bias, std::min(kChunkRows, n - r0), x + r0, y + r0);
-}
-
-// The same product for AVX2 machines (16 ymm registers, a 16-wide vector is two of them):
-// the AVX-512 blocking above (up to 24 accumulators) would spill most of them, which made the
-// kernel 10-30x slower than OpenBLAS there. Here at most 6 rows x 1 panel accumulate at once
-// (12 ymm), with 4 chains for a single row. Rows in chunks whose slice of x stays in L2;
-// inside a chunk, panels outer and blocks of rows inner, so each panel is read once per chunk.
-// Every output element sums in the same order whatever the split of panels across threads.
-// Native 8-wide vectors: GCC keeps 64-byte generic vectors in memory on AVX2, so a panel's
-// 16 outputs are two explicit halves here.
-typedef float v8 __attribute__((vector_size(32), __may_alias__));
-typedef float v8u __attribute__((vector_size(32), aligned(4), __may_alias__));  // unaligned
-
-template <int MR>
-[[gnu::always_inline]] inline void narrow_block(const float* __restrict panel, int64_t cols, const float* const* x,
-                                                float* const* y, int64_t j0, int64_t rows, const float* bias) {
-  constexpr int U = MR >= 3 ? 1 : (MR == 2 ? 2 : 4);  // at least 8 independent FMA chains
-  v8 acc[MR][2][U] = {};
-  const float* xr[MR];
-  for (int i = 0; i < MR; ++i) xr[i] = x[i];
-  int64_t q = 0;
-  for (; q + U <= cols; q += U) {
-    for (int u = 0; u < U; ++u) {
-      v8 w0 = *reinterpret_cast<const v8*>(panel + (q + u) * kPanelRows);
-      v8 w1 = *reinterpret_cast<const v8*>(panel + (q + u) * kPanelRows + 8);
-      for (int i = 0; i < MR; ++i) {
-        float xi = xr[i][q + u];
-        acc[i][0][u] += xi * w0;
-        acc[i][1][u] += xi * w1;
-      }
-    }
-  }
-  for (; q < cols; ++q) {
-    v8 w0 = *reinterpret_cast<const v8*>(panel + q * kPanelRows);
-    v8 w1 = *reinterpret_cast<const v8*>(panel + q * kPanelRows + 8);
-    for (int i = 0; i < MR; ++i) {
-      acc[i][0][0] += xr[i][q] * w0;
-      acc[i][1][0] += xr[i][q] * w1;
-    }
-  }
-  int width = static_cast<int>(std::min<int64_t>(kPanelRows, rows - j0));
-  float init[kPanelRows] = {};
-  if (bias) std::memcpy(init, bias + j0, sizeof(float) * width);
-  for (int i = 0; i < MR; ++i) {
-    float total[kPanelRows];
-    for (int h = 0; h < 2; ++h) {
-      v8 t = *reinterpret_cast<const v8u*>(init + 8 * h);
-      for (int u = 0; u < U; ++u) t += acc[i][h][u];
-      *reinterpret_cast<v8u*>(total + 8 * h) = t;
-    }
-    std::memcpy(y[i] + j0, total, sizeof(float) * width);
-  }
-}
-
-[[maybe_unused]] PERFMEM_ACROBAT_AVX2_FMA void packed_rows_narrow(const float* packed, int64_t rows, int64_t cols,
-                                                                  const float* bias, int n, const float* const* x,
-                                                                  float* const* y) {
-  constexpr int kChunkRows = 384;
-  for (int r0 = 0; r0 < n; r0 += kChunkRows) {
-    int m = std::min(kChunkRows, n - r0);
-    const float* const* xc = x + r0;
-    float* const* yc = y + r0;
-    for (int64_t j0 = 0; j0 < rows; j0 += kPanelRows) {
-      const float* panel = packed + j0 * cols;
-      int b = 0;
-      for (; b + 6 <= m; b += 6) narrow_block<6>(panel, cols, xc + b, yc + b, j0, rows, bias);
-      switch (m - b) {
-        case 5:
-          narrow_block<3>(panel, cols, xc + b, yc + b, j0, rows, bias);
-          narrow_block<2>(panel, cols, xc + b + 3, yc + b + 3, j0, rows, bias);
-          break;
-        case 4: narrow_block<4>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
-        case 3: narrow_block<3>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
-        case 2: narrow_block<2>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
-        case 1: narrow_block<1>(panel, cols, xc + b, yc + b, j0, rows, bias); break;
-        default: break;
-      }
-    }
-  }
-}
-
-using RowsKernel = void (*)(const float*, int64_t, int64_t, const float*, int, const float* const*, float* const*);
-
-bool narrow_supported() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
-}
-
-// The AVX-512 blocking where the CPU has AVX-512 (or neither: the SSE2 clone), the narrow
-// one on AVX2 + FMA machines. kBest is chosen once.
-RowsKernel rows_kernel(PackedRowsKernel which) {
-  static const PackedRowsKernel best = [] {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") && narrow_supported()) return PackedRowsKernel::kNarrow;
-#endif
-    return PackedRowsKernel::kBlocked;
-  }();
-  if (which == PackedRowsKernel::kBest) which = best;
-  PERFMEM_CHECK(packed_rows_kernel_supported(which), "packed rows kernel not supported by this CPU");
-  return which == PackedRowsKernel::kNarrow ? static_cast<RowsKernel>(&packed_rows_narrow)
-                                            : static_cast<RowsKernel>(&packed_rows_loop);
-}
-
-const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
+const PackedWeights& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
   auto it = s.packed.find(W);
-  if (it == s.packed.end() || it->second.rows != r || it->second.cols != c)
-    it = s.packed.insert_or_assign(W, pack_matrix(W, r, c)).first;
+  if (it == s.packed.end() || it->second.out() != r || it->second.in() != c)
+    it = s.packed.insert_or_assign(W, PackedWeights(W, r, c)).first;
   return it->second;
 }
 
@@ -352,51 +117,19 @@ const PackedMatrix& packed_weight(const float* W, int64_t r, int64_t c, Scratch&
 bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float* const* x, float* const* y, int n,
                    const float* bias, Scratch& s) {
   if (k == 1 && n < s.packed_max_rows) {
-    const PackedMatrix& w = packed_weight(W, r, c, s);  // packed on the calling thread
-    // Split over groups of 3 panels: the kernel groups panels the same way, so every output
-    // element is computed exactly as in one call.
-    constexpr int64_t kGroupRows = 3 * kPanelRows;
-    int64_t groups = (r + kGroupRows - 1) / kGroupRows;
+    const PackedWeights& w = packed_weight(W, r, c, s);  // packed on the calling thread
+    // Split over groups of 3 panels; every output element is computed by one thread with the
+    // same arithmetic whatever the split (packed_gemm's invariant).
+    constexpr int64_t kGroupPanels = 3;
+    const int64_t groups = (w.panels() + kGroupPanels - 1) / kGroupPanels;
     parallel_ranges(s, groups, r * c * n, [&](int64_t g0, int64_t g1) {
-      if (g0 == 0 && g1 == groups) return rows_kernel(s.packed_kernel)(w.data, w.rows, w.cols, bias, n, x, y);
-      int64_t j0 = g0 * kGroupRows, j1 = std::min(r, g1 * kGroupRows);
-      thread_local std::vector<float*> yo;
-      yo.resize(n);
-      for (int b = 0; b < n; ++b) yo[b] = y[b] + j0;
-      rows_kernel(s.packed_kernel)(w.data + j0 * c, j1 - j0, c, bias ? bias + j0 : nullptr, n, x, yo.data());
+      packed_gemm(w, n, x, y, {.bias = bias, .accumulate = false}, s.packed_isa,
+                  {g0 * kGroupPanels, std::min(w.panels(), g1 * kGroupPanels)});
     });
     return bias != nullptr;
   }
   return matmul_shared_blas(W, r, c, k, x, y, n, bias, s);
 }
-
-}  // namespace
-
-PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols) {
-  PackedMatrix p;
-  p.rows = rows;
-  p.cols = cols;
-  int64_t padded = (rows + kPanelRows - 1) / kPanelRows * kPanelRows;
-  size_t total = static_cast<size_t>(padded * cols) + kPanelRows;
-  p.storage.reset(new float[total]());
-  auto addr = reinterpret_cast<uintptr_t>(p.storage.get());
-  p.data = p.storage.get() + ((64 - addr % 64) % 64) / sizeof(float);
-  for (int64_t j = 0; j < rows; ++j) {
-    float* panel = p.data + (j / kPanelRows) * kPanelRows * cols + j % kPanelRows;
-    for (int64_t q = 0; q < cols; ++q) panel[q * kPanelRows] = w[j * cols + q];
-  }
-  return p;
-}
-
-void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x, float* const* y) {
-  rows_kernel(PackedRowsKernel::kBest)(w.data, w.rows, w.cols, bias, n, x, y);
-}
-
-bool packed_rows_kernel_supported(PackedRowsKernel kernel) {
-  return kernel != PackedRowsKernel::kNarrow || narrow_supported();
-}
-
-namespace {
 
 // OpenBLAS: one sgemm over all rows (gathered through the pointer array when scattered).
 // Returns whether it folded `bias` in: the output starts as the bias rows and the product is

@@ -20,8 +20,7 @@ int64_t numel(const std::vector<int64_t>& d) {
 // Runs `sig` for n instances both ways and compares. Non-shared operands of each instance
 // live in separate, shuffled places; shared ones are one buffer.
 void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
-           int packed_max_rows = kernels::kDefaultPackedMaxRows,
-           kernels::PackedRowsKernel packed_kernel = kernels::PackedRowsKernel::kBest) {
+           int packed_max_rows = kernels::kDefaultPackedMaxRows, GemmIsa packed_isa = best_gemm_isa()) {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-scale, scale);
   size_t nargs = sig.arg_dims.size();
@@ -48,7 +47,7 @@ void check(KernelSig sig, int n, float scale = 1.0f, bool contiguous_out = true,
   }
   kernels::Scratch scratch;
   scratch.packed_max_rows = packed_max_rows;
-  scratch.packed_kernel = packed_kernel;
+  scratch.packed_isa = packed_isa;
   kernels::run_batched(sig, n, args.data(), fo.data(), scratch);
   kernels::run_reference(sig, n, args.data(), ro.data());
   for (int b = 0; b < n; ++b)
@@ -79,14 +78,14 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
   }
 }
 
-// The packed few-rows kernel and the OpenBLAS path on the edge cases of the packing: one or
-// two rows, all-rows-at-once (<= 8) and blocks of 8 plus remainders of 6, 4, 3, 2, 1 rows,
-// output sizes not a multiple of the 16-row panel or of a 48-row panel triple, shared
-// dimensions shorter than the unrolling, with and without a folded bias.
+// The packed kernel (every instruction set the CPU has) and the OpenBLAS path on the edge
+// cases of the packing: one or two rows, blocks of tile rows plus remainders, output sizes not
+// a multiple of the 16-row panel or of the 3-panel groups split across threads, shared
+// dimensions shorter than a vector, with and without a folded bias.
 TEST(AcrobatKernels, PackedFewRowsKernelMatchesReferenceOnEdgeCases) {
-  for (auto kernel : {kernels::PackedRowsKernel::kBlocked, kernels::PackedRowsKernel::kNarrow}) {
-    if (!kernels::packed_rows_kernel_supported(kernel)) continue;  // the narrow one needs AVX2 + FMA
-    SCOPED_TRACE(kernel == kernels::PackedRowsKernel::kNarrow ? "narrow kernel" : "blocked kernel");
+  for (GemmIsa kernel : {GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kNeon, GemmIsa::kScalar}) {
+    if (!gemm_isa_supported(kernel)) continue;
+    SCOPED_TRACE(gemm_isa_name(kernel));
     for (int64_t r : {1, 7, 16, 17, 33, 48, 49, 97}) {
       for (int64_t c : {1, 2, 3, 5, 16, 31}) {
         for (int n : {1, 2, 3, 5, 8, 9, 17, 31}) {
@@ -124,8 +123,7 @@ TEST(AcrobatKernels, PackedMatrixIsACopyAndRowsMayRepeat) {
   for (int64_t i = 0; i < r * c; ++i) w[i] = std::sin(0.37f * float(i));
   for (int64_t i = 0; i < r; ++i) bias[i] = 0.5f - 0.1f * float(i);
   for (int64_t i = 0; i < c; ++i) x[i] = std::cos(0.9f * float(i));
-  kernels::PackedMatrix packed = kernels::pack_matrix(w.data(), r, c);
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(packed.data) % 64, 0u);
+  const PackedWeights packed(w.data(), r, c);
   std::vector<float> expect(r);
   for (int64_t i = 0; i < r; ++i) {
     double t = bias[i];
@@ -138,7 +136,7 @@ TEST(AcrobatKernels, PackedMatrixIsACopyAndRowsMayRepeat) {
   std::vector<float> out(n * r * 3, -7.0f);
   std::vector<float*> ys(n);
   for (int b = 0; b < n; ++b) ys[b] = out.data() + (n - 1 - b) * r * 3 + r;  // gaps between outputs
-  kernels::packed_matvec_rows(packed, bias.data(), n, xs.data(), ys.data());
+  packed_gemm(packed, n, xs.data(), ys.data(), {.bias = bias.data(), .accumulate = false});
   for (int b = 0; b < n; ++b) {
     for (int64_t i = 0; i < r; ++i) ASSERT_NEAR(ys[b][i], expect[i], 1e-5f) << b << " " << i;
     EXPECT_EQ(ys[b][-1], -7.0f) << "wrote before instance " << b << "'s output";

@@ -146,10 +146,6 @@ void register_all() {
 
 }  // namespace
 
-#if defined(PERFMEM_GEMM_BENCH_FORMER)
-void register_former_kernels(const std::vector<std::pair<int64_t, int64_t>>& weights, const std::vector<int64_t>& rows);
-#endif
-
 int main(int argc, char** argv) {
   // One thread for everyone: OpenBLAS's pool, oneDNN's OpenMP runtime, XNNPACK (no threadpool).
   openblas_set_num_threads(1);
@@ -158,11 +154,6 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::AddCustomContext("packed_isa", perfmem::gemm_isa_name(perfmem::best_gemm_isa()));
   register_all();
-#if defined(PERFMEM_GEMM_BENCH_FORMER)
-  std::vector<std::pair<int64_t, int64_t>> weights;
-  for (const Weight& w : kWeights) weights.emplace_back(w.out, w.in);
-  register_former_kernels(weights, std::vector<int64_t>(std::begin(kRows), std::end(kRows)));
-#endif
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -2,7 +2,7 @@
 // y[rows, out] = x[rows, in] · w[out, in]ᵀ by
 //   Linear/...           linear(): streaming kernel up to 8 rows, OpenBLAS sgemm above
 //   LinearPacked/...     linear_packed() on a weight packed once (the resident weights' path)
-//   LinearPackedTwin/... its portable twin (one fma chain per element; same bits)
+//   LinearPackedTwin/... core's plain-loop twin of the packed kernel (one fma chain per element; same bits)
 // Counters: GFLOP/s (2·rows·in·out per call) and weight GB/s (in·out·4 bytes read per call).
 //
 //   sida_kernels_bench --benchmark_filter='in:768/out:3072' --benchmark_min_time=0.2
@@ -49,7 +49,7 @@ void BM_Linear(benchmark::State& state) {
 void BM_LinearPacked(benchmark::State& state) {
   const int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
   Operands o(rows, in, out);
-  PackedMatrix packed = pack_matrix(o.w.data(), out, in);
+  const perfmem::PackedWeights packed(o.w.data(), out, in);
   for (auto _ : state) {
     linear_packed(o.x.data(), packed, o.y.data(), rows);
     benchmark::DoNotOptimize(o.y.data());
@@ -60,9 +60,15 @@ void BM_LinearPacked(benchmark::State& state) {
 void BM_LinearPackedTwin(benchmark::State& state) {
   const int64_t rows = state.range(0), in = state.range(1), out = state.range(2);
   Operands o(rows, in, out);
-  PackedMatrix packed = pack_matrix(o.w.data(), out, in);
+  const perfmem::PackedWeights packed(o.w.data(), out, in);
+  std::vector<const float*> x_rows;
+  std::vector<float*> y_rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    x_rows.push_back(o.x.data() + r * in);
+    y_rows.push_back(o.y.data() + r * out);
+  }
   for (auto _ : state) {
-    linear_packed_reference(o.x.data(), packed, o.y.data(), rows);
+    perfmem::packed_gemm_reference(packed, rows, x_rows.data(), y_rows.data());
     benchmark::DoNotOptimize(o.y.data());
   }
   set_counters(state, rows, in, out);

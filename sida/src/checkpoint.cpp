@@ -221,11 +221,11 @@ Result<const float*> ModelWeights::load_resident(const std::string& name, const 
   return p;
 }
 
-Result<const PackedMatrix*> ModelWeights::load_packed(const std::string& name, const Shape& shape) {
+Result<const PackedWeights*> ModelWeights::load_packed(const std::string& name, const Shape& shape) {
   PERFMEM_ASSIGN_OR_RETURN(const float* w, load_resident(name, shape));
-  packed_.push_back(pack_matrix(w, shape[0], shape[1]));
+  packed_.emplace_back(w, shape[0], shape[1]);
   // Only the packed form is kept: the plain copy was the last buffer stored.
-  resident_bytes_ += packed_.back().data.size();
+  resident_bytes_ += packed_.back().bytes();
   resident_bytes_ -= storage_.back().size();
   storage_.pop_back();
   return &packed_.back();

@@ -2,7 +2,6 @@
 
 #include <cblas.h>
 #if defined(__x86_64__)
-#include <immintrin.h>
 // The streaming kernel is cloned for AVX2 and the baseline on x86-64 (chosen once per process);
 // elsewhere (aarch64) the generic vector types compile to the native SIMD.
 #define PERFMEM_SIDA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
@@ -13,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "perfmem/core/status.h"
 #include "perfmem/core/thread_pool.h"
@@ -89,163 +89,25 @@ ThreadPool& streaming_pool() {
   return pool;
 }
 
-#if defined(__x86_64__)
-// Rows [0, R) of x against one panel: y[r, j] for the panel's `cols` valid columns.
-template <int R>
-__attribute__((target("avx512f"))) void packed_panel_avx512(const float* x, int64_t in, const float* panel, float* y,
-                                                            int64_t out, int64_t cols, bool accumulate) {
-  __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < in; ++k) {
-    const __m512 w0 = _mm512_load_ps(panel + k * kPackedPanel);
-    const __m512 w1 = _mm512_load_ps(panel + k * kPackedPanel + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xv = _mm512_set1_ps(x[r * in + k]);
-      acc[r][0] = _mm512_fmadd_ps(xv, w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(xv, w1, acc[r][1]);
-    }
-  }
-  alignas(64) float tmp[kPackedPanel];
-  for (int r = 0; r < R; ++r) {
-    _mm512_store_ps(tmp, acc[r][0]);
-    _mm512_store_ps(tmp + 16, acc[r][1]);
-    float* yr = y + r * out;
-    for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
-  }
-}
-
-// The same panel with AVX2 + FMA (CPUs without AVX-512): four 8-wide accumulators per row, at
-// most three rows (12 accumulators and 4 weight vectors fill the 16 registers). Each element is
-// the same fma chain as the AVX-512 kernel and the portable twin, so all three give equal bits.
-template <int R>
-__attribute__((target("avx2,fma"))) void packed_panel_avx2(const float* x, int64_t in, const float* panel, float* y,
-                                                           int64_t out, int64_t cols, bool accumulate) {
-  __m256 acc[R][4];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < in; ++k) {
-    const float* wk = panel + k * kPackedPanel;
-    const __m256 w0 = _mm256_load_ps(wk), w1 = _mm256_load_ps(wk + 8), w2 = _mm256_load_ps(wk + 16),
-                 w3 = _mm256_load_ps(wk + 24);
-    for (int r = 0; r < R; ++r) {
-      const __m256 xv = _mm256_broadcast_ss(x + r * in + k);
-      acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
-      acc[r][2] = _mm256_fmadd_ps(xv, w2, acc[r][2]);
-      acc[r][3] = _mm256_fmadd_ps(xv, w3, acc[r][3]);
-    }
-  }
-  alignas(32) float tmp[kPackedPanel];
-  for (int r = 0; r < R; ++r) {
-    for (int q = 0; q < 4; ++q) _mm256_store_ps(tmp + 8 * q, acc[r][q]);
-    float* yr = y + r * out;
-    for (int64_t j = 0; j < cols; ++j) yr[j] = accumulate ? yr[j] + tmp[j] : tmp[j];
-  }
-}
-#endif  // __x86_64__
-
-// The portable twin: the same fused multiply-add chain per element (std::fma rounds once, as
-// the vector instruction does), so both give identical bits.
-void packed_panel_portable(const float* x, int64_t rows, int64_t in, const float* panel, float* y, int64_t out,
-                           int64_t cols, bool accumulate) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) {
-      float acc = 0.f;
-      for (int64_t k = 0; k < in; ++k) acc = std::fma(x[r * in + k], panel[k * kPackedPanel + j], acc);
-      float& dst = y[r * out + j];
-      dst = accumulate ? dst + acc : acc;
-    }
-}
-
 }  // namespace
 
-bool packed_isa_supported(PackedIsa isa) {
-  switch (isa) {
-#if defined(__x86_64__)
-    case PackedIsa::kAvx512: return __builtin_cpu_supports("avx512f");
-    case PackedIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    case PackedIsa::kAvx512:
-    case PackedIsa::kAvx2: return false;
-#endif
-    case PackedIsa::kPortable: return true;
+void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t rows, bool accumulate, GemmIsa isa) {
+  if (rows <= 0) return;
+  std::vector<const float*> x_rows(static_cast<size_t>(rows));
+  std::vector<float*> y_rows(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    x_rows[r] = x + r * w.in();
+    y_rows[r] = y + r * w.out();
   }
-  return false;
-}
-
-PackedIsa best_packed_isa() {
-  static const PackedIsa best = packed_isa_supported(PackedIsa::kAvx512) ? PackedIsa::kAvx512
-                                : packed_isa_supported(PackedIsa::kAvx2) ? PackedIsa::kAvx2
-                                                                         : PackedIsa::kPortable;
-  return best;
-}
-
-PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in) {
-  PackedMatrix m;
-  m.out = out;
-  m.in = in;
-  const int64_t panels = (out + kPackedPanel - 1) / kPackedPanel;
-  m.data = AlignedBuffer(size_t(panels * in * kPackedPanel) * sizeof(float));  // zeroed
-  float* d = m.data.data_as<float>();
-  for (int64_t o = 0; o < out; ++o) {
-    float* panel = d + (o / kPackedPanel) * in * kPackedPanel + o % kPackedPanel;
-    for (int64_t k = 0; k < in; ++k) panel[k * kPackedPanel] = w[o * in + k];
-  }
-  return m;
-}
-
-void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate, PackedIsa isa) {
-  if (rows == 0) return;
-  PERFMEM_CHECK(packed_isa_supported(isa), "linear_packed: instruction set not supported by this CPU");
-  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel, in = w.in, out = w.out;
-  const float* data = w.data.data_as<float>();
-  // Panels are independent: each y element is computed by one thread, so the split does not
-  // change results. Rows go in register-tile groups (six with AVX-512, three with AVX2), then
-  // the remainder.
+  // Panels are independent and each y element is computed by one thread, so the split does not
+  // change results.
   streaming_pool().parallel_for(
-      0, panels,
+      0, w.panels(),
       [&](int64_t begin, int64_t end) {
-        for (int64_t p = begin; p < end; ++p) {
-          const float* panel = data + p * in * kPackedPanel;
-          const int64_t col0 = p * kPackedPanel, cols = std::min(kPackedPanel, out - col0);
-          float* yp = y + col0;
-          [[maybe_unused]] int64_t r = 0;  // rows done by the vector tiles
-          switch (isa) {
-#if defined(__x86_64__)
-            case PackedIsa::kAvx512:
-              for (; r + 6 <= rows; r += 6)
-                packed_panel_avx512<6>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
-              switch (rows - r) {
-                case 5: packed_panel_avx512<5>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                case 4: packed_panel_avx512<4>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                case 3: packed_panel_avx512<3>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                case 2: packed_panel_avx512<2>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                case 1: packed_panel_avx512<1>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                default: break;
-              }
-              break;
-            case PackedIsa::kAvx2:
-              for (; r + 3 <= rows; r += 3)
-                packed_panel_avx2<3>(x + r * in, in, panel, yp + r * out, out, cols, accumulate);
-              switch (rows - r) {
-                case 2: packed_panel_avx2<2>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                case 1: packed_panel_avx2<1>(x + r * in, in, panel, yp + r * out, out, cols, accumulate); break;
-                default: break;
-              }
-              break;
-#endif
-            default: packed_panel_portable(x, rows, in, panel, yp, out, cols, accumulate); break;
-          }
-        }
+        packed_gemm(w, rows, x_rows.data(), y_rows.data(), {.bias = nullptr, .accumulate = accumulate}, isa,
+                    {begin, end});
       },
       /*min_chunk=*/2);
-}
-
-void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate) {
-  const int64_t panels = (w.out + kPackedPanel - 1) / kPackedPanel;
-  for (int64_t p = 0; p < panels; ++p)
-    packed_panel_portable(x, rows, w.in, w.data.data_as<float>() + p * w.in * kPackedPanel, y + p * kPackedPanel, w.out,
-                          std::min(kPackedPanel, w.out - p * kPackedPanel), accumulate);
 }
 
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,

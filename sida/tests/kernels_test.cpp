@@ -55,28 +55,34 @@ TEST(Kernels, StreamingRowsAreBitIdenticalWhateverTheyAreMergedWith) {
   }
 }
 
-// The packed kernel on every instruction set this CPU has (AVX-512 six rows at a time, AVX2
-// three at a time, portable; panels split over two threads) gives the bits of its portable twin,
-// whatever the row count, and agrees with plain double-precision loops. Shapes cover panel tails
-// (out not a multiple of 32), odd `in`, and every row remainder.
-TEST(Kernels, PackedLinearIsBitIdenticalToItsPortableTwin) {
-  std::vector<PackedIsa> isas;
-  for (PackedIsa isa : {PackedIsa::kAvx512, PackedIsa::kAvx2, PackedIsa::kPortable})
-    if (packed_isa_supported(isa)) isas.push_back(isa);
-  ASSERT_TRUE(packed_isa_supported(best_packed_isa()));
-  for (PackedIsa isa : isas)
+// linear_packed (core's packed kernel over contiguous rows, panels split over two threads) on
+// every instruction set this CPU has gives the bits of core's plain-loop twin, whatever the row
+// count, and agrees with plain double-precision loops. Shapes cover panel tails (out not a
+// multiple of 16), odd `in`, and every row remainder.
+TEST(Kernels, PackedLinearIsBitIdenticalToItsPlainTwin) {
+  std::vector<GemmIsa> isas;
+  for (GemmIsa isa : {GemmIsa::kAvx512, GemmIsa::kAvx2, GemmIsa::kNeon, GemmIsa::kScalar})
+    if (gemm_isa_supported(isa)) isas.push_back(isa);
+  for (GemmIsa isa : isas)
     for (auto [in, out] : {std::pair{7, 5}, {33, 129}, {768, 96}, {64, 32}, {100, 70}}) {
       auto w = random_vector(size_t(out * in), 7);
-      PackedMatrix packed = pack_matrix(w.data(), out, in);
+      const PackedWeights packed(w.data(), out, in);
       for (int64_t rows : {1, 2, 5, 6, 7, 12, 13}) {
         auto x = random_vector(size_t(rows * in), 8);
         for (bool accumulate : {false, true}) {
           auto y = random_vector(size_t(rows * out), 9), twin = y, one_by_one = y, ref = y;
           linear_packed(x.data(), packed, y.data(), rows, accumulate, isa);
-          linear_packed_reference(x.data(), packed, twin.data(), rows, accumulate);
+          std::vector<const float*> x_rows;
+          std::vector<float*> twin_rows;
+          for (int64_t r = 0; r < rows; ++r) {
+            x_rows.push_back(x.data() + r * in);
+            twin_rows.push_back(twin.data() + r * out);
+          }
+          packed_gemm_reference(packed, rows, x_rows.data(), twin_rows.data(),
+                                {.bias = nullptr, .accumulate = accumulate});
           for (int64_t r = 0; r < rows; ++r)
             linear_packed(x.data() + r * in, packed, one_by_one.data() + r * out, 1, accumulate, isa);
-          const std::string what = "isa " + std::to_string(int(isa)) + ": " + std::to_string(rows) + "x" +
+          const std::string what = std::string(gemm_isa_name(isa)) + ": " + std::to_string(rows) + "x" +
                                    std::to_string(in) + "x" + std::to_string(out);
           ASSERT_EQ(0, std::memcmp(y.data(), twin.data(), y.size() * sizeof(float))) << what;
           ASSERT_EQ(0, std::memcmp(y.data(), one_by_one.data(), y.size() * sizeof(float))) << what;

@@ -13,15 +13,14 @@
 // Outputs y[b] are normally one contiguous block (the runtime allocates them so); the kernels
 // detect that and write in place, otherwise they go through scratch.
 //
-// That kernel is our packed kernel below Scratch::packed_max_rows rows (all but the largest
-// products), OpenBLAS sgemm from there on. sgemm re-packs the whole weight on every call,
-// which at a few rows costs as much as the multiply. The packed kernel packs the weight ONCE
-// into panels of 16 output rows (cached in Scratch by address: shared operands are model
-// parameters and constants, which never change while a Scratch lives), reads each
-// instance's vector straight through the pointer array while multiplying (no gather copy),
-// and folds a shared dense bias into its accumulators. Vectorised for AVX-512, AVX2 or
-// plain SSE2, chosen at run time (target_clones). OpenBLAS also serves matrix operands
-// (x[b] with several columns) and per-instance matrices.
+// That kernel is core's packed_gemm (perfmem/core/packed_gemm.h) below
+// Scratch::packed_max_rows rows, OpenBLAS sgemm from there on. sgemm re-packs the whole weight
+// on every call, which at a few rows costs as much as the multiply. The weight is packed ONCE
+// (cached in Scratch by address: shared operands are model parameters and constants, which
+// never change while a Scratch lives); the kernel reads each instance's vector straight through
+// the pointer array while multiplying (no gather copy) and adds a shared dense bias in its
+// epilogue. OpenBLAS also serves matrix operands (x[b] with several columns) and per-instance
+// matrices.
 //
 // Fused elementwise runs: run_elementwise computes one instruction for ONE instance, so a
 // fused group can run a chain of elementwise instructions instance by instance while that
@@ -35,29 +34,16 @@
 #include <vector>
 
 #include "perfmem/acrobat/ast.h"
+#include "perfmem/core/packed_gemm.h"
 #include "perfmem/core/thread_pool.h"
 
 namespace perfmem::acrobat::kernels {
 
-// A weight packed for the few-rows kernel: panel p holds rows [16p, 16p + 16) of W,
-// column-interleaved (data[(p * cols + q) * 16 + j] = W[16p + j][q]); rows past `rows` are 0.
-struct PackedMatrix {
-  int64_t rows = 0, cols = 0;
-  std::unique_ptr<float[]> storage;  // over-allocated by 16 floats for 64-byte alignment
-  float* data = nullptr;
-};
-inline constexpr int kPanelRows = 16;
-
-PackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols);
-
-// y[b] = W x[b] (+ bias when not null) for b < n, x[b] of W.cols floats, y[b] of W.rows.
-void packed_matvec_rows(const PackedMatrix& w, const float* bias, int n, const float* const* x, float* const* y);
-
 // Below this many rows a product by a shared weight uses the packed kernel, from it on
-// OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/acrobat.md): OpenBLAS re-packs the
-// weight on every call, the packed kernel reads the pre-packed weight once per call (up to 8
-// rows) or once per chunk of 384 rows; it is 2-7x faster at 2-8 rows, 1.1-1.5x at 64-256,
-// and level with OpenBLAS (0.99-1.00x) only at 4096 rows on the largest weights.
+// OpenBLAS. Measured with `acrobat_gemm_crossover` (docs/benchmarks.md): OpenBLAS re-packs the
+// weight on every call, the packed kernel reads the pre-packed weight once per call (a few
+// rows) or once per chunk of rows; it is faster at every row count up to 4096 on the bundled
+// models' weights.
 inline constexpr int kDefaultPackedMaxRows = 4096;
 
 // A launch doing at least this much work (multiply-adds of a product, elements of an
@@ -76,17 +62,11 @@ inline constexpr int64_t kDefaultParallelMinWork = int64_t{1} << 18;
 // on its part. One exception to bit-identity: OpenBLAS's product over gathered rows (from
 // packed_max_rows rows on) splits the rows, and OpenBLAS picks kernels by row count, so the
 // parts agree with the whole to rounding.
-// The packed few-rows product kernels: the blocked one (AVX-512 registers where the CPU has
-// them, else its AVX2/baseline clones; the only one off x86-64) and the narrow one for AVX2 +
-// FMA CPUs. kBest picks per CPU; tests run each one the CPU supports against the reference.
-enum class PackedRowsKernel { kBest, kBlocked, kNarrow };
-bool packed_rows_kernel_supported(PackedRowsKernel kernel);
-
 struct Scratch {
-  PackedRowsKernel packed_kernel = PackedRowsKernel::kBest;
+  GemmIsa packed_isa = best_gemm_isa();  // tests run every one the CPU supports
   std::vector<float> a, b;
   std::vector<const float*> ptrs;
-  std::unordered_map<const float*, PackedMatrix> packed;
+  std::unordered_map<const float*, PackedWeights> packed;
   int packed_max_rows = kDefaultPackedMaxRows;  // 0: always OpenBLAS (benchmarks, tests)
   ThreadPool* pool = nullptr;                   // null or no workers: single-threaded
   int64_t parallel_min_work = kDefaultParallelMinWork;

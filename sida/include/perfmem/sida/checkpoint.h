@@ -34,10 +34,10 @@ namespace perfmem::sida {
 
 // The matrices of linear layers are kept packed for linear_packed() (kernels.h), once, at load.
 struct AttentionWeights {
-  const PackedMatrix* q = nullptr;  // [inner, d_model]
-  const PackedMatrix* k = nullptr;  // [inner, d_model]
-  const PackedMatrix* v = nullptr;  // [inner, d_model]
-  const PackedMatrix* o = nullptr;  // [d_model, inner]
+  const PackedWeights* q = nullptr;  // [inner, d_model]
+  const PackedWeights* k = nullptr;  // [inner, d_model]
+  const PackedWeights* v = nullptr;  // [inner, d_model]
+  const PackedWeights* o = nullptr;  // [d_model, inner]
 };
 
 struct BlockWeights {
@@ -46,9 +46,9 @@ struct BlockWeights {
   AttentionWeights cross_attention;             // decoder only
   const float* cross_attention_norm = nullptr;  // decoder only
   const float* ffn_norm = nullptr;              // F32 [d_model]
-  const PackedMatrix* dense_wi = nullptr;       // [d_ff, d_model], dense blocks
-  const PackedMatrix* dense_wo = nullptr;       // [d_model, d_ff], dense blocks
-  const PackedMatrix* router = nullptr;         // [E, d_model], sparse blocks
+  const PackedWeights* dense_wi = nullptr;      // [d_ff, d_model], dense blocks
+  const PackedWeights* dense_wo = nullptr;      // [d_model, d_ff], dense blocks
+  const PackedWeights* router = nullptr;        // [E, d_model], sparse blocks
   int64_t moe_layer = -1;                       // index among MoE layers, sparse blocks
 };
 
@@ -95,13 +95,13 @@ class ModelWeights {
   ModelWeights() = default;
   Result<const float*> load_resident(const std::string& name, const Shape& shape);
   // Loads a [out, in] matrix and keeps only its packed form.
-  Result<const PackedMatrix*> load_packed(const std::string& name, const Shape& shape);
+  Result<const PackedWeights*> load_packed(const std::string& name, const Shape& shape);
 
   SwitchConfig config_;
   std::string dir_;
   SafetensorsCheckpoint checkpoint_;
   std::vector<AlignedBuffer> storage_;
-  std::deque<PackedMatrix> packed_;     // a deque: pointers to its elements stay valid
+  std::deque<PackedWeights> packed_;    // a deque: pointers to its elements stay valid
   std::vector<ExpertTensors> experts_;  // [moe_layer * E + expert]
   uint64_t resident_bytes_ = 0;
   uint64_t expert_disk_bytes_ = 0;

@@ -3,14 +3,15 @@
 //
 //   // y[rows, out] = x[rows, in] · w[out, in]ᵀ  (a PyTorch Linear without bias)
 //   perfmem::sida::linear(x, w, y, rows, in, out);            // streaming kernel or OpenBLAS sgemm
-//   auto packed = perfmem::sida::pack_matrix(w, out, in);     // once, for a resident weight
-//   perfmem::sida::linear_packed(x, packed, y, rows);         // AVX-512/AVX2 packed kernel, both cores
+//   perfmem::PackedWeights packed(w, out, in);                // once, for a resident weight
+//   perfmem::sida::linear_packed(x, packed, y, rows);         // core's packed kernel, both cores
 //   perfmem::sida::linear_reference(x, w, y, rows, in, out);  // plain loops
 //   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
 #pragma once
 
 #include <cstdint>
 
+#include "perfmem/core/packed_gemm.h"
 #include "perfmem/core/tensor.h"
 
 namespace perfmem::sida {
@@ -30,31 +31,15 @@ inline constexpr int64_t kLinearStreamingMaxRows = 8;
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate = false);
 
-// A weight matrix w [out, in] laid out once for linear_packed(): panels of kPackedPanel output
-// rows, k-major inside a panel (data[p][k][j] = w[p * kPackedPanel + j][k]; zero past `out`).
-// sgemm re-packs its weight operand on every call, which costs as much as the multiply when a
-// request brings few rows; the model's resident weights are packed once, at load.
-inline constexpr int64_t kPackedPanel = 32;
-struct PackedMatrix {
-  int64_t out = 0, in = 0;
-  AlignedBuffer data;
-};
-PackedMatrix pack_matrix(const float* w, int64_t out, int64_t in);
-
-// Instruction sets of linear_packed(). By default it uses the best the CPU has; tests run each
-// supported one.
-enum class PackedIsa { kAvx512, kAvx2, kPortable };
-bool packed_isa_supported(PackedIsa isa);
-PackedIsa best_packed_isa();
-
-// y = x · wᵀ (y += with accumulate) from a packed matrix. Each y element is the chain of fused
-// multiply-adds over k in order from 0, plus y when accumulating: the same bits on every path
-// (AVX-512, AVX2 + FMA or portable; any row count or split across the two cores). `isa` must be
-// supported by the CPU.
-void linear_packed(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false,
-                   PackedIsa isa = best_packed_isa());
-// Its portable twin (one std::fma chain per element, no vectors, one thread): the same bits.
-void linear_packed_reference(const float* x, const PackedMatrix& w, float* y, int64_t rows, bool accumulate = false);
+// y = x · wᵀ (y += with accumulate) for x [rows, w.in()] and y [rows, w.out()], contiguous, from a
+// weight packed once (the model's resident weights are packed at load: sgemm would re-pack them
+// on every call, which costs as much as the multiply when a request brings few rows). Core's
+// packed_gemm with its output panels split across both cores; each y element is the chain of
+// fused multiply-adds over k in order from 0, plus y when accumulating: the same bits for any
+// row count, split or instruction set (`isa` must be supported by the CPU), and the same bits as
+// perfmem::packed_gemm_reference.
+void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t rows, bool accumulate = false,
+                   GemmIsa isa = best_gemm_isa());
 
 // y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);
