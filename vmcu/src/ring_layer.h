@@ -32,6 +32,7 @@ struct RingLayerParams {
   std::vector<std::shared_ptr<const RingLayerParams>> parts;
   vmcu_bottleneck_params bottleneck{};
   vmcu_residual_block_params residual{};
+  vmcu_stem_block_params stem{};
   int32_t mid_c = 0;
 };
 

@@ -41,6 +41,7 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kStaged: return "staged";
     case RingKernel::kBottleneck: return "fused_bottleneck";
     case RingKernel::kResidualBlock: return "fused_residual_block";
+    case RingKernel::kStemBlock: return "fused_stem_block";
     case RingKernel::kTensorLevel: return "tensor_level";
   }
   return "?";
@@ -121,6 +122,10 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
       return Status::Ok();
     case RingKernel::kResidualBlock:
       if (vmcu_seg_residual_block_s8(&p.residual, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
+    case RingKernel::kStemBlock:
+      if (vmcu_seg_stem_block_s8(&p.stem, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
         return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
       return Status::Ok();
     case RingKernel::kQuantize: {
@@ -319,6 +324,20 @@ int add_partner(const RingLayer& add, int t) {
   return -1;
 }
 
+// The depthwise -> projection tail of a fused block, from the two layers' parameters.
+vmcu_dw_project_params dw_project(const RingLayerParams& dw, const RingLayerParams& project) {
+  vmcu_dw_project_params t{};
+  t.depthwise = dw.conv;
+  t.kh = dw.filter.h;
+  t.kw = dw.filter.w;
+  t.dw_filter = dw.weights;
+  t.dw_bias = dw.bias;
+  t.project = project.conv;
+  t.project_filter = project.weights;
+  t.project_bias = project.bias;
+  return t;
+}
+
 // expand? -> depthwise -> project -> add? starting at layer j.
 bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                       FusionCandidate& c) {
@@ -348,14 +367,7 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
     b.expand_filter = expand->params->weights;
     b.expand_bias = expand->params->bias;
   }
-  b.depthwise = dwp.conv;
-  b.dw_kh = dwp.filter.h;
-  b.dw_kw = dwp.filter.w;
-  b.dw_filter = dwp.weights;
-  b.dw_bias = dwp.bias;
-  b.project = prp.conv;
-  b.project_filter = prp.weights;
-  b.project_bias = prp.bias;
+  b.tail = dw_project(dwp, prp);
   if (add) {
     b.has_residual = 1;
     b.residual_is_input1 = add->inputs[0] == x;
@@ -439,12 +451,55 @@ bool match_residual_block(const Graph& g, const std::vector<LayerDraft>& L, cons
   return true;
 }
 
+// conv (kxk, any stride: the network's stem) -> depthwise (multiplier 1) -> 1x1 project, where
+// neither intermediate has another reader. The conv output never enters the ring (a row cache),
+// so a block whose conv widens a small input (3 -> 16 channels) needs about |input| of ring.
+bool match_stem_block(const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j, FusionCandidate& c) {
+  if (j + 2 >= L.size()) return false;
+  const LayerDraft& conv = L[j];
+  const LayerDraft& dw = L[j + 1];
+  const LayerDraft& project = L[j + 2];
+  if (conv.kernel != RingKernel::kConv || dw.kernel != RingKernel::kDepthwise ||
+      project.kernel != RingKernel::kPointwise)
+    return false;
+  const RingLayerParams& cp = *conv.params;
+  const RingLayerParams& dwp = *dw.params;
+  const RingLayerParams& prp = *project.params;
+  // A folded PAD in front of the depthwise reads the conv output; its shape is the unpadded one.
+  if (dw.inputs[0] != conv.output || readers[conv.output] != 1 || dwp.conv.depth_multiplier != 1 ||
+      project.inputs[0] != dw.output || readers[dw.output] != 1)
+    return false;
+  if (dwp.in.n != cp.out.n || dwp.in.h != cp.out.h || dwp.in.w != cp.out.w || dwp.in.c != cp.out.c) return false;
+  auto p = std::make_shared<RingLayerParams>();
+  vmcu_stem_block_params& s = p->stem;
+  s.conv = cp.conv;
+  s.conv_filter_shape = cp.filter;
+  s.conv_filter = cp.weights;
+  s.conv_bias = cp.bias;
+  s.mid_shape = cp.out;
+  s.tail = dw_project(dwp, prp);
+  p->in = cp.in;
+  p->out = prp.out;
+  p->in_bytes = cp.in_bytes;
+  p->out_bytes = prp.out_bytes;
+  c.first = j;
+  c.last = j + 2;
+  c.fused.kernel = RingKernel::kStemBlock;
+  for (size_t l = c.first; l <= c.last; ++l) c.fused.ops.insert(c.fused.ops.end(), L[l].ops.begin(), L[l].ops.end());
+  c.fused.inputs = {conv.inputs[0]};
+  c.fused.output = project.output;
+  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_stem_block_workspace_bytes(&s, p->out.c));
+  c.fused.params = with_parts(std::move(p), {&conv, &dw, &project});
+  return true;
+}
+
 std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<LayerDraft>& layers) {
   const std::vector<int> readers = reader_counts(g);
   std::vector<FusionCandidate> out;
   for (size_t j = 0; j < layers.size(); ++j) {
     FusionCandidate c;
-    if (match_bottleneck(g, layers, readers, j, c) || match_residual_block(g, layers, readers, j, c))
+    if (match_stem_block(layers, readers, j, c) || match_bottleneck(g, layers, readers, j, c) ||
+        match_residual_block(g, layers, readers, j, c))
       out.push_back(std::move(c));
   }
   return out;

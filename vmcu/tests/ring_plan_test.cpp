@@ -173,6 +173,64 @@ TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
   EXPECT_NE(bad.status().message().find("overwrote"), std::string::npos) << bad.status().to_string();
 }
 
+// The first block of the paper's MCUNet-320KB-ImageNet network, its memory bottleneck: a 3x3
+// stride-2 stem conv 3->16 on a 176x176 image, then a depthwise 3x3 and a 1x1 projection 16->8.
+// The paper's vMCU needs 102.7 KB for it; the fused stem block keeps the 88x88x16 conv and
+// depthwise outputs out of the ring (ring = the 92,928-byte image, plus three conv rows).
+TEST(RingPlan, McunetImagenetFirstBlockFusesTheStemAtOrBelowThePaper) {
+  const vm::Graph g = built(R"({"seed":1,"input":[1,176,176,3],"layers":[
+      {"type":"conv","kernel":3,"out_channels":16,"stride":2},
+      {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3}]})");
+  ASSERT_EQ(g.ops.size(), 3u);
+  auto m = vm::RingModel::create(g);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  ASSERT_EQ(m->plan().layers.size(), 1u);
+  EXPECT_EQ(m->plan().layers[0].kernel, vm::RingKernel::kStemBlock);
+  EXPECT_LE(m->plan().peak_bytes, 102700u);                                       // the paper's vMCU figure
+  EXPECT_EQ(m->plan().peak_bytes, 176u * 176u * 3u + 3u * 88u * 16u + 16u + 8u);  // pinned: 97,176
+  vm::RingPlanOptions no_fusion;
+  no_fusion.fuse = false;
+  auto plain = vm::RingModel::create(g, no_fusion);
+  ASSERT_TRUE(plain.ok()) << plain.status().to_string();
+  EXPECT_LT(m->plan().peak_bytes, plain->plan().peak_bytes);
+  auto ref = vm::Executor::create(g);
+  ASSERT_TRUE(ref.ok());
+  for (uint32_t seed = 1; seed <= 2; ++seed) {
+    const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], seed);
+    auto report = m->verify(input);  // shadow state + bit-exact against the reference executor
+    ASSERT_TRUE(report.ok()) << report.status().to_string();
+    auto a = m->run(input);
+    auto b = ref->run(input);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+  }
+}
+
+// Stem blocks of other shapes (odd sizes, VALID padding, a 5x5 stem, stride 2 in the stem and in
+// the depthwise) are taken where they lower the peak, verified and bit-exact.
+TEST(RingPlan, StemBlockEdgeCasesAreFusedAndBitExact) {
+  const char* specs[] = {
+      R"({"input":[1,45,37,3],"layers":[{"type":"conv","kernel":3,"out_channels":16,"stride":2},
+          {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3}]})",
+      R"({"input":[1,47,41,3],"layers":[{"type":"conv","kernel":3,"out_channels":16,"stride":2,"padding":"valid"},
+          {"type":"bottleneck","mid_channels":16,"out_channels":5,"kernel":3,"stride":2}]})",
+      R"({"input":[1,39,51,4],"layers":[{"type":"conv","kernel":5,"out_channels":24,"stride":2},
+          {"type":"bottleneck","mid_channels":24,"out_channels":12,"kernel":5},{"type":"global_avgpool"}]})"};
+  for (const char* spec : specs) {
+    const vm::Graph g = built(spec);
+    auto m = vm::RingModel::create(g);
+    ASSERT_TRUE(m.ok()) << spec << ": " << m.status().to_string();
+    ASSERT_FALSE(m->plan().layers.empty());
+    EXPECT_EQ(m->plan().layers[0].kernel, vm::RingKernel::kStemBlock) << spec;
+    vm::RingPlanOptions no_fusion;
+    no_fusion.fuse = false;
+    auto plain = vm::RingModel::create(g, no_fusion);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_LT(m->plan().peak_bytes, plain->plan().peak_bytes) << spec;
+    expect_verified(g, spec);
+  }
+}
+
 TEST(RingPlan, Int8InputDropsOnlyAnInputQuantize) {
   const vm::Graph g = built(kLayerCases[0].spec);
   auto same = vm::with_int8_input(g);
@@ -365,7 +423,7 @@ TEST(RingPlan, SharedModelPeaksArePinnedAndMeetTheirTargets) {
     double target;  // vmcu / greedy
   };
   const Pin pins[] = {
-      {"mcunet-vww1_int8.tflite", false, 79680, 1.0},          {"mcunet-vww1_int8.tflite", true, 28953, 0.18},
+      {"mcunet-vww1_int8.tflite", false, 79680, 1.0},          {"mcunet-vww1_int8.tflite", true, 22080, 0.18},
       {"mlperf-tiny-resnet8_int8.tflite", false, 18070, 0.37}, {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8704, 0.55},
       {"mlperf-tiny-vww_96_int8.tflite", false, 29022, 0.40},  {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
   int checked = 0;
