@@ -14,8 +14,11 @@
 // which is the same arithmetic: (zero_point + input_offset) == 0). RESHAPE is an alias when its
 // input dies there. Operators without a segment kernel (QUANTIZE, DEQUANTIZE, MEAN, TRANSPOSE,
 // SOFTMAX, unfolded PAD) run as "staged" layers: the whole input is copied to a workspace, the
-// reference kernel runs there and the output is stored back, so the output may cover the input
-// completely and the workspace (|in| + |out|) is accounted for in the peak.
+// operator's reference eval (its module in the operator table, on the layer's prepared
+// parameters) runs there and the output is stored back, so the output may cover the input
+// completely and the workspace (|in| + |out|, plus MEAN's int32 accumulators) is accounted for
+// in the peak. Staged and tensor-level layers run from the plan like every other layer; no
+// reference executor is involved (the verifier uses one only to compare outputs).
 //
 // Fusion. Three block shapes get a fused layer (vmcu/segment_fused.h) whose intermediates never
 // enter the ring: the inverted bottleneck (1x1 expand? -> depthwise -> 1x1 project -> + input?),
