@@ -1,6 +1,7 @@
 // vMCU ring planner benchmark: peak memory per planner on the paper's pointwise layers, the
-// MCUNet-VWW inverted bottlenecks S1-S8 and the five real models, with the paper's targets as
-// ratios, plus the host run time of a ring plan against the reference executor.
+// MCUNet-VWW inverted bottlenecks S1-S8, the first block of MCUNet-320KB-ImageNet and the five
+// real models, with the paper's targets as ratios, plus the host run time of a ring plan against
+// the reference executor.
 //
 //   vmcu_ring_bench [MODELS_DIR]      (default: the shared models folder; rows skipped if absent)
 //
@@ -143,6 +144,30 @@ void bottleneck_table() {
   std::cout << "\nPeak over S1-S8: vmcu " << kb(worst) << " KB (paper: vMCU 13.9, TinyEngine 36.0, HMCOS 48.8).\n\n";
 }
 
+// The first block of MCUNet-320KB-ImageNet (the network's memory bottleneck): 3x3 stride-2 stem
+// conv 3->16 on 176x176, depthwise 3x3, 1x1 projection 16->8; vmcu with and without fusion.
+void stem_table() {
+  const vm::Graph g = build(R"({"seed":1,"input":[1,176,176,3],"layers":[
+      {"type":"conv","kernel":3,"out_channels":16,"stride":2},
+      {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3}]})");
+  vm::RingModel ring = take(vm::RingModel::create(g));
+  const Peaks p = peaks(g, &ring);
+  vm::RingPlanOptions no_fusion;
+  no_fusion.fuse = false;
+  vm::RingModel plain = take(vm::RingModel::create(g, no_fusion));
+  take(plain.verify(input_for(g)));
+  constexpr size_t kPaperVmcu = 102700, kPaperTinyEngine = 247800;
+  std::cout << "### MCUNet-320KB-ImageNet first block (bytes): stem conv 3x3/2 3->16 at 176x176, depthwise 3x3, "
+               "pointwise 16->8\n\n"
+            << "| naive | greedy | tinyengine | vmcu unfused | vmcu | vmcu kernel | paper TinyEngine | paper vMCU | "
+               "vmcu / paper vMCU | at or below paper |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            << "| " << p.naive << " | " << p.greedy << " | " << p.tinyengine << " | " << plain.plan().peak_bytes
+            << " | " << p.vmcu << " | " << vm::ring_kernel_name(ring.plan().layers.front().kernel) << " | "
+            << kPaperTinyEngine << " | " << kPaperVmcu << " | "
+            << ratio(static_cast<double>(p.vmcu) / static_cast<double>(kPaperVmcu)) << " | "
+            << (p.vmcu <= kPaperVmcu ? "yes" : "NO") << " |\n\n";
+}
+
 void model_table(const std::string& dir) {
   struct Model {
     const char* file;
@@ -208,6 +233,7 @@ int main(int argc, char** argv) {
   const std::string dir = argc > 1 ? argv[1] : std::string(PERFMEM_SHARED_DIR) + "/models/mcu";
   pointwise_table();
   bottleneck_table();
+  stem_table();
   model_table(dir);
   return 0;
 }

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "perfmem/vmcu/executor.h"
+#include "prepared_op.h"
 #include "perfmem/vmcu/ring_plan.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
@@ -27,11 +27,16 @@ struct RingLayerParams {
   float scale = 0.0f;  // quantize
   int32_t zero_point = 0;
   int32_t in_bytes = 0, out_bytes = 0;
-  mutable std::unique_ptr<Executor> staged;  // single-operator reference executor
+  // Staged and tensor-level layers: the operator's prepared parameters (prepare_op), evaluated
+  // by its module's eval on the layer's own bytes; no executor is involved. A unique_ptr because
+  // PreparedOp points into itself (multipliers), and eval may use its scratch.
+  std::unique_ptr<PreparedOp> prepared;
+  int32_t stage_out_offset = 0;  // staged: the output's offset in the workspace (after the input)
   // Fused layers: the parameters of their operators (kept alive for the pointers below).
   std::vector<std::shared_ptr<const RingLayerParams>> parts;
   vmcu_bottleneck_params bottleneck{};
   vmcu_residual_block_params residual{};
+  vmcu_stem_block_params stem{};
   int32_t mid_c = 0;
 };
 

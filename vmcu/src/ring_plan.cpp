@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <random>
 
 #include "perfmem/vmcu/executor.h"
@@ -41,6 +40,7 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kStaged: return "staged";
     case RingKernel::kBottleneck: return "fused_bottleneck";
     case RingKernel::kResidualBlock: return "fused_residual_block";
+    case RingKernel::kStemBlock: return "fused_stem_block";
     case RingKernel::kTensorLevel: return "tensor_level";
   }
   return "?";
@@ -77,6 +77,19 @@ int32_t RingPlan::ring_offset(int tensor) const {
 }
 
 namespace {
+
+// Operator `index`'s reference eval (its module in the operator table) on prepared parameters:
+// constant operands come from the graph, activation tensor t from `activation(t)`.
+template <typename Activation>
+Status eval_op(const Graph& g, int index, PreparedOp& po, const Activation& activation, std::span<uint8_t> out) {
+  const Operator& op = g.ops[static_cast<size_t>(index)];
+  ops::EvalContext ctx{g, static_cast<size_t>(index), {}, out};
+  for (size_t k = 0; k < op.inputs.size() && k < ctx.inputs.size(); ++k) {
+    const int t = op.inputs[k];
+    if (t >= 0) ctx.inputs[k] = g.tensors[t].is_constant ? std::span<const uint8_t>(g.tensors[t].data) : activation(t);
+  }
+  return ops::registration(op.kind).eval(ctx, po);
+}
 
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
 Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& p, const vmcu_ring& ring,
@@ -123,6 +136,10 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
       if (vmcu_seg_residual_block_s8(&p.residual, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
         return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
       return Status::Ok();
+    case RingKernel::kStemBlock:
+      if (vmcu_seg_stem_block_s8(&p.stem, &ring, bases[1], p.in, bases[0], p.out, stage) != 0)
+        return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
+      return Status::Ok();
     case RingKernel::kQuantize: {
       // float32 -> int8, one element per step: read 4 bytes, write 1 (the output may cover the input).
       for (int32_t i = 0; i < p.out_bytes; ++i) {
@@ -139,29 +156,48 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
       return Status::Ok();
     }
     case RingKernel::kTensorLevel: {
-      // Every input whole, the reference kernel, the output whole; operands never overlap.
-      std::vector<std::vector<uint8_t>> ins(layer.inputs.size());
-      std::vector<std::span<const uint8_t>> views;
+      // TFLite Micro's way: the reference eval reads its inputs and writes its output in place in
+      // the arena, where the greedy plan keeps operands that are live together apart.
+      const auto whole = [&](int32_t base, size_t n) -> Result<std::span<uint8_t>> {
+        if (base < 0 || static_cast<int64_t>(base) + static_cast<int64_t>(n) > ring.cap)
+          return Status(StatusCode::kInternal, place + ": a tensor-level operand crosses the end of the arena");
+        return std::span<uint8_t>(reinterpret_cast<uint8_t*>(ring.data) + base, n);
+      };
+      PERFMEM_ASSIGN_OR_RETURN(auto out, whole(bases[0], static_cast<size_t>(p.out_bytes)));
+      std::span<const uint8_t> ins[2];
       for (size_t k = 0; k < layer.inputs.size(); ++k) {
-        const int32_t n = static_cast<int32_t>(g.tensors[layer.inputs[k]].bytes());
-        ins[k].resize(static_cast<size_t>(n));
-        if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0 + static_cast<int32_t>(k), 0, n, 0);
-        vmcu_ring_read(&ring, bases[k + 1], 0, n, reinterpret_cast<int8_t*>(ins[k].data()));
-        views.emplace_back(ins[k]);
+        const size_t n = g.tensors[layer.inputs[k]].bytes();
+        if (ring.trace)
+          ring.trace(ring.trace_ctx, VMCU_SEG_IN0 + static_cast<int32_t>(k), 0, static_cast<int32_t>(n), 0);
+        PERFMEM_ASSIGN_OR_RETURN(ins[k], whole(bases[k + 1], n));
+        if (!ins[k].empty() && !out.empty() && ins[k].data() < out.data() + out.size() &&
+            out.data() < ins[k].data() + ins[k].size())
+          return Status(StatusCode::kInternal, place + ": a tensor-level output overlaps its input");
       }
-      PERFMEM_ASSIGN_OR_RETURN(auto out, p.staged->run_with_inputs(views));
+      const auto activation = [&](int t) {
+        for (size_t k = 0; k < layer.inputs.size(); ++k)
+          if (layer.inputs[k] == t) return ins[k];
+        return std::span<const uint8_t>();
+      };
+      PERFMEM_RETURN_IF_ERROR(eval_op(g, layer.ops.back(), *p.prepared, activation, out));
       if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, 0, p.out_bytes, 1);
-      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out.data()));
       return Status::Ok();
     }
     case RingKernel::kStaged: {
-      // Whole input to the workspace, reference kernel, whole output back.
-      std::vector<uint8_t> in(static_cast<size_t>(p.in_bytes));
+      // The whole input into the workspace, the operator's reference eval there, the whole output
+      // back into the ring (it may cover the input). The workspace holds [input | output]; with
+      // MEAN's accumulators (its prepared scratch) that is the layer's workspace_bytes, and
+      // nothing else is allocated.
+      uint8_t* in = reinterpret_cast<uint8_t*>(workspace.data());
+      uint8_t* out = in + p.stage_out_offset;
       if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_IN0, 0, p.in_bytes, 0);
-      vmcu_ring_read(&ring, bases[1], 0, p.in_bytes, reinterpret_cast<int8_t*>(in.data()));
-      PERFMEM_ASSIGN_OR_RETURN(auto out, p.staged->run(in));
+      vmcu_ring_read(&ring, bases[1], 0, p.in_bytes, reinterpret_cast<int8_t*>(in));
+      const std::span<const uint8_t> staged_in(in, static_cast<size_t>(p.in_bytes));
+      PERFMEM_RETURN_IF_ERROR(eval_op(
+          g, layer.ops.back(), *p.prepared, [&](int) { return staged_in; },
+          std::span<uint8_t>(out, static_cast<size_t>(p.out_bytes))));
       if (ring.trace) ring.trace(ring.trace_ctx, VMCU_SEG_OUT, 0, p.out_bytes, 1);
-      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out.data()));
+      vmcu_ring_write(&ring, bases[0], 0, p.out_bytes, reinterpret_cast<const int8_t*>(out));
       return Status::Ok();
     }
   }
@@ -186,28 +222,11 @@ Result<std::vector<RingAccess>> trace_layer(const Graph& g, const LayerDraft& la
   return trace;
 }
 
-// A one-operator graph around op `index` (its activation inputs and output, its constants), for
-// the reference executor of a staged or tensor-level layer; graph inputs = `ring_inputs`.
-Result<std::unique_ptr<Executor>> single_op_executor(const Graph& g, int index, const std::vector<int>& ring_inputs) {
-  Graph sub;
-  sub.source = g.source;
-  std::map<int, int> remap;
-  auto take = [&](int t) {
-    auto it = remap.find(t);
-    if (it != remap.end()) return it->second;
-    sub.tensors.push_back(g.tensors[t]);
-    remap[t] = static_cast<int>(sub.tensors.size()) - 1;
-    return remap[t];
-  };
-  Operator op = g.ops[index];
-  for (int& t : op.inputs)
-    if (t >= 0) t = take(t);
-  for (int& t : op.outputs) t = take(t);
-  for (int t : ring_inputs) sub.inputs.push_back(remap.at(t));
-  sub.outputs = {op.outputs[0]};
-  sub.ops.push_back(op);
-  PERFMEM_ASSIGN_OR_RETURN(auto exec, Executor::create(std::move(sub)));
-  return std::make_unique<Executor>(std::move(exec));
+// The prepared parameters of operator `index` for a staged or tensor-level layer.
+Result<std::unique_ptr<PreparedOp>> prepared_params(const Graph& g, int index) {
+  auto po = std::make_unique<PreparedOp>();
+  PERFMEM_RETURN_IF_ERROR(prepare_op(g, static_cast<size_t>(index), *po));
+  return po;
 }
 
 // PAD i folds into op i+1 when only H/W are padded with the input's zero point and op i+1, a
@@ -271,8 +290,13 @@ Result<std::vector<LayerDraft>> build_layers(const Graph& g) {
         return unsupported_error(g.source, g.op_place(i),
                                  "operators without a segment kernel need exactly one activation input");
       layer.kernel = RingKernel::kStaged;
-      PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
-      layer.workspace_bytes = static_cast<size_t>(p->in_bytes) + static_cast<size_t>(p->out_bytes);
+      PERFMEM_ASSIGN_OR_RETURN(p->prepared, prepared_params(g, static_cast<int>(i)));
+      // Workspace [input | output]: a float output (DEQUANTIZE) starts 4-byte aligned; MEAN's
+      // int32 accumulators (its prepared scratch) count as workspace too.
+      const bool wide_output = g.tensors[layer.output].type != ElementType::kInt8;
+      p->stage_out_offset = wide_output ? (p->in_bytes + 3) / 4 * 4 : p->in_bytes;
+      layer.workspace_bytes = static_cast<size_t>(p->stage_out_offset) + static_cast<size_t>(p->out_bytes) +
+                              p->prepared->scratch.size() * sizeof(int32_t);
     }
     layer.params = std::move(p);
     layers.push_back(std::move(layer));
@@ -319,6 +343,20 @@ int add_partner(const RingLayer& add, int t) {
   return -1;
 }
 
+// The depthwise -> projection tail of a fused block, from the two layers' parameters.
+vmcu_dw_project_params dw_project(const RingLayerParams& dw, const RingLayerParams& project) {
+  vmcu_dw_project_params t{};
+  t.depthwise = dw.conv;
+  t.kh = dw.filter.h;
+  t.kw = dw.filter.w;
+  t.dw_filter = dw.weights;
+  t.dw_bias = dw.bias;
+  t.project = project.conv;
+  t.project_filter = project.weights;
+  t.project_bias = project.bias;
+  return t;
+}
+
 // expand? -> depthwise -> project -> add? starting at layer j.
 bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                       FusionCandidate& c) {
@@ -348,14 +386,7 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
     b.expand_filter = expand->params->weights;
     b.expand_bias = expand->params->bias;
   }
-  b.depthwise = dwp.conv;
-  b.dw_kh = dwp.filter.h;
-  b.dw_kw = dwp.filter.w;
-  b.dw_filter = dwp.weights;
-  b.dw_bias = dwp.bias;
-  b.project = prp.conv;
-  b.project_filter = prp.weights;
-  b.project_bias = prp.bias;
+  b.tail = dw_project(dwp, prp);
   if (add) {
     b.has_residual = 1;
     b.residual_is_input1 = add->inputs[0] == x;
@@ -439,12 +470,55 @@ bool match_residual_block(const Graph& g, const std::vector<LayerDraft>& L, cons
   return true;
 }
 
+// conv (kxk, any stride: the network's stem) -> depthwise (multiplier 1) -> 1x1 project, where
+// neither intermediate has another reader. The conv output never enters the ring (a row cache),
+// so a block whose conv widens a small input (3 -> 16 channels) needs about |input| of ring.
+bool match_stem_block(const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j, FusionCandidate& c) {
+  if (j + 2 >= L.size()) return false;
+  const LayerDraft& conv = L[j];
+  const LayerDraft& dw = L[j + 1];
+  const LayerDraft& project = L[j + 2];
+  if (conv.kernel != RingKernel::kConv || dw.kernel != RingKernel::kDepthwise ||
+      project.kernel != RingKernel::kPointwise)
+    return false;
+  const RingLayerParams& cp = *conv.params;
+  const RingLayerParams& dwp = *dw.params;
+  const RingLayerParams& prp = *project.params;
+  // A folded PAD in front of the depthwise reads the conv output; its shape is the unpadded one.
+  if (dw.inputs[0] != conv.output || readers[conv.output] != 1 || dwp.conv.depth_multiplier != 1 ||
+      project.inputs[0] != dw.output || readers[dw.output] != 1)
+    return false;
+  if (dwp.in.n != cp.out.n || dwp.in.h != cp.out.h || dwp.in.w != cp.out.w || dwp.in.c != cp.out.c) return false;
+  auto p = std::make_shared<RingLayerParams>();
+  vmcu_stem_block_params& s = p->stem;
+  s.conv = cp.conv;
+  s.conv_filter_shape = cp.filter;
+  s.conv_filter = cp.weights;
+  s.conv_bias = cp.bias;
+  s.mid_shape = cp.out;
+  s.tail = dw_project(dwp, prp);
+  p->in = cp.in;
+  p->out = prp.out;
+  p->in_bytes = cp.in_bytes;
+  p->out_bytes = prp.out_bytes;
+  c.first = j;
+  c.last = j + 2;
+  c.fused.kernel = RingKernel::kStemBlock;
+  for (size_t l = c.first; l <= c.last; ++l) c.fused.ops.insert(c.fused.ops.end(), L[l].ops.begin(), L[l].ops.end());
+  c.fused.inputs = {conv.inputs[0]};
+  c.fused.output = project.output;
+  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_stem_block_workspace_bytes(&s, p->out.c));
+  c.fused.params = with_parts(std::move(p), {&conv, &dw, &project});
+  return true;
+}
+
 std::vector<FusionCandidate> find_fusions(const Graph& g, const std::vector<LayerDraft>& layers) {
   const std::vector<int> readers = reader_counts(g);
   std::vector<FusionCandidate> out;
   for (size_t j = 0; j < layers.size(); ++j) {
     FusionCandidate c;
-    if (match_bottleneck(g, layers, readers, j, c) || match_residual_block(g, layers, readers, j, c))
+    if (match_stem_block(layers, readers, j, c) || match_bottleneck(g, layers, readers, j, c) ||
+        match_residual_block(g, layers, readers, j, c))
       out.push_back(std::move(c));
   }
   return out;
@@ -579,7 +653,7 @@ Result<PlacedPlan> tensor_level_plan(const Graph& g) {
     auto p = std::make_shared<RingLayerParams>();
     p->out_bytes = static_cast<int32_t>(g.tensors[layer.output].bytes());
     p->in_bytes = layer.inputs.empty() ? 0 : static_cast<int32_t>(g.tensors[layer.inputs[0]].bytes());
-    PERFMEM_ASSIGN_OR_RETURN(p->staged, single_op_executor(g, static_cast<int>(i), layer.inputs));
+    PERFMEM_ASSIGN_OR_RETURN(p->prepared, prepared_params(g, static_cast<int>(i)));
     layer.params = std::move(p);
     // Arena in use while the operator runs: the highest end among the live tensors.
     int64_t in_use = 0;

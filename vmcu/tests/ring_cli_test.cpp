@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "perfmem/core/json.h"
+#include "perfmem/testing/required.h"
 #include "test_support.h"
 
 namespace {
@@ -110,6 +111,52 @@ TEST(RingCliPlacement, TensorLevelWhereTheRingWouldBeLarger) {
   ASSERT_EQ(run_command(cli() + " run " + model + " --input " + in.string() + " --output " + b.string()).exit_code, 0);
   EXPECT_EQ(read_file(a), read_file(b));
   EXPECT_EQ(read_file(a).size(), 200u);
+}
+
+// `vmcu run --planner vmcu` writes the reference run's bytes on the shared models (their
+// staged QUANTIZE / MEAN / TRANSPOSE / SOFTMAX / DEQUANTIZE layers run from the plan) and on
+// built networks with staged layers and a tensor-level plan.
+TEST(RingCliRun, PlanRunsAreBitIdenticalToTheReferenceRun) {
+  std::vector<std::string> models;
+  for (const char* file :
+       {"mcunet-vww1_int8.tflite", "mlperf-tiny-ad01_int8.tflite", "mlperf-tiny-dscnn-kws_int8.tflite",
+        "mlperf-tiny-resnet8_int8.tflite", "mlperf-tiny-vww_96_int8.tflite"})
+    if (std::filesystem::exists(shared_model(file))) models.push_back(shared_model(file));
+  const bool shared_present = !models.empty();
+  const char* specs[] = {
+      R"({"seed":2,"input":[1,9,7,5],"layers":[{"type":"conv","kernel":3,"out_channels":8,"stride":2},
+          {"type":"mean","keep_dims":true},{"type":"pointwise","out_channels":6},{"type":"softmax"}]})",
+      R"({"seed":5,"input":[2,100],"layers":[{"type":"fully_connected","units":100},{"type":"softmax"}]})"};
+  for (size_t k = 0; k < std::size(specs); ++k) {
+    const auto spec = temp_dir() / ("plan_run_" + std::to_string(k) + ".json");
+    const auto model = temp_dir() / ("plan_run_" + std::to_string(k) + ".tflite");
+    std::ofstream(spec) << specs[k];
+    ASSERT_EQ(run_command(cli() + " build-model " + spec.string() + " -o " + model.string()).exit_code, 0);
+    models.push_back(model.string());
+  }
+  for (const std::string& model : models) {
+    auto info = run_command(cli() + " inspect " + model + " --json 2>/dev/null");
+    ASSERT_EQ(info.exit_code, 0) << info.output;
+    const auto input_info = perfmem::Json::parse(info.output)["inputs"][0];
+    const size_t bytes = input_info["bytes"].get<size_t>();
+    const auto in = temp_dir() / "plan_run.in";
+    const auto a = temp_dir() / "plan_run_ref.out", b = temp_dir() / "plan_run_ring.out";
+    std::vector<uint8_t> input = random_input_bytes(bytes, 11);
+    if (input_info["type"] == "float32")  // float pixels (mcunet-vww1): finite values in [-1, 1)
+      for (size_t i = 0; i + 4 <= input.size(); i += 4) {
+        const float v = static_cast<float>(input[i]) / 128.0f - 1.0f;
+        std::memcpy(input.data() + i, &v, 4);
+      }
+    write_file(in, input);
+    ASSERT_EQ(run_command(cli() + " run " + model + " --input " + in.string() + " --output " + a.string()).exit_code, 0)
+        << model;
+    auto r =
+        run_command(cli() + " run " + model + " --planner vmcu --input " + in.string() + " --output " + b.string());
+    ASSERT_EQ(r.exit_code, 0) << model << ": " << r.output;
+    EXPECT_EQ(read_file(a), read_file(b)) << model;
+    EXPECT_FALSE(read_file(b).empty());
+  }
+  if (!shared_present) PERFMEM_SKIP_UNLESS_REQUIRED("shared models not present under " << PERFMEM_SHARED_DIR);
 }
 
 }  // namespace

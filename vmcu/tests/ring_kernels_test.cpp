@@ -458,6 +458,19 @@ StageParams random_stage(int out_c, size_t filter_size, std::mt19937& rng, int s
   return s;
 }
 
+// The depthwise (k x k) -> projection tail of a fused block from two stages' parameters.
+vmcu_dw_project_params dw_project(const StageParams& d, int k, const StageParams& pr) {
+  vmcu_dw_project_params t{};
+  t.depthwise = d.p;
+  t.kh = t.kw = k;
+  t.dw_filter = d.filter.data();
+  t.dw_bias = d.bias.data();
+  t.project = pr.p;
+  t.project_filter = pr.filter.data();
+  t.project_bias = pr.bias.data();
+  return t;
+}
+
 struct BottleneckCase {
   int h, w, cin, cmid, cout, k, stride;
   bool same, expand, residual;
@@ -504,13 +517,7 @@ TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
     bp.expand = e.p;
     bp.expand_filter = e.filter.data();
     bp.expand_bias = e.bias.data();
-    bp.depthwise = d.p;
-    bp.dw_kh = bp.dw_kw = c.k;
-    bp.dw_filter = d.filter.data();
-    bp.dw_bias = d.bias.data();
-    bp.project = pr.p;
-    bp.project_filter = pr.filter.data();
-    bp.project_bias = pr.bias.data();
+    bp.tail = dw_project(d, c.k, pr);
     bp.has_residual = c.residual;
     bp.residual_is_input1 = 1;
     bp.add = add;
@@ -580,6 +587,70 @@ TEST(RingFused, ResidualBlockIsBitExactWithTheLayerByLayerReference) {
     ASSERT_EQ(vmcu_seg_residual_block_s8(&rp, &f.ring, f.in_base, is, f.out_base, os, ws.data()), 0);
     EXPECT_EQ(f.output(expected.size()), expected)
         << c.h << "x" << c.w << " k" << c.k1 << "/" << c.k2 << " s" << c.stride;
+  }
+}
+
+struct StemCase {
+  int h, w, cin, c1, k1, stride1;
+  bool same1;
+  int kdw, stride_dw, dilation_dw;
+  bool same_dw;
+  int cout;
+};
+
+// The fused stem block (conv -> depthwise -> 1x1 project, the conv's output only as a row cache)
+// against the three reference kernels run one after the other: odd sizes, SAME and VALID
+// padding, stride 2 in either conv, a dilated depthwise, a 5x5 stem.
+TEST(RingFused, StemBlockIsBitExactWithTheLayerByLayerReference) {
+  std::mt19937 rng(23);
+  for (const StemCase& c : std::vector<StemCase>{{17, 17, 3, 16, 3, 2, true, 3, 1, 1, true, 8},
+                                                 {15, 11, 3, 8, 3, 2, false, 3, 1, 1, true, 5},
+                                                 {13, 9, 4, 6, 5, 2, true, 3, 2, 1, true, 7},
+                                                 {9, 12, 3, 5, 3, 1, true, 5, 1, 1, false, 4},
+                                                 {14, 13, 2, 7, 3, 2, true, 3, 1, 2, true, 3},
+                                                 {7, 5, 3, 4, 3, 2, true, 3, 2, 1, false, 9},
+                                                 {2, 3, 3, 8, 3, 2, true, 3, 1, 1, true, 4}}) {
+    const auto p1 = [&](int n) {
+      return vm::compute_padding(c.same1 ? vm::Padding::kSame : vm::Padding::kValid, n, c.k1, c.stride1, 1);
+    };
+    const auto ph = p1(c.h), pw = p1(c.w);
+    const auto p2 = [&](int n) {
+      return vm::compute_padding(c.same_dw ? vm::Padding::kSame : vm::Padding::kValid, n, c.kdw, c.stride_dw,
+                                 c.dilation_dw);
+    };
+    const auto dh = p2(ph.out), dwd = p2(pw.out);
+    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, ph.out, pw.out, c.c1}, ds{1, dh.out, dwd.out, c.c1},
+        os{1, dh.out, dwd.out, c.cout};
+    const vmcu_shape4 f1{c.c1, c.k1, c.k1, c.cin}, fdw{1, c.kdw, c.kdw, c.c1}, fpr{c.cout, 1, 1, c.c1};
+    StageParams s1 = random_stage(c.c1, static_cast<size_t>(vmcu_shape4_size(f1)), rng, c.stride1);
+    s1.p.pad_h = ph.pad_before;
+    s1.p.pad_w = pw.pad_before;
+    StageParams d = random_stage(c.c1, static_cast<size_t>(vmcu_shape4_size(fdw)), rng, c.stride_dw);
+    d.p.dilation_h = d.p.dilation_w = c.dilation_dw;
+    d.p.pad_h = dh.pad_before;
+    d.p.pad_w = dwd.pad_before;
+    d.p.input_offset = -s1.p.output_offset;
+    StageParams pr = random_stage(c.cout, static_cast<size_t>(vmcu_shape4_size(fpr)), rng);
+    pr.p.input_offset = -d.p.output_offset;
+    const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+    std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), dw(static_cast<size_t>(vmcu_shape4_size(ds))),
+        expected(static_cast<size_t>(vmcu_shape4_size(os)));
+    vmcu_conv2d_s8(&s1.p, is, in.data(), f1, s1.filter.data(), s1.bias.data(), ms, mid.data());
+    vmcu_depthwise_conv2d_s8(&d.p, ms, mid.data(), fdw, d.filter.data(), d.bias.data(), ds, dw.data());
+    vmcu_conv2d_s8(&pr.p, ds, dw.data(), fpr, pr.filter.data(), pr.bias.data(), os, expected.data());
+    vmcu_stem_block_params sp{};
+    sp.conv = s1.p;
+    sp.conv_filter_shape = f1;
+    sp.conv_filter = s1.filter.data();
+    sp.conv_bias = s1.bias.data();
+    sp.mid_shape = ms;
+    sp.tail = dw_project(d, c.kdw, pr);
+    RingFixture f(in, expected.size(), rng);
+    std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_stem_block_workspace_bytes(&sp, c.cout)));
+    EXPECT_EQ(ws.size(), static_cast<size_t>(((c.kdw - 1) * c.dilation_dw + 1) * ms.w * c.c1 + c.c1 + c.cout));
+    ASSERT_EQ(vmcu_seg_stem_block_s8(&sp, &f.ring, f.in_base, is, f.out_base, os, ws.data()), 0);
+    EXPECT_EQ(f.output(expected.size()), expected)
+        << c.h << "x" << c.w << " k" << c.k1 << "/" << c.kdw << " s" << c.stride1 << "/" << c.stride_dw;
   }
 }
 

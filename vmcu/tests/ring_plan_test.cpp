@@ -37,6 +37,20 @@ void expect_verified(const vm::Graph& g, const std::string& what) {
   }
 }
 
+// RingModel::run (the plan alone: no shadow state) returns the reference executor's bytes on
+// random inputs seeded 1..seeds.
+void expect_run_equals_reference(vm::RingModel& m, const vm::Graph& g, uint32_t seeds, const std::string& what) {
+  auto ref = vm::Executor::create(g);
+  ASSERT_TRUE(ref.ok()) << what;
+  for (uint32_t seed = 1; seed <= seeds; ++seed) {
+    const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], seed);
+    auto a = m.run(input);
+    auto b = ref->run(input);
+    ASSERT_TRUE(a.ok() && b.ok()) << what;
+    EXPECT_EQ(*a, *b) << what << " seed " << seed;
+  }
+}
+
 struct LayerCase {
   const char* name;
   const char* spec;
@@ -138,16 +152,9 @@ TEST(RingPlan, GraphOutputReadByTheLastLayerStaysIntact) {
   auto m = vm::RingModel::create(g);
   ASSERT_TRUE(m.ok()) << m.status().to_string();
   EXPECT_GT(m->plan().last_layer[middle], 1);  // live past the last layer
-  auto ref = vm::Executor::create(g);
-  ASSERT_TRUE(ref.ok());
-  for (uint32_t seed = 1; seed <= 3; ++seed) {
-    const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], seed);
-    auto a = m->run(input);
-    auto b = ref->run(input);
-    ASSERT_TRUE(a.ok() && b.ok());
-    EXPECT_EQ(*a, *b) << "seed " << seed;
-    ASSERT_TRUE(m->verify(input).ok());
-  }
+  expect_run_equals_reference(*m, g, 3, "graph output read by the last layer");
+  for (uint32_t seed = 1; seed <= 3; ++seed)
+    ASSERT_TRUE(m->verify(vmcu_test::random_input(g.tensors[g.inputs[0]], seed)).ok());
 }
 
 TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
@@ -173,6 +180,58 @@ TEST(RingPlan, FusesABottleneckWhenItNeedsLessMemoryAndStaysSafe) {
   EXPECT_NE(bad.status().message().find("overwrote"), std::string::npos) << bad.status().to_string();
 }
 
+// The first block of the paper's MCUNet-320KB-ImageNet network, its memory bottleneck: a 3x3
+// stride-2 stem conv 3->16 on a 176x176 image, then a depthwise 3x3 and a 1x1 projection 16->8.
+// The paper's vMCU needs 102.7 KB for it; the fused stem block keeps the 88x88x16 conv and
+// depthwise outputs out of the ring (ring = the 92,928-byte image, plus three conv rows).
+TEST(RingPlan, McunetImagenetFirstBlockFusesTheStemAtOrBelowThePaper) {
+  const vm::Graph g = built(R"({"seed":1,"input":[1,176,176,3],"layers":[
+      {"type":"conv","kernel":3,"out_channels":16,"stride":2},
+      {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3}]})");
+  ASSERT_EQ(g.ops.size(), 3u);
+  auto m = vm::RingModel::create(g);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  ASSERT_EQ(m->plan().layers.size(), 1u);
+  EXPECT_EQ(m->plan().layers[0].kernel, vm::RingKernel::kStemBlock);
+  EXPECT_LE(m->plan().peak_bytes, 102700u);                                       // the paper's vMCU figure
+  EXPECT_EQ(m->plan().peak_bytes, 176u * 176u * 3u + 3u * 88u * 16u + 16u + 8u);  // pinned: 97,176
+  vm::RingPlanOptions no_fusion;
+  no_fusion.fuse = false;
+  auto plain = vm::RingModel::create(g, no_fusion);
+  ASSERT_TRUE(plain.ok()) << plain.status().to_string();
+  EXPECT_LT(m->plan().peak_bytes, plain->plan().peak_bytes);
+  for (uint32_t seed = 1; seed <= 2; ++seed) {
+    auto report = m->verify(vmcu_test::random_input(g.tensors[g.inputs[0]], seed));  // shadow state + bit-exact
+    ASSERT_TRUE(report.ok()) << report.status().to_string();
+  }
+  expect_run_equals_reference(*m, g, 2, "MCUNet-320KB-ImageNet first block");
+}
+
+// Stem blocks of other shapes (odd sizes, VALID padding, a 5x5 stem, stride 2 in the stem and in
+// the depthwise) are taken where they lower the peak, verified and bit-exact.
+TEST(RingPlan, StemBlockEdgeCasesAreFusedAndBitExact) {
+  const char* specs[] = {
+      R"({"input":[1,45,37,3],"layers":[{"type":"conv","kernel":3,"out_channels":16,"stride":2},
+          {"type":"bottleneck","mid_channels":16,"out_channels":8,"kernel":3}]})",
+      R"({"input":[1,47,41,3],"layers":[{"type":"conv","kernel":3,"out_channels":16,"stride":2,"padding":"valid"},
+          {"type":"bottleneck","mid_channels":16,"out_channels":5,"kernel":3,"stride":2}]})",
+      R"({"input":[1,39,51,4],"layers":[{"type":"conv","kernel":5,"out_channels":24,"stride":2},
+          {"type":"bottleneck","mid_channels":24,"out_channels":12,"kernel":5},{"type":"global_avgpool"}]})"};
+  for (const char* spec : specs) {
+    const vm::Graph g = built(spec);
+    auto m = vm::RingModel::create(g);
+    ASSERT_TRUE(m.ok()) << spec << ": " << m.status().to_string();
+    ASSERT_FALSE(m->plan().layers.empty());
+    EXPECT_EQ(m->plan().layers[0].kernel, vm::RingKernel::kStemBlock) << spec;
+    vm::RingPlanOptions no_fusion;
+    no_fusion.fuse = false;
+    auto plain = vm::RingModel::create(g, no_fusion);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_LT(m->plan().peak_bytes, plain->plan().peak_bytes) << spec;
+    expect_verified(g, spec);
+  }
+}
+
 TEST(RingPlan, Int8InputDropsOnlyAnInputQuantize) {
   const vm::Graph g = built(kLayerCases[0].spec);
   auto same = vm::with_int8_input(g);
@@ -183,15 +242,8 @@ TEST(RingPlan, Int8InputDropsOnlyAnInputQuantize) {
 TEST(RingPlan, RunEqualsTheReferenceExecutor) {
   const vm::Graph g = built(kLayerCases[16].spec);
   auto m = vm::RingModel::create(g);
-  auto ref = vm::Executor::create(g);
-  ASSERT_TRUE(m.ok() && ref.ok());
-  for (uint32_t seed = 1; seed <= 5; ++seed) {
-    const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], seed);
-    auto a = m->run(input);
-    auto b = ref->run(input);
-    ASSERT_TRUE(a.ok() && b.ok());
-    EXPECT_EQ(*a, *b);
-  }
+  ASSERT_TRUE(m.ok());
+  expect_run_equals_reference(*m, g, 5, "small_net");
   EXPECT_FALSE(m->run(std::vector<uint8_t>(3)).ok());  // wrong input size: an input error
 }
 
@@ -270,6 +322,48 @@ TEST(RingPlan, NeverLargerThanGreedyOnRandomNetworks) {
   // Both placements occur in the sample (the fallback is exercised, and is not the only plan).
   EXPECT_GT(tensor_level, 0);
   EXPECT_LT(tensor_level, 60);
+}
+
+// Staged layers (operators without a segment kernel) and tensor-level layers are plan entries
+// like the others: the plan runner evaluates them from the plan's prepared parameters in the
+// plan's own memory, and RingModel::run (no shadow state, no reference executor) returns the
+// reference executor's bytes on random networks and the shared models.
+TEST(RingPlan, PlanRunsStagedAndTensorLevelLayersBitExact) {
+  std::mt19937 rng(77);
+  std::vector<vm::Graph> graphs;
+  for (int n = 0; n < 40; ++n) {
+    const std::string spec = random_spec(rng);
+    graphs.push_back(built(spec));
+    graphs.back().source = spec;  // names the network in failures
+  }
+  // A staged MEAN (its int32 accumulators count as workspace).
+  graphs.push_back(built(R"({"input":[1,7,5,6],"layers":[{"type":"conv","kernel":3,"out_channels":12},
+      {"type":"mean","keep_dims":false},{"type":"fully_connected","units":5},{"type":"softmax"}]})"));
+  for (const char* file : {"mcunet-vww1_int8.tflite", "mlperf-tiny-resnet8_int8.tflite",
+                           "mlperf-tiny-dscnn-kws_int8.tflite", "mlperf-tiny-vww_96_int8.tflite"}) {
+    const std::string path = vmcu_test::shared_model(file);
+    if (!std::filesystem::exists(path)) continue;
+    auto g = vm::load_tflite(path);
+    ASSERT_TRUE(g.ok()) << g.status().to_string();
+    graphs.push_back(std::move(*g));
+  }
+  int staged = 0, tensor_level = 0;
+  for (const vm::Graph& g : graphs) {
+    auto m = vm::RingModel::create(g);
+    ASSERT_TRUE(m.ok()) << g.source << ": " << m.status().to_string();
+    for (const vm::RingLayer& l : m->plan().layers) {
+      if (l.kernel == vm::RingKernel::kStaged) {
+        ++staged;
+        const size_t in = g.tensors[l.inputs[0]].bytes(), out = g.tensors[l.output].bytes();
+        EXPECT_GE(l.workspace_bytes, in + out) << g.source;  // input and output staged whole
+      }
+      tensor_level += l.kernel == vm::RingKernel::kTensorLevel;
+      EXPECT_GE(l.params_index, 0);
+    }
+    expect_run_equals_reference(*m, g, 2, g.source);
+  }
+  EXPECT_GT(staged, 0);
+  EXPECT_GT(tensor_level, 0);
 }
 
 // A staged operator's workspace (its whole input and output) sits on top of the ring, so a
@@ -365,7 +459,7 @@ TEST(RingPlan, SharedModelPeaksArePinnedAndMeetTheirTargets) {
     double target;  // vmcu / greedy
   };
   const Pin pins[] = {
-      {"mcunet-vww1_int8.tflite", false, 79680, 1.0},          {"mcunet-vww1_int8.tflite", true, 28953, 0.18},
+      {"mcunet-vww1_int8.tflite", false, 80640, 1.0},          {"mcunet-vww1_int8.tflite", true, 23040, 0.18},
       {"mlperf-tiny-resnet8_int8.tflite", false, 18070, 0.37}, {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8704, 0.55},
       {"mlperf-tiny-vww_96_int8.tflite", false, 29022, 0.40},  {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
   int checked = 0;

@@ -14,12 +14,17 @@
 // which is the same arithmetic: (zero_point + input_offset) == 0). RESHAPE is an alias when its
 // input dies there. Operators without a segment kernel (QUANTIZE, DEQUANTIZE, MEAN, TRANSPOSE,
 // SOFTMAX, unfolded PAD) run as "staged" layers: the whole input is copied to a workspace, the
-// reference kernel runs there and the output is stored back, so the output may cover the input
-// completely and the workspace (|in| + |out|) is accounted for in the peak.
+// operator's reference eval (its module in the operator table, on the layer's prepared
+// parameters) runs there and the output is stored back, so the output may cover the input
+// completely and the workspace (|in| + |out|, plus MEAN's int32 accumulators) is accounted for
+// in the peak. Staged and tensor-level layers run from the plan like every other layer; no
+// reference executor is involved (the verifier uses one only to compare outputs).
 //
-// Fusion. Two block shapes get a fused layer (vmcu/segment_fused.h) whose intermediates never
-// enter the ring: the inverted bottleneck (1x1 expand? -> depthwise -> 1x1 project -> + input?)
-// and the residual block (conv -> conv -> + input or 1x1 conv of the input). Each candidate is
+// Fusion. Three block shapes get a fused layer (vmcu/segment_fused.h) whose intermediates never
+// enter the ring: the inverted bottleneck (1x1 expand? -> depthwise -> 1x1 project -> + input?),
+// the residual block (conv -> conv -> + input or 1x1 conv of the input) and the stem block (a
+// kxk conv, typically the strided stem, -> depthwise -> 1x1 project, the conv's output kept as
+// a few rows). Each candidate is
 // taken, in graph order, when the ring in use plus workspace while its operators run is lower
 // fused than unfused (then the lower whole-network peak); ties stay unfused. Afterwards every
 // fused block whose removal leaves the whole-network peak unchanged is unfused again (last block
@@ -93,6 +98,7 @@ enum class RingKernel {
   kStaged,
   kBottleneck,
   kResidualBlock,
+  kStemBlock,
   kTensorLevel
 };
 std::string_view ring_kernel_name(RingKernel kernel);

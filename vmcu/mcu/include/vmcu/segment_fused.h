@@ -17,7 +17,15 @@
  * the last kh2 rows (a row cache in the workspace), each row computed once, on demand, in order;
  * one step per output pixel as above. Workspace = kh2 * W1 * C1 + Cout bytes.
  *
- * Both are bit-exact with running the reference kernels one after the other. Reads are reported
+ * Stem block: conv (any kernel / stride / padding, typically the network's 3x3 stride-2 stem)
+ * -> kxk depthwise (depth multiplier 1, any stride / padding / dilation) -> 1x1 project. The
+ * conv's output is kept only as the rows the depthwise window spans (a row cache, each row
+ * computed once, in order), so neither the conv's nor the depthwise's output enters the ring:
+ * the block reads a small input (3 channels) and writes its output over the input rows it no
+ * longer needs. One step per output pixel. Workspace = span * W1 * C1 + C1 + Cout bytes
+ * (span = dilation * (kh - 1) + 1).
+ *
+ * All are bit-exact with running the reference kernels one after the other. Reads are reported
  * as VMCU_SEG_IN0 accesses of the block input, writes as VMCU_SEG_OUT (segment_kernels.h).
  */
 #ifndef VMCU_SEGMENT_FUSED_H
@@ -32,18 +40,23 @@
 extern "C" {
 #endif
 
+/* The depthwise -> 1x1 projection that ends both the bottleneck and the stem block. */
 typedef struct {
-  int32_t has_expand;      /* 0: the depthwise reads the block input directly */
-  vmcu_conv_params expand; /* 1x1, filter [mid][in] */
-  const int8_t* expand_filter;
-  const int32_t* expand_bias;
   vmcu_conv_params depthwise; /* stride, padding, dilation; depth_multiplier 1 */
-  int32_t dw_kh, dw_kw;
+  int32_t kh, kw;
   const int8_t* dw_filter; /* [kh][kw][mid] */
   const int32_t* dw_bias;
   vmcu_conv_params project; /* 1x1, filter [out][mid] */
   const int8_t* project_filter;
   const int32_t* project_bias;
+} vmcu_dw_project_params;
+
+typedef struct {
+  int32_t has_expand;      /* 0: the depthwise reads the block input directly */
+  vmcu_conv_params expand; /* 1x1, filter [mid][in] */
+  const int8_t* expand_filter;
+  const int32_t* expand_bias;
+  vmcu_dw_project_params tail;
   int32_t has_residual;       /* out = add(in, projected) (stride 1, in_c == out_c) */
   int32_t residual_is_input1; /* the block input is the ADD's first operand */
   vmcu_add_params add;
@@ -76,6 +89,20 @@ int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params
 /* Returns 0, or -1 if a window exceeds VMCU_SEG_MAX_TAPS. */
 int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base,
                                vmcu_shape4 in_shape, int32_t out_base, vmcu_shape4 out_shape, int8_t* workspace);
+
+typedef struct {
+  vmcu_conv_params conv;
+  vmcu_shape4 conv_filter_shape; /* [c1][kh][kw][in_c] */
+  const int8_t* conv_filter;
+  const int32_t* conv_bias;
+  vmcu_shape4 mid_shape; /* the conv's output [n][h1][w1][c1] */
+  vmcu_dw_project_params tail;
+} vmcu_stem_block_params;
+
+int32_t vmcu_seg_stem_block_workspace_bytes(const vmcu_stem_block_params* p, int32_t out_c);
+/* Returns 0, or -1 if the conv or depthwise window exceeds VMCU_SEG_MAX_TAPS. */
+int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
+                           int32_t out_base, vmcu_shape4 out_shape, int8_t* workspace);
 
 #ifdef __cplusplus
 }
