@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# acrobat benchmarks: the latency table of docs/benchmarks.md (ACRoBat section) and the
+# acrobat benchmarks: the latency tables of docs/benchmarks.md (ACRoBat section) and the
 # packed-kernel vs OpenBLAS crossover by row count.
 # Argument: the build folder. Writes the JSON next to it (acrobat-bench.json,
 # acrobat-gemm-crossover.json).
@@ -9,3 +9,10 @@ echo "== ACRoBat: $build/acrobat/bench/acrobat_bench --json $build/acrobat-bench
 "$build/acrobat/bench/acrobat_bench" --json "$build/acrobat-bench.json" --svg "$build/acrobat-bench.svg"
 echo "== ACRoBat: $build/acrobat/bench/acrobat_gemm_crossover --json $build/acrobat-gemm-crossover.json"
 "$build/acrobat/bench/acrobat_gemm_crossover" --json "$build/acrobat-gemm-crossover.json"
+# acrobat against real DyNet, side by side: only in a build configured with
+# -DPERFMEM_ACROBAT_DYNET=<DyNet install prefix> (see acrobat/bench/setup_dynet.sh).
+if [ -x "$build/acrobat/bench/dynet/acrobat_vs_dynet" ]; then
+  echo "== ACRoBat: $build/acrobat/bench/dynet/acrobat_vs_dynet --json $build/acrobat-vs-dynet.json"
+  "$build/acrobat/bench/dynet/acrobat_vs_dynet" --check
+  "$build/acrobat/bench/dynet/acrobat_vs_dynet" --json "$build/acrobat-vs-dynet.json"
+fi
