@@ -1,5 +1,7 @@
 // Latency per minibatch of every bundled model x size x batch size under the four schedulers,
-// with ratios to our DyNet-method baseline and to DyNet 2.1's own measured figures.
+// with ratios to our DyNet-method baseline (the same kernels). Real DyNet runs side by side
+// with acrobat in bench/dynet/acrobat_vs_dynet, not here: DyNet figures measured on another
+// machine give meaningless ratios.
 //
 //   acrobat_bench                         # the full table (markdown) + --json FILE
 //   acrobat_bench --models treelstm --batches 64 --sizes small
@@ -27,25 +29,6 @@ namespace {
 
 using namespace perfmem;
 using namespace perfmem::acrobat;
-
-// DyNet 2.1 (Eigen, one thread) on this class of machine, from the workload definitions:
-// ms per minibatch for no batching, agenda, depth. TreeLSTM: midpoints of the given ranges.
-struct Reference {
-  const char* model;
-  int64_t h;
-  int batch;
-  double none, agenda, depth;
-};
-const Reference kDynet[] = {
-    {"birnn", 256, 8, 43.4, 25.9, 24.3},       {"birnn", 256, 64, 335.6, 97.9, 100.3},
-    {"birnn", 512, 8, 173.0, 171.7, 169.5},    {"birnn", 512, 64, 1344.7, 381.5, 384.7},
-    {"mvrnn", 64, 8, 6.5, 10.5, 10.0},         {"mvrnn", 64, 64, 52.0, 107.9, 95.9},
-    {"mvrnn", 128, 8, 35.5, 56.2, 52.6},       {"mvrnn", 128, 64, 291.4, 459.7, 446.9},
-    {"nestedrnn", 256, 8, 63.2, 19.9, 22.2},   {"nestedrnn", 256, 64, 499.1, 127.2, 143.2},
-    {"nestedrnn", 512, 8, 264.0, 90.1, 112.6}, {"nestedrnn", 512, 64, 2082.3, 389.4, 451.9},
-    {"treelstm", 256, 8, 32.0, 12.5, 14.5},    {"treelstm", 256, 64, 279.0, 110.0, 114.5},
-    {"treelstm", 512, 8, 151.0, 39.5, 43.5},   {"treelstm", 512, 64, 1167.0, 274.0, 260.0},
-};
 
 struct Cell {
   double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0;
@@ -118,9 +101,8 @@ int main(int argc, char** argv) {
     ProgressBar bar("acrobat_bench", configs * 5);
     std::printf(
         "| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | "
-        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | DyNet agenda ref | acrobat vs "
-        "our agenda | acrobat vs DyNet agenda |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | acrobat vs our agenda |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
       if (!m) return report_failure(app, input_error("--models", name, "treelstm, birnn, mvrnn or nestedrnn"));
@@ -133,8 +115,9 @@ int main(int argc, char** argv) {
           auto data = m->make_data(static_cast<size_t>(batch) * (warmup + timed));
           std::map<Scheduler, Cell> cells;
           for (Scheduler s : kAllSchedulers) {
-            // The unbatched run is slow and only a reference: fewer repetitions.
-            int t = s == Scheduler::kNone ? std::max(3, timed / 5) : timed;
+            // The unbatched run is slow and only a reference: fewer repetitions (never more than
+            // `timed`: the data holds warmup + timed minibatches).
+            int t = s == Scheduler::kNone ? std::min(timed, std::max(3, timed / 5)) : timed;
             auto c = measure(*m, h, batch, s, data, warmup, t);
             if (!c) return report_failure(app, c.status());
             cells[s] = *c;
@@ -144,26 +127,17 @@ int main(int argc, char** argv) {
           auto two = measure(*m, h, batch, Scheduler::kAcrobat, data, warmup, timed, 2);
           if (!two) return report_failure(app, two.status());
           bar.advance();
-          const Reference* ref = nullptr;
-          for (const auto& r : kDynet)
-            if (name == r.model && r.h == h && r.batch == batch) ref = &r;
           const Cell& a = cells[Scheduler::kAcrobat];
           // Per tensor op of the program (a fused group counts its instructions).
           double overhead = a.tensor_ops > 0 ? (a.record + a.schedule) * 1e6 / a.tensor_ops : 0;
-          // Ratios use CPU time: on a shared machine wall-clock time mostly measures the other
-          // processes (the reference figures come from an otherwise idle machine).
-          char refbuf[32] = "-", ratio_ref[48] = "-";
-          if (ref) {
-            std::snprintf(refbuf, sizeof refbuf, "%.1f", ref->agenda);
-            std::snprintf(ratio_ref, sizeof ratio_ref, "%.2fx", ref->agenda / a.cpu);
-          }
+          // The ratio uses CPU time: on a shared machine wall-clock time mostly measures the
+          // other processes.
           const Cell& ag = cells[Scheduler::kDynetAgenda];
           std::printf(
-              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %s | %.2fx | "
-              "%s |\n",
+              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx |\n",
               name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
-              two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu, refbuf,
-              ag.cpu / a.cpu, ratio_ref);
+              two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu,
+              ag.cpu / a.cpu);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].cpu;
@@ -178,7 +152,6 @@ int main(int argc, char** argv) {
                                       {"kernel_ms", c.kernels},     {"ops_recorded", c.ops},
                                       {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
           row["acrobat_2_threads"] = {{"latency_ms", two->latency}, {"cpu_ms", two->cpu}, {"kernel_ms", two->kernels}};
-          if (ref) row["dynet_reference_ms"] = {{"none", ref->none}, {"agenda", ref->agenda}, {"depth", ref->depth}};
           all.push_back(row);
         }
       }
