@@ -277,7 +277,8 @@ int main(int argc, char** argv) {
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);
     if (runc->parsed()) return cmd_run(app, common, run);
-    std::cout << app.help();
-    return perfmem::kExitOk;
+    // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
+    PERFMEM_CHECK(false, "no subcommand to dispatch");
+    return perfmem::kExitFailure;
   });
 }

@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_option("--window", window, "Requests per run-ahead window")
       ->capture_default_str()
-      ->check(at_least_one("a number of requests"));
+      ->check(CLI::Range(1, 1 << 20));  // as `sida bench --window`
   run->add_option("--dump-logits", dump_logits,
                   "Write every generation step's logits, little-endian float32 [steps, vocab] per request");
   run->add_option("--dump-encoder", dump_encoder,
@@ -356,8 +356,9 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);
-    std::cout << app.help();
-    return kExitOk;
+    // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
+    PERFMEM_CHECK(false, "no subcommand to dispatch");
+    return kExitFailure;
   };
   // Sizes are validated before anything is allocated; should memory still run out, or a library
   // throw, the program reports it instead of aborting.

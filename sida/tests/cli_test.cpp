@@ -117,7 +117,7 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
   const Case cases[] = {
       {"--tokens \"\"", 1, {"--tokens", "at least one token id"}},
       {"--text \"\"", 1, {"--text", "empty"}},
-      {"--tokens 5 --window 0", 2, {"--window", "at least 1"}},
+      {"--tokens 5 --window 0", 2, {"--window", "not in range 1 to"}},
       {"--tokens 5 --max-new-tokens 0", 2, {"--max-new-tokens", "at least 1"}},
       {"--tokens 5 --budget 0", 1, {"--budget", "positive size"}},
       {"--tokens 5 --encoder-only --dump-logits " + dir + "/l.f32", 1, {"--dump-encoder"}},

@@ -269,8 +269,9 @@ int main(int argc, char** argv) {
     if (run->parsed()) return cmd_run(app, model, input, output);
     if (plan->parsed()) return cmd_plan(app, model, planner, as_json, svg);
     if (build->parsed()) return cmd_build(app, spec, output);
-    std::cout << app.help();
-    return perfmem::kExitOk;
+    // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
+    PERFMEM_CHECK(false, "no subcommand to dispatch");
+    return perfmem::kExitFailure;
   };
   return perfmem::run_cli(app, argc, argv, [&] {
     const int rc = dispatch();
