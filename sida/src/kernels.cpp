@@ -93,19 +93,25 @@ ThreadPool& streaming_pool() {
 
 void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t rows, bool accumulate, GemmIsa isa) {
   if (rows <= 0) return;
-  std::vector<const float*> x_rows(static_cast<size_t>(rows));
-  std::vector<float*> y_rows(static_cast<size_t>(rows));
+  // Row pointers for core's kernel, reused across calls (this runs once per layer per request).
+  // The pool's threads reach them through plain pointers: a thread_local named inside the task
+  // would be the worker's own, empty copy.
+  thread_local std::vector<const float*> x_rows;
+  thread_local std::vector<float*> y_rows;
+  x_rows.resize(static_cast<size_t>(rows));
+  y_rows.resize(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     x_rows[r] = x + r * w.in();
     y_rows[r] = y + r * w.out();
   }
+  const float* const* x_ptrs = x_rows.data();
+  float* const* y_ptrs = y_rows.data();
   // Panels are independent and each y element is computed by one thread, so the split does not
   // change results.
   streaming_pool().parallel_for(
       0, w.panels(),
       [&](int64_t begin, int64_t end) {
-        packed_gemm(w, rows, x_rows.data(), y_rows.data(), {.bias = nullptr, .accumulate = accumulate}, isa,
-                    {begin, end});
+        packed_gemm(w, rows, x_ptrs, y_ptrs, {.bias = nullptr, .accumulate = accumulate}, isa, {begin, end});
       },
       /*min_chunk=*/2);
 }
