@@ -20,6 +20,27 @@ void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t leng
   memcpy(r->data, src + head, (size_t)(length - head));
 }
 
+static void reverse_bytes(int8_t* lo, int8_t* hi) { /* [lo, hi) */
+  while (lo + 1 < hi) {
+    const int8_t t = *lo;
+    *lo++ = *--hi;
+    *hi = t;
+  }
+}
+
+void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length) {
+  /* Rotating right by k moves byte p to (p + k) mod cap. Only the moved tensor is traced: the
+   * rest of the ring holds nothing live. */
+  if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_IN0, 0, length, 0);
+  const int32_t k = ((to - from) % r->cap + r->cap) % r->cap;
+  if (k != 0 && length > 0) {
+    reverse_bytes(r->data, r->data + r->cap);
+    reverse_bytes(r->data, r->data + k);
+    reverse_bytes(r->data + k, r->data + r->cap);
+  }
+  if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_OUT, 0, length, 1);
+}
+
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
