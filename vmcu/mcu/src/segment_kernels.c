@@ -7,12 +7,14 @@
 #include "segment_internal.h"
 
 void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst) {
+  if (length <= 0) return; /* an empty tensor may come with no buffer at all */
   const ring_span s = span_at(r, base, rel, length);
   memcpy(dst, s.a, (size_t)s.head);
   memcpy(dst + s.head, s.b, (size_t)(length - s.head));
 }
 
 void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, const int8_t* src) {
+  if (length <= 0) return;
   const int32_t pos = vmcu_ring_pos(r, base, rel);
   const int32_t room = r->cap - pos;
   const int32_t head = length < room ? length : room;
