@@ -37,7 +37,7 @@
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
-#include "product_floor.h"
+#include "../product_floor.h"
 
 namespace {
 
