@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Trains a small Switch Transformers model on real English text, for measuring what routing
+changes cost in quality (exact routing against the predictor replacing the router).
+
+The text is the quotations of Debian's `fortunes` package (/usr/share/games/fortunes). The
+task is topic classification as generation: the encoder reads a quotation, the decoder writes
+the name of the collection it comes from (one of eight: computers, definitions, men-women,
+people, politics, science, work, zippy) as one token, then eos. Quotations are split three
+ways by a seeded shuffle, so no quotation is in two splits:
+  - model   (80%): trains the Switch model;
+  - predictor (10%): what `sida collect-routes` / `train-predictor` may see;
+  - test    (10%): the task metric (accuracy of the generated topic), never trained on.
+
+Writes, under OUT:
+  checkpoint/            save_pretrained(safe_serialization) + spiece.model (SentencePiece,
+                         trained here on the model split: unigram, pad 0, eos 1, unk 2, then one
+                         piece per topic, <topic_computers> ...)
+  predictor_corpus.txt   token-id lines (inputs) of the predictor split
+  test_requests.txt      token-id lines of the test split's inputs
+  test_targets.txt       token-id lines: the topic piece + eos
+  transformers_eval.json transformers' own accuracy and loss on the test split, and the
+                         majority-topic baseline
+Deterministic under --seed (one CPU thread count, fixed order).
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+
+TOPICS = ["computers", "definitions", "men-women", "people", "politics", "science", "work", "zippy"]
+
+
+def read_quotations(folder):
+    """(quotation, topic) pairs of the TOPICS collections."""
+    pairs = []
+    for name in TOPICS:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            sys.exit(f"train_switch: {path}: not found (Debian package `fortunes`)")
+        quotes = []
+        with open(path, encoding="utf-8", errors="replace") as f:
+            entry = []
+            for line in f:
+                if line.strip() == "%":
+                    quotes.append(" ".join(" ".join(entry).split()))
+                    entry = []
+                else:
+                    entry.append(line.strip())
+            if entry:
+                quotes.append(" ".join(" ".join(entry).split()))
+        # Prose of a sentence or a few: no ASCII art, no very long entries.
+        for q in quotes:
+            words = q.split()
+            letters = sum(c.isalpha() for c in q)
+            if 5 <= len(words) <= 40 and letters >= 0.6 * len(q):
+                pairs.append((q, name))
+    return pairs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--corpus", default="/usr/share/games/fortunes")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=300, help="training time budget")
+    ap.add_argument("--max-steps", type=int, default=4000)
+    ap.add_argument("--vocab", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import sentencepiece as spm
+    import torch
+    from transformers import SwitchTransformersConfig, SwitchTransformersForConditionalGeneration
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    if not os.path.isdir(args.corpus):
+        sys.exit(f"train_switch: {args.corpus}: not found (Debian package `fortunes`)")
+    quotes = read_quotations(args.corpus)  # sorted by topic, then file order: deterministic
+    rng.shuffle(quotes)
+    n = len(quotes)
+    model_split = quotes[: int(0.8 * n)]
+    predictor_split = quotes[int(0.8 * n) : int(0.9 * n)]
+    test_split = quotes[int(0.9 * n) :]
+    print(f"train_switch: {n} quotations: {len(model_split)} model, {len(predictor_split)} predictor, "
+          f"{len(test_split)} test", flush=True)
+
+    ckpt = os.path.join(args.output, "checkpoint")
+    os.makedirs(ckpt, exist_ok=True)
+    text_file = os.path.join(args.output, "model_split.txt")
+    with open(text_file, "w") as f:
+        f.write("\n".join(q for q, _ in model_split) + "\n")
+    topic_pieces = [f"<topic_{t}>" for t in TOPICS]
+    spm.SentencePieceTrainer.train(
+        input=text_file, model_prefix=os.path.join(ckpt, "spiece"), vocab_size=args.vocab, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, user_defined_symbols=topic_pieces, character_coverage=1.0,
+        input_sentence_size=1000000, shuffle_input_sentence=False, num_threads=1, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(ckpt, "spiece.model"))
+    eos = 1
+    topic_id = {t: sp.piece_to_id(p) for t, p in zip(TOPICS, topic_pieces)}
+
+    def examples(split):
+        return [(sp.encode(q)[:47] + [eos], [topic_id[t], eos]) for q, t in split]
+
+    train = examples(model_split)
+    predictor = examples(predictor_split)
+    test = examples(test_split)
+    counts = {t: sum(1 for _, u in model_split if u == t) for t in TOPICS}
+    majority = max(counts, key=counts.get)
+    majority_accuracy = sum(1 for _, t in test_split if t == majority) / max(1, len(test_split))
+
+    config = SwitchTransformersConfig(
+        vocab_size=args.vocab, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
+        num_sparse_encoder_layers=2, num_decoder_layers=2, num_sparse_decoder_layers=1, num_experts=8,
+        expert_capacity=64, router_jitter_noise=0.0, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+        decoder_start_token_id=0)
+    model = SwitchTransformersForConditionalGeneration(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+
+    def batch_tensors(items):
+        li = max(len(x) for x, _ in items)
+        lt = max(len(y) for _, y in items)
+        inp = torch.zeros((len(items), li), dtype=torch.long)
+        att = torch.zeros_like(inp)
+        lab = torch.full((len(items), lt), -100, dtype=torch.long)
+        for k, (x, y) in enumerate(items):
+            inp[k, : len(x)] = torch.tensor(x)
+            att[k, : len(x)] = 1
+            lab[k, : len(y)] = torch.tensor(y)
+        return inp, att, lab
+
+    start = time.time()
+    step = 0
+    model.train()
+    order = list(range(len(train)))
+    while step < args.max_steps and time.time() - start < args.seconds:
+        rng.shuffle(order)
+        for b in range(0, len(order) - 31, 32):
+            inp, att, lab = batch_tensors([train[i] for i in order[b : b + 32]])
+            loss = model(input_ids=inp, attention_mask=att, labels=lab).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 50 == 0:
+                print(f"train_switch: step {step}  loss {loss.item():.3f}  {time.time() - start:.0f} s", flush=True)
+            if step >= args.max_steps or time.time() - start >= args.seconds:
+                break
+
+    model.eval()
+    correct = 0
+    total_loss = 0.0
+    with torch.no_grad():
+        for k in range(0, len(test), 64):
+            chunk = test[k : k + 64]
+            inp, att, lab = batch_tensors(chunk)
+            total_loss += model(input_ids=inp, attention_mask=att, labels=lab).loss.item() * len(chunk)
+            gen = model.generate(input_ids=inp, attention_mask=att, max_new_tokens=2, do_sample=False,
+                                 num_beams=1)
+            for (x, y), g in zip(chunk, gen.tolist()):
+                g = [t for t in g[1:] if t != 0]  # drop the decoder start and padding
+                if eos in g:
+                    g = g[: g.index(eos) + 1]
+                correct += g == y
+    model.save_pretrained(ckpt, safe_serialization=True)
+
+    def write_ids(path, rows):
+        with open(os.path.join(args.output, path), "w") as f:
+            for r in rows:
+                f.write(" ".join(map(str, r)) + "\n")
+
+    write_ids("predictor_corpus.txt", [x for x, _ in predictor])
+    write_ids("test_requests.txt", [x for x, _ in test])
+    write_ids("test_targets.txt", [y for _, y in test])
+    result = {"steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
+              "accuracy": correct / max(1, len(test)), "test_loss": total_loss / max(1, len(test)),
+              "majority_topic": majority, "majority_accuracy": majority_accuracy}
+    with open(os.path.join(args.output, "transformers_eval.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    print("train_switch: " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
