@@ -12,6 +12,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/model.h"
 #include "perfmem/vmcu/planner.h"
+#include "deploy_commands.h"
 #include "ring_commands.h"
 
 namespace vm = perfmem::vmcu;
@@ -254,7 +255,18 @@ int main(int argc, char** argv) {
   verify->add_option("--planner", planner, "Planner: vmcu (the only plan with segment-level overlap to verify)");
   verify->add_flag("--json", as_json, "Machine-readable report");
 
+  std::string target = "host", out_dir;
+  auto* compile = app.add_subcommand("compile", "Emit the model and its memory plan as a self-contained C99 library");
+  compile->add_option("model", model, "Model (.tflite)")->required();
+  compile->add_option("--planner", planner, "Planner: vmcu | greedy | tinyengine (default vmcu)");
+  compile->add_option("--target", target, "Target: cortex-m4 | cortex-m7 | host")->capture_default_str();
+  compile->add_option("-o,--output", out_dir, "Folder to write model.h, model.c, kernels and build files to")
+      ->required();
+  compile->add_flag("--json", as_json, "Machine-readable summary");
+
   auto dispatch = [&] {
+    if (compile->parsed())
+      return vmcu_cli::compile(app, model, compile->count("--planner") ? planner : "vmcu", target, out_dir, as_json);
     if (verify->parsed()) {
       if (verify->count("--planner") && planner != "vmcu")
         return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));
