@@ -639,6 +639,10 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
     << " * layer whose kernel rejected its parameters (vmcu compile checked them all, so that is a corrupt\n"
     << " * build). The bytes equal `vmcu run` on the host for the same input, bit for bit. */\n"
     << "int vmcu_model_run(const void* input, void* output);\n\n"
+    << "/* Where the input tensor lives in the arena (VMCU_MODEL_INPUT_BYTES contiguous bytes), so that a\n"
+    << " * camera or DMA can fill it in place and save an input-sized buffer: then call\n"
+    << " * vmcu_model_run(0, output). The bytes are consumed by the run (write them again each time). */\n"
+    << "void* vmcu_model_input_buffer(void);\n\n"
     << "#ifdef __cplusplus\n}\n#endif\n\n#endif /* VMCU_MODEL_H */\n";
   return h.str();
 }
@@ -704,6 +708,12 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
     << "/* The whole activation memory: the planner's peak, nothing more. */\n"
     << "static int8_t vmcu_arena[VMCU_MODEL_ARENA_BYTES] VMCU_ALIGNED;\n";
   if (layout.scratch_words) c << "static int32_t vmcu_scratch[" << layout.scratch_words << "];\n";
+  // The graph input sits at one offset of the activation area from the start; it never wraps
+  // (a ring plan places it at ring offset 0, a tensor-level plan never wraps at all).
+  if (static_cast<size_t>(in_at) + lib.input_bytes > layout.ring_bytes)
+    return Status(StatusCode::kInternal, g->source + ": the graph input wraps around the end of the ring");
+  c << "\nvoid* vmcu_model_input_buffer(void) { return vmcu_arena + VMCU_MODEL_WORKSPACE_BYTES + " << in_at
+    << "; }\n";
   c << "\n" << e->data.str() << "\n"
     << "int vmcu_model_run(const void* input, void* output) {\n"
     << "  int8_t* const arena = vmcu_arena;\n"
@@ -714,7 +724,8 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
       << "  (void)ws;\n  (void)ws32;\n";
   }
   c << "  (void)arena;\n"
-    << "  vmcu_ring_write(&ring, " << in_at << ", 0, (int32_t)VMCU_MODEL_INPUT_BYTES, (const int8_t*)input);\n"
+    << "  if (input != 0 && input != ring.data + " << in_at << ")\n"
+    << "    vmcu_ring_write(&ring, " << in_at << ", 0, (int32_t)VMCU_MODEL_INPUT_BYTES, (const int8_t*)input);\n"
     << e->body.str()
     << "  vmcu_ring_read(&ring, " << out_at << ", 0, (int32_t)VMCU_MODEL_OUTPUT_BYTES, (int8_t*)output);\n"
     << "  return 0;\n}\n";
