@@ -309,12 +309,10 @@ Status emit_op(Emitter& e, const Graph& g, int index, const PreparedOp& po, cons
       const auto four = [](const int32_t* v) {
         return "{" + i32(v[0]) + ", " + i32(v[1]) + ", " + i32(v[2]) + ", " + i32(v[3]) + "}";
       };
-      const std::string before = e.declare("int32_t", label + "_before[4]", four(po.pad_before));
-      const std::string after = e.declare("int32_t", label + "_after[4]", four(po.pad_after));
+      e.declare("int32_t", label + "_before[4]", four(po.pad_before));
+      e.declare("int32_t", label + "_after[4]", four(po.pad_after));
       b << "  vmcu_pad_s8(" << shape_arg(po.in) << ", " << in << ", " << label << "_before, " << label << "_after, "
         << static_cast<int>(po.pad_value) << ", " << x.out << ");\n";
-      (void)before;
-      (void)after;
       return Status::Ok();
     }
     case OpKind::kTranspose: {
@@ -634,10 +632,11 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
     << "#define VMCU_MODEL_SCRATCH_BYTES " << layout.scratch_words * 4 << "u\n"
     << "#define VMCU_MODEL_LAYERS " << layout.layers << "u\n\n"
     << in_text << "\n" << out_text << "\n"
-    << "/* Runs one inference: reads VMCU_MODEL_INPUT_BYTES from `input`, writes VMCU_MODEL_OUTPUT_BYTES to\n"
-    << " * `output` (any alignment; the buffers may not overlap the arena). Returns 0, or 1 + the index of a\n"
-    << " * layer whose kernel rejected its parameters (vmcu compile checked them all, so that is a corrupt\n"
-    << " * build). The bytes equal `vmcu run` on the host for the same input, bit for bit. */\n"
+    << "/* Runs one inference: reads VMCU_MODEL_INPUT_BYTES from `input` (0: they are already in\n"
+    << " * vmcu_model_input_buffer()), writes VMCU_MODEL_OUTPUT_BYTES to `output` (any alignment; the buffers\n"
+    << " * may not overlap the arena otherwise). Returns 0, or 1 + the index of the layer (operator, under a\n"
+    << " * tensor-level plan) whose kernel rejected its parameters: vmcu compile checked them all, so that\n"
+    << " * means a corrupt build. The bytes equal `vmcu run` on the host for the same input, bit for bit. */\n"
     << "int vmcu_model_run(const void* input, void* output);\n\n"
     << "/* Where the input tensor lives in the arena (VMCU_MODEL_INPUT_BYTES contiguous bytes), so that a\n"
     << " * camera or DMA can fill it in place and save an input-sized buffer: then call\n"

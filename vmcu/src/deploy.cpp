@@ -161,7 +161,8 @@ Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const D
   PERFMEM_RETURN_IF_ERROR(write_library(lib, lib_dir.string()));
   std::vector<std::string> argv = {"arm-none-eabi-gcc"};
   for (const char* f : o.board == Board::kMps2An386 ? kCpuM4 : kCpuM7) argv.push_back(f);
-  for (const char* f : {"-std=c99", "-O2", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections"})
+  // -Werror: the generated library and the board code are warning-free on the cross compiler.
+  for (const char* f : {"-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"})
     argv.push_back(f);
   argv.push_back("-I" + lib_dir.string());
   argv.push_back("-I" + (lib_dir / "vmcu_kernels" / "include").string());

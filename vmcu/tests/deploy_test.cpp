@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <utility>
 #include <string>
 
 #include "perfmem/core/json.h"
@@ -23,6 +25,11 @@ using vmcu_test::write_file;
 namespace {
 
 std::string cli() { return std::string(CLI_PATH); }
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
 
 // Empty when arm-none-eabi-gcc, newlib and qemu-system-arm are there, else what is missing.
 std::string toolchain_missing() {
@@ -144,6 +151,42 @@ TEST(Deploy, ABudgetOnlyTheVmcuPlanFitsFailsUnderGreedyWithTheShortfall) {
   EXPECT_NE(text.output.find("fits with --planner vmcu"), std::string::npos) << text.output;
 }
 
+// Every ring kernel against its reference twin on each board, over a sweep of shapes, and the
+// same checksum of all outputs on the boards as on the host (one source: tests/board/kernel_sweep.c).
+TEST(Deploy, KernelSweepOnBothBoardsEqualsTheHost) {
+  REQUIRE_TOOLCHAIN();
+  const std::string src = PERFMEM_SOURCE_DIR;
+  const std::string mcu = src + "/vmcu/mcu", sweep = src + "/vmcu/tests/board";
+  const std::string sources = sweep + "/kernel_sweep.c " + mcu + "/src/*.c";
+  const std::string includes = " -I" + mcu + "/board -I" + mcu + "/include ";
+  const fs::path dir = temp_dir() / "sweep";
+  fs::create_directories(dir);
+  auto host = run_command("cc -std=c99 -pedantic -Wall -Wextra -Werror -O2" + includes + sources + " " + sweep +
+                          "/host_board.c -o " + (dir / "host").string() + " && " + (dir / "host").string());
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  ASSERT_NE(host.output.find("vmcu-kernels: cases="), std::string::npos) << host.output;
+  std::string script = read_text(mcu + "/board/link.ld.in");
+  for (auto [key, value] : {std::pair<std::string, std::string>{"@FLASH_BYTES@", "4194304"},
+                            {"@RAM_BYTES@", "524288"},
+                            {"@STACK_BYTES@", "8192"}})
+    for (size_t at = script.find(key); at != std::string::npos; at = script.find(key, at))
+      script.replace(at, key.size(), value);
+  std::ofstream(dir / "link.ld") << script;
+  for (const auto& [board, flags] : {std::pair<std::string, std::string>{"mps2-an386", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"},
+                                     {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16"}}) {
+    const std::string elf = (dir / (board + ".elf")).string();
+    auto built = run_command("arm-none-eabi-gcc " + flags + " -mthumb -mfloat-abi=hard -std=c99 -O2 -Wall -Wextra "
+                             "-Werror -ffunction-sections -fdata-sections" + includes + sources + " " + mcu +
+                             "/board/startup.c -nostartfiles --specs=nano.specs -Wl,--gc-sections -T" +
+                             (dir / "link.ld").string() + " -o " + elf);
+    ASSERT_EQ(built.exit_code, 0) << built.output;
+    auto ran = run_command("timeout -k 2 60 qemu-system-arm -M " + board + " -display none -monitor none -serial none "
+                           "-semihosting-config enable=on,target=native -kernel " + elf + " < /dev/null");
+    EXPECT_EQ(ran.exit_code, 0) << board << ": " << ran.output;
+    EXPECT_EQ(ran.output, host.output) << board;
+  }
+}
+
 TEST(Deploy, BadArgumentsAreNamed) {
   EXPECT_NE(vm::parse_byte_size("12Q", "--ram").status().to_string().find("--ram"), std::string::npos);
   EXPECT_FALSE(vm::parse_byte_size("5M", "--ram").ok());  // beyond the boards' 4 MB
@@ -161,6 +204,14 @@ TEST(Deploy, BadArgumentsAreNamed) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("short.in"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("32 bytes"), std::string::npos) << r.output;
+  // vmcu compile names a bad target; a good one writes the library and says what it holds.
+  auto bad = run_command(cli() + " compile " + model + " --target cortex-m0 -o " + (temp_dir() / "lib").string());
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("--target"), std::string::npos) << bad.output;
+  auto good = run_command(cli() + " compile " + model + " --target cortex-m7 -o " + (temp_dir() / "lib").string());
+  EXPECT_EQ(good.exit_code, 0) << good.output;
+  EXPECT_NE(good.output.find("target cortex-m7"), std::string::npos) << good.output;
+  EXPECT_TRUE(fs::exists(temp_dir() / "lib" / "model.h"));
 }
 
 }  // namespace
