@@ -3,8 +3,10 @@
 // shared models and for built models covering every layer kind of every planner.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -48,20 +50,25 @@ int main(int argc, char** argv) {
 
 constexpr const char* kCFlags = "-std=c99 -pedantic -Wall -Wextra -Werror -O1";
 
-// The kernel objects, compiled once from the first library (every library carries the same copy).
-const fs::path& kernel_objects(const fs::path& lib) {
-  static fs::path dir;
-  if (dir.empty()) {
-    dir = temp_dir() / "kernel-objects";
-    fs::create_directories(dir);
-    for (const auto& entry : fs::directory_iterator(lib / "vmcu_kernels" / "src")) {
-      if (entry.path().extension() != ".c") continue;
-      const auto r = run_command(std::string("cc ") + kCFlags + " -I" + (lib / "vmcu_kernels/include").string() +
-                                 " -c " + entry.path().string() + " -o " +
-                                 (dir / entry.path().filename()).replace_extension(".o").string());
-      EXPECT_EQ(r.exit_code, 0) << r.output;
-    }
+// The kernel objects of a library, compiled once per set of kernel files (libraries without
+// fused layers carry no segment_fused.c; otherwise every library carries the same copy).
+fs::path kernel_objects(const fs::path& lib) {
+  static std::map<std::string, fs::path> built;
+  std::vector<fs::path> sources;
+  for (const auto& entry : fs::directory_iterator(lib / "vmcu_kernels" / "src"))
+    if (entry.path().extension() == ".c") sources.push_back(entry.path());
+  std::sort(sources.begin(), sources.end());
+  std::string key;
+  for (const auto& s : sources) key += s.filename().string() + ";";
+  if (auto it = built.find(key); it != built.end()) return it->second;
+  const fs::path dir = temp_dir() / ("kernel-objects-" + std::to_string(built.size()));
+  fs::create_directories(dir);
+  for (const auto& s : sources) {
+    const auto r = run_command(std::string("cc ") + kCFlags + " -I" + (lib / "vmcu_kernels/include").string() + " -c " +
+                               s.string() + " -o " + (dir / s.filename()).replace_extension(".o").string());
+    EXPECT_EQ(r.exit_code, 0) << r.output;
   }
+  built[key] = dir;
   return dir;
 }
 
@@ -76,7 +83,7 @@ std::vector<uint8_t> run_generated(const vm::Graph& graph, vm::CompilePlanner pl
   const fs::path dir = temp_dir() / (name + "-" + std::string(vm::compile_planner_name(planner)));
   EXPECT_TRUE(vm::write_library(*lib, dir.string()).ok());
   std::ofstream(dir / "driver.c") << kDriver;
-  const fs::path& objects = kernel_objects(dir);
+  const fs::path objects = kernel_objects(dir);
   const std::string inc = " -I" + dir.string() + " -I" + (dir / "vmcu_kernels/include").string();
   // The greedy builds take their input through vmcu_model_input_buffer().
   const std::string in_place = planner == vm::CompilePlanner::kGreedy ? " -DIN_PLACE" : "";
