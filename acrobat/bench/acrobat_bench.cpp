@@ -10,7 +10,8 @@
 // minibatch j holds instances [jB, (j+1)B); 2 warm-up minibatches, then 30 (B = 8) or 10
 // (B = 64) timed ones; the median is reported. OpenBLAS runs single-threaded; acrobat runs
 // once with one thread (like DyNet's CPU execution) and once with two (RuntimeOptions::threads),
-// the baselines with one.
+// the baselines with one. The product floor (product_floor.h) puts acrobat's one-thread CPU time
+// beside the time its products alone would take at the single-core peak measured at start.
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -24,6 +25,7 @@
 #include "perfmem/core/progress.h"
 #include "perfmem/core/stats.h"
 #include "perfmem/core/svg.h"
+#include "product_floor.h"
 
 namespace {
 
@@ -31,7 +33,8 @@ using namespace perfmem;
 using namespace perfmem::acrobat;
 
 struct Cell {
-  double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0;
+  double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0,
+         product_flops = 0;
 };
 
 Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
@@ -61,6 +64,7 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   c.ops = med.ops_recorded;
   c.tensor_ops = med.tensor_ops;
   c.launches = med.kernels_launched;
+  c.product_flops = med.product_flops;
   return c;
 }
 
@@ -98,11 +102,14 @@ int main(int argc, char** argv) {
     for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda, Scheduler::kDynetDepth})
       chart.series.push_back({scheduler_name(s), {}});
     int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
+    const CorePeak peak = measure_single_core_peak();
+    std::printf("Single-core peak: %.1f GFLOP/s (%s, 1024^3, best of 5)\n\n", peak.gflops, peak.kernel.c_str());
     ProgressBar bar("acrobat_bench", configs * 5);
     std::printf(
         "| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | "
-        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | acrobat vs our agenda |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | acrobat vs our agenda | "
+        "product GFLOP | product floor ms | acrobat CPU / floor |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
       if (!m) return report_failure(app, input_error("--models", name, "treelstm, birnn, mvrnn or nestedrnn"));
@@ -133,11 +140,13 @@ int main(int argc, char** argv) {
           // The ratio uses CPU time: on a shared machine wall-clock time mostly measures the
           // other processes.
           const Cell& ag = cells[Scheduler::kDynetAgenda];
+          const double floor_ms = product_floor_ms(a.product_flops, peak);
           std::printf(
-              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx |\n",
+              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx | %.3f | %.2f | "
+              "%.2fx |\n",
               name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
               two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu,
-              ag.cpu / a.cpu);
+              ag.cpu / a.cpu, a.product_flops * 1e-9, floor_ms, floor_ms > 0 ? a.cpu / floor_ms : 0.0);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].cpu;
@@ -152,6 +161,9 @@ int main(int argc, char** argv) {
                                       {"kernel_ms", c.kernels},     {"ops_recorded", c.ops},
                                       {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
           row["acrobat_2_threads"] = {{"latency_ms", two->latency}, {"cpu_ms", two->cpu}, {"kernel_ms", two->kernels}};
+          row["product_flops"] = a.product_flops;
+          row["product_floor_ms"] = floor_ms;
+          row["single_core_peak_gflops"] = peak.gflops;
           all.push_back(row);
         }
       }

@@ -117,6 +117,10 @@ const float* const* Executor::arg_ptrs(Recording& rec, const uint32_t* batch, in
 
 void Executor::run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out) {
   double t0 = opt_.profile ? now_ms() : 0;
+  if (sig.op == OpKind::kMatMul || sig.op == OpKind::kDense) {
+    const int64_t columns = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
+    stats_->product_flops += 2 * sig.arg_dims[0][0] * sig.arg_dims[0][1] * columns * n;
+  }
   if (opt_.reference_kernels)
     kernels::run_reference(sig, n, a, out);
   else

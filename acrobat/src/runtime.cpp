@@ -135,6 +135,7 @@ void RunStatsSeries::add(const RunStats& s) {
   ops_.push_back(static_cast<double>(s.ops_recorded));
   tensor_ops_.push_back(static_cast<double>(s.tensor_ops));
   launches_.push_back(static_cast<double>(s.kernels_launched));
+  flops_.push_back(static_cast<double>(s.product_flops));
 }
 
 RunStatsMedians RunStatsSeries::medians() const {
@@ -148,6 +149,7 @@ RunStatsMedians RunStatsSeries::medians() const {
   m.ops_recorded = percentile(ops_, 50);
   m.tensor_ops = percentile(tensor_ops_, 50);
   m.kernels_launched = percentile(launches_, 50);
+  m.product_flops = percentile(flops_, 50);
   return m;
 }
 

@@ -182,6 +182,21 @@ TEST(AcrobatRuntime, AcrobatLaunchesFewerKernelsThanTheBaselines) {
   EXPECT_EQ(n.kernels_launched, n.ops_recorded);  // eager: one launch per op
 }
 
+// Batching groups the products differently but never changes their work: every scheduler
+// counts the same FLOPs, and for BiRNN exactly 4 products of [4H x H] per word (input and
+// recurrent, both directions) plus the classifier's [16 x 2H], 2 FLOPs per multiply-add.
+TEST(AcrobatRuntime, ProductFlopsAreTheProgramsWorkUnderEveryScheduler) {
+  const int64_t h = 8;
+  auto data = sentences(6, 78, 1, 9);
+  int64_t expected = 0;
+  for (const Instance& s : data) expected += static_cast<int64_t>(s.words.size()) * 4 * (2 * 4 * h * h) + 2 * 16 * 2 * h;
+  for (Scheduler s : kAllSchedulers) {
+    RunStats st;
+    outputs("birnn", h, s, data, data.size(), &st);
+    EXPECT_EQ(st.product_flops, expected) << scheduler_name(s);
+  }
+}
+
 // A degenerate tree: every internal node's left child is a leaf.
 Instance chain_tree(int depth) {
   Instance t;

@@ -22,13 +22,14 @@ perfmem::Result<vm::RingModel> load(const std::string& path) {
 }
 
 std::string layer_ops(const vm::Graph& g, const vm::RingLayer& l) {
+  if (l.ops.empty()) return "(" + g.tensors[l.output].name + ")";  // a relocation between regions
   std::string s;
   for (int op : l.ops) s += (s.empty() ? "" : "+") + std::string(vm::op_kind_name(g.ops[op].kind));
   return s;
 }
 
 // Ring occupancy per layer: x = layer, y = ring offset; each live tensor drawn where it sits
-// (a tensor that wraps is drawn as two pieces).
+// (a tensor that wraps is drawn as two pieces; one moved by a relocation, at both places).
 std::string ring_svg(const vm::RingModel& m, const std::string& title) {
   const vm::RingPlan& plan = m.plan();
   const vm::Graph& g = m.graph();
@@ -37,14 +38,24 @@ std::string ring_svg(const vm::RingModel& m, const std::string& title) {
   perfmem::SvgCanvas canvas(title, "layer", "ring offset (bytes)", 0, std::max(layers, 1), 0, cap);
   for (size_t t = 0; t < g.tensors.size(); ++t) {
     if (!plan.placed[t] || g.tensors[t].bytes() == 0) continue;
-    const double off = plan.ring_offset(static_cast<int>(t));
     const double size = static_cast<double>(g.tensors[t].bytes());
-    const double x0 = plan.first_layer[t], x1 = std::min(plan.last_layer[t] + 1, std::max(layers, 1));
-    const std::string label = g.tensors[t].name + " (" + std::to_string(g.tensors[t].bytes()) + " B at " +
-                              std::to_string(static_cast<long long>(off)) + ")";
     const std::string color = perfmem::palette_color(t);
-    canvas.rect(x0, off, x1, std::min(cap, off + size), color, label);
-    if (off + size > cap) canvas.rect(x0, 0, x1, off + size - cap, color, label + " (wrapped)");
+    auto draw = [&](double off, double x0, double x1) {
+      const std::string label = g.tensors[t].name + " (" + std::to_string(g.tensors[t].bytes()) + " B at " +
+                                std::to_string(static_cast<long long>(off)) + ")";
+      canvas.rect(x0, off, x1, std::min(cap, off + size), color, label);
+      if (off + size > cap) canvas.rect(x0, 0, x1, off + size - cap, color, label + " (wrapped)");
+    };
+    double off = plan.ring_offset(static_cast<int>(t));
+    double x0 = plan.first_layer[t];
+    for (int l = plan.first_layer[t] + 1; l <= plan.last_layer[t] && l < layers; ++l) {
+      const vm::RingLayer& layer = plan.layers[static_cast<size_t>(l)];
+      if (layer.kernel != vm::RingKernel::kRelocate || layer.output != static_cast<int>(t)) continue;
+      draw(off, x0, l + 1);
+      off = layer.ring_offset[0];
+      x0 = l;
+    }
+    draw(off, x0, std::min(plan.last_layer[t] + 1, std::max(layers, 1)));
   }
   canvas.legend_entry(
       "ring " + std::to_string(plan.ring_bytes) + " B + workspace " + std::to_string(plan.workspace_bytes) + " B",
@@ -75,14 +86,14 @@ int ring_plan(const CLI::App& app, const std::string& path, bool as_json, const 
     for (size_t l = 0; l < plan.layers.size(); ++l) {
       const auto& layer = plan.layers[l];
       Json inputs = Json::array();
-      for (int t : layer.inputs)
-        inputs.push_back({{"tensor", g.tensors[t].name}, {"ring_offset", plan.ring_offset(t)}});
+      for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k)
+        inputs.push_back({{"tensor", g.tensors[layer.inputs[k]].name}, {"ring_offset", layer.ring_offset[k + 1]}});
       j["layers"].push_back({{"index", l},
                              {"ops", layer_ops(g, layer)},
                              {"kernel", std::string(vm::ring_kernel_name(layer.kernel))},
                              {"inputs", inputs},
                              {"output", g.tensors[layer.output].name},
-                             {"output_ring_offset", plan.ring_offset(layer.output)},
+                             {"output_ring_offset", layer.ring_offset[0]},
                              {"distance", {layer.distance[0], layer.distance[1]}},
                              {"workspace_bytes", layer.workspace_bytes},
                              {"ring_in_use_bytes", plan.span_per_layer[l]}});

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 
 #include "perfmem/vmcu/executor.h"
@@ -42,12 +43,18 @@ std::string_view ring_kernel_name(RingKernel kernel) {
     case RingKernel::kResidualBlock: return "fused_residual_block";
     case RingKernel::kStemBlock: return "fused_stem_block";
     case RingKernel::kTensorLevel: return "tensor_level";
+    case RingKernel::kRelocate: return "relocate";
   }
   return "?";
 }
 
 std::string_view ring_placement_name(RingPlacement placement) {
-  return placement == RingPlacement::kSegment ? "segment" : "tensor";
+  switch (placement) {
+    case RingPlacement::kSegment: return "segment";
+    case RingPlacement::kTensor: return "tensor";
+    case RingPlacement::kMixed: return "mixed";
+  }
+  return "?";
 }
 
 RingDistances solve_distances(std::span<const RingAccess> trace) {
@@ -76,6 +83,12 @@ int32_t RingPlan::ring_offset(int tensor) const {
   return static_cast<int32_t>(r);
 }
 
+int32_t RingPlan::final_offset(int tensor) const {
+  for (size_t l = layers.size(); l-- > 0;)
+    if (layers[l].kernel == RingKernel::kRelocate && layers[l].output == tensor) return layers[l].ring_offset[0];
+  return ring_offset(tensor);
+}
+
 namespace {
 
 // Operator `index`'s reference eval (its module in the operator table) on prepared parameters:
@@ -98,7 +111,8 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
   const size_t words = layer.workspace_bytes / 4 + 1;
   if (workspace.size() < words) workspace.resize(words);
   int8_t* stage = reinterpret_cast<int8_t*>(workspace.data());
-  const std::string place = g.op_place(static_cast<size_t>(layer.ops.back()));
+  const std::string place = layer.ops.empty() ? std::string("a relocation between regions")
+                                              : g.op_place(static_cast<size_t>(layer.ops.back()));
   switch (layer.kernel) {
     case RingKernel::kConv:
       if (vmcu_seg_conv2d_s8(&p.conv, &ring, bases[1], p.in, p.filter, p.weights, p.bias, bases[0], p.out, stage) != 0)
@@ -128,6 +142,9 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
         return Status(StatusCode::kInternal, place + ": max pooling failed");
       return Status::Ok();
     case RingKernel::kAlias: return Status::Ok();  // the output is the input's storage
+    case RingKernel::kRelocate:
+      vmcu_ring_relocate(&ring, bases[1], bases[0], p.out_bytes);
+      return Status::Ok();
     case RingKernel::kBottleneck:
       if (vmcu_seg_bottleneck_s8(&p.bottleneck, &ring, bases[1], p.in, p.mid_c, bases[0], p.out, stage) != 0)
         return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
@@ -669,6 +686,166 @@ Result<PlacedPlan> tensor_level_plan(const Graph& g) {
   return finish_plan(std::move(plan), std::move(drafts));
 }
 
+// A region of the segment-level layer list between two cuts, and what it needs either way.
+struct Region {
+  size_t first_layer = 0, end_layer = 0;  // segment-level layers [first, end)
+  int first_op = 0, last_op = 0;          // the graph operators they execute
+  int entry_tensor = -1;                  // the one tensor live at the cut before it (-1: region 0)
+  size_t ring = 0, workspace = 0;         // segment level: largest span and workspace
+  size_t arena = 0;                       // tensor level: highest end of the greedy offsets in use
+};
+
+// The tensor live between layers l-1 and l of `plan` if it is the only one (zero-sized tensors
+// aside), else -1. Layers are ordered, so "live across" = written at or before l-1 (or a graph
+// input) and read at or after l.
+int only_live_tensor(const Graph& g, const RingPlan& plan, int before, int after) {
+  int found = -1;
+  for (size_t t = 0; t < g.tensors.size(); ++t) {
+    if (!plan.placed[t] || g.tensors[t].bytes() == 0) continue;
+    if (plan.first_layer[t] > before || plan.last_layer[t] < after) continue;
+    if (found >= 0) return -1;
+    found = static_cast<int>(t);
+  }
+  return found;
+}
+
+// The smallest mixed plan: per region between single-tensor cuts, its segment-level layers or
+// its operators at tensor level, joined by kRelocate layers. Returns nothing when the network has
+// no cut. Both inputs are verified-by-construction plans of the same graph: `segment` places
+// every ring tensor in unwrapped addresses, `tensor` at greedy offsets with one layer per op.
+std::optional<PlacedPlan> mixed_plan(const Graph& g, const PlacedPlan& segment, const PlacedPlan& tensor) {
+  const RingPlan& sp = segment.plan;
+  const RingPlan& tp = tensor.plan;
+  const size_t layer_count = sp.layers.size();
+  if (layer_count < 2 || tp.layers.size() != g.ops.size()) return std::nullopt;
+  // Cuts: exactly one tensor live between two layers in both plans' lifetimes.
+  std::vector<Region> regions(1);
+  for (size_t l = 1; l < layer_count; ++l) {
+    const int op_before = sp.layers[l - 1].ops.back(), op_after = sp.layers[l].ops.front();
+    if (op_after != op_before + 1) return std::nullopt;  // layers cover the operators in order
+    const int t = only_live_tensor(g, sp, static_cast<int>(l) - 1, static_cast<int>(l));
+    if (t < 0 || only_live_tensor(g, tp, op_before, op_after) != t) continue;
+    regions.back().end_layer = l;
+    Region next;
+    next.first_layer = l;
+    next.entry_tensor = t;
+    regions.push_back(next);
+  }
+  regions.back().end_layer = layer_count;
+  if (regions.size() < 2) return std::nullopt;
+  for (Region& r : regions) {
+    r.first_op = sp.layers[r.first_layer].ops.front();
+    r.last_op = sp.layers[r.end_layer - 1].ops.back();
+    for (size_t l = r.first_layer; l < r.end_layer; ++l) {
+      r.ring = std::max(r.ring, sp.span_per_layer[l]);
+      r.workspace = std::max(r.workspace, sp.layers[l].workspace_bytes);
+    }
+    for (int op = r.first_op; op <= r.last_op; ++op) r.arena = std::max(r.arena, tp.span_per_layer[op]);
+  }
+  // Choose: for caps (ring, workspace) taken from the regions' own values, every region within
+  // both caps runs at segment level and the others at tensor level; the memory is
+  // max(segment rings, tensor arenas) + segment workspace. Try every pair of caps (a few hundred
+  // regions at most); ties keep more regions at segment level.
+  std::vector<bool> best_kind;  // true: segment level
+  size_t best_bytes = std::numeric_limits<size_t>::max(), best_segment_regions = 0;
+  for (const Region& ring_cap : regions) {
+    for (const Region& workspace_cap : regions) {
+      std::vector<bool> kind(regions.size());
+      size_t ring = 0, arena = 0, workspace = 0, segment_regions = 0;
+      for (size_t i = 0; i < regions.size(); ++i) {
+        kind[i] = regions[i].ring <= ring_cap.ring && regions[i].workspace <= workspace_cap.workspace;
+        if (kind[i]) {
+          ring = std::max(ring, regions[i].ring);
+          workspace = std::max(workspace, regions[i].workspace);
+          ++segment_regions;
+        } else {
+          arena = std::max(arena, regions[i].arena);
+        }
+      }
+      const size_t bytes = std::max<size_t>({ring, arena, 1}) + workspace;
+      if (bytes < best_bytes || (bytes == best_bytes && segment_regions > best_segment_regions)) {
+        best_bytes = bytes;
+        best_segment_regions = segment_regions;
+        best_kind = std::move(kind);
+      }
+    }
+  }
+  if (best_segment_regions == 0 || best_segment_regions == regions.size()) return std::nullopt;
+
+  PlacedPlan out;
+  RingPlan& plan = out.plan;
+  plan.placement = RingPlacement::kMixed;
+  size_t ring = 1;
+  for (size_t i = 0; i < regions.size(); ++i) ring = std::max(ring, best_kind[i] ? regions[i].ring : regions[i].arena);
+  plan.ring_bytes = ring;
+  const int64_t cap = static_cast<int64_t>(ring);
+  auto wrap = [&](int64_t unwrapped) { return static_cast<int32_t>(((unwrapped % cap) + cap) % cap); };
+  const size_t n = g.tensors.size();
+  plan.base.assign(n, 0);
+  plan.placed.assign(n, false);
+  auto add_layer = [&](RingLayer layer, std::shared_ptr<const RingLayerParams> params, size_t span) {
+    layer.params_index = static_cast<int>(out.params.size());
+    out.params.push_back(std::move(params));
+    plan.layers.push_back(std::move(layer));
+    plan.span_per_layer.push_back(span);
+  };
+  // Where a tensor sits in a region of either kind.
+  auto offset_in = [&](bool segment_level, int t) { return segment_level ? wrap(sp.base[t]) : tp.ring_offset(t); };
+  const int input = g.inputs[0];
+  plan.placed[input] = true;
+  plan.base[input] = offset_in(best_kind[0], input);
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const Region& r = regions[i];
+    const bool seg = best_kind[i];
+    if (i > 0 && seg != best_kind[i - 1] && offset_in(seg, r.entry_tensor) != offset_in(best_kind[i - 1], r.entry_tensor)) {
+      const int t = r.entry_tensor;
+      RingLayer move;
+      move.kernel = RingKernel::kRelocate;
+      move.inputs = {t};
+      move.output = t;
+      move.ring_offset[1] = offset_in(best_kind[i - 1], t);
+      move.ring_offset[0] = offset_in(seg, t);
+      auto params = std::make_shared<RingLayerParams>();
+      params->in_bytes = params->out_bytes = static_cast<int32_t>(g.tensors[t].bytes());
+      add_layer(std::move(move), std::move(params), g.tensors[t].bytes());
+    }
+    if (seg) {
+      for (size_t l = r.first_layer; l < r.end_layer; ++l) {
+        RingLayer layer = sp.layers[l];
+        layer.ring_offset[0] = wrap(sp.base[layer.output]);
+        for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) layer.ring_offset[k + 1] = wrap(sp.base[layer.inputs[k]]);
+        if (!plan.placed[layer.output]) plan.base[layer.output] = sp.base[layer.output];
+        plan.placed[layer.output] = true;
+        plan.workspace_bytes = std::max(plan.workspace_bytes, layer.workspace_bytes);
+        add_layer(std::move(layer), segment.params[static_cast<size_t>(sp.layers[l].params_index)],
+                  sp.span_per_layer[l]);
+      }
+    } else {
+      for (int op = r.first_op; op <= r.last_op; ++op) {
+        const RingLayer& layer = tp.layers[static_cast<size_t>(op)];
+        if (!plan.placed[layer.output]) plan.base[layer.output] = tp.base[layer.output];
+        plan.placed[layer.output] = true;
+        add_layer(layer, tensor.params[static_cast<size_t>(layer.params_index)], tp.span_per_layer[op]);
+      }
+    }
+  }
+  plan.peak_bytes = plan.ring_bytes + plan.workspace_bytes;
+  // Lifetimes in the merged layer list: written first by its producer (graph input: before layer
+  // 0), read last by its last reader (a relocation reads and writes the same tensor).
+  plan.first_layer.assign(n, -1);
+  plan.last_layer.assign(n, -1);
+  plan.first_layer[input] = 0;
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    const RingLayer& layer = plan.layers[l];
+    for (int t : layer.inputs) plan.last_layer[t] = static_cast<int>(l);
+    if (plan.first_layer[layer.output] < 0) plan.first_layer[layer.output] = static_cast<int>(l);
+    plan.last_layer[layer.output] = std::max(plan.last_layer[layer.output], plan.first_layer[layer.output]);
+  }
+  if (plan.last_layer[input] < 0) plan.last_layer[input] = 0;
+  for (int t : g.outputs) plan.last_layer[t] = static_cast<int>(plan.layers.size());
+  return out;
+}
+
 // Shadow state of the verifier: the tensor each ring byte holds.
 constexpr int32_t kUnwritten = -1;
 constexpr int32_t kDead = -2;
@@ -704,9 +881,10 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
       ++s.reads;
       if (s.owner[pos] != tensor && s.failure.ok()) {
         const RingLayer& l = s.plan->layers[s.layer];
+        const std::string what = l.ops.empty() ? std::string(ring_kernel_name(l.kernel))
+                                               : s.graph->op_place(static_cast<size_t>(l.ops.back()));
         s.failure = Status(StatusCode::kInternal,
-                           s.graph->source + ": layer " + std::to_string(s.layer) + " (" +
-                               s.graph->op_place(static_cast<size_t>(l.ops.back())) + ") reads byte " +
+                           s.graph->source + ": layer " + std::to_string(s.layer) + " (" + what + ") reads byte " +
                                std::to_string(offset + j) + " of '" + s.graph->tensors[tensor].name +
                                "' at ring offset " + std::to_string(pos) + ", which holds " +
                                s.tensor_name(s.owner[pos]) + ": the plan overwrote it before its last read");
@@ -823,16 +1001,23 @@ Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& opt
   Result<PlacedPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
   if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
     return segment.status();
-  bool tensor_level = !segment.ok();
-  if (segment.ok() && options.tensor_level_fallback) {
-    const auto reqs = planner_requirements(g, PlannerKind::kGreedy);
-    tensor_level = plan_memory(reqs, PlannerKind::kGreedy).peak_bytes < segment->plan.peak_bytes;
-  }
+  // The smallest of: the segment-level plan, the tensor-level plan, the best mixed plan (ties in
+  // that order, so the ring is kept whenever it costs nothing).
   PlacedPlan chosen;
-  if (tensor_level) {
+  if (!segment.ok()) {
     PERFMEM_ASSIGN_OR_RETURN(chosen, tensor_level_plan(g));
-  } else {
+  } else if (!options.tensor_level_fallback) {
     chosen = std::move(*segment);
+  } else {
+    PERFMEM_ASSIGN_OR_RETURN(PlacedPlan tensor, tensor_level_plan(g));
+    std::optional<PlacedPlan> mixed;
+    if (options.per_region_choice) mixed = mixed_plan(g, *segment, tensor);
+    if (tensor.plan.peak_bytes < segment->plan.peak_bytes) {
+      chosen = std::move(tensor);
+    } else {
+      chosen = std::move(*segment);
+    }
+    if (mixed && mixed->plan.peak_bytes < chosen.plan.peak_bytes) chosen = std::move(*mixed);
   }
   m.plan_ = std::move(chosen.plan);
   m.impl_->params = std::move(chosen.params);
@@ -897,6 +1082,14 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
     if (!shadow_on) continue;
     if (!shadow.failure.ok()) return shadow.failure;
     const size_t cap = ring.size();
+    if (layer.kernel == RingKernel::kRelocate) {
+      // The rotation leaves only the moved tensor where the next region expects it: every other
+      // byte is dead, so a plan that relocates while something else is live fails on its next read.
+      for (size_t pos = 0; pos < cap; ++pos)
+        if ((pos + cap - static_cast<size_t>(bases[0])) % cap >= g.tensors[layer.output].bytes())
+          shadow.owner[pos] = kDead;
+      continue;
+    }
     if (layer.kernel == RingKernel::kAlias) {
       const int src = layer.inputs[0];
       for (size_t j = 0; j < g.tensors[src].bytes(); ++j) {
@@ -908,10 +1101,11 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       }
     }
     // Tensors read for the last time are dead from here on.
-    for (int t : layer.inputs) {
+    for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) {
+      const int t = layer.inputs[k];
       if (plan_.last_layer[t] != static_cast<int>(l) || layer.kernel == RingKernel::kAlias) continue;
       if (std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end()) continue;
-      const int32_t b = plan_.ring_offset(t);
+      const int32_t b = bases[k + 1];
       for (size_t j = 0; j < g.tensors[t].bytes(); ++j) {
         int32_t& o = shadow.owner[(static_cast<size_t>(b) + j) % cap];
         if (o == t) o = kDead;
@@ -922,7 +1116,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
   std::vector<uint8_t> out(g.tensors[out_t].bytes());
   if (shadow_on) {
     for (int t : g.outputs) {
-      const int32_t b = plan_.ring_offset(t);
+      const int32_t b = plan_.final_offset(t);
       for (size_t j = 0; j < g.tensors[t].bytes(); ++j)
         if (shadow.owner[(static_cast<size_t>(b) + j) % ring.size()] != t)
           return Status(StatusCode::kInternal, g.source + ": the graph output '" + g.tensors[t].name +
@@ -930,7 +1124,7 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
                                                    std::to_string(j) + ")");
     }
   }
-  vmcu_ring_read(&r, plan_.ring_offset(out_t), 0, static_cast<int32_t>(out.size()),
+  vmcu_ring_read(&r, plan_.final_offset(out_t), 0, static_cast<int32_t>(out.size()),
                  reinterpret_cast<int8_t*>(out.data()));
   if (report) {
     report->ring_bytes = ring.size();

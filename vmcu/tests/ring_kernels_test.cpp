@@ -341,6 +341,30 @@ int64_t fc_distance(int m, int k, int n) {
   return vm::solve_distances(trace).input[0];
 }
 
+// vmcu_ring_relocate against its plain twin (read the tensor out, write it back at the new
+// base): every source/destination pair on small rings, including overlapping and wrapping moves,
+// a zero shift and a tensor as large as the ring.
+TEST(RingKernels, RelocateMovesTheTensorToItsNewBase) {
+  std::mt19937 rng(41);
+  for (int32_t cap : {1, 2, 7, 16, 33}) {
+    for (int32_t length : {0, 1, cap / 2, cap - 1, cap}) {
+      if (length < 0 || length > cap) continue;
+      for (int32_t from = 0; from < cap; ++from) {
+        for (int32_t to = 0; to < cap; ++to) {
+          std::vector<int8_t> pool = random_s8(static_cast<size_t>(cap), rng);
+          vmcu_ring ring{pool.data(), cap, nullptr, nullptr};
+          std::vector<int8_t> tensor(static_cast<size_t>(length));
+          vmcu_ring_read(&ring, from, 0, length, tensor.data());
+          vmcu_ring_relocate(&ring, from, to, length);
+          std::vector<int8_t> moved(static_cast<size_t>(length));
+          vmcu_ring_read(&ring, to, 0, length, moved.data());
+          ASSERT_EQ(moved, tensor) << "cap " << cap << " length " << length << " from " << from << " to " << to;
+        }
+      }
+    }
+  }
+}
+
 TEST(RingSolver, FullyConnectedMatchesTheClosedForm) {
   // The paper's example: M=2, K=3, N=2 -> 7 segments instead of 10.
   const int64_t d = fc_distance(2, 3, 2);

@@ -100,7 +100,9 @@ TEST(RingPlan, PlanIsAPureFunctionOfTheGraph) {
   for (size_t l = 0; l < b->layers.size(); ++l) {
     const vm::RingLayer& layer = b->layers[l];
     EXPECT_EQ(layer.params_index, static_cast<int>(l));
-    // Each layer carries its operands' ring offsets.
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(layer.ring_offset[k], a->plan().layers[l].ring_offset[k]);
+    // Each layer carries its operands' ring offsets (one place per tensor unless relocated).
+    if (b->placement == vm::RingPlacement::kMixed) continue;
     EXPECT_EQ(layer.ring_offset[0], b->ring_offset(layer.output));
     for (size_t k = 0; k < layer.inputs.size(); ++k)
       EXPECT_EQ(layer.ring_offset[k + 1], b->ring_offset(layer.inputs[k]));
@@ -302,11 +304,15 @@ std::string random_spec(std::mt19937& rng) {
          std::to_string(w) + "," + std::to_string(c) + R"(],"layers":[)" + layers + "]}";
 }
 
-// The vmcu planner never returns a plan larger than TFLite Micro's greedy arena, and every plan
-// it returns runs bit-exactly under the shadow-state verifier.
-TEST(RingPlan, NeverLargerThanGreedyOnRandomNetworks) {
+// The vmcu planner never returns a plan larger than TFLite Micro's greedy arena nor than the
+// whole-network segment-level plan, and every plan it returns runs bit-exactly under the
+// shadow-state verifier and, without it, equals the reference executor.
+TEST(RingPlan, NeverLargerThanGreedyOrTheSegmentPlanOnRandomNetworks) {
   std::mt19937 rng(2024);
-  int tensor_level = 0;
+  int placements[3] = {0, 0, 0};
+  int smaller_than_both = 0;
+  vm::RingPlanOptions segment_only;
+  segment_only.tensor_level_fallback = false;
   for (int n = 0; n < 60; ++n) {
     const std::string spec = random_spec(rng);
     const vm::Graph g = built(spec);
@@ -315,13 +321,63 @@ TEST(RingPlan, NeverLargerThanGreedyOnRandomNetworks) {
     const auto reqs = vm::planner_requirements(g, vm::PlannerKind::kGreedy);
     const size_t greedy = vm::plan_memory(reqs, vm::PlannerKind::kGreedy).peak_bytes;
     EXPECT_LE(m->plan().peak_bytes, greedy) << spec;
-    tensor_level += m->plan().placement == vm::RingPlacement::kTensor;
+    auto segment = vm::RingModel::create(g, segment_only);
+    ASSERT_TRUE(segment.ok()) << spec << ": " << segment.status().to_string();
+    EXPECT_LE(m->plan().peak_bytes, segment->plan().peak_bytes) << spec;
+    smaller_than_both += m->plan().peak_bytes < std::min(greedy, segment->plan().peak_bytes);
+    ++placements[static_cast<int>(m->plan().placement)];
     auto report = m->verify(vmcu_test::random_input(g.tensors[g.inputs[0]], static_cast<uint32_t>(n)));
     ASSERT_TRUE(report.ok()) << spec << ": " << report.status().to_string();
+    if (m->plan().placement == vm::RingPlacement::kMixed) expect_run_equals_reference(*m, g, 1, spec);
   }
-  // Both placements occur in the sample (the fallback is exercised, and is not the only plan).
+  // Every placement occurs in the sample, and mixed plans are smaller than both whole plans.
+  EXPECT_GT(placements[static_cast<int>(vm::RingPlacement::kSegment)], 0);
+  EXPECT_GT(placements[static_cast<int>(vm::RingPlacement::kTensor)], 0);
+  EXPECT_GT(placements[static_cast<int>(vm::RingPlacement::kMixed)], 0);
+  EXPECT_EQ(smaller_than_both, placements[static_cast<int>(vm::RingPlacement::kMixed)]);
+}
+
+// Per region: a large convolution chain that the ring halves, then a staged softmax whose
+// workspace (its whole input and output) would sit on top of the ring. The segment-level plan
+// pays ring + workspace, the tensor-level plan the conv chain's two whole tensors; the mixed plan
+// runs the convolutions in the ring, relocates the one tensor live at the cut and runs the tail
+// at tensor level, below both, bit-exactly.
+TEST(RingPlan, MixedPlanIsBelowBothWholeNetworkPlans) {
+  const vm::Graph g = built(R"({"seed":5,"input":[1,32,32,16],"layers":[
+      {"type":"pointwise","out_channels":16},{"type":"conv","kernel":3,"out_channels":16},
+      {"type":"global_avgpool"},{"type":"fully_connected","units":600},{"type":"softmax"}]})");
+  const auto reqs = vm::planner_requirements(g, vm::PlannerKind::kGreedy);
+  const size_t greedy = vm::plan_memory(reqs, vm::PlannerKind::kGreedy).peak_bytes;
+  vm::RingPlanOptions segment_only;
+  segment_only.tensor_level_fallback = false;
+  auto segment = vm::RingModel::create(g, segment_only);
+  ASSERT_TRUE(segment.ok()) << segment.status().to_string();
+  auto m = vm::RingModel::create(g);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  const vm::RingPlan& plan = m->plan();
+  ASSERT_EQ(plan.placement, vm::RingPlacement::kMixed);
+  EXPECT_LT(plan.peak_bytes, greedy);
+  EXPECT_LT(plan.peak_bytes, segment->plan().peak_bytes);
+  int relocations = 0, tensor_level = 0, segment_level = 0;
+  for (const vm::RingLayer& l : plan.layers) {
+    relocations += l.kernel == vm::RingKernel::kRelocate;
+    tensor_level += l.kernel == vm::RingKernel::kTensorLevel;
+    segment_level += l.kernel != vm::RingKernel::kRelocate && l.kernel != vm::RingKernel::kTensorLevel;
+    if (l.kernel == vm::RingKernel::kRelocate) {
+      ASSERT_EQ(l.inputs.size(), 1u);
+      EXPECT_EQ(l.inputs[0], l.output);
+      EXPECT_NE(l.ring_offset[0], l.ring_offset[1]);
+    }
+  }
+  EXPECT_GE(relocations, 1);
   EXPECT_GT(tensor_level, 0);
-  EXPECT_LT(tensor_level, 60);
+  EXPECT_GT(segment_level, 0);
+  // The softmax runs at tensor level: its staged workspace is gone.
+  EXPECT_EQ(segment->plan().layers.back().kernel, vm::RingKernel::kStaged);
+  EXPECT_EQ(plan.layers.back().kernel, vm::RingKernel::kTensorLevel);
+  EXPECT_LT(plan.workspace_bytes, segment->plan().workspace_bytes);
+  expect_verified(g, "mixed");
+  expect_run_equals_reference(*m, g, 3, "mixed");
 }
 
 // Staged layers (operators without a segment kernel) and tensor-level layers are plan entries
@@ -379,7 +435,9 @@ TEST(RingPlan, TensorLevelPlanWhenTheRingWouldBeLarger) {
   auto segment = vm::RingModel::create(g, no_fallback);
   ASSERT_TRUE(segment.ok()) << segment.status().to_string();
   ASSERT_GT(segment->plan().peak_bytes, greedy.peak_bytes);
-  auto m = vm::RingModel::create(g);
+  vm::RingPlanOptions whole_network;  // (a mixed plan saves 8 bytes here: the FC in the ring)
+  whole_network.per_region_choice = false;
+  auto m = vm::RingModel::create(g, whole_network);
   ASSERT_TRUE(m.ok()) << m.status().to_string();
   EXPECT_EQ(m->plan().placement, vm::RingPlacement::kTensor);
   EXPECT_EQ(m->plan().peak_bytes, greedy.peak_bytes);
@@ -459,9 +517,9 @@ TEST(RingPlan, SharedModelPeaksArePinnedAndMeetTheirTargets) {
     double target;  // vmcu / greedy
   };
   const Pin pins[] = {
-      {"mcunet-vww1_int8.tflite", false, 80640, 1.0},          {"mcunet-vww1_int8.tflite", true, 23040, 0.18},
-      {"mlperf-tiny-resnet8_int8.tflite", false, 18070, 0.37}, {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8704, 0.55},
-      {"mlperf-tiny-vww_96_int8.tflite", false, 29022, 0.40},  {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
+      {"mcunet-vww1_int8.tflite", false, 76848, 1.0},          {"mcunet-vww1_int8.tflite", true, 21144, 0.18},
+      {"mlperf-tiny-resnet8_int8.tflite", false, 18038, 0.37}, {"mlperf-tiny-dscnn-kws_int8.tflite", false, 8448, 0.55},
+      {"mlperf-tiny-vww_96_int8.tflite", false, 27790, 0.40},  {"mlperf-tiny-ad01_int8.tflite", false, 767, 1.0}};
   int checked = 0;
   for (const Pin& pin : pins) {
     const std::string path = vmcu_test::shared_model(pin.file);

@@ -19,7 +19,9 @@
 // equal computations.
 //
 // DyNet runs single-threaded (its CPU execution is); OpenBLAS is set to one thread; acrobat
-// runs with RuntimeOptions::threads = 1 and 2.
+// runs with RuntimeOptions::threads = 1 and 2. The product floor (../product_floor.h): the time
+// acrobat's products alone take at the single-core peak measured at start, and acrobat's
+// one-thread latency over it.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -35,6 +37,7 @@
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
+#include "../product_floor.h"
 
 namespace {
 
@@ -82,6 +85,7 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 struct Samples {
   std::vector<double> wall, cpu;
   std::vector<float> first;  // output of minibatch 0
+  std::vector<double> product_flops;
   double median_wall() const { return percentile(wall, 50); }
   double median_cpu() const { return percentile(cpu, 50); }
 };
@@ -100,11 +104,13 @@ class AcrobatSystem {
     PERFMEM_RETURN_IF_ERROR(s.rt_->set_inputs(data));
     return s;
   }
-  Status run(size_t begin, size_t end, std::vector<float>* out, double* wall_ms, double* cpu_ms) {
+  Status run(size_t begin, size_t end, std::vector<float>* out, double* wall_ms, double* cpu_ms,
+             double* product_flops = nullptr) {
     RunStats st;
     PERFMEM_RETURN_IF_ERROR(rt_->run_minibatch(begin, end, out, &st));
     *wall_ms = st.total_ms;
     *cpu_ms = st.cpu_ms;
+    if (product_flops) *product_flops = static_cast<double>(st.product_flops);
     return Status::Ok();
   }
 
@@ -229,13 +235,15 @@ int main(int argc, char** argv) {
     initialize_dynet();
     if (check_only) return check(app);
     Json all = Json::array();
+    const CorePeak peak = measure_single_core_peak();
+    std::printf("Single-core peak: %.1f GFLOP/s (%s, 1024^3, best of 5)\n\n", peak.gflops, peak.kernel.c_str());
     std::printf(
         "| model | h | B | acrobat 1 thread ms | acrobat 2 threads ms | DyNet none ms | DyNet agenda ms | DyNet depth "
         "ms "
         "| 1 thread vs best autobatch | 1 thread vs none | 2 threads vs best autobatch | 1 thread vs best autobatch, "
         "CPU "
-        "time |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "time | product floor ms | 1 thread / floor |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : models) {
       const ModelInfo* m = find_model(name);  // --models accepts bundled names only
       for (const auto& size : sizes) {
@@ -251,7 +259,10 @@ int main(int argc, char** argv) {
           auto acrobat_pass = [&](int threads, Samples* s) -> Status {
             PERFMEM_ASSIGN_OR_RETURN(auto sys, AcrobatSystem::create(*m, h, threads, data));
             return collect(warmup, timed, s, [&](int j, std::vector<float>* out, double* wall, double* cpu) {
-              return sys.run(j * b, (j + 1) * b, out, wall, cpu);
+              double flops = 0;
+              PERFMEM_RETURN_IF_ERROR(sys.run(j * b, (j + 1) * b, out, wall, cpu, &flops));
+              if (j >= warmup) s->product_flops.push_back(flops);
+              return Status::Ok();
             });
           };
           auto dynet_pass = [&](DynetMode mode) -> Status {
@@ -288,9 +299,11 @@ int main(int argc, char** argv) {
           // The same single-thread ratio on CPU time, which a busy machine disturbs less.
           double best_cpu =
               std::min(dy[DynetMode::kAgenda].median_cpu(), dy[DynetMode::kDepth].median_cpu()) / a1.median_cpu();
-          std::printf("| %s | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx | %.2fx |\n",
-                      name.c_str(), static_cast<long long>(h), batch, t1, t2, none, agenda, depth, best / t1, none / t1,
-                      best / t2, best_cpu);
+          const double floor_ms = product_floor_ms(percentile(a1.product_flops, 50), peak);
+          std::printf(
+              "| %s | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx | %.2fx | %.2f | %.2fx |\n",
+              name.c_str(), static_cast<long long>(h), batch, t1, t2, none, agenda, depth, best / t1, none / t1,
+              best / t2, best_cpu, floor_ms, floor_ms > 0 ? t1 / floor_ms : 0.0);
           std::fflush(stdout);
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"max_abs_diff_vs_acrobat", diffs}};
           auto cell = [](const Samples& s) {
@@ -303,6 +316,8 @@ int main(int argc, char** argv) {
           row["speedup_1_thread_vs_none"] = none / t1;
           row["speedup_2_threads_vs_best_autobatch"] = best / t2;
           row["speedup_1_thread_vs_best_autobatch_cpu_time"] = best_cpu;
+          row["product_floor_ms"] = floor_ms;
+          row["single_core_peak_gflops"] = peak.gflops;
           all.push_back(row);
         }
       }

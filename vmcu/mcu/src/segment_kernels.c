@@ -7,17 +7,40 @@
 #include "segment_internal.h"
 
 void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst) {
+  if (length <= 0) return; /* an empty tensor may come with no buffer at all */
   const ring_span s = span_at(r, base, rel, length);
   memcpy(dst, s.a, (size_t)s.head);
   memcpy(dst + s.head, s.b, (size_t)(length - s.head));
 }
 
 void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, const int8_t* src) {
+  if (length <= 0) return;
   const int32_t pos = vmcu_ring_pos(r, base, rel);
   const int32_t room = r->cap - pos;
   const int32_t head = length < room ? length : room;
   memcpy(r->data + pos, src, (size_t)head);
   memcpy(r->data, src + head, (size_t)(length - head));
+}
+
+static void reverse_bytes(int8_t* lo, int8_t* hi) { /* [lo, hi) */
+  while (lo + 1 < hi) {
+    const int8_t t = *lo;
+    *lo++ = *--hi;
+    *hi = t;
+  }
+}
+
+void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length) {
+  /* Rotating right by k moves byte p to (p + k) mod cap. Only the moved tensor is traced: the
+   * rest of the ring holds nothing live. */
+  if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_IN0, 0, length, 0);
+  const int32_t k = ((to - from) % r->cap + r->cap) % r->cap;
+  if (k != 0 && length > 0) {
+    reverse_bytes(r->data, r->data + r->cap);
+    reverse_bytes(r->data, r->data + k);
+    reverse_bytes(r->data + k, r->data + r->cap);
+  }
+  if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_OUT, 0, length, 1);
 }
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,

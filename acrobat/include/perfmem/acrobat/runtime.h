@@ -66,6 +66,10 @@ struct RunStats {
   int64_t ops_recorded = 0;  // recorded nodes (a fused group is one node)
   int64_t tensor_ops = 0;    // the program's tensor operations inside them (views excluded)
   int64_t kernels_launched = 0;
+  // Floating-point operations of the matrix products run (2 * rows * inner * columns per
+  // product; batching changes how they are grouped, never how many): the work a product
+  // floor is computed from.
+  int64_t product_flops = 0;
   int64_t max_depth = 0;                          // largest depth used (acrobat)
   std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
 };
@@ -75,7 +79,7 @@ struct RunStatsMedians {
   size_t minibatches = 0;
   Summary latency;  // of total_ms
   double cpu_ms = 0, record_ms = 0, schedule_ms = 0, kernel_ms = 0;
-  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0;
+  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0, product_flops = 0;
 };
 
 // Collects RunStats of timed minibatches; the CLI and the benchmark report the same figures.
@@ -85,7 +89,7 @@ class RunStatsSeries {
   RunStatsMedians medians() const;
 
  private:
-  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_;
+  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_, flops_;
 };
 
 class Runtime {

@@ -36,10 +36,20 @@
 // input k that any later access reads), clamped at 0. Because it follows the kernel's actual loop
 // order it stays right when a kernel changes; the closed forms of the brief are its tests.
 //
-// Never worse than TFLite Micro. A segment-level plan can exceed the tensor-level one (staged
-// operators and pooling workspaces sit on top of the ring); then, or when an operator has no
-// segment kernel, the whole network gets the tensor-level plan: the greedy planner's offsets
-// (planner.h, the same bytes TFLite Micro plans) with one kTensorLevel layer per operator.
+// Never worse than TFLite Micro, chosen per region. A segment-level plan can exceed the
+// tensor-level one (staged operators and pooling workspaces sit on top of the ring, residuals
+// widen it). The network is cut wherever exactly one tensor is live between two layers; each
+// region between cuts runs either its segment-level layers (ring offsets = unwrapped address mod
+// the arena) or its operators at tensor level (the greedy planner's offsets: planner.h, the same
+// bytes TFLite Micro plans, one kTensorLevel layer per operator). Where two neighbouring regions
+// differ, a kRelocate layer moves the one live tensor from where the first region left it to
+// where the second expects it (an in-place rotation of the arena: no extra memory). A mixed plan
+// needs max(largest segment region's ring, largest tensor region's arena) + the segment
+// regions' largest workspace; the choice minimises it over the regions, so it is never above
+// the whole segment-level plan (all regions segment) nor the greedy arena (all tensor level).
+// The planner returns the smallest of the three (ties: segment, then tensor level), so a mixed
+// plan appears only where it saves bytes. When an operator has no segment kernel at all, the
+// whole network gets the tensor-level plan.
 //
 // Placement (pure function of the graph). Addresses are "unwrapped" integers that decrease as the
 // network runs: the graph input starts at 0; a layer's output base is the lowest of
@@ -99,13 +109,16 @@ enum class RingKernel {
   kBottleneck,
   kResidualBlock,
   kStemBlock,
-  kTensorLevel
+  kTensorLevel,
+  kRelocate  // moves the one live tensor between regions: input 0 == output, two offsets
 };
 std::string_view ring_kernel_name(RingKernel kernel);
 
 struct RingLayerParams;  // kernel parameters (src/ring_layer.h)
 
-// One layer of a plan: a plain value (indices and sizes, no pointers).
+// One layer of a plan: a plain value (indices and sizes, no pointers). ring_offset holds where
+// this layer finds its operands; in a mixed plan a relocated tensor has one offset before its
+// kRelocate layer and another after it, so consumers read offsets from the layer, not the tensor.
 struct RingLayer {
   std::vector<int> ops;  // graph operators this layer executes (a folded PAD first)
   RingKernel kernel = RingKernel::kStaged;
@@ -117,15 +130,16 @@ struct RingLayer {
   int32_t ring_offset[3] = {0, 0, 0};  // ring offsets of the output, input 0 and input 1
 };
 
-// How the tensors of a plan are laid out: segment level (the ring, outputs over dying inputs)
-// or tensor level (TFLite Micro's greedy arena: whole tensors, never overlapping while live).
-enum class RingPlacement { kSegment, kTensor };
+// How the tensors of a plan are laid out: segment level (the ring, outputs over dying inputs),
+// tensor level (TFLite Micro's greedy arena: whole tensors, never overlapping while live), or
+// mixed (regions of each, joined by kRelocate layers).
+enum class RingPlacement { kSegment, kTensor, kMixed };
 std::string_view ring_placement_name(RingPlacement placement);
 
 struct RingPlan {
   RingPlacement placement = RingPlacement::kSegment;
   std::vector<RingLayer> layers;
-  std::vector<int64_t> base;  // unwrapped base per tensor (valid where placed[t])
+  std::vector<int64_t> base;  // unwrapped base per tensor where it is first written (valid where placed[t])
   std::vector<bool> placed;
   std::vector<int> first_layer, last_layer;  // layer indices where a ring tensor is written / last read
   size_t ring_bytes = 0;
@@ -133,8 +147,12 @@ struct RingPlan {
   size_t peak_bytes = 0;               // ring + workspace
   std::vector<size_t> span_per_layer;  // bytes of the ring in use while each layer runs
 
-  // Ring offset of a placed tensor's byte 0.
+  // Ring offset of a placed tensor's byte 0 where it is first written (the graph input: where
+  // the caller writes it).
   int32_t ring_offset(int tensor) const;
+  // Ring offset of a tensor after the last layer: where the caller reads a graph output (the
+  // destination of its last kRelocate layer, if any).
+  int32_t final_offset(int tensor) const;
 };
 
 struct RingPlanOptions {
@@ -145,6 +163,8 @@ struct RingPlanOptions {
   // Take the tensor-level plan (TFLite Micro's greedy arena) whenever the segment-level plan
   // would need more memory, or has no kernel for an operator: the result never exceeds greedy.
   bool tensor_level_fallback = true;
+  // Also consider mixed plans (per region, segment or tensor level; needs tensor_level_fallback).
+  bool per_region_choice = true;
 };
 
 struct RingVerifyReport {

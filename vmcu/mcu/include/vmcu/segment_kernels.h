@@ -65,6 +65,13 @@ static inline int32_t vmcu_ring_pos(const vmcu_ring* r, int32_t base, int32_t re
 void vmcu_ring_read(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, int8_t* dst);
 void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length, const int8_t* src);
 
+/* Moves the `length` bytes based at `from` so that they are based at `to` (both ring offsets,
+ * 0 <= from, to < cap, length <= cap), where the source and the destination may overlap and
+ * either may wrap. Every other byte of the ring is garbage afterwards: it is meant for the one
+ * tensor live between two regions of a plan. In place (no buffer): the whole ring is rotated by
+ * (to - from) mod cap with three reversals, 2 * cap byte swaps at most. */
+void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length);
+
 /* CONV_2D (any kernel, stride, padding, dilation). stage: out_shape.c bytes. Returns 0, or -1 if
  * the window has more than VMCU_SEG_MAX_TAPS taps. */
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
