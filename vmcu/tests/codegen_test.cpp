@@ -74,9 +74,10 @@ fs::path kernel_objects(const fs::path& lib) {
 
 // Compiles `graph` with `planner`, builds it with the host compiler, runs it on `input`.
 std::vector<uint8_t> run_generated(const vm::Graph& graph, vm::CompilePlanner planner, const std::string& name,
-                                   const std::vector<uint8_t>& input) {
+                                   const std::vector<uint8_t>& input, const vm::RingPlanOptions& ring = {}) {
   vm::CompileOptions options;
   options.planner = planner;
+  options.ring = ring;
   auto lib = vm::compile_model(graph, options);
   EXPECT_TRUE(lib.ok()) << lib.status().to_string();
   if (!lib.ok()) return {};
@@ -99,14 +100,15 @@ std::vector<uint8_t> run_generated(const vm::Graph& graph, vm::CompilePlanner pl
 }
 
 void expect_all_planners_match(const vm::Graph& graph, const std::string& name, uint32_t seed,
-                               std::initializer_list<vm::CompilePlanner> planners) {
+                               std::initializer_list<vm::CompilePlanner> planners,
+                               const vm::RingPlanOptions& ring = {}) {
   auto exec = vm::Executor::create(graph);
   ASSERT_TRUE(exec.ok()) << exec.status().to_string();
   const auto input = vmcu_test::random_input(graph.tensors[graph.inputs[0]], seed);
   auto expected = exec->run(input);
   ASSERT_TRUE(expected.ok()) << expected.status().to_string();
   for (vm::CompilePlanner p : planners)
-    EXPECT_EQ(run_generated(graph, p, name, input), *expected) << name << " planner " << vm::compile_planner_name(p);
+    EXPECT_EQ(run_generated(graph, p, name, input, ring), *expected) << name << " planner " << vm::compile_planner_name(p);
 }
 
 vm::Graph built(const std::string& spec) {
@@ -170,7 +172,12 @@ TEST(Codegen, BuiltModelsMatchTheReferenceUnderEveryPlanner) {
       R"({"input":[1,16,16,3],"layers":[{"type":"conv","kernel":3,"out_channels":8,"stride":2},
           {"type":"depthwise","kernel":3,"depth_multiplier":2},{"type":"maxpool","kernel":3,"stride":2},
           {"type":"mean","keep_dims":false},{"type":"fully_connected","units":5},{"type":"softmax"}]})"));
-  auto plan = vm::plan_ring(staged);
+  // The whole network at segment level (no per-region choice, no tensor-level fallback), so
+  // that MEAN and SOFTMAX run as staged layers.
+  vm::RingPlanOptions segment_only;
+  segment_only.per_region_choice = false;
+  segment_only.tensor_level_fallback = false;
+  auto plan = vm::plan_ring(staged, segment_only);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   int staged_layers = 0, quantize_layers = 0;
   for (const auto& l : plan->layers) {
@@ -179,7 +186,8 @@ TEST(Codegen, BuiltModelsMatchTheReferenceUnderEveryPlanner) {
   }
   EXPECT_GE(staged_layers, 2);
   EXPECT_EQ(quantize_layers, 1);
-  expect_all_planners_match(staged, "float_io", 5, kAll);
+  expect_all_planners_match(staged, "float_io", 5, kAll, segment_only);
+  expect_all_planners_match(staged, "float_io_regions", 5, {vm::CompilePlanner::kVmcu});
 }
 
 TEST(Codegen, SharedModelsMatchTheReference) {

@@ -36,6 +36,7 @@
 
 #include "perfmem/core/status.h"
 #include "perfmem/vmcu/model.h"
+#include "perfmem/vmcu/ring_plan.h"
 
 namespace perfmem::vmcu {
 
@@ -50,6 +51,7 @@ Result<CompileTarget> parse_compile_target(std::string_view name);    // host | 
 struct CompileOptions {
   CompilePlanner planner = CompilePlanner::kVmcu;
   CompileTarget target = CompileTarget::kHost;
+  RingPlanOptions ring;  // the vmcu planner's choices (e.g. whole-network segment level)
 };
 
 struct GeneratedFile {
