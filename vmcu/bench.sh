@@ -11,3 +11,10 @@ fi
 "$bin"
 # Ring planner (segment-level plans): peaks per planner and host run time, as Markdown tables.
 "$build/vmcu/vmcu_ring_bench"
+# Deployed on QEMU's Cortex-M4 board: arena, stack, static RAM, flash and instructions per planner.
+if command -v arm-none-eabi-gcc > /dev/null && command -v qemu-system-arm > /dev/null; then
+  echo
+  echo "### Deployed on QEMU mps2-an386 (Cortex-M4), 512 KB RAM budget"
+  echo
+  "$(dirname "$0")/bench/deploy_table.sh" "$build" "${PERFMEM_SHARED_DIR:-../shared}" 512K
+fi

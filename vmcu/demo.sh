@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# vmcu demo: build a MobileNetV2-0.35 (144x144) int8 model, run it, and plan it with every
-# planner. Argument: the build folder (default build/release). Uses only files it writes itself.
+# vmcu demo: build a MobileNetV2-0.35 (144x144) int8 model, run it, plan it with every
+# planner and deploy it to a Cortex-M4 board under QEMU. Argument: the build folder (default
+# build/release). Uses only files it writes itself.
 set -euo pipefail
 build="${1:-build/release}"
 vmcu="$build/vmcu/vmcu"
@@ -37,3 +38,15 @@ echo "== vmcu ring plan: segment-level overlap and fused blocks, then its safety
 "$vmcu" run "$work/mbv2-w035.tflite" --planner vmcu --input "$work/input.bin" --output "$work/output-vmcu.bin"
 cmp "$work/output.bin" "$work/output-vmcu.bin" && echo "ring run output identical to the reference run"
 echo "ring occupancy per layer written to $work/plan-vmcu.svg"
+
+echo "== deploy to a Cortex-M4 board (QEMU mps2-an386) with 256 KB of RAM: compile to C, link, run, compare"
+if command -v arm-none-eabi-gcc > /dev/null && command -v qemu-system-arm > /dev/null; then
+  "$vmcu" deploy "$work/mbv2-w035.tflite" --board mps2-an386 --ram 256K --input "$work/input.bin" \
+    --output "$work/output-m4.bin"
+  cmp "$work/output.bin" "$work/output-m4.bin" && echo "board output identical to the host run"
+  echo "== the same 256 KB under the greedy (TFLite Micro) plan"
+  "$vmcu" deploy "$work/mbv2-w035.tflite" --board mps2-an386 --ram 256K --planner greedy \
+    --input "$work/input.bin" --output "$work/output-m4-greedy.bin" || true
+else
+  echo "(skipped: arm-none-eabi-gcc or qemu-system-arm missing; scripts/deps/vmcu.apt lists them)"
+fi

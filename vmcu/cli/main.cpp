@@ -12,6 +12,7 @@
 #include "perfmem/vmcu/executor.h"
 #include "perfmem/vmcu/model.h"
 #include "perfmem/vmcu/planner.h"
+#include "deploy_commands.h"
 #include "ring_commands.h"
 
 namespace vm = perfmem::vmcu;
@@ -254,7 +255,34 @@ int main(int argc, char** argv) {
   verify->add_option("--planner", planner, "Planner: vmcu (the only plan with segment-level overlap to verify)");
   verify->add_flag("--json", as_json, "Machine-readable report");
 
+  std::string target = "host", out_dir;
+  auto* compile = app.add_subcommand("compile", "Emit the model and its memory plan as a self-contained C99 library");
+  compile->add_option("model", model, "Model (.tflite)")->required();
+  compile->add_option("--planner", planner, "Planner: vmcu | greedy | tinyengine (default vmcu)");
+  compile->add_option("--target", target, "Target: cortex-m4 | cortex-m7 | host")->capture_default_str();
+  compile->add_option("-o,--output", out_dir, "Folder to write model.h, model.c, kernels and build files to")
+      ->required();
+  compile->add_flag("--json", as_json, "Machine-readable summary");
+
+  vmcu_cli::DeployArgs dep;
+  auto* deploy = app.add_subcommand(
+      "deploy", "Compile for a QEMU Cortex-M board, link against a RAM/flash budget, run it, compare with the host");
+  deploy->add_option("model", dep.model, "Model (.tflite)")->required();
+  deploy->add_option("--board", dep.board, "Board: mps2-an386 (Cortex-M4) | mps2-an500 (Cortex-M7)")->required();
+  deploy->add_option("--ram", dep.ram, "RAM budget (bytes, or with K / M)")->capture_default_str();
+  deploy->add_option("--flash", dep.flash, "Flash budget")->capture_default_str();
+  deploy->add_option("--stack", dep.stack, "Stack reserved inside the RAM budget")->capture_default_str();
+  deploy->add_option("--planner", dep.planner, "Planner: vmcu | greedy | tinyengine")->capture_default_str();
+  deploy->add_option("--input", dep.input, "Raw bytes of the input tensor")->required();
+  deploy->add_option("--output", dep.output, "Where the board writes the output tensor's bytes")->required();
+  deploy->add_option("--timeout", dep.timeout_s, "Seconds the emulated run may take")->capture_default_str();
+  deploy->add_option("--work-dir", dep.work_dir, "Keep the generated library and firmware here");
+  deploy->add_flag("--json", dep.as_json, "Machine-readable report");
+
   auto dispatch = [&] {
+    if (deploy->parsed()) return vmcu_cli::deploy(app, dep);
+    if (compile->parsed())
+      return vmcu_cli::compile(app, model, compile->count("--planner") ? planner : "vmcu", target, out_dir, as_json);
     if (verify->parsed()) {
       if (verify->count("--planner") && planner != "vmcu")
         return perfmem::report_failure(app, perfmem::input_error("--planner", "value", "vmcu", planner));

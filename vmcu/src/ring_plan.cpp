@@ -967,6 +967,10 @@ RingModel::~RingModel() = default;
 
 const Graph& RingModel::graph() const { return impl_->graph; }
 
+const RingLayerParams& RingModel::layer_params(const RingLayer& layer) const {
+  return *impl_->params.at(static_cast<size_t>(layer.params_index));
+}
+
 Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
   return create_impl(std::move(graph), options, -1, 0);
 }

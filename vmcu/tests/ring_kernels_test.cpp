@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "perfmem/vmcu/quantization.h"
 #include "perfmem/vmcu/ring_plan.h"
+#include "vmcu/deploy_kernels.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
@@ -154,6 +156,69 @@ TEST(RingKernels, DepthwiseIsBitExactWithTheReference) {
                 0);
       EXPECT_EQ(f.output(out_bytes), expected) << name(c) << " x" << c.depth_multiplier;
     }
+  }
+}
+
+// TinyEngine's in-place depthwise (deploy_kernels.h): the output overwrites its input, one
+// channel at a time through a channel workspace, and equals the two-buffer reference.
+TEST(DeployKernels, InPlaceDepthwiseIsBitExactWithTheReference) {
+  std::mt19937 rng(21);
+  int checked = 0;
+  for (const ConvCase& c : kConvCases) {
+    for (int trial = 0; trial < 3; ++trial) {
+      ConvCase one = c;
+      one.depth_multiplier = 1;
+      ConvSetup s = make_conv(one, true, rng);
+      if (vmcu_shape4_size(s.os) > vmcu_shape4_size(s.is)) continue;  // VALID never grows; SAME keeps the size
+      std::vector<int8_t> expected(static_cast<size_t>(vmcu_shape4_size(s.os)));
+      vmcu_depthwise_conv2d_s8(&s.p, s.is, s.in.data(), s.fs, s.filter.data(), s.bias.data(), s.os, expected.data());
+      std::vector<int8_t> data = s.in;
+      std::vector<int8_t> channel(static_cast<size_t>(s.is.h * s.is.w));
+      ASSERT_EQ(vmcu_depthwise_conv2d_inplace_s8(&s.p, s.is, data.data(), s.fs, s.filter.data(), s.bias.data(), s.os,
+                                                 channel.data()),
+                0);
+      data.resize(expected.size());
+      EXPECT_EQ(data, expected) << name(one);
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20);
+  // A depth multiplier above 1 cannot run in place: refused, nothing written.
+  ConvSetup s = make_conv({6, 6, 3, 3, 3, 1, 1, true, 2}, true, rng);
+  std::vector<int8_t> data = s.in, channel(36);
+  EXPECT_EQ(vmcu_depthwise_conv2d_inplace_s8(&s.p, s.is, data.data(), s.fs, s.filter.data(), nullptr, s.os,
+                                             channel.data()),
+            -1);
+  EXPECT_EQ(data, s.in);
+}
+
+// Float QUANTIZE inside a ring (the tensor wrapping) and the unaligned float kernels.
+TEST(DeployKernels, FloatKernelsAreBitExactWithTheReference) {
+  std::mt19937 rng(22);
+  std::uniform_real_distribution<float> u(-300.0f, 300.0f);
+  for (int count : {1, 7, 64, 301}) {
+    std::vector<float> x(static_cast<size_t>(count));
+    for (float& v : x) v = u(rng);
+    x[0] = 2.5f;  // a tie: rounds away from zero
+    const float scale = 0.73f;
+    const int32_t zp = -3;
+    std::vector<int8_t> expected(x.size());
+    vmcu_quantize_f32_s8(count, x.data(), scale, zp, expected.data());
+    std::vector<int8_t> raw(4 * x.size());
+    std::memcpy(raw.data(), x.data(), raw.size());
+    RingFixture f(raw, x.size(), rng);
+    vmcu_seg_quantize_f32_s8(&f.ring, f.in_base, count, scale, zp, f.out_base);
+    EXPECT_EQ(f.output(x.size()), expected) << count;
+    // The float side one byte off 4-byte alignment.
+    std::vector<uint8_t> odd(4 * x.size() + 1);
+    std::memcpy(odd.data() + 1, x.data(), 4 * x.size());
+    std::vector<int8_t> q(x.size());
+    vmcu_quantize_f32_bytes_s8(count, odd.data() + 1, scale, zp, q.data());
+    EXPECT_EQ(q, expected);
+    std::vector<float> back(x.size());
+    vmcu_dequantize_s8_f32(count, expected.data(), scale, zp, back.data());
+    vmcu_dequantize_s8_f32_bytes(count, expected.data(), scale, zp, odd.data() + 1);
+    EXPECT_EQ(std::memcmp(odd.data() + 1, back.data(), 4 * back.size()), 0);
   }
 }
 

@@ -47,6 +47,14 @@ inline std::string shared_model(const std::string& name) {
   return std::string(PERFMEM_SHARED_DIR) + "/models/mcu/" + name;
 }
 
+// The five real models of ../shared/models/mcu.
+inline const std::vector<std::string>& shared_model_names() {
+  static const std::vector<std::string> names = {"mcunet-vww1_int8.tflite", "mlperf-tiny-ad01_int8.tflite",
+                                                 "mlperf-tiny-dscnn-kws_int8.tflite", "mlperf-tiny-resnet8_int8.tflite",
+                                                 "mlperf-tiny-vww_96_int8.tflite"};
+  return names;
+}
+
 // Random bytes for an int8 input, or uniform [-1, 1) floats for a float32 input.
 inline std::vector<uint8_t> random_input(const perfmem::vmcu::Tensor& t, uint32_t seed) {
   std::mt19937 rng(seed);

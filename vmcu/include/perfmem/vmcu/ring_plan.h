@@ -187,6 +187,9 @@ class RingModel {
 
   const Graph& graph() const;
   const RingPlan& plan() const { return plan_; }
+  // The kernel parameters of one of plan()'s layers (by its params_index), for code generators
+  // that emit the plan as C (codegen.h); valid while the model lives.
+  const RingLayerParams& layer_params(const RingLayer& layer) const;
 
   // Runs in a ring of plan().ring_bytes; returns the bytes of graph output 0.
   Result<std::vector<uint8_t>> run(std::span<const uint8_t> input);

@@ -1,0 +1,181 @@
+/* A sweep of kernel cases run on the QEMU boards and on the host from this one source: each
+ * segment kernel (and the in-place depthwise) against its reference twin on the same machine,
+ * bit for bit, and a checksum of every output that must be the same number on the board as on
+ * the host. Prints "vmcu-kernels: cases=N checksum=X" and exits 0, or names the first case that
+ * differs and exits 1. Uses only board.h (startup.c on the board, host_board.c on the host). */
+#include <stdint.h>
+#include <string.h>
+
+#include "board.h"
+#include "vmcu/deploy_kernels.h"
+#include "vmcu/kernels.h"
+#include "vmcu/segment_kernels.h"
+
+enum { kMaxIn = 4096, kMaxOut = 8192, kMaxFilter = 8192, kMaxC = 64 };
+
+static int8_t in[kMaxIn], expected[kMaxOut], got[kMaxOut], filter[kMaxFilter], pool[kMaxIn + kMaxOut + 64];
+static int8_t stage[kMaxC], channel[kMaxIn];
+static int32_t bias[kMaxC], mult[kMaxC], shift[kMaxC];
+static uint32_t rng_state = 0x766d6375u, checksum = 2166136261u, cases;
+
+static uint32_t next(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 17;
+  rng_state ^= rng_state << 5;
+  return rng_state;
+}
+static int32_t pick(int32_t lo, int32_t hi) { return lo + (int32_t)(next() % (uint32_t)(hi - lo + 1)); }
+static void fill(int8_t* p, int32_t n, int32_t lo, int32_t hi) {
+  for (int32_t i = 0; i < n; ++i) p[i] = (int8_t)pick(lo, hi);
+}
+
+static void fail(const char* kernel, uint32_t index) {
+  vmcu_board_print("vmcu-kernels: ");
+  vmcu_board_print(kernel);
+  vmcu_board_print(" differs from its reference twin in case ");
+  vmcu_board_print_u32(index);
+  vmcu_board_print("\n");
+  vmcu_board_exit(1);
+}
+
+/* Compares `got` with `expected` and folds `expected` into the checksum (FNV-1a). */
+static void check(const char* kernel, int32_t n) {
+  if (memcmp(got, expected, (size_t)n) != 0) fail(kernel, cases);
+  for (int32_t i = 0; i < n; ++i) checksum = (checksum ^ (uint8_t)expected[i]) * 16777619u;
+  ++cases;
+}
+
+/* Output size and padding before, as TFLite's SAME / VALID. */
+static int32_t out_size(int32_t in_size, int32_t k, int32_t stride, int32_t dil, int same, int32_t* pad) {
+  const int32_t eff = dil * (k - 1) + 1;
+  const int32_t out = same ? (in_size + stride - 1) / stride : (in_size - eff) / stride + 1;
+  const int32_t total = (out - 1) * stride + eff - in_size;
+  *pad = same && total > 0 ? total / 2 : 0;
+  return out;
+}
+
+static vmcu_conv_params random_params(int32_t channels) {
+  vmcu_conv_params p;
+  memset(&p, 0, sizeof p);
+  for (int32_t c = 0; c < channels; ++c) {
+    bias[c] = pick(-5000, 5000);
+    mult[c] = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
+    shift[c] = pick(-10, -4);
+  }
+  p.dilation_h = p.dilation_w = 1;
+  p.depth_multiplier = 1;
+  p.input_offset = pick(-127, 128);
+  p.output_offset = pick(-128, 127);
+  p.act_min = pick(-128, -20);
+  p.act_max = pick(20, 127);
+  p.output_multiplier = mult;
+  p.output_shift = shift;
+  return p;
+}
+
+/* A ring holding `in` at a random base with the output right after it, both free to wrap. */
+static vmcu_ring place(int32_t in_bytes, int32_t out_bytes, int32_t* in_base, int32_t* out_base) {
+  vmcu_ring r;
+  r.cap = in_bytes + out_bytes + pick(0, 7);
+  r.data = pool;
+  r.trace = 0;
+  r.trace_ctx = 0;
+  fill(pool, r.cap, -128, 127);
+  *in_base = pick(0, r.cap - 1);
+  *out_base = (*in_base + in_bytes) % r.cap;
+  vmcu_ring_write(&r, *in_base, 0, in_bytes, in);
+  return r;
+}
+
+typedef struct {
+  int32_t h, w, cin, cout, k, stride, dil, same;
+} conv_case;
+
+static const conv_case kCases[] = {
+    {5, 5, 3, 3, 3, 1, 1, 1},   {7, 6, 4, 9, 3, 1, 1, 1},  {9, 9, 5, 5, 3, 2, 1, 1},   {10, 8, 8, 16, 3, 2, 1, 1},
+    {11, 11, 3, 6, 5, 2, 1, 0}, {6, 6, 4, 4, 1, 1, 1, 0},  {8, 8, 3, 5, 3, 1, 2, 1},   {16, 16, 16, 32, 3, 1, 1, 1},
+    {12, 10, 13, 7, 1, 1, 1, 0}, {4, 4, 17, 33, 1, 1, 1, 0}, {16, 16, 16, 16, 3, 2, 1, 1}, {2, 3, 6, 2, 7, 2, 1, 1},
+};
+
+int main(void) {
+  const int32_t ncases = (int32_t)(sizeof kCases / sizeof kCases[0]);
+  for (int32_t i = 0; i < ncases; ++i) {
+    const conv_case c = kCases[i];
+    int32_t ph, pw, in_base, out_base;
+    const int32_t oh = out_size(c.h, c.k, c.stride, c.dil, c.same, &ph);
+    const int32_t ow = out_size(c.w, c.k, c.stride, c.dil, c.same, &pw);
+    const vmcu_shape4 is = {1, c.h, c.w, c.cin};
+    const int32_t in_bytes = vmcu_shape4_size(is);
+    for (int32_t trial = 0; trial < 2; ++trial) {
+      /* CONV_2D (pointwise when 1x1, stride 1, no padding). */
+      vmcu_conv_params p = random_params(c.cout);
+      p.stride_h = p.stride_w = c.stride;
+      p.dilation_h = p.dilation_w = c.dil;
+      p.pad_h = ph;
+      p.pad_w = pw;
+      const vmcu_shape4 fs = {c.cout, c.k, c.k, c.cin}, os = {1, oh, ow, c.cout};
+      fill(in, in_bytes, -128, 127);
+      fill(filter, vmcu_shape4_size(fs), -127, 127);
+      vmcu_conv2d_s8(&p, is, in, fs, filter, bias, os, expected);
+      vmcu_ring r = place(in_bytes, vmcu_shape4_size(os), &in_base, &out_base);
+      if (vmcu_seg_conv2d_s8(&p, &r, in_base, is, fs, filter, bias, out_base, os, stage) != 0) fail("conv", cases);
+      vmcu_ring_read(&r, out_base, 0, vmcu_shape4_size(os), got);
+      check("conv", vmcu_shape4_size(os));
+      if (c.k == 1 && c.stride == 1 && ph == 0 && pw == 0) {
+        r = place(in_bytes, vmcu_shape4_size(os), &in_base, &out_base);
+        vmcu_seg_pointwise_conv_s8(&p, &r, in_base, is, filter, bias, out_base, os, stage);
+        vmcu_ring_read(&r, out_base, 0, vmcu_shape4_size(os), got);
+        check("pointwise", vmcu_shape4_size(os));
+      }
+      /* DEPTHWISE_CONV_2D, multiplier 1 and 2; the in-place form for multiplier 1. */
+      for (int32_t m = 1; m <= 2; ++m) {
+        const vmcu_shape4 dfs = {1, c.k, c.k, c.cin * m}, dos = {1, oh, ow, c.cin * m};
+        vmcu_conv_params d = random_params(c.cin * m);
+        d.stride_h = d.stride_w = c.stride;
+        d.dilation_h = d.dilation_w = c.dil;
+        d.pad_h = ph;
+        d.pad_w = pw;
+        d.depth_multiplier = m;
+        fill(filter, vmcu_shape4_size(dfs), -127, 127);
+        vmcu_depthwise_conv2d_s8(&d, is, in, dfs, filter, bias, dos, expected);
+        r = place(in_bytes, vmcu_shape4_size(dos), &in_base, &out_base);
+        if (vmcu_seg_depthwise_conv2d_s8(&d, &r, in_base, is, dfs, filter, bias, out_base, dos, stage) != 0)
+          fail("depthwise", cases);
+        vmcu_ring_read(&r, out_base, 0, vmcu_shape4_size(dos), got);
+        check("depthwise", vmcu_shape4_size(dos));
+        if (m == 1 && vmcu_shape4_size(dos) <= in_bytes) {
+          memcpy(got, in, (size_t)in_bytes);
+          if (vmcu_depthwise_conv2d_inplace_s8(&d, is, got, dfs, filter, bias, dos, channel) != 0)
+            fail("depthwise in place", cases);
+          check("depthwise in place", vmcu_shape4_size(dos));
+        }
+      }
+      /* FULLY_CONNECTED over the input as [batches][features]. */
+      {
+        const int32_t batches = c.h, depth = c.w * c.cin, units = c.cout;
+        vmcu_fc_params f;
+        f.input_offset = pick(-127, 128);
+        f.filter_offset = 0;
+        f.output_offset = pick(-128, 127);
+        f.output_multiplier = mult[0];
+        f.output_shift = pick(-12, -6);
+        f.act_min = -128;
+        f.act_max = 127;
+        if (units * depth <= kMaxFilter && batches * units <= kMaxOut) {
+          fill(filter, units * depth, -127, 127);
+          vmcu_fully_connected_s8(&f, batches, depth, units, in, filter, bias, expected);
+          r = place(in_bytes, batches * units, &in_base, &out_base);
+          vmcu_seg_fully_connected_s8(&f, &r, in_base, batches, depth, units, filter, bias, out_base);
+          vmcu_ring_read(&r, out_base, 0, batches * units, got);
+          check("fully connected", batches * units);
+        }
+      }
+    }
+  }
+  vmcu_board_print("vmcu-kernels: cases=");
+  vmcu_board_print_u32(cases);
+  vmcu_board_print(" checksum=");
+  vmcu_board_print_u32(checksum);
+  vmcu_board_print("\n");
+  return 0;
+}
