@@ -159,7 +159,9 @@ Result<Request> parse_tokens(const std::string& text, const std::string& what) {
       return input_error(what, "token " + std::to_string(r.size()), "a non-negative integer id", word);
     r.push_back(int32_t(v));
   }
-  if (r.empty()) return input_error(what, "tokens", "at least one token id", "none");
+  if (r.empty())
+    return input_error(what, "tokens", "at least one token id",
+                       text.find_first_not_of(" \t\r\n") == std::string::npos ? "an empty value" : "none");
   return r;
 }
 

@@ -115,10 +115,14 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     std::vector<std::string> words;
   };
   const Case cases[] = {
-      {"--tokens \"\"", 1, {"--tokens", "at least one token id"}},
+      {"--tokens \"\"", 1, {"--tokens", "at least one token id", "empty value"}},
       {"--text \"\"", 1, {"--text", "empty"}},
       {"--tokens 5 --window 0", 2, {"--window", "not in range 1 to"}},
       {"--tokens 5 --max-new-tokens 0", 2, {"--max-new-tokens", "at least 1"}},
+      // CLI11 alone reads 2^63 as 2^63-1 and -1 as 2^64-1 (requests made up until memory runs out).
+      {"--tokens 5 --max-new-tokens 9223372036854775808", 2, {"--max-new-tokens", "below 2^63"}},
+      {"--synthetic -1", 2, {"--synthetic", "from 1 to 1048576", "\"-1\""}},
+      {"--synthetic 99999999999999999999", 2, {"--synthetic", "from 1 to 1048576"}},
       {"--tokens 5 --budget 0", 1, {"--budget", "positive size"}},
       {"--tokens 5 --encoder-only --dump-logits " + dir + "/l.f32", 1, {"--dump-encoder"}},
   };
@@ -133,6 +137,12 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
       run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
   EXPECT_EQ(bench.exit_code, 1) << bench.output;
   EXPECT_NE(bench.output.find("positive size"), std::string::npos) << bench.output;
+  for (auto [args, words] : {std::pair{"--requests -1", "expected a number of requests from 1 to 1048576"},
+                             {"--max-new-tokens 9223372036854775808", "expected a number of tokens of at least 1"}}) {
+    bench = run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --no-hf " + args + " 2>&1");
+    EXPECT_EQ(bench.exit_code, 2) << args << "\n" << bench.output;
+    EXPECT_NE(bench.output.find(words), std::string::npos) << bench.output;
+  }
   // A config claiming a billion experts is refused by name, not by an abort.
   auto config = *perfmem::read_json_file(dir + "/config.json");
   const auto original = config;
