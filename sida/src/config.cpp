@@ -149,6 +149,10 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
                        "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
   for (const IntKey& k : int_keys) PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
+  // Hugging Face's constructor: an absent num_decoder_layers is its default, 12 (whatever
+  // num_layers is); only an explicit null means "as many as the encoder".
+  c.num_decoder_layers_defaulted = !json.contains("num_decoder_layers");
+  if (c.num_decoder_layers_defaulted) c.num_decoder_layers = kDefaultNumDecoderLayers;
   if (c.num_decoder_layers < 0) c.num_decoder_layers = c.num_layers;
   for (auto [key, step] : {std::pair{"encoder_sparse_step", &c.encoder_sparse_step_key},
                            {"decoder_sparse_step", &c.decoder_sparse_step_key}}) {

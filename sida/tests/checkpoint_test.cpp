@@ -200,6 +200,28 @@ TEST(Config, SparseStepKeysDecideTheSparseBlocksAsInHuggingFace) {
     }
 }
 
+// SwitchTransformersConfig's constructor defaults num_decoder_layers to 12, not to num_layers;
+// only an explicit null copies num_layers.
+TEST(Config, AbsentDecoderDepthIsHuggingFacesDefault) {
+  Json j = config_to_json(*preset_config("tiny"));  // 4 encoder blocks
+  j.erase("num_decoder_layers");
+  auto c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_decoder_layers, 12);
+  EXPECT_TRUE(c->num_decoder_layers_defaulted);
+  EXPECT_EQ(c->num_moe_layers(), 2 + 6);  // decoder_sparse_step 2 as written: blocks 1, 3, ..., 11
+  j["num_decoder_layers"] = nullptr;
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_decoder_layers, 4);
+  EXPECT_FALSE(c->num_decoder_layers_defaulted);
+  // A 4-block decoder without the key is not silently read as 4 blocks.
+  std::string dir = testing::make_test_checkpoint("decoder-depth", *preset_config("tiny"));
+  edit_config(dir, [](Json& config) { config.erase("num_decoder_layers"); });
+  expect_load_error(dir, {"config.json", "num_decoder_layers", "12", "default", "decoder.block.11"});
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
   std::string dir = testing::make_test_checkpoint("decoder-start", *preset_config("tiny"));
   edit_config(dir, [](Json& j) { j.erase("decoder_start_token_id"); });

@@ -23,6 +23,9 @@
 
 namespace perfmem::sida {
 
+// SwitchTransformersConfig's default decoder depth, used when config.json omits the key.
+inline constexpr int64_t kDefaultNumDecoderLayers = 12;
+
 struct SwitchConfig {
   int64_t vocab_size = 32128;
   int64_t d_model = 768;
@@ -31,6 +34,9 @@ struct SwitchConfig {
   int64_t num_heads = 12;
   int64_t num_layers = 12;          // encoder blocks
   int64_t num_decoder_layers = 12;  // decoder blocks
+  // True when config.json has no num_decoder_layers key: Hugging Face then builds
+  // kDefaultNumDecoderLayers decoder blocks (not num_layers), and so does parse_config().
+  bool num_decoder_layers_defaulted = false;
   int64_t num_sparse_encoder_layers = 6;
   int64_t num_sparse_decoder_layers = 6;
   int64_t num_experts = 8;
