@@ -239,6 +239,37 @@ TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
   std::filesystem::remove_all(dir);
 }
 
+// generate() reads its end ids and pad id from generation_config.json when the folder has one
+// (a key absent there is None), else from config.json.
+TEST(Config, EndAndPadIdsAreReadWhereGenerateReadsThem) {
+  std::string dir = testing::make_test_checkpoint("generation-ids", *preset_config("tiny"));
+  auto c = load_config(dir);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{1}));
+  EXPECT_EQ(c->masked_pad_id(), 0);
+  edit_config(dir, [](Json& j) { j["pad_token_id"] = 1; });  // pad == eos: nothing is masked
+  EXPECT_EQ(load_config(dir)->masked_pad_id(), -1);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", R"({"eos_token_id": [7, 9], "pad_token_id": 5})").ok());
+  c = load_config(dir);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{7, 9}));
+  EXPECT_TRUE(c->is_generation_eos(9));
+  EXPECT_FALSE(c->is_generation_eos(1));
+  EXPECT_EQ(c->eos_token_id, 1);  // config.json's, for the tokenizer
+  EXPECT_EQ(c->masked_pad_id(), 5);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", R"({"eos_token_id": 3})").ok());
+  c = load_config(dir);
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{3}));
+  EXPECT_EQ(c->masked_pad_id(), -1);  // no pad id: generate() pads with the end id
+  for (const char* bad : {R"({"eos_token_id": [1, 900]})", R"({"eos_token_id": [1.5]})", R"({"pad_token_id": "0"})"}) {
+    ASSERT_TRUE(write_text_file(dir + "/generation_config.json", bad).ok());
+    auto r = load_config(dir);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().to_string().find("generation_config.json"), std::string::npos) << r.status().to_string();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CorruptCheckpoint, AbsurdSizesAreRefusedBeforeAnythingIsAllocated) {
   std::string dir = testing::make_test_checkpoint("absurd", *preset_config("tiny"));
   const Json original = *read_json_file(dir + "/config.json");

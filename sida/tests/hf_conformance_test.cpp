@@ -242,6 +242,22 @@ TEST(HuggingFaceWritten, Bf16ShardedPadIdsInsideRequestsAreMasked) {
   std::filesystem::remove_all(dir);
 }
 
+// generation_config.json decides the end ids (here a list: every id but 0 and 5, so generation
+// ends after the first token that is neither) and the pad id masked inside requests (5, not
+// config.json's 0).
+TEST(HuggingFaceWritten, GenerationConfigEndAndPadIds) {
+  Json eos = Json::array();
+  for (int id = 1; id < 96; ++id)
+    if (id != 5) eos.push_back(id);
+  SIDA_WRITE_HF_CHECKPOINT(dir, "generation-ids",
+                           (Json{{"generation_config", {{"eos_token_id", eos}, {"pad_token_id", 5}}}}));
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  EXPECT_EQ((*model)->config().masked_pad_id(), 5);
+  check_against_hf(dir, {{9, 5, 33, 0, 41, 5, 2, 1}, {42, 7, 5, 1}}, 4, false);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(HuggingFaceWritten, MissingDecoderStartTokenRefusesGeneration) {
   SIDA_WRITE_HF_CHECKPOINT(dir, "no-start", (Json{{"config", {{"decoder_start_token_id", nullptr}}}}));
   testing::expect_generation_needs_decoder_start(dir);
