@@ -167,4 +167,29 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
   std::filesystem::remove_all(dir);
 }
 
+// A request far too long for memory (30000 tokens: its position bias alone is 14 GB, under a
+// 2 GB address-space limit) is an error naming it in both executions, not an abort (rc 134:
+// the failed allocation unwound past the joinable run-ahead thread).
+TEST(sidaCli, AnAllocationThatFailsWhileServingIsAnError) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reports a failed allocation and exits instead of throwing std::bad_alloc";
+#endif
+  const std::string dir = temp_dir("oom");
+  ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
+  std::string request;
+  for (int i = 0; i < 30000; ++i) request += "5 ";
+  ASSERT_TRUE(perfmem::write_text_file(dir + "/long.txt", "12 7 1\n" + request + "1\n").ok());
+  for (const char* mode : {"--execution request", "--execution window --window 1"}) {
+    auto r = run_command("ulimit -v 2000000 && " + sida() + " run " + dir + " --requests " + dir +
+                         "/long.txt --encoder-only " + mode + " 2>&1");
+    EXPECT_EQ(r.exit_code, 1) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find("out of memory"), std::string::npos) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find(std::string(mode).find("window") != std::string::npos ? "requests 1..1" : "request 1"),
+              std::string::npos)
+        << mode << "\n"
+        << r.output;
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
