@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
   make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
   make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
   make->add_option("--seed", seed, "Random seed")->capture_default_str();
-  make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity");
+  make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity")
+      ->check(at_least_one("a capacity"));  // 0 or less used to be ignored silently
   make->add_option("-o,--output", out_dir, "Output folder")->required();
 
   // run

@@ -99,6 +99,9 @@ TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   r = run_command(sida() + " run " + dir + " --tokens 5 --budget 1KiB");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("budget"), std::string::npos) << r.output;
+  r = run_command(sida() + " make-checkpoint --preset tiny --expert-capacity 0 -o " + dir + "/x 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--expert-capacity: expected a capacity of at least 1"), std::string::npos) << r.output;
   r = run_command(sida() + " make-checkpoint --preset switch-huge -o " + dir + "/x");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("switch-huge"), std::string::npos) << r.output;
