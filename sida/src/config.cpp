@@ -164,8 +164,8 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
       {"num_heads", &c.num_heads, false},
       {"num_layers", &c.num_layers, false},
       {"num_decoder_layers", &c.num_decoder_layers, true},
-      {"num_sparse_encoder_layers", &c.num_sparse_encoder_layers, false},
-      {"num_sparse_decoder_layers", &c.num_sparse_decoder_layers, false},
+      {"num_sparse_encoder_layers", &c.num_sparse_encoder_layers, true},
+      {"num_sparse_decoder_layers", &c.num_sparse_decoder_layers, true},
       {"num_experts", &c.num_experts, false},
       {"expert_capacity", &c.expert_capacity, false},
       {"relative_attention_num_buckets", &c.relative_attention_num_buckets, true},
@@ -183,6 +183,8 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
     return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
                        "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
+  // Absent sparse counts are the constructor's defaults; they matter only without the step keys.
+  c.num_sparse_encoder_layers = c.num_sparse_decoder_layers = kDefaultNumSparseLayers;
   for (const IntKey& k : int_keys) PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
   // Hugging Face's constructor: an absent num_decoder_layers is its default, 12 (whatever
   // num_layers is); only an explicit null means "as many as the encoder".

@@ -200,9 +200,9 @@ TEST(Config, SparseStepKeysDecideTheSparseBlocksAsInHuggingFace) {
     }
 }
 
-// SwitchTransformersConfig's constructor defaults num_decoder_layers to 12, not to num_layers;
-// only an explicit null copies num_layers.
-TEST(Config, AbsentDecoderDepthIsHuggingFacesDefault) {
+// SwitchTransformersConfig's constructor defaults num_decoder_layers to 12, not to num_layers
+// (only an explicit null copies num_layers), and the sparse counts to 3.
+TEST(Config, AbsentDecoderDepthAndSparseCountsAreHuggingFacesDefaults) {
   Json j = config_to_json(*preset_config("tiny"));  // 4 encoder blocks
   j.erase("num_decoder_layers");
   auto c = parse_config(j, "config.json");
@@ -215,6 +215,18 @@ TEST(Config, AbsentDecoderDepthIsHuggingFacesDefault) {
   ASSERT_TRUE(c.ok()) << c.status().to_string();
   EXPECT_EQ(c->num_decoder_layers, 4);
   EXPECT_FALSE(c->num_decoder_layers_defaulted);
+  // Absent sparse counts are the constructor's 3: without step keys, 4 // 3 = step 1 (every block).
+  j["num_decoder_layers"] = 4;
+  j.erase("num_sparse_encoder_layers");
+  j.erase("num_sparse_decoder_layers");
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_encoder_moe_layers(), 2);  // the step keys still decide: step 2
+  j.erase("encoder_sparse_step");
+  j.erase("decoder_sparse_step");
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_moe_layers(), 4 + 4);
   // A 4-block decoder without the key is not silently read as 4 blocks.
   std::string dir = testing::make_test_checkpoint("decoder-depth", *preset_config("tiny"));
   edit_config(dir, [](Json& config) { config.erase("num_decoder_layers"); });

@@ -212,11 +212,13 @@ TEST(HuggingFaceWritten, SparseStepKeysAreHonoured) {
 }
 
 // Without num_decoder_layers in config.json, transformers builds 12 decoder blocks whatever
-// num_layers says; a 12-block decoder under a 4-block encoder is read the same way.
-TEST(HuggingFaceWritten, AbsentDecoderDepthIsTwelveBlocks) {
-  SIDA_WRITE_HF_CHECKPOINT(dir, "decoder-depth",
-                           (Json{{"config", {{"num_decoder_layers", 12}, {"num_sparse_decoder_layers", 3}}},
-                                 {"drop_config_keys", {"num_decoder_layers"}}}));
+// num_layers says; a 12-block decoder under a 4-block encoder is read the same way. Absent
+// sparse counts take their defaults too (the step keys decide here).
+TEST(HuggingFaceWritten, AbsentKeysTakeHuggingFacesDefaults) {
+  SIDA_WRITE_HF_CHECKPOINT(
+      dir, "decoder-depth",
+      (Json{{"config", {{"num_decoder_layers", 12}, {"num_sparse_decoder_layers", 3}}},
+            {"drop_config_keys", {"num_decoder_layers", "num_sparse_encoder_layers", "num_sparse_decoder_layers"}}}));
   auto model = ModelWeights::load(dir);
   ASSERT_TRUE(model.ok()) << model.status().to_string();
   EXPECT_EQ((*model)->config().num_decoder_layers, 12);

@@ -23,8 +23,10 @@
 
 namespace perfmem::sida {
 
-// SwitchTransformersConfig's default decoder depth, used when config.json omits the key.
+// SwitchTransformersConfig's defaults for keys config.json may omit: the decoder depth, and the
+// sparse block counts the steps derive from when config.json names no step.
 inline constexpr int64_t kDefaultNumDecoderLayers = 12;
+inline constexpr int64_t kDefaultNumSparseLayers = 3;
 
 struct SwitchConfig {
   int64_t vocab_size = 32128;
