@@ -12,6 +12,7 @@
 #include "perfmem/core/json.h"
 #include "perfmem/core/process.h"
 #include "perfmem/core/stats.h"
+#include "count_option.h"
 #include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
@@ -93,9 +94,12 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_option("--preset", o.preset, "Model shapes (make-checkpoint presets)")->capture_default_str();
   cmd->add_option("--dtype", o.dtype, "Storage type when the checkpoint is made")->capture_default_str();
   cmd->add_option("--dir", o.dir, "Checkpoint folder; made there when absent")->required();
-  cmd->add_option("--requests", o.requests, "Synthetic SST2-like requests per run")->capture_default_str();
+  cmd->add_option("--requests", o.requests, "Synthetic SST2-like requests per run")
+      ->capture_default_str()
+      ->check(whole_number_in("a number of requests", 1, kMaxSyntheticRequests));
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "Tokens generated per request (generate mode)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in("a number of tokens", 1, INT64_MAX));
   cmd->add_option("--modes", o.modes, "Encode and/or generate (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();

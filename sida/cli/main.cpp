@@ -18,6 +18,7 @@
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
 #include "bench_command.h"
+#include "count_option.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
@@ -41,24 +42,16 @@ struct RequestArgs {
 };
 
 // A CLI check for counts of at least 1 whose message states the range in words (CLI11's
-// PositiveNumber prints a range up to the largest double).
-CLI::Validator at_least_one(const std::string& what) {
-  return CLI::Validator(
-      [what](std::string& value) -> std::string {
-        int64_t v = 0;  // CLI11's own conversion, so the check accepts what the option accepts
-        if (!CLI::detail::lexical_cast(value, v) || v < 1)
-          return "expected " + what + " of at least 1 (a whole number below 2^63), found \"" + value + "\"";
-        return "";
-      },
-      "INT >= 1");
-}
+// PositiveNumber prints a range up to the largest double, and its conversion saturates).
+CLI::Validator at_least_one(const std::string& what) { return whole_number_in(what, 1, INT64_MAX); }
 
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
   a.tokens_option = cmd->add_option("--tokens", a.tokens, "One request: token ids separated by spaces or commas");
   a.text_option =
       cmd->add_option("--text", a.text, "One request as text (needs spiece.model in the checkpoint folder)");
   cmd->add_option("--requests", a.requests_file, "File with one request per line (token ids)");
-  cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed");
+  cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed")
+      ->check(whole_number_in("a number of requests", 1, kMaxSyntheticRequests));
   cmd->add_option("--seed", a.seed, "Seed of --synthetic")->capture_default_str();
   cmd->add_option("--max-new-tokens", a.max_new_tokens, "Tokens to generate per request (at most)")
       ->capture_default_str()
@@ -146,7 +139,8 @@ int main(int argc, char** argv) {
   make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
   make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
   make->add_option("--seed", seed, "Random seed")->capture_default_str();
-  make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity");
+  make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity")
+      ->check(at_least_one("a capacity"));  // 0 or less used to be ignored silently
   make->add_option("-o,--output", out_dir, "Output folder")->required();
 
   // run

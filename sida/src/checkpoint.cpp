@@ -127,6 +127,14 @@ Status check_config_against_tensors(const SwitchConfig& c, const SafetensorsChec
   };
   PERFMEM_RETURN_IF_ERROR(
       require("num_layers", c.num_layers, block_prefix(false, c.num_layers - 1) + "0.SelfAttention.q.weight"));
+  if (c.num_decoder_layers_defaulted) {
+    const std::string last = block_prefix(true, c.num_decoder_layers - 1) + "0.SelfAttention.q.weight";
+    if (!ckpt.find(last).file)
+      return input_error(config_path, "key \"num_decoder_layers\"",
+                         "the key, or a checkpoint of " + std::to_string(c.num_decoder_layers) +
+                             " decoder blocks (Hugging Face's default when the key is absent)",
+                         "no key, and " + ckpt.path() + " has no tensor \"" + last + "\"");
+  }
   PERFMEM_RETURN_IF_ERROR(require("num_decoder_layers", c.num_decoder_layers,
                                   block_prefix(true, c.num_decoder_layers - 1) + "0.SelfAttention.q.weight"));
   const int64_t moe_layers = c.num_moe_layers();

@@ -1,5 +1,6 @@
 #include "perfmem/sida/config.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "perfmem/core/io.h"
@@ -88,7 +89,41 @@ Status read_decoder_start(const Json& json, const std::string& file, int64_t voc
   return Status::Ok();
 }
 
+// generate()'s eos_token_id and pad_token_id from `json` (config.json or generation_config.json):
+// a missing or null key is None (no end id; pad -1); eos may be an integer or a list of them.
+Status read_generation_ids(const Json& json, const std::string& file, int64_t vocab, SwitchConfig* c) {
+  auto check_id = [&](const char* key, const Json& value, int64_t* out) -> Status {
+    if (!value.is_number_integer())
+      return input_error(file, std::string("key \"") + key + "\"", "a token id (an integer)", value.dump());
+    const int64_t id =
+        value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(INT64_MAX) ? -1 : value.get<int64_t>();
+    if (id < 0 || id >= vocab)
+      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size", value.dump());
+    *out = id;
+    return Status::Ok();
+  };
+  c->generation_eos_ids.clear();
+  c->generation_pad_token_id = -1;
+  if (auto it = json.find("eos_token_id"); it != json.end() && !it->is_null()) {
+    const Json ids = it->is_array() ? *it : Json::array({*it});
+    for (const Json& id : ids)
+      PERFMEM_RETURN_IF_ERROR(check_id("eos_token_id", id, &c->generation_eos_ids.emplace_back()));
+  }
+  if (auto it = json.find("pad_token_id"); it != json.end() && !it->is_null())
+    PERFMEM_RETURN_IF_ERROR(check_id("pad_token_id", *it, &c->generation_pad_token_id));
+  return Status::Ok();
+}
+
 }  // namespace
+
+bool SwitchConfig::is_generation_eos(int64_t id) const {
+  return std::find(generation_eos_ids.begin(), generation_eos_ids.end(), id) != generation_eos_ids.end();
+}
+int64_t SwitchConfig::masked_pad_id() const {
+  // Hugging Face: with no pad id but an end id, generate() pads with the first end id, which is
+  // never masked; a pad id that is also an end id is not masked either.
+  return generation_pad_token_id >= 0 && !is_generation_eos(generation_pad_token_id) ? generation_pad_token_id : -1;
+}
 
 int64_t SwitchConfig::encoder_sparse_step() const {
   return sparse_step(num_layers, num_sparse_encoder_layers, encoder_sparse_step_key);
@@ -129,8 +164,8 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
       {"num_heads", &c.num_heads, false},
       {"num_layers", &c.num_layers, false},
       {"num_decoder_layers", &c.num_decoder_layers, true},
-      {"num_sparse_encoder_layers", &c.num_sparse_encoder_layers, false},
-      {"num_sparse_decoder_layers", &c.num_sparse_decoder_layers, false},
+      {"num_sparse_encoder_layers", &c.num_sparse_encoder_layers, true},
+      {"num_sparse_decoder_layers", &c.num_sparse_decoder_layers, true},
       {"num_experts", &c.num_experts, false},
       {"expert_capacity", &c.expert_capacity, false},
       {"relative_attention_num_buckets", &c.relative_attention_num_buckets, true},
@@ -148,7 +183,13 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
     return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
                        "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
+  // Absent sparse counts are the constructor's defaults; they matter only without the step keys.
+  c.num_sparse_encoder_layers = c.num_sparse_decoder_layers = kDefaultNumSparseLayers;
   for (const IntKey& k : int_keys) PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, k.optional));
+  // Hugging Face's constructor: an absent num_decoder_layers is its default, 12 (whatever
+  // num_layers is); only an explicit null means "as many as the encoder".
+  c.num_decoder_layers_defaulted = !json.contains("num_decoder_layers");
+  if (c.num_decoder_layers_defaulted) c.num_decoder_layers = kDefaultNumDecoderLayers;
   if (c.num_decoder_layers < 0) c.num_decoder_layers = c.num_layers;
   for (auto [key, step] : {std::pair{"encoder_sparse_step", &c.encoder_sparse_step_key},
                            {"decoder_sparse_step", &c.decoder_sparse_step_key}}) {
@@ -177,6 +218,11 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
   for (auto [key, v] : {std::pair{"pad_token_id", c.pad_token_id}, {"eos_token_id", c.eos_token_id}})
     if (v < 0 || v >= c.vocab_size)
       return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size", std::to_string(v));
+  // Without generation_config.json, generate() takes these two from config.json (an absent key
+  // is the constructor's default, read above; null is None).
+  c.generation_eos_ids.clear();
+  if (!json.contains("eos_token_id") || !json["eos_token_id"].is_null()) c.generation_eos_ids.push_back(c.eos_token_id);
+  c.generation_pad_token_id = json.contains("pad_token_id") && json["pad_token_id"].is_null() ? -1 : c.pad_token_id;
 
   // Values the engine does not implement are refused rather than silently ignored.
   auto check_string = [&](const char* key, const char* wanted) -> Status {
@@ -215,6 +261,7 @@ Result<SwitchConfig> load_config(const std::string& dir) {
     if (!generation.is_object())
       return input_error(generation_path, "top level", "a JSON object", generation.type_name());
     PERFMEM_RETURN_IF_ERROR(read_decoder_start(generation, generation_path, c.vocab_size, &c.decoder_start_token_id));
+    PERFMEM_RETURN_IF_ERROR(read_generation_ids(generation, generation_path, c.vocab_size, &c));
   }
   return c;
 }

@@ -67,15 +67,13 @@ std::vector<float> position_bias(const SwitchConfig& c, const float* table, bool
 Engine::Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options)
     : model_(model), experts_(experts), options_(options) {}
 
-bool Engine::masks_pad_ids() const { return model_.config().pad_token_id != model_.config().eos_token_id; }
-
 Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests) const {
   if (requests.empty()) return Status(StatusCode::kInvalidInput, "no requests given");
-  const int64_t pad = model_.config().pad_token_id;
+  const int64_t pad = model_.config().masked_pad_id();
   for (size_t r = 0; r < requests.size(); ++r) {
     if (requests[r].empty())
       return input_error("batch item " + std::to_string(r), "tokens", "at least one token id", "none");
-    if (masks_pad_ids() && std::all_of(requests[r].begin(), requests[r].end(), [&](int32_t t) { return t == pad; }))
+    if (pad >= 0 && std::all_of(requests[r].begin(), requests[r].end(), [&](int32_t t) { return t == pad; }))
       return input_error(
           "batch item " + std::to_string(r), "tokens",
           "at least one id other than the pad id " + std::to_string(pad) + " (pad ids are masked out of attention)",
@@ -227,6 +225,7 @@ Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t
   s.h.resize(size_t(s.rows * d));
   for (auto* buf : {&s.q, &s.k, &s.v, &s.ctx}) buf->resize(size_t(s.rows * inner));
   s.ff.resize(size_t(s.rows * c.d_ff));
+  const int64_t masked_pad = c.masked_pad_id();
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < L; ++t) {
       const bool real = t < s.out.lengths[size_t(b)];
@@ -235,7 +234,7 @@ Engine::EncoderState Engine::start_encoder(const std::vector<std::vector<int32_t
       // Hugging Face routes a pad id inside a request (and counts it against capacity) but
       // masks it as a key; batch padding is neither routed nor attended.
       if (real) s.routed.push_back({b * L + t, int32_t(b), int32_t(t)});
-      s.out.key_mask[size_t(b * L + t)] = real && !(masks_pad_ids() && token == c.pad_token_id);
+      s.out.key_mask[size_t(b * L + t)] = real && token != masked_pad;
     }
   s.bias = position_bias(c, model_.encoder_relative_bias, true, 0, L, L);
   return s;
@@ -453,7 +452,7 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
     const int32_t next = int32_t(argmax(&s.logits[size_t(b * V)], V));
     s.gen.tokens[size_t(b)].push_back(next);
     s.current[size_t(b)] = next;
-    if (next == c.eos_token_id) s.finished[size_t(b)] = 1;
+    if (c.is_generation_eos(next)) s.finished[size_t(b)] = 1;
     all_done = all_done && s.finished[size_t(b)];
   }
   s.done = all_done || step + 1 >= s.max_steps;

@@ -159,7 +159,9 @@ Result<Request> parse_tokens(const std::string& text, const std::string& what) {
       return input_error(what, "token " + std::to_string(r.size()), "a non-negative integer id", word);
     r.push_back(int32_t(v));
   }
-  if (r.empty()) return input_error(what, "tokens", "at least one token id", "none");
+  if (r.empty())
+    return input_error(what, "tokens", "at least one token id",
+                       text.find_first_not_of(" \t\r\n") == std::string::npos ? "an empty value" : "none");
   return r;
 }
 
@@ -267,6 +269,22 @@ Result<RouteTable> read_route_table(const std::string& path) {
   return t;
 }
 
+namespace {
+
+// Runs one engine call, turning an exception into an error (the caller names the request): an
+// allocation that fails, for a request far too long for memory, must not unwind serve() past
+// its run-ahead thread.
+template <typename Call>
+auto guarded(Call&& call) -> decltype(call()) {
+  try {
+    return call();
+  } catch (const std::bad_alloc&) {
+    return Status(StatusCode::kOutOfMemory, "an allocation failed: it needs more memory than is available");
+  } catch (const std::exception& e) { return Status(StatusCode::kInternal, e.what()); }
+}
+
+}  // namespace
+
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options) {
   if (store.policy() == Policy::kPrefetch) {
@@ -290,6 +308,16 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     }
     plans.close();
   });
+  // Should anything below still throw, the queue is closed and the thread joined on the way out
+  // (unwinding past a joinable std::thread terminates the program).
+  struct JoinOnExit {
+    BoundedQueue<WindowPlan>& plans;
+    std::thread& thread;
+    ~JoinOnExit() {
+      plans.close();
+      if (thread.joinable()) thread.join();
+    }
+  } join_on_exit{plans, run_ahead};
 
   Engine engine(model, store, options.engine);
   ServeReport report;
@@ -327,7 +355,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
         g.max_new_tokens = options.max_new_tokens;
         g.keep_logits = options.keep_outputs;
         g.keep_encoder = options.keep_outputs;
-        auto gen = engine.generate_window(batch, g);
+        auto gen = guarded([&] { return engine.generate_window(batch, g); });
         if (!gen.ok()) {
           failure = gen.status().with_context(which);
           break;
@@ -342,7 +370,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
           }
         }
       } else {
-        auto enc = engine.encode_window(batch);
+        auto enc = guarded([&] { return engine.encode_window(batch); });
         if (!enc.ok()) {
           failure = enc.status().with_context(which);
           break;
@@ -370,7 +398,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
         g.max_new_tokens = options.max_new_tokens;
         g.keep_logits = options.keep_outputs;
         g.keep_encoder = options.keep_outputs;
-        auto gen = engine.generate({requests[r]}, g);
+        auto gen = guarded([&] { return engine.generate({requests[r]}, g); });
         if (!gen.ok()) {
           failure = gen.status().with_context("request " + std::to_string(r));
           break;
@@ -382,7 +410,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
           out.encoder_hidden = std::move(gen->encoder.hidden);
         }
       } else {
-        auto enc = engine.encode({requests[r]});
+        auto enc = guarded([&] { return engine.encode({requests[r]}); });
         if (!enc.ok()) {
           failure = enc.status().with_context("request " + std::to_string(r));
           break;

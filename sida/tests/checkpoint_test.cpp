@@ -200,6 +200,40 @@ TEST(Config, SparseStepKeysDecideTheSparseBlocksAsInHuggingFace) {
     }
 }
 
+// SwitchTransformersConfig's constructor defaults num_decoder_layers to 12, not to num_layers
+// (only an explicit null copies num_layers), and the sparse counts to 3.
+TEST(Config, AbsentDecoderDepthAndSparseCountsAreHuggingFacesDefaults) {
+  Json j = config_to_json(*preset_config("tiny"));  // 4 encoder blocks
+  j.erase("num_decoder_layers");
+  auto c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_decoder_layers, 12);
+  EXPECT_TRUE(c->num_decoder_layers_defaulted);
+  EXPECT_EQ(c->num_moe_layers(), 2 + 6);  // decoder_sparse_step 2 as written: blocks 1, 3, ..., 11
+  j["num_decoder_layers"] = nullptr;
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_decoder_layers, 4);
+  EXPECT_FALSE(c->num_decoder_layers_defaulted);
+  // Absent sparse counts are the constructor's 3: without step keys, 4 // 3 = step 1 (every block).
+  j["num_decoder_layers"] = 4;
+  j.erase("num_sparse_encoder_layers");
+  j.erase("num_sparse_decoder_layers");
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_encoder_moe_layers(), 2);  // the step keys still decide: step 2
+  j.erase("encoder_sparse_step");
+  j.erase("decoder_sparse_step");
+  c = parse_config(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->num_moe_layers(), 4 + 4);
+  // A 4-block decoder without the key is not silently read as 4 blocks.
+  std::string dir = testing::make_test_checkpoint("decoder-depth", *preset_config("tiny"));
+  edit_config(dir, [](Json& config) { config.erase("num_decoder_layers"); });
+  expect_load_error(dir, {"config.json", "num_decoder_layers", "12", "default", "decoder.block.11"});
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
   std::string dir = testing::make_test_checkpoint("decoder-start", *preset_config("tiny"));
   edit_config(dir, [](Json& j) { j.erase("decoder_start_token_id"); });
@@ -214,6 +248,37 @@ TEST(Config, DecoderStartTokenIsReadWhereHuggingFaceReadsIt) {
   auto bad = load_config(dir);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().to_string().find("generation_config.json"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+// generate() reads its end ids and pad id from generation_config.json when the folder has one
+// (a key absent there is None), else from config.json.
+TEST(Config, EndAndPadIdsAreReadWhereGenerateReadsThem) {
+  std::string dir = testing::make_test_checkpoint("generation-ids", *preset_config("tiny"));
+  auto c = load_config(dir);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{1}));
+  EXPECT_EQ(c->masked_pad_id(), 0);
+  edit_config(dir, [](Json& j) { j["pad_token_id"] = 1; });  // pad == eos: nothing is masked
+  EXPECT_EQ(load_config(dir)->masked_pad_id(), -1);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", R"({"eos_token_id": [7, 9], "pad_token_id": 5})").ok());
+  c = load_config(dir);
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{7, 9}));
+  EXPECT_TRUE(c->is_generation_eos(9));
+  EXPECT_FALSE(c->is_generation_eos(1));
+  EXPECT_EQ(c->eos_token_id, 1);  // config.json's, for the tokenizer
+  EXPECT_EQ(c->masked_pad_id(), 5);
+  ASSERT_TRUE(write_text_file(dir + "/generation_config.json", R"({"eos_token_id": 3})").ok());
+  c = load_config(dir);
+  EXPECT_EQ(c->generation_eos_ids, (std::vector<int64_t>{3}));
+  EXPECT_EQ(c->masked_pad_id(), -1);  // no pad id: generate() pads with the end id
+  for (const char* bad : {R"({"eos_token_id": [1, 900]})", R"({"eos_token_id": [1.5]})", R"({"pad_token_id": "0"})"}) {
+    ASSERT_TRUE(write_text_file(dir + "/generation_config.json", bad).ok());
+    auto r = load_config(dir);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().to_string().find("generation_config.json"), std::string::npos) << r.status().to_string();
+  }
   std::filesystem::remove_all(dir);
 }
 

@@ -99,6 +99,9 @@ TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   r = run_command(sida() + " run " + dir + " --tokens 5 --budget 1KiB");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("budget"), std::string::npos) << r.output;
+  r = run_command(sida() + " make-checkpoint --preset tiny --expert-capacity 0 -o " + dir + "/x 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--expert-capacity: expected a capacity of at least 1"), std::string::npos) << r.output;
   r = run_command(sida() + " make-checkpoint --preset switch-huge -o " + dir + "/x");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("switch-huge"), std::string::npos) << r.output;
@@ -115,10 +118,14 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     std::vector<std::string> words;
   };
   const Case cases[] = {
-      {"--tokens \"\"", 1, {"--tokens", "at least one token id"}},
+      {"--tokens \"\"", 1, {"--tokens", "at least one token id", "empty value"}},
       {"--text \"\"", 1, {"--text", "empty"}},
       {"--tokens 5 --window 0", 2, {"--window", "not in range 1 to"}},
       {"--tokens 5 --max-new-tokens 0", 2, {"--max-new-tokens", "at least 1"}},
+      // CLI11 alone reads 2^63 as 2^63-1 and -1 as 2^64-1 (requests made up until memory runs out).
+      {"--tokens 5 --max-new-tokens 9223372036854775808", 2, {"--max-new-tokens", "below 2^63"}},
+      {"--synthetic -1", 2, {"--synthetic", "from 1 to 1048576", "\"-1\""}},
+      {"--synthetic 99999999999999999999", 2, {"--synthetic", "from 1 to 1048576"}},
       {"--tokens 5 --budget 0", 1, {"--budget", "positive size"}},
       {"--tokens 5 --encoder-only --dump-logits " + dir + "/l.f32", 1, {"--dump-encoder"}},
   };
@@ -133,6 +140,12 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
       run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --requests 2 --no-hf --budgets 0 2>&1");
   EXPECT_EQ(bench.exit_code, 1) << bench.output;
   EXPECT_NE(bench.output.find("positive size"), std::string::npos) << bench.output;
+  for (auto [args, words] : {std::pair{"--requests -1", "expected a number of requests from 1 to 1048576"},
+                             {"--max-new-tokens 9223372036854775808", "expected a number of tokens of at least 1"}}) {
+    bench = run_command(sida() + " bench --preset tiny --dir " + dir + "/bench --no-hf " + args + " 2>&1");
+    EXPECT_EQ(bench.exit_code, 2) << args << "\n" << bench.output;
+    EXPECT_NE(bench.output.find(words), std::string::npos) << bench.output;
+  }
   // A config claiming a billion experts is refused by name, not by an abort.
   auto config = *perfmem::read_json_file(dir + "/config.json");
   const auto original = config;
@@ -153,6 +166,31 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     r = run_command(sida() + " run " + dir + " --tokens \"12 7 1\" --max-new-tokens " + steps + " 2>/dev/null");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(std::stoi(r.output), std::stoi(first.output)) << r.output;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A request far too long for memory (30000 tokens: its position bias alone is 14 GB, under a
+// 2 GB address-space limit) is an error naming it in both executions, not an abort (rc 134:
+// the failed allocation unwound past the joinable run-ahead thread).
+TEST(sidaCli, AnAllocationThatFailsWhileServingIsAnError) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer reports a failed allocation and exits instead of throwing std::bad_alloc";
+#endif
+  const std::string dir = temp_dir("oom");
+  ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
+  std::string request;
+  for (int i = 0; i < 30000; ++i) request += "5 ";
+  ASSERT_TRUE(perfmem::write_text_file(dir + "/long.txt", "12 7 1\n" + request + "1\n").ok());
+  for (const char* mode : {"--execution request", "--execution window --window 1"}) {
+    auto r = run_command("ulimit -v 2000000 && " + sida() + " run " + dir + " --requests " + dir +
+                         "/long.txt --encoder-only " + mode + " 2>&1");
+    EXPECT_EQ(r.exit_code, 1) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find("out of memory"), std::string::npos) << mode << "\n" << r.output;
+    EXPECT_NE(r.output.find(std::string(mode).find("window") != std::string::npos ? "requests 1..1" : "request 1"),
+              std::string::npos)
+        << mode << "\n"
+        << r.output;
   }
   std::filesystem::remove_all(dir);
 }

@@ -211,6 +211,21 @@ TEST(HuggingFaceWritten, SparseStepKeysAreHonoured) {
   std::filesystem::remove_all(dir);
 }
 
+// Without num_decoder_layers in config.json, transformers builds 12 decoder blocks whatever
+// num_layers says; a 12-block decoder under a 4-block encoder is read the same way. Absent
+// sparse counts take their defaults too (the step keys decide here).
+TEST(HuggingFaceWritten, AbsentKeysTakeHuggingFacesDefaults) {
+  SIDA_WRITE_HF_CHECKPOINT(
+      dir, "decoder-depth",
+      (Json{{"config", {{"num_decoder_layers", 12}, {"num_sparse_decoder_layers", 3}}},
+            {"drop_config_keys", {"num_decoder_layers", "num_sparse_encoder_layers", "num_sparse_decoder_layers"}}}));
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  EXPECT_EQ((*model)->config().num_decoder_layers, 12);
+  check_against_hf(dir, {{5, 17, 33, 9, 41, 60, 2, 1}}, 3, false);
+  std::filesystem::remove_all(dir);
+}
+
 // safetensors' save_model keeps the tied embedding as decoder.embed_tokens.weight.
 TEST(HuggingFaceWritten, TiedEmbeddingUnderAnotherNameLoads) {
   SIDA_WRITE_HF_CHECKPOINT(dir, "save-model", (Json{{"save_model", true}}));
@@ -226,6 +241,22 @@ TEST(HuggingFaceWritten, Bf16ShardedPadIdsInsideRequestsAreMasked) {
   SIDA_WRITE_HF_CHECKPOINT(dir, "bf16-pads", (Json{{"dtype", "bfloat16"}, {"max_shard_size", "40KB"}}));
   ASSERT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
   check_against_hf(dir, {{5, 0, 33, 9, 0, 0, 60, 1}, {42, 7, 0, 1}, {0, 11, 1}}, 4, false);
+  std::filesystem::remove_all(dir);
+}
+
+// generation_config.json decides the end ids (here a list: every id but 0 and 5, so generation
+// ends after the first token that is neither) and the pad id masked inside requests (5, not
+// config.json's 0).
+TEST(HuggingFaceWritten, GenerationConfigEndAndPadIds) {
+  Json eos = Json::array();
+  for (int id = 1; id < 96; ++id)
+    if (id != 5) eos.push_back(id);
+  SIDA_WRITE_HF_CHECKPOINT(dir, "generation-ids",
+                           (Json{{"generation_config", {{"eos_token_id", eos}, {"pad_token_id", 5}}}}));
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  EXPECT_EQ((*model)->config().masked_pad_id(), 5);
+  check_against_hf(dir, {{9, 5, 33, 0, 41, 5, 2, 1}, {42, 7, 5, 1}}, 4, false);
   std::filesystem::remove_all(dir);
 }
 
@@ -286,8 +317,28 @@ TEST(HuggingFaceWritten, CliDumpsOfEncoderStatesAndRouterChoicesMatch) {
                            "/requests.txt --dump-encoder " + dir + "/enc.f32 --dump-routes " + dir + "/routes.json";
   for (const char* mode : {"--max-new-tokens 3", "--max-new-tokens 3 --execution window", "--encoder-only"}) {
     SCOPED_TRACE(mode);
-    auto run = perfmem::testing::run_command(base + " " + mode + " 2>&1");
+    const bool generates = std::string(mode) != "--encoder-only";
+    const std::string logits_file = dir + "/logits.f32";
+    std::filesystem::remove(logits_file);
+    auto run =
+        perfmem::testing::run_command(base + " " + mode + (generates ? " --dump-logits " + logits_file : "") + " 2>&1");
     ASSERT_EQ(run.exit_code, 0) << run.output;
+    if (generates) {
+      // Every step's logits, request after request; the second request has a pad id inside,
+      // which both executions mask as transformers does.
+      const std::vector<float> logits = read_floats(logits_file);
+      size_t offset = 0;
+      for (size_t r = 0; r < requests.size(); ++r) {
+        const auto hf_logits = (*oracle)["generations"][r]["logits"].get<std::vector<float>>();
+        const size_t V = size_t(c.vocab_size);
+        ASSERT_LE(offset + hf_logits.size(), logits.size()) << "request " << r;
+        for (size_t step = 0; step * V < hf_logits.size(); ++step)
+          EXPECT_LE(testing::relative_error(&logits[offset + step * V], &hf_logits[step * V], V), kTolerance)
+              << "request " << r << " step " << step;
+        offset += hf_logits.size();
+      }
+      EXPECT_EQ(offset, logits.size());
+    }
     const std::vector<float> ours = read_floats(dir + "/enc.f32");
     std::vector<float> theirs;
     for (size_t r = 0; r < requests.size(); ++r)
@@ -316,7 +367,7 @@ TEST(HuggingFaceWritten, CliDumpsOfEncoderStatesAndRouterChoicesMatch) {
           decoder[size_t(m - c.num_encoder_moe_layers())].push_back(expert.at(0));
         }
       }
-      if (std::string(mode) != "--encoder-only") {
+      if (generates) {
         EXPECT_EQ(decoder,
                   (*oracle)["generations"][r]["decoder_router_choice"].get<std::vector<std::vector<int32_t>>>());
       }

@@ -12,6 +12,7 @@ SPEC_JSON keys (all optional):
   bin_only      true: write pytorch_model.bin instead of safetensors
   drop_config_keys  keys removed from config.json after saving
   no_generation_config  true: remove generation_config.json
+  generation_config  keys set in generation_config.json after saving (null removes the key)
   t5            true: a dense T5 model (T5ForConditionalGeneration) of the same tiny shape instead
 
 Exit 3 when transformers is not installed, so the caller can skip.
@@ -64,6 +65,17 @@ def main():
             config.pop(key, None)
         with open(config_path, "w") as f:
             json.dump(config, f, indent=2)
+    if "generation_config" in spec:
+        path = os.path.join(out, "generation_config.json")
+        with open(path) as f:
+            generation = json.load(f)
+        for key, value in spec["generation_config"].items():
+            if value is None:
+                generation.pop(key, None)
+            else:
+                generation[key] = value
+        with open(path, "w") as f:
+            json.dump(generation, f, indent=2)
     if spec.get("no_generation_config"):
         os.remove(os.path.join(out, "generation_config.json"))
 

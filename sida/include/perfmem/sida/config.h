@@ -23,6 +23,11 @@
 
 namespace perfmem::sida {
 
+// SwitchTransformersConfig's defaults for keys config.json may omit: the decoder depth, and the
+// sparse block counts the steps derive from when config.json names no step.
+inline constexpr int64_t kDefaultNumDecoderLayers = 12;
+inline constexpr int64_t kDefaultNumSparseLayers = 3;
+
 struct SwitchConfig {
   int64_t vocab_size = 32128;
   int64_t d_model = 768;
@@ -31,6 +36,9 @@ struct SwitchConfig {
   int64_t num_heads = 12;
   int64_t num_layers = 12;          // encoder blocks
   int64_t num_decoder_layers = 12;  // decoder blocks
+  // True when config.json has no num_decoder_layers key: Hugging Face then builds
+  // kDefaultNumDecoderLayers decoder blocks (not num_layers), and so does parse_config().
+  bool num_decoder_layers_defaulted = false;
   int64_t num_sparse_encoder_layers = 6;
   int64_t num_sparse_decoder_layers = 6;
   int64_t num_experts = 8;
@@ -38,8 +46,13 @@ struct SwitchConfig {
   int64_t relative_attention_num_buckets = 32;
   int64_t relative_attention_max_distance = 128;
   double layer_norm_epsilon = 1e-6;
-  int64_t pad_token_id = 0;
-  int64_t eos_token_id = 1;
+  int64_t pad_token_id = 0;  // config.json's: the id that pads a batch
+  int64_t eos_token_id = 1;  // config.json's: the id a tokenizer appends
+  // What generate() reads from generation_config.json when the folder has one, else from
+  // config.json: the ids that end a sequence (an integer or a list there; none: only
+  // max_new_tokens ends it) and the pad id (-1: none). See masked_pad_id().
+  std::vector<int64_t> generation_eos_ids = {1};
+  int64_t generation_pad_token_id = 0;
   // The first decoder input. -1 when neither generation_config.json nor config.json gives it
   // (nor a bos_token_id): generation is then refused, as Hugging Face refuses it.
   int64_t decoder_start_token_id = 0;
@@ -47,6 +60,11 @@ struct SwitchConfig {
   // present, they decide which blocks are sparse (PretrainedConfig sets extra keys after the
   // constructor computed the step from the counts). Absent: the step comes from the counts.
   std::optional<int64_t> encoder_sparse_step_key, decoder_sparse_step_key;
+
+  bool is_generation_eos(int64_t id) const;
+  // The id that generate() masks as an attention key inside a request (it builds the mask
+  // ids != pad), or -1: none when there is no pad id or the pad id also ends sequences.
+  int64_t masked_pad_id() const;
 
   // parse_config() guarantees that this and every tensor size of the model fit in 64 bits.
   int64_t inner_dim() const { return num_heads * d_kv; }
@@ -73,9 +91,10 @@ struct SwitchConfig {
 
 // Parses Hugging Face's SwitchTransformersConfig JSON; `file` names it in errors.
 Result<SwitchConfig> parse_config(const Json& json, const std::string& file);
-// Reads DIR/config.json, and the decoder start token from DIR/generation_config.json when that
-// file exists (Hugging Face's generate() reads it there: decoder_start_token_id, else
-// bos_token_id).
+// Reads DIR/config.json, and the generation settings from DIR/generation_config.json when that
+// file exists (Hugging Face's generate() reads them there): the decoder start token
+// (decoder_start_token_id, else bos_token_id), eos_token_id (an integer or a list) and
+// pad_token_id; a key absent there is None for generate(), whatever config.json says.
 Result<SwitchConfig> load_config(const std::string& dir);
 // A config.json that Hugging Face's SwitchTransformersConfig accepts.
 Json config_to_json(const SwitchConfig& config);

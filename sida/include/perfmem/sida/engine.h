@@ -7,7 +7,7 @@
 //   perfmem::sida::Engine engine(**model, **store);
 //   auto enc = engine.encode({{37, 5, 12, 1}});                  // F32 [B, L, d_model]
 //   auto gen = engine.generate({{37, 5, 12, 1}}, {.max_new_tokens = 8});
-//   // gen->tokens[0]: generated ids (decoder start excluded, eos included when produced)
+//   // gen->tokens[0]: generated ids (decoder start excluded, the end id included when produced)
 //
 // Routing follows Hugging Face: router logits in fp32, softmax, argmax (first on ties), output
 // scaled by the top probability; with capacity on, a token whose position among the sequence's
@@ -16,7 +16,9 @@
 // they are masked out of attention, so they cannot change any real token's result. A pad id
 // inside a request is masked as a key (encoder self-attention and cross-attention) but still
 // routed and counted against capacity, as Hugging Face's generate() does with the mask it
-// builds from the ids. The self-attention KV cache grows step by step.
+// builds from the ids (SwitchConfig::masked_pad_id: generate()'s pad id, unless it also ends
+// sequences). Generation stops at any of generate()'s end ids (SwitchConfig::generation_eos_ids).
+// The self-attention KV cache grows step by step.
 // Experts of a layer are computed in ascending id order, one acquired at a time; this is the
 // access order that route tables record.
 //
@@ -81,7 +83,7 @@ struct EncoderOutput {
   std::vector<int64_t> lengths;
   std::vector<float> hidden;  // F32 [batch, max_len, d_model]; padding rows are unspecified
   // [batch, max_len]: 1 where a position is attended as a key (self- and cross-attention): real
-  // positions except pad ids, which Hugging Face's generate() masks (when pad != eos).
+  // positions except pad ids, which Hugging Face's generate() masks (SwitchConfig::masked_pad_id).
   std::vector<uint8_t> key_mask;
 };
 
@@ -127,8 +129,6 @@ class Engine {
   // Empty requests, ids outside the vocabulary and requests of pad ids only are errors.
   Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
   Status check_generate(const GenerateOptions& options) const;
-  // Hugging Face builds the attention mask from the ids (id != pad) unless pad == eos.
-  bool masks_pad_ids() const;
   // A token of the activation matrix that goes through the MoE layer, in (row, position) order.
   struct RoutedToken {
     int64_t index;
