@@ -4,6 +4,7 @@
 //   sida record-routes ckpt/ --synthetic 50 -o routes.json
 //   sida run ckpt/ --synthetic 50 --policy prefetch --routes routes.json --budget 64KiB
 //   sida run ckpt/ --tokens "37 5 12 1" --dump-logits logits.f32
+//   sida train-predictor ckpt/ --routes routes.safetensors -o predictor/
 //   sida bench --help
 #include <cerrno>
 #include <cstdio>
@@ -18,6 +19,7 @@
 #include "perfmem/core/json.h"
 #include "perfmem/core/stats.h"
 #include "bench_command.h"
+#include "predictor_commands.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
@@ -222,6 +224,10 @@ int main(int argc, char** argv) {
   BenchOptions bench_opts;
   add_bench_options(bench, bench_opts);
 
+  // train-predictor, eval-predictor
+  PredictorCommands predictor_commands;
+  add_predictor_commands(app, predictor_commands);
+
   auto dispatch = [&]() -> int {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
@@ -356,6 +362,7 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);
+    if (int rc = run_predictor_command(app, predictor_commands); rc >= 0) return rc;
     // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
     PERFMEM_CHECK(false, "no subcommand to dispatch");
     return kExitFailure;
