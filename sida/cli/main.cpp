@@ -21,6 +21,7 @@
 #include "bench_command.h"
 #include "predictor_commands.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/predictor.h"
 #include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
 #include "perfmem/sida/tokenizer.h"
@@ -163,7 +164,12 @@ int main(int argc, char** argv) {
   run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")
       ->capture_default_str();
   run->add_option("--budget", budget_text, "Fast-tier bytes for experts (e.g. 2GiB); default: all experts");
-  run->add_option("--routes", routes_file, "Route table from `sida record-routes` (prefetch policy)");
+  std::string predictor_dir;
+  auto* predictor_option = run->add_option(
+      "--predictor", predictor_dir, "Predictor from `sida train-predictor`: prefetch plans made ahead, per window");
+  run->add_option("--routes", routes_file,
+                  "Oracle route table from `sida record-routes` (prefetch policy; an upper bound)")
+      ->excludes(predictor_option);
   run->add_option("--execution", execution_text,
                   "Request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
@@ -290,6 +296,12 @@ int main(int argc, char** argv) {
         if (!t) return report_failure(app, t.status());
         routes = std::move(*t);
       }
+      std::unique_ptr<Predictor> predictor;
+      if (!predictor_dir.empty()) {
+        auto p = Predictor::load(predictor_dir, **model);
+        if (!p) return report_failure(app, p.status());
+        predictor = std::move(*p);
+      }
       auto store = ExpertStore::create(**model, so);
       if (!store) return report_failure(app, store.status());
       if (*policy == Policy::kAllResident) {
@@ -297,6 +309,7 @@ int main(int argc, char** argv) {
         (*store)->reset_stats();
       }
       ServeOptions opt = serve_options(req);
+      opt.predictor = predictor.get();
       auto execution = parse_execution(execution_text);
       if (!execution) return report_failure(app, execution.status());
       opt.execution = *execution;

@@ -254,6 +254,25 @@ std::vector<int32_t> Predictor::predict(const std::vector<int32_t>& tokens, int6
   return out;
 }
 
+std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
+                                        bool layer_by_layer) {
+  const int64_t M = predictor.config().num_moe_layers, E = predictor.config().num_experts;
+  std::vector<int32_t> out;
+  std::vector<uint8_t> used(static_cast<size_t>(M * E), 0);  // id = m * E + e
+  auto flush = [&] {
+    for (size_t id = 0; id < used.size(); ++id)
+      if (used[id]) out.push_back(int32_t(id));
+    std::fill(used.begin(), used.end(), 0);
+  };
+  for (const auto& request : requests) {
+    const std::vector<int32_t> top = predictor.predict(request, 1);  // [L, M]
+    for (size_t i = 0; i < top.size(); ++i) used[(i % size_t(M)) * size_t(E) + size_t(top[i])] = 1;
+    if (!layer_by_layer) flush();  // ascending ids = layer by layer, experts ascending
+  }
+  if (layer_by_layer) flush();
+  return out;
+}
+
 // ---- evaluation ----
 
 Result<PredictorEval> evaluate_predictor(const Predictor* predictor, const RoutesDataset& data, int64_t k) {

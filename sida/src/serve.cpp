@@ -10,6 +10,7 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/progress.h"
+#include "perfmem/sida/predictor.h"
 
 namespace perfmem::sida {
 namespace {
@@ -269,12 +270,19 @@ Result<RouteTable> read_route_table(const std::string& path) {
 
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options) {
+  if (options.routes && options.predictor)
+    return Status(StatusCode::kInvalidInput, "give the prefetch policy a predictor or a route table, not both");
   if (store.policy() == Policy::kPrefetch) {
-    if (!options.routes)
+    if (!options.routes && !options.predictor)
       return Status(StatusCode::kInvalidInput,
-                    "the prefetch policy needs a route table (--routes FILE, made by `sida record-routes`)");
-    PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
+                    "the prefetch policy needs a predictor (--predictor DIR, made by `sida train-predictor`) or an "
+                    "oracle route table (--routes FILE, made by `sida record-routes`)");
+    if (options.routes) PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
+    if (options.predictor)
+      PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   }
+  const bool prefetch = store.policy() == Policy::kPrefetch;
+  double predictor_s = 0;  // written by the run-ahead thread, read after join()
   const size_t window = std::max<size_t>(1, options.window);
   BoundedQueue<WindowPlan> plans(std::max<size_t>(1, options.queue_capacity));
   // The run-ahead thread: turns the route table into per-window access plans.
@@ -283,9 +291,17 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       WindowPlan plan;
       plan.first = first;
       plan.count = std::min(window, requests.size() - first);
-      if (store.policy() == Policy::kPrefetch)
+      if (prefetch && options.predictor) {
+        Stopwatch sw;
+        plan.accesses = predicted_accesses(*options.predictor,
+                                           std::vector<Request>(requests.begin() + std::ptrdiff_t(first),
+                                                                requests.begin() + std::ptrdiff_t(first + plan.count)),
+                                           options.execution == Execution::kWindow);
+        predictor_s += sw.elapsed_s();
+      } else if (prefetch) {
         plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution,
                                         model.config().num_encoder_moe_layers());
+      }
       if (!plans.push(std::move(plan))) return;
     }
     plans.close();
@@ -312,6 +328,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   Stopwatch wall;
   ProgressBar bar("serving", int64_t(requests.size()));
   while (auto plan = plans.pop()) {
+    report.planned_accesses += plan->accesses.size();
     store.append_upcoming(plan->accesses);
     if (options.execution == Execution::kWindow) {
       // The window's requests advance together and complete together: each one's latency is
@@ -400,6 +417,8 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   bar.finish();
   if (!failure.ok()) return failure;
   report.wall_s = wall.elapsed_s();
+  report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
+  report.predictor_s = predictor_s;
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
@@ -411,6 +430,9 @@ Json report_to_json(const ServeReport& r) {
   Json j;
   j["policy"] = r.policy;
   j["execution"] = r.execution;
+  j["plans"] = r.plans;
+  j["planned_accesses"] = r.planned_accesses;
+  j["predictor_s"] = r.predictor_s;
   j["budget_bytes"] = r.budget_bytes;
   j["slots"] = r.slots;
   j["requests"] = r.requests;
@@ -484,6 +506,14 @@ std::string report_to_text(const ServeReport& r) {
                 (unsigned long long)r.store.hits, (unsigned long long)r.store.accesses,
                 (unsigned long long)r.store.inflight_hits, r.store.io_wait_s);
   o << buf;
+  if (r.plans == "predictor") {
+    std::snprintf(buf, sizeof buf,
+                  "  prefetch plans from the predictor: %.3f s in the run-ahead thread (inside the wall time)\n",
+                  r.predictor_s);
+    o << buf;
+  } else if (r.plans == "oracle") {
+    o << "  prefetch plans from an oracle route table (a recorded pass, not counted: an upper bound)\n";
+  }
   return o.str();
 }
 

@@ -263,6 +263,84 @@ TEST_F(PredictorTest, BadFilesAreNamed) {
   expect_error("predictor.safetensors");
 }
 
+// Serving with the predictor's plans: exact mode stays bit-identical to all experts resident, the
+// plans are the predictor's top-1 experts in the engine's order, and the report says where plans
+// came from and how long the predictor ran.
+TEST_F(PredictorTest, PredictorPlansDrivePrefetchInExactMode) {
+  PredictorConfig c;
+  c.d_model = model_->config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model_->config().num_encoder_moe_layers();
+  c.num_experts = model_->config().num_experts;
+  c.vocab_size = model_->config().vocab_size;
+  const std::string p = *dir_ + "/serve-predictor";
+  write_random_predictor(p, c);
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  const auto requests = synthetic_requests(10, 3, 14, c.vocab_size, 9);
+
+  // The plans: per request, per layer, the distinct top-1 experts ascending; or the window's union.
+  std::vector<int32_t> per_request, expected_union;
+  for (const Request& r : requests) {
+    const auto top = (*predictor)->predict(r, 1);
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < top.size(); ++i)
+      ids.push_back(int32_t(int64_t(i % size_t(c.num_moe_layers)) * c.num_experts + top[i]));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    per_request.insert(per_request.end(), ids.begin(), ids.end());
+    expected_union.insert(expected_union.end(), ids.begin(), ids.end());
+  }
+  std::sort(expected_union.begin(), expected_union.end());
+  expected_union.erase(std::unique(expected_union.begin(), expected_union.end()), expected_union.end());
+  EXPECT_EQ(predicted_accesses(**predictor, requests, false), per_request);
+  EXPECT_EQ(predicted_accesses(**predictor, requests, true), expected_union);
+
+  ServeOptions opt;
+  opt.max_new_tokens = 3;
+  opt.keep_outputs = true;
+  opt.window = 4;
+  auto all = ExpertStore::create(*model_, StoreOptions{});
+  ASSERT_TRUE(all.ok());
+  auto reference = serve(*model_, **all, requests, opt);
+  ASSERT_TRUE(reference.ok()) << reference.status().to_string();
+  EXPECT_EQ(reference->plans, "none");
+  for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
+    StoreOptions so;
+    so.policy = Policy::kPrefetch;
+    so.budget_bytes = 3 * model_->config().expert_f32_bytes();  // 3 of 24 experts
+    auto store = ExpertStore::create(*model_, so);
+    ASSERT_TRUE(store.ok());
+    opt.execution = execution;
+    opt.predictor = predictor->get();
+    auto report = serve(*model_, **store, requests, opt);
+    ASSERT_TRUE(report.ok()) << report.status().to_string();
+    EXPECT_EQ(report->plans, "predictor");
+    EXPECT_GT(report->predictor_s, 0.0);
+    EXPECT_EQ(
+        report->planned_accesses, execution == Execution::kRequest ? per_request.size() : [&] {
+          size_t n = 0;  // the union of each window of 4
+          for (size_t first = 0; first < requests.size(); first += 4)
+            n += predicted_accesses(**predictor,
+                                    std::vector<Request>(requests.begin() + long(first),
+                                                         requests.begin() + long(std::min(first + 4, requests.size()))),
+                                    true)
+                     .size();
+          return n;
+        }());
+    for (size_t r = 0; r < requests.size(); ++r) {
+      EXPECT_EQ(report->results[r].generated, reference->results[r].generated);
+      EXPECT_EQ(report->results[r].logits, reference->results[r].logits);
+      EXPECT_EQ(report->results[r].encoder_hidden, reference->results[r].encoder_hidden);
+    }
+    // Plans from the predictor and from a route table at once are refused.
+    RouteTable table;
+    opt.routes = &table;
+    EXPECT_FALSE(serve(*model_, **store, requests, opt).ok());
+    opt.routes = nullptr;
+  }
+}
+
 TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   const std::string routes = *dir_ + "/routes.safetensors", p = *dir_ + "/pcli";
   ASSERT_TRUE(write_routes_dataset(routes, *data_).ok());

@@ -89,6 +89,14 @@ class Predictor {
   std::vector<std::vector<float>> lstm_bias_;  // b_ih + b_hh per layer
 };
 
+// The expert accesses the predictor expects a window of requests to make in the encoder (ids
+// moe_layer * E + e; the encoder's MoE layers come first), in the engine's order: request by
+// request, each MoE layer's distinct predicted experts in ascending id order; or, with
+// `layer_by_layer` (window execution), the window's distinct experts per layer. Each token's
+// top-1 expert is taken. The decoder's layers are not predicted (their tokens do not exist yet).
+std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
+                                        bool layer_by_layer);
+
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
 
