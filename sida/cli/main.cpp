@@ -170,6 +170,11 @@ int main(int argc, char** argv) {
   run->add_option("--routes", routes_file,
                   "Oracle route table from `sida record-routes` (prefetch policy; an upper bound)")
       ->excludes(predictor_option);
+  bool replace_router = false;
+  run->add_flag("--replace-router", replace_router,
+                "SiDA's mode: encoder tokens go to the predicted experts (no router); also runs exact mode and "
+                "reports how far outputs moved")
+      ->needs(predictor_option);
   run->add_option("--execution", execution_text,
                   "Request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
@@ -317,8 +322,17 @@ int main(int argc, char** argv) {
       opt.routes = routes ? &*routes : nullptr;
       opt.keep_outputs = !dump_logits.empty() || !dump_encoder.empty();
       opt.keep_routes = !dump_routes.empty();
+      opt.replace_router = replace_router;
+      std::optional<ServeReport> exact;
+      if (replace_router) {
+        auto e = run_exact_reference(**model, so, *requests, opt);
+        if (!e) return report_failure(app, e.status());
+        exact = std::move(*e);
+        opt.keep_outputs = true;
+      }
       auto report = serve(**model, **store, *requests, opt);
       if (!report) return report_failure(app, report.status());
+      const Json replacement = exact ? replacement_summary(*exact, *report) : Json();
       if (!dump_logits.empty()) {
         std::vector<float> all;
         for (const auto& r : report->results)
@@ -338,6 +352,7 @@ int main(int argc, char** argv) {
         Json outs = Json::array();
         for (const auto& r : report->results) outs.push_back(r.generated);
         j["generated"] = outs;
+        if (exact) j["replace_router_vs_exact"] = replacement;
         print_json(j);
       } else {
         std::unique_ptr<Tokenizer> tok;
@@ -349,6 +364,7 @@ int main(int argc, char** argv) {
             if (tok) std::cout << "text: " << tok->decode(r.generated) << "\n";
           }
         std::cerr << report_to_text(*report);
+        if (exact) std::cerr << replacement_summary_text(replacement);
       }
       return kExitOk;
     }

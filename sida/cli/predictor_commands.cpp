@@ -84,6 +84,45 @@ int run_train_predictor(const CLI::App& app, PredictorCommands& c) {
   }
 }
 
+Result<ServeReport> run_exact_reference(const ModelWeights& model, StoreOptions store_options,
+                                        const std::vector<Request>& requests, ServeOptions options) {
+  if (store_options.policy != Policy::kAllResident) store_options.policy = Policy::kLru;
+  PERFMEM_ASSIGN_OR_RETURN(auto store, ExpertStore::create(model, store_options));
+  if (store_options.policy == Policy::kAllResident) {
+    PERFMEM_RETURN_IF_ERROR(store->load_all());
+    store->reset_stats();
+  }
+  options.replace_router = false;
+  options.predictor = nullptr;
+  options.routes = nullptr;
+  options.keep_outputs = true;
+  return serve(model, *store, requests, options);
+}
+
+Json replacement_summary(const ServeReport& exact, const ServeReport& replaced) {
+  Json j = compare_to_exact(exact, replaced);
+  j["exact_requests_per_s"] = exact.requests_per_s();
+  j["replaced_requests_per_s"] = replaced.requests_per_s();
+  return j;
+}
+
+std::string replacement_summary_text(const Json& j) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "router replaced by the predictor (encoder), against exact mode on the same requests:\n"
+                "  encoder states relative error %.3g; logits relative error %.3g (%llu steps with equal earlier ids)\n"
+                "  generated ids agreeing %.1f%% of %llu; sequences identical %llu of %llu\n"
+                "  throughput %.2f requests/s (exact, lru at the same budget: %.2f)\n",
+                j["encoder_relative_error"].get<double>(), j["logits_relative_error"].get<double>(),
+                static_cast<unsigned long long>(j["logit_steps_compared"].get<uint64_t>()),
+                100 * j["generated_id_agreement"].get<double>(),
+                static_cast<unsigned long long>(j["generated_ids"].get<uint64_t>()),
+                static_cast<unsigned long long>(j["sequences_identical"].get<uint64_t>()),
+                static_cast<unsigned long long>(j["requests"].get<uint64_t>()),
+                j["replaced_requests_per_s"].get<double>(), j["exact_requests_per_s"].get<double>());
+  return buf;
+}
+
 namespace {
 // Replaces this process with sida-train-predictor from the folder of the running program.
 int exec_trainer(const CLI::App& app, const std::vector<std::string>& args) {

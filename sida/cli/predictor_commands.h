@@ -13,7 +13,9 @@
 #include <string>
 
 #include "perfmem/core/cli.h"
+#include "perfmem/sida/expert_store.h"
 #include "perfmem/sida/predictor_train.h"
+#include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
 
@@ -31,6 +33,14 @@ struct PredictorCommands {
 void add_predictor_commands(CLI::App& app, PredictorCommands& commands);
 // Runs the parsed one; -1 when neither was parsed.
 int run_predictor_command(const CLI::App& app, PredictorCommands& commands);
+
+// `sida run --replace-router`: the same requests in exact mode first (a fresh store of the same
+// budget, lru, or all experts when the policy is all-resident), outputs kept for the comparison.
+Result<ServeReport> run_exact_reference(const ModelWeights& model, StoreOptions store_options,
+                                        const std::vector<Request>& requests, ServeOptions options);
+// compare_to_exact plus both runs' throughput, as JSON and as text lines.
+Json replacement_summary(const ServeReport& exact, const ServeReport& replaced);
+std::string replacement_summary_text(const Json& summary);
 
 // The trainer's own options and run (sida-train-predictor).
 void add_train_predictor_options(CLI::App* cmd, PredictorCommands& commands);

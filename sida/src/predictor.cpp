@@ -10,6 +10,7 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/safetensors.h"
+#include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
 namespace {
@@ -254,9 +255,28 @@ std::vector<int32_t> Predictor::predict(const std::vector<int32_t>& tokens, int6
   return out;
 }
 
-std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
+Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens) const {
+  const int64_t E = config_.num_experts;
+  const std::vector<float> logits = forward(tokens);
+  Routes out;
+  const size_t cells = logits.size() / size_t(E);
+  out.expert.resize(cells);
+  out.prob.resize(cells);
+  for (size_t i = 0; i < cells; ++i) {
+    const float* row = &logits[i * size_t(E)];
+    int32_t best = 0;
+    for (int64_t e = 1; e < E; ++e)
+      if (row[e] > row[best]) best = int32_t(e);
+    float sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += std::exp(row[e] - row[best]);
+    out.expert[i] = best;
+    out.prob[i] = 1.0f / sum;
+  }
+  return out;
+}
+
+std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t M, int64_t E,
                                         bool layer_by_layer) {
-  const int64_t M = predictor.config().num_moe_layers, E = predictor.config().num_experts;
   std::vector<int32_t> out;
   std::vector<uint8_t> used(static_cast<size_t>(M * E), 0);  // id = m * E + e
   auto flush = [&] {
@@ -264,13 +284,56 @@ std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::v
       if (used[id]) out.push_back(int32_t(id));
     std::fill(used.begin(), used.end(), 0);
   };
-  for (const auto& request : requests) {
-    const std::vector<int32_t> top = predictor.predict(request, 1);  // [L, M]
-    for (size_t i = 0; i < top.size(); ++i) used[(i % size_t(M)) * size_t(E) + size_t(top[i])] = 1;
+  for (const Predictor::Routes& r : routes) {
+    for (size_t i = 0; i < r.expert.size(); ++i) used[(i % size_t(M)) * size_t(E) + size_t(r.expert[i])] = 1;
     if (!layer_by_layer) flush();  // ascending ids = layer by layer, experts ascending
   }
   if (layer_by_layer) flush();
   return out;
+}
+
+std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
+                                        bool layer_by_layer) {
+  std::vector<Predictor::Routes> routes;
+  for (const auto& request : requests) routes.push_back(predictor.predict_routes(request));
+  return accesses_of_routes(routes, predictor.config().num_moe_layers, predictor.config().num_experts, layer_by_layer);
+}
+
+Json compare_to_exact(const ServeReport& exact, const ServeReport& replaced) {
+  double enc_diff = 0, enc_norm = 0, logit_diff = 0, logit_norm = 0;
+  uint64_t ids = 0, ids_same = 0, sequences_same = 0, steps_compared = 0;
+  const size_t n = std::min(exact.results.size(), replaced.results.size());
+  for (size_t r = 0; r < n; ++r) {
+    const RequestResult &a = exact.results[r], &b = replaced.results[r];
+    for (size_t i = 0; i < std::min(a.encoder_hidden.size(), b.encoder_hidden.size()); ++i) {
+      enc_diff += double(a.encoder_hidden[i] - b.encoder_hidden[i]) * double(a.encoder_hidden[i] - b.encoder_hidden[i]);
+      enc_norm += double(a.encoder_hidden[i]) * double(a.encoder_hidden[i]);
+    }
+    const size_t len = std::max(a.generated.size(), b.generated.size());
+    ids += len;
+    bool prefix_same = true;
+    for (size_t s = 0; s < len; ++s) {
+      const bool same = s < a.generated.size() && s < b.generated.size() && a.generated[s] == b.generated[s];
+      ids_same += same;
+      if (prefix_same && s < a.logits.size() && s < b.logits.size() && a.logits[s].size() == b.logits[s].size()) {
+        ++steps_compared;
+        for (size_t v = 0; v < a.logits[s].size(); ++v) {
+          logit_diff += double(a.logits[s][v] - b.logits[s][v]) * double(a.logits[s][v] - b.logits[s][v]);
+          logit_norm += double(a.logits[s][v]) * double(a.logits[s][v]);
+        }
+      }
+      prefix_same = prefix_same && same;
+    }
+    sequences_same += a.generated == b.generated;
+  }
+  Json j = {{"requests", n},
+            {"encoder_relative_error", enc_norm > 0 ? std::sqrt(enc_diff / enc_norm) : 0.0},
+            {"generated_ids", ids},
+            {"generated_id_agreement", ids ? double(ids_same) / double(ids) : 1.0},
+            {"sequences_identical", sequences_same},
+            {"logit_steps_compared", steps_compared},
+            {"logits_relative_error", logit_norm > 0 ? std::sqrt(logit_diff / logit_norm) : 0.0}};
+  return j;
 }
 
 // ---- evaluation ----

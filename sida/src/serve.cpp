@@ -55,6 +55,7 @@ class BoundedQueue {
 struct WindowPlan {
   size_t first = 0, count = 0;
   std::vector<int32_t> accesses;
+  std::vector<Predictor::Routes> routes;  // per request, when the predictor ran
 };
 
 Status check_routes(const RouteTable& table, const std::vector<Request>& requests, const ServeOptions& options,
@@ -281,6 +282,11 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     if (options.predictor)
       PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   }
+  if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
+    return Status(StatusCode::kInvalidInput,
+                  "router replacement needs a predictor (--predictor DIR) and request execution");
+  if (options.replace_router)
+    PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   const bool prefetch = store.policy() == Policy::kPrefetch;
   double predictor_s = 0;  // written by the run-ahead thread, read after join()
   const size_t window = std::max<size_t>(1, options.window);
@@ -291,12 +297,14 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       WindowPlan plan;
       plan.first = first;
       plan.count = std::min(window, requests.size() - first);
-      if (prefetch && options.predictor) {
+      if (options.predictor && (prefetch || options.replace_router)) {
         Stopwatch sw;
-        plan.accesses = predicted_accesses(*options.predictor,
-                                           std::vector<Request>(requests.begin() + std::ptrdiff_t(first),
-                                                                requests.begin() + std::ptrdiff_t(first + plan.count)),
-                                           options.execution == Execution::kWindow);
+        for (size_t r = first; r < first + plan.count; ++r)
+          plan.routes.push_back(options.predictor->predict_routes(requests[r]));
+        if (prefetch)
+          plan.accesses =
+              accesses_of_routes(plan.routes, options.predictor->config().num_moe_layers,
+                                 options.predictor->config().num_experts, options.execution == Execution::kWindow);
         predictor_s += sw.elapsed_s();
       } else if (prefetch) {
         plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution,
@@ -309,6 +317,13 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
 
   Engine engine(model, store, options.engine);
   ServeReport report;
+  const Predictor::Routes* current_routes = nullptr;  // the running request's, in replacement mode
+  if (options.replace_router)
+    engine.set_router_replacement([&](int64_t moe_layer, int32_t position, int32_t* expert, float* scale) {
+      const size_t at = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
+      *expert = current_routes->expert[at];
+      *scale = current_routes->prob[at];
+    });
   // Router decisions go to the request being run: the current one in request execution, the
   // window's first plus the visit's index in window execution.
   size_t current_request = 0, window_first = 0;
@@ -380,6 +395,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
       Stopwatch sw;
       current_request = r;
+      if (options.replace_router) current_routes = &plan->routes[r - plan->first];
       RequestResult& out = report.results[r];
       report.input_tokens += requests[r].size();
       if (options.generate) {
@@ -419,6 +435,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   report.wall_s = wall.elapsed_s();
   report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
   report.predictor_s = predictor_s;
+  report.replace_router = options.replace_router;
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
@@ -431,6 +448,7 @@ Json report_to_json(const ServeReport& r) {
   j["policy"] = r.policy;
   j["execution"] = r.execution;
   j["plans"] = r.plans;
+  j["router"] = r.replace_router ? "replaced by the predictor (encoder)" : "exact";
   j["planned_accesses"] = r.planned_accesses;
   j["predictor_s"] = r.predictor_s;
   j["budget_bytes"] = r.budget_bytes;

@@ -341,6 +341,117 @@ TEST_F(PredictorTest, PredictorPlansDrivePrefetchInExactMode) {
   }
 }
 
+// Router replacement sends each encoder token where the replacement says, scaled as it says: a
+// replacement that repeats the router's own decisions (expert and probability, capacity never
+// reached here) reproduces exact mode bit for bit.
+TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
+  testing::LoadedModel m = testing::load_model(*dir_);
+  ASSERT_TRUE(m.store);
+  const Request request = {7, 12, 5, 33, 41, 9, 1};
+  Engine exact(*m.model, *m.store);
+  std::vector<std::vector<int32_t>> choice(size_t(m.model->config().num_encoder_moe_layers()));
+  std::vector<std::vector<float>> prob(choice.size());
+  exact.set_observer([&](const MoeLayerVisit& v) {
+    if (v.decode_step >= 0) return;
+    const int64_t E = m.model->config().num_experts;
+    for (size_t t = 0; t < v.positions.size(); ++t) {
+      std::vector<float> p(v.router_logits.begin() + long(t * size_t(E)),
+                           v.router_logits.begin() + long((t + 1) * size_t(E)));
+      const float top = *std::max_element(p.begin(), p.end());
+      float sum = 0;
+      for (float x : p) sum += std::exp(x - top);
+      choice[size_t(v.moe_layer)].push_back(v.choice[t]);
+      prob[size_t(v.moe_layer)].push_back(1.0f / sum);
+    }
+  });
+  auto want = exact.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(want.ok());
+  Engine replaced(*m.model, *m.store);
+  int64_t calls = 0;
+  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+    *expert = choice[size_t(layer)][size_t(position)];
+    *scale = prob[size_t(layer)][size_t(position)];
+    ++calls;
+  });
+  auto got = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(calls, int64_t(request.size()) * m.model->config().num_encoder_moe_layers());
+  EXPECT_EQ(got->tokens, want->tokens);
+  EXPECT_EQ(got->logits, want->logits);
+  // Another expert changes the result.
+  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+    *expert = (choice[size_t(layer)][size_t(position)] + 1) % int32_t(m.model->config().num_experts);
+    *scale = prob[size_t(layer)][size_t(position)];
+  });
+  auto moved = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(moved.ok());
+  EXPECT_NE(moved->logits, want->logits);
+}
+
+// serve() in replacement mode: encoder tokens go to the predictor's top-1 experts (no capacity),
+// the decoder's routers still decide, and the comparison with exact mode is reported.
+TEST_F(PredictorTest, ServeReplacesTheRouterWithThePredictor) {
+  PredictorConfig c;
+  c.d_model = model_->config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model_->config().num_encoder_moe_layers();
+  c.num_experts = model_->config().num_experts;
+  c.vocab_size = model_->config().vocab_size;
+  const std::string p = *dir_ + "/replace-predictor";
+  write_random_predictor(p, c);
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok());
+  const auto requests = synthetic_requests(6, 3, 14, c.vocab_size, 21);
+  ServeOptions opt;
+  opt.max_new_tokens = 3;
+  opt.predictor = predictor->get();
+  opt.replace_router = true;
+  opt.keep_outputs = true;
+  opt.keep_routes = true;
+  StoreOptions so;
+  so.policy = Policy::kPrefetch;
+  so.budget_bytes = 4 * model_->config().expert_f32_bytes();
+  auto store = ExpertStore::create(*model_, so);
+  ASSERT_TRUE(store.ok());
+  auto report = serve(*model_, **store, requests, opt);
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  EXPECT_TRUE(report->replace_router);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const auto routes = (*predictor)->predict_routes(requests[r]);
+    int64_t encoder_visits = 0;
+    for (const RouterChoices& rc : report->results[r].routes) {
+      if (rc.decode_step >= 0) continue;
+      ++encoder_visits;
+      for (size_t t = 0; t < rc.positions.size(); ++t) {
+        EXPECT_EQ(rc.expert[t],
+                  routes.expert[size_t(rc.positions[t]) * size_t(c.num_moe_layers) + size_t(rc.moe_layer)]);
+        EXPECT_EQ(rc.dropped[t], 0);
+      }
+    }
+    EXPECT_EQ(encoder_visits, c.num_moe_layers);
+  }
+  // Against exact mode: the outputs moved (random predictor), and against itself, nothing moved.
+  opt.replace_router = false;
+  opt.predictor = nullptr;
+  auto all = ExpertStore::create(*model_, StoreOptions{});
+  ASSERT_TRUE(all.ok());
+  auto exact = serve(*model_, **all, requests, opt);
+  ASSERT_TRUE(exact.ok());
+  const Json moved = compare_to_exact(*exact, *report), same = compare_to_exact(*exact, *exact);
+  EXPECT_GT(moved["encoder_relative_error"].get<double>(), 1e-3);
+  EXPECT_GT(moved["logits_relative_error"].get<double>(), 1e-3);
+  EXPECT_EQ(same["encoder_relative_error"].get<double>(), 0.0);
+  EXPECT_EQ(same["logits_relative_error"].get<double>(), 0.0);
+  EXPECT_EQ(same["generated_id_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(same["sequences_identical"].get<uint64_t>(), requests.size());
+  // Replacement needs the predictor and request execution.
+  opt.replace_router = true;
+  EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+  opt.predictor = predictor->get();
+  opt.execution = Execution::kWindow;
+  EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+}
+
 TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   const std::string routes = *dir_ + "/routes.safetensors", p = *dir_ + "/pcli";
   ASSERT_TRUE(write_routes_dataset(routes, *data_).ok());
@@ -369,6 +480,29 @@ TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   EXPECT_EQ((*j)["layers"].size(), size_t(model_->config().num_encoder_moe_layers()));
   EXPECT_TRUE((*j)["mean"].contains("predictor_top1"));
   EXPECT_GT((*j)["predictor_us_per_token"].get<double>(), 0.0);
+  // Serving with it: prefetch plans from the predictor, then SiDA's mode with its comparison.
+  const std::string reqs = *dir_ + "/cli-requests.txt";
+  ASSERT_TRUE(write_text_file(reqs, "5 9 12 1\n33 41 7 8 1\n").ok());
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs +
+                                      " --policy prefetch --budget 1 --predictor " + p + " --json");
+  EXPECT_NE(run.exit_code, 0);  // 1 byte holds no expert
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --policy prefetch --budget " +
+                                      std::to_string(2 * model_->config().expert_f32_bytes()) + " --predictor " + p +
+                                      " --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "run output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["plans"], "predictor");
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --predictor " + p +
+                                      " --replace-router --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "run output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["replace_router_vs_exact"]["requests"], 2);
+  EXPECT_TRUE((*j)["replace_router_vs_exact"].contains("logits_relative_error"));
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --replace-router");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--predictor"), std::string::npos) << run.output;
   // A file that is not a routes dataset is refused by name.
   run =
       perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + *dir_ + "/config.json -o " + p);

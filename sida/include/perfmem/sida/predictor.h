@@ -78,6 +78,12 @@ class Predictor {
   std::vector<float> forward(const std::vector<int32_t>& tokens, bool reference = false) const;
   // The k best experts per token and layer, best first (ties: lower id): I32 [L, M, k].
   std::vector<int32_t> predict(const std::vector<int32_t>& tokens, int64_t k) const;
+  // Each token's top-1 expert per layer and its probability (softmax over the E logits).
+  struct Routes {
+    std::vector<int32_t> expert;  // [L, M]
+    std::vector<float> prob;      // [L, M]
+  };
+  Routes predict_routes(const std::vector<int32_t>& tokens) const;
 
  private:
   Predictor() = default;
@@ -96,6 +102,15 @@ class Predictor {
 // top-1 expert is taken. The decoder's layers are not predicted (their tokens do not exist yet).
 std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
                                         bool layer_by_layer);
+// The same from routes already predicted (one per request).
+std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t num_moe_layers,
+                                        int64_t num_experts, bool layer_by_layer);
+
+// How far router replacement moved the outputs from exact mode, for the same requests (both runs
+// with keep_outputs): encoder states' relative error (‖a − b‖ / ‖a‖ over all requests), generated
+// ids agreeing position by position, whole sequences identical, and the logits' relative error
+// over the steps whose earlier generated ids all agree (later steps decode different inputs).
+Json compare_to_exact(const struct ServeReport& exact, const struct ServeReport& replaced);
 
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);

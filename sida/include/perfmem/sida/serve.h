@@ -54,8 +54,12 @@ struct ServeOptions {
   // The prefetch policy's plans from SiDA's predictor instead (run ahead over each window, in the
   // run-ahead thread, its time inside the measured wall time); excludes `routes`.
   const class Predictor* predictor = nullptr;
-  bool keep_outputs = false;                  // keep logits (generate) and encoder states
-  bool keep_routes = false;                   // keep every router decision (RequestResult::routes)
+  // SiDA's own mode (needs `predictor`, request execution): encoder tokens go to the predicted
+  // experts, scaled by the predicted probability; the encoder's routers are not run and expert
+  // capacity is not applied. Outputs move away from exact mode (compare_to_exact measures it).
+  bool replace_router = false;
+  bool keep_outputs = false;  // keep logits (generate) and encoder states
+  bool keep_routes = false;   // keep every router decision (RequestResult::routes)
   EngineOptions engine;
 };
 
@@ -98,6 +102,7 @@ struct ServeReport {
   std::string policy;
   std::string execution;
   std::string plans;  // where prefetch plans came from: "predictor", "oracle" or "none"
+  bool replace_router = false;
   double predictor_s = 0;  // run-ahead thread time in the predictor (already inside wall_s)
   uint64_t planned_accesses = 0;
   uint64_t budget_bytes = 0;
