@@ -34,6 +34,15 @@ void ProgressBar::finish() {
   std::fflush(stream_);
 }
 
+void ProgressBar::set_note(std::string note) { note_ = std::move(note); }
+
+std::string ProgressBar::render(const std::string& label, int64_t done, int64_t total, int width,
+                                const std::string& note) {
+  std::string out = render(label, done, total, width);
+  if (!note.empty()) out += " " + note;
+  return out;
+}
+
 std::string ProgressBar::render(const std::string& label, int64_t done, int64_t total, int width) {
   int bar = std::max(width, 1);
   double fraction = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
@@ -53,7 +62,7 @@ void ProgressBar::draw(bool force) {
   // Redraw at most 20 times a second: a tight loop must not be slowed by terminal output.
   if (!force && now - last_draw_ < std::chrono::milliseconds(50) && done_ != total_) return;
   last_draw_ = now;
-  std::fprintf(stream_, "\r%s", render(label_, done_, total_, 30).c_str());
+  std::fprintf(stream_, "\r%s", render(label_, done_, total_, 30, note_).c_str());
   std::fflush(stream_);
 }
 

@@ -179,6 +179,11 @@ TEST(ProgressBar, RenderShowsFractionAndCounts) {
   EXPECT_EQ(ProgressBar::render("x", 20, 10, 4), "x [####] 100% 20/10");
 }
 
+TEST(ProgressBar, RenderAppendsTheNote) {
+  EXPECT_EQ(ProgressBar::render("train", 1, 4, 4, "loss 0.5"), "train [#   ] 25% 1/4 loss 0.5");
+  EXPECT_EQ(ProgressBar::render("train", 1, 4, 4, ""), "train [#   ] 25% 1/4");
+}
+
 TEST(ProgressBar, SilentWhenDisabledAndDrawsWhenEnabled) {
   std::FILE* silent = std::tmpfile();
   {

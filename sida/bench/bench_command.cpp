@@ -13,6 +13,7 @@
 #include "perfmem/core/process.h"
 #include "perfmem/core/stats.h"
 #include "count_option.h"
+#include "perfmem/sida/predictor.h"
 #include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
@@ -120,6 +121,9 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_flag("!--no-hf", o.hf, "Skip the Hugging Face / PyTorch baseline");
   cmd->add_option("--json", o.json_out, "Also write every measurement to this JSON file");
   cmd->add_flag("--no-direct-io", o.no_direct_io, "Read experts through the page cache");
+  cmd->add_option("--predictor", o.predictor,
+                  "Predictor of this checkpoint (sida train-predictor): prefetch rows plan with it; rows with the "
+                  "oracle route table follow as an upper bound");
 }
 
 int run_bench(const CLI::App& app, const BenchOptions& o) {
@@ -132,6 +136,12 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   if (!model) return report_failure(app, model.status());
   const SwitchConfig& c = (*model)->config();
   const uint64_t all_experts = uint64_t(c.num_moe_layers() * c.num_experts) * c.expert_f32_bytes();
+  std::unique_ptr<Predictor> predictor;
+  if (!o.predictor.empty()) {
+    auto p = Predictor::load(o.predictor, **model);
+    if (!p) return report_failure(app, p.status());
+    predictor = std::move(*p);
+  }
   auto requests = synthetic_requests(o.requests, 10, 60, c.vocab_size, 7);
   uint64_t input_tokens = 0;
   for (const auto& r : requests) input_tokens += r.size();
@@ -163,27 +173,34 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
         auto policy = parse_policy(policy_text);
         if (!policy) return report_failure(app, policy.status());
         if (*policy == Policy::kAllResident && *budget < all_experts) continue;  // cannot hold them
-        for (const std::string& execution_text : o.executions) {
-          auto execution = parse_execution(execution_text);
-          if (!execution) return report_failure(app, execution.status());
-          opt.execution = *execution;
-          opt.window = o.window;
-          StoreOptions so;
-          so.policy = *policy;
-          so.budget_bytes = *budget;
-          so.direct_io = !o.no_direct_io;
-          auto store = ExpertStore::create(**model, so);
-          if (!store) return report_failure(app, store.status());
-          if (*policy == Policy::kAllResident) {
-            if (auto s = (*store)->load_all(); !s.ok()) return report_failure(app, s);
-            (*store)->reset_stats();
+        // Prefetch plans: from the predictor (when given), then from the oracle table (upper bound).
+        std::vector<const Predictor*> sources = {nullptr};
+        if (*policy == Policy::kPrefetch && predictor) sources.insert(sources.begin(), predictor.get());
+        for (const Predictor* source : sources)
+          for (const std::string& execution_text : o.executions) {
+            auto execution = parse_execution(execution_text);
+            if (!execution) return report_failure(app, execution.status());
+            opt.execution = *execution;
+            opt.predictor = source;
+            opt.routes = source ? nullptr : &*routes;
+            opt.window = o.window;
+            StoreOptions so;
+            so.policy = *policy;
+            so.budget_bytes = *budget;
+            so.direct_io = !o.no_direct_io;
+            auto store = ExpertStore::create(**model, so);
+            if (!store) return report_failure(app, store.status());
+            if (*policy == Policy::kAllResident) {
+              if (auto s = (*store)->load_all(); !s.ok()) return report_failure(app, s);
+              (*store)->reset_stats();
+            }
+            auto report = serve(**model, **store, requests, opt);
+            if (!report) return report_failure(app, report.status());
+            std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << " (" << execution_text
+                      << ", plans: " << report->plans << "): " << fmt("%.2f", report->requests_per_s())
+                      << " requests/s\n";
+            rows.push_back({mode, budget_text, std::move(*report)});
           }
-          auto report = serve(**model, **store, requests, opt);
-          if (!report) return report_failure(app, report.status());
-          std::cerr << "sida bench: " << mode << " " << budget_text << " " << policy_text << " (" << execution_text
-                    << "): " << fmt("%.2f", report->requests_per_s()) << " requests/s\n";
-          rows.push_back({mode, budget_text, std::move(*report)});
-        }
       }
     }
   }
@@ -202,10 +219,14 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
     const ServeReport& s = r.report;
     const double tokens = r.mode == "encode" ? s.input_tokens_per_s() : s.generated_tokens_per_s();
     std::cout << "| " << r.mode << " | " << r.budget_label << " (" << format_bytes(double(s.budget_bytes)) << ") | "
-              << s.policy << " | " << s.execution << " | " << fmt("%.2f", s.requests_per_s()) << " | "
-              << fmt("%.1f", tokens) << " | " << fmt("%.1f", s.latency_ms.median) << " | "
-              << fmt("%.1f", s.latency_ms.p99) << " | " << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | "
-              << format_bytes(double(s.store.bytes_read)) << " | " << fmt("%.2f", s.store.io_wait_s) << " | "
+              << s.policy
+              << (s.plans == "oracle"      ? " (oracle table, upper bound)"
+                  : s.plans == "predictor" ? " (predictor)"
+                                           : "")
+              << " | " << s.execution << " | " << fmt("%.2f", s.requests_per_s()) << " | " << fmt("%.1f", tokens)
+              << " | " << fmt("%.1f", s.latency_ms.median) << " | " << fmt("%.1f", s.latency_ms.p99) << " | "
+              << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | " << format_bytes(double(s.store.bytes_read)) << " | "
+              << fmt("%.2f", s.store.io_wait_s) << " | "
               << (lru > 0 ? fmt("%.2fx", s.requests_per_s() / lru) : std::string("-")) << " |\n";
     Json j = report_to_json(s);
     j["mode"] = r.mode;

@@ -8,7 +8,9 @@
 // The checkpoint is made in --dir when absent (after checking free disk space). Requests are
 // synthetic SST2-like (10-60 tokens), batch 1; the encoder-only and the generation settings are
 // measured separately. Each table row prints the ratio to lru at the same budget, run request
-// by request (the on-demand offloading baseline). `--executions request,window` adds rows where
+// by request (the on-demand offloading baseline). Prefetch rows plan with the predictor given by
+// --predictor (its time inside the throughput); the same rows with the oracle route table (a
+// recorded pass, not counted) follow as a labelled upper bound. `--executions request,window` adds rows where
 // a window's requests advance layer by layer together.
 #pragma once
 
@@ -34,6 +36,7 @@ struct BenchOptions {
   bool hf = true;                                             // also time Hugging Face on PyTorch
   std::string python;                                         // the venv's python (default: PERFMEM_VENV)
   std::string json_out;                                       // write all results as JSON
+  std::string predictor;  // SiDA's predictor for this checkpoint: prefetch rows plan with it
   bool no_direct_io = false;
 };
 

@@ -4,6 +4,7 @@
 //   sida record-routes ckpt/ --synthetic 50 -o routes.json
 //   sida run ckpt/ --synthetic 50 --policy prefetch --routes routes.json --budget 64KiB
 //   sida run ckpt/ --tokens "37 5 12 1" --dump-logits logits.f32
+//   sida train-predictor ckpt/ --routes routes.safetensors -o predictor/
 //   sida bench --help
 #include <cerrno>
 #include <cstdio>
@@ -19,7 +20,9 @@
 #include "perfmem/core/stats.h"
 #include "bench_command.h"
 #include "count_option.h"
+#include "predictor_commands.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/predictor.h"
 #include "perfmem/sida/routes_dataset.h"
 #include "perfmem/sida/serve.h"
 #include "perfmem/sida/tokenizer.h"
@@ -155,7 +158,17 @@ int main(int argc, char** argv) {
   run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")
       ->capture_default_str();
   run->add_option("--budget", budget_text, "Fast-tier bytes for experts (e.g. 2GiB); default: all experts");
-  run->add_option("--routes", routes_file, "Route table from `sida record-routes` (prefetch policy)");
+  std::string predictor_dir;
+  auto* predictor_option = run->add_option(
+      "--predictor", predictor_dir, "Predictor from `sida train-predictor`: prefetch plans made ahead, per window");
+  run->add_option("--routes", routes_file,
+                  "Oracle route table from `sida record-routes` (prefetch policy; an upper bound)")
+      ->excludes(predictor_option);
+  bool replace_router = false;
+  run->add_flag("--replace-router", replace_router,
+                "SiDA's mode: encoder tokens go to the predicted experts (no router); also runs exact mode and "
+                "reports how far outputs moved")
+      ->needs(predictor_option);
   run->add_option("--execution", execution_text,
                   "Request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
@@ -215,6 +228,10 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand("bench", "Compare residency policies and budgets; engine speed vs PyTorch");
   BenchOptions bench_opts;
   add_bench_options(bench, bench_opts);
+
+  // train-predictor, eval-predictor
+  PredictorCommands predictor_commands;
+  add_predictor_commands(app, predictor_commands);
 
   auto dispatch = [&]() -> int {
     if (make->parsed()) {
@@ -278,6 +295,12 @@ int main(int argc, char** argv) {
         if (!t) return report_failure(app, t.status());
         routes = std::move(*t);
       }
+      std::unique_ptr<Predictor> predictor;
+      if (!predictor_dir.empty()) {
+        auto p = Predictor::load(predictor_dir, **model);
+        if (!p) return report_failure(app, p.status());
+        predictor = std::move(*p);
+      }
       auto store = ExpertStore::create(**model, so);
       if (!store) return report_failure(app, store.status());
       if (*policy == Policy::kAllResident) {
@@ -285,6 +308,7 @@ int main(int argc, char** argv) {
         (*store)->reset_stats();
       }
       ServeOptions opt = serve_options(req);
+      opt.predictor = predictor.get();
       auto execution = parse_execution(execution_text);
       if (!execution) return report_failure(app, execution.status());
       opt.execution = *execution;
@@ -292,8 +316,17 @@ int main(int argc, char** argv) {
       opt.routes = routes ? &*routes : nullptr;
       opt.keep_outputs = !dump_logits.empty() || !dump_encoder.empty();
       opt.keep_routes = !dump_routes.empty();
+      opt.replace_router = replace_router;
+      std::optional<ServeReport> exact;
+      if (replace_router) {
+        auto e = run_exact_reference(**model, so, *requests, opt);
+        if (!e) return report_failure(app, e.status());
+        exact = std::move(*e);
+        opt.keep_outputs = true;
+      }
       auto report = serve(**model, **store, *requests, opt);
       if (!report) return report_failure(app, report.status());
+      const Json replacement = exact ? replacement_summary(*exact, *report) : Json();
       if (!dump_logits.empty()) {
         std::vector<float> all;
         for (const auto& r : report->results)
@@ -313,6 +346,7 @@ int main(int argc, char** argv) {
         Json outs = Json::array();
         for (const auto& r : report->results) outs.push_back(r.generated);
         j["generated"] = outs;
+        if (exact) j["replace_router_vs_exact"] = replacement;
         print_json(j);
       } else {
         std::unique_ptr<Tokenizer> tok;
@@ -324,6 +358,7 @@ int main(int argc, char** argv) {
             if (tok) std::cout << "text: " << tok->decode(r.generated) << "\n";
           }
         std::cerr << report_to_text(*report);
+        if (exact) std::cerr << replacement_summary_text(replacement);
       }
       return kExitOk;
     }
@@ -350,6 +385,7 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);
+    if (int rc = run_predictor_command(app, predictor_commands); rc >= 0) return rc;
     // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
     PERFMEM_CHECK(false, "no subcommand to dispatch");
     return kExitFailure;

@@ -95,6 +95,19 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
   r->h.resize(size_t(n * d));
   for (int64_t t = 0; t < n; ++t)
     std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
+  if (replacement_ && block.moe_layer < c.num_encoder_moe_layers()) {  // SiDA's mode: no router, no capacity
+    r->logits.assign(size_t(n * E), 0.f);
+    r->choice.assign(size_t(n), 0);
+    r->top_prob.assign(size_t(n), 0.f);
+    r->dropped.assign(size_t(n), 0);
+    r->uses.assign(size_t(E), 0);
+    for (int64_t t = 0; t < n; ++t) {
+      replacement_(block.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t)], &r->top_prob[size_t(t)]);
+      PERFMEM_CHECK(r->choice[size_t(t)] >= 0 && r->choice[size_t(t)] < E, "replacement expert out of range");
+      r->uses[size_t(r->choice[size_t(t)])] = 1;
+    }
+    return;
+  }
   // Router in fp32: logits F32 [n, E].
   r->logits.resize(size_t(n * E));
   if (n > 0) linear_packed(r->h.data(), *block.router, r->logits.data(), n);

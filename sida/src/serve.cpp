@@ -10,6 +10,7 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/progress.h"
+#include "perfmem/sida/predictor.h"
 
 namespace perfmem::sida {
 namespace {
@@ -54,6 +55,7 @@ class BoundedQueue {
 struct WindowPlan {
   size_t first = 0, count = 0;
   std::vector<int32_t> accesses;
+  std::vector<Predictor::Routes> routes;  // per request, when the predictor ran
 };
 
 Status check_routes(const RouteTable& table, const std::vector<Request>& requests, const ServeOptions& options,
@@ -287,12 +289,24 @@ auto guarded(Call&& call) -> decltype(call()) {
 
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options) {
+  if (options.routes && options.predictor)
+    return Status(StatusCode::kInvalidInput, "give the prefetch policy a predictor or a route table, not both");
   if (store.policy() == Policy::kPrefetch) {
-    if (!options.routes)
+    if (!options.routes && !options.predictor)
       return Status(StatusCode::kInvalidInput,
-                    "the prefetch policy needs a route table (--routes FILE, made by `sida record-routes`)");
-    PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
+                    "the prefetch policy needs a predictor (--predictor DIR, made by `sida train-predictor`) or an "
+                    "oracle route table (--routes FILE, made by `sida record-routes`)");
+    if (options.routes) PERFMEM_RETURN_IF_ERROR(check_routes(*options.routes, requests, options, model.config()));
+    if (options.predictor)
+      PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   }
+  if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
+    return Status(StatusCode::kInvalidInput,
+                  "router replacement needs a predictor (--predictor DIR) and request execution");
+  if (options.replace_router)
+    PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
+  const bool prefetch = store.policy() == Policy::kPrefetch;
+  double predictor_s = 0;  // written by the run-ahead thread, read after join()
   const size_t window = std::max<size_t>(1, options.window);
   BoundedQueue<WindowPlan> plans(std::max<size_t>(1, options.queue_capacity));
   // The run-ahead thread: turns the route table into per-window access plans.
@@ -301,9 +315,19 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       WindowPlan plan;
       plan.first = first;
       plan.count = std::min(window, requests.size() - first);
-      if (store.policy() == Policy::kPrefetch)
+      if (options.predictor && (prefetch || options.replace_router)) {
+        Stopwatch sw;
+        for (size_t r = first; r < first + plan.count; ++r)
+          plan.routes.push_back(options.predictor->predict_routes(requests[r]));
+        if (prefetch)
+          plan.accesses =
+              accesses_of_routes(plan.routes, options.predictor->config().num_moe_layers,
+                                 options.predictor->config().num_experts, options.execution == Execution::kWindow);
+        predictor_s += sw.elapsed_s();
+      } else if (prefetch) {
         plan.accesses = window_accesses(*options.routes, first, plan.count, options.execution,
                                         model.config().num_encoder_moe_layers());
+      }
       if (!plans.push(std::move(plan))) return;
     }
     plans.close();
@@ -321,6 +345,13 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
 
   Engine engine(model, store, options.engine);
   ServeReport report;
+  const Predictor::Routes* current_routes = nullptr;  // the running request's, in replacement mode
+  if (options.replace_router)
+    engine.set_router_replacement([&](int64_t moe_layer, int32_t position, int32_t* expert, float* scale) {
+      const size_t at = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
+      *expert = current_routes->expert[at];
+      *scale = current_routes->prob[at];
+    });
   // Router decisions go to the request being run: the current one in request execution, the
   // window's first plus the visit's index in window execution.
   size_t current_request = 0, window_first = 0;
@@ -340,6 +371,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   Stopwatch wall;
   ProgressBar bar("serving", int64_t(requests.size()));
   while (auto plan = plans.pop()) {
+    report.planned_accesses += plan->accesses.size();
     store.append_upcoming(plan->accesses);
     if (options.execution == Execution::kWindow) {
       // The window's requests advance together and complete together: each one's latency is
@@ -391,6 +423,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
       Stopwatch sw;
       current_request = r;
+      if (options.replace_router) current_routes = &plan->routes[r - plan->first];
       RequestResult& out = report.results[r];
       report.input_tokens += requests[r].size();
       if (options.generate) {
@@ -428,6 +461,9 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   bar.finish();
   if (!failure.ok()) return failure;
   report.wall_s = wall.elapsed_s();
+  report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
+  report.predictor_s = predictor_s;
+  report.replace_router = options.replace_router;
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
@@ -439,6 +475,10 @@ Json report_to_json(const ServeReport& r) {
   Json j;
   j["policy"] = r.policy;
   j["execution"] = r.execution;
+  j["plans"] = r.plans;
+  j["router"] = r.replace_router ? "replaced by the predictor (encoder)" : "exact";
+  j["planned_accesses"] = r.planned_accesses;
+  j["predictor_s"] = r.predictor_s;
   j["budget_bytes"] = r.budget_bytes;
   j["slots"] = r.slots;
   j["requests"] = r.requests;
@@ -512,6 +552,14 @@ std::string report_to_text(const ServeReport& r) {
                 (unsigned long long)r.store.hits, (unsigned long long)r.store.accesses,
                 (unsigned long long)r.store.inflight_hits, r.store.io_wait_s);
   o << buf;
+  if (r.plans == "predictor") {
+    std::snprintf(buf, sizeof buf,
+                  "  prefetch plans from the predictor: %.3f s in the run-ahead thread (inside the wall time)\n",
+                  r.predictor_s);
+    o << buf;
+  } else if (r.plans == "oracle") {
+    o << "  prefetch plans from an oracle route table (a recorded pass, not counted: an upper bound)\n";
+  }
   return o.str();
 }
 

@@ -23,14 +23,20 @@ class ProgressBar {
   void advance(int64_t steps = 1);
   void set(int64_t done);
   void finish();  // draws 100% and a newline once; also called by the destructor
+  // Text drawn after the counts (e.g. "loss 0.41 hit 87%"), kept until changed.
+  void set_note(std::string note);
   bool enabled() const { return enabled_; }
 
   // The text drawn for `done` of `total` in `width` columns: "label [#####     ] 50% 5/10".
   static std::string render(const std::string& label, int64_t done, int64_t total, int width);
+  // The same, followed by " " + note when the note is not empty.
+  static std::string render(const std::string& label, int64_t done, int64_t total, int width,
+                            const std::string& note);
 
  private:
   void draw(bool force);
   std::string label_;
+  std::string note_;
   int64_t total_;
   int64_t done_ = 0;
   std::FILE* stream_;

@@ -74,6 +74,12 @@ struct MoeLayerVisit {
 };
 using MoeObserver = std::function<void(const MoeLayerVisit&)>;
 
+// SiDA's router replacement: at an encoder MoE layer, the expert a routed token goes to and the
+// scale of its output (the predicted probability), given the layer and the token's position in
+// its sequence, instead of the router's decision. The router is not run there and expert
+// capacity is not applied; the observer sees zero router logits. Decoder layers route as usual.
+using RouterReplacement = std::function<void(int64_t moe_layer, int32_t position, int32_t* expert, float* scale)>;
+
 struct EngineOptions {
   bool apply_capacity = true;  // Hugging Face's expert capacity; off = every token gets its expert
 };
@@ -113,6 +119,8 @@ class Engine {
   Engine(const ModelWeights& model, ExpertProvider& experts, EngineOptions options = {});
 
   void set_observer(MoeObserver observer) { observer_ = std::move(observer); }
+  // Empty: the routers decide (exact mode). Used with one request at a time (batch 1).
+  void set_router_replacement(RouterReplacement replacement) { replacement_ = std::move(replacement); }
   const EngineStats& stats() const { return stats_; }
 
   // Token ids must lie in [0, vocab); empty requests are errors.
@@ -197,6 +205,7 @@ class Engine {
   ExpertProvider& experts_;
   EngineOptions options_;
   MoeObserver observer_;
+  RouterReplacement replacement_;
   EngineStats stats_;
 };
 

@@ -50,9 +50,16 @@ struct ServeOptions {
   int64_t max_new_tokens = 8;
   size_t window = 64;                         // requests per run-ahead plan
   size_t queue_capacity = 16;                 // plans the run-ahead thread may be ahead by
-  const struct RouteTable* routes = nullptr;  // needed by the prefetch policy
-  bool keep_outputs = false;                  // keep logits (generate) and encoder states
-  bool keep_routes = false;                   // keep every router decision (RequestResult::routes)
+  const struct RouteTable* routes = nullptr;  // the prefetch policy's oracle table (upper bound)
+  // The prefetch policy's plans from SiDA's predictor instead (run ahead over each window, in the
+  // run-ahead thread, its time inside the measured wall time); excludes `routes`.
+  const class Predictor* predictor = nullptr;
+  // SiDA's own mode (needs `predictor`, request execution): encoder tokens go to the predicted
+  // experts, scaled by the predicted probability; the encoder's routers are not run and expert
+  // capacity is not applied. Outputs move away from exact mode (compare_to_exact measures it).
+  bool replace_router = false;
+  bool keep_outputs = false;  // keep logits (generate) and encoder states
+  bool keep_routes = false;   // keep every router decision (RequestResult::routes)
   EngineOptions engine;
 };
 
@@ -94,6 +101,10 @@ struct RequestResult {
 struct ServeReport {
   std::string policy;
   std::string execution;
+  std::string plans;  // where prefetch plans came from: "predictor", "oracle" or "none"
+  bool replace_router = false;
+  double predictor_s = 0;  // run-ahead thread time in the predictor (already inside wall_s)
+  uint64_t planned_accesses = 0;
   uint64_t budget_bytes = 0;
   size_t slots = 0;
   size_t requests = 0;

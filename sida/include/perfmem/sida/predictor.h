@@ -1,0 +1,142 @@
+// SiDA's expert predictor at serving time, in the project's own kernels (no LibTorch): it reads
+// a request's token embeddings (rows of the model's tied embedding) and gives, for every encoder
+// MoE layer at once, router-like logits over the experts for each token.
+//
+//   auto p = perfmem::sida::Predictor::load("predictor/", model);    // config.json + safetensors
+//   std::vector<float> logits = p->forward(tokens);                   // F32 [L, M, E]
+//   auto top = p->predict(tokens, /*k=*/1);                           // I32 [L, M, k]
+//
+// Network (SiDA's "hash function"; H = hidden):
+//   x_t = embedding[token_t]                         [L, d_model]
+//   u   = relu(W_in x + b_in)                        [L, H]   (the compressed input)
+//   o   = LSTM_2(LSTM_1(u))                          [L, H]   (PyTorch's gate order i, f, g, o)
+//   A   = sparsemax(o oᵀ) row-wise, rows L1-normalised
+//   c   = A o + W_res u + b_res                      [L, H]   (the residual)
+//   logits[:, m] = W_m c + b_m                       [L, E]   one head per MoE layer m
+// The attention is over the whole request (the predictor runs before the model, when every token
+// is known); the LSTM reads left to right.
+//
+// Files (written by `sida train-predictor`): `config.json` {"format": "sida-predictor-1",
+// "d_model", "hidden", "lstm_layers", "num_moe_layers", "num_experts", "vocab_size", "training":
+// {...}} and `predictor.safetensors` with F32 tensors input.{weight [H, d], bias [H]},
+// lstm.{weight_ih_l{k} [4H, in], weight_hh_l{k} [4H, H], bias_ih_l{k}, bias_hh_l{k} [4H]},
+// residual.{weight [H, H], bias [H]}, heads.{weight [M, E, H], bias [M, E]}.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "perfmem/core/json.h"
+#include "perfmem/core/packed_gemm.h"
+#include "perfmem/core/status.h"
+#include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/routes_dataset.h"
+
+namespace perfmem::sida {
+
+inline constexpr const char* kPredictorFormat = "sida-predictor-1";
+inline constexpr const char* kPredictorConfigFile = "config.json";
+inline constexpr const char* kPredictorWeightsFile = "predictor.safetensors";
+
+struct PredictorConfig {
+  int64_t d_model = 0;
+  int64_t hidden = 0;
+  int64_t lstm_layers = 2;
+  int64_t num_moe_layers = 0;  // M: the encoder's MoE layers
+  int64_t num_experts = 0;     // E
+  int64_t vocab_size = 0;
+};
+
+// Reads and validates dir/config.json (errors name the file and key).
+Result<PredictorConfig> read_predictor_config(const std::string& dir);
+// Writes dir/config.json; `training` (may be null) is stored under "training".
+Status write_predictor_config(const std::string& dir, const PredictorConfig& config, const Json& training);
+// The config's sizes must match the model's (the embedding it reads, the layers it predicts).
+Status check_predictor_fits(const PredictorConfig& config, const ModelWeights& model, const std::string& dir);
+
+// Every tensor of the file, by name, with its shape for `config` (the layout above).
+std::vector<std::pair<std::string, Shape>> predictor_tensor_shapes(const PredictorConfig& config);
+// Reads dir/predictor.safetensors: every tensor of predictor_tensor_shapes, F32, shapes checked
+// (errors name the file and tensor); extra tensors are refused too.
+Result<std::map<std::string, std::vector<float>>> read_predictor_tensors(const std::string& dir,
+                                                                         const PredictorConfig& config);
+
+class Predictor {
+ public:
+  // Loads dir/config.json and dir/predictor.safetensors, checking every tensor's dtype and shape
+  // and that the predictor was trained for this model's sizes. The model must outlive it.
+  static Result<std::unique_ptr<Predictor>> load(const std::string& dir, const ModelWeights& model);
+
+  const PredictorConfig& config() const { return config_; }
+
+  // F32 [L, M, E] logits for one request (ids in [0, vocab), checked by the caller). With
+  // `reference`, every linear layer uses packed_gemm_reference: the same bits (packed_gemm's
+  // invariant), by plain loops.
+  std::vector<float> forward(const std::vector<int32_t>& tokens, bool reference = false) const;
+  // The k best experts per token and layer, best first (ties: lower id): I32 [L, M, k].
+  std::vector<int32_t> predict(const std::vector<int32_t>& tokens, int64_t k) const;
+  // Each token's top-1 expert per layer and its probability (softmax over the E logits).
+  struct Routes {
+    std::vector<int32_t> expert;  // [L, M]
+    std::vector<float> prob;      // [L, M]
+  };
+  Routes predict_routes(const std::vector<int32_t>& tokens) const;
+
+ private:
+  Predictor() = default;
+  PredictorConfig config_;
+  const float* embedding_ = nullptr;  // the model's [V, d_model]
+  PackedWeights input_, residual_, heads_;
+  std::vector<PackedWeights> w_ih_, w_hh_;
+  std::vector<float> input_bias_, residual_bias_, heads_bias_;
+  std::vector<std::vector<float>> lstm_bias_;  // b_ih + b_hh per layer
+};
+
+// The expert accesses the predictor expects a window of requests to make in the encoder (ids
+// moe_layer * E + e; the encoder's MoE layers come first), in the engine's order: request by
+// request, each MoE layer's distinct predicted experts in ascending id order; or, with
+// `layer_by_layer` (window execution), the window's distinct experts per layer. Each token's
+// top-1 expert is taken. The decoder's layers are not predicted (their tokens do not exist yet).
+std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
+                                        bool layer_by_layer);
+// The same from routes already predicted (one per request).
+std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t num_moe_layers,
+                                        int64_t num_experts, bool layer_by_layer);
+
+// How far router replacement moved the outputs from exact mode, for the same requests (both runs
+// with keep_outputs): encoder states' relative error (‖a − b‖ / ‖a‖ over all requests), generated
+// ids agreeing position by position, whole sequences identical, and the logits' relative error
+// over the steps whose earlier generated ids all agree (later steps decode different inputs).
+Json compare_to_exact(const struct ServeReport& exact, const struct ServeReport& replaced);
+
+// The k largest of `n` scores, best first, ties to the lower index.
+void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
+
+// Row-wise sparsemax of z [n] into p [n] (Martins & Astudillo 2016): the Euclidean projection
+// onto the probability simplex; p sums to 1 and is zero below the threshold.
+void sparsemax(const float* z, int64_t n, float* p);
+
+// Hit rates on the validation split: the teacher's choice (top expert) among the k best guesses.
+struct LayerHits {
+  int64_t tokens = 0;
+  double predictor_top1 = 0, predictor_topk = 0;
+  double frequent_top1 = 0, frequent_topk = 0;  // the layer's most frequent experts (train split)
+  double token_top1 = 0, token_topk = 0;        // token id → its most frequent experts (train split)
+};
+struct PredictorEval {
+  bool has_predictor = false;  // false: baselines only
+  int64_t k = 3;
+  int64_t validation_requests = 0, validation_tokens = 0;
+  std::vector<LayerHits> layers;  // per MoE layer
+  LayerHits mean;                 // over layers (token-weighted)
+  double predictor_ms_per_request = 0, predictor_us_per_token = 0;
+};
+// `predictor` null: baselines only.
+Result<PredictorEval> evaluate_predictor(const Predictor* predictor, const RoutesDataset& data, int64_t k);
+Json predictor_eval_to_json(const PredictorEval& eval);
+std::string predictor_eval_to_text(const PredictorEval& eval);
+
+}  // namespace perfmem::sida

@@ -1,0 +1,515 @@
+// The expert predictor: LibTorch training (deterministic under a seed, it learns the routes), the
+// serving forward in the project's kernels against the LibTorch forward and against its plain
+// twin, sparsemax, the hit-rate evaluation and its baselines, bad files, and the CLI.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "perfmem/core/io.h"
+#include "perfmem/core/json.h"
+#include "perfmem/core/safetensors.h"
+#include "perfmem/sida/predictor.h"
+#include "perfmem/sida/predictor_train.h"
+#include "perfmem/sida/serve.h"
+#include "perfmem/testing/subprocess.h"
+#include "test_util.h"
+
+namespace perfmem::sida {
+namespace {
+
+std::string read_all(const std::string& path) {
+  auto text = read_text_file(path);
+  EXPECT_TRUE(text.ok()) << text.status().to_string();
+  return text.ok() ? *text : std::string();
+}
+
+TEST(Sparsemax, ProjectsOntoTheSimplex) {
+  // sorted 1, 0.5, -1: the support is {1, 0.5} (2 * 0.5 > 1.5 - 1, 3 * -1 < -0.5 - 1), tau 0.25.
+  const float z[3] = {0.5f, -1.0f, 1.0f};
+  float p[3];
+  sparsemax(z, 3, p);
+  EXPECT_FLOAT_EQ(p[0], 0.25f);
+  EXPECT_FLOAT_EQ(p[1], 0.0f);
+  EXPECT_FLOAT_EQ(p[2], 0.75f);
+  // A far larger score takes everything; equal scores share.
+  const float big[3] = {10.0f, 0.0f, 0.0f}, flat[4] = {2.0f, 2.0f, 2.0f, 2.0f};
+  sparsemax(big, 3, p);
+  EXPECT_EQ(p[0], 1.0f);
+  EXPECT_EQ(p[1] + p[2], 0.0f);
+  float q[4];
+  sparsemax(flat, 4, q);
+  for (float v : q) EXPECT_FLOAT_EQ(v, 0.25f);
+}
+
+TEST(TopK, BestFirstTiesToTheLowerIndex) {
+  const float s[5] = {0.1f, 0.7f, 0.7f, -2.0f, 0.3f};
+  int32_t out[3];
+  top_k_indices(s, 5, 3, out);
+  EXPECT_EQ(out[0], 1);
+  EXPECT_EQ(out[1], 2);
+  EXPECT_EQ(out[2], 4);
+}
+
+// Baselines on a hand-made dataset, where every rate is known.
+TEST(EvaluatePredictor, BaselinesCountTheTrainingSplit) {
+  RoutesDataset d;
+  d.num_moe_layers = 1;
+  d.num_experts = 3;
+  d.top = 1;
+  d.vocab_size = 10;
+  // Training: token 5 -> expert 2 twice, token 6 -> expert 0 once. Validation: 5, 6, 7.
+  d.tokens = {5, 5, 6, 5, 6, 7};
+  d.offsets = {0, 3, 6};
+  d.validation = {0, 1};
+  d.top_logits = {1, 1, 1, 1, 1, 1};
+  d.top_experts = {2, 2, 0, /*validation*/ 2, 1, 0};
+  auto eval = evaluate_predictor(nullptr, d, 2);
+  ASSERT_TRUE(eval.ok()) << eval.status().to_string();
+  EXPECT_FALSE(eval->has_predictor);
+  EXPECT_EQ(eval->validation_tokens, 3);
+  const LayerHits& h = eval->layers[0];
+  // Most frequent: 2, then 0. Validation wants 2, 1, 0: top-1 hits 1 of 3, top-2 hits 2 of 3.
+  EXPECT_DOUBLE_EQ(h.frequent_top1, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(h.frequent_topk, 2.0 / 3);
+  // Token table: 5 -> {2, then 0}, 6 -> {0, then 2}, 7 unseen -> {2, 0}: wants 2 (hit), 1 (miss),
+  // 0 (top-1 miss, top-2 hit).
+  EXPECT_DOUBLE_EQ(h.token_top1, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(h.token_topk, 2.0 / 3);
+  d.validation = {0, 0};
+  EXPECT_FALSE(evaluate_predictor(nullptr, d, 2).ok());
+}
+
+class PredictorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    SwitchConfig c = *preset_config("tiny");
+    c.num_experts = 6;
+    dir_ = new std::string(testing::make_test_checkpoint("predictor", c));
+    auto model = ModelWeights::load(*dir_);
+    ASSERT_TRUE(model.ok()) << model.status().to_string();
+    CollectOptions opt;
+    opt.top = 4;
+    opt.validation_every = 5;
+    opt.show_progress = false;
+    auto data = collect_routes(**model, synthetic_requests(60, 4, 16, c.vocab_size, 3), opt);
+    ASSERT_TRUE(data.ok()) << data.status().to_string();
+    data_ = new RoutesDataset(std::move(*data));
+    model_ = model->release();
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+    delete data_;
+    delete model_;
+  }
+  static TrainOptions small_options() {
+    TrainOptions o;
+    o.hidden = 16;
+    o.batch = 8;
+    o.epochs = 2;
+    o.lr = 1e-2;
+    o.show_progress = false;
+    return o;
+  }
+  static std::string* dir_;
+  static RoutesDataset* data_;
+  static ModelWeights* model_;
+};
+std::string* PredictorTest::dir_ = nullptr;
+RoutesDataset* PredictorTest::data_ = nullptr;
+ModelWeights* PredictorTest::model_ = nullptr;
+
+#ifdef SIDA_HAVE_TORCH
+
+TEST_F(PredictorTest, TrainingIsDeterministicUnderASeed) {
+  const std::string a = *dir_ + "/pa", b = *dir_ + "/pb", c = *dir_ + "/pc";
+  TrainOptions o = small_options();
+  auto ra = train_predictor(*model_, *data_, o, a);
+  ASSERT_TRUE(ra.ok()) << ra.status().to_string();
+  EXPECT_EQ(ra->steps, 2 * 6);  // 48 training requests in batches of 8, two epochs
+  ASSERT_TRUE(train_predictor(*model_, *data_, o, b).ok());
+  o.seed = 2;
+  ASSERT_TRUE(train_predictor(*model_, *data_, o, c).ok());
+  const std::string wa = read_all(a + "/predictor.safetensors");
+  EXPECT_FALSE(wa.empty());
+  EXPECT_EQ(wa, read_all(b + "/predictor.safetensors"));
+  EXPECT_NE(wa, read_all(c + "/predictor.safetensors"));
+  auto config = read_predictor_config(a);
+  ASSERT_TRUE(config.ok()) << config.status().to_string();
+  EXPECT_EQ(config->hidden, 16);
+  EXPECT_EQ(config->num_experts, 6);
+  EXPECT_EQ(config->num_moe_layers, model_->config().num_encoder_moe_layers());
+}
+
+// The serving forward (packed_gemm) and its plain twin (packed_gemm_reference) give the same
+// bits; both match LibTorch's forward of the same file. Tolerance: fp32 with different summation
+// orders (LibTorch's GEMM blocks its sums, ours is one fma chain), different exp/tanh, through
+// two recurrent layers: differences of a few ulps per operation, growing with the sum lengths
+// (d_model 32, hidden 16, 12 steps); 1e-5 of the largest logit is ~100 ulps of slack, while a
+// wrong gate order, a missing bias or a wrong attention weight moves logits by more than 1e-2.
+TEST_F(PredictorTest, ServingForwardMatchesLibTorch) {
+  const std::string p = *dir_ + "/pf";
+  TrainOptions o = small_options();
+  o.epochs = 1;
+  ASSERT_TRUE(train_predictor(*model_, *data_, o, p).ok());
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  const int64_t M = (*predictor)->config().num_moe_layers, E = (*predictor)->config().num_experts;
+  for (const Request& r : synthetic_requests(4, 1, 12, model_->config().vocab_size, 11)) {
+    const std::vector<float> ours = (*predictor)->forward(r);
+    EXPECT_EQ(ours, (*predictor)->forward(r, /*reference=*/true));
+    auto theirs = torch_predictor_forward(p, *model_, r);
+    ASSERT_TRUE(theirs.ok()) << theirs.status().to_string();
+    ASSERT_EQ(ours.size(), r.size() * size_t(M * E));
+    ASSERT_EQ(theirs->size(), ours.size());
+    float scale = 0, worst = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      scale = std::max(scale, std::fabs((*theirs)[i]));
+      worst = std::max(worst, std::fabs(ours[i] - (*theirs)[i]));
+    }
+    EXPECT_GT(scale, 0.0f);
+    EXPECT_LE(worst, 1e-5f * scale) << "request of " << r.size() << " tokens";
+    // predict() is the forward's top-k.
+    const auto top = (*predictor)->predict(r, 2);
+    for (size_t t = 0; t < r.size() * size_t(M); ++t) {
+      const float* row = &ours[t * size_t(E)];
+      EXPECT_EQ(top[t * 2], int32_t(std::max_element(row, row + E) - row));
+    }
+  }
+}
+
+// Trained long enough, the predictor learns the routes of its training split far beyond the
+// most-frequent-expert guess (here with a tiny random model whose routes depend on the tokens).
+TEST_F(PredictorTest, TrainingLearnsTheRoutes) {
+  const std::string p = *dir_ + "/pl";
+  TrainOptions o = small_options();
+  o.hidden = 32;
+  o.epochs = 8;
+  auto r = train_predictor(*model_, *data_, o, p);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto base = evaluate_predictor(nullptr, *data_, 1);
+  ASSERT_TRUE(base.ok());
+  EXPECT_GT(r->train_hit_top1, base->mean.frequent_top1 + 0.2) << "loss " << r->final_loss;
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok());
+  auto eval = evaluate_predictor(predictor->get(), *data_, 3);
+  ASSERT_TRUE(eval.ok());
+  EXPECT_TRUE(eval->has_predictor);
+  // The evaluation's top-1 rate on the validation split is the one training reported.
+  EXPECT_NEAR(eval->mean.predictor_top1, r->validation_hit_top1, 1e-9);
+  EXPECT_NEAR(eval->mean.predictor_topk, r->validation_hit_top3, 1e-9);
+}
+
+#endif  // SIDA_HAVE_TORCH
+
+// A predictor file written by hand (random weights, the documented layout).
+void write_random_predictor(const std::string& dir, const PredictorConfig& c) {
+  std::filesystem::create_directories(dir);
+  std::vector<std::vector<float>> keep;
+  SafetensorsWriter w;
+  uint64_t state = 1;
+  for (const auto& [name, shape] : predictor_tensor_shapes(c)) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    keep.emplace_back(size_t(n));
+    for (float& v : keep.back()) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      v = float(int64_t(state >> 40) % 2001 - 1000) / 4000.0f;
+    }
+    w.add(name, DType::kF32, shape, keep.back().data());
+  }
+  ASSERT_TRUE(w.write(dir + "/predictor.safetensors").ok());
+  ASSERT_TRUE(write_predictor_config(dir, c, Json()).ok());
+}
+
+TEST_F(PredictorTest, BadFilesAreNamed) {
+  PredictorConfig c;
+  c.d_model = model_->config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model_->config().num_encoder_moe_layers();
+  c.num_experts = model_->config().num_experts;
+  c.vocab_size = model_->config().vocab_size;
+  const std::string p = *dir_ + "/bad";
+  write_random_predictor(p, c);
+  auto good = Predictor::load(p, *model_);
+  ASSERT_TRUE(good.ok()) << good.status().to_string();
+  EXPECT_EQ((*good)->forward({5, 9, 1}), (*good)->forward({5, 9, 1}, true));
+
+  auto expect_error = [&](const std::string& word) {
+    auto r = Predictor::load(p, *model_);
+    ASSERT_FALSE(r.ok()) << word;
+    EXPECT_NE(r.status().to_string().find(word), std::string::npos) << r.status().to_string();
+  };
+  // A float where an integer belongs, a missing key, another model's sizes.
+  auto config_text = read_all(p + "/config.json");
+  auto j = *parse_json(config_text, "config.json");
+  j["num_experts"] = 4.5;
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("\"num_experts\"");
+  j.erase("num_experts");
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("\"num_experts\"");
+  j["num_experts"] = c.num_experts + 1;
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("num_experts");
+  // A tensor of the wrong shape: the file and tensor are named.
+  c.hidden = 9;
+  write_random_predictor(p, c);
+  c.hidden = 8;
+  ASSERT_TRUE(write_predictor_config(p, c, Json()).ok());
+  expect_error("input.weight");
+  std::filesystem::remove(p + "/predictor.safetensors");
+  expect_error("predictor.safetensors");
+}
+
+// Serving with the predictor's plans: exact mode stays bit-identical to all experts resident, the
+// plans are the predictor's top-1 experts in the engine's order, and the report says where plans
+// came from and how long the predictor ran.
+TEST_F(PredictorTest, PredictorPlansDrivePrefetchInExactMode) {
+  PredictorConfig c;
+  c.d_model = model_->config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model_->config().num_encoder_moe_layers();
+  c.num_experts = model_->config().num_experts;
+  c.vocab_size = model_->config().vocab_size;
+  const std::string p = *dir_ + "/serve-predictor";
+  write_random_predictor(p, c);
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  const auto requests = synthetic_requests(10, 3, 14, c.vocab_size, 9);
+
+  // The plans: per request, per layer, the distinct top-1 experts ascending; or the window's union.
+  std::vector<int32_t> per_request, expected_union;
+  for (const Request& r : requests) {
+    const auto top = (*predictor)->predict(r, 1);
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < top.size(); ++i)
+      ids.push_back(int32_t(int64_t(i % size_t(c.num_moe_layers)) * c.num_experts + top[i]));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    per_request.insert(per_request.end(), ids.begin(), ids.end());
+    expected_union.insert(expected_union.end(), ids.begin(), ids.end());
+  }
+  std::sort(expected_union.begin(), expected_union.end());
+  expected_union.erase(std::unique(expected_union.begin(), expected_union.end()), expected_union.end());
+  EXPECT_EQ(predicted_accesses(**predictor, requests, false), per_request);
+  EXPECT_EQ(predicted_accesses(**predictor, requests, true), expected_union);
+
+  ServeOptions opt;
+  opt.max_new_tokens = 3;
+  opt.keep_outputs = true;
+  opt.window = 4;
+  auto all = ExpertStore::create(*model_, StoreOptions{});
+  ASSERT_TRUE(all.ok());
+  auto reference = serve(*model_, **all, requests, opt);
+  ASSERT_TRUE(reference.ok()) << reference.status().to_string();
+  EXPECT_EQ(reference->plans, "none");
+  for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
+    StoreOptions so;
+    so.policy = Policy::kPrefetch;
+    so.budget_bytes = 3 * model_->config().expert_f32_bytes();  // 3 of 24 experts
+    auto store = ExpertStore::create(*model_, so);
+    ASSERT_TRUE(store.ok());
+    opt.execution = execution;
+    opt.predictor = predictor->get();
+    auto report = serve(*model_, **store, requests, opt);
+    ASSERT_TRUE(report.ok()) << report.status().to_string();
+    EXPECT_EQ(report->plans, "predictor");
+    EXPECT_GT(report->predictor_s, 0.0);
+    EXPECT_EQ(
+        report->planned_accesses, execution == Execution::kRequest ? per_request.size() : [&] {
+          size_t n = 0;  // the union of each window of 4
+          for (size_t first = 0; first < requests.size(); first += 4)
+            n += predicted_accesses(**predictor,
+                                    std::vector<Request>(requests.begin() + long(first),
+                                                         requests.begin() + long(std::min(first + 4, requests.size()))),
+                                    true)
+                     .size();
+          return n;
+        }());
+    for (size_t r = 0; r < requests.size(); ++r) {
+      EXPECT_EQ(report->results[r].generated, reference->results[r].generated);
+      EXPECT_EQ(report->results[r].logits, reference->results[r].logits);
+      EXPECT_EQ(report->results[r].encoder_hidden, reference->results[r].encoder_hidden);
+    }
+    // Plans from the predictor and from a route table at once are refused.
+    RouteTable table;
+    opt.routes = &table;
+    EXPECT_FALSE(serve(*model_, **store, requests, opt).ok());
+    opt.routes = nullptr;
+  }
+}
+
+// Router replacement sends each encoder token where the replacement says, scaled as it says: a
+// replacement that repeats the router's own decisions (expert and probability, capacity never
+// reached here) reproduces exact mode bit for bit.
+TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
+  testing::LoadedModel m = testing::load_model(*dir_);
+  ASSERT_TRUE(m.store);
+  const Request request = {7, 12, 5, 33, 41, 9, 1};
+  Engine exact(*m.model, *m.store);
+  std::vector<std::vector<int32_t>> choice(size_t(m.model->config().num_encoder_moe_layers()));
+  std::vector<std::vector<float>> prob(choice.size());
+  exact.set_observer([&](const MoeLayerVisit& v) {
+    if (v.decode_step >= 0) return;
+    const int64_t E = m.model->config().num_experts;
+    for (size_t t = 0; t < v.positions.size(); ++t) {
+      std::vector<float> p(v.router_logits.begin() + long(t * size_t(E)),
+                           v.router_logits.begin() + long((t + 1) * size_t(E)));
+      const float top = *std::max_element(p.begin(), p.end());
+      float sum = 0;
+      for (float x : p) sum += std::exp(x - top);
+      choice[size_t(v.moe_layer)].push_back(v.choice[t]);
+      prob[size_t(v.moe_layer)].push_back(1.0f / sum);
+    }
+  });
+  auto want = exact.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(want.ok());
+  Engine replaced(*m.model, *m.store);
+  int64_t calls = 0;
+  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+    *expert = choice[size_t(layer)][size_t(position)];
+    *scale = prob[size_t(layer)][size_t(position)];
+    ++calls;
+  });
+  auto got = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(calls, int64_t(request.size()) * m.model->config().num_encoder_moe_layers());
+  EXPECT_EQ(got->tokens, want->tokens);
+  EXPECT_EQ(got->logits, want->logits);
+  // Another expert changes the result.
+  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+    *expert = (choice[size_t(layer)][size_t(position)] + 1) % int32_t(m.model->config().num_experts);
+    *scale = prob[size_t(layer)][size_t(position)];
+  });
+  auto moved = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(moved.ok());
+  EXPECT_NE(moved->logits, want->logits);
+}
+
+// serve() in replacement mode: encoder tokens go to the predictor's top-1 experts (no capacity),
+// the decoder's routers still decide, and the comparison with exact mode is reported.
+TEST_F(PredictorTest, ServeReplacesTheRouterWithThePredictor) {
+  PredictorConfig c;
+  c.d_model = model_->config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model_->config().num_encoder_moe_layers();
+  c.num_experts = model_->config().num_experts;
+  c.vocab_size = model_->config().vocab_size;
+  const std::string p = *dir_ + "/replace-predictor";
+  write_random_predictor(p, c);
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok());
+  const auto requests = synthetic_requests(6, 3, 14, c.vocab_size, 21);
+  ServeOptions opt;
+  opt.max_new_tokens = 3;
+  opt.predictor = predictor->get();
+  opt.replace_router = true;
+  opt.keep_outputs = true;
+  opt.keep_routes = true;
+  StoreOptions so;
+  so.policy = Policy::kPrefetch;
+  so.budget_bytes = 4 * model_->config().expert_f32_bytes();
+  auto store = ExpertStore::create(*model_, so);
+  ASSERT_TRUE(store.ok());
+  auto report = serve(*model_, **store, requests, opt);
+  ASSERT_TRUE(report.ok()) << report.status().to_string();
+  EXPECT_TRUE(report->replace_router);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const auto routes = (*predictor)->predict_routes(requests[r]);
+    int64_t encoder_visits = 0;
+    for (const RouterChoices& rc : report->results[r].routes) {
+      if (rc.decode_step >= 0) continue;
+      ++encoder_visits;
+      for (size_t t = 0; t < rc.positions.size(); ++t) {
+        EXPECT_EQ(rc.expert[t],
+                  routes.expert[size_t(rc.positions[t]) * size_t(c.num_moe_layers) + size_t(rc.moe_layer)]);
+        EXPECT_EQ(rc.dropped[t], 0);
+      }
+    }
+    EXPECT_EQ(encoder_visits, c.num_moe_layers);
+  }
+  // Against exact mode: the outputs moved (random predictor), and against itself, nothing moved.
+  opt.replace_router = false;
+  opt.predictor = nullptr;
+  auto all = ExpertStore::create(*model_, StoreOptions{});
+  ASSERT_TRUE(all.ok());
+  auto exact = serve(*model_, **all, requests, opt);
+  ASSERT_TRUE(exact.ok());
+  const Json moved = compare_to_exact(*exact, *report), same = compare_to_exact(*exact, *exact);
+  EXPECT_GT(moved["encoder_relative_error"].get<double>(), 1e-3);
+  EXPECT_GT(moved["logits_relative_error"].get<double>(), 1e-3);
+  EXPECT_EQ(same["encoder_relative_error"].get<double>(), 0.0);
+  EXPECT_EQ(same["logits_relative_error"].get<double>(), 0.0);
+  EXPECT_EQ(same["generated_id_agreement"].get<double>(), 1.0);
+  EXPECT_EQ(same["sequences_identical"].get<uint64_t>(), requests.size());
+  // Replacement needs the predictor and request execution.
+  opt.replace_router = true;
+  EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+  opt.predictor = predictor->get();
+  opt.execution = Execution::kWindow;
+  EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+}
+
+TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
+  const std::string routes = *dir_ + "/routes.safetensors", p = *dir_ + "/pcli";
+  ASSERT_TRUE(write_routes_dataset(routes, *data_).ok());
+  const std::string cli = std::string(CLI_PATH);
+  auto run = perfmem::testing::run_command(cli + " eval-predictor " + *dir_ + " --routes " + routes +
+                                           " --baselines-only --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto j = parse_json(run.output, "eval-predictor output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["validation_requests"], 12);
+  EXPECT_FALSE((*j)["mean"].contains("predictor_top1"));
+  run = perfmem::testing::run_command(cli + " eval-predictor " + *dir_ + " --routes " + routes);
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--baselines-only"), std::string::npos) << run.output;
+#ifdef SIDA_HAVE_TORCH
+  run = perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + routes + " -o " + p +
+                                      " --hidden 8 --epochs 1 --batch 16 --seed 3");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("trained 3 steps"), std::string::npos) << run.output;
+  run = perfmem::testing::run_command(cli + " eval-predictor " + *dir_ + " --predictor " + p + " --routes " + routes +
+                                      " -k 2 --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "eval-predictor output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["k"], 2);
+  EXPECT_EQ((*j)["layers"].size(), size_t(model_->config().num_encoder_moe_layers()));
+  EXPECT_TRUE((*j)["mean"].contains("predictor_top1"));
+  EXPECT_GT((*j)["predictor_us_per_token"].get<double>(), 0.0);
+  // Serving with it: prefetch plans from the predictor, then SiDA's mode with its comparison.
+  const std::string reqs = *dir_ + "/cli-requests.txt";
+  ASSERT_TRUE(write_text_file(reqs, "5 9 12 1\n33 41 7 8 1\n").ok());
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs +
+                                      " --policy prefetch --budget 1 --predictor " + p + " --json");
+  EXPECT_NE(run.exit_code, 0);  // 1 byte holds no expert
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --policy prefetch --budget " +
+                                      std::to_string(2 * model_->config().expert_f32_bytes()) + " --predictor " + p +
+                                      " --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "run output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["plans"], "predictor");
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --predictor " + p +
+                                      " --replace-router --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "run output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["replace_router_vs_exact"]["requests"], 2);
+  EXPECT_TRUE((*j)["replace_router_vs_exact"].contains("logits_relative_error"));
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --replace-router");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--predictor"), std::string::npos) << run.output;
+  // A file that is not a routes dataset is refused by name.
+  run =
+      perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + *dir_ + "/config.json -o " + p);
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("config.json"), std::string::npos) << run.output;
+#endif
+}
+
+}  // namespace
+}  // namespace perfmem::sida
