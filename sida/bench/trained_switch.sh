@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SiDA on a trained model: a small Switch Transformers model trained by transformers on real text
-# (train_switch.py: Debian's `fortunes` quotations, topic classification as generation), then
-# the task accuracy of the C++ engine with the true router (exact) beside transformers' own.
+# (train_switch.py: Debian's `fortunes` quotations, topic classification as generation); the
+# task accuracy of the C++ engine with the true router (exact) beside transformers' own; the
+# predictor trained on the disjoint predictor split (collect-routes, train-predictor,
+# eval-predictor); and the accuracy with the predictor replacing the router (--replace-router).
 #
 #   sida/bench/trained_switch.sh [BUILD] [WORK]      # defaults: build/release, BUILD/sida-trained
 #
@@ -41,3 +43,19 @@ echo "== sida exact (the true router decides; all experts resident)"
 "$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy all-resident \
   --json > "$work/sida_exact.json"
 echo "accuracy: $(accuracy "$work/sida_exact.json")"
+
+echo
+echo "== the predictor, trained on the predictor split (disjoint from the model's and the test's)"
+"$sida" collect-routes "$work/checkpoint" --corpus "$work/predictor_corpus.txt" -o "$work/routes.safetensors"
+if [ ! -f "$work/predictor/config.json" ]; then
+  "$sida" train-predictor "$work/checkpoint" --routes "$work/routes.safetensors" -o "$work/predictor" --epochs 20 \
+    --seed 1
+fi
+"$sida" eval-predictor "$work/checkpoint" --predictor "$work/predictor" --routes "$work/routes.safetensors"
+echo
+echo "== sida --replace-router (the predictor's top-1 expert at every encoder MoE layer, no router)"
+"$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy all-resident \
+  --predictor "$work/predictor" --replace-router --json > "$work/sida_replace.json"
+echo "accuracy: $(accuracy "$work/sida_replace.json")"
+"$python" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["replace_router_vs_exact"], indent=2))' \
+  "$work/sida_replace.json"
