@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
           const Cell& ag = cells[Scheduler::kDynetAgenda];
           const double floor_ms = product_floor_ms(a.product_flops, peak);
           std::printf(
-              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx | %.3f | %.2f | "
+              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx | %.3f | "
+              "%.2f | "
               "%.2fx |\n",
               name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
               two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu,

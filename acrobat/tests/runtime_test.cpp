@@ -189,7 +189,8 @@ TEST(AcrobatRuntime, ProductFlopsAreTheProgramsWorkUnderEveryScheduler) {
   const int64_t h = 8;
   auto data = sentences(6, 78, 1, 9);
   int64_t expected = 0;
-  for (const Instance& s : data) expected += static_cast<int64_t>(s.words.size()) * 4 * (2 * 4 * h * h) + 2 * 16 * 2 * h;
+  for (const Instance& s : data)
+    expected += static_cast<int64_t>(s.words.size()) * 4 * (2 * 4 * h * h) + 2 * 16 * 2 * h;
   for (Scheduler s : kAllSchedulers) {
     RunStats st;
     outputs("birnn", h, s, data, data.size(), &st);

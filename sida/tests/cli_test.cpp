@@ -81,7 +81,8 @@ TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
                        " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " + "--json " + dir +
                        "/bench.json 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* row : {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch (oracle table, upper bound) |", "vs lru"})
+  for (const char* row :
+       {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch (oracle table, upper bound) |", "vs lru"})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing from\n" << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir + "/bench.json"));
   std::filesystem::remove_all(dir);

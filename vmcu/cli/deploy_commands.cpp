@@ -64,8 +64,8 @@ int deploy(const CLI::App& app, const DeployArgs& a) {
   auto stack = vm::parse_byte_size(a.stack, "--stack");
   if (!stack) return perfmem::report_failure(app, stack.status());
   if (a.timeout_s < 1 || a.timeout_s > 3600)
-    return perfmem::report_failure(app, perfmem::input_error("--timeout", "value", "1 to 3600 seconds",
-                                                             std::to_string(a.timeout_s)));
+    return perfmem::report_failure(
+        app, perfmem::input_error("--timeout", "value", "1 to 3600 seconds", std::to_string(a.timeout_s)));
   o.board = *board;
   o.planner = *planner;
   o.ram_bytes = *ram;
@@ -120,7 +120,8 @@ int deploy(const CLI::App& app, const DeployArgs& a) {
   if (!r->fits) {
     std::cout << board_line << ": does not fit RAM " << r->ram_budget << " B / flash " << r->flash_budget << " B";
     if (r->ram_shortfall) std::cout << ": RAM short by " << r->ram_shortfall << " bytes";
-    if (r->flash_shortfall) std::cout << (r->ram_shortfall ? ", " : ": ") << "flash short by " << r->flash_shortfall << " bytes";
+    if (r->flash_shortfall)
+      std::cout << (r->ram_shortfall ? ", " : ": ") << "flash short by " << r->flash_shortfall << " bytes";
     std::cout << "\n  planner      arena B   RAM short B   flash short B\n";
     std::string fitting;
     for (const auto& f : r->planners) {

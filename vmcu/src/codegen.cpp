@@ -265,8 +265,8 @@ Status emit_op(Emitter& e, const Graph& g, int index, const PreparedOp& po, cons
         b << "  if (vmcu_average_pool_s8(&" << p << ", " << shape_arg(po.in) << ", " << in << ", " << shape_arg(po.out)
           << ", " << x.out << ") != 0) return " << index + 1 << ";\n";
       else
-        b << "  vmcu_max_pool_s8(&" << p << ", " << shape_arg(po.in) << ", " << in << ", " << shape_arg(po.out)
-          << ", " << x.out << ");\n";
+        b << "  vmcu_max_pool_s8(&" << p << ", " << shape_arg(po.in) << ", " << in << ", " << shape_arg(po.out) << ", "
+          << x.out << ");\n";
       return Status::Ok();
     }
     case OpKind::kMean: {
@@ -396,15 +396,16 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
       }
       case RingKernel::kAdd: {
         const std::string q = e.declare("vmcu_add_params", label, Emitter::add(p.add));
-        b << "  vmcu_seg_add_s8(&" << q << ", &ring, " << at[1] << ", " << at[2] << ", " << p.out_bytes << ", "
-          << at[0] << ");\n";
+        b << "  vmcu_seg_add_s8(&" << q << ", &ring, " << at[1] << ", " << at[2] << ", " << p.out_bytes << ", " << at[0]
+          << ");\n";
         break;
       }
       case RingKernel::kAveragePool:
       case RingKernel::kMaxPool: {
         const std::string q = e.declare("vmcu_pool_params", label, Emitter::pool(p.pool));
-        b << "  if (" << (layer.kernel == RingKernel::kAveragePool ? "vmcu_seg_average_pool_s8" : "vmcu_seg_max_pool_s8")
-          << "(&" << q << ", &ring, " << at[1] << ", " << shape_arg(p.in) << ", " << at[0] << ", " << shape_arg(p.out)
+        b << "  if ("
+          << (layer.kernel == RingKernel::kAveragePool ? "vmcu_seg_average_pool_s8" : "vmcu_seg_max_pool_s8") << "(&"
+          << q << ", &ring, " << at[1] << ", " << shape_arg(p.in) << ", " << at[0] << ", " << shape_arg(p.out)
           << ", ws32) != 0) return " << fail << ";\n";
         break;
       }
@@ -445,12 +446,11 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
         PERFMEM_ASSIGN_OR_RETURN(auto b1, weights(r.bias1));
         PERFMEM_ASSIGN_OR_RETURN(auto f2, weights(r.filter2));
         PERFMEM_ASSIGN_OR_RETURN(auto b2, weights(r.bias2));
-        std::string init = "{.conv1 = " + e.conv(r.conv1, r.mid_shape.c) +
-                           ", .filter1_shape = " + shape_init(r.filter1_shape) + ", .filter1 = " + f1 +
-                           ", .bias1 = " + b1 + ", .mid_shape = " + shape_init(r.mid_shape) +
-                           ", .conv2 = " + e.conv(r.conv2, r.filter2_shape.n) +
-                           ", .filter2_shape = " + shape_init(r.filter2_shape) + ", .filter2 = " + f2 +
-                           ", .bias2 = " + b2 + ", .has_shortcut_conv = " + i32(r.has_shortcut_conv);
+        std::string init =
+            "{.conv1 = " + e.conv(r.conv1, r.mid_shape.c) + ", .filter1_shape = " + shape_init(r.filter1_shape) +
+            ", .filter1 = " + f1 + ", .bias1 = " + b1 + ", .mid_shape = " + shape_init(r.mid_shape) +
+            ", .conv2 = " + e.conv(r.conv2, r.filter2_shape.n) + ", .filter2_shape = " + shape_init(r.filter2_shape) +
+            ", .filter2 = " + f2 + ", .bias2 = " + b2 + ", .has_shortcut_conv = " + i32(r.has_shortcut_conv);
         if (r.has_shortcut_conv) {
           PERFMEM_ASSIGN_OR_RETURN(auto sf, weights(r.shortcut_filter));
           PERFMEM_ASSIGN_OR_RETURN(auto sb, weights(r.shortcut_bias));
@@ -469,11 +469,11 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
         PERFMEM_ASSIGN_OR_RETURN(auto cf, weights(s.conv_filter));
         PERFMEM_ASSIGN_OR_RETURN(auto cb, weights(s.conv_bias));
         PERFMEM_ASSIGN_OR_RETURN(auto tail, e.dw_project(s.tail, s.mid_shape.c, p.out.c, place));
-        const std::string q = e.declare(
-            "vmcu_stem_block_params", label,
-            "{.conv = " + e.conv(s.conv, s.mid_shape.c) + ", .conv_filter_shape = " + shape_init(s.conv_filter_shape) +
-                ", .conv_filter = " + cf + ", .conv_bias = " + cb + ", .mid_shape = " + shape_init(s.mid_shape) +
-                ", .tail = " + tail + "}");
+        const std::string q = e.declare("vmcu_stem_block_params", label,
+                                        "{.conv = " + e.conv(s.conv, s.mid_shape.c) +
+                                            ", .conv_filter_shape = " + shape_init(s.conv_filter_shape) +
+                                            ", .conv_filter = " + cf + ", .conv_bias = " + cb +
+                                            ", .mid_shape = " + shape_init(s.mid_shape) + ", .tail = " + tail + "}");
         b << "  if (vmcu_seg_stem_block_s8(&" << q << ", &ring, " << at[1] << ", " << shape_arg(p.in) << ", " << at[0]
           << ", " << shape_arg(p.out) << ", ws) != 0) return " << fail << ";\n";
         break;
@@ -527,7 +527,8 @@ Status emit_tensor_plan(Emitter& e, const Graph& g, PlannerKind kind, Layout& la
   layout.ring_bytes = std::max<size_t>(arena.peak_bytes, 1);
   layout.arena_bytes = layout.ring_bytes;
   tensor_offset.assign(g.tensors.size(), 0);
-  for (size_t i = 0; i < reqs.size(); ++i) tensor_offset[reqs[i].tensor] = static_cast<int64_t>(arena.placements[i].offset);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    tensor_offset[reqs[i].tensor] = static_cast<int64_t>(arena.placements[i].offset);
   const Liveness live = compute_liveness(g);
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const Operator& op = g.ops[i];
@@ -548,8 +549,8 @@ Status emit_tensor_plan(Emitter& e, const Graph& g, PlannerKind kind, Layout& la
       if (t < 0 || g.tensors[t].is_constant || g.tensors[t].bytes() == 0 || ob == oe) continue;
       const int64_t ib = tensor_offset[t], ie = ib + static_cast<int64_t>(g.tensors[t].bytes());
       if (ie <= ob || oe <= ib) continue;
-      const bool elementwise = op.kind == OpKind::kAdd || op.kind == OpKind::kReshape ||
-                               (op.kind == OpKind::kQuantize && !po.float_input);
+      const bool elementwise =
+          op.kind == OpKind::kAdd || op.kind == OpKind::kReshape || (op.kind == OpKind::kQuantize && !po.float_input);
       const bool legal = ib == ob && live.last_use[t] == static_cast<int>(i) &&
                          (elementwise || (op.kind == OpKind::kDepthwiseConv2D && k == 0));
       if (!legal)
@@ -602,8 +603,8 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
     std::ostringstream o;
     const std::string up = io_name == "input" ? "INPUT" : "OUTPUT";
     PERFMEM_ASSIGN_OR_RETURN(auto scale, f32(t.quantization.scale(), io_name + " scale"));
-    o << "/* The " << io_name << " tensor '" << identifier(t.name) << "': " << c_type(t.type) << " " << shape(t)
-      << ", " << quant_comment(t) << " (real = scale * (q - zero_point)). */\n"
+    o << "/* The " << io_name << " tensor '" << identifier(t.name) << "': " << c_type(t.type) << " " << shape(t) << ", "
+      << quant_comment(t) << " (real = scale * (q - zero_point)). */\n"
       << "#define VMCU_MODEL_" << up << "_BYTES " << t.bytes() << "u\n"
       << "#define VMCU_MODEL_" << up << "_TYPE " << c_type(t.type) << "\n"
       << "#define VMCU_MODEL_" << up << "_RANK " << t.shape.size() << "\n"
@@ -615,8 +616,8 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
   PERFMEM_ASSIGN_OR_RETURN(auto in_text, io("input", in));
   PERFMEM_ASSIGN_OR_RETURN(auto out_text, io("output", out));
   h << "/* model.h: " << identifier(std::filesystem::path(g.source).filename().string())
-    << " as a C library, generated by `vmcu compile` (planner " << compile_planner_name(options.planner)
-    << ", target " << compile_target_name(options.target) << "). Do not edit.\n"
+    << " as a C library, generated by `vmcu compile` (planner " << compile_planner_name(options.planner) << ", target "
+    << compile_target_name(options.target) << "). Do not edit.\n"
     << " *\n"
     << " *   #include \"model.h\"\n"
     << " *   static int8_t image[VMCU_MODEL_INPUT_BYTES];      (the input's type and layout, as bytes)\n"
@@ -630,7 +631,8 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
     << " * count (MEAN under a tensor-level plan; usually 0). Weights, biases and requantization tables are const\n"
     << " * (flash). No heap, no libc beyond string.h. vmcu_model_run is not reentrant: it uses the one arena.\n"
     << " */\n"
-    << "#ifndef VMCU_MODEL_H\n#define VMCU_MODEL_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+    << "#ifndef VMCU_MODEL_H\n#define VMCU_MODEL_H\n\n#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" "
+       "{\n#endif\n\n"
     << "#define VMCU_MODEL_PLANNER \"" << compile_planner_name(options.planner) << "\"\n"
     << "#define VMCU_MODEL_TARGET \"" << compile_target_name(options.target) << "\"\n"
     << "#define VMCU_MODEL_ARENA_BYTES " << layout.arena_bytes << "u\n"
@@ -638,7 +640,8 @@ Result<std::string> header_text(const Graph& g, const CompileOptions& options, c
     << "#define VMCU_MODEL_RING_BYTES " << layout.ring_bytes << "u /* the activation area after them */\n"
     << "#define VMCU_MODEL_SCRATCH_BYTES " << layout.scratch_words * 4 << "u\n"
     << "#define VMCU_MODEL_LAYERS " << layout.layers << "u\n\n"
-    << in_text << "\n" << out_text << "\n"
+    << in_text << "\n"
+    << out_text << "\n"
     << "/* Runs one inference: reads VMCU_MODEL_INPUT_BYTES from `input` (0: they are already in\n"
     << " * vmcu_model_input_buffer()), writes VMCU_MODEL_OUTPUT_BYTES to `output` (any alignment; the buffers\n"
     << " * may not overlap the arena otherwise). Returns 0, or 1 + the index of the layer (operator, under a\n"
@@ -708,7 +711,8 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
   std::ostringstream c;
   c << "/* model.c: generated by `vmcu compile` (planner " << layout.planner << ", " << layout.placement
     << " placement). Do not edit. */\n"
-    << "#include \"model.h\"\n\n#include <string.h>\n\n#include \"vmcu/deploy_kernels.h\"\n#include \"vmcu/kernels.h\"\n"
+    << "#include \"model.h\"\n\n#include <string.h>\n\n#include \"vmcu/deploy_kernels.h\"\n#include "
+       "\"vmcu/kernels.h\"\n"
     << (layout.fused ? "#include \"vmcu/segment_fused.h\"\n" : "") << "#include \"vmcu/segment_kernels.h\"\n\n"
     << "#if defined(__GNUC__) || defined(__clang__)\n#define VMCU_ALIGNED __attribute__((aligned(8)))\n#else\n"
     << "#define VMCU_ALIGNED\n#endif\n\n"
@@ -719,9 +723,9 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
   // (a ring plan places it at ring offset 0, a tensor-level plan never wraps at all).
   if (static_cast<size_t>(in_at) + lib.input_bytes > layout.ring_bytes)
     return Status(StatusCode::kInternal, g->source + ": the graph input wraps around the end of the ring");
-  c << "\nvoid* vmcu_model_input_buffer(void) { return vmcu_arena + VMCU_MODEL_WORKSPACE_BYTES + " << in_at
-    << "; }\n";
-  c << "\n" << e->data.str() << "\n"
+  c << "\nvoid* vmcu_model_input_buffer(void) { return vmcu_arena + VMCU_MODEL_WORKSPACE_BYTES + " << in_at << "; }\n";
+  c << "\n"
+    << e->data.str() << "\n"
     << "int vmcu_model_run(const void* input, void* output) {\n"
     << "  int8_t* const arena = vmcu_arena;\n"
     << "  const vmcu_ring ring = {vmcu_arena + VMCU_MODEL_WORKSPACE_BYTES, (int32_t)VMCU_MODEL_RING_BYTES, 0, 0};\n";
@@ -733,8 +737,8 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
   c << "  (void)arena;\n"
     << "  if (input != 0 && input != ring.data + " << in_at << ")\n"
     << "    vmcu_ring_write(&ring, " << in_at << ", 0, (int32_t)VMCU_MODEL_INPUT_BYTES, (const int8_t*)input);\n"
-    << e->body.str()
-    << "  vmcu_ring_read(&ring, " << out_at << ", 0, (int32_t)VMCU_MODEL_OUTPUT_BYTES, (int8_t*)output);\n"
+    << e->body.str() << "  vmcu_ring_read(&ring, " << out_at
+    << ", 0, (int32_t)VMCU_MODEL_OUTPUT_BYTES, (int8_t*)output);\n"
     << "  return 0;\n}\n";
 
   // Kernel sources: every freestanding file but the fused kernels, which only fused plans call.
@@ -785,7 +789,8 @@ Status write_library(const CompiledModel& model, const std::string& dir) {
     const std::filesystem::path path = std::filesystem::path(dir) / f.path;
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) return Status(StatusCode::kIoError, path.parent_path().string() + ": cannot create folder: " + ec.message());
+    if (ec)
+      return Status(StatusCode::kIoError, path.parent_path().string() + ": cannot create folder: " + ec.message());
     std::ofstream out(path, std::ios::binary);
     out.write(f.text.data(), static_cast<std::streamsize>(f.text.size()));
     out.close();

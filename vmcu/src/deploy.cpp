@@ -61,8 +61,7 @@ class WorkDir {
       return;
     }
     static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("vmcu-deploy-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    path_ = fs::temp_directory_path() / ("vmcu-deploy-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
     temporary_ = true;
   }
   ~WorkDir() {
@@ -98,7 +97,8 @@ Status write_text(const fs::path& path, std::string_view text) {
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
   return s;
 }
 
@@ -148,8 +148,7 @@ Result<std::pair<uint64_t, uint64_t>> marker_addresses(const fs::path& elf) {
   return std::make_pair(begin, end);
 }
 
-Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const DeployOptions& o,
-                             const fs::path& dir) {
+Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const DeployOptions& o, const fs::path& dir) {
   CompileOptions co;
   co.planner = planner;
   co.target = board_target(o.board);
@@ -197,9 +196,10 @@ Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const D
   argv.push_back(l.elf.string());
   auto r = run_process(argv, StderrMode::kMerge);
   if (!r.ok())
-    return Status(StatusCode::kNotFound, "arm-none-eabi-gcc: cannot run it (install gcc-arm-none-eabi and "
-                                         "libnewlib-arm-none-eabi, listed in scripts/deps/vmcu.apt): " +
-                                             r.status().message());
+    return Status(StatusCode::kNotFound,
+                  "arm-none-eabi-gcc: cannot run it (install gcc-arm-none-eabi and "
+                  "libnewlib-arm-none-eabi, listed in scripts/deps/vmcu.apt): " +
+                      r.status().message());
   if (r->exit_code != 0) {
     static const std::regex overflow("region `(RAM|FLASH)' overflowed by ([0-9]+) bytes");
     bool any = false;
@@ -208,8 +208,7 @@ Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const D
       ((*it)[1].str() == "RAM" ? l.ram_shortfall : l.flash_shortfall) = n;
       any = true;
     }
-    if (!any)
-      return Status(StatusCode::kInternal, graph.source + ": building the firmware failed:\n" + r->output);
+    if (!any) return Status(StatusCode::kInternal, graph.source + ": building the firmware failed:\n" + r->output);
     return l;
   }
   l.fits = true;
@@ -225,8 +224,7 @@ Result<DeployReport> deploy_model(const std::string& model_path, const DeployOpt
   const Tensor& in_t = graph.tensors[graph.inputs[0]];
   PERFMEM_ASSIGN_OR_RETURN(auto input, read_binary_file(o.input));
   if (input.size() != in_t.bytes())
-    return input_error(o.input, "size",
-                       std::to_string(in_t.bytes()) + " bytes (the input tensor '" + in_t.name + "')",
+    return input_error(o.input, "size", std::to_string(in_t.bytes()) + " bytes (the input tensor '" + in_t.name + "')",
                        std::to_string(input.size()) + " bytes");
   if (o.stack_bytes < 512 || o.stack_bytes >= o.ram_bytes)
     return input_error("--stack", "value", "at least 512 bytes and less than --ram", std::to_string(o.stack_bytes));
@@ -247,9 +245,9 @@ Result<DeployReport> deploy_model(const std::string& model_path, const DeployOpt
     for (CompilePlanner p : {CompilePlanner::kVmcu, CompilePlanner::kGreedy, CompilePlanner::kTinyEngine}) {
       PlannerFit fit;
       fit.planner = p;
-      PERFMEM_ASSIGN_OR_RETURN(auto other, p == o.planner ? Result<Linked>(linked)
-                                                          : link_firmware(graph, p, o, work.path() /
-                                                                                          std::string(compile_planner_name(p))));
+      PERFMEM_ASSIGN_OR_RETURN(
+          auto other, p == o.planner ? Result<Linked>(linked)
+                                     : link_firmware(graph, p, o, work.path() / std::string(compile_planner_name(p))));
       fit.fits = other.fits;
       fit.ram_shortfall = other.ram_shortfall;
       fit.flash_shortfall = other.flash_shortfall;
@@ -264,16 +262,29 @@ Result<DeployReport> deploy_model(const std::string& model_path, const DeployOpt
 
   std::error_code ignored;
   fs::remove(o.output, ignored);  // a stale file must not pass for the board's output
-  std::vector<std::string> qemu = {"timeout", "-k", "2", std::to_string(o.timeout_s), "qemu-system-arm", "-M",
-                                   std::string(board_name(o.board)), "-display", "none", "-monitor", "none",
-                                   "-serial", "none", "-semihosting-config", "enable=on,target=native",
-                                   "-kernel", linked.elf.string()};
+  std::vector<std::string> qemu = {"timeout",
+                                   "-k",
+                                   "2",
+                                   std::to_string(o.timeout_s),
+                                   "qemu-system-arm",
+                                   "-M",
+                                   std::string(board_name(o.board)),
+                                   "-display",
+                                   "none",
+                                   "-monitor",
+                                   "none",
+                                   "-serial",
+                                   "none",
+                                   "-semihosting-config",
+                                   "enable=on,target=native",
+                                   "-kernel",
+                                   linked.elf.string()};
   const fs::path icount_file = work.path() / "icount.txt";
   if (!o.icount_plugin.empty()) {
     PERFMEM_ASSIGN_OR_RETURN(auto markers, marker_addresses(linked.elf));
     qemu.push_back("-plugin");
-    qemu.push_back(o.icount_plugin + ",begin=" + std::to_string(markers.first) + ",end=" +
-                   std::to_string(markers.second) + ",out=" + icount_file.string());
+    qemu.push_back(o.icount_plugin + ",begin=" + std::to_string(markers.first) +
+                   ",end=" + std::to_string(markers.second) + ",out=" + icount_file.string());
   }
   auto run = run_process(qemu, StderrMode::kMerge);
   if (!run.ok())

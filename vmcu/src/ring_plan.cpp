@@ -142,9 +142,7 @@ Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& 
         return Status(StatusCode::kInternal, place + ": max pooling failed");
       return Status::Ok();
     case RingKernel::kAlias: return Status::Ok();  // the output is the input's storage
-    case RingKernel::kRelocate:
-      vmcu_ring_relocate(&ring, bases[1], bases[0], p.out_bytes);
-      return Status::Ok();
+    case RingKernel::kRelocate: vmcu_ring_relocate(&ring, bases[1], bases[0], p.out_bytes); return Status::Ok();
     case RingKernel::kBottleneck:
       if (vmcu_seg_bottleneck_s8(&p.bottleneck, &ring, bases[1], p.in, p.mid_c, bases[0], p.out, stage) != 0)
         return unsupported_error(g.source, place, "kernel windows larger than the segment kernels accept");
@@ -797,7 +795,8 @@ std::optional<PlacedPlan> mixed_plan(const Graph& g, const PlacedPlan& segment, 
   for (size_t i = 0; i < regions.size(); ++i) {
     const Region& r = regions[i];
     const bool seg = best_kind[i];
-    if (i > 0 && seg != best_kind[i - 1] && offset_in(seg, r.entry_tensor) != offset_in(best_kind[i - 1], r.entry_tensor)) {
+    if (i > 0 && seg != best_kind[i - 1] &&
+        offset_in(seg, r.entry_tensor) != offset_in(best_kind[i - 1], r.entry_tensor)) {
       const int t = r.entry_tensor;
       RingLayer move;
       move.kernel = RingKernel::kRelocate;
@@ -813,7 +812,8 @@ std::optional<PlacedPlan> mixed_plan(const Graph& g, const PlacedPlan& segment, 
       for (size_t l = r.first_layer; l < r.end_layer; ++l) {
         RingLayer layer = sp.layers[l];
         layer.ring_offset[0] = wrap(sp.base[layer.output]);
-        for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k) layer.ring_offset[k + 1] = wrap(sp.base[layer.inputs[k]]);
+        for (size_t k = 0; k < layer.inputs.size() && k < 2; ++k)
+          layer.ring_offset[k + 1] = wrap(sp.base[layer.inputs[k]]);
         if (!plan.placed[layer.output]) plan.base[layer.output] = sp.base[layer.output];
         plan.placed[layer.output] = true;
         plan.workspace_bytes = std::max(plan.workspace_bytes, layer.workspace_bytes);

@@ -88,13 +88,13 @@ std::vector<uint8_t> run_generated(const vm::Graph& graph, vm::CompilePlanner pl
   const std::string inc = " -I" + dir.string() + " -I" + (dir / "vmcu_kernels/include").string();
   // The greedy builds take their input through vmcu_model_input_buffer().
   const std::string in_place = planner == vm::CompilePlanner::kGreedy ? " -DIN_PLACE" : "";
-  const auto build = run_command(std::string("cc ") + kCFlags + in_place + inc + " " + (dir / "model.c").string() + " " +
-                                 (dir / "driver.c").string() + " " + (objects / "*.o").string() + " -o " +
-                                 (dir / "model").string());
+  const auto build =
+      run_command(std::string("cc ") + kCFlags + in_place + inc + " " + (dir / "model.c").string() + " " +
+                  (dir / "driver.c").string() + " " + (objects / "*.o").string() + " -o " + (dir / "model").string());
   EXPECT_EQ(build.exit_code, 0) << build.output;
   write_file(dir / "in.bin", input);
-  const auto ran = run_command((dir / "model").string() + " " + (dir / "in.bin").string() + " " +
-                               (dir / "out.bin").string());
+  const auto ran =
+      run_command((dir / "model").string() + " " + (dir / "in.bin").string() + " " + (dir / "out.bin").string());
   EXPECT_EQ(ran.exit_code, 0) << ran.output;
   return read_file(dir / "out.bin");
 }
@@ -108,7 +108,8 @@ void expect_all_planners_match(const vm::Graph& graph, const std::string& name, 
   auto expected = exec->run(input);
   ASSERT_TRUE(expected.ok()) << expected.status().to_string();
   for (vm::CompilePlanner p : planners)
-    EXPECT_EQ(run_generated(graph, p, name, input, ring), *expected) << name << " planner " << vm::compile_planner_name(p);
+    EXPECT_EQ(run_generated(graph, p, name, input, ring), *expected)
+        << name << " planner " << vm::compile_planner_name(p);
 }
 
 vm::Graph built(const std::string& spec) {
@@ -199,7 +200,8 @@ TEST(Codegen, SharedModelsMatchTheReference) {
     ASSERT_TRUE(g.ok()) << g.status().to_string();
     // Every model under vmcu; the tensor-level planners on the smaller two (the built models
     // above cover their code paths, and compile time is what this test costs).
-    const bool small = std::string(m).find("kws") != std::string::npos || std::string(m).find("resnet8") != std::string::npos;
+    const bool small =
+        std::string(m).find("kws") != std::string::npos || std::string(m).find("resnet8") != std::string::npos;
     if (small)
       expect_all_planners_match(*g, m, 11, kAll);
     else
@@ -248,9 +250,9 @@ TEST(Codegen, CMakeAndMakefileFragmentBuildTheLibrary) {
                                         << "add_subdirectory(lib)\nadd_executable(fw driver.c)\n"
                                         << "target_link_libraries(fw PRIVATE vmcu_model)\n";
   std::ofstream(dir / "driver.c") << kDriver;
-  const auto configured = run_command("cmake -S " + dir.string() + " -B " + (dir / "build").string() +
-                                      " -DCMAKE_C_FLAGS='-Wall -Wextra -Werror' && cmake --build " +
-                                      (dir / "build").string());
+  const auto configured =
+      run_command("cmake -S " + dir.string() + " -B " + (dir / "build").string() +
+                  " -DCMAKE_C_FLAGS='-Wall -Wextra -Werror' && cmake --build " + (dir / "build").string());
   EXPECT_EQ(configured.exit_code, 0) << configured.output;
 }
 

@@ -39,8 +39,8 @@ std::string toolchain_missing() {
   return {};
 }
 
-#define REQUIRE_TOOLCHAIN()                                                   \
-  do {                                                                        \
+#define REQUIRE_TOOLCHAIN()                                                              \
+  do {                                                                                   \
     if (auto why = toolchain_missing(); !why.empty()) PERFMEM_SKIP_UNLESS_REQUIRED(why); \
   } while (0)
 
@@ -172,16 +172,21 @@ TEST(Deploy, KernelSweepOnBothBoardsEqualsTheHost) {
     for (size_t at = script.find(key); at != std::string::npos; at = script.find(key, at))
       script.replace(at, key.size(), value);
   std::ofstream(dir / "link.ld") << script;
-  for (const auto& [board, flags] : {std::pair<std::string, std::string>{"mps2-an386", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"},
-                                     {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16"}}) {
+  for (const auto& [board, flags] :
+       {std::pair<std::string, std::string>{"mps2-an386", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"},
+        {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16"}}) {
     const std::string elf = (dir / (board + ".elf")).string();
-    auto built = run_command("arm-none-eabi-gcc " + flags + " -mthumb -mfloat-abi=hard -std=c99 -O2 -Wall -Wextra "
-                             "-Werror -ffunction-sections -fdata-sections" + includes + sources + " " + mcu +
+    auto built = run_command("arm-none-eabi-gcc " + flags +
+                             " -mthumb -mfloat-abi=hard -std=c99 -O2 -Wall -Wextra "
+                             "-Werror -ffunction-sections -fdata-sections" +
+                             includes + sources + " " + mcu +
                              "/board/startup.c -nostartfiles --specs=nano.specs -Wl,--gc-sections -T" +
                              (dir / "link.ld").string() + " -o " + elf);
     ASSERT_EQ(built.exit_code, 0) << built.output;
-    auto ran = run_command("timeout -k 2 60 qemu-system-arm -M " + board + " -display none -monitor none -serial none "
-                           "-semihosting-config enable=on,target=native -kernel " + elf + " < /dev/null");
+    auto ran = run_command("timeout -k 2 60 qemu-system-arm -M " + board +
+                           " -display none -monitor none -serial none "
+                           "-semihosting-config enable=on,target=native -kernel " +
+                           elf + " < /dev/null");
     EXPECT_EQ(ran.exit_code, 0) << board << ": " << ran.output;
     EXPECT_EQ(ran.output, host.output) << board;
   }

@@ -186,9 +186,9 @@ TEST(DeployKernels, InPlaceDepthwiseIsBitExactWithTheReference) {
   // A depth multiplier above 1 cannot run in place: refused, nothing written.
   ConvSetup s = make_conv({6, 6, 3, 3, 3, 1, 1, true, 2}, true, rng);
   std::vector<int8_t> data = s.in, channel(36);
-  EXPECT_EQ(vmcu_depthwise_conv2d_inplace_s8(&s.p, s.is, data.data(), s.fs, s.filter.data(), nullptr, s.os,
-                                             channel.data()),
-            -1);
+  EXPECT_EQ(
+      vmcu_depthwise_conv2d_inplace_s8(&s.p, s.is, data.data(), s.fs, s.filter.data(), nullptr, s.os, channel.data()),
+      -1);
   EXPECT_EQ(data, s.in);
 }
 

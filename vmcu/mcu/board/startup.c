@@ -17,7 +17,14 @@ static int32_t semihost(int32_t op, const void* arg) {
   return r0;
 }
 
-enum { kSysOpen = 0x01, kSysClose = 0x02, kSysWrite0 = 0x04, kSysWrite = 0x05, kSysRead = 0x06, kSysExitExtended = 0x20 };
+enum {
+  kSysOpen = 0x01,
+  kSysClose = 0x02,
+  kSysWrite0 = 0x04,
+  kSysWrite = 0x05,
+  kSysRead = 0x06,
+  kSysExitExtended = 0x20
+};
 enum { kModeReadBinary = 1, kModeWriteBinary = 5 };
 
 static int32_t open_file(const char* path, int32_t mode) {
@@ -103,6 +110,19 @@ static void Fault_Handler(void) {
 
 typedef void (*vector)(void);
 /* Initial stack pointer, then reset, NMI, HardFault, MemManage, BusFault, UsageFault. */
-__attribute__((section(".isr_vector"), used)) const vector vmcu_vectors[16] = {
-    (vector)(uintptr_t)&_estack, Reset_Handler, Fault_Handler, Fault_Handler, Fault_Handler, Fault_Handler,
-    Fault_Handler, 0, 0, 0, 0, Fault_Handler, Fault_Handler, 0, Fault_Handler, Fault_Handler};
+__attribute__((section(".isr_vector"), used)) const vector vmcu_vectors[16] = {(vector)(uintptr_t)&_estack,
+                                                                               Reset_Handler,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler,
+                                                                               0,
+                                                                               0,
+                                                                               0,
+                                                                               0,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler,
+                                                                               0,
+                                                                               Fault_Handler,
+                                                                               Fault_Handler};

@@ -39,7 +39,8 @@ int vmcu_depthwise_conv2d_inplace_s8(const vmcu_conv_params* p, vmcu_shape4 is, 
             for (int32_t kx = 0; kx < fs.w; ++kx) {
               const int32_t ix = x0 + p->dilation_w * kx;
               if (ix < 0 || ix >= is.w) continue;
-              acc += ((int32_t)channel[iy * is.w + ix] + p->input_offset) * (int32_t)filter[(ky * fs.w + kx) * fs.c + c];
+              acc +=
+                  ((int32_t)channel[iy * is.w + ix] + p->input_offset) * (int32_t)filter[(ky * fs.w + kx) * fs.c + c];
             }
           }
           /* Two's-complement wrap, as the reference twin (a corrupt bias must not be UB). */

@@ -30,8 +30,7 @@ class ProgressBar {
   // The text drawn for `done` of `total` in `width` columns: "label [#####     ] 50% 5/10".
   static std::string render(const std::string& label, int64_t done, int64_t total, int width);
   // The same, followed by " " + note when the note is not empty.
-  static std::string render(const std::string& label, int64_t done, int64_t total, int width,
-                            const std::string& note);
+  static std::string render(const std::string& label, int64_t done, int64_t total, int width, const std::string& note);
 
  private:
   void draw(bool force);

@@ -31,9 +31,9 @@
 namespace perfmem::vmcu {
 
 enum class Board { kMps2An386, kMps2An500 };
-std::string_view board_name(Board board);             // "mps2-an386" / "mps2-an500"
+std::string_view board_name(Board board);  // "mps2-an386" / "mps2-an500"
 Result<Board> parse_board(std::string_view name);
-CompileTarget board_target(Board board);              // cortex-m4 / cortex-m7
+CompileTarget board_target(Board board);  // cortex-m4 / cortex-m7
 
 // "256K", "2M", "4096" (K and M are 1024 and 1024^2); errors name `flag`.
 Result<size_t> parse_byte_size(std::string_view text, std::string_view flag);
@@ -73,10 +73,10 @@ struct DeployReport {
   size_t ram_budget = 0, flash_budget = 0;
   bool ran = false;
   int exit_code = -1;
-  bool bit_exact = false;  // the board's output equals the reference executor's
-  bool counted = false;    // instructions is valid (a plugin was given and reported)
+  bool bit_exact = false;     // the board's output equals the reference executor's
+  bool counted = false;       // instructions is valid (a plugin was given and reported)
   uint64_t instructions = 0;  // executed by vmcu_model_run (the plugin's count between the board's markers)
-  std::string console;     // what the board printed
+  std::string console;        // what the board printed
 };
 
 Result<DeployReport> deploy_model(const std::string& model_path, const DeployOptions& options);
