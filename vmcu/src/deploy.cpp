@@ -6,7 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <charconv>
 #include <sstream>
 
 #include "perfmem/core/io.h"
@@ -48,6 +48,14 @@ Result<size_t> parse_byte_size(std::string_view text, std::string_view flag) {
 }
 
 namespace {
+
+// The decimal number starting at text[at] (at least one digit, no overflow) into `value`.
+bool number_after(const std::string& text, size_t at, size_t& value) {
+  if (at >= text.size()) return false;
+  const char* first = text.data() + at;
+  const auto [end, ec] = std::from_chars(first, text.data() + text.size(), value);
+  return ec == std::errc() && end != first;
+}
 
 constexpr const char* kCpuM4[] = {"-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"};
 constexpr const char* kCpuM7[] = {"-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"};
@@ -201,12 +209,16 @@ Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const D
                   "libnewlib-arm-none-eabi, listed in scripts/deps/vmcu.apt): " +
                       r.status().message());
   if (r->exit_code != 0) {
-    static const std::regex overflow("region `(RAM|FLASH)' overflowed by ([0-9]+) bytes");
+    // GNU ld: "region `RAM' overflowed by N bytes" (and FLASH), once per region that does not fit.
     bool any = false;
-    for (std::sregex_iterator it(r->output.begin(), r->output.end(), overflow), end; it != end; ++it) {
-      const size_t n = std::stoul((*it)[2].str());
-      ((*it)[1].str() == "RAM" ? l.ram_shortfall : l.flash_shortfall) = n;
-      any = true;
+    for (const std::string region : {"RAM", "FLASH"}) {
+      const std::string key = "region `" + region + "' overflowed by ";
+      for (size_t at = r->output.find(key); at != std::string::npos; at = r->output.find(key, at + 1)) {
+        size_t n = 0;
+        if (!number_after(r->output, at + key.size(), n)) continue;
+        (region == "RAM" ? l.ram_shortfall : l.flash_shortfall) = n;
+        any = true;
+      }
     }
     if (!any) return Status(StatusCode::kInternal, graph.source + ": building the firmware failed:\n" + r->output);
     return l;
@@ -296,11 +308,15 @@ Result<DeployReport> deploy_model(const std::string& model_path, const DeployOpt
   if (run->exit_code == 124 || run->exit_code == 137)
     return Status(StatusCode::kInternal, model_path + ": the " + std::string(board_name(o.board)) +
                                              " run did not finish within " + std::to_string(o.timeout_s) + " s");
-  static const std::regex line("vmcu-board: rc=([0-9]+) stack=([0-9]+) stack_reserved=([0-9]+)");
-  std::smatch m;
-  if (std::regex_search(rep.console, m, line)) {
-    rep.ran = true;
-    rep.stack_high_water_bytes = std::stoul(m[2].str());
+  // The board's last line: "vmcu-board: rc=R stack=S stack_reserved=T".
+  const size_t board_line = rep.console.rfind("vmcu-board: rc=");
+  if (board_line != std::string::npos) {
+    const size_t stack = rep.console.find(" stack=", board_line);
+    size_t used = 0;
+    if (stack != std::string::npos && number_after(rep.console, stack + 7, used)) {
+      rep.ran = true;
+      rep.stack_high_water_bytes = used;
+    }
   }
   if (run->exit_code != 0 || !rep.ran) return rep;
   if (!o.icount_plugin.empty()) {
