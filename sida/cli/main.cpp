@@ -221,6 +221,11 @@ int main(int argc, char** argv) {
                        : "expected a whole number of at least 2, found \"" + v + "\"";
           },
           "INT >= 2"));
+  collect
+      ->add_option("--window", collect_opts.window,
+                   "Requests encoded together layer by layer (each expert read once per window; same logits)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   collect->add_flag("--no-capacity", collect_no_capacity, "Ignore expert capacity");
   collect->add_flag("--no-direct-io", collect_no_direct_io, "Read experts through the page cache");
 

@@ -76,25 +76,41 @@ Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vecto
   eo.apply_capacity = options.apply_capacity;
   Engine engine(model, *store, eo);
   const int64_t M = data.num_moe_layers, T = data.top, E = c.num_experts;
-  size_t base = 0;  // first token of the current request in the dataset
+  std::vector<size_t> window_base;  // first token in the dataset of each request of the window
   std::vector<int32_t> order;
   engine.set_observer([&](const MoeLayerVisit& v) {
+    const size_t base = window_base[size_t(v.window_request)];
     for (size_t t = 0; t < v.positions.size(); ++t) {
       const size_t at = (base + size_t(v.positions[t])) * size_t(M * T) + size_t(v.moe_layer * T);
       top_of_row(&v.router_logits[t * size_t(E)], E, T, order, &data.top_logits[at], &data.top_experts[at]);
     }
   });
+  if (options.window < 1) return input_error("--window", "value", "at least 1", std::to_string(options.window));
   ProgressBar bar("collecting routes", int64_t(corpus.size()), stderr, options.show_progress);
-  for (size_t r = 0; r < corpus.size(); ++r) {
-    base = data.tokens.size();
-    data.tokens.insert(data.tokens.end(), corpus[r].begin(), corpus[r].end());
+  for (size_t first = 0; first < corpus.size(); first += size_t(options.window)) {
+    const size_t end = std::min(corpus.size(), first + size_t(options.window));
+    const std::vector<std::vector<int32_t>> window(corpus.begin() + long(first), corpus.begin() + long(end));
+    window_base.clear();
+    for (const auto& request : window) {
+      window_base.push_back(data.tokens.size());
+      data.tokens.insert(data.tokens.end(), request.begin(), request.end());
+      data.offsets.push_back(int64_t(data.tokens.size()));
+    }
     data.top_logits.resize(data.tokens.size() * size_t(M * T));
     data.top_experts.resize(data.tokens.size() * size_t(M * T));
-    auto enc = engine.encode({corpus[r]});
-    if (!enc.ok()) return enc.status().with_context("corpus request " + std::to_string(r));
-    data.offsets.push_back(int64_t(data.tokens.size()));
-    data.validation.push_back(int64_t(r) % options.validation_every == options.validation_every - 1);
-    bar.advance();
+    auto enc = engine.encode_window(window);
+    if (!enc.ok()) {
+      // Name the request: the window's error counts requests from the window's start.
+      engine.set_observer({});
+      for (size_t r = first; r < end; ++r)
+        if (auto alone = engine.encode({corpus[r]}); !alone.ok())
+          return alone.status().with_context("corpus request " + std::to_string(r));
+      return enc.status().with_context("corpus requests " + std::to_string(first) + " to " + std::to_string(end - 1));
+    }
+    for (size_t r = first; r < end; ++r) {
+      data.validation.push_back(int64_t(r) % options.validation_every == options.validation_every - 1);
+      bar.advance();
+    }
   }
   bar.finish();
   return data;

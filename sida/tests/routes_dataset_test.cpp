@@ -40,8 +40,20 @@ TEST_F(RoutesDatasetTest, HoldsTheEnginesTopLogitsPerTokenAndLayer) {
   opt.top = 4;  // fewer than the 6 experts: truncated
   opt.validation_every = 3;
   opt.show_progress = false;
+  opt.window = 3;  // windows of 3, 3 and 1 requests
   auto data = collect_routes(*m.model, corpus, opt);
   ASSERT_TRUE(data.ok()) << data.status().to_string();
+  // One window for all, and one request per window: the same bits.
+  for (int64_t window : {int64_t(1), int64_t(64)}) {
+    opt.window = window;
+    auto other = collect_routes(*m.model, corpus, opt);
+    ASSERT_TRUE(other.ok()) << other.status().to_string();
+    EXPECT_EQ(other->tokens, data->tokens);
+    EXPECT_EQ(other->offsets, data->offsets);
+    EXPECT_EQ(other->validation, data->validation);
+    EXPECT_EQ(other->top_logits, data->top_logits) << "window " << window;
+    EXPECT_EQ(other->top_experts, data->top_experts) << "window " << window;
+  }
   EXPECT_EQ(data->num_moe_layers, c.num_encoder_moe_layers());
   EXPECT_EQ(data->top, 4);
   EXPECT_EQ(data->validation, (std::vector<uint8_t>{0, 0, 1, 0, 0, 1, 0}));
@@ -144,6 +156,14 @@ TEST_F(RoutesDatasetTest, CliCollectsACorpusFile) {
                                       " -o " + out + " 2>&1");
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_NE(run.output.find("spiece.model"), std::string::npos) << run.output;
+  // An id outside the vocabulary in the third request: named by its request, though the three
+  // are encoded as one window.
+  ASSERT_TRUE(write_text_file(corpus, "5 6 1\n7 8 1\n9 99999 1\n").ok());
+  run = perfmem::testing::run_command(std::string(CLI_PATH) + " collect-routes " + *dir_ + " --corpus " + corpus +
+                                      " -o " + out + " 2>&1");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("corpus request 2"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("99999"), std::string::npos) << run.output;
 }
 
 }  // namespace

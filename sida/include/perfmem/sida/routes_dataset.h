@@ -46,9 +46,14 @@ struct CollectOptions {
   bool apply_capacity = true;     // route as served (Hugging Face's expert capacity)
   bool direct_io = true;
   bool show_progress = true;
+  // Requests encoded together layer by layer (Engine::encode_window): each expert is read once
+  // per window instead of once per request, and every request still computes as at batch 1, so
+  // the logits are the same bits for any window.
+  int64_t window = 64;
 };
 
-// Runs the encoder over every request (batch 1, as served) and keeps the top-T router logits.
+// Runs the encoder over every request (batch 1 arithmetic, as served) and keeps the top-T router
+// logits.
 Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vector<std::vector<int32_t>>& corpus,
                                      const CollectOptions& options);
 Status write_routes_dataset(const std::string& path, const RoutesDataset& data);
