@@ -206,16 +206,22 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   }
 
   // Policy table, with each row's throughput relative to lru (request by request) at the same budget.
+  // "predictor s": the run-ahead thread's time in the predictor (part of the wall time the throughput
+  // is measured over); "vs oracle": a predictor row's throughput relative to the same run planned
+  // from the oracle table.
   std::cout << "| mode | budget | policy | execution | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from "
-               "disk | I/O wait s | vs lru |\n"
-            << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+               "disk | I/O wait s | predictor s | vs lru | vs oracle |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   Json table = Json::array();
   for (const Row& r : rows) {
-    double lru = 0;
-    for (const Row& other : rows)
-      if (other.mode == r.mode && other.budget_label == r.budget_label && other.report.policy == "lru" &&
-          other.report.execution == "request")
-        lru = other.report.requests_per_s();
+    double lru = 0, oracle = 0;
+    for (const Row& other : rows) {
+      if (other.mode != r.mode || other.budget_label != r.budget_label) continue;
+      if (other.report.policy == "lru" && other.report.execution == "request") lru = other.report.requests_per_s();
+      if (r.report.plans == "predictor" && other.report.plans == "oracle" &&
+          other.report.execution == r.report.execution)
+        oracle = other.report.requests_per_s();
+    }
     const ServeReport& s = r.report;
     const double tokens = r.mode == "encode" ? s.input_tokens_per_s() : s.generated_tokens_per_s();
     std::cout << "| " << r.mode << " | " << r.budget_label << " (" << format_bytes(double(s.budget_bytes)) << ") | "
@@ -227,7 +233,9 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
               << " | " << fmt("%.1f", s.latency_ms.median) << " | " << fmt("%.1f", s.latency_ms.p99) << " | "
               << fmt("%.1f%%", 100 * s.store.hit_rate()) << " | " << format_bytes(double(s.store.bytes_read)) << " | "
               << fmt("%.2f", s.store.io_wait_s) << " | "
-              << (lru > 0 ? fmt("%.2fx", s.requests_per_s() / lru) : std::string("-")) << " |\n";
+              << (s.plans == "predictor" ? fmt("%.2f", s.predictor_s) : std::string("-")) << " | "
+              << (lru > 0 ? fmt("%.2fx", s.requests_per_s() / lru) : std::string("-")) << " | "
+              << (oracle > 0 ? fmt("%.2fx", s.requests_per_s() / oracle) : std::string("-")) << " |\n";
     Json j = report_to_json(s);
     j["mode"] = r.mode;
     j["budget"] = r.budget_label;

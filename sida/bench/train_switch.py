@@ -8,13 +8,15 @@ the name of the collection it comes from (one of eight: computers, definitions, 
 people, politics, science, work, zippy) as one token, then eos. Quotations are split three
 ways by a seeded shuffle, so no quotation is in two splits:
   - model   (80%): trains the Switch model;
-  - predictor (10%): what `sida collect-routes` / `train-predictor` may see;
+  - predictor (10%): what `sida collect-routes` / `train-predictor` may see besides the model
+                     split (SiDA trains its predictor on the model's training data);
   - test    (10%): the task metric (accuracy of the generated topic), never trained on.
 
 Writes, under OUT:
   checkpoint/            save_pretrained(safe_serialization) + spiece.model (SentencePiece,
                          trained here on the model split: unigram, pad 0, eos 1, unk 2, then one
                          piece per topic, <topic_computers> ...)
+  model_corpus.txt       token-id lines (inputs) of the model split
   predictor_corpus.txt   token-id lines (inputs) of the predictor split
   test_requests.txt      token-id lines of the test split's inputs
   test_targets.txt       token-id lines: the topic piece + eos
@@ -69,6 +71,11 @@ def main():
     ap.add_argument("--max-steps", type=int, default=4000)
     ap.add_argument("--vocab", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
+    # Hugging Face's default (0.001) let this small model's routers collapse onto one expert per
+    # layer (99% of tokens), which leaves nothing for a predictor to predict; the Switch
+    # Transformers paper trains with 0.01.
+    ap.add_argument("--router-aux-loss-coef", type=float, default=0.02,
+                    help="weight of the load-balancing loss")
     args = ap.parse_args()
 
     import sentencepiece as spm
@@ -117,7 +124,7 @@ def main():
         vocab_size=args.vocab, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
         num_sparse_encoder_layers=2, num_decoder_layers=2, num_sparse_decoder_layers=1, num_experts=8,
         expert_capacity=64, router_jitter_noise=0.0, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
-        decoder_start_token_id=0)
+        decoder_start_token_id=0, router_aux_loss_coef=args.router_aux_loss_coef)
     model = SwitchTransformersForConditionalGeneration(config)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
 
@@ -173,6 +180,7 @@ def main():
             for r in rows:
                 f.write(" ".join(map(str, r)) + "\n")
 
+    write_ids("model_corpus.txt", [x for x, _ in train])
     write_ids("predictor_corpus.txt", [x for x, _ in predictor])
     write_ids("test_requests.txt", [x for x, _ in test])
     write_ids("test_targets.txt", [y for _, y in test])

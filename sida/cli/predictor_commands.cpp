@@ -86,14 +86,14 @@ int run_train_predictor(const CLI::App& app, PredictorCommands& c) {
 
 Result<ServeReport> run_exact_reference(const ModelWeights& model, StoreOptions store_options,
                                         const std::vector<Request>& requests, ServeOptions options) {
-  if (store_options.policy != Policy::kAllResident) store_options.policy = Policy::kLru;
   PERFMEM_ASSIGN_OR_RETURN(auto store, ExpertStore::create(model, store_options));
   if (store_options.policy == Policy::kAllResident) {
     PERFMEM_RETURN_IF_ERROR(store->load_all());
     store->reset_stats();
   }
+  // SiDA's exact mode: the same predictor plans the prefetches, the true router decides.
   options.replace_router = false;
-  options.predictor = nullptr;
+  if (store_options.policy != Policy::kPrefetch) options.predictor = nullptr;
   options.routes = nullptr;
   options.keep_outputs = true;
   return serve(model, *store, requests, options);
@@ -112,7 +112,7 @@ std::string replacement_summary_text(const Json& j) {
                 "router replaced by the predictor (encoder), against exact mode on the same requests:\n"
                 "  encoder states relative error %.3g; logits relative error %.3g (%llu steps with equal earlier ids)\n"
                 "  generated ids agreeing %.1f%% of %llu; sequences identical %llu of %llu\n"
-                "  throughput %.2f requests/s (exact, lru at the same budget: %.2f)\n",
+                "  throughput %.2f requests/s (exact mode, same policy, budget and predictor: %.2f)\n",
                 j["encoder_relative_error"].get<double>(), j["logits_relative_error"].get<double>(),
                 static_cast<unsigned long long>(j["logit_steps_compared"].get<uint64_t>()),
                 100 * j["generated_id_agreement"].get<double>(),

@@ -35,7 +35,8 @@ void add_predictor_commands(CLI::App& app, PredictorCommands& commands);
 int run_predictor_command(const CLI::App& app, PredictorCommands& commands);
 
 // `sida run --replace-router`: the same requests in exact mode first (a fresh store of the same
-// budget, lru, or all experts when the policy is all-resident), outputs kept for the comparison.
+// policy and budget; with prefetch, the same predictor plans the loads and the true router
+// decides), outputs kept for the comparison.
 Result<ServeReport> run_exact_reference(const ModelWeights& model, StoreOptions store_options,
                                         const std::vector<Request>& requests, ServeOptions options);
 // compare_to_exact plus both runs' throughput, as JSON and as text lines.
