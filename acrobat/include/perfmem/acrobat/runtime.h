@@ -70,7 +70,10 @@ struct RunStats {
   // product; batching changes how they are grouped, never how many): the work a product
   // floor is computed from.
   int64_t product_flops = 0;
-  int64_t max_depth = 0;                          // largest depth used (acrobat)
+  int64_t max_depth = 0;  // largest depth used (acrobat)
+  // Rounds in which instances waited for tensor values (item, index, comparisons with a
+  // Tensor[1]): each round schedules and executes everything recorded so far, batched.
+  int64_t value_rounds = 0;
   std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
 };
 
@@ -79,7 +82,7 @@ struct RunStatsMedians {
   size_t minibatches = 0;
   Summary latency;  // of total_ms
   double cpu_ms = 0, record_ms = 0, schedule_ms = 0, kernel_ms = 0;
-  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0, product_flops = 0;
+  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0, product_flops = 0, value_rounds = 0;
 };
 
 // Collects RunStats of timed minibatches; the CLI and the benchmark report the same figures.
@@ -89,7 +92,7 @@ class RunStatsSeries {
   RunStatsMedians medians() const;
 
  private:
-  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_, flops_;
+  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_, flops_, rounds_;
 };
 
 class Runtime {
