@@ -468,7 +468,7 @@ TEST(AcrobatRuntime, TensorDecisionsDependOnTheInstance) {
       ASSERT_TRUE(r.runtime->run_minibatch(i, i + 1, &out, &st).ok());
       ops_alone.insert(st.ops_recorded);
     }
-    EXPECT_GT(ops_alone.size(), 3u) << model;
+    EXPECT_GE(ops_alone.size(), 3u) << model;  // at least three different paths
     RunStats batched;
     outputs(model, 16, Scheduler::kAcrobat, data, 16, &batched);
     EXPECT_LT(batched.kernels_launched * 3, batched.ops_recorded) << model;
