@@ -15,6 +15,11 @@
 //  * a scheduler (schedulers.h): a pure function Recording -> batches (none, acrobat,
 //    dynet-agenda, dynet-depth; same interpreter, same kernels, only the batching differs);
 //  * the executor (src/executor.cpp): runs the batches through the kernels (kernels.h).
+// A program whose decisions read tensor values (item, index, comparisons with a Tensor[1])
+// runs in rounds: the interpreter runs every instance as a fiber until each waits for a value
+// or finishes, the scheduler batches what was recorded since the last round
+// (Recording::executed_nodes), the executor runs it, and the waiting instances resume
+// (RunStats::value_rounds counts the rounds). Other programs record everything first.
 // An independent check (`verify`) confirms at every launch that each operand was computed
 // before its use and that shared parameters really are the same tensor across a launch.
 #pragma once
