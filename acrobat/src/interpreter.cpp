@@ -3,7 +3,9 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +61,101 @@ void asan_finish_switch([[maybe_unused]] void* fake_stack, [[maybe_unused]] cons
 #endif
 }
 
+// Switching between the minibatch loop and a fiber. On x86-64 a few instructions save the
+// callee-saved registers and the FPU/SSE control words on the current stack and load another
+// stack pointer (no system call; glibc's swapcontext also saves the signal mask, two system
+// calls per switch). Elsewhere: ucontext.
+#if defined(__x86_64__)
+// perfmem_acrobat_fiber_switch(from, to): *from = the current context's stack pointer, then
+// resume the context saved at `to`. perfmem_acrobat_fiber_start: a new fiber's first return
+// address; calls r13(r12) and never returns.
+asm(R"(
+        .text
+        .p2align 4
+        .globl perfmem_acrobat_fiber_switch
+        .hidden perfmem_acrobat_fiber_switch
+        .type perfmem_acrobat_fiber_switch, @function
+perfmem_acrobat_fiber_switch:
+        pushq %rbp
+        pushq %rbx
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        subq $16, %rsp
+        stmxcsr 8(%rsp)
+        fnstcw (%rsp)
+        movq %rsp, (%rdi)
+        movq %rsi, %rsp
+        fldcw (%rsp)
+        ldmxcsr 8(%rsp)
+        addq $16, %rsp
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbx
+        popq %rbp
+        ret
+        .size perfmem_acrobat_fiber_switch, .-perfmem_acrobat_fiber_switch
+
+        .p2align 4
+        .globl perfmem_acrobat_fiber_start
+        .hidden perfmem_acrobat_fiber_start
+        .type perfmem_acrobat_fiber_start, @function
+perfmem_acrobat_fiber_start:
+        movq %r12, %rdi
+        callq *%r13
+        ud2
+        .size perfmem_acrobat_fiber_start, .-perfmem_acrobat_fiber_start
+)");
+extern "C" void perfmem_acrobat_fiber_switch(void** from, void* to);
+extern "C" void perfmem_acrobat_fiber_start();
+
+struct FiberContext {
+  void* sp = nullptr;
+};
+
+// A context that starts by calling entry(arg) on [stack, stack + bytes). entry never returns.
+void context_start(FiberContext* c, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
+  // The frame perfmem_acrobat_fiber_switch restores: control words, r15..r12, rbx, rbp, and
+  // the return address; after that `ret` the stack pointer is 16-byte aligned for the call.
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
+  auto* frame = reinterpret_cast<uint64_t*>(top - 88);
+  frame[0] = 0x037F;                             // x87 control word: the default
+  frame[1] = 0x1F80;                             // MXCSR: the default (round to nearest, exceptions masked)
+  frame[2] = frame[3] = 0;                       // r15, r14
+  frame[4] = reinterpret_cast<uint64_t>(entry);  // r13
+  frame[5] = reinterpret_cast<uint64_t>(arg);    // r12
+  frame[6] = frame[7] = 0;                       // rbx, rbp
+  frame[8] = reinterpret_cast<uint64_t>(&perfmem_acrobat_fiber_start);
+  c->sp = frame;
+}
+
+void context_switch(FiberContext* from, FiberContext* to) { perfmem_acrobat_fiber_switch(&from->sp, to->sp); }
+#else
+struct FiberContext {
+  ucontext_t uc{};
+};
+
+void ucontext_entry(unsigned entry_hi, unsigned entry_lo, unsigned arg_hi, unsigned arg_lo) {
+  auto entry = reinterpret_cast<void (*)(void*)>((static_cast<uintptr_t>(entry_hi) << 32) | entry_lo);
+  entry(reinterpret_cast<void*>((static_cast<uintptr_t>(arg_hi) << 32) | arg_lo));
+}
+
+void context_start(FiberContext* c, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  const auto e = reinterpret_cast<uintptr_t>(entry), a = reinterpret_cast<uintptr_t>(arg);
+  makecontext(&c->uc, reinterpret_cast<void (*)()>(&ucontext_entry), 4, static_cast<unsigned>(e >> 32),
+              static_cast<unsigned>(e), static_cast<unsigned>(a >> 32), static_cast<unsigned>(a));
+}
+
+void context_switch(FiberContext* from, FiberContext* to) { swapcontext(&from->uc, &to->uc); }
+#endif
+
 }  // namespace
 
 // One instance's execution context: its C stack (with a guard page below it), its call
@@ -70,7 +167,7 @@ struct Fiber {
   ~Fiber() {
     if (region) munmap(region, region_bytes);
   }
-  ucontext_t context{};
+  FiberContext context;
   void* region = nullptr;  // guard page, stack, frames
   size_t region_bytes = 0;
   char* stack = nullptr;
@@ -560,10 +657,7 @@ void Interpreter::run_instance(size_t instance, const Value& input, uint32_t* re
   *result = static_cast<uint32_t>(call(prog_.main_fn, fr).i);
 }
 
-void Interpreter::fiber_entry(unsigned hi, unsigned lo) {
-  auto* self = reinterpret_cast<Interpreter*>((static_cast<uintptr_t>(hi) << 32) | lo);
-  self->fiber_body();
-}
+void Interpreter::fiber_entry(void* self) { static_cast<Interpreter*>(self)->fiber_body(); }
 
 void Interpreter::fiber_body() {
   asan_finish_switch(nullptr, &loop_stack_bottom_, &loop_stack_size_);
@@ -578,15 +672,16 @@ void Interpreter::fiber_body() {
     fiber_out_of_memory_ = true;
   }
   f.state = Fiber::State::kDone;
-  asan_start_switch(nullptr, loop_stack_bottom_, loop_stack_size_);  // this stack is done
-  // Returning resumes uc_link: the minibatch loop.
+  asan_start_switch(nullptr, loop_stack_bottom_, loop_stack_size_);       // this stack is done
+  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));  // never resumed
+  PERFMEM_CHECK(false, "a finished fiber was resumed");
 }
 
 void Interpreter::resume(Fiber& f) {
   current_ = &f;
   load_state(f);
   asan_start_switch(&f.fake_stack, f.stack, f.stack_bytes);
-  swapcontext(static_cast<ucontext_t*>(loop_context_), &f.context);
+  context_switch(static_cast<FiberContext*>(loop_context_), &f.context);
   asan_finish_switch(nullptr, nullptr, nullptr);
   save_state(f);
   current_ = nullptr;
@@ -597,7 +692,7 @@ void Interpreter::wait_for_value() {
   Fiber& f = *current_;
   f.state = Fiber::State::kWaiting;
   asan_start_switch(&f.fake_stack, loop_stack_bottom_, loop_stack_size_);
-  swapcontext(&f.context, static_cast<ucontext_t*>(loop_context_));
+  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));
   asan_finish_switch(f.fake_stack, &loop_stack_bottom_, &loop_stack_size_);
   // A new round: everything recorded before has executed, so depths start over (see header).
   depth_ = static_base_;
@@ -613,19 +708,13 @@ Status Interpreter::record_fibers(const std::vector<Value>& inputs, size_t begin
   const size_t count = end - begin;
   results->assign(count, 0);
   PERFMEM_RETURN_IF_ERROR(prepare_fibers(count));
-  ucontext_t loop_context;
+  FiberContext loop_context;
   loop_context_ = &loop_context;
   fiber_error_.clear();
   fiber_out_of_memory_ = false;
-  const uintptr_t self = reinterpret_cast<uintptr_t>(this);
   for (size_t k = 0; k < count; ++k) {
     Fiber& f = *fibers_[k];
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = f.stack_bytes;
-    f.context.uc_link = &loop_context;
-    makecontext(&f.context, reinterpret_cast<void (*)()>(&Interpreter::fiber_entry), 2,
-                static_cast<unsigned>(self >> 32), static_cast<unsigned>(self & 0xffffffffu));
+    context_start(&f.context, f.stack, f.stack_bytes, &Interpreter::fiber_entry, this);
     f.state = Fiber::State::kIdle;
     f.instance = begin + k;
     f.input = inputs[begin + k];

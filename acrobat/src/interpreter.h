@@ -92,7 +92,7 @@ class Interpreter {
   void run_instance(size_t instance, const Value& input, uint32_t* result);  // main for one instance
   void resume(Fiber& f);  // from the minibatch loop: runs f until it waits or finishes
   void wait_for_value();  // inside a fiber: back to the loop until the next round
-  static void fiber_entry(unsigned hi, unsigned lo);
+  static void fiber_entry(void* self);
   void fiber_body();
   void save_state(Fiber& f) const;
   void load_state(const Fiber& f);
@@ -123,7 +123,7 @@ class Interpreter {
   bool fibers_mode_ = false;
   std::vector<std::unique_ptr<Fiber>> fibers_;
   Fiber* current_ = nullptr;
-  void* loop_context_ = nullptr;  // the minibatch loop's ucontext_t
+  void* loop_context_ = nullptr;  // the minibatch loop's saved context (a FiberContext)
   const void* loop_stack_bottom_ = nullptr;
   size_t loop_stack_size_ = 0;
   std::string fiber_error_;
