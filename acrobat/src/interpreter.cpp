@@ -19,6 +19,7 @@
 #include "perfmem/acrobat/int_arith.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define PERFMEM_FIBER_ASAN 1
 #endif
@@ -118,6 +119,11 @@ struct FiberContext {
 
 // A context that starts by calling entry(arg) on [stack, stack + bytes). entry never returns.
 void context_start(FiberContext* c, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
+#ifdef PERFMEM_FIBER_ASAN
+  // A reused stack still carries the poisoned redzones of the frames that never returned
+  // (the last fiber's switch); clear them, as AddressSanitizer's swapcontext does.
+  __asan_unpoison_memory_region(stack, bytes);
+#endif
   // The frame perfmem_acrobat_fiber_switch restores: control words, r15..r12, rbx, rbp, and
   // the return address; after that `ret` the stack pointer is 16-byte aligned for the call.
   auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
@@ -672,9 +678,11 @@ void Interpreter::fiber_body() {
     fiber_out_of_memory_ = true;
   }
   f.state = Fiber::State::kDone;
-  asan_start_switch(nullptr, loop_stack_bottom_, loop_stack_size_);       // this stack is done
-  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));  // never resumed
-  PERFMEM_CHECK(false, "a finished fiber was resumed");
+  asan_start_switch(nullptr, loop_stack_bottom_, loop_stack_size_);  // this stack is done
+  // Never resumed. (No noreturn call after it: the compiler would then treat fiber_body as
+  // noreturn, and AddressSanitizer would handle that before the switch to this stack is
+  // announced. Returning would reach the start routine's trap.)
+  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));
 }
 
 void Interpreter::resume(Fiber& f) {
