@@ -53,11 +53,13 @@ std::vector<float> outputs(const std::string& model, int64_t h, Scheduler s, con
   return out;
 }
 
-// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents.
+// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents; the
+// tensor-dependent models' own generators.
 std::vector<Instance> varied_data(const std::string& model, size_t n) {
   if (model == "treelstm" || model == "mvrnn") return random_trees(n, 77);
   if (model == "birnn") return sentences(n, 78, 1, 40);
-  return nested_sentences(n, 79);
+  if (model == "nestedrnn") return nested_sentences(n, 79);
+  return find_model(model)->make_data(n);  // the models with tensor-dependent control flow
 }
 
 TEST(AcrobatRuntime, EverySchedulerEqualsTheUnbatchedRun) {
@@ -126,7 +128,7 @@ struct Checksum {
 // Two threads (every launch split, tiles of a few instances so fused runs split too) give
 // exactly the single-threaded outputs, for every model and scheduler.
 TEST(AcrobatRuntime, TwoThreadsEqualOneThread) {
-  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn", "drnn", "berxit", "stackrnn"}) {
     auto data = varied_data(model, 24);
     for (Scheduler s : kAllSchedulers) {
       std::vector<float> results[2];
