@@ -34,7 +34,7 @@ using namespace perfmem::acrobat;
 
 struct Cell {
   double latency = 0, cpu = 0, record = 0, schedule = 0, kernels = 0, ops = 0, tensor_ops = 0, launches = 0,
-         product_flops = 0;
+         product_flops = 0, value_rounds = 0;
 };
 
 Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
@@ -65,6 +65,7 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   c.tensor_ops = med.tensor_ops;
   c.launches = med.kernels_launched;
   c.product_flops = med.product_flops;
+  c.value_rounds = med.value_rounds;
   return c;
 }
 
@@ -84,7 +85,8 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"acrobat_bench: latency of the bundled models under the four schedulers"};
-  std::string models = "treelstm,birnn,mvrnn,nestedrnn", batches = "8,64", sizes = "small,large", json_path, svg_path;
+  std::string models = "treelstm,birnn,mvrnn,nestedrnn,drnn,berxit,stackrnn", batches = "8,64", sizes = "small,large",
+              json_path, svg_path;
   int timed8 = 30, timed64 = 10, warmup = 2;
   app.add_option("--models", models, "comma-separated bundled models");
   app.add_option("--batches", batches, "comma-separated batch sizes");
@@ -108,11 +110,14 @@ int main(int argc, char** argv) {
     std::printf(
         "| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | "
         "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | acrobat vs our agenda | "
-        "product GFLOP | product floor ms | acrobat CPU / floor |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "product GFLOP | product floor ms | acrobat CPU / floor | launches acrobat / agenda / depth / none | "
+        "value rounds |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
-      if (!m) return report_failure(app, input_error("--models", name, "treelstm, birnn, mvrnn or nestedrnn"));
+      if (!m)
+        return report_failure(
+            app, input_error("--models", name, "treelstm, birnn, mvrnn, nestedrnn, drnn, berxit or stackrnn"));
       for (const auto& size : split(sizes)) {
         int64_t h = size == "large" ? m->large : m->small;
         for (const auto& bs : split(batches)) {
@@ -144,10 +149,11 @@ int main(int argc, char** argv) {
           std::printf(
               "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx | %.3f | "
               "%.2f | "
-              "%.2fx |\n",
+              "%.2fx | %.0f / %.0f / %.0f / %.0f | %.0f |\n",
               name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
               two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu,
-              ag.cpu / a.cpu, a.product_flops * 1e-9, floor_ms, floor_ms > 0 ? a.cpu / floor_ms : 0.0);
+              ag.cpu / a.cpu, a.product_flops * 1e-9, floor_ms, floor_ms > 0 ? a.cpu / floor_ms : 0.0, a.launches,
+              ag.launches, cells[Scheduler::kDynetDepth].launches, cells[Scheduler::kNone].launches, a.value_rounds);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].cpu;
@@ -157,10 +163,11 @@ int main(int argc, char** argv) {
           chart.series[2].points.push_back({double(cat), none_ms / cells[Scheduler::kDynetDepth].cpu});
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"record_and_schedule_ns_per_tensor_op", overhead}};
           for (const auto& [s, c] : cells)
-            row[scheduler_name(s)] = {{"latency_ms", c.latency},    {"cpu_ms", c.cpu},
-                                      {"record_ms", c.record},      {"schedule_ms", c.schedule},
-                                      {"kernel_ms", c.kernels},     {"ops_recorded", c.ops},
-                                      {"tensor_ops", c.tensor_ops}, {"kernels_launched", c.launches}};
+            row[scheduler_name(s)] = {{"latency_ms", c.latency},       {"cpu_ms", c.cpu},
+                                      {"record_ms", c.record},         {"schedule_ms", c.schedule},
+                                      {"kernel_ms", c.kernels},        {"ops_recorded", c.ops},
+                                      {"tensor_ops", c.tensor_ops},    {"kernels_launched", c.launches},
+                                      {"value_rounds", c.value_rounds}};
           row["acrobat_2_threads"] = {{"latency_ms", two->latency}, {"cpu_ms", two->cpu}, {"kernel_ms", two->kernels}};
           row["product_flops"] = a.product_flops;
           row["product_floor_ms"] = floor_ms;

@@ -41,7 +41,9 @@ Result<std::map<std::string, int64_t>> overrides(const Common& c) {
   if (!c.size.empty()) {
     const ModelInfo* m = find_model(c.model);
     if (!m)
-      return input_error("--size", c.size, "a bundled model (treelstm, mvrnn, birnn, nestedrnn); use --set for others");
+      return input_error(
+          "--size", c.size,
+          "a bundled model (treelstm, mvrnn, birnn, nestedrnn, drnn, berxit, stackrnn); use --set for others");
     if (c.size != "small" && c.size != "large") return input_error("--size", "value", "small or large", c.size);
     out[m->size_const] = c.size == "small" ? m->small : m->large;
   }
@@ -211,6 +213,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
       {"breakdown_ms", {{"record", med_rec}, {"schedule", med_sch}, {"kernels", m.kernel_ms}}},
       {"ops_recorded", med_ops},
       {"kernels_launched", m.kernels_launched},
+      {"value_rounds", m.value_rounds},
       {"tensor_ops", med_tops},
       {"record_and_schedule_ns_per_op", overhead_ns},
       {"record_and_schedule_ns_per_tensor_op", overhead_tensor_ns},
@@ -228,6 +231,9 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     std::printf("    kernels   %9.3f ms\n", m.kernel_ms);
     std::printf("  ops recorded %.0f (tensor ops %.0f), kernels launched %.0f\n", med_ops, med_tops,
                 m.kernels_launched);
+    if (m.value_rounds > 0)
+      std::printf("  rounds waiting for tensor values %.0f (each: every pending op executed, batched)\n",
+                  m.value_rounds);
     std::printf("  record+schedule %.1f ns per recorded op, %.1f ns per tensor op\n", overhead_ns, overhead_tensor_ns);
     std::printf("  checksum (first %zu instances of minibatch 0): sum %.8g  abs %.8g  w %.8g\n",
                 n_check / std::max<size_t>(out_size, 1), sum, abs, w);
@@ -249,7 +255,8 @@ int main(int argc, char** argv) {
   Common common;
   RunArgs run;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("model", common.model, "A .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn")
+    sub->add_option("model", common.model,
+                    "A .acr file, or a bundled model: treelstm, mvrnn, birnn, nestedrnn, drnn, berxit, stackrnn")
         ->required();
     sub->add_option("--set", common.sets, "Override a constant, NAME=INTEGER (repeatable)");
     sub->add_option("--size", common.size, "Small or large (bundled models)");

@@ -2,14 +2,27 @@
 #include "interpreter.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+#include <unistd.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <new>
 
 #include "perfmem/acrobat/int_arith.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define PERFMEM_FIBER_ASAN 1
+#endif
 
 namespace perfmem::acrobat {
 namespace {
@@ -27,7 +40,154 @@ constexpr int kInlineCallDepth = 200;
 
 constexpr int kMaxArgs = 64;
 
+// A fiber's C stack: enough for kFiberCallDepth nested calls of the interpreter (about 2 KiB
+// each in an optimised build, more with sanitizers), reserved and touched only as deep as used.
+constexpr size_t kFiberStackBytes = size_t{32} << 20;
+
+// Floats travel in Value::i as their bits.
+int64_t float_bits(double d) { return std::bit_cast<int64_t>(d); }
+double bits_float(int64_t i) { return std::bit_cast<double>(i); }
+
+// Tells AddressSanitizer which stack the thread runs on across a context switch.
+void asan_start_switch([[maybe_unused]] void** fake_stack, [[maybe_unused]] const void* bottom,
+                       [[maybe_unused]] size_t size) {
+#ifdef PERFMEM_FIBER_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, bottom, size);
+#endif
+}
+void asan_finish_switch([[maybe_unused]] void* fake_stack, [[maybe_unused]] const void** old_bottom,
+                        [[maybe_unused]] size_t* old_size) {
+#ifdef PERFMEM_FIBER_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, old_bottom, old_size);
+#endif
+}
+
+// Switching between the minibatch loop and a fiber. On x86-64 a few instructions save the
+// callee-saved registers and the FPU/SSE control words on the current stack and load another
+// stack pointer (no system call; glibc's swapcontext also saves the signal mask, two system
+// calls per switch). Elsewhere: ucontext.
+#if defined(__x86_64__)
+// perfmem_acrobat_fiber_switch(from, to): *from = the current context's stack pointer, then
+// resume the context saved at `to`. perfmem_acrobat_fiber_start: a new fiber's first return
+// address; calls r13(r12) and never returns.
+asm(R"(
+        .text
+        .p2align 4
+        .globl perfmem_acrobat_fiber_switch
+        .hidden perfmem_acrobat_fiber_switch
+        .type perfmem_acrobat_fiber_switch, @function
+perfmem_acrobat_fiber_switch:
+        pushq %rbp
+        pushq %rbx
+        pushq %r12
+        pushq %r13
+        pushq %r14
+        pushq %r15
+        subq $16, %rsp
+        stmxcsr 8(%rsp)
+        fnstcw (%rsp)
+        movq %rsp, (%rdi)
+        movq %rsi, %rsp
+        fldcw (%rsp)
+        ldmxcsr 8(%rsp)
+        addq $16, %rsp
+        popq %r15
+        popq %r14
+        popq %r13
+        popq %r12
+        popq %rbx
+        popq %rbp
+        ret
+        .size perfmem_acrobat_fiber_switch, .-perfmem_acrobat_fiber_switch
+
+        .p2align 4
+        .globl perfmem_acrobat_fiber_start
+        .hidden perfmem_acrobat_fiber_start
+        .type perfmem_acrobat_fiber_start, @function
+perfmem_acrobat_fiber_start:
+        movq %r12, %rdi
+        callq *%r13
+        ud2
+        .size perfmem_acrobat_fiber_start, .-perfmem_acrobat_fiber_start
+)");
+extern "C" void perfmem_acrobat_fiber_switch(void** from, void* to);
+extern "C" void perfmem_acrobat_fiber_start();
+
+struct FiberContext {
+  void* sp = nullptr;
+};
+
+// A context that starts by calling entry(arg) on [stack, stack + bytes). entry never returns.
+void context_start(FiberContext* c, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
+#ifdef PERFMEM_FIBER_ASAN
+  // A reused stack still carries the poisoned redzones of the frames that never returned
+  // (the last fiber's switch); clear them, as AddressSanitizer's swapcontext does.
+  __asan_unpoison_memory_region(stack, bytes);
+#endif
+  // The frame perfmem_acrobat_fiber_switch restores: control words, r15..r12, rbx, rbp, and
+  // the return address; after that `ret` the stack pointer is 16-byte aligned for the call.
+  auto top = reinterpret_cast<uintptr_t>(stack + bytes) & ~uintptr_t{15};
+  auto* frame = reinterpret_cast<uint64_t*>(top - 88);
+  frame[0] = 0x037F;                             // x87 control word: the default
+  frame[1] = 0x1F80;                             // MXCSR: the default (round to nearest, exceptions masked)
+  frame[2] = frame[3] = 0;                       // r15, r14
+  frame[4] = reinterpret_cast<uint64_t>(entry);  // r13
+  frame[5] = reinterpret_cast<uint64_t>(arg);    // r12
+  frame[6] = frame[7] = 0;                       // rbx, rbp
+  frame[8] = reinterpret_cast<uint64_t>(&perfmem_acrobat_fiber_start);
+  c->sp = frame;
+}
+
+void context_switch(FiberContext* from, FiberContext* to) { perfmem_acrobat_fiber_switch(&from->sp, to->sp); }
+#else
+struct FiberContext {
+  ucontext_t uc{};
+};
+
+void ucontext_entry(unsigned entry_hi, unsigned entry_lo, unsigned arg_hi, unsigned arg_lo) {
+  auto entry = reinterpret_cast<void (*)(void*)>((static_cast<uintptr_t>(entry_hi) << 32) | entry_lo);
+  entry(reinterpret_cast<void*>((static_cast<uintptr_t>(arg_hi) << 32) | arg_lo));
+}
+
+void context_start(FiberContext* c, char* stack, size_t bytes, void (*entry)(void*), void* arg) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = bytes;
+  c->uc.uc_link = nullptr;
+  const auto e = reinterpret_cast<uintptr_t>(entry), a = reinterpret_cast<uintptr_t>(arg);
+  makecontext(&c->uc, reinterpret_cast<void (*)()>(&ucontext_entry), 4, static_cast<unsigned>(e >> 32),
+              static_cast<unsigned>(e), static_cast<unsigned>(a >> 32), static_cast<unsigned>(a));
+}
+
+void context_switch(FiberContext* from, FiberContext* to) { swapcontext(&from->uc, &to->uc); }
+#endif
+
 }  // namespace
+
+// One instance's execution context: its C stack (with a guard page below it), its call
+// frames and, while it is switched out, its interpreter state. A fiber left waiting when the
+// minibatch stops on an error is simply restarted later: the interpreter keeps no owning
+// objects on its stack across a wait.
+struct Fiber {
+  enum class State { kIdle, kWaiting, kDone };
+  ~Fiber() {
+    if (region) munmap(region, region_bytes);
+  }
+  FiberContext context;
+  void* region = nullptr;  // guard page, stack, frames
+  size_t region_bytes = 0;
+  char* stack = nullptr;
+  size_t stack_bytes = 0;
+  Value* frames = nullptr;
+  size_t frames_cap = 0;
+  void* fake_stack = nullptr;  // AddressSanitizer's bookkeeping while switched out
+  State state = State::kIdle;
+  // Saved interpreter state of the instance.
+  size_t instance = 0, frame_top = 0;
+  int depth = 0, phase = 0, call_depth = 0;
+  Value input;
+  uint32_t* result = nullptr;
+};
 
 // The interpreter recurses with the program (a tree of height 10000 is 10000 nested calls),
 // so deep minibatches run on a worker thread with a 1 GiB stack (reserved, touched only as
@@ -116,9 +276,17 @@ Result<std::unique_ptr<Interpreter>> Interpreter::create(const Program& program,
 }
 
 Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_t end, Recording* rec,
-                           std::vector<uint32_t>* results) {
+                           std::vector<uint32_t>* results, const std::function<Status()>& flush, int64_t* rounds) {
   rec_ = rec;
-  const FnDecl& main = prog_.fns[prog_.main_fn];
+  round_ = 0;
+  if (rounds) *rounds = 0;
+  if (prog_.reads_tensor_values) {
+    PERFMEM_CHECK(flush != nullptr, "a program that reads tensor values needs a flush");
+    return record_fibers(inputs, begin, end, results, flush, rounds);
+  }
+  fibers_mode_ = false;
+  frame_base_ = frames_.get();
+  frame_cap_ = frames_cap_;
   std::string error;
   bool retry = false, out_of_memory = false;
   std::function<void()> interpret = [&] {
@@ -129,15 +297,9 @@ Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_
     error.clear();
     try {
       for (size_t i = begin; i < end; ++i) {
-        instance_ = i;
-        frame_top_ = 0;
-        call_depth_ = 0;
-        phase_ = 0;
-        depth_ = static_base_;
-        Value* fr = push_frame(std::max(main.num_slots, 1), main.name);
-        fr[0] = inputs[i];
-        Value r = call(prog_.main_fn, fr);
-        results->push_back(static_cast<uint32_t>(r.i));
+        uint32_t r = 0;
+        run_instance(i, inputs[i], &r);
+        results->push_back(r);
       }
     } catch (const EvalError& e) {
       retry = e.retry_on_big_stack;
@@ -166,14 +328,18 @@ Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_
 // counting frames bounds the recursion: frames_cap_ >= max_call_depth * largest frame.
 Value* Interpreter::push_frame(int n, const std::string& fn) {
   if (++call_depth_ > call_limit_) {
+    if (fibers_mode_)
+      throw EvalError{"instance " + std::to_string(instance_) + ": recursion deeper than " +
+                      std::to_string(call_limit_) + " calls (in " + fn +
+                      "; the limit of a program that reads tensor values)"};
     if (call_limit_ < opt_.max_call_depth) throw EvalError{"", true};
     throw EvalError{"instance " + std::to_string(instance_) + ": recursion deeper than " +
                     std::to_string(opt_.max_call_depth) + " calls (in " + fn + ")"};
   }
-  if (frame_top_ + n > frames_cap_)
-    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" + std::to_string(frames_cap_) +
+  if (frame_top_ + n > frame_cap_)
+    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" + std::to_string(frame_cap_) +
                     " frame slots used)"};
-  Value* f = frames_.get() + frame_top_;
+  Value* f = frame_base_ + frame_top_;
   frame_top_ += n;
   return f;
 }
@@ -201,13 +367,13 @@ Value Interpreter::eval_call(int fn, const Expr& e, Value* fr) {
   const FnDecl& f = prog_.fns[fn];
   size_t mark = frame_top_;
   Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
-  int start = depth_, end = depth_;
+  Parallel par = fork();
   for (size_t i = 0; i < e.args.size(); ++i) {
-    depth_ = start;
+    enter(par);
     callee[i] = eval(*e.args[i], fr);
-    end = std::max(end, depth_);
+    leave(par);
   }
-  depth_ = end;
+  depth_ = par.end;
   Value r = call(fn, callee);
   pop_frame(mark);
   return r;
@@ -227,17 +393,36 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
   switch (e.kind) {
     case ExprKind::kIntLit:
     case ExprKind::kBoolLit: return {e.ival, nullptr};
+    case ExprKind::kFloatLit: return {float_bits(e.fval), nullptr};
+    case ExprKind::kTensorValue: return eval_tensor_value(e, fr);
     case ExprKind::kGlobal: return {e.global_is_const ? e.ival : e.global, nullptr};
     case ExprKind::kVar: return fr[e.slot];
     case ExprKind::kBinary: {
       if (e.bin == BinOp::kAnd) return {eval(*e.args[0], fr).i && eval(*e.args[1], fr).i, nullptr};
       if (e.bin == BinOp::kOr) return {eval(*e.args[0], fr).i || eval(*e.args[1], fr).i, nullptr};
-      int start = depth_;
+      Parallel par = fork();
+      enter(par);
       int64_t a = eval(*e.args[0], fr).i;
-      int mid = depth_;
-      depth_ = start;
+      leave(par);
+      enter(par);
       int64_t b = eval(*e.args[1], fr).i;
-      depth_ = std::max(depth_, mid);
+      leave(par);
+      depth_ = par.end;
+      const Type& ta = *e.args[0]->type;
+      const Type& tb = *e.args[1]->type;
+      if (ta.kind == TypeKind::kFloat || tb.kind == TypeKind::kFloat) {
+        double x = ta.kind == TypeKind::kFloat ? bits_float(a) : double(a);
+        double y = tb.kind == TypeKind::kFloat ? bits_float(b) : double(b);
+        switch (e.bin) {
+          case BinOp::kLt: return {x < y, nullptr};
+          case BinOp::kLe: return {x <= y, nullptr};
+          case BinOp::kGt: return {x > y, nullptr};
+          case BinOp::kGe: return {x >= y, nullptr};
+          case BinOp::kEq: return {x == y, nullptr};
+          case BinOp::kNe: return {x != y, nullptr};
+          default: fail_at(e, "a comparison of Floats");
+        }
+      }
       IntResult r = checked_binary(e.bin, a, b);
       if (r.error) fail_at(e, std::string("expected ") + r.error);
       return {r.value, nullptr};
@@ -245,6 +430,7 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kUnary: {
       int64_t a = eval(*e.args[0], fr).i;
       if (e.name != "-") return {!a, nullptr};
+      if (e.type->kind == TypeKind::kFloat) return {float_bits(-bits_float(a)), nullptr};
       IntResult r = checked_negate(a);
       if (r.error) fail_at(e, std::string("expected ") + r.error);
       return {r.value, nullptr};
@@ -253,13 +439,13 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kCtor: {
       int n = static_cast<int>(e.args.size());
       Obj* o = new_obj(e.kind == ExprKind::kTuple ? 0 : e.ctor_index, n);
-      int start = depth_, end = depth_;
+      Parallel par = fork();
       for (int i = 0; i < n; ++i) {
-        depth_ = start;
+        enter(par);
         o->f[i] = eval(*e.args[i], fr);
-        end = std::max(end, depth_);
+        leave(par);
       }
-      depth_ = end;
+      depth_ = par.end;
       return {0, o};
     }
     case ExprKind::kLet: {
@@ -295,24 +481,24 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kMap: {
       Value list = eval(*e.args[1], fr);
       const FnDecl& f = prog_.fns[e.callee];
-      int start = depth_, end = depth_;
+      Parallel par = fork();
       Obj* head = nullptr;
       Obj** tail = &head;
       for (Obj* c = list.o; c; c = c->f[1].o) {
-        depth_ = start;
+        enter(par);
         size_t mark = frame_top_;
         Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
         callee[0] = c->f[0];
         Value r = call(e.callee, callee);
         pop_frame(mark);
-        end = std::max(end, depth_);
+        leave(par);
         Obj* cell = new_obj(1, 2);
         cell->f[0] = r;
         cell->f[1] = {0, nullptr};
         *tail = cell;
         tail = &cell->f[1].o;
       }
-      depth_ = end;
+      depth_ = par.end;
       return {0, head};
     }
     case ExprKind::kFoldl: {
@@ -369,13 +555,13 @@ Value Interpreter::eval_op(const Expr& e, Value* fr) {
   }
   int n = static_cast<int>(e.args.size());
   uint32_t a[kMaxArgs];
-  int start = depth_, end = depth_;
+  Parallel par = fork();
   for (int i = 0; i < n; ++i) {
-    depth_ = start;
+    enter(par);
     a[i] = static_cast<uint32_t>(eval(*e.args[i], fr).i);
-    end = std::max(end, depth_);
+    leave(par);
   }
-  depth_ = end;
+  depth_ = par.end;
   int d = (acrobat_ && e.static_depth >= 0) ? e.static_depth : depth_++;
   return {rec.add_node(e.kernel, d, phase_, a, n, 1), nullptr};
 }
@@ -392,6 +578,181 @@ Value Interpreter::eval_group(const Expr& let, Value* fr) {
   uint32_t out = rec_->add_node(let.kernel, d, phase_, a, n, static_cast<int>(g.output_regs.size()));
   for (size_t j = 0; j < g.output_slots.size(); ++j) fr[g.output_slots[j]] = {static_cast<int64_t>(out + j), nullptr};
   return eval(*g.last_let->args[1], fr);
+}
+
+void Interpreter::enter(Parallel& p) {
+  if (p.round != round_) p = {static_base_, static_base_, round_};
+  depth_ = p.start;
+}
+
+void Interpreter::leave(Parallel& p) {
+  if (p.round != round_)
+    p = {static_base_, depth_, round_};
+  else
+    p.end = std::max(p.end, depth_);
+}
+
+// item(t) / index(t): the value of a one-element tensor. Waits (the instance's fiber yields)
+// until the tensor has been computed; after a round every recorded node has executed.
+Value Interpreter::eval_tensor_value(const Expr& e, Value* fr) {
+  uint32_t id = static_cast<uint32_t>(eval(*e.args[0], fr).i);
+  if (rec_->tensors[id].data == nullptr) wait_for_value();
+  const float* data = rec_->tensors[id].data;
+  PERFMEM_CHECK(data != nullptr, "a tensor read after a round was not computed");
+  double v = data[0];
+  if (e.name == "item") return {float_bits(v), nullptr};
+  if (!std::isfinite(v) || v < -9.0e18 || v > 9.0e18)
+    fail_at(e, "expected a finite tensor value within the Int range for index, found " + std::to_string(v));
+  return {static_cast<int64_t>(v), nullptr};
+}
+
+void Interpreter::save_state(Fiber& f) const {
+  f.frame_top = frame_top_;
+  f.depth = depth_;
+  f.phase = phase_;
+  f.call_depth = call_depth_;
+  f.instance = instance_;
+}
+
+void Interpreter::load_state(const Fiber& f) {
+  frame_base_ = f.frames;
+  frame_cap_ = f.frames_cap;
+  frame_top_ = f.frame_top;
+  depth_ = f.depth;
+  phase_ = f.phase;
+  call_depth_ = f.call_depth;
+  instance_ = f.instance;
+}
+
+// Reserves one fiber per instance: [guard page][C stack][call frames], touched only as used.
+Status Interpreter::prepare_fibers(size_t count) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  int max_slots = 2;
+  for (const auto& f : prog_.fns) max_slots = std::max(max_slots, f.num_slots);
+  const size_t frames_cap = static_cast<size_t>(call_limit_ + 16) * static_cast<size_t>(max_slots);
+  const size_t frame_bytes = (frames_cap * sizeof(Value) + page - 1) / page * page;
+  while (fibers_.size() < count) {
+    auto f = std::make_unique<Fiber>();
+    f->region_bytes = page + kFiberStackBytes + frame_bytes;
+    void* region =
+        mmap(nullptr, f->region_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (region == MAP_FAILED)
+      return Status(StatusCode::kOutOfMemory, prog_.file + ": cannot reserve the stacks of " + std::to_string(count) +
+                                                  " instances (a program that reads tensor values runs each "
+                                                  "instance on its own stack)");
+    f->region = region;
+    mprotect(region, page, PROT_NONE);  // overflowing the stack faults instead of corrupting memory
+    f->stack = static_cast<char*>(region) + page;
+    f->stack_bytes = kFiberStackBytes;
+    f->frames = reinterpret_cast<Value*>(f->stack + kFiberStackBytes);
+    f->frames_cap = frames_cap;
+    fibers_.push_back(std::move(f));
+  }
+  return Status::Ok();
+}
+
+void Interpreter::run_instance(size_t instance, const Value& input, uint32_t* result) {
+  const FnDecl& main = prog_.fns[prog_.main_fn];
+  instance_ = instance;
+  frame_top_ = 0;
+  call_depth_ = 0;
+  phase_ = 0;
+  depth_ = static_base_;
+  Value* fr = push_frame(std::max(main.num_slots, 1), main.name);
+  fr[0] = input;
+  *result = static_cast<uint32_t>(call(prog_.main_fn, fr).i);
+}
+
+void Interpreter::fiber_entry(void* self) { static_cast<Interpreter*>(self)->fiber_body(); }
+
+void Interpreter::fiber_body() {
+  asan_finish_switch(nullptr, &loop_stack_bottom_, &loop_stack_size_);
+  Fiber& f = *current_;
+  try {
+    run_instance(f.instance, f.input, f.result);
+  } catch (const EvalError& e) { fiber_error_ = e.message; } catch (const MemoryLimitError& e) {
+    fiber_error_ = e.message;
+    fiber_out_of_memory_ = true;
+  } catch (const std::bad_alloc&) {
+    fiber_error_ = "the minibatch needs more memory than the machine can give";
+    fiber_out_of_memory_ = true;
+  }
+  f.state = Fiber::State::kDone;
+  asan_start_switch(nullptr, loop_stack_bottom_, loop_stack_size_);  // this stack is done
+  // Never resumed. (No noreturn call after it: the compiler would then treat fiber_body as
+  // noreturn, and AddressSanitizer would handle that before the switch to this stack is
+  // announced. Returning would reach the start routine's trap.)
+  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));
+}
+
+void Interpreter::resume(Fiber& f) {
+  current_ = &f;
+  load_state(f);
+  asan_start_switch(&f.fake_stack, f.stack, f.stack_bytes);
+  context_switch(static_cast<FiberContext*>(loop_context_), &f.context);
+  asan_finish_switch(nullptr, nullptr, nullptr);
+  save_state(f);
+  current_ = nullptr;
+}
+
+void Interpreter::wait_for_value() {
+  PERFMEM_CHECK(current_ != nullptr, "waiting for a tensor value outside a fiber");
+  Fiber& f = *current_;
+  f.state = Fiber::State::kWaiting;
+  asan_start_switch(&f.fake_stack, loop_stack_bottom_, loop_stack_size_);
+  context_switch(&f.context, static_cast<FiberContext*>(loop_context_));
+  asan_finish_switch(f.fake_stack, &loop_stack_bottom_, &loop_stack_size_);
+  // A new round: everything recorded before has executed, so depths start over (see header).
+  depth_ = static_base_;
+}
+
+Status Interpreter::record_fibers(const std::vector<Value>& inputs, size_t begin, size_t end,
+                                  std::vector<uint32_t>* results, const std::function<Status()>& flush,
+                                  int64_t* rounds) {
+  fibers_mode_ = true;
+  call_limit_ = std::min(kFiberCallDepth, opt_.max_call_depth);
+  obj_arena_.reset();
+  rec_->clear();
+  const size_t count = end - begin;
+  results->assign(count, 0);
+  PERFMEM_RETURN_IF_ERROR(prepare_fibers(count));
+  FiberContext loop_context;
+  loop_context_ = &loop_context;
+  fiber_error_.clear();
+  fiber_out_of_memory_ = false;
+  for (size_t k = 0; k < count; ++k) {
+    Fiber& f = *fibers_[k];
+    context_start(&f.context, f.stack, f.stack_bytes, &Interpreter::fiber_entry, this);
+    f.state = Fiber::State::kIdle;
+    f.instance = begin + k;
+    f.input = inputs[begin + k];
+    f.result = &(*results)[k];
+    f.frame_top = 0;
+    f.depth = static_base_;
+    f.phase = 0;
+    f.call_depth = 0;
+  }
+  while (true) {
+    bool waiting = false;
+    for (size_t k = 0; k < count; ++k) {
+      Fiber& f = *fibers_[k];
+      if (f.state == Fiber::State::kDone) continue;
+      resume(f);
+      if (!fiber_error_.empty()) {
+        loop_context_ = nullptr;
+        if (!fiber_out_of_memory_) return Status(StatusCode::kInvalidInput, fiber_error_);
+        return Status(StatusCode::kOutOfMemory, prog_.file + ": instances [" + std::to_string(begin) + ", " +
+                                                    std::to_string(end) + "): " + fiber_error_);
+      }
+      waiting = waiting || f.state == Fiber::State::kWaiting;
+    }
+    if (!waiting) break;
+    PERFMEM_RETURN_IF_ERROR(flush());
+    ++round_;
+    if (rounds) ++*rounds;
+  }
+  loop_context_ = nullptr;
+  return Status::Ok();
 }
 
 }  // namespace perfmem::acrobat

@@ -13,11 +13,22 @@
 // row (as DyNet does). Shallow programs (at most 200 nested calls) run on the caller's stack;
 // a minibatch that nests deeper is recorded again from the start on a worker thread with a
 // 1 GiB stack (recording is a pure function of the inputs), up to max_call_depth.
+//
+// Programs that read tensor values (Program::reads_tensor_values: item, index, a comparison
+// with a Tensor[1]) run every instance of the minibatch as a fiber with its own stack and
+// call frames. An instance that needs a value not computed yet waits; when every instance
+// waits or has finished, `flush` schedules and executes all recorded, unexecuted nodes
+// (Recording::executed_nodes moves past them) and the waiting instances resume. A resumed
+// instance restarts its depth counter at the first dynamic depth: everything recorded before
+// has executed, so only the ops of the new round order one another (parallel constructs
+// forget the depths of earlier rounds). Such programs may nest at most
+// kFiberCallDepth calls (or max_call_depth, when smaller).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "arena.h"
@@ -28,6 +39,10 @@
 namespace perfmem::acrobat {
 
 class BigStackWorker;
+struct Fiber;
+
+// Nested calls allowed to a program that reads tensor values (each instance's own stack).
+inline constexpr int kFiberCallDepth = 1000;
 
 class Interpreter {
  public:
@@ -38,8 +53,12 @@ class Interpreter {
   // Runs main for inputs [begin, end), appending to `rec` (which keeps its persistent
   // tensors); results[i - begin] is main's result tensor for instance i. Errors name the
   // file position and instance (or the memory limit).
+  // Programs that read tensor values need `flush` (see above): it must execute the nodes
+  // [rec->executed_nodes, rec->nodes.size()) and set executed_nodes to nodes.size().
+  // `rounds` (optional) receives the number of flushes.
   Status record(const std::vector<Value>& inputs, size_t begin, size_t end, Recording* rec,
-                std::vector<uint32_t>* results);
+                std::vector<uint32_t>* results, const std::function<Status()>& flush = nullptr,
+                int64_t* rounds = nullptr);
 
  private:
   Interpreter(const Program& program, const RuntimeOptions& options);
@@ -53,6 +72,30 @@ class Interpreter {
   Value eval(const Expr& e, Value* fr);
   Value eval_op(const Expr& e, Value* fr);
   Value eval_group(const Expr& let, Value* fr);
+  Value eval_tensor_value(const Expr& e, Value* fr);
+
+  // Parallel constructs (call arguments, tuple fields, map, binary operands): every element
+  // starts at one depth and the construct continues at the deepest. Depths of an earlier
+  // round (before the instance waited for a value) are forgotten: those ops have executed.
+  struct Parallel {
+    int start, end;
+    int64_t round;
+  };
+  Parallel fork() const { return {depth_, depth_, round_}; }
+  void enter(Parallel& p);
+  void leave(Parallel& p);
+
+  // Fibers (programs that read tensor values).
+  Status record_fibers(const std::vector<Value>& inputs, size_t begin, size_t end, std::vector<uint32_t>* results,
+                       const std::function<Status()>& flush, int64_t* rounds);
+  Status prepare_fibers(size_t count);
+  void run_instance(size_t instance, const Value& input, uint32_t* result);  // main for one instance
+  void resume(Fiber& f);  // from the minibatch loop: runs f until it waits or finishes
+  void wait_for_value();  // inside a fiber: back to the loop until the next round
+  static void fiber_entry(void* self);
+  void fiber_body();
+  void save_state(Fiber& f) const;
+  void load_state(const Fiber& f);
 
   const Program& prog_;
   RuntimeOptions opt_;
@@ -68,10 +111,23 @@ class Interpreter {
   };
   std::unique_ptr<Value, FreeValues> frames_;
   size_t frames_cap_ = 0;
+  // The running instance's state (swapped with a Fiber's when fibers run).
+  Value* frame_base_ = nullptr;  // frames_, or the running fiber's frames
+  size_t frame_cap_ = 0;         // slots at frame_base_
   size_t frame_top_ = 0;
   int depth_ = 0, phase_ = 0, call_depth_ = 0, call_limit_ = 0;
   size_t instance_ = 0;
+  int64_t round_ = 0;  // rounds of waiting for values this minibatch
   Recording* rec_ = nullptr;
+  // Fibers: one per instance of the largest minibatch so far (stacks kept, reused).
+  bool fibers_mode_ = false;
+  std::vector<std::unique_ptr<Fiber>> fibers_;
+  Fiber* current_ = nullptr;
+  void* loop_context_ = nullptr;  // the minibatch loop's saved context (a FiberContext)
+  const void* loop_stack_bottom_ = nullptr;
+  size_t loop_stack_size_ = 0;
+  std::string fiber_error_;
+  bool fiber_out_of_memory_ = false;
 };
 
 }  // namespace perfmem::acrobat

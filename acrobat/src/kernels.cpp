@@ -254,6 +254,14 @@ bool run_movement(const KernelSig& sig, int n, const float* const* const* args, 
     case OpKind::kSoftmax:
       for (int b = 0; b < n; ++b) softmax_row(args[0][b], out[b], numel(sig.arg_dims[0]));
       return true;
+    case OpKind::kMax:
+      for (int b = 0; b < n; ++b) {
+        const float* x = args[0][b];
+        float m = x[0];
+        for (int64_t i = 1, size = numel(sig.arg_dims[0]); i < size; ++i) m = x[i] > m ? x[i] : m;
+        out[b][0] = m;
+      }
+      return true;
     case OpKind::kSum:
       for (int b = 0; b < n; ++b) {
         double t = 0;
@@ -388,6 +396,12 @@ void run_reference(const KernelSig& sig, int n, const float* const* const* args,
         for (int64_t j = 0; j < size; ++j) m = std::max(m, double(arg(0)[j]));
         for (int64_t j = 0; j < size; ++j) total += std::exp(double(arg(0)[j]) - m);
         for (int64_t j = 0; j < size; ++j) out[b][j] = static_cast<float>(std::exp(double(arg(0)[j]) - m) / total);
+        break;
+      }
+      case OpKind::kMax: {
+        float m = arg(0)[0];
+        for (int64_t j = 1; j < numel(sig.arg_dims[0]); ++j) m = std::max(m, arg(0)[j]);
+        out[b][0] = m;
         break;
       }
       case OpKind::kSum: {

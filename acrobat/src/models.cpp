@@ -9,6 +9,11 @@ const std::vector<ModelInfo>& builtin_models() {
       {"mvrnn", "H", 64, 128, [](size_t n) { return mvrnn_trees(n); }},
       {"birnn", "H", 256, 512, [](size_t n) { return birnn_sentences(n); }},
       {"nestedrnn", "H", 256, 512, [](size_t n) { return nested_sentences(n); }},
+      // Tensor-dependent control flow: sentences of 4-24 words (DRNN), 3-30 (StackRNN), and
+      // Berxit's fixed sequence length of 16 tokens (an encoder's padded input).
+      {"drnn", "H", 256, 512, [](size_t n) { return sentences(n, 606, 4, 24); }},
+      {"berxit", "D", 512, 768, [](size_t n) { return sentences(n, 707, 16, 16); }},
+      {"stackrnn", "H", 256, 512, [](size_t n) { return sentences(n, 808, 3, 30); }},
   };
   return models;
 }

@@ -316,6 +316,8 @@ class Parser {
       ty->kind = TypeKind::kInt;
     else if (t.text == "Bool")
       ty->kind = TypeKind::kBool;
+    else if (t.text == "Float")
+      ty->kind = TypeKind::kFloat;
     else if (t.text == "Tensor") {
       ty->kind = TypeKind::kTensor;
       expect_sym("[");

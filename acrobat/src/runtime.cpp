@@ -96,24 +96,35 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   double t0 = now_ms();
   double cpu0 = cpu_now_ms();
   m.executor->reset();
-  PERFMEM_RETURN_IF_ERROR(m.interpreter->record(m.inputs, begin, end, &m.recording, &m.results));
-  double t1 = now_ms();
-  local.record_ms = t1 - t0;
+  // Schedules and executes the nodes recorded since the last call: once at the end, and in
+  // every round where the program's instances wait for tensor values.
+  double flush_ms = 0;
+  auto flush = [&]() -> Status {
+    double f0 = now_ms();
+    schedule(m.opt.scheduler, m.recording, m.prog->kernels, m.prog->num_phases, &m.schedule);
+    double f1 = now_ms();
+    local.schedule_ms += f1 - f0;
+    try {
+      m.executor->run(m.recording, m.schedule, &local);
+    } catch (const MemoryLimitError& e) {
+      return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
+                                                  std::to_string(end) + "): " + e.message);
+    } catch (const std::bad_alloc&) {
+      return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
+                                                  std::to_string(end) +
+                                                  "): the minibatch needs more memory than the machine can give");
+    }
+    m.recording.executed_nodes = m.recording.nodes.size();
+    flush_ms += now_ms() - f0;
+    return Status::Ok();
+  };
+  PERFMEM_RETURN_IF_ERROR(
+      m.interpreter->record(m.inputs, begin, end, &m.recording, &m.results, flush, &local.value_rounds));
+  local.record_ms = now_ms() - t0 - flush_ms;
   local.ops_recorded = static_cast<int64_t>(m.recording.nodes.size());
   for (const RecordedNode& nd : m.recording.nodes) local.tensor_ops += m.kernel_ops[nd.kernel];
   local.max_depth = m.recording.max_depth;
-  schedule(m.opt.scheduler, m.recording, m.prog->kernels, m.prog->num_phases, &m.schedule);
-  local.schedule_ms = now_ms() - t1;
-  try {
-    m.executor->run(m.recording, m.schedule, &local);
-  } catch (const MemoryLimitError& e) {
-    return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
-                                                std::to_string(end) + "): " + e.message);
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, m.prog->file + ": instances [" + std::to_string(begin) + ", " +
-                                                std::to_string(end) +
-                                                "): the minibatch needs more memory than the machine can give");
-  }
+  PERFMEM_RETURN_IF_ERROR(flush());
   int64_t out_size = m.prog->fns[m.prog->main_fn].ret->dims[0];
   for (uint32_t t : m.results) {
     const float* d = m.recording.tensors[t].data;
@@ -136,6 +147,7 @@ void RunStatsSeries::add(const RunStats& s) {
   tensor_ops_.push_back(static_cast<double>(s.tensor_ops));
   launches_.push_back(static_cast<double>(s.kernels_launched));
   flops_.push_back(static_cast<double>(s.product_flops));
+  rounds_.push_back(static_cast<double>(s.value_rounds));
 }
 
 RunStatsMedians RunStatsSeries::medians() const {
@@ -150,6 +162,7 @@ RunStatsMedians RunStatsSeries::medians() const {
   m.tensor_ops = percentile(tensor_ops_, 50);
   m.kernels_launched = percentile(launches_, 50);
   m.product_flops = percentile(flops_, 50);
+  m.value_rounds = percentile(rounds_, 50);
   return m;
 }
 

@@ -24,23 +24,23 @@ const char* scheduler_name(Scheduler s) {
 }
 
 void schedule_none(const Recording& rec, Schedule* out) {
-  size_t count = rec.nodes.size();
+  const size_t first = rec.executed_nodes, count = rec.nodes.size() - first;
   out->gather_copy = false;
   out->order.resize(count);
   out->batches.clear();
   for (size_t i = 0; i < count; ++i) {
-    out->order[i] = static_cast<uint32_t>(i);
-    out->batches.push_back({rec.nodes[i].kernel, static_cast<uint32_t>(i), 1});
+    out->order[i] = static_cast<uint32_t>(first + i);
+    out->batches.push_back({rec.nodes[first + i].kernel, static_cast<uint32_t>(i), 1});
   }
 }
 
 void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out) {
   const auto& nodes = rec.nodes;
-  size_t count = nodes.size();
+  const size_t first = rec.executed_nodes, count = nodes.size() - first;
   out->gather_copy = false;
   out->batches.clear();
   int max_d = 0;
-  for (const RecordedNode& nd : nodes) max_d = std::max(max_d, nd.depth);
+  for (size_t i = first; i < nodes.size(); ++i) max_d = std::max(max_d, nodes[i].depth);
   size_t per_phase = static_cast<size_t>(max_d) + 1;
   size_t buckets = per_phase * static_cast<size_t>(std::max(num_phases, 1));
   // Counting sort into buckets (phase, depth).
@@ -48,11 +48,11 @@ void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, 
   std::vector<uint32_t>& bucketed = out->work_b;
   std::vector<uint32_t>& cursor = out->work_c;
   start.assign(buckets + 1, 0);
-  for (const RecordedNode& nd : nodes) start[nd.phase * per_phase + nd.depth + 1]++;
+  for (size_t i = first; i < nodes.size(); ++i) start[nodes[i].phase * per_phase + nodes[i].depth + 1]++;
   for (size_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
   bucketed.resize(count);
   cursor.assign(start.begin(), start.end() - 1);
-  for (size_t i = 0; i < count; ++i) {
+  for (size_t i = first; i < nodes.size(); ++i) {
     const RecordedNode& nd = nodes[i];
     bucketed[cursor[nd.phase * per_phase + nd.depth]++] = static_cast<uint32_t>(i);
   }
@@ -113,28 +113,37 @@ void start_dynet(const Recording& rec, const std::vector<KernelSig>& kernels, Sc
   out->batches.clear();
   out->order.clear();
   std::unordered_map<uint64_t, int> ids;
-  sig->resize(rec.nodes.size());
+  const size_t first = rec.executed_nodes;
+  sig->resize(rec.nodes.size() - first);
   sig_kernel->clear();
-  for (size_t i = 0; i < rec.nodes.size(); ++i) {
+  for (size_t i = first; i < rec.nodes.size(); ++i) {
     auto [it, inserted] = ids.emplace(dynet_signature(rec, rec.nodes[i], kernels), static_cast<int>(ids.size()));
     if (inserted) sig_kernel->push_back(rec.nodes[i].kernel);
-    (*sig)[i] = it->second;
+    (*sig)[i - first] = it->second;
   }
+}
+
+// The producer of operand a of node `nd` as an index among the unexecuted nodes, or -1 when
+// the operand is already available (parameter, constant, view, or executed in a past round).
+int32_t pending_producer(const Recording& rec, const RecordedNode& nd, int a) {
+  int32_t p = rec.producer(nd, a);
+  const auto first = static_cast<int32_t>(rec.executed_nodes);
+  return p >= first ? p - first : -1;
 }
 
 }  // namespace
 
 void schedule_dynet_depth(const Recording& rec, const std::vector<KernelSig>& kernels, Schedule* out) {
-  size_t count = rec.nodes.size();
+  const size_t first = rec.executed_nodes, count = rec.nodes.size() - first;
   std::vector<int> sig, sig_kernel;
   start_dynet(rec, kernels, out, &sig, &sig_kernel);
   // Dataflow depth: one more than the deepest producer (recording order is topological).
   std::vector<int> dep(count, 0);
   for (size_t i = 0; i < count; ++i) {
     int d = 0;
-    const RecordedNode& nd = rec.nodes[i];
+    const RecordedNode& nd = rec.nodes[first + i];
     for (int a = 0; a < nd.nargs; ++a) {
-      int32_t p = rec.producer(nd, a);
+      int32_t p = pending_producer(rec, nd, a);
       if (p >= 0) d = std::max(d, dep[p] + 1);
     }
     dep[i] = d;
@@ -146,7 +155,7 @@ void schedule_dynet_depth(const Recording& rec, const std::vector<KernelSig>& ke
     uint64_t key = (static_cast<uint64_t>(dep[i]) << 32) | static_cast<uint32_t>(sig[i]);
     auto [it, inserted] = group_of.emplace(key, groups.size());
     if (inserted) groups.push_back({{dep[i], sig[i]}, {}});
-    groups[it->second].second.push_back(static_cast<uint32_t>(i));
+    groups[it->second].second.push_back(static_cast<uint32_t>(first + i));
   }
   std::stable_sort(groups.begin(), groups.end(),
                    [](const auto& x, const auto& y) { return x.first.first < y.first.first; });
@@ -158,16 +167,16 @@ void schedule_dynet_depth(const Recording& rec, const std::vector<KernelSig>& ke
 }
 
 void schedule_dynet_agenda(const Recording& rec, const std::vector<KernelSig>& kernels, Schedule* out) {
-  size_t count = rec.nodes.size();
+  const size_t first = rec.executed_nodes, count = rec.nodes.size() - first;
   std::vector<int> sig, sig_kernel;
   start_dynet(rec, kernels, out, &sig, &sig_kernel);
-  // Successor lists (CSR) and in-degrees over operand edges.
+  // Successor lists (CSR) and in-degrees over operand edges, indexed among the unexecuted nodes.
   std::vector<int> indeg(count, 0);
   std::vector<uint32_t> succ_start(count + 1, 0), succ;
   for (size_t i = 0; i < count; ++i) {
-    const RecordedNode& nd = rec.nodes[i];
+    const RecordedNode& nd = rec.nodes[first + i];
     for (int a = 0; a < nd.nargs; ++a) {
-      int32_t p = rec.producer(nd, a);
+      int32_t p = pending_producer(rec, nd, a);
       if (p >= 0) {
         indeg[i]++;
         succ_start[p + 1]++;
@@ -178,9 +187,9 @@ void schedule_dynet_agenda(const Recording& rec, const std::vector<KernelSig>& k
   succ.resize(succ_start[count]);
   std::vector<uint32_t> fill(succ_start.begin(), succ_start.end() - 1);
   for (size_t i = 0; i < count; ++i) {
-    const RecordedNode& nd = rec.nodes[i];
+    const RecordedNode& nd = rec.nodes[first + i];
     for (int a = 0; a < nd.nargs; ++a) {
-      int32_t p = rec.producer(nd, a);
+      int32_t p = pending_producer(rec, nd, a);
       if (p >= 0) succ[fill[p]++] = static_cast<uint32_t>(i);
     }
   }
@@ -202,6 +211,7 @@ void schedule_dynet_agenda(const Recording& rec, const std::vector<KernelSig>& k
       for (uint32_t k = succ_start[id]; k < succ_start[id + 1]; ++k)
         if (--indeg[succ[k]] == 0) ready[sig[succ[k]]].push_back(succ[k]);
   }
+  for (uint32_t& id : out->order) id += static_cast<uint32_t>(first);
 }
 
 void schedule(Scheduler s, const Recording& rec, const std::vector<KernelSig>& kernels, int num_phases, Schedule* out) {

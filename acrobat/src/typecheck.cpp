@@ -84,6 +84,7 @@ const char* op_name(OpKind op) {
     case OpKind::kSum: return "sum";
     case OpKind::kSoftmax: return "softmax";
     case OpKind::kArgmax: return "argmax";
+    case OpKind::kMax: return "max";
     case OpKind::kLookup: return "lookup";
     case OpKind::kFill: return "fill";
   }
@@ -109,7 +110,12 @@ const OpInfo kOps[] = {
     {"tanh", OpKind::kTanh, 1, 1},     {"relu", OpKind::kRelu, 1, 1},     {"concat", OpKind::kConcat, 2, 16},
     {"slice", OpKind::kSlice, 3, 3},   {"sum", OpKind::kSum, 1, 1},       {"softmax", OpKind::kSoftmax, 1, 1},
     {"argmax", OpKind::kArgmax, 1, 1}, {"lookup", OpKind::kLookup, 2, 2}, {"zeros", OpKind::kFill, 1, 1},
-    {"fill", OpKind::kFill, 2, 2}};
+    {"fill", OpKind::kFill, 2, 2},     {"max", OpKind::kMax, 1, 1}};
+
+// Built-ins that are not tensor operators (no function may take these names).
+bool is_builtin_name(const std::string& name) {
+  return name == "map" || name == "foldl" || name == "reverse" || name == "length" || name == "item" || name == "index";
+}
 
 class Checker {
  public:
@@ -117,10 +123,12 @@ class Checker {
 
   Status run() {
     int_t_ = make_type(TypeKind::kInt);
+    float_t_ = make_type(TypeKind::kFloat);
     bool_t_ = make_type(TypeKind::kBool);
     try {
       declare_adts();
       resolve_consts();
+      resolve_adt_fields();  // after the constants: fields may be tensors of constant shapes
       resolve_params();
       declare_fns();
       for (size_t i = 0; i < p_.fns.size(); ++i) check_fn(static_cast<int>(i));
@@ -139,7 +147,7 @@ class Checker {
       const AdtDecl& adt = p_.adts[a];
       file_ = adt.file;
       where_ = "type " + adt.name;
-      if (adt_index_.count(adt.name) || adt.name == "Int" || adt.name == "Bool")
+      if (adt_index_.count(adt.name) || adt.name == "Int" || adt.name == "Bool" || adt.name == "Float")
         fail(adt.pos, "a new type name", "'" + adt.name + "' declared twice");
       adt_index_[adt.name] = static_cast<int>(a);
       adt_names_.push_back(adt.name);
@@ -150,6 +158,9 @@ class Checker {
         ctor_index_[n] = {static_cast<int>(a), static_cast<int>(c)};
       }
     }
+  }
+
+  void resolve_adt_fields() {
     for (auto& adt : p_.adts) {
       file_ = adt.file;
       where_ = "type " + adt.name;
@@ -261,8 +272,7 @@ class Checker {
       if (fn_index_.count(f.name)) fail(f.pos, "a new function name", "'" + f.name + "' declared twice");
       for (const auto& o : kOps)
         if (f.name == o.name) fail(f.pos, "a function name that is not a built-in operator", "'" + f.name + "'");
-      if (f.name == "map" || f.name == "foldl" || f.name == "reverse" || f.name == "length")
-        fail(f.pos, "a function name that is not a built-in", "'" + f.name + "'");
+      if (is_builtin_name(f.name)) fail(f.pos, "a function name that is not a built-in", "'" + f.name + "'");
       fn_index_[f.name] = static_cast<int>(i);
       for (auto& prm : f.params) prm.type = resolve_type(prm.type);
       f.ret = resolve_type(f.ret);
@@ -451,7 +461,8 @@ class Checker {
       case OpKind::kTanh:
       case OpKind::kRelu:
       case OpKind::kSoftmax: return e.args[0]->type;
-      case OpKind::kSum: return make_tensor_type({1});
+      case OpKind::kSum:
+      case OpKind::kMax: return make_tensor_type({1});
       case OpKind::kArgmax:
         if (a0.size() != 1) fail(e.args[0]->pos, "a vector", shape_str(*e.args[0]));
         return make_tensor_type({1});
@@ -487,8 +498,7 @@ class Checker {
     switch (e.kind) {
       case ExprKind::kIntLit: return int_t_;
       case ExprKind::kBoolLit: return bool_t_;
-      case ExprKind::kFloatLit:
-        fail(e.pos, "an Int, Bool or tensor expression (float literals only appear in fill)", "a float literal");
+      case ExprKind::kFloatLit: return float_t_;
       case ExprKind::kVar: {
         if (const auto* local = lookup_local(e.name)) {
           e.slot = local->first;
@@ -538,6 +548,15 @@ class Checker {
             fail(e.args[0]->pos, "a function (" + tn(init) + ", " + tn(list->elems[0]) + ") -> " + tn(init),
                  "'" + f.name + "'");
           return init;
+        }
+        if (e.name == "item" || e.name == "index") {
+          if (e.args.size() != 1)
+            fail(e.pos, e.name + " with 1 argument", std::to_string(e.args.size()) + " arguments");
+          check(*e.args[0]);
+          expect_one_element(*e.args[0], e.name.c_str());
+          e.kind = ExprKind::kTensorValue;
+          p_.reads_tensor_values = true;
+          return e.name == "item" ? float_t_ : int_t_;
         }
         if (e.name == "reverse" || e.name == "length") {
           if (e.args.size() != 1)
@@ -620,6 +639,21 @@ class Checker {
       case ExprKind::kBinary: {
         TypeP a = check(*e.args[0]);
         TypeP b = check(*e.args[1]);
+        if (is_comparison(e.bin) && (is_number_like(*a) || is_number_like(*b)) &&
+            (a->kind == TypeKind::kFloat || b->kind == TypeKind::kFloat || a->kind == TypeKind::kTensor ||
+             b->kind == TypeKind::kTensor)) {
+          // A comparison that involves a Float or a tensor's value: both sides as Floats.
+          for (auto& operand : e.args) {
+            Expr& x = *operand;
+            if (x.type->kind == TypeKind::kTensor) {
+              expect_one_element(x, "a comparison");
+              operand = read_as_float(std::move(operand));
+            } else if (x.type->kind != TypeKind::kFloat && x.type->kind != TypeKind::kInt) {
+              fail(x.pos, "an Int, a Float or a Tensor[1] to compare with a Float", tn(x.type));
+            }
+          }
+          return bool_t_;
+        }
         switch (e.bin) {
           case BinOp::kAnd:
           case BinOp::kOr:
@@ -640,13 +674,40 @@ class Checker {
       }
       case ExprKind::kUnary: {
         TypeP a = check(*e.args[0]);
-        if (e.name == "-" && a->kind != TypeKind::kInt) fail(e.args[0]->pos, "an Int", tn(a));
+        if (e.name == "-" && a->kind != TypeKind::kInt && a->kind != TypeKind::kFloat)
+          fail(e.args[0]->pos, "an Int or a Float", tn(a));
         if (e.name == "!" && a->kind != TypeKind::kBool) fail(e.args[0]->pos, "a Bool", tn(a));
         return a;
       }
       default: break;
     }
     fail(e.pos, "an expression");
+  }
+
+  static bool is_comparison(BinOp op) {
+    return op == BinOp::kLt || op == BinOp::kLe || op == BinOp::kGt || op == BinOp::kGe || op == BinOp::kEq ||
+           op == BinOp::kNe;
+  }
+  static bool is_number_like(const Type& t) {
+    return t.kind == TypeKind::kInt || t.kind == TypeKind::kFloat || t.kind == TypeKind::kTensor;
+  }
+
+  // Reading a tensor's value needs exactly one element (sum, max, argmax, a [1] slice...).
+  void expect_one_element(const Expr& x, const char* what) {
+    if (x.type->kind != TypeKind::kTensor || x.type->dims.size() != 1 || x.type->dims[0] != 1)
+      fail(x.pos, std::string("a Tensor[1] for ") + what + " (its value is read)", tn(x.type));
+  }
+
+  // Wraps a checked Tensor[1] expression into item(...): its value as a Float.
+  ExprP read_as_float(ExprP x) {
+    auto r = std::make_unique<Expr>();
+    r->kind = ExprKind::kTensorValue;
+    r->pos = x->pos;
+    r->name = "item";
+    r->type = float_t_;
+    r->args.push_back(std::move(x));
+    p_.reads_tensor_values = true;
+    return r;
   }
 
   TypeP check_match(Expr& e) {
@@ -697,7 +758,7 @@ class Checker {
 
   Program& p_;
   const std::map<std::string, int64_t>& overrides_;
-  TypeP int_t_, bool_t_;
+  TypeP int_t_, bool_t_, float_t_;
   std::string file_, where_;
   std::unordered_map<std::string, int> adt_index_, param_index_, fn_index_;
   std::vector<std::string> adt_names_;

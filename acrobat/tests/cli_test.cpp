@@ -64,6 +64,10 @@ TEST(acrobatCli, RunPrintsLatencyBreakdownAndChecksum) {
   ASSERT_EQ(text.exit_code, 0) << text.output;
   EXPECT_NE(text.output.find("latency"), std::string::npos) << text.output;
   EXPECT_NE(text.output.find("kernels launched"), std::string::npos) << text.output;
+  // A model with tensor-dependent control flow reports its rounds of waiting for values.
+  auto rounds = run_command(kCli + " run stackrnn --set H=8 --batch 8 --minibatches 1 --verify --json");
+  ASSERT_EQ(rounds.exit_code, 0) << rounds.output;
+  EXPECT_GT(nlohmann::json::parse(json_part(rounds.output))["value_rounds"].get<double>(), 1) << rounds.output;
 }
 
 TEST(acrobatCli, BadProgramAndDataFilesExitOneWithPlace) {

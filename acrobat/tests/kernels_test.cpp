@@ -207,6 +207,8 @@ TEST(AcrobatKernels, ElementwiseAndActivationsMatchReference) {
     check(sig(OpKind::kSlice, {{10}}, {-1}, {4}, {3, 4}), n);
     check(sig(OpKind::kSlice, {{5, 3}}, {-1}, {2, 3}, {1, 2}), n);
     check(sig(OpKind::kSum, {{19}}, {-1}, {1}), n);
+    check(sig(OpKind::kMax, {{19}}, {-1}, {1}), n);
+    check(sig(OpKind::kMax, {{3, 5}}, {-1}, {1}), n);
     check(sig(OpKind::kSoftmax, {{19}}, {-1}, {19}), n, 10.0f);
     check(sig(OpKind::kArgmax, {{19}}, {-1}, {1}), n);
     check(sig(OpKind::kLookup, {{7, 6}, {6}}, {0, -1}, {6}), n);  // operand 1: each instance's row

@@ -45,11 +45,12 @@ struct BadProgram {
 };
 
 TEST(AcrobatLanguage, BundledModelsCompileForEveryScheduler) {
-  for (const char* m : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+  for (const char* m : {"treelstm", "mvrnn", "birnn", "nestedrnn", "drnn", "berxit", "stackrnn"}) {
     for (Scheduler s : kAllSchedulers) {
       auto p = compile_program(std::string(m) + ".acr", read_model(m), compile_options_for(s));
       ASSERT_TRUE(p.ok()) << m << ": " << p.status().to_string();
-      EXPECT_EQ((*p)->num_phases, 2) << m;
+      // The models with tensor-dependent control flow have no phase annotation.
+      EXPECT_EQ((*p)->num_phases, (*p)->reads_tensor_values ? 1 : 2) << m;
       EXPECT_GT((*p)->kernels.size(), 3u) << m;
     }
   }
@@ -144,6 +145,42 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
   add("constant division by zero", "const Q = 3 % 0\n" + tail, "0\n", 1, "a non-zero divisor");
   add("overflowing dimension", "param Q : Tensor[9223372036854775807 * 2] = hash(1, 1.0)\n" + tail, "* 2", 1,
       "the product overflows 64 bits");
+  // Reading tensor values (tensor-dependent control flow).
+  add("compare a vector",
+      head +
+          "def main(xs: List[Int]) -> Tensor[4] = if zeros(4) > 0.5 then zeros(4) else "
+          "zeros(4)\n",
+      "zeros(4) >", 1, "a Tensor[1] for a comparison (its value is read), found Tensor[4]");
+  add("item of a vector",
+      head +
+          "def main(xs: List[Int]) -> Tensor[4] = if item(zeros(2)) > 0.5 then zeros(4) else "
+          "zeros(4)\n",
+      "zeros(2)", 1, "a Tensor[1] for item");
+  add("index of a vector", head + "def main(xs: List[Int]) -> Tensor[4] = lookup(E, index(zeros(3)))\n", "zeros(3)", 1,
+      "a Tensor[1] for index");
+  add("item arity",
+      head +
+          "def main(xs: List[Int]) -> Tensor[4] = if item(zeros(1), 1) > 0.5 then zeros(4) else "
+          "zeros(4)\n",
+      "item", 1, "item with 1 argument");
+  add("item is a Float, not an Int", head + "def main(xs: List[Int]) -> Tensor[4] = lookup(E, item(sum(zeros(4))))\n",
+      "item", 1, "an Int index, found Float");
+  add("Float arithmetic", head + "def main(xs: List[Int]) -> Tensor[4] = if 0.5 + 1 > 0 then zeros(4) else zeros(4)\n",
+      "0.5 +", 1, "an Int (use add/sub/mul for tensors), found Float");
+  add("tensor value as a condition",
+      head +
+          "def main(xs: List[Int]) -> Tensor[4] = if sum(zeros(4)) then zeros(4) "
+          "else zeros(4)\n",
+      "sum", 1, "a Bool condition, found Tensor[1]");
+  add("compare a tensor with a Bool",
+      head +
+          "def main(xs: List[Int]) -> Tensor[4] = if max(zeros(4)) == true then "
+          "zeros(4) else zeros(4)\n",
+      "true", 1, "an Int, a Float or a Tensor[1] to compare with a Float, found Bool");
+  add("function named item", head + "def item(x: Int) -> Int = x\ndef main(xs: List[Int]) -> Tensor[4] = zeros(4)\n",
+      "def item", 1, "a function name that is not a built-in");
+  add("max of nothing", head + "def main(xs: List[Int]) -> Tensor[4] = if max() > 0.5 then zeros(4) else zeros(4)\n",
+      "max", 1, "max with 1 arguments");
   for (const auto& bad : corpus) {
     auto p = compile_program("t.acr", bad.source, compile_options_for(Scheduler::kAcrobat));
     ASSERT_FALSE(p.ok()) << bad.name;
@@ -178,6 +215,28 @@ TEST(AcrobatLanguage, UserTypesListsAndScalarsTypeCheck) {
   auto p = compile_program("t.acr", src, compile_options_for(Scheduler::kAcrobat));
   ASSERT_TRUE(p.ok()) << p.status().to_string();
   EXPECT_EQ((*p)->adts.size(), 2u);  // the prelude's Tree and Shape
+}
+
+// Conditions on tensor values: comparisons with a Tensor[1] (either side, against an Int, a
+// Float or another Tensor[1]), item/index, Float parameters and results, unary minus on Floats.
+TEST(AcrobatLanguage, TensorValueConditionsTypeCheck) {
+  const std::string src =
+      "const H = 4\n"
+      "param W : Tensor[3, H] = hash(1, 0.5)\n"
+      "param E : Tensor[10, H] = hash(2, 1.0)\n"
+      "def above(x: Tensor[H], t: Float) -> Bool = max(x) > t\n"
+      "def main(xs: List[Int]) -> Tensor[H] =\n"
+      "  let x = lookup(E, 3) in\n"
+      "  let k = index(argmax(matmul(W, x))) in\n"
+      "  if above(x, -0.25) && argmax(x) == 2 && 1 < sum(x) && slice(x, 0, 1) != slice(x, 1, 1)\n"
+      "  then lookup(E, k) else if item(sum(x)) >= -1 then x else zeros(H)\n";
+  auto p = compile_program("t.acr", src, compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(p.ok()) << p.status().to_string();
+  EXPECT_TRUE((*p)->reads_tensor_values);
+  auto plain = compile_program("t.acr", "def main(xs: List[Int]) -> Tensor[2] = zeros(2)\n",
+                               compile_options_for(Scheduler::kAcrobat));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE((*plain)->reads_tensor_values);
 }
 
 TEST(BundledModels, CompiledInTextEqualsTheModelFiles) {

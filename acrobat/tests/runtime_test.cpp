@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "perfmem/acrobat/models.h"
@@ -25,7 +26,9 @@ struct Loaded {
 
 Loaded make(const std::string& model, int64_t h, Scheduler s, RuntimeOptions opt = {}) {
   Loaded r;
-  auto p = compile_program(model + ".acr", read_model(model), compile_options_for(s, {{"H", h}}));
+  const ModelInfo* info = find_model(model);
+  auto p = compile_program(model + ".acr", read_model(model),
+                           compile_options_for(s, {{info ? info->size_const : std::string("H"), h}}));
   EXPECT_TRUE(p.ok()) << p.status().to_string();
   r.program = std::move(*p);
   opt.scheduler = s;
@@ -50,11 +53,13 @@ std::vector<float> outputs(const std::string& model, int64_t h, Scheduler s, con
   return out;
 }
 
-// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents.
+// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents; the
+// tensor-dependent models' own generators.
 std::vector<Instance> varied_data(const std::string& model, size_t n) {
   if (model == "treelstm" || model == "mvrnn") return random_trees(n, 77);
   if (model == "birnn") return sentences(n, 78, 1, 40);
-  return nested_sentences(n, 79);
+  if (model == "nestedrnn") return nested_sentences(n, 79);
+  return find_model(model)->make_data(n);  // the models with tensor-dependent control flow
 }
 
 TEST(AcrobatRuntime, EverySchedulerEqualsTheUnbatchedRun) {
@@ -123,7 +128,7 @@ struct Checksum {
 // Two threads (every launch split, tiles of a few instances so fused runs split too) give
 // exactly the single-threaded outputs, for every model and scheduler.
 TEST(AcrobatRuntime, TwoThreadsEqualOneThread) {
-  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn"}) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "nestedrnn", "drnn", "berxit", "stackrnn"}) {
     auto data = varied_data(model, 24);
     for (Scheduler s : kAllSchedulers) {
       std::vector<float> results[2];
@@ -421,6 +426,153 @@ TEST(AcrobatRuntime, ParametersLoadFromSafetensors) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("layer.weight"), std::string::npos) << bad.status().message();
   std::remove(path.c_str());
+}
+
+// Tensor-dependent control flow: DRNN (stops generating from its logits), Berxit (exits when
+// confident), StackRNN (shift or reduce by argmax). Instances wait for values in rounds; every
+// scheduler, at batch 8 and 64, equals the unbatched run (the same tolerance rule as above:
+// an output depends on the ops of its instance, whose decisions are the same).
+TEST(AcrobatRuntime, TensorDependentModelsEqualTheUnbatchedRun) {
+  for (const char* model : {"drnn", "berxit", "stackrnn"}) {
+    const int64_t h = 16;
+    auto data = find_model(model)->make_data(128);
+    RunStats ref_stats;
+    auto ref = outputs(model, h, Scheduler::kNone, data, 64, &ref_stats);
+    ASSERT_EQ(ref.size(), data.size() * 16);
+    EXPECT_GT(ref_stats.value_rounds, 1) << model;
+    double ops_per_instance = double(ref_stats.ops_recorded) / 64.0;
+    double tol = 16 * std::numeric_limits<float>::epsilon() * std::sqrt(ops_per_instance);
+    for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda, Scheduler::kDynetDepth, Scheduler::kNone}) {
+      for (size_t batch : {size_t{8}, size_t{64}}) {
+        RunStats st;
+        auto got = outputs(model, h, s, data, batch, &st);
+        ASSERT_EQ(got.size(), ref.size());
+        for (size_t i = 0; i < ref.size(); ++i)
+          ASSERT_NEAR(got[i], ref[i], tol * (1 + std::fabs(ref[i])))
+              << model << " " << scheduler_name(s) << " batch " << batch << " output " << i;
+        if (s != Scheduler::kNone && batch == 64) { EXPECT_LT(st.kernels_launched, st.ops_recorded) << model; }
+      }
+    }
+  }
+}
+
+// The decisions come from the data: instances run alone record different numbers of ops,
+// and batched, the instances' ops share launches (far fewer launches than ops).
+TEST(AcrobatRuntime, TensorDecisionsDependOnTheInstance) {
+  for (const char* model : {"drnn", "berxit", "stackrnn"}) {
+    auto data = find_model(model)->make_data(16);
+    std::set<int64_t> ops_alone;
+    Loaded r = make(model, 16, Scheduler::kNone);
+    ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+    for (size_t i = 0; i < data.size(); ++i) {
+      std::vector<float> out;
+      RunStats st;
+      ASSERT_TRUE(r.runtime->run_minibatch(i, i + 1, &out, &st).ok());
+      ops_alone.insert(st.ops_recorded);
+    }
+    EXPECT_GE(ops_alone.size(), 3u) << model;  // at least three different paths
+    RunStats batched;
+    outputs(model, 16, Scheduler::kAcrobat, data, 16, &batched);
+    EXPECT_LT(batched.kernels_launched * 3, batched.ops_recorded) << model;
+  }
+}
+
+Loaded make_program(const std::string& src, Scheduler s, RuntimeOptions opt = {}) {
+  Loaded r;
+  auto p = compile_program("t.acr", src, compile_options_for(s));
+  EXPECT_TRUE(p.ok()) << p.status().to_string();
+  if (!p.ok()) return r;
+  r.program = std::move(*p);
+  opt.scheduler = s;
+  opt.verify = true;
+  auto rt = Runtime::create(*r.program, opt);
+  EXPECT_TRUE(rt.ok()) << rt.status().to_string();
+  if (rt.ok()) r.runtime = std::move(*rt);
+  return r;
+}
+
+// Depths across a wait: instances run chains of 1..4 tanh (recursion: no ghost ops), read a
+// value, then all run relu and sigmoid. Before the wait the chains batch level by level (4
+// tanh launches) and the sums at 4 different depths (4 launches); after the wait every
+// instance's depth restarts, so the 4 relus are one launch and the 4 sigmoids another.
+// The results equal the unbatched run's.
+TEST(AcrobatRuntime, DepthsRestartAfterAWaitForAValue) {
+  const std::string src =
+      "param E : Tensor[10, 4] = hash(1, 1.0)\n"
+      "def chain(x: Tensor[4], n: Int) -> Tensor[4] = if n == 0 then x else chain(tanh(x), n - 1)\n"
+      "def main(xs: List[Int]) -> Tensor[4] =\n"
+      "  let x = chain(lookup(E, 1), length(xs)) in\n"
+      "  if sum(x) > 100.0 then x else sigmoid(relu(x))\n";
+  std::vector<Instance> data = sentences(4, 5, 1, 1);
+  for (size_t i = 0; i < data.size(); ++i) data[i].words.assign(i + 1, 3);
+  std::vector<float> ref;
+  for (Scheduler s : {Scheduler::kNone, Scheduler::kAcrobat, Scheduler::kDynetDepth, Scheduler::kDynetAgenda}) {
+    Loaded r = make_program(src, s);
+    ASSERT_TRUE(r.runtime);
+    ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+    std::vector<float> out;
+    RunStats st;
+    Status status = r.runtime->run_minibatch(0, 4, &out, &st);
+    ASSERT_TRUE(status.ok()) << status.to_string();
+    EXPECT_EQ(st.value_rounds, 1) << scheduler_name(s);
+    // (the DyNet schedulers also record each lookup, as DyNet copies the row)
+    const bool dynet = s == Scheduler::kDynetDepth || s == Scheduler::kDynetAgenda;
+    EXPECT_EQ(st.ops_recorded, 1 + 2 + 3 + 4 + 4 + 8 + (dynet ? 4 : 0)) << scheduler_name(s);
+    if (s == Scheduler::kAcrobat) { EXPECT_EQ(st.kernels_launched, 4 + 4 + 2); }
+    if (s == Scheduler::kNone) ref = out;
+    ASSERT_EQ(out.size(), ref.size());
+    for (size_t i = 0; i < out.size(); ++i) EXPECT_NEAR(out[i], ref[i], 1e-6) << scheduler_name(s) << " " << i;
+  }
+}
+
+// Errors while instances wait name the place and the instance, and the runtime stays usable:
+// a value outside the Int range for index, a lookup by a computed index out of range,
+// recursion past the limit of programs that read values. Recursion below it runs.
+TEST(AcrobatRuntime, TensorValueErrorsAreErrors) {
+  struct Case {
+    std::string body;
+    std::string at;  // the expression the error names, inside body
+    std::string expected;
+  };
+  const std::string head =
+      "param E : Tensor[10, 2] = hash(1, 1.0)\n"
+      "def deep(x: Tensor[2], n: Int) -> Tensor[2] = if n == 0 || sum(x) > 1000.0 then x else deep(tanh(x), n - 1)\n"
+      "def main(xs: List[Int]) -> Tensor[2] =\n  if length(xs) == 1 then zeros(2) else ";
+  const std::vector<Case> cases = {
+      {"lookup(E, index(sum(fill(2, 5000000000000000000.0))))", "index",
+       "instance 1: expected a finite tensor value within the Int range for index"},
+      {"lookup(E, index(sum(fill(2, 10.0))))", "lookup", "instance 1: lookup index 20 outside [0, 10)"},
+      {"deep(lookup(E, 1), 5000)", "", "instance 1: recursion deeper than 1000 calls"},
+  };
+  std::vector<Instance> data = sentences(3, 5, 1, 1);
+  data[1].words = {1, 2};
+  for (const auto& c : cases) {
+    for (Scheduler s : {Scheduler::kAcrobat, Scheduler::kDynetAgenda}) {
+      Loaded r = make_program(head + c.body + "\n", s);
+      ASSERT_TRUE(r.runtime);
+      ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+      std::vector<float> out;
+      Status st = r.runtime->run_minibatch(0, 3, &out, nullptr);
+      ASSERT_FALSE(st.ok()) << c.body;
+      EXPECT_NE(st.message().find(c.expected), std::string::npos) << st.message();
+      if (!c.at.empty()) {
+        const size_t line_start = head.rfind('\n') + 1;
+        const size_t col = head.size() - line_start + c.body.find(c.at) + 1;
+        EXPECT_EQ(st.message().rfind("t.acr:4:" + std::to_string(col) + ": ", 0), 0u) << st.message();
+      }
+      out.clear();
+      ASSERT_TRUE(r.runtime->run_minibatch(2, 3, &out, nullptr).ok()) << c.body;
+      EXPECT_EQ(out.size(), 2u);
+    }
+  }
+  Loaded r = make_program(head + "deep(lookup(E, 1), 900)\n", Scheduler::kAcrobat);
+  ASSERT_TRUE(r.runtime);
+  ASSERT_TRUE(r.runtime->set_inputs(data).ok());
+  std::vector<float> out;
+  RunStats st;
+  Status status = r.runtime->run_minibatch(0, 3, &out, &st);
+  ASSERT_TRUE(status.ok()) << status.to_string();
+  EXPECT_EQ(st.value_rounds, 900);
 }
 
 }  // namespace

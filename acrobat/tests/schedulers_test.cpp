@@ -170,5 +170,48 @@ TEST(AcrobatSchedulers, EmptyRecordingHasNoBatches) {
   for (Scheduler which : kAllSchedulers) EXPECT_TRUE(run(which, r).batches.empty()) << scheduler_name(which);
 }
 
+// A second round (an instance waited for a tensor value): nodes [0, executed_nodes) have
+// executed, so every scheduler batches only the later nodes and treats the executed nodes'
+// outputs as available. The new round's depths restart low (below the executed nodes').
+TEST(AcrobatSchedulers, OnlyNodesAfterTheExecutedOnesAreScheduled) {
+  Recording r = fresh();
+  uint32_t a = node(r, 0, 5, {0, 1});  // round 1: W x1, tanh, at depths 5 and 6
+  uint32_t b = node(r, 1, 6, {a});
+  r.executed_nodes = r.nodes.size();
+  // Round 2: two instances, each tanh of a round-1 value, then W times it.
+  uint32_t c = node(r, 1, 0, {b});
+  uint32_t d = node(r, 1, 0, {a});
+  node(r, 0, 1, {0, c});
+  node(r, 0, 1, {0, d});
+  for (Scheduler which : kAllSchedulers) {
+    Schedule s;
+    schedule(which, r, kernel_table(), 1, &s);
+    const char* name = scheduler_name(which);
+    ASSERT_EQ(s.order.size(), 4u) << name;
+    std::vector<int> batch_of(r.nodes.size(), -1);
+    for (size_t k = 0; k < s.batches.size(); ++k)
+      for (uint32_t i = s.batches[k].begin; i < s.batches[k].begin + s.batches[k].count; ++i) {
+        uint32_t id = s.order[i];
+        ASSERT_GE(id, r.executed_nodes) << name << ": executed node " << id << " scheduled again";
+        ASSERT_LT(id, r.nodes.size()) << name;
+        ASSERT_EQ(batch_of[id], -1) << name;
+        batch_of[id] = static_cast<int>(k);
+        EXPECT_EQ(r.nodes[id].kernel, s.batches[k].kernel) << name;
+      }
+    for (size_t id = r.executed_nodes; id < r.nodes.size(); ++id) {
+      ASSERT_GE(batch_of[id], 0) << name << ": node " << id << " never scheduled";
+      for (int k = 0; k < r.nodes[id].nargs; ++k) {
+        int32_t p = r.producer(r.nodes[id], k);
+        if (p >= static_cast<int32_t>(r.executed_nodes)) { EXPECT_LT(batch_of[p], batch_of[id]) << name; }
+      }
+    }
+    // The two tanh and the two products batch (none: one per node).
+    EXPECT_EQ(s.batches.size(), which == Scheduler::kNone ? 4u : 2u) << name;
+  }
+  // clear() forgets the executed prefix with the nodes.
+  r.clear();
+  EXPECT_EQ(r.executed_nodes, 0u);
+}
+
 }  // namespace
 }  // namespace perfmem::acrobat

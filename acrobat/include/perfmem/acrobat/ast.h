@@ -70,6 +70,7 @@ enum class OpKind {
   kSum,
   kSoftmax,
   kArgmax,
+  kMax,
   kLookup,
   kFill
 };
@@ -94,7 +95,11 @@ enum class ExprKind {
   kMap,
   kFoldl,
   kReverse,
-  kLength
+  kLength,
+  // item(t) / index(t), and a Tensor[1] operand of a comparison: the value of a one-element
+  // tensor as a Float (item) or an Int (index). The instance waits until the tensor is
+  // computed (the runtime executes every pending op of the minibatch, batched, meanwhile).
+  kTensorValue
 };
 
 enum class BinOp { kAdd, kSub, kMul, kDiv, kMod, kLt, kLe, kGt, kGe, kEq, kNe, kAnd, kOr };
@@ -256,7 +261,10 @@ struct Program {
   int tree_adt = -1;          // the prelude's Tree type
   int num_phases = 1;         // filled by analysis_phases
   int max_static_depth = -1;  // filled by analysis_static_depth
-  std::string file;           // the user's file name
+  // Filled by typecheck: some expression reads a tensor's value (kTensorValue), so the
+  // runtime runs each instance as a fiber that can wait for values (runtime.h).
+  bool reads_tensor_values = false;
+  std::string file;  // the user's file name
 };
 
 // Parses `source` (named `file` in errors) after the prelude. Errors name file:line:col.

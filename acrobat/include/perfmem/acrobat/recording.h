@@ -8,7 +8,7 @@
 //
 // Invariants: tensors [0, num_persistent()) are the parameters and constant tensors (producer
 // -1, data set); every operand id of a node is a tensor recorded before that node; a node's
-// outputs are the tensors [out, out + nouts).
+// outputs are the tensors [out, out + nouts); nodes [0, executed_nodes) have executed.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +46,7 @@ class Recording {
     nodes.clear();
     args.clear();
     max_depth = 0;
+    executed_nodes = 0;
   }
   size_t num_persistent() const { return num_persistent_; }
 
@@ -77,6 +78,10 @@ class Recording {
   std::vector<RecordedNode> nodes;
   std::vector<uint32_t> args;
   int max_depth = 0;  // largest node depth
+  // Nodes [0, executed_nodes) were executed in an earlier round of this minibatch (an instance
+  // waited for a tensor's value). Schedulers batch only the nodes after them; the outputs of
+  // executed nodes are available operands, like parameters.
+  size_t executed_nodes = 0;
 
  private:
   size_t num_persistent_ = 0;

@@ -15,6 +15,11 @@
 //  * a scheduler (schedulers.h): a pure function Recording -> batches (none, acrobat,
 //    dynet-agenda, dynet-depth; same interpreter, same kernels, only the batching differs);
 //  * the executor (src/executor.cpp): runs the batches through the kernels (kernels.h).
+// A program whose decisions read tensor values (item, index, comparisons with a Tensor[1])
+// runs in rounds: the interpreter runs every instance as a fiber until each waits for a value
+// or finishes, the scheduler batches what was recorded since the last round
+// (Recording::executed_nodes), the executor runs it, and the waiting instances resume
+// (RunStats::value_rounds counts the rounds). Other programs record everything first.
 // An independent check (`verify`) confirms at every launch that each operand was computed
 // before its use and that shared parameters really are the same tensor across a launch.
 #pragma once
@@ -70,7 +75,10 @@ struct RunStats {
   // product; batching changes how they are grouped, never how many): the work a product
   // floor is computed from.
   int64_t product_flops = 0;
-  int64_t max_depth = 0;                          // largest depth used (acrobat)
+  int64_t max_depth = 0;  // largest depth used (acrobat)
+  // Rounds in which instances waited for tensor values (item, index, comparisons with a
+  // Tensor[1]): each round schedules and executes everything recorded so far, batched.
+  int64_t value_rounds = 0;
   std::map<std::string, double> kernel_ms_by_op;  // with RuntimeOptions::profile
 };
 
@@ -79,7 +87,7 @@ struct RunStatsMedians {
   size_t minibatches = 0;
   Summary latency;  // of total_ms
   double cpu_ms = 0, record_ms = 0, schedule_ms = 0, kernel_ms = 0;
-  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0, product_flops = 0;
+  double ops_recorded = 0, tensor_ops = 0, kernels_launched = 0, product_flops = 0, value_rounds = 0;
 };
 
 // Collects RunStats of timed minibatches; the CLI and the benchmark report the same figures.
@@ -89,7 +97,7 @@ class RunStatsSeries {
   RunStatsMedians medians() const;
 
  private:
-  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_, flops_;
+  std::vector<double> total_, cpu_, record_, schedule_, kernel_, ops_, tensor_ops_, launches_, flops_, rounds_;
 };
 
 class Runtime {

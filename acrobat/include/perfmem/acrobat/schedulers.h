@@ -5,7 +5,8 @@
 //   schedule(Scheduler::kAcrobat, recording, program.kernels, program.num_phases, &s);
 //   for (const Batch& b : s.batches) run(b.kernel, s.order.data() + b.begin, b.count);
 //
-// Every schedule holds each node exactly once, and a node's producers are in earlier batches.
+// Every schedule holds each node not yet executed (Recording::executed_nodes on) exactly once,
+// and a node's producers are executed nodes or in earlier batches.
 //  * none:         one batch per node, in recording order (the unbatched reference).
 //  * acrobat:      counting sort of the nodes into buckets (phase, depth), then by kernel
 //                  inside a bucket: O(nodes + buckets), no hashing, no graph. Relies on the
