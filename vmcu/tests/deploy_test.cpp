@@ -172,10 +172,15 @@ TEST(Deploy, KernelSweepOnBothBoardsEqualsTheHost) {
     for (size_t at = script.find(key); at != std::string::npos; at = script.find(key, at))
       script.replace(at, key.size(), value);
   std::ofstream(dir / "link.ld") << script;
+  // Each board twice: the DSP kernels (both cores have the extension) and, with VMCU_NO_DSP,
+  // the plain forms every other core runs.
   for (const auto& [board, flags] :
        {std::pair<std::string, std::string>{"mps2-an386", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16"},
-        {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16"}}) {
-    const std::string elf = (dir / (board + ".elf")).string();
+        {"mps2-an386", "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -DVMCU_NO_DSP"},
+        {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16"},
+        {"mps2-an500", "-mcpu=cortex-m7 -mfpu=fpv5-d16 -DVMCU_NO_DSP"}}) {
+    const std::string elf =
+        (dir / (board + (flags.find("NO_DSP") != std::string::npos ? "-plain" : "") + ".elf")).string();
     auto built = run_command("arm-none-eabi-gcc " + flags +
                              " -mthumb -mfloat-abi=hard -std=c99 -O2 -Wall -Wextra "
                              "-Werror -ffunction-sections -fdata-sections" +
@@ -187,8 +192,8 @@ TEST(Deploy, KernelSweepOnBothBoardsEqualsTheHost) {
                            " -display none -monitor none -serial none "
                            "-semihosting-config enable=on,target=native -kernel " +
                            elf + " < /dev/null");
-    EXPECT_EQ(ran.exit_code, 0) << board << ": " << ran.output;
-    EXPECT_EQ(ran.output, host.output) << board;
+    EXPECT_EQ(ran.exit_code, 0) << board << " " << flags << ": " << ran.output;
+    EXPECT_EQ(ran.output, host.output) << board << " " << flags;
   }
 }
 

@@ -33,10 +33,26 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
+/* vmcu_multiply_by_quantized_multiplier + offset + clamp, in the form the optimised kernels use.
+ * Same result for every int32 input: TFLite's high multiply adds 2^30 to a non-negative product
+ * and 1 - 2^30 to a negative one, then divides by 2^31 truncating toward zero; for a product
+ * -n < 0 that is -floor((n + 2^30 - 1) / 2^31) = floor((2^30 - n) / 2^31), so adding 2^30 and
+ * shifting right arithmetically gives it for both signs (one SMLAL on Cortex-M instead of a
+ * 64-bit sign fix-up). The only other case, INT32_MIN * INT32_MIN, saturates as in arith.h.
+ * kernel_sweep.c compares every kernel that uses it with the reference kernels. */
+static inline int32_t high_mul_q31(int32_t a, int32_t b) {
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
 static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset, int32_t lo,
                                 int32_t hi) {
-  acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
-  return vmcu_clamp_s8(acc + offset, lo, hi);
+  const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift; /* right <= 31 */
+  int32_t x = high_mul_q31((int32_t)((uint32_t)acc << left), multiplier);
+  const int32_t mask = (int32_t)((1u << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  x = (x >> right) + ((x & mask) > threshold ? 1 : 0);
+  return vmcu_clamp_s8(x + offset, lo, hi);
 }
 
 /* Bias addition wrapping like the reference kernels (kernels.c): no UB for corrupt biases. */
@@ -50,35 +66,150 @@ static inline int32_t dot_s8_plain(const int8_t* x, const int8_t* w, int32_t n, 
   return acc;
 }
 
-#if defined(__ARM_FEATURE_DSP)
+/* Four dot products sharing one input vector: acc[j] += sum (x[i] + x_off) * w[j * w_stride + i]
+ * (a 1x4 register tile: each input word is loaded and widened once for four output channels).
+ * The plain form; the DSP form below computes the same sums. */
+static inline void dot_s8_x4_plain(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                                   int32_t acc[4]) {
+  for (int32_t j = 0; j < 4; ++j) acc[j] += dot_s8_plain(x, w + j * w_stride, n, x_off);
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(VMCU_NO_DSP)
 #include <arm_acle.h>
-/* Cortex-M4/M7 DSP extension: four taps per step. SXTB16 sign-extends the even and (rotated)
- * odd bytes of a word into two 16-bit lanes, SADD16 adds the input offset to both lanes
- * (x + x_off lies in [-255, 255]), SMLAD multiplies lane by lane and adds both products to the
- * accumulator. The pairs are summed in another order than the plain loop, but every partial sum
- * fits int32 (at most 2^16 terms of |product| < 2^15), so the result is the same bit for bit;
- * tests/board/kernel_sweep.c checks it on both boards against the reference kernels. */
-static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); } /* one ROR (GCC 12 has no __ror) */
+/* Cortex-M4/M7 DSP extension. SXTB16 sign-extends the even bytes of a word (or, with ROR #8, the
+ * odd ones) into two 16-bit lanes; SXTAB16 also adds the input offset to both lanes (x + x_off
+ * lies in [-255, 255]); SMLAD multiplies lane by lane and adds both products to an accumulator.
+ * Even lanes pair with even lanes, so the products are the plain loop's, summed in another
+ * order: every partial sum fits int32 (at most 2^16 terms of |product| < 2^15), so the result
+ * is the same bit for bit; tests/board/kernel_sweep.c checks it on both boards against the
+ * reference kernels. The rotated forms are written as instructions: GCC 12 does not fold a
+ * rotate into the intrinsics' operand. */
+static inline uint32_t load_u32(const int8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4); /* an unaligned word load: the ring gives byte offsets */
+  return v;
+}
+static inline int16x2_t sxtb16_ror8(uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline int16x2_t sxtab16_ror8(int16x2_t a, uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+  return r;
+}
+static inline int16x2_t lanes16(int32_t v) { return (int16x2_t)(((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16)); }
 
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
-  const int16x2_t off = (int16x2_t)(((uint32_t)x_off & 0xFFFFu) | ((uint32_t)x_off << 16));
+  const int16x2_t off = lanes16(x_off);
   int32_t acc = 0;
   int32_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    uint32_t xw, ww;
-    memcpy(&xw, x + i, 4); /* unaligned word loads: the ring gives byte offsets */
-    memcpy(&ww, w + i, 4);
-    const int16x2_t x02 = __sadd16(__sxtb16((int8x4_t)xw), off);
-    const int16x2_t x13 = __sadd16(__sxtb16((int8x4_t)ror8(xw)), off);
-    acc = __smlad(x02, __sxtb16((int8x4_t)ww), acc);
-    acc = __smlad(x13, __sxtb16((int8x4_t)ror8(ww)), acc);
+    const uint32_t xw = load_u32(x + i), ww = load_u32(w + i);
+    acc = __smlad(__sxtab16(off, (int8x4_t)xw), __sxtb16((int8x4_t)ww), acc);
+    acc = __smlad(sxtab16_ror8(off, xw), sxtb16_ror8(ww), acc);
   }
   return acc + dot_s8_plain(x + i, w + i, n - i, x_off);
 }
+
+/* One step of the 1x4 tile: four input bytes widened once (offset added), four weight words,
+ * eight SMLADs: 24 instructions for 16 multiply-adds. Operands: x, w0 (row 0), w2 (row 2),
+ * next (row j+1 from row j's advanced pointer), a0..a3, the offset in memory, scratch xe xo t0 t1.
+ * Twelve registers, so that it also builds at -O0, where r7 is the frame pointer. */
+#define VMCU_X4_STEP                        \
+  "ldr %[t0], [%[x]], #4\n\t"               \
+  "ldr %[t1], %[off]\n\t"                   \
+  "sxtab16 %[xe], %[t1], %[t0]\n\t"         \
+  "sxtab16 %[xo], %[t1], %[t0], ror #8\n\t" \
+  "ldr %[t0], [%[w0]], #4\n\t"              \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a0], %[xe], %[t1], %[a0]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a0], %[xo], %[t0], %[a0]\n\t"    \
+  "ldr %[t0], [%[w0], %[next]]\n\t"         \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a1], %[xe], %[t1], %[a1]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a1], %[xo], %[t0], %[a1]\n\t"    \
+  "ldr %[t0], [%[w2]], #4\n\t"              \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a2], %[xe], %[t1], %[a2]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a2], %[xo], %[t0], %[a2]\n\t"    \
+  "ldr %[t0], [%[w2], %[next]]\n\t"         \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a3], %[xe], %[t1], %[a3]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a3], %[xo], %[t0], %[a3]\n\t"
+#define VMCU_X4_OPERANDS                                                                                   \
+  : [x] "+r"(x), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), \
+    [xe] "=&r"(xe), [xo] "=&r"(xo), [t0] "=&r"(t0), [t1] "=&r"(t1)                                          \
+  : [off] "m"(off), [next] "r"(next_row), [end] "m"(end)                                                    \
+  : "cc", "memory"
+
+/* The 1x4 tile: two steps per loop iteration (51 instructions for 32 multiply-adds, the end test
+ * reading its bound from memory), then one step, then the plain form for the last n % 4. */
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  if (n >= 4) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const int8_t* w0 = w;
+    const int8_t* w2 = w + 2 * w_stride;
+    const int32_t next_row = w_stride - 4;
+    const int16x2_t off = lanes16(x_off);
+    const int8_t* end = x + (n & ~7);
+    uint32_t xe, xo, t0, t1;
+#if defined(__OPTIMIZE__)
+    if (n >= 8)
+      __asm__("1:\n\t" VMCU_X4_STEP VMCU_X4_STEP "ldr %[t1], %[end]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_OPERANDS);
+    if (n & 4) __asm__(VMCU_X4_STEP VMCU_X4_OPERANDS);
+#else
+    /* Unoptimised builds keep too few registers free for the block: the same step in C. */
+    for (end += (n & 4); x != end; x += 4, w0 += 4, w2 += 4) {
+      const int16x2_t ex = __sxtab16(off, (int8x4_t)load_u32(x)), ox = sxtab16_ror8(off, load_u32(x));
+      const int8_t* rows[4] = {w0, w0 + next_row + 4, w2, w2 + next_row + 4};
+      int32_t* sums[4] = {&a0, &a1, &a2, &a3};
+      for (int32_t j = 0; j < 4; ++j) {
+        const uint32_t wv = load_u32(rows[j]);
+        *sums[j] = __smlad(ox, sxtb16_ror8(wv), __smlad(ex, __sxtb16((int8x4_t)wv), *sums[j]));
+      }
+    }
+    (void)xe, (void)xo, (void)t0, (void)t1;
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    w = w0; /* = w + (n & ~3): the tail starts there, in every row */
+  }
+  const int32_t done = n & ~3;
+  if (done < n) dot_s8_x4_plain(x, w, w_stride, n - done, x_off, acc);
+}
+#undef VMCU_X4_STEP
+#undef VMCU_X4_OPERANDS
+
+/* Depthwise: four adjacent channels of one tap, each to its own accumulator. The even lanes go
+ * to channels 0 and 2 (SMLABB / SMLATT), the odd lanes to 1 and 3. */
+static inline void depthwise_tap_x4(const int8_t* x, const int8_t* w, int16x2_t off, int32_t acc[4]) {
+  const uint32_t xv = load_u32(x), wv = load_u32(w);
+  const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
+  const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
+  acc[0] = __smlabb(xe, we, acc[0]);
+  acc[2] = __smlatt(xe, we, acc[2]);
+  acc[1] = __smlabb(xo, wo, acc[1]);
+  acc[3] = __smlatt(xo, wo, acc[3]);
+}
+#define VMCU_HAVE_DSP 1
 #else
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
   return dot_s8_plain(x, w, n, x_off);
 }
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  dot_s8_x4_plain(x, w, w_stride, n, x_off, acc);
+}
+#define VMCU_HAVE_DSP 0
 #endif
 
 /* One in-bounds window position of the current output pixel. */
