@@ -150,8 +150,9 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
 
 /* The 1x4 tile: two steps per loop iteration (51 instructions for 32 multiply-adds, the end test
  * reading its bound from memory), then one step, then the plain form for the last n % 4. */
-static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
-                             int32_t acc[4]) {
+/* Always inlined: a call would keep the accumulators in memory. */
+static inline __attribute__((always_inline)) void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
+                                                            int32_t n, int32_t x_off, int32_t acc[4]) {
   if (n >= 4) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     const int8_t* w0 = w;
@@ -189,16 +190,30 @@ static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
 #undef VMCU_X4_STEP
 #undef VMCU_X4_OPERANDS
 
-/* Depthwise: four adjacent channels of one tap, each to its own accumulator. The even lanes go
- * to channels 0 and 2 (SMLABB / SMLATT), the odd lanes to 1 and 3. */
-static inline void depthwise_tap_x4(const int8_t* x, const int8_t* w, int16x2_t off, int32_t acc[4]) {
-  const uint32_t xv = load_u32(x), wv = load_u32(w);
-  const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
-  const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
-  acc[0] = __smlabb(xe, we, acc[0]);
-  acc[2] = __smlatt(xe, we, acc[2]);
-  acc[1] = __smlabb(xo, wo, acc[1]);
-  acc[3] = __smlatt(xo, wo, acc[3]);
+/* Depthwise: channels [c, c + 4) of one output pixel, each to its own accumulator, over the taps
+ * whose input and weight pointers are x[t] + c and w[t] + c. The even lanes go to channels 0 and
+ * 2 (SMLABB / SMLATT), the odd lanes to 1 and 3. */
+typedef struct {
+  const int8_t* x;
+  const int8_t* w;
+} dw_tap;
+
+static inline __attribute__((always_inline)) void depthwise_x4(const dw_tap* taps, int32_t nt, int32_t c, int16x2_t off,
+                                                               int32_t acc[4]) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int32_t t = 0; t < nt; ++t) {
+    const uint32_t xv = load_u32(taps[t].x + c), wv = load_u32(taps[t].w + c);
+    const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
+    const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
+    a0 = __smlabb(xe, we, a0);
+    a2 = __smlatt(xe, we, a2);
+    a1 = __smlabb(xo, wo, a1);
+    a3 = __smlatt(xo, wo, a3);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
 }
 #define VMCU_HAVE_DSP 1
 #else

@@ -54,13 +54,29 @@ static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t*
   }
 }
 
-static inline int8_t conv_output(const vmcu_conv_params* p, int32_t acc, const int32_t* bias, int32_t oc) {
-  if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-  return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
+/* A conv's output stage, copied out of the parameters once per call: the kernels store int8
+ * bytes, which may alias anything, so fields read through the parameter pointer would be
+ * reloaded after every store. */
+typedef struct {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  const int32_t* bias; /* may be 0 */
+  int32_t offset, lo, hi;
+} out_quant;
+
+static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias) {
+  const out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max};
+  return q;
+}
+
+static inline int8_t conv_output(const out_quant* q, int32_t acc, int32_t oc) {
+  if (q->bias) acc = add_bias_wrapping(acc, q->bias[oc]);
+  return requantize(acc, q->multiplier[oc], q->shift[oc], q->offset, q->lo, q->hi);
 }
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
   const int32_t filter_size = fs.h * fs.w * fs.c;
@@ -75,7 +91,7 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
         for (; oc + 4 <= os.c; oc += 4) {
           int32_t acc[4] = {0, 0, 0, 0};
           conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, is.c, p->input_offset, acc);
-          for (int32_t j = 0; j < 4; ++j) stage[oc + j] = conv_output(p, acc[j], bias, oc + j);
+          for (int32_t j = 0; j < 4; ++j) stage[oc + j] = conv_output(&q, acc[j], oc + j);
         }
         for (; oc < os.c; ++oc) {
           const int8_t* f = filter + oc * filter_size;
@@ -86,7 +102,7 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
             acc += dot_s8(taps[t].in.a, fp, head, p->input_offset);
             acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
           }
-          stage[oc] = conv_output(p, acc, bias, oc);
+          stage[oc] = conv_output(&q, acc, oc);
         }
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
       }
@@ -101,6 +117,7 @@ int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_
  * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). */
 static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int32_t cin, const int8_t* filter,
                                    const int32_t* bias, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
+  const out_quant q = conv_quant(p, bias);
   int32_t oc = 0;
   for (; oc + 4 <= cout; oc += 4) {
     int32_t acc[4] = {0, 0, 0, 0};
@@ -109,7 +126,7 @@ static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int3
     if (in.head < cin) dot_s8_x4(in.b, f + in.head, cin, cin - in.head, p->input_offset, acc);
     for (int32_t j = 0; j < 4; ++j) {
       const int32_t o = oc + j;
-      const int8_t v = conv_output(p, acc[j], bias, o);
+      const int8_t v = conv_output(&q, acc[j], o);
       if (o < dst_head)
         dst_a[o] = v;
       else
@@ -120,7 +137,7 @@ static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int3
     const int8_t* f = filter + oc * cin;
     const int32_t acc =
         dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
-    const int8_t v = conv_output(p, acc, bias, oc);
+    const int8_t v = conv_output(&q, acc, oc);
     if (oc < dst_head)
       dst_a[oc] = v;
     else
@@ -154,26 +171,36 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
  * range: four channels at a time with the DSP extension, the rest one by one. */
 static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* taps, const tap_cursor* cur, int32_t nt,
                                    const int8_t* filter, const int32_t* bias, int32_t ic, int32_t end, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
 #if VMCU_HAVE_DSP
-  const int16x2_t off = lanes16(p->input_offset);
-  for (; ic + 4 <= end; ic += 4) {
-    int32_t acc[4] = {0, 0, 0, 0};
-    for (int32_t t = 0; t < nt; ++t)
-      depthwise_tap_x4(cur[t].ptr + (ic - cur[t].shift), filter + taps[t].filter_offset + ic, off, acc);
-    for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(p, acc[j], bias, ic + j);
+  if (end - ic >= 4) {
+    /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
+    dw_tap at[VMCU_SEG_MAX_TAPS];
+    for (int32_t t = 0; t < nt; ++t) {
+      at[t].x = cur[t].ptr + (ic - cur[t].shift);
+      at[t].w = filter + taps[t].filter_offset + ic;
+    }
+    const int16x2_t off = lanes16(p->input_offset);
+    const int32_t first = ic;
+    for (; ic + 4 <= end; ic += 4) {
+      int32_t acc[4];
+      depthwise_x4(at, nt, ic - first, off, acc);
+      for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(&q, acc[j], ic + j);
+    }
   }
 #endif
   for (; ic < end; ++ic) {
     int32_t acc = 0;
     for (int32_t t = 0; t < nt; ++t)
       acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) * (int32_t)filter[taps[t].filter_offset + ic];
-    stage[ic] = conv_output(p, acc, bias, ic);
+    stage[ic] = conv_output(&q, acc, ic);
   }
 }
 
 int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                  vmcu_shape4 fs, const int8_t* filter, const int32_t* bias, int32_t out_base,
                                  vmcu_shape4 os, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
@@ -200,7 +227,7 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
               for (int32_t t = 0; t < nt; ++t)
                 acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) *
                        (int32_t)filter[taps[t].filter_offset + oc];
-              stage[oc] = conv_output(p, acc, bias, oc);
+              stage[oc] = conv_output(&q, acc, oc);
             }
           }
         }
