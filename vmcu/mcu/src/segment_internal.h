@@ -114,12 +114,15 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
 }
 
 /* One step of the 1x4 tile: four input bytes widened once (offset added), four weight words,
- * eight SMLADs: 24 instructions for 16 multiply-adds. Operands: x, w0 (row 0), w2 (row 2),
- * next (row j+1 from row j's advanced pointer), a0..a3, the offset in memory, scratch xe xo t0 t1.
- * Twelve registers, so that it also builds at -O0, where r7 is the frame pointer. */
+ * eight SMLADs: 24 instructions for 16 multiply-adds. Registers: x, w0 (row 0), w2 (row 2), next
+ * (row j+1 from row j's advanced pointer), a0..a3, scratch xe xo t0 t1: twelve, so that the
+ * block builds wherever it is inlined (r7 may be the frame pointer, sp and pc are taken). The
+ * offset and the loop's end pointer, which would be a thirteenth and fourteenth, wait on the
+ * stack: the block pushes them itself (no memory operand, whose address could need a register)
+ * and pops them at its end. */
 #define VMCU_X4_STEP                        \
   "ldr %[t0], [%[x]], #4\n\t"               \
-  "ldr %[t1], %[off]\n\t"                   \
+  "ldr %[t1], [sp]\n\t"                     \
   "sxtab16 %[xe], %[t1], %[t0]\n\t"         \
   "sxtab16 %[xo], %[t1], %[t0], ror #8\n\t" \
   "ldr %[t0], [%[w0]], #4\n\t"              \
@@ -142,52 +145,71 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
   "smlad %[a3], %[xe], %[t1], %[a3]\n\t"    \
   "sxtb16 %[t0], %[t0], ror #8\n\t"         \
   "smlad %[a3], %[xo], %[t0], %[a3]\n\t"
+#define VMCU_X4_PUSH "strd %[t0], %[t1], [sp, #-8]!\n\t" /* [sp] = offset lanes, [sp, #4] = end */
+#define VMCU_X4_POP "add sp, sp, #8\n\t"
 #define VMCU_X4_OPERANDS                                                                                   \
   : [x] "+r"(x), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), \
-    [xe] "=&r"(xe), [xo] "=&r"(xo), [t0] "=&r"(t0), [t1] "=&r"(t1)                                          \
-  : [off] "m"(off), [next] "r"(next_row), [end] "m"(end)                                                    \
+    [t0] "+r"(t0), [t1] "+r"(t1), [xe] "=&r"(xe), [xo] "=&r"(xo)                                            \
+  : [next] "r"(next_row)                                                                                    \
   : "cc", "memory"
 
-/* The 1x4 tile: two steps per loop iteration (51 instructions for 32 multiply-adds, the end test
- * reading its bound from memory), then one step, then the plain form for the last n % 4. */
-/* Always inlined: a call would keep the accumulators in memory. */
-static inline __attribute__((always_inline)) void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
-                                                            int32_t n, int32_t x_off, int32_t acc[4]) {
-  if (n >= 4) {
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-    const int8_t* w0 = w;
-    const int8_t* w2 = w + 2 * w_stride;
-    const int32_t next_row = w_stride - 4;
-    const int16x2_t off = lanes16(x_off);
-    const int8_t* end = x + (n & ~7);
-    uint32_t xe, xo, t0, t1;
 #if defined(__OPTIMIZE__)
-    if (n >= 8)
-      __asm__("1:\n\t" VMCU_X4_STEP VMCU_X4_STEP "ldr %[t1], %[end]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_OPERANDS);
-    if (n & 4) __asm__(VMCU_X4_STEP VMCU_X4_OPERANDS);
+/* The 1x4 tile's steps over the first n & ~3 bytes: two per loop iteration (51 instructions for
+ * 32 multiply-adds with the end test), then one when n & 4. A function of its own, never inlined:
+ * inside a large kernel GCC may not find the block's twelve registers free (it reports
+ * impossible constraints), here it always does; the call costs about 20 instructions per tile. */
+static __attribute__((noinline)) void dot_s8_x4_steps(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n,
+                                                      int32_t x_off, int32_t* acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  const int8_t* w0 = w;
+  const int8_t* w2 = w + 2 * w_stride;
+  const int32_t next_row = w_stride - 4;
+  const int16x2_t off = lanes16(x_off);
+  uint32_t xe, xo, t0, t1;
+  if (n >= 8) {
+    t0 = (uint32_t)off;
+    t1 = (uint32_t)(uintptr_t)(x + (n & ~7));
+    __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP
+                         "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  if (n & 4) {
+    t0 = (uint32_t)off;
+    t1 = 0;
+    __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+#endif
+
+/* The 1x4 tile: the steps above (the same step in C in unoptimised builds, where r7 is the frame
+ * pointer and too few registers are free), then the plain form for the last n % 4. */
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  const int32_t done = n & ~3;
+  if (n >= 4) {
+#if defined(__OPTIMIZE__)
+    dot_s8_x4_steps(x, w, w_stride, n, x_off, acc);
 #else
-    /* Unoptimised builds keep too few registers free for the block: the same step in C. */
-    for (end += (n & 4); x != end; x += 4, w0 += 4, w2 += 4) {
-      const int16x2_t ex = __sxtab16(off, (int8x4_t)load_u32(x)), ox = sxtab16_ror8(off, load_u32(x));
-      const int8_t* rows[4] = {w0, w0 + next_row + 4, w2, w2 + next_row + 4};
-      int32_t* sums[4] = {&a0, &a1, &a2, &a3};
+    const int16x2_t off = lanes16(x_off);
+    for (int32_t i = 0; i < done; i += 4) {
+      const uint32_t xv = load_u32(x + i);
+      const int16x2_t ex = __sxtab16(off, (int8x4_t)xv), ox = sxtab16_ror8(off, xv);
       for (int32_t j = 0; j < 4; ++j) {
-        const uint32_t wv = load_u32(rows[j]);
-        *sums[j] = __smlad(ox, sxtb16_ror8(wv), __smlad(ex, __sxtb16((int8x4_t)wv), *sums[j]));
+        const uint32_t wv = load_u32(w + j * w_stride + i);
+        acc[j] = __smlad(ox, sxtb16_ror8(wv), __smlad(ex, __sxtb16((int8x4_t)wv), acc[j]));
       }
     }
-    (void)xe, (void)xo, (void)t0, (void)t1;
 #endif
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
-    w = w0; /* = w + (n & ~3): the tail starts there, in every row */
   }
-  const int32_t done = n & ~3;
-  if (done < n) dot_s8_x4_plain(x, w, w_stride, n - done, x_off, acc);
+  if (done < n) dot_s8_x4_plain(x + done, w + done, w_stride, n - done, x_off, acc);
 }
 #undef VMCU_X4_STEP
+#undef VMCU_X4_PUSH
+#undef VMCU_X4_POP
 #undef VMCU_X4_OPERANDS
 
 /* Depthwise: channels [c, c + 4) of one output pixel, each to its own accumulator, over the taps
@@ -226,6 +248,26 @@ static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
 }
 #define VMCU_HAVE_DSP 0
 #endif
+
+/* A conv's output stage, copied out of the parameters once per call: the kernels store int8
+ * bytes, which may alias anything, so fields read through the parameter pointer would be
+ * reloaded after every store. */
+typedef struct {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  const int32_t* bias; /* may be 0 */
+  int32_t offset, lo, hi;
+} out_quant;
+
+static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias) {
+  const out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max};
+  return q;
+}
+
+static inline int8_t conv_output(const out_quant* q, int32_t acc, int32_t oc) {
+  if (q->bias) acc = add_bias_wrapping(acc, q->bias[oc]);
+  return requantize(acc, q->multiplier[oc], q->shift[oc], q->offset, q->lo, q->hi);
+}
 
 /* One in-bounds window position of the current output pixel. */
 typedef struct {
@@ -288,6 +330,84 @@ static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c
     }
   }
   return end;
+}
+
+/* Output channels [oc, oc + 4) of one pixel over its taps into acc (the 1x4 register tile). */
+static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t* f, int32_t filter_size, int32_t in_c,
+                                 int32_t x_off, int32_t acc[4]) {
+  for (int32_t t = 0; t < nt; ++t) {
+    const int8_t* fp = f + taps[t].filter_offset;
+    const int32_t head = taps[t].in.head;
+    dot_s8_x4(taps[t].in.a, fp, filter_size, head, x_off, acc);
+    if (head < in_c) dot_s8_x4(taps[t].in.b, fp + head, filter_size, in_c - head, x_off, acc);
+  }
+}
+
+/* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
+ * range: four channels at a time with the DSP extension, the rest one by one. */
+static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* taps, const tap_cursor* cur, int32_t nt,
+                                   const int8_t* filter, const int32_t* bias, int32_t ic, int32_t end, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
+#if VMCU_HAVE_DSP
+  if (end - ic >= 4) {
+    /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
+    dw_tap at[VMCU_SEG_MAX_TAPS];
+    for (int32_t t = 0; t < nt; ++t) {
+      at[t].x = cur[t].ptr + (ic - cur[t].shift);
+      at[t].w = filter + taps[t].filter_offset + ic;
+    }
+    const int16x2_t off = lanes16(p->input_offset);
+    const int32_t first = ic;
+    for (; ic + 4 <= end; ic += 4) {
+      int32_t acc[4];
+      depthwise_x4(at, nt, ic - first, off, acc);
+      for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(&q, acc[j], ic + j);
+    }
+  }
+#endif
+  for (; ic < end; ++ic) {
+    int32_t acc = 0;
+    for (int32_t t = 0; t < nt; ++t)
+      acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) * (int32_t)filter[taps[t].filter_offset + ic];
+    stage[ic] = conv_output(&q, acc, ic);
+  }
+}
+
+/* Outputs [o, o + k) of a 1x1 projection of the vector x (n_in bytes, plain memory; filter
+ * [n][n_in]) into acc, k = min(4, n - o) returned: one 1x4 tile, or fewer plain dot products at
+ * the end. */
+static inline int32_t project_x4(const int8_t* x, const int8_t* filter, int32_t n_in, int32_t o, int32_t n,
+                                 int32_t x_off, int32_t acc[4]) {
+  const int32_t k = vmcu_min_i32(4, n - o);
+  acc[0] = acc[1] = acc[2] = acc[3] = 0;
+  if (k == 4) {
+    dot_s8_x4(x, filter + o * n_in, n_in, n_in, x_off, acc);
+  } else {
+    for (int32_t j = 0; j < k; ++j) acc[j] = dot_s8(x, filter + (o + j) * n_in, n_in, x_off);
+  }
+  return k;
+}
+
+/* Every output channel of one conv pixel (taps collected) into out[0, out_c): 1x4 tiles, then
+ * the remaining channels one by one. */
+static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t nt, const int8_t* filter,
+                              int32_t filter_size, int32_t in_c, int32_t out_c, int32_t x_off, int8_t* out) {
+  int32_t oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    int32_t acc[4] = {0, 0, 0, 0};
+    conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, in_c, x_off, acc);
+    for (int32_t j = 0; j < 4; ++j) out[oc + j] = conv_output(q, acc[j], oc + j);
+  }
+  for (; oc < out_c; ++oc) {
+    const int8_t* f = filter + oc * filter_size;
+    int32_t acc = 0;
+    for (int32_t t = 0; t < nt; ++t) {
+      const int8_t* fp = f + taps[t].filter_offset;
+      const int32_t head = taps[t].in.head;
+      acc += dot_s8(taps[t].in.a, fp, head, x_off) + dot_s8(taps[t].in.b, fp + head, in_c - head, x_off);
+    }
+    out[oc] = conv_output(q, acc, oc);
+  }
 }
 
 #endif /* VMCU_SEGMENT_INTERNAL_H */

@@ -43,37 +43,6 @@ void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t le
   if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_OUT, 0, length, 1);
 }
 
-/* Output channels [oc, oc + 4) of one pixel over its taps into acc (the 1x4 register tile). */
-static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t* f, int32_t filter_size, int32_t in_c,
-                                 int32_t x_off, int32_t acc[4]) {
-  for (int32_t t = 0; t < nt; ++t) {
-    const int8_t* fp = f + taps[t].filter_offset;
-    const int32_t head = taps[t].in.head;
-    dot_s8_x4(taps[t].in.a, fp, filter_size, head, x_off, acc);
-    if (head < in_c) dot_s8_x4(taps[t].in.b, fp + head, filter_size, in_c - head, x_off, acc);
-  }
-}
-
-/* A conv's output stage, copied out of the parameters once per call: the kernels store int8
- * bytes, which may alias anything, so fields read through the parameter pointer would be
- * reloaded after every store. */
-typedef struct {
-  const int32_t* multiplier;
-  const int32_t* shift;
-  const int32_t* bias; /* may be 0 */
-  int32_t offset, lo, hi;
-} out_quant;
-
-static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias) {
-  const out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max};
-  return q;
-}
-
-static inline int8_t conv_output(const out_quant* q, int32_t acc, int32_t oc) {
-  if (q->bias) acc = add_bias_wrapping(acc, q->bias[oc]);
-  return requantize(acc, q->multiplier[oc], q->shift[oc], q->offset, q->lo, q->hi);
-}
-
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
   const out_quant q = conv_quant(p, bias);
@@ -87,23 +56,7 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
         const int32_t x0 = ox * p->stride_w - p->pad_w;
         const int32_t nt =
             collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h, p->dilation_w, fs.c, taps);
-        int32_t oc = 0;
-        for (; oc + 4 <= os.c; oc += 4) {
-          int32_t acc[4] = {0, 0, 0, 0};
-          conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, is.c, p->input_offset, acc);
-          for (int32_t j = 0; j < 4; ++j) stage[oc + j] = conv_output(&q, acc[j], oc + j);
-        }
-        for (; oc < os.c; ++oc) {
-          const int8_t* f = filter + oc * filter_size;
-          int32_t acc = 0;
-          for (int32_t t = 0; t < nt; ++t) {
-            const int8_t* fp = f + taps[t].filter_offset;
-            const int32_t head = taps[t].in.head;
-            acc += dot_s8(taps[t].in.a, fp, head, p->input_offset);
-            acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
-          }
-          stage[oc] = conv_output(&q, acc, oc);
-        }
+        conv_pixel(&q, taps, nt, filter, filter_size, is.c, os.c, p->input_offset, stage);
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
       }
     }
@@ -164,36 +117,6 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
       pointwise_pixel(p, span_at(r, in_base, px * cin, cin), cin, filter, bias, cout, stage, cout, stage);
       store_pixel(r, out_base, px * cout, cout, stage);
     }
-  }
-}
-
-/* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
- * range: four channels at a time with the DSP extension, the rest one by one. */
-static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* taps, const tap_cursor* cur, int32_t nt,
-                                   const int8_t* filter, const int32_t* bias, int32_t ic, int32_t end, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
-#if VMCU_HAVE_DSP
-  if (end - ic >= 4) {
-    /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
-    dw_tap at[VMCU_SEG_MAX_TAPS];
-    for (int32_t t = 0; t < nt; ++t) {
-      at[t].x = cur[t].ptr + (ic - cur[t].shift);
-      at[t].w = filter + taps[t].filter_offset + ic;
-    }
-    const int16x2_t off = lanes16(p->input_offset);
-    const int32_t first = ic;
-    for (; ic + 4 <= end; ic += 4) {
-      int32_t acc[4];
-      depthwise_x4(at, nt, ic - first, off, acc);
-      for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(&q, acc[j], ic + j);
-    }
-  }
-#endif
-  for (; ic < end; ++ic) {
-    int32_t acc = 0;
-    for (int32_t t = 0; t < nt; ++t)
-      acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) * (int32_t)filter[taps[t].filter_offset + ic];
-    stage[ic] = conv_output(&q, acc, ic);
   }
 }
 
