@@ -37,6 +37,7 @@ int compile(const CLI::App& app, const std::string& model, const std::string& pl
     j["dir"] = out_dir;
     j["arena_bytes"] = lib->plan_bytes;
     j["scratch_bytes"] = lib->scratch_bytes;
+    j["stage_bytes"] = lib->stage_bytes;
     j["constant_bytes"] = lib->weight_bytes;
     j["input_bytes"] = lib->input_bytes;
     j["output_bytes"] = lib->output_bytes;
