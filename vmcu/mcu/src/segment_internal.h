@@ -47,10 +47,12 @@ static inline int32_t high_mul_q31(int32_t a, int32_t b) {
 
 static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset, int32_t lo,
                                 int32_t hi) {
-  const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift; /* right <= 31 */
+  /* Branch-free: left = max(shift, 0), right = max(-shift, 0) <= 31. */
+  const int32_t left = shift & ~(shift >> 31);
+  const int32_t right = left - shift;
   int32_t x = high_mul_q31((int32_t)((uint32_t)acc << left), multiplier);
   const int32_t mask = (int32_t)((1u << right) - 1u);
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+  const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
   x = (x >> right) + ((x & mask) > threshold ? 1 : 0);
   return vmcu_clamp_s8(x + offset, lo, hi);
 }
@@ -223,8 +225,8 @@ typedef struct {
 static inline __attribute__((always_inline)) void depthwise_x4(const dw_tap* taps, int32_t nt, int32_t c, int16x2_t off,
                                                                int32_t acc[4]) {
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  for (int32_t t = 0; t < nt; ++t) {
-    const uint32_t xv = load_u32(taps[t].x + c), wv = load_u32(taps[t].w + c);
+  for (const dw_tap* const end = taps + nt; taps != end; ++taps) { /* one LDRD per tap for both pointers */
+    const uint32_t xv = load_u32(taps->x + c), wv = load_u32(taps->w + c);
     const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
     const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
     a0 = __smlabb(xe, we, a0);
