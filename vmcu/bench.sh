@@ -17,4 +17,16 @@ if command -v arm-none-eabi-gcc > /dev/null && command -v qemu-system-arm > /dev
   echo "### Deployed on QEMU mps2-an386 (Cortex-M4), 512 KB RAM budget"
   echo
   "$(dirname "$0")/bench/deploy_table.sh" "$build" "${PERFMEM_SHARED_DIR:-../shared}" 512K
+  echo
+  echo "### Kernels on QEMU mps2-an386 (Cortex-M4, GCC -O2): instructions per MAC"
+  echo
+  "$(dirname "$0")/bench/kernel_table.sh" "$build"
+  echo
+  echo "### Reference vs DSP kernels, greedy vs vmcu plan, on QEMU mps2-an386 (Cortex-M4), 512 KB RAM budget"
+  echo
+  "$(dirname "$0")/bench/dsp_table.sh" "$build" "${PERFMEM_SHARED_DIR:-../shared}" 512K
+  echo
+  echo "### Largest MobileNetV2 per RAM budget and planner"
+  echo
+  "$(dirname "$0")/bench/mbv2_fit.sh" "$build"
 fi

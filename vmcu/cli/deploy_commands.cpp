@@ -37,6 +37,7 @@ int compile(const CLI::App& app, const std::string& model, const std::string& pl
     j["dir"] = out_dir;
     j["arena_bytes"] = lib->plan_bytes;
     j["scratch_bytes"] = lib->scratch_bytes;
+    j["stage_bytes"] = lib->stage_bytes;
     j["constant_bytes"] = lib->weight_bytes;
     j["input_bytes"] = lib->input_bytes;
     j["output_bytes"] = lib->output_bytes;
@@ -57,6 +58,8 @@ int deploy(const CLI::App& app, const DeployArgs& a) {
   if (!board) return perfmem::report_failure(app, board.status());
   auto planner = vm::parse_compile_planner(a.planner);
   if (!planner) return perfmem::report_failure(app, planner.status());
+  auto kernels = vm::parse_kernel_choice(a.kernels);
+  if (!kernels) return perfmem::report_failure(app, kernels.status());
   auto ram = vm::parse_byte_size(a.ram, "--ram");
   if (!ram) return perfmem::report_failure(app, ram.status());
   auto flash = vm::parse_byte_size(a.flash, "--flash");
@@ -68,6 +71,7 @@ int deploy(const CLI::App& app, const DeployArgs& a) {
         app, perfmem::input_error("--timeout", "value", "1 to 3600 seconds", std::to_string(a.timeout_s)));
   o.board = *board;
   o.planner = *planner;
+  o.kernels = *kernels;
   o.ram_bytes = *ram;
   o.flash_bytes = *flash;
   o.stack_bytes = *stack;
@@ -86,6 +90,7 @@ int deploy(const CLI::App& app, const DeployArgs& a) {
     j["model"] = a.model;
     j["board"] = std::string(vm::board_name(r->board));
     j["planner"] = a.planner;
+    j["kernels"] = a.kernels;
     j["fits"] = r->fits;
     j["ram_budget"] = r->ram_budget;
     j["flash_budget"] = r->flash_budget;

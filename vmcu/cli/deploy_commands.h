@@ -13,7 +13,8 @@ int compile(const CLI::App& app, const std::string& model, const std::string& pl
             const std::string& out_dir, bool as_json);
 
 struct DeployArgs {
-  std::string model, board, ram = "256K", flash = "4M", stack = "4K", planner = "vmcu", input, output, work_dir;
+  std::string model, board, ram = "256K", flash = "4M", stack = "4K", planner = "vmcu", kernels = "optimized", input,
+                            output, work_dir;
   int timeout_s = 60;
   bool as_json = false;
 };

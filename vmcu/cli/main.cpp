@@ -273,6 +273,10 @@ int main(int argc, char** argv) {
   deploy->add_option("--flash", dep.flash, "Flash budget")->capture_default_str();
   deploy->add_option("--stack", dep.stack, "Stack reserved inside the RAM budget")->capture_default_str();
   deploy->add_option("--planner", dep.planner, "Planner: vmcu | greedy | tinyengine")->capture_default_str();
+  deploy
+      ->add_option("--kernels", dep.kernels,
+                   "Kernels of tensor-level layers: optimized (ring kernels, DSP on Cortex-M) | reference")
+      ->capture_default_str();
   deploy->add_option("--input", dep.input, "Raw bytes of the input tensor")->required();
   deploy->add_option("--output", dep.output, "Where the board writes the output tensor's bytes")->required();
   deploy->add_option("--timeout", dep.timeout_s, "Seconds the emulated run may take")->capture_default_str();

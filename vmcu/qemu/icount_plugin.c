@@ -5,7 +5,9 @@
  *   qemu-system-arm ... -plugin libvmcu_icount.so,begin=0x1234,end=0x1240,out=icount.txt
  *
  * Counting starts when the instruction at `begin` executes and stops at the instruction at
- * `end`, where the count is written to `out` as one decimal line. Whole translation blocks are
+ * `end`, where the count is appended to `out` as one decimal line (the file is emptied when the
+ * plugin loads, so a program that passes the markers several times gets one line per interval,
+ * in order). Whole translation blocks are
  * counted when they start (the board program takes no interrupts, so every block runs to its
  * end): the count covers the end marker's block and not the begin marker's, a fixed offset of
  * a few instructions.
@@ -61,7 +63,7 @@ static void on_end(unsigned int vcpu, void* unused) {
   (void)unused;
   if (!counting) return;
   counting = 0;
-  FILE* f = fopen(out_path, "w");
+  FILE* f = fopen(out_path, "a"); /* one line per counted interval, in order */
   if (!f) return;
   fprintf(f, "%llu\n", (unsigned long long)count);
   fclose(f);
@@ -101,6 +103,12 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t* info, int
     fprintf(stderr, "vmcu icount plugin: begin=ADDR, end=ADDR and out=FILE are required\n");
     return -1;
   }
+  FILE* f = fopen(out_path, "w"); /* a stale count must not pass for this run's */
+  if (!f) {
+    fprintf(stderr, "vmcu icount plugin: cannot write '%s'\n", out_path);
+    return -1;
+  }
+  fclose(f);
   qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
   return 0;
 }

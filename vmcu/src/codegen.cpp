@@ -45,6 +45,16 @@ Result<CompilePlanner> parse_compile_planner(std::string_view name) {
   return input_error("--planner", "value", "vmcu, greedy or tinyengine", std::string(name));
 }
 
+std::string_view kernel_choice_name(KernelChoice kernels) {
+  return kernels == KernelChoice::kOptimized ? "optimized" : "reference";
+}
+
+Result<KernelChoice> parse_kernel_choice(std::string_view name) {
+  for (KernelChoice k : {KernelChoice::kOptimized, KernelChoice::kReference})
+    if (kernel_choice_name(k) == name) return k;
+  return input_error("--kernels", "value", "optimized or reference", std::string(name));
+}
+
 Result<CompileTarget> parse_compile_target(std::string_view name) {
   for (CompileTarget t : {CompileTarget::kHost, CompileTarget::kCortexM4, CompileTarget::kCortexM7})
     if (compile_target_name(t) == name) return t;
@@ -89,6 +99,7 @@ class Emitter {
 
   std::ostringstream data, body;
   size_t weight_bytes = 0;
+  size_t stage_bytes = 0;  // vmcu_stage: the largest pixel an optimised tensor-level call stages
 
   // The const array holding constant tensor t (emitted once).
   Result<std::string> tensor_array(int t) {
@@ -206,7 +217,39 @@ struct OpOperands {
   std::string channel_workspace;               // in-place depthwise: `int8_t*` (else empty)
   bool in_place = false;                       // the output is input 0's storage
   std::string scratch;                         // MEAN: `int32_t*` expression
+  // Set when the activations are whole tensors in `ring` that the output does not overlap
+  // (tensor-level plans): tensor -> ring offset. Convolutions and fully-connected layers then
+  // call the ring kernels (the DSP forms on cores that have it) instead of the reference ones.
+  std::function<int64_t(int)> ring_offset;
 };
+
+// The ring kernel for a tensor-level convolution or fully-connected layer, when `x` allows it;
+// returns false when the reference kernel must run (in place, or a window over VMCU_SEG_MAX_TAPS).
+bool emit_optimized_op(Emitter& e, const Operator& op, int index, const PreparedOp& po, const OpOperands& x,
+                       const std::string& p, const std::string& w, const std::string& bias) {
+  if (!x.ring_offset || x.in_place) return false;
+  std::ostream& b = e.body;
+  const std::string in = std::to_string(x.ring_offset(op.inputs[0]));
+  const std::string out = std::to_string(x.ring_offset(op.outputs[0]));
+  if (op.kind == OpKind::kFullyConnected) {
+    b << "  vmcu_seg_fully_connected_s8(&" << p << ", &ring, " << in << ", " << po.batches << ", " << po.in_depth
+      << ", " << po.out_depth << ", " << w << ", " << bias << ", " << out << ");\n";
+    return true;
+  }
+  if (po.filter.h * po.filter.w > VMCU_SEG_MAX_TAPS) return false;
+  const bool pointwise = op.kind == OpKind::kConv2D && po.filter.h == 1 && po.filter.w == 1 && po.conv.stride_h == 1 &&
+                         po.conv.stride_w == 1 && po.conv.pad_h == 0 && po.conv.pad_w == 0;
+  e.stage_bytes = std::max(e.stage_bytes, static_cast<size_t>(po.out.c));
+  if (pointwise) {
+    b << "  vmcu_seg_pointwise_conv_s8(&" << p << ", &ring, " << in << ", " << shape_arg(po.in) << ", " << w << ", "
+      << bias << ", " << out << ", " << shape_arg(po.out) << ", vmcu_stage);\n";
+    return true;
+  }
+  b << "  if (" << (op.kind == OpKind::kConv2D ? "vmcu_seg_conv2d_s8" : "vmcu_seg_depthwise_conv2d_s8") << "(&" << p
+    << ", &ring, " << in << ", " << shape_arg(po.in) << ", " << shape_arg(po.filter) << ", " << w << ", " << bias
+    << ", " << out << ", " << shape_arg(po.out) << ", vmcu_stage) != 0) return " << index + 1 << ";\n";
+  return true;
+}
 
 // One operator through its reference kernel (the same call its eval makes on the host).
 Status emit_op(Emitter& e, const Graph& g, int index, const PreparedOp& po, const OpOperands& x,
@@ -228,6 +271,7 @@ Status emit_op(Emitter& e, const Graph& g, int index, const PreparedOp& po, cons
       PERFMEM_ASSIGN_OR_RETURN(auto w, input(1));
       PERFMEM_ASSIGN_OR_RETURN(auto bias, input(2));
       const std::string p = e.declare("vmcu_conv_params", label, e.conv(po.conv, po.out.c));
+      if (emit_optimized_op(e, op, index, po, x, p, w, bias)) return Status::Ok();
       if (x.in_place) {
         if (op.kind != OpKind::kDepthwiseConv2D || x.channel_workspace.empty())
           return Status(StatusCode::kInternal, place + ": an in-place convolution without its channel workspace");
@@ -246,6 +290,7 @@ Status emit_op(Emitter& e, const Graph& g, int index, const PreparedOp& po, cons
       PERFMEM_ASSIGN_OR_RETURN(auto w, input(1));
       PERFMEM_ASSIGN_OR_RETURN(auto bias, input(2));
       const std::string p = e.declare("vmcu_fc_params", label, Emitter::fc(po.fc));
+      if (emit_optimized_op(e, op, index, po, x, p, w, bias)) return Status::Ok();
       b << "  vmcu_fully_connected_s8(&" << p << ", " << po.batches << ", " << po.in_depth << ", " << po.out_depth
         << ", " << in << ", " << w << ", " << bias << ", " << x.out << ");\n";
       return Status::Ok();
@@ -348,7 +393,7 @@ struct Layout {
 };
 
 // The ring plan: every layer kind as the host runs it (ring_plan.cpp's run_layer).
-Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
+Status emit_ring_plan(Emitter& e, const RingModel& model, KernelChoice kernels, Layout& layout) {
   const Graph& g = model.graph();
   const RingPlan& plan = model.plan();
   layout.placement = std::string(ring_placement_name(plan.placement));
@@ -507,6 +552,11 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
         x.activation = [offset](int t) { return "(ring.data + " + std::to_string(offset.at(t)) + ")"; };
         x.out = "(ring.data + " + std::to_string(at[0]) + ")";
         x.scratch = "vmcu_scratch";
+        if (kernels == KernelChoice::kOptimized) {
+          std::map<int, int64_t> ring_at(offset.begin(), offset.end());
+          ring_at[layer.output] = at[0];
+          x.ring_offset = [ring_at](int t) { return ring_at.at(t); };
+        }
         if (!po.scratch.empty()) layout.scratch_words = std::max(layout.scratch_words, po.scratch.size());
         PERFMEM_RETURN_IF_ERROR(emit_op(e, g, layer.ops.back(), po, x, label));
         break;
@@ -518,7 +568,7 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, Layout& layout) {
 }
 
 // A tensor-level planner's arena: one reference-kernel call per operator.
-Status emit_tensor_plan(Emitter& e, const Graph& g, PlannerKind kind, Layout& layout,
+Status emit_tensor_plan(Emitter& e, const Graph& g, PlannerKind kind, KernelChoice kernels, Layout& layout,
                         std::vector<int64_t>& tensor_offset) {
   const std::vector<BufferRequirement> reqs = planner_requirements(g, kind);
   const MemoryPlan arena = plan_memory(reqs, kind);
@@ -541,6 +591,7 @@ Status emit_tensor_plan(Emitter& e, const Graph& g, PlannerKind kind, Layout& la
     x.activation = ptr;
     x.out = ptr(out_t);
     x.scratch = "vmcu_scratch";
+    if (kernels == KernelChoice::kOptimized) x.ring_offset = [&tensor_offset](int t) { return tensor_offset[t]; };
     if (!po.scratch.empty()) layout.scratch_words = std::max(layout.scratch_words, po.scratch.size());
     // An output laid over an input: only TinyEngine's legal hand-overs, at the same offset.
     const int64_t ob = tensor_offset[out_t], oe = ob + static_cast<int64_t>(g.tensors[out_t].bytes());
@@ -684,14 +735,14 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
     ring = std::make_unique<RingModel>(std::move(m));
     g = &ring->graph();
     e = std::make_unique<Emitter>(*g);
-    PERFMEM_RETURN_IF_ERROR(emit_ring_plan(*e, *ring, layout));
+    PERFMEM_RETURN_IF_ERROR(emit_ring_plan(*e, *ring, options.kernels, layout));
   } else {
     tensor_graph = std::make_unique<Graph>(std::move(graph));
     g = tensor_graph.get();
     e = std::make_unique<Emitter>(*g);
     const PlannerKind kind =
         options.planner == CompilePlanner::kGreedy ? PlannerKind::kGreedy : PlannerKind::kTinyEngine;
-    PERFMEM_RETURN_IF_ERROR(emit_tensor_plan(*e, *g, kind, layout, tensor_offset));
+    PERFMEM_RETURN_IF_ERROR(emit_tensor_plan(*e, *g, kind, options.kernels, layout, tensor_offset));
   }
   const int in_t = g->inputs[0], out_t = g->outputs[0];
   const int64_t in_at = ring ? ring->plan().ring_offset(in_t) : tensor_offset[in_t];
@@ -703,6 +754,7 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
   lib.plan_bytes = layout.arena_bytes;
   lib.scratch_bytes = layout.scratch_words * 4;
   lib.weight_bytes = e->weight_bytes;
+  lib.stage_bytes = e->stage_bytes;
   lib.input_bytes = g->tensors[in_t].bytes();
   lib.output_bytes = g->tensors[out_t].bytes();
   lib.layers = layout.layers;
@@ -719,6 +771,9 @@ Result<CompiledModel> compile_model(Graph graph, const CompileOptions& options) 
     << "/* The whole activation memory: the planner's peak, nothing more. */\n"
     << "static int8_t vmcu_arena[VMCU_MODEL_ARENA_BYTES] VMCU_ALIGNED;\n";
   if (layout.scratch_words) c << "static int32_t vmcu_scratch[" << layout.scratch_words << "];\n";
+  if (e->stage_bytes)
+    c << "/* One output pixel of a tensor-level convolution (the ring kernels stage it). */\n"
+      << "static int8_t vmcu_stage[" << e->stage_bytes << "];\n";
   // The graph input sits at one offset of the activation area from the start; it never wraps
   // (a ring plan places it at ring offset 0, a tensor-level plan never wraps at all).
   if (static_cast<size_t>(in_at) + lib.input_bytes > layout.ring_bytes)

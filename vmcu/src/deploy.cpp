@@ -160,6 +160,7 @@ Result<Linked> link_firmware(const Graph& graph, CompilePlanner planner, const D
   CompileOptions co;
   co.planner = planner;
   co.target = board_target(o.board);
+  co.kernels = o.kernels;
   PERFMEM_ASSIGN_OR_RETURN(auto lib, compile_model(graph, co));
   Linked l;
   l.arena_bytes = lib.plan_bytes;

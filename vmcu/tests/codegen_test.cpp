@@ -74,14 +74,17 @@ fs::path kernel_objects(const fs::path& lib) {
 
 // Compiles `graph` with `planner`, builds it with the host compiler, runs it on `input`.
 std::vector<uint8_t> run_generated(const vm::Graph& graph, vm::CompilePlanner planner, const std::string& name,
-                                   const std::vector<uint8_t>& input, const vm::RingPlanOptions& ring = {}) {
+                                   const std::vector<uint8_t>& input, const vm::RingPlanOptions& ring = {},
+                                   vm::KernelChoice kernels = vm::KernelChoice::kOptimized) {
   vm::CompileOptions options;
   options.planner = planner;
   options.ring = ring;
+  options.kernels = kernels;
   auto lib = vm::compile_model(graph, options);
   EXPECT_TRUE(lib.ok()) << lib.status().to_string();
   if (!lib.ok()) return {};
-  const fs::path dir = temp_dir() / (name + "-" + std::string(vm::compile_planner_name(planner)));
+  const fs::path dir = temp_dir() / (name + "-" + std::string(vm::compile_planner_name(planner)) + "-" +
+                                     std::string(vm::kernel_choice_name(kernels)));
   EXPECT_TRUE(vm::write_library(*lib, dir.string()).ok());
   std::ofstream(dir / "driver.c") << kDriver;
   const fs::path objects = kernel_objects(dir);
@@ -189,6 +192,40 @@ TEST(Codegen, BuiltModelsMatchTheReferenceUnderEveryPlanner) {
   EXPECT_EQ(quantize_layers, 1);
   expect_all_planners_match(staged, "float_io", 5, kAll, segment_only);
   expect_all_planners_match(staged, "float_io_regions", 5, {vm::CompilePlanner::kVmcu});
+}
+
+// Tensor-level plans call the ring kernels over the arena (optimized, the default) or the
+// reference kernels; both libraries give the reference executor's bytes.
+TEST(Codegen, TensorLevelLayersRunEitherKernelSetBitExact) {
+  const vm::Graph g = built(
+      R"({"seed":6,"input":[1,9,9,5],"layers":[{"type":"conv","kernel":3,"out_channels":12,"stride":2},
+          {"type":"pointwise","out_channels":20},{"type":"depthwise","kernel":3},{"type":"pointwise","out_channels":6},
+          {"type":"mean","keep_dims":false},{"type":"fully_connected","units":7}]})");
+  auto exec = vm::Executor::create(g);
+  ASSERT_TRUE(exec.ok()) << exec.status().to_string();
+  const auto input = vmcu_test::random_input(g.tensors[g.inputs[0]], 11);
+  auto expected = exec->run(input);
+  ASSERT_TRUE(expected.ok());
+  for (vm::KernelChoice k : {vm::KernelChoice::kOptimized, vm::KernelChoice::kReference}) {
+    for (vm::CompilePlanner p : {vm::CompilePlanner::kGreedy, vm::CompilePlanner::kTinyEngine})
+      EXPECT_EQ(run_generated(g, p, "kernels", input, {}, k), *expected)
+          << vm::compile_planner_name(p) << " " << vm::kernel_choice_name(k);
+    vm::CompileOptions o;
+    o.planner = vm::CompilePlanner::kGreedy;
+    o.kernels = k;
+    auto lib = vm::compile_model(g, o);
+    ASSERT_TRUE(lib.ok());
+    const auto model_c =
+        std::find_if(lib->files.begin(), lib->files.end(), [](auto& f) { return f.path == "model.c"; });
+    ASSERT_NE(model_c, lib->files.end());
+    const bool ring_calls = model_c->text.find("vmcu_seg_conv2d_s8(") != std::string::npos &&
+                            model_c->text.find("vmcu_seg_pointwise_conv_s8(") != std::string::npos &&
+                            model_c->text.find("vmcu_seg_depthwise_conv2d_s8(") != std::string::npos &&
+                            model_c->text.find("vmcu_seg_fully_connected_s8(") != std::string::npos;
+    EXPECT_EQ(ring_calls, k == vm::KernelChoice::kOptimized) << vm::kernel_choice_name(k);
+    EXPECT_EQ(lib->stage_bytes > 0, k == vm::KernelChoice::kOptimized);
+  }
+  EXPECT_FALSE(vm::parse_kernel_choice("dsp").ok());
 }
 
 TEST(Codegen, SharedModelsMatchTheReference) {

@@ -5,14 +5,34 @@
 
 int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { return mid_c + out_c; }
 
-/* Channel m of the expanded pixel behind one depthwise tap (has_expand set). */
-static inline int32_t expanded_value(const vmcu_bottleneck_params* p, const conv_tap* tap, int32_t in_c, int32_t m) {
-  const int32_t head = tap->in.head;
+/* The depthwise result of every mid channel of one output pixel, each tap's input expanded on
+ * the fly (1x1 conv from the block input, four mid channels at a time), into mid_stage. */
+static void expand_depthwise(const vmcu_bottleneck_params* p, const conv_tap* taps, int32_t nt, int32_t in_c,
+                             int32_t mid_c, int8_t* mid_stage) {
   const vmcu_conv_params* e = &p->expand;
-  const int8_t* f = p->expand_filter + m * in_c;
-  int32_t acc = dot_s8(tap->in.a, f, head, e->input_offset) + dot_s8(tap->in.b, f + head, in_c - head, e->input_offset);
-  if (p->expand_bias) acc = add_bias_wrapping(acc, p->expand_bias[m]);
-  return requantize(acc, e->output_multiplier[m], e->output_shift[m], e->output_offset, e->act_min, e->act_max);
+  const vmcu_conv_params* dw = &p->tail.depthwise;
+  const out_quant eq = conv_quant(e, p->expand_bias), dq = conv_quant(dw, p->tail.dw_bias);
+  for (int32_t m = 0; m < mid_c; m += 4) {
+    const int32_t k = vmcu_min_i32(4, mid_c - m);
+    int32_t dw_acc[4] = {0, 0, 0, 0};
+    for (int32_t t = 0; t < nt; ++t) {
+      const int32_t head = taps[t].in.head;
+      int32_t acc[4] = {0, 0, 0, 0};
+      const int8_t* f = p->expand_filter + m * in_c;
+      if (k == 4) {
+        dot_s8_x4(taps[t].in.a, f, in_c, head, e->input_offset, acc);
+        if (head < in_c) dot_s8_x4(taps[t].in.b, f + head, in_c, in_c - head, e->input_offset, acc);
+      } else {
+        for (int32_t j = 0; j < k; ++j)
+          acc[j] = dot_s8(taps[t].in.a, f + j * in_c, head, e->input_offset) +
+                   dot_s8(taps[t].in.b, f + j * in_c + head, in_c - head, e->input_offset);
+      }
+      const int8_t* w = p->tail.dw_filter + taps[t].filter_offset + m;
+      for (int32_t j = 0; j < k; ++j)
+        dw_acc[j] += ((int32_t)conv_output(&eq, acc[j], m + j) + dw->input_offset) * (int32_t)w[j];
+    }
+    for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(&dq, dw_acc[j], m + j);
+  }
 }
 
 int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
@@ -24,6 +44,7 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
   const vmcu_conv_params* pr = &p->tail.project;
   int8_t* mid_stage = workspace;
   int8_t* out_stage = workspace + mid_c;
+  const out_quant pq = conv_quant(pr, p->tail.project_bias);
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * dw->stride_h - dw->pad_h;
@@ -31,19 +52,15 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
         const int32_t x0 = ox * dw->stride_w - dw->pad_w;
         const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->tail.kh, p->tail.kw, dw->dilation_h,
                                         dw->dilation_w, mid_c, taps);
-        int32_t m = 0;
-        while (m < mid_c) {
-          /* Without expand the taps are read directly: channel chunks in which no tap wraps. */
-          const int32_t end = p->has_expand ? mid_c : next_chunk_end(taps, nt, m, mid_c, cur);
-          for (; m < end; ++m) {
-            int32_t acc = 0;
-            for (int32_t t = 0; t < nt; ++t) {
-              const int32_t v = p->has_expand ? expanded_value(p, &taps[t], is.c, m) : cur[t].ptr[m - cur[t].shift];
-              acc += (v + dw->input_offset) * (int32_t)p->tail.dw_filter[taps[t].filter_offset + m];
-            }
-            if (p->tail.dw_bias) acc = add_bias_wrapping(acc, p->tail.dw_bias[m]);
-            mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m], dw->output_offset,
-                                      dw->act_min, dw->act_max);
+        if (p->has_expand) {
+          expand_depthwise(p, taps, nt, is.c, mid_c, mid_stage);
+        } else {
+          /* The taps are read directly: channel chunks in which no tap wraps. */
+          int32_t m = 0;
+          while (m < mid_c) {
+            const int32_t end = next_chunk_end(taps, nt, m, mid_c, cur);
+            depthwise_chunk(dw, taps, cur, nt, p->tail.dw_filter, p->tail.dw_bias, m, end, mid_stage);
+            m = end;
           }
         }
         const int32_t out_rel = idx4(os, b, oy, ox, 0);
@@ -52,21 +69,16 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           VMCU_TRACE(r, VMCU_SEG_IN0, out_rel, os.c, 0);
           res = span_at(r, in_base, out_rel, os.c);
         }
-        /* Two channel ranges: before and after the residual pixel's wrap point. */
-        const int32_t split = p->has_residual ? res.head : os.c;
-        for (int32_t part = 0; part < 2; ++part) {
-          const int32_t lo = part == 0 ? 0 : split, hi = part == 0 ? split : os.c;
-          const int8_t* a_ptr = part == 0 ? res.a : res.b;
-          for (int32_t o = lo; o < hi; ++o) {
-            int32_t acc = dot_s8(mid_stage, p->tail.project_filter + o * mid_c, mid_c, pr->input_offset);
-            if (p->tail.project_bias) acc = add_bias_wrapping(acc, p->tail.project_bias[o]);
-            int8_t v = requantize(acc, pr->output_multiplier[o], pr->output_shift[o], pr->output_offset, pr->act_min,
-                                  pr->act_max);
+        for (int32_t o = 0, k = 0; o < os.c; o += k) {
+          int32_t acc[4];
+          k = project_x4(mid_stage, p->tail.project_filter, mid_c, o, os.c, pr->input_offset, acc);
+          for (int32_t j = 0; j < k; ++j) {
+            int8_t v = conv_output(&pq, acc[j], o + j);
             if (p->has_residual) {
-              const int8_t a = a_ptr[o - lo];
+              const int8_t a = o + j < res.head ? res.a[o + j] : res.b[o + j - res.head];
               v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
             }
-            out_stage[o] = v;
+            out_stage[o + j] = v;
           }
         }
         store_pixel(r, out_base, out_rel, os.c, out_stage);
@@ -85,23 +97,12 @@ int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params
 static void compute_conv_row(const vmcu_conv_params* c, vmcu_shape4 fs, const int8_t* filter, const int32_t* bias,
                              vmcu_shape4 ms, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b, int32_t y,
                              int8_t* row, conv_tap* taps) {
+  const out_quant q = conv_quant(c, bias);
   const int32_t filter_size = fs.h * fs.w * fs.c;
   for (int32_t x = 0; x < ms.w; ++x) {
     const int32_t nt = collect_taps(r, in_base, is, b, y * c->stride_h - c->pad_h, x * c->stride_w - c->pad_w, fs.h,
                                     fs.w, c->dilation_h, c->dilation_w, fs.c, taps);
-    for (int32_t ch = 0; ch < ms.c; ++ch) {
-      const int8_t* f = filter + ch * filter_size;
-      int32_t acc = 0;
-      for (int32_t t = 0; t < nt; ++t) {
-        const int8_t* fp = f + taps[t].filter_offset;
-        const int32_t head = taps[t].in.head;
-        acc += dot_s8(taps[t].in.a, fp, head, c->input_offset) +
-               dot_s8(taps[t].in.b, fp + head, is.c - head, c->input_offset);
-      }
-      if (bias) acc = add_bias_wrapping(acc, bias[ch]);
-      row[x * ms.c + ch] =
-          requantize(acc, c->output_multiplier[ch], c->output_shift[ch], c->output_offset, c->act_min, c->act_max);
-    }
+    conv_pixel(&q, taps, nt, filter, filter_size, is.c, ms.c, c->input_offset, row + x * ms.c);
   }
 }
 
@@ -112,7 +113,9 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
   const vmcu_shape4 ms = p->mid_shape, f2 = p->filter2_shape;
   const vmcu_conv_params* c2 = &p->conv2;
   const int32_t row_bytes = ms.w * ms.c;
+  const int32_t filter2_size = f2.h * f2.w * ms.c;
   int8_t* out_stage = workspace + f2.h * row_bytes;
+  const out_quant q2 = conv_quant(c2, p->bias2), qs = conv_quant(&p->shortcut, p->shortcut_bias);
   for (int32_t b = 0; b < os.n; ++b) {
     int32_t next_row = 0; /* rows [next_row - kh2, next_row) of conv1's output are cached */
     for (int32_t oy = 0; oy < os.h; ++oy) {
@@ -128,8 +131,9 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
                                    : idx4(is, b, oy, ox, 0);
         VMCU_TRACE(r, VMCU_SEG_IN0, sc_rel, is.c, 0);
         const ring_span sc = span_at(r, in_base, sc_rel, is.c);
-        for (int32_t o = 0; o < os.c; ++o) {
-          int32_t acc = 0;
+        for (int32_t o = 0; o < os.c; o += 4) {
+          const int32_t k = vmcu_min_i32(4, os.c - o);
+          int32_t acc[4] = {0, 0, 0, 0}, sacc[4] = {0, 0, 0, 0};
           for (int32_t ky = 0; ky < f2.h; ++ky) {
             const int32_t y = y_lo + ky;
             if (y < 0 || y >= ms.h) continue;
@@ -137,25 +141,34 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             for (int32_t kx = 0; kx < f2.w; ++kx) {
               const int32_t x = x_lo + kx;
               if (x < 0 || x >= ms.w) continue;
-              acc += dot_s8(row + x * ms.c, p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c, ms.c, c2->input_offset);
+              const int8_t* f = p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c;
+              if (k == 4) {
+                dot_s8_x4(row + x * ms.c, f, filter2_size, ms.c, c2->input_offset, acc);
+              } else {
+                for (int32_t j = 0; j < k; ++j)
+                  acc[j] += dot_s8(row + x * ms.c, f + j * filter2_size, ms.c, c2->input_offset);
+              }
             }
           }
-          if (p->bias2) acc = add_bias_wrapping(acc, p->bias2[o]);
-          const int8_t z = requantize(acc, c2->output_multiplier[o], c2->output_shift[o], c2->output_offset,
-                                      c2->act_min, c2->act_max);
-          int8_t s;
           if (p->has_shortcut_conv) {
-            const vmcu_conv_params* sp = &p->shortcut;
+            const int32_t off = p->shortcut.input_offset;
             const int8_t* f = p->shortcut_filter + o * is.c;
-            int32_t sacc = dot_s8(sc.a, f, sc.head, sp->input_offset) +
-                           dot_s8(sc.b, f + sc.head, is.c - sc.head, sp->input_offset);
-            if (p->shortcut_bias) sacc = add_bias_wrapping(sacc, p->shortcut_bias[o]);
-            s = requantize(sacc, sp->output_multiplier[o], sp->output_shift[o], sp->output_offset, sp->act_min,
-                           sp->act_max);
-          } else {
-            s = o < sc.head ? sc.a[o] : sc.b[o - sc.head]; /* identity: is.c == os.c */
+            if (k == 4) {
+              dot_s8_x4(sc.a, f, is.c, sc.head, off, sacc);
+              if (sc.head < is.c) dot_s8_x4(sc.b, f + sc.head, is.c, is.c - sc.head, off, sacc);
+            } else {
+              for (int32_t j = 0; j < k; ++j)
+                sacc[j] = dot_s8(sc.a, f + j * is.c, sc.head, off) +
+                          dot_s8(sc.b, f + j * is.c + sc.head, is.c - sc.head, off);
+            }
           }
-          out_stage[o] = p->shortcut_is_input1 ? add_one(&p->add, s, z) : add_one(&p->add, z, s);
+          for (int32_t j = 0; j < k; ++j) {
+            const int8_t z = conv_output(&q2, acc[j], o + j);
+            const int8_t s = p->has_shortcut_conv ? conv_output(&qs, sacc[j], o + j)
+                             : o + j < sc.head    ? sc.a[o + j]
+                                                  : sc.b[o + j - sc.head]; /* identity: is.c == os.c */
+            out_stage[o + j] = p->shortcut_is_input1 ? add_one(&p->add, s, z) : add_one(&p->add, z, s);
+          }
         }
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, out_stage);
       }
@@ -184,6 +197,7 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
   const int32_t row_bytes = ms.w * ms.c;
   int8_t* mid_stage = workspace + span * row_bytes;
   int8_t* out_stage = mid_stage + ms.c;
+  const out_quant pq = conv_quant(pr, p->tail.project_bias);
   for (int32_t b = 0; b < os.n; ++b) {
     /* Invariant: the conv rows [next_row - span, next_row) sit in slots (row % span). Rows are
      * computed in order and only when a window first needs them, so the input rows behind them
@@ -214,11 +228,10 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
           mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m], dw->output_offset, dw->act_min,
                                     dw->act_max);
         }
-        for (int32_t o = 0; o < os.c; ++o) {
-          int32_t acc = dot_s8(mid_stage, p->tail.project_filter + o * ms.c, ms.c, pr->input_offset);
-          if (p->tail.project_bias) acc = add_bias_wrapping(acc, p->tail.project_bias[o]);
-          out_stage[o] = requantize(acc, pr->output_multiplier[o], pr->output_shift[o], pr->output_offset, pr->act_min,
-                                    pr->act_max);
+        for (int32_t o = 0, k = 0; o < os.c; o += k) {
+          int32_t acc[4];
+          k = project_x4(mid_stage, p->tail.project_filter, ms.c, o, os.c, pr->input_offset, acc);
+          for (int32_t j = 0; j < k; ++j) out_stage[o + j] = conv_output(&pq, acc[j], o + j);
         }
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, out_stage);
       }

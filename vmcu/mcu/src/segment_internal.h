@@ -33,10 +33,28 @@ static inline int32_t idx4(vmcu_shape4 s, int32_t n, int32_t h, int32_t w, int32
   return ((n * s.h + h) * s.w + w) * s.c + c;
 }
 
+/* vmcu_multiply_by_quantized_multiplier + offset + clamp, in the form the optimised kernels use.
+ * Same result for every int32 input: TFLite's high multiply adds 2^30 to a non-negative product
+ * and 1 - 2^30 to a negative one, then divides by 2^31 truncating toward zero; for a product
+ * -n < 0 that is -floor((n + 2^30 - 1) / 2^31) = floor((2^30 - n) / 2^31), so adding 2^30 and
+ * shifting right arithmetically gives it for both signs (one SMLAL on Cortex-M instead of a
+ * 64-bit sign fix-up). The only other case, INT32_MIN * INT32_MIN, saturates as in arith.h.
+ * kernel_sweep.c compares every kernel that uses it with the reference kernels. */
+static inline int32_t high_mul_q31(int32_t a, int32_t b) {
+  if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+  return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
 static inline int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset, int32_t lo,
                                 int32_t hi) {
-  acc = vmcu_multiply_by_quantized_multiplier(acc, multiplier, (int)shift);
-  return vmcu_clamp_s8(acc + offset, lo, hi);
+  /* Branch-free: left = max(shift, 0), right = max(-shift, 0) <= 31. */
+  const int32_t left = shift & ~(shift >> 31);
+  const int32_t right = left - shift;
+  int32_t x = high_mul_q31((int32_t)((uint32_t)acc << left), multiplier);
+  const int32_t mask = (int32_t)((1u << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)x >> 31);
+  x = (x >> right) + ((x & mask) > threshold ? 1 : 0);
+  return vmcu_clamp_s8(x + offset, lo, hi);
 }
 
 /* Bias addition wrapping like the reference kernels (kernels.c): no UB for corrupt biases. */
@@ -50,36 +68,208 @@ static inline int32_t dot_s8_plain(const int8_t* x, const int8_t* w, int32_t n, 
   return acc;
 }
 
-#if defined(__ARM_FEATURE_DSP)
+/* Four dot products sharing one input vector: acc[j] += sum (x[i] + x_off) * w[j * w_stride + i]
+ * (a 1x4 register tile: each input word is loaded and widened once for four output channels).
+ * The plain form; the DSP form below computes the same sums. */
+static inline void dot_s8_x4_plain(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                                   int32_t acc[4]) {
+  for (int32_t j = 0; j < 4; ++j) acc[j] += dot_s8_plain(x, w + j * w_stride, n, x_off);
+}
+
+#if defined(__ARM_FEATURE_DSP) && !defined(VMCU_NO_DSP)
 #include <arm_acle.h>
-/* Cortex-M4/M7 DSP extension: four taps per step. SXTB16 sign-extends the even and (rotated)
- * odd bytes of a word into two 16-bit lanes, SADD16 adds the input offset to both lanes
- * (x + x_off lies in [-255, 255]), SMLAD multiplies lane by lane and adds both products to the
- * accumulator. The pairs are summed in another order than the plain loop, but every partial sum
- * fits int32 (at most 2^16 terms of |product| < 2^15), so the result is the same bit for bit;
- * tests/board/kernel_sweep.c checks it on both boards against the reference kernels. */
-static inline uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); } /* one ROR (GCC 12 has no __ror) */
+/* Cortex-M4/M7 DSP extension. SXTB16 sign-extends the even bytes of a word (or, with ROR #8, the
+ * odd ones) into two 16-bit lanes; SXTAB16 also adds the input offset to both lanes (x + x_off
+ * lies in [-255, 255]); SMLAD multiplies lane by lane and adds both products to an accumulator.
+ * Even lanes pair with even lanes, so the products are the plain loop's, summed in another
+ * order: every partial sum fits int32 (at most 2^16 terms of |product| < 2^15), so the result
+ * is the same bit for bit; tests/board/kernel_sweep.c checks it on both boards against the
+ * reference kernels. The rotated forms are written as instructions: GCC 12 does not fold a
+ * rotate into the intrinsics' operand. */
+static inline uint32_t load_u32(const int8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4); /* an unaligned word load: the ring gives byte offsets */
+  return v;
+}
+static inline int16x2_t sxtb16_ror8(uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline int16x2_t sxtab16_ror8(int16x2_t a, uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+  return r;
+}
+static inline int16x2_t lanes16(int32_t v) { return (int16x2_t)(((uint32_t)v & 0xFFFFu) | ((uint32_t)v << 16)); }
 
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
-  const int16x2_t off = (int16x2_t)(((uint32_t)x_off & 0xFFFFu) | ((uint32_t)x_off << 16));
+  const int16x2_t off = lanes16(x_off);
   int32_t acc = 0;
   int32_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    uint32_t xw, ww;
-    memcpy(&xw, x + i, 4); /* unaligned word loads: the ring gives byte offsets */
-    memcpy(&ww, w + i, 4);
-    const int16x2_t x02 = __sadd16(__sxtb16((int8x4_t)xw), off);
-    const int16x2_t x13 = __sadd16(__sxtb16((int8x4_t)ror8(xw)), off);
-    acc = __smlad(x02, __sxtb16((int8x4_t)ww), acc);
-    acc = __smlad(x13, __sxtb16((int8x4_t)ror8(ww)), acc);
+    const uint32_t xw = load_u32(x + i), ww = load_u32(w + i);
+    acc = __smlad(__sxtab16(off, (int8x4_t)xw), __sxtb16((int8x4_t)ww), acc);
+    acc = __smlad(sxtab16_ror8(off, xw), sxtb16_ror8(ww), acc);
   }
   return acc + dot_s8_plain(x + i, w + i, n - i, x_off);
 }
+
+/* One step of the 1x4 tile: four input bytes widened once (offset added), four weight words,
+ * eight SMLADs: 24 instructions for 16 multiply-adds. Registers: x, w0 (row 0), w2 (row 2), next
+ * (row j+1 from row j's advanced pointer), a0..a3, scratch xe xo t0 t1: twelve, so that the
+ * block builds wherever it is inlined (r7 may be the frame pointer, sp and pc are taken). The
+ * offset and the loop's end pointer, which would be a thirteenth and fourteenth, wait on the
+ * stack: the block pushes them itself (no memory operand, whose address could need a register)
+ * and pops them at its end. */
+#define VMCU_X4_STEP                        \
+  "ldr %[t0], [%[x]], #4\n\t"               \
+  "ldr %[t1], [sp]\n\t"                     \
+  "sxtab16 %[xe], %[t1], %[t0]\n\t"         \
+  "sxtab16 %[xo], %[t1], %[t0], ror #8\n\t" \
+  "ldr %[t0], [%[w0]], #4\n\t"              \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a0], %[xe], %[t1], %[a0]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a0], %[xo], %[t0], %[a0]\n\t"    \
+  "ldr %[t0], [%[w0], %[next]]\n\t"         \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a1], %[xe], %[t1], %[a1]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a1], %[xo], %[t0], %[a1]\n\t"    \
+  "ldr %[t0], [%[w2]], #4\n\t"              \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a2], %[xe], %[t1], %[a2]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a2], %[xo], %[t0], %[a2]\n\t"    \
+  "ldr %[t0], [%[w2], %[next]]\n\t"         \
+  "sxtb16 %[t1], %[t0]\n\t"                 \
+  "smlad %[a3], %[xe], %[t1], %[a3]\n\t"    \
+  "sxtb16 %[t0], %[t0], ror #8\n\t"         \
+  "smlad %[a3], %[xo], %[t0], %[a3]\n\t"
+#define VMCU_X4_PUSH "strd %[t0], %[t1], [sp, #-8]!\n\t" /* [sp] = offset lanes, [sp, #4] = end */
+#define VMCU_X4_POP "add sp, sp, #8\n\t"
+#define VMCU_X4_OPERANDS                                                                                   \
+  : [x] "+r"(x), [w0] "+r"(w0), [w2] "+r"(w2), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), \
+    [t0] "+r"(t0), [t1] "+r"(t1), [xe] "=&r"(xe), [xo] "=&r"(xo)                                            \
+  : [next] "r"(next_row)                                                                                    \
+  : "cc", "memory"
+
+#if defined(__OPTIMIZE__)
+/* The 1x4 tile's steps over the first n & ~3 bytes: two per loop iteration (51 instructions for
+ * 32 multiply-adds with the end test), then one when n & 4. A function of its own, never inlined:
+ * inside a large kernel GCC may not find the block's twelve registers free (it reports
+ * impossible constraints), here it always does; the call costs about 20 instructions per tile. */
+static __attribute__((noinline)) void dot_s8_x4_steps(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n,
+                                                      int32_t x_off, int32_t* acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  const int8_t* w0 = w;
+  const int8_t* w2 = w + 2 * w_stride;
+  const int32_t next_row = w_stride - 4;
+  const int16x2_t off = lanes16(x_off);
+  uint32_t xe, xo, t0, t1;
+  if (n >= 8) {
+    t0 = (uint32_t)off;
+    t1 = (uint32_t)(uintptr_t)(x + (n & ~7));
+    __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP
+                         "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  if (n & 4) {
+    t0 = (uint32_t)off;
+    t1 = 0;
+    __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+#endif
+
+/* The 1x4 tile: the steps above (the same step in C in unoptimised builds, where r7 is the frame
+ * pointer and too few registers are free), then the plain form for the last n % 4. */
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  const int32_t done = n & ~3;
+  if (n >= 4) {
+#if defined(__OPTIMIZE__)
+    dot_s8_x4_steps(x, w, w_stride, n, x_off, acc);
+#else
+    const int16x2_t off = lanes16(x_off);
+    for (int32_t i = 0; i < done; i += 4) {
+      const uint32_t xv = load_u32(x + i);
+      const int16x2_t ex = __sxtab16(off, (int8x4_t)xv), ox = sxtab16_ror8(off, xv);
+      for (int32_t j = 0; j < 4; ++j) {
+        const uint32_t wv = load_u32(w + j * w_stride + i);
+        acc[j] = __smlad(ox, sxtb16_ror8(wv), __smlad(ex, __sxtb16((int8x4_t)wv), acc[j]));
+      }
+    }
+#endif
+  }
+  if (done < n) dot_s8_x4_plain(x + done, w + done, w_stride, n - done, x_off, acc);
+}
+#undef VMCU_X4_STEP
+#undef VMCU_X4_PUSH
+#undef VMCU_X4_POP
+#undef VMCU_X4_OPERANDS
+
+/* Depthwise: channels [c, c + 4) of one output pixel, each to its own accumulator, over the taps
+ * whose input and weight pointers are x[t] + c and w[t] + c. The even lanes go to channels 0 and
+ * 2 (SMLABB / SMLATT), the odd lanes to 1 and 3. */
+typedef struct {
+  const int8_t* x;
+  const int8_t* w;
+} dw_tap;
+
+static inline __attribute__((always_inline)) void depthwise_x4(const dw_tap* taps, int32_t nt, int32_t c, int16x2_t off,
+                                                               int32_t acc[4]) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (const dw_tap* const end = taps + nt; taps != end; ++taps) { /* one LDRD per tap for both pointers */
+    const uint32_t xv = load_u32(taps->x + c), wv = load_u32(taps->w + c);
+    const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
+    const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
+    a0 = __smlabb(xe, we, a0);
+    a2 = __smlatt(xe, we, a2);
+    a1 = __smlabb(xo, wo, a1);
+    a3 = __smlatt(xo, wo, a3);
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#define VMCU_HAVE_DSP 1
 #else
 static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_t x_off) {
   return dot_s8_plain(x, w, n, x_off);
 }
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  dot_s8_x4_plain(x, w, w_stride, n, x_off, acc);
+}
+#define VMCU_HAVE_DSP 0
 #endif
+
+/* A conv's output stage, copied out of the parameters once per call: the kernels store int8
+ * bytes, which may alias anything, so fields read through the parameter pointer would be
+ * reloaded after every store. */
+typedef struct {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  const int32_t* bias; /* may be 0 */
+  int32_t offset, lo, hi;
+} out_quant;
+
+static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias) {
+  const out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max};
+  return q;
+}
+
+static inline int8_t conv_output(const out_quant* q, int32_t acc, int32_t oc) {
+  if (q->bias) acc = add_bias_wrapping(acc, q->bias[oc]);
+  return requantize(acc, q->multiplier[oc], q->shift[oc], q->offset, q->lo, q->hi);
+}
 
 /* One in-bounds window position of the current output pixel. */
 typedef struct {
@@ -142,6 +332,84 @@ static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c
     }
   }
   return end;
+}
+
+/* Output channels [oc, oc + 4) of one pixel over its taps into acc (the 1x4 register tile). */
+static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t* f, int32_t filter_size, int32_t in_c,
+                                 int32_t x_off, int32_t acc[4]) {
+  for (int32_t t = 0; t < nt; ++t) {
+    const int8_t* fp = f + taps[t].filter_offset;
+    const int32_t head = taps[t].in.head;
+    dot_s8_x4(taps[t].in.a, fp, filter_size, head, x_off, acc);
+    if (head < in_c) dot_s8_x4(taps[t].in.b, fp + head, filter_size, in_c - head, x_off, acc);
+  }
+}
+
+/* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
+ * range: four channels at a time with the DSP extension, the rest one by one. */
+static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* taps, const tap_cursor* cur, int32_t nt,
+                                   const int8_t* filter, const int32_t* bias, int32_t ic, int32_t end, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
+#if VMCU_HAVE_DSP
+  if (end - ic >= 4) {
+    /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
+    dw_tap at[VMCU_SEG_MAX_TAPS];
+    for (int32_t t = 0; t < nt; ++t) {
+      at[t].x = cur[t].ptr + (ic - cur[t].shift);
+      at[t].w = filter + taps[t].filter_offset + ic;
+    }
+    const int16x2_t off = lanes16(p->input_offset);
+    const int32_t first = ic;
+    for (; ic + 4 <= end; ic += 4) {
+      int32_t acc[4];
+      depthwise_x4(at, nt, ic - first, off, acc);
+      for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(&q, acc[j], ic + j);
+    }
+  }
+#endif
+  for (; ic < end; ++ic) {
+    int32_t acc = 0;
+    for (int32_t t = 0; t < nt; ++t)
+      acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) * (int32_t)filter[taps[t].filter_offset + ic];
+    stage[ic] = conv_output(&q, acc, ic);
+  }
+}
+
+/* Outputs [o, o + k) of a 1x1 projection of the vector x (n_in bytes, plain memory; filter
+ * [n][n_in]) into acc, k = min(4, n - o) returned: one 1x4 tile, or fewer plain dot products at
+ * the end. */
+static inline int32_t project_x4(const int8_t* x, const int8_t* filter, int32_t n_in, int32_t o, int32_t n,
+                                 int32_t x_off, int32_t acc[4]) {
+  const int32_t k = vmcu_min_i32(4, n - o);
+  acc[0] = acc[1] = acc[2] = acc[3] = 0;
+  if (k == 4) {
+    dot_s8_x4(x, filter + o * n_in, n_in, n_in, x_off, acc);
+  } else {
+    for (int32_t j = 0; j < k; ++j) acc[j] = dot_s8(x, filter + (o + j) * n_in, n_in, x_off);
+  }
+  return k;
+}
+
+/* Every output channel of one conv pixel (taps collected) into out[0, out_c): 1x4 tiles, then
+ * the remaining channels one by one. */
+static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t nt, const int8_t* filter,
+                              int32_t filter_size, int32_t in_c, int32_t out_c, int32_t x_off, int8_t* out) {
+  int32_t oc = 0;
+  for (; oc + 4 <= out_c; oc += 4) {
+    int32_t acc[4] = {0, 0, 0, 0};
+    conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, in_c, x_off, acc);
+    for (int32_t j = 0; j < 4; ++j) out[oc + j] = conv_output(q, acc[j], oc + j);
+  }
+  for (; oc < out_c; ++oc) {
+    const int8_t* f = filter + oc * filter_size;
+    int32_t acc = 0;
+    for (int32_t t = 0; t < nt; ++t) {
+      const int8_t* fp = f + taps[t].filter_offset;
+      const int32_t head = taps[t].in.head;
+      acc += dot_s8(taps[t].in.a, fp, head, x_off) + dot_s8(taps[t].in.b, fp + head, in_c - head, x_off);
+    }
+    out[oc] = conv_output(q, acc, oc);
+  }
 }
 
 #endif /* VMCU_SEGMENT_INTERNAL_H */

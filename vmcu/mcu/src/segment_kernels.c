@@ -45,6 +45,7 @@ void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t le
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
   const int32_t filter_size = fs.h * fs.w * fs.c;
@@ -55,19 +56,7 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
         const int32_t x0 = ox * p->stride_w - p->pad_w;
         const int32_t nt =
             collect_taps(r, in_base, is, b, y0, x0, fs.h, fs.w, p->dilation_h, p->dilation_w, fs.c, taps);
-        for (int32_t oc = 0; oc < os.c; ++oc) {
-          const int8_t* f = filter + oc * filter_size;
-          int32_t acc = 0;
-          for (int32_t t = 0; t < nt; ++t) {
-            const int8_t* fp = f + taps[t].filter_offset;
-            const int32_t head = taps[t].in.head;
-            acc += dot_s8(taps[t].in.a, fp, head, p->input_offset);
-            acc += dot_s8(taps[t].in.b, fp + head, is.c - head, p->input_offset);
-          }
-          if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-          stage[oc] =
-              requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
-        }
+        conv_pixel(&q, taps, nt, filter, filter_size, is.c, os.c, p->input_offset, stage);
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, stage);
       }
     }
@@ -77,11 +66,36 @@ int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in
 
 int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_c <= out_c ? in_c : out_c; }
 
-static inline int8_t pointwise_one(const vmcu_conv_params* p, const int8_t* in, const int8_t* filter,
-                                   const int32_t* bias, int32_t cin, int32_t oc) {
-  int32_t acc = dot_s8(in, filter + oc * cin, cin, p->input_offset);
-  if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-  return requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
+/* Output channels [0, cout) of one pixel whose input is the span in: four at a time, written to
+ * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). */
+static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int32_t cin, const int8_t* filter,
+                                   const int32_t* bias, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
+  const out_quant q = conv_quant(p, bias);
+  int32_t oc = 0;
+  for (; oc + 4 <= cout; oc += 4) {
+    int32_t acc[4] = {0, 0, 0, 0};
+    const int8_t* f = filter + oc * cin;
+    dot_s8_x4(in.a, f, cin, in.head, p->input_offset, acc);
+    if (in.head < cin) dot_s8_x4(in.b, f + in.head, cin, cin - in.head, p->input_offset, acc);
+    for (int32_t j = 0; j < 4; ++j) {
+      const int32_t o = oc + j;
+      const int8_t v = conv_output(&q, acc[j], o);
+      if (o < dst_head)
+        dst_a[o] = v;
+      else
+        dst_b[o - dst_head] = v;
+    }
+  }
+  for (; oc < cout; ++oc) {
+    const int8_t* f = filter + oc * cin;
+    const int32_t acc =
+        dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
+    const int8_t v = conv_output(&q, acc, oc);
+    if (oc < dst_head)
+      dst_a[oc] = v;
+    else
+      dst_b[oc - dst_head] = v;
+  }
 }
 
 void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
@@ -90,26 +104,17 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
   const int32_t pixels = os.n * os.h * os.w;
   const int32_t cin = is.c, cout = os.c;
   for (int32_t px = 0; px < pixels; ++px) {
+    VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
     if (cin <= cout) {
       /* Load the input pixel (it dies here), then write the outputs straight into the ring. */
-      VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
       vmcu_ring_read(r, in_base, px * cin, cin, stage);
       VMCU_TRACE(r, VMCU_SEG_OUT, px * cout, cout, 1);
       const int32_t pos = vmcu_ring_pos(r, out_base, px * cout);
       const int32_t head = vmcu_min_i32(cout, r->cap - pos); /* channels before the wrap */
-      for (int32_t oc = 0; oc < head; ++oc) r->data[pos + oc] = pointwise_one(p, stage, filter, bias, cin, oc);
-      for (int32_t oc = head; oc < cout; ++oc) r->data[oc - head] = pointwise_one(p, stage, filter, bias, cin, oc);
+      const ring_span in = {stage, cin, stage};
+      pointwise_pixel(p, in, cin, filter, bias, cout, r->data + pos, head, r->data);
     } else {
-      VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
-      const ring_span in = span_at(r, in_base, px * cin, cin);
-      for (int32_t oc = 0; oc < cout; ++oc) {
-        const int8_t* f = filter + oc * cin;
-        int32_t acc =
-            dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
-        if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-        stage[oc] =
-            requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min, p->act_max);
-      }
+      pointwise_pixel(p, span_at(r, in_base, px * cin, cin), cin, filter, bias, cout, stage, cout, stage);
       store_pixel(r, out_base, px * cout, cout, stage);
     }
   }
@@ -118,6 +123,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
 int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                  vmcu_shape4 fs, const int8_t* filter, const int32_t* bias, int32_t out_base,
                                  vmcu_shape4 os, int8_t* stage) {
+  const out_quant q = conv_quant(p, bias);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
@@ -132,6 +138,11 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
         int32_t ic = 0;
         while (ic < is.c) {
           const int32_t end = next_chunk_end(taps, nt, ic, is.c, cur);
+          if (mult == 1) {
+            depthwise_chunk(p, taps, cur, nt, filter, bias, ic, end, stage);
+            ic = end;
+            continue;
+          }
           for (; ic < end; ++ic) {
             for (int32_t m = 0; m < mult; ++m) {
               const int32_t oc = ic * mult + m;
@@ -139,9 +150,7 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
               for (int32_t t = 0; t < nt; ++t)
                 acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) *
                        (int32_t)filter[taps[t].filter_offset + oc];
-              if (bias) acc = add_bias_wrapping(acc, bias[oc]);
-              stage[oc] = requantize(acc, p->output_multiplier[oc], p->output_shift[oc], p->output_offset, p->act_min,
-                                     p->act_max);
+              stage[oc] = conv_output(&q, acc, oc);
             }
           }
         }
@@ -152,24 +161,52 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
   return 0;
 }
 
-static inline int8_t fc_one(const vmcu_fc_params* p, ring_span row, int32_t in_depth, const int8_t* w, int32_t bias) {
-  int32_t acc = 0;
-  for (int32_t i = 0; i < row.head; ++i)
-    acc += ((int32_t)row.a[i] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
-  for (int32_t i = row.head; i < in_depth; ++i)
-    acc += ((int32_t)row.b[i - row.head] + p->input_offset) * ((int32_t)w[i] + p->filter_offset);
-  return requantize(add_bias_wrapping(acc, bias), p->output_multiplier, p->output_shift, p->output_offset, p->act_min,
-                    p->act_max);
+static inline int8_t fc_output(const vmcu_fc_params* p, int32_t acc, const int32_t* bias, int32_t o) {
+  if (bias) acc = add_bias_wrapping(acc, bias[o]);
+  return requantize(acc, p->output_multiplier, p->output_shift, p->output_offset, p->act_min, p->act_max);
 }
 
-/* One step: output (b, o) from input row b, then its store. */
-static inline void fc_store(const vmcu_fc_params* p, const vmcu_ring* r, ring_span row, int32_t in_depth,
-                            int32_t out_depth, const int8_t* weights, const int32_t* bias, int32_t b, int32_t o,
-                            int8_t* dst) {
-  const int8_t v = fc_one(p, row, in_depth, weights + o * in_depth, bias ? bias[o] : 0);
-  VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
-  VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + o, 1, 1);
-  *dst = v;
+/* One batch row: out[o] for o in [0, out_depth), four outputs at a time (each step's read of the
+ * row happens before its own write, as the plain order; reads of later steps only move earlier).
+ * sum (x + x_off)(w + w_off) = sum (x + x_off) w + w_off * sum (x + x_off): the second term is
+ * the same for every output, computed once per row (in wrapping arithmetic, equal to the plain
+ * sum whenever that does not overflow, which int8 operands of TFLite-sized rows never do). */
+static inline void fc_row(const vmcu_fc_params* p, const vmcu_ring* r, ring_span row, int32_t in_depth,
+                          int32_t out_depth, const int8_t* weights, const int32_t* bias, int32_t b, int8_t* dst_a,
+                          int32_t dst_head, int8_t* dst_b) {
+  uint32_t row_term = 0;
+  if (p->filter_offset != 0) {
+    int32_t sum = 0;
+    for (int32_t i = 0; i < row.head; ++i) sum += (int32_t)row.a[i] + p->input_offset;
+    for (int32_t i = row.head; i < in_depth; ++i) sum += (int32_t)row.b[i - row.head] + p->input_offset;
+    row_term = (uint32_t)sum * (uint32_t)p->filter_offset;
+  }
+  int32_t o = 0;
+  for (; o < out_depth; o += 4) {
+    const int32_t n = vmcu_min_i32(4, out_depth - o);
+    int32_t acc[4] = {0, 0, 0, 0};
+    const int8_t* w = weights + o * in_depth;
+    if (n == 4) {
+      dot_s8_x4(row.a, w, in_depth, row.head, p->input_offset, acc);
+      if (row.head < in_depth) dot_s8_x4(row.b, w + row.head, in_depth, in_depth - row.head, p->input_offset, acc);
+    } else {
+      for (int32_t j = 0; j < n; ++j) {
+        const int8_t* wj = w + j * in_depth;
+        acc[j] = dot_s8(row.a, wj, row.head, p->input_offset) +
+                 dot_s8(row.b, wj + row.head, in_depth - row.head, p->input_offset);
+      }
+    }
+    for (int32_t j = 0; j < n; ++j) {
+      const int32_t k = o + j;
+      const int8_t v = fc_output(p, (int32_t)((uint32_t)acc[j] + row_term), bias, k);
+      VMCU_TRACE(r, VMCU_SEG_IN0, b * in_depth, in_depth, 0);
+      VMCU_TRACE(r, VMCU_SEG_OUT, b * out_depth + k, 1, 1);
+      if (k < dst_head)
+        dst_a[k] = v;
+      else
+        dst_b[k - dst_head] = v;
+    }
+  }
 }
 
 void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, int32_t in_base, int32_t batches,
@@ -179,10 +216,7 @@ void vmcu_seg_fully_connected_s8(const vmcu_fc_params* p, const vmcu_ring* r, in
     const ring_span row = span_at(r, in_base, b * in_depth, in_depth);
     const int32_t pos = vmcu_ring_pos(r, out_base, b * out_depth);
     const int32_t head = vmcu_min_i32(out_depth, r->cap - pos); /* outputs before the wrap */
-    /* Two plain ranges: [0, head) at pos, the rest from the ring's start. */
-    for (int32_t o = 0; o < head; ++o) fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + pos + o);
-    for (int32_t o = head; o < out_depth; ++o)
-      fc_store(p, r, row, in_depth, out_depth, weights, bias, b, o, r->data + (o - head));
+    fc_row(p, r, row, in_depth, out_depth, weights, bias, b, r->data + pos, head, r->data);
   }
 }
 

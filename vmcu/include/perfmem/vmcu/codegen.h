@@ -48,9 +48,20 @@ std::string_view compile_target_name(CompileTarget target);
 Result<CompilePlanner> parse_compile_planner(std::string_view name);  // vmcu | greedy | tinyengine
 Result<CompileTarget> parse_compile_target(std::string_view name);    // host | cortex-m4 | cortex-m7
 
+// What tensor-level layers call (every layer of a greedy / tinyengine plan, the tensor-level
+// regions of a vmcu plan). kOptimized: convolutions, depthwise and fully-connected layers call
+// the ring kernels over the arena (segment_kernels.h; their DSP forms on cores that have the
+// extension), bit-exact with the reference; a convolution stages one output pixel in a static
+// buffer outside the plan (CompiledModel::stage_bytes). kReference: the plain reference kernels
+// (kernels.h) everywhere a tensor-level plan runs.
+enum class KernelChoice { kOptimized, kReference };
+std::string_view kernel_choice_name(KernelChoice kernels);  // optimized | reference
+Result<KernelChoice> parse_kernel_choice(std::string_view name);
+
 struct CompileOptions {
   CompilePlanner planner = CompilePlanner::kVmcu;
   CompileTarget target = CompileTarget::kHost;
+  KernelChoice kernels = KernelChoice::kOptimized;
   RingPlanOptions ring;  // the vmcu planner's choices (e.g. whole-network segment level)
 };
 
@@ -63,6 +74,7 @@ struct CompiledModel {
   std::vector<GeneratedFile> files;
   size_t plan_bytes = 0;     // the planner's peak = the static arena
   size_t scratch_bytes = 0;  // int32 accumulators outside the plan (see the header comment)
+  size_t stage_bytes = 0;    // vmcu_stage, outside the plan (KernelChoice::kOptimized)
   size_t weight_bytes = 0;   // constant data emitted (weights, biases, requantization tables)
   size_t input_bytes = 0, output_bytes = 0;
   size_t layers = 0;  // kernel calls

@@ -41,6 +41,7 @@ Result<size_t> parse_byte_size(std::string_view text, std::string_view flag);
 struct DeployOptions {
   Board board = Board::kMps2An386;
   CompilePlanner planner = CompilePlanner::kVmcu;
+  KernelChoice kernels = KernelChoice::kOptimized;  // what tensor-level layers call (codegen.h)
   size_t ram_bytes = 256 * 1024;
   size_t flash_bytes = 4 * 1024 * 1024;  // the boards' code memory
   size_t stack_bytes = 4096;             // reserved below .data/.bss, inside ram_bytes
