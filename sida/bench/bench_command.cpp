@@ -124,6 +124,10 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_option("--predictor", o.predictor,
                   "Predictor of this checkpoint (sida train-predictor): prefetch rows plan with it; rows with the "
                   "oracle route table follow as an upper bound");
+  cmd->add_option("--plan-top-k", o.plan_top_k,
+                  "Experts the predictor's prefetch plans load per token and layer (its k best)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
 }
 
 int run_bench(const CLI::App& app, const BenchOptions& o) {
@@ -182,6 +186,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
             if (!execution) return report_failure(app, execution.status());
             opt.execution = *execution;
             opt.predictor = source;
+            opt.plan_top_k = o.plan_top_k;
             opt.routes = source ? nullptr : &*routes;
             opt.window = o.window;
             StoreOptions so;

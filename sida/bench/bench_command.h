@@ -36,7 +36,8 @@ struct BenchOptions {
   bool hf = true;                                             // also time Hugging Face on PyTorch
   std::string python;                                         // the venv's python (default: PERFMEM_VENV)
   std::string json_out;                                       // write all results as JSON
-  std::string predictor;  // SiDA's predictor for this checkpoint: prefetch rows plan with it
+  std::string predictor;   // SiDA's predictor for this checkpoint: prefetch rows plan with it
+  int64_t plan_top_k = 1;  // experts a predicted plan loads per token and layer
   bool no_direct_io = false;
 };
 

@@ -2,8 +2,9 @@
 # SiDA on a trained model: a small Switch Transformers model trained by transformers on real text
 # (train_switch.py: Debian's `fortunes` quotations, topic classification as generation); the
 # task accuracy of the C++ engine with the true router (exact) beside transformers' own; the
-# predictor trained on the disjoint predictor split (collect-routes, train-predictor,
-# eval-predictor); and the accuracy with the predictor replacing the router (--replace-router).
+# predictor trained on the model's and the predictor's splits, never the test split
+# (collect-routes, train-predictor, eval-predictor); and the accuracy and throughput with the
+# predictor replacing the router (--replace-router) against exact mode.
 #
 #   sida/bench/trained_switch.sh [BUILD] [WORK]      # defaults: build/release, BUILD/sida-trained
 #
@@ -45,17 +46,37 @@ echo "== sida exact (the true router decides; all experts resident)"
 echo "accuracy: $(accuracy "$work/sida_exact.json")"
 
 echo
-echo "== the predictor, trained on the predictor split (disjoint from the model's and the test's)"
-"$sida" collect-routes "$work/checkpoint" --corpus "$work/predictor_corpus.txt" -o "$work/routes.safetensors"
+echo "== the predictor, trained on the model and predictor splits (never on the test split)"
+cat "$work/model_corpus.txt" "$work/predictor_corpus.txt" > "$work/predictor_training_corpus.txt"
+if [ ! -f "$work/routes.safetensors" ]; then
+  "$sida" collect-routes "$work/checkpoint" --corpus "$work/predictor_training_corpus.txt" -o "$work/routes.safetensors"
+fi
 if [ ! -f "$work/predictor/config.json" ]; then
-  "$sida" train-predictor "$work/checkpoint" --routes "$work/routes.safetensors" -o "$work/predictor" --epochs 20 \
-    --seed 1
+  # One LibTorch thread: this small network gains nothing from two, and loses much on a busy machine.
+  "$sida" train-predictor "$work/checkpoint" --routes "$work/routes.safetensors" -o "$work/predictor" \
+    --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 8 --seed 1 --threads 1
 fi
 "$sida" eval-predictor "$work/checkpoint" --predictor "$work/predictor" --routes "$work/routes.safetensors"
-echo
-echo "== sida --replace-router (the predictor's top-1 expert at every encoder MoE layer, no router)"
-"$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy all-resident \
-  --predictor "$work/predictor" --replace-router --json > "$work/sida_replace.json"
-echo "accuracy: $(accuracy "$work/sida_replace.json")"
-"$python" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["replace_router_vs_exact"], indent=2))' \
-  "$work/sida_replace.json"
+
+# Router replacement against exact mode, both with the predictor planning the loads where experts
+# do not all fit: all experts resident, then a fast tier of half and a quarter of the expert bytes.
+expert_bytes=$("$python" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print(c["d_model"] * c["d_ff"] * 2 * 4)' "$work/checkpoint/config.json")
+experts=$("$python" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+enc = c["num_layers"] // c["encoder_sparse_step"] if c.get("encoder_sparse_step") else c["num_sparse_encoder_layers"]
+dec = c["num_decoder_layers"] // c["decoder_sparse_step"] if c.get("decoder_sparse_step") else c["num_sparse_decoder_layers"]
+print((enc + dec) * c["num_experts"])' "$work/checkpoint/config.json")
+for setting in "all-resident" "prefetch $((expert_bytes * experts / 2))" "prefetch $((expert_bytes * experts / 4))"; do
+  set -- $setting
+  budget=()
+  [ $# -gt 1 ] && budget=(--budget "$2")
+  echo
+  echo "== sida --replace-router (the predictor's top-1 expert at every encoder MoE layer, no router): $1 ${2:+budget $2 B}"
+  "$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy "$1" "${budget[@]}" \
+    --predictor "$work/predictor" --replace-router --json > "$work/sida_replace.json"
+  echo "accuracy: $(accuracy "$work/sida_replace.json")"
+  "$python" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["replace_router_vs_exact"], indent=2))' \
+    "$work/sida_replace.json"
+done

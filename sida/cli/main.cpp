@@ -164,6 +164,12 @@ int main(int argc, char** argv) {
   run->add_option("--routes", routes_file,
                   "Oracle route table from `sida record-routes` (prefetch policy; an upper bound)")
       ->excludes(predictor_option);
+  int64_t plan_top_k = 1;
+  run->add_option("--plan-top-k", plan_top_k,
+                  "Experts the predictor's prefetch plans load per token and layer (its k best)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->needs(predictor_option);
   bool replace_router = false;
   run->add_flag("--replace-router", replace_router,
                 "SiDA's mode: encoder tokens go to the predicted experts (no router); also runs exact mode and "
@@ -314,6 +320,7 @@ int main(int argc, char** argv) {
       }
       ServeOptions opt = serve_options(req);
       opt.predictor = predictor.get();
+      opt.plan_top_k = plan_top_k;
       auto execution = parse_execution(execution_text);
       if (!execution) return report_failure(app, execution.status());
       opt.execution = *execution;

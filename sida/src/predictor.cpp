@@ -255,13 +255,17 @@ std::vector<int32_t> Predictor::predict(const std::vector<int32_t>& tokens, int6
   return out;
 }
 
-Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens) const {
+Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens, int64_t plan_k) const {
   const int64_t E = config_.num_experts;
   const std::vector<float> logits = forward(tokens);
   Routes out;
   const size_t cells = logits.size() / size_t(E);
   out.expert.resize(cells);
   out.prob.resize(cells);
+  out.plan_k = std::clamp<int64_t>(plan_k, 1, E);
+  out.plan.resize(cells * size_t(out.plan_k));
+  for (size_t i = 0; i < cells; ++i)
+    top_k_indices(&logits[i * size_t(E)], E, out.plan_k, &out.plan[i * size_t(out.plan_k)]);
   for (size_t i = 0; i < cells; ++i) {
     const float* row = &logits[i * size_t(E)];
     int32_t best = 0;
@@ -285,7 +289,8 @@ std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& ro
     std::fill(used.begin(), used.end(), 0);
   };
   for (const Predictor::Routes& r : routes) {
-    for (size_t i = 0; i < r.expert.size(); ++i) used[(i % size_t(M)) * size_t(E) + size_t(r.expert[i])] = 1;
+    const size_t k = size_t(r.plan_k);
+    for (size_t i = 0; i < r.plan.size(); ++i) used[((i / k) % size_t(M)) * size_t(E) + size_t(r.plan[i])] = 1;
     if (!layer_by_layer) flush();  // ascending ids = layer by layer, experts ascending
   }
   if (layer_by_layer) flush();
@@ -293,9 +298,9 @@ std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& ro
 }
 
 std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
-                                        bool layer_by_layer) {
+                                        bool layer_by_layer, int64_t plan_k) {
   std::vector<Predictor::Routes> routes;
-  for (const auto& request : requests) routes.push_back(predictor.predict_routes(request));
+  for (const auto& request : requests) routes.push_back(predictor.predict_routes(request, plan_k));
   return accesses_of_routes(routes, predictor.config().num_moe_layers, predictor.config().num_experts, layer_by_layer);
 }
 

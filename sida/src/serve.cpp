@@ -318,7 +318,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       if (options.predictor && (prefetch || options.replace_router)) {
         Stopwatch sw;
         for (size_t r = first; r < first + plan.count; ++r)
-          plan.routes.push_back(options.predictor->predict_routes(requests[r]));
+          plan.routes.push_back(options.predictor->predict_routes(requests[r], options.plan_top_k));
         if (prefetch)
           plan.accesses =
               accesses_of_routes(plan.routes, options.predictor->config().num_moe_layers,

@@ -295,6 +295,24 @@ TEST_F(PredictorTest, PredictorPlansDrivePrefetchInExactMode) {
   expected_union.erase(std::unique(expected_union.begin(), expected_union.end()), expected_union.end());
   EXPECT_EQ(predicted_accesses(**predictor, requests, false), per_request);
   EXPECT_EQ(predicted_accesses(**predictor, requests, true), expected_union);
+  // Plans of each token's 3 best experts: the distinct ids of predict(r, 3), per request.
+  std::vector<int32_t> per_request_top3;
+  for (const Request& r : requests) {
+    const auto top = (*predictor)->predict(r, 3);
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < top.size(); ++i)
+      ids.push_back(int32_t(int64_t(i / 3 % size_t(c.num_moe_layers)) * c.num_experts + top[i]));
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    per_request_top3.insert(per_request_top3.end(), ids.begin(), ids.end());
+  }
+  EXPECT_GT(per_request_top3.size(), per_request.size());
+  EXPECT_EQ(predicted_accesses(**predictor, requests, false, 3), per_request_top3);
+  for (const Request& r : requests) {  // the routes' top-1 is the plan's first
+    const auto routes = (*predictor)->predict_routes(r, 3);
+    ASSERT_EQ(routes.plan.size(), routes.expert.size() * 3);
+    for (size_t i = 0; i < routes.expert.size(); ++i) EXPECT_EQ(routes.plan[i * 3], routes.expert[i]);
+  }
 
   ServeOptions opt;
   opt.max_new_tokens = 3;

@@ -78,12 +78,15 @@ class Predictor {
   std::vector<float> forward(const std::vector<int32_t>& tokens, bool reference = false) const;
   // The k best experts per token and layer, best first (ties: lower id): I32 [L, M, k].
   std::vector<int32_t> predict(const std::vector<int32_t>& tokens, int64_t k) const;
-  // Each token's top-1 expert per layer and its probability (softmax over the E logits).
+  // Each token's top-1 expert per layer and its probability (softmax over the E logits), and the
+  // plan_k best experts (best first) that prefetch plans load.
   struct Routes {
     std::vector<int32_t> expert;  // [L, M]
     std::vector<float> prob;      // [L, M]
+    int64_t plan_k = 1;
+    std::vector<int32_t> plan;  // [L, M, plan_k]; plan[.., 0] == expert
   };
-  Routes predict_routes(const std::vector<int32_t>& tokens) const;
+  Routes predict_routes(const std::vector<int32_t>& tokens, int64_t plan_k = 1) const;
 
  private:
   Predictor() = default;
@@ -99,10 +102,11 @@ class Predictor {
 // moe_layer * E + e; the encoder's MoE layers come first), in the engine's order: request by
 // request, each MoE layer's distinct predicted experts in ascending id order; or, with
 // `layer_by_layer` (window execution), the window's distinct experts per layer. Each token's
-// top-1 expert is taken. The decoder's layers are not predicted (their tokens do not exist yet).
+// plan_k best experts are taken (1: its top-1; more loads more experts and misses fewer). The
+// decoder's layers are not predicted (their tokens do not exist yet).
 std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
-                                        bool layer_by_layer);
-// The same from routes already predicted (one per request).
+                                        bool layer_by_layer, int64_t plan_k = 1);
+// The same from routes already predicted (one per request; their `plan`).
 std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t num_moe_layers,
                                         int64_t num_experts, bool layer_by_layer);
 

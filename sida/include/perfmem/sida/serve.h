@@ -54,6 +54,9 @@ struct ServeOptions {
   // The prefetch policy's plans from SiDA's predictor instead (run ahead over each window, in the
   // run-ahead thread, its time inside the measured wall time); excludes `routes`.
   const class Predictor* predictor = nullptr;
+  // Experts the predictor's plans load per token and layer: its plan_top_k best (1: the top-1).
+  // More loads, fewer on-demand misses where the top-1 is often wrong.
+  int64_t plan_top_k = 1;
   // SiDA's own mode (needs `predictor`, request execution): encoder tokens go to the predicted
   // experts, scaled by the predicted probability; the encoder's routers are not run and expert
   // capacity is not applied. Outputs move away from exact mode (compare_to_exact measures it).
