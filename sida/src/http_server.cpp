@@ -1,6 +1,7 @@
 #include "perfmem/sida/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -71,6 +72,14 @@ class Histogram {
   double sum_ = 0;
 };
 
+// While a response waits for its job, it writes a heartbeat this often: whitespace before a JSON
+// body, an SSE comment in a stream (both ignored by clients). Writing is how a server learns that
+// the client went away (the write after the peer's reset fails); the failed write makes httplib
+// call the releaser, which cancels the job, whether it is queued or running.
+constexpr std::chrono::milliseconds kHeartbeat{100};
+
+bool heartbeat(httplib::DataSink& sink, std::string_view text) { return sink.write(text.data(), text.size()); }
+
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -92,6 +101,7 @@ struct HttpServer::Impl {
   size_t active_responses = 0;
   bool stopped = false;
   std::atomic<uint64_t> next_id{1};
+  int listen_socket = -1;
 
   mutable std::mutex metrics_mutex;
   std::map<std::pair<std::string, int>, uint64_t> responses;  // (endpoint, status) -> count
@@ -126,11 +136,9 @@ struct HttpServer::Impl {
             field};
       if (it->get_ref<const std::string&>().find_first_not_of(" \t\r\n") == std::string::npos)
         return ApiError{400, "\"" + field + "\" is empty", field};
-      Result<std::vector<int32_t>> ids = Status::Ok();
-      {
-        std::lock_guard<std::mutex> lock(tokenizer_mutex);
-        ids = tokenizer->encode(it->get<std::string>());
-      }
+      std::unique_lock<std::mutex> lock(tokenizer_mutex);
+      Result<std::vector<int32_t>> ids = tokenizer->encode(it->get<std::string>());
+      lock.unlock();
       if (!ids.ok()) return ApiError{400, "\"" + field + "\": " + ids.status().message(), field};
       *out = std::move(*ids);
     } else if (it->is_array()) {
@@ -287,9 +295,7 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
     res.set_chunked_content_provider(
         "application/json",
         [this, job, id, created](size_t, httplib::DataSink& sink) {
-          // Waits in short steps, so that httplib notices a client that went away (and the
-          // releaser cancels the job) while the job is still queued or running.
-          if (!job->wait_for([&] { return job->finished; }, std::chrono::milliseconds(100))) return true;
+          if (!job->wait_for([&] { return job->finished; }, kHeartbeat)) return heartbeat(sink, " ");
           std::string text;
           {
             std::lock_guard<std::mutex> lock(job->mutex);
@@ -317,8 +323,8 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   res.set_chunked_content_provider(
       "text/event-stream",
       [this, job, id, created, state](size_t, httplib::DataSink& sink) {
-        job->wait_for([&] { return job->finished || job->generated.size() > state->sent; },
-                      std::chrono::milliseconds(100));
+        if (!job->wait_for([&] { return job->finished || job->generated.size() > state->sent; }, kHeartbeat))
+          return heartbeat(sink, ": waiting\n\n");
         std::vector<int32_t> generated;
         bool finished = false, by_end_id = false;
         Status status;
@@ -395,7 +401,7 @@ void HttpServer::Impl::handle_encode(const httplib::Request& req, httplib::Respo
   res.set_chunked_content_provider(
       "application/json",
       [this, job, pooling](size_t, httplib::DataSink& sink) {
-        if (!job->wait_for([&] { return job->finished; }, std::chrono::milliseconds(100))) return true;
+        if (!job->wait_for([&] { return job->finished; }, kHeartbeat)) return heartbeat(sink, " ");
         std::string text;
         {
           std::lock_guard<std::mutex> lock(job->mutex);
@@ -440,6 +446,7 @@ std::string HttpServer::Impl::metrics() const {
   const BatcherStats b = batcher.stats();
   const StoreStats s = batcher.store().stats();
   std::ostringstream o;
+  o.precision(15);  // counters print as whole numbers (the default 6 digits would round them)
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
     o << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n" << name << " " << value << "\n";
   };
@@ -494,6 +501,11 @@ HttpServer::HttpServer(const ModelWeights& model, Batcher& batcher, const Tokeni
       s.options.threads ? s.options.threads : batcher.options().max_queue + 2 * batcher.options().window + 16;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.http.set_payload_max_length(s.options.max_body_bytes);
+  // Keeps the listening socket, whose backlog bind() raises (see there).
+  s.http.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    impl_->listen_socket = sock;
+  });
   s.http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own JSON error
     ApiError e{res.status, "", ""};
@@ -543,6 +555,10 @@ Result<int> HttpServer::bind() {
   const int port = s.options.port == 0                                   ? s.http.bind_to_any_port(s.options.host)
                    : s.http.bind_to_port(s.options.host, s.options.port) ? s.options.port
                                                                          : -1;
+  // httplib 0.11 listens with a backlog of 5: a burst of clients connecting at once overflows
+  // it, and the kernel drops their handshakes (some clients then fail to read a response).
+  // listen() again on the same socket only raises the backlog.
+  if (port > 0 && s.listen_socket >= 0) ::listen(s.listen_socket, SOMAXCONN);
   if (port <= 0)
     return Status(StatusCode::kIoError, "cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
                                             " (address in use, or not an address of this machine?)");
