@@ -22,6 +22,7 @@
 #include "bench_command.h"
 #include "count_option.h"
 #include "predictor_commands.h"
+#include "serve_bench.h"
 #include "serve_command.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/predictor.h"
@@ -238,6 +239,8 @@ int main(int argc, char** argv) {
   // serve
   ServeCommand serve_command;
   add_serve_command(app, serve_command);
+  ServeBenchOptions serve_bench;
+  add_serve_bench_command(app, serve_bench);
 
   auto dispatch = [&]() -> int {
     if (make->parsed()) {
@@ -393,6 +396,7 @@ int main(int argc, char** argv) {
     if (bench->parsed()) return run_bench(app, bench_opts);
     if (int rc = run_predictor_command(app, predictor_commands); rc >= 0) return rc;
     if (int rc = run_serve_command(app, serve_command); rc >= 0) return rc;
+    if (int rc = run_serve_bench_command(app, serve_bench); rc >= 0) return rc;
     // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
     PERFMEM_CHECK(false, "no subcommand to dispatch");
     return kExitFailure;
