@@ -23,6 +23,7 @@
 #include "perfmem/core/json.h"
 #include "perfmem/sida/batcher.h"
 #include "perfmem/sida/http_server.h"
+#include "perfmem/sida/predictor.h"
 #include "perfmem/sida/serve.h"
 #include "perfmem/testing/required.h"
 #include "perfmem/testing/subprocess.h"
@@ -68,6 +69,7 @@ struct ServerSetup {
   size_t window = 8, max_queue = 64, budget_slots = 4;
   bool gated = false;
   bool tokenizer = false;
+  bool predictor = false;  // the prefetch policy with a (random) predictor's plans
   HttpServerOptions http;
 };
 
@@ -108,7 +110,19 @@ class TestServer {
     EXPECT_TRUE(model.ok()) << model.status().to_string();
     model_ = std::move(*model);
     StoreOptions so;
-    so.policy = Policy::kLru;
+    so.policy = setup.predictor ? Policy::kPrefetch : Policy::kLru;
+    if (setup.predictor) {
+      PredictorConfig c;
+      c.d_model = model_->config().d_model;
+      c.hidden = 8;
+      c.num_moe_layers = model_->config().num_encoder_moe_layers();
+      c.num_experts = model_->config().num_experts;
+      c.vocab_size = model_->config().vocab_size;
+      testing::write_random_predictor(dir + "/predictor", c);
+      auto p = Predictor::load(dir + "/predictor", *model_);
+      EXPECT_TRUE(p.ok()) << p.status().to_string();
+      predictor_ = std::move(*p);
+    }
     so.direct_io = false;
     so.budget_bytes = setup.budget_slots * model_->config().expert_f32_bytes();
     std::unique_ptr<SlowTier> tier = make_disk_tier(*model_, false);
@@ -123,7 +137,7 @@ class TestServer {
     BatcherOptions bo;
     bo.window = setup.window;
     bo.max_queue = setup.max_queue;
-    auto batcher = Batcher::create(*model_, *store_, nullptr, bo);
+    auto batcher = Batcher::create(*model_, *store_, predictor_.get(), bo);
     EXPECT_TRUE(batcher.ok()) << batcher.status().to_string();
     batcher_ = std::move(*batcher);
     if (setup.tokenizer) tokenizer_ = std::move(*Tokenizer::open(dir + "/spiece.model"));
@@ -157,6 +171,7 @@ class TestServer {
 
  private:
   std::unique_ptr<ModelWeights> model_;
+  std::unique_ptr<Predictor> predictor_;
   std::unique_ptr<ExpertStore> store_;
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<Tokenizer> tokenizer_;
@@ -296,6 +311,36 @@ TEST(SidaServer, CompletionsAreExactlyTheEnginesOneRequestAtATime) {
   // max_tokens left out: the server's default (16).
   Json r = post_json(*client, "/v1/completions", {{"prompt", prompts()[0]}}, 200);
   EXPECT_EQ(ids_of(r["choices"][0]["token_ids"]), reference(tiny_checkpoint(), prompts()[0], 16).generated);
+}
+
+// With the predictor's plans (prefetch policy), concurrent requests still get exact answers; the
+// run-ahead thread's predictor time and the prefetches show in the metrics.
+TEST(SidaServer, PredictedPrefetchStaysExactUnderConcurrentRequests) {
+  ServerSetup setup;
+  setup.predictor = true;
+  TestServer server(setup);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts().size(); ++i)
+    clients.emplace_back([&, i] {
+      auto client = server.client();
+      const Reference ref = reference(tiny_checkpoint(), prompts()[i], 5);
+      if (i % 3 == 2) {
+        Json e = post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200);
+        std::vector<float> got;
+        for (const Json& row : e["encoder_states"])
+          for (const Json& v : row) got.push_back(v.get<float>());
+        EXPECT_EQ(got, ref.encoder) << "prompt " << i;
+      } else {
+        Json r = post_json(*client, "/v1/completions", {{"prompt", prompts()[i]}, {"max_tokens", 5}}, 200);
+        EXPECT_EQ(ids_of(r["choices"][0]["token_ids"]), ref.generated) << "prompt " << i;
+      }
+    });
+  for (auto& t : clients) t.join();
+  wait_for_stats(server, [](const BatcherStats& s) { return s.running == 0; });
+  EXPECT_GT(server.stats().predictor_s, 0.0);
+  const std::string metrics = server.http().metrics_text();
+  EXPECT_EQ(metrics.find("sida_predictor_seconds_total 0\n"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("sida_expert_prefetch_loads_total 0\n"), std::string::npos) << metrics;
 }
 
 TEST(SidaServer, StreamingSendsOneEventPerTokenThenDone) {
