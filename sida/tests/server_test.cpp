@@ -249,6 +249,15 @@ void wait_for_stats(const TestServer& server, Done done) {
   EXPECT_TRUE(done(server.stats()));
 }
 
+// Polls the metrics until they hold `line` (bounded like wait_for_stats): a response's own
+// counters are updated as its connection is released, just after the client has its last byte.
+void wait_for_metrics(TestServer& server, const std::string& line) {
+  for (int i = 0; i < 3000 && server.http().metrics_text().find(line) == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(server.http().metrics_text().find(line), std::string::npos) << line << " missing from\n"
+                                                                        << server.http().metrics_text();
+}
+
 TEST(SidaServer, HealthAndMetricsInPrometheusFormat) {
   TestServer server({});
   auto client = server.client();
@@ -260,6 +269,7 @@ TEST(SidaServer, HealthAndMetricsInPrometheusFormat) {
   post_json(*client, "/v1/completions", {{"prompt", prompts()[0]}, {"max_tokens", 4}}, 200);
   // The response leaves as its last token is made; the window's counters follow as it ends.
   wait_for_stats(server, [](const BatcherStats& s) { return s.windows == 1 && s.running == 0; });
+  wait_for_metrics(server, "sida_request_duration_seconds_count{endpoint=\"/v1/completions\"} 1");
   auto metrics = client->Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->status, 200);
@@ -561,13 +571,7 @@ TEST(SidaServer, AClientThatDisconnectsCancelsItsRequestAndFreesItsPlace) {
   send_and_hang_up(server.port(), Json{{"prompt", prompts()[1]}, {"max_tokens", 200}}.dump());
   wait_for_stats(server, [](const BatcherStats& s) { return s.queue_depth + s.running == 2; });
   // The server notices both disconnects (its heartbeat writes fail) while the window is stuck.
-  for (int i = 0; i < 3000; ++i) {
-    if (server.http().metrics_text().find("code=\"499\"} 2") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_NE(server.http().metrics_text().find("sida_http_responses_total{endpoint=\"/v1/completions\",code=\"499\"} 2"),
-            std::string::npos)
-      << server.http().metrics_text();
+  wait_for_metrics(server, "sida_http_responses_total{endpoint=\"/v1/completions\",code=\"499\"} 2");
   server.gate().set_open(true);
   wait_for_stats(server, [](const BatcherStats& s) { return s.jobs_cancelled == 2 && s.running == 0; });
   // The running one left its window early: far fewer than its 200 tokens were generated.
@@ -793,8 +797,7 @@ TEST(SidaServer, LoadOf32ConcurrentClientsGivesTheSerialAnswers) {
   EXPECT_EQ(s.jobs_done + s.jobs_cancelled, uint64_t(kClients * kRequestsPerClient));
   EXPECT_EQ(s.jobs_failed, 0u);
   EXPECT_GT(s.windows, 0u);
-  EXPECT_NE(server.http().metrics_text().find("sida_http_responses_total{endpoint=\"/v1/encode\",code=\"200\"} 80"),
-            std::string::npos);
+  wait_for_metrics(server, "sida_http_responses_total{endpoint=\"/v1/encode\",code=\"200\"} 80");
 }
 
 }  // namespace
