@@ -5,6 +5,7 @@
 //   sida run ckpt/ --synthetic 50 --policy prefetch --routes routes.json --budget 64KiB
 //   sida run ckpt/ --tokens "37 5 12 1" --dump-logits logits.f32
 //   sida train-predictor ckpt/ --routes routes.safetensors -o predictor/
+//   sida serve ckpt/ --budget 25% --port 8080
 //   sida bench --help
 #include <cerrno>
 #include <cstdio>
@@ -21,6 +22,8 @@
 #include "bench_command.h"
 #include "count_option.h"
 #include "predictor_commands.h"
+#include "serve_bench.h"
+#include "serve_command.h"
 #include "perfmem/sida/checkpoint.h"
 #include "perfmem/sida/predictor.h"
 #include "perfmem/sida/routes_dataset.h"
@@ -244,6 +247,12 @@ int main(int argc, char** argv) {
   PredictorCommands predictor_commands;
   add_predictor_commands(app, predictor_commands);
 
+  // serve
+  ServeCommand serve_command;
+  add_serve_command(app, serve_command);
+  ServeBenchOptions serve_bench;
+  add_serve_bench_command(app, serve_bench);
+
   auto dispatch = [&]() -> int {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
@@ -398,6 +407,8 @@ int main(int argc, char** argv) {
     }
     if (bench->parsed()) return run_bench(app, bench_opts);
     if (int rc = run_predictor_command(app, predictor_commands); rc >= 0) return rc;
+    if (int rc = run_serve_command(app, serve_command); rc >= 0) return rc;
+    if (int rc = run_serve_bench_command(app, serve_bench); rc >= 0) return rc;
     // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
     PERFMEM_CHECK(false, "no subcommand to dispatch");
     return kExitFailure;

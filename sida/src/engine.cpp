@@ -504,11 +504,20 @@ Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& req
 
 Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::vector<int32_t>>& requests,
                                                         const GenerateOptions& options) {
-  PERFMEM_RETURN_IF_ERROR(check_generate(options));
+  return generate_window(requests, std::vector<GenerateOptions>(requests.size(), options), nullptr);
+}
+
+Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                        const std::vector<GenerateOptions>& options,
+                                                        const TokenSink& on_token) {
+  if (options.size() != requests.size())
+    return input_error("generate_window", "options", std::to_string(requests.size()) + " (one per request)",
+                       std::to_string(options.size()));
+  for (const GenerateOptions& o : options) PERFMEM_RETURN_IF_ERROR(check_generate(o));
   PERFMEM_ASSIGN_OR_RETURN(std::vector<EncoderOutput> encs, encode_window(requests));
   std::vector<DecoderState> states;
   states.reserve(encs.size());
-  for (EncoderOutput& enc : encs) states.push_back(start_decoder(std::move(enc), options));
+  for (size_t r = 0; r < encs.size(); ++r) states.push_back(start_decoder(std::move(encs[r]), options[r]));
   // Step by step, the requests still generating advance together through the decoder.
   for (int64_t step = 0;; ++step) {
     std::vector<DecoderState*> active;
@@ -529,7 +538,12 @@ Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::v
         for (DecoderState* s : active) decoder_dense_ffn(block, *s);
       }
     }
-    for (DecoderState* s : active) end_decoder_step(*s, step);
+    for (DecoderState* s : active) {
+      const size_t before = s->gen.tokens[0].size();
+      end_decoder_step(*s, step);
+      if (on_token && s->gen.tokens[0].size() > before && !on_token(size_t(s - states.data()), s->gen.tokens[0].back()))
+        s->done = true;
+    }
   }
   std::vector<Generation> out;
   for (DecoderState& s : states) out.push_back(std::move(s.gen));

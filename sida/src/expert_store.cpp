@@ -274,6 +274,16 @@ void ExpertStore::append_upcoming(const std::vector<int32_t>& accesses) {
   changed_.notify_all();
 }
 
+void ExpertStore::set_upcoming(const std::vector<int32_t>& accesses) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    upcoming_ = accesses;
+    cursor_ = 0;
+    ++version_;
+  }
+  changed_.notify_all();
+}
+
 StoreStats ExpertStore::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return stats_;

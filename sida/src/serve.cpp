@@ -11,6 +11,7 @@
 #include "perfmem/core/io.h"
 #include "perfmem/core/progress.h"
 #include "perfmem/sida/predictor.h"
+#include "guarded.h"
 
 namespace perfmem::sida {
 namespace {
@@ -271,21 +272,7 @@ Result<RouteTable> read_route_table(const std::string& path) {
   return t;
 }
 
-namespace {
-
-// Runs one engine call, turning an exception into an error (the caller names the request): an
-// allocation that fails, for a request far too long for memory, must not unwind serve() past
-// its run-ahead thread.
-template <typename Call>
-auto guarded(Call&& call) -> decltype(call()) {
-  try {
-    return call();
-  } catch (const std::bad_alloc&) {
-    return Status(StatusCode::kOutOfMemory, "an allocation failed: it needs more memory than is available");
-  } catch (const std::exception& e) { return Status(StatusCode::kInternal, e.what()); }
-}
-
-}  // namespace
+using internal::guarded;
 
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options) {

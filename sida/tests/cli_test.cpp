@@ -31,7 +31,7 @@ TEST(sidaCli, HelpExitsZeroAndDescribesTheProgram) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("sida"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Usage"), std::string::npos) << r.output;
-  for (const char* sub : {"make-checkpoint", "run", "record-routes", "collect-routes", "bench"})
+  for (const char* sub : {"make-checkpoint", "run", "record-routes", "collect-routes", "bench", "serve", "serve-bench"})
     EXPECT_NE(r.output.find(sub), std::string::npos) << sub;
 }
 

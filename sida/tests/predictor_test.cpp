@@ -203,25 +203,7 @@ TEST_F(PredictorTest, TrainingLearnsTheRoutes) {
 
 #endif  // SIDA_HAVE_TORCH
 
-// A predictor file written by hand (random weights, the documented layout).
-void write_random_predictor(const std::string& dir, const PredictorConfig& c) {
-  std::filesystem::create_directories(dir);
-  std::vector<std::vector<float>> keep;
-  SafetensorsWriter w;
-  uint64_t state = 1;
-  for (const auto& [name, shape] : predictor_tensor_shapes(c)) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    keep.emplace_back(size_t(n));
-    for (float& v : keep.back()) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      v = float(int64_t(state >> 40) % 2001 - 1000) / 4000.0f;
-    }
-    w.add(name, DType::kF32, shape, keep.back().data());
-  }
-  ASSERT_TRUE(w.write(dir + "/predictor.safetensors").ok());
-  ASSERT_TRUE(write_predictor_config(dir, c, Json()).ok());
-}
+using testing::write_random_predictor;
 
 TEST_F(PredictorTest, BadFilesAreNamed) {
   PredictorConfig c;

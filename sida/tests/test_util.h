@@ -13,6 +13,9 @@
 #include "perfmem/sida/config.h"
 #include "perfmem/sida/engine.h"
 #include "perfmem/sida/expert_store.h"
+#include "perfmem/sida/predictor.h"
+#include "perfmem/core/safetensors.h"
+#include "perfmem/core/json.h"
 
 namespace perfmem::sida::testing {
 
@@ -76,6 +79,26 @@ inline double relative_error(const float* a, const float* b, size_t n) {
     scale = std::max(scale, std::fabs(double(b[i])));
   }
   return scale > 0 ? diff / scale : diff;
+}
+
+// A predictor file written by hand (random weights, the documented layout).
+inline void write_random_predictor(const std::string& dir, const PredictorConfig& c) {
+  std::filesystem::create_directories(dir);
+  std::vector<std::vector<float>> keep;
+  SafetensorsWriter w;
+  uint64_t state = 1;
+  for (const auto& [name, shape] : predictor_tensor_shapes(c)) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    keep.emplace_back(size_t(n));
+    for (float& v : keep.back()) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      v = float(int64_t(state >> 40) % 2001 - 1000) / 4000.0f;
+    }
+    w.add(name, DType::kF32, shape, keep.back().data());
+  }
+  ASSERT_TRUE(w.write(dir + "/predictor.safetensors").ok());
+  ASSERT_TRUE(write_predictor_config(dir, c, Json()).ok());
 }
 
 }  // namespace perfmem::sida::testing

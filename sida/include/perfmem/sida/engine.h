@@ -131,6 +131,15 @@ class Engine {
   // advance step by step together, sharing each acquired decoder expert the same way.
   Result<std::vector<Generation>> generate_window(const std::vector<std::vector<int32_t>>& requests,
                                                   const GenerateOptions& options);
+  // The same with options per request (each its own max_new_tokens) and `on_token`, called after
+  // every decoding step for each request that produced a token (its index and the token); when it
+  // returns false that request stops there (its Generation keeps the tokens so far). Each
+  // request's tokens and logits are those of generate({request}, its options), whatever the
+  // others do: a stopped or finished request only leaves the window's later steps.
+  using TokenSink = std::function<bool(size_t request, int32_t token)>;
+  Result<std::vector<Generation>> generate_window(const std::vector<std::vector<int32_t>>& requests,
+                                                  const std::vector<GenerateOptions>& options,
+                                                  const TokenSink& on_token);
   Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests, const GenerateOptions& options);
 
  private:

@@ -84,6 +84,10 @@ class ExpertStore final : public ExpertProvider {
   // Appends future accesses (expert ids in the order the engine will acquire them); the
   // prefetch policy plans from them, others ignore them.
   void append_upcoming(const std::vector<int32_t>& accesses);
+  // Replaces the accesses still expected with `accesses` (a long-running server plans each window
+  // as it starts; what an earlier plan expected but never happened is dropped, so the plan never
+  // grows without bound and a stale plan cannot stall the prefetcher).
+  void set_upcoming(const std::vector<int32_t>& accesses);
 
   size_t num_slots() const { return slots_.size(); }
   uint64_t slot_bytes() const { return slot_bytes_; }
