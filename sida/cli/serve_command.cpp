@@ -70,6 +70,10 @@ void add_serve_command(CLI::App& app, ServeCommand& c) {
   cmd->add_option("--max-queue", c.max_queue, "Most requests waiting for a window; beyond, 503 with Retry-After")
       ->capture_default_str()
       ->check(whole_number_in("a queue length", 1, 1 << 16));
+  cmd->add_option("--plan-top-k", c.plan_top_k,
+                  "Experts the predictor's prefetch plans load per token and layer (its k best)")
+      ->capture_default_str()
+      ->check(whole_number_in("a number of experts", 1, 1 << 20));
   cmd->add_option("--max-body", c.max_body, "Largest request body")->capture_default_str();
   cmd->add_option("--max-prompt-tokens", c.max_prompt_tokens, "Longest prompt, in tokens")
       ->capture_default_str()
@@ -125,6 +129,7 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   BatcherOptions bo;
   bo.window = c.window;
   bo.max_queue = c.max_queue;
+  bo.plan_top_k = c.plan_top_k;
   bo.engine.apply_capacity = !c.no_capacity;
   auto batcher = Batcher::create(**model, **store, predictor.get(), bo);
   if (!batcher) return report_failure(app, batcher.status());

@@ -16,6 +16,7 @@ struct ServeCommand {
   std::string checkpoint, predictor, budget, policy, host = "127.0.0.1", max_body = "1MiB";
   int port = 8080;
   size_t window = 8, max_queue = 64, threads = 0;
+  int64_t plan_top_k = 1;
   int64_t max_prompt_tokens = 512, max_tokens_limit = 256, default_max_tokens = 16;
   bool no_capacity = false, no_direct_io = false;
 };

@@ -129,7 +129,7 @@ void Batcher::run_ahead_loop() {
     double predictor_s = 0;
     if (predictor_) {
       Stopwatch sw;
-      for (const auto& job : taken) routes.push_back(predictor_->predict_routes(job->tokens));
+      for (const auto& job : taken) routes.push_back(predictor_->predict_routes(job->tokens, options_.plan_top_k));
       predictor_s = sw.elapsed_s();
     }
     lock.lock();

@@ -69,8 +69,9 @@ struct Job {
 };
 
 struct BatcherOptions {
-  size_t window = 8;      // most requests per window
-  size_t max_queue = 64;  // most requests waiting for a window (beyond: Admission::kFull)
+  size_t window = 8;       // most requests per window
+  size_t max_queue = 64;   // most requests waiting for a window (beyond: Admission::kFull)
+  int64_t plan_top_k = 1;  // experts planned per token and layer (ServeOptions::plan_top_k)
   EngineOptions engine;
 };
 
