@@ -174,10 +174,11 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
 // A request far too long for memory (30000 tokens: its position bias alone is 14 GB, under a
 // 2 GB address-space limit) is an error naming it in both executions, not an abort (rc 134:
 // the failed allocation unwound past the joinable run-ahead thread).
+// Not built under AddressSanitizer: its allocator reports a failed allocation and exits instead
+// of throwing std::bad_alloc, so the error path this test checks cannot be reached there. The
+// release build runs it.
+#if !defined(__SANITIZE_ADDRESS__)
 TEST(sidaCli, AnAllocationThatFailsWhileServingIsAnError) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer reports a failed allocation and exits instead of throwing std::bad_alloc";
-#endif
   const std::string dir = temp_dir("oom");
   ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
   std::string request;
@@ -195,5 +196,6 @@ TEST(sidaCli, AnAllocationThatFailsWhileServingIsAnError) {
   }
   std::filesystem::remove_all(dir);
 }
+#endif
 
 }  // namespace
