@@ -39,6 +39,11 @@ namespace perfmem::acrobat {
 // The analyses a scheduler uses: acrobat all of them; the others need no depths or fusion.
 CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> overrides = {});
 
+// A program compiled ahead of time (aot.h): main of the generated code.
+struct AotState;
+struct Value;
+using AotMainFn = Value (*)(AotState&, Value);
+
 struct RuntimeOptions {
   Scheduler scheduler = Scheduler::kAcrobat;
   bool verify = false;             // run the independent schedule check
@@ -60,6 +65,9 @@ struct RuntimeOptions {
   // Launches below parallel_min_work stay on one thread. Recording and scheduling are serial.
   int threads = 1;
   int64_t parallel_min_work = int64_t{1} << 18;
+  // Runs the program's generated code (aot.h) instead of interpreting it. Set by
+  // load_aot_model, which checks the program is the one the code was generated from.
+  AotMainFn aot_main = nullptr;
 };
 
 struct RunStats {
