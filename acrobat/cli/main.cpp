@@ -175,7 +175,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     if (info && c.model.find('/') == std::string::npos && c.model.find(".acr") == std::string::npos) {
       // The model's constants at that size (no --size means the file's own, the small size).
       std::map<std::string, int64_t> want = *ov;
-      want[info->size_const] = size == "small" ? info->small : info->large;
+      want.emplace(info->size_const, size == "small" ? info->small : info->large);
       for (const AotModel* m : compiled_bundled_models())
         if (m->name == info->name + "_" + size && aot_overrides(*m) == want) compiled = m;
     }
