@@ -151,6 +151,10 @@ bool depth_neutral(const Expr& e) {
   return true;
 }
 
+bool is_structure(const Type& t) {
+  return t.kind == TypeKind::kAdt || t.kind == TypeKind::kList || t.kind == TypeKind::kTuple;
+}
+
 class Emitter {
  public:
   Emitter(const Program& p, bool analysed) : p_(p), analysed_(analysed) {}
@@ -276,6 +280,14 @@ class Emitter {
       }
       case ExprKind::kLet: {
         if (e.group >= 0) return group(e);
+        const Expr& rhs = *e.args[0];
+        if (e.pat.kind == Pattern::kTuple && rhs.kind == ExprKind::kTuple && rhs.args.size() == e.pat.elems.size()) {
+          // `let (a, b) = (x, y)`: the tuple is never seen, so it is not built. Its fields
+          // are evaluated as a tuple's (in parallel) and bound directly.
+          auto fields = parallel_args(rhs);
+          for (size_t i = 0; i < fields.size(); ++i) bind(e.pat.elems[i], fields[i]);
+          return expr(*e.args[1]);
+        }
         std::string v = expr(*e.args[0]);
         bind(e.pat, v);
         return expr(*e.args[1]);
@@ -423,6 +435,11 @@ class Emitter {
       ++indent_;
       for (size_t i = 0; i < arm.slots.size(); ++i)
         if (arm.slots[i] >= 0) line(numbered("s", arm.slots[i]) + " = " + s + ".o->f[" + std::to_string(i) + "];");
+      // Inputs are cold by the time an instance runs (the last round's kernels evicted
+      // them): start loading the constructor's sub-structures while the first is processed.
+      for (size_t i = 0; i < arm.slots.size(); ++i)
+        if (arm.slots[i] >= 0 && e.adt >= 0 && is_structure(*p_.adts[e.adt].ctors[arm.ctor_index].fields[i]))
+          line("__builtin_prefetch(" + numbered("s", arm.slots[i]) + ".o);");
       --indent_;
       branch(*arm.body, r, arm.ghost);
       keyword = "} else if";
