@@ -2,14 +2,14 @@
 # Record + schedule cost per tensor op, compiled ahead of time (`acrobat run --aot`) against
 # interpreted, on the four shared workloads (TreeLSTM, MV-RNN, BiRNN, NestedRNN), small and
 # large, batch 8 and 64, scheduler acrobat. Prints a markdown table (docs/benchmarks.md).
-# Argument: the build folder.
+# Argument: the build folder. MODELS and SIZES (space-separated) choose other models and sizes.
 set -euo pipefail
 build="${1:-build/release}"
 cli="$build/acrobat/acrobat"
 echo "| model | size | B | tensor ops | interpreted record / schedule ms | AOT record / schedule ms | interpreted ns per tensor op | AOT ns per tensor op | AOT speedup |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for model in treelstm mvrnn birnn nestedrnn; do
-  for size in small large; do
+for model in ${MODELS:-treelstm mvrnn birnn nestedrnn}; do
+  for size in ${SIZES:-small large}; do
     for batch in 8 64; do
       interp=$("$cli" run "$model" --size "$size" --batch "$batch" --json)
       aot=$("$cli" run "$model" --size "$size" --batch "$batch" --json --aot)
