@@ -1,7 +1,7 @@
 // Ahead-of-time compiled .acr programs: what `acrobat compile` generates and how to run it.
 //
 // `acrobat compile model.acr -o model.cc --header model.h [--name NAME] [--set H=512]` (or the
-// CMake function `acrobat_add_model`, cmake/acrobat_add_model.cmake) turns a program into
+// CMake function `acrobat_add_model`, acrobat/cmake/acrobat_add_model.cmake) turns a program into
 // plain C++ functions, one per .acr function, specialised to its constants: control flow is
 // C++ control flow, every tensor op one `Recording::add_node` call whose kernel id and (static)
 // depth are literals, dynamic depths a counter in AotState, updated inline. The generated
