@@ -124,41 +124,6 @@ TEST(acrobatCli, AbsurdOptionsAndEndlessDataAreErrors) {
 
 namespace {
 
-// A program using every construct the compiler emits: recursion over an ADT, lists (map,
-// foldl, reverse, length, Cons, match), tuples, Int arithmetic and comparisons, && || !,
-// unary minus on Int and Float, Float comparisons, item/index (tensor values), phases, fused
-// groups and ops of static depth.
-const char* kEveryConstruct = R"(const H = 8
-type T = Tip(Int) | Fork(T, T)
-param E : Tensor[100, H] = hash(1, 1.0)
-param W : Tensor[H, H] = hash(2, glorot)
-param b : Tensor[H] = hash(3, 0.1)
-param Wc : Tensor[4, H] = hash(4, glorot)
-param bc : Tensor[4] = hash(5, 0.1)
-def embed(w: Int) -> Tensor[H] = lookup(E, w % 100)
-def add2(a: Tensor[H], x: Tensor[H]) -> Tensor[H] = add(a, x)
-def walk(t: T, d: Int) -> Tensor[H] =
-  match t {
-    Tip(w) => tanh(dense(W, lookup(E, (w * 3 + 1) / 2 % 100), b)),
-    Fork(l, r) =>
-      let (x, y) = (walk(l, d + 1), walk(r, d - -1)) in
-      let z = add(matmul(W, x), y) in
-      let u = sigmoid(z) in
-      mul(u, tanh(z))
-  }
-def pick(xs: List[Int]) -> Int = match xs { Nil => 0, Cons(x, _) => x }
-def main(ws: List[Int]) -> Tensor[4] =
-  let es = map(embed, reverse(ws)) in
-  let s = foldl(add2, zeros(H), es) in
-  let n = length(ws) in
-  let f = item(max(s)) in
-  let k = index(argmax(s)) in
-  let g = if (n > 2 && !(k == 3)) || -f > 0.5 then relu(s) else s in
-  let t = walk(Fork(Tip(pick(ws)), Tip(k)), -n) in
-  let h = if max(g) > 0.25 then add(g, t) else mul(g, t) in
-  phase dense(Wc, h, bc)
-)";
-
 std::string write_temp(const std::string& name, const std::string& text) {
   std::string path = ::testing::TempDir() + name;
   std::ofstream(path) << text;
@@ -172,7 +137,7 @@ namespace {
 // `acrobat compile` writes C++ that a C++20 compiler accepts with -Wall -Wextra -Werror at
 // -O2 (some warnings appear only when optimising), for a program using every construct.
 TEST(acrobatCli, CompiledCodeBuildsWithoutWarnings) {
-  std::string acr = write_temp("every_construct.acr", kEveryConstruct);
+  const std::string acr = std::string(TESTS_DIR) + "/every_construct.acr";
   std::string cc = ::testing::TempDir() + "every_construct.cc", h = ::testing::TempDir() + "every_construct.h";
   auto r = run_command(kCli + " compile " + acr + " -o " + cc + " --header " + h + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
