@@ -12,6 +12,8 @@
 //  * inputs (src/inputs.cpp): instances converted to values of main's parameter type;
 //  * the interpreter (src/interpreter.cpp): runs main for every instance of the minibatch
 //    and produces a plain Recording (recording.h): nodes, operands, tensors, depths, phases;
+//    or, with RuntimeOptions::aot_main, the program's generated C++ does (aot.h), recording
+//    the same nodes;
 //  * a scheduler (schedulers.h): a pure function Recording -> batches (none, acrobat,
 //    dynet-agenda, dynet-depth; same interpreter, same kernels, only the batching differs);
 //  * the executor (src/executor.cpp): runs the batches through the kernels (kernels.h).
