@@ -348,7 +348,8 @@ int main(int argc, char** argv) {
   CLI::App* comp = app.add_subcommand("compile", "Compile a model ahead of time to C++ (see perfmem/acrobat/aot.h)");
   add_common(comp);
   comp->add_option("-o,--output", compile_args.output, "The C++ source to write")->required();
-  comp->add_option("--header", compile_args.header, "Also write a header declaring acrobat_model_NAME()");
+  comp->add_option("--header", compile_args.header,
+                   "Also write a header declaring acrobat_model_NAME() (the source includes it by file name)");
   comp->add_option("--name", compile_args.name, "NAME in acrobat_model_NAME() (default: the file's stem)");
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);
