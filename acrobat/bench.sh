@@ -16,3 +16,6 @@ if [ -x "$build/acrobat/bench/dynet/acrobat_vs_dynet" ]; then
   "$build/acrobat/bench/dynet/acrobat_vs_dynet" --check
   "$build/acrobat/bench/dynet/acrobat_vs_dynet" --rounds 2 --json "$build/acrobat-vs-dynet.json"
 fi
+# Record + schedule per tensor op, compiled ahead of time against interpreted.
+echo "== ACRoBat: acrobat/bench_aot.sh $build"
+"$(dirname "$0")/bench_aot.sh" "$build"

@@ -12,10 +12,14 @@
 // once with one thread (like DyNet's CPU execution) and once with two (RuntimeOptions::threads),
 // the baselines with one. The product floor (product_floor.h) puts acrobat's one-thread CPU time
 // beside the time its products alone would take at the single-core peak measured at start.
+// acrobat also runs compiled ahead of time (the bundled models compiled at build time,
+// `acrobat run --aot`): same recording, so the same kernels; record + schedule shrink.
 #include <cstdio>
 #include <fstream>
 #include <map>
 
+#include "compiled_models.h"
+#include "perfmem/acrobat/aot.h"
 #include "perfmem/acrobat/kernels.h"
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
@@ -37,14 +41,23 @@ struct Cell {
          product_flops = 0, value_rounds = 0;
 };
 
+// `aot`: the model compiled ahead of time, or nullptr to interpret it.
 Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
-                     int warmup, int timed, int threads = 1) {
-  PERFMEM_ASSIGN_OR_RETURN(auto program, compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
-                                                         compile_options_for(s, {{m.size_const, h}})));
+                     int warmup, int timed, int threads = 1, const AotModel* aot = nullptr) {
   RuntimeOptions opt;
   opt.scheduler = s;
   opt.threads = threads;
-  PERFMEM_ASSIGN_OR_RETURN(auto rt, Runtime::create(*program, opt));
+  std::unique_ptr<Program> program;
+  std::unique_ptr<Runtime> rt;
+  if (aot) {
+    PERFMEM_ASSIGN_OR_RETURN(auto loaded, load_aot_model(*aot, opt));
+    program = std::move(loaded.program);
+    rt = std::move(loaded.runtime);
+  } else {
+    PERFMEM_ASSIGN_OR_RETURN(program, compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
+                                                      compile_options_for(s, {{m.size_const, h}})));
+    PERFMEM_ASSIGN_OR_RETURN(rt, Runtime::create(*program, opt));
+  }
   PERFMEM_RETURN_IF_ERROR(rt->set_inputs(data));
   RunStatsSeries series;
   for (int j = 0; j < warmup + timed; ++j) {
@@ -106,13 +119,15 @@ int main(int argc, char** argv) {
     int64_t configs = static_cast<int64_t>(split(models).size() * split(sizes).size() * split(batches).size());
     const CorePeak peak = measure_single_core_peak();
     std::printf("Single-core peak: %.1f GFLOP/s (%s, 1024^3, best of 5)\n\n", peak.gflops, peak.kernel.c_str());
-    ProgressBar bar("acrobat_bench", configs * 5);
+    ProgressBar bar("acrobat_bench", configs * 6);
     std::printf(
         "| model | h | B | acrobat CPU ms | acrobat wall ms (record / sched / kernels) | acrobat 2 threads wall ms | "
-        "rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU | none CPU | acrobat vs our agenda | "
-        "product GFLOP | product floor ms | acrobat CPU / floor | launches acrobat / agenda / depth / none | "
+        "rec+sched ns per tensor op | AOT CPU ms | AOT rec+sched ns per tensor op | dynet-agenda CPU | dynet-depth CPU "
+        "| none CPU | acrobat vs our agenda | "
+        "product GFLOP | product floor ms | acrobat CPU / floor | AOT CPU / floor | launches acrobat / agenda / depth "
+        "/ none | "
         "value rounds |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : split(models)) {
       const ModelInfo* m = find_model(name);
       if (!m)
@@ -139,6 +154,15 @@ int main(int argc, char** argv) {
           auto two = measure(*m, h, batch, Scheduler::kAcrobat, data, warmup, timed, 2);
           if (!two) return report_failure(app, two.status());
           bar.advance();
+          // Compiled ahead of time: the bundled models exist at their small and large sizes.
+          const AotModel* aot_model = nullptr;
+          for (const AotModel* c : compiled_bundled_models())
+            if (c->name == name + "_" + size) aot_model = c;
+          if (!aot_model) return report_failure(app, input_error("--sizes", size, "small or large (compiled models)"));
+          auto aot = measure(*m, h, batch, Scheduler::kAcrobat, data, warmup, timed, 1, aot_model);
+          if (!aot) return report_failure(app, aot.status());
+          bar.advance();
+          double aot_overhead = aot->tensor_ops > 0 ? (aot->record + aot->schedule) * 1e6 / aot->tensor_ops : 0;
           const Cell& a = cells[Scheduler::kAcrobat];
           // Per tensor op of the program (a fused group counts its instructions).
           double overhead = a.tensor_ops > 0 ? (a.record + a.schedule) * 1e6 / a.tensor_ops : 0;
@@ -147,13 +171,13 @@ int main(int argc, char** argv) {
           const Cell& ag = cells[Scheduler::kDynetAgenda];
           const double floor_ms = product_floor_ms(a.product_flops, peak);
           std::printf(
-              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.2f | %.2f | %.2fx | %.3f | "
-              "%.2f | "
-              "%.2fx | %.0f / %.0f / %.0f / %.0f | %.0f |\n",
+              "| %s | %lld | %d | %.2f | %.2f (%.2f / %.2f / %.2f) | %.2f | %.0f | %.2f | %.1f | %.2f | %.2f | %.2f | "
+              "%.2fx | %.3f | %.2f | %.2fx | %.2fx | %.0f / %.0f / %.0f / %.0f | %.0f |\n",
               name.c_str(), static_cast<long long>(h), batch, a.cpu, a.latency, a.record, a.schedule, a.kernels,
-              two->latency, overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu, cells[Scheduler::kNone].cpu,
-              ag.cpu / a.cpu, a.product_flops * 1e-9, floor_ms, floor_ms > 0 ? a.cpu / floor_ms : 0.0, a.launches,
-              ag.launches, cells[Scheduler::kDynetDepth].launches, cells[Scheduler::kNone].launches, a.value_rounds);
+              two->latency, overhead, aot->cpu, aot_overhead, ag.cpu, cells[Scheduler::kDynetDepth].cpu,
+              cells[Scheduler::kNone].cpu, ag.cpu / a.cpu, a.product_flops * 1e-9, floor_ms,
+              floor_ms > 0 ? a.cpu / floor_ms : 0.0, floor_ms > 0 ? aot->cpu / floor_ms : 0.0, a.launches, ag.launches,
+              cells[Scheduler::kDynetDepth].launches, cells[Scheduler::kNone].launches, a.value_rounds);
           std::fflush(stdout);
           chart.categories.push_back(name + " " + std::to_string(h) + " B" + std::to_string(batch));
           double none_ms = cells[Scheduler::kNone].cpu;
@@ -168,6 +192,9 @@ int main(int argc, char** argv) {
                                       {"kernel_ms", c.kernels},        {"ops_recorded", c.ops},
                                       {"tensor_ops", c.tensor_ops},    {"kernels_launched", c.launches},
                                       {"value_rounds", c.value_rounds}};
+          row["acrobat_aot"] = {{"latency_ms", aot->latency}, {"cpu_ms", aot->cpu},
+                                {"record_ms", aot->record},   {"schedule_ms", aot->schedule},
+                                {"kernel_ms", aot->kernels},  {"record_and_schedule_ns_per_tensor_op", aot_overhead}};
           row["acrobat_2_threads"] = {{"latency_ms", two->latency}, {"cpu_ms", two->cpu}, {"kernel_ms", two->kernels}};
           row["product_flops"] = a.product_flops;
           row["product_floor_ms"] = floor_ms;

@@ -3,11 +3,15 @@
 //   acrobat check treelstm                      # a bundled model, or a path to a .acr file
 //   acrobat run treelstm --batch 64 --scheduler acrobat --size large --json
 //   acrobat run my.acr --data trees.txt --scheduler dynet-agenda --set H=128
+//   acrobat compile my.acr -o my.cc --header my.h --set H=128   # C++ for the program (aot.h)
+//   acrobat run treelstm --aot --size large                     # the bundled models compiled
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
 
+#include "compiled_models.h"
+#include "perfmem/acrobat/aot.h"
 #include "perfmem/acrobat/kernels.h"
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
@@ -125,7 +129,34 @@ struct RunArgs {
   bool profile = false;
   std::string params;
   int threads = 1;
+  bool aot = false;
 };
+
+struct CompileArgs {
+  std::string output, header, name;
+};
+
+// `acrobat compile`: the program as C++ (aot.h), written to -o and --header.
+int cmd_compile(const CLI::App& app, const Common& c, const CompileArgs& a) {
+  auto src = load_source(c.model);
+  if (!src) return report_failure(app, src.status());
+  auto ov = overrides(c);
+  if (!ov) return report_failure(app, ov.status());
+  std::string name = a.name;
+  if (name.empty()) {  // the file's stem
+    name = src->first.substr(src->first.find_last_of('/') + 1);
+    name = name.substr(0, name.find('.'));
+  }
+  std::string include;
+  if (!a.header.empty()) include = a.header.substr(a.header.find_last_of('/') + 1);
+  auto gen = generate_aot_cpp(src->first, src->second, name, *ov, include);
+  if (!gen) return report_failure(app, gen.status());
+  if (auto s = write_text_file(a.output, gen->cc); !s.ok()) return report_failure(app, s);
+  if (!a.header.empty())
+    if (auto s = write_text_file(a.header, gen->header); !s.ok()) return report_failure(app, s);
+  if (c.json) print_json(Json{{"model", src->first}, {"name", name}, {"output", a.output}, {"header", a.header}});
+  return kExitOk;
+}
 
 int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   auto sched = parse_scheduler(r.scheduler);
@@ -136,8 +167,46 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (!src) return report_failure(app, src.status());
   auto ov = overrides(c);
   if (!ov) return report_failure(app, ov.status());
-  auto prog = compile_program(src->first, src->second, compile_options_for(*sched, *ov));
+  // --aot: the bundled model compiled at build time (same runtime, generated control flow).
+  const AotModel* compiled = nullptr;
+  if (r.aot) {
+    const ModelInfo* info = find_model(c.model);
+    std::string size = c.size.empty() ? "small" : c.size;
+    if (info && c.model.find('/') == std::string::npos && c.model.find(".acr") == std::string::npos) {
+      // The model's constants at that size (no --size means the file's own, the small size).
+      std::map<std::string, int64_t> want = *ov;
+      want.emplace(info->size_const, size == "small" ? info->small : info->large);
+      for (const AotModel* m : compiled_bundled_models())
+        if (m->name == info->name + "_" + size && aot_overrides(*m) == want) compiled = m;
+    }
+    if (!compiled)
+      return report_failure(app, input_error("--aot", c.model,
+                                             "a bundled model at --size small or large without --set (the models "
+                                             "compiled at build time); compile others with `acrobat compile`"));
+  }
+  std::unique_ptr<Runtime> loaded_runtime;
+  Result<std::unique_ptr<Program>> prog =
+      compiled ? Result<std::unique_ptr<Program>>(nullptr)
+               : compile_program(src->first, src->second, compile_options_for(*sched, *ov));
   if (!prog) return report_failure(app, prog.status());
+  RuntimeOptions opt;
+  opt.scheduler = *sched;
+  opt.verify = r.verify;
+  opt.reference_kernels = r.reference;
+  opt.profile = r.profile;
+  opt.params_file = r.params;
+  opt.threads = r.threads;
+  if (compiled) {
+    auto m = load_aot_model(*compiled, opt);
+    if (!m) return report_failure(app, m.status());
+    *prog = std::move(m->program);
+    loaded_runtime = std::move(m->runtime);
+  } else {
+    auto rt = Runtime::create(**prog, opt);
+    if (!rt) return report_failure(app, rt.status());
+    loaded_runtime = std::move(*rt);
+  }
+  Runtime* rt = loaded_runtime.get();
   int64_t timed = r.minibatches > 0 ? r.minibatches : (r.batch <= 8 ? 30 : 10);
   // Generated instances are made up front: bound their number (the options' ranges keep the
   // product far from overflowing).
@@ -161,16 +230,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     if (!d) return report_failure(app, d.status());
     data = std::move(*d);
   }
-  RuntimeOptions opt;
-  opt.scheduler = *sched;
-  opt.verify = r.verify;
-  opt.reference_kernels = r.reference;
-  opt.profile = r.profile;
-  opt.params_file = r.params;
-  opt.threads = r.threads;
-  auto rt = Runtime::create(**prog, opt);
-  if (!rt) return report_failure(app, rt.status());
-  if (auto s = (*rt)->set_inputs(data); !s.ok()) return report_failure(app, s);
+  if (auto s = rt->set_inputs(data); !s.ok()) return report_failure(app, s);
   size_t batch = std::min<size_t>(static_cast<size_t>(r.batch), data.size());
   size_t available = data.size() / batch;
   int total = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(available), timed + r.warmup));
@@ -181,7 +241,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   for (int j = 0; j < total; ++j) {
     std::vector<float> out;
     RunStats st;
-    if (auto s = (*rt)->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok()) return report_failure(app, s);
+    if (auto s = rt->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok()) return report_failure(app, s);
     if (j == 0) first = out;
     if (j < warm) continue;
     for (const auto& [k, v] : st.kernel_ms_by_op) by_op[k] += v / std::max(1, total - warm);
@@ -205,6 +265,7 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   Json j = {
       {"model", src->first},
       {"scheduler", r.scheduler},
+      {"aot", r.aot},
       {"batch", batch},
       {"minibatches", m.minibatches},
       {"latency_ms", med},
@@ -223,8 +284,8 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   if (c.json) {
     print_json(j);
   } else {
-    std::printf("%s  scheduler=%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(),
-                batch, m.minibatches);
+    std::printf("%s  scheduler=%s%s  batch=%zu  (%zu timed minibatches)\n", src->first.c_str(), r.scheduler.c_str(),
+                r.aot ? " (compiled ahead of time)" : "", batch, m.minibatches);
     std::printf("  latency     %9.3f ms per minibatch (median; CPU time %.3f ms)\n", med, m.cpu_ms);
     std::printf("    record    %9.3f ms  (program execution + recording)\n", med_rec);
     std::printf("    schedule  %9.3f ms\n", med_sch);
@@ -279,10 +340,20 @@ int main(int argc, char** argv) {
   runc->add_flag("--reference-kernels", run.reference, "Plain-loop kernels instead of BLAS");
   runc->add_flag("--profile", run.profile, "Time each operator kind");
   runc->add_option("--params", run.params, "Safetensors file for load(\"name\") parameters");
+  runc->add_flag("--aot", run.aot,
+                 "Run the bundled model compiled ahead of time (acrobat compile) instead of interpreting it");
   runc->add_option("--threads", run.threads, "Threads for the batched kernels (default 1, as DyNet's CPU execution)")
       ->check(CLI::Range(1, 256));
+  CompileArgs compile_args;
+  CLI::App* comp = app.add_subcommand("compile", "Compile a model ahead of time to C++ (see perfmem/acrobat/aot.h)");
+  add_common(comp);
+  comp->add_option("-o,--output", compile_args.output, "The C++ source to write")->required();
+  comp->add_option("--header", compile_args.header,
+                   "Also write a header declaring acrobat_model_NAME() (the source includes it by file name)");
+  comp->add_option("--name", compile_args.name, "NAME in acrobat_model_NAME() (default: the file's stem)");
   return perfmem::run_cli(app, argc, argv, [&] {
     if (check->parsed()) return cmd_check(app, common);
+    if (comp->parsed()) return cmd_compile(app, common, compile_args);
     if (runc->parsed()) return cmd_run(app, common, run);
     // run_cli calls this only with a parsed subcommand (it answers usage errors itself).
     PERFMEM_CHECK(false, "no subcommand to dispatch");

@@ -33,13 +33,35 @@ Result<Value> convert_instance(const Program& program, const Instance& inst, con
   if (t.kind == TypeKind::kAdt && t.adt == program.tree_adt) {
     if (inst.kind != Instance::kTree) return mismatch("a sequence");
     if (inst.nodes.empty()) return mismatch("an empty tree");
-    std::vector<Obj*> made(inst.nodes.size(), nullptr);
-    for (size_t i = 0; i < inst.nodes.size(); ++i) {
+    const size_t n = inst.nodes.size();
+    for (size_t i = 0; i < n; ++i) {
+      const TreeNode& nd = inst.nodes[i];
+      if (nd.left >= 0 && (nd.right < 0 || nd.left >= static_cast<int32_t>(i) || nd.right >= static_cast<int32_t>(i)))
+        return mismatch("a tree whose children do not precede their parent");
+    }
+    // The nodes in one block, in the pre-order a program walks them (root, left subtree, right
+    // subtree): each instance's walk then reads memory in ascending order, which the hardware
+    // prefetcher follows, instead of one dependent cache miss per node.
+    constexpr size_t kStride = sizeof(Obj) + sizeof(Value) * 2;
+    char* block = static_cast<char*>(arena.alloc_array(static_cast<int64_t>(n), kStride));
+    std::vector<Obj*> made(n, nullptr);
+    std::vector<size_t> stack{n - 1};
+    size_t next = 0;
+    while (!stack.empty()) {
+      size_t i = stack.back();
+      stack.pop_back();
+      if (made[i] != nullptr) continue;  // a shared subtree is placed once (at most n nodes)
+      made[i] = reinterpret_cast<Obj*>(block + next++ * kStride);
+      if (inst.nodes[i].left >= 0) {
+        stack.push_back(static_cast<size_t>(inst.nodes[i].right));
+        stack.push_back(static_cast<size_t>(inst.nodes[i].left));
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
       const TreeNode& nd = inst.nodes[i];
       bool leaf = nd.left < 0;
-      if (!leaf && (nd.right < 0 || nd.left >= static_cast<int32_t>(i) || nd.right >= static_cast<int32_t>(i)))
-        return mismatch("a tree whose children do not precede their parent");
-      auto* o = static_cast<Obj*>(arena.alloc(sizeof(Obj) + sizeof(Value) * 2));
+      Obj* o = made[i];
+      if (o == nullptr) continue;  // not reachable from the root: never read
       o->tag = leaf ? 0 : 1;
       o->n = leaf ? 1 : 3;
       o->f[0] = {nd.word, nullptr};
@@ -47,7 +69,6 @@ Result<Value> convert_instance(const Program& program, const Instance& inst, con
         o->f[1] = {0, made[nd.left]};
         o->f[2] = {0, made[nd.right]};
       }
-      made[i] = o;
     }
     return Value{0, made.back()};
   }

@@ -7,7 +7,7 @@
 #include "arena.h"
 #include "perfmem/acrobat/ast.h"
 #include "perfmem/acrobat/data.h"
-#include "values.h"
+#include "perfmem/acrobat/values.h"
 
 namespace perfmem::acrobat {
 

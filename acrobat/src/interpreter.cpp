@@ -256,9 +256,11 @@ Interpreter::~Interpreter() = default;
 
 Result<std::unique_ptr<Interpreter>> Interpreter::create(const Program& program, const RuntimeOptions& options) {
   std::unique_ptr<Interpreter> in(new Interpreter(program, options));
-  in->dynet_ = options.scheduler == Scheduler::kDynetAgenda || options.scheduler == Scheduler::kDynetDepth;
+  in->st_.host = in.get();
+  in->aot_main_ = options.aot_main;
+  in->st_.dynet = options.scheduler == Scheduler::kDynetAgenda || options.scheduler == Scheduler::kDynetDepth;
   in->acrobat_ = options.scheduler == Scheduler::kAcrobat;
-  in->static_base_ = program.max_static_depth + 1;
+  in->st_.static_base = program.max_static_depth + 1;
   in->obj_arena_.set_limit(options.max_minibatch_bytes);
   for (const auto& p : program.params) {
     const auto& d = p.type->dims;
@@ -277,8 +279,8 @@ Result<std::unique_ptr<Interpreter>> Interpreter::create(const Program& program,
 
 Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_t end, Recording* rec,
                            std::vector<uint32_t>* results, const std::function<Status()>& flush, int64_t* rounds) {
-  rec_ = rec;
-  round_ = 0;
+  st_.rec = rec;
+  st_.round = 0;
   if (rounds) *rounds = 0;
   if (prog_.reads_tensor_values) {
     PERFMEM_CHECK(flush != nullptr, "a program that reads tensor values needs a flush");
@@ -312,10 +314,10 @@ Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_
       out_of_memory = true;
     }
   };
-  call_limit_ = std::min(kInlineCallDepth, opt_.max_call_depth);
+  st_.call_limit = std::min(kInlineCallDepth, opt_.max_call_depth);
   interpret();
   if (retry) {
-    call_limit_ = opt_.max_call_depth;
+    st_.call_limit = opt_.max_call_depth;
     worker_->run(interpret);
   }
   if (error.empty()) return Status::Ok();
@@ -327,17 +329,9 @@ Status Interpreter::record(const std::vector<Value>& inputs, size_t begin, size_
 // Every frame is one call (pending while its arguments are evaluated, then running), so
 // counting frames bounds the recursion: frames_cap_ >= max_call_depth * largest frame.
 Value* Interpreter::push_frame(int n, const std::string& fn) {
-  if (++call_depth_ > call_limit_) {
-    if (fibers_mode_)
-      throw EvalError{"instance " + std::to_string(instance_) + ": recursion deeper than " +
-                      std::to_string(call_limit_) + " calls (in " + fn +
-                      "; the limit of a program that reads tensor values)"};
-    if (call_limit_ < opt_.max_call_depth) throw EvalError{"", true};
-    throw EvalError{"instance " + std::to_string(instance_) + ": recursion deeper than " +
-                    std::to_string(opt_.max_call_depth) + " calls (in " + fn + ")"};
-  }
+  if (++st_.call_depth > st_.call_limit) too_deep(fn.c_str());
   if (frame_top_ + n > frame_cap_)
-    throw EvalError{"instance " + std::to_string(instance_) + ": recursion too deep (" + std::to_string(frame_cap_) +
+    throw EvalError{"instance " + std::to_string(st_.instance) + ": recursion too deep (" + std::to_string(frame_cap_) +
                     " frame slots used)"};
   Value* f = frame_base_ + frame_top_;
   frame_top_ += n;
@@ -346,12 +340,24 @@ Value* Interpreter::push_frame(int n, const std::string& fn) {
 
 void Interpreter::pop_frame(size_t mark) {
   frame_top_ = mark;
-  --call_depth_;
+  --st_.call_depth;
 }
 
-void Interpreter::fail_at(const Expr& e, const std::string& what) {
-  throw EvalError{format_pos(prog_.file, e.pos) + ": instance " + std::to_string(instance_) + ": " + what};
+void Interpreter::too_deep(const char* fn) const {
+  if (fibers_mode_)
+    throw EvalError{"instance " + std::to_string(st_.instance) + ": recursion deeper than " +
+                    std::to_string(st_.call_limit) + " calls (in " + fn +
+                    "; the limit of a program that reads tensor values)"};
+  if (st_.call_limit < opt_.max_call_depth) throw EvalError{"", true};
+  throw EvalError{"instance " + std::to_string(st_.instance) + ": recursion deeper than " +
+                  std::to_string(opt_.max_call_depth) + " calls (in " + fn + ")"};
 }
+
+void Interpreter::fail(const char* where, const std::string& what) const {
+  throw EvalError{std::string(where) + ": instance " + std::to_string(st_.instance) + ": " + what};
+}
+
+void Interpreter::fail_at(const Expr& e, const std::string& what) { fail(format_pos(prog_.file, e.pos).c_str(), what); }
 
 Obj* Interpreter::new_obj(int tag, int n) {
   auto* o = static_cast<Obj*>(obj_arena_.alloc(sizeof(Obj) + sizeof(Value) * std::max(0, n - 1)));
@@ -367,13 +373,13 @@ Value Interpreter::eval_call(int fn, const Expr& e, Value* fr) {
   const FnDecl& f = prog_.fns[fn];
   size_t mark = frame_top_;
   Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
-  Parallel par = fork();
+  ParallelDepth par = parallel_fork(st_);
   for (size_t i = 0; i < e.args.size(); ++i) {
-    enter(par);
+    parallel_enter(st_, par);
     callee[i] = eval(*e.args[i], fr);
-    leave(par);
+    parallel_leave(st_, par);
   }
-  depth_ = par.end;
+  st_.depth = par.end;
   Value r = call(fn, callee);
   pop_frame(mark);
   return r;
@@ -400,14 +406,14 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kBinary: {
       if (e.bin == BinOp::kAnd) return {eval(*e.args[0], fr).i && eval(*e.args[1], fr).i, nullptr};
       if (e.bin == BinOp::kOr) return {eval(*e.args[0], fr).i || eval(*e.args[1], fr).i, nullptr};
-      Parallel par = fork();
-      enter(par);
+      ParallelDepth par = parallel_fork(st_);
+      parallel_enter(st_, par);
       int64_t a = eval(*e.args[0], fr).i;
-      leave(par);
-      enter(par);
+      parallel_leave(st_, par);
+      parallel_enter(st_, par);
       int64_t b = eval(*e.args[1], fr).i;
-      leave(par);
-      depth_ = par.end;
+      parallel_leave(st_, par);
+      st_.depth = par.end;
       const Type& ta = *e.args[0]->type;
       const Type& tb = *e.args[1]->type;
       if (ta.kind == TypeKind::kFloat || tb.kind == TypeKind::kFloat) {
@@ -439,13 +445,13 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kCtor: {
       int n = static_cast<int>(e.args.size());
       Obj* o = new_obj(e.kind == ExprKind::kTuple ? 0 : e.ctor_index, n);
-      Parallel par = fork();
+      ParallelDepth par = parallel_fork(st_);
       for (int i = 0; i < n; ++i) {
-        enter(par);
+        parallel_enter(st_, par);
         o->f[i] = eval(*e.args[i], fr);
-        leave(par);
+        parallel_leave(st_, par);
       }
-      depth_ = par.end;
+      st_.depth = par.end;
       return {0, o};
     }
     case ExprKind::kLet: {
@@ -457,7 +463,7 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
     case ExprKind::kIf: {
       bool c = eval(*e.args[0], fr).i != 0;
       Value v = eval(*e.args[c ? 1 : 2], fr);
-      depth_ += c ? e.ghost_then : e.ghost_else;
+      st_.depth += c ? e.ghost_then : e.ghost_else;
       return v;
     }
     case ExprKind::kMatch: {
@@ -468,37 +474,37 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
         for (size_t i = 0; i < arm.slots.size(); ++i)
           if (arm.slots[i] >= 0) fr[arm.slots[i]] = s.o->f[i];
         Value v = eval(*arm.body, fr);
-        depth_ += arm.ghost;
+        st_.depth += arm.ghost;
         return v;
       }
       fail_at(e, "no match arm for the value");
     }
     case ExprKind::kPhase:
-      phase_ = static_cast<int>(e.ival);
-      depth_ = static_base_;
+      st_.phase = static_cast<int>(e.ival);
+      st_.depth = st_.static_base;
       return eval(*e.args[0], fr);
     case ExprKind::kCall: return eval_call(e.callee, e, fr);
     case ExprKind::kMap: {
       Value list = eval(*e.args[1], fr);
       const FnDecl& f = prog_.fns[e.callee];
-      Parallel par = fork();
+      ParallelDepth par = parallel_fork(st_);
       Obj* head = nullptr;
       Obj** tail = &head;
       for (Obj* c = list.o; c; c = c->f[1].o) {
-        enter(par);
+        parallel_enter(st_, par);
         size_t mark = frame_top_;
         Value* callee = push_frame(std::max(f.num_slots, 1), f.name);
         callee[0] = c->f[0];
         Value r = call(e.callee, callee);
         pop_frame(mark);
-        leave(par);
+        parallel_leave(st_, par);
         Obj* cell = new_obj(1, 2);
         cell->f[0] = r;
         cell->f[1] = {0, nullptr};
         *tail = cell;
         tail = &cell->f[1].o;
       }
-      depth_ = par.end;
+      st_.depth = par.end;
       return {0, head};
     }
     case ExprKind::kFoldl: {
@@ -539,7 +545,7 @@ Value Interpreter::eval(const Expr& e, Value* fr) {
 }
 
 Value Interpreter::eval_op(const Expr& e, Value* fr) {
-  Recording& rec = *rec_;
+  Recording& rec = *st_.rec;
   if (e.op == OpKind::kFill) return {static_cast<int64_t>(prog_.params.size()) + e.constant_tensor, nullptr};
   if (e.op == OpKind::kLookup) {
     int pid = e.args[0]->global;
@@ -548,22 +554,22 @@ Value Interpreter::eval_op(const Expr& e, Value* fr) {
     if (idx < 0 || idx >= rows)
       fail_at(e, "lookup index " + std::to_string(idx) + " outside [0, " + std::to_string(rows) + ")");
     uint32_t view = rec.add_tensor(rec.tensors[pid].data + idx * param_row_[pid], -1);
-    if (!dynet_) return {view, nullptr};
+    if (!st_.dynet) return {view, nullptr};
     // DyNet copies the looked-up row into the graph.
     uint32_t la[2] = {static_cast<uint32_t>(pid), view};
-    return {rec.add_node(e.kernel, 0, phase_, la, 2, 1), nullptr};
+    return {rec.add_node(e.kernel, 0, st_.phase, la, 2, 1), nullptr};
   }
   int n = static_cast<int>(e.args.size());
   uint32_t a[kMaxArgs];
-  Parallel par = fork();
+  ParallelDepth par = parallel_fork(st_);
   for (int i = 0; i < n; ++i) {
-    enter(par);
+    parallel_enter(st_, par);
     a[i] = static_cast<uint32_t>(eval(*e.args[i], fr).i);
-    leave(par);
+    parallel_leave(st_, par);
   }
-  depth_ = par.end;
-  int d = (acrobat_ && e.static_depth >= 0) ? e.static_depth : depth_++;
-  return {rec.add_node(e.kernel, d, phase_, a, n, 1), nullptr};
+  st_.depth = par.end;
+  int d = (acrobat_ && e.static_depth >= 0) ? e.static_depth : st_.depth++;
+  return {rec.add_node(e.kernel, d, st_.phase, a, n, 1), nullptr};
 }
 
 Value Interpreter::eval_group(const Expr& let, Value* fr) {
@@ -574,54 +580,57 @@ Value Interpreter::eval_group(const Expr& let, Value* fr) {
   for (int i = 0; i < n; ++i)
     a[i] = g.input_slots[i] >= 0 ? static_cast<uint32_t>(fr[g.input_slots[i]].i)
                                  : static_cast<uint32_t>(g.reg_param[g.input_regs[i]]);
-  int d = (acrobat_ && let.static_depth >= 0) ? let.static_depth : depth_++;
-  uint32_t out = rec_->add_node(let.kernel, d, phase_, a, n, static_cast<int>(g.output_regs.size()));
+  int d = (acrobat_ && let.static_depth >= 0) ? let.static_depth : st_.depth++;
+  uint32_t out = st_.rec->add_node(let.kernel, d, st_.phase, a, n, static_cast<int>(g.output_regs.size()));
   for (size_t j = 0; j < g.output_slots.size(); ++j) fr[g.output_slots[j]] = {static_cast<int64_t>(out + j), nullptr};
   return eval(*g.last_let->args[1], fr);
 }
 
-void Interpreter::enter(Parallel& p) {
-  if (p.round != round_) p = {static_base_, static_base_, round_};
-  depth_ = p.start;
-}
-
-void Interpreter::leave(Parallel& p) {
-  if (p.round != round_)
-    p = {static_base_, depth_, round_};
-  else
-    p.end = std::max(p.end, depth_);
-}
-
 // item(t) / index(t): the value of a one-element tensor. Waits (the instance's fiber yields)
 // until the tensor has been computed; after a round every recorded node has executed.
-Value Interpreter::eval_tensor_value(const Expr& e, Value* fr) {
-  uint32_t id = static_cast<uint32_t>(eval(*e.args[0], fr).i);
-  if (rec_->tensors[id].data == nullptr) wait_for_value();
-  const float* data = rec_->tensors[id].data;
+int64_t Interpreter::tensor_value(uint32_t tensor, bool as_index, const char* where) {
+  if (st_.rec->tensors[tensor].data == nullptr) wait_for_value();
+  const float* data = st_.rec->tensors[tensor].data;
   PERFMEM_CHECK(data != nullptr, "a tensor read after a round was not computed");
   double v = data[0];
-  if (e.name == "item") return {float_bits(v), nullptr};
+  if (!as_index) return float_bits(v);
   if (!std::isfinite(v) || v < -9.0e18 || v > 9.0e18)
-    fail_at(e, "expected a finite tensor value within the Int range for index, found " + std::to_string(v));
-  return {static_cast<int64_t>(v), nullptr};
+    fail(where, "expected a finite tensor value within the Int range for index, found " + std::to_string(v));
+  return static_cast<int64_t>(v);
+}
+
+Value Interpreter::eval_tensor_value(const Expr& e, Value* fr) {
+  uint32_t id = static_cast<uint32_t>(eval(*e.args[0], fr).i);
+  return {tensor_value(id, e.name == "index", format_pos(prog_.file, e.pos).c_str()), nullptr};
+}
+
+[[noreturn]] void aot_fail(const AotState& s, const char* where, const std::string& what) {
+  static_cast<const Interpreter*>(s.host)->fail(where, what);
+}
+[[noreturn]] void aot_too_deep(const AotState& s, const char* fn) {
+  static_cast<const Interpreter*>(s.host)->too_deep(fn);
+}
+Obj* aot_new_obj(AotState& s, int tag, int n) { return static_cast<Interpreter*>(s.host)->new_obj(tag, n); }
+int64_t aot_tensor_value(AotState& s, uint32_t tensor, bool as_index, const char* where) {
+  return static_cast<Interpreter*>(s.host)->tensor_value(tensor, as_index, where);
 }
 
 void Interpreter::save_state(Fiber& f) const {
   f.frame_top = frame_top_;
-  f.depth = depth_;
-  f.phase = phase_;
-  f.call_depth = call_depth_;
-  f.instance = instance_;
+  f.depth = st_.depth;
+  f.phase = st_.phase;
+  f.call_depth = st_.call_depth;
+  f.instance = st_.instance;
 }
 
 void Interpreter::load_state(const Fiber& f) {
   frame_base_ = f.frames;
   frame_cap_ = f.frames_cap;
   frame_top_ = f.frame_top;
-  depth_ = f.depth;
-  phase_ = f.phase;
-  call_depth_ = f.call_depth;
-  instance_ = f.instance;
+  st_.depth = f.depth;
+  st_.phase = f.phase;
+  st_.call_depth = f.call_depth;
+  st_.instance = f.instance;
 }
 
 // Reserves one fiber per instance: [guard page][C stack][call frames], touched only as used.
@@ -629,7 +638,7 @@ Status Interpreter::prepare_fibers(size_t count) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int max_slots = 2;
   for (const auto& f : prog_.fns) max_slots = std::max(max_slots, f.num_slots);
-  const size_t frames_cap = static_cast<size_t>(call_limit_ + 16) * static_cast<size_t>(max_slots);
+  const size_t frames_cap = static_cast<size_t>(st_.call_limit + 16) * static_cast<size_t>(max_slots);
   const size_t frame_bytes = (frames_cap * sizeof(Value) + page - 1) / page * page;
   while (fibers_.size() < count) {
     auto f = std::make_unique<Fiber>();
@@ -653,14 +662,14 @@ Status Interpreter::prepare_fibers(size_t count) {
 
 void Interpreter::run_instance(size_t instance, const Value& input, uint32_t* result) {
   const FnDecl& main = prog_.fns[prog_.main_fn];
-  instance_ = instance;
+  st_.instance = instance;
   frame_top_ = 0;
-  call_depth_ = 0;
-  phase_ = 0;
-  depth_ = static_base_;
+  st_.call_depth = 0;
+  st_.phase = 0;
+  st_.depth = st_.static_base;
   Value* fr = push_frame(std::max(main.num_slots, 1), main.name);
   fr[0] = input;
-  *result = static_cast<uint32_t>(call(prog_.main_fn, fr).i);
+  *result = static_cast<uint32_t>(aot_main_ ? aot_main_(st_, input).i : call(prog_.main_fn, fr).i);
 }
 
 void Interpreter::fiber_entry(void* self) { static_cast<Interpreter*>(self)->fiber_body(); }
@@ -703,16 +712,16 @@ void Interpreter::wait_for_value() {
   context_switch(&f.context, static_cast<FiberContext*>(loop_context_));
   asan_finish_switch(f.fake_stack, &loop_stack_bottom_, &loop_stack_size_);
   // A new round: everything recorded before has executed, so depths start over (see header).
-  depth_ = static_base_;
+  st_.depth = st_.static_base;
 }
 
 Status Interpreter::record_fibers(const std::vector<Value>& inputs, size_t begin, size_t end,
                                   std::vector<uint32_t>* results, const std::function<Status()>& flush,
                                   int64_t* rounds) {
   fibers_mode_ = true;
-  call_limit_ = std::min(kFiberCallDepth, opt_.max_call_depth);
+  st_.call_limit = std::min(kFiberCallDepth, opt_.max_call_depth);
   obj_arena_.reset();
-  rec_->clear();
+  st_.rec->clear();
   const size_t count = end - begin;
   results->assign(count, 0);
   PERFMEM_RETURN_IF_ERROR(prepare_fibers(count));
@@ -728,7 +737,7 @@ Status Interpreter::record_fibers(const std::vector<Value>& inputs, size_t begin
     f.input = inputs[begin + k];
     f.result = &(*results)[k];
     f.frame_top = 0;
-    f.depth = static_base_;
+    f.depth = st_.static_base;
     f.phase = 0;
     f.call_depth = 0;
   }
@@ -748,7 +757,7 @@ Status Interpreter::record_fibers(const std::vector<Value>& inputs, size_t begin
     }
     if (!waiting) break;
     PERFMEM_RETURN_IF_ERROR(flush());
-    ++round_;
+    ++st_.round;
     if (rounds) ++*rounds;
   }
   loop_context_ = nullptr;

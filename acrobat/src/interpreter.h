@@ -23,6 +23,12 @@
 // has executed, so only the ops of the new round order one another (parallel constructs
 // forget the depths of earlier rounds). Such programs may nest at most
 // kFiberCallDepth calls (or max_call_depth, when smaller).
+//
+// A program compiled ahead of time (RuntimeOptions::aot_main, aot.h) runs through the same
+// instance driver: each instance calls the generated main instead of evaluating the syntax
+// tree, on the same stacks and fibers, with the same AotState (depths, phase, calls); the
+// generated code reaches the driver only through the aot_* functions (new objects, waiting for
+// a value, errors).
 #pragma once
 
 #include <cstdint>
@@ -32,9 +38,10 @@
 #include <vector>
 
 #include "arena.h"
+#include "perfmem/acrobat/aot.h"
 #include "perfmem/acrobat/recording.h"
 #include "perfmem/acrobat/runtime.h"
-#include "values.h"
+#include "perfmem/acrobat/values.h"
 
 namespace perfmem::acrobat {
 
@@ -56,6 +63,12 @@ class Interpreter {
   // Programs that read tensor values need `flush` (see above): it must execute the nodes
   // [rec->executed_nodes, rec->nodes.size()) and set executed_nodes to nodes.size().
   // `rounds` (optional) receives the number of flushes.
+  // For generated code (aot.h: aot_fail, aot_too_deep, aot_new_obj, aot_tensor_value).
+  [[noreturn]] void fail(const char* where, const std::string& what) const;
+  [[noreturn]] void too_deep(const char* fn) const;
+  Obj* new_obj(int tag, int n);
+  int64_t tensor_value(uint32_t tensor, bool as_index, const char* where);
+
   Status record(const std::vector<Value>& inputs, size_t begin, size_t end, Recording* rec,
                 std::vector<uint32_t>* results, const std::function<Status()>& flush = nullptr,
                 int64_t* rounds = nullptr);
@@ -65,7 +78,6 @@ class Interpreter {
   Value* push_frame(int n, const std::string& fn);
   void pop_frame(size_t mark);
   [[noreturn]] void fail_at(const Expr& e, const std::string& what);
-  Obj* new_obj(int tag, int n);
   Value call(int fn, Value* frame);
   Value eval_call(int fn, const Expr& e, Value* fr);
   void bind(const Pattern& p, Value v, Value* fr);
@@ -73,17 +85,6 @@ class Interpreter {
   Value eval_op(const Expr& e, Value* fr);
   Value eval_group(const Expr& let, Value* fr);
   Value eval_tensor_value(const Expr& e, Value* fr);
-
-  // Parallel constructs (call arguments, tuple fields, map, binary operands): every element
-  // starts at one depth and the construct continues at the deepest. Depths of an earlier
-  // round (before the instance waited for a value) are forgotten: those ops have executed.
-  struct Parallel {
-    int start, end;
-    int64_t round;
-  };
-  Parallel fork() const { return {depth_, depth_, round_}; }
-  void enter(Parallel& p);
-  void leave(Parallel& p);
 
   // Fibers (programs that read tensor values).
   Status record_fibers(const std::vector<Value>& inputs, size_t begin, size_t end, std::vector<uint32_t>* results,
@@ -99,8 +100,8 @@ class Interpreter {
 
   const Program& prog_;
   RuntimeOptions opt_;
-  bool dynet_ = false, acrobat_ = false;
-  int static_base_ = 0;             // first dynamic depth of a phase (= max static depth + 1)
+  bool acrobat_ = false;
+  AotMainFn aot_main_ = nullptr;    // generated code instead of eval (aot.h)
   std::vector<int64_t> param_row_;  // elements per lookup row, per parameter
   std::unique_ptr<BigStackWorker> worker_;
   BlockArena obj_arena_{1 << 20};
@@ -115,10 +116,8 @@ class Interpreter {
   Value* frame_base_ = nullptr;  // frames_, or the running fiber's frames
   size_t frame_cap_ = 0;         // slots at frame_base_
   size_t frame_top_ = 0;
-  int depth_ = 0, phase_ = 0, call_depth_ = 0, call_limit_ = 0;
-  size_t instance_ = 0;
-  int64_t round_ = 0;  // rounds of waiting for values this minibatch
-  Recording* rec_ = nullptr;
+  // Recording, depths, phase, calls (shared with generated code, which gets st_ itself).
+  AotState st_;
   // Fibers: one per instance of the largest minibatch so far (stacks kept, reused).
   bool fibers_mode_ = false;
   std::vector<std::unique_ptr<Fiber>> fibers_;

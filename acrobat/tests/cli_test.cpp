@@ -4,9 +4,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 #include "nlohmann/json.hpp"
 #include "perfmem/testing/cli_conventions.h"
+#include "perfmem/testing/required.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -17,7 +20,7 @@ const std::string kCli = CLI_PATH;
 std::string json_part(const std::string& out) { return out.substr(out.find('{')); }
 
 TEST(acrobatCli, FollowsTheProjectsCommandLineConventions) {
-  perfmem::testing::expect_cli_conventions(kCli, "acrobat", {"check", "run"});
+  perfmem::testing::expect_cli_conventions(kCli, "acrobat", {"check", "run", "compile"});
 }
 
 TEST(acrobatCli, HelpExitsZeroAndDescribesTheProgram) {
@@ -115,6 +118,91 @@ TEST(acrobatCli, AbsurdOptionsAndEndlessDataAreErrors) {
   EXPECT_EQ(wrap.exit_code, 1) << wrap.output;
   EXPECT_NE(wrap.output.find("acrobat_wrap.acr:1:11"), std::string::npos) << wrap.output;
   std::remove(prog.c_str());
+}
+
+}  // namespace
+
+namespace {
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  std::string path = ::testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+namespace {
+
+// `acrobat compile` writes C++ that a C++20 compiler accepts with -Wall -Wextra -Werror at
+// -O2 (some warnings appear only when optimising), for a program using every construct.
+TEST(acrobatCli, CompiledCodeBuildsWithoutWarnings) {
+  const std::string acr = std::string(TESTS_DIR) + "/every_construct.acr";
+  std::string cc = ::testing::TempDir() + "every_construct.cc", h = ::testing::TempDir() + "every_construct.h";
+  auto r = run_command(kCli + " compile " + acr + " -o " + cc + " --header " + h + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(json_part(r.output));
+  EXPECT_EQ(j["name"], "every_construct");
+  std::ifstream header(h);
+  std::string text((std::istreambuf_iterator<char>(header)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("acrobat_model_every_construct()"), std::string::npos) << text;
+  const std::string cxx = CXX_COMPILER;
+  if (cxx.empty() || run_command(cxx + " --version").exit_code != 0)
+    PERFMEM_SKIP_UNLESS_REQUIRED("no C++ compiler at '" << cxx << "' to build the generated code");
+  auto build = run_command(cxx + " -std=c++20 -O2 -Wall -Wextra -Werror " + AOT_INCLUDE_FLAGS + " -c " + cc + " -o " +
+                           ::testing::TempDir() + "every_construct.o");
+  EXPECT_EQ(build.exit_code, 0) << build.output;
+  EXPECT_EQ(build.output, "");
+}
+
+TEST(acrobatCli, CompileErrorsNameThePlace) {
+  std::string bad = write_temp("malformed.acr", "const H = 4\ndef main(x: Int) -> Tensor[H] = zeros(H\n");
+  std::string out = ::testing::TempDir() + "malformed.cc";
+  auto r = run_command(kCli + " compile " + bad + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("malformed.acr:3:"), std::string::npos) << r.output;
+
+  std::string wrong = write_temp("mistyped.acr", "def main(x: Int) -> Tensor[4] =\n  add(x, x)\n");
+  auto t = run_command(kCli + " compile " + wrong + " -o " + out);
+  EXPECT_EQ(t.exit_code, 1) << t.output;
+  EXPECT_NE(t.output.find("mistyped.acr:2:"), std::string::npos) << t.output;
+
+  auto unwritable = run_command(kCli + " compile treelstm -o /nonexistent-dir/treelstm.cc");
+  EXPECT_EQ(unwritable.exit_code, 1) << unwritable.output;
+  EXPECT_NE(unwritable.output.find("/nonexistent-dir/treelstm.cc"), std::string::npos) << unwritable.output;
+
+  auto header = run_command(kCli + " compile treelstm -o " + out + " --header /nonexistent-dir/treelstm.h");
+  EXPECT_EQ(header.exit_code, 1) << header.output;
+  EXPECT_NE(header.output.find("/nonexistent-dir/treelstm.h"), std::string::npos) << header.output;
+
+  auto name = run_command(kCli + " compile treelstm -o " + out + " --name 3d-model");
+  EXPECT_EQ(name.exit_code, 1) << name.output;
+  EXPECT_NE(name.output.find("C identifier"), std::string::npos) << name.output;
+
+  auto missing = run_command(kCli + " compile no-such-model.acr -o " + out);
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_NE(missing.output.find("no-such-model.acr"), std::string::npos) << missing.output;
+}
+
+// `run --aot` runs the model compiled at build time: same recording, same checksum.
+TEST(acrobatCli, RunAotMatchesTheInterpreter) {
+  for (const char* model : {"treelstm --size small", "berxit --size large"}) {
+    const std::string base = kCli + " run " + model + " --batch 8 --minibatches 1 --warmup 0 --verify --json";
+    auto interp = run_command(base);
+    auto aot = run_command(base + " --aot");
+    ASSERT_EQ(interp.exit_code, 0) << interp.output;
+    ASSERT_EQ(aot.exit_code, 0) << aot.output;
+    auto a = nlohmann::json::parse(json_part(aot.output)), i = nlohmann::json::parse(json_part(interp.output));
+    EXPECT_EQ(a["aot"], true);
+    EXPECT_EQ(a["checksum"], i["checksum"]) << model;
+    EXPECT_EQ(a["ops_recorded"], i["ops_recorded"]) << model;
+    EXPECT_EQ(a["kernels_launched"], i["kernels_launched"]) << model;
+  }
+  auto other = run_command(kCli + " run treelstm --set H=8 --aot --batch 2 --minibatches 1");
+  EXPECT_EQ(other.exit_code, 1) << other.output;
+  EXPECT_NE(other.output.find("--aot"), std::string::npos) << other.output;
+  auto file = run_command(kCli + " run " + std::string(MODELS_DIR) + "/treelstm.acr --aot --batch 2 --minibatches 1");
+  EXPECT_EQ(file.exit_code, 1) << file.output;
 }
 
 }  // namespace

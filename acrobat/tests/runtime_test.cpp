@@ -17,7 +17,9 @@
 namespace perfmem::acrobat {
 namespace {
 
+using test_support::chain_tree;
 using test_support::read_model;
+using test_support::varied_data;
 
 struct Loaded {
   std::unique_ptr<Program> program;
@@ -51,15 +53,6 @@ std::vector<float> outputs(const std::string& model, int64_t h, Scheduler s, con
     if (last) *last = st;
   }
   return out;
-}
-
-// Varied shapes: SST-like random trees, sentences of 1..40 words, nested documents; the
-// tensor-dependent models' own generators.
-std::vector<Instance> varied_data(const std::string& model, size_t n) {
-  if (model == "treelstm" || model == "mvrnn") return random_trees(n, 77);
-  if (model == "birnn") return sentences(n, 78, 1, 40);
-  if (model == "nestedrnn") return nested_sentences(n, 79);
-  return find_model(model)->make_data(n);  // the models with tensor-dependent control flow
 }
 
 TEST(AcrobatRuntime, EverySchedulerEqualsTheUnbatchedRun) {
@@ -201,19 +194,6 @@ TEST(AcrobatRuntime, ProductFlopsAreTheProgramsWorkUnderEveryScheduler) {
     outputs("birnn", h, s, data, data.size(), &st);
     EXPECT_EQ(st.product_flops, expected) << scheduler_name(s);
   }
-}
-
-// A degenerate tree: every internal node's left child is a leaf.
-Instance chain_tree(int depth) {
-  Instance t;
-  t.kind = Instance::kTree;
-  t.nodes.push_back({1, -1, -1});
-  for (int i = 0; i < depth; ++i) {
-    t.nodes.push_back({static_cast<int32_t>(i % 1000), -1, -1});
-    int32_t leaf = static_cast<int32_t>(t.nodes.size() - 1);
-    t.nodes.push_back({static_cast<int32_t>((7 * i) % 1000), leaf, leaf - 1});
-  }
-  return t;
 }
 
 TEST(AcrobatRuntime, DeepRecursionRunsOrFailsCleanly) {

@@ -12,6 +12,8 @@
 //  * inputs (src/inputs.cpp): instances converted to values of main's parameter type;
 //  * the interpreter (src/interpreter.cpp): runs main for every instance of the minibatch
 //    and produces a plain Recording (recording.h): nodes, operands, tensors, depths, phases;
+//    or, with RuntimeOptions::aot_main, the program's generated C++ does (aot.h), recording
+//    the same nodes;
 //  * a scheduler (schedulers.h): a pure function Recording -> batches (none, acrobat,
 //    dynet-agenda, dynet-depth; same interpreter, same kernels, only the batching differs);
 //  * the executor (src/executor.cpp): runs the batches through the kernels (kernels.h).
@@ -39,6 +41,11 @@ namespace perfmem::acrobat {
 // The analyses a scheduler uses: acrobat all of them; the others need no depths or fusion.
 CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> overrides = {});
 
+// A program compiled ahead of time (aot.h): main of the generated code.
+struct AotState;
+struct Value;
+using AotMainFn = Value (*)(AotState&, Value);
+
 struct RuntimeOptions {
   Scheduler scheduler = Scheduler::kAcrobat;
   bool verify = false;             // run the independent schedule check
@@ -60,6 +67,9 @@ struct RuntimeOptions {
   // Launches below parallel_min_work stay on one thread. Recording and scheduling are serial.
   int threads = 1;
   int64_t parallel_min_work = int64_t{1} << 18;
+  // Runs the program's generated code (aot.h) instead of interpreting it. Set by
+  // load_aot_model, which checks the program is the one the code was generated from.
+  AotMainFn aot_main = nullptr;
 };
 
 struct RunStats {

@@ -1,4 +1,4 @@
-// The interpreter's values (internal to the runtime): integers, booleans and tensor ids
+// The runtime's values (shared by the interpreter and compiled programs, aot.h): integers, booleans and tensor ids
 // inline, tuples / constructors / list cells as arena objects.
 #pragma once
 
