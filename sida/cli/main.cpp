@@ -141,7 +141,9 @@ int main(int argc, char** argv) {
   std::string preset = "tiny", dtype_text = "f32", out_dir, shard_text = "2GiB";
   uint64_t seed = 1;
   int64_t capacity = -1;
-  make->add_option("--preset", preset, "Model shapes: tiny, switch-base-8|16|32|64|128|256")->capture_default_str();
+  make->add_option("--preset", preset,
+                   "Model shapes: tiny, switch-base-8|16|32|64|128|256, mixtral-tiny, mixtral-bench")
+      ->capture_default_str();
   make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
   make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
   make->add_option("--seed", seed, "Random seed")->capture_default_str();
@@ -257,6 +259,9 @@ int main(int argc, char** argv) {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
       if (!cfg) return report_failure(app, cfg.status());
+      if (capacity > 0 && cfg->is_decoder_only())
+        return report_failure(app, input_error("--expert-capacity", "preset " + preset,
+                                               "a Switch preset (Mixtral applies no expert capacity)", preset));
       if (capacity > 0) cfg->expert_capacity = capacity;
       MakeCheckpointOptions opt;
       opt.seed = seed;

@@ -1,6 +1,7 @@
 #include "perfmem/sida/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "perfmem/core/io.h"
@@ -49,18 +50,25 @@ Status get_integer(const Json& json, const std::string& file, const std::string&
 // expert's pair) fit in 64 bits; products are checked without overflowing.
 Status check_sizes(const SwitchConfig& c, const std::string& file) {
   struct Product {
-    const char* keys;
+    std::string keys;
     int64_t a, b;
   };
+  // Keys as the family's config.json names them.
+  const bool mixtral = c.family == ModelFamily::kMixtral;
+  const std::string vocab = "\"vocab_size\"", d = mixtral ? "\"hidden_size\"" : "\"d_model\"",
+                    ff = mixtral ? "\"intermediate_size\"" : "\"d_ff\"",
+                    heads = mixtral ? "\"num_attention_heads\"" : "\"num_heads\"",
+                    d_kv = mixtral ? "\"hidden_size\" / \"num_attention_heads\"" : "\"d_kv\"",
+                    experts = mixtral ? "\"num_local_experts\"" : "\"num_experts\"";
   int64_t inner = 0;
   if (__builtin_mul_overflow(c.num_heads, c.d_kv, &inner))
-    return input_error(file, "keys \"num_heads\" and \"d_kv\"", "a product that fits in 64 bits",
+    return input_error(file, "keys " + heads + " and " + d_kv, "a product that fits in 64 bits",
                        std::to_string(c.num_heads) + " x " + std::to_string(c.d_kv));
   const Product products[] = {
-      {"\"vocab_size\" and \"d_model\"", c.vocab_size, c.d_model},
-      {"\"d_model\" and \"d_ff\"", c.d_model, c.d_ff},
-      {"\"num_heads\", \"d_kv\" and \"d_model\"", inner, c.d_model},
-      {"\"num_experts\" and \"d_model\"", c.num_experts, c.d_model},
+      {vocab + " and " + d, c.vocab_size, c.d_model},
+      {d + " and " + ff, c.d_model, c.d_ff},
+      {heads + ", " + d_kv + " and " + d, inner, c.d_model},
+      {experts + " and " + d, c.num_experts, c.d_model},
       {"\"relative_attention_num_buckets\" and \"num_heads\"", c.relative_attention_num_buckets, c.num_heads},
   };
   for (const Product& p : products) {
@@ -114,7 +122,124 @@ Status read_generation_ids(const Json& json, const std::string& file, int64_t vo
   return Status::Ok();
 }
 
+// Hugging Face's MixtralConfig (transformers 4.40): hidden_size, intermediate_size,
+// num_hidden_layers, num_attention_heads, num_key_value_heads, num_local_experts,
+// num_experts_per_tok, rms_norm_eps, rope_theta, max_position_embeddings, sliding_window,
+// tie_word_embeddings, bos/eos/pad ids. Absent keys take the constructor's defaults.
+Result<SwitchConfig> parse_mixtral_config(const Json& json, const std::string& file) {
+  SwitchConfig c;
+  c.family = ModelFamily::kMixtral;
+  DecoderOnlyConfig& o = c.decoder_only;
+  // MixtralConfig's defaults (Mixtral-8x7B).
+  c.vocab_size = 32000;
+  c.d_model = 4096;
+  c.d_ff = 14336;
+  c.num_decoder_layers = 32;
+  c.num_heads = 32;
+  o.num_key_value_heads = 8;
+  c.num_experts = 8;
+  c.experts_per_token = 2;
+  c.layer_norm_epsilon = 1e-5;
+  int64_t bos = 1, eos = 2, pad = -1;
+  struct IntKey {
+    const char* key;
+    int64_t* value;
+  };
+  const IntKey int_keys[] = {
+      {"vocab_size", &c.vocab_size},
+      {"hidden_size", &c.d_model},
+      {"intermediate_size", &c.d_ff},
+      {"num_hidden_layers", &c.num_decoder_layers},
+      {"num_attention_heads", &c.num_heads},
+      {"num_key_value_heads", &o.num_key_value_heads},
+      {"num_local_experts", &c.num_experts},
+      {"num_experts_per_tok", &c.experts_per_token},
+      {"max_position_embeddings", &o.max_position_embeddings},
+      {"sliding_window", &o.sliding_window},
+      {"bos_token_id", &bos},
+      {"eos_token_id", &eos},
+      {"pad_token_id", &pad},
+  };
+  for (const IntKey& k : int_keys) PERFMEM_RETURN_IF_ERROR(get_integer(json, file, k.key, k.value, true));
+  // A null num_key_value_heads is num_attention_heads (MixtralConfig's rule); null ids are None.
+  if (auto it = json.find("num_key_value_heads"); it != json.end() && it->is_null())
+    o.num_key_value_heads = c.num_heads;
+  for (auto [key, value] : {std::pair{"bos_token_id", &bos}, {"eos_token_id", &eos}, {"pad_token_id", &pad}})
+    if (auto it = json.find(key); it != json.end() && it->is_null()) *value = -1;
+  if (auto it = json.find("sliding_window"); it == json.end() || it->is_null()) o.sliding_window = 0;
+  for (auto [key, value] : {std::pair{"vocab_size", c.vocab_size},
+                            {"hidden_size", c.d_model},
+                            {"intermediate_size", c.d_ff},
+                            {"num_hidden_layers", c.num_decoder_layers},
+                            {"num_attention_heads", c.num_heads},
+                            {"num_key_value_heads", o.num_key_value_heads},
+                            {"num_local_experts", c.num_experts},
+                            {"num_experts_per_tok", c.experts_per_token},
+                            {"max_position_embeddings", o.max_position_embeddings}})
+    PERFMEM_RETURN_IF_ERROR(require_positive(file, key, value));
+  if (o.sliding_window < 0)
+    return input_error(file, "key \"sliding_window\"", "a positive integer or null", std::to_string(o.sliding_window));
+  if (c.experts_per_token > c.num_experts)
+    return input_error(file, "key \"num_experts_per_tok\"",
+                       "at most num_local_experts (" + std::to_string(c.num_experts) + ")",
+                       std::to_string(c.experts_per_token));
+  // MixtralAttention: head_dim = hidden_size // num_heads, and the product must give hidden_size.
+  if (c.d_model % c.num_heads != 0)
+    return input_error(file, "keys \"hidden_size\" and \"num_attention_heads\"",
+                       "hidden_size divisible by num_attention_heads (as MixtralAttention requires)",
+                       std::to_string(c.d_model) + " and " + std::to_string(c.num_heads));
+  c.d_kv = c.d_model / c.num_heads;
+  if (c.num_heads % o.num_key_value_heads != 0)
+    return input_error(file, "keys \"num_attention_heads\" and \"num_key_value_heads\"",
+                       "num_attention_heads divisible by num_key_value_heads (query heads share K/V in groups)",
+                       std::to_string(c.num_heads) + " and " + std::to_string(o.num_key_value_heads));
+  if (c.d_kv % 2 != 0)
+    return input_error(file, "keys \"hidden_size\" and \"num_attention_heads\"",
+                       "an even head dimension (rotary embeddings rotate pairs)", std::to_string(c.d_kv));
+  PERFMEM_RETURN_IF_ERROR(json_get(json, file, "rms_norm_eps", &c.layer_norm_epsilon, true));
+  PERFMEM_RETURN_IF_ERROR(json_get(json, file, "rope_theta", &o.rope_theta, true));
+  if (!(c.layer_norm_epsilon > 0))
+    return input_error(file, "key \"rms_norm_eps\"", "a positive number", std::to_string(c.layer_norm_epsilon));
+  if (!(o.rope_theta > 0) || !std::isfinite(o.rope_theta))
+    return input_error(file, "key \"rope_theta\"", "a positive number", std::to_string(o.rope_theta));
+  PERFMEM_RETURN_IF_ERROR(json_get(json, file, "tie_word_embeddings", &o.tie_word_embeddings, true));
+  PERFMEM_RETURN_IF_ERROR(check_sizes(c, file));
+  // Three expert matrices and the stacked gate/up matrix: 3 * d_model * d_ff fp32 values.
+  int64_t expert = 0;
+  if (__builtin_mul_overflow(c.d_model * c.d_ff, int64_t(16), &expert))
+    return input_error(file, "keys \"hidden_size\" and \"intermediate_size\"", "an expert whose bytes fit in 64 bits",
+                       std::to_string(c.d_model) + " x " + std::to_string(c.d_ff));
+  std::string act = "silu";
+  PERFMEM_RETURN_IF_ERROR(json_get(json, file, "hidden_act", &act, true));
+  if (act != "silu")
+    return unsupported_error(file, "key \"hidden_act\"", "value \"" + act + "\" (only \"silu\" is implemented)");
+  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null())
+    return unsupported_error(file, "key \"rope_scaling\"", "value " + it->dump() + " (only null is implemented)");
+  // Decoder-only: no encoder blocks, every decoder block a MoE layer.
+  c.num_layers = 0;
+  c.num_sparse_encoder_layers = 0;
+  c.num_sparse_decoder_layers = c.num_decoder_layers;
+  c.encoder_sparse_step_key = 0;
+  c.decoder_sparse_step_key = 1;
+  c.expert_capacity = 0;
+  c.relative_attention_num_buckets = 0;
+  c.relative_attention_max_distance = 0;
+  for (auto [key, v] : {std::pair{"bos_token_id", bos}, {"eos_token_id", eos}, {"pad_token_id", pad}})
+    if (v >= c.vocab_size)
+      return input_error(file, std::string("key \"") + key + "\"", "a token id below vocab_size", std::to_string(v));
+  o.bos_token_id = bos;
+  c.eos_token_id = eos;
+  c.pad_token_id = pad;
+  c.decoder_start_token_id = -1;  // decoder-only: generation continues the prompt
+  PERFMEM_RETURN_IF_ERROR(read_generation_ids(json, file, c.vocab_size, &c));
+  return c;
+}
+
 }  // namespace
+
+const char* model_family_name(ModelFamily family) {
+  return family == ModelFamily::kMixtral ? "mixtral" : "switch_transformers";
+}
 
 bool SwitchConfig::is_generation_eos(int64_t id) const {
   return std::find(generation_eos_ids.begin(), generation_eos_ids.end(), id) != generation_eos_ids.end();
@@ -176,11 +301,12 @@ Result<SwitchConfig> parse_config(const Json& json, const std::string& file) {
   if (!json.is_object()) return input_error(file, "top level", "a JSON object", json.type_name());
   std::string model_type;
   if (!json.contains("model_type"))
-    return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
+    return input_error(file, "key \"model_type\"", "\"switch_transformers\" or \"mixtral\"",
                        "it missing: not a Switch Transformers model");
   PERFMEM_RETURN_IF_ERROR(json_get(json, file, "model_type", &model_type));
+  if (model_type == "mixtral") return parse_mixtral_config(json, file);
   if (model_type != "switch_transformers")
-    return input_error(file, "key \"model_type\"", "\"switch_transformers\"",
+    return input_error(file, "key \"model_type\"", "\"switch_transformers\" or \"mixtral\"",
                        "\"" + model_type + "\": not a Switch Transformers model");
   c.num_decoder_layers = -1;
   // Absent sparse counts are the constructor's defaults; they matter only without the step keys.
@@ -260,7 +386,8 @@ Result<SwitchConfig> load_config(const std::string& dir) {
     PERFMEM_ASSIGN_OR_RETURN(Json generation, read_json_file(generation_path));
     if (!generation.is_object())
       return input_error(generation_path, "top level", "a JSON object", generation.type_name());
-    PERFMEM_RETURN_IF_ERROR(read_decoder_start(generation, generation_path, c.vocab_size, &c.decoder_start_token_id));
+    if (!c.is_decoder_only())
+      PERFMEM_RETURN_IF_ERROR(read_decoder_start(generation, generation_path, c.vocab_size, &c.decoder_start_token_id));
     PERFMEM_RETURN_IF_ERROR(read_generation_ids(generation, generation_path, c.vocab_size, &c));
   }
   return c;
@@ -268,6 +395,33 @@ Result<SwitchConfig> load_config(const std::string& dir) {
 
 Json config_to_json(const SwitchConfig& c) {
   Json j;
+  if (c.family == ModelFamily::kMixtral) {
+    const DecoderOnlyConfig& o = c.decoder_only;
+    j["architectures"] = Json::array({"MixtralForCausalLM"});
+    j["model_type"] = "mixtral";
+    j["vocab_size"] = c.vocab_size;
+    j["hidden_size"] = c.d_model;
+    j["intermediate_size"] = c.d_ff;
+    j["num_hidden_layers"] = c.num_decoder_layers;
+    j["num_attention_heads"] = c.num_heads;
+    j["num_key_value_heads"] = o.num_key_value_heads;
+    j["num_local_experts"] = c.num_experts;
+    j["num_experts_per_tok"] = c.experts_per_token;
+    j["hidden_act"] = "silu";
+    j["max_position_embeddings"] = o.max_position_embeddings;
+    j["rms_norm_eps"] = c.layer_norm_epsilon;
+    j["rope_theta"] = o.rope_theta;
+    j["sliding_window"] = o.sliding_window > 0 ? Json(o.sliding_window) : Json(nullptr);
+    j["tie_word_embeddings"] = o.tie_word_embeddings;
+    j["bos_token_id"] = o.bos_token_id >= 0 ? Json(o.bos_token_id) : Json(nullptr);
+    j["eos_token_id"] = c.eos_token_id >= 0 ? Json(c.eos_token_id) : Json(nullptr);
+    j["pad_token_id"] = c.pad_token_id >= 0 ? Json(c.pad_token_id) : Json(nullptr);
+    j["attention_dropout"] = 0.0;
+    j["router_aux_loss_coef"] = 0.02;
+    j["initializer_range"] = 0.02;
+    j["use_cache"] = true;
+    return j;
+  }
   j["architectures"] = Json::array({"SwitchTransformersForConditionalGeneration"});
   j["model_type"] = "switch_transformers";
   j["vocab_size"] = c.vocab_size;
@@ -303,8 +457,9 @@ Json config_to_json(const SwitchConfig& c) {
 }
 
 std::vector<std::string> preset_names() {
-  return {"tiny",           "switch-base-8",   "switch-base-16", "switch-base-32",
-          "switch-base-64", "switch-base-128", "switch-base-256"};
+  return {"tiny",           "switch-base-8",   "switch-base-16",  "switch-base-32",
+          "switch-base-64", "switch-base-128", "switch-base-256", "mixtral-tiny",
+          "mixtral-bench"};
 }
 
 Result<SwitchConfig> preset_config(const std::string& name) {
@@ -322,6 +477,37 @@ Result<SwitchConfig> preset_config(const std::string& name) {
     c.num_experts = 4;
     c.expert_capacity = 64;
     return c;
+  }
+  if (name == "mixtral-tiny" || name == "mixtral-bench") {
+    const bool tiny = name == "mixtral-tiny";
+    SwitchConfig m;
+    m.family = ModelFamily::kMixtral;
+    m.vocab_size = tiny ? 96 : 32000;
+    m.d_model = tiny ? 32 : 1024;
+    m.d_ff = tiny ? 48 : 3584;
+    m.num_heads = tiny ? 4 : 16;
+    m.d_kv = m.d_model / m.num_heads;
+    m.decoder_only.num_key_value_heads = tiny ? 2 : 4;
+    m.decoder_only.max_position_embeddings = tiny ? 512 : 4096;
+    m.decoder_only.rope_theta = 1e6;
+    m.num_layers = 0;
+    m.num_decoder_layers = tiny ? 3 : 4;
+    m.num_sparse_encoder_layers = 0;
+    m.num_sparse_decoder_layers = m.num_decoder_layers;
+    m.encoder_sparse_step_key = 0;
+    m.decoder_sparse_step_key = 1;
+    m.num_experts = tiny ? 4 : 8;
+    m.experts_per_token = 2;
+    m.expert_capacity = 0;
+    m.relative_attention_num_buckets = m.relative_attention_max_distance = 0;
+    m.layer_norm_epsilon = 1e-5;
+    m.decoder_only.bos_token_id = 1;
+    m.eos_token_id = 2;
+    m.pad_token_id = -1;
+    m.generation_eos_ids = {2};
+    m.generation_pad_token_id = -1;
+    m.decoder_start_token_id = -1;
+    return m;
   }
   for (int64_t e : {8, 16, 32, 64, 128, 256}) {
     if (name == "switch-base-" + std::to_string(e)) {

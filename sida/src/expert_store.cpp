@@ -17,7 +17,7 @@ class DiskTier final : public SlowTier {
     for (int64_t m = 0; m < model.config().num_moe_layers(); ++m)
       for (int64_t e = 0; e < model.config().num_experts; ++e) {
         const ExpertTensors& t = model.expert(m, e);
-        largest = std::max({largest, t.wi->nbytes(), t.wo->nbytes()});
+        largest = std::max({largest, t.wi->nbytes(), t.wo->nbytes(), t.up ? t.up->nbytes() : 0});
       }
     staging_ = AlignedBuffer(largest + kSlotSlack, kPage);
   }
@@ -26,8 +26,12 @@ class DiskTier final : public SlowTier {
     const int64_t E = model_.config().num_experts;
     const ExpertTensors& t = model_.expert(id / E, id % E);
     PERFMEM_ASSIGN_OR_RETURN(uint64_t a, read_tensor(*t.wi_file, *t.wi, wi_dst));
+    uint64_t up = 0;
+    if (t.up) {  // gated experts: the up matrix stacked under the gate (its read may overrun into it)
+      PERFMEM_ASSIGN_OR_RETURN(up, read_tensor(*t.up_file, *t.up, wi_dst + t.wi->nbytes() / dtype_size(t.wi->dtype)));
+    }
     PERFMEM_ASSIGN_OR_RETURN(uint64_t b, read_tensor(*t.wo_file, *t.wo, wo_dst));
-    return a + b;
+    return a + up + b;
   }
 
  private:
@@ -35,8 +39,10 @@ class DiskTier final : public SlowTier {
   // matrix) through core's safetensors reader, widening bf16/f16 to f32; returns the bytes read
   // from the file. With O_DIRECT the read covers the aligned span, so the tensor starts `lead`
   // bytes in and is moved to the slot's start.
+  // A destination that is not page-aligned (the up matrix under the gate) goes through the
+  // staging buffer, which O_DIRECT can target.
   Result<uint64_t> read_tensor(const SafetensorsFile& file, const TensorInfo& info, float* dst) {
-    const bool f32 = info.dtype == DType::kF32;
+    const bool f32 = info.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(dst) % kPage == 0;
     uint8_t* target = f32 ? reinterpret_cast<uint8_t*>(dst) : staging_.data_as<uint8_t>();
     uint64_t lead = 0, bytes_read = info.nbytes();
     if (direct_io_) {
@@ -47,6 +53,8 @@ class DiskTier final : public SlowTier {
     PERFMEM_RETURN_IF_ERROR(file.read(info, target, info.nbytes(), 0, direct_io_));
     if (f32) {
       if (lead) std::memmove(target, target + lead, info.nbytes());
+    } else if (info.dtype == DType::kF32) {
+      std::memcpy(dst, target + lead, info.nbytes());
     } else {
       convert_to_f32(info.dtype, target + lead, dst, info.nbytes() / dtype_size(info.dtype));
     }
@@ -58,10 +66,13 @@ class DiskTier final : public SlowTier {
   AlignedBuffer staging_;
 };
 
-uint64_t matrix_region_bytes(const SwitchConfig& c) {
-  uint64_t bytes = uint64_t(c.d_model * c.d_ff) * 4 + SlowTier::kSlotSlack;
-  return (bytes + kPage - 1) / kPage * kPage;
+// A slot holds the expert's input matrix (or the stacked gate and up matrices), then its output
+// matrix, each region page-aligned with kSlotSlack spare bytes.
+uint64_t region_bytes(uint64_t matrix_bytes) {
+  return (matrix_bytes + SlowTier::kSlotSlack + kPage - 1) / kPage * kPage;
 }
+uint64_t in_region_bytes(const SwitchConfig& c) { return region_bytes(uint64_t(c.expert_in_rows() * c.d_model) * 4); }
+uint64_t out_region_bytes(const SwitchConfig& c) { return region_bytes(uint64_t(c.d_model * c.d_ff) * 4); }
 
 }  // namespace
 
@@ -92,8 +103,7 @@ ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::u
     : model_(model), options_(options), slow_(std::move(slow)) {
   const SwitchConfig& c = model.config();
   slot_bytes_ = c.expert_f32_bytes();
-  const uint64_t region = matrix_region_bytes(c);
-  for (size_t s = 0; s < slots; ++s) memory_.emplace_back(2 * region, kPage);
+  for (size_t s = 0; s < slots; ++s) memory_.emplace_back(in_region_bytes(c) + out_region_bytes(c), kPage);
   slots_.resize(slots);
   slot_of_.assign(size_t(c.num_moe_layers() * c.num_experts), -1);
   io_thread_ = std::thread([this] { io_loop(); });
@@ -114,7 +124,7 @@ std::span<const int32_t> ExpertStore::upcoming_locked() const {
 }
 
 void ExpertStore::io_loop() {
-  const uint64_t region = matrix_region_bytes(model_.config());
+  const uint64_t region = in_region_bytes(model_.config());
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     int32_t expert = -1, slot = -1;
@@ -199,7 +209,7 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
       if (!s.loading) {
         if (!counted) ++stats_.hits;
         finish_wait();
-        const uint64_t region = matrix_region_bytes(model_.config());
+        const uint64_t region = in_region_bytes(model_.config());
         auto* base = memory_[size_t(slot)].data_as<uint8_t>();
         return ExpertView{reinterpret_cast<const float*>(base), reinterpret_cast<const float*>(base + region), id,
                           slot};

@@ -1,5 +1,5 @@
 // The two-tier expert store: a fast tier of fixed byte budget (slots allocated once, each holding
-// one expert's wi and wo in fp32) in front of a slow tier (the safetensors files on disk, read
+// one expert's input and output matrices in fp32) in front of a slow tier (the safetensors files on disk, read
 // with pread, O_DIRECT by default so the page cache does not act as a hidden third tier).
 // Reads run on the store's own I/O thread; the engine only waits for the expert it needs now.
 //
@@ -39,8 +39,9 @@ namespace perfmem::sida {
 class SlowTier {
  public:
   virtual ~SlowTier() = default;
-  // Writes expert `id`'s wi then wo as fp32 into wi_dst / wo_dst (each d_model * d_ff floats,
-  // 4096-byte aligned, with kSlotSlack spare bytes after them). Returns bytes read.
+  // Writes expert `id`'s wi then wo as fp32 into wi_dst / wo_dst (expert_in_rows() * d_model and
+  // d_model * d_ff floats, 4096-byte aligned, with kSlotSlack spare bytes after them; a gated
+  // expert's wi_dst receives the gate then the up matrix). Returns bytes read.
   virtual Result<uint64_t> read_expert(int32_t id, float* wi_dst, float* wo_dst) = 0;
   static constexpr size_t kSlotSlack = 2 * 4096;
 };

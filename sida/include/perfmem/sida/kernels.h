@@ -9,6 +9,7 @@
 //   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "perfmem/core/packed_gemm.h"
@@ -46,6 +47,9 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
 
 // In place: x = max(x, 0).
 void relu_inplace(float* x, int64_t n);
+
+// SiLU (Mixtral's expert activation): x * sigmoid(x).
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 // In place softmax of one row of n values.
 void softmax_inplace(float* x, int64_t n);
