@@ -180,9 +180,16 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   const int64_t in_rows = c.expert_in_rows();
   s.hidden.resize(size_t(m * in_rows));
   s.ye.resize(size_t(m * d));
-  const auto product = streaming ? linear_streaming : linear;
+  const bool bf16 = view.wi_bf16 != nullptr;
+  // A product of the expert's matrix `w` (fp32 or bf16 slot) with `rows` rows.
+  auto product = [&](const float* x, const float* w, const uint16_t* w_bf16, float* y, int64_t in, int64_t out) {
+    if (bf16)
+      (streaming ? linear_streaming_bf16 : linear_bf16)(x, w_bf16, y, m, in, out, false);
+    else
+      (streaming ? linear_streaming : linear)(x, w, y, m, in, out, false);
+  };
   Stopwatch compute;
-  product(s.xe.data(), view.wi, s.hidden.data(), m, d, in_rows, false);  // F32 [m, in_rows]
+  product(s.xe.data(), view.wi, view.wi_bf16, s.hidden.data(), d, in_rows);  // F32 [m, in_rows]
   if (c.gated_experts()) {
     // [m, 2 * d_ff] holds gate then up per row: silu(gate) * up into the first d_ff of the row,
     // then the rows are packed to [m, d_ff].
@@ -195,9 +202,9 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   } else {
     relu_inplace(s.hidden.data(), m * c.d_ff);
   }
-  product(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d, false);  // F32 [m, d]
+  product(s.hidden.data(), view.wo, view.wo_bf16, s.ye.data(), c.d_ff, d);  // F32 [m, d]
   stats_.expert_compute_s += compute.elapsed_s();
-  stats_.expert_bytes += c.expert_f32_bytes();
+  stats_.expert_bytes += bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
   ++stats_.expert_calls;
   for (int64_t i = 0; i < m; ++i) {
     const ExpertRow& row = s.rows[size_t(i)];

@@ -170,7 +170,8 @@ TEST(MixtralConformance, SavePretrainedCheckpointsMatchTransformers) {
   }
 }
 
-// Exact mode: every policy, budget and execution gives the all-resident ids and logits, bit for bit.
+// Exact mode: every policy, budget and execution gives the all-resident ids and logits, bit for
+// bit, with fp32 slots and with bf16 slots (the checkpoint is bf16: the kernels widen exactly).
 TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
   const std::string dir = make_tiny("mixtral-exact", DType::kBF16);
   auto model = ModelWeights::load(dir);
@@ -181,12 +182,14 @@ TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
   opt.max_new_tokens = 5;
   opt.keep_outputs = true;
   opt.window = 3;
-  auto run = [&](Policy policy, uint64_t slots, Execution execution, const RouteTable* routes) {
+  auto run = [&](Policy policy, uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
     StoreOptions so;
     so.policy = policy;
-    so.budget_bytes = slots * c.expert_f32_bytes();
+    so.bf16_fast_tier = bf16;
+    so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
     auto store = ExpertStore::create(**model, so);
     EXPECT_TRUE(store.ok()) << store.status().to_string();
+    EXPECT_EQ((*store)->num_slots(), slots);
     if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
     ServeOptions o = opt;
     o.execution = execution;
@@ -196,27 +199,40 @@ TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
     return report.ok() ? *report : ServeReport{};
   };
   const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
-  const ServeReport reference = run(Policy::kAllResident, all, Execution::kRequest, nullptr);
+  const ServeReport reference = run(Policy::kAllResident, all, Execution::kRequest, nullptr, false);
   ASSERT_EQ(reference.results.size(), requests.size());
   auto routes = record_routes(**model, requests, opt, true);
   ASSERT_TRUE(routes.ok()) << routes.status().to_string();
-  for (Policy policy : {Policy::kLru, Policy::kFifo, Policy::kPrefetch})
-    for (uint64_t slots : {uint64_t(1), uint64_t(c.experts_per_token), uint64_t(c.num_experts), all / 2, all})
-      for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
-        SCOPED_TRACE(std::string(policy_name(policy)) + ", " + std::to_string(slots) + " slots, " +
-                     execution_name(execution));
-        const ServeReport got = run(policy, slots, execution, policy == Policy::kPrefetch ? &*routes : nullptr);
-        ASSERT_EQ(got.results.size(), requests.size());
-        for (size_t r = 0; r < requests.size(); ++r) {
-          EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
-          ASSERT_EQ(got.results[r].logits.size(), reference.results[r].logits.size());
-          for (size_t s = 0; s < got.results[r].logits.size(); ++s)
-            EXPECT_EQ(0, std::memcmp(got.results[r].logits[s].data(), reference.results[r].logits[s].data(),
-                                     got.results[r].logits[s].size() * sizeof(float)))
-                << "request " << r << " step " << s;
+  for (bool bf16 : {false, true})
+    for (Policy policy : {Policy::kAllResident, Policy::kLru, Policy::kFifo, Policy::kPrefetch})
+      for (uint64_t slots : {uint64_t(1), uint64_t(c.experts_per_token), uint64_t(c.num_experts), all / 2, all})
+        for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
+          if (policy == Policy::kAllResident && slots < all) continue;
+          SCOPED_TRACE(std::string(policy_name(policy)) + ", " + std::to_string(slots) + " slots, " +
+                       execution_name(execution) + (bf16 ? ", bf16 slots" : ""));
+          const ServeReport got = run(policy, slots, execution, policy == Policy::kPrefetch ? &*routes : nullptr, bf16);
+          ASSERT_EQ(got.results.size(), requests.size());
+          for (size_t r = 0; r < requests.size(); ++r) {
+            EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
+            ASSERT_EQ(got.results[r].logits.size(), reference.results[r].logits.size());
+            for (size_t s = 0; s < got.results[r].logits.size(); ++s)
+              EXPECT_EQ(0, std::memcmp(got.results[r].logits[s].data(), reference.results[r].logits[s].data(),
+                                       got.results[r].logits[s].size() * sizeof(float)))
+                  << "request " << r << " step " << s;
+          }
+          if (slots < all) { EXPECT_GT(got.store.bytes_read, 0u); }
+          EXPECT_EQ(got.engine.expert_bytes % (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes()), 0u);
         }
-        if (slots < all) { EXPECT_GT(got.store.bytes_read, 0u); }
-      }
+  // A bf16 fast tier needs bf16 tensors: an f32 checkpoint is refused, naming a tensor.
+  auto f32_model = ModelWeights::load(make_tiny("mixtral-f32-for-bf16"));
+  ASSERT_TRUE(f32_model.ok());
+  StoreOptions so;
+  so.bf16_fast_tier = true;
+  auto refused = ExpertStore::create(**f32_model, so);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().to_string().find("experts.0.w1.weight"), std::string::npos)
+      << refused.status().to_string();
+  EXPECT_NE(refused.status().to_string().find("BF16"), std::string::npos);
 }
 
 TEST(MixtralModel, PresetsHaveTheDocumentedShapes) {

@@ -57,6 +57,9 @@ struct ExpertView {
   const float* wo = nullptr;  // F32 [d_model, d_ff]
   int32_t id = -1;            // moe_layer * num_experts + expert
   int32_t slot = -1;
+  // A bf16 fast tier's slots (wi and wo are null then): the same matrices as raw bf16 bits.
+  const uint16_t* wi_bf16 = nullptr;
+  const uint16_t* wo_bf16 = nullptr;
 };
 
 // Where the engine gets expert weights. Implementations: ExpertStore (two tiers).
@@ -119,7 +122,7 @@ struct Generation {
 // Where the engine's time goes on expert matrices (for bandwidth figures).
 struct EngineStats {
   uint64_t expert_calls = 0;
-  uint64_t expert_bytes = 0;    // fp32 weight bytes streamed by expert products
+  uint64_t expert_bytes = 0;    // weight bytes streamed by expert products (fp32 or bf16 slots)
   double expert_compute_s = 0;  // time in expert products (excluding waits for I/O)
 };
 
