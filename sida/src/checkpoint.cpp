@@ -29,6 +29,21 @@ std::string block_prefix(bool decoder, int64_t block) {
 
 std::string mixtral_layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 
+// A decoder-only family's names under model.layers.{i}.: the router, expert e's matrices.
+std::string router_name(const SwitchConfig& c, int64_t layer) {
+  return mixtral_layer_prefix(layer) +
+         (c.family == ModelFamily::kQwen2Moe ? "mlp.gate.weight" : "block_sparse_moe.gate.weight");
+}
+std::string decoder_only_expert_name(const SwitchConfig& c, int64_t layer, int64_t expert, const std::string& matrix) {
+  const bool qwen = c.family == ModelFamily::kQwen2Moe;
+  std::string w = matrix;
+  if (matrix == "wi") w = qwen ? "gate_proj" : "w1";
+  if (matrix == "wo") w = qwen ? "down_proj" : "w2";
+  if (matrix == "up") w = qwen ? "up_proj" : "w3";
+  return mixtral_layer_prefix(layer) + (qwen ? "mlp.experts." : "block_sparse_moe.experts.") + std::to_string(expert) +
+         "." + w + ".weight";
+}
+
 std::vector<TensorSpec> mixtral_tensor_specs(const SwitchConfig& c) {
   const int64_t d = c.d_model, inner = c.inner_dim(), kv = c.decoder_only.num_key_value_heads * c.d_kv;
   const double norm_std = 0.1;
@@ -42,12 +57,30 @@ std::vector<TensorSpec> mixtral_tensor_specs(const SwitchConfig& c) {
     specs.push_back({p + "self_attn.v_proj.weight", {kv, d}, std::pow(double(d), -0.5)});
     specs.push_back({p + "self_attn.o_proj.weight", {d, inner}, std::pow(double(inner), -0.5)});
     specs.push_back({p + "post_attention_layernorm.weight", {d}, norm_std, 1.0});
-    specs.push_back({p + "block_sparse_moe.gate.weight", {c.num_experts, d}, std::pow(double(d), -0.5)});
+    const DecoderOnlyConfig& o = c.decoder_only;
+    if (o.attention_bias) {
+      specs.push_back({p + "self_attn.q_proj.bias", {inner}, 0.1});
+      specs.push_back({p + "self_attn.k_proj.bias", {kv}, 0.1});
+      specs.push_back({p + "self_attn.v_proj.bias", {kv}, 0.1});
+    }
+    auto mlp = [&](const std::string& mp, int64_t ff) {
+      specs.push_back({mp + "gate_proj.weight", {ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({mp + "up_proj.weight", {ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({mp + "down_proj.weight", {d, ff}, std::pow(double(ff), -0.5)});
+    };
+    if (!c.decoder_block_is_sparse(i)) {
+      mlp(p + "mlp.", o.dense_intermediate_size);
+      continue;
+    }
+    specs.push_back({router_name(c, i), {c.num_experts, d}, std::pow(double(d), -0.5)});
     for (int64_t e = 0; e < c.num_experts; ++e) {
-      const std::string ep = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
-      specs.push_back({ep + "w1.weight", {c.d_ff, d}, std::pow(double(d), -0.5)});
-      specs.push_back({ep + "w2.weight", {d, c.d_ff}, std::pow(double(c.d_ff), -0.5)});
-      specs.push_back({ep + "w3.weight", {c.d_ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({decoder_only_expert_name(c, i, e, "wi"), {c.d_ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({decoder_only_expert_name(c, i, e, "wo"), {d, c.d_ff}, std::pow(double(c.d_ff), -0.5)});
+      specs.push_back({decoder_only_expert_name(c, i, e, "up"), {c.d_ff, d}, std::pow(double(d), -0.5)});
+    }
+    if (o.shared_expert_intermediate_size > 0) {
+      mlp(p + "mlp.shared_expert.", o.shared_expert_intermediate_size);
+      specs.push_back({p + "mlp.shared_expert_gate.weight", {1, d}, std::pow(double(d), -0.5)});
     }
   }
   specs.push_back({"model.norm.weight", {d}, norm_std, 1.0});
@@ -57,7 +90,7 @@ std::vector<TensorSpec> mixtral_tensor_specs(const SwitchConfig& c) {
 }
 
 std::vector<TensorSpec> model_tensor_specs(const SwitchConfig& c, bool lm_head) {
-  if (c.family == ModelFamily::kMixtral) return mixtral_tensor_specs(c);
+  if (c.is_decoder_only()) return mixtral_tensor_specs(c);
   const int64_t d = c.d_model, inner = c.inner_dim();
   const double norm_std = 0.1;  // norm weights around 1, not all equal, so a skipped norm shows
   std::vector<TensorSpec> specs;
@@ -230,10 +263,8 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
 
 std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
                                const std::string& matrix) {
-  if (config.family == ModelFamily::kMixtral) {
-    const std::string w = matrix == "wi" ? "w1" : matrix == "wo" ? "w2" : matrix == "up" ? "w3" : matrix;
-    return mixtral_layer_prefix(moe_layer) + "block_sparse_moe.experts." + std::to_string(expert) + "." + w + ".weight";
-  }
+  if (config.is_decoder_only())
+    return decoder_only_expert_name(config, config.moe_layer_place(moe_layer).block, expert, matrix);
   auto place = config.moe_layer_place(moe_layer);
   return block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") + ".mlp.experts.expert_" +
          std::to_string(expert) + "." + matrix + ".weight";
@@ -291,15 +322,15 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
   PERFMEM_ASSIGN_OR_RETURN(m->config_, load_config(dir));
   PERFMEM_RETURN_IF_ERROR(check_not_pickle_only(dir));
   PERFMEM_ASSIGN_OR_RETURN(m->checkpoint_, SafetensorsCheckpoint::open(dir));
-  if (m->config_.family == ModelFamily::kMixtral) {
-    PERFMEM_RETURN_IF_ERROR(m->load_mixtral());
+  if (m->config_.is_decoder_only()) {
+    PERFMEM_RETURN_IF_ERROR(m->load_decoder_only());
   } else {
     PERFMEM_RETURN_IF_ERROR(m->load_switch());
   }
   return m;
 }
 
-Status ModelWeights::load_mixtral() {
+Status ModelWeights::load_decoder_only() {
   const SwitchConfig& c = config_;
   const std::string config_path = dir_ + "/config.json";
   const int64_t d = c.d_model, inner = c.inner_dim(), kv = c.decoder_only.num_key_value_heads * c.d_kv;
@@ -310,10 +341,12 @@ Status ModelWeights::load_mixtral() {
     return input_error(config_path, std::string("key \"") + key + "\"", "a size the checkpoint holds",
                        std::to_string(value) + ", but " + checkpoint_.path() + " has no tensor \"" + tensor + "\"");
   };
+  const bool qwen = c.family == ModelFamily::kQwen2Moe;
   PERFMEM_RETURN_IF_ERROR(require("num_hidden_layers", L, mixtral_layer_prefix(L - 1) + "input_layernorm.weight"));
-  PERFMEM_RETURN_IF_ERROR(require("num_local_experts", E, expert_tensor_name(c, 0, E - 1, "wi")));
+  PERFMEM_RETURN_IF_ERROR(
+      require(qwen ? "num_experts" : "num_local_experts", E, expert_tensor_name(c, 0, E - 1, "wi")));
   using u128 = unsigned __int128;
-  const u128 needed = 2 + u128(L) * (7 + 3 * u128(E));
+  const u128 needed = 2 + u128(L) * 6 + u128(c.num_moe_layers()) * (1 + 3 * u128(E));
   if (needed > u128(checkpoint_.tensor_names().size()))
     return input_error(config_path, "sizes (num_hidden_layers, num_local_experts)",
                        "no more tensors than " + checkpoint_.path() + " holds (" +
@@ -326,8 +359,16 @@ Status ModelWeights::load_mixtral() {
     PERFMEM_ASSIGN_OR_RETURN(lm_head, load_resident("lm_head.weight", {c.vocab_size, d}));
   }
   PERFMEM_ASSIGN_OR_RETURN(final_norm, load_resident("model.norm.weight", {d}));
-  experts_.resize(static_cast<size_t>(L * E));
+  const DecoderOnlyConfig& o = c.decoder_only;
+  experts_.resize(static_cast<size_t>(c.num_moe_layers() * E));
   layers.resize(static_cast<size_t>(L));
+  auto load_mlp = [&](const std::string& mp, int64_t ff, GatedMlpWeights* w) -> Status {
+    PERFMEM_ASSIGN_OR_RETURN(w->gate, load_packed(mp + "gate_proj.weight", {ff, d}));
+    PERFMEM_ASSIGN_OR_RETURN(w->up, load_packed(mp + "up_proj.weight", {ff, d}));
+    PERFMEM_ASSIGN_OR_RETURN(w->down, load_packed(mp + "down_proj.weight", {d, ff}));
+    return Status::Ok();
+  };
+  int64_t moe_layer = 0;
   for (int64_t i = 0; i < L; ++i) {
     DecoderLayerWeights& layer = layers[size_t(i)];
     const std::string p = mixtral_layer_prefix(i);
@@ -336,14 +377,29 @@ Status ModelWeights::load_mixtral() {
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.k, load_packed(p + "self_attn.k_proj.weight", {kv, d}));
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.v, load_packed(p + "self_attn.v_proj.weight", {kv, d}));
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.o, load_packed(p + "self_attn.o_proj.weight", {d, inner}));
+    if (o.attention_bias) {
+      PERFMEM_ASSIGN_OR_RETURN(layer.q_bias, load_resident(p + "self_attn.q_proj.bias", {inner}));
+      PERFMEM_ASSIGN_OR_RETURN(layer.k_bias, load_resident(p + "self_attn.k_proj.bias", {kv}));
+      PERFMEM_ASSIGN_OR_RETURN(layer.v_bias, load_resident(p + "self_attn.v_proj.bias", {kv}));
+    }
     PERFMEM_ASSIGN_OR_RETURN(layer.post_attention_norm, load_resident(p + "post_attention_layernorm.weight", {d}));
-    PERFMEM_ASSIGN_OR_RETURN(layer.router, load_packed(p + "block_sparse_moe.gate.weight", {E, d}));
-    layer.moe_layer = i;
+    if (!c.decoder_block_is_sparse(i)) {
+      PERFMEM_RETURN_IF_ERROR(load_mlp(p + "mlp.", o.dense_intermediate_size, &layer.dense));
+      continue;
+    }
+    PERFMEM_ASSIGN_OR_RETURN(layer.router, load_packed(router_name(c, i), {E, d}));
+    if (o.shared_expert_intermediate_size > 0) {
+      PERFMEM_RETURN_IF_ERROR(
+          load_mlp(p + "mlp.shared_expert.", o.shared_expert_intermediate_size, &layer.shared_expert));
+      PERFMEM_ASSIGN_OR_RETURN(layer.shared_expert_gate, load_packed(p + "mlp.shared_expert_gate.weight", {1, d}));
+    }
+    layer.moe_layer = moe_layer++;
+    const int64_t m = layer.moe_layer;
     for (int64_t e = 0; e < E; ++e) {
-      ExpertTensors& et = experts_[size_t(i * E + e)];
-      PERFMEM_ASSIGN_OR_RETURN(auto w1, locate_expert_matrix(expert_tensor_name(c, i, e, "wi"), {c.d_ff, d}));
-      PERFMEM_ASSIGN_OR_RETURN(auto w2, locate_expert_matrix(expert_tensor_name(c, i, e, "wo"), {d, c.d_ff}));
-      PERFMEM_ASSIGN_OR_RETURN(auto w3, locate_expert_matrix(expert_tensor_name(c, i, e, "up"), {c.d_ff, d}));
+      ExpertTensors& et = experts_[size_t(m * E + e)];
+      PERFMEM_ASSIGN_OR_RETURN(auto w1, locate_expert_matrix(expert_tensor_name(c, m, e, "wi"), {c.d_ff, d}));
+      PERFMEM_ASSIGN_OR_RETURN(auto w2, locate_expert_matrix(expert_tensor_name(c, m, e, "wo"), {d, c.d_ff}));
+      PERFMEM_ASSIGN_OR_RETURN(auto w3, locate_expert_matrix(expert_tensor_name(c, m, e, "up"), {c.d_ff, d}));
       et = {w1.file, w1.info, w2.file, w2.info, w3.file, w3.info};
     }
   }

@@ -104,6 +104,7 @@ void Engine::route_top_k(LayerRouting* r) const {
     });
     float sum = 0.f;
     for (int64_t j = 0; j < k; ++j) sum += probs[size_t(order[size_t(j)])];
+    if (!model_.config().decoder_only.norm_topk_prob) sum = 1.f;  // Qwen2-MoE's default: the probabilities
     for (int64_t j = 0; j < k; ++j) {
       const int32_t e = order[size_t(j)];
       r->choice[size_t(t * k + j)] = e;
@@ -139,7 +140,7 @@ void Engine::route(const MoeLayerRef& layer, const float* normed, const std::vec
   if (n > 0) linear_packed(r->h.data(), *layer.router, r->logits.data(), n);
   r->dropped.assign(size_t(n), 0);
   r->uses.assign(size_t(E), 0);
-  if (c.family == ModelFamily::kMixtral) return route_top_k(r);
+  if (c.is_decoder_only()) return route_top_k(r);
   std::vector<float> probs = r->logits;
   r->choice.assign(size_t(n), 0);
   r->weight.assign(size_t(n), 0.f);

@@ -1,5 +1,6 @@
-// The decoder-only families' per-layer compute (Mixtral): RMSNorm, rotary positions,
-// grouped-query attention over a KV cache, then the shared MoE layer of engine.cpp.
+// The decoder-only families' per-layer compute (Mixtral, Qwen2-MoE): RMSNorm, rotary positions,
+// grouped-query attention over a KV cache, then the shared MoE layer of engine.cpp (and
+// Qwen2-MoE's dense MLPs and shared expert, resident).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -76,6 +77,28 @@ void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64
   }
 }
 
+void add_bias(float* y, const float* bias, int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < width; ++i) y[r * width + i] += bias[i];
+}
+
+// y[r] += scale[r] * down(silu(gate h[r]) * up h[r]) for n rows (scale null: 1).
+void add_gated_mlp(const GatedMlpWeights& w, const float* h, const float* scale, int64_t n, float* y,
+                   std::vector<float>& gate, std::vector<float>& up, std::vector<float>& out) {
+  const int64_t ff = w.gate->out(), d = w.down->out();
+  gate.resize(size_t(n * ff));
+  up.resize(size_t(n * ff));
+  out.resize(size_t(n * d));
+  linear_packed(h, *w.gate, gate.data(), n);
+  linear_packed(h, *w.up, up.data(), n);
+  for (int64_t i = 0; i < n * ff; ++i) gate[size_t(i)] = silu(gate[size_t(i)]) * up[size_t(i)];
+  linear_packed(gate.data(), *w.down, out.data(), n);
+  for (int64_t r = 0; r < n; ++r) {
+    const float sr = scale ? scale[r] : 1.f;
+    for (int64_t i = 0; i < d; ++i) y[r * d + i] += scale ? sr * out[size_t(r * d + i)] : out[size_t(r * d + i)];
+  }
+}
+
 }  // namespace
 
 // One sequence of a decoder-only model: the tokens of the current step, its KV cache, its output.
@@ -86,7 +109,7 @@ struct Engine::SequenceState {
   int64_t cached = 0;                                // positions in the cache before this step
   std::vector<int32_t> step_ids;                     // this step's tokens: the prompt, then the last generated one
   std::vector<std::vector<float>> k_cache, v_cache;  // per layer F32 [positions, kv_heads * hd]
-  std::vector<float> x, h, q, k, v, ctx, cos, sin, scores, last, logits;
+  std::vector<float> x, h, q, k, v, ctx, cos, sin, scores, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
   std::vector<RoutedToken> routed;
   Generation gen;
 };
@@ -137,6 +160,11 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   linear_packed(s.h.data(), *layer.attention.q, s.q.data(), n);
   linear_packed(s.h.data(), *layer.attention.k, s.k.data(), n);
   linear_packed(s.h.data(), *layer.attention.v, s.v.data(), n);
+  if (layer.q_bias) {
+    add_bias(s.q.data(), layer.q_bias, n, heads * hd);
+    add_bias(s.k.data(), layer.k_bias, n, kv_width);
+    add_bias(s.v.data(), layer.v_bias, n, kv_width);
+  }
   apply_rotary(s.q.data(), n, heads, hd, s.cos, s.sin);
   apply_rotary(s.k.data(), n, kv_heads, hd, s.cos, s.sin);
   s.k_cache[i].insert(s.k_cache[i].end(), s.k.begin(), s.k.end());
@@ -145,6 +173,20 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
              s.scores);
   linear_packed(s.ctx.data(), *layer.attention.o, s.x.data(), n, /*accumulate=*/true);
   rms_norm(s.x.data(), layer.post_attention_norm, s.h.data(), n, d, eps);
+}
+
+void Engine::sequence_resident_mlp(size_t i, SequenceState& s) const {
+  const DecoderLayerWeights& layer = model_.layers[i];
+  const int64_t n = int64_t(s.step_ids.size());
+  if (!layer.router) {
+    add_gated_mlp(layer.dense, s.h.data(), nullptr, n, s.x.data(), s.mlp_gate, s.mlp_up, s.mlp_out);
+    return;
+  }
+  if (!layer.shared_expert_gate) return;
+  s.shared_scale.resize(size_t(n));
+  linear_packed(s.h.data(), *layer.shared_expert_gate, s.shared_scale.data(), n);
+  for (float& g : s.shared_scale) g = 1.f / (1.f + std::exp(-g));  // sigmoid
+  add_gated_mlp(layer.shared_expert, s.h.data(), s.shared_scale.data(), n, s.x.data(), s.mlp_gate, s.mlp_up, s.mlp_out);
 }
 
 void Engine::end_sequence_step(SequenceState& s, int64_t step) const {
@@ -192,7 +234,9 @@ Result<std::vector<Generation>> Engine::generate_decoder_only(const std::vector<
     }
     for (size_t i = 0; i < model_.layers.size(); ++i) {
       for (SequenceState* s : active) sequence_attention(i, *s);
-      PERFMEM_RETURN_IF_ERROR(window_moe_layer({model_.layers[i].moe_layer, model_.layers[i].router}, step, members));
+      if (model_.layers[i].router)
+        PERFMEM_RETURN_IF_ERROR(window_moe_layer({model_.layers[i].moe_layer, model_.layers[i].router}, step, members));
+      for (SequenceState* s : active) sequence_resident_mlp(i, *s);
     }
     for (SequenceState* s : active) {
       end_sequence_step(*s, step);

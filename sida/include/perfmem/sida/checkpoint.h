@@ -57,14 +57,27 @@ struct BlockWeights {
   int64_t moe_layer = -1;                       // index among MoE layers, sparse blocks
 };
 
-// A decoder-only family's layer (Mixtral): attention with rotary positions and grouped K/V heads,
-// then the MoE feed-forward. Norm weights are F32 [d_model].
+// A SwiGLU MLP, down(silu(gate x) * up x): Qwen2-MoE's dense layers and shared expert.
+struct GatedMlpWeights {
+  const PackedWeights* gate = nullptr;  // [ff, d_model]
+  const PackedWeights* up = nullptr;    // [ff, d_model]
+  const PackedWeights* down = nullptr;  // [d_model, ff]
+};
+
+// A decoder-only family's layer (Mixtral, Qwen2-MoE): attention with rotary positions and grouped
+// K/V heads, then the MoE feed-forward (or a dense MLP). Norm weights are F32 [d_model].
 struct DecoderLayerWeights {
   const float* input_norm = nullptr;
-  AttentionWeights attention;  // q [H*hd, d], k and v [KV*hd, d], o [d, H*hd]
+  AttentionWeights attention;     // q [H*hd, d], k and v [KV*hd, d], o [d, H*hd]
+  const float* q_bias = nullptr;  // Qwen2-MoE: F32 [H*hd]
+  const float* k_bias = nullptr;  // F32 [KV*hd]
+  const float* v_bias = nullptr;  // F32 [KV*hd]
   const float* post_attention_norm = nullptr;
-  const PackedWeights* router = nullptr;  // [E, d_model]
+  const PackedWeights* router = nullptr;  // [E, d_model]; null in a dense layer
   int64_t moe_layer = -1;
+  GatedMlpWeights dense;                              // Qwen2-MoE's dense layers
+  GatedMlpWeights shared_expert;                      // Qwen2-MoE's MoE layers (when configured)
+  const PackedWeights* shared_expert_gate = nullptr;  // [1, d_model]
 };
 
 // Where one expert's matrices live in the checkpoint (possibly in different shards).
@@ -121,7 +134,7 @@ class ModelWeights {
   ModelWeights() = default;
   // The family's tensors (the config and checkpoint are read already).
   Status load_switch();
-  Status load_mixtral();
+  Status load_decoder_only();  // Mixtral and Qwen2-MoE
   // Validates an expert matrix (shape, float dtype) and counts its bytes on disk.
   Result<SafetensorsCheckpoint::Entry> locate_expert_matrix(const std::string& name, const Shape& shape);
   Result<const float*> load_resident(const std::string& name, const Shape& shape);

@@ -37,7 +37,11 @@ inline constexpr int64_t kDefaultNumSparseLayers = 3;
 //   kSwitch:  switch_transformers, T5 encoder-decoder, top-1 routers, experts relu(x wiᵀ) woᵀ.
 //   kMixtral: mixtral, decoder-only (RMSNorm, RoPE, grouped-query attention), top-k routers
 //             (softmax, top-k, renormalised), experts w2(silu(x w1ᵀ) * (x w3ᵀ)).
-enum class ModelFamily { kSwitch, kMixtral };
+//   kQwen2Moe: qwen2_moe, Mixtral's layers plus q/k/v biases, top-k routing renormalised only
+//             with norm_topk_prob, a shared expert scaled by sigmoid(shared_expert_gate · x),
+//             MoE layers where (i + 1) % decoder_sparse_step == 0 and i is not in
+//             mlp_only_layers, dense SwiGLU MLPs elsewhere.
+enum class ModelFamily { kSwitch, kMixtral, kQwen2Moe };
 const char* model_family_name(ModelFamily family);
 
 // Keys of decoder-only families (Mixtral) that have no Switch counterpart.
@@ -48,6 +52,13 @@ struct DecoderOnlyConfig {
   int64_t sliding_window = 0;  // 0: none; else sequences longer than it are refused
   bool tie_word_embeddings = false;
   int64_t bos_token_id = -1;  // what a tokenizer prepends (-1: none)
+  // Qwen2-MoE (Mixtral: renormalised top-k, every layer sparse, no shared expert, no biases).
+  bool norm_topk_prob = true;
+  bool attention_bias = false;                  // q/k/v projections carry biases
+  int64_t dense_intermediate_size = 0;          // the dense layers' MLP (intermediate_size)
+  int64_t shared_expert_intermediate_size = 0;  // 0: no shared expert
+  int64_t sparse_step = 1;                      // layer i is sparse when (i + 1) % step == 0
+  std::vector<int64_t> mlp_only_layers;         // sorted, distinct: dense whatever the step says
 };
 
 // The family-independent name for new code; SwitchConfig is kept for the Switch callers.
@@ -98,7 +109,7 @@ struct SwitchConfig {
   bool is_decoder_only() const { return family != ModelFamily::kSwitch; }
   // Gated experts (Mixtral) hold two input matrices, gate (w1) and up (w3), stacked in one
   // [2 * d_ff, d_model] matrix in fast memory; Switch's hold wi [d_ff, d_model].
-  bool gated_experts() const { return family == ModelFamily::kMixtral; }
+  bool gated_experts() const { return is_decoder_only(); }
   int64_t expert_in_rows() const { return gated_experts() ? 2 * d_ff : d_ff; }
 
   bool is_generation_eos(int64_t id) const;
@@ -146,7 +157,7 @@ Json config_to_json(const SwitchConfig& config);
 // "tiny" (a few hundred KB, for tests and the demo) or "switch-base-N", N in 8..256: the real
 // shapes of google/switch-base-N; "mixtral-tiny" (tests) and "mixtral-bench" (Mixtral-shaped
 // layers: hidden 1024, intermediate 3584, 8 experts top-2, 16 heads / 4 KV heads, vocab 32000,
-// 4 layers; for benchmarks).
+// 4 layers; for benchmarks); "qwen2-moe-tiny" (tests: shared expert, a dense layer).
 Result<SwitchConfig> preset_config(const std::string& name);
 std::vector<std::string> preset_names();
 

@@ -184,8 +184,8 @@ class Engine {
                    const std::vector<RoutedToken>& tokens);
   void route(const MoeLayerRef& layer, const float* normed, const std::vector<RoutedToken>& tokens,
              LayerRouting* routing) const;
-  // Hugging Face's Mixtral routing of r->logits: softmax in fp32, the k largest (the first on
-  // ties), renormalised to sum 1.
+  // Hugging Face's Mixtral / Qwen2-MoE routing of r->logits: softmax in fp32, the k largest (the
+  // first on ties), renormalised to sum 1 (Qwen2-MoE: only with norm_topk_prob).
   void route_top_k(LayerRouting* r) const;
   // One token row through an expert: in = its normed row, out += p * expert(in).
   struct ExpertRow {
@@ -227,6 +227,9 @@ class Engine {
   // Attention of layer i over the step's rows (keys and values appended to the cache), then the
   // post-attention norm into s.h.
   void sequence_attention(size_t i, SequenceState& s) const;
+  // Qwen2-MoE's feed-forward parts that are not routed experts, added to s.x from s.h: a dense
+  // layer's MLP, or a MoE layer's shared expert scaled by sigmoid(shared_expert_gate · h).
+  void sequence_resident_mlp(size_t i, SequenceState& s) const;
   // Final norm and LM head on the last row, the greedy token, and whether the sequence is done.
   void end_sequence_step(SequenceState& s, int64_t step) const;
   Result<std::vector<Generation>> generate_decoder_only(const std::vector<std::vector<int32_t>>& requests,

@@ -1,8 +1,9 @@
-// Mixtral (decoder-only family): conformance with Hugging Face transformers' MixtralForCausalLM on
-// checkpoints written by make_checkpoint and by transformers' save_pretrained (one file, sharded,
-// bf16): greedy ids equal, every step's logits within 1e-4 relative error, the router's top-k
-// choices of every layer equal. Exact mode gives the all-resident bits under every policy, budget
-// and execution. Bad configs and tensors are errors naming the file and the key or tensor.
+// The decoder-only families, Mixtral and Qwen2-MoE: conformance with Hugging Face transformers'
+// MixtralForCausalLM / Qwen2MoeForCausalLM on checkpoints written by make_checkpoint and by
+// transformers' save_pretrained (one file, sharded, bf16): greedy ids equal, every step's logits
+// within 1e-4 relative error, the router's top-k choices of every MoE layer equal. Exact mode
+// gives the all-resident bits under every policy, budget and execution. Bad configs and tensors
+// are errors naming the file and the key or tensor.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -34,7 +35,7 @@ bool run_hf_script(const std::string& args, std::string* why) {
   }
   // The sanitizer runtime of this process must not leak into the Python child.
   auto result = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + venv_python() + " " +
-                                              PERFMEM_SOURCE_DIR + "/sida/tests/hf_mixtral.py " + args);
+                                              PERFMEM_SOURCE_DIR + "/sida/tests/hf_decoder_only.py " + args);
   if (result.exit_code == 3) {
     *why = "transformers not installed in the venv: " + result.output;
     return false;
@@ -121,10 +122,22 @@ void expect_conforms(const std::string& dir, const Requests& requests, int64_t m
   }
 }
 
+// Writes DIR/config.json with `key` set to `value` (null removes it).
+void set_config_key(const std::string& dir, const std::string& key, const Json& value) {
+  auto json = read_json_file(dir + "/config.json");
+  ASSERT_TRUE(json.ok());
+  if (value.is_null())
+    json->erase(key);
+  else
+    (*json)[key] = value;
+  ASSERT_TRUE(write_text_file(dir + "/config.json", json->dump(2)).ok());
+}
+
 const Requests kRequests = {{1, 12, 7, 33, 41, 5, 60, 17}, {1, 90}, {1, 3, 3, 3, 44, 21, 8, 70, 9, 15, 64}};
 
-std::string make_tiny(const std::string& name, DType dtype = DType::kF32, uint64_t shard_bytes = 2ull << 30) {
-  auto cfg = preset_config("mixtral-tiny");
+std::string make_tiny(const std::string& name, DType dtype = DType::kF32, uint64_t shard_bytes = 2ull << 30,
+                      const std::string& preset = "mixtral-tiny") {
+  auto cfg = preset_config(preset);
   EXPECT_TRUE(cfg.ok());
   return testing::make_test_checkpoint(name, *cfg, dtype, shard_bytes);
 }
@@ -170,6 +183,39 @@ TEST(MixtralConformance, SavePretrainedCheckpointsMatchTransformers) {
   }
 }
 
+// Serves `requests` through a fresh store of `slots` expert slots (fp32, or bf16 slots).
+ServeReport serve_with(const ModelWeights& model, const std::vector<Request>& requests, ServeOptions opt, Policy policy,
+                       uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
+  const SwitchConfig& c = model.config();
+  StoreOptions so;
+  so.policy = policy;
+  so.bf16_fast_tier = bf16;
+  so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
+  auto store = ExpertStore::create(model, so);
+  EXPECT_TRUE(store.ok()) << store.status().to_string();
+  if (!store.ok()) return {};
+  EXPECT_EQ((*store)->num_slots(), slots);
+  if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
+  opt.execution = execution;
+  opt.routes = routes;
+  auto report = serve(model, **store, requests, opt);
+  EXPECT_TRUE(report.ok()) << report.status().to_string();
+  return report.ok() ? *report : ServeReport{};
+}
+
+// Every request's ids and logits bit for bit as in `reference`.
+void expect_same_bits(const ServeReport& got, const ServeReport& reference) {
+  ASSERT_EQ(got.results.size(), reference.results.size());
+  for (size_t r = 0; r < got.results.size(); ++r) {
+    EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
+    ASSERT_EQ(got.results[r].logits.size(), reference.results[r].logits.size());
+    for (size_t s = 0; s < got.results[r].logits.size(); ++s)
+      EXPECT_EQ(0, std::memcmp(got.results[r].logits[s].data(), reference.results[r].logits[s].data(),
+                               got.results[r].logits[s].size() * sizeof(float)))
+          << "request " << r << " step " << s;
+  }
+}
+
 // Exact mode: every policy, budget and execution gives the all-resident ids and logits, bit for
 // bit, with fp32 slots and with bf16 slots (the checkpoint is bf16: the kernels widen exactly).
 TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
@@ -183,20 +229,7 @@ TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
   opt.keep_outputs = true;
   opt.window = 3;
   auto run = [&](Policy policy, uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
-    StoreOptions so;
-    so.policy = policy;
-    so.bf16_fast_tier = bf16;
-    so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
-    auto store = ExpertStore::create(**model, so);
-    EXPECT_TRUE(store.ok()) << store.status().to_string();
-    EXPECT_EQ((*store)->num_slots(), slots);
-    if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
-    ServeOptions o = opt;
-    o.execution = execution;
-    o.routes = routes;
-    auto report = serve(**model, **store, requests, o);
-    EXPECT_TRUE(report.ok()) << report.status().to_string();
-    return report.ok() ? *report : ServeReport{};
+    return serve_with(**model, requests, opt, policy, slots, execution, routes, bf16);
   };
   const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
   const ServeReport reference = run(Policy::kAllResident, all, Execution::kRequest, nullptr, false);
@@ -211,15 +244,7 @@ TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
           SCOPED_TRACE(std::string(policy_name(policy)) + ", " + std::to_string(slots) + " slots, " +
                        execution_name(execution) + (bf16 ? ", bf16 slots" : ""));
           const ServeReport got = run(policy, slots, execution, policy == Policy::kPrefetch ? &*routes : nullptr, bf16);
-          ASSERT_EQ(got.results.size(), requests.size());
-          for (size_t r = 0; r < requests.size(); ++r) {
-            EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
-            ASSERT_EQ(got.results[r].logits.size(), reference.results[r].logits.size());
-            for (size_t s = 0; s < got.results[r].logits.size(); ++s)
-              EXPECT_EQ(0, std::memcmp(got.results[r].logits[s].data(), reference.results[r].logits[s].data(),
-                                       got.results[r].logits[s].size() * sizeof(float)))
-                  << "request " << r << " step " << s;
-          }
+          expect_same_bits(got, reference);
           if (slots < all) { EXPECT_GT(got.store.bytes_read, 0u); }
           EXPECT_EQ(got.engine.expert_bytes % (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes()), 0u);
         }
@@ -233,6 +258,102 @@ TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
   EXPECT_NE(refused.status().to_string().find("experts.0.w1.weight"), std::string::npos)
       << refused.status().to_string();
   EXPECT_NE(refused.status().to_string().find("BF16"), std::string::npos);
+}
+
+TEST(Qwen2MoeConformance, MakeCheckpointAndSavePretrainedMatchTransformers) {
+  expect_conforms(make_tiny("qwen-f32", DType::kF32, 2ull << 30, "qwen2-moe-tiny"), kRequests, 6);
+  expect_conforms(make_tiny("qwen-bf16", DType::kBF16, 48 << 10, "qwen2-moe-tiny"), kRequests, 6);
+  struct Case {
+    const char* name;
+    Json spec;
+  };
+  const Case cases[] = {
+      {"f32", Json{{"family", "qwen2_moe"}, {"seed", 5}}},
+      {"bf16-sharded", Json{{"family", "qwen2_moe"}, {"seed", 6}, {"dtype", "bfloat16"}, {"max_shard_size", "50KB"}}},
+      // Renormalised top-k, every layer sparse, top-3, no shared expert.
+      {"norm-topk-step1-no-shared", Json{{"family", "qwen2_moe"},
+                                         {"seed", 7},
+                                         {"config",
+                                          {{"norm_topk_prob", true},
+                                           {"decoder_sparse_step", 1},
+                                           {"num_experts_per_tok", 3},
+                                           {"shared_expert_intermediate_size", 0}}}}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::string why;
+    const std::string dir = write_hf_checkpoint(std::string("qwen-") + c.name, c.spec, &why);
+    if (dir.empty()) {
+      if (why.empty()) return;
+      PERFMEM_SKIP_UNLESS_REQUIRED(why);
+    }
+    expect_conforms(dir, kRequests, 5);
+  }
+}
+
+// Qwen2-MoE's sparse layers: (i + 1) % decoder_sparse_step == 0, minus mlp_only_layers (as later
+// transformers define the key; 4.40, the oracle, ignores it), in closed form for any depth.
+TEST(Qwen2MoeModel, SparseLayersFollowTheStepAndMlpOnlyLayers) {
+  auto c = preset_config("qwen2-moe-tiny");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->num_moe_layers(), 3);
+  for (int64_t m = 0; m < 3; ++m) EXPECT_EQ(c->moe_layer_place(m).block, 2 * m + 1);
+  auto expect_blocks = [](SwitchConfig q, int64_t layers, int64_t step, std::vector<int64_t> mlp_only,
+                          std::vector<int64_t> sparse) {
+    q.num_decoder_layers = layers;
+    q.decoder_only.sparse_step = step;
+    q.decoder_only.mlp_only_layers = mlp_only;
+    ASSERT_EQ(q.num_moe_layers(), int64_t(sparse.size()));
+    std::vector<int64_t> got, scanned;
+    for (int64_t m = 0; m < q.num_moe_layers(); ++m) got.push_back(q.moe_layer_place(m).block);
+    for (int64_t i = 0; i < layers; ++i)
+      if (q.decoder_block_is_sparse(i)) scanned.push_back(i);
+    EXPECT_EQ(got, sparse);
+    EXPECT_EQ(scanned, sparse);
+  };
+  expect_blocks(*c, 5, 1, {0, 2}, {1, 3, 4});
+  expect_blocks(*c, 8, 2, {3}, {1, 5, 7});
+  expect_blocks(*c, 9, 3, {0, 1, 5, 20}, {2, 8});
+  // A checkpoint whose config makes layer 3 dense loads it as dense (its MLP tensors, no router).
+  SwitchConfig q = *c;
+  q.decoder_only.mlp_only_layers = {3};
+  const std::string dir = testing::make_test_checkpoint("qwen-mlp-only", q);
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  EXPECT_EQ((*model)->config().num_moe_layers(), 2);
+  EXPECT_EQ((*model)->layers[3].router, nullptr);
+  EXPECT_NE((*model)->layers[3].dense.down, nullptr);
+  EXPECT_NE((*model)->layers[5].router, nullptr);
+  EXPECT_EQ((*model)->layers[5].moe_layer, 1);
+  // Every layer dense is not an MoE model.
+  set_config_key(dir, "mlp_only_layers", Json::array({1, 3, 5}));
+  auto dense = ModelWeights::load(dir);
+  ASSERT_FALSE(dense.ok());
+  EXPECT_NE(dense.status().to_string().find("no sparse layer"), std::string::npos) << dense.status().to_string();
+}
+
+TEST(Qwen2MoeModel, ExactModeGivesTheAllResidentBits) {
+  const std::string dir = make_tiny("qwen-exact", DType::kBF16, 2ull << 30, "qwen2-moe-tiny");
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  const SwitchConfig& c = (*model)->config();
+  const auto requests = synthetic_requests(5, 3, 12, c.vocab_size, 3);
+  ServeOptions opt;
+  opt.max_new_tokens = 4;
+  opt.keep_outputs = true;
+  opt.window = 2;
+  auto run = [&](Policy policy, uint64_t slots, Execution execution, bool bf16) {
+    return serve_with(**model, requests, opt, policy, slots, execution, nullptr, bf16);
+  };
+  const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
+  const ServeReport reference = run(Policy::kAllResident, all, Execution::kRequest, false);
+  for (bool bf16 : {false, true})
+    for (uint64_t slots : {uint64_t(1), uint64_t(c.num_experts), all})
+      for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
+        SCOPED_TRACE(std::to_string(slots) + " slots, " + execution_name(execution) + (bf16 ? ", bf16" : ""));
+        const ServeReport got = run(Policy::kLru, slots, execution, bf16);
+        expect_same_bits(got, reference);
+      }
 }
 
 TEST(MixtralModel, PresetsHaveTheDocumentedShapes) {
@@ -279,17 +400,6 @@ TEST(MixtralModel, DecoderOnlyHasNoEncoderAndGeneratesInWindows) {
   auto batch = engine.generate(requests, g);  // batch: every sequence on its own positions
   ASSERT_TRUE(batch.ok());
   for (size_t r = 0; r < requests.size(); ++r) EXPECT_EQ(batch->tokens[r], (*window)[r].tokens[0]);
-}
-
-// Writes DIR/config.json with `key` set to `value` (null removes it).
-void set_config_key(const std::string& dir, const std::string& key, const Json& value) {
-  auto json = read_json_file(dir + "/config.json");
-  ASSERT_TRUE(json.ok());
-  if (value.is_null())
-    json->erase(key);
-  else
-    (*json)[key] = value;
-  ASSERT_TRUE(write_text_file(dir + "/config.json", json->dump(2)).ok());
 }
 
 TEST(MixtralModel, BadConfigsAndTensorsAreErrorsNamingThem) {
