@@ -6,6 +6,7 @@
 // are errors naming the file and the key or tensor.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
@@ -450,6 +451,36 @@ TEST(MixtralModel, SequencesPastTheSlidingWindowAreRefused) {
   auto gen = engine.generate({{1, 5, 6, 7, 8, 9, 10}}, {.max_new_tokens = 2});
   ASSERT_FALSE(gen.ok());
   EXPECT_NE(gen.status().to_string().find("sliding_window"), std::string::npos) << gen.status().to_string();
+}
+
+// The command line: the presets, --bf16-experts (same ids as fp32 slots; refused for an f32
+// checkpoint), and --expert-capacity refused for a decoder-only preset.
+TEST(DecoderOnlyCli, PresetsRunWithBf16ExpertsAndRefuseSwitchOnlyOptions) {
+  const std::string sida = CLI_PATH;
+  const std::string dir = testing::temp_dir("cli-mixtral");
+  for (const char* preset : {"mixtral-tiny", "qwen2-moe-tiny"}) {
+    SCOPED_TRACE(preset);
+    auto made = perfmem::testing::run_command(sida + " make-checkpoint --preset " + preset + " --dtype bf16 -o " + dir +
+                                              "/" + preset);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    const std::string run = sida + " run " + dir + "/" + preset + " --tokens '1 12 7 33 41' --max-new-tokens 5";
+    auto fp32 = perfmem::testing::run_command(run + " --policy lru --budget 30KiB 2>/dev/null");
+    auto bf16 = perfmem::testing::run_command(run + " --policy lru --budget 15KiB --bf16-experts 2>/dev/null");
+    ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+    ASSERT_EQ(bf16.exit_code, 0) << bf16.output;
+    const std::string ids = fp32.output.substr(0, fp32.output.find('\n'));
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), ' '), 4) << ids;  // five ids
+    EXPECT_EQ(bf16.output.substr(0, bf16.output.find('\n')), ids);
+  }
+  auto f32 = perfmem::testing::run_command(sida + " make-checkpoint --preset mixtral-tiny -o " + dir + "/f32");
+  ASSERT_EQ(f32.exit_code, 0) << f32.output;
+  auto refused = perfmem::testing::run_command(sida + " run " + dir + "/f32 --tokens '1 2' --bf16-experts");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("BF16"), std::string::npos) << refused.output;
+  auto capacity = perfmem::testing::run_command(
+      sida + " make-checkpoint --preset mixtral-tiny --expert-capacity 4 -o " + dir + "/capacity");
+  EXPECT_NE(capacity.exit_code, 0);
+  EXPECT_NE(capacity.output.find("--expert-capacity"), std::string::npos) << capacity.output;
 }
 
 }  // namespace
