@@ -343,6 +343,16 @@ Status ModelWeights::load_decoder_only() {
   };
   const bool qwen = c.family == ModelFamily::kQwen2Moe;
   PERFMEM_RETURN_IF_ERROR(require("num_hidden_layers", L, mixtral_layer_prefix(L - 1) + "input_layernorm.weight"));
+  // Qwen2-MoE: the layers the step (and mlp_only_layers) make sparse must hold routers. Each
+  // needs its own tensor, so the loop stops within the file's tensor count.
+  for (int64_t m = 0; qwen && m < c.num_moe_layers() && uint64_t(m) < checkpoint_.tensor_names().size(); ++m) {
+    const int64_t block = c.moe_layer_place(m).block;
+    if (!checkpoint_.find(router_name(c, block)).file)
+      return input_error(
+          config_path, "keys \"decoder_sparse_step\" / \"mlp_only_layers\"", "the sparse layers the checkpoint holds",
+          "step " + std::to_string(c.decoder_only.sparse_step) + ", which makes layer " + std::to_string(block) +
+              " sparse, but " + checkpoint_.path() + " has no tensor \"" + router_name(c, block) + "\"");
+  }
   PERFMEM_RETURN_IF_ERROR(
       require(qwen ? "num_experts" : "num_local_experts", E, expert_tensor_name(c, 0, E - 1, "wi")));
   using u128 = unsigned __int128;

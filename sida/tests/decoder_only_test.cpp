@@ -441,6 +441,37 @@ TEST(MixtralModel, BadConfigsAndTensorsAreErrorsNamingThem) {
   EXPECT_FALSE(ModelWeights::load(dir).ok());
 }
 
+TEST(Qwen2MoeModel, BadConfigsAndTensorsAreErrorsNamingThem) {
+  struct Case {
+    const char* key;
+    Json value;
+    std::vector<std::string> expect;  // substrings of the error
+  };
+  const Case cases[] = {
+      {"shared_expert_intermediate_size", int64_t(1) << 62, {"shared_expert_intermediate_size", "64 bits"}},
+      {"shared_expert_intermediate_size", int64_t(-1), {"shared_expert_intermediate_size"}},
+      {"shared_expert_intermediate_size", int64_t(50), {"shared_expert.gate_proj.weight", "[50, 32]", "[56, 32]"}},
+      {"intermediate_size", int64_t(0), {"intermediate_size", "positive"}},
+      {"moe_intermediate_size", int64_t(20), {"experts.0.gate_proj.weight", "[20, 32]", "[24, 32]"}},
+      {"decoder_sparse_step", int64_t(0), {"decoder_sparse_step"}},
+      {"decoder_sparse_step", int64_t(1), {"layers.0.mlp.gate.weight"}},  // layer 0 would be sparse
+      {"decoder_sparse_step", int64_t(100), {"no sparse layer"}},
+      {"mlp_only_layers", Json::array({1, -2}), {"mlp_only_layers", "-2"}},
+      {"mlp_only_layers", "3", {"mlp_only_layers", "a list"}},
+      {"num_experts", int64_t(1) << 40, {"num_experts", "experts.1099511627775.gate_proj.weight"}},
+      {"norm_topk_prob", "yes", {"norm_topk_prob"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.key) + " = " + c.value.dump());
+    const std::string dir = make_tiny(std::string("qwen-bad-") + c.key, DType::kF32, 2ull << 30, "qwen2-moe-tiny");
+    set_config_key(dir, c.key, c.value);
+    auto model = ModelWeights::load(dir);
+    ASSERT_FALSE(model.ok());
+    for (const std::string& e : c.expect)
+      EXPECT_NE(model.status().to_string().find(e), std::string::npos) << model.status().to_string();
+  }
+}
+
 TEST(MixtralModel, SequencesPastTheSlidingWindowAreRefused) {
   const std::string dir = make_tiny("mixtral-window-limit");
   set_config_key(dir, "sliding_window", int64_t(6));
