@@ -403,13 +403,26 @@ TEST(MixtralModel, DecoderOnlyHasNoEncoderAndGeneratesInWindows) {
   for (size_t r = 0; r < requests.size(); ++r) EXPECT_EQ(batch->tokens[r], (*window)[r].tokens[0]);
 }
 
+// A config key set to a bad value: loading fails with an error holding every `expect` substring.
+struct ConfigCase {
+  const char* key;
+  Json value;
+  std::vector<std::string> expect;
+};
+void expect_config_errors(const std::string& preset, const std::vector<ConfigCase>& cases) {
+  for (const ConfigCase& c : cases) {
+    SCOPED_TRACE(std::string(c.key) + " = " + c.value.dump());
+    const std::string dir = make_tiny(preset + "-bad-" + c.key, DType::kF32, 2ull << 30, preset);
+    set_config_key(dir, c.key, c.value);
+    auto model = ModelWeights::load(dir);
+    ASSERT_FALSE(model.ok());
+    for (const std::string& e : c.expect)
+      EXPECT_NE(model.status().to_string().find(e), std::string::npos) << model.status().to_string();
+  }
+}
+
 TEST(MixtralModel, BadConfigsAndTensorsAreErrorsNamingThem) {
-  struct Case {
-    const char* key;
-    Json value;
-    std::vector<std::string> expect;  // substrings of the error
-  };
-  const Case cases[] = {
+  const ConfigCase cases[] = {
       {"hidden_act", "gelu", {"config.json", "hidden_act", "silu"}},
       {"num_local_experts", int64_t(1000000000), {"num_local_experts", "experts.999999999.w1.weight"}},
       {"num_hidden_layers", int64_t(1) << 40, {"num_hidden_layers", "model.layers.1099511627775"}},
@@ -423,15 +436,7 @@ TEST(MixtralModel, BadConfigsAndTensorsAreErrorsNamingThem) {
       {"rms_norm_eps", -1.0, {"rms_norm_eps"}},
       {"eos_token_id", int64_t(500), {"eos_token_id", "vocab_size"}},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.key);
-    const std::string dir = make_tiny(std::string("mixtral-bad-") + c.key);
-    set_config_key(dir, c.key, c.value);
-    auto model = ModelWeights::load(dir);
-    ASSERT_FALSE(model.ok());
-    for (const std::string& s : c.expect)
-      EXPECT_NE(model.status().to_string().find(s), std::string::npos) << model.status().to_string();
-  }
+  expect_config_errors("mixtral-tiny", {std::begin(cases), std::end(cases)});
   // A missing expert tensor names it.
   const std::string dir = make_tiny("mixtral-missing");
   set_config_key(dir, "tie_word_embeddings", true);  // then lm_head is not read: still loads
@@ -442,12 +447,7 @@ TEST(MixtralModel, BadConfigsAndTensorsAreErrorsNamingThem) {
 }
 
 TEST(Qwen2MoeModel, BadConfigsAndTensorsAreErrorsNamingThem) {
-  struct Case {
-    const char* key;
-    Json value;
-    std::vector<std::string> expect;  // substrings of the error
-  };
-  const Case cases[] = {
+  const ConfigCase cases[] = {
       {"shared_expert_intermediate_size", int64_t(1) << 62, {"shared_expert_intermediate_size", "64 bits"}},
       {"shared_expert_intermediate_size", int64_t(-1), {"shared_expert_intermediate_size"}},
       {"shared_expert_intermediate_size", int64_t(50), {"shared_expert.gate_proj.weight", "[50, 32]", "[56, 32]"}},
@@ -461,15 +461,7 @@ TEST(Qwen2MoeModel, BadConfigsAndTensorsAreErrorsNamingThem) {
       {"num_experts", int64_t(1) << 40, {"num_experts", "experts.1099511627775.gate_proj.weight"}},
       {"norm_topk_prob", "yes", {"norm_topk_prob"}},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(std::string(c.key) + " = " + c.value.dump());
-    const std::string dir = make_tiny(std::string("qwen-bad-") + c.key, DType::kF32, 2ull << 30, "qwen2-moe-tiny");
-    set_config_key(dir, c.key, c.value);
-    auto model = ModelWeights::load(dir);
-    ASSERT_FALSE(model.ok());
-    for (const std::string& e : c.expect)
-      EXPECT_NE(model.status().to_string().find(e), std::string::npos) << model.status().to_string();
-  }
+  expect_config_errors("qwen2-moe-tiny", {std::begin(cases), std::end(cases)});
 }
 
 TEST(MixtralModel, SequencesPastTheSlidingWindowAreRefused) {
