@@ -45,6 +45,7 @@ struct RequestArgs {
   bool encoder_only = false;
   bool no_capacity = false;
   bool no_direct_io = false;
+  bool bf16_experts = false;
 };
 
 // A CLI check for counts of at least 1 whose message states the range in words (CLI11's
@@ -65,6 +66,8 @@ void add_request_options(CLI::App* cmd, RequestArgs& a) {
   cmd->add_flag("--encoder-only", a.encoder_only, "Run the encoder only (classification setting)");
   cmd->add_flag("--no-capacity", a.no_capacity, "Ignore expert capacity (every token reaches its expert)");
   cmd->add_flag("--no-direct-io", a.no_direct_io, "Read experts through the page cache instead of O_DIRECT");
+  cmd->add_flag("--bf16-experts", a.bf16_experts,
+                "Keep BF16 experts as BF16 in the fast tier (half the bytes per slot; widened as computed)");
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
@@ -141,7 +144,9 @@ int main(int argc, char** argv) {
   std::string preset = "tiny", dtype_text = "f32", out_dir, shard_text = "2GiB";
   uint64_t seed = 1;
   int64_t capacity = -1;
-  make->add_option("--preset", preset, "Model shapes: tiny, switch-base-8|16|32|64|128|256")->capture_default_str();
+  make->add_option("--preset", preset,
+                   "Model shapes: tiny, switch-base-8|16|32|64|128|256, mixtral-tiny, mixtral-bench")
+      ->capture_default_str();
   make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
   make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
   make->add_option("--seed", seed, "Random seed")->capture_default_str();
@@ -257,6 +262,9 @@ int main(int argc, char** argv) {
     if (make->parsed()) {
       auto cfg = preset_config(preset);
       if (!cfg) return report_failure(app, cfg.status());
+      if (capacity > 0 && cfg->is_decoder_only())
+        return report_failure(app, input_error("--expert-capacity", "preset " + preset,
+                                               "a Switch preset (Mixtral applies no expert capacity)", preset));
       if (capacity > 0) cfg->expert_capacity = capacity;
       MakeCheckpointOptions opt;
       opt.seed = seed;
@@ -298,6 +306,7 @@ int main(int argc, char** argv) {
       StoreOptions so;
       so.policy = *policy;
       so.direct_io = !req.no_direct_io;
+      so.bf16_fast_tier = req.bf16_experts;
       if (!budget_text.empty()) {
         size_t b = 0;
         if (!parse_bytes(budget_text, &b))

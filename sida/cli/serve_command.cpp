@@ -19,9 +19,10 @@
 namespace perfmem::sida {
 namespace {
 
-// --budget: a size (2GiB) or a share of all experts' fp32 bytes (25%).
-Result<uint64_t> budget_bytes(const std::string& text, const SwitchConfig& config) {
-  const uint64_t all = uint64_t(config.num_moe_layers() * config.num_experts) * config.expert_f32_bytes();
+// --budget: a size (2GiB) or a share of all experts' fast-tier bytes (25%; bf16 slots: half of fp32).
+Result<uint64_t> budget_bytes(const std::string& text, const SwitchConfig& config, bool bf16_slots) {
+  const uint64_t per_expert = bf16_slots ? config.expert_f32_bytes() / 2 : config.expert_f32_bytes();
+  const uint64_t all = uint64_t(config.num_moe_layers() * config.num_experts) * per_expert;
   if (!text.empty() && text.back() == '%') {
     char* end = nullptr;
     const double share = std::strtod(text.c_str(), &end);
@@ -89,6 +90,8 @@ void add_serve_command(CLI::App& app, ServeCommand& c) {
       ->check(whole_number_in("a number of threads", 0, 4096));
   cmd->add_flag("--no-capacity", c.no_capacity, "Ignore expert capacity (every token reaches its expert)");
   cmd->add_flag("--no-direct-io", c.no_direct_io, "Read experts through the page cache instead of O_DIRECT");
+  cmd->add_flag("--bf16-experts", c.bf16_experts,
+                "Keep BF16 experts as BF16 in the fast tier (half the bytes per slot; widened as computed)");
 }
 
 int run_serve_command(const CLI::App& app, ServeCommand& c) {
@@ -107,7 +110,8 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   StoreOptions so;
   so.policy = *policy;
   so.direct_io = !c.no_direct_io;
-  auto budget = budget_bytes(c.budget, config);
+  so.bf16_fast_tier = c.bf16_experts;
+  auto budget = budget_bytes(c.budget, config, c.bf16_experts);
   if (!budget) return report_failure(app, budget.status());
   so.budget_bytes = *budget;
   size_t max_body = 0;

@@ -18,7 +18,7 @@ struct ServeCommand {
   size_t window = 8, max_queue = 64, threads = 0;
   int64_t plan_top_k = 1;
   int64_t max_prompt_tokens = 512, max_tokens_limit = 256, default_max_tokens = 16;
-  bool no_capacity = false, no_direct_io = false;
+  bool no_capacity = false, no_direct_io = false, bf16_experts = false;
 };
 
 void add_serve_command(CLI::App& app, ServeCommand& command);

@@ -27,7 +27,70 @@ std::string block_prefix(bool decoder, int64_t block) {
   return std::string(decoder ? "decoder" : "encoder") + ".block." + std::to_string(block) + ".layer.";
 }
 
+std::string mixtral_layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+// A decoder-only family's names under model.layers.{i}.: the router, expert e's matrices.
+std::string router_name(const SwitchConfig& c, int64_t layer) {
+  return mixtral_layer_prefix(layer) +
+         (c.family == ModelFamily::kQwen2Moe ? "mlp.gate.weight" : "block_sparse_moe.gate.weight");
+}
+std::string decoder_only_expert_name(const SwitchConfig& c, int64_t layer, int64_t expert, const std::string& matrix) {
+  const bool qwen = c.family == ModelFamily::kQwen2Moe;
+  std::string w = matrix;
+  if (matrix == "wi") w = qwen ? "gate_proj" : "w1";
+  if (matrix == "wo") w = qwen ? "down_proj" : "w2";
+  if (matrix == "up") w = qwen ? "up_proj" : "w3";
+  return mixtral_layer_prefix(layer) + (qwen ? "mlp.experts." : "block_sparse_moe.experts.") + std::to_string(expert) +
+         "." + w + ".weight";
+}
+
+std::vector<TensorSpec> mixtral_tensor_specs(const SwitchConfig& c) {
+  const int64_t d = c.d_model, inner = c.inner_dim(), kv = c.decoder_only.num_key_value_heads * c.d_kv;
+  const double norm_std = 0.1;
+  std::vector<TensorSpec> specs;
+  specs.push_back({"model.embed_tokens.weight", {c.vocab_size, d}, 1.0});
+  for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
+    const std::string p = mixtral_layer_prefix(i);
+    specs.push_back({p + "input_layernorm.weight", {d}, norm_std, 1.0});
+    specs.push_back({p + "self_attn.q_proj.weight", {inner, d}, std::pow(double(d), -0.5)});
+    specs.push_back({p + "self_attn.k_proj.weight", {kv, d}, std::pow(double(d), -0.5)});
+    specs.push_back({p + "self_attn.v_proj.weight", {kv, d}, std::pow(double(d), -0.5)});
+    specs.push_back({p + "self_attn.o_proj.weight", {d, inner}, std::pow(double(inner), -0.5)});
+    specs.push_back({p + "post_attention_layernorm.weight", {d}, norm_std, 1.0});
+    const DecoderOnlyConfig& o = c.decoder_only;
+    if (o.attention_bias) {
+      specs.push_back({p + "self_attn.q_proj.bias", {inner}, 0.1});
+      specs.push_back({p + "self_attn.k_proj.bias", {kv}, 0.1});
+      specs.push_back({p + "self_attn.v_proj.bias", {kv}, 0.1});
+    }
+    auto mlp = [&](const std::string& mp, int64_t ff) {
+      specs.push_back({mp + "gate_proj.weight", {ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({mp + "up_proj.weight", {ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({mp + "down_proj.weight", {d, ff}, std::pow(double(ff), -0.5)});
+    };
+    if (!c.decoder_block_is_sparse(i)) {
+      mlp(p + "mlp.", o.dense_intermediate_size);
+      continue;
+    }
+    specs.push_back({router_name(c, i), {c.num_experts, d}, std::pow(double(d), -0.5)});
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      specs.push_back({decoder_only_expert_name(c, i, e, "wi"), {c.d_ff, d}, std::pow(double(d), -0.5)});
+      specs.push_back({decoder_only_expert_name(c, i, e, "wo"), {d, c.d_ff}, std::pow(double(c.d_ff), -0.5)});
+      specs.push_back({decoder_only_expert_name(c, i, e, "up"), {c.d_ff, d}, std::pow(double(d), -0.5)});
+    }
+    if (o.shared_expert_intermediate_size > 0) {
+      mlp(p + "mlp.shared_expert.", o.shared_expert_intermediate_size);
+      specs.push_back({p + "mlp.shared_expert_gate.weight", {1, d}, std::pow(double(d), -0.5)});
+    }
+  }
+  specs.push_back({"model.norm.weight", {d}, norm_std, 1.0});
+  if (!c.decoder_only.tie_word_embeddings)
+    specs.push_back({"lm_head.weight", {c.vocab_size, d}, std::pow(double(d), -0.5)});
+  return specs;
+}
+
 std::vector<TensorSpec> model_tensor_specs(const SwitchConfig& c, bool lm_head) {
+  if (c.is_decoder_only()) return mixtral_tensor_specs(c);
   const int64_t d = c.d_model, inner = c.inner_dim();
   const double norm_std = 0.1;  // norm weights around 1, not all equal, so a skipped norm shows
   std::vector<TensorSpec> specs;
@@ -200,6 +263,8 @@ void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
 
 std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
                                const std::string& matrix) {
+  if (config.is_decoder_only())
+    return decoder_only_expert_name(config, config.moe_layer_place(moe_layer).block, expert, matrix);
   auto place = config.moe_layer_place(moe_layer);
   return block_prefix(place.decoder, place.block) + (place.decoder ? "2" : "1") + ".mlp.experts.expert_" +
          std::to_string(expert) + "." + matrix + ".weight";
@@ -239,12 +304,121 @@ Result<const PackedWeights*> ModelWeights::load_packed(const std::string& name, 
   return &packed_.back();
 }
 
+Result<SafetensorsCheckpoint::Entry> ModelWeights::locate_expert_matrix(const std::string& name, const Shape& shape) {
+  PERFMEM_ASSIGN_OR_RETURN(auto entry, checkpoint_.get(name));
+  if (entry.info->shape != shape)
+    return input_error(entry.file->path(), "tensor \"" + name + "\"", "shape " + shape_to_string(shape),
+                       shape_to_string(entry.info->shape));
+  if (!is_float_storage(entry.info->dtype))
+    return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
+                       std::string(dtype_safetensors_name(entry.info->dtype)));
+  expert_disk_bytes_ += entry.info->nbytes();
+  return entry;
+}
+
 Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir) {
   std::unique_ptr<ModelWeights> m(new ModelWeights());
   m->dir_ = dir;
   PERFMEM_ASSIGN_OR_RETURN(m->config_, load_config(dir));
   PERFMEM_RETURN_IF_ERROR(check_not_pickle_only(dir));
   PERFMEM_ASSIGN_OR_RETURN(m->checkpoint_, SafetensorsCheckpoint::open(dir));
+  if (m->config_.is_decoder_only()) {
+    PERFMEM_RETURN_IF_ERROR(m->load_decoder_only());
+  } else {
+    PERFMEM_RETURN_IF_ERROR(m->load_switch());
+  }
+  return m;
+}
+
+Status ModelWeights::load_decoder_only() {
+  const SwitchConfig& c = config_;
+  const std::string config_path = dir_ + "/config.json";
+  const int64_t d = c.d_model, inner = c.inner_dim(), kv = c.decoder_only.num_key_value_heads * c.d_kv;
+  const int64_t E = c.num_experts, L = c.num_decoder_layers;
+  // The config's counts against the tensors present, before anything is sized from them.
+  auto require = [&](const char* key, int64_t value, const std::string& tensor) -> Status {
+    if (checkpoint_.find(tensor).file) return Status::Ok();
+    return input_error(config_path, std::string("key \"") + key + "\"", "a size the checkpoint holds",
+                       std::to_string(value) + ", but " + checkpoint_.path() + " has no tensor \"" + tensor + "\"");
+  };
+  const bool qwen = c.family == ModelFamily::kQwen2Moe;
+  PERFMEM_RETURN_IF_ERROR(require("num_hidden_layers", L, mixtral_layer_prefix(L - 1) + "input_layernorm.weight"));
+  // Qwen2-MoE: the layers the step (and mlp_only_layers) make sparse must hold routers. Each
+  // needs its own tensor, so the loop stops within the file's tensor count.
+  for (int64_t m = 0; qwen && m < c.num_moe_layers() && uint64_t(m) < checkpoint_.tensor_names().size(); ++m) {
+    const int64_t block = c.moe_layer_place(m).block;
+    if (!checkpoint_.find(router_name(c, block)).file)
+      return input_error(
+          config_path, "keys \"decoder_sparse_step\" / \"mlp_only_layers\"", "the sparse layers the checkpoint holds",
+          "step " + std::to_string(c.decoder_only.sparse_step) + ", which makes layer " + std::to_string(block) +
+              " sparse, but " + checkpoint_.path() + " has no tensor \"" + router_name(c, block) + "\"");
+  }
+  PERFMEM_RETURN_IF_ERROR(
+      require(qwen ? "num_experts" : "num_local_experts", E, expert_tensor_name(c, 0, E - 1, "wi")));
+  using u128 = unsigned __int128;
+  const u128 needed = 2 + u128(L) * 6 + u128(c.num_moe_layers()) * (1 + 3 * u128(E));
+  if (needed > u128(checkpoint_.tensor_names().size()))
+    return input_error(config_path, "sizes (num_hidden_layers, num_local_experts)",
+                       "no more tensors than " + checkpoint_.path() + " holds (" +
+                           std::to_string(checkpoint_.tensor_names().size()) + ")",
+                       "more than that");
+  PERFMEM_ASSIGN_OR_RETURN(embed_tokens, load_resident("model.embed_tokens.weight", {c.vocab_size, d}));
+  if (c.decoder_only.tie_word_embeddings) {
+    lm_head = embed_tokens;
+  } else {
+    PERFMEM_ASSIGN_OR_RETURN(lm_head, load_resident("lm_head.weight", {c.vocab_size, d}));
+  }
+  PERFMEM_ASSIGN_OR_RETURN(final_norm, load_resident("model.norm.weight", {d}));
+  const DecoderOnlyConfig& o = c.decoder_only;
+  experts_.resize(static_cast<size_t>(c.num_moe_layers() * E));
+  layers.resize(static_cast<size_t>(L));
+  auto load_mlp = [&](const std::string& mp, int64_t ff, GatedMlpWeights* w) -> Status {
+    PERFMEM_ASSIGN_OR_RETURN(w->gate, load_packed(mp + "gate_proj.weight", {ff, d}));
+    PERFMEM_ASSIGN_OR_RETURN(w->up, load_packed(mp + "up_proj.weight", {ff, d}));
+    PERFMEM_ASSIGN_OR_RETURN(w->down, load_packed(mp + "down_proj.weight", {d, ff}));
+    return Status::Ok();
+  };
+  int64_t moe_layer = 0;
+  for (int64_t i = 0; i < L; ++i) {
+    DecoderLayerWeights& layer = layers[size_t(i)];
+    const std::string p = mixtral_layer_prefix(i);
+    PERFMEM_ASSIGN_OR_RETURN(layer.input_norm, load_resident(p + "input_layernorm.weight", {d}));
+    PERFMEM_ASSIGN_OR_RETURN(layer.attention.q, load_packed(p + "self_attn.q_proj.weight", {inner, d}));
+    PERFMEM_ASSIGN_OR_RETURN(layer.attention.k, load_packed(p + "self_attn.k_proj.weight", {kv, d}));
+    PERFMEM_ASSIGN_OR_RETURN(layer.attention.v, load_packed(p + "self_attn.v_proj.weight", {kv, d}));
+    PERFMEM_ASSIGN_OR_RETURN(layer.attention.o, load_packed(p + "self_attn.o_proj.weight", {d, inner}));
+    if (o.attention_bias) {
+      PERFMEM_ASSIGN_OR_RETURN(layer.q_bias, load_resident(p + "self_attn.q_proj.bias", {inner}));
+      PERFMEM_ASSIGN_OR_RETURN(layer.k_bias, load_resident(p + "self_attn.k_proj.bias", {kv}));
+      PERFMEM_ASSIGN_OR_RETURN(layer.v_bias, load_resident(p + "self_attn.v_proj.bias", {kv}));
+    }
+    PERFMEM_ASSIGN_OR_RETURN(layer.post_attention_norm, load_resident(p + "post_attention_layernorm.weight", {d}));
+    if (!c.decoder_block_is_sparse(i)) {
+      PERFMEM_RETURN_IF_ERROR(load_mlp(p + "mlp.", o.dense_intermediate_size, &layer.dense));
+      continue;
+    }
+    PERFMEM_ASSIGN_OR_RETURN(layer.router, load_packed(router_name(c, i), {E, d}));
+    if (o.shared_expert_intermediate_size > 0) {
+      PERFMEM_RETURN_IF_ERROR(
+          load_mlp(p + "mlp.shared_expert.", o.shared_expert_intermediate_size, &layer.shared_expert));
+      PERFMEM_ASSIGN_OR_RETURN(layer.shared_expert_gate, load_packed(p + "mlp.shared_expert_gate.weight", {1, d}));
+    }
+    layer.moe_layer = moe_layer++;
+    const int64_t m = layer.moe_layer;
+    for (int64_t e = 0; e < E; ++e) {
+      ExpertTensors& et = experts_[size_t(m * E + e)];
+      PERFMEM_ASSIGN_OR_RETURN(auto w1, locate_expert_matrix(expert_tensor_name(c, m, e, "wi"), {c.d_ff, d}));
+      PERFMEM_ASSIGN_OR_RETURN(auto w2, locate_expert_matrix(expert_tensor_name(c, m, e, "wo"), {d, c.d_ff}));
+      PERFMEM_ASSIGN_OR_RETURN(auto w3, locate_expert_matrix(expert_tensor_name(c, m, e, "up"), {c.d_ff, d}));
+      et = {w1.file, w1.info, w2.file, w2.info, w3.file, w3.info};
+    }
+  }
+  return Status::Ok();
+}
+
+Status ModelWeights::load_switch() {
+  ModelWeights* m = this;
+  const std::string& dir = dir_;
   const SwitchConfig& c = m->config_;
   const int64_t d = c.d_model, inner = c.inner_dim();
   PERFMEM_RETURN_IF_ERROR(check_config_against_tensors(c, m->checkpoint_, dir + "/config.json"));
@@ -303,14 +477,7 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
         ExpertTensors& et = m->experts_[static_cast<size_t>(moe_layer * c.num_experts + e)];
         for (auto [matrix, shape] : {std::pair<const char*, Shape>{"wi", {c.d_ff, d}}, {"wo", {d, c.d_ff}}}) {
           std::string name = ff + "mlp.experts.expert_" + std::to_string(e) + "." + matrix + ".weight";
-          PERFMEM_ASSIGN_OR_RETURN(auto entry, m->checkpoint_.get(name));
-          if (entry.info->shape != shape)
-            return input_error(entry.file->path(), "tensor \"" + name + "\"", "shape " + shape_to_string(shape),
-                               shape_to_string(entry.info->shape));
-          if (!is_float_storage(entry.info->dtype))
-            return input_error(entry.file->path(), "tensor \"" + name + "\"", "dtype F32, BF16 or F16",
-                               std::string(dtype_safetensors_name(entry.info->dtype)));
-          m->expert_disk_bytes_ += entry.info->nbytes();
+          PERFMEM_ASSIGN_OR_RETURN(auto entry, m->locate_expert_matrix(name, shape));
           if (std::string(matrix) == "wi") {
             et.wi_file = entry.file;
             et.wi = entry.info;
@@ -327,7 +494,7 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::load(const std::string& dir)
         m->load_resident(std::string(decoder ? "decoder" : "encoder") + ".final_layer_norm.weight", {d}));
     (decoder ? m->decoder_final_norm : m->encoder_final_norm) = final_norm;
   }
-  return m;
+  return Status::Ok();
 }
 
 const ExpertTensors& ModelWeights::expert(int64_t moe_layer, int64_t expert) const {
@@ -399,7 +566,8 @@ Status make_checkpoint(const SwitchConfig& config, const MakeCheckpointOptions& 
       const TensorSpec& spec = specs[i];
       const int64_t n = shape_numel(spec.shape);
       // lm_head is tied: the same values as shared.weight.
-      const std::string& seed_name = spec.name == "lm_head.weight" ? specs[0].name : spec.name;
+      const std::string& seed_name =
+          spec.name == "lm_head.weight" && config.family == ModelFamily::kSwitch ? specs[0].name : spec.name;
       fill_uniform(values.data(), n, hash_name(seed_name, options.seed), spec.mean, spec.stddev);
       if (options.dtype == DType::kF32) {
         std::memcpy(cursor, values.data(), size_t(n) * elem);

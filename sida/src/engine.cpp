@@ -87,7 +87,34 @@ Status Engine::check_requests(const std::vector<std::vector<int32_t>>& requests)
   return Status::Ok();
 }
 
-void Engine::route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+void Engine::route_top_k(LayerRouting* r) const {
+  const int64_t E = model_.config().num_experts, k = model_.config().experts_per_token;
+  const int64_t n = int64_t(r->logits.size()) / E;
+  std::vector<float> probs(static_cast<size_t>(E));
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  r->choice.assign(size_t(n * k), 0);
+  r->weight.assign(size_t(n * k), 0.f);
+  for (int64_t t = 0; t < n; ++t) {
+    std::copy_n(&r->logits[size_t(t * E)], E, probs.begin());
+    softmax_inplace(probs.data(), E);
+    for (int64_t e = 0; e < E; ++e) order[size_t(e)] = int32_t(e);
+    // The k largest, descending; equal values keep the lower id first.
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      return probs[size_t(a)] > probs[size_t(b)] || (probs[size_t(a)] == probs[size_t(b)] && a < b);
+    });
+    float sum = 0.f;
+    for (int64_t j = 0; j < k; ++j) sum += probs[size_t(order[size_t(j)])];
+    if (!model_.config().decoder_only.norm_topk_prob) sum = 1.f;  // Qwen2-MoE's default: the probabilities
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = order[size_t(j)];
+      r->choice[size_t(t * k + j)] = e;
+      r->weight[size_t(t * k + j)] = probs[size_t(e)] / sum;
+      r->uses[size_t(e)] = 1;
+    }
+  }
+}
+
+void Engine::route(const MoeLayerRef& layer, const float* normed, const std::vector<RoutedToken>& tokens,
                    LayerRouting* r) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, E = c.num_experts, n = int64_t(tokens.size());
@@ -95,14 +122,14 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
   r->h.resize(size_t(n * d));
   for (int64_t t = 0; t < n; ++t)
     std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
-  if (replacement_ && block.moe_layer < c.num_encoder_moe_layers()) {  // SiDA's mode: no router, no capacity
+  if (replacement_ && layer.moe_layer < c.num_encoder_moe_layers()) {  // SiDA's mode: no router, no capacity
     r->logits.assign(size_t(n * E), 0.f);
     r->choice.assign(size_t(n), 0);
-    r->top_prob.assign(size_t(n), 0.f);
+    r->weight.assign(size_t(n), 0.f);
     r->dropped.assign(size_t(n), 0);
     r->uses.assign(size_t(E), 0);
     for (int64_t t = 0; t < n; ++t) {
-      replacement_(block.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t)], &r->top_prob[size_t(t)]);
+      replacement_(layer.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t)], &r->weight[size_t(t)]);
       PERFMEM_CHECK(r->choice[size_t(t)] >= 0 && r->choice[size_t(t)] < E, "replacement expert out of range");
       r->uses[size_t(r->choice[size_t(t)])] = 1;
     }
@@ -110,12 +137,13 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
   }
   // Router in fp32: logits F32 [n, E].
   r->logits.resize(size_t(n * E));
-  if (n > 0) linear_packed(r->h.data(), *block.router, r->logits.data(), n);
-  std::vector<float> probs = r->logits;
-  r->choice.assign(size_t(n), 0);
-  r->top_prob.assign(size_t(n), 0.f);
+  if (n > 0) linear_packed(r->h.data(), *layer.router, r->logits.data(), n);
   r->dropped.assign(size_t(n), 0);
   r->uses.assign(size_t(E), 0);
+  if (c.is_decoder_only()) return route_top_k(r);
+  std::vector<float> probs = r->logits;
+  r->choice.assign(size_t(n), 0);
+  r->weight.assign(size_t(n), 0.f);
   std::vector<int64_t> counts(static_cast<size_t>(E), 0);
   int32_t current_row = -1;
   for (int64_t t = 0; t < n; ++t) {
@@ -123,7 +151,7 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
     softmax_inplace(pr, E);
     const int64_t e = argmax(pr, E);
     r->choice[size_t(t)] = int32_t(e);
-    r->top_prob[size_t(t)] = pr[e];
+    r->weight[size_t(t)] = pr[e];
     if (tokens[size_t(t)].row != current_row) {  // capacity counts restart per sequence
       current_row = tokens[size_t(t)].row;
       std::fill(counts.begin(), counts.end(), 0);
@@ -135,11 +163,14 @@ void Engine::route(const BlockWeights& block, const float* normed, const std::ve
   }
 }
 
-void Engine::collect_rows(int64_t e, const LayerRouting& r, const std::vector<RoutedToken>& tokens, float* x, int64_t d,
-                          std::vector<ExpertRow>* rows) {
-  for (size_t t = 0; t < tokens.size(); ++t)
-    if (r.choice[t] == e && !r.dropped[t])
-      rows->push_back({&r.h[t * size_t(d)], x + tokens[t].index * d, r.top_prob[t]});
+void Engine::collect_rows(int64_t e, int64_t k, const LayerRouting& r, const std::vector<RoutedToken>& tokens, float* x,
+                          int64_t d, std::vector<ExpertRow>* rows) {
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    if (r.dropped[t]) continue;
+    for (size_t j = 0; j < size_t(k); ++j)
+      if (r.choice[t * size_t(k) + j] == e)
+        rows->push_back({&r.h[t * size_t(d)], x + tokens[t].index * d, r.weight[t * size_t(k) + j]});
+  }
 }
 
 void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& s) {
@@ -147,15 +178,34 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   const int64_t d = c.d_model, m = int64_t(s.rows.size());
   s.xe.resize(size_t(m * d));
   for (int64_t i = 0; i < m; ++i) std::memcpy(&s.xe[size_t(i * d)], s.rows[size_t(i)].in, size_t(d) * sizeof(float));
-  s.hidden.resize(size_t(m * c.d_ff));
+  const int64_t in_rows = c.expert_in_rows();
+  s.hidden.resize(size_t(m * in_rows));
   s.ye.resize(size_t(m * d));
-  const auto product = streaming ? linear_streaming : linear;
+  const bool bf16 = view.wi_bf16 != nullptr;
+  // A product of the expert's matrix `w` (fp32 or bf16 slot) with `rows` rows.
+  auto product = [&](const float* x, const float* w, const uint16_t* w_bf16, float* y, int64_t in, int64_t out) {
+    if (bf16)
+      (streaming ? linear_streaming_bf16 : linear_bf16)(x, w_bf16, y, m, in, out, false);
+    else
+      (streaming ? linear_streaming : linear)(x, w, y, m, in, out, false);
+  };
   Stopwatch compute;
-  product(s.xe.data(), view.wi, s.hidden.data(), m, d, c.d_ff, false);  // F32 [m, d_ff]
-  relu_inplace(s.hidden.data(), m * c.d_ff);
-  product(s.hidden.data(), view.wo, s.ye.data(), m, c.d_ff, d, false);  // F32 [m, d]
+  product(s.xe.data(), view.wi, view.wi_bf16, s.hidden.data(), d, in_rows);  // F32 [m, in_rows]
+  if (c.gated_experts()) {
+    // [m, 2 * d_ff] holds gate then up per row: silu(gate) * up into the first d_ff of the row,
+    // then the rows are packed to [m, d_ff].
+    for (int64_t i = 0; i < m; ++i) {
+      const float* gate = &s.hidden[size_t(i * in_rows)];
+      const float* up = gate + c.d_ff;
+      float* act = &s.hidden[size_t(i * c.d_ff)];
+      for (int64_t f = 0; f < c.d_ff; ++f) act[f] = silu(gate[f]) * up[f];
+    }
+  } else {
+    relu_inplace(s.hidden.data(), m * c.d_ff);
+  }
+  product(s.hidden.data(), view.wo, view.wo_bf16, s.ye.data(), c.d_ff, d);  // F32 [m, d]
   stats_.expert_compute_s += compute.elapsed_s();
-  stats_.expert_bytes += c.expert_f32_bytes();
+  stats_.expert_bytes += bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
   ++stats_.expert_calls;
   for (int64_t i = 0; i < m; ++i) {
     const ExpertRow& row = s.rows[size_t(i)];
@@ -163,20 +213,21 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   }
 }
 
-void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& r,
+void Engine::finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, LayerRouting& r,
                               const std::vector<RoutedToken>& tokens, float* x, int32_t window_request) {
   const int64_t d = model_.config().d_model, n = int64_t(tokens.size());
   // Tokens over capacity pass their normed input through, scaled like an expert output.
   for (int64_t t = 0; t < n; ++t) {
     if (!r.dropped[size_t(t)]) continue;
     float* xr = x + tokens[size_t(t)].index * d;
-    const float p = r.top_prob[size_t(t)];
+    const float p = r.weight[size_t(t)];  // dropping is Switch's only: one choice per token
     for (int64_t k = 0; k < d; ++k) xr[k] += p * r.h[size_t(t * d + k)];
   }
   if (!observer_) return;
   MoeLayerVisit visit;
-  visit.moe_layer = block.moe_layer;
+  visit.moe_layer = layer.moe_layer;
   visit.decode_step = decode_step;
+  visit.experts_per_token = model_.config().experts_per_token;
   visit.window_request = window_request;
   for (size_t e = 0; e < r.uses.size(); ++e)
     if (r.uses[e]) visit.experts_used.push_back(int32_t(e));
@@ -194,22 +245,22 @@ void Engine::finish_moe_layer(const BlockWeights& block, int64_t decode_step, La
   observer_(visit);
 }
 
-Status Engine::moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
+Status Engine::moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                          const std::vector<RoutedToken>& tokens) {
   LayerRouting routing;
-  route(block, normed, tokens, &routing);
+  route(layer, normed, tokens, &routing);
   // Experts in ascending id order; each computes its tokens as one matrix product.
   ExpertScratch scratch;
-  const int64_t E = model_.config().num_experts;
+  const int64_t E = model_.config().num_experts, k = model_.config().experts_per_token;
   for (int64_t e = 0; e < E; ++e) {
     if (!routing.uses[size_t(e)]) continue;
-    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(layer.moe_layer * E + e)));
     scratch.rows.clear();
-    collect_rows(e, routing, tokens, x, model_.config().d_model, &scratch.rows);
+    collect_rows(e, k, routing, tokens, x, model_.config().d_model, &scratch.rows);
     run_expert_rows(view, /*streaming=*/false, scratch);
     experts_.release(view);
   }
-  finish_moe_layer(block, decode_step, routing, tokens, x, -1);
+  finish_moe_layer(layer, decode_step, routing, tokens, x, -1);
   return Status::Ok();
 }
 
@@ -284,25 +335,34 @@ EncoderOutput Engine::finish_encoder(EncoderState& s) const {
   return std::move(s.out);
 }
 
+namespace {
+Status no_encoder_error(const ModelWeights& model) {
+  return unsupported_error(model.dir() + "/config.json", "key \"model_type\"",
+                           std::string("\"") + model_family_name(model.config().family) +
+                               "\": a decoder-only model has no encoder (generate instead)");
+}
+}  // namespace
+
 Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& requests) {
+  if (model_.config().is_decoder_only()) return no_encoder_error(model_);
   PERFMEM_RETURN_IF_ERROR(check_requests(requests));
   EncoderState state = start_encoder(requests);
   for (const BlockWeights& block : model_.encoder) {
     encoder_attention(block, state);
     if (block.router)
-      PERFMEM_RETURN_IF_ERROR(moe_layer(block, -1, state.h.data(), state.x.data(), state.routed));
+      PERFMEM_RETURN_IF_ERROR(moe_layer(moe_of(block), -1, state.h.data(), state.x.data(), state.routed));
     else
       dense_ffn(block, state);
   }
   return finish_encoder(state);
 }
 
-Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
+Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
                                 const std::vector<WindowMember>& members) {
   const SwitchConfig& c = model_.config();
-  const int64_t E = c.num_experts, d = c.d_model;
+  const int64_t E = c.num_experts, d = c.d_model, k = c.experts_per_token;
   std::vector<LayerRouting> routings(members.size());
-  for (size_t i = 0; i < members.size(); ++i) route(block, members[i].normed, *members[i].tokens, &routings[i]);
+  for (size_t i = 0; i < members.size(); ++i) route(layer, members[i].normed, *members[i].tokens, &routings[i]);
   ExpertScratch scratch, alone;
   // Each expert once per layer: every request routed to it uses it before it is released.
   // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass over
@@ -313,12 +373,12 @@ Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
     bool needed = false;
     for (const LayerRouting& r : routings) needed = needed || r.uses[size_t(e)];
     if (!needed) continue;
-    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(block.moe_layer * E + e)));
+    PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(layer.moe_layer * E + e)));
     scratch.rows.clear();
     for (size_t i = 0; i < members.size(); ++i) {
       if (!routings[i].uses[size_t(e)]) continue;
       const size_t first = scratch.rows.size();
-      collect_rows(e, routings[i], *members[i].tokens, members[i].x, d, &scratch.rows);
+      collect_rows(e, k, routings[i], *members[i].tokens, members[i].x, d, &scratch.rows);
       if (int64_t(scratch.rows.size() - first) <= kLinearStreamingMaxRows) continue;
       alone.rows.assign(scratch.rows.begin() + std::ptrdiff_t(first), scratch.rows.end());
       scratch.rows.resize(first);
@@ -328,11 +388,12 @@ Status Engine::window_moe_layer(const BlockWeights& block, int64_t decode_step,
     experts_.release(view);
   }
   for (size_t i = 0; i < members.size(); ++i)
-    finish_moe_layer(block, decode_step, routings[i], *members[i].tokens, members[i].x, members[i].request);
+    finish_moe_layer(layer, decode_step, routings[i], *members[i].tokens, members[i].x, members[i].request);
   return Status::Ok();
 }
 
 Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::vector<int32_t>>& requests) {
+  if (model_.config().is_decoder_only()) return no_encoder_error(model_);
   PERFMEM_RETURN_IF_ERROR(check_requests(requests));
   std::vector<EncoderState> states;
   states.reserve(requests.size());
@@ -342,7 +403,7 @@ Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::
   for (const BlockWeights& block : model_.encoder) {
     for (EncoderState& s : states) encoder_attention(block, s);
     if (block.router) {
-      PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, -1, members));
+      PERFMEM_RETURN_IF_ERROR(window_moe_layer(moe_of(block), -1, members));
     } else {
       for (EncoderState& s : states) dense_ffn(block, s);
     }
@@ -474,7 +535,7 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
 Status Engine::check_generate(const GenerateOptions& options) const {
   if (options.max_new_tokens < 1)
     return input_error("generate options", "max_new_tokens", "at least 1", std::to_string(options.max_new_tokens));
-  if (model_.config().decoder_start_token_id < 0)
+  if (!model_.config().is_decoder_only() && model_.config().decoder_start_token_id < 0)
     return input_error(model_.dir() + "/config.json", "key \"decoder_start_token_id\"",
                        "a decoder start token for generation (here, in generation_config.json, or a "
                        "bos_token_id), as Hugging Face requires",
@@ -484,6 +545,24 @@ Status Engine::check_generate(const GenerateOptions& options) const {
 
 Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& requests, const GenerateOptions& options) {
   PERFMEM_RETURN_IF_ERROR(check_generate(options));
+  if (model_.config().is_decoder_only()) {
+    // Each sequence alone (its own positions and cache); merged into one Generation.
+    PERFMEM_ASSIGN_OR_RETURN(
+        std::vector<Generation> each,
+        generate_decoder_only(requests, std::vector<GenerateOptions>(requests.size(), options), nullptr));
+    Generation merged;
+    const int64_t V = model_.config().vocab_size, B = int64_t(each.size());
+    for (const Generation& g : each) merged.steps = std::max(merged.steps, g.steps);
+    if (options.keep_logits)  // rows of sequences that ended earlier stay zero
+      merged.logits.assign(size_t(merged.steps), std::vector<float>(size_t(B * V), 0.f));
+    for (int64_t b = 0; b < B; ++b) {
+      merged.tokens.push_back(std::move(each[size_t(b)].tokens[0]));
+      for (size_t t = 0; t < each[size_t(b)].logits.size(); ++t)
+        std::copy(each[size_t(b)].logits[t].begin(), each[size_t(b)].logits[t].end(),
+                  merged.logits[t].begin() + std::ptrdiff_t(b * V));
+    }
+    return merged;
+  }
   PERFMEM_ASSIGN_OR_RETURN(EncoderOutput enc, encode(requests));
   DecoderState s = start_decoder(std::move(enc), options);
   for (int64_t step = 0; !s.done; ++step) {
@@ -492,7 +571,7 @@ Result<Generation> Engine::generate(const std::vector<std::vector<int32_t>>& req
       const BlockWeights& block = model_.decoder[i];
       decoder_attention(i, s, step);
       if (block.router) {
-        PERFMEM_RETURN_IF_ERROR(moe_layer(block, step, s.h.data(), s.x.data(), s.routed));
+        PERFMEM_RETURN_IF_ERROR(moe_layer(moe_of(block), step, s.h.data(), s.x.data(), s.routed));
       } else {
         decoder_dense_ffn(block, s);
       }
@@ -514,6 +593,7 @@ Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::v
     return input_error("generate_window", "options", std::to_string(requests.size()) + " (one per request)",
                        std::to_string(options.size()));
   for (const GenerateOptions& o : options) PERFMEM_RETURN_IF_ERROR(check_generate(o));
+  if (model_.config().is_decoder_only()) return generate_decoder_only(requests, options, on_token);
   PERFMEM_ASSIGN_OR_RETURN(std::vector<EncoderOutput> encs, encode_window(requests));
   std::vector<DecoderState> states;
   states.reserve(encs.size());
@@ -533,7 +613,7 @@ Result<std::vector<Generation>> Engine::generate_window(const std::vector<std::v
       const BlockWeights& block = model_.decoder[i];
       for (DecoderState* s : active) decoder_attention(i, *s, step);
       if (block.router) {
-        PERFMEM_RETURN_IF_ERROR(window_moe_layer(block, step, members));
+        PERFMEM_RETURN_IF_ERROR(window_moe_layer(moe_of(block), step, members));
       } else {
         for (DecoderState* s : active) decoder_dense_ffn(block, *s);
       }

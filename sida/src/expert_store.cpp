@@ -17,7 +17,7 @@ class DiskTier final : public SlowTier {
     for (int64_t m = 0; m < model.config().num_moe_layers(); ++m)
       for (int64_t e = 0; e < model.config().num_experts; ++e) {
         const ExpertTensors& t = model.expert(m, e);
-        largest = std::max({largest, t.wi->nbytes(), t.wo->nbytes()});
+        largest = std::max({largest, t.wi->nbytes(), t.wo->nbytes(), t.up ? t.up->nbytes() : 0});
       }
     staging_ = AlignedBuffer(largest + kSlotSlack, kPage);
   }
@@ -26,8 +26,22 @@ class DiskTier final : public SlowTier {
     const int64_t E = model_.config().num_experts;
     const ExpertTensors& t = model_.expert(id / E, id % E);
     PERFMEM_ASSIGN_OR_RETURN(uint64_t a, read_tensor(*t.wi_file, *t.wi, wi_dst));
+    uint64_t up = 0;
+    if (t.up) {  // gated experts: the up matrix stacked under the gate (its read may overrun into it)
+      PERFMEM_ASSIGN_OR_RETURN(up, read_tensor(*t.up_file, *t.up, wi_dst + t.wi->nbytes() / dtype_size(t.wi->dtype)));
+    }
     PERFMEM_ASSIGN_OR_RETURN(uint64_t b, read_tensor(*t.wo_file, *t.wo, wo_dst));
-    return a + b;
+    return a + up + b;
+  }
+
+  Result<uint64_t> read_expert_bf16(int32_t id, uint16_t* wi_dst, uint16_t* wo_dst) override {
+    const int64_t E = model_.config().num_experts;
+    const ExpertTensors& t = model_.expert(id / E, id % E);
+    PERFMEM_ASSIGN_OR_RETURN(uint64_t a, read_raw(*t.wi_file, *t.wi, wi_dst));
+    uint64_t up = 0;
+    if (t.up) { PERFMEM_ASSIGN_OR_RETURN(up, read_raw(*t.up_file, *t.up, wi_dst + t.wi->nbytes() / 2)); }
+    PERFMEM_ASSIGN_OR_RETURN(uint64_t b, read_raw(*t.wo_file, *t.wo, wo_dst));
+    return a + up + b;
   }
 
  private:
@@ -35,9 +49,24 @@ class DiskTier final : public SlowTier {
   // matrix) through core's safetensors reader, widening bf16/f16 to f32; returns the bytes read
   // from the file. With O_DIRECT the read covers the aligned span, so the tensor starts `lead`
   // bytes in and is moved to the slot's start.
+  // A destination that is not page-aligned (the up matrix under the gate) goes through the
+  // staging buffer, which O_DIRECT can target.
   Result<uint64_t> read_tensor(const SafetensorsFile& file, const TensorInfo& info, float* dst) {
-    const bool f32 = info.dtype == DType::kF32;
-    uint8_t* target = f32 ? reinterpret_cast<uint8_t*>(dst) : staging_.data_as<uint8_t>();
+    const bool f32 = info.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(dst) % kPage == 0;
+    return read_into(file, info, dst, f32);
+  }
+  // The stored bytes as they are (a bf16 fast tier holding bf16 tensors).
+  Result<uint64_t> read_raw(const SafetensorsFile& file, const TensorInfo& info, void* dst) {
+    const bool aligned = reinterpret_cast<uintptr_t>(dst) % kPage == 0;
+    return read_into(file, info, dst, aligned, /*convert=*/false);
+  }
+  // Reads straight into dst when `direct` (page-aligned, same dtype), else through the staging
+  // buffer, then copies or widens to fp32 (`convert`).
+  Result<uint64_t> read_into(const SafetensorsFile& file, const TensorInfo& info, void* dst_bytes, bool direct,
+                             bool convert = true) {
+    const bool f32 = direct;
+    float* dst = static_cast<float*>(dst_bytes);
+    uint8_t* target = f32 ? static_cast<uint8_t*>(dst_bytes) : staging_.data_as<uint8_t>();
     uint64_t lead = 0, bytes_read = info.nbytes();
     if (direct_io_) {
       const auto span = SafetensorsFile::direct_read_span(info.file_offset, info.nbytes());
@@ -47,6 +76,8 @@ class DiskTier final : public SlowTier {
     PERFMEM_RETURN_IF_ERROR(file.read(info, target, info.nbytes(), 0, direct_io_));
     if (f32) {
       if (lead) std::memmove(target, target + lead, info.nbytes());
+    } else if (info.dtype == DType::kF32 || !convert) {
+      std::memcpy(dst_bytes, target + lead, info.nbytes());
     } else {
       convert_to_f32(info.dtype, target + lead, dst, info.nbytes() / dtype_size(info.dtype));
     }
@@ -58,9 +89,16 @@ class DiskTier final : public SlowTier {
   AlignedBuffer staging_;
 };
 
-uint64_t matrix_region_bytes(const SwitchConfig& c) {
-  uint64_t bytes = uint64_t(c.d_model * c.d_ff) * 4 + SlowTier::kSlotSlack;
-  return (bytes + kPage - 1) / kPage * kPage;
+// A slot holds the expert's input matrix (or the stacked gate and up matrices), then its output
+// matrix, each region page-aligned with kSlotSlack spare bytes.
+uint64_t region_bytes(uint64_t matrix_bytes) {
+  return (matrix_bytes + SlowTier::kSlotSlack + kPage - 1) / kPage * kPage;
+}
+uint64_t in_region_bytes(const SwitchConfig& c, uint64_t elem) {
+  return region_bytes(uint64_t(c.expert_in_rows() * c.d_model) * elem);
+}
+uint64_t out_region_bytes(const SwitchConfig& c, uint64_t elem) {
+  return region_bytes(uint64_t(c.d_model * c.d_ff) * elem);
 }
 
 }  // namespace
@@ -73,7 +111,17 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const ModelWeights& mod
                                                          std::unique_ptr<SlowTier> slow) {
   const SwitchConfig& c = model.config();
   const uint64_t total = uint64_t(c.num_moe_layers() * c.num_experts);
-  const uint64_t per_expert = c.expert_f32_bytes();
+  const uint64_t per_expert = options.bf16_fast_tier ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
+  if (options.bf16_fast_tier)
+    for (int64_t m = 0; m < c.num_moe_layers(); ++m)
+      for (int64_t e = 0; e < c.num_experts; ++e) {
+        const ExpertTensors& t = model.expert(m, e);
+        for (const TensorInfo* info : {t.wi, t.up, t.wo})
+          if (info && info->dtype != DType::kBF16)
+            return input_error(t.wi_file->path(), "tensor \"" + info->name + "\"",
+                               "dtype BF16 (a bf16 fast tier keeps experts as stored)",
+                               std::string(dtype_safetensors_name(info->dtype)));
+      }
   uint64_t slots = options.budget_bytes == 0 ? total : options.budget_bytes / per_expert;
   slots = std::min(slots, total);
   if (slots < 1)
@@ -91,9 +139,10 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const ModelWeights& mod
 ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::unique_ptr<SlowTier> slow, size_t slots)
     : model_(model), options_(options), slow_(std::move(slow)) {
   const SwitchConfig& c = model.config();
-  slot_bytes_ = c.expert_f32_bytes();
-  const uint64_t region = matrix_region_bytes(c);
-  for (size_t s = 0; s < slots; ++s) memory_.emplace_back(2 * region, kPage);
+  elem_bytes_ = options.bf16_fast_tier ? 2 : 4;
+  slot_bytes_ = c.expert_f32_bytes() / 4 * elem_bytes_;
+  for (size_t s = 0; s < slots; ++s)
+    memory_.emplace_back(in_region_bytes(c, elem_bytes_) + out_region_bytes(c, elem_bytes_), kPage);
   slots_.resize(slots);
   slot_of_.assign(size_t(c.num_moe_layers() * c.num_experts), -1);
   io_thread_ = std::thread([this] { io_loop(); });
@@ -114,7 +163,7 @@ std::span<const int32_t> ExpertStore::upcoming_locked() const {
 }
 
 void ExpertStore::io_loop() {
-  const uint64_t region = matrix_region_bytes(model_.config());
+  const uint64_t region = in_region_bytes(model_.config(), elem_bytes_);
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     int32_t expert = -1, slot = -1;
@@ -149,8 +198,10 @@ void ExpertStore::io_loop() {
     lock.unlock();
     auto* base = memory_[size_t(slot)].data_as<uint8_t>();
     Stopwatch watch;
-    Result<uint64_t> read =
-        slow_->read_expert(expert, reinterpret_cast<float*>(base), reinterpret_cast<float*>(base + region));
+    Result<uint64_t> read = elem_bytes_ == 2 ? slow_->read_expert_bf16(expert, reinterpret_cast<uint16_t*>(base),
+                                                                       reinterpret_cast<uint16_t*>(base + region))
+                                             : slow_->read_expert(expert, reinterpret_cast<float*>(base),
+                                                                  reinterpret_cast<float*>(base + region));
     const double seconds = watch.elapsed_s();
     lock.lock();
     stats_.read_s += seconds;
@@ -199,8 +250,15 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
       if (!s.loading) {
         if (!counted) ++stats_.hits;
         finish_wait();
-        const uint64_t region = matrix_region_bytes(model_.config());
+        const uint64_t region = in_region_bytes(model_.config(), elem_bytes_);
         auto* base = memory_[size_t(slot)].data_as<uint8_t>();
+        if (elem_bytes_ == 2)
+          return ExpertView{nullptr,
+                            nullptr,
+                            id,
+                            slot,
+                            reinterpret_cast<const uint16_t*>(base),
+                            reinterpret_cast<const uint16_t*>(base + region)};
         return ExpertView{reinterpret_cast<const float*>(base), reinterpret_cast<const float*>(base + region), id,
                           slot};
       }

@@ -385,6 +385,11 @@ void HttpServer::Impl::handle_encode(const httplib::Request& req, httplib::Respo
     send_error(res, e);
     count_response(endpoint, e.status);
   };
+  if (model.config().is_decoder_only())
+    return refuse({400,
+                   std::string("this model (") + model_family_name(model.config().family) +
+                       ") is decoder-only: it has no encoder states to return; use /v1/completions",
+                   ""});
   if (auto e = parse_body(req, &body)) return refuse(*e);
   if (auto e = tokens_of(body, "input", &tokens)) return refuse(*e);
   if (auto it = body.find("pooling"); it != body.end() && !it->is_null()) {

@@ -21,6 +21,26 @@ namespace perfmem::sida {
 namespace {
 
 using f32x8 = float __attribute__((vector_size(32)));
+using u16x8 = uint16_t __attribute__((vector_size(16)));
+using u32x8 = uint32_t __attribute__((vector_size(32)));
+
+// Eight weights as fp32: a copy for fp32 weights; for bf16, the 16 bits become the high half of
+// each fp32 (exactly convert_to_f32's widening), so both kinds feed the same arithmetic.
+// (Out-parameters: returning a 32-byte vector by value changes the ABI between the clones.)
+inline void load8(f32x8* v, const float* p) { std::memcpy(v, p, sizeof *v); }
+inline void load8(f32x8* v, const uint16_t* p) {
+  u16x8 h;
+  std::memcpy(&h, p, sizeof h);
+  const u32x8 wide = __builtin_convertvector(h, u32x8) << 16;
+  std::memcpy(v, &wide, sizeof *v);
+}
+inline float widen(float w) { return w; }
+inline float widen(uint16_t w) {
+  const uint32_t bits = uint32_t(w) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 // The dot product of one weight row with one input row, as the streaming kernel defines it: two
 // 8-wide partial sums over 16-element steps, a fixed pairwise reduction, then the tail. Every y
@@ -29,31 +49,34 @@ using f32x8 = float __attribute__((vector_size(32)));
 #define PERFMEM_SIDA_DOT_STEP(acc0, acc1, wrow, xrow, i) \
   do {                                                   \
     f32x8 a_, b_, c_, d_;                                \
-    std::memcpy(&a_, (wrow) + (i), sizeof a_);           \
-    std::memcpy(&b_, (xrow) + (i), sizeof b_);           \
-    std::memcpy(&c_, (wrow) + (i) + 8, sizeof c_);       \
-    std::memcpy(&d_, (xrow) + (i) + 8, sizeof d_);       \
+    load8(&a_, (wrow) + (i));                            \
+    load8(&b_, (xrow) + (i));                            \
+    load8(&c_, (wrow) + (i) + 8);                        \
+    load8(&d_, (xrow) + (i) + 8);                        \
     acc0 += a_ * b_;                                     \
     acc1 += c_ * d_;                                     \
   } while (0)
 
-inline float finish_dot(const f32x8& s0, const f32x8& s1, const float* w, const float* x, int64_t i, int64_t in) {
+template <typename W>
+inline float finish_dot(const f32x8& s0, const f32x8& s1, const W* w, const float* x, int64_t i, int64_t in) {
   const f32x8 t = s0 + s1;
   float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-  for (; i < in; ++i) sum += w[i] * x[i];
+  for (; i < in; ++i) sum += widen(w[i]) * x[i];
   return sum;
 }
 
 // y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
 // reused from L1 for every input row; rows go four at a time (each weight vector loaded once for
 // the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
-// process from the CPU, so results are deterministic on a machine.
-PERFMEM_SIDA_AVX2_CLONES
-void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
-                            bool accumulate, int64_t o_begin, int64_t o_end) {
+// process from the CPU, so results are deterministic on a machine. W is float or uint16_t (bf16
+// weights, widened as they are loaded: the same bits as fp32 weights holding the widened values).
+template <typename W>
+inline __attribute__((always_inline)) void linear_streaming_body(const float* x, const W* w, float* y, int64_t rows,
+                                                                 int64_t in, int64_t out, bool accumulate,
+                                                                 int64_t o_begin, int64_t o_end) {
   const int64_t steps = in / 16 * 16;
   for (int64_t o = o_begin; o < o_end; ++o) {
-    const float* wo = w + o * in;
+    const W* wo = w + o * in;
     int64_t r = 0;
     for (; r + 4 <= rows; r += 4) {
       const float* x0 = x + r * in;
@@ -83,6 +106,18 @@ void linear_streaming_range(const float* x, const float* w, float* y, int64_t ro
   }
 }
 #undef PERFMEM_SIDA_DOT_STEP
+
+PERFMEM_SIDA_AVX2_CLONES
+void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
+                            bool accumulate, int64_t o_begin, int64_t o_end) {
+  linear_streaming_body(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+}
+
+PERFMEM_SIDA_AVX2_CLONES
+void linear_streaming_bf16_range(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                                 bool accumulate, int64_t o_begin, int64_t o_end) {
+  linear_streaming_body(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+}
 
 ThreadPool& streaming_pool() {
   static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
@@ -135,6 +170,36 @@ void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, 
   if (rows <= kLinearStreamingMaxRows) return linear_streaming(x, w, y, rows, in, out, accumulate);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), w, int(in),
               accumulate ? 1.0f : 0.0f, y, int(out));
+}
+
+void linear_streaming_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                           bool accumulate) {
+  if (rows == 0) return;
+  streaming_pool().parallel_for(
+      0, out,
+      [&](int64_t begin, int64_t end) { linear_streaming_bf16_range(x, w, y, rows, in, out, accumulate, begin, end); },
+      /*min_chunk=*/64);
+}
+
+void linear_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+  if (rows == 0) return;
+  if (rows <= kLinearStreamingMaxRows) return linear_streaming_bf16(x, w, y, rows, in, out, accumulate);
+  // Many rows (a prompt): sgemm on the widened matrix, what linear() runs on fp32 weights.
+  thread_local std::vector<float> wide;
+  wide.resize(static_cast<size_t>(in * out));
+  for (int64_t i = 0; i < in * out; ++i) wide[size_t(i)] = widen(w[i]);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), wide.data(),
+              int(in), accumulate ? 1.0f : 0.0f, y, int(out));
+}
+
+void linear_bf16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                           bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = accumulate ? y[r * out + o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) acc += double(x[r * in + i]) * double(widen(w[o * in + i]));
+      y[r * out + o] = float(acc);
+    }
 }
 
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,

@@ -55,6 +55,36 @@ TEST(Kernels, StreamingRowsAreBitIdenticalWhateverTheyAreMergedWith) {
   }
 }
 
+// bf16 weights widened on the fly: the bits of the fp32 kernels on the widened matrix (streaming
+// and sgemm row counts alike), and close to the plain-loop twin.
+TEST(Kernels, Bf16LinearGivesTheBitsOfFp32OnTheWidenedWeights) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {2, 768, 300}, {8, 33, 129}, {9, 40, 70}, {30, 96, 64}}) {
+    auto x = random_vector(size_t(rows * in), 7), w = random_vector(size_t(out * in), 8);
+    std::vector<uint16_t> w_bf16(w.size());
+    std::vector<float> widened(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &w[i], 4);
+      w_bf16[i] = uint16_t(bits >> 16);  // truncation: any bf16 value will do
+      bits = uint32_t(w_bf16[i]) << 16;
+      std::memcpy(&widened[i], &bits, 4);
+    }
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out) +
+                   (accumulate ? " accumulating" : ""));
+      auto y = random_vector(size_t(rows * out), 9), fp32 = y, streamed = y, streamed_fp32 = y, ref = y;
+      linear_bf16(x.data(), w_bf16.data(), y.data(), rows, in, out, accumulate);
+      linear(x.data(), widened.data(), fp32.data(), rows, in, out, accumulate);
+      ASSERT_EQ(0, std::memcmp(y.data(), fp32.data(), y.size() * sizeof(float)));
+      linear_streaming_bf16(x.data(), w_bf16.data(), streamed.data(), rows, in, out, accumulate);
+      linear_streaming(x.data(), widened.data(), streamed_fp32.data(), rows, in, out, accumulate);
+      ASSERT_EQ(0, std::memcmp(streamed.data(), streamed_fp32.data(), y.size() * sizeof(float)));
+      linear_bf16_reference(x.data(), w_bf16.data(), ref.data(), rows, in, out, accumulate);
+      for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+    }
+  }
+}
+
 // linear_packed (core's packed kernel over contiguous rows, panels split over two threads) on
 // every instruction set this CPU has gives the bits of core's plain-loop twin, whatever the row
 // count, and agrees with plain double-precision loops. Shapes cover panel tails (out not a

@@ -1,5 +1,5 @@
-// Switch Transformers checkpoints: loading the resident (non-expert) weights, locating expert
-// tensors on disk, and writing random checkpoints in Hugging Face's exact layout.
+// Checkpoints of every model family (ModelFamily): loading the resident (non-expert) weights,
+// locating expert tensors on disk, and writing random checkpoints in Hugging Face's exact layout.
 //
 //   auto model = perfmem::sida::ModelWeights::load("ckpt/");   // config.json + safetensors
 //   if (!model) { std::cerr << model.status().to_string(); return 1; }
@@ -16,6 +16,11 @@
 // [d], decoder layer.1.EncDecAttention.*, feed-forward in layer.1 (encoder) / layer.2 (decoder):
 // dense mlp.{wi [dff, d], wo [d, dff]}, sparse mlp.router.classifier.weight [E, d] and
 // mlp.experts.expert_{e}.{wi,wo}.weight; {encoder,decoder}.final_layer_norm.weight [d].
+// Mixtral (decoder-only): model.embed_tokens.weight [V, d], model.layers.{i}.input_layernorm.weight
+// [d], ...self_attn.{q,k,v,o}_proj.weight ([H*hd, d], [KV*hd, d], [KV*hd, d], [d, H*hd]),
+// ...post_attention_layernorm.weight [d], ...block_sparse_moe.gate.weight [E, d],
+// ...block_sparse_moe.experts.{e}.{w1,w3} [dff, d] and .w2 [d, dff], model.norm.weight [d],
+// lm_head.weight [V, d] (absent with tie_word_embeddings).
 // Storage may be F32, BF16 or F16; everything is computed in fp32.
 #pragma once
 
@@ -52,15 +57,43 @@ struct BlockWeights {
   int64_t moe_layer = -1;                       // index among MoE layers, sparse blocks
 };
 
-// Where one expert's two matrices live in the checkpoint (possibly in different shards).
-struct ExpertTensors {
-  const SafetensorsFile* wi_file = nullptr;
-  const TensorInfo* wi = nullptr;  // [d_ff, d_model]
-  const SafetensorsFile* wo_file = nullptr;
-  const TensorInfo* wo = nullptr;  // [d_model, d_ff]
+// A SwiGLU MLP, down(silu(gate x) * up x): Qwen2-MoE's dense layers and shared expert.
+struct GatedMlpWeights {
+  const PackedWeights* gate = nullptr;  // [ff, d_model]
+  const PackedWeights* up = nullptr;    // [ff, d_model]
+  const PackedWeights* down = nullptr;  // [d_model, ff]
 };
 
-// Name of a tensor of the Hugging Face layout, e.g. expert_tensor_name(cfg, 0, 3, "wi").
+// A decoder-only family's layer (Mixtral, Qwen2-MoE): attention with rotary positions and grouped
+// K/V heads, then the MoE feed-forward (or a dense MLP). Norm weights are F32 [d_model].
+struct DecoderLayerWeights {
+  const float* input_norm = nullptr;
+  AttentionWeights attention;     // q [H*hd, d], k and v [KV*hd, d], o [d, H*hd]
+  const float* q_bias = nullptr;  // Qwen2-MoE: F32 [H*hd]
+  const float* k_bias = nullptr;  // F32 [KV*hd]
+  const float* v_bias = nullptr;  // F32 [KV*hd]
+  const float* post_attention_norm = nullptr;
+  const PackedWeights* router = nullptr;  // [E, d_model]; null in a dense layer
+  int64_t moe_layer = -1;
+  GatedMlpWeights dense;                              // Qwen2-MoE's dense layers
+  GatedMlpWeights shared_expert;                      // Qwen2-MoE's MoE layers (when configured)
+  const PackedWeights* shared_expert_gate = nullptr;  // [1, d_model]
+};
+
+// Where one expert's matrices live in the checkpoint (possibly in different shards).
+struct ExpertTensors {
+  const SafetensorsFile* wi_file = nullptr;
+  const TensorInfo* wi = nullptr;  // [d_ff, d_model]; Mixtral: w1, the gate
+  const SafetensorsFile* wo_file = nullptr;
+  const TensorInfo* wo = nullptr;  // [d_model, d_ff]; Mixtral: w2
+  // Gated experts only (Mixtral's w3, the up projection [d_ff, d_model]): stacked under wi in
+  // fast memory, so the expert's input matrix is [2 * d_ff, d_model].
+  const SafetensorsFile* up_file = nullptr;
+  const TensorInfo* up = nullptr;
+};
+
+// Name of a tensor of the Hugging Face layout, e.g. expert_tensor_name(cfg, 0, 3, "wi"). For
+// Mixtral, "wi", "wo" and "up" name w1, w2 and w3.
 std::string expert_tensor_name(const SwitchConfig& config, int64_t moe_layer, int64_t expert,
                                const std::string& matrix);
 
@@ -85,6 +118,12 @@ class ModelWeights {
   const float* decoder_final_norm = nullptr;     // F32 [d_model]
   std::vector<BlockWeights> encoder, decoder;
 
+  // Decoder-only families (config().is_decoder_only()).
+  const float* embed_tokens = nullptr;  // F32 [V, d_model]
+  const float* final_norm = nullptr;    // F32 [d_model]
+  const float* lm_head = nullptr;       // F32 [V, d_model] (embed_tokens when tied)
+  std::vector<DecoderLayerWeights> layers;
+
   const ExpertTensors& expert(int64_t moe_layer, int64_t expert) const;
   // Bytes resident for non-expert weights (fp32).
   uint64_t resident_bytes() const { return resident_bytes_; }
@@ -93,6 +132,11 @@ class ModelWeights {
 
  private:
   ModelWeights() = default;
+  // The family's tensors (the config and checkpoint are read already).
+  Status load_switch();
+  Status load_decoder_only();  // Mixtral and Qwen2-MoE
+  // Validates an expert matrix (shape, float dtype) and counts its bytes on disk.
+  Result<SafetensorsCheckpoint::Entry> locate_expert_matrix(const std::string& name, const Shape& shape);
   Result<const float*> load_resident(const std::string& name, const Shape& shape);
   // Loads a [out, in] matrix and keeps only its packed form.
   Result<const PackedWeights*> load_packed(const std::string& name, const Shape& shape);

@@ -1,4 +1,7 @@
-// Switch Transformers model configuration: Hugging Face's config.json fields, presets, validation.
+// Model configuration: Hugging Face's config.json fields, presets, validation, for every model
+// family the engine implements (ModelFamily). One struct holds the family-independent part that
+// the expert store, policies, pipeline, predictor and server read (vocabulary, d_model, the MoE
+// layers and their experts, the expert layout, generation ids) and each family's own keys.
 //
 //   auto cfg = perfmem::sida::load_config("switch-base-8/");          // reads config.json
 //   if (!cfg) { std::cerr << cfg.status().to_string(); return 1; }
@@ -28,7 +31,49 @@ namespace perfmem::sida {
 inline constexpr int64_t kDefaultNumDecoderLayers = 12;
 inline constexpr int64_t kDefaultNumSparseLayers = 3;
 
+// The families: config reading (parse_config dispatches on model_type), tensor names and resident
+// weights (ModelWeights::load) and per-layer compute (Engine) are each family's own; everything
+// downstream of the expert layout is shared.
+//   kSwitch:  switch_transformers, T5 encoder-decoder, top-1 routers, experts relu(x wiᵀ) woᵀ.
+//   kMixtral: mixtral, decoder-only (RMSNorm, RoPE, grouped-query attention), top-k routers
+//             (softmax, top-k, renormalised), experts w2(silu(x w1ᵀ) * (x w3ᵀ)).
+//   kQwen2Moe: qwen2_moe, Mixtral's layers plus q/k/v biases, top-k routing renormalised only
+//             with norm_topk_prob, a shared expert scaled by sigmoid(shared_expert_gate · x),
+//             MoE layers where (i + 1) % decoder_sparse_step == 0 and i is not in
+//             mlp_only_layers, dense SwiGLU MLPs elsewhere.
+enum class ModelFamily { kSwitch, kMixtral, kQwen2Moe };
+const char* model_family_name(ModelFamily family);
+
+// Keys of decoder-only families (Mixtral) that have no Switch counterpart.
+struct DecoderOnlyConfig {
+  int64_t num_key_value_heads = 8;  // grouped-query attention: heads share K/V in groups
+  double rope_theta = 1e6;
+  int64_t max_position_embeddings = 4096 * 32;
+  int64_t sliding_window = 0;  // 0: none; else sequences longer than it are refused
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = -1;  // what a tokenizer prepends (-1: none)
+  // Qwen2-MoE (Mixtral: renormalised top-k, every layer sparse, no shared expert, no biases).
+  bool norm_topk_prob = true;
+  bool attention_bias = false;                  // q/k/v projections carry biases
+  int64_t dense_intermediate_size = 0;          // the dense layers' MLP (intermediate_size)
+  int64_t shared_expert_intermediate_size = 0;  // 0: no shared expert
+  int64_t sparse_step = 1;                      // layer i is sparse when (i + 1) % step == 0
+  std::vector<int64_t> mlp_only_layers;         // sorted, distinct: dense whatever the step says
+};
+
+// The family-independent name for new code; SwitchConfig is kept for the Switch callers.
+struct SwitchConfig;
+using ModelConfig = SwitchConfig;
+
 struct SwitchConfig {
+  ModelFamily family = ModelFamily::kSwitch;
+  // Experts each token goes to: 1 for Switch, num_experts_per_tok for Mixtral.
+  int64_t experts_per_token = 1;
+  DecoderOnlyConfig decoder_only;  // decoder-only families only
+  // Mapping of decoder-only families onto the fields below: d_model = hidden_size, d_ff =
+  // intermediate_size (of one expert), num_heads = num_attention_heads, d_kv = head_dim,
+  // num_layers = 0 (no encoder), num_decoder_layers = num_hidden_layers, every decoder block
+  // sparse (decoder_sparse_step_key = 1), layer_norm_epsilon = rms_norm_eps.
   int64_t vocab_size = 32128;
   int64_t d_model = 768;
   int64_t d_ff = 3072;
@@ -61,6 +106,12 @@ struct SwitchConfig {
   // constructor computed the step from the counts). Absent: the step comes from the counts.
   std::optional<int64_t> encoder_sparse_step_key, decoder_sparse_step_key;
 
+  bool is_decoder_only() const { return family != ModelFamily::kSwitch; }
+  // Gated experts (Mixtral) hold two input matrices, gate (w1) and up (w3), stacked in one
+  // [2 * d_ff, d_model] matrix in fast memory; Switch's hold wi [d_ff, d_model].
+  bool gated_experts() const { return is_decoder_only(); }
+  int64_t expert_in_rows() const { return gated_experts() ? 2 * d_ff : d_ff; }
+
   bool is_generation_eos(int64_t id) const;
   // The id that generate() masks as an attention key inside a request (it builds the mask
   // ids != pad), or -1: none when there is no pad id or the pad id also ends sequences.
@@ -85,22 +136,28 @@ struct SwitchConfig {
   };
   MoeLayerPlace moe_layer_place(int64_t moe_layer) const;
 
-  // Bytes of one expert (wi + wo) at 4 bytes per weight, the compute precision.
-  uint64_t expert_f32_bytes() const { return 2ull * static_cast<uint64_t>(d_model * d_ff) * 4; }
+  // Bytes of one expert (input matrix or matrices + output matrix) at 4 bytes per weight, the
+  // compute precision.
+  uint64_t expert_f32_bytes() const {
+    return static_cast<uint64_t>(expert_in_rows() + d_ff) * static_cast<uint64_t>(d_model) * 4;
+  }
 };
 
-// Parses Hugging Face's SwitchTransformersConfig JSON; `file` names it in errors.
+// Parses Hugging Face's config JSON of a family the engine implements (model_type
+// "switch_transformers" or "mixtral"); `file` names it in errors.
 Result<SwitchConfig> parse_config(const Json& json, const std::string& file);
 // Reads DIR/config.json, and the generation settings from DIR/generation_config.json when that
 // file exists (Hugging Face's generate() reads them there): the decoder start token
 // (decoder_start_token_id, else bos_token_id), eos_token_id (an integer or a list) and
 // pad_token_id; a key absent there is None for generate(), whatever config.json says.
 Result<SwitchConfig> load_config(const std::string& dir);
-// A config.json that Hugging Face's SwitchTransformersConfig accepts.
+// A config.json that Hugging Face's config class of the family accepts.
 Json config_to_json(const SwitchConfig& config);
 
 // "tiny" (a few hundred KB, for tests and the demo) or "switch-base-N", N in 8..256: the real
-// shapes of google/switch-base-N.
+// shapes of google/switch-base-N; "mixtral-tiny" (tests) and "mixtral-bench" (Mixtral-shaped
+// layers: hidden 1024, intermediate 3584, 8 experts top-2, 16 heads / 4 KV heads, vocab 32000,
+// 4 layers; for benchmarks); "qwen2-moe-tiny" (tests: shared expert, a dense layer).
 Result<SwitchConfig> preset_config(const std::string& name);
 std::vector<std::string> preset_names();
 

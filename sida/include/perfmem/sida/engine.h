@@ -1,6 +1,14 @@
-// The Switch Transformer engine: T5 encoder-decoder with top-1 MoE layers, fp32 compute, batched
-// requests of different lengths, greedy decoding with a KV cache. Expert weights come from an
-// ExpertProvider (the tiered store); everything else is resident in ModelWeights.
+// The MoE engine: fp32 compute, batched requests of different lengths, greedy decoding with a KV
+// cache. Expert weights come from an ExpertProvider (the tiered store); everything else is
+// resident in ModelWeights. The model's family (ModelFamily) decides the per-layer compute:
+//   Switch Transformers: T5 encoder-decoder with top-1 MoE layers (below);
+//   Mixtral (decoder-only): RMSNorm, rotary positions, grouped-query attention with a KV cache,
+//     top-k routing as Hugging Face computes it (softmax over the router logits in fp32, the k
+//     largest, renormalised to sum 1), experts w2(silu(w1 x) * (w3 x)). generate() and
+//     generate_window() run the prompt in one pass (step 0, whose last row gives the first token)
+//     and then one token per step; encode() and encode_window() are errors (no encoder).
+// What is shared by every family: the MoE layer (experts acquired once each in ascending id order,
+// their tokens' rows through one product, window execution's sharing), the observer, the stats.
 //
 //   auto model = perfmem::sida::ModelWeights::load("ckpt/");
 //   auto store = perfmem::sida::ExpertStore::create(**model, store_options);
@@ -45,10 +53,13 @@ namespace perfmem::sida {
 
 // One expert's weights in fast memory, valid until release().
 struct ExpertView {
-  const float* wi = nullptr;  // F32 [d_ff, d_model]
+  const float* wi = nullptr;  // F32 [expert_in_rows, d_model]: wi, or gate (w1) over up (w3)
   const float* wo = nullptr;  // F32 [d_model, d_ff]
   int32_t id = -1;            // moe_layer * num_experts + expert
   int32_t slot = -1;
+  // A bf16 fast tier's slots (wi and wo are null then): the same matrices as raw bf16 bits.
+  const uint16_t* wi_bf16 = nullptr;
+  const uint16_t* wo_bf16 = nullptr;
 };
 
 // Where the engine gets expert weights. Implementations: ExpertStore (two tiers).
@@ -67,7 +78,8 @@ struct MoeLayerVisit {
   int32_t window_request = -1;        // encode_window/generate_window: the request's index; else -1
   std::vector<int32_t> rows;          // batch row of each routed token
   std::vector<int32_t> positions;     // position of each routed token in its sequence
-  std::vector<int32_t> choice;        // argmax expert per routed token
+  int64_t experts_per_token = 1;      // k: experts per routed token (1 for Switch)
+  std::vector<int32_t> choice;        // [tokens, k]: the chosen experts per routed token
   std::vector<uint8_t> dropped;       // 1 when over capacity
   std::vector<float> router_logits;   // [tokens, E]
   std::vector<int32_t> experts_used;  // distinct experts acquired, in acquisition order
@@ -110,7 +122,7 @@ struct Generation {
 // Where the engine's time goes on expert matrices (for bandwidth figures).
 struct EngineStats {
   uint64_t expert_calls = 0;
-  uint64_t expert_bytes = 0;    // fp32 weight bytes streamed by expert products
+  uint64_t expert_bytes = 0;    // weight bytes streamed by expert products (fp32 or bf16 slots)
   double expert_compute_s = 0;  // time in expert products (excluding waits for I/O)
 };
 
@@ -143,6 +155,11 @@ class Engine {
   Result<Generation> generate(const std::vector<std::vector<int32_t>>& requests, const GenerateOptions& options);
 
  private:
+  // The family-independent part of a MoE layer: its index and router.
+  struct MoeLayerRef {
+    int64_t moe_layer;
+    const PackedWeights* router;
+  };
   // Empty requests, ids outside the vocabulary and requests of pad ids only are errors.
   Status check_requests(const std::vector<std::vector<int32_t>>& requests) const;
   Status check_generate(const GenerateOptions& options) const;
@@ -152,21 +169,24 @@ class Engine {
     int32_t row;
     int32_t position;
   };
-  // The router's decisions for one MoE layer over one set of tokens.
+  // The router's decisions for one MoE layer over one set of tokens (k experts per token).
   struct LayerRouting {
-    std::vector<float> h;         // F32 [n, d]: the routed tokens' normed rows
-    std::vector<float> logits;    // F32 [n, E]
-    std::vector<int32_t> choice;  // argmax expert per token
-    std::vector<float> top_prob;
+    std::vector<float> h;          // F32 [n, d]: the routed tokens' normed rows
+    std::vector<float> logits;     // F32 [n, E]
+    std::vector<int32_t> choice;   // [n, k]: the chosen experts (Switch: the argmax)
+    std::vector<float> weight;     // [n, k]: each chosen expert's output scale
     std::vector<uint8_t> dropped;  // 1 when over capacity
     std::vector<uint8_t> uses;     // [E]: 1 when some kept token goes to the expert
   };
   struct EncoderState;
   // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
-  Status moe_layer(const BlockWeights& block, int64_t decode_step, const float* normed, float* x,
+  Status moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                    const std::vector<RoutedToken>& tokens);
-  void route(const BlockWeights& block, const float* normed, const std::vector<RoutedToken>& tokens,
+  void route(const MoeLayerRef& layer, const float* normed, const std::vector<RoutedToken>& tokens,
              LayerRouting* routing) const;
+  // Hugging Face's Mixtral / Qwen2-MoE routing of r->logits: softmax in fp32, the k largest (the
+  // first on ties), renormalised to sum 1 (Qwen2-MoE: only with norm_topk_prob).
+  void route_top_k(LayerRouting* r) const;
   // One token row through an expert: in = its normed row, out += p * expert(in).
   struct ExpertRow {
     const float* in;
@@ -177,14 +197,14 @@ class Engine {
     std::vector<float> xe, hidden, ye;
     std::vector<ExpertRow> rows;
   };
-  // Appends the rows of the tokens routed to expert e (kept, not dropped).
-  static void collect_rows(int64_t e, const LayerRouting& routing, const std::vector<RoutedToken>& tokens, float* x,
-                           int64_t d, std::vector<ExpertRow>* rows);
+  // Appends the rows of the tokens routed to expert e (kept, not dropped), k choices per token.
+  static void collect_rows(int64_t e, int64_t k, const LayerRouting& routing, const std::vector<RoutedToken>& tokens,
+                           float* x, int64_t d, std::vector<ExpertRow>* rows);
   // Runs scratch.rows through expert `view`: with linear() (as batch 1 does for one request's
   // rows), or with the streaming kernel (rows of several requests in one pass, same bits per row).
   void run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& scratch);
   // Passes dropped tokens through and reports the layer to the observer.
-  void finish_moe_layer(const BlockWeights& block, int64_t decode_step, LayerRouting& routing,
+  void finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, LayerRouting& routing,
                         const std::vector<RoutedToken>& tokens, float* x, int32_t window_request);
   // A request of a window at one MoE layer: its normed rows, activations, routed tokens and its
   // index among the window's requests.
@@ -195,7 +215,26 @@ class Engine {
     int32_t request;
   };
   // The window's MoE layer: each expert acquired once for all members (see encode_window).
-  Status window_moe_layer(const BlockWeights& block, int64_t decode_step, const std::vector<WindowMember>& members);
+  Status window_moe_layer(const MoeLayerRef& layer, int64_t decode_step, const std::vector<WindowMember>& members);
+  static MoeLayerRef moe_of(const BlockWeights& block) { return {block.moe_layer, block.router}; }
+
+  // Decoder-only families (engine_decoder_only.cpp). A sequence: its cache and the rows of the
+  // current step (the prompt at step 0, then the last token).
+  struct SequenceState;
+  SequenceState start_sequence(const std::vector<int32_t>& prompt, const GenerateOptions& options) const;
+  // Embeds the step's rows; errors past the sliding window.
+  Status begin_sequence_step(SequenceState& s, int64_t step) const;
+  // Attention of layer i over the step's rows (keys and values appended to the cache), then the
+  // post-attention norm into s.h.
+  void sequence_attention(size_t i, SequenceState& s) const;
+  // Qwen2-MoE's feed-forward parts that are not routed experts, added to s.x from s.h: a dense
+  // layer's MLP, or a MoE layer's shared expert scaled by sigmoid(shared_expert_gate · h).
+  void sequence_resident_mlp(size_t i, SequenceState& s) const;
+  // Final norm and LM head on the last row, the greedy token, and whether the sequence is done.
+  void end_sequence_step(SequenceState& s, int64_t step) const;
+  Result<std::vector<Generation>> generate_decoder_only(const std::vector<std::vector<int32_t>>& requests,
+                                                        const std::vector<GenerateOptions>& options,
+                                                        const TokenSink& on_token);
   struct DecoderState;
   DecoderState start_decoder(EncoderOutput enc, const GenerateOptions& options) const;
   void begin_decoder_step(DecoderState& state, int64_t step) const;

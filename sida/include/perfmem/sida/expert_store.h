@@ -1,5 +1,5 @@
 // The two-tier expert store: a fast tier of fixed byte budget (slots allocated once, each holding
-// one expert's wi and wo in fp32) in front of a slow tier (the safetensors files on disk, read
+// one expert's input and output matrices in fp32) in front of a slow tier (the safetensors files on disk, read
 // with pread, O_DIRECT by default so the page cache does not act as a hidden third tier).
 // Reads run on the store's own I/O thread; the engine only waits for the expert it needs now.
 //
@@ -39,10 +39,18 @@ namespace perfmem::sida {
 class SlowTier {
  public:
   virtual ~SlowTier() = default;
-  // Writes expert `id`'s wi then wo as fp32 into wi_dst / wo_dst (each d_model * d_ff floats,
-  // 4096-byte aligned, with kSlotSlack spare bytes after them). Returns bytes read.
+  // Writes expert `id`'s wi then wo as fp32 into wi_dst / wo_dst (expert_in_rows() * d_model and
+  // d_model * d_ff floats, 4096-byte aligned, with kSlotSlack spare bytes after them; a gated
+  // expert's wi_dst receives the gate then the up matrix). Returns bytes read.
   virtual Result<uint64_t> read_expert(int32_t id, float* wi_dst, float* wo_dst) = 0;
   static constexpr size_t kSlotSlack = 2 * 4096;
+  // The same for a bf16 fast tier: the stored bf16 bits as they are, in half the bytes. Tiers
+  // that cannot hold bf16 refuse.
+  virtual Result<uint64_t> read_expert_bf16(int32_t id, uint16_t* wi_dst, uint16_t* wo_dst) {
+    (void)wi_dst;
+    (void)wo_dst;
+    return Status(StatusCode::kUnsupported, "this slow tier cannot read expert " + std::to_string(id) + " as bf16");
+  }
 };
 
 // The safetensors files of a checkpoint, read with pread (O_DIRECT unless disabled).
@@ -53,6 +61,10 @@ struct StoreOptions {
   Policy policy = Policy::kLru;
   bool direct_io = true;
   size_t prefetch_horizon = 512;  // accesses the prefetcher looks ahead
+  // Keep BF16 experts as BF16 in the slots (half the bytes per slot, so twice the experts per
+  // budget; the kernels widen to fp32 as they read, with the bits of an fp32 tier). Every expert
+  // tensor must be stored as BF16.
+  bool bf16_fast_tier = false;
 };
 
 struct StoreStats {
@@ -104,6 +116,7 @@ class ExpertStore final : public ExpertProvider {
   StoreOptions options_;
   std::unique_ptr<SlowTier> slow_;
   uint64_t slot_bytes_ = 0;
+  uint64_t elem_bytes_ = 4;            // 4: fp32 slots; 2: bf16 slots
   std::vector<AlignedBuffer> memory_;  // one per slot: wi then wo, fp32
   std::vector<SlotState> slots_;
   std::vector<int32_t> slot_of_;                    // expert id -> slot, -1 when absent

@@ -9,6 +9,7 @@
 //   perfmem::sida::rms_norm(x, weight, y, rows, d, 1e-6f);    // T5 RMSNorm, no mean, no bias
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "perfmem/core/packed_gemm.h"
@@ -31,6 +32,18 @@ inline constexpr int64_t kLinearStreamingMaxRows = 8;
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate = false);
 
+// The same products with bf16 weights (raw bf16 bits, [out, in]), widened to fp32 as they are
+// read: the fast tier keeps bf16 experts in half the bytes. Each y element gets the bits that
+// linear() / linear_streaming() give it on the fp32 matrix of the widened values (the widening
+// is exact), so a bf16 fast tier computes what an fp32 one does. linear_bf16_reference is the
+// plain-loop twin.
+void linear_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                 bool accumulate = false);
+void linear_streaming_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                           bool accumulate = false);
+void linear_bf16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                           bool accumulate = false);
+
 // y = x · wᵀ (y += with accumulate) for x [rows, w.in()] and y [rows, w.out()], contiguous, from a
 // weight packed once (the model's resident weights are packed at load: sgemm would re-pack them
 // on every call, which costs as much as the multiply when a request brings few rows). Core's
@@ -46,6 +59,9 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64
 
 // In place: x = max(x, 0).
 void relu_inplace(float* x, int64_t n);
+
+// SiLU (Mixtral's expert activation): x * sigmoid(x).
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 // In place softmax of one row of n values.
 void softmax_inplace(float* x, int64_t n);

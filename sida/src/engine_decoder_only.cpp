@@ -1,0 +1,251 @@
+// The decoder-only families' per-layer compute (Mixtral, Qwen2-MoE): RMSNorm, rotary positions,
+// grouped-query attention over a KV cache, then the shared MoE layer of engine.cpp (and
+// Qwen2-MoE's dense MLPs and shared expert, resident).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "perfmem/sida/engine.h"
+#include "perfmem/sida/kernels.h"
+
+namespace perfmem::sida {
+namespace {
+
+// Hugging Face's rotary tables for positions first..first+n (MixtralRotaryEmbedding, fp32):
+// inv_freq[j] = 1 / theta^(2j / hd), angle = position * inv_freq[j]; cos and sin [n, hd / 2]
+// (the second half of each head repeats the first).
+void rotary_tables(double theta, int64_t hd, int64_t first, int64_t n, std::vector<float>* cos,
+                   std::vector<float>* sin) {
+  const int64_t half = hd / 2;
+  cos->resize(size_t(n * half));
+  sin->resize(size_t(n * half));
+  for (int64_t j = 0; j < half; ++j) {
+    const float inv_freq = 1.0f / std::pow(float(theta), float(2 * j) / float(hd));
+    for (int64_t i = 0; i < n; ++i) {
+      const float angle = float(first + i) * inv_freq;
+      (*cos)[size_t(i * half + j)] = std::cos(angle);
+      (*sin)[size_t(i * half + j)] = std::sin(angle);
+    }
+  }
+}
+
+// x [n, heads * hd] in place: x * cos + rotate_half(x) * sin per head, rotate_half(x) = (-x2, x1).
+void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vector<float>& cos,
+                  const std::vector<float>& sin) {
+  const int64_t half = hd / 2;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (i * heads + h) * hd;
+      const float* c = &cos[size_t(i * half)];
+      const float* s = &sin[size_t(i * half)];
+      for (int64_t j = 0; j < half; ++j) {
+        const float a = v[j], b = v[j + half];
+        v[j] = a * c[j] - b * s[j];
+        v[j + half] = b * c[j] + a * s[j];
+      }
+    }
+}
+
+// Causal grouped-query attention of n query rows at positions first.. over the cache's keys
+// 0..first+i (F32 [positions, kv_heads * hd], keys already rotated); query head h reads K/V head
+// h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32 [n, heads * hd].
+void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64_t first, int64_t heads,
+                int64_t kv_heads, int64_t hd, float* out, std::vector<float>& scores) {
+  const int64_t group = heads / kv_heads, kv_width = kv_heads * hd;
+  const float scale = float(std::sqrt(double(hd)));
+  scores.resize(size_t(first + n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t keys = first + i + 1;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* qi = q + (i * heads + h) * hd;
+      const int64_t g = h / group;
+      for (int64_t j = 0; j < keys; ++j) {
+        const float* kj = k + j * kv_width + g * hd;
+        float s = 0.f;
+        for (int64_t t = 0; t < hd; ++t) s += qi[t] * kj[t];
+        scores[size_t(j)] = s / scale;
+      }
+      softmax_inplace(scores.data(), keys);
+      float* oi = out + (i * heads + h) * hd;
+      std::fill(oi, oi + hd, 0.f);
+      for (int64_t j = 0; j < keys; ++j) {
+        const float* vj = v + j * kv_width + g * hd;
+        const float p = scores[size_t(j)];
+        for (int64_t t = 0; t < hd; ++t) oi[t] += p * vj[t];
+      }
+    }
+  }
+}
+
+void add_bias(float* y, const float* bias, int64_t rows, int64_t width) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < width; ++i) y[r * width + i] += bias[i];
+}
+
+// y[r] += scale[r] * down(silu(gate h[r]) * up h[r]) for n rows (scale null: 1).
+void add_gated_mlp(const GatedMlpWeights& w, const float* h, const float* scale, int64_t n, float* y,
+                   std::vector<float>& gate, std::vector<float>& up, std::vector<float>& out) {
+  const int64_t ff = w.gate->out(), d = w.down->out();
+  gate.resize(size_t(n * ff));
+  up.resize(size_t(n * ff));
+  out.resize(size_t(n * d));
+  linear_packed(h, *w.gate, gate.data(), n);
+  linear_packed(h, *w.up, up.data(), n);
+  for (int64_t i = 0; i < n * ff; ++i) gate[size_t(i)] = silu(gate[size_t(i)]) * up[size_t(i)];
+  linear_packed(gate.data(), *w.down, out.data(), n);
+  for (int64_t r = 0; r < n; ++r) {
+    const float sr = scale ? scale[r] : 1.f;
+    for (int64_t i = 0; i < d; ++i) y[r * d + i] += scale ? sr * out[size_t(r * d + i)] : out[size_t(r * d + i)];
+  }
+}
+
+}  // namespace
+
+// One sequence of a decoder-only model: the tokens of the current step, its KV cache, its output.
+struct Engine::SequenceState {
+  int64_t max_steps = 0;
+  bool keep_logits = false;
+  bool done = false;
+  int64_t cached = 0;                                // positions in the cache before this step
+  std::vector<int32_t> step_ids;                     // this step's tokens: the prompt, then the last generated one
+  std::vector<std::vector<float>> k_cache, v_cache;  // per layer F32 [positions, kv_heads * hd]
+  std::vector<float> x, h, q, k, v, ctx, cos, sin, scores, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
+  std::vector<RoutedToken> routed;
+  Generation gen;
+};
+
+Engine::SequenceState Engine::start_sequence(const std::vector<int32_t>& prompt, const GenerateOptions& options) const {
+  SequenceState s;
+  s.max_steps = options.max_new_tokens;
+  s.keep_logits = options.keep_logits;
+  s.step_ids = prompt;
+  s.k_cache.assign(model_.layers.size(), {});
+  s.v_cache.assign(model_.layers.size(), {});
+  s.gen.tokens.assign(1, {});
+  return s;
+}
+
+Status Engine::begin_sequence_step(SequenceState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, n = int64_t(s.step_ids.size());
+  const int64_t window = c.decoder_only.sliding_window;
+  if (window > 0 && s.cached + n > window)
+    return unsupported_error(model_.dir() + "/config.json", "key \"sliding_window\"",
+                             std::to_string(window) + ": sequences longer than the window (here " +
+                                 std::to_string(s.cached + n) + " tokens at step " + std::to_string(step) +
+                                 ") are not implemented");
+  s.x.resize(size_t(n * d));
+  s.h.resize(size_t(n * d));
+  s.routed.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(&s.x[size_t(i * d)], model_.embed_tokens + int64_t(s.step_ids[size_t(i)]) * d,
+                size_t(d) * sizeof(float));
+    s.routed.push_back({i, 0, int32_t(s.cached + i)});
+  }
+  rotary_tables(c.decoder_only.rope_theta, c.d_kv, s.cached, n, &s.cos, &s.sin);
+  return Status::Ok();
+}
+
+void Engine::sequence_attention(size_t i, SequenceState& s) const {
+  const SwitchConfig& c = model_.config();
+  const DecoderLayerWeights& layer = model_.layers[i];
+  const int64_t d = c.d_model, n = int64_t(s.step_ids.size()), hd = c.d_kv, heads = c.num_heads;
+  const int64_t kv_heads = c.decoder_only.num_key_value_heads, kv_width = kv_heads * hd;
+  const float eps = float(c.layer_norm_epsilon);
+  rms_norm(s.x.data(), layer.input_norm, s.h.data(), n, d, eps);
+  s.q.resize(size_t(n * heads * hd));
+  s.k.resize(size_t(n * kv_width));
+  s.v.resize(size_t(n * kv_width));
+  s.ctx.resize(size_t(n * heads * hd));
+  linear_packed(s.h.data(), *layer.attention.q, s.q.data(), n);
+  linear_packed(s.h.data(), *layer.attention.k, s.k.data(), n);
+  linear_packed(s.h.data(), *layer.attention.v, s.v.data(), n);
+  if (layer.q_bias) {
+    add_bias(s.q.data(), layer.q_bias, n, heads * hd);
+    add_bias(s.k.data(), layer.k_bias, n, kv_width);
+    add_bias(s.v.data(), layer.v_bias, n, kv_width);
+  }
+  apply_rotary(s.q.data(), n, heads, hd, s.cos, s.sin);
+  apply_rotary(s.k.data(), n, kv_heads, hd, s.cos, s.sin);
+  s.k_cache[i].insert(s.k_cache[i].end(), s.k.begin(), s.k.end());
+  s.v_cache[i].insert(s.v_cache[i].end(), s.v.begin(), s.v.end());
+  causal_gqa(s.q.data(), s.k_cache[i].data(), s.v_cache[i].data(), n, s.cached, heads, kv_heads, hd, s.ctx.data(),
+             s.scores);
+  linear_packed(s.ctx.data(), *layer.attention.o, s.x.data(), n, /*accumulate=*/true);
+  rms_norm(s.x.data(), layer.post_attention_norm, s.h.data(), n, d, eps);
+}
+
+void Engine::sequence_resident_mlp(size_t i, SequenceState& s) const {
+  const DecoderLayerWeights& layer = model_.layers[i];
+  const int64_t n = int64_t(s.step_ids.size());
+  if (!layer.router) {
+    add_gated_mlp(layer.dense, s.h.data(), nullptr, n, s.x.data(), s.mlp_gate, s.mlp_up, s.mlp_out);
+    return;
+  }
+  if (!layer.shared_expert_gate) return;
+  s.shared_scale.resize(size_t(n));
+  linear_packed(s.h.data(), *layer.shared_expert_gate, s.shared_scale.data(), n);
+  for (float& g : s.shared_scale) g = 1.f / (1.f + std::exp(-g));  // sigmoid
+  add_gated_mlp(layer.shared_expert, s.h.data(), s.shared_scale.data(), n, s.x.data(), s.mlp_gate, s.mlp_up, s.mlp_out);
+}
+
+void Engine::end_sequence_step(SequenceState& s, int64_t step) const {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, V = c.vocab_size, n = int64_t(s.step_ids.size());
+  s.last.resize(size_t(d));
+  rms_norm(&s.x[size_t((n - 1) * d)], model_.final_norm, s.last.data(), 1, d, float(c.layer_norm_epsilon));
+  s.logits.resize(size_t(V));
+  linear(s.last.data(), model_.lm_head, s.logits.data(), 1, d, V);
+  if (s.keep_logits) s.gen.logits.push_back(s.logits);
+  const int32_t next = int32_t(argmax(s.logits.data(), V));
+  s.gen.tokens[0].push_back(next);
+  s.gen.steps = step + 1;
+  s.cached += n;
+  s.step_ids.assign(1, next);
+  s.done = c.is_generation_eos(next) || step + 1 >= s.max_steps;
+}
+
+Result<std::vector<Generation>> Engine::generate_decoder_only(const std::vector<std::vector<int32_t>>& requests,
+                                                              const std::vector<GenerateOptions>& options,
+                                                              const TokenSink& on_token) {
+  PERFMEM_RETURN_IF_ERROR(check_requests(requests));
+  const int64_t pad = model_.config().masked_pad_id();
+  for (size_t r = 0; r < requests.size() && pad >= 0; ++r)
+    for (size_t t = 0; t < requests[r].size(); ++t)
+      if (requests[r][t] == pad)
+        return input_error("batch item " + std::to_string(r), "token " + std::to_string(t),
+                           "no pad id (" + std::to_string(pad) +
+                               ") inside a prompt: masking it is not implemented for decoder-only models",
+                           "the pad id");
+  std::vector<SequenceState> states;
+  states.reserve(requests.size());
+  for (size_t r = 0; r < requests.size(); ++r) states.push_back(start_sequence(requests[r], options[r]));
+  // on_token marks window execution: visits then carry the request's index.
+  const bool window = static_cast<bool>(on_token) || requests.size() > 1;
+  for (int64_t step = 0;; ++step) {
+    std::vector<SequenceState*> active;
+    for (SequenceState& s : states)
+      if (!s.done) active.push_back(&s);
+    if (active.empty()) break;
+    std::vector<WindowMember> members;
+    for (SequenceState* s : active) {
+      PERFMEM_RETURN_IF_ERROR(begin_sequence_step(*s, step));
+      members.push_back({s->h.data(), s->x.data(), &s->routed, window ? int32_t(s - states.data()) : -1});
+    }
+    for (size_t i = 0; i < model_.layers.size(); ++i) {
+      for (SequenceState* s : active) sequence_attention(i, *s);
+      if (model_.layers[i].router)
+        PERFMEM_RETURN_IF_ERROR(window_moe_layer({model_.layers[i].moe_layer, model_.layers[i].router}, step, members));
+      for (SequenceState* s : active) sequence_resident_mlp(i, *s);
+    }
+    for (SequenceState* s : active) {
+      end_sequence_step(*s, step);
+      if (on_token && !on_token(size_t(s - states.data()), s->gen.tokens[0].back())) s->done = true;
+    }
+  }
+  std::vector<Generation> out;
+  for (SequenceState& s : states) out.push_back(std::move(s.gen));
+  return out;
+}
+
+}  // namespace perfmem::sida
