@@ -7,11 +7,10 @@ int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { retu
 
 /* The depthwise result of every mid channel of one output pixel, each tap's input expanded on
  * the fly (1x1 conv from the block input, four mid channels at a time), into mid_stage. */
-static void expand_depthwise(const vmcu_bottleneck_params* p, const conv_tap* taps, int32_t nt, int32_t in_c,
-                             int32_t mid_c, int8_t* mid_stage) {
+static void expand_depthwise(const vmcu_bottleneck_params* p, const out_quant* eq, const out_quant* dq,
+                             const conv_tap* taps, int32_t nt, int32_t in_c, int32_t mid_c, int8_t* mid_stage) {
   const vmcu_conv_params* e = &p->expand;
   const vmcu_conv_params* dw = &p->tail.depthwise;
-  const out_quant eq = conv_quant(e, p->expand_bias), dq = conv_quant(dw, p->tail.dw_bias);
   for (int32_t m = 0; m < mid_c; m += 4) {
     const int32_t k = vmcu_min_i32(4, mid_c - m);
     int32_t dw_acc[4] = {0, 0, 0, 0};
@@ -29,9 +28,9 @@ static void expand_depthwise(const vmcu_bottleneck_params* p, const conv_tap* ta
       }
       const int8_t* w = p->tail.dw_filter + taps[t].filter_offset + m;
       for (int32_t j = 0; j < k; ++j)
-        dw_acc[j] += ((int32_t)conv_output(&eq, acc[j], m + j) + dw->input_offset) * (int32_t)w[j];
+        dw_acc[j] += ((int32_t)conv_output(eq, acc[j], m + j) + dw->input_offset) * (int32_t)w[j];
     }
-    for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(&dq, dw_acc[j], m + j);
+    for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(dq, dw_acc[j], m + j);
   }
 }
 
@@ -44,7 +43,9 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
   const vmcu_conv_params* pr = &p->tail.project;
   int8_t* mid_stage = workspace;
   int8_t* out_stage = workspace + mid_c;
-  const out_quant pq = conv_quant(pr, p->tail.project_bias);
+  const out_quant pq = conv_quant(pr, p->tail.project_bias, os.c);
+  const out_quant eq = conv_quant(&p->expand, p->expand_bias, p->has_expand ? mid_c : 0);
+  const out_quant dq = conv_quant(dw, p->tail.dw_bias, mid_c);
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * dw->stride_h - dw->pad_h;
@@ -53,13 +54,13 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
         const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->tail.kh, p->tail.kw, dw->dilation_h,
                                         dw->dilation_w, mid_c, taps);
         if (p->has_expand) {
-          expand_depthwise(p, taps, nt, is.c, mid_c, mid_stage);
+          expand_depthwise(p, &eq, &dq, taps, nt, is.c, mid_c, mid_stage);
         } else {
           /* The taps are read directly: channel chunks in which no tap wraps. */
           int32_t m = 0;
           while (m < mid_c) {
             const int32_t end = next_chunk_end(taps, nt, m, mid_c, cur);
-            depthwise_chunk(dw, taps, cur, nt, p->tail.dw_filter, p->tail.dw_bias, m, end, mid_stage);
+            depthwise_chunk(dw, &dq, taps, cur, nt, p->tail.dw_filter, m, end, mid_stage);
             m = end;
           }
         }
@@ -97,7 +98,7 @@ int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params
 static void compute_conv_row(const vmcu_conv_params* c, vmcu_shape4 fs, const int8_t* filter, const int32_t* bias,
                              vmcu_shape4 ms, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b, int32_t y,
                              int8_t* row, conv_tap* taps) {
-  const out_quant q = conv_quant(c, bias);
+  const out_quant q = conv_quant(c, bias, ms.c);
   const int32_t filter_size = fs.h * fs.w * fs.c;
   for (int32_t x = 0; x < ms.w; ++x) {
     const int32_t nt = collect_taps(r, in_base, is, b, y * c->stride_h - c->pad_h, x * c->stride_w - c->pad_w, fs.h,
@@ -115,7 +116,8 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
   const int32_t row_bytes = ms.w * ms.c;
   const int32_t filter2_size = f2.h * f2.w * ms.c;
   int8_t* out_stage = workspace + f2.h * row_bytes;
-  const out_quant q2 = conv_quant(c2, p->bias2), qs = conv_quant(&p->shortcut, p->shortcut_bias);
+  const out_quant q2 = conv_quant(c2, p->bias2, os.c);
+  const out_quant qs = conv_quant(&p->shortcut, p->shortcut_bias, p->has_shortcut_conv ? os.c : 0);
   for (int32_t b = 0; b < os.n; ++b) {
     int32_t next_row = 0; /* rows [next_row - kh2, next_row) of conv1's output are cached */
     for (int32_t oy = 0; oy < os.h; ++oy) {
@@ -197,7 +199,7 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
   const int32_t row_bytes = ms.w * ms.c;
   int8_t* mid_stage = workspace + span * row_bytes;
   int8_t* out_stage = mid_stage + ms.c;
-  const out_quant pq = conv_quant(pr, p->tail.project_bias);
+  const out_quant pq = conv_quant(pr, p->tail.project_bias, os.c);
   for (int32_t b = 0; b < os.n; ++b) {
     /* Invariant: the conv rows [next_row - span, next_row) sit in slots (row % span). Rows are
      * computed in order and only when a window first needs them, so the input rows behind them

@@ -251,24 +251,103 @@ static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
 #define VMCU_HAVE_DSP 0
 #endif
 
+/* The requantization of the optimised kernels where the shift is a right shift of at least 2
+ * (-31 <= shift <= -2, every real layer: its rescale factor is below 1/2) and the multiplier is
+ * non-negative (as the host computes it). TFLite rounds twice, the high multiply to nearest
+ * (ties up) and the division by 2^r (r = -shift) to nearest (ties away from zero); with
+ * P = acc * multiplier, y = floor((P + 2^30) / 2^31) and s = -1 if y < 0 else 0 that is
+ *   floor((y + 2^(r-1) + s) / 2^r) = floor((P + 2^30 + s * 2^31 + 2^(30+r)) / 2^(31+r))
+ * (nested floors by powers of two merge; adding an integer commutes with them). y < 0 exactly
+ * when P < -2^30; using the sign of acc for s instead changes only cases with y = 0, where the
+ * numerator stays in [0, 2^(31+r)) for r >= 1 and the result is 0 either way. So one 64-bit
+ * multiply-accumulate (SMLAL) from the initial value 2^30 + s * 2^31 + 2^(30+r), whose high word
+ * is s + 2^(r-2) and low word 2^30 | (s << 31), then the high word shifted right by r - 1: about
+ * ten instructions with the loads. kernel_sweep.c compares every kernel that uses it with the
+ * reference kernels on the boards and the host. */
+static inline int32_t requantize_right_shift(int32_t acc, int32_t multiplier, int32_t shift) {
+  const int32_t high_shift = ~shift; /* r - 1 = -shift - 1, in [1, 30] */
+  const int32_t sign = acc >> 31;
+  const uint32_t low = ((uint32_t)sign << 31) | (1u << 30);
+  const int32_t high = sign + (int32_t)(1u << (high_shift - 1));
+  const int64_t sum = (int64_t)(((uint64_t)(uint32_t)high << 32) | low) + (int64_t)acc * (int64_t)multiplier;
+  return (int32_t)(sum >> 32) >> high_shift;
+}
+
 /* A conv's output stage, copied out of the parameters once per call: the kernels store int8
  * bytes, which may alias anything, so fields read through the parameter pointer would be
- * reloaded after every store. */
+ * reloaded after every store. `fast` says every channel has a bias, a non-negative multiplier
+ * and a shift in [-31, -2] (requantize_right_shift's domain): checked once per call, the generic
+ * requantize() serves the rest. */
 typedef struct {
   const int32_t* multiplier;
   const int32_t* shift;
   const int32_t* bias; /* may be 0 */
   int32_t offset, lo, hi;
+  int32_t fast;
 } out_quant;
 
-static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias) {
-  const out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max};
+static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bias, int32_t channels) {
+  out_quant q = {p->output_multiplier, p->output_shift, bias, p->output_offset, p->act_min, p->act_max, bias != 0};
+  for (int32_t c = 0; c < channels && q.fast; ++c)
+    q.fast = q.multiplier[c] >= 0 && q.shift[c] >= -31 && q.shift[c] <= -2;
   return q;
 }
 
+/* The fast path for four consecutive channels [oc, oc + 4) into dst[0..3] (q->fast must hold).
+ * A function of its own, never inlined into the large kernels: there GCC spills the constants
+ * and reloads the parameters after every byte store; here every load comes before the stores and
+ * the whole stage stays in registers (about 12 instructions per output with the call). */
+static inline __attribute__((always_inline)) int32_t requantize_fast_one(int32_t acc, int32_t bias, int32_t multiplier,
+                                                                         int32_t shift, int32_t offset, int32_t lo,
+                                                                         int32_t hi, int full_range) {
+  const int32_t v = requantize_right_shift(add_bias_wrapping(acc, bias), multiplier, shift) + offset;
+#if VMCU_HAVE_DSP
+  if (full_range) return __ssat(v, 8); /* [lo, hi] = [-128, 127]: one SSAT */
+#endif
+  return full_range ? vmcu_clamp_s8(v, -128, 127) : vmcu_clamp_s8(v, lo, hi);
+}
+
+static inline __attribute__((always_inline)) void requantize_x4_body(const out_quant* q, int32_t oc, const int32_t* acc,
+                                                                     int8_t* dst, int full_range) {
+  const int32_t* bias = q->bias + oc;
+  const int32_t* multiplier = q->multiplier + oc;
+  const int32_t* shift = q->shift + oc;
+  const int32_t offset = q->offset, lo = q->lo, hi = q->hi;
+  /* Written out four times: GCC -O2 keeps a loop here and its results on the stack. */
+  const int32_t v0 = requantize_fast_one(acc[0], bias[0], multiplier[0], shift[0], offset, lo, hi, full_range);
+  const int32_t v1 = requantize_fast_one(acc[1], bias[1], multiplier[1], shift[1], offset, lo, hi, full_range);
+  const int32_t v2 = requantize_fast_one(acc[2], bias[2], multiplier[2], shift[2], offset, lo, hi, full_range);
+  const int32_t v3 = requantize_fast_one(acc[3], bias[3], multiplier[3], shift[3], offset, lo, hi, full_range);
+  dst[0] = (int8_t)v0;
+  dst[1] = (int8_t)v1;
+  dst[2] = (int8_t)v2;
+  dst[3] = (int8_t)v3;
+}
+
+static __attribute__((noinline)) void requantize_x4(const out_quant* q, int32_t oc, const int32_t* acc, int8_t* dst) {
+  if (q->lo == -128 && q->hi == 127)
+    requantize_x4_body(q, oc, acc, dst, 1);
+  else
+    requantize_x4_body(q, oc, acc, dst, 0);
+}
+
 static inline int8_t conv_output(const out_quant* q, int32_t acc, int32_t oc) {
+  if (q->fast) {
+    const int32_t v = requantize_right_shift(add_bias_wrapping(acc, q->bias[oc]), q->multiplier[oc], q->shift[oc]);
+    return vmcu_clamp_s8(v + q->offset, q->lo, q->hi);
+  }
   if (q->bias) acc = add_bias_wrapping(acc, q->bias[oc]);
   return requantize(acc, q->multiplier[oc], q->shift[oc], q->offset, q->lo, q->hi);
+}
+
+/* Channels [oc, oc + 4) of one output (acc[0..3]) into dst[0..3], by requantize_x4 when the
+ * fast path holds. */
+static inline void conv_output_x4(const out_quant* q, int32_t oc, const int32_t* acc, int8_t* dst) {
+  if (q->fast) {
+    requantize_x4(q, oc, acc, dst);
+  } else {
+    for (int32_t j = 0; j < 4; ++j) dst[j] = conv_output(q, acc[j], oc + j);
+  }
 }
 
 /* One in-bounds window position of the current output pixel. */
@@ -347,9 +426,9 @@ static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t*
 
 /* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
  * range: four channels at a time with the DSP extension, the rest one by one. */
-static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* taps, const tap_cursor* cur, int32_t nt,
-                                   const int8_t* filter, const int32_t* bias, int32_t ic, int32_t end, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
+static inline void depthwise_chunk(const vmcu_conv_params* p, const out_quant* q, const conv_tap* taps,
+                                   const tap_cursor* cur, int32_t nt, const int8_t* filter, int32_t ic, int32_t end,
+                                   int8_t* stage) {
 #if VMCU_HAVE_DSP
   if (end - ic >= 4) {
     /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
@@ -363,7 +442,7 @@ static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* ta
     for (; ic + 4 <= end; ic += 4) {
       int32_t acc[4];
       depthwise_x4(at, nt, ic - first, off, acc);
-      for (int32_t j = 0; j < 4; ++j) stage[ic + j] = conv_output(&q, acc[j], ic + j);
+      conv_output_x4(q, ic, acc, stage + ic);
     }
   }
 #endif
@@ -371,7 +450,7 @@ static inline void depthwise_chunk(const vmcu_conv_params* p, const conv_tap* ta
     int32_t acc = 0;
     for (int32_t t = 0; t < nt; ++t)
       acc += ((int32_t)cur[t].ptr[ic - cur[t].shift] + p->input_offset) * (int32_t)filter[taps[t].filter_offset + ic];
-    stage[ic] = conv_output(&q, acc, ic);
+    stage[ic] = conv_output(q, acc, ic);
   }
 }
 
@@ -398,7 +477,7 @@ static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t 
   for (; oc + 4 <= out_c; oc += 4) {
     int32_t acc[4] = {0, 0, 0, 0};
     conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, in_c, x_off, acc);
-    for (int32_t j = 0; j < 4; ++j) out[oc + j] = conv_output(q, acc[j], oc + j);
+    conv_output_x4(q, oc, acc, out + oc);
   }
   for (; oc < out_c; ++oc) {
     const int8_t* f = filter + oc * filter_size;

@@ -45,7 +45,7 @@ void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t le
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
+  const out_quant q = conv_quant(p, bias, os.c);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
   const int32_t filter_size = fs.h * fs.w * fs.c;
@@ -68,18 +68,21 @@ int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_
 
 /* Output channels [0, cout) of one pixel whose input is the span in: four at a time, written to
  * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). */
-static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int32_t cin, const int8_t* filter,
-                                   const int32_t* bias, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
-  const out_quant q = conv_quant(p, bias);
+static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q, ring_span in, int32_t cin,
+                                   const int8_t* filter, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
   int32_t oc = 0;
   for (; oc + 4 <= cout; oc += 4) {
     int32_t acc[4] = {0, 0, 0, 0};
     const int8_t* f = filter + oc * cin;
     dot_s8_x4(in.a, f, cin, in.head, p->input_offset, acc);
     if (in.head < cin) dot_s8_x4(in.b, f + in.head, cin, cin - in.head, p->input_offset, acc);
+    if (oc + 4 <= dst_head) {
+      conv_output_x4(q, oc, acc, dst_a + oc);
+      continue;
+    }
     for (int32_t j = 0; j < 4; ++j) {
       const int32_t o = oc + j;
-      const int8_t v = conv_output(&q, acc[j], o);
+      const int8_t v = conv_output(q, acc[j], o);
       if (o < dst_head)
         dst_a[o] = v;
       else
@@ -90,7 +93,7 @@ static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int3
     const int8_t* f = filter + oc * cin;
     const int32_t acc =
         dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
-    const int8_t v = conv_output(&q, acc, oc);
+    const int8_t v = conv_output(q, acc, oc);
     if (oc < dst_head)
       dst_a[oc] = v;
     else
@@ -103,6 +106,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
                                 int8_t* stage) {
   const int32_t pixels = os.n * os.h * os.w;
   const int32_t cin = is.c, cout = os.c;
+  const out_quant q = conv_quant(p, bias, cout);
   for (int32_t px = 0; px < pixels; ++px) {
     VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
     if (cin <= cout) {
@@ -112,9 +116,9 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
       const int32_t pos = vmcu_ring_pos(r, out_base, px * cout);
       const int32_t head = vmcu_min_i32(cout, r->cap - pos); /* channels before the wrap */
       const ring_span in = {stage, cin, stage};
-      pointwise_pixel(p, in, cin, filter, bias, cout, r->data + pos, head, r->data);
+      pointwise_pixel(p, &q, in, cin, filter, cout, r->data + pos, head, r->data);
     } else {
-      pointwise_pixel(p, span_at(r, in_base, px * cin, cin), cin, filter, bias, cout, stage, cout, stage);
+      pointwise_pixel(p, &q, span_at(r, in_base, px * cin, cin), cin, filter, cout, stage, cout, stage);
       store_pixel(r, out_base, px * cout, cout, stage);
     }
   }
@@ -123,7 +127,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
 int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                  vmcu_shape4 fs, const int8_t* filter, const int32_t* bias, int32_t out_base,
                                  vmcu_shape4 os, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
+  const out_quant q = conv_quant(p, bias, os.c);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
@@ -139,7 +143,7 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
         while (ic < is.c) {
           const int32_t end = next_chunk_end(taps, nt, ic, is.c, cur);
           if (mult == 1) {
-            depthwise_chunk(p, taps, cur, nt, filter, bias, ic, end, stage);
+            depthwise_chunk(p, &q, taps, cur, nt, filter, ic, end, stage);
             ic = end;
             continue;
           }

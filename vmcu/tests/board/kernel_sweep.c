@@ -57,17 +57,21 @@ static int32_t out_size(int32_t in_size, int32_t k, int32_t stride, int32_t dil,
 static vmcu_conv_params random_params(int32_t channels) {
   vmcu_conv_params p;
   memset(&p, 0, sizeof p);
+  /* Three kinds of output stage: shifts in [-10, 1] (a few positive ones: the left-shift path of
+   * the generic requantization), right shifts of at least 2 only (the kernels' fast path), and
+   * the same with the full activation range [-128, 127] (its saturating form). */
+  const int32_t kind = pick(0, 2);
   for (int32_t c = 0; c < channels; ++c) {
     bias[c] = pick(-5000, 5000);
     mult[c] = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
-    shift[c] = pick(-10, 1); /* a few positive shifts: the left-shift path of the requantization */
+    shift[c] = kind == 0 ? pick(-10, 1) : pick(-12, -2);
   }
   p.dilation_h = p.dilation_w = 1;
   p.depth_multiplier = 1;
   p.input_offset = pick(-127, 128);
   p.output_offset = pick(-128, 127);
-  p.act_min = pick(-128, -20);
-  p.act_max = pick(20, 127);
+  p.act_min = kind == 2 ? -128 : pick(-128, -20);
+  p.act_max = kind == 2 ? 127 : pick(20, 127);
   p.output_multiplier = mult;
   p.output_shift = shift;
   return p;
