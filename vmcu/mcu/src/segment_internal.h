@@ -76,6 +76,22 @@ static inline void dot_s8_x4_plain(const int8_t* x, const int8_t* w, int32_t w_s
   for (int32_t j = 0; j < 4; ++j) acc[j] += dot_s8_plain(x, w + j * w_stride, n, x_off);
 }
 
+/* One contiguous run of a dot product: n input bytes at x against the weights at w_offset of each
+ * output channel's row (a pixel whose input wraps at the pool end is two runs; a conv pixel one
+ * or two per tap). */
+typedef struct {
+  const int8_t* x;
+  int32_t w_offset;
+  int32_t n;
+} x4_segment;
+
+/* The 1x4 tile over a list of runs, plain form: acc[j] += sum over the runs of
+ * sum_i (x[i] + x_off) * w[j * w_stride + w_offset + i]. */
+static inline void dot_s8_x4_segments_plain(const x4_segment* seg, int32_t nseg, const int8_t* w, int32_t w_stride,
+                                            int32_t x_off, int32_t acc[4]) {
+  for (int32_t s = 0; s < nseg; ++s) dot_s8_x4_plain(seg[s].x, w + seg[s].w_offset, w_stride, seg[s].n, x_off, acc);
+}
+
 #if defined(__ARM_FEATURE_DSP) && !defined(VMCU_NO_DSP)
 #include <arm_acle.h>
 /* Cortex-M4/M7 DSP extension. SXTB16 sign-extends the even bytes of a word (or, with ROR #8, the
@@ -156,58 +172,86 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
   : "cc", "memory"
 
 #if defined(__OPTIMIZE__)
-/* The 1x4 tile's steps over the first n & ~3 bytes: two per loop iteration (51 instructions for
- * 32 multiply-adds with the end test), then one when n & 4. A function of its own, never inlined:
- * inside a large kernel GCC may not find the block's twelve registers free (it reports
- * impossible constraints), here it always does; the call costs about 20 instructions per tile. */
-static __attribute__((noinline)) void dot_s8_x4_steps(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n,
-                                                      int32_t x_off, int32_t* acc) {
+/* The 1x4 tile over a list of runs, one call per tile: each run's first n & ~15 bytes four steps
+ * per loop iteration (95 instructions for 64 multiply-adds with the end test), then two steps
+ * when n & 8, one when n & 4, and the last n % 4 bytes in C. A function of its own, never
+ * inlined: inside a large kernel GCC may not find the block's twelve registers free (it reports
+ * impossible constraints), here it always does. A conv pixel's taps all go through one call,
+ * so the call (about 30 instructions) is paid once per tile, not once per tap. */
+static inline __attribute__((always_inline)) void dot_s8_x4_segments_body(const x4_segment* seg, int32_t nseg,
+                                                                          const int8_t* w, int32_t w_stride,
+                                                                          int32_t x_off, int32_t* acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-  const int8_t* w0 = w;
-  const int8_t* w2 = w + 2 * w_stride;
   const int32_t next_row = w_stride - 4;
   const int16x2_t off = lanes16(x_off);
   uint32_t xe, xo, t0, t1;
-  if (n >= 8) {
-    t0 = (uint32_t)off;
-    t1 = (uint32_t)(uintptr_t)(x + (n & ~7));
-    __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP
-                         "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
-  }
-  if (n & 4) {
-    t0 = (uint32_t)off;
-    t1 = 0;
-    __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+  for (const x4_segment* const end = seg + nseg; seg != end; ++seg) {
+    const int8_t* x = seg->x;
+    const int8_t* w0 = w + seg->w_offset;
+    const int8_t* w2 = w0 + 2 * w_stride;
+    const int32_t n = seg->n;
+    if (n >= 16) {
+      t0 = (uint32_t)off;
+      t1 = (uint32_t)(uintptr_t)(x + (n & ~15));
+      __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP
+                           "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
+    }
+    if (n & 8) {
+      t0 = (uint32_t)off;
+      t1 = 0;
+      __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+    }
+    if (n & 4) {
+      t0 = (uint32_t)off;
+      t1 = 0;
+      __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+    }
+    /* x, w0 and w2 have moved past the steps: rows 1 and 3 are w_stride beyond rows 0 and 2. */
+    for (int32_t i = 0; i < (n & 3); ++i) {
+      const int32_t xv = (int32_t)x[i] + x_off;
+      a0 += xv * (int32_t)w0[i];
+      a1 += xv * (int32_t)w0[w_stride + i];
+      a2 += xv * (int32_t)w2[i];
+      a3 += xv * (int32_t)w2[w_stride + i];
+    }
   }
   acc[0] = a0;
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
 }
-
-#endif
-
-/* The 1x4 tile: the steps above (the same step in C in unoptimised builds, where r7 is the frame
- * pointer and too few registers are free), then the plain form for the last n % 4. */
-static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
-                             int32_t acc[4]) {
-  const int32_t done = n & ~3;
-  if (n >= 4) {
-#if defined(__OPTIMIZE__)
-    dot_s8_x4_steps(x, w, w_stride, n, x_off, acc);
+static __attribute__((noinline)) void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const int8_t* w,
+                                                         int32_t w_stride, int32_t x_off, int32_t* acc) {
+  dot_s8_x4_segments_body(seg, nseg, w, w_stride, x_off, acc);
+}
+#define VMCU_HAVE_TILE_BODY 1
 #else
-    const int16x2_t off = lanes16(x_off);
+/* Unoptimised builds (r7 is the frame pointer, too few registers are free): the same steps in C. */
+static inline void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const int8_t* w, int32_t w_stride,
+                                      int32_t x_off, int32_t* acc) {
+  const int16x2_t off = lanes16(x_off);
+  for (int32_t s = 0; s < nseg; ++s) {
+    const int8_t* x = seg[s].x;
+    const int8_t* ws = w + seg[s].w_offset;
+    const int32_t done = seg[s].n & ~3;
     for (int32_t i = 0; i < done; i += 4) {
       const uint32_t xv = load_u32(x + i);
       const int16x2_t ex = __sxtab16(off, (int8x4_t)xv), ox = sxtab16_ror8(off, xv);
       for (int32_t j = 0; j < 4; ++j) {
-        const uint32_t wv = load_u32(w + j * w_stride + i);
+        const uint32_t wv = load_u32(ws + j * w_stride + i);
         acc[j] = __smlad(ox, sxtb16_ror8(wv), __smlad(ex, __sxtb16((int8x4_t)wv), acc[j]));
       }
     }
-#endif
+    dot_s8_x4_plain(x + done, ws + done, w_stride, seg[s].n - done, x_off, acc);
   }
-  if (done < n) dot_s8_x4_plain(x + done, w + done, w_stride, n - done, x_off, acc);
+}
+#endif
+
+/* The 1x4 tile over one run. */
+static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
+                             int32_t acc[4]) {
+  const x4_segment seg = {x, 0, n};
+  dot_s8_x4_segments(&seg, 1, w, w_stride, x_off, acc);
 }
 #undef VMCU_X4_STEP
 #undef VMCU_X4_PUSH
@@ -247,6 +291,10 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
 static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride, int32_t n, int32_t x_off,
                              int32_t acc[4]) {
   dot_s8_x4_plain(x, w, w_stride, n, x_off, acc);
+}
+static inline void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const int8_t* w, int32_t w_stride,
+                                      int32_t x_off, int32_t acc[4]) {
+  dot_s8_x4_segments_plain(seg, nseg, w, w_stride, x_off, acc);
 }
 #define VMCU_HAVE_DSP 0
 #endif
@@ -350,6 +398,30 @@ static inline void conv_output_x4(const out_quant* q, int32_t oc, const int32_t*
   }
 }
 
+/* One 1x4 tile start to end: output channels [oc, oc + 4) of one pixel over the runs seg (the
+ * weights of channel oc at w, rows w_stride apart), requantized into dst[0..3]. In optimised DSP
+ * builds one function holds both the dot product and the requantization, so the four sums go
+ * from the multiply-accumulates to the output stage in registers. */
+#if defined(VMCU_HAVE_TILE_BODY)
+static __attribute__((noinline)) void tile_x4_out(const x4_segment* seg, int32_t nseg, const int8_t* w,
+                                                  int32_t w_stride, int32_t x_off, const out_quant* q, int32_t oc,
+                                                  int8_t* dst) {
+  int32_t acc[4] = {0, 0, 0, 0};
+  dot_s8_x4_segments_body(seg, nseg, w, w_stride, x_off, acc);
+  if (q->fast && q->lo == -128 && q->hi == 127)
+    requantize_x4_body(q, oc, acc, dst, 1);
+  else
+    conv_output_x4(q, oc, acc, dst);
+}
+#else
+static inline void tile_x4_out(const x4_segment* seg, int32_t nseg, const int8_t* w, int32_t w_stride, int32_t x_off,
+                               const out_quant* q, int32_t oc, int8_t* dst) {
+  int32_t acc[4] = {0, 0, 0, 0};
+  dot_s8_x4_segments(seg, nseg, w, w_stride, x_off, acc);
+  conv_output_x4(q, oc, acc, dst);
+}
+#endif
+
 /* One in-bounds window position of the current output pixel. */
 typedef struct {
   ring_span in;
@@ -413,15 +485,22 @@ static inline int32_t next_chunk_end(const conv_tap* taps, int32_t nt, int32_t c
   return end;
 }
 
-/* Output channels [oc, oc + 4) of one pixel over its taps into acc (the 1x4 register tile). */
-static inline void conv_pixel_x4(const conv_tap* taps, int32_t nt, const int8_t* f, int32_t filter_size, int32_t in_c,
-                                 int32_t x_off, int32_t acc[4]) {
+/* The runs of one conv pixel (one per tap, two where the tap's input wraps) into seg, at most
+ * 2 * nt; returns their number. */
+static inline int32_t conv_segments(const conv_tap* taps, int32_t nt, int32_t in_c, x4_segment* seg) {
+  int32_t ns = 0;
   for (int32_t t = 0; t < nt; ++t) {
-    const int8_t* fp = f + taps[t].filter_offset;
     const int32_t head = taps[t].in.head;
-    dot_s8_x4(taps[t].in.a, fp, filter_size, head, x_off, acc);
-    if (head < in_c) dot_s8_x4(taps[t].in.b, fp + head, filter_size, in_c - head, x_off, acc);
+    seg[ns].x = taps[t].in.a;
+    seg[ns].w_offset = taps[t].filter_offset;
+    seg[ns++].n = head;
+    if (head < in_c) {
+      seg[ns].x = taps[t].in.b;
+      seg[ns].w_offset = taps[t].filter_offset + head;
+      seg[ns++].n = in_c - head;
+    }
   }
+  return ns;
 }
 
 /* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
@@ -473,12 +552,10 @@ static inline int32_t project_x4(const int8_t* x, const int8_t* filter, int32_t 
  * the remaining channels one by one. */
 static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t nt, const int8_t* filter,
                               int32_t filter_size, int32_t in_c, int32_t out_c, int32_t x_off, int8_t* out) {
+  x4_segment seg[2 * nt + 1]; /* sized by the taps present: the full table would cost ~1 KB of stack */
+  const int32_t ns = conv_segments(taps, nt, in_c, seg);
   int32_t oc = 0;
-  for (; oc + 4 <= out_c; oc += 4) {
-    int32_t acc[4] = {0, 0, 0, 0};
-    conv_pixel_x4(taps, nt, filter + oc * filter_size, filter_size, in_c, x_off, acc);
-    conv_output_x4(q, oc, acc, out + oc);
-  }
+  for (; oc + 4 <= out_c; oc += 4) tile_x4_out(seg, ns, filter + oc * filter_size, filter_size, x_off, q, oc, out + oc);
   for (; oc < out_c; ++oc) {
     const int8_t* f = filter + oc * filter_size;
     int32_t acc = 0;

@@ -70,16 +70,16 @@ int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_
  * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). */
 static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q, ring_span in, int32_t cin,
                                    const int8_t* filter, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
+  const x4_segment seg[2] = {{in.a, 0, in.head}, {in.b, in.head, cin - in.head}};
+  const int32_t ns = in.head < cin ? 2 : 1;
   int32_t oc = 0;
   for (; oc + 4 <= cout; oc += 4) {
-    int32_t acc[4] = {0, 0, 0, 0};
-    const int8_t* f = filter + oc * cin;
-    dot_s8_x4(in.a, f, cin, in.head, p->input_offset, acc);
-    if (in.head < cin) dot_s8_x4(in.b, f + in.head, cin, cin - in.head, p->input_offset, acc);
     if (oc + 4 <= dst_head) {
-      conv_output_x4(q, oc, acc, dst_a + oc);
+      tile_x4_out(seg, ns, filter + oc * cin, cin, p->input_offset, q, oc, dst_a + oc);
       continue;
     }
+    int32_t acc[4] = {0, 0, 0, 0};
+    dot_s8_x4_segments(seg, ns, filter + oc * cin, cin, p->input_offset, acc);
     for (int32_t j = 0; j < 4; ++j) {
       const int32_t o = oc + j;
       const int8_t v = conv_output(q, acc[j], o);
