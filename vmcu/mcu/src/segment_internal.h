@@ -264,7 +264,7 @@ static inline void dot_s8_x4(const int8_t* x, const int8_t* w, int32_t w_stride,
 typedef struct {
   const int8_t* x;
   const int8_t* w;
-} dw_tap;
+} __attribute__((aligned(8))) dw_tap; /* aligned: one LDRD loads both pointers */
 
 static inline __attribute__((always_inline)) void depthwise_x4(const dw_tap* taps, int32_t nt, int32_t c, int16x2_t off,
                                                                int32_t acc[4]) {
@@ -518,6 +518,14 @@ static inline void depthwise_chunk(const vmcu_conv_params* p, const out_quant* q
     }
     const int16x2_t off = lanes16(p->input_offset);
     const int32_t first = ic;
+    if (q->fast && q->lo == -128 && q->hi == 127) {
+      /* The common case with the requantization inline: no call per four channels. */
+      for (; ic + 4 <= end; ic += 4) {
+        int32_t acc[4];
+        depthwise_x4(at, nt, ic - first, off, acc);
+        requantize_x4_body(q, ic, acc, stage + ic, 1);
+      }
+    }
     for (; ic + 4 <= end; ic += 4) {
       int32_t acc[4];
       depthwise_x4(at, nt, ic - first, off, acc);
