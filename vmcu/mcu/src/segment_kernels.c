@@ -73,6 +73,14 @@ static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q
   const x4_segment seg[2] = {{in.a, 0, in.head}, {in.b, in.head, cin - in.head}};
   const int32_t ns = in.head < cin ? 2 : 1;
   int32_t oc = 0;
+#if defined(VMCU_HAVE_TILE_BODY)
+  if (cin <= VMCU_WIDE_MAX_CHANNELS) {
+    /* Every tile whose four outputs lie before the wrap in one call, the input widened once. */
+    const int32_t tiles = vmcu_min_i32(cout, dst_head) / 4;
+    pointwise_tiles_wide(in.a, in.head, in.b, cin, filter, tiles, p->input_offset, q, dst_a);
+    oc = 4 * tiles;
+  }
+#endif
   for (; oc + 4 <= cout; oc += 4) {
     if (oc + 4 <= dst_head) {
       tile_x4_out(seg, ns, filter + oc * cin, cin, p->input_offset, q, oc, dst_a + oc);
