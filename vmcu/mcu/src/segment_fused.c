@@ -110,8 +110,8 @@ static void compute_conv_row(const vmcu_conv_params* c, vmcu_shape4 fs, const in
 int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                int32_t out_base, vmcu_shape4 os, int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
-  if (p->filter1_shape.h * p->filter1_shape.w > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_shape4 ms = p->mid_shape, f2 = p->filter2_shape;
+  if (p->filter1_shape.h * p->filter1_shape.w > VMCU_SEG_MAX_TAPS || f2.h * f2.w > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_conv_params* c2 = &p->conv2;
   const int32_t row_bytes = ms.w * ms.c;
   const int32_t filter2_size = f2.h * f2.w * ms.c;
@@ -133,25 +133,24 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
                                    : idx4(is, b, oy, ox, 0);
         VMCU_TRACE(r, VMCU_SEG_IN0, sc_rel, is.c, 0);
         const ring_span sc = span_at(r, in_base, sc_rel, is.c);
+        /* conv2 over the cached rows, every channel at once (the kernels' conv pixel), into out_stage. */
+        int32_t nt = 0;
+        for (int32_t ky = 0; ky < f2.h; ++ky) {
+          const int32_t y = y_lo + ky;
+          if (y < 0 || y >= ms.h) continue;
+          const int8_t* row = workspace + (y % f2.h) * row_bytes;
+          for (int32_t kx = 0; kx < f2.w; ++kx) {
+            const int32_t x = x_lo + kx;
+            if (x < 0 || x >= ms.w) continue;
+            const ring_span in = {row + x * ms.c, ms.c, row};
+            taps[nt].in = in;
+            taps[nt++].filter_offset = (ky * f2.w + kx) * ms.c;
+          }
+        }
+        conv_pixel(&q2, taps, nt, p->filter2, filter2_size, ms.c, os.c, c2->input_offset, out_stage);
         for (int32_t o = 0; o < os.c; o += 4) {
           const int32_t k = vmcu_min_i32(4, os.c - o);
-          int32_t acc[4] = {0, 0, 0, 0}, sacc[4] = {0, 0, 0, 0};
-          for (int32_t ky = 0; ky < f2.h; ++ky) {
-            const int32_t y = y_lo + ky;
-            if (y < 0 || y >= ms.h) continue;
-            const int8_t* row = workspace + (y % f2.h) * row_bytes;
-            for (int32_t kx = 0; kx < f2.w; ++kx) {
-              const int32_t x = x_lo + kx;
-              if (x < 0 || x >= ms.w) continue;
-              const int8_t* f = p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c;
-              if (k == 4) {
-                dot_s8_x4(row + x * ms.c, f, filter2_size, ms.c, c2->input_offset, acc);
-              } else {
-                for (int32_t j = 0; j < k; ++j)
-                  acc[j] += dot_s8(row + x * ms.c, f + j * filter2_size, ms.c, c2->input_offset);
-              }
-            }
-          }
+          int32_t sacc[4] = {0, 0, 0, 0};
           if (p->has_shortcut_conv) {
             const int32_t off = p->shortcut.input_offset;
             const int8_t* f = p->shortcut_filter + o * is.c;
@@ -165,7 +164,7 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             }
           }
           for (int32_t j = 0; j < k; ++j) {
-            const int8_t z = conv_output(&q2, acc[j], o + j);
+            const int8_t z = out_stage[o + j];
             const int8_t s = p->has_shortcut_conv ? conv_output(&qs, sacc[j], o + j)
                              : o + j < sc.head    ? sc.a[o + j]
                                                   : sc.b[o + j - sc.head]; /* identity: is.c == os.c */

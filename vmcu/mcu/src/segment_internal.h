@@ -19,6 +19,12 @@ typedef struct {
   const int8_t* b;
 } ring_span;
 
+/* One in-bounds window position of the current output pixel. */
+typedef struct {
+  ring_span in;
+  int32_t filter_offset; /* (ky * kw + kx) * filter channels */
+} conv_tap;
+
 static inline ring_span span_at(const vmcu_ring* r, int32_t base, int32_t rel, int32_t length) {
   const int32_t pos = vmcu_ring_pos(r, base, rel);
   const int32_t room = r->cap - pos;
@@ -438,17 +444,11 @@ enum { VMCU_WIDE_MAX_CHANNELS = 256 };
   : [next] "r"(next_row)                                                                                    \
   : "cc", "memory"
 
-/* Output channels [0, 4 * tiles) of one pointwise pixel (cin <= VMCU_WIDE_MAX_CHANNELS input bytes,
- * the first head at xa, the rest at xb) into dst; filter [4 * tiles][cin]. */
-static __attribute__((noinline, unused)) void pointwise_tiles_wide(const int8_t* xa, int32_t head, const int8_t* xb,
-                                                                   int32_t cin, const int8_t* filter, int32_t tiles,
-                                                                   int32_t x_off, const out_quant* q, int8_t* dst) {
-  uint32_t wide[VMCU_WIDE_MAX_CHANNELS / 2];
-  int8_t tail[4] = {0, 0, 0, 0};
-  const int16x2_t off = lanes16(x_off);
-  const int32_t body = cin & ~3;
+/* The first n & ~3 bytes of a run (head bytes at xa, the rest at xb) widened into wp: two words
+ * per four bytes. */
+static inline void widen_s8(uint32_t* wp, const int8_t* xa, int32_t head, const int8_t* xb, int32_t n, int16x2_t off) {
+  const int32_t body = n & ~3;
   const int32_t contiguous = vmcu_min_i32(body, head & ~3); /* words before the wrap */
-  uint32_t* wp = wide;
   for (const int8_t* xp = xa; xp != xa + contiguous; xp += 4, wp += 2) {
     const uint32_t v = load_u32(xp);
     wp[0] = (uint32_t)__sxtab16(off, (int8x4_t)v);
@@ -461,7 +461,14 @@ static __attribute__((noinline, unused)) void pointwise_tiles_wide(const int8_t*
     wp[0] = (uint32_t)__sxtab16(off, (int8x4_t)v);
     wp[1] = (uint32_t)sxtab16_ror8(off, v);
   }
-  for (int32_t i = body; i < cin; ++i) tail[i - body] = i < head ? xa[i] : xb[i - head];
+}
+
+/* Output channels [0, 4 * tiles) of one pixel into dst from its widened input: k input bytes, the
+ * first k & ~3 widened in wide, the last k % 4 as bytes in tail; filter [4 * tiles][k]. */
+static inline __attribute__((always_inline)) void tiles_wide(const uint32_t* wide, const int8_t* tail, int32_t k,
+                                                             const int8_t* filter, int32_t tiles, int32_t x_off,
+                                                             const out_quant* q, int8_t* dst) {
+  const int32_t cin = k, body = k & ~3;
   const int32_t next_row = cin - 4;
   const int full_fast = q->fast && q->lo == -128 && q->hi == 127;
   for (int32_t t = 0; t < tiles; ++t) {
@@ -501,6 +508,32 @@ static __attribute__((noinline, unused)) void pointwise_tiles_wide(const int8_t*
       conv_output_x4(q, 4 * t, acc, dst + 4 * t);
   }
 }
+/* Output channels [0, 4 * tiles) of one pointwise pixel (cin <= VMCU_WIDE_MAX_CHANNELS input bytes,
+ * the first head at xa, the rest at xb) into dst; filter [4 * tiles][cin]. */
+static __attribute__((noinline, unused)) void pointwise_tiles_wide(const int8_t* xa, int32_t head, const int8_t* xb,
+                                                                   int32_t cin, const int8_t* filter, int32_t tiles,
+                                                                   int32_t x_off, const out_quant* q, int8_t* dst) {
+  uint32_t wide[VMCU_WIDE_MAX_CHANNELS / 2];
+  int8_t tail[4] = {0, 0, 0, 0};
+  widen_s8(wide, xa, head, xb, cin, lanes16(x_off));
+  for (int32_t i = cin & ~3; i < cin; ++i) tail[i - (cin & ~3)] = i < head ? xa[i] : xb[i - head];
+  tiles_wide(wide, tail, cin, filter, tiles, x_off, q, dst);
+}
+
+/* Output channels [0, 4 * tiles) of one conv pixel whose window holds filter_size bytes (all taps,
+ * in_c a multiple of 4, filter_size <= VMCU_WIDE_MAX_CHANNELS): the present taps widened in place,
+ * the padded ones as zero lanes (they add nothing, as TFLite skips them), so each output channel
+ * is one dot product over its whole filter row. */
+static __attribute__((noinline, unused)) void conv_tiles_wide(const conv_tap* taps, int32_t nt, int32_t in_c,
+                                                              const int8_t* filter, int32_t filter_size, int32_t tiles,
+                                                              int32_t x_off, const out_quant* q, int8_t* dst) {
+  uint32_t wide[VMCU_WIDE_MAX_CHANNELS / 2];
+  if (nt * in_c < filter_size) memset(wide, 0, (size_t)filter_size * 2);
+  const int16x2_t off = lanes16(x_off);
+  for (int32_t t = 0; t < nt; ++t)
+    widen_s8(wide + taps[t].filter_offset / 2, taps[t].in.a, taps[t].in.head, taps[t].in.b, in_c, off);
+  tiles_wide(wide, 0, filter_size, filter, tiles, x_off, q, dst);
+}
 #undef VMCU_X4W_ROW
 #undef VMCU_X4W_STEP
 #undef VMCU_X4W_OPERANDS
@@ -512,12 +545,6 @@ static inline void tile_x4_out(const x4_segment* seg, int32_t nseg, const int8_t
   conv_output_x4(q, oc, acc, dst);
 }
 #endif
-
-/* One in-bounds window position of the current output pixel. */
-typedef struct {
-  ring_span in;
-  int32_t filter_offset; /* (ky * kw + kx) * filter channels */
-} conv_tap;
 
 /* Collects the in-bounds taps of output pixel (b, oy, ox) and reports their reads. */
 static inline int32_t collect_taps(const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b, int32_t y0,
@@ -651,9 +678,15 @@ static inline int32_t project_x4(const int8_t* x, const int8_t* filter, int32_t 
  * the remaining channels one by one. */
 static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t nt, const int8_t* filter,
                               int32_t filter_size, int32_t in_c, int32_t out_c, int32_t x_off, int8_t* out) {
+  int32_t oc = 0;
+#if defined(VMCU_HAVE_TILE_BODY)
+  if (in_c % 4 == 0 && filter_size <= VMCU_WIDE_MAX_CHANNELS && out_c >= 4) {
+    conv_tiles_wide(taps, nt, in_c, filter, filter_size, out_c / 4, x_off, q, out);
+    oc = out_c & ~3;
+  }
+#endif
   x4_segment seg[2 * nt + 1]; /* sized by the taps present: the full table would cost ~1 KB of stack */
   const int32_t ns = conv_segments(taps, nt, in_c, seg);
-  int32_t oc = 0;
   for (; oc + 4 <= out_c; oc += 4) tile_x4_out(seg, ns, filter + oc * filter_size, filter_size, x_off, q, oc, out + oc);
   for (; oc < out_c; ++oc) {
     const int8_t* f = filter + oc * filter_size;
