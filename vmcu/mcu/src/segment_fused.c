@@ -16,19 +16,21 @@ static void expand_depthwise(const vmcu_bottleneck_params* p, const out_quant* e
     int32_t dw_acc[4] = {0, 0, 0, 0};
     for (int32_t t = 0; t < nt; ++t) {
       const int32_t head = taps[t].in.head;
-      int32_t acc[4] = {0, 0, 0, 0};
       const int8_t* f = p->expand_filter + m * in_c;
+      int8_t expanded[4];
       if (k == 4) {
-        dot_s8_x4(taps[t].in.a, f, in_c, head, e->input_offset, acc);
-        if (head < in_c) dot_s8_x4(taps[t].in.b, f + head, in_c, in_c - head, e->input_offset, acc);
+        /* The tap's four expanded channels, requantized, from one tile call. */
+        const x4_segment seg[2] = {{taps[t].in.a, 0, head}, {taps[t].in.b, head, in_c - head}};
+        tile_x4_out(seg, head < in_c ? 2 : 1, f, in_c, e->input_offset, eq, m, expanded);
       } else {
         for (int32_t j = 0; j < k; ++j)
-          acc[j] = dot_s8(taps[t].in.a, f + j * in_c, head, e->input_offset) +
-                   dot_s8(taps[t].in.b, f + j * in_c + head, in_c - head, e->input_offset);
+          expanded[j] = conv_output(eq,
+                                    dot_s8(taps[t].in.a, f + j * in_c, head, e->input_offset) +
+                                        dot_s8(taps[t].in.b, f + j * in_c + head, in_c - head, e->input_offset),
+                                    m + j);
       }
       const int8_t* w = p->tail.dw_filter + taps[t].filter_offset + m;
-      for (int32_t j = 0; j < k; ++j)
-        dw_acc[j] += ((int32_t)conv_output(eq, acc[j], m + j) + dw->input_offset) * (int32_t)w[j];
+      for (int32_t j = 0; j < k; ++j) dw_acc[j] += ((int32_t)expanded[j] + dw->input_offset) * (int32_t)w[j];
     }
     for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(dq, dw_acc[j], m + j);
   }
@@ -70,16 +72,12 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           VMCU_TRACE(r, VMCU_SEG_IN0, out_rel, os.c, 0);
           res = span_at(r, in_base, out_rel, os.c);
         }
-        for (int32_t o = 0, k = 0; o < os.c; o += k) {
-          int32_t acc[4];
-          k = project_x4(mid_stage, p->tail.project_filter, mid_c, o, os.c, pr->input_offset, acc);
-          for (int32_t j = 0; j < k; ++j) {
-            int8_t v = conv_output(&pq, acc[j], o + j);
-            if (p->has_residual) {
-              const int8_t a = o + j < res.head ? res.a[o + j] : res.b[o + j - res.head];
-              v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
-            }
-            out_stage[o + j] = v;
+        project_pixel(&pq, mid_stage, mid_c, p->tail.project_filter, os.c, pr->input_offset, out_stage);
+        if (p->has_residual) {
+          for (int32_t o = 0; o < os.c; ++o) {
+            const int8_t a = o < res.head ? res.a[o] : res.b[o - res.head];
+            out_stage[o] =
+                p->residual_is_input1 ? add_one(&p->add, a, out_stage[o]) : add_one(&p->add, out_stage[o], a);
           }
         }
         store_pixel(r, out_base, out_rel, os.c, out_stage);
@@ -229,11 +227,7 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
           mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m], dw->output_offset, dw->act_min,
                                     dw->act_max);
         }
-        for (int32_t o = 0, k = 0; o < os.c; o += k) {
-          int32_t acc[4];
-          k = project_x4(mid_stage, p->tail.project_filter, ms.c, o, os.c, pr->input_offset, acc);
-          for (int32_t j = 0; j < k; ++j) out_stage[o + j] = conv_output(&pq, acc[j], o + j);
-        }
+        project_pixel(&pq, mid_stage, ms.c, p->tail.project_filter, os.c, pr->input_offset, out_stage);
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, out_stage);
       }
     }

@@ -272,18 +272,28 @@ typedef struct {
   const int8_t* w;
 } __attribute__((aligned(8))) dw_tap; /* aligned: one LDRD loads both pointers */
 
+static inline __attribute__((always_inline)) void depthwise_tap(const dw_tap* tap, int32_t c, int16x2_t off,
+                                                                int32_t* a0, int32_t* a1, int32_t* a2, int32_t* a3) {
+  const uint32_t xv = load_u32(tap->x + c), wv = load_u32(tap->w + c);
+  const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
+  const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
+  *a0 = __smlabb(xe, we, *a0);
+  *a2 = __smlatt(xe, we, *a2);
+  *a1 = __smlabb(xo, wo, *a1);
+  *a3 = __smlatt(xo, wo, *a3);
+}
+
 static inline __attribute__((always_inline)) void depthwise_x4(const dw_tap* taps, int32_t nt, int32_t c, int16x2_t off,
                                                                int32_t acc[4]) {
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-  for (const dw_tap* const end = taps + nt; taps != end; ++taps) { /* one LDRD per tap for both pointers */
-    const uint32_t xv = load_u32(taps->x + c), wv = load_u32(taps->w + c);
-    const int16x2_t xe = __sxtab16(off, (int8x4_t)xv), xo = sxtab16_ror8(off, xv);
-    const int16x2_t we = __sxtb16((int8x4_t)wv), wo = sxtb16_ror8(wv);
-    a0 = __smlabb(xe, we, a0);
-    a2 = __smlatt(xe, we, a2);
-    a1 = __smlabb(xo, wo, a1);
-    a3 = __smlatt(xo, wo, a3);
+  const dw_tap* const end = taps + nt;
+  const dw_tap* const pairs_end = taps + (nt & ~1);
+  /* Two taps per iteration: the loop's own three instructions weigh on a 12-instruction tap. */
+  for (; taps != pairs_end; taps += 2) {
+    depthwise_tap(taps, c, off, &a0, &a1, &a2, &a3);
+    depthwise_tap(taps + 1, c, off, &a0, &a1, &a2, &a3);
   }
+  if (taps != end) depthwise_tap(taps, c, off, &a0, &a1, &a2, &a3);
   acc[0] = a0;
   acc[1] = a1;
   acc[2] = a2;
@@ -623,32 +633,46 @@ static inline int32_t conv_segments(const conv_tap* taps, int32_t nt, int32_t in
 
 /* Channels [ic, end) of one depthwise pixel (multiplier 1), none of whose taps wraps inside the
  * range: four channels at a time with the DSP extension, the rest one by one. */
+#if VMCU_HAVE_DSP
+/* Channels [ic, ic + 4 * groups) of one depthwise pixel, four at a time: a function of its own so
+ * that its loop gets the registers (inlined into the kernel, GCC spills around it). */
+static __attribute__((noinline)) void depthwise_groups(const conv_tap* taps, const tap_cursor* cur, int32_t nt,
+                                                       const int8_t* filter, int32_t ic, int32_t groups, int32_t x_off,
+                                                       const out_quant* q, int8_t* stage) {
+  /* Pointers at the first channel (inside the tap's span: ic - shift >= 0). */
+  dw_tap at[VMCU_SEG_MAX_TAPS];
+  for (int32_t t = 0; t < nt; ++t) {
+    at[t].x = cur[t].ptr + (ic - cur[t].shift);
+    at[t].w = filter + taps[t].filter_offset + ic;
+  }
+  const int16x2_t off = lanes16(x_off);
+  const int32_t end = 4 * groups;
+  stage += ic;
+  if (q->fast && q->lo == -128 && q->hi == 127) {
+    /* The common case with the requantization inline. */
+    for (int32_t c = 0; c < end; c += 4) {
+      int32_t acc[4];
+      depthwise_x4(at, nt, c, off, acc);
+      requantize_x4_body(q, ic + c, acc, stage + c, 1);
+    }
+  } else {
+    for (int32_t c = 0; c < end; c += 4) {
+      int32_t acc[4];
+      depthwise_x4(at, nt, c, off, acc);
+      conv_output_x4(q, ic + c, acc, stage + c);
+    }
+  }
+}
+#endif
+
 static inline void depthwise_chunk(const vmcu_conv_params* p, const out_quant* q, const conv_tap* taps,
                                    const tap_cursor* cur, int32_t nt, const int8_t* filter, int32_t ic, int32_t end,
                                    int8_t* stage) {
 #if VMCU_HAVE_DSP
   if (end - ic >= 4) {
-    /* Pointers at the chunk's first channel (inside the tap's span: ic - shift >= 0). */
-    dw_tap at[VMCU_SEG_MAX_TAPS];
-    for (int32_t t = 0; t < nt; ++t) {
-      at[t].x = cur[t].ptr + (ic - cur[t].shift);
-      at[t].w = filter + taps[t].filter_offset + ic;
-    }
-    const int16x2_t off = lanes16(p->input_offset);
-    const int32_t first = ic;
-    if (q->fast && q->lo == -128 && q->hi == 127) {
-      /* The common case with the requantization inline: no call per four channels. */
-      for (; ic + 4 <= end; ic += 4) {
-        int32_t acc[4];
-        depthwise_x4(at, nt, ic - first, off, acc);
-        requantize_x4_body(q, ic, acc, stage + ic, 1);
-      }
-    }
-    for (; ic + 4 <= end; ic += 4) {
-      int32_t acc[4];
-      depthwise_x4(at, nt, ic - first, off, acc);
-      conv_output_x4(q, ic, acc, stage + ic);
-    }
+    const int32_t groups = (end - ic) / 4;
+    depthwise_groups(taps, cur, nt, filter, ic, groups, p->input_offset, q, stage);
+    ic += 4 * groups;
   }
 #endif
   for (; ic < end; ++ic) {
@@ -672,6 +696,28 @@ static inline int32_t project_x4(const int8_t* x, const int8_t* filter, int32_t 
     for (int32_t j = 0; j < k; ++j) acc[j] = dot_s8(x, filter + (o + j) * n_in, n_in, x_off);
   }
   return k;
+}
+
+/* A 1x1 projection of the vector x (n_in bytes, plain memory; filter [n_out][n_in]) requantized
+ * into out[0, n_out): the pointwise kernel's widened tiles where they apply, 1x4 tiles and single
+ * channels otherwise (the fused blocks' projection, as fast as the unfused pointwise layer). */
+static inline void project_pixel(const out_quant* q, const int8_t* x, int32_t n_in, const int8_t* filter, int32_t n_out,
+                                 int32_t x_off, int8_t* out) {
+  int32_t o = 0;
+#if defined(VMCU_HAVE_TILE_BODY)
+  if (n_in <= VMCU_WIDE_MAX_CHANNELS && n_out >= 4) {
+    pointwise_tiles_wide(x, n_in, x, n_in, filter, n_out / 4, x_off, q, out);
+    o = n_out & ~3;
+  }
+#endif
+  for (int32_t k = 0; o < n_out; o += k) {
+    int32_t acc[4];
+    k = project_x4(x, filter, n_in, o, n_out, x_off, acc);
+    if (k == 4)
+      conv_output_x4(q, o, acc, out + o);
+    else
+      for (int32_t j = 0; j < k; ++j) out[o + j] = conv_output(q, acc[j], o + j);
+  }
 }
 
 /* Every output channel of one conv pixel (taps collected) into out[0, out_c): 1x4 tiles, then
