@@ -31,14 +31,37 @@ static void reverse_bytes(int8_t* lo, int8_t* hi) { /* [lo, hi) */
 }
 
 void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length) {
-  /* Rotating right by k moves byte p to (p + k) mod cap. Only the moved tensor is traced: the
-   * rest of the ring holds nothing live. */
+  /* Only the moved tensor is traced: the rest of the ring holds nothing live. */
   if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_IN0, 0, length, 0);
-  const int32_t k = ((to - from) % r->cap + r->cap) % r->cap;
+  const int32_t cap = r->cap;
+  const int32_t k = ((to - from) % cap + cap) % cap; /* the move, forward round the ring */
+  int8_t* const d = r->data;
   if (k != 0 && length > 0) {
-    reverse_bytes(r->data, r->data + r->cap);
-    reverse_bytes(r->data, r->data + k);
-    reverse_bytes(r->data + k, r->data + r->cap);
+    if (length + k <= cap) {
+      /* Copy from the last byte down: byte i lands on from + k + i, which is no source byte still
+       * to be read (that would need i' = i + k - cap >= 0, i.e. length + k > cap). */
+      int32_t src = vmcu_ring_pos(r, from, length - 1), dst = vmcu_ring_pos(r, to, length - 1);
+      for (int32_t i = 0; i < length; ++i) {
+        d[dst] = d[src];
+        src = src == 0 ? cap - 1 : src - 1;
+        dst = dst == 0 ? cap - 1 : dst - 1;
+      }
+    } else if (length <= k) {
+      /* The same move is cap - k backward: copy from the first byte up (a source byte still to be
+       * read would need j = i + k < length). */
+      int32_t src = from, dst = to;
+      for (int32_t i = 0; i < length; ++i) {
+        d[dst] = d[src];
+        src = src == cap - 1 ? 0 : src + 1;
+        dst = dst == cap - 1 ? 0 : dst + 1;
+      }
+    } else {
+      /* Neither order is safe (the tensor overlaps itself both ways): rotate the whole ring right
+       * by k with three reversals, byte p to (p + k) mod cap. */
+      reverse_bytes(d, d + cap);
+      reverse_bytes(d, d + k);
+      reverse_bytes(d + k, d + cap);
+    }
   }
   if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_OUT, 0, length, 1);
 }
