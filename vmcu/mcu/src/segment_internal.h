@@ -178,57 +178,48 @@ static inline int32_t dot_s8(const int8_t* x, const int8_t* w, int32_t n, int32_
   : "cc", "memory"
 
 #if defined(__OPTIMIZE__)
-/* The 1x4 tile over a list of runs, one call per tile: each run's first n & ~15 bytes four steps
- * per loop iteration (95 instructions for 64 multiply-adds with the end test), then two steps
- * when n & 8, one when n & 4, and the last n % 4 bytes in C. A function of its own, never
- * inlined: inside a large kernel GCC may not find the block's twelve registers free (it reports
- * impossible constraints), here it always does. A conv pixel's taps all go through one call,
- * so the call (about 30 instructions) is paid once per tile, not once per tap. */
-static inline __attribute__((always_inline)) void dot_s8_x4_segments_body(const x4_segment* seg, int32_t nseg,
-                                                                          const int8_t* w, int32_t w_stride,
-                                                                          int32_t x_off, int32_t* acc) {
+/* The 1x4 tile over one run: its first n & ~15 bytes four steps per loop iteration (99
+ * instructions for 64 multiply-adds with the end test), then two steps when n & 8, one when n & 4
+ * (the caller adds the last n % 4 bytes). A function of its own with nothing else live, never
+ * inlined: anywhere else GCC may not find the block's twelve registers free (it reports
+ * impossible constraints at -Os or with a frame pointer), here it always does. The widened pixels
+ * below avoid its call per run where they apply. */
+static __attribute__((noinline)) void dot_s8_x4_run(const int8_t* x, const int8_t* w0, int32_t w_stride, int32_t n,
+                                                    int32_t x_off, int32_t* acc) {
   int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
   const int32_t next_row = w_stride - 4;
   const int16x2_t off = lanes16(x_off);
+  const int8_t* w2 = w0 + 2 * w_stride;
   uint32_t xe, xo, t0, t1;
-  for (const x4_segment* const end = seg + nseg; seg != end; ++seg) {
-    const int8_t* x = seg->x;
-    const int8_t* w0 = w + seg->w_offset;
-    const int8_t* w2 = w0 + 2 * w_stride;
-    const int32_t n = seg->n;
-    if (n >= 16) {
-      t0 = (uint32_t)off;
-      t1 = (uint32_t)(uintptr_t)(x + (n & ~15));
-      __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP
-                           "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
-    }
-    if (n & 8) {
-      t0 = (uint32_t)off;
-      t1 = 0;
-      __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
-    }
-    if (n & 4) {
-      t0 = (uint32_t)off;
-      t1 = 0;
-      __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
-    }
-    /* x, w0 and w2 have moved past the steps: rows 1 and 3 are w_stride beyond rows 0 and 2. */
-    for (int32_t i = 0; i < (n & 3); ++i) {
-      const int32_t xv = (int32_t)x[i] + x_off;
-      a0 += xv * (int32_t)w0[i];
-      a1 += xv * (int32_t)w0[w_stride + i];
-      a2 += xv * (int32_t)w2[i];
-      a3 += xv * (int32_t)w2[w_stride + i];
-    }
+  if (n >= 16) {
+    t0 = (uint32_t)off;
+    t1 = (uint32_t)(uintptr_t)(x + (n & ~15));
+    __asm__(VMCU_X4_PUSH "1:\n\t" VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_STEP
+                         "ldr %[t1], [sp, #4]\n\tcmp %[x], %[t1]\n\tbne 1b\n\t" VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  if (n & 8) {
+    t0 = (uint32_t)off;
+    t1 = 0;
+    __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
+  }
+  if (n & 4) {
+    t0 = (uint32_t)off;
+    t1 = 0;
+    __asm__(VMCU_X4_PUSH VMCU_X4_STEP VMCU_X4_POP VMCU_X4_OPERANDS);
   }
   acc[0] = a0;
   acc[1] = a1;
   acc[2] = a2;
   acc[3] = a3;
 }
-static __attribute__((noinline)) void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const int8_t* w,
-                                                         int32_t w_stride, int32_t x_off, int32_t* acc) {
-  dot_s8_x4_segments_body(seg, nseg, w, w_stride, x_off, acc);
+static inline void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const int8_t* w, int32_t w_stride,
+                                      int32_t x_off, int32_t* acc) {
+  for (int32_t s = 0; s < nseg; ++s) {
+    const int32_t n = seg[s].n, done = n & ~3;
+    const int8_t* ws = w + seg[s].w_offset;
+    if (done > 0) dot_s8_x4_run(seg[s].x, ws, w_stride, n, x_off, acc);
+    if (done < n) dot_s8_x4_plain(seg[s].x + done, ws + done, w_stride, n - done, x_off, acc);
+  }
 }
 #define VMCU_HAVE_TILE_BODY 1
 #else
@@ -325,9 +316,10 @@ static inline void dot_s8_x4_segments(const x4_segment* seg, int32_t nseg, const
  * when P < -2^30; using the sign of acc for s instead changes only cases with y = 0, where the
  * numerator stays in [0, 2^(31+r)) for r >= 1 and the result is 0 either way. So one 64-bit
  * multiply-accumulate (SMLAL) from the initial value 2^30 + s * 2^31 + 2^(30+r), whose high word
- * is s + 2^(r-2) and low word 2^30 | (s << 31), then the high word shifted right by r - 1: about
- * ten instructions with the loads. kernel_sweep.c compares every kernel that uses it with the
- * reference kernels on the boards and the host. */
+ * is s + 2^(r-2) and low word 2^30 | (s << 31), then the high word shifted right by r - 1: eight
+ * instructions from acc to the result. kernel_sweep.c compares it with TFLite's form over every
+ * shift it takes, and every kernel that uses it with the reference kernels, on the boards and the
+ * host. */
 static inline int32_t requantize_right_shift(int32_t acc, int32_t multiplier, int32_t shift) {
   const int32_t high_shift = ~shift; /* r - 1 = -shift - 1, in [1, 30] */
   const int32_t sign = acc >> 31;
@@ -360,7 +352,8 @@ static inline out_quant conv_quant(const vmcu_conv_params* p, const int32_t* bia
 /* The fast path for four consecutive channels [oc, oc + 4) into dst[0..3] (q->fast must hold).
  * A function of its own, never inlined into the large kernels: there GCC spills the constants
  * and reloads the parameters after every byte store; here every load comes before the stores and
- * the whole stage stays in registers (about 12 instructions per output with the call). */
+ * the whole stage stays in registers (about 17 instructions per output: four loads, the bias add, SMLAL and the shifts,
+ * the clamp). */
 static inline __attribute__((always_inline)) int32_t requantize_fast_one(int32_t acc, int32_t bias, int32_t multiplier,
                                                                          int32_t shift, int32_t offset, int32_t lo,
                                                                          int32_t hi, int full_range) {
@@ -416,14 +409,13 @@ static inline void conv_output_x4(const out_quant* q, int32_t oc, const int32_t*
 
 /* One 1x4 tile start to end: output channels [oc, oc + 4) of one pixel over the runs seg (the
  * weights of channel oc at w, rows w_stride apart), requantized into dst[0..3]. In optimised DSP
- * builds one function holds both the dot product and the requantization, so the four sums go
- * from the multiply-accumulates to the output stage in registers. */
+ * builds a function of its own, the full-range requantization inline. */
 #if defined(VMCU_HAVE_TILE_BODY)
 static __attribute__((noinline)) void tile_x4_out(const x4_segment* seg, int32_t nseg, const int8_t* w,
                                                   int32_t w_stride, int32_t x_off, const out_quant* q, int32_t oc,
                                                   int8_t* dst) {
   int32_t acc[4] = {0, 0, 0, 0};
-  dot_s8_x4_segments_body(seg, nseg, w, w_stride, x_off, acc);
+  dot_s8_x4_segments(seg, nseg, w, w_stride, x_off, acc);
   if (q->fast && q->lo == -128 && q->hi == 127)
     requantize_x4_body(q, oc, acc, dst, 1);
   else
