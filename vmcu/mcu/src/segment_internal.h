@@ -523,18 +523,33 @@ static __attribute__((noinline, unused)) void pointwise_tiles_wide(const int8_t*
 }
 
 /* Output channels [0, 4 * tiles) of one conv pixel whose window holds filter_size bytes (all taps,
- * in_c a multiple of 4, filter_size <= VMCU_WIDE_MAX_CHANNELS): the present taps widened in place,
- * the padded ones as zero lanes (they add nothing, as TFLite skips them), so each output channel
- * is one dot product over its whole filter row. */
+ * filter_size <= VMCU_WIDE_MAX_CHANNELS): the present taps widened in place, the padded ones as
+ * zero lanes (they add nothing, as TFLite skips them), so each output channel is one dot product
+ * over its whole filter row. */
 static __attribute__((noinline, unused)) void conv_tiles_wide(const conv_tap* taps, int32_t nt, int32_t in_c,
                                                               const int8_t* filter, int32_t filter_size, int32_t tiles,
                                                               int32_t x_off, const out_quant* q, int8_t* dst) {
   uint32_t wide[VMCU_WIDE_MAX_CHANNELS / 2];
-  if (nt * in_c < filter_size) memset(wide, 0, (size_t)filter_size * 2);
   const int16x2_t off = lanes16(x_off);
-  for (int32_t t = 0; t < nt; ++t)
-    widen_s8(wide + taps[t].filter_offset / 2, taps[t].in.a, taps[t].in.head, taps[t].in.b, in_c, off);
-  tiles_wide(wide, 0, filter_size, filter, tiles, x_off, q, dst);
+  if (in_c % 4 == 0) {
+    if (nt * in_c < filter_size) memset(wide, 0, (size_t)filter_size * 2);
+    for (int32_t t = 0; t < nt; ++t)
+      widen_s8(wide + taps[t].filter_offset / 2, taps[t].in.a, taps[t].in.head, taps[t].in.b, in_c, off);
+    tiles_wide(wide, 0, filter_size, filter, tiles, x_off, q, dst);
+    return;
+  }
+  /* Taps not word-aligned in the window: gather the window's bytes first, a padded tap as the
+   * input zero point (-x_off, which adds (-x_off + x_off) * w = 0), then widen it whole. */
+  int8_t window[VMCU_WIDE_MAX_CHANNELS];
+  if (nt * in_c < filter_size) memset(window, -x_off, (size_t)filter_size);
+  for (int32_t t = 0; t < nt; ++t) {
+    int8_t* dst_tap = window + taps[t].filter_offset;
+    const int32_t head = taps[t].in.head;
+    for (int32_t i = 0; i < head; ++i) dst_tap[i] = taps[t].in.a[i];
+    for (int32_t i = head; i < in_c; ++i) dst_tap[i] = taps[t].in.b[i - head];
+  }
+  widen_s8(wide, window, filter_size, window, filter_size, off);
+  tiles_wide(wide, window + (filter_size & ~3), filter_size, filter, tiles, x_off, q, dst);
 }
 #undef VMCU_X4W_ROW
 #undef VMCU_X4W_STEP
@@ -718,7 +733,7 @@ static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t 
                               int32_t filter_size, int32_t in_c, int32_t out_c, int32_t x_off, int8_t* out) {
   int32_t oc = 0;
 #if defined(VMCU_HAVE_TILE_BODY)
-  if (in_c % 4 == 0 && filter_size <= VMCU_WIDE_MAX_CHANNELS && out_c >= 4) {
+  if (filter_size <= VMCU_WIDE_MAX_CHANNELS && out_c >= 4) {
     conv_tiles_wide(taps, nt, in_c, filter, filter_size, out_c / 4, x_off, q, out);
     oc = out_c & ~3;
   }
