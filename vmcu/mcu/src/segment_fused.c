@@ -7,31 +7,32 @@ int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { retu
 
 /* The depthwise result of every mid channel of one output pixel, each tap's input expanded on
  * the fly (1x1 conv from the block input, four mid channels at a time), into mid_stage. */
-static void expand_depthwise(const vmcu_bottleneck_params* p, const conv_tap* taps, int32_t nt, int32_t in_c,
-                             int32_t mid_c, int8_t* mid_stage) {
+static void expand_depthwise(const vmcu_bottleneck_params* p, const out_quant* eq, const out_quant* dq,
+                             const conv_tap* taps, int32_t nt, int32_t in_c, int32_t mid_c, int8_t* mid_stage) {
   const vmcu_conv_params* e = &p->expand;
   const vmcu_conv_params* dw = &p->tail.depthwise;
-  const out_quant eq = conv_quant(e, p->expand_bias), dq = conv_quant(dw, p->tail.dw_bias);
   for (int32_t m = 0; m < mid_c; m += 4) {
     const int32_t k = vmcu_min_i32(4, mid_c - m);
     int32_t dw_acc[4] = {0, 0, 0, 0};
     for (int32_t t = 0; t < nt; ++t) {
       const int32_t head = taps[t].in.head;
-      int32_t acc[4] = {0, 0, 0, 0};
       const int8_t* f = p->expand_filter + m * in_c;
+      int8_t expanded[4];
       if (k == 4) {
-        dot_s8_x4(taps[t].in.a, f, in_c, head, e->input_offset, acc);
-        if (head < in_c) dot_s8_x4(taps[t].in.b, f + head, in_c, in_c - head, e->input_offset, acc);
+        /* The tap's four expanded channels, requantized, from one tile call. */
+        const x4_segment seg[2] = {{taps[t].in.a, 0, head}, {taps[t].in.b, head, in_c - head}};
+        tile_x4_out(seg, head < in_c ? 2 : 1, f, in_c, e->input_offset, eq, m, expanded);
       } else {
         for (int32_t j = 0; j < k; ++j)
-          acc[j] = dot_s8(taps[t].in.a, f + j * in_c, head, e->input_offset) +
-                   dot_s8(taps[t].in.b, f + j * in_c + head, in_c - head, e->input_offset);
+          expanded[j] = conv_output(eq,
+                                    dot_s8(taps[t].in.a, f + j * in_c, head, e->input_offset) +
+                                        dot_s8(taps[t].in.b, f + j * in_c + head, in_c - head, e->input_offset),
+                                    m + j);
       }
       const int8_t* w = p->tail.dw_filter + taps[t].filter_offset + m;
-      for (int32_t j = 0; j < k; ++j)
-        dw_acc[j] += ((int32_t)conv_output(&eq, acc[j], m + j) + dw->input_offset) * (int32_t)w[j];
+      for (int32_t j = 0; j < k; ++j) dw_acc[j] += ((int32_t)expanded[j] + dw->input_offset) * (int32_t)w[j];
     }
-    for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(&dq, dw_acc[j], m + j);
+    for (int32_t j = 0; j < k; ++j) mid_stage[m + j] = conv_output(dq, dw_acc[j], m + j);
   }
 }
 
@@ -44,7 +45,9 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
   const vmcu_conv_params* pr = &p->tail.project;
   int8_t* mid_stage = workspace;
   int8_t* out_stage = workspace + mid_c;
-  const out_quant pq = conv_quant(pr, p->tail.project_bias);
+  const out_quant pq = conv_quant(pr, p->tail.project_bias, os.c);
+  const out_quant eq = conv_quant(&p->expand, p->expand_bias, p->has_expand ? mid_c : 0);
+  const out_quant dq = conv_quant(dw, p->tail.dw_bias, mid_c);
   for (int32_t b = 0; b < os.n; ++b) {
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * dw->stride_h - dw->pad_h;
@@ -53,13 +56,13 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
         const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->tail.kh, p->tail.kw, dw->dilation_h,
                                         dw->dilation_w, mid_c, taps);
         if (p->has_expand) {
-          expand_depthwise(p, taps, nt, is.c, mid_c, mid_stage);
+          expand_depthwise(p, &eq, &dq, taps, nt, is.c, mid_c, mid_stage);
         } else {
           /* The taps are read directly: channel chunks in which no tap wraps. */
           int32_t m = 0;
           while (m < mid_c) {
             const int32_t end = next_chunk_end(taps, nt, m, mid_c, cur);
-            depthwise_chunk(dw, taps, cur, nt, p->tail.dw_filter, p->tail.dw_bias, m, end, mid_stage);
+            depthwise_chunk(dw, &dq, taps, cur, nt, p->tail.dw_filter, m, end, mid_stage);
             m = end;
           }
         }
@@ -69,16 +72,12 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
           VMCU_TRACE(r, VMCU_SEG_IN0, out_rel, os.c, 0);
           res = span_at(r, in_base, out_rel, os.c);
         }
-        for (int32_t o = 0, k = 0; o < os.c; o += k) {
-          int32_t acc[4];
-          k = project_x4(mid_stage, p->tail.project_filter, mid_c, o, os.c, pr->input_offset, acc);
-          for (int32_t j = 0; j < k; ++j) {
-            int8_t v = conv_output(&pq, acc[j], o + j);
-            if (p->has_residual) {
-              const int8_t a = o + j < res.head ? res.a[o + j] : res.b[o + j - res.head];
-              v = p->residual_is_input1 ? add_one(&p->add, a, v) : add_one(&p->add, v, a);
-            }
-            out_stage[o + j] = v;
+        project_pixel(&pq, mid_stage, mid_c, p->tail.project_filter, os.c, pr->input_offset, out_stage);
+        if (p->has_residual) {
+          for (int32_t o = 0; o < os.c; ++o) {
+            const int8_t a = o < res.head ? res.a[o] : res.b[o - res.head];
+            out_stage[o] =
+                p->residual_is_input1 ? add_one(&p->add, a, out_stage[o]) : add_one(&p->add, out_stage[o], a);
           }
         }
         store_pixel(r, out_base, out_rel, os.c, out_stage);
@@ -97,7 +96,7 @@ int32_t vmcu_seg_residual_block_workspace_bytes(const vmcu_residual_block_params
 static void compute_conv_row(const vmcu_conv_params* c, vmcu_shape4 fs, const int8_t* filter, const int32_t* bias,
                              vmcu_shape4 ms, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, int32_t b, int32_t y,
                              int8_t* row, conv_tap* taps) {
-  const out_quant q = conv_quant(c, bias);
+  const out_quant q = conv_quant(c, bias, ms.c);
   const int32_t filter_size = fs.h * fs.w * fs.c;
   for (int32_t x = 0; x < ms.w; ++x) {
     const int32_t nt = collect_taps(r, in_base, is, b, y * c->stride_h - c->pad_h, x * c->stride_w - c->pad_w, fs.h,
@@ -109,13 +108,14 @@ static void compute_conv_row(const vmcu_conv_params* c, vmcu_shape4 fs, const in
 int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                int32_t out_base, vmcu_shape4 os, int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
-  if (p->filter1_shape.h * p->filter1_shape.w > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_shape4 ms = p->mid_shape, f2 = p->filter2_shape;
+  if (p->filter1_shape.h * p->filter1_shape.w > VMCU_SEG_MAX_TAPS || f2.h * f2.w > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_conv_params* c2 = &p->conv2;
   const int32_t row_bytes = ms.w * ms.c;
   const int32_t filter2_size = f2.h * f2.w * ms.c;
   int8_t* out_stage = workspace + f2.h * row_bytes;
-  const out_quant q2 = conv_quant(c2, p->bias2), qs = conv_quant(&p->shortcut, p->shortcut_bias);
+  const out_quant q2 = conv_quant(c2, p->bias2, os.c);
+  const out_quant qs = conv_quant(&p->shortcut, p->shortcut_bias, p->has_shortcut_conv ? os.c : 0);
   for (int32_t b = 0; b < os.n; ++b) {
     int32_t next_row = 0; /* rows [next_row - kh2, next_row) of conv1's output are cached */
     for (int32_t oy = 0; oy < os.h; ++oy) {
@@ -131,25 +131,24 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
                                    : idx4(is, b, oy, ox, 0);
         VMCU_TRACE(r, VMCU_SEG_IN0, sc_rel, is.c, 0);
         const ring_span sc = span_at(r, in_base, sc_rel, is.c);
+        /* conv2 over the cached rows, every channel at once (the kernels' conv pixel), into out_stage. */
+        int32_t nt = 0;
+        for (int32_t ky = 0; ky < f2.h; ++ky) {
+          const int32_t y = y_lo + ky;
+          if (y < 0 || y >= ms.h) continue;
+          const int8_t* row = workspace + (y % f2.h) * row_bytes;
+          for (int32_t kx = 0; kx < f2.w; ++kx) {
+            const int32_t x = x_lo + kx;
+            if (x < 0 || x >= ms.w) continue;
+            const ring_span in = {row + x * ms.c, ms.c, row};
+            taps[nt].in = in;
+            taps[nt++].filter_offset = (ky * f2.w + kx) * ms.c;
+          }
+        }
+        conv_pixel(&q2, taps, nt, p->filter2, filter2_size, ms.c, os.c, c2->input_offset, out_stage);
         for (int32_t o = 0; o < os.c; o += 4) {
           const int32_t k = vmcu_min_i32(4, os.c - o);
-          int32_t acc[4] = {0, 0, 0, 0}, sacc[4] = {0, 0, 0, 0};
-          for (int32_t ky = 0; ky < f2.h; ++ky) {
-            const int32_t y = y_lo + ky;
-            if (y < 0 || y >= ms.h) continue;
-            const int8_t* row = workspace + (y % f2.h) * row_bytes;
-            for (int32_t kx = 0; kx < f2.w; ++kx) {
-              const int32_t x = x_lo + kx;
-              if (x < 0 || x >= ms.w) continue;
-              const int8_t* f = p->filter2 + ((o * f2.h + ky) * f2.w + kx) * ms.c;
-              if (k == 4) {
-                dot_s8_x4(row + x * ms.c, f, filter2_size, ms.c, c2->input_offset, acc);
-              } else {
-                for (int32_t j = 0; j < k; ++j)
-                  acc[j] += dot_s8(row + x * ms.c, f + j * filter2_size, ms.c, c2->input_offset);
-              }
-            }
-          }
+          int32_t sacc[4] = {0, 0, 0, 0};
           if (p->has_shortcut_conv) {
             const int32_t off = p->shortcut.input_offset;
             const int8_t* f = p->shortcut_filter + o * is.c;
@@ -163,7 +162,7 @@ int vmcu_seg_residual_block_s8(const vmcu_residual_block_params* p, const vmcu_r
             }
           }
           for (int32_t j = 0; j < k; ++j) {
-            const int8_t z = conv_output(&q2, acc[j], o + j);
+            const int8_t z = out_stage[o + j];
             const int8_t s = p->has_shortcut_conv ? conv_output(&qs, sacc[j], o + j)
                              : o + j < sc.head    ? sc.a[o + j]
                                                   : sc.b[o + j - sc.head]; /* identity: is.c == os.c */
@@ -197,7 +196,7 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
   const int32_t row_bytes = ms.w * ms.c;
   int8_t* mid_stage = workspace + span * row_bytes;
   int8_t* out_stage = mid_stage + ms.c;
-  const out_quant pq = conv_quant(pr, p->tail.project_bias);
+  const out_quant pq = conv_quant(pr, p->tail.project_bias, os.c);
   for (int32_t b = 0; b < os.n; ++b) {
     /* Invariant: the conv rows [next_row - span, next_row) sit in slots (row % span). Rows are
      * computed in order and only when a window first needs them, so the input rows behind them
@@ -228,11 +227,7 @@ int vmcu_seg_stem_block_s8(const vmcu_stem_block_params* p, const vmcu_ring* r, 
           mid_stage[m] = requantize(acc, dw->output_multiplier[m], dw->output_shift[m], dw->output_offset, dw->act_min,
                                     dw->act_max);
         }
-        for (int32_t o = 0, k = 0; o < os.c; o += k) {
-          int32_t acc[4];
-          k = project_x4(mid_stage, p->tail.project_filter, ms.c, o, os.c, pr->input_offset, acc);
-          for (int32_t j = 0; j < k; ++j) out_stage[o + j] = conv_output(&pq, acc[j], o + j);
-        }
+        project_pixel(&pq, mid_stage, ms.c, p->tail.project_filter, os.c, pr->input_offset, out_stage);
         store_pixel(r, out_base, idx4(os, b, oy, ox, 0), os.c, out_stage);
       }
     }

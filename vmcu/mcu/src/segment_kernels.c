@@ -31,21 +31,44 @@ static void reverse_bytes(int8_t* lo, int8_t* hi) { /* [lo, hi) */
 }
 
 void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length) {
-  /* Rotating right by k moves byte p to (p + k) mod cap. Only the moved tensor is traced: the
-   * rest of the ring holds nothing live. */
+  /* Only the moved tensor is traced: the rest of the ring holds nothing live. */
   if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_IN0, 0, length, 0);
-  const int32_t k = ((to - from) % r->cap + r->cap) % r->cap;
+  const int32_t cap = r->cap;
+  const int32_t k = ((to - from) % cap + cap) % cap; /* the move, forward round the ring */
+  int8_t* const d = r->data;
   if (k != 0 && length > 0) {
-    reverse_bytes(r->data, r->data + r->cap);
-    reverse_bytes(r->data, r->data + k);
-    reverse_bytes(r->data + k, r->data + r->cap);
+    if (length + k <= cap) {
+      /* Copy from the last byte down: byte i lands on from + k + i, which is no source byte still
+       * to be read (that would need i' = i + k - cap >= 0, i.e. length + k > cap). */
+      int32_t src = vmcu_ring_pos(r, from, length - 1), dst = vmcu_ring_pos(r, to, length - 1);
+      for (int32_t i = 0; i < length; ++i) {
+        d[dst] = d[src];
+        src = src == 0 ? cap - 1 : src - 1;
+        dst = dst == 0 ? cap - 1 : dst - 1;
+      }
+    } else if (length <= k) {
+      /* The same move is cap - k backward: copy from the first byte up (a source byte still to be
+       * read would need j = i + k < length). */
+      int32_t src = from, dst = to;
+      for (int32_t i = 0; i < length; ++i) {
+        d[dst] = d[src];
+        src = src == cap - 1 ? 0 : src + 1;
+        dst = dst == cap - 1 ? 0 : dst + 1;
+      }
+    } else {
+      /* Neither order is safe (the tensor overlaps itself both ways): rotate the whole ring right
+       * by k with three reversals, byte p to (p + k) mod cap. */
+      reverse_bytes(d, d + cap);
+      reverse_bytes(d, d + k);
+      reverse_bytes(d + k, d + cap);
+    }
   }
   if (r->trace) r->trace(r->trace_ctx, VMCU_SEG_OUT, 0, length, 1);
 }
 
 int vmcu_seg_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is, vmcu_shape4 fs,
                        const int8_t* filter, const int32_t* bias, int32_t out_base, vmcu_shape4 os, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
+  const out_quant q = conv_quant(p, bias, os.c);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
   const int32_t filter_size = fs.h * fs.w * fs.c;
@@ -68,18 +91,29 @@ int32_t vmcu_seg_pointwise_stage_bytes(int32_t in_c, int32_t out_c) { return in_
 
 /* Output channels [0, cout) of one pixel whose input is the span in: four at a time, written to
  * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). */
-static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int32_t cin, const int8_t* filter,
-                                   const int32_t* bias, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
-  const out_quant q = conv_quant(p, bias);
+static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q, ring_span in, int32_t cin,
+                                   const int8_t* filter, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
+  const x4_segment seg[2] = {{in.a, 0, in.head}, {in.b, in.head, cin - in.head}};
+  const int32_t ns = in.head < cin ? 2 : 1;
   int32_t oc = 0;
+#if defined(VMCU_HAVE_TILE_BODY)
+  if (cin <= VMCU_WIDE_MAX_CHANNELS) {
+    /* Every tile whose four outputs lie before the wrap in one call, the input widened once. */
+    const int32_t tiles = vmcu_min_i32(cout, dst_head) / 4;
+    pointwise_tiles_wide(in.a, in.head, in.b, cin, filter, tiles, p->input_offset, q, dst_a);
+    oc = 4 * tiles;
+  }
+#endif
   for (; oc + 4 <= cout; oc += 4) {
+    if (oc + 4 <= dst_head) {
+      tile_x4_out(seg, ns, filter + oc * cin, cin, p->input_offset, q, oc, dst_a + oc);
+      continue;
+    }
     int32_t acc[4] = {0, 0, 0, 0};
-    const int8_t* f = filter + oc * cin;
-    dot_s8_x4(in.a, f, cin, in.head, p->input_offset, acc);
-    if (in.head < cin) dot_s8_x4(in.b, f + in.head, cin, cin - in.head, p->input_offset, acc);
+    dot_s8_x4_segments(seg, ns, filter + oc * cin, cin, p->input_offset, acc);
     for (int32_t j = 0; j < 4; ++j) {
       const int32_t o = oc + j;
-      const int8_t v = conv_output(&q, acc[j], o);
+      const int8_t v = conv_output(q, acc[j], o);
       if (o < dst_head)
         dst_a[o] = v;
       else
@@ -90,7 +124,7 @@ static inline void pointwise_pixel(const vmcu_conv_params* p, ring_span in, int3
     const int8_t* f = filter + oc * cin;
     const int32_t acc =
         dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
-    const int8_t v = conv_output(&q, acc, oc);
+    const int8_t v = conv_output(q, acc, oc);
     if (oc < dst_head)
       dst_a[oc] = v;
     else
@@ -103,6 +137,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
                                 int8_t* stage) {
   const int32_t pixels = os.n * os.h * os.w;
   const int32_t cin = is.c, cout = os.c;
+  const out_quant q = conv_quant(p, bias, cout);
   for (int32_t px = 0; px < pixels; ++px) {
     VMCU_TRACE(r, VMCU_SEG_IN0, px * cin, cin, 0);
     if (cin <= cout) {
@@ -112,9 +147,9 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
       const int32_t pos = vmcu_ring_pos(r, out_base, px * cout);
       const int32_t head = vmcu_min_i32(cout, r->cap - pos); /* channels before the wrap */
       const ring_span in = {stage, cin, stage};
-      pointwise_pixel(p, in, cin, filter, bias, cout, r->data + pos, head, r->data);
+      pointwise_pixel(p, &q, in, cin, filter, cout, r->data + pos, head, r->data);
     } else {
-      pointwise_pixel(p, span_at(r, in_base, px * cin, cin), cin, filter, bias, cout, stage, cout, stage);
+      pointwise_pixel(p, &q, span_at(r, in_base, px * cin, cin), cin, filter, cout, stage, cout, stage);
       store_pixel(r, out_base, px * cout, cout, stage);
     }
   }
@@ -123,7 +158,7 @@ void vmcu_seg_pointwise_conv_s8(const vmcu_conv_params* p, const vmcu_ring* r, i
 int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                                  vmcu_shape4 fs, const int8_t* filter, const int32_t* bias, int32_t out_base,
                                  vmcu_shape4 os, int8_t* stage) {
-  const out_quant q = conv_quant(p, bias);
+  const out_quant q = conv_quant(p, bias, os.c);
   conv_tap taps[VMCU_SEG_MAX_TAPS];
   tap_cursor cur[VMCU_SEG_MAX_TAPS];
   if (fs.h * fs.w > VMCU_SEG_MAX_TAPS) return -1;
@@ -139,7 +174,7 @@ int vmcu_seg_depthwise_conv2d_s8(const vmcu_conv_params* p, const vmcu_ring* r, 
         while (ic < is.c) {
           const int32_t end = next_chunk_end(taps, nt, ic, is.c, cur);
           if (mult == 1) {
-            depthwise_chunk(p, taps, cur, nt, filter, bias, ic, end, stage);
+            depthwise_chunk(p, &q, taps, cur, nt, filter, ic, end, stage);
             ic = end;
             continue;
           }

@@ -10,6 +10,8 @@
 #include "vmcu/deploy_kernels.h"
 #include "vmcu/kernels.h"
 #include "vmcu/segment_kernels.h"
+/* The kernels' private helpers, for the requantization check below (static inline functions). */
+#include "../../mcu/src/segment_internal.h"
 
 enum { kMaxIn = 4096, kMaxOut = 8192, kMaxFilter = 8192, kMaxC = 1280 };
 
@@ -57,17 +59,21 @@ static int32_t out_size(int32_t in_size, int32_t k, int32_t stride, int32_t dil,
 static vmcu_conv_params random_params(int32_t channels) {
   vmcu_conv_params p;
   memset(&p, 0, sizeof p);
+  /* Three kinds of output stage: shifts in [-10, 1] (a few positive ones: the left-shift path of
+   * the generic requantization), right shifts of at least 2 only (the kernels' fast path), and
+   * the same with the full activation range [-128, 127] (its saturating form). */
+  const int32_t kind = pick(0, 2);
   for (int32_t c = 0; c < channels; ++c) {
     bias[c] = pick(-5000, 5000);
     mult[c] = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
-    shift[c] = pick(-10, 1); /* a few positive shifts: the left-shift path of the requantization */
+    shift[c] = kind == 0 ? pick(-10, 1) : pick(-12, -2);
   }
   p.dilation_h = p.dilation_w = 1;
   p.depth_multiplier = 1;
   p.input_offset = pick(-127, 128);
   p.output_offset = pick(-128, 127);
-  p.act_min = pick(-128, -20);
-  p.act_max = pick(20, 127);
+  p.act_min = kind == 2 ? -128 : pick(-128, -20);
+  p.act_max = kind == 2 ? 127 : pick(20, 127);
   p.output_multiplier = mult;
   p.output_shift = shift;
   return p;
@@ -116,8 +122,37 @@ static const conv_case kCases[] = {
     {1, 2, 128, 30, 1, 1, 1, 0},
 };
 
+/* The kernels' one-SMLAL requantization (segment_internal.h) against TFLite's two-step form over
+ * every right shift it takes (2 to 31): random sums and multipliers, the int32 extremes, and runs
+ * of consecutive sums with multipliers that put products on the rounding ties. */
+static void check_requantization(void) {
+  static const int32_t extremes[] = {0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1, INT32_MAX - 1};
+  static const int32_t tie_multipliers[] = {1 << 30, (1 << 30) + (1 << 29), 0, INT32_MAX};
+  uint32_t index = 0;
+  for (int32_t shift = -31; shift <= -2; ++shift) {
+    for (int32_t i = 0; i < 2000; ++i, ++index) {
+      const int32_t acc = (int32_t)next() >> (next() % 32u);
+      const int32_t multiplier = (int32_t)(next() >> 1);
+      if (requantize_right_shift(acc, multiplier, shift) !=
+          vmcu_multiply_by_quantized_multiplier(acc, multiplier, shift))
+        fail("requantization", index);
+    }
+    for (int32_t a = 0; a < (int32_t)(sizeof extremes / sizeof extremes[0]); ++a)
+      for (int32_t m = 0; m < (int32_t)(sizeof tie_multipliers / sizeof tie_multipliers[0]); ++m, ++index)
+        if (requantize_right_shift(extremes[a], tie_multipliers[m], shift) !=
+            vmcu_multiply_by_quantized_multiplier(extremes[a], tie_multipliers[m], shift))
+          fail("requantization", index);
+    for (int32_t acc = -300; acc <= 300; ++acc)
+      for (int32_t m = 0; m < 2; ++m, ++index)
+        if (requantize_right_shift((int32_t)((uint32_t)acc << (-shift - 2)), tie_multipliers[m], shift) !=
+            vmcu_multiply_by_quantized_multiplier((int32_t)((uint32_t)acc << (-shift - 2)), tie_multipliers[m], shift))
+          fail("requantization", index);
+  }
+}
+
 int main(void) {
   const int32_t ncases = (int32_t)(sizeof kCases / sizeof kCases[0]);
+  check_requantization();
   for (int32_t i = 0; i < ncases; ++i) {
     const conv_case c = kCases[i];
     int32_t ph, pw, in_base, out_base;
