@@ -39,21 +39,29 @@ void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t le
   if (k != 0 && length > 0) {
     if (length + k <= cap) {
       /* Copy from the last byte down: byte i lands on from + k + i, which is no source byte still
-       * to be read (that would need i' = i + k - cap >= 0, i.e. length + k > cap). */
+       * to be read (that would need i' = i + k - cap >= 0, i.e. length + k > cap). The bytes go in
+       * runs in which neither side wraps, each one memmove (which reads a run before it is
+       * overwritten), last run first. */
       int32_t src = vmcu_ring_pos(r, from, length - 1), dst = vmcu_ring_pos(r, to, length - 1);
-      for (int32_t i = 0; i < length; ++i) {
-        d[dst] = d[src];
-        src = src == 0 ? cap - 1 : src - 1;
-        dst = dst == 0 ? cap - 1 : dst - 1;
+      for (int32_t left = length; left > 0;) {
+        int32_t run = left < src + 1 ? left : src + 1;
+        if (run > dst + 1) run = dst + 1;
+        memmove(d + dst - run + 1, d + src - run + 1, (size_t)run);
+        left -= run;
+        src = src - run < 0 ? cap - 1 : src - run;
+        dst = dst - run < 0 ? cap - 1 : dst - run;
       }
     } else if (length <= k) {
       /* The same move is cap - k backward: copy from the first byte up (a source byte still to be
-       * read would need j = i + k < length). */
+       * read would need j = i + k < length), in runs in which neither side wraps, first run first. */
       int32_t src = from, dst = to;
-      for (int32_t i = 0; i < length; ++i) {
-        d[dst] = d[src];
-        src = src == cap - 1 ? 0 : src + 1;
-        dst = dst == cap - 1 ? 0 : dst + 1;
+      for (int32_t left = length; left > 0;) {
+        int32_t run = left < cap - src ? left : cap - src;
+        if (run > cap - dst) run = cap - dst;
+        memmove(d + dst, d + src, (size_t)run);
+        left -= run;
+        src = src + run == cap ? 0 : src + run;
+        dst = dst + run == cap ? 0 : dst + run;
       }
     } else {
       /* Neither order is safe (the tensor overlaps itself both ways): rotate the whole ring right

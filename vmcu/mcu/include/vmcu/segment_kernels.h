@@ -68,9 +68,9 @@ void vmcu_ring_write(const vmcu_ring* r, int32_t base, int32_t rel, int32_t leng
 /* Moves the `length` bytes based at `from` so that they are based at `to` (both ring offsets,
  * 0 <= from, to < cap, length <= cap), where the source and the destination may overlap and
  * either may wrap. Every other byte of the ring is garbage afterwards: it is meant for the one
- * tensor live between two regions of a plan. In place (no buffer): a byte-by-byte copy in the
- * order the overlap allows (length bytes), or where the tensor overlaps itself both ways (length
- * > k and length + k > cap, k = (to - from) mod cap) the whole ring rotated by k with three
+ * tensor live between two regions of a plan. In place (no buffer): a copy in the order the
+ * overlap allows (length bytes, one memmove per run in which neither side wraps), or where the tensor overlaps itself
+ * both ways (length > k and length + k > cap, k = (to - from) mod cap) the whole ring rotated by k with three
  * reversals, 2 * cap byte swaps at most. */
 void vmcu_ring_relocate(const vmcu_ring* r, int32_t from, int32_t to, int32_t length);
 
