@@ -473,7 +473,8 @@ Status emit_ring_plan(Emitter& e, const RingModel& model, KernelChoice kernels, 
         if (f.has_expand) {
           PERFMEM_ASSIGN_OR_RETURN(auto ef, weights(f.expand_filter));
           PERFMEM_ASSIGN_OR_RETURN(auto eb, weights(f.expand_bias));
-          init += ", .expand = " + e.conv(f.expand, p.mid_c) + ", .expand_filter = " + ef + ", .expand_bias = " + eb;
+          init += ", .row_cache = " + i32(f.row_cache) + ", .expand = " + e.conv(f.expand, p.mid_c) +
+                  ", .expand_filter = " + ef + ", .expand_bias = " + eb;
         }
         PERFMEM_ASSIGN_OR_RETURN(auto tail, e.dw_project(f.tail, p.mid_c, p.out.c, place));
         init += ", .tail = " + tail + ", .has_residual = " + i32(f.has_residual) +

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <optional>
 #include <random>
@@ -64,7 +65,7 @@ RingDistances solve_distances(std::span<const RingAccess> trace) {
   RingDistances d;
   for (size_t i = trace.size(); i-- > 0;) {
     const RingAccess& a = trace[i];
-    if (a.is_write) {
+    if (a.is_write && a.operand == VMCU_SEG_OUT) {
       const int64_t end = int64_t{a.offset} + a.length;
       for (int k = 0; k < 2; ++k)
         if (lowest[k] != kNone) d.input[k] = std::max(d.input[k], end - lowest[k]);
@@ -104,11 +105,20 @@ Status eval_op(const Graph& g, int index, PreparedOp& po, const Activation& acti
   return ops::registration(op.kind).eval(ctx, po);
 }
 
+// The workspace a layer's kernel touches according to its own parameters: the host allocates at
+// least this much, so that a plan that gives a layer less (which the verifier then rejects) never
+// makes the kernel write outside the host's buffer.
+size_t kernel_workspace_bytes(const RingLayer& layer, const RingLayerParams& p) {
+  if (layer.kernel == RingKernel::kBottleneck)
+    return static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(&p.bottleneck, p.in, p.mid_c, p.out.c));
+  return layer.workspace_bytes;
+}
+
 // Executes one layer on a ring; `bases` = {output, input 0, input 1} ring offsets.
 Status run_layer(const Graph& g, const RingLayer& layer, const RingLayerParams& p, const vmcu_ring& ring,
                  const int32_t bases[3], std::vector<int32_t>& workspace) {
   // int32 storage: pooling keeps accumulators in the workspace.
-  const size_t words = layer.workspace_bytes / 4 + 1;
+  const size_t words = std::max(layer.workspace_bytes, kernel_workspace_bytes(layer, p)) / 4 + 1;
   if (workspace.size() < words) workspace.resize(words);
   int8_t* stage = reinterpret_cast<int8_t*>(workspace.data());
   const std::string place = layer.ops.empty() ? std::string("a relocation between regions")
@@ -372,9 +382,10 @@ vmcu_dw_project_params dw_project(const RingLayerParams& dw, const RingLayerPara
   return t;
 }
 
-// expand? -> depthwise -> project -> add? starting at layer j.
+// expand? -> depthwise -> project -> add? starting at layer j; with `row_cache`, an expansion
+// keeps its rows in the workspace instead of being recomputed per window tap.
 bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
-                      FusionCandidate& c) {
+                      FusionCandidate& c, bool row_cache = false) {
   size_t k = j;
   const LayerDraft* expand = nullptr;
   if (L[k].kernel == RingKernel::kPointwise) expand = &L[k++];
@@ -396,6 +407,7 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
   const RingLayerParams& prp = *project.params;
   vmcu_bottleneck_params& b = p->bottleneck;
   b.has_expand = expand != nullptr;
+  b.row_cache = expand != nullptr && row_cache;
   if (expand) {
     b.expand = expand->params->conv;
     b.expand_filter = expand->params->weights;
@@ -418,7 +430,7 @@ bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const st
   c.fused.inputs = {x};
   c.fused.output = add ? add->output : project.output;
   p->out_bytes = static_cast<int32_t>(g.tensors[c.fused.output].bytes());
-  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(p->mid_c, p->out.c));
+  c.fused.workspace_bytes = static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(&b, p->in, p->mid_c, p->out.c));
   c.fused.params = with_parts(std::move(p), {expand, &dw, &project, add});
   return true;
 }
@@ -561,6 +573,7 @@ PlacedPlan finish_plan(RingPlan plan, std::vector<LayerDraft> drafts) {
 struct ShrunkDistance {
   int layer = -1;
   int64_t bytes = 0;
+  size_t workspace_bytes = 0;  // taken off the layer's workspace as well
 };
 
 Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const ShrunkDistance& shrink = {}) {
@@ -591,7 +604,10 @@ Result<PlacedPlan> place(const Graph& g, std::vector<LayerDraft> layers, const S
   for (size_t l = 0; l < layers.size(); ++l) {
     LayerDraft& layer = layers[l];
     const int li = static_cast<int>(l);
-    if (li == shrink.layer) layer.distance[0] -= shrink.bytes;
+    if (li == shrink.layer) {
+      layer.distance[0] -= shrink.bytes;
+      layer.workspace_bytes -= std::min(layer.workspace_bytes, shrink.workspace_bytes);
+    }
     const int out = layer.output;
     int64_t out_base = std::numeric_limits<int64_t>::max();
     if (layer.kernel == RingKernel::kAlias) {
@@ -849,6 +865,8 @@ std::optional<PlacedPlan> mixed_plan(const Graph& g, const PlacedPlan& segment, 
 // Shadow state of the verifier: the tensor each ring byte holds.
 constexpr int32_t kUnwritten = -1;
 constexpr int32_t kDead = -2;
+// A workspace byte written as a stage (not as a cached intermediate byte) in the current layer.
+constexpr int32_t kStage = -3;
 
 struct Shadow {
   const Graph* graph = nullptr;
@@ -859,16 +877,75 @@ struct Shadow {
   int32_t bases[3] = {0, 0, 0};
   Status failure;
   size_t reads = 0, writes = 0;
+  // The current layer's workspace: the bytes the plan gives it, and per byte what the layer
+  // stored there (kUnwritten, kStage, or the offset of a cached intermediate byte). A layer's
+  // workspace holds nothing when it starts.
+  size_t workspace_bytes = 0;
+  std::vector<int32_t> workspace_owner;
+  int32_t cached_offset = -1;  // set by a VMCU_SEG_CACHED report, for the next workspace access
 
   std::string tensor_name(int32_t t) const {
     if (t == kUnwritten) return "nothing (never written)";
     if (t == kDead) return "a dead tensor";
     return "'" + graph->tensors[t].name + "'";
   }
+
+  std::string layer_name() const {
+    const RingLayer& l = plan->layers[static_cast<size_t>(layer)];
+    const std::string what =
+        l.ops.empty() ? std::string(ring_kernel_name(l.kernel)) : graph->op_place(static_cast<size_t>(l.ops.back()));
+    return graph->source + ": layer " + std::to_string(layer) + " (" + what + ")";
+  }
+
+  static std::string workspace_content(int32_t owner) {
+    if (owner == kUnwritten) return "nothing written in this layer";
+    if (owner == kStage) return "a stage";
+    return "byte " + std::to_string(owner) + " of the block's intermediate tensor";
+  }
+
+  // A workspace access: inside the plan's workspace for the layer, and a read finds what the
+  // layer stored there (the cached byte it names, or a stage byte).
+  void workspace_access(int32_t offset, int32_t length, bool is_write) {
+    const int32_t cached = cached_offset;
+    cached_offset = -1;
+    if (!failure.ok()) return;
+    if (offset < 0 || static_cast<size_t>(offset) + static_cast<size_t>(length) > workspace_bytes) {
+      failure =
+          Status(StatusCode::kInternal, layer_name() + " uses workspace bytes [" + std::to_string(offset) + ", " +
+                                            std::to_string(int64_t{offset} + length) + ") but the plan gives it " +
+                                            std::to_string(workspace_bytes) + " bytes");
+      return;
+    }
+    for (int32_t j = 0; j < length; ++j) {
+      const int32_t want = cached >= 0 ? cached + j : kStage;
+      int32_t& owner = workspace_owner[static_cast<size_t>(offset + j)];
+      if (is_write) {
+        owner = want;
+        ++writes;
+        continue;
+      }
+      ++reads;
+      if (owner != want) {
+        failure = Status(StatusCode::kInternal, layer_name() + " reads workspace byte " + std::to_string(offset + j) +
+                                                    " as " + workspace_content(want) + ", which holds " +
+                                                    workspace_content(owner) +
+                                                    ": the workspace was overwritten before its last read");
+        return;
+      }
+    }
+  }
 };
 
 void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
   Shadow& s = *static_cast<Shadow*>(ctx);
+  if (operand == VMCU_SEG_CACHED) {
+    s.cached_offset = offset;
+    return;
+  }
+  if (operand == VMCU_SEG_WORKSPACE) {
+    s.workspace_access(offset, length, is_write != 0);
+    return;
+  }
   const int32_t cap = static_cast<int32_t>(s.owner.size());
   const int tensor = s.operand_tensor[operand];
   for (int32_t j = 0; j < length; ++j) {
@@ -880,14 +957,11 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
     } else {
       ++s.reads;
       if (s.owner[pos] != tensor && s.failure.ok()) {
-        const RingLayer& l = s.plan->layers[s.layer];
-        const std::string what = l.ops.empty() ? std::string(ring_kernel_name(l.kernel))
-                                               : s.graph->op_place(static_cast<size_t>(l.ops.back()));
-        s.failure = Status(StatusCode::kInternal,
-                           s.graph->source + ": layer " + std::to_string(s.layer) + " (" + what + ") reads byte " +
-                               std::to_string(offset + j) + " of '" + s.graph->tensors[tensor].name +
-                               "' at ring offset " + std::to_string(pos) + ", which holds " +
-                               s.tensor_name(s.owner[pos]) + ": the plan overwrote it before its last read");
+        s.failure =
+            Status(StatusCode::kInternal, s.layer_name() + " reads byte " + std::to_string(offset + j) + " of '" +
+                                              s.graph->tensors[tensor].name + "' at ring offset " +
+                                              std::to_string(pos) + ", which holds " + s.tensor_name(s.owner[pos]) +
+                                              ": the plan overwrote it before its last read");
       }
     }
   }
@@ -947,6 +1021,41 @@ Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& opt
       if (plan.plan.peak_bytes <= best_peak) chosen = std::move(without);
     }
   }
+  // Fused bottlenecks that recompute an expansion: each, in graph order, takes the faster form
+  // whose segment-level peak stays within the growth budget over the recomputing plan's: unfused
+  // when that needs no more memory than the row cache, else the row cache.
+  std::deque<FusionCandidate> row_cached;  // stable addresses for `chosen`
+  if (options.row_cache_peak_growth > 0 && !chosen.empty()) {
+    const std::vector<int> readers = reader_counts(g);
+    PERFMEM_ASSIGN_OR_RETURN(auto recomputing, place(g, compose(chosen)));
+    const double budget = static_cast<double>(recomputing.plan.peak_bytes) * (1.0 + options.row_cache_peak_growth);
+    for (size_t i = 0; i < chosen.size();) {
+      const FusionCandidate& block = *chosen[i];
+      if (block.fused.kernel != RingKernel::kBottleneck || !block.fused.params->bottleneck.has_expand ||
+          block.fused.params->bottleneck.row_cache) {
+        ++i;
+        continue;
+      }
+      FusionCandidate cached;
+      if (!match_bottleneck(g, layers, readers, block.first, cached, true) || cached.last != block.last)
+        return Status(StatusCode::kInternal, "a fused bottleneck does not match again with a row cache");
+      PERFMEM_RETURN_IF_ERROR(solve_layer(g, cached.fused));
+      row_cached.push_back(std::move(cached));
+      auto with_cache = chosen;
+      with_cache[i] = &row_cached.back();
+      auto without = chosen;
+      without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
+      PERFMEM_ASSIGN_OR_RETURN(auto cache_plan, place(g, compose(with_cache)));
+      PERFMEM_ASSIGN_OR_RETURN(auto unfused_plan, place(g, compose(without)));
+      const size_t cache_peak = cache_plan.plan.peak_bytes, unfused_peak = unfused_plan.plan.peak_bytes;
+      if (static_cast<double>(unfused_peak) <= budget && unfused_peak <= cache_peak) {
+        chosen = std::move(without);  // index i now holds the next block
+        continue;
+      }
+      if (static_cast<double>(cache_peak) <= budget) chosen = std::move(with_cache);
+      ++i;
+    }
+  }
   return place(g, compose(chosen), shrink);
 }
 
@@ -972,7 +1081,7 @@ const RingLayerParams& RingModel::layer_params(const RingLayer& layer) const {
 }
 
 Result<RingModel> RingModel::create(Graph graph, const RingPlanOptions& options) {
-  return create_impl(std::move(graph), options, -1, 0);
+  return create_impl(std::move(graph), options, -1, 0, 0);
 }
 
 Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options) {
@@ -982,11 +1091,16 @@ Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options) {
 
 Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
                                                          const RingPlanOptions& options) {
-  return RingModel::create_impl(std::move(graph), options, layer, bytes);
+  return RingModel::create_impl(std::move(graph), options, layer, bytes, 0);
+}
+
+Result<RingModel> create_ring_model_with_shrunk_workspace(Graph graph, int layer, size_t bytes,
+                                                          const RingPlanOptions& options) {
+  return RingModel::create_impl(std::move(graph), options, layer, 0, bytes);
 }
 
 Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer,
-                                         int64_t shrink_bytes) {
+                                         int64_t shrink_bytes, size_t shrink_workspace_bytes) {
   RingModel m;
   PERFMEM_ASSIGN_OR_RETURN(auto reference, Executor::create(graph));  // validates every operator
   m.impl_->reference = std::make_unique<Executor>(std::move(reference));
@@ -998,7 +1112,8 @@ Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& opt
   for (const Tensor& t : g.tensors)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
-  Result<PlacedPlan> segment = segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes});
+  Result<PlacedPlan> segment =
+      segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes, shrink_workspace_bytes});
   if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
     return segment.status();
   // The smallest of: the segment-level plan, the tensor-level plan, the best mixed plan (ties in
@@ -1076,6 +1191,13 @@ Result<std::vector<uint8_t>> RingModel::execute(std::span<const uint8_t> input, 
       shadow.operand_tensor[1] = layer.inputs.empty() ? -1 : layer.inputs[0];
       shadow.operand_tensor[2] = layer.inputs.size() < 2 ? -1 : layer.inputs[1];
       std::copy(bases, bases + 3, shadow.bases);
+      shadow.workspace_bytes = layer.workspace_bytes;
+      // Sized for what the kernel may touch; accesses past the plan's bytes fail above.
+      shadow.workspace_owner.assign(
+          std::max(layer.workspace_bytes,
+                   kernel_workspace_bytes(layer, *impl_->params[static_cast<size_t>(layer.params_index)])),
+          kUnwritten);
+      shadow.cached_offset = -1;
     }
     PERFMEM_RETURN_IF_ERROR(
         run_layer(g, layer, *impl_->params[static_cast<size_t>(layer.params_index)], r, bases, impl_->workspace));

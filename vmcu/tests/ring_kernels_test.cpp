@@ -565,6 +565,50 @@ struct BottleneckCase {
   bool same, expand, residual;
 };
 
+// Workspace accesses of a fused kernel, checked as the plan verifier checks them: inside the
+// workspace the kernel declares, and every read finds what the kernel stored there in this call
+// (the expanded byte it names, or a stage byte).
+struct WorkspaceChecker {
+  size_t bytes = 0;
+  std::vector<int64_t> owner;  // -1 unwritten, -2 stage, else the cached intermediate byte
+  int32_t cached = -1;
+  size_t cached_reads = 0;
+  std::string failure;
+
+  static void access(void* ctx, int32_t operand, int32_t offset, int32_t length, int32_t is_write) {
+    auto& c = *static_cast<WorkspaceChecker*>(ctx);
+    if (operand == VMCU_SEG_CACHED) {
+      c.cached = offset;
+      return;
+    }
+    if (operand != VMCU_SEG_WORKSPACE || !c.failure.empty()) return;
+    const int32_t tag = c.cached;
+    c.cached = -1;
+    if (offset < 0 || static_cast<size_t>(offset) + static_cast<size_t>(length) > c.bytes) {
+      c.failure = "workspace access [" + std::to_string(offset) + ", +" + std::to_string(length) + ") outside " +
+                  std::to_string(c.bytes) + " bytes";
+      return;
+    }
+    for (int32_t j = 0; j < length; ++j) {
+      const int64_t want = tag >= 0 ? int64_t{tag} + j : -2;
+      int64_t& o = c.owner[static_cast<size_t>(offset + j)];
+      if (is_write) {
+        o = want;
+      } else if (o != want) {
+        c.failure = "workspace byte " + std::to_string(offset + j) + " read as " + std::to_string(want) + " holds " +
+                    std::to_string(o);
+        return;
+      } else if (tag >= 0) {
+        ++c.cached_reads;
+      }
+    }
+  }
+};
+
+// Both forms of the fused bottleneck (the expansion recomputed per tap, or cached) against the
+// reference kernels layer by layer, over odd and even sizes, strides 1 and 2, SAME and VALID
+// padding, windows larger than the image, a one-row image and wrapping ring positions; the
+// workspace accesses stay inside the declared workspace and every cached read finds its byte.
 TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
   std::mt19937 rng(21);
   for (const BottleneckCase& c : std::vector<BottleneckCase>{{10, 10, 8, 24, 8, 3, 1, true, true, true},
@@ -572,49 +616,114 @@ TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
                                                              {11, 11, 8, 20, 12, 3, 2, true, true, false},
                                                              {13, 9, 6, 18, 5, 7, 2, false, true, false},
                                                              {6, 6, 16, 16, 8, 3, 1, true, false, false},
-                                                             {3, 3, 12, 36, 12, 7, 1, true, true, true}}) {
-    const int cmid = c.expand ? c.cmid : c.cin;
-    const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, 1);
-    const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, 1);
-    const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, c.h, c.w, cmid}, ds{1, ph.out, pw.out, cmid},
-        os{1, ph.out, pw.out, c.cout};
-    StageParams e = random_stage(cmid, static_cast<size_t>(cmid * c.cin), rng);
-    StageParams d = random_stage(cmid, static_cast<size_t>(c.k * c.k * cmid), rng, c.stride);
-    d.p.pad_h = ph.pad_before;
-    d.p.pad_w = pw.pad_before;
-    StageParams pr = random_stage(c.cout, static_cast<size_t>(c.cout * cmid), rng);
-    if (c.expand) d.p.input_offset = -e.p.output_offset;  // the depthwise reads the expand output
-    pr.p.input_offset = -d.p.output_offset;
-    const vmcu_add_params add =
-        vm::add_params(0.05f, -e.p.input_offset, 0.06f, pr.p.output_offset, 0.08f, 2, vm::Activation::kNone);
-    const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
-    // Reference: layer by layer.
-    std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), dw(static_cast<size_t>(vmcu_shape4_size(ds))),
-        out(static_cast<size_t>(vmcu_shape4_size(os))), expected(out.size());
-    if (c.expand)
-      vmcu_conv2d_s8(&e.p, is, in.data(), {cmid, 1, 1, c.cin}, e.filter.data(), e.bias.data(), ms, mid.data());
-    else
-      mid.assign(in.begin(), in.end());
-    vmcu_depthwise_conv2d_s8(&d.p, ms, mid.data(), {1, c.k, c.k, cmid}, d.filter.data(), d.bias.data(), ds, dw.data());
-    vmcu_conv2d_s8(&pr.p, ds, dw.data(), {c.cout, 1, 1, cmid}, pr.filter.data(), pr.bias.data(), os, out.data());
-    if (c.residual)
-      vmcu_add_s8(&add, static_cast<int32_t>(out.size()), in.data(), out.data(), expected.data());
-    else
-      expected = out;
-    vmcu_bottleneck_params bp{};
-    bp.has_expand = c.expand;
-    bp.expand = e.p;
-    bp.expand_filter = e.filter.data();
-    bp.expand_bias = e.bias.data();
-    bp.tail = dw_project(d, c.k, pr);
-    bp.has_residual = c.residual;
-    bp.residual_is_input1 = 1;
-    bp.add = add;
-    RingFixture f(in, expected.size(), rng);
-    std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(cmid, c.cout)));
-    ASSERT_EQ(vmcu_seg_bottleneck_s8(&bp, &f.ring, f.in_base, is, cmid, f.out_base, os, ws.data()), 0);
-    EXPECT_EQ(f.output(expected.size()), expected) << c.h << "x" << c.w << " k" << c.k << " s" << c.stride;
+                                                             {3, 3, 12, 36, 12, 7, 1, true, true, true},
+                                                             {12, 12, 8, 16, 32, 3, 2, true, true, false},
+                                                             {8, 10, 8, 16, 32, 3, 2, false, true, false},
+                                                             {7, 9, 5, 13, 7, 3, 2, true, true, false},
+                                                             {7, 6, 3, 10, 6, 3, 1, false, true, false},
+                                                             {1, 9, 8, 16, 8, 3, 1, true, true, true},
+                                                             {9, 1, 4, 12, 4, 3, 2, true, true, false},
+                                                             {5, 8, 8, 24, 8, 5, 2, true, true, false}}) {
+    for (const int row_cache : {0, 1}) {
+      if (row_cache && !c.expand) continue;
+      const int cmid = c.expand ? c.cmid : c.cin;
+      const auto ph = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.h, c.k, c.stride, 1);
+      const auto pw = vm::compute_padding(c.same ? vm::Padding::kSame : vm::Padding::kValid, c.w, c.k, c.stride, 1);
+      const vmcu_shape4 is{1, c.h, c.w, c.cin}, ms{1, c.h, c.w, cmid}, ds{1, ph.out, pw.out, cmid},
+          os{1, ph.out, pw.out, c.cout};
+      StageParams e = random_stage(cmid, static_cast<size_t>(cmid * c.cin), rng);
+      StageParams d = random_stage(cmid, static_cast<size_t>(c.k * c.k * cmid), rng, c.stride);
+      d.p.pad_h = ph.pad_before;
+      d.p.pad_w = pw.pad_before;
+      StageParams pr = random_stage(c.cout, static_cast<size_t>(c.cout * cmid), rng);
+      if (c.expand) d.p.input_offset = -e.p.output_offset;  // the depthwise reads the expand output
+      pr.p.input_offset = -d.p.output_offset;
+      const vmcu_add_params add =
+          vm::add_params(0.05f, -e.p.input_offset, 0.06f, pr.p.output_offset, 0.08f, 2, vm::Activation::kNone);
+      const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+      // Reference: layer by layer.
+      std::vector<int8_t> mid(static_cast<size_t>(vmcu_shape4_size(ms))), dw(static_cast<size_t>(vmcu_shape4_size(ds))),
+          out(static_cast<size_t>(vmcu_shape4_size(os))), expected(out.size());
+      if (c.expand)
+        vmcu_conv2d_s8(&e.p, is, in.data(), {cmid, 1, 1, c.cin}, e.filter.data(), e.bias.data(), ms, mid.data());
+      else
+        mid.assign(in.begin(), in.end());
+      vmcu_depthwise_conv2d_s8(&d.p, ms, mid.data(), {1, c.k, c.k, cmid}, d.filter.data(), d.bias.data(), ds,
+                               dw.data());
+      vmcu_conv2d_s8(&pr.p, ds, dw.data(), {c.cout, 1, 1, cmid}, pr.filter.data(), pr.bias.data(), os, out.data());
+      if (c.residual)
+        vmcu_add_s8(&add, static_cast<int32_t>(out.size()), in.data(), out.data(), expected.data());
+      else
+        expected = out;
+      vmcu_bottleneck_params bp{};
+      bp.has_expand = c.expand;
+      bp.row_cache = row_cache;
+      bp.expand = e.p;
+      bp.expand_filter = e.filter.data();
+      bp.expand_bias = e.bias.data();
+      bp.tail = dw_project(d, c.k, pr);
+      bp.has_residual = c.residual;
+      bp.residual_is_input1 = 1;
+      bp.add = add;
+      const std::string what = std::to_string(c.h) + "x" + std::to_string(c.w) + " k" + std::to_string(c.k) + " s" +
+                               std::to_string(c.stride) + (c.same ? " same" : " valid") +
+                               (row_cache ? " cached" : " recomputed");
+      RingFixture f(in, expected.size(), rng);
+      const size_t ws_bytes = static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(&bp, is, cmid, c.cout));
+      if (row_cache) {
+        // The cache: a window's first to last pixel in raster order, at most the whole image.
+        const size_t pixels = std::min<size_t>(static_cast<size_t>((c.k - 1) * c.w + c.k), size_t(c.h) * c.w);
+        EXPECT_EQ(ws_bytes, pixels * static_cast<size_t>(cmid) + static_cast<size_t>(cmid + c.cout)) << what;
+      } else {
+        EXPECT_EQ(ws_bytes, static_cast<size_t>(cmid + c.cout)) << what;
+      }
+      std::vector<int8_t> ws(ws_bytes);
+      WorkspaceChecker check;
+      check.bytes = ws_bytes;
+      check.owner.assign(ws_bytes, -1);
+      f.ring.trace = WorkspaceChecker::access;
+      f.ring.trace_ctx = &check;
+      ASSERT_EQ(vmcu_seg_bottleneck_s8(&bp, &f.ring, f.in_base, is, cmid, f.out_base, os, ws.data()), 0);
+      EXPECT_EQ(f.output(expected.size()), expected) << what;
+      EXPECT_EQ(check.failure, "") << what;
+      if (row_cache) {
+        EXPECT_GT(check.cached_reads, 0u) << what;
+      }
+    }
   }
+}
+
+// The cached form expands every pixel once: its trace reads each input pixel once (the
+// recomputing form reads a pixel once per window covering it).
+TEST(RingFused, CachedBottleneckReadsEachInputPixelOnce) {
+  std::mt19937 rng(23);
+  const int h = 12, w = 12, cin = 8, cmid = 16, cout = 32;
+  const auto pad = vm::compute_padding(vm::Padding::kSame, h, 3, 2, 1);
+  const vmcu_shape4 is{1, h, w, cin}, os{1, pad.out, pad.out, cout};
+  StageParams e = random_stage(cmid, static_cast<size_t>(cmid * cin), rng);
+  StageParams d = random_stage(cmid, static_cast<size_t>(9 * cmid), rng, 2);
+  d.p.pad_h = d.p.pad_w = pad.pad_before;
+  StageParams pr = random_stage(cout, static_cast<size_t>(cout * cmid), rng);
+  vmcu_bottleneck_params bp{};
+  bp.has_expand = 1;
+  bp.expand = e.p;
+  bp.expand_filter = e.filter.data();
+  bp.expand_bias = e.bias.data();
+  bp.tail = dw_project(d, 3, pr);
+  const auto in = random_s8(static_cast<size_t>(vmcu_shape4_size(is)), rng);
+  size_t reads[2] = {0, 0};
+  for (const int row_cache : {0, 1}) {
+    bp.row_cache = row_cache;
+    RingFixture f(in, static_cast<size_t>(vmcu_shape4_size(os)), rng);
+    f.ring.trace = [](void* ctx, int32_t operand, int32_t, int32_t length, int32_t is_write) {
+      if (operand == VMCU_SEG_IN0 && !is_write) *static_cast<size_t*>(ctx) += static_cast<size_t>(length);
+    };
+    f.ring.trace_ctx = &reads[row_cache];
+    std::vector<int8_t> ws(static_cast<size_t>(vmcu_seg_bottleneck_workspace_bytes(&bp, is, cmid, cout)));
+    ASSERT_EQ(vmcu_seg_bottleneck_s8(&bp, &f.ring, f.in_base, is, cmid, f.out_base, os, ws.data()), 0);
+  }
+  EXPECT_EQ(reads[1], in.size());
+  EXPECT_GT(reads[0], 2 * in.size());  // 3x3 windows at stride 2: 2.25 reads per pixel
 }
 
 struct ResidualCase {

@@ -3,8 +3,6 @@
 
 #include "segment_internal.h"
 
-int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c) { return mid_c + out_c; }
-
 /* The depthwise result of every mid channel of one output pixel, each tap's input expanded on
  * the fly (1x1 conv from the block input, four mid channels at a time), into mid_stage. */
 static void expand_depthwise(const vmcu_bottleneck_params* p, const out_quant* eq, const out_quant* dq,
@@ -36,6 +34,65 @@ static void expand_depthwise(const vmcu_bottleneck_params* p, const out_quant* e
   }
 }
 
+/* Expanded pixels the cache holds: from a depthwise window's first pixel to its last in raster
+ * order, (span_h - 1) * W + span_w (span = dilation * (k - 1) + 1), at most the whole image. */
+static int32_t cache_pixels(const vmcu_dw_project_params* t, vmcu_shape4 is) {
+  const int32_t span_h = t->depthwise.dilation_h * (t->kh - 1) + 1;
+  const int32_t span_w = t->depthwise.dilation_w * (t->kw - 1) + 1;
+  const int32_t n = (span_h - 1) * is.w + span_w;
+  return n < is.h * is.w ? n : is.h * is.w;
+}
+
+static int use_row_cache(const vmcu_bottleneck_params* p) { return p->has_expand && p->row_cache; }
+
+int32_t vmcu_seg_bottleneck_workspace_bytes(const vmcu_bottleneck_params* p, vmcu_shape4 is, int32_t mid_c,
+                                            int32_t out_c) {
+  const int32_t cache = use_row_cache(p) ? cache_pixels(&p->tail, is) * mid_c : 0;
+  return cache + mid_c + out_c;
+}
+
+/* Reports an access of workspace bytes [offset, offset + length); `cached` >= 0: they hold the
+ * expanded tensor's bytes from that offset on (the cache), < 0: a stage. */
+static inline void trace_workspace(const vmcu_ring* r, int32_t offset, int32_t length, int32_t cached,
+                                   int32_t is_write) {
+  if (!r->trace) return;
+  if (cached >= 0) r->trace(r->trace_ctx, VMCU_SEG_CACHED, cached, length, is_write);
+  r->trace(r->trace_ctx, VMCU_SEG_WORKSPACE, offset, length, is_write);
+}
+
+/* Expanded pixel i (raster index in batch b) into its cache slot i mod n. */
+static void expand_pixel(const vmcu_bottleneck_params* p, const out_quant* eq, const vmcu_ring* r, int32_t in_base,
+                         vmcu_shape4 is, int32_t mid_c, int32_t b, int32_t i, int32_t n, int8_t* workspace) {
+  const int32_t rel = (b * is.h * is.w + i) * is.c;
+  VMCU_TRACE(r, VMCU_SEG_IN0, rel, is.c, 0);
+  const int32_t at = (i % n) * mid_c;
+  trace_workspace(r, at, mid_c, (b * is.h * is.w + i) * mid_c, 1);
+  pointwise_pixel(&p->expand, eq, span_at(r, in_base, rel, is.c), is.c, p->expand_filter, mid_c, workspace + at, mid_c,
+                  workspace + at);
+}
+
+/* The in-bounds taps of the depthwise window at (y0, x0), read from the cache of n pixels (plain
+ * memory: a tap never wraps). */
+static int32_t cached_taps(const vmcu_ring* r, const vmcu_dw_project_params* t, vmcu_shape4 is, int32_t mid_c,
+                           int32_t b, int32_t y0, int32_t x0, int32_t n, const int8_t* workspace, conv_tap* taps) {
+  int32_t nt = 0;
+  for (int32_t ky = 0; ky < t->kh; ++ky) {
+    const int32_t y = y0 + t->depthwise.dilation_h * ky;
+    if (y < 0 || y >= is.h) continue;
+    for (int32_t kx = 0; kx < t->kw; ++kx) {
+      const int32_t x = x0 + t->depthwise.dilation_w * kx;
+      if (x < 0 || x >= is.w) continue;
+      const int32_t i = y * is.w + x;
+      const int32_t at = (i % n) * mid_c;
+      trace_workspace(r, at, mid_c, (b * is.h * is.w + i) * mid_c, 0);
+      const ring_span in = {workspace + at, mid_c, workspace + at};
+      taps[nt].in = in;
+      taps[nt++].filter_offset = (ky * t->kw + kx) * mid_c;
+    }
+  }
+  return nt;
+}
+
 int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 is,
                            int32_t mid_c, int32_t out_base, vmcu_shape4 os, int8_t* workspace) {
   conv_tap taps[VMCU_SEG_MAX_TAPS];
@@ -43,35 +100,62 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
   if (p->tail.kh * p->tail.kw > VMCU_SEG_MAX_TAPS) return -1;
   const vmcu_conv_params* dw = &p->tail.depthwise;
   const vmcu_conv_params* pr = &p->tail.project;
-  int8_t* mid_stage = workspace;
-  int8_t* out_stage = workspace + mid_c;
+  const int cached = use_row_cache(p);
+  const int32_t n_cache = cached ? cache_pixels(&p->tail, is) : 0;
+  const int32_t span_h = dw->dilation_h * (p->tail.kh - 1) + 1;
+  const int32_t span_w = dw->dilation_w * (p->tail.kw - 1) + 1;
+  /* Workspace: [cache: n_cache expanded pixels (cached form only) | depthwise stage | output stage]. */
+  const int32_t mid_at = n_cache * mid_c;
+  const int32_t out_at = mid_at + mid_c;
+  int8_t* mid_stage = workspace + mid_at;
+  int8_t* out_stage = workspace + out_at;
   const out_quant pq = conv_quant(pr, p->tail.project_bias, os.c);
   const out_quant eq = conv_quant(&p->expand, p->expand_bias, p->has_expand ? mid_c : 0);
   const out_quant dq = conv_quant(dw, p->tail.dw_bias, mid_c);
   for (int32_t b = 0; b < os.n; ++b) {
+    /* Cache invariant: the expanded pixels [next - n_cache, next) of this batch (raster order)
+     * sit in slots (i mod n_cache). Pixels are expanded in order, up to a window's last pixel when
+     * the window needs them; the window's first pixel is at most n_cache - 1 before its last, and
+     * at most that far before `next` (when an earlier window already reached the bottom row, it
+     * lies a whole stride row further on), so every pixel a window reads is still cached. */
+    int32_t next = 0;
     for (int32_t oy = 0; oy < os.h; ++oy) {
       const int32_t y0 = oy * dw->stride_h - dw->pad_h;
+      const int32_t y_last = vmcu_min_i32(is.h - 1, y0 + span_h - 1);
       for (int32_t ox = 0; ox < os.w; ++ox) {
         const int32_t x0 = ox * dw->stride_w - dw->pad_w;
-        const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->tail.kh, p->tail.kw, dw->dilation_h,
-                                        dw->dilation_w, mid_c, taps);
-        if (p->has_expand) {
-          expand_depthwise(p, &eq, &dq, taps, nt, is.c, mid_c, mid_stage);
+        if (cached) {
+          const int32_t x_last = vmcu_min_i32(is.w - 1, x0 + span_w - 1);
+          if (y_last >= 0 && x_last >= 0)
+            for (const int32_t need = y_last * is.w + x_last + 1; next < need; ++next)
+              expand_pixel(p, &eq, r, in_base, is, mid_c, b, next, n_cache, workspace);
+          const int32_t nt = cached_taps(r, &p->tail, is, mid_c, b, y0, x0, n_cache, workspace, taps);
+          const int32_t end = next_chunk_end(taps, nt, 0, mid_c, cur); /* == mid_c: cached taps never wrap */
+          depthwise_chunk(dw, &dq, taps, cur, nt, p->tail.dw_filter, 0, end, mid_stage);
         } else {
-          /* The taps are read directly: channel chunks in which no tap wraps. */
-          int32_t m = 0;
-          while (m < mid_c) {
-            const int32_t end = next_chunk_end(taps, nt, m, mid_c, cur);
-            depthwise_chunk(dw, &dq, taps, cur, nt, p->tail.dw_filter, m, end, mid_stage);
-            m = end;
+          const int32_t nt = collect_taps(r, in_base, is, b, y0, x0, p->tail.kh, p->tail.kw, dw->dilation_h,
+                                          dw->dilation_w, mid_c, taps);
+          if (p->has_expand) {
+            expand_depthwise(p, &eq, &dq, taps, nt, is.c, mid_c, mid_stage);
+          } else {
+            /* The taps are read directly: channel chunks in which no tap wraps. */
+            int32_t m = 0;
+            while (m < mid_c) {
+              const int32_t end = next_chunk_end(taps, nt, m, mid_c, cur);
+              depthwise_chunk(dw, &dq, taps, cur, nt, p->tail.dw_filter, m, end, mid_stage);
+              m = end;
+            }
           }
         }
+        trace_workspace(r, mid_at, mid_c, -1, 1);
         const int32_t out_rel = idx4(os, b, oy, ox, 0);
         ring_span res = {0, 0, 0};
         if (p->has_residual) {
           VMCU_TRACE(r, VMCU_SEG_IN0, out_rel, os.c, 0);
           res = span_at(r, in_base, out_rel, os.c);
         }
+        trace_workspace(r, mid_at, mid_c, -1, 0);
+        trace_workspace(r, out_at, os.c, -1, 1);
         project_pixel(&pq, mid_stage, mid_c, p->tail.project_filter, os.c, pr->input_offset, out_stage);
         if (p->has_residual) {
           for (int32_t o = 0; o < os.c; ++o) {
@@ -80,6 +164,7 @@ int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, 
                 p->residual_is_input1 ? add_one(&p->add, a, out_stage[o]) : add_one(&p->add, out_stage[o], a);
           }
         }
+        trace_workspace(r, out_at, os.c, -1, 0);
         store_pixel(r, out_base, out_rel, os.c, out_stage);
       }
     }

@@ -727,6 +727,50 @@ static inline void project_pixel(const out_quant* q, const int8_t* x, int32_t n_
   }
 }
 
+/* Output channels [0, cout) of one pixel whose input is the span in: four at a time, written to
+ * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). The pointwise kernel and the fused
+ * bottleneck's cached expansion. */
+static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q, ring_span in, int32_t cin,
+                                   const int8_t* filter, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
+  const x4_segment seg[2] = {{in.a, 0, in.head}, {in.b, in.head, cin - in.head}};
+  const int32_t ns = in.head < cin ? 2 : 1;
+  int32_t oc = 0;
+#if defined(VMCU_HAVE_TILE_BODY)
+  if (cin <= VMCU_WIDE_MAX_CHANNELS) {
+    /* Every tile whose four outputs lie before the wrap in one call, the input widened once. */
+    const int32_t tiles = vmcu_min_i32(cout, dst_head) / 4;
+    pointwise_tiles_wide(in.a, in.head, in.b, cin, filter, tiles, p->input_offset, q, dst_a);
+    oc = 4 * tiles;
+  }
+#endif
+  for (; oc + 4 <= cout; oc += 4) {
+    if (oc + 4 <= dst_head) {
+      tile_x4_out(seg, ns, filter + oc * cin, cin, p->input_offset, q, oc, dst_a + oc);
+      continue;
+    }
+    int32_t acc[4] = {0, 0, 0, 0};
+    dot_s8_x4_segments(seg, ns, filter + oc * cin, cin, p->input_offset, acc);
+    for (int32_t j = 0; j < 4; ++j) {
+      const int32_t o = oc + j;
+      const int8_t v = conv_output(q, acc[j], o);
+      if (o < dst_head)
+        dst_a[o] = v;
+      else
+        dst_b[o - dst_head] = v;
+    }
+  }
+  for (; oc < cout; ++oc) {
+    const int8_t* f = filter + oc * cin;
+    const int32_t acc =
+        dot_s8(in.a, f, in.head, p->input_offset) + dot_s8(in.b, f + in.head, cin - in.head, p->input_offset);
+    const int8_t v = conv_output(q, acc, oc);
+    if (oc < dst_head)
+      dst_a[oc] = v;
+    else
+      dst_b[oc - dst_head] = v;
+  }
+}
+
 /* Every output channel of one conv pixel (taps collected) into out[0, out_c): 1x4 tiles, then
  * the remaining channels one by one. */
 static inline void conv_pixel(const out_quant* q, const conv_tap* taps, int32_t nt, const int8_t* filter,

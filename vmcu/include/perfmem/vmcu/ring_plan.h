@@ -28,7 +28,10 @@
 // taken, in graph order, when the ring in use plus workspace while its operators run is lower
 // fused than unfused (then the lower whole-network peak); ties stay unfused. Afterwards every
 // fused block whose removal leaves the whole-network peak unchanged is unfused again (last block
-// first), so recomputation is paid only where it buys memory.
+// first), so recomputation is paid only where it buys memory. A bottleneck that still recomputes
+// its expansion then keeps the expanded rows in a row cache instead where the peak grows by at
+// most RingPlanOptions::row_cache_peak_growth (5 %), or is unfused where that fits and costs
+// no more.
 //
 // Offset solver. For a layer, the minimal distance d_k between input k's base and the output base
 // is found by running the layer's own kernel once with an access trace (every read / write range,
@@ -160,6 +163,13 @@ struct RingPlanOptions {
   // After choosing, unfuse every block whose fusion does not lower the whole-network peak
   // (fused bottlenecks recompute their expansion; this keeps the peak and saves the time).
   bool unfuse_below_peak = true;
+  // Fused bottlenecks recompute their expansion per depthwise tap (the least memory). Once fusion
+  // is settled, each one in graph order takes the faster form whose segment-level peak stays
+  // within (1 + row_cache_peak_growth) x the recomputing plan's peak: unfused where that needs no
+  // more than a row cache, else a row cache (each expanded pixel computed once, the unfused
+  // layers' MACs, kept while a depthwise window can still read it: about (kh - 1) x W x Cmid bytes
+  // of workspace; vmcu/segment_fused.h). 0 keeps every recomputation (the paper's form).
+  double row_cache_peak_growth = 0.05;
   // Take the tensor-level plan (TFLite Micro's greedy arena) whenever the segment-level plan
   // would need more memory, or has no kernel for an operator: the result never exceeds greedy.
   bool tensor_level_fallback = true;
@@ -199,8 +209,9 @@ class RingModel {
  private:
   RingModel();
   friend Result<RingModel> create_ring_model_with_shrunk_distance(Graph, int, int64_t, const RingPlanOptions&);
+  friend Result<RingModel> create_ring_model_with_shrunk_workspace(Graph, int, size_t, const RingPlanOptions&);
   static Result<RingModel> create_impl(Graph graph, const RingPlanOptions& options, int shrink_layer,
-                                       int64_t shrink_bytes);
+                                       int64_t shrink_bytes, size_t shrink_workspace_bytes);
   Result<std::vector<uint8_t>> execute(std::span<const uint8_t> input, bool shadow, RingVerifyReport* report);
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -215,6 +226,11 @@ Result<RingPlan> plan_ring(Graph graph, const RingPlanOptions& options = {});
 // by `bytes` after solving, a deliberately unsafe plan that create()'s verifier must reject.
 Result<RingModel> create_ring_model_with_shrunk_distance(Graph graph, int layer, int64_t bytes,
                                                          const RingPlanOptions& options = {});
+// For the verifier's tests only: create() with one segment-level layer's workspace shrunk by
+// `bytes` after solving (the plan's workspace and peak follow it), which create()'s verifier must
+// reject when the layer's kernel uses the bytes taken away.
+Result<RingModel> create_ring_model_with_shrunk_workspace(Graph graph, int layer, size_t bytes,
+                                                          const RingPlanOptions& options = {});
 
 // The same graph starting at the int8 tensor when its first operator only quantizes a float32
 // graph input (as MCU deployments feed the camera's int8 pixels directly); otherwise unchanged.

@@ -2,15 +2,24 @@
  * intermediate tensors of a block never exist in the ring.
  *
  *   vmcu_bottleneck_params bp = {...};              // expand (optional), depthwise, project, add
- *   int8_t ws[VMCU_...];                            // vmcu_seg_bottleneck_workspace_bytes(mid, out)
+ *   int8_t ws[VMCU_...];        // vmcu_seg_bottleneck_workspace_bytes(&bp, in_shape, mid, out)
  *   vmcu_seg_bottleneck_s8(&bp, &ring, in_base, in_shape, mid_c, out_base, out_shape, ws);
  *
  * Inverted bottleneck: 1x1 expand -> kxk depthwise (any stride / padding) -> 1x1 project
- * (-> + block input). One step per output pixel: for each mid channel, the pixel's depthwise
- * window is expanded tap by tap from the input segments (the expanded tensor never exists), the
- * depthwise result goes to a Cmid-byte stage, the projection and the residual add go to a
- * Cout-byte stage that is stored over freed input. Workspace = Cmid + Cout bytes. The price is
- * recomputing the expansion once per window tap (kh*kw times), the trade the brief describes.
+ * (-> + block input). One step per output pixel: the depthwise result goes to a Cmid-byte stage,
+ * the projection and the residual add go to a Cout-byte stage that is stored over freed input.
+ * The expanded tensor never enters the ring; with an expansion there are two forms:
+ *   recompute (row_cache 0): each window tap is expanded from the input segments when the
+ *     depthwise needs it (kh*kw expansions per output pixel: the vMCU paper's trade).
+ *     Workspace = Cmid + Cout bytes.
+ *   row cache (row_cache 1): the expanded pixels are computed once each, in raster order, when a
+ *     window first needs them, into a ring of n = (span_h - 1) * W + span_w pixels (span =
+ *     dilation * (k - 1) + 1; at most H * W): from a window's first pixel to its last, about
+ *     span_h - 1 rows (a line buffer), pixel i in slot i mod n. The unfused layers' MACs.
+ *     Workspace = n * Cmid + Cmid + Cout bytes (48 x 48 x 16, 3x3: 99 pixels, 1,584 + ...).
+ * The cache expands pixels only when a window first needs them, so the output can still
+ * overwrite the input that no later step reads (the planner measures the distance from the
+ * trace, as for every kernel).
  *
  * Residual block: conv1 (any kernel / stride / padding) -> conv2 (stride 1) -> + shortcut, where
  * the shortcut is the block input or a 1x1 strided conv of it. conv1's output is kept only as
@@ -26,7 +35,10 @@
  * (span = dilation * (kh - 1) + 1).
  *
  * All are bit-exact with running the reference kernels one after the other. Reads are reported
- * as VMCU_SEG_IN0 accesses of the block input, writes as VMCU_SEG_OUT (segment_kernels.h).
+ * as VMCU_SEG_IN0 accesses of the block input, writes as VMCU_SEG_OUT (segment_kernels.h). The
+ * bottleneck also reports its workspace accesses (VMCU_SEG_WORKSPACE; each row-cache access
+ * preceded by VMCU_SEG_CACHED naming the expanded bytes it holds), so that the plan verifier
+ * checks them against the workspace the plan gives the layer.
  */
 #ifndef VMCU_SEGMENT_FUSED_H
 #define VMCU_SEGMENT_FUSED_H
@@ -53,6 +65,7 @@ typedef struct {
 
 typedef struct {
   int32_t has_expand;      /* 0: the depthwise reads the block input directly */
+  int32_t row_cache;       /* with has_expand: 1 caches expanded pixels (each computed once), 0 recomputes */
   vmcu_conv_params expand; /* 1x1, filter [mid][in] */
   const int8_t* expand_filter;
   const int32_t* expand_bias;
@@ -62,7 +75,9 @@ typedef struct {
   vmcu_add_params add;
 } vmcu_bottleneck_params;
 
-int32_t vmcu_seg_bottleneck_workspace_bytes(int32_t mid_c, int32_t out_c);
+/* Cmid + Cout, plus the cache's n * Cmid with the row cache. */
+int32_t vmcu_seg_bottleneck_workspace_bytes(const vmcu_bottleneck_params* p, vmcu_shape4 in_shape, int32_t mid_c,
+                                            int32_t out_c);
 /* Returns 0, or -1 if the depthwise window exceeds VMCU_SEG_MAX_TAPS. */
 int vmcu_seg_bottleneck_s8(const vmcu_bottleneck_params* p, const vmcu_ring* r, int32_t in_base, vmcu_shape4 in_shape,
                            int32_t mid_c, int32_t out_base, vmcu_shape4 out_shape, int8_t* workspace);

@@ -38,7 +38,11 @@
 extern "C" {
 #endif
 
-enum { VMCU_SEG_OUT = 0, VMCU_SEG_IN0 = 1, VMCU_SEG_IN1 = 2 };
+/* Trace operands. VMCU_SEG_WORKSPACE: a range of the layer's workspace (offset from its start).
+ * VMCU_SEG_CACHED: reported just before a VMCU_SEG_WORKSPACE access of the same length, it names
+ * the bytes of a fused block's intermediate tensor (offset in it) that the access stores or
+ * loads, so that a verifier can check that a cache never serves a byte it has overwritten. */
+enum { VMCU_SEG_OUT = 0, VMCU_SEG_IN0 = 1, VMCU_SEG_IN1 = 2, VMCU_SEG_WORKSPACE = 3, VMCU_SEG_CACHED = 4 };
 
 /* Largest kernel window (kh * kw) the conv / depthwise / fused kernels accept: 7x7. Their tap
  * table lives on the stack (12-20 bytes per tap on Cortex-M, about 1 KB at this bound); larger
