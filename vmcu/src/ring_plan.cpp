@@ -968,7 +968,20 @@ void shadow_access(void* ctx, int32_t operand, int32_t offset, int32_t length, i
 }
 
 // The segment-level plan: layers, solved distances, fusion choices, placement.
-Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink) {
+// The peak of the plan the planner returns for this segment-level plan: the smallest of it, the
+// tensor-level plan and their best mixed plan (`tensor` null: no fallback, the segment plan's).
+size_t returned_peak(const Graph& g, const RingPlanOptions& options, const PlacedPlan& segment,
+                     const PlacedPlan* tensor) {
+  size_t peak = segment.plan.peak_bytes;
+  if (!tensor) return peak;
+  peak = std::min(peak, tensor->plan.peak_bytes);
+  if (options.per_region_choice)
+    if (const auto mixed = mixed_plan(g, segment, *tensor)) peak = std::min(peak, mixed->plan.peak_bytes);
+  return peak;
+}
+
+Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& options, const ShrunkDistance& shrink,
+                                      const PlacedPlan* tensor) {
   PERFMEM_ASSIGN_OR_RETURN(auto layers, build_layers(g));
   for (LayerDraft& l : layers) PERFMEM_RETURN_IF_ERROR(solve_layer(g, l));
   std::vector<FusionCandidate> candidates = options.fuse ? find_fusions(g, layers) : std::vector<FusionCandidate>{};
@@ -1022,13 +1035,15 @@ Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& opt
     }
   }
   // Fused bottlenecks that recompute an expansion: each, in graph order, takes the faster form
-  // whose segment-level peak stays within the growth budget over the recomputing plan's: unfused
-  // when that needs no more memory than the row cache, else the row cache.
+  // whose returned peak (segment, tensor or mixed, whichever the planner returns) stays within the
+  // growth budget over the recomputing plan's: unfused when that needs no more memory than the
+  // row cache, else the row cache.
   std::deque<FusionCandidate> row_cached;  // stable addresses for `chosen`
   if (options.row_cache_peak_growth > 0 && !chosen.empty()) {
     const std::vector<int> readers = reader_counts(g);
     PERFMEM_ASSIGN_OR_RETURN(auto recomputing, place(g, compose(chosen)));
-    const double budget = static_cast<double>(recomputing.plan.peak_bytes) * (1.0 + options.row_cache_peak_growth);
+    const double budget =
+        static_cast<double>(returned_peak(g, options, recomputing, tensor)) * (1.0 + options.row_cache_peak_growth);
     for (size_t i = 0; i < chosen.size();) {
       const FusionCandidate& block = *chosen[i];
       if (block.fused.kernel != RingKernel::kBottleneck || !block.fused.params->bottleneck.has_expand ||
@@ -1047,7 +1062,8 @@ Result<PlacedPlan> segment_level_plan(const Graph& g, const RingPlanOptions& opt
       without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
       PERFMEM_ASSIGN_OR_RETURN(auto cache_plan, place(g, compose(with_cache)));
       PERFMEM_ASSIGN_OR_RETURN(auto unfused_plan, place(g, compose(without)));
-      const size_t cache_peak = cache_plan.plan.peak_bytes, unfused_peak = unfused_plan.plan.peak_bytes;
+      const size_t cache_peak = returned_peak(g, options, cache_plan, tensor);
+      const size_t unfused_peak = returned_peak(g, options, unfused_plan, tensor);
       if (static_cast<double>(unfused_peak) <= budget && unfused_peak <= cache_peak) {
         chosen = std::move(without);  // index i now holds the next block
         continue;
@@ -1112,23 +1128,29 @@ Result<RingModel> RingModel::create_impl(Graph graph, const RingPlanOptions& opt
   for (const Tensor& t : g.tensors)
     if (!t.is_constant && t.bytes() > static_cast<size_t>(std::numeric_limits<int32_t>::max() / 4))
       return unsupported_error(g.source, "tensor " + t.name, "activations larger than 512 MiB");
-  Result<PlacedPlan> segment =
-      segment_level_plan(g, options, ShrunkDistance{shrink_layer, shrink_bytes, shrink_workspace_bytes});
+  // The tensor-level plan (TFLite Micro's arena) first: the segment-level planner weighs its
+  // row caches against the plan that will be returned.
+  std::optional<PlacedPlan> tensor;
+  if (options.tensor_level_fallback) {
+    PERFMEM_ASSIGN_OR_RETURN(PlacedPlan t, tensor_level_plan(g));
+    tensor = std::move(t);
+  }
+  Result<PlacedPlan> segment = segment_level_plan(
+      g, options, ShrunkDistance{shrink_layer, shrink_bytes, shrink_workspace_bytes}, tensor ? &*tensor : nullptr);
   if (!segment.ok() && (!options.tensor_level_fallback || segment.status().code() != StatusCode::kUnsupported))
     return segment.status();
   // The smallest of: the segment-level plan, the tensor-level plan, the best mixed plan (ties in
   // that order, so the ring is kept whenever it costs nothing).
   PlacedPlan chosen;
   if (!segment.ok()) {
-    PERFMEM_ASSIGN_OR_RETURN(chosen, tensor_level_plan(g));
+    chosen = std::move(*tensor);
   } else if (!options.tensor_level_fallback) {
     chosen = std::move(*segment);
   } else {
-    PERFMEM_ASSIGN_OR_RETURN(PlacedPlan tensor, tensor_level_plan(g));
     std::optional<PlacedPlan> mixed;
-    if (options.per_region_choice) mixed = mixed_plan(g, *segment, tensor);
-    if (tensor.plan.peak_bytes < segment->plan.peak_bytes) {
-      chosen = std::move(tensor);
+    if (options.per_region_choice) mixed = mixed_plan(g, *segment, *tensor);
+    if (tensor->plan.peak_bytes < segment->plan.peak_bytes) {
+      chosen = std::move(*tensor);
     } else {
       chosen = std::move(*segment);
     }

@@ -30,7 +30,7 @@
 // fused block whose removal leaves the whole-network peak unchanged is unfused again (last block
 // first), so recomputation is paid only where it buys memory. A bottleneck that still recomputes
 // its expansion then keeps the expanded rows in a row cache instead where the peak grows by at
-// most RingPlanOptions::row_cache_peak_growth (5 %), or is unfused where that fits and costs
+// most RingPlanOptions::row_cache_peak_growth (8 %), or is unfused where that fits and costs
 // no more.
 //
 // Offset solver. For a layer, the minimal distance d_k between input k's base and the output base
@@ -169,7 +169,7 @@ struct RingPlanOptions {
   // more than a row cache, else a row cache (each expanded pixel computed once, the unfused
   // layers' MACs, kept while a depthwise window can still read it: about (kh - 1) x W x Cmid bytes
   // of workspace; vmcu/segment_fused.h). 0 keeps every recomputation (the paper's form).
-  double row_cache_peak_growth = 0.05;
+  double row_cache_peak_growth = 0.08;
   // Take the tensor-level plan (TFLite Micro's greedy arena) whenever the segment-level plan
   // would need more memory, or has no kernel for an operator: the result never exceeds greedy.
   bool tensor_level_fallback = true;
