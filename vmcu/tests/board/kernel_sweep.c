@@ -9,6 +9,7 @@
 #include "board.h"
 #include "vmcu/deploy_kernels.h"
 #include "vmcu/kernels.h"
+#include "vmcu/segment_fused.h"
 #include "vmcu/segment_kernels.h"
 /* The kernels' private helpers, for the requantization check below (static inline functions). */
 #include "../../mcu/src/segment_internal.h"
@@ -56,7 +57,8 @@ static int32_t out_size(int32_t in_size, int32_t k, int32_t stride, int32_t dil,
   return out;
 }
 
-static vmcu_conv_params random_params(int32_t channels) {
+/* Random conv parameters whose per-channel tables are b, m, s. */
+static vmcu_conv_params random_params_into(int32_t channels, int32_t* b, int32_t* m, int32_t* s) {
   vmcu_conv_params p;
   memset(&p, 0, sizeof p);
   /* Three kinds of output stage: shifts in [-10, 1] (a few positive ones: the left-shift path of
@@ -64,9 +66,9 @@ static vmcu_conv_params random_params(int32_t channels) {
    * the same with the full activation range [-128, 127] (its saturating form). */
   const int32_t kind = pick(0, 2);
   for (int32_t c = 0; c < channels; ++c) {
-    bias[c] = pick(-5000, 5000);
-    mult[c] = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
-    shift[c] = kind == 0 ? pick(-10, 1) : pick(-12, -2);
+    b[c] = pick(-5000, 5000);
+    m[c] = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
+    s[c] = kind == 0 ? pick(-10, 1) : pick(-12, -2);
   }
   p.dilation_h = p.dilation_w = 1;
   p.depth_multiplier = 1;
@@ -74,10 +76,12 @@ static vmcu_conv_params random_params(int32_t channels) {
   p.output_offset = pick(-128, 127);
   p.act_min = kind == 2 ? -128 : pick(-128, -20);
   p.act_max = kind == 2 ? 127 : pick(20, 127);
-  p.output_multiplier = mult;
-  p.output_shift = shift;
+  p.output_multiplier = m;
+  p.output_shift = s;
   return p;
 }
+
+static vmcu_conv_params random_params(int32_t channels) { return random_params_into(channels, bias, mult, shift); }
 
 /* A ring holding `in` at a random base with the output right after it, both free to wrap. */
 static vmcu_ring place(int32_t in_bytes, int32_t out_bytes, int32_t* in_base, int32_t* out_base) {
@@ -122,6 +126,88 @@ static const conv_case kCases[] = {
     {1, 2, 128, 30, 1, 1, 1, 0},
 };
 
+typedef struct {
+  int32_t h, w, cin, cmid, cout, k, stride, same, residual;
+} bottleneck_case;
+
+/* Fused bottlenecks: the tiles of the expansion and projection, the depthwise groups and the
+ * residual add inside the fused kernel, in both forms (expansion recomputed per tap, or cached). */
+static const bottleneck_case kBottlenecks[] = {
+    {12, 12, 8, 16, 32, 3, 2, 1, 0}, {7, 9, 5, 13, 7, 3, 2, 1, 0},   {9, 7, 8, 24, 8, 3, 1, 1, 1},
+    {6, 6, 8, 20, 12, 5, 1, 0, 0},   {8, 8, 12, 36, 12, 3, 1, 1, 1},
+};
+
+static int8_t mid[kMaxOut], dw_out[kMaxOut], dw_filter[kMaxFilter], project_filter[kMaxFilter], workspace[4096];
+static int32_t stage_tables[3][3][kMaxC]; /* per stage: bias, multiplier, shift */
+
+static void check_bottlenecks(void) {
+  for (int32_t i = 0; i < (int32_t)(sizeof kBottlenecks / sizeof kBottlenecks[0]); ++i) {
+    const bottleneck_case c = kBottlenecks[i];
+    int32_t ph, pw, in_base, out_base;
+    const int32_t oh = out_size(c.h, c.k, c.stride, 1, c.same, &ph);
+    const int32_t ow = out_size(c.w, c.k, c.stride, 1, c.same, &pw);
+    const vmcu_shape4 is = {1, c.h, c.w, c.cin}, ms = {1, c.h, c.w, c.cmid}, ds = {1, oh, ow, c.cmid},
+                      os = {1, oh, ow, c.cout};
+    vmcu_bottleneck_params bp;
+    memset(&bp, 0, sizeof bp);
+    bp.has_expand = 1;
+    bp.expand = random_params_into(c.cmid, stage_tables[0][0], stage_tables[0][1], stage_tables[0][2]);
+    bp.expand.stride_h = bp.expand.stride_w = 1;
+    bp.expand_filter = filter;
+    bp.expand_bias = stage_tables[0][0];
+    bp.tail.depthwise = random_params_into(c.cmid, stage_tables[1][0], stage_tables[1][1], stage_tables[1][2]);
+    bp.tail.depthwise.stride_h = bp.tail.depthwise.stride_w = c.stride;
+    bp.tail.depthwise.pad_h = ph;
+    bp.tail.depthwise.pad_w = pw;
+    bp.tail.depthwise.input_offset = -bp.expand.output_offset;
+    bp.tail.kh = bp.tail.kw = c.k;
+    bp.tail.dw_filter = dw_filter;
+    bp.tail.dw_bias = stage_tables[1][0];
+    bp.tail.project = random_params_into(c.cout, stage_tables[2][0], stage_tables[2][1], stage_tables[2][2]);
+    bp.tail.project.stride_h = bp.tail.project.stride_w = 1;
+    bp.tail.project.input_offset = -bp.tail.depthwise.output_offset;
+    bp.tail.project_filter = project_filter;
+    bp.tail.project_bias = stage_tables[2][0];
+    bp.has_residual = c.residual;
+    bp.residual_is_input1 = 1;
+    bp.add.input1_offset = pick(-127, 128);
+    bp.add.input2_offset = -bp.tail.project.output_offset;
+    bp.add.output_offset = pick(-128, 127);
+    bp.add.left_shift = 20;
+    bp.add.input1_multiplier = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
+    bp.add.input1_shift = pick(-4, -1);
+    bp.add.input2_multiplier = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
+    bp.add.input2_shift = pick(-4, -1);
+    bp.add.output_multiplier = (int32_t)(0x40000000u + (next() & 0x3FFFFFFFu));
+    bp.add.output_shift = pick(-20, -17);
+    bp.add.act_min = -128;
+    bp.add.act_max = 127;
+    fill(in, vmcu_shape4_size(is), -128, 127);
+    fill(filter, c.cmid * c.cin, -127, 127);
+    fill(dw_filter, c.k * c.k * c.cmid, -127, 127);
+    fill(project_filter, c.cout * c.cmid, -127, 127);
+    /* The reference: the three kernels (and the ADD) one after the other. */
+    vmcu_conv2d_s8(&bp.expand, is, in, (vmcu_shape4){c.cmid, 1, 1, c.cin}, filter, bp.expand_bias, ms, mid);
+    vmcu_depthwise_conv2d_s8(&bp.tail.depthwise, ms, mid, (vmcu_shape4){1, c.k, c.k, c.cmid}, dw_filter,
+                             bp.tail.dw_bias, ds, dw_out);
+    vmcu_conv2d_s8(&bp.tail.project, ds, dw_out, (vmcu_shape4){c.cout, 1, 1, c.cmid}, project_filter,
+                   bp.tail.project_bias, os, expected);
+    if (c.residual) {
+      memcpy(got, expected, (size_t)vmcu_shape4_size(os));
+      vmcu_add_s8(&bp.add, vmcu_shape4_size(os), in, got, expected);
+    }
+    for (int32_t row_cache = 0; row_cache <= 1; ++row_cache) {
+      bp.row_cache = row_cache;
+      if (vmcu_seg_bottleneck_workspace_bytes(&bp, is, c.cmid, c.cout) > (int32_t)sizeof workspace)
+        fail(row_cache ? "cached bottleneck workspace" : "bottleneck workspace", cases);
+      vmcu_ring r = place(vmcu_shape4_size(is), vmcu_shape4_size(os), &in_base, &out_base);
+      if (vmcu_seg_bottleneck_s8(&bp, &r, in_base, is, c.cmid, out_base, os, workspace) != 0) fail("bottleneck", cases);
+      vmcu_ring_read(&r, out_base, 0, vmcu_shape4_size(os), got);
+      check(row_cache ? "cached bottleneck" : "bottleneck", vmcu_shape4_size(os));
+    }
+  }
+}
+
 /* The kernels' one-SMLAL requantization (segment_internal.h) against TFLite's two-step form over
  * every right shift it takes (2 to 31): random sums and multipliers, the int32 extremes, and runs
  * of consecutive sums with multipliers that put products on the rounding ties. */
@@ -153,6 +239,7 @@ static void check_requantization(void) {
 int main(void) {
   const int32_t ncases = (int32_t)(sizeof kCases / sizeof kCases[0]);
   check_requantization();
+  check_bottlenecks();
   for (int32_t i = 0; i < ncases; ++i) {
     const conv_case c = kCases[i];
     int32_t ph, pw, in_base, out_base;
