@@ -383,7 +383,7 @@ vmcu_dw_project_params dw_project(const RingLayerParams& dw, const RingLayerPara
 }
 
 // expand? -> depthwise -> project -> add? starting at layer j; with `row_cache`, an expansion
-// keeps its rows in the workspace instead of being recomputed per window tap.
+// keeps its expanded pixels in a cache in the workspace instead of being recomputed per window tap.
 bool match_bottleneck(const Graph& g, const std::vector<LayerDraft>& L, const std::vector<int>& readers, size_t j,
                       FusionCandidate& c, bool row_cache = false) {
   size_t k = j;

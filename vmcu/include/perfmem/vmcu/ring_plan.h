@@ -67,6 +67,9 @@
 // owner per byte (unwritten / tensor t live / dead after its last read). Any read of a byte that
 // does not hold the tensor being read (overwritten, or never written) fails with the layer, the
 // tensor and the ring offset; the final output must equal the reference executor's bit for bit.
+// Workspace accesses a kernel reports (VMCU_SEG_WORKSPACE: the fused bottleneck's stages and
+// cache) must lie inside the workspace the plan gives the layer, and a read must find what the
+// layer stored there (the cached intermediate byte it names, or a stage byte).
 #pragma once
 
 #include <cstdint>
