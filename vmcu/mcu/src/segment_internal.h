@@ -728,8 +728,8 @@ static inline void project_pixel(const out_quant* q, const int8_t* x, int32_t n_
 }
 
 /* Output channels [0, cout) of one pixel whose input is the span in: four at a time, written to
- * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). The pointwise kernel and the fused
- * bottleneck's cached expansion. */
+ * dst (dst_head bytes at dst_a, the rest at dst_b: the output may wrap). Used by the pointwise
+ * kernel and the fused bottleneck's cached expansion. */
 static inline void pointwise_pixel(const vmcu_conv_params* p, const out_quant* q, ring_span in, int32_t cin,
                                    const int8_t* filter, int32_t cout, int8_t* dst_a, int32_t dst_head, int8_t* dst_b) {
   const x4_segment seg[2] = {{in.a, 0, in.head}, {in.b, in.head, cin - in.head}};
