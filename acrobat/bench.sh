@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# acrobat benchmarks: the latency tables of docs/benchmarks.md (ACRoBat section) and the
+# acrobat benchmarks: the latency tables of docs/benchmarks.md (ACRoBat section: every model
+# compiled ahead of time and interpreted against the baselines, the ablation table), and the
 # packed-kernel vs OpenBLAS crossover by row count.
-# Argument: the build folder. Writes the JSON next to it (acrobat-bench.json,
+# Argument: the build folder. Writes the JSON next to it (acrobat-bench.json, acrobat-ablation.json,
 # acrobat-gemm-crossover.json, and acrobat-vs-dynet.json in a build with real DyNet).
 set -euo pipefail
 build="${1:-build/release}"
 echo "== ACRoBat: $build/acrobat/bench/acrobat_bench --json $build/acrobat-bench.json --svg $build/acrobat-bench.svg"
 "$build/acrobat/bench/acrobat_bench" --json "$build/acrobat-bench.json" --svg "$build/acrobat-bench.svg"
+# Each optimisation off in turn (TreeLSTM, MV-RNN, BiRNN, DRNN, StackRNN, small, B = 64).
+echo "== ACRoBat: $build/acrobat/bench/acrobat_bench --ablation --json $build/acrobat-ablation.json"
+"$build/acrobat/bench/acrobat_bench" --ablation --json "$build/acrobat-ablation.json"
 echo "== ACRoBat: $build/acrobat/bench/acrobat_gemm_crossover --json $build/acrobat-gemm-crossover.json"
 "$build/acrobat/bench/acrobat_gemm_crossover" --json "$build/acrobat-gemm-crossover.json"
 # acrobat against real DyNet, side by side: only in a build configured with

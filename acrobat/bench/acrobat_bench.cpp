@@ -5,6 +5,7 @@
 //
 //   acrobat_bench                         # the full table (markdown) + --json FILE
 //   acrobat_bench --models treelstm --batches 64 --sizes small
+//   acrobat_bench --ablation              # each optimisation off in turn (B = 64, small)
 //
 // Protocol (the workload definitions): the data stream is generated before timing;
 // minibatch j holds instances [jB, (j+1)B); 2 warm-up minibatches, then 30 (B = 8) or 10
@@ -14,7 +15,9 @@
 // beside the time its products alone would take at the single-core peak measured at start.
 // acrobat also runs compiled ahead of time (the bundled models compiled at build time,
 // `acrobat run --aot`): same recording, so the same kernels; record + schedule shrink.
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <fstream>
 #include <map>
 
@@ -41,12 +44,11 @@ struct Cell {
          product_flops = 0, value_rounds = 0;
 };
 
-// `aot`: the model compiled ahead of time, or nullptr to interpret it.
-Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
-                     int warmup, int timed, int threads = 1, const AotModel* aot = nullptr) {
-  RuntimeOptions opt;
-  opt.scheduler = s;
-  opt.threads = threads;
+// Runs the program compiled with `copt` (or the compiled model `aot`, nullptr to interpret)
+// under `opt`; `first_out` (optional) receives the first timed minibatch's outputs.
+Result<Cell> measure_with(const ModelInfo& m, int batch, const std::vector<Instance>& data, int warmup, int timed,
+                          const CompileOptions& copt, const RuntimeOptions& opt, const AotModel* aot,
+                          std::vector<float>* first_out = nullptr) {
   std::unique_ptr<Program> program;
   std::unique_ptr<Runtime> rt;
   if (aot) {
@@ -54,8 +56,8 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
     program = std::move(loaded.program);
     rt = std::move(loaded.runtime);
   } else {
-    PERFMEM_ASSIGN_OR_RETURN(program, compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
-                                                      compile_options_for(s, {{m.size_const, h}})));
+    PERFMEM_ASSIGN_OR_RETURN(program,
+                             compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)), copt));
     PERFMEM_ASSIGN_OR_RETURN(rt, Runtime::create(*program, opt));
   }
   PERFMEM_RETURN_IF_ERROR(rt->set_inputs(data));
@@ -66,6 +68,7 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
     PERFMEM_RETURN_IF_ERROR(
         rt->run_minibatch(static_cast<size_t>(j) * batch, static_cast<size_t>(j + 1) * batch, &out, &st));
     if (j >= warmup) series.add(st);
+    if (j == warmup && first_out) *first_out = std::move(out);
   }
   const RunStatsMedians med = series.medians();
   Cell c;
@@ -82,6 +85,35 @@ Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, cons
   return c;
 }
 
+// `aot`: the model compiled ahead of time, or nullptr to interpret it.
+Result<Cell> measure(const ModelInfo& m, int64_t h, int batch, Scheduler s, const std::vector<Instance>& data,
+                     int warmup, int timed, int threads = 1, const AotModel* aot = nullptr) {
+  RuntimeOptions opt;
+  opt.scheduler = s;
+  opt.threads = threads;
+  return measure_with(m, batch, data, warmup, timed, compile_options_for(s, {{m.size_const, h}}), opt, aot);
+}
+
+const AotModel* compiled_model(const std::string& name, const std::string& size) {
+  for (const AotModel* c : compiled_bundled_models())
+    if (c->name == name + "_" + size) return c;
+  return nullptr;
+}
+
+// The ablation table: acrobat (one thread) with every optimisation on, compiled ahead of time,
+// then with one optimisation off at a time. The analyses can be turned off only in the
+// interpreter (generated code exists for the full analysis configuration), so "AOT off" is
+// the reference of the rows below it. Each row also reports the largest difference of its
+// first timed minibatch's outputs from the all-on run's, relative to 1 + |value|. The
+// ablations themselves are the library's (acrobat_ablations, runtime.h).
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::fabs(double(a[i]) - double(b[i])) / (1 + std::fabs(double(b[i]))));
+  return worst;
+}
+
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -92,6 +124,70 @@ std::vector<std::string> split(const std::string& s) {
     start = comma + 1;
   }
   return out;
+}
+
+// Prints the ablation table for every model x size x batch; rows are appended to `json`.
+Status run_ablation(const std::vector<std::string>& models, const std::vector<std::string>& sizes,
+                    const std::vector<std::string>& batches, int warmup, int timed8, int timed64, Json* json) {
+  std::printf(
+      "| model | h | B | configuration | CPU ms | CPU / reference | reference | record + schedule ms | kernel ms | "
+      "launches | recorded nodes | max output difference |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& name : models) {
+    const ModelInfo* m = find_model(name);
+    if (!m) return input_error("--models", name, "treelstm, birnn, mvrnn, nestedrnn, drnn, berxit or stackrnn");
+    for (const auto& size : sizes) {
+      const int64_t h = size == "large" ? m->large : m->small;
+      const AotModel* aot = compiled_model(name, size);
+      if (!aot) return input_error("--sizes", size, "small or large (compiled models)");
+      for (const auto& bs : batches) {
+        const int batch = std::atoi(bs.c_str());
+        if (batch < 1) return input_error("--batches", bs, "positive integers");
+        const int timed = batch <= 8 ? timed8 : timed64;
+        auto data = m->make_data(static_cast<size_t>(batch) * (warmup + timed));
+        const CompileOptions all_on = compile_options_for(Scheduler::kAcrobat, {{m->size_const, h}});
+        RuntimeOptions opt;  // acrobat, one thread, every run-time optimisation on
+        std::vector<float> out_aot, out_interpreted;
+        PERFMEM_ASSIGN_OR_RETURN(Cell on, measure_with(*m, batch, data, warmup, timed, all_on, opt, aot, &out_aot));
+        PERFMEM_ASSIGN_OR_RETURN(Cell interpreted,
+                                 measure_with(*m, batch, data, warmup, timed, all_on, opt, nullptr, &out_interpreted));
+        auto row = [&](const char* label, const Cell& c, const Cell& ref, const char* ref_label,
+                       const std::vector<float>& out) {
+          const double diff = max_relative_difference(out, out_aot);
+          std::printf("| %s | %lld | %d | %s | %.2f | %.2fx | %s | %.2f | %.2f | %.0f | %.0f | %.1e |\n", name.c_str(),
+                      static_cast<long long>(h), batch, label, c.cpu, c.cpu / ref.cpu, ref_label, c.record + c.schedule,
+                      c.kernels, c.launches, c.ops, diff);
+          std::fflush(stdout);
+          Json entry = {{"model", name},
+                        {"h", h},
+                        {"batch", batch},
+                        {"configuration", label},
+                        {"reference", ref_label},
+                        {"cpu_ms", c.cpu},
+                        {"cpu_ratio_to_reference", c.cpu / ref.cpu},
+                        {"latency_ms", c.latency},
+                        {"record_ms", c.record},
+                        {"schedule_ms", c.schedule},
+                        {"kernel_ms", c.kernels},
+                        {"kernels_launched", c.launches},
+                        {"ops_recorded", c.ops},
+                        {"max_output_difference", diff}};
+          json->push_back(entry);
+        };
+        row("all on (AOT)", on, on, "itself", out_aot);
+        row("AOT off (interpreted, all else on)", interpreted, on, "all on (AOT)", out_interpreted);
+        for (const Ablation& a : acrobat_ablations()) {
+          CompileOptions copt = all_on;
+          RuntimeOptions ropt = opt;
+          a.turn_off(copt, ropt);
+          std::vector<float> out;
+          PERFMEM_ASSIGN_OR_RETURN(Cell c, measure_with(*m, batch, data, warmup, timed, copt, ropt, nullptr, &out));
+          row((std::string(a.name) + " off").c_str(), c, interpreted, "interpreted", out);
+        }
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -108,8 +204,23 @@ int main(int argc, char** argv) {
   app.add_option("--timed-large-batch", timed64, "timed minibatches at B > 8 (default 10)");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   app.add_option("--svg", svg_path, "also plot each scheduler's speedup over unbatched execution");
+  bool ablation = false;
+  app.add_flag("--ablation", ablation,
+               "the ablation table instead: acrobat with each optimisation off in turn (default models "
+               "treelstm,mvrnn,birnn,drnn,stackrnn, size small, B 64)");
   return run_cli(app, argc, argv, [&]() -> int {
     kernels::set_blas_threads(1);
+    if (ablation) {
+      // Defaults of the ablation unless given: a representative set at B = 64.
+      if (app.count("--models") == 0) models = "treelstm,mvrnn,birnn,drnn,stackrnn";
+      if (app.count("--sizes") == 0) sizes = "small";
+      if (app.count("--batches") == 0) batches = "64";
+      Json rows = Json::array();
+      Status s = run_ablation(split(models), split(sizes), split(batches), warmup, timed8, timed64, &rows);
+      if (s.ok() && !json_path.empty()) s = write_text_file(json_path, rows.dump(2));
+      if (!s.ok()) return report_failure(app, s);
+      return kExitOk;
+    }
     Json all = Json::array();
     BarChart chart;
     chart.title = "ACRoBat: speedup over unbatched execution (same kernels)";
@@ -155,9 +266,7 @@ int main(int argc, char** argv) {
           if (!two) return report_failure(app, two.status());
           bar.advance();
           // Compiled ahead of time: the bundled models exist at their small and large sizes.
-          const AotModel* aot_model = nullptr;
-          for (const AotModel* c : compiled_bundled_models())
-            if (c->name == name + "_" + size) aot_model = c;
+          const AotModel* aot_model = compiled_model(name, size);
           if (!aot_model) return report_failure(app, input_error("--sizes", size, "small or large (compiled models)"));
           auto aot = measure(*m, h, batch, Scheduler::kAcrobat, data, warmup, timed, 1, aot_model);
           if (!aot) return report_failure(app, aot.status());

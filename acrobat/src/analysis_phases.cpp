@@ -37,4 +37,20 @@ Status analyze_phases(Program& program) {
   return status;
 }
 
+void drop_phases(Program& program) {
+  // The annotations sit only on main's spine (analyze_phases): follow it, unwrapping each.
+  ExprP* e = &program.fns[program.main_fn].body;
+  while (*e) {
+    if ((*e)->kind == ExprKind::kPhase) {
+      ExprP body = std::move((*e)->args[0]);
+      *e = std::move(body);
+    } else if ((*e)->kind == ExprKind::kLet) {
+      e = &(*e)->args[1];
+    } else {
+      break;
+    }
+  }
+  program.num_phases = 1;
+}
+
 }  // namespace perfmem::acrobat

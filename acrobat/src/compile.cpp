@@ -18,6 +18,7 @@ Result<std::unique_ptr<Program>> compile_program(const std::string& file, const 
     return input_error(format_pos(main.file, main.pos), "function main",
                        "main to return a vector (the instance's output, e.g. Tensor[16])", type_name(*main.ret, {}));
   PERFMEM_RETURN_IF_ERROR(analyze_phases(*program));
+  if (!options.phases) drop_phases(*program);
   if (options.static_depth) analyze_static_depth(*program);
   analyze_param_reuse(*program, true);
   if (options.coarsening) {

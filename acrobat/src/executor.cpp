@@ -136,7 +136,7 @@ void Executor::run_batch(Recording& rec, int kernel, const uint32_t* batch, int 
   const KernelSig& sig = prog_.kernels[kernel];
   ptr_buf_.clear();
   out_buf_.clear();
-  if (sig.group >= 0) return run_group(rec, sig.group, batch, n);
+  if (sig.group >= 0) return run_group(rec, sig.group, batch, n, gather_copy);
   int nargs = static_cast<int>(sig.arg_dims.size());
   // Pointer arrays are taken by index: ptr_buf_ may grow while they are built.
   size_t offs[kMaxArgs];
@@ -167,7 +167,7 @@ void Executor::run_batch(Recording& rec, int kernel, const uint32_t* batch, int 
 // batched, products by a parameter stay one GEMM per tile, and the tile's intermediates stay
 // in cache. Stored intermediates live in one scratch block reused by every tile; outputs get
 // contiguous arena blocks for the whole batch. Slices are views (pointer offsets).
-void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n) {
+void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n, bool gather_copy) {
   const FusedGroup& g = prog_.groups[group];
   GroupPlan& plan = group_plans_[group];
   if (!plan.built) plan = plan_group(g, !opt_.reference_kernels);
@@ -179,7 +179,7 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
     int r = g.input_regs[i];
     group_kind_[r] = RegKind::kInput;
     group_reg_off_[r] = ptr_buf_.size();
-    arg_ptrs(rec, batch, n, static_cast<int>(i), g.reg_param[r] >= 0, false, g.reg_size[r]);
+    arg_ptrs(rec, batch, n, static_cast<int>(i), g.reg_param[r] >= 0, gather_copy, g.reg_size[r]);
   }
   // Internal registers that need tile storage: not local, not a slice (a view).
   std::vector<char>& stored = group_stored_;

@@ -70,7 +70,7 @@ class Executor {
   const float* const* arg_ptrs(Recording& rec, const uint32_t* batch, int n, int i, bool shared, bool gather_copy,
                                int64_t size);
   void run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out);
-  void run_group(Recording& rec, int group, const uint32_t* batch, int n);
+  void run_group(Recording& rec, int group, const uint32_t* batch, int n, bool gather_copy);
   template <class RegsAt>
   void run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count, const RegsAt& regs_at);
 

@@ -24,6 +24,18 @@ CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> o
   return o;
 }
 
+const std::vector<Ablation>& acrobat_ablations() {
+  static const std::vector<Ablation> all{
+      {"coarsening", [](CompileOptions& c, RuntimeOptions&) { c.coarsening = false; }},
+      {"static depth", [](CompileOptions& c, RuntimeOptions&) { c.static_depth = false; }},
+      {"inline depth", [](CompileOptions&, RuntimeOptions& r) { r.inline_depth = false; }},
+      {"gather fusion", [](CompileOptions&, RuntimeOptions& r) { r.gather_fusion = false; }},
+      {"ghost ops", [](CompileOptions& c, RuntimeOptions&) { c.ghost_ops = false; }},
+      {"phases", [](CompileOptions& c, RuntimeOptions&) { c.phases = false; }},
+  };
+  return all;
+}
+
 namespace {
 
 double cpu_now_ms() {
@@ -101,7 +113,11 @@ Status Runtime::run_minibatch(size_t begin, size_t end, std::vector<float>* outp
   double flush_ms = 0;
   auto flush = [&]() -> Status {
     double f0 = now_ms();
-    schedule(m.opt.scheduler, m.recording, m.prog->kernels, m.prog->num_phases, &m.schedule);
+    if (m.opt.scheduler == Scheduler::kAcrobat && !m.opt.inline_depth)
+      schedule_acrobat_dataflow_depth(m.recording, m.prog->kernels.size(), m.prog->num_phases, &m.schedule);
+    else
+      schedule(m.opt.scheduler, m.recording, m.prog->kernels, m.prog->num_phases, &m.schedule);
+    if (!m.opt.gather_fusion) m.schedule.gather_copy = true;
     double f1 = now_ms();
     local.schedule_ms += f1 - f0;
     try {

@@ -34,13 +34,19 @@ void schedule_none(const Recording& rec, Schedule* out) {
   }
 }
 
-void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out) {
+namespace {
+
+// acrobat's bucketing with the depth of node i given by depth_of(i): counting sort into
+// buckets (phase, depth), then by kernel inside a bucket.
+template <class DepthOf>
+void schedule_by_depth(const Recording& rec, size_t num_kernels, int num_phases, const DepthOf& depth_of,
+                       Schedule* out) {
   const auto& nodes = rec.nodes;
   const size_t first = rec.executed_nodes, count = nodes.size() - first;
   out->gather_copy = false;
   out->batches.clear();
   int max_d = 0;
-  for (size_t i = first; i < nodes.size(); ++i) max_d = std::max(max_d, nodes[i].depth);
+  for (size_t i = first; i < nodes.size(); ++i) max_d = std::max(max_d, depth_of(i));
   size_t per_phase = static_cast<size_t>(max_d) + 1;
   size_t buckets = per_phase * static_cast<size_t>(std::max(num_phases, 1));
   // Counting sort into buckets (phase, depth).
@@ -48,13 +54,13 @@ void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, 
   std::vector<uint32_t>& bucketed = out->work_b;
   std::vector<uint32_t>& cursor = out->work_c;
   start.assign(buckets + 1, 0);
-  for (size_t i = first; i < nodes.size(); ++i) start[nodes[i].phase * per_phase + nodes[i].depth + 1]++;
+  for (size_t i = first; i < nodes.size(); ++i) start[nodes[i].phase * per_phase + depth_of(i) + 1]++;
   for (size_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
   bucketed.resize(count);
   cursor.assign(start.begin(), start.end() - 1);
   for (size_t i = first; i < nodes.size(); ++i) {
     const RecordedNode& nd = nodes[i];
-    bucketed[cursor[nd.phase * per_phase + nd.depth]++] = static_cast<uint32_t>(i);
+    bucketed[cursor[nd.phase * per_phase + depth_of(i)]++] = static_cast<uint32_t>(i);
   }
   // Inside a bucket: group by kernel with a counting pass over the kernels it touches.
   // kernel_count doubles as the write cursor and is all zero again after each bucket.
@@ -83,6 +89,31 @@ void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, 
     }
     for (int k : touched) kernel_count[k] = 0;
   }
+}
+
+}  // namespace
+
+void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out) {
+  schedule_by_depth(
+      rec, num_kernels, num_phases, [&](size_t i) { return rec.nodes[i].depth; }, out);
+}
+
+void schedule_acrobat_dataflow_depth(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out) {
+  const size_t first = rec.executed_nodes, count = rec.nodes.size() - first;
+  // One more than the deepest pending producer in the same phase (recording order is
+  // topological); a producer in an earlier phase runs before the whole phase anyway.
+  std::vector<int> depth(count, 0);
+  for (size_t i = 0; i < count; ++i) {
+    const RecordedNode& nd = rec.nodes[first + i];
+    int d = 0;
+    for (int a = 0; a < nd.nargs; ++a) {
+      int32_t p = rec.producer(nd, a);
+      if (p >= static_cast<int32_t>(first) && rec.nodes[p].phase == nd.phase) d = std::max(d, depth[p - first] + 1);
+    }
+    depth[i] = d;
+  }
+  schedule_by_depth(
+      rec, num_kernels, num_phases, [&](size_t i) { return depth[i - first]; }, out);
 }
 
 uint64_t dynet_signature(const Recording& rec, const RecordedNode& nd, const std::vector<KernelSig>& kernels) {

@@ -436,6 +436,46 @@ TEST(AcrobatRuntime, TensorDependentModelsEqualTheUnbatchedRun) {
   }
 }
 
+// The benchmark's ablations: each optimisation of the acrobat configuration off in turn
+// (compile-time analyses and run-time switches) still gives the unbatched run's outputs, on
+// models with phases (treelstm, birnn), ghost ops and waits for values (drnn, stackrnn).
+TEST(AcrobatRuntime, EveryAblationEqualsTheUnbatchedRun) {
+  for (const char* model : {"treelstm", "mvrnn", "birnn", "drnn", "stackrnn"}) {
+    const ModelInfo* info = find_model(model);
+    const bool waits = std::string(model) == "drnn" || std::string(model) == "stackrnn";
+    auto data = waits ? info->make_data(16) : varied_data(model, 13);
+    RunStats ref_stats;
+    auto ref = outputs(model, 8, Scheduler::kNone, data, data.size(), &ref_stats);
+    double tol =
+        16 * std::numeric_limits<float>::epsilon() * std::sqrt(double(ref_stats.ops_recorded) / double(data.size()));
+    RunStats all_on;
+    outputs(model, 8, Scheduler::kAcrobat, data, data.size(), &all_on);
+    for (const Ablation& off : acrobat_ablations()) {
+      CompileOptions copt = compile_options_for(Scheduler::kAcrobat, {{info->size_const, 8}});
+      RuntimeOptions opt;
+      off.turn_off(copt, opt);
+      opt.verify = true;
+      auto program = compile_program(std::string(model) + ".acr", read_model(model), copt);
+      ASSERT_TRUE(program.ok()) << program.status().to_string();
+      if (!copt.phases) { EXPECT_EQ((*program)->num_phases, 1) << model; }
+      auto rt = Runtime::create(**program, opt);
+      ASSERT_TRUE(rt.ok()) << rt.status().to_string();
+      ASSERT_TRUE((*rt)->set_inputs(data).ok());
+      std::vector<float> got;
+      RunStats st;
+      Status status = (*rt)->run_minibatch(0, data.size(), &got, &st);
+      ASSERT_TRUE(status.ok()) << model << " " << off.name << " off: " << status.to_string();
+      ASSERT_EQ(got.size(), ref.size());
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(got[i], ref[i], tol * (1 + std::fabs(ref[i]))) << model << " " << off.name << " off, output " << i;
+      // Without coarsening every tensor op is its own node. Without phases BiRNN's classifier
+      // runs at each sentence's own depth: sentences of different lengths no longer share it.
+      if (!copt.coarsening) { EXPECT_GT(st.ops_recorded, all_on.ops_recorded) << model; }
+      if (!copt.phases && std::string(model) == "birnn") { EXPECT_GT(st.kernels_launched, all_on.kernels_launched); }
+    }
+  }
+}
+
 // The decisions come from the data: instances run alone record different numbers of ops,
 // and batched, the instances' ops share launches (far fewer launches than ops).
 TEST(AcrobatRuntime, TensorDecisionsDependOnTheInstance) {

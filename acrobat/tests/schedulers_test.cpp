@@ -165,6 +165,30 @@ TEST(AcrobatSchedulers, AcrobatOrdersBucketsByDepthAndKernelsByFirstAppearance) 
   EXPECT_EQ(batches(s), (Sets{{0}}));
 }
 
+// The inline-depth ablation: the recorded depths are ignored (here all 0, which would be
+// wrong for acrobat's own bucketing) and recomputed from the operand edges within a phase.
+TEST(AcrobatSchedulers, DataflowDepthAblationRecomputesDepthsFromOperands) {
+  Recording r = fresh();
+  uint32_t a = node(r, 1, 0, {1});  // instance 1: tanh -> tanh -> add
+  uint32_t b = node(r, 1, 0, {a});
+  node(r, 2, 0, {b, 1});
+  uint32_t c = node(r, 1, 0, {2});  // instance 2: tanh -> add
+  node(r, 2, 0, {c, 2});
+  uint32_t e = node(r, 1, 0, {c}, 1);  // phase 1 reads phase 0: depth 0 of its phase
+  node(r, 1, 0, {e}, 1);
+  Schedule s;
+  schedule_acrobat_dataflow_depth(r, kernel_table().size(), 2, &s);
+  expect_valid(r, s, "acrobat, dataflow depth");
+  using Sets = std::vector<std::set<uint32_t>>;
+  EXPECT_EQ(batches(s), (Sets{{0, 3}, {1}, {4}, {2}, {5}, {6}}));
+  // Nodes of an earlier round count as available operands: depth 0 again.
+  r.executed_nodes = r.nodes.size();
+  node(r, 1, 0, {b});
+  node(r, 1, 0, {2});
+  schedule_acrobat_dataflow_depth(r, kernel_table().size(), 2, &s);
+  EXPECT_EQ(batches(s), (Sets{{7, 8}}));
+}
+
 TEST(AcrobatSchedulers, EmptyRecordingHasNoBatches) {
   Recording r = fresh();
   for (Scheduler which : kAllSchedulers) EXPECT_TRUE(run(which, r).batches.empty()) << scheduler_name(which);

@@ -12,7 +12,8 @@
 // minibatches (at most `timed`). Latency = wall clock of one minibatch: for DyNet, building
 // the computation graph, forward() and copying the concatenated logits out; for acrobat,
 // run_minibatch (recording, scheduling, kernels, outputs). Order within a configuration:
-// acrobat 1 thread, DyNet none, acrobat 2 threads, DyNet agenda, DyNet depth, so drift in the
+// acrobat 1 thread, DyNet none, acrobat 2 threads, DyNet agenda, DyNet depth, acrobat compiled
+// ahead of time (1 thread; the bundled model built by acrobat_add_model), so drift in the
 // machine's load touches both systems; --rounds N repeats that sequence and pools the timed
 // minibatches. Every run's first minibatch is compared with acrobat's (one thread): a
 // disagreement beyond float rounding fails the benchmark, so the table only ever compares
@@ -30,6 +31,8 @@
 #include <map>
 
 #include "dynet_workloads.h"
+#include "compiled_models.h"
+#include "perfmem/acrobat/aot.h"
 #include "perfmem/acrobat/kernels.h"
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
@@ -92,15 +95,24 @@ struct Samples {
 
 class AcrobatSystem {
  public:
-  static Result<AcrobatSystem> create(const ModelInfo& m, int64_t h, int threads, const std::vector<Instance>& data) {
+  // `aot`: the model compiled ahead of time (the bundled models at their small and large
+  // sizes), or nullptr to interpret it.
+  static Result<AcrobatSystem> create(const ModelInfo& m, int64_t h, int threads, const std::vector<Instance>& data,
+                                      const AotModel* aot = nullptr) {
     AcrobatSystem s;
-    PERFMEM_ASSIGN_OR_RETURN(s.program_,
-                             compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
-                                             compile_options_for(Scheduler::kAcrobat, {{m.size_const, h}})));
     RuntimeOptions opt;
     opt.scheduler = Scheduler::kAcrobat;
     opt.threads = threads;
-    PERFMEM_ASSIGN_OR_RETURN(s.rt_, Runtime::create(*s.program_, opt));
+    if (aot) {
+      PERFMEM_ASSIGN_OR_RETURN(auto loaded, load_aot_model(*aot, opt));
+      s.program_ = std::move(loaded.program);
+      s.rt_ = std::move(loaded.runtime);
+    } else {
+      PERFMEM_ASSIGN_OR_RETURN(s.program_,
+                               compile_program(bundled_file_name(m.name), std::string(bundled_source(m.name)),
+                                               compile_options_for(Scheduler::kAcrobat, {{m.size_const, h}})));
+      PERFMEM_ASSIGN_OR_RETURN(s.rt_, Runtime::create(*s.program_, opt));
+    }
     PERFMEM_RETURN_IF_ERROR(s.rt_->set_inputs(data));
     return s;
   }
@@ -238,12 +250,12 @@ int main(int argc, char** argv) {
     const CorePeak peak = measure_single_core_peak();
     std::printf("Single-core peak: %.1f GFLOP/s (%s, 1024^3, best of 5)\n\n", peak.gflops, peak.kernel.c_str());
     std::printf(
-        "| model | h | B | acrobat 1 thread ms | acrobat 2 threads ms | DyNet none ms | DyNet agenda ms | DyNet depth "
+        "| model | h | B | acrobat 1 thread ms | acrobat 2 threads ms | acrobat AOT ms | DyNet none ms | DyNet agenda "
         "ms "
-        "| 1 thread vs best autobatch | 1 thread vs none | 2 threads vs best autobatch | 1 thread vs best autobatch, "
-        "CPU "
-        "time | product floor ms | 1 thread / floor |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        "| DyNet depth ms | 1 thread vs best autobatch | 1 thread vs none | 2 threads vs best autobatch | AOT vs best "
+        "autobatch | 1 thread vs best autobatch, CPU time | AOT vs best autobatch, CPU time | product floor ms | 1 "
+        "thread / floor |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const auto& name : models) {
       const ModelInfo* m = find_model(name);  // --models accepts bundled names only
       for (const auto& size : sizes) {
@@ -254,10 +266,14 @@ int main(int argc, char** argv) {
           int timed_none = std::min(timed, std::max(3, timed / 5));  // within the generated data
           auto data = m->make_data(static_cast<size_t>(batch) * (warmup + timed));
           size_t b = static_cast<size_t>(batch);
-          Samples a1, a2;
+          Samples a1, a2, aot;
           std::map<DynetMode, Samples> dy;
-          auto acrobat_pass = [&](int threads, Samples* s) -> Status {
-            PERFMEM_ASSIGN_OR_RETURN(auto sys, AcrobatSystem::create(*m, h, threads, data));
+          const AotModel* compiled = nullptr;
+          for (const AotModel* c : compiled_bundled_models())
+            if (c->name == name + "_" + size) compiled = c;
+          if (!compiled) return report_failure(app, input_error("--sizes", size, "small or large (compiled models)"));
+          auto acrobat_pass = [&](int threads, Samples* s, const AotModel* aot_model = nullptr) -> Status {
+            PERFMEM_ASSIGN_OR_RETURN(auto sys, AcrobatSystem::create(*m, h, threads, data, aot_model));
             return collect(warmup, timed, s, [&](int j, std::vector<float>* out, double* wall, double* cpu) {
               double flops = 0;
               PERFMEM_RETURN_IF_ERROR(sys.run(j * b, (j + 1) * b, out, wall, cpu, &flops));
@@ -277,13 +293,15 @@ int main(int argc, char** argv) {
             if (s.ok()) s = acrobat_pass(2, &a2);
             if (s.ok()) s = dynet_pass(DynetMode::kAgenda);
             if (s.ok()) s = dynet_pass(DynetMode::kDepth);
+            if (s.ok()) s = acrobat_pass(1, &aot, compiled);
             if (!s.ok()) return report_failure(app, s);
           }
           // Equal computations only: every system's minibatch 0 against acrobat's (1 thread).
           double scale = 0;
           for (float v : a1.first) scale = std::max(scale, double(std::fabs(v)));
           double tol = 1e-3 * std::max(1.0, scale);
-          std::map<std::string, double> diffs = {{"acrobat_2_threads", max_abs_diff(a2.first, a1.first)}};
+          std::map<std::string, double> diffs = {{"acrobat_2_threads", max_abs_diff(a2.first, a1.first)},
+                                                 {"acrobat_aot", max_abs_diff(aot.first, a1.first)}};
           for (DynetMode mode : kModes)
             diffs[std::string("dynet_") + dynet_mode_name(mode)] = max_abs_diff(dy[mode].first, a1.first);
           for (const auto& [system, d] : diffs)
@@ -292,18 +310,21 @@ int main(int argc, char** argv) {
                                                 name + " h=" + std::to_string(h) + " B=" + std::to_string(batch) +
                                                     ": " + system + " differs from acrobat by " + std::to_string(d) +
                                                     " (tolerance " + std::to_string(tol) + ")"));
-          double t1 = a1.median_wall(), t2 = a2.median_wall();
+          double t1 = a1.median_wall(), t2 = a2.median_wall(), t_aot = aot.median_wall();
           double none = dy[DynetMode::kNone].median_wall(), agenda = dy[DynetMode::kAgenda].median_wall(),
                  depth = dy[DynetMode::kDepth].median_wall();
           double best = std::min(agenda, depth);
           // The same single-thread ratio on CPU time, which a busy machine disturbs less.
-          double best_cpu =
-              std::min(dy[DynetMode::kAgenda].median_cpu(), dy[DynetMode::kDepth].median_cpu()) / a1.median_cpu();
+          const double dynet_best_cpu =
+              std::min(dy[DynetMode::kAgenda].median_cpu(), dy[DynetMode::kDepth].median_cpu());
+          double best_cpu = dynet_best_cpu / a1.median_cpu(), best_cpu_aot = dynet_best_cpu / aot.median_cpu();
           const double floor_ms = product_floor_ms(percentile(a1.product_flops, 50), peak);
           std::printf(
-              "| %s | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx | %.2fx | %.2f | %.2fx |\n",
-              name.c_str(), static_cast<long long>(h), batch, t1, t2, none, agenda, depth, best / t1, none / t1,
-              best / t2, best_cpu, floor_ms, floor_ms > 0 ? t1 / floor_ms : 0.0);
+              "| %s | %lld | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx | %.2fx | %.2fx | "
+              "%.2fx | "
+              "%.2f | %.2fx |\n",
+              name.c_str(), static_cast<long long>(h), batch, t1, t2, t_aot, none, agenda, depth, best / t1, none / t1,
+              best / t2, best / t_aot, best_cpu, best_cpu_aot, floor_ms, floor_ms > 0 ? t1 / floor_ms : 0.0);
           std::fflush(stdout);
           Json row = {{"model", name}, {"h", h}, {"batch", batch}, {"max_abs_diff_vs_acrobat", diffs}};
           auto cell = [](const Samples& s) {
@@ -311,11 +332,14 @@ int main(int argc, char** argv) {
           };
           row["acrobat_1_thread"] = cell(a1);
           row["acrobat_2_threads"] = cell(a2);
+          row["acrobat_aot"] = cell(aot);
           for (DynetMode mode : kModes) row[std::string("dynet_") + dynet_mode_name(mode)] = cell(dy[mode]);
           row["speedup_1_thread_vs_best_autobatch"] = best / t1;
           row["speedup_1_thread_vs_none"] = none / t1;
           row["speedup_2_threads_vs_best_autobatch"] = best / t2;
           row["speedup_1_thread_vs_best_autobatch_cpu_time"] = best_cpu;
+          row["speedup_aot_vs_best_autobatch"] = best / t_aot;
+          row["speedup_aot_vs_best_autobatch_cpu_time"] = best_cpu_aot;
           row["product_floor_ms"] = floor_ms;
           row["single_core_peak_gflops"] = peak.gflops;
           all.push_back(row);

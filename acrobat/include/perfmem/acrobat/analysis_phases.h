@@ -17,4 +17,9 @@ namespace perfmem::acrobat {
 
 Status analyze_phases(Program& program);
 
+// Removes the `phase` annotations of a program analyze_phases accepted (each is replaced by
+// its body) and sets num_phases to 1: depths then run on across the former phase changes,
+// so every operand still has a smaller depth than its user. For the benchmark's ablation.
+void drop_phases(Program& program);
+
 }  // namespace perfmem::acrobat

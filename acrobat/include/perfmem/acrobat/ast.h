@@ -279,6 +279,9 @@ struct CompileOptions {
   bool static_depth = true;
   bool ghost_ops = true;
   bool coarsening = true;
+  // false: `phase` annotations are checked, then dropped (one phase; the depth counter is
+  // never reset), for the benchmark's ablation. Results are unchanged.
+  bool phases = true;
 };
 Result<std::unique_ptr<Program>> compile_program(const std::string& file, const std::string& source,
                                                  const CompileOptions& options);

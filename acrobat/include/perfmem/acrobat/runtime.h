@@ -70,7 +70,25 @@ struct RuntimeOptions {
   // Runs the program's generated code (aot.h) instead of interpreting it. Set by
   // load_aot_model, which checks the program is the one the code was generated from.
   AotMainFn aot_main = nullptr;
+  // Ablations of the acrobat scheduler's run-time optimisations (the benchmark turns each off
+  // in turn; results stay equal to the unbatched run):
+  //  * inline_depth false: the recorded depths are ignored and each node's dataflow depth is
+  //    computed from the operand edges before bucketing (schedule_acrobat_dataflow_depth);
+  //  * gather_fusion false: scattered operands of every launch, fused groups' inputs
+  //    included, are first copied into one contiguous block, as DyNet does.
+  bool inline_depth = true;
+  bool gather_fusion = true;
 };
+
+// The benchmark's ablations (acrobat_bench --ablation): each turns one optimisation of the
+// acrobat configuration off, a compile-time analysis (CompileOptions) or a run-time switch
+// (RuntimeOptions): coarsening, static depth, inline depth, gather fusion, ghost ops, phases.
+// None changes the results (tests/runtime_test.cpp runs each against the unbatched run).
+struct Ablation {
+  const char* name;  // what is off, e.g. "coarsening"
+  void (*turn_off)(CompileOptions& compile, RuntimeOptions& runtime);
+};
+const std::vector<Ablation>& acrobat_ablations();
 
 struct RunStats {
   double total_ms = 0;       // wall clock

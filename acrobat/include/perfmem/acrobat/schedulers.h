@@ -16,6 +16,10 @@
 //                  most ready nodes (ties: the signature seen first) runs as one batch.
 //  * dynet-depth:  the same signatures, batched at equal dataflow depth.
 // The DyNet schedules also ask for operands to be gathered by copy (Schedule::gather_copy).
+// For the benchmark's ablation of inline depth computation, schedule_acrobat_dataflow_depth
+// buckets the same way but ignores the recorded depths: it first computes each node's
+// dataflow depth within its phase from the operand edges (a pass over the graph, as a
+// runtime without inline depths must).
 #pragma once
 
 #include <cstdint>
@@ -57,6 +61,7 @@ uint64_t dynet_signature(const Recording& rec, const RecordedNode& node, const s
 
 void schedule_none(const Recording& rec, Schedule* out);
 void schedule_acrobat(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out);
+void schedule_acrobat_dataflow_depth(const Recording& rec, size_t num_kernels, int num_phases, Schedule* out);
 void schedule_dynet_agenda(const Recording& rec, const std::vector<KernelSig>& kernels, Schedule* out);
 void schedule_dynet_depth(const Recording& rec, const std::vector<KernelSig>& kernels, Schedule* out);
 void schedule(Scheduler s, const Recording& rec, const std::vector<KernelSig>& kernels, int num_phases, Schedule* out);
