@@ -23,15 +23,20 @@ except ImportError as e:
     sys.exit(f"llama_decode_bench: {e} (pip install -r scripts/deps/bench/sida.pip)")
 
 
+def last_logits(llm):
+    """The logits of the last evaluated position (Llama.eval keeps them only with logits_all)."""
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+
+
 def run_once(llm, prompt, new_tokens):
     llm.reset()
     start = time.perf_counter()
     llm.eval(prompt)
+    ids = [int(np.argmax(last_logits(llm)))]
     first = time.perf_counter()
-    ids = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
     while len(ids) < new_tokens:
         llm.eval([ids[-1]])
-        ids.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        ids.append(int(np.argmax(last_logits(llm))))
     end = time.perf_counter()
     return first - start, end - first, ids
 
