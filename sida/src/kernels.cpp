@@ -6,6 +6,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -275,10 +276,12 @@ PERFMEM_SIDA_FAST void fast_gemm_range(const float* x, const WeightT<K>* w, floa
 }
 #undef PERFMEM_SIDA_FAST
 
+std::atomic<bool> portable_forced{false};
+
 bool fast_build() {
   static const bool fast =
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  return fast;
+  return fast && !portable_forced.load(std::memory_order_relaxed);
 }
 #else
 bool fast_build() { return false; }
@@ -379,6 +382,15 @@ void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t row
         packed_gemm(w, rows, x_ptrs, y_ptrs, {.bias = nullptr, .accumulate = accumulate}, isa, {begin, end});
       },
       /*min_chunk=*/2);
+}
+
+bool use_portable_expert_kernels(bool portable) {
+#if defined(__x86_64__)
+  portable_forced.store(portable, std::memory_order_relaxed);
+#else
+  (void)portable;
+#endif
+  return !fast_build();
 }
 
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,

@@ -126,6 +126,40 @@ TEST(Kernels, F16LinearGivesTheBitsOfFp32OnTheWidenedWeights) {
   }
 }
 
+// The portable build (what CPUs without AVX2, FMA and F16C run) keeps the same promises: f16 and
+// bf16 weights give the bits of fp32 weights holding the widened values, merged rows give the
+// bits of their own calls, and every product is within 1e-4 relative error of the plain loops.
+TEST(Kernels, PortableBuildKeepsTheSamePromises) {
+  ASSERT_TRUE(use_portable_expert_kernels(true));
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {2, 768, 300}, {8, 33, 129}, {13, 40, 70}}) {
+    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out));
+    auto x = random_vector(size_t(rows * in), 27), w = random_vector(size_t(out * in), 28);
+    std::vector<uint16_t> w_f16(w.size()), w_bf16(w.size());
+    std::vector<float> from_f16(w.size()), from_bf16(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      w_f16[i] = f32_to_f16(w[i]);
+      from_f16[i] = f16_to_f32(w_f16[i]);
+      w_bf16[i] = f32_to_bf16(w[i]);
+      from_bf16[i] = bf16_to_f32(w_bf16[i]);
+    }
+    auto y = random_vector(size_t(rows * out), 29), fp32 = y, ref = y, half = y, merged = y, alone = y;
+    linear_f16(x.data(), w_f16.data(), half.data(), rows, in, out, true);
+    linear(x.data(), from_f16.data(), fp32.data(), rows, in, out, true);
+    EXPECT_EQ(0, std::memcmp(half.data(), fp32.data(), y.size() * sizeof(float)));
+    half = y;
+    fp32 = y;
+    linear_bf16(x.data(), w_bf16.data(), half.data(), rows, in, out, true);
+    linear(x.data(), from_bf16.data(), fp32.data(), rows, in, out, true);
+    EXPECT_EQ(0, std::memcmp(half.data(), fp32.data(), y.size() * sizeof(float)));
+    linear_reference(x.data(), from_bf16.data(), ref.data(), rows, in, out, true);
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fp32[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+    linear_streaming(x.data(), w.data(), merged.data(), rows, in, out);
+    for (int64_t r = 0; r < rows; ++r) linear(x.data() + r * in, w.data(), alone.data() + r * out, 1, in, out);
+    EXPECT_EQ(0, std::memcmp(merged.data(), alone.data(), merged.size() * sizeof(float)));
+  }
+  use_portable_expert_kernels(false);
+}
+
 // linear_packed (core's packed kernel over contiguous rows, panels split over two threads) on
 // every instruction set this CPU has gives the bits of core's plain-loop twin, whatever the row
 // count, and agrees with plain double-precision loops. Shapes cover panel tails (out not a

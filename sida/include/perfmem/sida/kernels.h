@@ -66,6 +66,11 @@ void linear_f16_reference(const float* x, const uint16_t* w, float* y, int64_t r
 void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t rows, bool accumulate = false,
                    GemmIsa isa = best_gemm_isa());
 
+// Tests only: with `portable`, the expert products above run their portable build even on a CPU
+// with AVX2, FMA and F16C (the two builds give different bits; each is deterministic). Returns
+// whether the portable build is now in use. Not thread-safe against products in flight.
+bool use_portable_expert_kernels(bool portable);
+
 // y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);
 
