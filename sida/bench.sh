@@ -6,6 +6,8 @@
 #   SIDA_BENCH_LARGE=1 adds switch-base-128 shapes (fp32, 27.6 GiB on disk) at 2, 4 and 8 GiB,
 #   64 requests (one run-ahead window).
 # Checkpoints are written once under SIDA_BENCH_DIR (default: BUILD/sida-bench).
+# Not run from here: sida beside llama.cpp on a Mixtral-shaped model, sida/bench/llama_side_by_side.sh
+# BUILD (it installs llama-cpp-python, which builds llama.cpp for minutes, and writes 9 GB).
 set -euo pipefail
 build="${1:-build/release}"
 sida="$build/sida/sida"
@@ -19,3 +21,4 @@ if [ "${SIDA_BENCH_LARGE:-0}" = "1" ]; then
 else
   echo "(switch-base-128 on-disk benchmark skipped; SIDA_BENCH_LARGE=1 runs it: 27.6 GiB written once)"
 fi
+echo "(sida beside llama.cpp: sida/bench/llama_side_by_side.sh $build, run separately)"

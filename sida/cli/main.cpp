@@ -152,6 +152,9 @@ int main(int argc, char** argv) {
   make->add_option("--seed", seed, "Random seed")->capture_default_str();
   make->add_option("--expert-capacity", capacity, "Override the preset's expert capacity")
       ->check(at_least_one("a capacity"));  // 0 or less used to be ignored silently
+  int64_t layers = -1;
+  make->add_option("--layers", layers, "Override a decoder-only preset's number of layers")
+      ->check(whole_number_in("a number of layers", 1, 4096));
   make->add_option("-o,--output", out_dir, "Output folder")->required();
 
   // run
@@ -266,6 +269,10 @@ int main(int argc, char** argv) {
         return report_failure(app, input_error("--expert-capacity", "preset " + preset,
                                                "a Switch preset (Mixtral applies no expert capacity)", preset));
       if (capacity > 0) cfg->expert_capacity = capacity;
+      if (layers > 0 && !cfg->is_decoder_only())
+        return report_failure(
+            app, input_error("--layers", "preset " + preset, "a decoder-only preset (mixtral-*, qwen2-moe-*)", preset));
+      if (layers > 0) cfg->num_decoder_layers = cfg->num_sparse_decoder_layers = layers;
       MakeCheckpointOptions opt;
       opt.seed = seed;
       if (auto s = parse_dtype_arg(dtype_text, &opt.dtype); !s.ok()) return report_failure(app, s);

@@ -367,6 +367,17 @@ Status ModelWeights::load_decoder_only() {
     lm_head = embed_tokens;
   } else {
     PERFMEM_ASSIGN_OR_RETURN(lm_head, load_resident("lm_head.weight", {c.vocab_size, d}));
+    // A 16-bit LM head is also kept as stored: decoding streams it once per token, and the
+    // 16-bit kernels give the fp32 kernels' bits on the widened values in half the bytes.
+    PERFMEM_ASSIGN_OR_RETURN(auto head, checkpoint_.get("lm_head.weight"));
+    if (head.info->dtype == DType::kBF16 || head.info->dtype == DType::kF16) {
+      AlignedBuffer raw(head.info->nbytes());
+      PERFMEM_RETURN_IF_ERROR(head.file->read(*head.info, raw.data(), head.info->nbytes()));
+      lm_head_half = raw.data_as<uint16_t>();
+      lm_head_half_dtype = head.info->dtype;
+      resident_bytes_ += raw.size();
+      storage_.push_back(std::move(raw));
+    }
   }
   PERFMEM_ASSIGN_OR_RETURN(final_norm, load_resident("model.norm.weight", {d}));
   const DecoderOnlyConfig& o = c.decoder_only;

@@ -184,7 +184,9 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   const bool bf16 = view.wi_bf16 != nullptr;
   // A product of the expert's matrix `w` (fp32 or bf16 slot) with `rows` rows.
   auto product = [&](const float* x, const float* w, const uint16_t* w_bf16, float* y, int64_t in, int64_t out) {
-    if (bf16)
+    if (bf16 && view.half_is_f16)
+      (streaming ? linear_streaming_f16 : linear_f16)(x, w_bf16, y, m, in, out, false);
+    else if (bf16)
       (streaming ? linear_streaming_bf16 : linear_bf16)(x, w_bf16, y, m, in, out, false);
     else
       (streaming ? linear_streaming : linear)(x, w, y, m, in, out, false);

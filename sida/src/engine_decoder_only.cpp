@@ -195,7 +195,12 @@ void Engine::end_sequence_step(SequenceState& s, int64_t step) const {
   s.last.resize(size_t(d));
   rms_norm(&s.x[size_t((n - 1) * d)], model_.final_norm, s.last.data(), 1, d, float(c.layer_norm_epsilon));
   s.logits.resize(size_t(V));
-  linear(s.last.data(), model_.lm_head, s.logits.data(), 1, d, V);
+  if (model_.lm_head_half && model_.lm_head_half_dtype == DType::kF16)
+    linear_f16(s.last.data(), model_.lm_head_half, s.logits.data(), 1, d, V);
+  else if (model_.lm_head_half)
+    linear_bf16(s.last.data(), model_.lm_head_half, s.logits.data(), 1, d, V);
+  else
+    linear(s.last.data(), model_.lm_head, s.logits.data(), 1, d, V);
   if (s.keep_logits) s.gen.logits.push_back(s.logits);
   const int32_t next = int32_t(argmax(s.logits.data(), V));
   s.gen.tokens[0].push_back(next);

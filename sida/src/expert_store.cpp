@@ -112,16 +112,22 @@ Result<std::unique_ptr<ExpertStore>> ExpertStore::create(const ModelWeights& mod
   const SwitchConfig& c = model.config();
   const uint64_t total = uint64_t(c.num_moe_layers() * c.num_experts);
   const uint64_t per_expert = options.bf16_fast_tier ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
-  if (options.bf16_fast_tier)
+  if (options.bf16_fast_tier) {
+    // Every expert tensor must share one 16-bit type, the first expert's (BF16 or F16).
+    const DType half = model.expert(0, 0).wi->dtype;
     for (int64_t m = 0; m < c.num_moe_layers(); ++m)
       for (int64_t e = 0; e < c.num_experts; ++e) {
         const ExpertTensors& t = model.expert(m, e);
         for (const TensorInfo* info : {t.wi, t.up, t.wo})
-          if (info && info->dtype != DType::kBF16)
+          if (info && (info->dtype != half || (half != DType::kBF16 && half != DType::kF16)))
             return input_error(t.wi_file->path(), "tensor \"" + info->name + "\"",
-                               "dtype BF16 (a bf16 fast tier keeps experts as stored)",
+                               half == DType::kBF16 || half == DType::kF16
+                                   ? "dtype " + std::string(dtype_safetensors_name(half)) +
+                                         " like every other expert tensor (a 16-bit fast tier keeps experts as stored)"
+                                   : "dtype BF16 or F16 (a 16-bit fast tier keeps experts as stored)",
                                std::string(dtype_safetensors_name(info->dtype)));
       }
+  }
   uint64_t slots = options.budget_bytes == 0 ? total : options.budget_bytes / per_expert;
   slots = std::min(slots, total);
   if (slots < 1)
@@ -140,6 +146,7 @@ ExpertStore::ExpertStore(const ModelWeights& model, StoreOptions options, std::u
     : model_(model), options_(options), slow_(std::move(slow)) {
   const SwitchConfig& c = model.config();
   elem_bytes_ = options.bf16_fast_tier ? 2 : 4;
+  half_is_f16_ = options.bf16_fast_tier && model.expert(0, 0).wi->dtype == DType::kF16;
   slot_bytes_ = c.expert_f32_bytes() / 4 * elem_bytes_;
   for (size_t s = 0; s < slots; ++s)
     memory_.emplace_back(in_region_bytes(c, elem_bytes_) + out_region_bytes(c, elem_bytes_), kPage);
@@ -258,7 +265,8 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
                             id,
                             slot,
                             reinterpret_cast<const uint16_t*>(base),
-                            reinterpret_cast<const uint16_t*>(base + region)};
+                            reinterpret_cast<const uint16_t*>(base + region),
+                            half_is_f16_};
         return ExpertView{reinterpret_cast<const float*>(base), reinterpret_cast<const float*>(base + region), id,
                           slot};
       }

@@ -2,16 +2,14 @@
 
 #include <cblas.h>
 #if defined(__x86_64__)
-// The streaming kernel is cloned for AVX2 and the baseline on x86-64 (chosen once per process);
-// elsewhere (aarch64) the generic vector types compile to the native SIMD.
-#define PERFMEM_SIDA_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PERFMEM_SIDA_AVX2_CLONES
+#include <immintrin.h>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "perfmem/core/status.h"
@@ -20,108 +18,343 @@
 namespace perfmem::sida {
 namespace {
 
+// The expert products come in two builds, chosen once per process from the CPU: on x86-64 with
+// AVX2, FMA and F16C, intrinsic kernels (fused multiply-adds, f16 widened by vcvtph2ps); elsewhere
+// portable kernels (GCC vector types: a multiply then an add). Each build gives every y element
+// the same bits whatever the weights' storage type (the widening of bf16 and f16 to fp32 is
+// exact), so a 16-bit fast tier computes what an fp32 one does on the widened values.
+enum class Weights { kF32, kBF16, kF16 };
+template <Weights K>
+using WeightT = std::conditional_t<K == Weights::kF32, float, uint16_t>;
+
+template <Weights K>
+inline float widen(WeightT<K> w) {
+  if constexpr (K == Weights::kF32) {
+    return w;
+  } else if constexpr (K == Weights::kBF16) {
+    const uint32_t bits = uint32_t(w) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  } else {
+    return f16_to_f32(w);
+  }
+}
+
+// ---- Portable build ----------------------------------------------------------------------------
+
 using f32x8 = float __attribute__((vector_size(32)));
 using u16x8 = uint16_t __attribute__((vector_size(16)));
 using u32x8 = uint32_t __attribute__((vector_size(32)));
 
-// Eight weights as fp32: a copy for fp32 weights; for bf16, the 16 bits become the high half of
-// each fp32 (exactly convert_to_f32's widening), so both kinds feed the same arithmetic.
-// (Out-parameters: returning a 32-byte vector by value changes the ABI between the clones.)
-inline void load8(f32x8* v, const float* p) { std::memcpy(v, p, sizeof *v); }
-inline void load8(f32x8* v, const uint16_t* p) {
-  u16x8 h;
-  std::memcpy(&h, p, sizeof h);
-  const u32x8 wide = __builtin_convertvector(h, u32x8) << 16;
-  std::memcpy(v, &wide, sizeof *v);
-}
-inline float widen(float w) { return w; }
-inline float widen(uint16_t w) {
-  const uint32_t bits = uint32_t(w) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
+// Eight weights as fp32. (Out-parameters: returning a 32-byte vector by value changes the ABI
+// between builds.)
+template <Weights K>
+inline void load8(f32x8* v, const WeightT<K>* p) {
+  if constexpr (K == Weights::kF32) {
+    std::memcpy(v, p, sizeof *v);
+  } else if constexpr (K == Weights::kBF16) {
+    u16x8 h;
+    std::memcpy(&h, p, sizeof h);
+    const u32x8 wide = __builtin_convertvector(h, u32x8) << 16;
+    std::memcpy(v, &wide, sizeof *v);
+  } else {
+    for (int i = 0; i < 8; ++i) (*v)[i] = f16_to_f32(p[i]);
+  }
 }
 
-// The dot product of one weight row with one input row, as the streaming kernel defines it: two
-// 8-wide partial sums over 16-element steps, a fixed pairwise reduction, then the tail. Every y
-// element is computed with exactly this sequence of operations, whichever loop below computes it,
-// so a row's result never depends on which or how many other rows share the call.
-#define PERFMEM_SIDA_DOT_STEP(acc0, acc1, wrow, xrow, i) \
-  do {                                                   \
-    f32x8 a_, b_, c_, d_;                                \
-    load8(&a_, (wrow) + (i));                            \
-    load8(&b_, (xrow) + (i));                            \
-    load8(&c_, (wrow) + (i) + 8);                        \
-    load8(&d_, (xrow) + (i) + 8);                        \
-    acc0 += a_ * b_;                                     \
-    acc1 += c_ * d_;                                     \
-  } while (0)
-
-template <typename W>
-inline float finish_dot(const f32x8& s0, const f32x8& s1, const W* w, const float* x, int64_t i, int64_t in) {
+// The dot product of one weight row with one input row, as the portable streaming kernel defines
+// it: two 8-wide partial sums over 16-element steps, a fixed pairwise reduction, then the tail.
+// Every y element is computed with exactly this sequence of operations, so a row's result never
+// depends on which or how many other rows share the call.
+template <Weights K>
+inline float portable_dot(const WeightT<K>* w, const float* x, int64_t in) {
+  const int64_t steps = in / 16 * 16;
+  f32x8 s0 = {}, s1 = {};
+  for (int64_t i = 0; i < steps; i += 16) {
+    f32x8 a, b, c, d;
+    load8<K>(&a, w + i);
+    std::memcpy(&b, x + i, sizeof b);
+    load8<K>(&c, w + i + 8);
+    std::memcpy(&d, x + i + 8, sizeof d);
+    s0 += a * b;
+    s1 += c * d;
+  }
   const f32x8 t = s0 + s1;
   float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-  for (; i < in; ++i) sum += widen(w[i]) * x[i];
+  for (int64_t i = steps; i < in; ++i) sum += widen<K>(w[i]) * x[i];
   return sum;
 }
 
-// y[r, o] (+)= x[r, :] · w[o, :] for o in [o_begin, o_end). Each weight row is read once and
-// reused from L1 for every input row; rows go four at a time (each weight vector loaded once for
-// the four), then one at a time. Cloned for AVX2 and the baseline; the clone is chosen once per
-// process from the CPU, so results are deterministic on a machine. W is float or uint16_t (bf16
-// weights, widened as they are loaded: the same bits as fp32 weights holding the widened values).
-template <typename W>
-inline __attribute__((always_inline)) void linear_streaming_body(const float* x, const W* w, float* y, int64_t rows,
-                                                                 int64_t in, int64_t out, bool accumulate,
-                                                                 int64_t o_begin, int64_t o_end) {
-  const int64_t steps = in / 16 * 16;
-  for (int64_t o = o_begin; o < o_end; ++o) {
-    const W* wo = w + o * in;
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      const float* x0 = x + r * in;
-      const float *x1 = x0 + in, *x2 = x1 + in, *x3 = x2 + in;
-      f32x8 s00 = {}, s01 = {}, s10 = {}, s11 = {}, s20 = {}, s21 = {}, s30 = {}, s31 = {};
-      for (int64_t i = 0; i < steps; i += 16) {
-        PERFMEM_SIDA_DOT_STEP(s00, s01, wo, x0, i);
-        PERFMEM_SIDA_DOT_STEP(s10, s11, wo, x1, i);
-        PERFMEM_SIDA_DOT_STEP(s20, s21, wo, x2, i);
-        PERFMEM_SIDA_DOT_STEP(s30, s31, wo, x3, i);
-      }
-      const float sums[4] = {finish_dot(s00, s01, wo, x0, steps, in), finish_dot(s10, s11, wo, x1, steps, in),
-                             finish_dot(s20, s21, wo, x2, steps, in), finish_dot(s30, s31, wo, x3, steps, in)};
-      for (int k = 0; k < 4; ++k) {
-        float& dst = y[(r + k) * out + o];
-        dst = accumulate ? dst + sums[k] : sums[k];
-      }
-    }
-    for (; r < rows; ++r) {
-      const float* xr = x + r * in;
-      f32x8 s0 = {}, s1 = {};
-      for (int64_t i = 0; i < steps; i += 16) PERFMEM_SIDA_DOT_STEP(s0, s1, wo, xr, i);
-      const float sum = finish_dot(s0, s1, wo, xr, steps, in);
+template <Weights K>
+void portable_streaming_range(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out,
+                              bool accumulate, int64_t o_begin, int64_t o_end) {
+  for (int64_t o = o_begin; o < o_end; ++o)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float sum = portable_dot<K>(w + o * in, x + r * in, in);
       float& dst = y[r * out + o];
       dst = accumulate ? dst + sum : sum;
     }
+}
+
+// ---- AVX2 + FMA + F16C build --------------------------------------------------------------------
+
+#if defined(__x86_64__)
+#define PERFMEM_SIDA_FAST __attribute__((target("avx2,fma,f16c")))
+
+template <Weights K>
+PERFMEM_SIDA_FAST inline __m256 fast_load8(const WeightT<K>* p) {
+  if constexpr (K == Weights::kF32) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (K == Weights::kBF16) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
 }
-#undef PERFMEM_SIDA_DOT_STEP
 
-PERFMEM_SIDA_AVX2_CLONES
-void linear_streaming_range(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
-                            bool accumulate, int64_t o_begin, int64_t o_end) {
-  linear_streaming_body(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+// The fixed pairwise reduction of eight lanes: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
+PERFMEM_SIDA_FAST inline float fast_hsum(__m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 
-PERFMEM_SIDA_AVX2_CLONES
-void linear_streaming_bf16_range(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
-                                 bool accumulate, int64_t o_begin, int64_t o_end) {
-  linear_streaming_body(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+// Streaming (the decode product and window execution's merged rows): each y element is
+// fast_hsum(s0 + s1) plus the tail, where s0 and s1 are the fused multiply-add chains over the
+// first and second 8 of every 16 elements of the row. Output rows go four at a time so that each
+// input vector is loaded once for four weight rows; the per-element arithmetic is the same in the
+// blocked loop and in the one-output tail, so rows and splits never change results.
+template <Weights K>
+PERFMEM_SIDA_FAST inline void fast_streaming_finish(__m256 s0, __m256 s1, const WeightT<K>* wo, const float* xr,
+                                                    int64_t steps, int64_t in, bool accumulate, float* dst) {
+  float sum = fast_hsum(_mm256_add_ps(s0, s1));
+  // The tail in fused multiply-adds too, spelled out: contraction of `sum += w * x` would be
+  // the compiler's choice, and could differ between the weight types.
+  for (int64_t i = steps; i < in; ++i) sum = std::fma(widen<K>(wo[i]), xr[i], sum);
+  *dst = accumulate ? *dst + sum : sum;
 }
+
+template <Weights K>
+PERFMEM_SIDA_FAST void fast_streaming_range(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in,
+                                            int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  const int64_t steps = in / 16 * 16;
+#define finish(s0, s1, wo, xr, dst) fast_streaming_finish<K>(s0, s1, wo, xr, steps, in, accumulate, dst)
+  int64_t o = o_begin;
+  for (; o + 4 <= o_end; o += 4) {
+    const WeightT<K>* w0 = w + o * in;
+    const WeightT<K>*w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * in;
+      __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+      for (int64_t i = 0; i < steps; i += 16) {
+        const __m256 xa = _mm256_loadu_ps(xr + i), xb = _mm256_loadu_ps(xr + i + 8);
+        a0 = _mm256_fmadd_ps(fast_load8<K>(w0 + i), xa, a0);
+        b0 = _mm256_fmadd_ps(fast_load8<K>(w0 + i + 8), xb, b0);
+        a1 = _mm256_fmadd_ps(fast_load8<K>(w1 + i), xa, a1);
+        b1 = _mm256_fmadd_ps(fast_load8<K>(w1 + i + 8), xb, b1);
+        a2 = _mm256_fmadd_ps(fast_load8<K>(w2 + i), xa, a2);
+        b2 = _mm256_fmadd_ps(fast_load8<K>(w2 + i + 8), xb, b2);
+        a3 = _mm256_fmadd_ps(fast_load8<K>(w3 + i), xa, a3);
+        b3 = _mm256_fmadd_ps(fast_load8<K>(w3 + i + 8), xb, b3);
+      }
+      finish(a0, b0, w0, xr, &y[r * out + o]);
+      finish(a1, b1, w1, xr, &y[r * out + o + 1]);
+      finish(a2, b2, w2, xr, &y[r * out + o + 2]);
+      finish(a3, b3, w3, xr, &y[r * out + o + 3]);
+    }
+  }
+  for (; o < o_end; ++o) {
+    const WeightT<K>* wo = w + o * in;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * in;
+      __m256 a = _mm256_setzero_ps(), b = a;
+      for (int64_t i = 0; i < steps; i += 16) {
+        a = _mm256_fmadd_ps(fast_load8<K>(wo + i), _mm256_loadu_ps(xr + i), a);
+        b = _mm256_fmadd_ps(fast_load8<K>(wo + i + 8), _mm256_loadu_ps(xr + i + 8), b);
+      }
+      finish(a, b, wo, xr, &y[r * out + o]);
+    }
+  }
+#undef finish
+}
+
+PERFMEM_SIDA_FAST inline float fast_gemm_finish(const float* wr, const float* xr, __m256 acc, int64_t steps,
+                                                int64_t in) {
+  float sum = fast_hsum(acc);
+  for (int64_t i = steps; i < in; ++i) sum = std::fma(wr[i], xr[i], sum);
+  return sum;
+}
+
+// Many rows (a prompt's tokens at one expert): four weight rows at a time are widened once into
+// an fp32 tile (in L1/L2) and multiplied with the input rows two at a time, eight fused
+// multiply-add chains of 8 lanes (one per output), each reduced by fast_hsum, then the tail.
+// Each y element's arithmetic depends only on its own row and output, so the split over threads
+// does not change results. The widening is the same exact conversion as in the streaming kernel.
+template <Weights K>
+PERFMEM_SIDA_FAST void fast_gemm_range(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in,
+                                       int64_t out, bool accumulate, int64_t o_begin, int64_t o_end) {
+  thread_local std::vector<float> tile_storage;
+  const int64_t steps = in / 8 * 8;
+  const float* tile = nullptr;
+  if constexpr (K != Weights::kF32) tile_storage.resize(size_t(4 * in));
+#define dot_tail(wr, xr, acc) fast_gemm_finish(wr, xr, acc, steps, in)
+#define store(dst, sum) (*(dst) = accumulate ? *(dst) + (sum) : (sum))
+  for (int64_t o = o_begin; o < o_end; o += 4) {
+    const int64_t n = std::min<int64_t>(4, o_end - o);
+    if constexpr (K == Weights::kF32) {
+      tile = w + o * in;
+    } else {
+      float* t = tile_storage.data();
+      const WeightT<K>* src = w + o * in;
+      int64_t i = 0;
+      for (; i + 8 <= n * in; i += 8) _mm256_storeu_ps(t + i, fast_load8<K>(src + i));
+      for (; i < n * in; ++i) t[i] = widen<K>(src[i]);
+      tile = t;
+    }
+    if (n < 4) {  // the range's last block: one output at a time
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t r = 0; r < rows; ++r) {
+          const float *wr = tile + j * in, *xr = x + r * in;
+          __m256 acc = _mm256_setzero_ps();
+          for (int64_t i = 0; i < steps; i += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(wr + i), _mm256_loadu_ps(xr + i), acc);
+          store(&y[r * out + o + j], dot_tail(wr, xr, acc));
+        }
+      continue;
+    }
+    const float *t0 = tile, *t1 = tile + in, *t2 = tile + 2 * in, *t3 = tile + 3 * in;
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+      const float *xa = x + r * in, *xb = xa + in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int64_t i = 0; i < steps; i += 8) {
+        const __m256 w0 = _mm256_loadu_ps(t0 + i), w1 = _mm256_loadu_ps(t1 + i);
+        const __m256 w2 = _mm256_loadu_ps(t2 + i), w3 = _mm256_loadu_ps(t3 + i);
+        const __m256 va = _mm256_loadu_ps(xa + i);
+        a0 = _mm256_fmadd_ps(w0, va, a0);
+        a1 = _mm256_fmadd_ps(w1, va, a1);
+        a2 = _mm256_fmadd_ps(w2, va, a2);
+        a3 = _mm256_fmadd_ps(w3, va, a3);
+        const __m256 vb = _mm256_loadu_ps(xb + i);
+        b0 = _mm256_fmadd_ps(w0, vb, b0);
+        b1 = _mm256_fmadd_ps(w1, vb, b1);
+        b2 = _mm256_fmadd_ps(w2, vb, b2);
+        b3 = _mm256_fmadd_ps(w3, vb, b3);
+      }
+      float* ya = y + r * out + o;
+      float* yb = ya + out;
+      store(ya, dot_tail(t0, xa, a0));
+      store(ya + 1, dot_tail(t1, xa, a1));
+      store(ya + 2, dot_tail(t2, xa, a2));
+      store(ya + 3, dot_tail(t3, xa, a3));
+      store(yb, dot_tail(t0, xb, b0));
+      store(yb + 1, dot_tail(t1, xb, b1));
+      store(yb + 2, dot_tail(t2, xb, b2));
+      store(yb + 3, dot_tail(t3, xb, b3));
+    }
+    for (; r < rows; ++r) {
+      const float* xa = x + r * in;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t i = 0; i < steps; i += 8) {
+        const __m256 va = _mm256_loadu_ps(xa + i);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(t0 + i), va, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(t1 + i), va, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(t2 + i), va, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(t3 + i), va, a3);
+      }
+      float* ya = y + r * out + o;
+      store(ya, dot_tail(t0, xa, a0));
+      store(ya + 1, dot_tail(t1, xa, a1));
+      store(ya + 2, dot_tail(t2, xa, a2));
+      store(ya + 3, dot_tail(t3, xa, a3));
+    }
+  }
+#undef dot_tail
+#undef store
+}
+#undef PERFMEM_SIDA_FAST
+
+std::atomic<bool> portable_forced{false};
+
+bool fast_build() {
+  static const bool fast =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return fast && !portable_forced.load(std::memory_order_relaxed);
+}
+#else
+bool fast_build() { return false; }
+#endif
 
 ThreadPool& streaming_pool() {
   static ThreadPool pool(hardware_threads() > 1 ? hardware_threads() - 1 : 0);
   return pool;
+}
+
+template <Weights K>
+void streaming_product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out,
+                       bool accumulate) {
+  if (rows <= 0) return;
+  // Chunks of output rows are independent: each y element is computed by exactly one thread
+  // with the same arithmetic, so the split does not change results. Chunks are multiples of 4
+  // output rows (the fast build's block).
+  const int64_t blocks = (out + 3) / 4;
+  streaming_pool().parallel_for(
+      0, blocks,
+      [&](int64_t begin, int64_t end) {
+        const int64_t o_begin = begin * 4, o_end = std::min(out, end * 4);
+#if defined(__x86_64__)
+        if (fast_build()) return fast_streaming_range<K>(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+#endif
+        portable_streaming_range<K>(x, w, y, rows, in, out, accumulate, o_begin, o_end);
+      },
+      /*min_chunk=*/16);
+}
+
+template <Weights K>
+void product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+  if (rows <= 0) return;
+  // Up to kLinearStreamingMaxRows rows, products stream each weight row once through a
+  // dot-product kernel: at batch 1 the weights are read once per call, and sgemm would first
+  // pack (copy) the whole weight matrix, doubling the memory traffic.
+  if (rows <= kLinearStreamingMaxRows) return streaming_product<K>(x, w, y, rows, in, out, accumulate);
+#if defined(__x86_64__)
+  if (fast_build()) {
+    // More rows (a prompt): the tiled kernel reads the weights once, widening four rows at a time
+    // into a cache-resident tile, instead of widening the whole matrix and packing it for sgemm.
+    const int64_t blocks = (out + 3) / 4;
+    streaming_pool().parallel_for(
+        0, blocks,
+        [&](int64_t begin, int64_t end) {
+          fast_gemm_range<K>(x, w, y, rows, in, out, accumulate, begin * 4, std::min(out, end * 4));
+        },
+        /*min_chunk=*/4);
+    return;
+  }
+#endif
+  const float* wf = nullptr;
+  thread_local std::vector<float> wide;
+  if constexpr (K == Weights::kF32) {
+    wf = w;
+  } else {
+    wide.resize(static_cast<size_t>(in * out));
+    for (int64_t i = 0; i < in * out; ++i) wide[size_t(i)] = widen<K>(w[i]);
+    wf = wide.data();
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), wf, int(in),
+              accumulate ? 1.0f : 0.0f, y, int(out));
+}
+
+template <Weights K>
+void product_reference(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out,
+                       bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = accumulate ? y[r * out + o] : 0.0;
+      for (int64_t i = 0; i < in; ++i) acc += double(x[r * in + i]) * double(widen<K>(w[o * in + i]));
+      y[r * out + o] = float(acc);
+    }
 }
 
 }  // namespace
@@ -151,65 +384,55 @@ void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t row
       /*min_chunk=*/2);
 }
 
+bool use_portable_expert_kernels(bool portable) {
+#if defined(__x86_64__)
+  portable_forced.store(portable, std::memory_order_relaxed);
+#else
+  (void)portable;
+#endif
+  return !fast_build();
+}
+
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate) {
-  if (rows == 0) return;
-  // Chunks of output rows are independent: each y element is computed by exactly one thread
-  // with the same arithmetic, so the split does not change results.
-  streaming_pool().parallel_for(
-      0, out,
-      [&](int64_t begin, int64_t end) { linear_streaming_range(x, w, y, rows, in, out, accumulate, begin, end); },
-      /*min_chunk=*/64);
+  streaming_product<Weights::kF32>(x, w, y, rows, in, out, accumulate);
 }
 
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
-  if (rows == 0) return;
-  // Up to kLinearStreamingMaxRows rows, products stream each weight row once through a
-  // dot-product kernel instead of sgemm, which would first pack (copy) the whole weight matrix:
-  // at batch 1 the weights are read once per call, so the copy doubles the memory traffic.
-  if (rows <= kLinearStreamingMaxRows) return linear_streaming(x, w, y, rows, in, out, accumulate);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), w, int(in),
-              accumulate ? 1.0f : 0.0f, y, int(out));
+  product<Weights::kF32>(x, w, y, rows, in, out, accumulate);
 }
 
 void linear_streaming_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
                            bool accumulate) {
-  if (rows == 0) return;
-  streaming_pool().parallel_for(
-      0, out,
-      [&](int64_t begin, int64_t end) { linear_streaming_bf16_range(x, w, y, rows, in, out, accumulate, begin, end); },
-      /*min_chunk=*/64);
+  streaming_product<Weights::kBF16>(x, w, y, rows, in, out, accumulate);
 }
 
 void linear_bf16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
-  if (rows == 0) return;
-  if (rows <= kLinearStreamingMaxRows) return linear_streaming_bf16(x, w, y, rows, in, out, accumulate);
-  // Many rows (a prompt): sgemm on the widened matrix, what linear() runs on fp32 weights.
-  thread_local std::vector<float> wide;
-  wide.resize(static_cast<size_t>(in * out));
-  for (int64_t i = 0; i < in * out; ++i) wide[size_t(i)] = widen(w[i]);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out), int(in), 1.0f, x, int(in), wide.data(),
-              int(in), accumulate ? 1.0f : 0.0f, y, int(out));
+  product<Weights::kBF16>(x, w, y, rows, in, out, accumulate);
+}
+
+void linear_streaming_f16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                          bool accumulate) {
+  streaming_product<Weights::kF16>(x, w, y, rows, in, out, accumulate);
+}
+
+void linear_f16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
+  product<Weights::kF16>(x, w, y, rows, in, out, accumulate);
+}
+
+void linear_f16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                          bool accumulate) {
+  product_reference<Weights::kF16>(x, w, y, rows, in, out, accumulate);
 }
 
 void linear_bf16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
                            bool accumulate) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o = 0; o < out; ++o) {
-      double acc = accumulate ? y[r * out + o] : 0.0;
-      for (int64_t i = 0; i < in; ++i) acc += double(x[r * in + i]) * double(widen(w[o * in + i]));
-      y[r * out + o] = float(acc);
-    }
+  product_reference<Weights::kBF16>(x, w, y, rows, in, out, accumulate);
 }
 
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t o = 0; o < out; ++o) {
-      double acc = accumulate ? y[r * out + o] : 0.0;
-      for (int64_t i = 0; i < in; ++i) acc += double(x[r * in + i]) * double(w[o * in + i]);
-      y[r * out + o] = float(acc);
-    }
+  product_reference<Weights::kF32>(x, w, y, rows, in, out, accumulate);
 }
 
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps) {

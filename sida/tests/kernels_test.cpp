@@ -20,8 +20,14 @@ std::vector<float> random_vector(size_t n, uint32_t seed) {
 }
 
 TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
-  for (auto [rows, in, out] :
-       {std::tuple{1, 7, 5}, {1, 768, 3072}, {3, 64, 48}, {8, 3072, 768}, {9, 40, 70}, {17, 33, 129}, {60, 768, 96}}) {
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5},
+                               {1, 768, 3072},
+                               {3, 64, 48},
+                               {8, 3072, 768},
+                               {9, 40, 70},
+                               {17, 33, 129},
+                               {60, 768, 96},
+                               {64, 1024, 7168}}) {
     auto x = random_vector(size_t(rows * in), 1), w = random_vector(size_t(out * in), 2);
     for (bool accumulate : {false, true}) {
       auto y = random_vector(size_t(rows * out), 3), ref = y;
@@ -83,6 +89,75 @@ TEST(Kernels, Bf16LinearGivesTheBitsOfFp32OnTheWidenedWeights) {
       for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
     }
   }
+}
+
+// f16 weights, the same way: bit for bit the fp32 kernels on the widened matrix (streaming and
+// tiled row counts, output counts that are not multiples of the 4-row block, `in` with and
+// without a tail), and within 1e-4 relative error (plus 1e-4 absolute) of the plain-loop twin,
+// which sums in double: fp32 sums of up to 3072 products of values in [-1, 1] differ from it by a
+// few ulps of the partial sums, far below that, while a wrong widening or a dropped row would
+// miss by orders of magnitude.
+TEST(Kernels, F16LinearGivesTheBitsOfFp32OnTheWidenedWeights) {
+  for (auto [rows, in, out] :
+       {std::tuple{1, 7, 5}, {1, 1024, 7168}, {2, 768, 300}, {8, 33, 129}, {9, 40, 70}, {30, 96, 64}, {37, 3072, 67}}) {
+    auto x = random_vector(size_t(rows * in), 17), w = random_vector(size_t(out * in), 18);
+    std::vector<uint16_t> w_f16(w.size());
+    std::vector<float> widened(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      w_f16[i] = f32_to_f16(w[i]);
+      widened[i] = f16_to_f32(w_f16[i]);
+    }
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out) +
+                   (accumulate ? " accumulating" : ""));
+      auto y = random_vector(size_t(rows * out), 19), fp32 = y, streamed = y, streamed_fp32 = y, ref = y;
+      linear_f16(x.data(), w_f16.data(), y.data(), rows, in, out, accumulate);
+      linear(x.data(), widened.data(), fp32.data(), rows, in, out, accumulate);
+      ASSERT_EQ(0, std::memcmp(y.data(), fp32.data(), y.size() * sizeof(float)));
+      linear_streaming_f16(x.data(), w_f16.data(), streamed.data(), rows, in, out, accumulate);
+      linear_streaming(x.data(), widened.data(), streamed_fp32.data(), rows, in, out, accumulate);
+      ASSERT_EQ(0, std::memcmp(streamed.data(), streamed_fp32.data(), y.size() * sizeof(float)));
+      linear_f16_reference(x.data(), w_f16.data(), ref.data(), rows, in, out, accumulate);
+      for (size_t i = 0; i < ref.size(); ++i) {
+        ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+        ASSERT_NEAR(streamed[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+      }
+    }
+  }
+}
+
+// The portable build (what CPUs without AVX2, FMA and F16C run) keeps the same promises: f16 and
+// bf16 weights give the bits of fp32 weights holding the widened values, merged rows give the
+// bits of their own calls, and every product is within 1e-4 relative error of the plain loops.
+TEST(Kernels, PortableBuildKeepsTheSamePromises) {
+  ASSERT_TRUE(use_portable_expert_kernels(true));
+  for (auto [rows, in, out] : {std::tuple{1, 7, 5}, {2, 768, 300}, {8, 33, 129}, {13, 40, 70}}) {
+    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out));
+    auto x = random_vector(size_t(rows * in), 27), w = random_vector(size_t(out * in), 28);
+    std::vector<uint16_t> w_f16(w.size()), w_bf16(w.size());
+    std::vector<float> from_f16(w.size()), from_bf16(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      w_f16[i] = f32_to_f16(w[i]);
+      from_f16[i] = f16_to_f32(w_f16[i]);
+      w_bf16[i] = f32_to_bf16(w[i]);
+      from_bf16[i] = bf16_to_f32(w_bf16[i]);
+    }
+    auto y = random_vector(size_t(rows * out), 29), fp32 = y, ref = y, half = y, merged = y, alone = y;
+    linear_f16(x.data(), w_f16.data(), half.data(), rows, in, out, true);
+    linear(x.data(), from_f16.data(), fp32.data(), rows, in, out, true);
+    EXPECT_EQ(0, std::memcmp(half.data(), fp32.data(), y.size() * sizeof(float)));
+    half = y;
+    fp32 = y;
+    linear_bf16(x.data(), w_bf16.data(), half.data(), rows, in, out, true);
+    linear(x.data(), from_bf16.data(), fp32.data(), rows, in, out, true);
+    EXPECT_EQ(0, std::memcmp(half.data(), fp32.data(), y.size() * sizeof(float)));
+    linear_reference(x.data(), from_bf16.data(), ref.data(), rows, in, out, true);
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fp32[i], ref[i], 1e-4 * (1 + std::abs(ref[i])));
+    linear_streaming(x.data(), w.data(), merged.data(), rows, in, out);
+    for (int64_t r = 0; r < rows; ++r) linear(x.data() + r * in, w.data(), alone.data() + r * out, 1, in, out);
+    EXPECT_EQ(0, std::memcmp(merged.data(), alone.data(), merged.size() * sizeof(float)));
+  }
+  use_portable_expert_kernels(false);
 }
 
 // linear_packed (core's packed kernel over contiguous rows, panels split over two threads) on

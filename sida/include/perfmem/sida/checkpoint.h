@@ -122,10 +122,14 @@ class ModelWeights {
   const float* embed_tokens = nullptr;  // F32 [V, d_model]
   const float* final_norm = nullptr;    // F32 [d_model]
   const float* lm_head = nullptr;       // F32 [V, d_model] (embed_tokens when tied)
+  // The untied LM head as stored when that is BF16 or F16 (else null): the same matrix in half
+  // the bytes, which the decoding step streams (lm_head_half_dtype says which 16-bit type).
+  const uint16_t* lm_head_half = nullptr;
+  DType lm_head_half_dtype = DType::kF32;
   std::vector<DecoderLayerWeights> layers;
 
   const ExpertTensors& expert(int64_t moe_layer, int64_t expert) const;
-  // Bytes resident for non-expert weights (fp32).
+  // Bytes resident for non-expert weights (fp32, and the 16-bit LM head when kept).
   uint64_t resident_bytes() const { return resident_bytes_; }
   // Bytes of every expert as stored on disk.
   uint64_t expert_disk_bytes() const { return expert_disk_bytes_; }

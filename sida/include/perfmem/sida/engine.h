@@ -57,9 +57,11 @@ struct ExpertView {
   const float* wo = nullptr;  // F32 [d_model, d_ff]
   int32_t id = -1;            // moe_layer * num_experts + expert
   int32_t slot = -1;
-  // A bf16 fast tier's slots (wi and wo are null then): the same matrices as raw bf16 bits.
+  // A 16-bit fast tier's slots (wi and wo are null then): the same matrices as raw bf16 bits, or
+  // IEEE f16 bits when half_is_f16 (an F16 checkpoint's experts, kept as stored).
   const uint16_t* wi_bf16 = nullptr;
   const uint16_t* wo_bf16 = nullptr;
+  bool half_is_f16 = false;
 };
 
 // Where the engine gets expert weights. Implementations: ExpertStore (two tiers).

@@ -61,9 +61,9 @@ struct StoreOptions {
   Policy policy = Policy::kLru;
   bool direct_io = true;
   size_t prefetch_horizon = 512;  // accesses the prefetcher looks ahead
-  // Keep BF16 experts as BF16 in the slots (half the bytes per slot, so twice the experts per
-  // budget; the kernels widen to fp32 as they read, with the bits of an fp32 tier). Every expert
-  // tensor must be stored as BF16.
+  // Keep BF16 (or F16) experts in their stored type in the slots (half the bytes per slot, so
+  // twice the experts per budget; the kernels widen to fp32 as they read, with the bits of an fp32
+  // tier). Every expert tensor must be stored in the same one of the two types.
   bool bf16_fast_tier = false;
 };
 
@@ -116,7 +116,8 @@ class ExpertStore final : public ExpertProvider {
   StoreOptions options_;
   std::unique_ptr<SlowTier> slow_;
   uint64_t slot_bytes_ = 0;
-  uint64_t elem_bytes_ = 4;            // 4: fp32 slots; 2: bf16 slots
+  uint64_t elem_bytes_ = 4;            // 4: fp32 slots; 2: 16-bit slots (bf16 or f16, as stored)
+  bool half_is_f16_ = false;           // 16-bit slots hold IEEE f16 (else bf16)
   std::vector<AlignedBuffer> memory_;  // one per slot: wi then wo, fp32
   std::vector<SlotState> slots_;
   std::vector<int32_t> slot_of_;                    // expert id -> slot, -1 when absent

@@ -18,8 +18,10 @@
 namespace perfmem::sida {
 
 // y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
-// dot-product kernel (each weight row read once, AVX2 when the CPU has it, both cores); more
-// rows: OpenBLAS sgemm.
+// dot-product kernel (each weight row read once, four output rows at a time; both cores); more
+// rows: a tiled kernel that reads each weight row once for all rows (both cores). On x86-64 with
+// AVX2, FMA and F16C both use fused multiply-adds; elsewhere a portable streaming kernel and
+// OpenBLAS sgemm. The choice is made once per process, so results are deterministic on a machine.
 void linear(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate = false);
 void linear_reference(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,
                       bool accumulate = false);
@@ -44,6 +46,16 @@ void linear_streaming_bf16(const float* x, const uint16_t* w, float* y, int64_t 
 void linear_bf16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
                            bool accumulate = false);
 
+// The same products with IEEE half (f16) weights, as linear_bf16: widened exactly to fp32 as they
+// are read, so each y element gets the bits linear() / linear_streaming() give it on the widened
+// fp32 matrix. An F16 checkpoint's 16-bit fast tier uses them.
+void linear_f16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                bool accumulate = false);
+void linear_streaming_f16(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                          bool accumulate = false);
+void linear_f16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
+                          bool accumulate = false);
+
 // y = x · wᵀ (y += with accumulate) for x [rows, w.in()] and y [rows, w.out()], contiguous, from a
 // weight packed once (the model's resident weights are packed at load: sgemm would re-pack them
 // on every call, which costs as much as the multiply when a request brings few rows). Core's
@@ -53,6 +65,11 @@ void linear_bf16_reference(const float* x, const uint16_t* w, float* y, int64_t 
 // perfmem::packed_gemm_reference.
 void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t rows, bool accumulate = false,
                    GemmIsa isa = best_gemm_isa());
+
+// Tests only: with `portable`, the expert products above run their portable build even on a CPU
+// with AVX2, FMA and F16C (the two builds give different bits; each is deterministic). Returns
+// whether the portable build is now in use. Not thread-safe against products in flight.
+bool use_portable_expert_kernels(bool portable);
 
 // y[r] = weight * x[r] / sqrt(mean(x[r]²) + eps).
 void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t d, float eps);
