@@ -46,6 +46,7 @@ struct RequestArgs {
   bool no_capacity = false;
   bool no_direct_io = false;
   bool bf16_experts = false;
+  SamplingOptions sampling;  // greedy unless --temperature > 0
 };
 
 // A CLI check for counts of at least 1 whose message states the range in words (CLI11's
@@ -68,6 +69,7 @@ void add_request_options(CLI::App* cmd, RequestArgs& a) {
   cmd->add_flag("--no-direct-io", a.no_direct_io, "Read experts through the page cache instead of O_DIRECT");
   cmd->add_flag("--bf16-experts", a.bf16_experts,
                 "Keep BF16 experts as BF16 in the fast tier (half the bytes per slot; widened as computed)");
+  add_sampling_options(cmd, a.sampling);
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
@@ -114,6 +116,7 @@ ServeOptions serve_options(const RequestArgs& a) {
   o.generate = !a.encoder_only;
   o.max_new_tokens = a.max_new_tokens;
   o.engine.apply_capacity = !a.no_capacity;
+  o.sampling = a.sampling;
   return o;
 }
 
