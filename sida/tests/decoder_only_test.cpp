@@ -184,25 +184,7 @@ TEST(MixtralConformance, SavePretrainedCheckpointsMatchTransformers) {
   }
 }
 
-// Serves `requests` through a fresh store of `slots` expert slots (fp32, or bf16 slots).
-ServeReport serve_with(const ModelWeights& model, const std::vector<Request>& requests, ServeOptions opt, Policy policy,
-                       uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
-  const SwitchConfig& c = model.config();
-  StoreOptions so;
-  so.policy = policy;
-  so.bf16_fast_tier = bf16;
-  so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
-  auto store = ExpertStore::create(model, so);
-  EXPECT_TRUE(store.ok()) << store.status().to_string();
-  if (!store.ok()) return {};
-  EXPECT_EQ((*store)->num_slots(), slots);
-  if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
-  opt.execution = execution;
-  opt.routes = routes;
-  auto report = serve(model, **store, requests, opt);
-  EXPECT_TRUE(report.ok()) << report.status().to_string();
-  return report.ok() ? *report : ServeReport{};
-}
+using testing::serve_with;
 
 // Every request's ids and logits bit for bit as in `reference`.
 void expect_same_bits(const ServeReport& got, const ServeReport& reference) {

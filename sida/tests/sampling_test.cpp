@@ -169,22 +169,6 @@ TEST(Sampling, BadOptionsAreRefusedNamingTheField) {
   EXPECT_NE(gen.status().to_string().find("top_p"), std::string::npos) << gen.status().to_string();
 }
 
-ServeReport serve_sampled(const ModelWeights& model, const std::vector<Request>& requests, ServeOptions opt,
-                          Policy policy, uint64_t slots, Execution execution, const RouteTable* routes) {
-  StoreOptions so;
-  so.policy = policy;
-  so.budget_bytes = slots * model.config().expert_f32_bytes();
-  auto store = ExpertStore::create(model, so);
-  EXPECT_TRUE(store.ok()) << store.status().to_string();
-  if (!store.ok()) return {};
-  if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
-  opt.execution = execution;
-  opt.routes = routes;
-  auto report = serve(model, **store, requests, opt);
-  EXPECT_TRUE(report.ok()) << report.status().to_string();
-  return report.ok() ? *report : ServeReport{};
-}
-
 // For each family: a seed gives the same ids under every policy, budget, execution and window;
 // request r of a run samples as generate({r}) alone with seed + r; greedy is unchanged by the
 // sampling fields' defaults; a sampled run differs from greedy.
@@ -203,11 +187,11 @@ void expect_sampling_is_deterministic(const std::string& preset) {
   opt.engine.apply_capacity = false;
   const uint64_t all = uint64_t(c.num_moe_layers() * c.num_experts);
   const ServeReport greedy =
-      serve_sampled(**model, requests, opt, Policy::kAllResident, all, Execution::kRequest, nullptr);
+      testing::serve_with(**model, requests, opt, Policy::kAllResident, all, Execution::kRequest, nullptr, false);
   opt.sampling = {.temperature = 1.3, .top_k = 40, .top_p = 0.95, .seed = 2024};
   opt.window = 2;
   const ServeReport reference =
-      serve_sampled(**model, requests, opt, Policy::kAllResident, all, Execution::kRequest, nullptr);
+      testing::serve_with(**model, requests, opt, Policy::kAllResident, all, Execution::kRequest, nullptr, false);
   ASSERT_EQ(reference.results.size(), requests.size());
   size_t differ = 0;
   for (size_t r = 0; r < requests.size(); ++r) differ += reference.results[r].generated != greedy.results[r].generated;
@@ -237,8 +221,8 @@ void expect_sampling_is_deterministic(const std::string& preset) {
           SCOPED_TRACE(std::string(policy_name(policy)) + ", " + std::to_string(slots) + " slots, " +
                        execution_name(execution) + ", window " + std::to_string(window));
           opt.window = window;
-          const ServeReport got = serve_sampled(**model, requests, opt, policy, slots, execution,
-                                                policy == Policy::kPrefetch ? &*routes : nullptr);
+          const ServeReport got = testing::serve_with(**model, requests, opt, policy, slots, execution,
+                                                      policy == Policy::kPrefetch ? &*routes : nullptr, false);
           ASSERT_EQ(got.results.size(), requests.size());
           for (size_t r = 0; r < requests.size(); ++r)
             EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
