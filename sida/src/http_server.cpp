@@ -133,9 +133,10 @@ struct HttpServer::Impl {
     const SwitchConfig& c = model.config();
     if (it->is_string()) {
       if (!tokenizer)
-        return ApiError{
-            400, "\"" + field + "\" is text, but this checkpoint has no spiece.model to tokenize it: send token ids",
-            field};
+        return ApiError{400,
+                        "\"" + field + "\" is text, but this checkpoint has no " + tokenizer_file_name(c) +
+                            " (a SentencePiece model) to tokenize it: send token ids",
+                        field};
       if (it->get_ref<const std::string&>().find_first_not_of(" \t\r\n") == std::string::npos)
         return ApiError{400, "\"" + field + "\" is empty", field};
       std::unique_lock<std::mutex> lock(tokenizer_mutex);
