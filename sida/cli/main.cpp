@@ -417,7 +417,9 @@ int main(int argc, char** argv) {
       std::cout << "collected " << data->num_tokens() << " tokens of " << data->num_requests() << " requests ("
                 << data->num_requests() - validation << " training, " << validation << " validation): top " << data->top
                 << " of " << data->num_experts << " router logits in " << data->num_moe_layers
-                << " encoder MoE layers, to " << collect_out << "\n";
+                << ((*model)->config().is_decoder_only() ? " MoE layers (the prompts), to "
+                                                         : " encoder MoE layers, to ")
+                << collect_out << "\n";
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);

@@ -321,6 +321,11 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
     return Status(StatusCode::kInvalidInput,
                   "router replacement needs a predictor (--predictor DIR) and request execution");
+  if (options.replace_router && model.config().is_decoder_only())
+    return unsupported_error("--replace-router", model_family_name(model.config().family),
+                             "router replacement is implemented for Switch's encoder (top-1) only; a decoder-only "
+                             "model routes each token to several experts and its generated tokens are not "
+                             "predicted: use exact mode (the predictor still plans the prefetch)");
   if (options.replace_router)
     PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   const bool prefetch = store.policy() == Policy::kPrefetch;
