@@ -4,9 +4,11 @@
 // decoder-only families (collect, train, predicted prefetch in exact mode).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
@@ -637,6 +639,50 @@ TEST(DecoderOnlyPredictor, MixtralCollectsTrainsAndPrefetchesExactly) {
 TEST(DecoderOnlyPredictor, Qwen2MoeCollectsTrainsAndPrefetchesExactly) {
   expect_decoder_only_predictor_works("qwen2-moe-tiny");
 }
+
+#ifdef SIDA_HAVE_TORCH
+// The same through the command line on a Mixtral checkpoint: collect-routes, train-predictor,
+// eval-predictor, and `sida run --predictor` giving the all-resident ids; --replace-router refused.
+TEST(DecoderOnlyPredictor, CommandLineCollectsTrainsAndRuns) {
+  const std::string cli = std::string(CLI_PATH);
+  const std::string dir = testing::make_test_checkpoint("predictor-cli-mixtral", *preset_config("mixtral-tiny"));
+  std::ostringstream corpus;  // prompts starting with bos (1)
+  for (const Request& r : synthetic_requests(40, 4, 12, 96, 8)) {
+    corpus << 1;
+    for (size_t i = 1; i < r.size(); ++i) corpus << ' ' << r[i];
+    corpus << '\n';
+  }
+  ASSERT_TRUE(write_text_file(dir + "/corpus.txt", corpus.str()).ok());
+  auto run = perfmem::testing::run_command(cli + " collect-routes " + dir + " --corpus " + dir + "/corpus.txt -o " +
+                                           dir + "/routes.safetensors 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("in 3 MoE layers (the prompts)"), std::string::npos) << run.output;
+  run = perfmem::testing::run_command(cli + " train-predictor " + dir + " --routes " + dir + "/routes.safetensors -o " +
+                                      dir + "/p --hidden 8 --epochs 1 --batch 16 --seed 3 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  run = perfmem::testing::run_command(cli + " eval-predictor " + dir + " --predictor " + dir + "/p --routes " + dir +
+                                      "/routes.safetensors --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto eval = parse_json(run.output, "eval-predictor output");
+  ASSERT_TRUE(eval.ok()) << run.output;
+  EXPECT_EQ((*eval)["layers"].size(), 3u);
+  const std::string requests = " --tokens '1 12 7 33 41 5' --max-new-tokens 5";
+  auto all = perfmem::testing::run_command(cli + " run " + dir + requests + " --policy all-resident 2>/dev/null");
+  auto predicted = perfmem::testing::run_command(cli + " run " + dir + requests + " --policy prefetch --budget 18KiB " +
+                                                 "--predictor " + dir + "/p 2>/dev/null");
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+  const std::string ids = all.output.substr(0, all.output.find('\n'));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), ' '), 4) << all.output;  // five ids
+  EXPECT_EQ(predicted.output.substr(0, predicted.output.find('\n')), ids);
+  EXPECT_NE(predicted.output.find("prefetch plans from the predictor"), std::string::npos) << predicted.output;
+  run = perfmem::testing::run_command(cli + " run " + dir + requests + " --predictor " + dir +
+                                      "/p --replace-router 2>&1");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("exact mode"), std::string::npos) << run.output;
+  std::filesystem::remove_all(dir);
+}
+#endif  // SIDA_HAVE_TORCH
 
 }  // namespace
 }  // namespace perfmem::sida
