@@ -121,6 +121,8 @@ void add_bench_options(CLI::App* cmd, BenchOptions& o) {
   cmd->add_flag("!--no-hf", o.hf, "Skip the Hugging Face / PyTorch baseline");
   cmd->add_option("--json", o.json_out, "Also write every measurement to this JSON file");
   cmd->add_flag("--no-direct-io", o.no_direct_io, "Read experts through the page cache");
+  cmd->add_flag("--bf16-experts", o.bf16_experts,
+                "Keep BF16 experts as BF16 in the fast tier (budget shares are then of the bf16 bytes)");
   cmd->add_option("--predictor", o.predictor,
                   "Predictor of this checkpoint (sida train-predictor): prefetch rows plan with it; rows with the "
                   "oracle route table follow as an upper bound");
@@ -139,7 +141,9 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   auto model = ModelWeights::load(o.dir);
   if (!model) return report_failure(app, model.status());
   const SwitchConfig& c = (*model)->config();
-  const uint64_t all_experts = uint64_t(c.num_moe_layers() * c.num_experts) * c.expert_f32_bytes();
+  // The fast tier's bytes for every expert: fp32, or half of it in bf16 slots.
+  const uint64_t all_experts =
+      uint64_t(c.num_moe_layers() * c.num_experts) * (o.bf16_experts ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
   std::unique_ptr<Predictor> predictor;
   if (!o.predictor.empty()) {
     auto p = Predictor::load(o.predictor, **model);
@@ -154,11 +158,12 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   all["preset"] = o.preset;
   all["requests"] = requests.size();
   all["input_tokens"] = input_tokens;
-  all["expert_bytes_fp32"] = all_experts;
+  all["expert_bytes_fast_tier"] = all_experts;
+  all["fast_tier"] = o.bf16_experts ? "bf16" : "fp32";
   std::vector<Row> rows;
   std::cout << "## sida bench: " << o.preset << ", " << requests.size() << " requests (" << input_tokens
             << " tokens, 10-60 each), batch 1, windows of " << o.window << ", experts "
-            << format_bytes(double(all_experts)) << " in fp32\n\n";
+            << format_bytes(double(all_experts)) << " in " << (o.bf16_experts ? "bf16" : "fp32") << " slots\n\n";
   for (const std::string& mode : o.modes) {
     if (mode != "encode" && mode != "generate")
       return report_failure(app, Status(StatusCode::kInvalidInput, "--modes: unknown mode " + mode));
@@ -193,6 +198,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
             so.policy = *policy;
             so.budget_bytes = *budget;
             so.direct_io = !o.no_direct_io;
+            so.bf16_fast_tier = o.bf16_experts;
             auto store = ExpertStore::create(**model, so);
             if (!store) return report_failure(app, store.status());
             if (*policy == Policy::kAllResident) {

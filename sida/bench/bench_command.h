@@ -39,6 +39,9 @@ struct BenchOptions {
   std::string predictor;   // SiDA's predictor for this checkpoint: prefetch rows plan with it
   int64_t plan_top_k = 1;  // experts a predicted plan loads per token and layer
   bool no_direct_io = false;
+  // BF16 experts kept as BF16 in the fast tier (StoreOptions::bf16_fast_tier): budget shares are
+  // then of the bf16 bytes, and the checkpoint must store its experts as BF16 (--dtype bf16).
+  bool bf16_experts = false;
 };
 
 void add_bench_options(CLI::App* cmd, BenchOptions& options);

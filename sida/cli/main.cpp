@@ -46,6 +46,7 @@ struct RequestArgs {
   bool no_capacity = false;
   bool no_direct_io = false;
   bool bf16_experts = false;
+  SamplingOptions sampling;  // greedy unless --temperature > 0
 };
 
 // A CLI check for counts of at least 1 whose message states the range in words (CLI11's
@@ -54,8 +55,9 @@ CLI::Validator at_least_one(const std::string& what) { return whole_number_in(wh
 
 void add_request_options(CLI::App* cmd, RequestArgs& a) {
   a.tokens_option = cmd->add_option("--tokens", a.tokens, "One request: token ids separated by spaces or commas");
-  a.text_option =
-      cmd->add_option("--text", a.text, "One request as text (needs spiece.model in the checkpoint folder)");
+  a.text_option = cmd->add_option("--text", a.text,
+                                  "One request as text (needs the checkpoint's SentencePiece model: spiece.model, or "
+                                  "tokenizer.model for Mixtral)");
   cmd->add_option("--requests", a.requests_file, "File with one request per line (token ids)");
   cmd->add_option("--synthetic", a.synthetic, "N SST2-like requests (10-60 tokens) made up from --seed")
       ->check(whole_number_in("a number of requests", 1, kMaxSyntheticRequests));
@@ -68,6 +70,7 @@ void add_request_options(CLI::App* cmd, RequestArgs& a) {
   cmd->add_flag("--no-direct-io", a.no_direct_io, "Read experts through the page cache instead of O_DIRECT");
   cmd->add_flag("--bf16-experts", a.bf16_experts,
                 "Keep BF16 experts as BF16 in the fast tier (half the bytes per slot; widened as computed)");
+  add_sampling_options(cmd, a.sampling);
 }
 
 Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWeights& model) {
@@ -78,8 +81,7 @@ Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWe
   if (has_text) {
     if (a.text.find_first_not_of(" \t\r\n") == std::string::npos)
       return input_error("--text", "text", "some text to tokenize", "an empty string");
-    PERFMEM_ASSIGN_OR_RETURN(auto tok,
-                             Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+    PERFMEM_ASSIGN_OR_RETURN(auto tok, open_checkpoint_tokenizer(model.dir(), model.config()));
     PERFMEM_ASSIGN_OR_RETURN(Request r, tok->encode(a.text));
     return std::vector<Request>{r};
   }
@@ -94,8 +96,7 @@ Result<std::vector<Request>> gather_requests(const RequestArgs& a, const ModelWe
 // One request per non-blank line of text, tokenized with the checkpoint's spiece.model.
 Result<std::vector<Request>> read_text_requests(const std::string& path, const ModelWeights& model) {
   PERFMEM_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  PERFMEM_ASSIGN_OR_RETURN(auto tok,
-                           Tokenizer::open(model.dir() + "/spiece.model", int32_t(model.config().eos_token_id)));
+  PERFMEM_ASSIGN_OR_RETURN(auto tok, open_checkpoint_tokenizer(model.dir(), model.config()));
   std::vector<Request> out;
   std::istringstream in(text);
   std::string line;
@@ -114,6 +115,7 @@ ServeOptions serve_options(const RequestArgs& a) {
   o.generate = !a.encoder_only;
   o.max_new_tokens = a.max_new_tokens;
   o.engine.apply_capacity = !a.no_capacity;
+  o.sampling = a.sampling;
   return o;
 }
 
@@ -220,7 +222,7 @@ int main(int argc, char** argv) {
   auto* corpus_option = collect->add_option("--corpus", corpus_file, "Corpus: one request per line, token ids");
   collect
       ->add_option("--text-corpus", text_corpus_file,
-                   "Corpus: one request per line, text (tokenized with spiece.model in the checkpoint folder)")
+                   "Corpus: one request per line, text (tokenized with the checkpoint's SentencePiece model)")
       ->excludes(corpus_option);
   collect->add_option("-o,--output", collect_out, "Routes file (safetensors)")->required();
   collect->add_option("--top", collect_opts.top, "Router logits kept per token and layer (the top T)")
@@ -387,7 +389,11 @@ int main(int argc, char** argv) {
         print_json(j);
       } else {
         std::unique_ptr<Tokenizer> tok;
-        if (!req.text.empty()) tok = std::move(*Tokenizer::open(ckpt + "/spiece.model"));
+        if (req.text_option->count() > 0) {
+          auto opened = open_checkpoint_tokenizer((*model)->dir(), (*model)->config());
+          if (!opened) return report_failure(app, opened.status());
+          tok = std::move(*opened);
+        }
         if (opt.generate)
           for (const auto& r : report->results) {
             for (size_t i = 0; i < r.generated.size(); ++i) std::cout << (i ? " " : "") << r.generated[i];
@@ -418,7 +424,9 @@ int main(int argc, char** argv) {
       std::cout << "collected " << data->num_tokens() << " tokens of " << data->num_requests() << " requests ("
                 << data->num_requests() - validation << " training, " << validation << " validation): top " << data->top
                 << " of " << data->num_experts << " router logits in " << data->num_moe_layers
-                << " encoder MoE layers, to " << collect_out << "\n";
+                << ((*model)->config().is_decoder_only() ? " MoE layers (the prompts), to "
+                                                         : " encoder MoE layers, to ")
+                << collect_out << "\n";
       return kExitOk;
     }
     if (bench->parsed()) return run_bench(app, bench_opts);

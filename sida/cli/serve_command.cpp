@@ -118,8 +118,8 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   if (!parse_bytes(c.max_body, &max_body) || max_body == 0)
     return report_failure(app, input_error("--max-body", "size", "a positive size like 1MiB", c.max_body));
   std::unique_ptr<Tokenizer> tokenizer;
-  if (std::filesystem::exists((*model)->dir() + "/spiece.model")) {
-    auto t = Tokenizer::open((*model)->dir() + "/spiece.model", int32_t(config.eos_token_id));
+  if (std::filesystem::exists((*model)->dir() + "/" + tokenizer_file_name(config))) {
+    auto t = open_checkpoint_tokenizer((*model)->dir(), config);
     if (!t) return report_failure(app, t.status());
     tokenizer = std::move(*t);
   }
@@ -153,8 +153,8 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   std::cout << "sida serve: listening on http://" << c.host << ":" << *port << " (policy " << policy_name(*policy)
             << ", budget " << format_bytes(double((*store)->num_slots() * (*store)->slot_bytes())) << " = "
             << (*store)->num_slots() << " expert slots, window " << c.window
-            << (predictor ? ", predictor prefetch" : "") << (tokenizer ? ", text via spiece.model" : "") << ")"
-            << std::endl;
+            << (predictor ? ", predictor prefetch" : "")
+            << (tokenizer ? ", text via " + tokenizer_file_name(config) : "") << ")" << std::endl;
   // SIGTERM and SIGINT wake a thread that drains the server. Libraries start threads of their
   // own before main() (OpenBLAS), so the signal may arrive on any thread: its handler only writes
   // the signal's number to a pipe, which the stopper reads (0 there: the server stopped anyway).

@@ -8,11 +8,13 @@
 
 namespace perfmem::sida {
 
-std::shared_ptr<Job> Job::generation(std::vector<int32_t> tokens, int64_t max_new_tokens) {
+std::shared_ptr<Job> Job::generation(std::vector<int32_t> tokens, int64_t max_new_tokens,
+                                     const SamplingOptions& sampling) {
   auto job = std::make_shared<Job>();
   job->generate = true;
   job->tokens = std::move(tokens);
   job->max_new_tokens = max_new_tokens;
+  job->sampling = sampling;
   return job;
 }
 
@@ -217,6 +219,7 @@ void Batcher::run_window(Window& window) {
       batch.push_back(job->tokens);
       GenerateOptions g;
       g.max_new_tokens = job->max_new_tokens;
+      g.sampling = job->sampling;
       options.push_back(g);
     }
     const SwitchConfig& config = model_.config();

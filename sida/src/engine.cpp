@@ -415,7 +415,7 @@ Result<std::vector<EncoderOutput>> Engine::encode_window(const std::vector<std::
   return outputs;
 }
 
-// Greedy decoding of a batch: the encoder's output, the caches and the tokens so far.
+// Decoding a batch: the encoder's output, the caches and the tokens so far.
 struct Engine::DecoderState {
   EncoderOutput enc;
   int64_t max_steps = 0;
@@ -427,6 +427,7 @@ struct Engine::DecoderState {
   std::vector<std::vector<float>> self_k, self_v;
   std::vector<int32_t> current;
   std::vector<uint8_t> finished;
+  std::vector<TokenSampler> samplers;  // one per row, each seeded alike (a row samples as alone)
   Generation gen;
   std::vector<float> x, h, q, kv, ctx, ff, logits, scores, bias;
   std::vector<RoutedToken> routed;
@@ -455,6 +456,7 @@ Engine::DecoderState Engine::start_decoder(EncoderOutput enc, const GenerateOpti
   if (options.keep_encoder) s.gen.encoder = s.enc;
   s.current.assign(size_t(B), int32_t(c.decoder_start_token_id));
   s.finished.assign(size_t(B), 0);
+  s.samplers.assign(size_t(B), TokenSampler(options.sampling));
   for (auto* buf : {&s.x, &s.h}) buf->resize(size_t(B * d));
   for (auto* buf : {&s.q, &s.kv, &s.ctx}) buf->resize(size_t(B * inner));
   s.ff.resize(size_t(B * c.d_ff));
@@ -525,7 +527,7 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
       s.current[size_t(b)] = int32_t(c.pad_token_id);
       continue;
     }
-    const int32_t next = int32_t(argmax(&s.logits[size_t(b * V)], V));
+    const int32_t next = s.samplers[size_t(b)].next(&s.logits[size_t(b * V)], V);
     s.gen.tokens[size_t(b)].push_back(next);
     s.current[size_t(b)] = next;
     if (c.is_generation_eos(next)) s.finished[size_t(b)] = 1;
@@ -537,6 +539,7 @@ void Engine::end_decoder_step(DecoderState& s, int64_t step) const {
 Status Engine::check_generate(const GenerateOptions& options) const {
   if (options.max_new_tokens < 1)
     return input_error("generate options", "max_new_tokens", "at least 1", std::to_string(options.max_new_tokens));
+  PERFMEM_RETURN_IF_ERROR(check_sampling(options.sampling, "generate options"));
   if (!model_.config().is_decoder_only() && model_.config().decoder_start_token_id < 0)
     return input_error(model_.dir() + "/config.json", "key \"decoder_start_token_id\"",
                        "a decoder start token for generation (here, in generation_config.json, or a "

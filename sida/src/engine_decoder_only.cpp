@@ -111,6 +111,7 @@ struct Engine::SequenceState {
   std::vector<std::vector<float>> k_cache, v_cache;  // per layer F32 [positions, kv_heads * hd]
   std::vector<float> x, h, q, k, v, ctx, cos, sin, scores, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
   std::vector<RoutedToken> routed;
+  TokenSampler sampler;
   Generation gen;
 };
 
@@ -118,6 +119,7 @@ Engine::SequenceState Engine::start_sequence(const std::vector<int32_t>& prompt,
   SequenceState s;
   s.max_steps = options.max_new_tokens;
   s.keep_logits = options.keep_logits;
+  s.sampler = TokenSampler(options.sampling);
   s.step_ids = prompt;
   s.k_cache.assign(model_.layers.size(), {});
   s.v_cache.assign(model_.layers.size(), {});
@@ -202,7 +204,7 @@ void Engine::end_sequence_step(SequenceState& s, int64_t step) const {
   else
     linear(s.last.data(), model_.lm_head, s.logits.data(), 1, d, V);
   if (s.keep_logits) s.gen.logits.push_back(s.logits);
-  const int32_t next = int32_t(argmax(s.logits.data(), V));
+  const int32_t next = s.sampler.next(s.logits.data(), V);
   s.gen.tokens[0].push_back(next);
   s.gen.steps = step + 1;
   s.cached += n;

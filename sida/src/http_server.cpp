@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <csignal>
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 
 #include "perfmem/core/json.h"
@@ -131,9 +133,10 @@ struct HttpServer::Impl {
     const SwitchConfig& c = model.config();
     if (it->is_string()) {
       if (!tokenizer)
-        return ApiError{
-            400, "\"" + field + "\" is text, but this checkpoint has no spiece.model to tokenize it: send token ids",
-            field};
+        return ApiError{400,
+                        "\"" + field + "\" is text, but this checkpoint has no " + tokenizer_file_name(c) +
+                            " (a SentencePiece model) to tokenize it: send token ids",
+                        field};
       if (it->get_ref<const std::string&>().find_first_not_of(" \t\r\n") == std::string::npos)
         return ApiError{400, "\"" + field + "\" is empty", field};
       std::unique_lock<std::mutex> lock(tokenizer_mutex);
@@ -244,6 +247,45 @@ struct HttpServer::Impl {
     return j;
   }
 
+  // temperature (default 0: greedy, unlike OpenAI's 1, so that a plain request is deterministic),
+  // top_p, top_k (an extension, as other OpenAI-compatible servers offer) and seed (absent: a
+  // random one); null is absent.
+  static std::optional<ApiError> sampling_of(const Json& body, SamplingOptions* out) {
+    auto field = [&](const char* name) -> const Json* {
+      auto it = body.find(name);
+      return it == body.end() || it->is_null() ? nullptr : &*it;
+    };
+    if (const Json* v = field("temperature")) {
+      if (!v->is_number())
+        return ApiError{400, std::string("\"temperature\" must be a number, not ") + v->type_name(), "temperature"};
+      out->temperature = v->get<double>();
+    }
+    if (const Json* v = field("top_p")) {
+      if (!v->is_number())
+        return ApiError{400, std::string("\"top_p\" must be a number, not ") + v->type_name(), "top_p"};
+      out->top_p = v->get<double>();
+    }
+    if (const Json* v = field("top_k")) {
+      if (!v->is_number_integer())
+        return ApiError{400, std::string("\"top_k\" must be an integer, not ") + v->type_name(), "top_k"};
+      out->top_k = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v->get<int64_t>();
+    }
+    if (const Json* v = field("seed")) {
+      if (!v->is_number_integer())
+        return ApiError{400, std::string("\"seed\" must be an integer, not ") + v->type_name(), "seed"};
+      out->seed = v->is_number_unsigned() ? v->get<uint64_t>() : uint64_t(v->get<int64_t>());
+    } else {
+      out->seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
+    }
+    if (Status s = check_sampling(*out, "request"); !s.ok()) {
+      const std::string param = out->temperature < 0 || !std::isfinite(out->temperature) ? "temperature"
+                                : out->top_k < 0                                         ? "top_k"
+                                                                                         : "top_p";
+      return ApiError{400, "\"" + param + "\": " + s.message(), param};
+    }
+    return std::nullopt;
+  }
+
   void handle_completions(const httplib::Request& req, httplib::Response& res);
   void handle_encode(const httplib::Request& req, httplib::Response& res);
   std::string metrics() const;
@@ -278,7 +320,9 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
       return refuse({400, std::string("\"stream\" must be true or false, not ") + it->type_name(), "stream"});
     stream = it->get<bool>();
   }
-  auto job = Job::generation(std::move(tokens), max_tokens);
+  SamplingOptions sampling;
+  if (auto e = sampling_of(body, &sampling)) return refuse(*e);
+  auto job = Job::generation(std::move(tokens), max_tokens, sampling);
   if (!begin_response()) return refuse({503, "the server is shutting down", ""});
   if (auto e = admit(job)) {
     end_response();

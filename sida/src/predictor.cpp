@@ -74,7 +74,16 @@ Status check_predictor_fits(const PredictorConfig& c, const ModelWeights& model,
   PERFMEM_RETURN_IF_ERROR(same("d_model", c.d_model, m.d_model));
   PERFMEM_RETURN_IF_ERROR(same("vocab_size", c.vocab_size, m.vocab_size));
   PERFMEM_RETURN_IF_ERROR(same("num_experts", c.num_experts, m.num_experts));
-  return same("num_moe_layers (encoder MoE layers)", c.num_moe_layers, m.num_encoder_moe_layers());
+  return same(m.is_decoder_only() ? "num_moe_layers (MoE layers)" : "num_moe_layers (encoder MoE layers)",
+              c.num_moe_layers, predicted_moe_layers(m));
+}
+
+int64_t predicted_moe_layers(const SwitchConfig& config) {
+  return config.is_decoder_only() ? config.num_moe_layers() : config.num_encoder_moe_layers();
+}
+
+const float* predictor_embedding(const ModelWeights& model) {
+  return model.config().is_decoder_only() ? model.embed_tokens : model.shared;
 }
 
 std::vector<std::pair<std::string, Shape>> predictor_tensor_shapes(const PredictorConfig& c) {
@@ -127,7 +136,8 @@ Result<std::unique_ptr<Predictor>> Predictor::load(const std::string& dir, const
   PERFMEM_ASSIGN_OR_RETURN(auto t, read_predictor_tensors(dir, c));
   std::unique_ptr<Predictor> p(new Predictor());
   p->config_ = c;
-  p->embedding_ = model.shared;
+  p->embedding_ = predictor_embedding(model);
+  p->experts_per_token_ = model.config().experts_per_token;
   const int64_t H = c.hidden;
   p->input_ = PackedWeights(t["input.weight"].data(), H, c.d_model);
   p->input_bias_ = std::move(t["input.bias"]);
@@ -262,7 +272,7 @@ Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens, 
   const size_t cells = logits.size() / size_t(E);
   out.expert.resize(cells);
   out.prob.resize(cells);
-  out.plan_k = std::clamp<int64_t>(plan_k, 1, E);
+  out.plan_k = std::clamp<int64_t>(std::max(plan_k, experts_per_token_), 1, E);
   out.plan.resize(cells * size_t(out.plan_k));
   for (size_t i = 0; i < cells; ++i)
     top_k_indices(&logits[i * size_t(E)], E, out.plan_k, &out.plan[i * size_t(out.plan_k)]);

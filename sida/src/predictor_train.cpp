@@ -153,8 +153,8 @@ Status load_into(Net& net, const std::string& dir, const PredictorConfig& config
 
 torch::Tensor embedding_of(const ModelWeights& model) {
   // Read only: index_select copies the rows it needs.
-  return torch::from_blob(const_cast<float*>(model.shared), {model.config().vocab_size, model.config().d_model},
-                          torch::kFloat);
+  return torch::from_blob(const_cast<float*>(predictor_embedding(model)),
+                          {model.config().vocab_size, model.config().d_model}, torch::kFloat);
 }
 
 }  // namespace

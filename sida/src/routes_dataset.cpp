@@ -6,6 +6,7 @@
 #include "perfmem/core/progress.h"
 #include "perfmem/core/safetensors.h"
 #include "perfmem/sida/engine.h"
+#include "perfmem/sida/predictor.h"
 #include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
@@ -63,10 +64,10 @@ Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vecto
   if (options.validation_every < 2)
     return input_error("--validation-every", "value", "at least 2 (every N-th request is validation)",
                        std::to_string(options.validation_every));
-  if (c.num_encoder_moe_layers() == 0)
+  if (predicted_moe_layers(c) == 0)
     return input_error(model.dir() + "/config.json", "encoder", "at least one MoE layer to predict", "none");
   RoutesDataset data;
-  data.num_moe_layers = c.num_encoder_moe_layers();
+  data.num_moe_layers = predicted_moe_layers(c);
   data.num_experts = c.num_experts;
   data.top = std::min(options.top, c.num_experts);
   data.vocab_size = c.vocab_size;
@@ -78,14 +79,23 @@ Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vecto
   const int64_t M = data.num_moe_layers, T = data.top, E = c.num_experts;
   std::vector<size_t> window_base;  // first token in the dataset of each request of the window
   std::vector<int32_t> order;
+  // Switch: the encoder's visits (step -1). Decoder-only: the prompt's pass (step 0, the only one:
+  // one token is generated); a window of one request reports its visits as request -1.
+  const bool decoder_only = c.is_decoder_only();
   engine.set_observer([&](const MoeLayerVisit& v) {
-    const size_t base = window_base[size_t(v.window_request)];
+    if (v.decode_step != (decoder_only ? 0 : -1) || v.moe_layer >= M) return;
+    const size_t base = window_base[size_t(std::max(v.window_request, 0))];
     for (size_t t = 0; t < v.positions.size(); ++t) {
       const size_t at = (base + size_t(v.positions[t])) * size_t(M * T) + size_t(v.moe_layer * T);
       top_of_row(&v.router_logits[t * size_t(E)], E, T, order, &data.top_logits[at], &data.top_experts[at]);
     }
   });
   if (options.window < 1) return input_error("--window", "value", "at least 1", std::to_string(options.window));
+  // Runs a window's prompts through the predicted layers.
+  auto run = [&](const std::vector<std::vector<int32_t>>& window) -> Status {
+    if (!decoder_only) return engine.encode_window(window).status();
+    return engine.generate_window(window, GenerateOptions{.max_new_tokens = 1}).status();
+  };
   ProgressBar bar("collecting routes", int64_t(corpus.size()), stderr, options.show_progress);
   for (size_t first = 0; first < corpus.size(); first += size_t(options.window)) {
     const size_t end = std::min(corpus.size(), first + size_t(options.window));
@@ -98,14 +108,13 @@ Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vecto
     }
     data.top_logits.resize(data.tokens.size() * size_t(M * T));
     data.top_experts.resize(data.tokens.size() * size_t(M * T));
-    auto enc = engine.encode_window(window);
-    if (!enc.ok()) {
+    if (Status s = run(window); !s.ok()) {
       // Name the request: the window's error counts requests from the window's start.
       engine.set_observer({});
       for (size_t r = first; r < end; ++r)
-        if (auto alone = engine.encode({corpus[r]}); !alone.ok())
-          return alone.status().with_context("corpus request " + std::to_string(r));
-      return enc.status().with_context("corpus requests " + std::to_string(first) + " to " + std::to_string(end - 1));
+        if (Status alone = run({corpus[r]}); !alone.ok())
+          return alone.with_context("corpus request " + std::to_string(r));
+      return s.with_context("corpus requests " + std::to_string(first) + " to " + std::to_string(end - 1));
     }
     for (size_t r = first; r < end; ++r) {
       data.validation.push_back(int64_t(r) % options.validation_every == options.validation_every - 1);

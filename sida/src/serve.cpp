@@ -53,6 +53,12 @@ class BoundedQueue {
   std::condition_variable not_full_, not_empty_;
 };
 
+std::string sampling_description(const SamplingOptions& s) {
+  if (s.greedy()) return "greedy";
+  return "sampled (temperature " + std::to_string(s.temperature) + ", top_k " + std::to_string(s.top_k) + ", top_p " +
+         std::to_string(s.top_p) + ", seed " + std::to_string(s.seed) + ")";
+}
+
 struct WindowPlan {
   size_t first = 0, count = 0;
   std::vector<int32_t> accesses;
@@ -72,6 +78,8 @@ Status check_routes(const RouteTable& table, const std::vector<Request>& request
         name, "mode",
         options.generate ? "generation of " + std::to_string(options.max_new_tokens) + " tokens" : "encoder only",
         table.generate ? "generation of " + std::to_string(table.max_new_tokens) + " tokens" : "encoder only");
+  if (options.generate && sampling_description(table.sampling) != sampling_description(options.sampling))
+    return input_error(name, "decoding", sampling_description(options.sampling), sampling_description(table.sampling));
   if (table.requests.size() != requests.size())
     return input_error(name, "requests", std::to_string(requests.size()) + " requests",
                        std::to_string(table.requests.size()));
@@ -201,6 +209,7 @@ Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Re
   RouteTable table;
   table.generate = options.generate;
   table.max_new_tokens = options.generate ? options.max_new_tokens : 0;
+  if (options.generate) table.sampling = options.sampling;
   table.num_moe_layers = model.config().num_moe_layers();
   table.num_experts = model.config().num_experts;
   table.requests = requests;
@@ -209,13 +218,12 @@ Result<RouteTable> record_routes(const ModelWeights& model, const std::vector<Re
     for (int32_t e : visit.experts_used) current->push_back(int32_t(visit.moe_layer * table.num_experts + e));
   });
   ProgressBar bar("recording routes", int64_t(requests.size()));
-  for (const Request& r : requests) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
     table.accesses.emplace_back();
     current = &table.accesses.back();
     if (options.generate) {
-      GenerateOptions g;
-      g.max_new_tokens = options.max_new_tokens;
-      PERFMEM_ASSIGN_OR_RETURN(auto gen, engine.generate({r}, g));
+      PERFMEM_ASSIGN_OR_RETURN(auto gen, engine.generate({r}, request_generate_options(options, i)));
     } else {
       PERFMEM_ASSIGN_OR_RETURN(auto enc, engine.encode({r}));
     }
@@ -230,6 +238,11 @@ Status write_route_table(const std::string& path, const RouteTable& table) {
   j["format"] = "sida-route-table-1";
   j["mode"] = table.generate ? "generate" : "encode";
   j["max_new_tokens"] = table.max_new_tokens;
+  if (!table.sampling.greedy())
+    j["sampling"] = {{"temperature", table.sampling.temperature},
+                     {"top_k", table.sampling.top_k},
+                     {"top_p", table.sampling.top_p},
+                     {"seed", table.sampling.seed}};
   j["num_moe_layers"] = table.num_moe_layers;
   j["num_experts"] = table.num_experts;
   Json reqs = Json::array();
@@ -250,6 +263,14 @@ Result<RouteTable> read_route_table(const std::string& path) {
     return input_error(path, "key \"mode\"", "\"generate\" or \"encode\"", mode);
   t.generate = mode == "generate";
   PERFMEM_RETURN_IF_ERROR(json_get(j, path, "max_new_tokens", &t.max_new_tokens));
+  if (j.contains("sampling")) {  // absent: greedy
+    const Json& sj = j["sampling"];
+    PERFMEM_RETURN_IF_ERROR(json_get(sj, path + " key \"sampling\"", "temperature", &t.sampling.temperature));
+    PERFMEM_RETURN_IF_ERROR(json_get(sj, path + " key \"sampling\"", "top_k", &t.sampling.top_k));
+    PERFMEM_RETURN_IF_ERROR(json_get(sj, path + " key \"sampling\"", "top_p", &t.sampling.top_p));
+    PERFMEM_RETURN_IF_ERROR(json_get(sj, path + " key \"sampling\"", "seed", &t.sampling.seed));
+    PERFMEM_RETURN_IF_ERROR(check_sampling(t.sampling, path + " key \"sampling\""));
+  }
   PERFMEM_RETURN_IF_ERROR(json_get(j, path, "num_moe_layers", &t.num_moe_layers));
   PERFMEM_RETURN_IF_ERROR(json_get(j, path, "num_experts", &t.num_experts));
   Json reqs;
@@ -274,6 +295,16 @@ Result<RouteTable> read_route_table(const std::string& path) {
 
 using internal::guarded;
 
+GenerateOptions request_generate_options(const ServeOptions& options, size_t index) {
+  GenerateOptions g;
+  g.max_new_tokens = options.max_new_tokens;
+  g.keep_logits = options.keep_outputs;
+  g.keep_encoder = options.keep_outputs;
+  g.sampling = options.sampling;
+  g.sampling.seed += index;
+  return g;
+}
+
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options) {
   if (options.routes && options.predictor)
@@ -290,6 +321,11 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
     return Status(StatusCode::kInvalidInput,
                   "router replacement needs a predictor (--predictor DIR) and request execution");
+  if (options.replace_router && model.config().is_decoder_only())
+    return unsupported_error("--replace-router", model_family_name(model.config().family),
+                             "router replacement is implemented for Switch's encoder (top-1) only; a decoder-only "
+                             "model routes each token to several experts and its generated tokens are not "
+                             "predicted: use exact mode (the predictor still plans the prefetch)");
   if (options.replace_router)
     PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   const bool prefetch = store.policy() == Policy::kPrefetch;
@@ -370,11 +406,9 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       const std::string which =
           "requests " + std::to_string(plan->first) + ".." + std::to_string(plan->first + plan->count - 1);
       if (options.generate) {
-        GenerateOptions g;
-        g.max_new_tokens = options.max_new_tokens;
-        g.keep_logits = options.keep_outputs;
-        g.keep_encoder = options.keep_outputs;
-        auto gen = guarded([&] { return engine.generate_window(batch, g); });
+        std::vector<GenerateOptions> each;
+        for (size_t i = 0; i < plan->count; ++i) each.push_back(request_generate_options(options, plan->first + i));
+        auto gen = guarded([&] { return engine.generate_window(batch, each, nullptr); });
         if (!gen.ok()) {
           failure = gen.status().with_context(which);
           break;
@@ -414,11 +448,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       RequestResult& out = report.results[r];
       report.input_tokens += requests[r].size();
       if (options.generate) {
-        GenerateOptions g;
-        g.max_new_tokens = options.max_new_tokens;
-        g.keep_logits = options.keep_outputs;
-        g.keep_encoder = options.keep_outputs;
-        auto gen = guarded([&] { return engine.generate({requests[r]}, g); });
+        auto gen = guarded([&] { return engine.generate({requests[r]}, request_generate_options(options, r)); });
         if (!gen.ok()) {
           failure = gen.status().with_context("request " + std::to_string(r));
           break;

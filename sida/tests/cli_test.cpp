@@ -88,6 +88,37 @@ TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
   std::filesystem::remove_all(dir);
 }
 
+// `sida bench --bf16-experts` on a bf16 Mixtral checkpoint: the budgets are shares of the bf16
+// bytes (half of fp32's), every expert access is the same as with fp32 slots, and an fp32
+// checkpoint is refused naming an expert tensor.
+TEST(sidaCli, BenchKeepsBf16ExpertsAsBf16) {
+  const std::string dir = temp_dir("bench-bf16");
+  const std::string bench = sida() + " bench --preset mixtral-tiny --requests 3 --modes generate --no-hf " +
+                            "--budgets 100%,25% --policies lru ";
+  auto fp32 = run_command(bench + "--dtype bf16 --dir " + dir + "/mx --json " + dir + "/fp32.json 2>/dev/null");
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+  auto bf16 = run_command(bench + "--dir " + dir + "/mx --bf16-experts --json " + dir + "/bf16.json 2>/dev/null");
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.output;
+  EXPECT_NE(bf16.output.find("in bf16 slots"), std::string::npos) << bf16.output;
+  auto a = perfmem::read_json_file(dir + "/fp32.json"), b = perfmem::read_json_file(dir + "/bf16.json");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ((*a)["fast_tier"], "fp32");
+  EXPECT_EQ((*b)["fast_tier"], "bf16");
+  EXPECT_EQ(2 * (*b)["expert_bytes_fast_tier"].get<uint64_t>(), (*a)["expert_bytes_fast_tier"].get<uint64_t>());
+  ASSERT_EQ((*a)["runs"].size(), 2u);
+  ASSERT_EQ((*b)["runs"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(2 * (*b)["runs"][i]["budget_bytes"].get<uint64_t>(), (*a)["runs"][i]["budget_bytes"].get<uint64_t>());
+    // The same slots, accesses, misses and bytes read (the disk holds bf16 either way).
+    for (const char* key : {"slots", "expert_accesses", "misses", "bytes_read", "generated_tokens"})
+      EXPECT_EQ((*b)["runs"][i][key], (*a)["runs"][i][key]) << key;
+  }
+  auto refused = run_command(bench + "--dir " + dir + "/f32 --bf16-experts 2>&1");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("experts.0.w1.weight"), std::string::npos) << refused.output;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   const std::string dir = temp_dir("bad");
   auto r = run_command(sida() + " run " + dir + " --tokens 1");

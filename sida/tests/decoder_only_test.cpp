@@ -184,25 +184,7 @@ TEST(MixtralConformance, SavePretrainedCheckpointsMatchTransformers) {
   }
 }
 
-// Serves `requests` through a fresh store of `slots` expert slots (fp32, or bf16 slots).
-ServeReport serve_with(const ModelWeights& model, const std::vector<Request>& requests, ServeOptions opt, Policy policy,
-                       uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
-  const SwitchConfig& c = model.config();
-  StoreOptions so;
-  so.policy = policy;
-  so.bf16_fast_tier = bf16;
-  so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
-  auto store = ExpertStore::create(model, so);
-  EXPECT_TRUE(store.ok()) << store.status().to_string();
-  if (!store.ok()) return {};
-  EXPECT_EQ((*store)->num_slots(), slots);
-  if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
-  opt.execution = execution;
-  opt.routes = routes;
-  auto report = serve(model, **store, requests, opt);
-  EXPECT_TRUE(report.ok()) << report.status().to_string();
-  return report.ok() ? *report : ServeReport{};
-}
+using testing::serve_with;
 
 // Every request's ids and logits bit for bit as in `reference`.
 void expect_same_bits(const ServeReport& got, const ServeReport& reference) {
@@ -532,6 +514,42 @@ TEST(DecoderOnlyCli, PresetsRunWithBf16ExpertsAndRefuseSwitchOnlyOptions) {
       sida + " make-checkpoint --preset mixtral-tiny --expert-capacity 4 -o " + dir + "/capacity");
   EXPECT_NE(capacity.exit_code, 0);
   EXPECT_NE(capacity.output.find("--expert-capacity"), std::string::npos) << capacity.output;
+}
+
+// Text in and out on a transformers-written Mixtral checkpoint with a SentencePiece
+// tokenizer.model saved by LlamaTokenizer (legacy, as Mixtral ships it): `sida run --text` gives
+// the prompt ids transformers' tokenizer gives (bos prepended), the greedy ids generate() gives,
+// and their decoding as tokenizer.decode(skip_special_tokens=True).
+TEST(MixtralText, TextInAndOutMatchesTransformersTokenizer) {
+  std::string why;
+  const std::string dir = write_hf_checkpoint("text", Json{{"seed", 5}, {"config", {{"vocab_size", 64}}}}, &why);
+  if (dir.empty()) {
+    if (why.empty()) return;
+    PERFMEM_SKIP_UNLESS_REQUIRED(why);
+  }
+  const std::vector<std::string> texts = {"a very good movie", "the film was bad and the acting worse"};
+  std::string args = "text " + dir + " " + dir + "/text.json 6";
+  for (const std::string& t : texts) args += " '" + t + "'";
+  if (!run_hf_script(args, &why)) {
+    if (why.empty()) return;
+    PERFMEM_SKIP_UNLESS_REQUIRED(why);
+  }
+  auto expected = read_json_file(dir + "/text.json");
+  ASSERT_TRUE(expected.ok()) << expected.status().to_string();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    SCOPED_TRACE(texts[i]);
+    const Json& want = (*expected)["texts"][i];
+    auto r = perfmem::testing::run_command(std::string(CLI_PATH) + " run " + dir + " --text '" + texts[i] +
+                                           "' --max-new-tokens 6 --dump-routes " + dir + "/routes.json 2>/dev/null");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto routes = read_json_file(dir + "/routes.json");
+    ASSERT_TRUE(routes.ok()) << routes.status().to_string();
+    EXPECT_EQ((*routes)["requests"][0]["tokens"].get<std::vector<int32_t>>(), want["ids"].get<std::vector<int32_t>>());
+    const std::string ids_line = r.output.substr(0, r.output.find('\n'));
+    EXPECT_EQ(ids_line, join(want["generated"].get<std::vector<int32_t>>()));
+    EXPECT_NE(r.output.find("\ntext: " + want["text"].get<std::string>() + "\n"), std::string::npos)
+        << r.output << " vs " << want["text"];
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@ transformers, for the conformance tests.
 
 usage: hf_decoder_only.py write OUT_DIR SPEC_JSON
        hf_decoder_only.py oracle CHECKPOINT_DIR OUT.json MAX_NEW_TOKENS "ids of request 1" ["ids of request 2" ...]
+       hf_decoder_only.py text CHECKPOINT_DIR OUT.json MAX_NEW_TOKENS "text 1" ["text 2" ...]
 
 write: a MixtralForCausalLM (or Qwen2MoeForCausalLM with "family": "qwen2_moe") of tiny shapes,
 randomly initialised (torch seed), saved with save_pretrained. SPEC_JSON keys (all optional):
@@ -15,8 +16,15 @@ generation step, and per MoE layer the experts the router picks for every positi
 prompt and the generated tokens but the last (top num_experts_per_tok of softmax(router logits),
 descending, from a forward pass over that sequence; dense layers have none). Exit 3 when
 transformers is not installed.
+
+text: trains a small SentencePiece BPE model with Llama's special ids (unk 0, bos 1, eos 2) and
+the checkpoint's vocabulary size, saves it as Mixtral's checkpoints ship it (LlamaTokenizer with
+legacy=True, save_pretrained: tokenizer.model, tokenizer_config.json), then per text: the ids the
+tokenizer gives, the greedy ids generate() continues them with, and their decoding
+(skip_special_tokens=True).
 """
 import json
+import os
 import sys
 
 try:
@@ -80,9 +88,46 @@ def oracle(ckpt, out_path, max_new, requests):
         json.dump({"generations": generations}, f)
 
 
+def text(ckpt, out_path, max_new, texts):
+    try:
+        import sentencepiece as spm
+        from transformers import LlamaTokenizer
+    except ImportError as error:
+        print(f"sentencepiece not available: {error}", file=sys.stderr)
+        sys.exit(3)
+    torch.set_num_threads(2)
+    model = AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    corpus = os.path.join(ckpt, "corpus.txt")
+    words = ["a", "very", "good", "movie", "with", "great", "story", "the", "film", "was", "bad", "and", "acting",
+             "worse", "an", "enjoyable", "moving", "plot", "music", "scenes"]
+    with open(corpus, "w") as f:
+        for i in range(400):
+            f.write(" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(6 + i % 5)) + "\n")
+    spm.SentencePieceTrainer.train(input=corpus, model_prefix=os.path.join(ckpt, "tokenizer"),
+                                   vocab_size=model.config.vocab_size, model_type="bpe", unk_id=0, bos_id=1,
+                                   eos_id=2, pad_id=-1, minloglevel=2)
+    tokenizer = LlamaTokenizer(vocab_file=os.path.join(ckpt, "tokenizer.model"), legacy=True)
+    tokenizer.save_pretrained(ckpt)
+    results = []
+    with torch.no_grad():
+        for t in texts:
+            ids = tokenizer(t).input_ids
+            x = torch.tensor([ids])
+            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new, do_sample=False,
+                                 num_beams=1, pad_token_id=model.generation_config.eos_token_id)
+            generated = out[0, len(ids):].tolist()
+            results.append({"ids": ids, "generated": generated,
+                            "text": tokenizer.decode(generated, skip_special_tokens=True)})
+    with open(out_path, "w") as f:
+        json.dump({"texts": results}, f)
+
+
 def main():
     if sys.argv[1] == "write":
         write(sys.argv[2], json.loads(sys.argv[3]))
+    elif sys.argv[1] == "text":
+        text(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
     else:
         requests = [[int(t) for t in r.split()] for r in sys.argv[5:]]
         oracle(sys.argv[2], sys.argv[3], int(sys.argv[4]), requests)

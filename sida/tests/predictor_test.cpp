@@ -1,10 +1,14 @@
 // The expert predictor: LibTorch training (deterministic under a seed, it learns the routes), the
 // serving forward in the project's kernels against the LibTorch forward and against its plain
-// twin, sparsemax, the hit-rate evaluation and its baselines, bad files, and the CLI.
+// twin, sparsemax, the hit-rate evaluation and its baselines, bad files, the CLI, and the
+// decoder-only families (collect, train, predicted prefetch in exact mode).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <iostream>
+#include <sstream>
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
@@ -510,6 +514,175 @@ TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   EXPECT_NE(run.output.find("config.json"), std::string::npos) << run.output;
 #endif
 }
+
+// Decoder-only families: collect-routes records the prompt pass of every MoE layer (the router's
+// own choices, the same bits for any window), the predictor trains on it (random weights without
+// LibTorch), and its prefetch plans for the prompts leave every output bit-identical to all
+// experts resident, in request and window execution, at several budgets. Router replacement is
+// refused by name.
+void expect_decoder_only_predictor_works(const std::string& preset) {
+  SCOPED_TRACE(preset);
+  const SwitchConfig config = *preset_config(preset);
+  const std::string dir = testing::make_test_checkpoint("predictor-" + preset, config);
+  auto loaded = ModelWeights::load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().to_string();
+  const ModelWeights& model = **loaded;
+  const SwitchConfig& c = model.config();
+  const int64_t M = c.num_moe_layers(), E = c.num_experts;
+  EXPECT_EQ(predicted_moe_layers(c), M);
+  std::vector<Request> corpus = synthetic_requests(50, 4, 16, c.vocab_size, 5);
+  for (Request& r : corpus) r.front() = 1;  // prompts start with bos (synthetic ones end with an id)
+  CollectOptions opt;
+  opt.top = 3;
+  opt.validation_every = 5;
+  opt.show_progress = false;
+  auto data = collect_routes(model, corpus, opt);
+  ASSERT_TRUE(data.ok()) << data.status().to_string();
+  EXPECT_EQ(data->num_moe_layers, M);
+  EXPECT_EQ(data->top, 3);
+  opt.window = 1;
+  auto alone = collect_routes(model, corpus, opt);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_EQ(alone->top_logits, data->top_logits);
+  EXPECT_EQ(alone->top_experts, data->top_experts);
+  // The teacher is the router: each prompt token's first expert at each layer, as the engine
+  // routes the prompt.
+  {
+    auto store = ExpertStore::create(model, StoreOptions{});
+    ASSERT_TRUE(store.ok());
+    Engine engine(model, **store);
+    size_t checked = 0;
+    engine.set_observer([&](const MoeLayerVisit& v) {
+      if (v.decode_step != 0) return;
+      for (size_t t = 0; t < v.positions.size(); ++t) {
+        const size_t at = (size_t(v.positions[t]) * size_t(M) + size_t(v.moe_layer)) * 3;
+        EXPECT_EQ(data->top_experts[at], v.choice[t * size_t(v.experts_per_token)]);
+        EXPECT_EQ(data->top_experts[at + 1], v.choice[t * size_t(v.experts_per_token) + 1]);
+        ++checked;
+      }
+    });
+    ASSERT_TRUE(engine.generate({corpus[0]}, {.max_new_tokens = 1}).ok());
+    EXPECT_EQ(checked, corpus[0].size() * size_t(M));
+  }
+  const std::string p = dir + "/predictor";
+#ifdef SIDA_HAVE_TORCH
+  TrainOptions to;
+  to.hidden = 16;
+  to.batch = 8;
+  to.epochs = 3;
+  to.lr = 1e-2;
+  to.show_progress = false;
+  auto trained = train_predictor(model, *data, to, p);
+  ASSERT_TRUE(trained.ok()) << trained.status().to_string();
+#else
+  testing::write_random_predictor(
+      p, PredictorConfig{
+             .d_model = c.d_model, .hidden = 8, .num_moe_layers = M, .num_experts = E, .vocab_size = c.vocab_size});
+#endif
+  auto predictor = Predictor::load(p, model);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  auto eval = evaluate_predictor(predictor->get(), *data, 2);
+  ASSERT_TRUE(eval.ok()) << eval.status().to_string();
+  ASSERT_EQ(eval->layers.size(), size_t(M));
+  EXPECT_GT(eval->validation_tokens, 0);
+  std::cout << preset << ": predictor hit rate on the validation split, top-1 " << eval->mean.predictor_top1
+            << ", top-2 " << eval->mean.predictor_topk << " (most frequent expert: " << eval->mean.frequent_top1
+            << " / " << eval->mean.frequent_topk << ")\n";
+  // A plan loads at least the router's k experts per token and layer.
+  EXPECT_EQ((*predictor)->predict_routes(corpus[0], 1).plan_k, c.experts_per_token);
+
+  const std::vector<Request> requests(corpus.begin(), corpus.begin() + 8);
+  ServeOptions so;
+  so.max_new_tokens = 4;
+  so.keep_outputs = true;
+  so.window = 3;
+  const uint64_t all = uint64_t(M * E);
+  const ServeReport reference =
+      testing::serve_with(model, requests, so, Policy::kAllResident, all, Execution::kRequest, nullptr, false);
+  ASSERT_EQ(reference.results.size(), requests.size());
+  so.predictor = predictor->get();
+  for (uint64_t slots : {uint64_t(c.experts_per_token), uint64_t(E), all / 2})
+    for (Execution execution : {Execution::kRequest, Execution::kWindow}) {
+      SCOPED_TRACE(std::to_string(slots) + " slots, " + execution_name(execution));
+      const ServeReport got =
+          testing::serve_with(model, requests, so, Policy::kPrefetch, slots, execution, nullptr, false);
+      EXPECT_EQ(got.plans, "predictor");
+      EXPECT_GT(got.planned_accesses, 0u);
+      EXPECT_GT(got.predictor_s, 0.0);
+      ASSERT_EQ(got.results.size(), requests.size());
+      for (size_t r = 0; r < requests.size(); ++r) {
+        EXPECT_EQ(got.results[r].generated, reference.results[r].generated) << "request " << r;
+        EXPECT_EQ(got.results[r].logits, reference.results[r].logits) << "request " << r;
+      }
+    }
+  // SiDA's router replacement is Switch's (top-1, encoder): refused by name.
+  so.replace_router = true;
+  auto store = ExpertStore::create(model, StoreOptions{});
+  ASSERT_TRUE(store.ok());
+  auto refused = serve(model, **store, requests, so);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().to_string().find("--replace-router"), std::string::npos) << refused.status().to_string();
+  // A predictor of another layer count is refused, naming the key.
+  testing::write_random_predictor(
+      dir + "/other",
+      PredictorConfig{
+          .d_model = c.d_model, .hidden = 8, .num_moe_layers = M + 1, .num_experts = E, .vocab_size = c.vocab_size});
+  auto other = Predictor::load(dir + "/other", model);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().to_string().find("num_moe_layers"), std::string::npos) << other.status().to_string();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DecoderOnlyPredictor, MixtralCollectsTrainsAndPrefetchesExactly) {
+  expect_decoder_only_predictor_works("mixtral-tiny");
+}
+TEST(DecoderOnlyPredictor, Qwen2MoeCollectsTrainsAndPrefetchesExactly) {
+  expect_decoder_only_predictor_works("qwen2-moe-tiny");
+}
+
+#ifdef SIDA_HAVE_TORCH
+// The same through the command line on a Mixtral checkpoint: collect-routes, train-predictor,
+// eval-predictor, and `sida run --predictor` giving the all-resident ids; --replace-router refused.
+TEST(DecoderOnlyPredictor, CommandLineCollectsTrainsAndRuns) {
+  const std::string cli = std::string(CLI_PATH);
+  const std::string dir = testing::make_test_checkpoint("predictor-cli-mixtral", *preset_config("mixtral-tiny"));
+  std::ostringstream corpus;  // prompts starting with bos (1)
+  for (const Request& r : synthetic_requests(40, 4, 12, 96, 8)) {
+    corpus << 1;
+    for (size_t i = 1; i < r.size(); ++i) corpus << ' ' << r[i];
+    corpus << '\n';
+  }
+  ASSERT_TRUE(write_text_file(dir + "/corpus.txt", corpus.str()).ok());
+  auto run = perfmem::testing::run_command(cli + " collect-routes " + dir + " --corpus " + dir + "/corpus.txt -o " +
+                                           dir + "/routes.safetensors 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("in 3 MoE layers (the prompts)"), std::string::npos) << run.output;
+  run = perfmem::testing::run_command(cli + " train-predictor " + dir + " --routes " + dir + "/routes.safetensors -o " +
+                                      dir + "/p --hidden 8 --epochs 1 --batch 16 --seed 3 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  run = perfmem::testing::run_command(cli + " eval-predictor " + dir + " --predictor " + dir + "/p --routes " + dir +
+                                      "/routes.safetensors --json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto eval = parse_json(run.output, "eval-predictor output");
+  ASSERT_TRUE(eval.ok()) << run.output;
+  EXPECT_EQ((*eval)["layers"].size(), 3u);
+  const std::string requests = " --tokens '1 12 7 33 41 5' --max-new-tokens 5";
+  auto all = perfmem::testing::run_command(cli + " run " + dir + requests + " --policy all-resident 2>/dev/null");
+  auto predicted = perfmem::testing::run_command(cli + " run " + dir + requests + " --policy prefetch --budget 18KiB " +
+                                                 "--predictor " + dir + "/p 2>/dev/null");
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+  const std::string ids = all.output.substr(0, all.output.find('\n'));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), ' '), 4) << all.output;  // five ids
+  EXPECT_EQ(predicted.output.substr(0, predicted.output.find('\n')), ids);
+  EXPECT_NE(predicted.output.find("prefetch plans from the predictor"), std::string::npos) << predicted.output;
+  run = perfmem::testing::run_command(cli + " run " + dir + requests + " --predictor " + dir +
+                                      "/p --replace-router 2>&1");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("exact mode"), std::string::npos) << run.output;
+  std::filesystem::remove_all(dir);
+}
+#endif  // SIDA_HAVE_TORCH
 
 }  // namespace
 }  // namespace perfmem::sida

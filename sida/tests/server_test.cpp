@@ -323,6 +323,49 @@ TEST(SidaServer, CompletionsAreExactlyTheEnginesOneRequestAtATime) {
   EXPECT_EQ(ids_of(r["choices"][0]["token_ids"]), reference(tiny_checkpoint(), prompts()[0], 16).generated);
 }
 
+// Sampled completions (temperature, top_k, top_p, seed): a request's ids are the engine's for that
+// seed alone, whatever window it shares with concurrent requests; temperature 0 or none is greedy.
+TEST(SidaServer, SampledCompletionsDependOnlyOnTheirSeed) {
+  TestServer server({});
+  const SamplingOptions sampling{.temperature = 1.2, .top_k = 30, .top_p = 0.9, .seed = 0};
+  auto expected = [&](size_t i) {
+    testing::LoadedModel m = testing::load_model(tiny_checkpoint());
+    Engine engine(*m.model, *m.store);
+    GenerateOptions g{.max_new_tokens = 6};
+    g.sampling = sampling;
+    g.sampling.seed = 100 + i;
+    auto gen = engine.generate({prompts()[i]}, g);
+    EXPECT_TRUE(gen.ok()) << gen.status().to_string();
+    return gen.ok() ? gen->tokens[0] : std::vector<int32_t>{};
+  };
+  std::vector<std::vector<int32_t>> got(6);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < got.size(); ++i)
+    clients.emplace_back([&, i] {
+      auto client = server.client();
+      Json r = post_json(*client, "/v1/completions",
+                         {{"prompt", prompts()[i]},
+                          {"max_tokens", 6},
+                          {"temperature", sampling.temperature},
+                          {"top_k", sampling.top_k},
+                          {"top_p", sampling.top_p},
+                          {"seed", 100 + i}},
+                         200);
+      if (r.contains("choices")) got[i] = ids_of(r["choices"][0]["token_ids"]);
+    });
+  for (auto& t : clients) t.join();
+  size_t differ_from_greedy = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i], expected(i)) << "prompt " << i;
+    differ_from_greedy += got[i] != reference(tiny_checkpoint(), prompts()[i], 6).generated;
+  }
+  EXPECT_GT(differ_from_greedy, 0u);
+  auto client = server.client();
+  Json zero =
+      post_json(*client, "/v1/completions", {{"prompt", prompts()[1]}, {"max_tokens", 6}, {"temperature", 0}}, 200);
+  EXPECT_EQ(ids_of(zero["choices"][0]["token_ids"]), reference(tiny_checkpoint(), prompts()[1], 6).generated);
+}
+
 // With the predictor's plans (prefetch policy), concurrent requests still get exact answers; the
 // run-ahead thread's predictor time and the prefetches show in the metrics.
 TEST(SidaServer, PredictedPrefetchStaysExactUnderConcurrentRequests) {
@@ -467,6 +510,13 @@ TEST(SidaServer, BadRequestsGetJsonErrorsNamingTheField) {
       {completions, "{\"prompt\": [5], \"max_tokens\": 0}", 400, "max_tokens", "between 1 and 32"},
       {completions, "{\"prompt\": [5], \"max_tokens\": 33}", 400, "max_tokens", "between 1 and 32"},
       {completions, "{\"prompt\": [5], \"stream\": \"yes\"}", 400, "stream", "true or false"},
+      {completions, "{\"prompt\": [5], \"temperature\": -0.5}", 400, "temperature", "a finite number >= 0"},
+      {completions, "{\"prompt\": [5], \"temperature\": \"hot\"}", 400, "temperature", "must be a number"},
+      {completions, "{\"prompt\": [5], \"temperature\": 1, \"top_p\": 0}", 400, "top_p", "(0, 1]"},
+      {completions, "{\"prompt\": [5], \"top_p\": 1.5}", 400, "top_p", "(0, 1]"},
+      {completions, "{\"prompt\": [5], \"top_k\": -1}", 400, "top_k", "an integer >= 0"},
+      {completions, "{\"prompt\": [5], \"top_k\": 2.5}", 400, "top_k", "must be an integer"},
+      {completions, "{\"prompt\": [5], \"seed\": \"7\"}", 400, "seed", "must be an integer"},
       {encode, "{\"input\": [5, 100]}", 400, "input", "outside the vocabulary"},
       {encode, "{\"prompt\": [5]}", 400, "input", "required"},
       {encode, "{\"input\": [5], \"pooling\": \"max\"}", 400, "pooling", "\"none\" or \"mean\""},

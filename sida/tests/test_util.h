@@ -14,6 +14,7 @@
 #include "perfmem/sida/engine.h"
 #include "perfmem/sida/expert_store.h"
 #include "perfmem/sida/predictor.h"
+#include "perfmem/sida/serve.h"
 #include "perfmem/core/safetensors.h"
 #include "perfmem/core/json.h"
 
@@ -69,6 +70,26 @@ inline void expect_generation_needs_decoder_start(const std::string& dir) {
   ASSERT_FALSE(gen.ok());
   EXPECT_NE(gen.status().to_string().find("decoder_start_token_id"), std::string::npos) << gen.status().to_string();
   EXPECT_FALSE(engine.generate_window({{5, 6, 1}}, {.max_new_tokens = 2}).ok());
+}
+
+// Serves `requests` through a fresh store of `slots` expert slots (fp32, or bf16 slots).
+inline ServeReport serve_with(const ModelWeights& model, const std::vector<Request>& requests, ServeOptions opt,
+                              Policy policy, uint64_t slots, Execution execution, const RouteTable* routes, bool bf16) {
+  const SwitchConfig& c = model.config();
+  StoreOptions so;
+  so.policy = policy;
+  so.bf16_fast_tier = bf16;
+  so.budget_bytes = slots * (bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
+  auto store = ExpertStore::create(model, so);
+  EXPECT_TRUE(store.ok()) << store.status().to_string();
+  if (!store.ok()) return {};
+  EXPECT_EQ((*store)->num_slots(), slots);
+  if (policy == Policy::kAllResident) { EXPECT_TRUE((*store)->load_all().ok()); }
+  opt.execution = execution;
+  opt.routes = routes;
+  auto report = serve(model, **store, requests, opt);
+  EXPECT_TRUE(report.ok()) << report.status().to_string();
+  return report.ok() ? *report : ServeReport{};
 }
 
 // max |a - b| / max |b|: the relative error of a whole tensor.

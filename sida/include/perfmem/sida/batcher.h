@@ -45,6 +45,7 @@ struct Job {
   bool generate = true;  // false: encoder only
   std::vector<int32_t> tokens;
   int64_t max_new_tokens = 0;
+  SamplingOptions sampling;  // greedy by default; sampled from the job's own seeded generator
   Clock::time_point submitted;
   std::atomic<bool> cancelled{false};  // set by the client (disconnect); read by the batcher
 
@@ -57,7 +58,8 @@ struct Job {
   Status status;                   // an engine failure (the job is finished)
   Clock::time_point started, first_token, done;
 
-  static std::shared_ptr<Job> generation(std::vector<int32_t> tokens, int64_t max_new_tokens);
+  static std::shared_ptr<Job> generation(std::vector<int32_t> tokens, int64_t max_new_tokens,
+                                         const SamplingOptions& sampling = {});
   static std::shared_ptr<Job> encoding(std::vector<int32_t> tokens);
   void cancel() { cancelled = true; }
   // Waits until `ready()` (checked under the job's mutex) or `timeout`; returns ready().

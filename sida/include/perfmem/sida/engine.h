@@ -1,6 +1,6 @@
-// The MoE engine: fp32 compute, batched requests of different lengths, greedy decoding with a KV
-// cache. Expert weights come from an ExpertProvider (the tiered store); everything else is
-// resident in ModelWeights. The model's family (ModelFamily) decides the per-layer compute:
+// The MoE engine: fp32 compute, batched requests of different lengths, greedy or sampled decoding
+// (GenerateOptions::sampling) with a KV cache. Expert weights come from an ExpertProvider (the tiered store);
+// everything else is resident in ModelWeights. The model's family (ModelFamily) decides the per-layer compute:
 //   Switch Transformers: T5 encoder-decoder with top-1 MoE layers (below);
 //   Mixtral (decoder-only): RMSNorm, rotary positions, grouped-query attention with a KV cache,
 //     top-k routing as Hugging Face computes it (softmax over the router logits in fp32, the k
@@ -48,6 +48,7 @@
 
 #include "perfmem/core/status.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/sampling.h"
 
 namespace perfmem::sida {
 
@@ -111,6 +112,9 @@ struct GenerateOptions {
   int64_t max_new_tokens = 8;
   bool keep_logits = false;   // fill Generation::logits
   bool keep_encoder = false;  // fill Generation::encoder
+  // Greedy by default. Sampled: each sequence (each row of a batch) has its own TokenSampler
+  // seeded with sampling.seed, so its ids are those of generating it alone with these options.
+  SamplingOptions sampling{};
 };
 
 struct Generation {
@@ -232,7 +236,8 @@ class Engine {
   // Qwen2-MoE's feed-forward parts that are not routed experts, added to s.x from s.h: a dense
   // layer's MLP, or a MoE layer's shared expert scaled by sigmoid(shared_expert_gate · h).
   void sequence_resident_mlp(size_t i, SequenceState& s) const;
-  // Final norm and LM head on the last row, the greedy token, and whether the sequence is done.
+  // Final norm and LM head on the last row, the next token (greedy or sampled), and whether the
+  // sequence is done.
   void end_sequence_step(SequenceState& s, int64_t step) const;
   Result<std::vector<Generation>> generate_decoder_only(const std::vector<std::vector<int32_t>>& requests,
                                                         const std::vector<GenerateOptions>& options,
@@ -243,7 +248,8 @@ class Engine {
   // Self- and cross-attention of decoder block i, then the FFN norm into state.h.
   void decoder_attention(size_t i, DecoderState& state, int64_t step) const;
   void decoder_dense_ffn(const BlockWeights& block, DecoderState& state) const;
-  // Logits, greedy tokens, and whether every sequence is finished (or the step limit reached).
+  // Logits, next tokens (greedy or sampled), and whether every sequence is finished (or the step
+  // limit reached).
   void end_decoder_step(DecoderState& state, int64_t step) const;
   EncoderState start_encoder(const std::vector<std::vector<int32_t>>& requests) const;
   // Self-attention of one block, then the FFN norm into state.h.

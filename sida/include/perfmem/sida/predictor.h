@@ -1,6 +1,11 @@
 // SiDA's expert predictor at serving time, in the project's own kernels (no LibTorch): it reads
-// a request's token embeddings (rows of the model's tied embedding) and gives, for every encoder
-// MoE layer at once, router-like logits over the experts for each token.
+// a request's token embeddings (rows of the model's input embedding: Switch's tied one, a
+// decoder-only model's embed_tokens) and gives, for every predicted MoE layer at once, router-like
+// logits over the experts for each token. The predicted layers (predicted_moe_layers) are the MoE
+// layers the request's own tokens pass through before generation: Switch's encoder MoE layers
+// (SiDA's setting); every MoE layer of a decoder-only model (Mixtral, Qwen2-MoE), for the prompt's
+// tokens — generated tokens do not exist when the predictor runs, so their experts load on demand
+// (exact mode: the true router decides either way).
 //
 //   auto p = perfmem::sida::Predictor::load("predictor/", model);    // config.json + safetensors
 //   std::vector<float> logits = p->forward(tokens);                   // F32 [L, M, E]
@@ -45,10 +50,16 @@ struct PredictorConfig {
   int64_t d_model = 0;
   int64_t hidden = 0;
   int64_t lstm_layers = 2;
-  int64_t num_moe_layers = 0;  // M: the encoder's MoE layers
+  int64_t num_moe_layers = 0;  // M: the predicted MoE layers (predicted_moe_layers)
   int64_t num_experts = 0;     // E
   int64_t vocab_size = 0;
 };
+
+// The MoE layers a predictor predicts for this model (ids 0..M-1): the encoder's MoE layers of a
+// Switch model, every MoE layer of a decoder-only one (the prompt's tokens pass through them all).
+int64_t predicted_moe_layers(const SwitchConfig& config);
+// The embedding the predictor reads: F32 [vocab, d_model].
+const float* predictor_embedding(const ModelWeights& model);
 
 // Reads and validates dir/config.json (errors name the file and key).
 Result<PredictorConfig> read_predictor_config(const std::string& dir);
@@ -86,24 +97,27 @@ class Predictor {
     int64_t plan_k = 1;
     std::vector<int32_t> plan;  // [L, M, plan_k]; plan[.., 0] == expert
   };
+  // plan_k is raised to the model's experts per token (Mixtral: 2), the least a token uses.
   Routes predict_routes(const std::vector<int32_t>& tokens, int64_t plan_k = 1) const;
 
  private:
   Predictor() = default;
   PredictorConfig config_;
   const float* embedding_ = nullptr;  // the model's [V, d_model]
+  int64_t experts_per_token_ = 1;     // the model's router k
   PackedWeights input_, residual_, heads_;
   std::vector<PackedWeights> w_ih_, w_hh_;
   std::vector<float> input_bias_, residual_bias_, heads_bias_;
   std::vector<std::vector<float>> lstm_bias_;  // b_ih + b_hh per layer
 };
 
-// The expert accesses the predictor expects a window of requests to make in the encoder (ids
-// moe_layer * E + e; the encoder's MoE layers come first), in the engine's order: request by
+// The expert accesses the predictor expects a window of requests to make in its predicted layers
+// (ids moe_layer * E + e; they come first), in the engine's order: request by
 // request, each MoE layer's distinct predicted experts in ascending id order; or, with
 // `layer_by_layer` (window execution), the window's distinct experts per layer. Each token's
-// plan_k best experts are taken (1: its top-1; more loads more experts and misses fewer). The
-// decoder's layers are not predicted (their tokens do not exist yet).
+// plan_k best experts are taken (1: its top-1; more loads more experts and misses fewer). Switch's
+// decoder layers and a decoder-only model's generated tokens are not predicted (their tokens do
+// not exist yet).
 std::vector<int32_t> predicted_accesses(const Predictor& predictor, const std::vector<std::vector<int32_t>>& requests,
                                         bool layer_by_layer, int64_t plan_k = 1);
 // The same from routes already predicted (one per request; their `plan`).

@@ -1,8 +1,10 @@
 // Router-logit datasets, the teacher signal for SiDA's predictor: the model runs over a corpus and,
 // per token, the dataset keeps what the predictor reads (the token id: its input is that row of
-// the tied embedding) and the top-T router logits of every encoder MoE layer (SiDA predicts the
-// encoder's layers; the decoder's tokens are not known before generation). Requests are split
-// into training and validation sets deterministically.
+// the input embedding) and the top-T router logits of every predicted MoE layer: Switch's encoder
+// MoE layers (SiDA predicts the encoder's layers; the decoder's tokens are not known before
+// generation), or every MoE layer of a decoder-only model over the prompt's tokens (its pass
+// before the first generated token). Requests are split into training and validation sets
+// deterministically.
 //
 //   auto corpus = perfmem::sida::read_requests("corpus.txt");    // token-id lines
 //   perfmem::sida::CollectOptions opt;                            // top 30, every 10th to validation
@@ -26,7 +28,7 @@
 namespace perfmem::sida {
 
 struct RoutesDataset {
-  int64_t num_moe_layers = 0;  // M: the encoder's MoE layers
+  int64_t num_moe_layers = 0;  // M: the predicted MoE layers (predicted_moe_layers)
   int64_t num_experts = 0;
   int64_t top = 0;  // T = min(requested top, num_experts)
   int64_t vocab_size = 0;
@@ -52,8 +54,8 @@ struct CollectOptions {
   int64_t window = 64;
 };
 
-// Runs the encoder over every request (batch 1 arithmetic, as served) and keeps the top-T router
-// logits.
+// Runs the encoder (decoder-only: the prompt pass) over every request (batch 1 arithmetic, as
+// served) and keeps the top-T router logits.
 Result<RoutesDataset> collect_routes(const ModelWeights& model, const std::vector<std::vector<int32_t>>& corpus,
                                      const CollectOptions& options);
 Status write_routes_dataset(const std::string& path, const RoutesDataset& data);

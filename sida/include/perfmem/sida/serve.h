@@ -48,6 +48,10 @@ struct ServeOptions {
   bool generate = true;  // false: encoder forward only (classification setting)
   Execution execution = Execution::kRequest;
   int64_t max_new_tokens = 8;
+  // Greedy by default. Sampled: request r (its index in the run) samples with seed sampling.seed
+  // + r, from its own generator (see sampling.h), so its ids do not depend on the policy, budget,
+  // execution or window.
+  SamplingOptions sampling;
   size_t window = 64;                         // requests per run-ahead plan
   size_t queue_capacity = 16;                 // plans the run-ahead thread may be ahead by
   const struct RouteTable* routes = nullptr;  // the prefetch policy's oracle table (upper bound)
@@ -70,6 +74,7 @@ struct ServeOptions {
 struct RouteTable {
   bool generate = true;
   int64_t max_new_tokens = 0;
+  SamplingOptions sampling;  // the decoding the table was recorded with (generated tokens route too)
   int64_t num_moe_layers = 0, num_experts = 0;
   std::vector<Request> requests;
   std::vector<std::vector<int32_t>> accesses;
@@ -122,6 +127,9 @@ struct ServeReport {
   double input_tokens_per_s() const { return wall_s > 0 ? double(input_tokens) / wall_s : 0; }
   double generated_tokens_per_s() const { return wall_s > 0 ? double(generated_tokens) / wall_s : 0; }
 };
+
+// The options request `index` of a run generates with (ServeOptions::sampling's seed + index).
+GenerateOptions request_generate_options(const ServeOptions& options, size_t index);
 
 Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const std::vector<Request>& requests,
                           const ServeOptions& options);
