@@ -7,9 +7,11 @@ Decode bandwidth = bytes of weights read per decode token x decode tokens/s, cou
 a token passes through once, in the type each engine keeps it in: per layer the attention
 projections (q, k, v, o), the router, the two norms and the experts_per_token experts it is routed
 to (gate, up, down); then the final norm and the LM head (the embedding row is one row). KV-cache
-reads are left out (a few hundred positions: under 1% of the weights here). sida keeps its
-resident weights (attention, router, LM head) in fp32 and its experts in fp32, or in f16 with a
-16-bit fast tier; llama.cpp keeps the matrices in the GGUF's type and norms and router in f32.
+reads are left out (a few hundred positions: under 1% of the weights here). A sida decoding step
+streams the attention projections and the LM head in the checkpoint's type (16-bit copies kept
+beside the packed fp32 ones that prompts use), the router in fp32, and its experts in fp32, or in
+f16 with a 16-bit fast tier; llama.cpp keeps the matrices in the GGUF's type and norms and router
+in f32.
 """
 import json
 import sys
@@ -40,7 +42,7 @@ def main():
             llama = json.load(f)
         mat = 2 if precision == "f16" else 4
         sida_expert = 2 if sida["experts"] != "f32" else 4
-        sida_bytes = weight_bytes(cfg, 4, 4, sida_expert, 4)
+        sida_bytes = weight_bytes(cfg, mat, 4, sida_expert, mat)
         llama_bytes = weight_bytes(cfg, mat, 4, mat, mat)
         same = 0
         for a, b in zip(sida["ids"], llama["ids"]):

@@ -304,6 +304,17 @@ Result<const PackedWeights*> ModelWeights::load_packed(const std::string& name, 
   return &packed_.back();
 }
 
+Result<HalfMatrix> ModelWeights::load_half(const std::string& name) {
+  PERFMEM_ASSIGN_OR_RETURN(auto entry, checkpoint_.get(name));
+  if (entry.info->dtype != DType::kBF16 && entry.info->dtype != DType::kF16) return HalfMatrix{};
+  AlignedBuffer raw(entry.info->nbytes());
+  PERFMEM_RETURN_IF_ERROR(entry.file->read(*entry.info, raw.data(), entry.info->nbytes()));
+  HalfMatrix m{raw.data_as<uint16_t>(), entry.info->dtype};
+  resident_bytes_ += raw.size();
+  storage_.push_back(std::move(raw));
+  return m;
+}
+
 Result<SafetensorsCheckpoint::Entry> ModelWeights::locate_expert_matrix(const std::string& name, const Shape& shape) {
   PERFMEM_ASSIGN_OR_RETURN(auto entry, checkpoint_.get(name));
   if (entry.info->shape != shape)
@@ -367,17 +378,7 @@ Status ModelWeights::load_decoder_only() {
     lm_head = embed_tokens;
   } else {
     PERFMEM_ASSIGN_OR_RETURN(lm_head, load_resident("lm_head.weight", {c.vocab_size, d}));
-    // A 16-bit LM head is also kept as stored: decoding streams it once per token, and the
-    // 16-bit kernels give the fp32 kernels' bits on the widened values in half the bytes.
-    PERFMEM_ASSIGN_OR_RETURN(auto head, checkpoint_.get("lm_head.weight"));
-    if (head.info->dtype == DType::kBF16 || head.info->dtype == DType::kF16) {
-      AlignedBuffer raw(head.info->nbytes());
-      PERFMEM_RETURN_IF_ERROR(head.file->read(*head.info, raw.data(), head.info->nbytes()));
-      lm_head_half = raw.data_as<uint16_t>();
-      lm_head_half_dtype = head.info->dtype;
-      resident_bytes_ += raw.size();
-      storage_.push_back(std::move(raw));
-    }
+    PERFMEM_ASSIGN_OR_RETURN(lm_head_half, load_half("lm_head.weight"));
   }
   PERFMEM_ASSIGN_OR_RETURN(final_norm, load_resident("model.norm.weight", {d}));
   const DecoderOnlyConfig& o = c.decoder_only;
@@ -398,6 +399,10 @@ Status ModelWeights::load_decoder_only() {
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.k, load_packed(p + "self_attn.k_proj.weight", {kv, d}));
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.v, load_packed(p + "self_attn.v_proj.weight", {kv, d}));
     PERFMEM_ASSIGN_OR_RETURN(layer.attention.o, load_packed(p + "self_attn.o_proj.weight", {d, inner}));
+    PERFMEM_ASSIGN_OR_RETURN(layer.q_half, load_half(p + "self_attn.q_proj.weight"));
+    PERFMEM_ASSIGN_OR_RETURN(layer.k_half, load_half(p + "self_attn.k_proj.weight"));
+    PERFMEM_ASSIGN_OR_RETURN(layer.v_half, load_half(p + "self_attn.v_proj.weight"));
+    PERFMEM_ASSIGN_OR_RETURN(layer.o_half, load_half(p + "self_attn.o_proj.weight"));
     if (o.attention_bias) {
       PERFMEM_ASSIGN_OR_RETURN(layer.q_bias, load_resident(p + "self_attn.q_proj.bias", {inner}));
       PERFMEM_ASSIGN_OR_RETURN(layer.k_bias, load_resident(p + "self_attn.k_proj.bias", {kv}));

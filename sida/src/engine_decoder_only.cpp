@@ -11,6 +11,15 @@
 namespace perfmem::sida {
 namespace {
 
+// y (+)= x wᵀ over a matrix kept in its stored 16-bit type (HalfMatrix.data set).
+void linear_half(const float* x, const HalfMatrix& w, float* y, int64_t rows, int64_t in, int64_t out,
+                 bool accumulate = false) {
+  if (w.dtype == DType::kF16)
+    linear_f16(x, w.data, y, rows, in, out, accumulate);
+  else
+    linear_bf16(x, w.data, y, rows, in, out, accumulate);
+}
+
 // Hugging Face's rotary tables for positions first..first+n (MixtralRotaryEmbedding, fp32):
 // inv_freq[j] = 1 / theta^(2j / hd), angle = position * inv_freq[j]; cos and sin [n, hd / 2]
 // (the second half of each head repeats the first).
@@ -159,9 +168,19 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   s.k.resize(size_t(n * kv_width));
   s.v.resize(size_t(n * kv_width));
   s.ctx.resize(size_t(n * heads * hd));
-  linear_packed(s.h.data(), *layer.attention.q, s.q.data(), n);
-  linear_packed(s.h.data(), *layer.attention.k, s.k.data(), n);
-  linear_packed(s.h.data(), *layer.attention.v, s.v.data(), n);
+  // A decoding step (one row) streams the projections once: from their 16-bit copies when the
+  // checkpoint stores them so (half the bytes); prompts reuse each weight over many rows and run
+  // the packed fp32 kernel.
+  const bool stream_half = n == 1 && layer.q_half.data && layer.k_half.data && layer.v_half.data && layer.o_half.data;
+  if (stream_half) {
+    linear_half(s.h.data(), layer.q_half, s.q.data(), 1, d, heads * hd);
+    linear_half(s.h.data(), layer.k_half, s.k.data(), 1, d, kv_width);
+    linear_half(s.h.data(), layer.v_half, s.v.data(), 1, d, kv_width);
+  } else {
+    linear_packed(s.h.data(), *layer.attention.q, s.q.data(), n);
+    linear_packed(s.h.data(), *layer.attention.k, s.k.data(), n);
+    linear_packed(s.h.data(), *layer.attention.v, s.v.data(), n);
+  }
   if (layer.q_bias) {
     add_bias(s.q.data(), layer.q_bias, n, heads * hd);
     add_bias(s.k.data(), layer.k_bias, n, kv_width);
@@ -173,7 +192,10 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   s.v_cache[i].insert(s.v_cache[i].end(), s.v.begin(), s.v.end());
   causal_gqa(s.q.data(), s.k_cache[i].data(), s.v_cache[i].data(), n, s.cached, heads, kv_heads, hd, s.ctx.data(),
              s.scores);
-  linear_packed(s.ctx.data(), *layer.attention.o, s.x.data(), n, /*accumulate=*/true);
+  if (stream_half)
+    linear_half(s.ctx.data(), layer.o_half, s.x.data(), 1, heads * hd, d, /*accumulate=*/true);
+  else
+    linear_packed(s.ctx.data(), *layer.attention.o, s.x.data(), n, /*accumulate=*/true);
   rms_norm(s.x.data(), layer.post_attention_norm, s.h.data(), n, d, eps);
 }
 
@@ -197,10 +219,8 @@ void Engine::end_sequence_step(SequenceState& s, int64_t step) const {
   s.last.resize(size_t(d));
   rms_norm(&s.x[size_t((n - 1) * d)], model_.final_norm, s.last.data(), 1, d, float(c.layer_norm_epsilon));
   s.logits.resize(size_t(V));
-  if (model_.lm_head_half && model_.lm_head_half_dtype == DType::kF16)
-    linear_f16(s.last.data(), model_.lm_head_half, s.logits.data(), 1, d, V);
-  else if (model_.lm_head_half)
-    linear_bf16(s.last.data(), model_.lm_head_half, s.logits.data(), 1, d, V);
+  if (model_.lm_head_half.data)
+    linear_half(s.last.data(), model_.lm_head_half, s.logits.data(), 1, d, V);
   else
     linear(s.last.data(), model_.lm_head, s.logits.data(), 1, d, V);
   if (s.keep_logits) s.gen.logits.push_back(s.logits);

@@ -201,6 +201,30 @@ void expect_same_bits(const ServeReport& got, const ServeReport& reference) {
 
 // Exact mode: every policy, budget and execution gives the all-resident ids and logits, bit for
 // bit, with fp32 slots and with bf16 slots (the checkpoint is bf16: the kernels widen exactly).
+// A 16-bit checkpoint keeps its attention projections and LM head as stored too (decoding steps
+// stream them; MakeCheckpointShardedBf16MatchesTransformers checks the logits those steps give),
+// and an fp32 one keeps no copies.
+TEST(MixtralModel, SixteenBitCheckpointsKeepTheirDecodingCopies) {
+  auto half = ModelWeights::load(make_tiny("mixtral-copies-bf16", DType::kBF16));
+  auto full = ModelWeights::load(make_tiny("mixtral-copies-f32"));
+  ASSERT_TRUE(half.ok()) << half.status().to_string();
+  ASSERT_TRUE(full.ok()) << full.status().to_string();
+  const SwitchConfig& c = (*half)->config();
+  uint64_t copies = uint64_t(c.vocab_size * c.d_model);
+  for (const DecoderLayerWeights& layer : (*half)->layers) {
+    for (const HalfMatrix* m : {&layer.q_half, &layer.k_half, &layer.v_half, &layer.o_half}) {
+      EXPECT_NE(m->data, nullptr);
+      EXPECT_EQ(m->dtype, DType::kBF16);
+    }
+    copies +=
+        uint64_t(2 * c.d_model * c.num_heads * c.d_kv + 2 * c.d_model * c.decoder_only.num_key_value_heads * c.d_kv);
+  }
+  EXPECT_EQ((*half)->lm_head_half.dtype, DType::kBF16);
+  for (const DecoderLayerWeights& layer : (*full)->layers) EXPECT_EQ(layer.q_half.data, nullptr);
+  EXPECT_EQ((*full)->lm_head_half.data, nullptr);
+  EXPECT_EQ((*half)->resident_bytes(), (*full)->resident_bytes() + 2 * copies);
+}
+
 TEST(MixtralExactMode, EveryPolicyBudgetAndExecutionGivesTheAllResidentBits) {
   const std::string dir = make_tiny("mixtral-exact", DType::kBF16);
   auto model = ModelWeights::load(dir);

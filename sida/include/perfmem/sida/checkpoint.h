@@ -66,12 +66,21 @@ struct GatedMlpWeights {
 
 // A decoder-only family's layer (Mixtral, Qwen2-MoE): attention with rotary positions and grouped
 // K/V heads, then the MoE feed-forward (or a dense MLP). Norm weights are F32 [d_model].
+// A matrix as the checkpoint stores it when that is BF16 or F16 (data null otherwise), kept
+// beside its fp32 form: a decoding step reads each resident weight once per token, and the
+// 16-bit kernels (kernels.h) give the fp32 kernels' bits on the widened values in half the bytes.
+struct HalfMatrix {
+  const uint16_t* data = nullptr;
+  DType dtype = DType::kF32;  // kBF16 or kF16 when data is set
+};
+
 struct DecoderLayerWeights {
   const float* input_norm = nullptr;
-  AttentionWeights attention;     // q [H*hd, d], k and v [KV*hd, d], o [d, H*hd]
-  const float* q_bias = nullptr;  // Qwen2-MoE: F32 [H*hd]
-  const float* k_bias = nullptr;  // F32 [KV*hd]
-  const float* v_bias = nullptr;  // F32 [KV*hd]
+  AttentionWeights attention;                 // q [H*hd, d], k and v [KV*hd, d], o [d, H*hd]
+  HalfMatrix q_half, k_half, v_half, o_half;  // the same four as stored, when 16-bit
+  const float* q_bias = nullptr;              // Qwen2-MoE: F32 [H*hd]
+  const float* k_bias = nullptr;              // F32 [KV*hd]
+  const float* v_bias = nullptr;              // F32 [KV*hd]
   const float* post_attention_norm = nullptr;
   const PackedWeights* router = nullptr;  // [E, d_model]; null in a dense layer
   int64_t moe_layer = -1;
@@ -122,14 +131,12 @@ class ModelWeights {
   const float* embed_tokens = nullptr;  // F32 [V, d_model]
   const float* final_norm = nullptr;    // F32 [d_model]
   const float* lm_head = nullptr;       // F32 [V, d_model] (embed_tokens when tied)
-  // The untied LM head as stored when that is BF16 or F16 (else null): the same matrix in half
-  // the bytes, which the decoding step streams (lm_head_half_dtype says which 16-bit type).
-  const uint16_t* lm_head_half = nullptr;
-  DType lm_head_half_dtype = DType::kF32;
+  // The untied LM head as stored when that is BF16 or F16: the decoding step streams it.
+  HalfMatrix lm_head_half;
   std::vector<DecoderLayerWeights> layers;
 
   const ExpertTensors& expert(int64_t moe_layer, int64_t expert) const;
-  // Bytes resident for non-expert weights (fp32, and the 16-bit LM head when kept).
+  // Bytes resident for non-expert weights (fp32, and the 16-bit copies kept for decoding).
   uint64_t resident_bytes() const { return resident_bytes_; }
   // Bytes of every expert as stored on disk.
   uint64_t expert_disk_bytes() const { return expert_disk_bytes_; }
@@ -144,6 +151,9 @@ class ModelWeights {
   Result<const float*> load_resident(const std::string& name, const Shape& shape);
   // Loads a [out, in] matrix and keeps only its packed form.
   Result<const PackedWeights*> load_packed(const std::string& name, const Shape& shape);
+  // The tensor's stored bytes when it is BF16 or F16 (an empty HalfMatrix otherwise); call after
+  // load_resident/load_packed of the same name has checked its shape.
+  Result<HalfMatrix> load_half(const std::string& name);
 
   SwitchConfig config_;
   std::string dir_;
