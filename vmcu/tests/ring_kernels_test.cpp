@@ -686,9 +686,7 @@ TEST(RingFused, BottleneckIsBitExactWithTheLayerByLayerReference) {
       ASSERT_EQ(vmcu_seg_bottleneck_s8(&bp, &f.ring, f.in_base, is, cmid, f.out_base, os, ws.data()), 0);
       EXPECT_EQ(f.output(expected.size()), expected) << what;
       EXPECT_EQ(check.failure, "") << what;
-      if (row_cache) {
-        EXPECT_GT(check.cached_reads, 0u) << what;
-      }
+      if (row_cache) { EXPECT_GT(check.cached_reads, 0u) << what; }
     }
   }
 }
