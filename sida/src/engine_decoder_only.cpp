@@ -58,14 +58,18 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
 // 0..first+i (F32 [positions, kv_heads * hd], keys already rotated); query head h reads K/V head
 // h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32 [n, heads * hd].
+// The (row, head) pairs are independent and split over the product threads; each pair's
+// arithmetic is the same whichever thread runs it.
 void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64_t first, int64_t heads,
-                int64_t kv_heads, int64_t hd, float* out, std::vector<float>& scores) {
+                int64_t kv_heads, int64_t hd, float* out) {
   const int64_t group = heads / kv_heads, kv_width = kv_heads * hd;
   const float scale = float(std::sqrt(double(hd)));
-  scores.resize(size_t(first + n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t keys = first + i + 1;
-    for (int64_t h = 0; h < heads; ++h) {
+  parallel_chunks(n * heads, /*chunk=*/std::max<int64_t>(1, n * heads / 8), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
+    scores.resize(size_t(first + n));
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const int64_t i = pair / heads, h = pair % heads;
+      const int64_t keys = first + i + 1;
       const float* qi = q + (i * heads + h) * hd;
       const int64_t g = h / group;
       for (int64_t j = 0; j < keys; ++j) {
@@ -83,7 +87,7 @@ void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64
         for (int64_t t = 0; t < hd; ++t) oi[t] += p * vj[t];
       }
     }
-  }
+  });
 }
 
 void add_bias(float* y, const float* bias, int64_t rows, int64_t width) {
@@ -118,7 +122,7 @@ struct Engine::SequenceState {
   int64_t cached = 0;                                // positions in the cache before this step
   std::vector<int32_t> step_ids;                     // this step's tokens: the prompt, then the last generated one
   std::vector<std::vector<float>> k_cache, v_cache;  // per layer F32 [positions, kv_heads * hd]
-  std::vector<float> x, h, q, k, v, ctx, cos, sin, scores, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
+  std::vector<float> x, h, q, k, v, ctx, cos, sin, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
   std::vector<RoutedToken> routed;
   TokenSampler sampler;
   Generation gen;
@@ -190,8 +194,7 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   apply_rotary(s.k.data(), n, kv_heads, hd, s.cos, s.sin);
   s.k_cache[i].insert(s.k_cache[i].end(), s.k.begin(), s.k.end());
   s.v_cache[i].insert(s.v_cache[i].end(), s.v.begin(), s.v.end());
-  causal_gqa(s.q.data(), s.k_cache[i].data(), s.v_cache[i].data(), n, s.cached, heads, kv_heads, hd, s.ctx.data(),
-             s.scores);
+  causal_gqa(s.q.data(), s.k_cache[i].data(), s.v_cache[i].data(), n, s.cached, heads, kv_heads, hd, s.ctx.data());
   if (stream_half)
     linear_half(s.ctx.data(), layer.o_half, s.x.data(), 1, heads * hd, d, /*accumulate=*/true);
   else

@@ -14,8 +14,14 @@
 
 #include "perfmem/core/packed_gemm.h"
 #include "perfmem/core/tensor.h"
+#include "perfmem/sida/work_team.h"
 
 namespace perfmem::sida {
+
+// The threads every product here runs on (one per hardware thread, the caller included), for
+// other loops of a step that split the same way: fn(begin, end) over chunks of [0, n), each
+// element computed by one thread with arithmetic that does not depend on the split.
+void parallel_chunks(int64_t n, int64_t chunk, WorkTeam::Body fn);
 
 // y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
 // dot-product kernel (each weight row read once, four output rows at a time; both cores); more
