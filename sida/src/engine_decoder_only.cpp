@@ -55,6 +55,20 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
     }
 }
 
+// q·k over a head: eight partial sums (lane l takes elements l, l + 8, ...), summed pairwise, then
+// the tail. Independent lanes let the compiler use vector instructions (a single running sum is a
+// chain it may not reorder); the order is fixed, so results do not depend on the machine's
+// vector width.
+float lane_dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {};
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += a[t + l] * b[t + l];
+  float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (; t < n; ++t) sum += a[t] * b[t];
+  return sum;
+}
+
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
 // 0..first+i (F32 [positions, kv_heads * hd], keys already rotated); query head h reads K/V head
 // h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32 [n, heads * hd].
@@ -74,9 +88,7 @@ void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64
       const int64_t g = h / group;
       for (int64_t j = 0; j < keys; ++j) {
         const float* kj = k + j * kv_width + g * hd;
-        float s = 0.f;
-        for (int64_t t = 0; t < hd; ++t) s += qi[t] * kj[t];
-        scores[size_t(j)] = s / scale;
+        scores[size_t(j)] = lane_dot(qi, kj, hd) / scale;
       }
       softmax_inplace(scores.data(), keys);
       float* oi = out + (i * heads + h) * hd;

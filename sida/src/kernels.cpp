@@ -123,9 +123,11 @@ PERFMEM_SIDA_FAST inline float fast_hsum(__m256 v) {
 
 // Streaming (the decode product and window execution's merged rows): each y element is
 // fast_hsum(s0 + s1) plus the tail, where s0 and s1 are the fused multiply-add chains over the
-// first and second 8 of every 16 elements of the row. Output rows go four at a time so that each
-// input vector is loaded once for four weight rows; the per-element arithmetic is the same in the
-// blocked loop and in the one-output tail, so rows and splits never change results.
+// first and second 8 of every 16 elements of the row. With several input rows, output rows go
+// four at a time so that each input vector is loaded once for four weight rows; with one (a
+// decoding step) they go one at a time, so that each thread reads its weights as one sequential
+// stream. The per-element arithmetic is the same in both loops, so rows and splits never change
+// results.
 template <Weights K>
 PERFMEM_SIDA_FAST inline void fast_streaming_finish(__m256 s0, __m256 s1, const WeightT<K>* wo, const float* xr,
                                                     int64_t steps, int64_t in, bool accumulate, float* dst) {
@@ -136,11 +138,12 @@ PERFMEM_SIDA_FAST inline void fast_streaming_finish(__m256 s0, __m256 s1, const 
   *dst = accumulate ? *dst + sum : sum;
 }
 
-// How far ahead of the block being read the streaming kernel asks for weights. The four rows of a
-// block are contiguous, so the block is one run of 4 * in weights; but each row is only a few
-// kilobytes, too short for the hardware prefetchers to ramp up on, so without software prefetch
-// one core reads about 7 GB/s of f16 weights where a plain sequential read reaches 13 (two cores:
-// 14 against 20). Asking for the bytes 16 KiB ahead, in step with the reads, closes the gap.
+// How far ahead of the weights being read the streaming kernel asks for more. Each weight row is
+// only a few kilobytes, and a chunk of rows a few hundred: too short for the hardware prefetchers
+// to ramp up on. Measured on two cores of the benchmark machine (f16, best of 8 passes over 1 GB;
+// sequential summing of the same bytes 17-24 GB/s, varying with the machine's neighbours): four
+// rows at a time without software prefetch 12.7-14 GB/s, with prefetch 16 KiB ahead 16-20, one
+// row at a time with it 17-19.4.
 constexpr int64_t kStreamingPrefetchBytes = 16 * 1024;
 
 template <Weights K>
@@ -150,13 +153,13 @@ PERFMEM_SIDA_FAST void fast_streaming_range(const float* x, const WeightT<K>* w,
   constexpr int64_t kWeightBytes = sizeof(WeightT<K>);
 #define finish(s0, s1, wo, xr, dst) fast_streaming_finish<K>(s0, s1, wo, xr, steps, in, accumulate, dst)
   int64_t o = o_begin;
-  for (; o + 4 <= o_end; o += 4) {
+  for (; rows > 1 && o + 4 <= o_end; o += 4) {
     const WeightT<K>* w0 = w + o * in;
     const WeightT<K>*w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-    // Step i of the loop below reads 64 weights of the block; in step, prefetch 64 weights' worth
-    // of bytes at the same fraction of the block 16 KiB further on. Prefetches never fault, so
-    // running past the matrix's end is harmless; the address is formed as an integer because it
-    // may lie outside the weights' allocation.
+    // The block's four rows are one run of 4 * in weights, of which step i reads 64; in step,
+    // prefetch 64 weights' worth of bytes at the same place kStreamingPrefetchBytes further on.
+    // Prefetches never fault, so running past the matrix's end is harmless; the address is formed
+    // as an integer because it may lie outside the weights' allocation.
     const uintptr_t ahead = reinterpret_cast<uintptr_t>(w0) + kStreamingPrefetchBytes;
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * in;
@@ -183,10 +186,14 @@ PERFMEM_SIDA_FAST void fast_streaming_range(const float* x, const WeightT<K>* w,
   }
   for (; o < o_end; ++o) {
     const WeightT<K>* wo = w + o * in;
+    const uintptr_t ahead = reinterpret_cast<uintptr_t>(wo) + kStreamingPrefetchBytes;
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * in;
       __m256 a = _mm256_setzero_ps(), b = a;
       for (int64_t i = 0; i < steps; i += 16) {
+        // One line per 64 bytes of the row: every step for fp32 weights, every other for 16-bit.
+        if (r == 0 && (kWeightBytes == 4 || (i & 16) == 0))
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + uintptr_t(i * kWeightBytes)), _MM_HINT_T0);
         a = _mm256_fmadd_ps(fast_load8<K>(wo + i), _mm256_loadu_ps(xr + i), a);
         b = _mm256_fmadd_ps(fast_load8<K>(wo + i + 8), _mm256_loadu_ps(xr + i + 8), b);
       }
@@ -294,10 +301,12 @@ WorkTeam& product_team() {
   return team;
 }
 
-// Chunks of a range of `blocks` for the team: about four per thread, so that a thread that starts
-// late takes fewer, and at least `min_chunk`.
+// Chunks of a range of `blocks` for the team: about sixteen per thread, so that the threads finish
+// a product within a small chunk of each other (the last chunk's time is the cost of the split),
+// and at least `min_chunk`, so that claiming a chunk stays negligible and each chunk streams long
+// enough for the prefetches to pay off.
 int64_t team_chunk(int64_t blocks, int64_t min_chunk) {
-  return std::max<int64_t>(min_chunk, blocks / int64_t(4 * product_team().size()));
+  return std::max<int64_t>(min_chunk, blocks / int64_t(16 * product_team().size()));
 }
 
 template <Weights K>
