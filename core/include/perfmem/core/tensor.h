@@ -90,7 +90,9 @@ class TensorView {
 };
 
 // Owned, zero-initialised memory aligned to `alignment` bytes (a power of two, default 64 so
-// that SIMD loads and O_DIRECT reads both work). Move-only.
+// that SIMD loads and O_DIRECT reads both work). On Linux a buffer of 4 MiB or more is aligned to
+// at least 2 MiB and advised to use transparent huge pages (alignment() says what it got).
+// Move-only.
 class AlignedBuffer {
  public:
   static constexpr size_t kDefaultAlignment = 64;
