@@ -4,6 +4,10 @@
 //   LinearPacked/...     linear_packed() on a weight packed once (the resident weights' path)
 //   LinearPackedTwin/... core's plain-loop twin of the packed kernel (one fma chain per element; same bits)
 // Counters: GFLOP/s (2·rows·in·out per call) and weight GB/s (in·out·4 bytes read per call).
+// And the memory bound of a decoding step, on 1 GiB of weights (far beyond the caches):
+//   DecodeStreamF16      linear_streaming_f16() at one row, in 1024 (Mixtral-bench's hidden size)
+//   SequentialRead       summing the same bytes as 64-bit words on as many threads: the ceiling
+//                        the streaming kernel is compared with
 //
 //   sida_kernels_bench --benchmark_filter='in:768/out:3072' --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
@@ -74,6 +78,38 @@ void BM_LinearPackedTwin(benchmark::State& state) {
   set_counters(state, rows, in, out);
 }
 
+constexpr int64_t kDecodeBytes = int64_t(1) << 30;
+
+void BM_DecodeStreamF16(benchmark::State& state) {
+  const int64_t in = 1024, out = kDecodeBytes / (2 * in);
+  std::vector<uint16_t> w(size_t(in * out));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = perfmem::f32_to_f16(float(int(i % 61) - 30) / 64.f);
+  std::vector<float> x(size_t(in), 0.5f);
+  std::vector<float> y(static_cast<size_t>(out));
+  for (auto _ : state) {
+    linear_streaming_f16(x.data(), w.data(), y.data(), 1, in, out);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(double(kDecodeBytes) * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void BM_SequentialRead(benchmark::State& state) {
+  std::vector<uint64_t> words(size_t(kDecodeBytes / 8), 1);
+  const int64_t n = int64_t(words.size());
+  std::vector<uint64_t> sums(64);
+  for (auto _ : state) {
+    parallel_chunks(n, n / 64, [&](int64_t begin, int64_t end) {
+      uint64_t sum = 0;
+      for (int64_t i = begin; i < end; ++i) sum += words[size_t(i)];
+      sums[size_t(begin / (n / 64))] = sum;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(double(kDecodeBytes) * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
 // Switch-base shapes: attention projections (768x768), expert wi (768 -> 3072), expert wo.
 void SwitchShapes(benchmark::internal::Benchmark* b) {
   for (int64_t rows : {1, 4, 8, 64, 512})
@@ -84,6 +120,8 @@ void SwitchShapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Linear)->Apply(SwitchShapes);
 BENCHMARK(BM_LinearPacked)->Apply(SwitchShapes);
 BENCHMARK(BM_LinearPackedTwin)->Apply(SwitchShapes);
+BENCHMARK(BM_DecodeStreamF16)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_SequentialRead)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
