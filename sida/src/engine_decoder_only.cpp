@@ -70,13 +70,13 @@ float lane_dot(const float* a, const float* b, int64_t n) {
 }
 
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
-// 0..first+i (F32 [positions, kv_heads * hd], keys already rotated); query head h reads K/V head
-// h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32 [n, heads * hd].
-// The (row, head) pairs are independent and split over the product threads; each pair's
-// arithmetic is the same whichever thread runs it.
-void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64_t first, int64_t heads,
-                int64_t kv_heads, int64_t hd, float* out) {
-  const int64_t group = heads / kv_heads, kv_width = kv_heads * hd;
+// 0..first+i (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
+// rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32
+// [n, heads * hd]. The (row, head) pairs are independent and split over the product threads; each pair's arithmetic is
+// the same whichever thread runs it.
+void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::vector<float>* v_heads, int64_t n,
+                int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, float* out) {
+  const int64_t group = heads / kv_heads;
   const float scale = float(std::sqrt(double(hd)));
   parallel_chunks(n * heads, /*chunk=*/std::max<int64_t>(1, n * heads / 8), [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
@@ -86,15 +86,16 @@ void causal_gqa(const float* q, const float* k, const float* v, int64_t n, int64
       const int64_t keys = first + i + 1;
       const float* qi = q + (i * heads + h) * hd;
       const int64_t g = h / group;
+      const float *k = k_heads[g].data(), *v = v_heads[g].data();
       for (int64_t j = 0; j < keys; ++j) {
-        const float* kj = k + j * kv_width + g * hd;
+        const float* kj = k + j * hd;
         scores[size_t(j)] = lane_dot(qi, kj, hd) / scale;
       }
       softmax_inplace(scores.data(), keys);
       float* oi = out + (i * heads + h) * hd;
       std::fill(oi, oi + hd, 0.f);
       for (int64_t j = 0; j < keys; ++j) {
-        const float* vj = v + j * kv_width + g * hd;
+        const float* vj = v + j * hd;
         const float p = scores[size_t(j)];
         for (int64_t t = 0; t < hd; ++t) oi[t] += p * vj[t];
       }
@@ -131,9 +132,12 @@ struct Engine::SequenceState {
   int64_t max_steps = 0;
   bool keep_logits = false;
   bool done = false;
-  int64_t cached = 0;                                // positions in the cache before this step
-  std::vector<int32_t> step_ids;                     // this step's tokens: the prompt, then the last generated one
-  std::vector<std::vector<float>> k_cache, v_cache;  // per layer F32 [positions, kv_heads * hd]
+  int64_t cached = 0;             // positions in the cache before this step
+  std::vector<int32_t> step_ids;  // this step's tokens: the prompt, then the last generated one
+  // Per layer and K/V head (layer * kv_heads + head): F32 [positions, hd]. A head's keys lie in
+  // one sequential run, which a decoding step reads while the weights streamed since the last
+  // step have pushed the cache out of the CPU's caches.
+  std::vector<std::vector<float>> k_cache, v_cache;
   std::vector<float> x, h, q, k, v, ctx, cos, sin, last, logits, mlp_gate, mlp_up, mlp_out, shared_scale;
   std::vector<RoutedToken> routed;
   TokenSampler sampler;
@@ -146,8 +150,9 @@ Engine::SequenceState Engine::start_sequence(const std::vector<int32_t>& prompt,
   s.keep_logits = options.keep_logits;
   s.sampler = TokenSampler(options.sampling);
   s.step_ids = prompt;
-  s.k_cache.assign(model_.layers.size(), {});
-  s.v_cache.assign(model_.layers.size(), {});
+  const size_t kv_heads = size_t(model_.config().decoder_only.num_key_value_heads);
+  s.k_cache.assign(model_.layers.size() * kv_heads, {});
+  s.v_cache.assign(model_.layers.size() * kv_heads, {});
   s.gen.tokens.assign(1, {});
   return s;
 }
@@ -204,9 +209,15 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   }
   apply_rotary(s.q.data(), n, heads, hd, s.cos, s.sin);
   apply_rotary(s.k.data(), n, kv_heads, hd, s.cos, s.sin);
-  s.k_cache[i].insert(s.k_cache[i].end(), s.k.begin(), s.k.end());
-  s.v_cache[i].insert(s.v_cache[i].end(), s.v.begin(), s.v.end());
-  causal_gqa(s.q.data(), s.k_cache[i].data(), s.v_cache[i].data(), n, s.cached, heads, kv_heads, hd, s.ctx.data());
+  std::vector<float>* k_heads = &s.k_cache[i * size_t(kv_heads)];
+  std::vector<float>* v_heads = &s.v_cache[i * size_t(kv_heads)];
+  for (int64_t g = 0; g < kv_heads; ++g)
+    for (int64_t r = 0; r < n; ++r) {
+      const auto row = std::ptrdiff_t(r * kv_width + g * hd);
+      k_heads[g].insert(k_heads[g].end(), s.k.begin() + row, s.k.begin() + row + hd);
+      v_heads[g].insert(v_heads[g].end(), s.v.begin() + row, s.v.begin() + row + hd);
+    }
+  causal_gqa(s.q.data(), k_heads, v_heads, n, s.cached, heads, kv_heads, hd, s.ctx.data());
   if (stream_half)
     linear_half(s.ctx.data(), layer.o_half, s.x.data(), 1, heads * hd, d, /*accumulate=*/true);
   else
