@@ -78,7 +78,7 @@ void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::ve
                 int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, float* out) {
   const int64_t group = heads / kv_heads;
   const float scale = float(std::sqrt(double(hd)));
-  parallel_chunks(n * heads, /*chunk=*/std::max<int64_t>(1, n * heads / 8), [&](int64_t begin, int64_t end) {
+  parallel_chunks(n * heads, /*chunk=*/1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;
     scores.resize(size_t(first + n));
     for (int64_t pair = begin; pair < end; ++pair) {

@@ -301,23 +301,15 @@ WorkTeam& product_team() {
   return team;
 }
 
-// Chunks of a range of `blocks` for the team: about sixteen per thread, so that the threads finish
-// a product within a small chunk of each other (the last chunk's time is the cost of the split),
-// and at least `min_chunk`, so that claiming a chunk stays negligible and each chunk streams long
-// enough for the prefetches to pay off.
-int64_t team_chunk(int64_t blocks, int64_t min_chunk) {
-  return std::max<int64_t>(min_chunk, blocks / int64_t(16 * product_team().size()));
-}
-
 template <Weights K>
 void streaming_product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out,
                        bool accumulate) {
   if (rows <= 0) return;
   // Chunks of output rows are independent: each y element is computed by exactly one thread
-  // with the same arithmetic, so the split does not change results. Chunks are multiples of 4
-  // output rows (the fast build's block).
+  // with the same arithmetic, so the split does not change results. Runs are multiples of 16
+  // blocks of 4 output rows (the fast build's block): 64 rows, long enough for the prefetches.
   const int64_t blocks = (out + 3) / 4;
-  product_team().parallel_for(blocks, team_chunk(blocks, /*min_chunk=*/16), [&](int64_t begin, int64_t end) {
+  product_team().parallel_for(blocks, /*chunk=*/16, [&](int64_t begin, int64_t end) {
     const int64_t o_begin = begin * 4, o_end = std::min(out, end * 4);
 #if defined(__x86_64__)
     if (fast_build()) return fast_streaming_range<K>(x, w, y, rows, in, out, accumulate, o_begin, o_end);
@@ -338,7 +330,7 @@ void product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_
     // More rows (a prompt): the tiled kernel reads the weights once, widening four rows at a time
     // into a cache-resident tile, instead of widening the whole matrix and packing it for sgemm.
     const int64_t blocks = (out + 3) / 4;
-    product_team().parallel_for(blocks, team_chunk(blocks, /*min_chunk=*/4), [&](int64_t begin, int64_t end) {
+    product_team().parallel_for(blocks, /*chunk=*/4, [&](int64_t begin, int64_t end) {
       fast_gemm_range<K>(x, w, y, rows, in, out, accumulate, begin * 4, std::min(out, end * 4));
     });
     return;
@@ -389,7 +381,7 @@ void linear_packed(const float* x, const PackedWeights& w, float* y, int64_t row
   float* const* y_ptrs = y_rows.data();
   // Panels are independent and each y element is computed by one thread, so the split does not
   // change results.
-  product_team().parallel_for(w.panels(), team_chunk(w.panels(), /*min_chunk=*/2), [&](int64_t begin, int64_t end) {
+  product_team().parallel_for(w.panels(), /*chunk=*/2, [&](int64_t begin, int64_t end) {
     packed_gemm(w, rows, x_ptrs, y_ptrs, {.bias = nullptr, .accumulate = accumulate}, isa, {begin, end});
   });
 }

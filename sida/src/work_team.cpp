@@ -43,11 +43,18 @@ void WorkTeam::run_chunks() {
   const Body& body = *body_.load(std::memory_order_relaxed);
   const int64_t n = n_.load(std::memory_order_relaxed), chunk = chunk_.load(std::memory_order_relaxed);
   const int64_t chunks = chunks_.load(std::memory_order_relaxed);
+  const int64_t threads = int64_t(size());
   for (;;) {
-    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
-    if (c >= chunks) return;
-    body(c * chunk, std::min(n, (c + 1) * chunk));
-    done_chunks_.fetch_add(1, std::memory_order_release);
+    // Guided claiming: a share of what is left (half of it split over the threads), at least one
+    // chunk, so the first runs are long and the last ones short, and the threads finish within
+    // about one chunk of each other.
+    int64_t c = next_chunk_.load(std::memory_order_relaxed), take = 0;
+    do {
+      if (c >= chunks) return;
+      take = std::max<int64_t>(1, (chunks - c) / (2 * threads));
+    } while (!next_chunk_.compare_exchange_weak(c, c + take, std::memory_order_relaxed));
+    body(c * chunk, std::min(n, (c + take) * chunk));
+    done_chunks_.fetch_add(take, std::memory_order_release);
   }
 }
 

@@ -9,8 +9,9 @@
 // interrupt) that is a sizeable part of the product itself, and a fixed split waits for the
 // thread that woke last. A WorkTeam's helpers instead spin for a short while (`spin`) after each
 // loop, watching for the next one, and only then sleep; the caller and the helpers claim chunks of
-// the range one at a time, so a helper that starts late takes fewer chunks instead of delaying the
-// end.
+// the range as they go (guided: runs of about (chunks left) / (2 × threads) chunks, at least one),
+// so the first runs are long, the last ones a single chunk, and a helper that starts late takes
+// fewer instead of delaying the end.
 //
 // Invariants: parallel_for calls fn on disjoint runs of whole chunks [begin, end) that cover
 // [0, n) exactly once, and returns after every call returned, with their writes visible to the caller. Which
@@ -57,8 +58,8 @@ class WorkTeam {
 
   // Calls fn(begin, end) on runs of whole chunks of [0, n) (chunks [0, chunk), [chunk, 2 chunk),
   // ..., the last one shorter) that together cover [0, n) once, spread over the caller and the
-  // helpers: one chunk per call when the team runs the loop, the whole range in one call when
-  // it runs inline. chunk < 1 counts as 1.
+  // helpers (guided runs, above) when the team runs the loop, the whole range in one call when
+  // it runs inline. chunk < 1 counts as 1: `chunk` is the finest split, not the usual one.
   void parallel_for(int64_t n, int64_t chunk, Body fn);
 
  private:
