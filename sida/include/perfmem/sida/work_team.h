@@ -14,10 +14,10 @@
 // fewer instead of delaying the end.
 //
 // Invariants: parallel_for calls fn on disjoint runs of whole chunks [begin, end) that cover
-// [0, n) exactly once, and returns after every call returned, with their writes visible to the caller. Which
-// thread runs a chunk is not specified, so fn must give results that do not depend on it. One loop
-// runs at a time: a parallel_for that finds the team busy (another thread's loop, or a nested call
-// from fn) runs its whole range on the calling thread. fn must not throw.
+// [0, n) exactly once, and returns after every call returned, with their writes visible to the
+// caller. Which thread runs a chunk is not specified, so fn must give results that do not depend
+// on it. One loop runs at a time: a parallel_for that finds the team busy (another thread's loop,
+// or a nested call from fn) runs its whole range on the calling thread. fn must not throw.
 #pragma once
 
 #include <atomic>
