@@ -140,10 +140,9 @@ PERFMEM_SIDA_FAST inline void fast_streaming_finish(__m256 s0, __m256 s1, const 
 
 // How far ahead of the weights being read the streaming kernel asks for more. Each weight row is
 // only a few kilobytes, and a chunk of rows a few hundred: too short for the hardware prefetchers
-// to ramp up on. Measured on two cores of the benchmark machine (f16, best of 8 passes over 1 GB;
-// sequential summing of the same bytes 17-24 GB/s, varying with the machine's neighbours): four
-// rows at a time without software prefetch 12.7-14 GB/s, with prefetch 16 KiB ahead 16-20, one
-// row at a time with it 17-19.4.
+// to ramp up on. With it, a decoding step's product reads its weights about as fast as a plain
+// sequential read of the same bytes (sida_kernels_bench's DecodeStreamF16 against SequentialRead;
+// figures in docs/benchmarks.md).
 constexpr int64_t kStreamingPrefetchBytes = 16 * 1024;
 
 template <Weights K>
