@@ -20,9 +20,12 @@ Writes, under OUT:
   predictor_corpus.txt   token-id lines (inputs) of the predictor split
   test_requests.txt      token-id lines of the test split's inputs
   test_targets.txt       token-id lines: the topic piece + eos
+  other_corpus.txt       token-id lines of the quotations of the package's other collections:
+                         unlabelled text the model never trained on, which a predictor may
+                         learn from as well (no test quotation is among them)
   transformers_eval.json transformers' own accuracy and loss on the test split, and the
                          majority-topic baseline
-Deterministic under --seed (one CPU thread count, fixed order).
+Deterministic under --seed: a fixed number of steps on one CPU thread, in a fixed order.
 """
 import argparse
 import json
@@ -35,10 +38,10 @@ import time
 TOPICS = ["computers", "definitions", "men-women", "people", "politics", "science", "work", "zippy"]
 
 
-def read_quotations(folder):
-    """(quotation, topic) pairs of the TOPICS collections."""
+def read_quotations(folder, names=TOPICS):
+    """(quotation, collection) pairs of the named collections."""
     pairs = []
-    for name in TOPICS:
+    for name in names:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             sys.exit(f"train_switch: {path}: not found (Debian package `fortunes`)")
@@ -62,15 +65,32 @@ def read_quotations(folder):
     return pairs
 
 
+def other_collections(folder):
+    """The package's collections besides TOPICS (plain files; not the .dat indexes or .u8 copies)."""
+    return [n for n in sorted(os.listdir(folder))
+            if n not in TOPICS and "." not in n and os.path.isfile(os.path.join(folder, n))]
+
+
+def write_other_corpus(folder, sp, output, eos=1):
+    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs."""
+    with open(os.path.join(output, "other_corpus.txt"), "w") as f:
+        for q, _ in read_quotations(folder, other_collections(folder)):
+            f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--corpus", default="/usr/share/games/fortunes")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=300, help="training time budget")
-    ap.add_argument("--max-steps", type=int, default=4000)
+    # Training stops after a number of steps, not a time: a time budget would give a different
+    # model on a busier machine. --seconds only caps the time if given.
+    ap.add_argument("--max-steps", type=int, default=800, help="optimizer steps (batch 32)")
+    ap.add_argument("--seconds", type=float, default=None, help="optional cap on training time")
     ap.add_argument("--vocab", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=2)
+    # One thread: float sums then run in one order, so the same seed gives the same weights on
+    # any machine (800 steps take about 12 minutes).
+    ap.add_argument("--threads", type=int, default=1)
     # Hugging Face's default (0.001) let this small model's routers collapse onto one expert per
     # layer (99% of tokens), which leaves nothing for a predictor to predict; the Switch
     # Transformers paper trains with 0.01.
@@ -144,7 +164,10 @@ def main():
     step = 0
     model.train()
     order = list(range(len(train)))
-    while step < args.max_steps and time.time() - start < args.seconds:
+    def out_of_time():
+        return args.seconds is not None and time.time() - start >= args.seconds
+
+    while step < args.max_steps and not out_of_time():
         rng.shuffle(order)
         for b in range(0, len(order) - 31, 32):
             inp, att, lab = batch_tensors([train[i] for i in order[b : b + 32]])
@@ -155,7 +178,7 @@ def main():
             step += 1
             if step % 50 == 0:
                 print(f"train_switch: step {step}  loss {loss.item():.3f}  {time.time() - start:.0f} s", flush=True)
-            if step >= args.max_steps or time.time() - start >= args.seconds:
+            if step >= args.max_steps or out_of_time():
                 break
 
     model.eval()
@@ -184,6 +207,7 @@ def main():
     write_ids("predictor_corpus.txt", [x for x, _ in predictor])
     write_ids("test_requests.txt", [x for x, _ in test])
     write_ids("test_targets.txt", [y for _, y in test])
+    write_other_corpus(args.corpus, sp, args.output)
     result = {"steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
               "accuracy": correct / max(1, len(test)), "test_loss": total_loss / max(1, len(test)),
               "majority_topic": majority, "majority_accuracy": majority_accuracy}

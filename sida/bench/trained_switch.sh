@@ -8,7 +8,7 @@
 #
 #   sida/bench/trained_switch.sh [BUILD] [WORK]      # defaults: build/release, BUILD/sida-trained
 #
-# The model is trained once per WORK folder (about 5 minutes of CPU; --seconds in the script);
+# The model is trained once per WORK folder (800 steps on one thread, about 12 minutes of CPU);
 # delete WORK/checkpoint to train again.
 set -euo pipefail
 build="${1:-build/release}"
@@ -54,7 +54,7 @@ fi
 if [ ! -f "$work/predictor/config.json" ]; then
   # One LibTorch thread: this small network gains nothing from two, and loses much on a busy machine.
   "$sida" train-predictor "$work/checkpoint" --routes "$work/routes.safetensors" -o "$work/predictor" \
-    --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 8 --seed 1 --threads 1
+    --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 24 --seed 1 --threads 1
 fi
 "$sida" eval-predictor "$work/checkpoint" --predictor "$work/predictor" --routes "$work/routes.safetensors"
 
