@@ -55,20 +55,6 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
     }
 }
 
-// q·k over a head: eight partial sums (lane l takes elements l, l + 8, ...), summed pairwise, then
-// the tail. Independent lanes let the compiler use vector instructions (a single running sum is a
-// chain it may not reorder); the order is fixed, so results do not depend on the machine's
-// vector width.
-float lane_dot(const float* a, const float* b, int64_t n) {
-  float lane[8] = {};
-  int64_t t = 0;
-  for (; t + 8 <= n; t += 8)
-    for (int l = 0; l < 8; ++l) lane[l] += a[t + l] * b[t + l];
-  float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-  for (; t < n; ++t) sum += a[t] * b[t];
-  return sum;
-}
-
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
 // 0..first+i (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
 // rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32

@@ -10,6 +10,7 @@
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/safetensors.h"
+#include "perfmem/sida/kernels.h"
 #include "perfmem/sida/serve.h"
 
 namespace perfmem::sida {
@@ -30,6 +31,12 @@ Status config_int(const Json& j, const std::string& file, const std::string& key
 }
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// tanh(x) = 2 sigmoid(2x) - 1: one expf instead of libm's tanhf (an expm1f and more), which took
+// a third of the serving forward's instructions. Exact at ±inf and 0, elsewhere within 2e-7 of
+// tanh (absolute; checked over [-20, 20] in steps of 1e-4), well inside the tolerance against
+// LibTorch.
+float tanh_by_sigmoid(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f; }
 
 }  // namespace
 
@@ -218,9 +225,10 @@ std::vector<float> Predictor::forward(const std::vector<int32_t>& tokens, bool r
       }
       float* h = out.data() + t * H;
       for (int64_t j = 0; j < H; ++j) {  // PyTorch's gate order: input, forget, cell, output
-        const float i = sigmoid(g[j]), f = sigmoid(g[H + j]), c = std::tanh(g[2 * H + j]), o = sigmoid(g[3 * H + j]);
+        const float i = sigmoid(g[j]), f = sigmoid(g[H + j]), c = tanh_by_sigmoid(g[2 * H + j]),
+                    o = sigmoid(g[3 * H + j]);
         cell[size_t(j)] = f * cell[size_t(j)] + i * c;
-        h[j] = o * std::tanh(cell[size_t(j)]);
+        h[j] = o * tanh_by_sigmoid(cell[size_t(j)]);
       }
     }
     std::swap(in, out);
@@ -230,11 +238,7 @@ std::vector<float> Predictor::forward(const std::vector<int32_t>& tokens, bool r
   // Sparsemax self-attention c = A o, then the residual W_res u + b added by the product.
   std::vector<float> ctx(static_cast<size_t>(L * H), 0.0f), scores(static_cast<size_t>(L)), a(static_cast<size_t>(L));
   for (int64_t i = 0; i < L; ++i) {
-    for (int64_t j = 0; j < L; ++j) {
-      float s = 0;
-      for (int64_t h = 0; h < H; ++h) s += o[size_t(i * H + h)] * o[size_t(j * H + h)];
-      scores[size_t(j)] = s;
-    }
+    for (int64_t j = 0; j < L; ++j) scores[size_t(j)] = lane_dot(&o[size_t(i * H)], &o[size_t(j * H)], H);
     sparsemax(scores.data(), L, a.data());
     float sum = 0;
     for (float v : a) sum += v;

@@ -23,6 +23,20 @@ namespace perfmem::sida {
 // element computed by one thread with arithmetic that does not depend on the split.
 void parallel_chunks(int64_t n, int64_t chunk, WorkTeam::Body fn);
 
+// a·b over n floats in eight partial sums (lane l takes elements l, l + 8, ...), summed pairwise,
+// then the tail. Independent lanes let the compiler use vector instructions (a single running
+// sum is a chain it may not reorder); the order is fixed by n alone, so results do not depend on
+// the machine's vector width. Attention's q·k and the predictor's attention scores use it.
+inline float lane_dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {};
+  int64_t t = 0;
+  for (; t + 8 <= n; t += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += a[t + l] * b[t + l];
+  float sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (; t < n; ++t) sum += a[t] * b[t];
+  return sum;
+}
+
 // y = x · wᵀ; y is overwritten. With accumulate, y += x · wᵀ. Up to 8 rows: a streaming
 // dot-product kernel (each weight row read once, four output rows at a time; both cores); more
 // rows: a tiled kernel that reads each weight row once for all rows (both cores). On x86-64 with
