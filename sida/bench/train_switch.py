@@ -20,12 +20,13 @@ Writes, under OUT:
   predictor_corpus.txt   token-id lines (inputs) of the predictor split
   test_requests.txt      token-id lines of the test split's inputs
   test_targets.txt       token-id lines: the topic piece + eos
-  other_corpus.txt       token-id lines of the quotations of the package's other collections:
-                         unlabelled text the model never trained on, which a predictor may
-                         learn from as well (no test quotation is among them)
+  other_corpus.txt       token-id lines of the quotations of the package's other collections
+                         that are not also in a TOPICS collection (so in no split): unlabelled
+                         text, which a predictor may learn from as well
   transformers_eval.json transformers' own accuracy and loss on the test split, and the
                          majority-topic baseline
-Deterministic under --seed: a fixed number of steps on one CPU thread, in a fixed order.
+Deterministic under --seed on a given machine and torch build: a fixed number of steps on one
+CPU thread, in a fixed order.
 """
 import argparse
 import json
@@ -72,10 +73,14 @@ def other_collections(folder):
 
 
 def write_other_corpus(folder, sp, output, eos=1):
-    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs."""
+    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs.
+    Collections repeat some quotations; those also in a TOPICS collection (and so possibly in the
+    test split) are left out."""
+    seen = {q for q, _ in read_quotations(folder)}
     with open(os.path.join(output, "other_corpus.txt"), "w") as f:
         for q, _ in read_quotations(folder, other_collections(folder)):
-            f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
+            if q not in seen:
+                f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
 
 
 def main():
@@ -83,13 +88,13 @@ def main():
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--corpus", default="/usr/share/games/fortunes")
     ap.add_argument("--seed", type=int, default=1)
-    # Training stops after a number of steps, not a time: a time budget would give a different
+    # Training stops after a number of steps, not a time: a time budget would give a less trained
     # model on a busier machine. --seconds only caps the time if given.
     ap.add_argument("--max-steps", type=int, default=800, help="optimizer steps (batch 32)")
     ap.add_argument("--seconds", type=float, default=None, help="optional cap on training time")
     ap.add_argument("--vocab", type=int, default=1000)
-    # One thread: float sums then run in one order, so the same seed gives the same weights on
-    # any machine (800 steps take about 12 minutes).
+    # One thread: float sums then run in one order, so the same seed gives the same weights
+    # whatever else the machine runs (800 steps take about 12 minutes).
     ap.add_argument("--threads", type=int, default=1)
     # Hugging Face's default (0.001) let this small model's routers collapse onto one expert per
     # layer (99% of tokens), which leaves nothing for a predictor to predict; the Switch
