@@ -72,11 +72,11 @@ def other_collections(folder):
             if n not in TOPICS and "." not in n and os.path.isfile(os.path.join(folder, n))]
 
 
-def write_other_corpus(folder, sp, output, eos=1):
+def write_other_corpus(folder, sp, output, topic_quotes, eos=1):
     """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs.
-    Collections repeat some quotations; those also in a TOPICS collection (and so possibly in the
-    test split) are left out."""
-    seen = {q for q, _ in read_quotations(folder)}
+    Collections repeat some quotations; those also among topic_quotes (the TOPICS collections'
+    (quotation, topic) pairs, so possibly in the test split) are left out."""
+    seen = {q for q, _ in topic_quotes}
     with open(os.path.join(output, "other_corpus.txt"), "w") as f:
         for q, _ in read_quotations(folder, other_collections(folder)):
             if q not in seen:
@@ -212,7 +212,7 @@ def main():
     write_ids("predictor_corpus.txt", [x for x, _ in predictor])
     write_ids("test_requests.txt", [x for x, _ in test])
     write_ids("test_targets.txt", [y for _, y in test])
-    write_other_corpus(args.corpus, sp, args.output)
+    write_other_corpus(args.corpus, sp, args.output, quotes)
     result = {"steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
               "accuracy": correct / max(1, len(test)), "test_loss": total_loss / max(1, len(test)),
               "majority_topic": majority, "majority_accuracy": majority_accuracy}
