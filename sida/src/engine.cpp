@@ -173,14 +173,57 @@ void Engine::collect_rows(int64_t e, int64_t k, const LayerRouting& r, const std
   }
 }
 
+namespace {
+
+// The phases of an expert's rows (Engine::ExpertScratch's fields passed as they are): the rows'
+// inputs gathered to xe [m, d], the input product into hidden [m, expert_in_rows], the
+// activation, the output product into ye [m, d], and the weighted outputs added to the rows.
+template <typename Rows>
+void gather_expert_inputs(const SwitchConfig& c, const Rows& rows, std::vector<float>& xe, std::vector<float>& hidden,
+                          std::vector<float>& ye) {
+  const int64_t d = c.d_model, m = int64_t(rows.size());
+  xe.resize(size_t(m * d));
+  for (int64_t i = 0; i < m; ++i) std::memcpy(&xe[size_t(i * d)], rows[size_t(i)].in, size_t(d) * sizeof(float));
+  hidden.resize(size_t(m * c.expert_in_rows()));
+  ye.resize(size_t(m * d));
+}
+
+void activate_expert_hidden(const SwitchConfig& c, int64_t m, std::vector<float>& hidden) {
+  if (c.gated_experts()) {
+    // [m, 2 * d_ff] holds gate then up per row: silu(gate) * up into the first d_ff of the row,
+    // then the rows are packed to [m, d_ff].
+    const int64_t in_rows = c.expert_in_rows();
+    for (int64_t i = 0; i < m; ++i) {
+      const float* gate = &hidden[size_t(i * in_rows)];
+      const float* up = gate + c.d_ff;
+      float* act = &hidden[size_t(i * c.d_ff)];
+      for (int64_t f = 0; f < c.d_ff; ++f) act[f] = silu(gate[f]) * up[f];
+    }
+  } else {
+    relu_inplace(hidden.data(), m * c.d_ff);
+  }
+}
+
+// An expert matrix of `view` (its input matrix, or its output one) as a streaming product.
+StreamingProduct expert_product(const ExpertView& view, bool input_matrix, const float* x, float* y, int64_t rows,
+                                int64_t in, int64_t out) {
+  StreamingProduct p{.x = x, .y = y, .rows = rows, .in = in, .out = out};
+  if (view.wi_bf16) {
+    p.w = input_matrix ? view.wi_bf16 : view.wo_bf16;
+    p.type = view.half_is_f16 ? DType::kF16 : DType::kBF16;
+  } else {
+    p.w = input_matrix ? view.wi : view.wo;
+  }
+  return p;
+}
+
+}  // namespace
+
 void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& s) {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, m = int64_t(s.rows.size());
-  s.xe.resize(size_t(m * d));
-  for (int64_t i = 0; i < m; ++i) std::memcpy(&s.xe[size_t(i * d)], s.rows[size_t(i)].in, size_t(d) * sizeof(float));
+  gather_expert_inputs(c, s.rows, s.xe, s.hidden, s.ye);
   const int64_t in_rows = c.expert_in_rows();
-  s.hidden.resize(size_t(m * in_rows));
-  s.ye.resize(size_t(m * d));
   const bool bf16 = view.wi_bf16 != nullptr;
   // A product of the expert's matrix `w` (fp32 or bf16 slot) with `rows` rows.
   auto product = [&](const float* x, const float* w, const uint16_t* w_bf16, float* y, int64_t in, int64_t out) {
@@ -193,25 +236,44 @@ void Engine::run_expert_rows(const ExpertView& view, bool streaming, ExpertScrat
   };
   Stopwatch compute;
   product(s.xe.data(), view.wi, view.wi_bf16, s.hidden.data(), d, in_rows);  // F32 [m, in_rows]
-  if (c.gated_experts()) {
-    // [m, 2 * d_ff] holds gate then up per row: silu(gate) * up into the first d_ff of the row,
-    // then the rows are packed to [m, d_ff].
-    for (int64_t i = 0; i < m; ++i) {
-      const float* gate = &s.hidden[size_t(i * in_rows)];
-      const float* up = gate + c.d_ff;
-      float* act = &s.hidden[size_t(i * c.d_ff)];
-      for (int64_t f = 0; f < c.d_ff; ++f) act[f] = silu(gate[f]) * up[f];
-    }
-  } else {
-    relu_inplace(s.hidden.data(), m * c.d_ff);
-  }
+  activate_expert_hidden(c, m, s.hidden);
   product(s.hidden.data(), view.wo, view.wo_bf16, s.ye.data(), c.d_ff, d);  // F32 [m, d]
   stats_.expert_compute_s += compute.elapsed_s();
   stats_.expert_bytes += bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
   ++stats_.expert_calls;
-  for (int64_t i = 0; i < m; ++i) {
-    const ExpertRow& row = s.rows[size_t(i)];
-    for (int64_t k = 0; k < d; ++k) row.out[k] += row.p * s.ye[size_t(i * d + k)];
+  add_expert_outputs(s);
+}
+
+void Engine::add_expert_outputs(const ExpertScratch& s) const {
+  const int64_t d = model_.config().d_model;
+  for (size_t i = 0; i < s.rows.size(); ++i) {
+    const ExpertRow& row = s.rows[i];
+    for (int64_t k = 0; k < d; ++k) row.out[k] += row.p * s.ye[i * size_t(d) + size_t(k)];
+  }
+}
+
+void Engine::run_experts_streaming_together(const std::vector<ExpertView>& views, std::vector<ExpertScratch>& scratch) {
+  const SwitchConfig& c = model_.config();
+  const int64_t d = c.d_model, in_rows = c.expert_in_rows();
+  thread_local std::vector<StreamingProduct> group;
+  for (ExpertScratch& s : scratch) gather_expert_inputs(c, s.rows, s.xe, s.hidden, s.ye);
+  Stopwatch compute;
+  group.clear();
+  for (size_t e = 0; e < views.size(); ++e)
+    group.push_back(expert_product(views[e], true, scratch[e].xe.data(), scratch[e].hidden.data(),
+                                   int64_t(scratch[e].rows.size()), d, in_rows));
+  linear_streaming_group(group.data(), group.size());
+  for (ExpertScratch& s : scratch) activate_expert_hidden(c, int64_t(s.rows.size()), s.hidden);
+  group.clear();
+  for (size_t e = 0; e < views.size(); ++e)
+    group.push_back(expert_product(views[e], false, scratch[e].hidden.data(), scratch[e].ye.data(),
+                                   int64_t(scratch[e].rows.size()), c.d_ff, d));
+  linear_streaming_group(group.data(), group.size());
+  stats_.expert_compute_s += compute.elapsed_s();
+  for (size_t e = 0; e < views.size(); ++e) {
+    stats_.expert_bytes += views[e].wi_bf16 ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes();
+    ++stats_.expert_calls;
+    add_expert_outputs(scratch[e]);
   }
 }
 
@@ -365,6 +427,48 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
   const int64_t E = c.num_experts, d = c.d_model, k = c.experts_per_token;
   std::vector<LayerRouting> routings(members.size());
   for (size_t i = 0; i < members.size(); ++i) route(layer, members[i].normed, *members[i].tokens, &routings[i]);
+  // Whether every request sends each expert at most kLinearStreamingMaxRows rows (a decoding
+  // step: one token per request), so that every expert's rows take the streaming kernel.
+  auto all_rows_stream = [&] {
+    std::vector<int64_t> rows(static_cast<size_t>(E));
+    for (const LayerRouting& r : routings) {
+      std::fill(rows.begin(), rows.end(), 0);
+      for (size_t t = 0; t < r.dropped.size(); ++t)
+        for (size_t j = 0; j < size_t(k) && !r.dropped[t]; ++j)
+          if (++rows[size_t(r.choice[t * size_t(k) + j])] > kLinearStreamingMaxRows) return false;
+    }
+    return true;
+  };
+  if (experts_.holds_every_expert() && all_rows_stream()) {
+    // Nothing is ever evicted, so holding the layer's experts together changes no residency
+    // decision: the same experts are acquired in the same order, then computed as two parallel
+    // loops instead of two per expert (a decoding step's products are short; each loop ends with
+    // a wait for the slower thread).
+    std::vector<ExpertView> views;
+    std::vector<ExpertScratch> together;
+    Status status = Status::Ok();
+    for (int64_t e = 0; e < E && status.ok(); ++e) {
+      bool needed = false;
+      for (const LayerRouting& r : routings) needed = needed || r.uses[size_t(e)];
+      if (!needed) continue;
+      Result<ExpertView> view = experts_.acquire(int32_t(layer.moe_layer * E + e));
+      if (!view.ok()) {
+        status = view.status();
+        break;
+      }
+      views.push_back(*view);
+      together.emplace_back();
+      for (size_t i = 0; i < members.size(); ++i)
+        if (routings[i].uses[size_t(e)])
+          collect_rows(e, k, routings[i], *members[i].tokens, members[i].x, d, &together.back().rows);
+    }
+    if (status.ok()) run_experts_streaming_together(views, together);
+    for (const ExpertView& view : views) experts_.release(view);
+    PERFMEM_RETURN_IF_ERROR(status);
+    for (size_t i = 0; i < members.size(); ++i)
+      finish_moe_layer(layer, decode_step, routings[i], *members[i].tokens, members[i].x, members[i].request);
+    return Status::Ok();
+  }
   ExpertScratch scratch, alone;
   // Each expert once per layer: every request routed to it uses it before it is released.
   // Requests sending it at most kLinearStreamingMaxRows tokens (nearly all) share one pass over

@@ -180,9 +180,14 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
   // the packed fp32 kernel.
   const bool stream_half = n == 1 && layer.q_half.data && layer.k_half.data && layer.v_half.data && layer.o_half.data;
   if (stream_half) {
-    linear_half(s.h.data(), layer.q_half, s.q.data(), 1, d, heads * hd);
-    linear_half(s.h.data(), layer.k_half, s.k.data(), 1, d, kv_width);
-    linear_half(s.h.data(), layer.v_half, s.v.data(), 1, d, kv_width);
+    // One parallel loop for the three: k and v are a few hundred kilobytes each, too little to
+    // keep both threads busy to their end on their own.
+    auto of_h = [&](const HalfMatrix& w, float* y, int64_t out) {
+      return StreamingProduct{.x = s.h.data(), .w = w.data, .type = w.dtype, .y = y, .rows = 1, .in = d, .out = out};
+    };
+    const StreamingProduct qkv[] = {of_h(layer.q_half, s.q.data(), heads * hd),
+                                    of_h(layer.k_half, s.k.data(), kv_width), of_h(layer.v_half, s.v.data(), kv_width)};
+    linear_streaming_group(qkv, 3);
   } else {
     linear_packed(s.h.data(), *layer.attention.q, s.q.data(), n);
     linear_packed(s.h.data(), *layer.attention.k, s.k.data(), n);

@@ -123,11 +123,14 @@ PERFMEM_SIDA_FAST inline float fast_hsum(__m256 v) {
 
 // Streaming (the decode product and window execution's merged rows): each y element is
 // fast_hsum(s0 + s1) plus the tail, where s0 and s1 are the fused multiply-add chains over the
-// first and second 8 of every 16 elements of the row. With several input rows, output rows go
-// four at a time so that each input vector is loaded once for four weight rows; with one (a
-// decoding step) they go one at a time, so that each thread reads its weights as one sequential
-// stream. The per-element arithmetic is the same in both loops, so rows and splits never change
-// results.
+// first and second 8 of every 16 elements of the row. Output rows go four at a time (the rest of
+// a range one at a time): each input vector is loaded once for four weight rows, and even with
+// one input row (a decoding step) eight independent chains keep the multiply-adds from waiting
+// on each other: with one weight row's two chains, a CPU whose fused multiply-add takes 5 cycles
+// (first-generation EPYC) read a 1 GiB f16 matrix at 18 GB/s, with four at 21 GB/s, the speed of
+// a plain sequential read there (sida_kernels_bench DecodeStreamF16 against SequentialRead). The
+// four rows are one contiguous run of weights, prefetched as one. The per-element arithmetic is
+// the same in both loops, so rows and splits never change results.
 template <Weights K>
 PERFMEM_SIDA_FAST inline void fast_streaming_finish(__m256 s0, __m256 s1, const WeightT<K>* wo, const float* xr,
                                                     int64_t steps, int64_t in, bool accumulate, float* dst) {
@@ -152,7 +155,7 @@ PERFMEM_SIDA_FAST void fast_streaming_range(const float* x, const WeightT<K>* w,
   constexpr int64_t kWeightBytes = sizeof(WeightT<K>);
 #define finish(s0, s1, wo, xr, dst) fast_streaming_finish<K>(s0, s1, wo, xr, steps, in, accumulate, dst)
   int64_t o = o_begin;
-  for (; rows > 1 && o + 4 <= o_end; o += 4) {
+  for (; o + 4 <= o_end; o += 4) {
     const WeightT<K>* w0 = w + o * in;
     const WeightT<K>*w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
     // The block's four rows are one run of 4 * in weights, of which step i reads 64; in step,
@@ -317,6 +320,23 @@ void streaming_product(const float* x, const WeightT<K>* w, float* y, int64_t ro
   });
 }
 
+// The output rows [o_begin, o_end) of one product of a group, in its weight type.
+void streaming_range(const StreamingProduct& p, int64_t o_begin, int64_t o_end) {
+  auto run = [&]<Weights K>() {
+    const auto* w = static_cast<const WeightT<K>*>(p.w);
+#if defined(__x86_64__)
+    if (fast_build()) return fast_streaming_range<K>(p.x, w, p.y, p.rows, p.in, p.out, p.accumulate, o_begin, o_end);
+#endif
+    portable_streaming_range<K>(p.x, w, p.y, p.rows, p.in, p.out, p.accumulate, o_begin, o_end);
+  };
+  if (p.type == DType::kF32)
+    run.template operator()<Weights::kF32>();
+  else if (p.type == DType::kBF16)
+    run.template operator()<Weights::kBF16>();
+  else
+    run.template operator()<Weights::kF16>();
+}
+
 template <Weights K>
 void product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_t in, int64_t out, bool accumulate) {
   if (rows <= 0) return;
@@ -329,7 +349,7 @@ void product(const float* x, const WeightT<K>* w, float* y, int64_t rows, int64_
     // More rows (a prompt): the tiled kernel reads the weights once, widening four rows at a time
     // into a cache-resident tile, instead of widening the whole matrix and packing it for sgemm.
     const int64_t blocks = (out + 3) / 4;
-    product_team().parallel_for(blocks, /*chunk=*/4, [&](int64_t begin, int64_t end) {
+    product_team().parallel_for(blocks, /*chunk=*/16, [&](int64_t begin, int64_t end) {
       fast_gemm_range<K>(x, w, y, rows, in, out, accumulate, begin * 4, std::min(out, end * 4));
     });
     return;
@@ -392,6 +412,30 @@ bool use_portable_expert_kernels(bool portable) {
   (void)portable;
 #endif
   return !fast_build();
+}
+
+void linear_streaming_group(const StreamingProduct* group, size_t count) {
+  // Blocks of 4 output rows, numbered across the products in order: first_block[i] is product
+  // i's first. A run of blocks may span products; each product's part of it is one call of the
+  // streaming kernel, so every y element is computed as streaming_product() computes it.
+  thread_local std::vector<int64_t> first_block;
+  first_block.assign(count + 1, 0);
+  for (size_t i = 0; i < count; ++i) {
+    const StreamingProduct& p = group[i];
+    PERFMEM_CHECK(p.rows >= 0, "linear_streaming_group: negative rows");
+    PERFMEM_CHECK(p.type == DType::kF32 || p.type == DType::kBF16 || p.type == DType::kF16,
+                  "linear_streaming_group: weight type not fp32, bf16 or f16");
+    first_block[i + 1] = first_block[i] + (p.rows > 0 ? (p.out + 3) / 4 : 0);
+  }
+  const int64_t* firsts = first_block.data();
+  product_team().parallel_for(firsts[count], /*chunk=*/16, [&](int64_t begin, int64_t end) {
+    // The first product whose blocks reach past `begin`.
+    size_t i = size_t(std::upper_bound(firsts, firsts + count + 1, begin) - firsts) - 1;
+    for (; i < count && firsts[i] < end; ++i) {
+      const int64_t b = std::max(begin, firsts[i]) - firsts[i], e = std::min(end, firsts[i + 1]) - firsts[i];
+      if (b < e) streaming_range(group[i], b * 4, std::min(group[i].out, e * 4));
+    }
+  });
 }
 
 void linear_streaming(const float* x, const float* w, float* y, int64_t rows, int64_t in, int64_t out,

@@ -126,6 +126,62 @@ TEST(Kernels, F16LinearGivesTheBitsOfFp32OnTheWidenedWeights) {
   }
 }
 
+// A group of products run as one parallel loop gives every product the bits of its own call,
+// whatever its weight type, row count or size (runs of the loop span product boundaries: outputs
+// not a multiple of 4, products smaller and larger than one 64-row chunk, a product of no rows),
+// in both builds.
+TEST(Kernels, StreamingGroupGivesEachProductTheBitsOfItsOwnCall) {
+  struct Case {
+    DType type;
+    int64_t rows, in, out;
+    bool accumulate;
+  };
+  const std::vector<Case> cases = {{DType::kF16, 1, 1024, 1030, false}, {DType::kF16, 1, 1024, 5, true},
+                                   {DType::kBF16, 3, 40, 70, false},    {DType::kF32, 1, 33, 129, true},
+                                   {DType::kF16, 0, 16, 64, false},     {DType::kF32, 9, 96, 300, false},
+                                   {DType::kBF16, 1, 3584, 2, true}};
+  for (bool portable : {false, true}) {
+    SCOPED_TRACE(portable ? "portable build" : "best build");
+    use_portable_expert_kernels(portable);
+    std::vector<std::vector<float>> x, w32, grouped, alone;
+    std::vector<std::vector<uint16_t>> w16;
+    std::vector<StreamingProduct> group;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      x.push_back(random_vector(size_t(c.rows * c.in), uint32_t(40 + i)));
+      w32.push_back(random_vector(size_t(c.out * c.in), uint32_t(60 + i)));
+      w16.emplace_back(w32.back().size());
+      for (size_t j = 0; j < w32.back().size(); ++j)
+        w16.back()[j] = c.type == DType::kF16 ? f32_to_f16(w32.back()[j]) : f32_to_bf16(w32.back()[j]);
+      grouped.push_back(random_vector(size_t(c.rows * c.out), uint32_t(80 + i)));
+      alone.push_back(grouped.back());
+    }
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const Case& c = cases[i];
+      const void* w = c.type == DType::kF32 ? static_cast<const void*>(w32[i].data()) : w16[i].data();
+      group.push_back({.x = x[i].data(),
+                       .w = w,
+                       .type = c.type,
+                       .y = grouped[i].data(),
+                       .rows = c.rows,
+                       .in = c.in,
+                       .out = c.out,
+                       .accumulate = c.accumulate});
+      if (c.type == DType::kF32)
+        linear_streaming(x[i].data(), w32[i].data(), alone[i].data(), c.rows, c.in, c.out, c.accumulate);
+      else if (c.type == DType::kF16)
+        linear_streaming_f16(x[i].data(), w16[i].data(), alone[i].data(), c.rows, c.in, c.out, c.accumulate);
+      else
+        linear_streaming_bf16(x[i].data(), w16[i].data(), alone[i].data(), c.rows, c.in, c.out, c.accumulate);
+    }
+    linear_streaming_group(group.data(), group.size());
+    for (size_t i = 0; i < cases.size(); ++i)
+      EXPECT_EQ(0, std::memcmp(grouped[i].data(), alone[i].data(), grouped[i].size() * sizeof(float)))
+          << "product " << i;
+  }
+  use_portable_expert_kernels(false);
+}
+
 // The portable build (what CPUs without AVX2, FMA and F16C run) keeps the same promises: f16 and
 // bf16 weights give the bits of fp32 weights holding the widened values, merged rows give the
 // bits of their own calls, and every product is within 1e-4 relative error of the plain loops.

@@ -72,6 +72,11 @@ class ExpertProvider {
   // Blocks until expert `id` (moe_layer * E + e) is in fast memory; errors when it cannot be read.
   virtual Result<ExpertView> acquire(int32_t id) = 0;
   virtual void release(const ExpertView& view) = 0;
+  // True when fast memory has room for every expert at once, so that holding several acquired
+  // experts never forces an eviction another order of releases would not: the engine then holds
+  // a layer's experts together and runs their products as one parallel loop (same accesses in
+  // the same order, same bits).
+  virtual bool holds_every_expert() const { return false; }
 };
 
 // Observes every MoE layer the engine runs (used to record route tables and by tests).
@@ -209,6 +214,12 @@ class Engine {
   // Runs scratch.rows through expert `view`: with linear() (as batch 1 does for one request's
   // rows), or with the streaming kernel (rows of several requests in one pass, same bits per row).
   void run_expert_rows(const ExpertView& view, bool streaming, ExpertScratch& scratch);
+  // The same for several experts held at once, all through the streaming kernel: their input
+  // products as one parallel loop, then their output products as another; outputs
+  // added in the order of `views`, as run_expert_rows() one expert after another adds them.
+  // Adds each row's weighted output (row.p * ye) to row.out, rows in order.
+  void add_expert_outputs(const ExpertScratch& scratch) const;
+  void run_experts_streaming_together(const std::vector<ExpertView>& views, std::vector<ExpertScratch>& scratch);
   // Passes dropped tokens through and reports the layer to the observer.
   void finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, LayerRouting& routing,
                         const std::vector<RoutedToken>& tokens, float* x, int32_t window_request);

@@ -90,6 +90,7 @@ class ExpertStore final : public ExpertProvider {
 
   Result<ExpertView> acquire(int32_t id) override;
   void release(const ExpertView& view) override;
+  bool holds_every_expert() const override { return slots_.size() >= slot_of_.size(); }
 
   // Loads every expert (all-resident) or as many as fit, in id order; blocks until done.
   Status load_all();

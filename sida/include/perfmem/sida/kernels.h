@@ -76,6 +76,25 @@ void linear_streaming_f16(const float* x, const uint16_t* w, float* y, int64_t r
 void linear_f16_reference(const float* x, const uint16_t* w, float* y, int64_t rows, int64_t in, int64_t out,
                           bool accumulate = false);
 
+// One product of a group that linear_streaming_group() runs as a single parallel loop: y (+)= x · wᵀ
+// with x [rows, in], w [out, in] in `type` (kF32: floats; kBF16 / kF16: raw 16-bit bits), y [rows, out].
+struct StreamingProduct {
+  const float* x = nullptr;
+  const void* w = nullptr;
+  DType type = DType::kF32;
+  float* y = nullptr;
+  int64_t rows = 0, in = 0, out = 0;
+  bool accumulate = false;
+};
+
+// The products of `group`, independent of each other (no y overlaps another product's x or y),
+// as one parallel loop over all their output rows: one wait for the threads at the end instead of
+// one per product. A decoding step's q, k and v projections, or the experts of a layer, are a few
+// hundred kilobytes each; separately, each ends with threads waiting for the last chunk. Each y
+// element gets the bits linear_streaming() / linear_streaming_bf16() / linear_streaming_f16() give
+// it alone (any number of rows, as linear_streaming()); types kF32, kBF16 and kF16 only.
+void linear_streaming_group(const StreamingProduct* group, size_t count);
+
 // y = x · wᵀ (y += with accumulate) for x [rows, w.in()] and y [rows, w.out()], contiguous, from a
 // weight packed once (the model's resident weights are packed at load: sgemm would re-pack them
 // on every call, which costs as much as the multiply when a request brings few rows). Core's
