@@ -57,33 +57,38 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
 
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
 // 0..first+i (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
-// rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax in fp32. out: F32
-// [n, heads * hd]. The (row, head) pairs are independent and split over the product threads; each pair's arithmetic is
-// the same whichever thread runs it.
+// rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax
+// in fp32. out: F32 [n, heads * hd]. The (row, K/V head) pairs are independent and split over the
+// product threads; each takes the group of query heads that share its K/V head together, so each
+// key and value row is read once for the group, while a decoding step's weights streamed since
+// the last step have pushed the cache out of the CPU's caches. Every score and output element is
+// computed as for one head alone (lane_dot, then keys in order), whichever thread runs it.
 void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::vector<float>* v_heads, int64_t n,
                 int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, float* out) {
   const int64_t group = heads / kv_heads;
   const float scale = float(std::sqrt(double(hd)));
-  parallel_chunks(n * heads, /*chunk=*/1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scores;
-    scores.resize(size_t(first + n));
+  parallel_chunks(n * kv_heads, /*chunk=*/1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;  // [group, keys]
     for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t i = pair / heads, h = pair % heads;
+      const int64_t i = pair / kv_heads, g = pair % kv_heads;
       const int64_t keys = first + i + 1;
-      const float* qi = q + (i * heads + h) * hd;
-      const int64_t g = h / group;
+      scores.resize(size_t(group * keys));
+      const float* qi = q + (i * heads + g * group) * hd;  // the group's query heads, consecutive
       const float *k = k_heads[g].data(), *v = v_heads[g].data();
       for (int64_t j = 0; j < keys; ++j) {
         const float* kj = k + j * hd;
-        scores[size_t(j)] = lane_dot(qi, kj, hd) / scale;
+        for (int64_t h = 0; h < group; ++h) scores[size_t(h * keys + j)] = lane_dot(qi + h * hd, kj, hd) / scale;
       }
-      softmax_inplace(scores.data(), keys);
-      float* oi = out + (i * heads + h) * hd;
-      std::fill(oi, oi + hd, 0.f);
+      for (int64_t h = 0; h < group; ++h) softmax_inplace(&scores[size_t(h * keys)], keys);
+      float* oi = out + (i * heads + g * group) * hd;
+      std::fill(oi, oi + group * hd, 0.f);
       for (int64_t j = 0; j < keys; ++j) {
         const float* vj = v + j * hd;
-        const float p = scores[size_t(j)];
-        for (int64_t t = 0; t < hd; ++t) oi[t] += p * vj[t];
+        for (int64_t h = 0; h < group; ++h) {
+          const float p = scores[size_t(h * keys + j)];
+          float* oh = oi + h * hd;
+          for (int64_t t = 0; t < hd; ++t) oh[t] += p * vj[t];
+        }
       }
     }
   });
