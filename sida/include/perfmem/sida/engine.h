@@ -27,8 +27,10 @@
 // builds from the ids (SwitchConfig::masked_pad_id: generate()'s pad id, unless it also ends
 // sequences). Generation stops at any of generate()'s end ids (SwitchConfig::generation_eos_ids).
 // The self-attention KV cache grows step by step.
-// Experts of a layer are computed in ascending id order, one acquired at a time; this is the
-// access order that route tables record.
+// Experts of a layer are acquired in ascending id order, one at a time; this is the access order
+// that route tables record. (Where the provider holds every expert, a decoding step's experts are
+// acquired in that order but held together, and their products run as grouped loops: same
+// accesses, same bits.)
 //
 // encode_window() runs a window of requests layer by layer together: attention, dense layers and
 // routing are computed for every request on its own (batch 1: the same calls on the same rows as
