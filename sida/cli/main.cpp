@@ -142,12 +142,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
 
   // make-checkpoint
-  auto* make = app.add_subcommand("make-checkpoint", "Write a Switch Transformers checkpoint with random weights");
+  auto* make = app.add_subcommand("make-checkpoint",
+                                  "Write a checkpoint with random weights in Hugging Face's layout (Switch "
+                                  "Transformers, Mixtral or Qwen2-MoE shapes)");
   std::string preset = "tiny", dtype_text = "f32", out_dir, shard_text = "2GiB";
   uint64_t seed = 1;
   int64_t capacity = -1;
   make->add_option("--preset", preset,
-                   "Model shapes: tiny, switch-base-8|16|32|64|128|256, mixtral-tiny, mixtral-bench")
+                   "Model shapes: tiny, switch-base-8|16|32|64|128|256, mixtral-tiny, mixtral-bench, qwen2-moe-tiny")
       ->capture_default_str();
   make->add_option("--dtype", dtype_text, "Storage type: f32, bf16 or f16")->capture_default_str();
   make->add_option("--shard-bytes", shard_text, "Largest shard before splitting (e.g. 2GiB)")->capture_default_str();
