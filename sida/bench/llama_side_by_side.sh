@@ -46,6 +46,10 @@ fi
 mkdir -p "$dir"
 prompt="$("$py" -c "import random; r = random.Random(2024); print(' '.join(str(r.randrange(3, 32000)) for _ in range($prompt_len)))")"
 results=()
+# The ratios depend on the CPU as much as on the engines (an f16 product can be bound by
+# arithmetic on one design and by memory on another), so the host is part of the result.
+cpu_line() { grep -m1 -E "^$1[[:space:]]*:" /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //'; }
+echo "host: $(cpu_line 'model name'), cpu family $(cpu_line 'cpu family'), model $(cpu_line 'model'), $(nproc) cores"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for p in $precisions; do
   case "$p" in f16 | f32) ;; *) die "SIDA_LLAMA_PRECISIONS: f16 or f32, not $p" ;; esac
