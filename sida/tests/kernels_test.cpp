@@ -175,8 +175,9 @@ TEST(Kernels, StreamingGroupGivesEachProductTheBitsOfItsOwnCall) {
         linear_streaming_bf16(x[i].data(), w16[i].data(), alone[i].data(), c.rows, c.in, c.out, c.accumulate);
     }
     linear_streaming_group(group.data(), group.size());
-    for (size_t i = 0; i < cases.size(); ++i)
-      EXPECT_EQ(0, std::memcmp(grouped[i].data(), alone[i].data(), grouped[i].size() * sizeof(float)))
+    for (size_t i = 0; i < cases.size(); ++i)  // (memcmp may not be given the null data of an empty product)
+      EXPECT_TRUE(grouped[i].empty() ||
+                  std::memcmp(grouped[i].data(), alone[i].data(), grouped[i].size() * sizeof(float)) == 0)
           << "product " << i;
   }
   use_portable_expert_kernels(false);
