@@ -4,6 +4,28 @@
 
 namespace perfmem {
 
+namespace {
+
+// The parser's message quotes the bytes it last read, which in a corrupt or binary file can be
+// invalid UTF-8 or terminal control codes: bytes outside printable ASCII are shown as \xNN.
+std::string printable_ascii(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char ch : text) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte >= 0x20 && byte < 0x7f) {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Json> parse_json(std::string_view text, std::string_view file_name) {
   try {
     return Json::parse(text.begin(), text.end());
@@ -19,7 +41,7 @@ Result<Json> parse_json(std::string_view text, std::string_view file_name) {
       }
     }
     return input_error(file_name, "line " + std::to_string(line) + ", column " + std::to_string(column),
-                       "well-formed JSON", e.what());
+                       "well-formed JSON", printable_ascii(e.what()));
   }
 }
 

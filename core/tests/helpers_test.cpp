@@ -45,6 +45,13 @@ TEST(Json, ParseErrorsGiveLineAndColumn) {
   auto bad = parse_json("{\n  \"a\": 1,\n  \"b\": ]\n}", "cfg.json");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("cfg.json: line 3, column 8"), std::string::npos) << bad.status().message();
+  // The bytes the parser quotes from a corrupt file are shown as escapes, not written raw.
+  auto binary = parse_json(std::string("{\"model\xf7\x1b[31m\": 1}"), "model.safetensors");
+  ASSERT_FALSE(binary.ok());
+  const std::string message = binary.status().message();
+  for (const char ch : message)
+    ASSERT_TRUE(static_cast<unsigned char>(ch) >= 0x20 && static_cast<unsigned char>(ch) < 0x7f) << message;
+  EXPECT_NE(message.find("\\xf7"), std::string::npos) << message;
   auto good = parse_json(R"({"d_model": 768, "name": "x"})", "cfg.json");
   ASSERT_TRUE(good.ok());
   int d = 0;

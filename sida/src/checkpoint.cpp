@@ -242,19 +242,25 @@ std::string pickle_conversion_command(const std::string& dir) {
 }
 
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {
+  // src may be at any byte offset (a safetensors data section need not be aligned, and O_DIRECT
+  // reads leave the tensor where the file put it), so 16-bit values are read with memcpy.
+  const auto* bytes = static_cast<const uint8_t*>(src);
+  auto half_at = [bytes](size_t i) {
+    uint16_t h;
+    std::memcpy(&h, bytes + 2 * i, sizeof h);
+    return h;
+  };
   switch (dtype) {
     case DType::kF32: std::memcpy(dst, src, count * sizeof(float)); return;
     case DType::kBF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < count; ++i) {
-        uint32_t bits = uint32_t(s[i]) << 16;
+        uint32_t bits = uint32_t(half_at(i)) << 16;
         std::memcpy(&dst[i], &bits, 4);
       }
       return;
     }
     case DType::kF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(s[i]);
+      for (size_t i = 0; i < count; ++i) dst[i] = f16_to_f32(half_at(i));
       return;
     }
     default: PERFMEM_CHECK(false, "convert_to_f32: unsupported dtype");

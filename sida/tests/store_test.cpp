@@ -126,6 +126,53 @@ TEST_F(StoreTest, EveryPolicyBudgetAndExecutionIsBitIdenticalToAllResident) {
   EXPECT_FALSE(parse_execution("layer").ok());
 }
 
+// A safetensors file may start its data section at any offset (safetensors' writer pads the
+// header to 8 bytes, but the format does not require it): 16-bit experts one byte off alignment
+// are widened as they are, with outputs bit-identical to the aligned file's, on either read path.
+TEST(StoreUnalignedData, SixteenBitTensorsAtAnOddOffsetGiveTheAlignedFilesBits) {
+  SwitchConfig c = *preset_config("tiny");
+  const std::string aligned = testing::make_test_checkpoint("store-aligned", c, DType::kBF16);
+  const std::string odd = testing::temp_dir("store-odd");
+  size_t rewritten = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(aligned)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() != ".safetensors") {
+      std::filesystem::copy_file(entry.path(), odd + "/" + name);
+      continue;
+    }
+    auto bytes = read_binary_file(entry.path().string());
+    ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
+    uint64_t header = 0;
+    std::memcpy(&header, bytes->data(), 8);
+    ASSERT_EQ(header % 2, 0u) << "the writer's header is padded: the test needs it even";
+    // One more space of header padding: every tensor's data now starts one byte later.
+    std::vector<uint8_t> shifted(bytes->begin(), bytes->begin() + std::ptrdiff_t(8 + header));
+    shifted.push_back(' ');
+    shifted.insert(shifted.end(), bytes->begin() + std::ptrdiff_t(8 + header), bytes->end());
+    const uint64_t longer = header + 1;
+    std::memcpy(shifted.data(), &longer, 8);
+    ASSERT_TRUE(write_binary_file(odd + "/" + name, shifted.data(), shifted.size()).ok());
+    ++rewritten;
+  }
+  ASSERT_GT(rewritten, 0u);
+  auto model_aligned = ModelWeights::load(aligned), model_odd = ModelWeights::load(odd);
+  ASSERT_TRUE(model_aligned.ok()) << model_aligned.status().to_string();
+  ASSERT_TRUE(model_odd.ok()) << model_odd.status().to_string();
+  auto requests = synthetic_requests(4, 10, 20, c.vocab_size, 9);
+  ServeOptions opt;
+  opt.generate = true;
+  opt.max_new_tokens = 3;
+  const uint64_t one_slot = c.expert_f32_bytes();
+  for (bool direct : {true, false}) {
+    ServeReport a = run_policy(**model_aligned, Policy::kLru, one_slot, direct, requests, opt, nullptr);
+    ServeReport b = run_policy(**model_odd, Policy::kLru, one_slot, direct, requests, opt, nullptr);
+    EXPECT_GT(b.store.bytes_read, 0u);
+    expect_identical(a, b, direct ? "O_DIRECT" : "page cache");
+  }
+  std::filesystem::remove_all(aligned);
+  std::filesystem::remove_all(odd);
+}
+
 TEST_F(StoreTest, PrefetchWithOracleRoutesHitsMoreThanLru) {
   auto model = ModelWeights::load(*dir_);
   ASSERT_TRUE(model.ok());

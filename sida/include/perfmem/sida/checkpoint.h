@@ -169,7 +169,8 @@ class ModelWeights {
 // loader names it when a folder has only PyTorch's pickle format).
 std::string pickle_conversion_command(const std::string& dir);
 
-// Converts `count` elements stored as `dtype` (F32, BF16 or F16) to fp32.
+// Converts `count` elements stored as `dtype` (F32, BF16 or F16) to fp32; src may be at any byte
+// offset (safetensors data need not be aligned).
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);
 
 struct MakeCheckpointOptions {
