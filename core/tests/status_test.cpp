@@ -33,6 +33,9 @@ TEST(Status, InputErrorNamesFilePlaceExpectedAndFound) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidInput);
   EXPECT_EQ(s.message(), "model.tflite: operator 3 (CONV_2D): expected int8 input, found float32");
   EXPECT_EQ(s.to_string(), "invalid input: " + s.message());
+  // A tensor name or value from a crafted file cannot write escape sequences or lines.
+  Status crafted = input_error("model.safetensors", "tensor \"a\x1b[2J\nb\"", "shape [2]", "\x7f[3]");
+  EXPECT_EQ(crafted.message(), "model.safetensors: tensor \"a\\x1b[2J\\x0ab\": expected shape [2], found \\x7f[3]");
 }
 
 TEST(Status, ContextIsPrefixedAndCodeKept) {

@@ -60,7 +60,8 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-// Builds "FILE: PLACE: expected EXPECTED, found FOUND" (found may be empty).
+// Builds "FILE: PLACE: expected EXPECTED, found FOUND" (found may be empty). Control characters
+// in PLACE and FOUND, which often quote the input, are shown as \xNN.
 std::string describe_problem(std::string_view file, std::string_view place, std::string_view expected,
                              std::string_view found = {});
 
