@@ -10,12 +10,16 @@
 # quantization), then sida_decode_bench (experts kept f16 in the fast tier for f16) and
 # llama_decode_bench.py (llama-cpp-python) run the same prompt; sida/bench/side_by_side_report.py
 # prints prompt and decode tokens/s, the ratios sida / llama.cpp, the weight bandwidth of decoding,
-# and how many greedy ids the two engines share. Both engines run in the same invocation, one
-# after the other, so the ratios are what to read on a shared machine.
+# and how many greedy ids the two engines share. Both engines run in the same invocation and
+# alternate, one process each per round (sida, llama.cpp, sida, llama.cpp, ...): a shared host's
+# memory bandwidth drifts by tens of per cent over minutes, which one process of each cannot tell
+# from a difference between the engines. The report gives every round, the median of each engine
+# and the median of the rounds' ratios, which is the figure to read.
 #
 # Settings (environment): SIDA_LLAMA_LAYERS (16: the issue's 1.5 B-parameter scale point),
 # SIDA_LLAMA_PRECISIONS ("f16 f32"), SIDA_LLAMA_PROMPT (prompt tokens, 128),
-# SIDA_LLAMA_NEW_TOKENS (32), SIDA_LLAMA_REPEAT (3: the best run is kept),
+# SIDA_LLAMA_NEW_TOKENS (32), SIDA_LLAMA_REPEAT (timed runs in each process, 3: the best is kept),
+# SIDA_LLAMA_ROUNDS (processes of each engine, alternating, 3),
 # SIDA_LLAMA_DIR (checkpoints; default BUILD_DIR/sida-bench/llama), PERFMEM_VENV.
 # Disk: 16 layers take 3.0 GB (f16) and 6.0 GB (f32) per engine's copy.
 set -euo pipefail
@@ -26,6 +30,7 @@ precisions="${SIDA_LLAMA_PRECISIONS:-f16 f32}"
 prompt_len="${SIDA_LLAMA_PROMPT:-128}"
 new_tokens="${SIDA_LLAMA_NEW_TOKENS:-32}"
 repeat="${SIDA_LLAMA_REPEAT:-3}"
+rounds="${SIDA_LLAMA_ROUNDS:-3}"
 dir="${SIDA_LLAMA_DIR:-$build/sida-bench/llama}"
 venv="${PERFMEM_VENV:-$HOME/.cache/perfmem/venv}"
 sida="$build/sida/sida"
@@ -43,6 +48,7 @@ if ! "$py" -c "import llama_cpp, gguf" 2>/dev/null; then
 fi
 [ "$(nproc)" = 2 ] || echo "llama_side_by_side: note: $(nproc) cores; llama.cpp runs 2 threads, sida one per core"
 
+case "$rounds" in '' | *[!0-9]* | 0) die "SIDA_LLAMA_ROUNDS: a positive whole number, not '$rounds'" ;; esac
 mkdir -p "$dir"
 prompt="$("$py" -c "import random; r = random.Random(2024); print(' '.join(str(r.randrange(3, 32000)) for _ in range($prompt_len)))")"
 results=()
@@ -63,12 +69,19 @@ for p in $precisions; do
   [ -f "$gguf_file" ] || "$py" "$root/sida/bench/mixtral_to_gguf.py" "$ckpt" "$gguf_file" --dtype "$p"
   half=()
   [ "$p" = f16 ] && half=(--half-experts)
-  echo "== $p: sida"
-  "$bench" "$ckpt" --tokens "$prompt" --new-tokens "$new_tokens" --repeat "$repeat" "${half[@]}" > "$dir/sida-$p.json"
-  echo "== $p: llama.cpp"
-  "$py" "$root/sida/bench/llama_decode_bench.py" "$gguf_file" --tokens "$prompt" --new-tokens "$new_tokens" \
-    --threads 2 --repeat "$repeat" > "$dir/llama-$p.json"
-  results+=("$p:$ckpt/config.json:$dir/sida-$p.json:$dir/llama-$p.json")
+  sida_runs=()
+  llama_runs=()
+  for ((round = 1; round <= rounds; round++)); do
+    echo "== $p, round $round of $rounds: sida"
+    "$bench" "$ckpt" --tokens "$prompt" --new-tokens "$new_tokens" --repeat "$repeat" "${half[@]}" \
+      > "$dir/sida-$p-$round.json"
+    echo "== $p, round $round of $rounds: llama.cpp"
+    "$py" "$root/sida/bench/llama_decode_bench.py" "$gguf_file" --tokens "$prompt" --new-tokens "$new_tokens" \
+      --threads 2 --repeat "$repeat" > "$dir/llama-$p-$round.json"
+    sida_runs+=("$dir/sida-$p-$round.json")
+    llama_runs+=("$dir/llama-$p-$round.json")
+  done
+  results+=("$p:$ckpt/config.json:$(IFS=,; echo "${sida_runs[*]}"):$(IFS=,; echo "${llama_runs[*]}")")
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$py" "$root/sida/bench/side_by_side_report.py" "${results[@]}"
