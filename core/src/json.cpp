@@ -1,26 +1,17 @@
 #include "perfmem/core/json.h"
 
 #include "perfmem/core/io.h"
+#include "visible_text.h"
 
 namespace perfmem {
 
 namespace {
 
 // The parser's message quotes the bytes it last read, which in a corrupt or binary file can be
-// invalid UTF-8 or terminal control codes: bytes outside printable ASCII are shown as \xNN.
+// invalid UTF-8 or terminal control codes.
 std::string printable_ascii(std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  for (const char ch : text) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (byte >= 0x20 && byte < 0x7f) {
-      out += ch;
-    } else {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    }
-  }
+  detail::append_visible(out, text, detail::EscapeBytes::kControlAndHigh);
   return out;
 }
 

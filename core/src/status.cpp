@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "visible_text.h"
+
 namespace perfmem {
 
 std::string_view status_code_name(StatusCode code) {
@@ -27,36 +29,17 @@ Status Status::with_context(std::string_view context) const {
   return Status(code_, std::string(context) + ": " + message_);
 }
 
-namespace {
-
-// Appends text with ASCII control characters shown as \xNN. The place and what was found often
-// quote the input itself (a tensor name, a key, a token), and a crafted file could otherwise
-// write terminal escape sequences or fake lines into the message.
-void append_visible(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const char ch : text) {
-    const auto byte = static_cast<unsigned char>(ch);
-    if (byte < 0x20 || byte == 0x7f) {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 15];
-    } else {
-      out += ch;
-    }
-  }
-}
-
-}  // namespace
-
 std::string describe_problem(std::string_view file, std::string_view place, std::string_view expected,
                              std::string_view found) {
+  // The place and what was found often quote the input itself (a tensor name, a key, a token).
+  using detail::EscapeBytes;
   std::string msg;
   msg.append(file).append(": ");
-  append_visible(msg, place);
+  detail::append_visible(msg, place, EscapeBytes::kControlOnly);
   msg.append(": expected ").append(expected);
   if (!found.empty()) {
     msg.append(", found ");
-    append_visible(msg, found);
+    detail::append_visible(msg, found, EscapeBytes::kControlOnly);
   }
   return msg;
 }
