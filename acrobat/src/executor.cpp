@@ -74,6 +74,7 @@ Executor::Executor(const Program& program, const RuntimeOptions& options) : prog
     scratch_.pool = pool_.get();
   }
   scratch_.parallel_min_work = options.parallel_min_work;
+  if (!options.reference_kernels) kernels::warm_up_blas(pool_.get());
 }
 
 void Executor::run(Recording& rec, const Schedule& schedule, RunStats* stats) {

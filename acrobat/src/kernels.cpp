@@ -4,9 +4,13 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
 
 namespace perfmem::acrobat::kernels {
 namespace {
@@ -280,6 +284,33 @@ void sigmoid_inplace(float* x, int64_t size) { apply_unary(OpKind::kSigmoid, x, 
 void tanh_inplace(float* x, int64_t size) { apply_unary(OpKind::kTanh, x, x, size); }
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+
+void warm_up_blas(ThreadPool* pool) {
+  // OpenBLAS keeps its work buffers for the life of the process, so each number of concurrent
+  // callers needs warming once.
+  static std::mutex mutex;
+  static int warmed_threads = 0;
+  const int threads = 1 + (pool != nullptr ? static_cast<int>(pool->size()) : 0);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (threads <= warmed_threads) return;
+  std::atomic<int> arrived{0};
+  auto warm = [&](int64_t, int64_t) {
+    // Start together, so that every thread's call holds its own buffer; the wait is bounded, so
+    // a worker that is slow to wake costs a shared buffer, never a stall.
+    arrived.fetch_add(1);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (arrived.load() < threads && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    constexpr int kSize = 512;
+    std::vector<float> a(kSize * kSize, 0.5f), b(kSize * kSize, 0.25f), c(kSize * kSize);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kSize, kSize, kSize, 1.0f, a.data(), kSize, b.data(), kSize,
+                0.0f, c.data(), kSize);
+  };
+  if (threads == 1)
+    warm(0, 1);
+  else
+    pool->parallel_for(0, threads, warm);
+  warmed_threads = threads;
+}
 
 void parallel_ranges(Scratch& scratch, int64_t count, int64_t work, const std::function<void(int64_t, int64_t)>& fn) {
   if (scratch.pool == nullptr || scratch.pool->size() == 0 || count < 2 || work < scratch.parallel_min_work) {

@@ -2,9 +2,12 @@
 // (read through pointer arrays), shared parameters, and values that stress exp/tanh.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "perfmem/acrobat/kernels.h"
 
@@ -76,6 +79,48 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 3}}, {-1, -1}, {8, 3}), n);
     check(sig(OpKind::kDense, {{24, 16}, {16}, {24}}, {0, -1, 1}, {24}), n);
   }
+}
+
+// warm_up_blas returns for every pool size (also with a worker busy elsewhere, which it waits
+// for only a bounded time before starting) and changes no product's bits: a per-instance
+// OpenBLAS product (k >= 16) before and after gives the same result.
+TEST(AcrobatKernels, BlasWarmUpReturnsForEveryPoolAndChangesNoResult) {
+  const KernelSig product = sig(OpKind::kMatMul, {{24, 40}, {40, 20}}, {0, -1}, {24, 20});
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> weight(24 * 40), x0(40 * 20), x1(40 * 20);
+  for (auto* v : {&weight, &x0, &x1})
+    for (float& e : *v) e = dist(rng);
+  auto run = [&] {
+    std::vector<float> y(2 * 24 * 20);
+    const float* w_ptrs[] = {weight.data(), weight.data()};
+    const float* x_ptrs[] = {x0.data(), x1.data()};
+    const float* const* args[] = {w_ptrs, x_ptrs};
+    float* out[] = {y.data(), y.data() + 24 * 20};
+    kernels::Scratch scratch;
+    kernels::run_batched(product, 2, args, out, scratch);
+    return y;
+  };
+  const std::vector<float> before = run();
+
+  ThreadPool busy_pool(7);
+  std::promise<void> release;
+  auto busy = busy_pool.submit([gate = release.get_future().share()] { gate.wait(); });
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    release.set_value();
+  });
+  kernels::warm_up_blas(&busy_pool);  // one worker busy for 300 ms: still returns
+  releaser.join();
+  busy.get();
+  kernels::warm_up_blas(nullptr);
+  for (size_t workers : {0, 1, 3}) {
+    ThreadPool pool(workers);
+    kernels::warm_up_blas(&pool);
+  }
+  const std::vector<float> after = run();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i) ASSERT_EQ(before[i], after[i]) << "element " << i;
 }
 
 // The packed kernel (every instruction set the CPU has) and the OpenBLAS path on the edge

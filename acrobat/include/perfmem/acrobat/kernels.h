@@ -94,4 +94,15 @@ void tanh_inplace(float* x, int64_t size);
 // Scratch::pool instead).
 void set_blas_threads(int threads);
 
+// Readies OpenBLAS for the calls the batched kernels make from the calling thread and from
+// every thread of `pool` (null: the calling thread alone): each runs one 512 x 512 x 512 sgemm,
+// all at the same time, so that each holds its own OpenBLAS work buffer. Why: on a
+// first-generation EPYC host, OpenBLAS 0.3.21's one-thread sgemm multiplied 128 x 256 by
+// 256 x 128 at 10 GFLOP/s in a process whose products had all been that small, and at 33 after
+// one product of 352 rows or more had run (concurrent calls take separate buffers, so each
+// thread needs its own); which state of OpenBLAS makes the difference was not established. The
+// executor calls it when it is created; once per process for each number of threads, about
+// 10 ms. Results do not change (tests: kernels' Blas warm-up).
+void warm_up_blas(ThreadPool* pool);
+
 }  // namespace perfmem::acrobat::kernels
