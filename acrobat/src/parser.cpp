@@ -13,6 +13,19 @@ std::string format_pos(const std::string& file, SrcPos pos) {
 
 namespace {
 
+// What the lexer found where no token starts. A byte outside printable ASCII (a control code,
+// or part of a UTF-8 character: programs are ASCII outside comments) is named by its value, so
+// the message never carries a raw, possibly invalid, byte to the terminal.
+std::string unexpected_character(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  if (byte >= 0x20 && byte < 0x7f) return std::string("character '") + c + "'";
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text = "byte 0x";
+  text += kHex[byte >> 4];
+  text += kHex[byte & 15];
+  return text + (byte >= 0x80 ? " (programs are ASCII outside comments)" : "");
+}
+
 // The prelude: the input types the data readers produce.
 constexpr const char* kPrelude = "type Tree = Leaf(Int) | Node(Int, Tree, Tree)\n";
 
@@ -113,7 +126,7 @@ std::vector<Token> lex(const std::string& src) {
           break;
         }
       }
-      if (!matched) { throw ParseError{t.pos, "a token", std::string("character '") + c + "'"}; }
+      if (!matched) throw ParseError{t.pos, "a token", unexpected_character(c)};
     }
     out.push_back(std::move(t));
   }

@@ -93,6 +93,9 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
   add("phase nested", head + "def main(t: Tree) -> Tensor[4] = add(zeros(4), phase zeros(4))\n", "phase", 1,
       "main's spine");
   add("missing main", head + "def f(x: Int) -> Int = x\n", "const", 1, "a function 'main'");
+  add("non-ASCII character", head + "def main(t: Tree) -> Tensor[4] = zeros(4) \xc3\xa9\n", "\xc3", 1,
+      "found byte 0xc3 (programs are ASCII outside comments)");
+  add("control character", head + "def main(t: Tree) -> Tensor[4] = zeros(4) \x01\n", "\x01", 1, "found byte 0x01");
   add("unknown type", head + "def main(x: Foo) -> Tensor[4] = zeros(4)\n", "Foo", 1, "a known type");
   add("slice out of range", head + "def main(t: Tree) -> Tensor[3] = slice(zeros(4), 2, 3)\n", "2, 3", 1,
       "start + length <= 4");
