@@ -406,7 +406,7 @@ class Checker {
         int64_t start = const_arg(*e.args[1], "slice start");
         int64_t len = const_arg(*e.args[2], "slice length");
         if (x->dims.size() > 2) fail(e.pos, "a vector or matrix to slice", tn(x));
-        if (start < 0 || len <= 0 || start + len > x->dims[0])
+        if (start < 0 || len <= 0 || len > x->dims[0] - start)  // no start + len: it can overflow
           fail(e.args[1]->pos, "0 <= start, 0 < length, start + length <= " + std::to_string(x->dims[0]),
                "start " + std::to_string(start) + ", length " + std::to_string(len));
         e.op_ints = {start, len};

@@ -99,6 +99,9 @@ TEST(AcrobatLanguage, WrongProgramsReportPositionAndExpectation) {
   add("unknown type", head + "def main(x: Foo) -> Tensor[4] = zeros(4)\n", "Foo", 1, "a known type");
   add("slice out of range", head + "def main(t: Tree) -> Tensor[3] = slice(zeros(4), 2, 3)\n", "2, 3", 1,
       "start + length <= 4");
+  add("slice start that would overflow start + length",
+      head + "def main(t: Tree) -> Tensor[1] = slice(zeros(4), 9223372036854775807, 1)\n", "9223372036854775807", 1,
+      "start + length <= 4");
   add("slice start not constant",
       head + "def f(n: Int) -> Tensor[2] = slice(zeros(4), n, 2)\ndef main(t: Tree) -> Tensor[2] = f(1)\n", "n, 2", 1,
       "a constant slice start");
