@@ -230,7 +230,12 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
     if (!d) return report_failure(app, d.status());
     data = std::move(*d);
   }
-  if (auto s = rt->set_inputs(data); !s.ok()) return report_failure(app, s);
+  // A runtime error names the program's place and the instance; with --data, also the file the
+  // instance came from (a word id past a lookup table, a flat file for a nested program).
+  auto with_data = [&](const Status& s) {
+    return r.data.empty() ? s : s.with_context("--data " + r.data + " (instances counted from 0 in file order)");
+  };
+  if (auto s = rt->set_inputs(data); !s.ok()) return report_failure(app, with_data(s));
   size_t batch = std::min<size_t>(static_cast<size_t>(r.batch), data.size());
   size_t available = data.size() / batch;
   int total = static_cast<int>(std::min<int64_t>(static_cast<int64_t>(available), timed + r.warmup));
@@ -241,7 +246,8 @@ int cmd_run(const CLI::App& app, const Common& c, const RunArgs& r) {
   for (int j = 0; j < total; ++j) {
     std::vector<float> out;
     RunStats st;
-    if (auto s = rt->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok()) return report_failure(app, s);
+    if (auto s = rt->run_minibatch(j * batch, (j + 1) * batch, &out, &st); !s.ok())
+      return report_failure(app, with_data(s));
     if (j == 0) first = out;
     if (j < warm) continue;
     for (const auto& [k, v] : st.kernel_ms_by_op) by_op[k] += v / std::max(1, total - warm);

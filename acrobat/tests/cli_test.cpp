@@ -90,9 +90,23 @@ TEST(acrobatCli, BadProgramAndDataFilesExitOneWithPlace) {
   std::ofstream(good) << "(3 (2 a) (2 b))\n(1 (2 (2 c) (2 d)) (2 e))\n";
   auto g = run_command(kCli + " run treelstm --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + good);
   EXPECT_EQ(g.exit_code, 0) << g.output;
+
+  // Well-formed files the program cannot take: errors found while running name the data file
+  // as well as the program's place and the instance.
+  std::string ids = ::testing::TempDir() + "acrobat_ids_past_vocab.txt";
+  std::ofstream(ids) << "1 2 3\n17 4 1734\n";
+  auto v = run_command(kCli + " run drnn --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + ids);
+  EXPECT_EQ(v.exit_code, 1) << v.output;
+  EXPECT_NE(v.output.find("acrobat_ids_past_vocab.txt"), std::string::npos) << v.output;
+  EXPECT_NE(v.output.find("instance 1: lookup index 1734 outside [0, 1000)"), std::string::npos) << v.output;
+  auto f = run_command(kCli + " run nestedrnn --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + ids);
+  EXPECT_EQ(f.exit_code, 1) << f.output;
+  EXPECT_NE(f.output.find("acrobat_ids_past_vocab.txt"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("found a flat sentence"), std::string::npos) << f.output;
   std::remove(prog.c_str());
   std::remove(data.c_str());
   std::remove(good.c_str());
+  std::remove(ids.c_str());
 }
 
 // Absurd option values and endless data files are usage or input errors, never an uncaught
