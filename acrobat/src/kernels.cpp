@@ -320,12 +320,61 @@ void parallel_ranges(Scratch& scratch, int64_t count, int64_t work, const std::f
   scratch.pool->parallel_for(0, count, fn);
 }
 
+namespace {
+
+// Y[b] = W [X1[b]; X2[b]; ...] for matrices Xi (ci x k) and W (r x sum ci): a stacked product
+// (compile_program folds matmul(W, concat(X1, ..., Xm)) into one). With a shared W and k >= 16,
+// each part is one sgemm of W's column block, read in place (leading dimension c), accumulated
+// onto the output; otherwise the parts are stacked into a copy and the plain product runs.
+void matmul_stacked(const KernelSig& sig, int n, const float* const* const* args, float* const* out, Scratch& s) {
+  const int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1], k = sig.arg_dims[1][1];
+  const size_t parts = sig.arg_dims.size() - 1;
+  auto part = [&](size_t p, int64_t b) { return args[p + 1][sig.shared_param[p + 1] >= 0 ? 0 : b]; };
+  if (sig.shared_param[0] >= 0 && k >= 16) {
+    const float* weight = args[0][0];
+    parallel_ranges(s, n, r * c * k * n, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        int64_t column = 0;
+        for (size_t p = 0; p < parts; ++p) {
+          const int64_t rows = sig.arg_dims[p + 1][0];
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(r), static_cast<int>(k),
+                      static_cast<int>(rows), 1.0f, weight + column, static_cast<int>(c), part(p, b),
+                      static_cast<int>(k), p == 0 ? 0.0f : 1.0f, out[b], static_cast<int>(k));
+          column += rows;
+        }
+      }
+    });
+    return;
+  }
+  std::vector<float> stacked(static_cast<size_t>(n * c * k));
+  std::vector<const float*> x(static_cast<size_t>(n));
+  for (int b = 0; b < n; ++b) {
+    float* to = stacked.data() + b * c * k;
+    x[static_cast<size_t>(b)] = to;
+    for (size_t p = 0; p < parts; ++p) {
+      const int64_t size = numel(sig.arg_dims[p + 1]);
+      std::memcpy(to, part(p, b), sizeof(float) * static_cast<size_t>(size));
+      to += size;
+    }
+  }
+  if (sig.shared_param[0] >= 0)
+    matmul_shared(args[0][0], r, c, k, x.data(), out, n, nullptr, s);
+  else
+    matmul_each(args[0], r, c, k, x.data(), out, n, s);
+}
+
+}  // namespace
+
 void run_batched(const KernelSig& sig, int n, const float* const* const* args, float* const* out, Scratch& s) {
   if (run_movement(sig, n, args, out)) return;
   int64_t size = numel(sig.out_dims);
   switch (sig.op) {
     case OpKind::kMatMul:
     case OpKind::kDense: {
+      if (sig.op == OpKind::kMatMul && sig.arg_dims.size() > 2) {
+        matmul_stacked(sig, n, args, out, s);
+        return;
+      }
       int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];
       int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
       const float* shared_bias = sig.op == OpKind::kDense && sig.shared_param[2] >= 0 ? args[2][0] : nullptr;
@@ -445,10 +494,18 @@ void run_reference(const KernelSig& sig, int n, const float* const* const* args,
       case OpKind::kDense: {
         int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1];
         int64_t k = sig.arg_dims[1].size() == 2 ? sig.arg_dims[1][1] : 1;
+        // Row q of the second operand; a stacked product (matmul(W, X1, ..., Xm)) finds it in
+        // the part that holds it.
+        const bool stacked = sig.op == OpKind::kMatMul && sig.arg_dims.size() > 2;
+        auto operand = [&](int64_t q, int64_t j) {
+          size_t p = 1;
+          while (stacked && q >= sig.arg_dims[p][0]) q -= sig.arg_dims[p++][0];
+          return arg(p)[q * k + j];
+        };
         for (int64_t i = 0; i < r; ++i)
           for (int64_t j = 0; j < k; ++j) {
             double t = 0;
-            for (int64_t q = 0; q < c; ++q) t += double(arg(0)[i * c + q]) * arg(1)[q * k + j];
+            for (int64_t q = 0; q < c; ++q) t += double(arg(0)[i * c + q]) * operand(q, j);
             if (sig.op == OpKind::kDense) t += arg(2)[i];
             out[b][i * k + j] = static_cast<float>(t);
           }

@@ -21,6 +21,7 @@ CompileOptions compile_options_for(Scheduler s, std::map<std::string, int64_t> o
   o.static_depth = acrobat;
   o.ghost_ops = acrobat;
   o.coarsening = acrobat;
+  o.stacked_products = acrobat;
   return o;
 }
 
@@ -32,6 +33,7 @@ const std::vector<Ablation>& acrobat_ablations() {
       {"gather fusion", [](CompileOptions&, RuntimeOptions& r) { r.gather_fusion = false; }},
       {"ghost ops", [](CompileOptions& c, RuntimeOptions&) { c.ghost_ops = false; }},
       {"phases", [](CompileOptions& c, RuntimeOptions&) { c.phases = false; }},
+      {"stacked products", [](CompileOptions& c, RuntimeOptions&) { c.stacked_products = false; }},
   };
   return all;
 }

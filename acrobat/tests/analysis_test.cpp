@@ -159,6 +159,45 @@ TEST(AcrobatAnalysis, ParamReuseMarksParameterOperandsAndBatchesOneGemm) {
   expect_close(a.out, b.out);
 }
 
+// matmul(W, concat(A, B)) of a parameter and matrices reads A and B in place (no concat op
+// left, the product has three operands); vectors, and a weight that is not a parameter, keep
+// their concat. Results agree with the program compiled without the fold.
+TEST(AcrobatAnalysis, ConcatOfMatricesFoldsIntoTheProductByAParameter) {
+  const std::string src =
+      "param W : Tensor[4, 8] = hash(1, 0.5)\n"
+      "param E : Tensor[10, 4, 4] = hash(2, 1.0)\n"
+      "param V : Tensor[10, 4] = hash(3, 1.0)\n"
+      "def m(t: Tree) -> Tensor[4, 4] = match t {\n"
+      "  Leaf(w) => lookup(E, w),\n"
+      "  Node(_, l, r) => tanh(matmul(W, concat(m(l), m(r))))\n"
+      "}\n"
+      "def v(t: Tree) -> Tensor[4] = match t {\n"
+      "  Leaf(w) => lookup(V, w),\n"
+      "  Node(_, l, r) => tanh(matmul(W, concat(v(l), v(r))))\n"
+      "}\n"
+      "def main(t: Tree) -> Tensor[4] = match t {\n"
+      "  Leaf(w) => lookup(V, w),\n"
+      "  Node(_, l, r) => add(matmul(m(t), v(t)), matmul(matmul(m(l), m(r)), concat(slice(v(l), 0, 2), slice(v(r), 0, "
+      "2))))\n"
+      "}\n";
+  auto folded = compile(src, CompileOptions{});
+  CompileOptions off;
+  off.stacked_products = false;
+  auto kept = compile(src, off);
+  ASSERT_TRUE(folded && kept);
+  ASSERT_EQ(ops_of(*folded, "m", OpKind::kMatMul).size(), 1u);
+  EXPECT_EQ(ops_of(*folded, "m", OpKind::kMatMul)[0]->args.size(), 3u);
+  EXPECT_TRUE(ops_of(*folded, "m", OpKind::kConcat).empty());
+  EXPECT_EQ(ops_of(*kept, "m", OpKind::kConcat).size(), 1u);
+  EXPECT_EQ(ops_of(*folded, "v", OpKind::kConcat).size(), 1u);     // vectors: concat kept
+  EXPECT_EQ(ops_of(*folded, "main", OpKind::kConcat).size(), 1u);  // weight computed, not a parameter
+  auto data = random_trees(9, 11, 10);
+  Outcome a = run(*folded, data), b = run(*kept, data);
+  expect_close(a.out, b.out);
+  Outcome c = run(*folded, data, Scheduler::kDynetAgenda);
+  expect_close(c.out, b.out);
+}
+
 TEST(AcrobatAnalysis, GhostOpsPadTheShorterBranchSoInstancesReconverge) {
   const std::string src =
       kHead +

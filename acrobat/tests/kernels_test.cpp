@@ -81,6 +81,21 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
   }
 }
 
+// Stacked products, matmul(W, X1, ..., Xm) = W [X1; ...; Xm] (compile_program's fold of a
+// concat into the product): a shared W with k >= 16 (one sgemm per part, W read in place at
+// its column offset) and with k < 16, a per-instance W, a shared part, parts of one row, and
+// one instance, all against the reference.
+TEST(AcrobatKernels, StackedProductMatchesReference) {
+  for (int n : {1, 3, 17}) {
+    check(sig(OpKind::kMatMul, {{24, 40}, {16, 20}, {24, 20}}, {0, -1, -1}, {24, 20}), n);
+    check(sig(OpKind::kMatMul, {{24, 40}, {16, 20}, {24, 20}}, {0, -1, -1}, {24, 20}), n, 1.0f, false);
+    check(sig(OpKind::kMatMul, {{8, 12}, {5, 3}, {7, 3}}, {0, -1, -1}, {8, 3}), n);
+    check(sig(OpKind::kMatMul, {{9, 33}, {1, 16}, {31, 16}, {1, 16}}, {0, -1, -1, -1}, {9, 16}), n);
+    check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {-1, -1, -1}, {8, 17}), n);
+    check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {0, 1, -1}, {8, 17}), n);
+  }
+}
+
 // warm_up_blas returns for every pool size (also with a worker busy elsewhere, which it waits
 // for only a bounded time before starting) and changes no product's bits: a per-instance
 // OpenBLAS product (k >= 16) before and after gives the same result.

@@ -282,6 +282,10 @@ struct CompileOptions {
   // false: `phase` annotations are checked, then dropped (one phase; the depth counter is
   // never reset), for the benchmark's ablation. Results are unchanged.
   bool phases = true;
+  // false: matmul(W, concat(X1, ..., Xm)) of a parameter W and matrices Xi keeps its concat
+  // (the copy of the stacked operand) instead of reading the parts in place. Results agree to
+  // rounding (the sum over W's columns splits at the parts).
+  bool stacked_products = true;
 };
 Result<std::unique_ptr<Program>> compile_program(const std::string& file, const std::string& source,
                                                  const CompileOptions& options);

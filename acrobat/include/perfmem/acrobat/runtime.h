@@ -82,8 +82,10 @@ struct RuntimeOptions {
 
 // The benchmark's ablations (acrobat_bench --ablation): each turns one optimisation of the
 // acrobat configuration off, a compile-time analysis (CompileOptions) or a run-time switch
-// (RuntimeOptions): coarsening, static depth, inline depth, gather fusion, ghost ops, phases.
-// None changes the results (tests/runtime_test.cpp runs each against the unbatched run).
+// (RuntimeOptions): coarsening, static depth, inline depth, gather fusion, ghost ops, phases,
+// stacked products.
+// None changes the results beyond rounding (tests/runtime_test.cpp runs each against the
+// unbatched run).
 struct Ablation {
   const char* name;  // what is off, e.g. "coarsening"
   void (*turn_off)(CompileOptions& compile, RuntimeOptions& runtime);
