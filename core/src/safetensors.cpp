@@ -145,13 +145,14 @@ Result<SafetensorsHeader> parse_safetensors_header(std::string_view file_name, c
                          off_it->dump() + " (file truncated or header lying)");
     }
     uint64_t expected_bytes = 0;
-    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(*dtype)), &expected_bytes) ||
-        expected_bytes != end - begin) {
-      return input_error(
-          file_name, place,
-          std::to_string(end - begin) + " bytes to match shape " + shape_to_string(info.shape) + " of " + dtype_text,
-          std::to_string(numel) + " elements");
-    }
+    const std::string shape_text = "shape " + shape_to_string(info.shape) + " of " + dtype_text;
+    if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dtype_size(*dtype)), &expected_bytes))
+      return input_error(file_name, place, shape_text + " to take fewer than 2^64 bytes",
+                         std::to_string(numel) + " elements");
+    if (expected_bytes != end - begin)
+      return input_error(file_name, place,
+                         "data_offsets spanning " + std::to_string(expected_bytes) + " bytes (" + shape_text + ")",
+                         std::to_string(end - begin) + " bytes");
     info.file_offset = header.data_offset + begin;
     info.size = end - begin;
     header.tensors.push_back(std::move(info));
