@@ -56,7 +56,8 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
 }
 
 // Causal grouped-query attention of n query rows at positions first.. over the cache's keys
-// 0..first+i (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
+// 0..first+i, or with a sliding window (> 0) over first+i-window..first+i, as transformers 4.40
+// masks them (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
 // rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax
 // in fp32. out: F32 [n, heads * hd]. The (row, K/V head) pairs are independent and split over the
 // product threads; each takes the group of query heads that share its K/V head together, so each
@@ -64,17 +65,19 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
 // the last step have pushed the cache out of the CPU's caches. Every score and output element is
 // computed as for one head alone (lane_dot, then keys in order), whichever thread runs it.
 void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::vector<float>* v_heads, int64_t n,
-                int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, float* out) {
+                int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, int64_t window, float* out) {
   const int64_t group = heads / kv_heads;
   const float scale = float(std::sqrt(double(hd)));
   parallel_chunks(n * kv_heads, /*chunk=*/1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<float> scores;  // [group, keys]
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t i = pair / kv_heads, g = pair % kv_heads;
-      const int64_t keys = first + i + 1;
+      const int64_t position = first + i;
+      const int64_t oldest = window > 0 ? std::max<int64_t>(0, position - window) : 0;
+      const int64_t keys = position + 1 - oldest;
       scores.resize(size_t(group * keys));
       const float* qi = q + (i * heads + g * group) * hd;  // the group's query heads, consecutive
-      const float *k = k_heads[g].data(), *v = v_heads[g].data();
+      const float *k = k_heads[g].data() + oldest * hd, *v = v_heads[g].data() + oldest * hd;
       for (int64_t j = 0; j < keys; ++j) {
         const float* kj = k + j * hd;
         for (int64_t h = 0; h < group; ++h) scores[size_t(h * keys + j)] = lane_dot(qi + h * hd, kj, hd) / scale;
@@ -148,15 +151,9 @@ Engine::SequenceState Engine::start_sequence(const std::vector<int32_t>& prompt,
   return s;
 }
 
-Status Engine::begin_sequence_step(SequenceState& s, int64_t step) const {
+Status Engine::begin_sequence_step(SequenceState& s) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, n = int64_t(s.step_ids.size());
-  const int64_t window = c.decoder_only.sliding_window;
-  if (window > 0 && s.cached + n > window)
-    return unsupported_error(model_.dir() + "/config.json", "key \"sliding_window\"",
-                             std::to_string(window) + ": sequences longer than the window (here " +
-                                 std::to_string(s.cached + n) + " tokens at step " + std::to_string(step) +
-                                 ") are not implemented");
   s.x.resize(size_t(n * d));
   s.h.resize(size_t(n * d));
   s.routed.clear();
@@ -213,7 +210,8 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
       k_heads[g].insert(k_heads[g].end(), s.k.begin() + row, s.k.begin() + row + hd);
       v_heads[g].insert(v_heads[g].end(), s.v.begin() + row, s.v.begin() + row + hd);
     }
-  causal_gqa(s.q.data(), k_heads, v_heads, n, s.cached, heads, kv_heads, hd, s.ctx.data());
+  causal_gqa(s.q.data(), k_heads, v_heads, n, s.cached, heads, kv_heads, hd, c.decoder_only.sliding_window,
+             s.ctx.data());
   if (stream_half)
     linear_half(s.ctx.data(), layer.o_half, s.x.data(), 1, heads * hd, d, /*accumulate=*/true);
   else
@@ -278,7 +276,7 @@ Result<std::vector<Generation>> Engine::generate_decoder_only(const std::vector<
     if (active.empty()) break;
     std::vector<WindowMember> members;
     for (SequenceState* s : active) {
-      PERFMEM_RETURN_IF_ERROR(begin_sequence_step(*s, step));
+      PERFMEM_RETURN_IF_ERROR(begin_sequence_step(*s));
       members.push_back({s->h.data(), s->x.data(), &s->routed, window ? int32_t(s - states.data()) : -1});
     }
     for (size_t i = 0; i < model_.layers.size(); ++i) {

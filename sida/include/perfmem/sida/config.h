@@ -49,7 +49,7 @@ struct DecoderOnlyConfig {
   int64_t num_key_value_heads = 8;  // grouped-query attention: heads share K/V in groups
   double rope_theta = 1e6;
   int64_t max_position_embeddings = 4096 * 32;
-  int64_t sliding_window = 0;  // 0: none; else sequences longer than it are refused
+  int64_t sliding_window = 0;  // 0: none; else a position attends to itself and this many before it
   bool tie_word_embeddings = false;
   int64_t bos_token_id = -1;  // what a tokenizer prepends (-1: none)
   // Qwen2-MoE (Mixtral: renormalised top-k, every layer sparse, no shared expert, no biases).

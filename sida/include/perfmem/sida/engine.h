@@ -241,8 +241,8 @@ class Engine {
   // current step (the prompt at step 0, then the last token).
   struct SequenceState;
   SequenceState start_sequence(const std::vector<int32_t>& prompt, const GenerateOptions& options) const;
-  // Embeds the step's rows; errors past the sliding window.
-  Status begin_sequence_step(SequenceState& s, int64_t step) const;
+  // Embeds the step's rows.
+  Status begin_sequence_step(SequenceState& s) const;
   // Attention of layer i over the step's rows (keys and values appended to the cache), then the
   // post-attention norm into s.h.
   void sequence_attention(size_t i, SequenceState& s) const;
