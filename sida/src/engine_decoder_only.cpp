@@ -20,18 +20,18 @@ void linear_half(const float* x, const HalfMatrix& w, float* y, int64_t rows, in
     linear_bf16(x, w.data, y, rows, in, out, accumulate);
 }
 
-// Hugging Face's rotary tables for positions first..first+n (MixtralRotaryEmbedding, fp32):
+// Hugging Face's rotary tables for the rows' positions (MixtralRotaryEmbedding, fp32):
 // inv_freq[j] = 1 / theta^(2j / hd), angle = position * inv_freq[j]; cos and sin [n, hd / 2]
 // (the second half of each head repeats the first).
-void rotary_tables(double theta, int64_t hd, int64_t first, int64_t n, std::vector<float>* cos,
+void rotary_tables(double theta, int64_t hd, const std::vector<int64_t>& positions, std::vector<float>* cos,
                    std::vector<float>* sin) {
-  const int64_t half = hd / 2;
+  const int64_t half = hd / 2, n = int64_t(positions.size());
   cos->resize(size_t(n * half));
   sin->resize(size_t(n * half));
   for (int64_t j = 0; j < half; ++j) {
     const float inv_freq = 1.0f / std::pow(float(theta), float(2 * j) / float(hd));
     for (int64_t i = 0; i < n; ++i) {
-      const float angle = float(first + i) * inv_freq;
+      const float angle = float(positions[size_t(i)]) * inv_freq;
       (*cos)[size_t(i * half + j)] = std::cos(angle);
       (*sin)[size_t(i * half + j)] = std::sin(angle);
     }
@@ -59,13 +59,16 @@ void apply_rotary(float* x, int64_t n, int64_t heads, int64_t hd, const std::vec
 // 0..first+i, or with a sliding window (> 0) over first+i-window..first+i, as transformers 4.40
 // masks them (per K/V head g, k_heads[g] and v_heads[g] are F32 [positions, hd], keys already
 // rotated); query head h reads K/V head h / (heads / kv_heads). Scores are q·k / sqrt(hd), softmax
-// in fp32. out: F32 [n, heads * hd]. The (row, K/V head) pairs are independent and split over the
+// in fp32. `masked_keys` (null: none) flags cache positions no query attends (the prompt's pad
+// ids, as generate() masks them); a row left with no key to attend (a leading pad) gets zeros,
+// and no other row reads it. out: F32 [n, heads * hd]. The (row, K/V head) pairs are independent and split over the
 // product threads; each takes the group of query heads that share its K/V head together, so each
 // key and value row is read once for the group, while a decoding step's weights streamed since
 // the last step have pushed the cache out of the CPU's caches. Every score and output element is
 // computed as for one head alone (lane_dot, then keys in order), whichever thread runs it.
 void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::vector<float>* v_heads, int64_t n,
-                int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, int64_t window, float* out) {
+                int64_t first, int64_t heads, int64_t kv_heads, int64_t hd, int64_t window, const uint8_t* masked_keys,
+                float* out) {
   const int64_t group = heads / kv_heads;
   const float scale = float(std::sqrt(double(hd)));
   parallel_chunks(n * kv_heads, /*chunk=*/1, [&](int64_t begin, int64_t end) {
@@ -82,9 +85,18 @@ void causal_gqa(const float* q, const std::vector<float>* k_heads, const std::ve
         const float* kj = k + j * hd;
         for (int64_t h = 0; h < group; ++h) scores[size_t(h * keys + j)] = lane_dot(qi + h * hd, kj, hd) / scale;
       }
-      for (int64_t h = 0; h < group; ++h) softmax_inplace(&scores[size_t(h * keys)], keys);
       float* oi = out + (i * heads + g * group) * hd;
       std::fill(oi, oi + group * hd, 0.f);
+      if (masked_keys) {  // a masked key's weight is exactly 0, as exp(finfo.min - max) is
+        int64_t attended = 0;
+        for (int64_t j = 0; j < keys; ++j)
+          if (masked_keys[oldest + j])
+            for (int64_t h = 0; h < group; ++h) scores[size_t(h * keys + j)] = -INFINITY;
+          else
+            ++attended;
+        if (attended == 0) continue;
+      }
+      for (int64_t h = 0; h < group; ++h) softmax_inplace(&scores[size_t(h * keys)], keys);
       for (int64_t j = 0; j < keys; ++j) {
         const float* vj = v + j * hd;
         for (int64_t h = 0; h < group; ++h) {
@@ -126,8 +138,14 @@ struct Engine::SequenceState {
   int64_t max_steps = 0;
   bool keep_logits = false;
   bool done = false;
-  int64_t cached = 0;             // positions in the cache before this step
-  std::vector<int32_t> step_ids;  // this step's tokens: the prompt, then the last generated one
+  int64_t cached = 0;  // positions in the cache before this step
+  // The prompt's pad ids (masked_pad_id), as generate() treats them: masked as keys (per cache
+  // position; empty when the prompt has none), and not counted in the rotary positions — a
+  // token's position is the number of unmasked tokens before it; a pad's is 1.
+  std::vector<uint8_t> masked_keys;
+  int64_t unmasked = 0;            // unmasked tokens in the cache before this step
+  std::vector<int64_t> positions;  // this step's rotary positions
+  std::vector<int32_t> step_ids;   // this step's tokens: the prompt, then the last generated one
   // Per layer and K/V head (layer * kv_heads + head): F32 [positions, hd]. A head's keys lie in
   // one sequential run, which a decoding step reads while the weights streamed since the last
   // step have pushed the cache out of the CPU's caches.
@@ -144,6 +162,9 @@ Engine::SequenceState Engine::start_sequence(const std::vector<int32_t>& prompt,
   s.keep_logits = options.keep_logits;
   s.sampler = TokenSampler(options.sampling);
   s.step_ids = prompt;
+  const int64_t pad = model_.config().masked_pad_id();
+  if (pad >= 0 && std::find(prompt.begin(), prompt.end(), int32_t(pad)) != prompt.end())
+    for (int32_t id : prompt) s.masked_keys.push_back(id == pad);
   const size_t kv_heads = size_t(model_.config().decoder_only.num_key_value_heads);
   s.k_cache.assign(model_.layers.size() * kv_heads, {});
   s.v_cache.assign(model_.layers.size() * kv_heads, {});
@@ -157,12 +178,18 @@ Status Engine::begin_sequence_step(SequenceState& s) const {
   s.x.resize(size_t(n * d));
   s.h.resize(size_t(n * d));
   s.routed.clear();
+  s.positions.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) {
+    // Generated tokens are never masked (generate() extends the mask with ones).
+    const bool masked = s.cached + i < int64_t(s.masked_keys.size()) && s.masked_keys[size_t(s.cached + i)];
+    s.positions[size_t(i)] = masked ? 1 : s.unmasked++;
     std::memcpy(&s.x[size_t(i * d)], model_.embed_tokens + int64_t(s.step_ids[size_t(i)]) * d,
                 size_t(d) * sizeof(float));
     s.routed.push_back({i, 0, int32_t(s.cached + i)});
   }
-  rotary_tables(c.decoder_only.rope_theta, c.d_kv, s.cached, n, &s.cos, &s.sin);
+  if (!s.masked_keys.empty() && s.cached + n > int64_t(s.masked_keys.size()))
+    s.masked_keys.resize(size_t(s.cached + n), 0);
+  rotary_tables(c.decoder_only.rope_theta, c.d_kv, s.positions, &s.cos, &s.sin);
   return Status::Ok();
 }
 
@@ -211,7 +238,7 @@ void Engine::sequence_attention(size_t i, SequenceState& s) const {
       v_heads[g].insert(v_heads[g].end(), s.v.begin() + row, s.v.begin() + row + hd);
     }
   causal_gqa(s.q.data(), k_heads, v_heads, n, s.cached, heads, kv_heads, hd, c.decoder_only.sliding_window,
-             s.ctx.data());
+             s.masked_keys.empty() ? nullptr : s.masked_keys.data(), s.ctx.data());
   if (stream_half)
     linear_half(s.ctx.data(), layer.o_half, s.x.data(), 1, heads * hd, d, /*accumulate=*/true);
   else
@@ -256,14 +283,6 @@ Result<std::vector<Generation>> Engine::generate_decoder_only(const std::vector<
                                                               const std::vector<GenerateOptions>& options,
                                                               const TokenSink& on_token) {
   PERFMEM_RETURN_IF_ERROR(check_requests(requests));
-  const int64_t pad = model_.config().masked_pad_id();
-  for (size_t r = 0; r < requests.size() && pad >= 0; ++r)
-    for (size_t t = 0; t < requests[r].size(); ++t)
-      if (requests[r][t] == pad)
-        return input_error("batch item " + std::to_string(r), "token " + std::to_string(t),
-                           "no pad id (" + std::to_string(pad) +
-                               ") inside a prompt: masking it is not implemented for decoder-only models",
-                           "the pad id");
   std::vector<SequenceState> states;
   states.reserve(requests.size());
   for (size_t r = 0; r < requests.size(); ++r) states.push_back(start_sequence(requests[r], options[r]));

@@ -511,6 +511,23 @@ TEST(MixtralConformance, SequencesPastTheSlidingWindowMatchTransformers) {
   expect_conforms(qwen, kRequests, 6);
 }
 
+// A pad id inside a prompt (the generation config's, not an end id): generate() masks it as a key
+// and leaves it out of the rotary positions (a token's position counts the unmasked tokens before
+// it; a pad's is 1); generated tokens equal to it are not masked. Pads in the middle, repeated,
+// right after bos and last (the first generated token then reads the pad's own row), with and
+// without a sliding window, both families; ids, logits and router choices against transformers.
+TEST(MixtralConformance, PadIdsInsidePromptsAreMaskedAsGenerateMasksThem) {
+  const Requests with_pads = {{1, 12, 3, 33, 41, 3, 60, 17}, {1, 90, 3}, {1, 3, 3, 3, 44, 21, 8, 70, 9, 15, 64}};
+  const std::string dir = make_tiny("mixtral-pad");
+  set_config_key(dir, "pad_token_id", int64_t(3));
+  expect_conforms(dir, with_pads, 6);
+  set_config_key(dir, "sliding_window", int64_t(4));
+  expect_conforms(dir, with_pads, 6);
+  const std::string qwen = make_tiny("qwen-pad", DType::kF32, 2ull << 30, "qwen2-moe-tiny");
+  set_config_key(qwen, "pad_token_id", int64_t(3));
+  expect_conforms(qwen, with_pads, 6);
+}
+
 // The command line: the presets, --bf16-experts (same ids as fp32 slots; refused for an f32
 // checkpoint), and --expert-capacity refused for a decoder-only preset.
 TEST(DecoderOnlyCli, PresetsRunWithBf16ExpertsAndRefuseSwitchOnlyOptions) {

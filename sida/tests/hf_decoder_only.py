@@ -14,7 +14,9 @@ max_shard_size (save_pretrained's shard limit, e.g. "40KB").
 oracle: per request, the greedy tokens of generate() (do_sample=False), the raw logits of every
 generation step, and per MoE layer the experts the router picks for every position of the
 prompt and the generated tokens but the last (top num_experts_per_tok of softmax(router logits),
-descending, from a forward pass over that sequence; dense layers have none). Exit 3 when
+descending, from a forward pass over that sequence with generate()'s attention mask and
+positions; dense layers have none). A pad id in the generation config that is not an end id is
+masked inside the prompts as generate() masks it. Exit 3 when
 transformers is not installed.
 
 text: trains a small SentencePiece BPE model with Llama's special ids (unk 0, bos 1, eos 2) and
@@ -66,16 +68,32 @@ def oracle(ckpt, out_path, max_new, requests):
     model = AutoModelForCausalLM.from_pretrained(ckpt, torch_dtype=torch.float32, attn_implementation="eager")
     model.eval()
     k = model.config.num_experts_per_tok
+    # generate() masks its generation config's pad id inside a prompt (the attention mask it builds
+    # is ids != pad) unless that id also ends sequences; the positions are then the mask's cumsum - 1
+    # (a pad's: 1), as its prepare_inputs_for_generation computes them.
+    gen = model.generation_config
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    masked_pad = gen.pad_token_id if gen.pad_token_id is not None and gen.pad_token_id not in eos else None
     generations = []
     with torch.no_grad():
         for r in requests:
             x = torch.tensor([r])
-            out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new, do_sample=False,
-                                 num_beams=1, return_dict_in_generate=True, output_logits=True,
-                                 pad_token_id=model.generation_config.eos_token_id)
+            common = dict(max_new_tokens=max_new, do_sample=False, num_beams=1, return_dict_in_generate=True,
+                          output_logits=True)
+            if masked_pad is None:
+                out = model.generate(x, attention_mask=torch.ones_like(x), pad_token_id=gen.eos_token_id, **common)
+            else:  # the mask is generate()'s own
+                out = model.generate(x, pad_token_id=masked_pad, **common)
             tokens = out.sequences[0, len(r):].tolist()
             logits = torch.cat([step[0:1] for step in out.logits], dim=0)
-            forced = model(input_ids=out.sequences[:, :-1], output_router_logits=True, return_dict=True)
+            seq = out.sequences[:, :-1]
+            mask = torch.ones_like(seq)
+            if masked_pad is not None:
+                mask[0, :len(r)] = (x[0] != masked_pad).long()
+            positions = mask.cumsum(-1) - 1
+            positions.masked_fill_(mask == 0, 1)
+            forced = model(input_ids=seq, attention_mask=mask, position_ids=positions, output_router_logits=True,
+                           return_dict=True)
             layers = []
             for router_logits in forced.router_logits:  # [positions, experts] per sparse layer
                 if router_logits is None:
