@@ -186,10 +186,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->needs(predictor_option);
   bool replace_router = false;
-  run->add_flag("--replace-router", replace_router,
-                "SiDA's mode: encoder tokens go to the predicted experts (no router); also runs exact mode and "
-                "reports how far outputs moved")
-      ->needs(predictor_option);
+  auto* replace_option =
+      run->add_flag("--replace-router", replace_router,
+                    "SiDA's mode: encoder tokens go to the predicted experts (no router); also runs exact mode and "
+                    "reports how far outputs moved")
+          ->needs(predictor_option);
+  int64_t replace_top_k = 1;
+  run->add_option("--replace-top-k", replace_top_k,
+                  "Experts per encoder token with --replace-router: 1 (the predicted expert, scaled by its "
+                  "probability) or 3 (the three best, scaled by their probabilities times 0.5, 0.25, 0.25)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({int64_t(1), int64_t(3)}))
+      ->needs(replace_option);
   run->add_option("--execution", execution_text,
                   "Request: one request after another; window: a window's requests advance layer by layer "
                   "together, each expert acquired once per layer (and decoding step) for all of them")
@@ -358,6 +366,7 @@ int main(int argc, char** argv) {
       opt.keep_outputs = !dump_logits.empty() || !dump_encoder.empty();
       opt.keep_routes = !dump_routes.empty();
       opt.replace_router = replace_router;
+      opt.replace_top_k = replace_top_k;
       std::optional<ServeReport> exact;
       if (replace_router) {
         auto e = run_exact_reference(**model, so, *requests, opt);

@@ -123,15 +123,18 @@ void Engine::route(const MoeLayerRef& layer, const float* normed, const std::vec
   for (int64_t t = 0; t < n; ++t)
     std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
   if (replacement_ && layer.moe_layer < c.num_encoder_moe_layers()) {  // SiDA's mode: no router, no capacity
+    const int64_t k = r->k = replacement_k_;
     r->logits.assign(size_t(n * E), 0.f);
-    r->choice.assign(size_t(n), 0);
-    r->weight.assign(size_t(n), 0.f);
+    r->choice.assign(size_t(n * k), 0);
+    r->weight.assign(size_t(n * k), 0.f);
     r->dropped.assign(size_t(n), 0);
     r->uses.assign(size_t(E), 0);
     for (int64_t t = 0; t < n; ++t) {
-      replacement_(layer.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t)], &r->weight[size_t(t)]);
-      PERFMEM_CHECK(r->choice[size_t(t)] >= 0 && r->choice[size_t(t)] < E, "replacement expert out of range");
-      r->uses[size_t(r->choice[size_t(t)])] = 1;
+      replacement_(layer.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t * k)], &r->weight[size_t(t * k)]);
+      for (int64_t j = t * k; j < (t + 1) * k; ++j) {
+        PERFMEM_CHECK(r->choice[size_t(j)] >= 0 && r->choice[size_t(j)] < E, "replacement expert out of range");
+        r->uses[size_t(r->choice[size_t(j)])] = 1;
+      }
     }
     return;
   }
@@ -140,7 +143,10 @@ void Engine::route(const MoeLayerRef& layer, const float* normed, const std::vec
   if (n > 0) linear_packed(r->h.data(), *layer.router, r->logits.data(), n);
   r->dropped.assign(size_t(n), 0);
   r->uses.assign(size_t(E), 0);
-  if (c.is_decoder_only()) return route_top_k(r);
+  if (c.is_decoder_only()) {
+    r->k = c.experts_per_token;
+    return route_top_k(r);
+  }
   std::vector<float> probs = r->logits;
   r->choice.assign(size_t(n), 0);
   r->weight.assign(size_t(n), 0.f);
@@ -291,7 +297,7 @@ void Engine::finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, Lay
   MoeLayerVisit visit;
   visit.moe_layer = layer.moe_layer;
   visit.decode_step = decode_step;
-  visit.experts_per_token = model_.config().experts_per_token;
+  visit.experts_per_token = r.k;
   visit.window_request = window_request;
   for (size_t e = 0; e < r.uses.size(); ++e)
     if (r.uses[e]) visit.experts_used.push_back(int32_t(e));
@@ -315,12 +321,12 @@ Status Engine::moe_layer(const MoeLayerRef& layer, int64_t decode_step, const fl
   route(layer, normed, tokens, &routing);
   // Experts in ascending id order; each computes its tokens as one matrix product.
   ExpertScratch scratch;
-  const int64_t E = model_.config().num_experts, k = model_.config().experts_per_token;
+  const int64_t E = model_.config().num_experts;
   for (int64_t e = 0; e < E; ++e) {
     if (!routing.uses[size_t(e)]) continue;
     PERFMEM_ASSIGN_OR_RETURN(ExpertView view, experts_.acquire(int32_t(layer.moe_layer * E + e)));
     scratch.rows.clear();
-    collect_rows(e, k, routing, tokens, x, model_.config().d_model, &scratch.rows);
+    collect_rows(e, routing.k, routing, tokens, x, model_.config().d_model, &scratch.rows);
     run_expert_rows(view, /*streaming=*/false, scratch);
     experts_.release(view);
   }
@@ -424,7 +430,7 @@ Result<EncoderOutput> Engine::encode(const std::vector<std::vector<int32_t>>& re
 Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
                                 const std::vector<WindowMember>& members) {
   const SwitchConfig& c = model_.config();
-  const int64_t E = c.num_experts, d = c.d_model, k = c.experts_per_token;
+  const int64_t E = c.num_experts, d = c.d_model;
   std::vector<LayerRouting> routings(members.size());
   for (size_t i = 0; i < members.size(); ++i) route(layer, members[i].normed, *members[i].tokens, &routings[i]);
   // Whether every request sends each expert at most kLinearStreamingMaxRows rows (a decoding
@@ -434,8 +440,8 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
     for (const LayerRouting& r : routings) {
       std::fill(rows.begin(), rows.end(), 0);
       for (size_t t = 0; t < r.dropped.size(); ++t)
-        for (size_t j = 0; j < size_t(k) && !r.dropped[t]; ++j)
-          if (++rows[size_t(r.choice[t * size_t(k) + j])] > kLinearStreamingMaxRows) return false;
+        for (size_t j = 0; j < size_t(r.k) && !r.dropped[t]; ++j)
+          if (++rows[size_t(r.choice[t * size_t(r.k) + j])] > kLinearStreamingMaxRows) return false;
     }
     return true;
   };
@@ -460,7 +466,7 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
       together.emplace_back();
       for (size_t i = 0; i < members.size(); ++i)
         if (routings[i].uses[size_t(e)])
-          collect_rows(e, k, routings[i], *members[i].tokens, members[i].x, d, &together.back().rows);
+          collect_rows(e, routings[i].k, routings[i], *members[i].tokens, members[i].x, d, &together.back().rows);
     }
     if (status.ok()) run_experts_streaming_together(views, together);
     for (const ExpertView& view : views) experts_.release(view);
@@ -484,7 +490,7 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
     for (size_t i = 0; i < members.size(); ++i) {
       if (!routings[i].uses[size_t(e)]) continue;
       const size_t first = scratch.rows.size();
-      collect_rows(e, k, routings[i], *members[i].tokens, members[i].x, d, &scratch.rows);
+      collect_rows(e, routings[i].k, routings[i], *members[i].tokens, members[i].x, d, &scratch.rows);
       if (int64_t(scratch.rows.size() - first) <= kLinearStreamingMaxRows) continue;
       alone.rows.assign(scratch.rows.begin() + std::ptrdiff_t(first), scratch.rows.end());
       scratch.rows.resize(first);

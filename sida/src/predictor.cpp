@@ -276,9 +276,10 @@ Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens, 
   out.expert.resize(cells);
   out.prob.resize(cells);
   out.plan_k = std::clamp<int64_t>(std::max(plan_k, experts_per_token_), 1, E);
-  out.plan.resize(cells * size_t(out.plan_k));
-  for (size_t i = 0; i < cells; ++i)
-    top_k_indices(&logits[i * size_t(E)], E, out.plan_k, &out.plan[i * size_t(out.plan_k)]);
+  const size_t pk = size_t(out.plan_k);
+  out.plan.resize(cells * pk);
+  out.plan_prob.resize(cells * pk);
+  for (size_t i = 0; i < cells; ++i) top_k_indices(&logits[i * size_t(E)], E, out.plan_k, &out.plan[i * pk]);
   for (size_t i = 0; i < cells; ++i) {
     const float* row = &logits[i * size_t(E)];
     int32_t best = 0;
@@ -288,8 +289,28 @@ Predictor::Routes Predictor::predict_routes(const std::vector<int32_t>& tokens, 
     for (int64_t e = 0; e < E; ++e) sum += std::exp(row[e] - row[best]);
     out.expert[i] = best;
     out.prob[i] = 1.0f / sum;
+    for (size_t j = 0; j < pk; ++j) out.plan_prob[i * pk + j] = std::exp(row[out.plan[i * pk + j]] - row[best]) / sum;
   }
   return out;
+}
+
+bool valid_replace_top_k(int64_t k) {
+  return std::find(std::begin(kReplaceTopKs), std::end(kReplaceTopKs), k) != std::end(kReplaceTopKs);
+}
+
+void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k, int32_t* experts, float* scales) {
+  PERFMEM_CHECK(valid_replace_top_k(k) && routes.plan_k >= k, "replacement top-k not planned");
+  if (k == 1) {  // the top-1's own probability, as prob holds it (plan_prob[.., 0] is the same value)
+    experts[0] = routes.expert[cell];
+    scales[0] = routes.prob[cell];
+    return;
+  }
+  static constexpr float kDegrading[] = {0.5f, 0.25f, 0.25f};
+  const size_t pk = size_t(routes.plan_k);
+  for (int64_t j = 0; j < k; ++j) {
+    experts[j] = routes.plan[cell * pk + size_t(j)];
+    scales[j] = kDegrading[j] * routes.plan_prob[cell * pk + size_t(j)];
+  }
 }
 
 std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t M, int64_t E,

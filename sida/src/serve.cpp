@@ -326,8 +326,14 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
                              "router replacement is implemented for Switch's encoder (top-1) only; a decoder-only "
                              "model routes each token to several experts and its generated tokens are not "
                              "predicted: use exact mode (the predictor still plans the prefetch)");
+  if (options.replace_router && !valid_replace_top_k(options.replace_top_k))
+    return input_error("--replace-top-k", "value", "1 or 3 (SiDA's top-1, or its top-3 with degrading factors)",
+                       std::to_string(options.replace_top_k));
   if (options.replace_router)
     PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
+  // The plans load at least the experts a replaced token goes to.
+  const int64_t plan_top_k =
+      options.replace_router ? std::max(options.plan_top_k, options.replace_top_k) : options.plan_top_k;
   const bool prefetch = store.policy() == Policy::kPrefetch;
   double predictor_s = 0;  // written by the run-ahead thread, read after join()
   const size_t window = std::max<size_t>(1, options.window);
@@ -341,7 +347,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       if (options.predictor && (prefetch || options.replace_router)) {
         Stopwatch sw;
         for (size_t r = first; r < first + plan.count; ++r)
-          plan.routes.push_back(options.predictor->predict_routes(requests[r], options.plan_top_k));
+          plan.routes.push_back(options.predictor->predict_routes(requests[r], plan_top_k));
         if (prefetch)
           plan.accesses =
               accesses_of_routes(plan.routes, options.predictor->config().num_moe_layers,
@@ -370,18 +376,20 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   ServeReport report;
   const Predictor::Routes* current_routes = nullptr;  // the running request's, in replacement mode
   if (options.replace_router)
-    engine.set_router_replacement([&](int64_t moe_layer, int32_t position, int32_t* expert, float* scale) {
-      const size_t at = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
-      *expert = current_routes->expert[at];
-      *scale = current_routes->prob[at];
-    });
+    engine.set_router_replacement(
+        [&](int64_t moe_layer, int32_t position, int32_t* experts, float* scales) {
+          const size_t cell = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
+          replacement_choice(*current_routes, cell, options.replace_top_k, experts, scales);
+        },
+        options.replace_top_k);
   // Router decisions go to the request being run: the current one in request execution, the
   // window's first plus the visit's index in window execution.
   size_t current_request = 0, window_first = 0;
   if (options.keep_routes)
     engine.set_observer([&](const MoeLayerVisit& v) {
       const size_t r = v.window_request >= 0 ? window_first + size_t(v.window_request) : current_request;
-      report.results[r].routes.push_back({v.moe_layer, v.decode_step, v.positions, v.choice, v.dropped});
+      report.results[r].routes.push_back(
+          {v.moe_layer, v.decode_step, v.positions, v.choice, v.experts_per_token, v.dropped});
     });
   report.policy = policy_name(store.policy());
   report.execution = execution_name(options.execution);
@@ -481,6 +489,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
   report.predictor_s = predictor_s;
   report.replace_router = options.replace_router;
+  report.replace_top_k = options.replace_top_k;
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
@@ -493,7 +502,10 @@ Json report_to_json(const ServeReport& r) {
   j["policy"] = r.policy;
   j["execution"] = r.execution;
   j["plans"] = r.plans;
-  j["router"] = r.replace_router ? "replaced by the predictor (encoder)" : "exact";
+  j["router"] = !r.replace_router      ? "exact"
+                : r.replace_top_k == 1 ? "replaced by the predictor (encoder, top-1)"
+                                       : "replaced by the predictor (encoder, top-" + std::to_string(r.replace_top_k) +
+                                             ", degrading factors 0.5, 0.25, 0.25)";
   j["planned_accesses"] = r.planned_accesses;
   j["predictor_s"] = r.predictor_s;
   j["budget_bytes"] = r.budget_bytes;
@@ -542,6 +554,7 @@ Json routes_to_json(const ModelWeights& model, const std::vector<Request>& reque
                         {"step", rc.decode_step},
                         {"positions", rc.positions},
                         {"expert", rc.expert},
+                        {"experts_per_token", rc.experts_per_token},
                         {"dropped", rc.dropped}});
     }
     reqs.push_back({{"tokens", requests[r]}, {"layers", std::move(layers)}});

@@ -116,6 +116,8 @@ class PredictorTest : public ::testing::Test {
     o.show_progress = false;
     return o;
   }
+  // A predictor's sizes for the fixture's model (random weights: testing::write_random_predictor).
+  static PredictorConfig model_sized_config() { return testing::predictor_config_for(*model_); }
   static std::string* dir_;
   static RoutesDataset* data_;
   static ModelWeights* model_;
@@ -210,12 +212,7 @@ TEST_F(PredictorTest, TrainingLearnsTheRoutes) {
 using testing::write_random_predictor;
 
 TEST_F(PredictorTest, BadFilesAreNamed) {
-  PredictorConfig c;
-  c.d_model = model_->config().d_model;
-  c.hidden = 8;
-  c.num_moe_layers = model_->config().num_encoder_moe_layers();
-  c.num_experts = model_->config().num_experts;
-  c.vocab_size = model_->config().vocab_size;
+  PredictorConfig c = model_sized_config();
   const std::string p = *dir_ + "/bad";
   write_random_predictor(p, c);
   auto good = Predictor::load(p, *model_);
@@ -253,12 +250,7 @@ TEST_F(PredictorTest, BadFilesAreNamed) {
 // plans are the predictor's top-1 experts in the engine's order, and the report says where plans
 // came from and how long the predictor ran.
 TEST_F(PredictorTest, PredictorPlansDrivePrefetchInExactMode) {
-  PredictorConfig c;
-  c.d_model = model_->config().d_model;
-  c.hidden = 8;
-  c.num_moe_layers = model_->config().num_encoder_moe_layers();
-  c.num_experts = model_->config().num_experts;
-  c.vocab_size = model_->config().vocab_size;
+  const PredictorConfig c = model_sized_config();
   const std::string p = *dir_ + "/serve-predictor";
   write_random_predictor(p, c);
   auto predictor = Predictor::load(p, *model_);
@@ -390,17 +382,86 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   auto moved = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
   ASSERT_TRUE(moved.ok());
   EXPECT_NE(moved->logits, want->logits);
+  // Three experts per token: the router's own first, two others scaled by 0, give exact mode's
+  // results, and the observer sees three choices per encoder token (the decoder's routers one).
+  const int32_t E = int32_t(m.model->config().num_experts);
+  replaced.set_router_replacement(
+      [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+        const int32_t own = choice[size_t(layer)][size_t(position)];
+        experts[0] = own;
+        experts[1] = (own + 1) % E;
+        experts[2] = (own + 2) % E;
+        scales[0] = prob[size_t(layer)][size_t(position)];
+        scales[1] = scales[2] = 0.0f;
+      },
+      3);
+  std::vector<int64_t> seen_k;
+  replaced.set_observer([&](const MoeLayerVisit& v) {
+    seen_k.push_back(v.experts_per_token);
+    if (v.decode_step < 0) { EXPECT_EQ(v.choice.size(), v.positions.size() * 3); }
+  });
+  auto three = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(three.ok());
+  EXPECT_EQ(three->tokens, want->tokens);
+  EXPECT_EQ(three->logits, want->logits);
+  EXPECT_NE(std::find(seen_k.begin(), seen_k.end(), 3), seen_k.end());
+  EXPECT_NE(std::find(seen_k.begin(), seen_k.end(), 1), seen_k.end());
+  // Given weight, the other two move the result.
+  replaced.set_router_replacement(
+      [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+        const int32_t own = choice[size_t(layer)][size_t(position)];
+        for (int j = 0; j < 3; ++j) experts[j] = (own + j) % E;
+        scales[0] = 0.5f * prob[size_t(layer)][size_t(position)];
+        scales[1] = scales[2] = 0.25f;
+      },
+      3);
+  auto mixed = replaced.generate({request}, {.max_new_tokens = 4, .keep_logits = true});
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_NE(mixed->logits, want->logits);
+}
+
+// SiDA's replacement from predicted routes: top-1 is the predicted expert scaled by its
+// probability; top-3 the three best scaled by their probabilities times 0.5, 0.25, 0.25.
+TEST_F(PredictorTest, ReplacementTopKScalesByDegradingFactors) {
+  const PredictorConfig c = model_sized_config();
+  const std::string p = *dir_ + "/topk-predictor";
+  write_random_predictor(p, c);
+  auto predictor = Predictor::load(p, *model_);
+  ASSERT_TRUE(predictor.ok());
+  const Request request = {7, 12, 5, 33, 41, 9, 1};
+  const auto logits = (*predictor)->forward(request);
+  const auto routes = (*predictor)->predict_routes(request, 3);
+  const int64_t E = c.num_experts;
+  EXPECT_TRUE(valid_replace_top_k(1));
+  EXPECT_TRUE(valid_replace_top_k(3));
+  EXPECT_FALSE(valid_replace_top_k(2));
+  for (size_t cell = 0; cell < routes.expert.size(); ++cell) {
+    // Softmax of the cell's logits, in double, as the oracle.
+    const float* row = &logits[cell * size_t(E)];
+    const double top = *std::max_element(row, row + E);
+    double sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += std::exp(double(row[e]) - top);
+    int32_t experts[3];
+    float scales[3];
+    replacement_choice(routes, cell, 1, experts, scales);
+    EXPECT_EQ(experts[0], routes.expert[cell]);
+    EXPECT_EQ(scales[0], routes.prob[cell]);
+    replacement_choice(routes, cell, 3, experts, scales);
+    const double factors[] = {0.5, 0.25, 0.25};
+    for (int j = 0; j < 3; ++j) {
+      EXPECT_EQ(experts[j], routes.plan[cell * 3 + size_t(j)]);
+      EXPECT_NEAR(scales[j], factors[j] * std::exp(double(row[experts[j]]) - top) / sum, 1e-6) << "cell " << cell;
+    }
+    EXPECT_EQ(experts[0], routes.expert[cell]);
+    EXPECT_GE(row[experts[0]], row[experts[1]]);
+    EXPECT_GE(row[experts[1]], row[experts[2]]);
+  }
 }
 
 // serve() in replacement mode: encoder tokens go to the predictor's top-1 experts (no capacity),
 // the decoder's routers still decide, and the comparison with exact mode is reported.
 TEST_F(PredictorTest, ServeReplacesTheRouterWithThePredictor) {
-  PredictorConfig c;
-  c.d_model = model_->config().d_model;
-  c.hidden = 8;
-  c.num_moe_layers = model_->config().num_encoder_moe_layers();
-  c.num_experts = model_->config().num_experts;
-  c.vocab_size = model_->config().vocab_size;
+  const PredictorConfig c = model_sized_config();
   const std::string p = *dir_ + "/replace-predictor";
   write_random_predictor(p, c);
   auto predictor = Predictor::load(p, *model_);
@@ -504,6 +565,29 @@ TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   ASSERT_TRUE(j.ok()) << run.output;
   EXPECT_EQ((*j)["replace_router_vs_exact"]["requests"], 2);
   EXPECT_TRUE((*j)["replace_router_vs_exact"].contains("logits_relative_error"));
+  EXPECT_EQ((*j)["router"], "replaced by the predictor (encoder, top-1)");
+  // SiDA's top-3 replacement: the dumped encoder choices hold three experts per token.
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --predictor " + p +
+                                      " --replace-router --replace-top-k 3 --json --dump-routes " + *dir_ +
+                                      "/top3-routes.json");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  j = parse_json(run.output, "run output");
+  ASSERT_TRUE(j.ok()) << run.output;
+  EXPECT_EQ((*j)["router"], "replaced by the predictor (encoder, top-3, degrading factors 0.5, 0.25, 0.25)");
+  auto dumped = read_json_file(*dir_ + "/top3-routes.json");
+  ASSERT_TRUE(dumped.ok()) << dumped.status().to_string();
+  int64_t encoder_layers = 0;
+  for (const Json& layer : (*dumped)["requests"][0]["layers"]) {
+    const int64_t k = layer["decoder"].get<bool>() ? 1 : 3;
+    encoder_layers += k == 3;
+    EXPECT_EQ(layer["experts_per_token"], k);
+    EXPECT_EQ(layer["expert"].size(), layer["positions"].size() * size_t(k));
+  }
+  EXPECT_EQ(encoder_layers, model_->config().num_encoder_moe_layers());
+  run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --predictor " + p +
+                                      " --replace-router --replace-top-k 2");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--replace-top-k"), std::string::npos) << run.output;
   run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --replace-router");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("--predictor"), std::string::npos) << run.output;

@@ -112,13 +112,7 @@ class TestServer {
     StoreOptions so;
     so.policy = setup.predictor ? Policy::kPrefetch : Policy::kLru;
     if (setup.predictor) {
-      PredictorConfig c;
-      c.d_model = model_->config().d_model;
-      c.hidden = 8;
-      c.num_moe_layers = model_->config().num_encoder_moe_layers();
-      c.num_experts = model_->config().num_experts;
-      c.vocab_size = model_->config().vocab_size;
-      testing::write_random_predictor(dir + "/predictor", c);
+      testing::write_random_predictor(dir + "/predictor", testing::predictor_config_for(*model_));
       auto p = Predictor::load(dir + "/predictor", *model_);
       EXPECT_TRUE(p.ok()) << p.status().to_string();
       predictor_ = std::move(*p);

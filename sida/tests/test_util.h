@@ -102,6 +102,17 @@ inline double relative_error(const float* a, const float* b, size_t n) {
   return scale > 0 ? diff / scale : diff;
 }
 
+// A predictor's sizes for `model` (its embedding and encoder MoE layers), hidden 8.
+inline PredictorConfig predictor_config_for(const ModelWeights& model) {
+  PredictorConfig c;
+  c.d_model = model.config().d_model;
+  c.hidden = 8;
+  c.num_moe_layers = model.config().num_encoder_moe_layers();
+  c.num_experts = model.config().num_experts;
+  c.vocab_size = model.config().vocab_size;
+  return c;
+}
+
 // A predictor file written by hand (random weights, the documented layout).
 inline void write_random_predictor(const std::string& dir, const PredictorConfig& c) {
   std::filesystem::create_directories(dir);

@@ -96,11 +96,13 @@ struct MoeLayerVisit {
 };
 using MoeObserver = std::function<void(const MoeLayerVisit&)>;
 
-// SiDA's router replacement: at an encoder MoE layer, the expert a routed token goes to and the
-// scale of its output (the predicted probability), given the layer and the token's position in
-// its sequence, instead of the router's decision. The router is not run there and expert
-// capacity is not applied; the observer sees zero router logits. Decoder layers route as usual.
-using RouterReplacement = std::function<void(int64_t moe_layer, int32_t position, int32_t* expert, float* scale)>;
+// SiDA's router replacement: at an encoder MoE layer, the k experts a routed token goes to and the
+// scale of each one's output, given the layer and the token's position in its sequence, instead
+// of the router's decision (k set with Engine::set_router_replacement: SiDA's top-1 gives the
+// predicted expert and its probability; its top-3 the three best, scaled by degrading factors).
+// The router is not run there and expert capacity is not applied; the observer sees zero router
+// logits and k choices per token. Decoder layers route as usual.
+using RouterReplacement = std::function<void(int64_t moe_layer, int32_t position, int32_t* experts, float* scales)>;
 
 struct EngineOptions {
   bool apply_capacity = true;  // Hugging Face's expert capacity; off = every token gets its expert
@@ -145,7 +147,11 @@ class Engine {
 
   void set_observer(MoeObserver observer) { observer_ = std::move(observer); }
   // Empty: the routers decide (exact mode). Used with one request at a time (batch 1).
-  void set_router_replacement(RouterReplacement replacement) { replacement_ = std::move(replacement); }
+  // `experts_per_token` (k >= 1): how many experts the replacement gives each token.
+  void set_router_replacement(RouterReplacement replacement, int64_t experts_per_token = 1) {
+    replacement_ = std::move(replacement);
+    replacement_k_ = experts_per_token;
+  }
   const EngineStats& stats() const { return stats_; }
 
   // Token ids must lie in [0, vocab); empty requests are errors.
@@ -184,6 +190,7 @@ class Engine {
   };
   // The router's decisions for one MoE layer over one set of tokens (k experts per token).
   struct LayerRouting {
+    int64_t k = 1;                 // experts per token: 1 (Switch), the model's (decoder-only) or the replacement's
     std::vector<float> h;          // F32 [n, d]: the routed tokens' normed rows
     std::vector<float> logits;     // F32 [n, E]
     std::vector<int32_t> choice;   // [n, k]: the chosen experts (Switch: the argmax)
@@ -275,6 +282,7 @@ class Engine {
   EngineOptions options_;
   MoeObserver observer_;
   RouterReplacement replacement_;
+  int64_t replacement_k_ = 1;
   EngineStats stats_;
 };
 

@@ -95,7 +95,8 @@ class Predictor {
     std::vector<int32_t> expert;  // [L, M]
     std::vector<float> prob;      // [L, M]
     int64_t plan_k = 1;
-    std::vector<int32_t> plan;  // [L, M, plan_k]; plan[.., 0] == expert
+    std::vector<int32_t> plan;     // [L, M, plan_k]; plan[.., 0] == expert
+    std::vector<float> plan_prob;  // [L, M, plan_k]: each plan expert's probability; [.., 0] == prob
   };
   // plan_k is raised to the model's experts per token (Mixtral: 2), the least a token uses.
   Routes predict_routes(const std::vector<int32_t>& tokens, int64_t plan_k = 1) const;
@@ -130,6 +131,13 @@ std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& ro
 // over the steps whose earlier generated ids all agree (later steps decode different inputs).
 Json compare_to_exact(const struct ServeReport& exact, const struct ServeReport& replaced);
 
+// SiDA's router replacement for one token at one MoE layer (cell = position * M + layer) from its
+// predicted routes: with k = 1 the predicted expert, scaled by its probability (SST2's setting);
+// with k = 3 the three best, each scaled by its probability times a degrading factor 0.5, 0.25,
+// 0.25 (MRPC's and MultiRC's). Other k are refused (kReplaceTopKs); routes.plan_k must be >= k.
+inline constexpr int64_t kReplaceTopKs[] = {1, 3};
+bool valid_replace_top_k(int64_t k);
+void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k, int32_t* experts, float* scales);
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
 

@@ -65,6 +65,10 @@ struct ServeOptions {
   // experts, scaled by the predicted probability; the encoder's routers are not run and expert
   // capacity is not applied. Outputs move away from exact mode (compare_to_exact measures it).
   bool replace_router = false;
+  // Experts each encoder token goes to when replacing: 1 (SiDA's SST2 setting) or 3, mixed with
+  // degrading factors 0.5, 0.25, 0.25 (MRPC, MultiRC); see replacement_choice. The plans then load
+  // at least these.
+  int64_t replace_top_k = 1;
   bool keep_outputs = false;  // keep logits (generate) and encoder states
   bool keep_routes = false;   // keep every router decision (RequestResult::routes)
   EngineOptions engine;
@@ -94,7 +98,8 @@ struct RouterChoices {
   int64_t moe_layer = 0;
   int64_t decode_step = -1;        // -1 in the encoder
   std::vector<int32_t> positions;  // the routed tokens' positions (the step, in the decoder)
-  std::vector<int32_t> expert;     // argmax expert per routed token
+  std::vector<int32_t> expert;     // [tokens, experts_per_token]: the experts of each routed token
+  int64_t experts_per_token = 1;   // Switch's router: 1 (its argmax); a replacement's k; Mixtral's k
   std::vector<uint8_t> dropped;    // 1 when over capacity (the token skipped its expert)
 };
 
@@ -111,6 +116,7 @@ struct ServeReport {
   std::string execution;
   std::string plans;  // where prefetch plans came from: "predictor", "oracle" or "none"
   bool replace_router = false;
+  int64_t replace_top_k = 1;
   double predictor_s = 0;  // run-ahead thread time in the predictor (already inside wall_s)
   uint64_t planned_accesses = 0;
   uint64_t budget_bytes = 0;
