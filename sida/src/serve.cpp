@@ -329,6 +329,10 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   if (options.replace_router && !valid_replace_top_k(options.replace_top_k))
     return input_error("--replace-top-k", "value", "1 or 3 (SiDA's top-1, or its top-3 with degrading factors)",
                        std::to_string(options.replace_top_k));
+  if (options.replace_router && options.replace_top_k > model.config().num_experts)
+    return input_error("--replace-top-k", "value",
+                       "at most the model's " + std::to_string(model.config().num_experts) + " experts",
+                       std::to_string(options.replace_top_k));
   if (options.replace_router)
     PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   // The plans load at least the experts a replaced token goes to.

@@ -420,6 +420,31 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   EXPECT_NE(mixed->logits, want->logits);
 }
 
+// Top-3 replacement on a model of two experts is refused by name (not a failed check later).
+TEST(PredictorReplacement, TopThreeNeedsThreeExperts) {
+  SwitchConfig c = *preset_config("tiny");
+  c.num_experts = 2;
+  const std::string dir = testing::make_test_checkpoint("two-experts", c);
+  auto model = ModelWeights::load(dir);
+  ASSERT_TRUE(model.ok()) << model.status().to_string();
+  testing::write_random_predictor(dir + "/predictor", testing::predictor_config_for(**model));
+  auto predictor = Predictor::load(dir + "/predictor", **model);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  auto store = ExpertStore::create(**model, StoreOptions{});
+  ASSERT_TRUE(store.ok());
+  ServeOptions opt;
+  opt.max_new_tokens = 2;
+  opt.predictor = predictor->get();
+  opt.replace_router = true;
+  opt.replace_top_k = 3;
+  auto refused = serve(**model, **store, synthetic_requests(2, 3, 6, c.vocab_size, 5), opt);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().to_string().find("--replace-top-k"), std::string::npos) << refused.status().to_string();
+  opt.replace_top_k = 1;
+  EXPECT_TRUE(serve(**model, **store, synthetic_requests(2, 3, 6, c.vocab_size, 5), opt).ok());
+  std::filesystem::remove_all(dir);
+}
+
 // SiDA's replacement from predicted routes: top-1 is the predicted expert scaled by its
 // probability; top-3 the three best scaled by their probabilities times 0.5, 0.25, 0.25.
 TEST_F(PredictorTest, ReplacementTopKScalesByDegradingFactors) {
