@@ -4,7 +4,7 @@
 # task accuracy of the C++ engine with the true router (exact) beside transformers' own; the
 # predictor trained on the model's and the predictor's splits, never the test split
 # (collect-routes, train-predictor, eval-predictor); and the accuracy and throughput with the
-# predictor replacing the router (--replace-router) against exact mode.
+# predictor replacing the router (--replace-router, top-1 and top-3) against exact mode.
 #
 #   sida/bench/trained_switch.sh [BUILD] [WORK]      # defaults: build/release, BUILD/sida-trained
 #
@@ -68,15 +68,18 @@ c = json.load(open(sys.argv[1]))
 enc = c["num_layers"] // c["encoder_sparse_step"] if c.get("encoder_sparse_step") else c["num_sparse_encoder_layers"]
 dec = c["num_decoder_layers"] // c["decoder_sparse_step"] if c.get("decoder_sparse_step") else c["num_sparse_decoder_layers"]
 print((enc + dec) * c["num_experts"])' "$work/checkpoint/config.json")
-for setting in "all-resident" "prefetch $((expert_bytes * experts / 2))" "prefetch $((expert_bytes * experts / 4))"; do
-  set -- $setting
-  budget=()
-  [ $# -gt 1 ] && budget=(--budget "$2")
-  echo
-  echo "== sida --replace-router (the predictor's top-1 expert at every encoder MoE layer, no router): $1 ${2:+budget $2 B}"
-  "$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy "$1" "${budget[@]}" \
-    --predictor "$work/predictor" --replace-router --json > "$work/sida_replace.json"
-  echo "accuracy: $(accuracy "$work/sida_replace.json")"
-  "$python" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["replace_router_vs_exact"], indent=2))' \
-    "$work/sida_replace.json"
+# SiDA's top-1 (SST2's setting) and top-3 with degrading factors (MRPC's and MultiRC's).
+for k in 1 3; do
+  for setting in "all-resident" "prefetch $((expert_bytes * experts / 2))" "prefetch $((expert_bytes * experts / 4))"; do
+    set -- $setting
+    budget=()
+    [ $# -gt 1 ] && budget=(--budget "$2")
+    echo
+    echo "== sida --replace-router --replace-top-k $k (the predictor's best $k experts at every encoder MoE layer, no router): $1 ${2:+budget $2 B}"
+    "$sida" run "$work/checkpoint" --requests "$work/test_requests.txt" --max-new-tokens 2 --policy "$1" "${budget[@]}" \
+      --predictor "$work/predictor" --replace-router --replace-top-k "$k" --json > "$work/sida_replace.json"
+    echo "accuracy: $(accuracy "$work/sida_replace.json")"
+    "$python" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))["replace_router_vs_exact"], indent=2))' \
+      "$work/sida_replace.json"
+  done
 done
