@@ -109,7 +109,7 @@ Json replacement_summary(const ServeReport& exact, const ServeReport& replaced) 
 std::string replacement_summary_text(const Json& j) {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "router replaced by the predictor (encoder), against exact mode on the same requests:\n"
+                "router replaced by the predictor, against exact mode on the same requests:\n"
                 "  encoder states relative error %.3g; logits relative error %.3g (%llu steps with equal earlier ids)\n"
                 "  generated ids agreeing %.1f%% of %llu; sequences identical %llu of %llu\n"
                 "  throughput %.2f requests/s (exact mode, same policy, budget and predictor: %.2f)\n",

@@ -114,15 +114,17 @@ void Engine::route_top_k(LayerRouting* r) const {
   }
 }
 
-void Engine::route(const MoeLayerRef& layer, const float* normed, const std::vector<RoutedToken>& tokens,
-                   LayerRouting* r) const {
+void Engine::route(const MoeLayerRef& layer, int64_t decode_step, const float* normed,
+                   const std::vector<RoutedToken>& tokens, LayerRouting* r) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, E = c.num_experts, n = int64_t(tokens.size());
   // Gather the routed rows: F32 [n, d].
   r->h.resize(size_t(n * d));
   for (int64_t t = 0; t < n; ++t)
     std::memcpy(&r->h[size_t(t * d)], normed + tokens[size_t(t)].index * d, size_t(d) * sizeof(float));
-  if (replacement_ && layer.moe_layer < c.num_encoder_moe_layers()) {  // SiDA's mode: no router, no capacity
+  const bool replaced =
+      replacement_ && (c.is_decoder_only() ? decode_step == 0 : layer.moe_layer < c.num_encoder_moe_layers());
+  if (replaced) {  // SiDA's mode: no router, no capacity
     const int64_t k = r->k = replacement_k_;
     r->logits.assign(size_t(n * E), 0.f);
     r->choice.assign(size_t(n * k), 0);
@@ -318,7 +320,7 @@ void Engine::finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, Lay
 Status Engine::moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                          const std::vector<RoutedToken>& tokens) {
   LayerRouting routing;
-  route(layer, normed, tokens, &routing);
+  route(layer, decode_step, normed, tokens, &routing);
   // Experts in ascending id order; each computes its tokens as one matrix product.
   ExpertScratch scratch;
   const int64_t E = model_.config().num_experts;
@@ -432,7 +434,8 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
   const SwitchConfig& c = model_.config();
   const int64_t E = c.num_experts, d = c.d_model;
   std::vector<LayerRouting> routings(members.size());
-  for (size_t i = 0; i < members.size(); ++i) route(layer, members[i].normed, *members[i].tokens, &routings[i]);
+  for (size_t i = 0; i < members.size(); ++i)
+    route(layer, decode_step, members[i].normed, *members[i].tokens, &routings[i]);
   // Whether every request sends each expert at most kLinearStreamingMaxRows rows (a decoding
   // step: one token per request), so that every expert's rows take the streaming kernel.
   auto all_rows_stream = [&] {

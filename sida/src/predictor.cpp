@@ -313,6 +313,19 @@ void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k,
   }
 }
 
+void predicted_top_k_choice(const Predictor::Routes& routes, size_t cell, int64_t k, bool normalize, int32_t* experts,
+                            float* scales) {
+  PERFMEM_CHECK(k >= 1 && routes.plan_k >= k, "replacement top-k not planned");
+  const size_t pk = size_t(routes.plan_k);
+  float sum = 0;
+  for (int64_t j = 0; j < k; ++j) sum += routes.plan_prob[cell * pk + size_t(j)];
+  if (!normalize) sum = 1;
+  for (int64_t j = 0; j < k; ++j) {
+    experts[j] = routes.plan[cell * pk + size_t(j)];
+    scales[j] = routes.plan_prob[cell * pk + size_t(j)] / sum;
+  }
+}
+
 std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t M, int64_t E,
                                         bool layer_by_layer) {
   std::vector<int32_t> out;

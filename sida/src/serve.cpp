@@ -321,11 +321,12 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
     return Status(StatusCode::kInvalidInput,
                   "router replacement needs a predictor (--predictor DIR) and request execution");
-  if (options.replace_router && model.config().is_decoder_only())
-    return unsupported_error("--replace-router", model_family_name(model.config().family),
-                             "router replacement is implemented for Switch's encoder (top-1) only; a decoder-only "
-                             "model routes each token to several experts and its generated tokens are not "
-                             "predicted: use exact mode (the predictor still plans the prefetch)");
+  const bool decoder_only = model.config().is_decoder_only();
+  if (options.replace_router && decoder_only && options.replace_top_k != 1)
+    return input_error("--replace-top-k", "value",
+                       "1 for a decoder-only model (its prompt's tokens go to the predicted "
+                       "num_experts_per_tok experts, weighted by its router's rule)",
+                       std::to_string(options.replace_top_k));
   if (options.replace_router && !valid_replace_top_k(options.replace_top_k))
     return input_error("--replace-top-k", "value", "1 or 3 (SiDA's top-1, or its top-3 with degrading factors)",
                        std::to_string(options.replace_top_k));
@@ -336,8 +337,8 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   if (options.replace_router)
     PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   // The plans load at least the experts a replaced token goes to.
-  const int64_t plan_top_k =
-      options.replace_router ? std::max(options.plan_top_k, options.replace_top_k) : options.plan_top_k;
+  const int64_t replaced_k = decoder_only ? model.config().experts_per_token : options.replace_top_k;
+  const int64_t plan_top_k = options.replace_router ? std::max(options.plan_top_k, replaced_k) : options.plan_top_k;
   const bool prefetch = store.policy() == Policy::kPrefetch;
   double predictor_s = 0;  // written by the run-ahead thread, read after join()
   const size_t window = std::max<size_t>(1, options.window);
@@ -383,9 +384,13 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     engine.set_router_replacement(
         [&](int64_t moe_layer, int32_t position, int32_t* experts, float* scales) {
           const size_t cell = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
-          replacement_choice(*current_routes, cell, options.replace_top_k, experts, scales);
+          if (decoder_only)
+            predicted_top_k_choice(*current_routes, cell, replaced_k, model.config().decoder_only.norm_topk_prob,
+                                   experts, scales);
+          else
+            replacement_choice(*current_routes, cell, replaced_k, experts, scales);
         },
-        options.replace_top_k);
+        replaced_k);
   // Router decisions go to the request being run: the current one in request execution, the
   // window's first plus the visit's index in window execution.
   size_t current_request = 0, window_first = 0;
@@ -493,7 +498,11 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
   report.predictor_s = predictor_s;
   report.replace_router = options.replace_router;
-  report.replace_top_k = options.replace_top_k;
+  if (options.replace_router)
+    report.router = decoder_only ? "replaced by the predictor (prompt tokens, top-" + std::to_string(replaced_k) +
+                                       " by the router's rule)"
+                    : replaced_k == 1 ? "replaced by the predictor (encoder, top-1)"
+                                      : "replaced by the predictor (encoder, top-3, degrading factors 0.5, 0.25, 0.25)";
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();
@@ -506,10 +515,7 @@ Json report_to_json(const ServeReport& r) {
   j["policy"] = r.policy;
   j["execution"] = r.execution;
   j["plans"] = r.plans;
-  j["router"] = !r.replace_router      ? "exact"
-                : r.replace_top_k == 1 ? "replaced by the predictor (encoder, top-1)"
-                                       : "replaced by the predictor (encoder, top-" + std::to_string(r.replace_top_k) +
-                                             ", degrading factors 0.5, 0.25, 0.25)";
+  j["router"] = r.router;
   j["planned_accesses"] = r.planned_accesses;
   j["predictor_s"] = r.predictor_s;
   j["budget_bytes"] = r.budget_bytes;

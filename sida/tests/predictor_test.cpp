@@ -8,11 +8,14 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <sstream>
+#include <tuple>
 
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
 #include "perfmem/core/safetensors.h"
+#include "perfmem/sida/kernels.h"
 #include "perfmem/sida/predictor.h"
 #include "perfmem/sida/predictor_train.h"
 #include "perfmem/sida/serve.h"
@@ -724,13 +727,77 @@ void expect_decoder_only_predictor_works(const std::string& preset) {
         EXPECT_EQ(got.results[r].logits, reference.results[r].logits) << "request " << r;
       }
     }
-  // SiDA's router replacement is Switch's (top-1, encoder): refused by name.
+  // Router replacement: a replacement that repeats the router's own experts and weights at the
+  // prompt step gives exact mode's bits (the weights recomputed from the observed router logits
+  // as the router computes them: softmax, the k best, normalised when the family does).
+  {
+    auto store = ExpertStore::create(model, StoreOptions{});
+    ASSERT_TRUE(store.ok());
+    const int64_t k = c.experts_per_token;
+    std::map<std::pair<int64_t, int32_t>, std::vector<std::pair<int32_t, float>>> own;  // (layer, position)
+    Engine exact(model, **store);
+    exact.set_observer([&](const MoeLayerVisit& v) {
+      if (v.decode_step != 0) return;
+      for (size_t t = 0; t < v.positions.size(); ++t) {
+        std::vector<float> probs(v.router_logits.begin() + std::ptrdiff_t(t * size_t(E)),
+                                 v.router_logits.begin() + std::ptrdiff_t((t + 1) * size_t(E)));
+        softmax_inplace(probs.data(), E);
+        float sum = 0;
+        for (int64_t j = 0; j < k; ++j) sum += probs[size_t(v.choice[t * size_t(k) + size_t(j)])];
+        if (!c.decoder_only.norm_topk_prob) sum = 1;
+        auto& mine = own[{v.moe_layer, v.positions[t]}];
+        for (int64_t j = 0; j < k; ++j) {
+          const int32_t e = v.choice[t * size_t(k) + size_t(j)];
+          mine.push_back({e, probs[size_t(e)] / sum});
+        }
+      }
+    });
+    auto want = exact.generate({requests[0]}, {.max_new_tokens = 4, .keep_logits = true});
+    ASSERT_TRUE(want.ok());
+    Engine replaced(model, **store);
+    int64_t calls = 0;
+    replaced.set_router_replacement(
+        [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+          const auto& mine = own.at({layer, position});
+          for (int64_t j = 0; j < k; ++j) std::tie(experts[j], scales[j]) = mine[size_t(j)];
+          ++calls;
+        },
+        k);
+    auto got = replaced.generate({requests[0]}, {.max_new_tokens = 4, .keep_logits = true});
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(calls, int64_t(requests[0].size()) * M);  // the prompt's tokens only
+    EXPECT_EQ(got->tokens, want->tokens);
+    EXPECT_EQ(got->logits, want->logits);
+  }
+  // Through serve(): the prompt's tokens go to the predictor's k best experts at every MoE layer;
+  // generated tokens are routed.
   so.replace_router = true;
+  so.keep_routes = true;
   auto store = ExpertStore::create(model, StoreOptions{});
   ASSERT_TRUE(store.ok());
+  auto replaced = serve(model, **store, requests, so);
+  ASSERT_TRUE(replaced.ok()) << replaced.status().to_string();
+  EXPECT_NE(replaced->router.find("prompt tokens"), std::string::npos) << replaced->router;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    const auto routes = (*predictor)->predict_routes(requests[r], c.experts_per_token);
+    int64_t prompt_visits = 0;
+    for (const RouterChoices& rc : replaced->results[r].routes) {
+      if (rc.decode_step != 0) continue;
+      ++prompt_visits;
+      ASSERT_EQ(rc.experts_per_token, c.experts_per_token);
+      for (size_t t = 0; t < rc.positions.size(); ++t)
+        for (size_t j = 0; j < size_t(c.experts_per_token); ++j)
+          EXPECT_EQ(
+              rc.expert[t * size_t(c.experts_per_token) + j],
+              routes.plan[(size_t(rc.positions[t]) * size_t(M) + size_t(rc.moe_layer)) * size_t(routes.plan_k) + j]);
+    }
+    EXPECT_EQ(prompt_visits, M);
+  }
+  // SiDA's top-3 with degrading factors is Switch's: refused by name for a decoder-only model.
+  so.replace_top_k = 3;
   auto refused = serve(model, **store, requests, so);
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().to_string().find("--replace-router"), std::string::npos) << refused.status().to_string();
+  EXPECT_NE(refused.status().to_string().find("--replace-top-k"), std::string::npos) << refused.status().to_string();
   // A predictor of another layer count is refused, naming the key.
   testing::write_random_predictor(
       dir + "/other",
@@ -751,7 +818,7 @@ TEST(DecoderOnlyPredictor, Qwen2MoeCollectsTrainsAndPrefetchesExactly) {
 
 #ifdef SIDA_HAVE_TORCH
 // The same through the command line on a Mixtral checkpoint: collect-routes, train-predictor,
-// eval-predictor, and `sida run --predictor` giving the all-resident ids; --replace-router refused.
+// eval-predictor, `sida run --predictor` giving the all-resident ids, and --replace-router.
 TEST(DecoderOnlyPredictor, CommandLineCollectsTrainsAndRuns) {
   const std::string cli = std::string(CLI_PATH);
   const std::string dir = testing::make_test_checkpoint("predictor-cli-mixtral", *preset_config("mixtral-tiny"));
@@ -787,8 +854,8 @@ TEST(DecoderOnlyPredictor, CommandLineCollectsTrainsAndRuns) {
   EXPECT_NE(predicted.output.find("prefetch plans from the predictor"), std::string::npos) << predicted.output;
   run = perfmem::testing::run_command(cli + " run " + dir + requests + " --predictor " + dir +
                                       "/p --replace-router 2>&1");
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.output.find("exact mode"), std::string::npos) << run.output;
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("router replaced by the predictor"), std::string::npos) << run.output;
   std::filesystem::remove_all(dir);
 }
 #endif  // SIDA_HAVE_TORCH

@@ -96,12 +96,14 @@ struct MoeLayerVisit {
 };
 using MoeObserver = std::function<void(const MoeLayerVisit&)>;
 
-// SiDA's router replacement: at an encoder MoE layer, the k experts a routed token goes to and the
-// scale of each one's output, given the layer and the token's position in its sequence, instead
-// of the router's decision (k set with Engine::set_router_replacement: SiDA's top-1 gives the
-// predicted expert and its probability; its top-3 the three best, scaled by degrading factors).
-// The router is not run there and expert capacity is not applied; the observer sees zero router
-// logits and k choices per token. Decoder layers route as usual.
+// SiDA's router replacement: at a MoE layer the request's own tokens pass through before
+// generation (Switch's encoder layers; every MoE layer of a decoder-only model at its prompt
+// step), the k experts a routed token goes to and the scale of each one's output, given the layer
+// and the token's position in its sequence, instead of the router's decision (k set with
+// Engine::set_router_replacement: SiDA's top-1 gives the predicted expert and its probability;
+// its top-3 the three best, scaled by degrading factors). The router is not run there and expert
+// capacity is not applied; the observer sees zero router logits and k choices per token.
+// Switch's decoder layers and a decoder-only model's generated tokens route as usual.
 using RouterReplacement = std::function<void(int64_t moe_layer, int32_t position, int32_t* experts, float* scales)>;
 
 struct EngineOptions {
@@ -202,7 +204,8 @@ class Engine {
   // normed: F32 [*, d] (ffn-normed input); adds each routed token's MoE output to x [*, d].
   Status moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                    const std::vector<RoutedToken>& tokens);
-  void route(const MoeLayerRef& layer, const float* normed, const std::vector<RoutedToken>& tokens,
+  // decode_step: -1 in Switch's encoder, else the generation step (0: a decoder-only prompt).
+  void route(const MoeLayerRef& layer, int64_t decode_step, const float* normed, const std::vector<RoutedToken>& tokens,
              LayerRouting* routing) const;
   // Hugging Face's Mixtral / Qwen2-MoE routing of r->logits: softmax in fp32, the k largest (the
   // first on ties), renormalised to sum 1 (Qwen2-MoE: only with norm_topk_prob).

@@ -138,6 +138,11 @@ Json compare_to_exact(const struct ServeReport& exact, const struct ServeReport&
 inline constexpr int64_t kReplaceTopKs[] = {1, 3};
 bool valid_replace_top_k(int64_t k);
 void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k, int32_t* experts, float* scales);
+// A decoder-only model's router rule on the predicted logits instead of the router's: the k best
+// experts, each scaled by its probability, divided by the k probabilities' sum when
+// `normalize` (Mixtral; Qwen2-MoE's norm_topk_prob). routes.plan_k must be >= k.
+void predicted_top_k_choice(const Predictor::Routes& routes, size_t cell, int64_t k, bool normalize, int32_t* experts,
+                            float* scales);
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
 

@@ -67,7 +67,8 @@ struct ServeOptions {
   bool replace_router = false;
   // Experts each encoder token goes to when replacing: 1 (SiDA's SST2 setting) or 3, mixed with
   // degrading factors 0.5, 0.25, 0.25 (MRPC, MultiRC); see replacement_choice. The plans then load
-  // at least these.
+  // at least these. A decoder-only model's prompt tokens go to its num_experts_per_tok predicted
+  // experts, weighted by its router's rule (predicted_top_k_choice); only 1 is accepted there.
   int64_t replace_top_k = 1;
   bool keep_outputs = false;  // keep logits (generate) and encoder states
   bool keep_routes = false;   // keep every router decision (RequestResult::routes)
@@ -116,8 +117,8 @@ struct ServeReport {
   std::string execution;
   std::string plans;  // where prefetch plans came from: "predictor", "oracle" or "none"
   bool replace_router = false;
-  int64_t replace_top_k = 1;
-  double predictor_s = 0;  // run-ahead thread time in the predictor (already inside wall_s)
+  std::string router = "exact";  // how tokens were routed, in words (the report's "router")
+  double predictor_s = 0;        // run-ahead thread time in the predictor (already inside wall_s)
   uint64_t planned_accesses = 0;
   uint64_t budget_bytes = 0;
   size_t slots = 0;
