@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <sstream>
+#include <vector>
 
 #include <unistd.h>
 
@@ -196,7 +198,7 @@ int main(int argc, char** argv) {
                   "Experts per encoder token with --replace-router: 1 (the predicted expert, scaled by its "
                   "probability) or 3 (the three best, scaled by their probabilities times 0.5, 0.25, 0.25)")
       ->capture_default_str()
-      ->check(CLI::IsMember({int64_t(1), int64_t(3)}))
+      ->check(CLI::IsMember(std::vector<int64_t>(std::begin(kReplaceTopKs), std::end(kReplaceTopKs))))
       ->needs(replace_option);
   run->add_option("--execution", execution_text,
                   "Request: one request after another; window: a window's requests advance layer by layer "

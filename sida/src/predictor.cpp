@@ -300,16 +300,14 @@ bool valid_replace_top_k(int64_t k) {
 
 void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k, int32_t* experts, float* scales) {
   PERFMEM_CHECK(valid_replace_top_k(k) && routes.plan_k >= k, "replacement top-k not planned");
-  if (k == 1) {  // the top-1's own probability, as prob holds it (plan_prob[.., 0] is the same value)
-    experts[0] = routes.expert[cell];
-    scales[0] = routes.prob[cell];
-    return;
-  }
-  static constexpr float kDegrading[] = {0.5f, 0.25f, 0.25f};
+  // plan[.., 0] and plan_prob[.., 0] are expert and prob: top-1 is the predicted expert scaled by
+  // its probability.
+  static constexpr float kTop1[] = {1.0f}, kDegrading[] = {0.5f, 0.25f, 0.25f};
+  const float* factors = k == 1 ? kTop1 : kDegrading;
   const size_t pk = size_t(routes.plan_k);
   for (int64_t j = 0; j < k; ++j) {
     experts[j] = routes.plan[cell * pk + size_t(j)];
-    scales[j] = kDegrading[j] * routes.plan_prob[cell * pk + size_t(j)];
+    scales[j] = factors[j] * routes.plan_prob[cell * pk + size_t(j)];
   }
 }
 
