@@ -56,7 +56,8 @@ void add_serve_command(CLI::App& app, ServeCommand& c) {
                                  "/metrics) with continuous batching, until SIGTERM");
   CLI::App* cmd = c.command;
   cmd->add_option("checkpoint", c.checkpoint, "Checkpoint folder (config.json + safetensors)")->required();
-  cmd->add_option("--predictor", c.predictor, "Predictor from `sida train-predictor`: prefetch plans per window");
+  auto* predictor_option =
+      cmd->add_option("--predictor", c.predictor, "Predictor from `sida train-predictor`: prefetch plans per window");
   cmd->add_option("--budget", c.budget, "Fast-tier bytes for experts: a size (2GiB) or a share (25%)")->required();
   cmd->add_option("--policy", c.policy,
                   "Residency policy: all-resident, lru, fifo or prefetch (default: prefetch with --predictor, "
@@ -75,6 +76,17 @@ void add_serve_command(CLI::App& app, ServeCommand& c) {
                   "Experts the predictor's prefetch plans load per token and layer (its k best)")
       ->capture_default_str()
       ->check(whole_number_in("a number of experts", 1, 1 << 20));
+  auto* replace_option =
+      cmd->add_flag("--replace-router", c.replace_router,
+                    "SiDA's mode: each request's encoder tokens (a decoder-only model's prompt tokens) go to the "
+                    "predicted experts; the router is not run there")
+          ->needs(predictor_option);
+  cmd->add_option("--replace-top-k", c.replace_top_k,
+                  "Experts per encoder token with --replace-router: 1 (the predicted expert, scaled by its "
+                  "probability) or 3 (the three best, scaled by their probabilities times 0.5, 0.25, 0.25)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(std::vector<int64_t>(std::begin(kReplaceTopKs), std::end(kReplaceTopKs))))
+      ->needs(replace_option);
   cmd->add_option("--max-body", c.max_body, "Largest request body")->capture_default_str();
   cmd->add_option("--max-prompt-tokens", c.max_prompt_tokens, "Longest prompt, in tokens")
       ->capture_default_str()
@@ -134,6 +146,8 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   bo.window = c.window;
   bo.max_queue = c.max_queue;
   bo.plan_top_k = c.plan_top_k;
+  bo.replace_router = c.replace_router;
+  bo.replace_top_k = c.replace_top_k;
   bo.engine.apply_capacity = !c.no_capacity;
   auto batcher = Batcher::create(**model, **store, predictor.get(), bo);
   if (!batcher) return report_failure(app, batcher.status());
@@ -153,7 +167,8 @@ int run_serve_command(const CLI::App& app, ServeCommand& c) {
   std::cout << "sida serve: listening on http://" << c.host << ":" << *port << " (policy " << policy_name(*policy)
             << ", budget " << format_bytes(double((*store)->num_slots() * (*store)->slot_bytes())) << " = "
             << (*store)->num_slots() << " expert slots, window " << c.window
-            << (predictor ? ", predictor prefetch" : "")
+            << (predictor && *policy == Policy::kPrefetch ? ", predictor prefetch" : "")
+            << (c.replace_router ? ", router " + replaced_router_description(config, c.replace_top_k) : "")
             << (tokenizer ? ", text via " + tokenizer_file_name(config) : "") << ")" << std::endl;
   // SIGTERM and SIGINT wake a thread that drains the server. Libraries start threads of their
   // own before main() (OpenBLAS), so the signal may arrive on any thread: its handler only writes

@@ -57,7 +57,15 @@ Result<std::unique_ptr<Batcher>> Batcher::create(const ModelWeights& model, Expe
   if (store.policy() == Policy::kPrefetch && !predictor)
     return Status(StatusCode::kInvalidInput,
                   "the prefetch policy needs a predictor (--predictor DIR, made by `sida train-predictor`)");
+  if (options.replace_router && !predictor)
+    return Status(StatusCode::kInvalidInput, "router replacement needs a predictor (--predictor DIR)");
   if (predictor) PERFMEM_RETURN_IF_ERROR(check_predictor_fits(predictor->config(), model, "the predictor"));
+  if (options.replace_router) {
+    PERFMEM_RETURN_IF_ERROR(check_router_replacement(model, *predictor, options.replace_top_k));
+    // The predictions load (prefetch) at least the experts a replaced token goes to.
+    options.plan_top_k =
+        std::max(options.plan_top_k, replaced_experts_per_token(model.config(), options.replace_top_k));
+  }
   options.window = std::max<size_t>(1, options.window);
   options.max_queue = std::max<size_t>(1, options.max_queue);
   return std::unique_ptr<Batcher>(new Batcher(model, store, predictor, options));
@@ -66,9 +74,16 @@ Result<std::unique_ptr<Batcher>> Batcher::create(const ModelWeights& model, Expe
 Batcher::Batcher(const ModelWeights& model, ExpertStore& store, const Predictor* predictor, BatcherOptions options)
     : model_(model),
       store_(store),
-      predictor_(store.policy() == Policy::kPrefetch ? predictor : nullptr),
+      predictor_(store.policy() == Policy::kPrefetch || options.replace_router ? predictor : nullptr),
+      plans_loads_(store.policy() == Policy::kPrefetch),
       options_(options),
       engine_(model, store, options.engine) {
+  if (options_.replace_router)
+    engine_.set_router_replacement(predicted_router_replacement(model, *predictor_, options_.replace_top_k,
+                                                                [this](int32_t sequence) -> const Predictor::Routes& {
+                                                                  return *call_routes_[size_t(sequence)];
+                                                                }),
+                                   replaced_experts_per_token(model.config(), options_.replace_top_k));
   run_ahead_ = std::thread([this] { run_ahead_loop(); });
   inference_ = std::thread([this] { inference_loop(); });
 }
@@ -139,8 +154,8 @@ void Batcher::run_ahead_loop() {
     if (!planned_) planned_ = std::make_unique<Window>();
     Window& w = *planned_;
     w.jobs.insert(w.jobs.end(), taken.begin(), taken.end());
-    if (predictor_) {
-      w.routes.insert(w.routes.end(), routes.begin(), routes.end());
+    if (predictor_) w.routes.insert(w.routes.end(), routes.begin(), routes.end());
+    if (plans_loads_) {
       // The engine runs the window's encoder-only jobs first, then its generations.
       std::vector<Predictor::Routes> encode_routes, generate_routes;
       for (size_t i = 0; i < w.jobs.size(); ++i)
@@ -174,11 +189,13 @@ void Batcher::inference_loop() {
 }
 
 void Batcher::run_window(Window& window) {
-  if (predictor_) store_.set_upcoming(window.accesses);
+  if (plans_loads_) store_.set_upcoming(window.accesses);
   std::vector<Job*> encodes, generations;
+  std::vector<const Predictor::Routes*> encode_routes, generate_routes;  // replacement mode
   uint64_t cancelled = 0, prompt_tokens = 0;
   const auto now = Job::Clock::now();
-  for (const auto& job : window.jobs) {
+  for (size_t i = 0; i < window.jobs.size(); ++i) {
+    const auto& job = window.jobs[i];
     if (job->cancelled) {
       finish(*job);
       ++cancelled;
@@ -190,6 +207,7 @@ void Batcher::run_window(Window& window) {
     }
     prompt_tokens += job->tokens.size();
     (job->generate ? generations : encodes).push_back(job.get());
+    if (options_.replace_router) (job->generate ? generate_routes : encode_routes).push_back(&window.routes[i]);
   }
   uint64_t failed = 0, generated = 0;
   auto fail_all = [&](const std::vector<Job*>& jobs, const Status& status) {
@@ -199,6 +217,7 @@ void Batcher::run_window(Window& window) {
   if (!encodes.empty()) {
     std::vector<std::vector<int32_t>> batch;
     for (Job* job : encodes) batch.push_back(job->tokens);
+    call_routes_ = encode_routes;
     auto enc = guarded([&] { return engine_.encode_window(batch); });
     if (!enc.ok()) {
       fail_all(encodes, enc.status());
@@ -238,6 +257,7 @@ void Batcher::run_window(Window& window) {
       job.changed.notify_all();
       return !done && !job.cancelled;
     };
+    call_routes_ = generate_routes;
     auto gen = guarded([&] { return engine_.generate_window(batch, options, on_token); });
     if (!gen.ok()) {
       fail_all(generations, gen.status());

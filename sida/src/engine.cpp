@@ -115,7 +115,7 @@ void Engine::route_top_k(LayerRouting* r) const {
 }
 
 void Engine::route(const MoeLayerRef& layer, int64_t decode_step, const float* normed,
-                   const std::vector<RoutedToken>& tokens, LayerRouting* r) const {
+                   const std::vector<RoutedToken>& tokens, int32_t window_request, LayerRouting* r) const {
   const SwitchConfig& c = model_.config();
   const int64_t d = c.d_model, E = c.num_experts, n = int64_t(tokens.size());
   // Gather the routed rows: F32 [n, d].
@@ -132,7 +132,9 @@ void Engine::route(const MoeLayerRef& layer, int64_t decode_step, const float* n
     r->dropped.assign(size_t(n), 0);
     r->uses.assign(size_t(E), 0);
     for (int64_t t = 0; t < n; ++t) {
-      replacement_(layer.moe_layer, tokens[size_t(t)].position, &r->choice[size_t(t * k)], &r->weight[size_t(t * k)]);
+      const RoutedToken& token = tokens[size_t(t)];
+      replacement_(window_request >= 0 ? window_request : token.row, layer.moe_layer, token.position,
+                   &r->choice[size_t(t * k)], &r->weight[size_t(t * k)]);
       for (int64_t j = t * k; j < (t + 1) * k; ++j) {
         PERFMEM_CHECK(r->choice[size_t(j)] >= 0 && r->choice[size_t(j)] < E, "replacement expert out of range");
         r->uses[size_t(r->choice[size_t(j)])] = 1;
@@ -320,7 +322,7 @@ void Engine::finish_moe_layer(const MoeLayerRef& layer, int64_t decode_step, Lay
 Status Engine::moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                          const std::vector<RoutedToken>& tokens) {
   LayerRouting routing;
-  route(layer, decode_step, normed, tokens, &routing);
+  route(layer, decode_step, normed, tokens, -1, &routing);
   // Experts in ascending id order; each computes its tokens as one matrix product.
   ExpertScratch scratch;
   const int64_t E = model_.config().num_experts;
@@ -435,7 +437,7 @@ Status Engine::window_moe_layer(const MoeLayerRef& layer, int64_t decode_step,
   const int64_t E = c.num_experts, d = c.d_model;
   std::vector<LayerRouting> routings(members.size());
   for (size_t i = 0; i < members.size(); ++i)
-    route(layer, decode_step, members[i].normed, *members[i].tokens, &routings[i]);
+    route(layer, decode_step, members[i].normed, *members[i].tokens, members[i].request, &routings[i]);
   // Whether every request sends each expert at most kLinearStreamingMaxRows rows (a decoding
   // step: one token per request), so that every expert's rows take the streaming kernel.
   auto all_rows_stream = [&] {

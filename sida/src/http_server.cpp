@@ -527,6 +527,9 @@ std::string HttpServer::Impl::metrics() const {
   metric("sida_queue_depth", "gauge", "Requests waiting for a window", double(b.queue_depth));
   metric("sida_requests_running", "gauge", "Requests in the window being planned or run", double(b.running));
   metric("sida_window_size_max", "gauge", "Most requests per window", double(batcher.options().window));
+  metric("sida_router_replaced", "gauge",
+         "1: SiDA's router replacement routes the requests' own tokens (the predictor's experts); 0: exact mode",
+         batcher.options().replace_router ? 1.0 : 0.0);
   metric("sida_expert_accesses_total", "counter", "Experts acquired by the engine", double(s.accesses));
   metric("sida_fast_tier_hits_total", "counter", "Acquisitions that found the expert resident", double(s.hits));
   metric("sida_fast_tier_hit_rate", "gauge", "Fast-tier hits per acquisition since start", s.hit_rate());

@@ -324,6 +324,49 @@ void predicted_top_k_choice(const Predictor::Routes& routes, size_t cell, int64_
   }
 }
 
+Status check_router_replacement(const ModelWeights& model, const Predictor& predictor, int64_t replace_top_k) {
+  const SwitchConfig& c = model.config();
+  if (c.is_decoder_only() && replace_top_k != 1)
+    return input_error("--replace-top-k", "value",
+                       "1 for a decoder-only model (its prompt's tokens go to the predicted "
+                       "num_experts_per_tok experts, weighted by its router's rule)",
+                       std::to_string(replace_top_k));
+  if (!valid_replace_top_k(replace_top_k))
+    return input_error("--replace-top-k", "value", "1 or 3 (SiDA's top-1, or its top-3 with degrading factors)",
+                       std::to_string(replace_top_k));
+  if (replace_top_k > c.num_experts)
+    return input_error("--replace-top-k", "value", "at most the model's " + std::to_string(c.num_experts) + " experts",
+                       std::to_string(replace_top_k));
+  return check_predictor_fits(predictor.config(), model, "the predictor");
+}
+
+int64_t replaced_experts_per_token(const SwitchConfig& config, int64_t replace_top_k) {
+  return config.is_decoder_only() ? config.experts_per_token : replace_top_k;
+}
+
+std::string replaced_router_description(const SwitchConfig& config, int64_t replace_top_k) {
+  if (config.is_decoder_only())
+    return "replaced by the predictor (prompt tokens, top-" + std::to_string(config.experts_per_token) +
+           " by the router's rule)";
+  return replace_top_k == 1 ? "replaced by the predictor (encoder, top-1)"
+                            : "replaced by the predictor (encoder, top-3, degrading factors 0.5, 0.25, 0.25)";
+}
+
+RouterReplacement predicted_router_replacement(const ModelWeights& model, const Predictor& predictor,
+                                               int64_t replace_top_k, RoutesOfSequence routes_of) {
+  const SwitchConfig& c = model.config();
+  const int64_t k = replaced_experts_per_token(c, replace_top_k), M = predictor.config().num_moe_layers;
+  const bool decoder_only = c.is_decoder_only(), normalize = c.decoder_only.norm_topk_prob;
+  return [=, routes_of = std::move(routes_of)](int32_t sequence, int64_t moe_layer, int32_t position, int32_t* experts,
+                                               float* scales) {
+    const size_t cell = size_t(position) * size_t(M) + size_t(moe_layer);
+    if (decoder_only)
+      predicted_top_k_choice(routes_of(sequence), cell, k, normalize, experts, scales);
+    else
+      replacement_choice(routes_of(sequence), cell, k, experts, scales);
+  };
+}
+
 std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t M, int64_t E,
                                         bool layer_by_layer) {
   std::vector<int32_t> out;

@@ -318,26 +318,12 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     if (options.predictor)
       PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
   }
-  if (options.replace_router && (!options.predictor || options.execution != Execution::kRequest))
-    return Status(StatusCode::kInvalidInput,
-                  "router replacement needs a predictor (--predictor DIR) and request execution");
-  const bool decoder_only = model.config().is_decoder_only();
-  if (options.replace_router && decoder_only && options.replace_top_k != 1)
-    return input_error("--replace-top-k", "value",
-                       "1 for a decoder-only model (its prompt's tokens go to the predicted "
-                       "num_experts_per_tok experts, weighted by its router's rule)",
-                       std::to_string(options.replace_top_k));
-  if (options.replace_router && !valid_replace_top_k(options.replace_top_k))
-    return input_error("--replace-top-k", "value", "1 or 3 (SiDA's top-1, or its top-3 with degrading factors)",
-                       std::to_string(options.replace_top_k));
-  if (options.replace_router && options.replace_top_k > model.config().num_experts)
-    return input_error("--replace-top-k", "value",
-                       "at most the model's " + std::to_string(model.config().num_experts) + " experts",
-                       std::to_string(options.replace_top_k));
+  if (options.replace_router && !options.predictor)
+    return Status(StatusCode::kInvalidInput, "router replacement needs a predictor (--predictor DIR)");
   if (options.replace_router)
-    PERFMEM_RETURN_IF_ERROR(check_predictor_fits(options.predictor->config(), model, "the predictor"));
+    PERFMEM_RETURN_IF_ERROR(check_router_replacement(model, *options.predictor, options.replace_top_k));
   // The plans load at least the experts a replaced token goes to.
-  const int64_t replaced_k = decoder_only ? model.config().experts_per_token : options.replace_top_k;
+  const int64_t replaced_k = replaced_experts_per_token(model.config(), options.replace_top_k);
   const int64_t plan_top_k = options.replace_router ? std::max(options.plan_top_k, replaced_k) : options.plan_top_k;
   const bool prefetch = store.policy() == Policy::kPrefetch;
   double predictor_s = 0;  // written by the run-ahead thread, read after join()
@@ -379,18 +365,15 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
 
   Engine engine(model, store, options.engine);
   ServeReport report;
-  const Predictor::Routes* current_routes = nullptr;  // the running request's, in replacement mode
+  // Replacement mode: the routes of the engine call's first request (the running request in
+  // request execution, the window's first in window execution); a token's are its sequence's.
+  const Predictor::Routes* call_routes = nullptr;
   if (options.replace_router)
-    engine.set_router_replacement(
-        [&](int64_t moe_layer, int32_t position, int32_t* experts, float* scales) {
-          const size_t cell = size_t(position) * size_t(options.predictor->config().num_moe_layers) + size_t(moe_layer);
-          if (decoder_only)
-            predicted_top_k_choice(*current_routes, cell, replaced_k, model.config().decoder_only.norm_topk_prob,
-                                   experts, scales);
-          else
-            replacement_choice(*current_routes, cell, replaced_k, experts, scales);
-        },
-        replaced_k);
+    engine.set_router_replacement(predicted_router_replacement(model, *options.predictor, options.replace_top_k,
+                                                               [&](int32_t sequence) -> const Predictor::Routes& {
+                                                                 return call_routes[sequence];
+                                                               }),
+                                  replaced_k);
   // Router decisions go to the request being run: the current one in request execution, the
   // window's first plus the visit's index in window execution.
   size_t current_request = 0, window_first = 0;
@@ -418,6 +401,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
       // the window's, measured from the moment the window started.
       Stopwatch sw;
       window_first = plan->first;
+      if (options.replace_router) call_routes = plan->routes.data();
       std::vector<Request> batch(requests.begin() + std::ptrdiff_t(plan->first),
                                  requests.begin() + std::ptrdiff_t(plan->first + plan->count));
       const std::string which =
@@ -461,7 +445,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
     for (size_t r = plan->first; r < plan->first + plan->count && failure.ok(); ++r) {
       Stopwatch sw;
       current_request = r;
-      if (options.replace_router) current_routes = &plan->routes[r - plan->first];
+      if (options.replace_router) call_routes = &plan->routes[r - plan->first];
       RequestResult& out = report.results[r];
       report.input_tokens += requests[r].size();
       if (options.generate) {
@@ -498,11 +482,7 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   report.plans = !prefetch ? "none" : options.predictor ? "predictor" : "oracle";
   report.predictor_s = predictor_s;
   report.replace_router = options.replace_router;
-  if (options.replace_router)
-    report.router = decoder_only ? "replaced by the predictor (prompt tokens, top-" + std::to_string(replaced_k) +
-                                       " by the router's rule)"
-                    : replaced_k == 1 ? "replaced by the predictor (encoder, top-1)"
-                                      : "replaced by the predictor (encoder, top-3, degrading factors 0.5, 0.25, 0.25)";
+  if (options.replace_router) report.router = replaced_router_description(model.config(), options.replace_top_k);
   report.latency_ms = summarize(latencies);
   report.peak_rss_bytes = peak_rss_bytes();
   report.store = store.stats();

@@ -178,6 +178,16 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
     EXPECT_EQ(bench.exit_code, 2) << args << "\n" << bench.output;
     EXPECT_NE(bench.output.find(words), std::string::npos) << bench.output;
   }
+  // `serve`'s replacement options need what they build on; usage errors before anything listens.
+  const std::pair<std::string, std::string> serve_cases[] = {
+      {"--replace-router", "--replace-router requires --predictor"},
+      {"--replace-top-k 3", "--replace-top-k requires --replace-router"},
+      {"--predictor " + dir + " --replace-router --replace-top-k 2", "--replace-top-k"}};
+  for (const auto& [args, words] : serve_cases) {
+    auto serve = run_command(sida() + " serve " + dir + " --budget 25% --port 0 " + args + " 2>&1");
+    EXPECT_EQ(serve.exit_code, 2) << args << "\n" << serve.output;
+    EXPECT_NE(serve.output.find(words), std::string::npos) << args << "\n" << serve.output;
+  }
   // A config claiming a billion experts is refused by name, not by an abort.
   auto config = *perfmem::read_json_file(dir + "/config.json");
   const auto original = config;

@@ -367,7 +367,7 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   ASSERT_TRUE(want.ok());
   Engine replaced(*m.model, *m.store);
   int64_t calls = 0;
-  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+  replaced.set_router_replacement([&](int32_t, int64_t layer, int32_t position, int32_t* expert, float* scale) {
     *expert = choice[size_t(layer)][size_t(position)];
     *scale = prob[size_t(layer)][size_t(position)];
     ++calls;
@@ -378,7 +378,7 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   EXPECT_EQ(got->tokens, want->tokens);
   EXPECT_EQ(got->logits, want->logits);
   // Another expert changes the result.
-  replaced.set_router_replacement([&](int64_t layer, int32_t position, int32_t* expert, float* scale) {
+  replaced.set_router_replacement([&](int32_t, int64_t layer, int32_t position, int32_t* expert, float* scale) {
     *expert = (choice[size_t(layer)][size_t(position)] + 1) % int32_t(m.model->config().num_experts);
     *scale = prob[size_t(layer)][size_t(position)];
   });
@@ -389,7 +389,7 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   // results, and the observer sees three choices per encoder token (the decoder's routers one).
   const int32_t E = int32_t(m.model->config().num_experts);
   replaced.set_router_replacement(
-      [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+      [&](int32_t, int64_t layer, int32_t position, int32_t* experts, float* scales) {
         const int32_t own = choice[size_t(layer)][size_t(position)];
         experts[0] = own;
         experts[1] = (own + 1) % E;
@@ -411,7 +411,7 @@ TEST_F(PredictorTest, ReplacementThatRepeatsTheRouterIsExact) {
   EXPECT_NE(std::find(seen_k.begin(), seen_k.end(), 1), seen_k.end());
   // Given weight, the other two move the result.
   replaced.set_router_replacement(
-      [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+      [&](int32_t, int64_t layer, int32_t position, int32_t* experts, float* scales) {
         const int32_t own = choice[size_t(layer)][size_t(position)];
         for (int j = 0; j < 3; ++j) experts[j] = (own + j) % E;
         scales[0] = 0.5f * prob[size_t(layer)][size_t(position)];
@@ -537,12 +537,28 @@ TEST_F(PredictorTest, ServeReplacesTheRouterWithThePredictor) {
   EXPECT_EQ(same["logits_relative_error"].get<double>(), 0.0);
   EXPECT_EQ(same["generated_id_agreement"].get<double>(), 1.0);
   EXPECT_EQ(same["sequences_identical"].get<uint64_t>(), requests.size());
-  // Replacement needs the predictor and request execution.
+  // Replacement needs the predictor.
   opt.replace_router = true;
   EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+  // Window execution (several requests' tokens in one call; each takes its own request's routes)
+  // gives request execution's bits, windows of 4 over 6 requests (a full and a partial one).
   opt.predictor = predictor->get();
   opt.execution = Execution::kWindow;
-  EXPECT_FALSE(serve(*model_, **all, requests, opt).ok());
+  opt.window = 4;
+  auto store_w = ExpertStore::create(*model_, so);
+  ASSERT_TRUE(store_w.ok());
+  auto windowed = serve(*model_, **store_w, requests, opt);
+  ASSERT_TRUE(windowed.ok()) << windowed.status().to_string();
+  EXPECT_EQ(windowed->router, report->router);
+  for (size_t r = 0; r < requests.size(); ++r) {
+    SCOPED_TRACE("request " + std::to_string(r));
+    EXPECT_EQ(windowed->results[r].generated, report->results[r].generated);
+    EXPECT_EQ(windowed->results[r].logits, report->results[r].logits);
+    EXPECT_EQ(windowed->results[r].encoder_hidden, report->results[r].encoder_hidden);
+    ASSERT_EQ(windowed->results[r].routes.size(), report->results[r].routes.size());
+    for (size_t v = 0; v < report->results[r].routes.size(); ++v)
+      EXPECT_EQ(windowed->results[r].routes[v].expert, report->results[r].routes[v].expert);
+  }
 }
 
 TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
@@ -757,7 +773,7 @@ void expect_decoder_only_predictor_works(const std::string& preset) {
     Engine replaced(model, **store);
     int64_t calls = 0;
     replaced.set_router_replacement(
-        [&](int64_t layer, int32_t position, int32_t* experts, float* scales) {
+        [&](int32_t, int64_t layer, int32_t position, int32_t* experts, float* scales) {
           const auto& mine = own.at({layer, position});
           for (int64_t j = 0; j < k; ++j) std::tie(experts[j], scales[j]) = mine[size_t(j)];
           ++calls;
@@ -793,6 +809,20 @@ void expect_decoder_only_predictor_works(const std::string& preset) {
     }
     EXPECT_EQ(prompt_visits, M);
   }
+  // Window execution (a window's prompts in one call, each token taking its own request's
+  // routes) gives request execution's bits.
+  so.execution = Execution::kWindow;
+  auto windowed = serve(model, **store, requests, so);
+  ASSERT_TRUE(windowed.ok()) << windowed.status().to_string();
+  for (size_t r = 0; r < requests.size(); ++r) {
+    SCOPED_TRACE("request " + std::to_string(r));
+    EXPECT_EQ(windowed->results[r].generated, replaced->results[r].generated);
+    EXPECT_EQ(windowed->results[r].logits, replaced->results[r].logits);
+    ASSERT_EQ(windowed->results[r].routes.size(), replaced->results[r].routes.size());
+    for (size_t v = 0; v < replaced->results[r].routes.size(); ++v)
+      EXPECT_EQ(windowed->results[r].routes[v].expert, replaced->results[r].routes[v].expert);
+  }
+  so.execution = Execution::kRequest;
   // SiDA's top-3 with degrading factors is Switch's: refused by name for a decoder-only model.
   so.replace_top_k = 3;
   auto refused = serve(model, **store, requests, so);

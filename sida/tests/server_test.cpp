@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <optional>
@@ -69,7 +70,9 @@ struct ServerSetup {
   size_t window = 8, max_queue = 64, budget_slots = 4;
   bool gated = false;
   bool tokenizer = false;
-  bool predictor = false;  // the prefetch policy with a (random) predictor's plans
+  bool predictor = false;       // the prefetch policy with a (random) predictor's plans
+  bool replace_router = false;  // SiDA's mode, driven by that predictor (needs `predictor`)
+  int64_t replace_top_k = 1;
   HttpServerOptions http;
 };
 
@@ -131,6 +134,8 @@ class TestServer {
     BatcherOptions bo;
     bo.window = setup.window;
     bo.max_queue = setup.max_queue;
+    bo.replace_router = setup.replace_router;
+    bo.replace_top_k = setup.replace_top_k;
     auto batcher = Batcher::create(*model_, *store_, predictor_.get(), bo);
     EXPECT_TRUE(batcher.ok()) << batcher.status().to_string();
     batcher_ = std::move(*batcher);
@@ -388,6 +393,77 @@ TEST(SidaServer, PredictedPrefetchStaysExactUnderConcurrentRequests) {
   const std::string metrics = server.http().metrics_text();
   EXPECT_EQ(metrics.find("sida_predictor_seconds_total 0\n"), std::string::npos) << metrics;
   EXPECT_EQ(metrics.find("sida_expert_prefetch_loads_total 0\n"), std::string::npos) << metrics;
+}
+
+// SiDA's router replacement in the server: concurrent requests, windows mixing completions and
+// encodings, get what serve() with the same predictor and replacement gives them one at a time,
+// with the top-1 and the top-3 replacement; the outputs are not exact mode's (a random predictor).
+TEST(SidaServer, RouterReplacementAnswersAsServeDoesOneRequestAtATime) {
+  for (int64_t k : {1, 3}) {
+    SCOPED_TRACE("top-" + std::to_string(k));
+    ServerSetup setup;
+    setup.predictor = true;
+    setup.replace_router = true;
+    setup.replace_top_k = k;
+    setup.window = 4;
+    TestServer server(setup);
+    // The reference: serve() with every expert resident, request by request.
+    testing::LoadedModel m = testing::load_model(tiny_checkpoint());
+    auto predictor = Predictor::load(tiny_checkpoint() + "/predictor", *m.model);
+    ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+    ServeOptions so;
+    so.predictor = predictor->get();
+    so.replace_router = true;
+    so.replace_top_k = k;
+    so.keep_outputs = true;
+    so.max_new_tokens = 5;
+    auto generated = serve(*m.model, *m.store, prompts(), so);
+    ASSERT_TRUE(generated.ok()) << generated.status().to_string();
+    so.generate = false;
+    auto encoded = serve(*m.model, *m.store, prompts(), so);
+    ASSERT_TRUE(encoded.ok()) << encoded.status().to_string();
+    std::atomic<int> differ_from_exact{0};
+    std::vector<std::thread> clients;
+    for (size_t i = 0; i < prompts().size(); ++i)
+      clients.emplace_back([&, i] {
+        auto client = server.client();
+        const Reference exact = reference(tiny_checkpoint(), prompts()[i], 5);
+        if (i % 3 == 2) {
+          Json e = post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200);
+          std::vector<float> got;
+          for (const Json& row : e["encoder_states"])
+            for (const Json& v : row) got.push_back(v.get<float>());
+          EXPECT_EQ(got, encoded->results[i].encoder_hidden) << "prompt " << i;
+          differ_from_exact += got != exact.encoder;
+        } else {
+          Json r = post_json(*client, "/v1/completions", {{"prompt", prompts()[i]}, {"max_tokens", 5}}, 200);
+          const std::vector<int32_t> ids = ids_of(r["choices"][0]["token_ids"]);
+          EXPECT_EQ(ids, generated->results[i].generated) << "prompt " << i;
+          differ_from_exact += ids != exact.generated;
+        }
+      });
+    for (auto& t : clients) t.join();
+    EXPECT_GT(differ_from_exact.load(), 0);
+    EXPECT_NE(server.http().metrics_text().find("sida_router_replaced 1\n"), std::string::npos);
+  }
+}
+
+TEST(SidaServer, RouterReplacementIsRefusedWithoutAPredictorOrWithAnUnknownTopK) {
+  testing::LoadedModel m = testing::load_model(tiny_checkpoint());
+  BatcherOptions bo;
+  bo.replace_router = true;
+  auto none = Batcher::create(*m.model, *m.store, nullptr, bo);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().to_string().find("predictor"), std::string::npos) << none.status().to_string();
+  testing::write_random_predictor(tiny_checkpoint() + "/predictor-k", testing::predictor_config_for(*m.model));
+  auto predictor = Predictor::load(tiny_checkpoint() + "/predictor-k", *m.model);
+  ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  bo.replace_top_k = 2;
+  auto two = Batcher::create(*m.model, *m.store, predictor->get(), bo);
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.status().to_string().find("--replace-top-k"), std::string::npos) << two.status().to_string();
+  bo.replace_top_k = 1;
+  EXPECT_TRUE(Batcher::create(*m.model, *m.store, predictor->get(), bo).ok());
 }
 
 TEST(SidaServer, StreamingSendsOneEventPerTokenThenDone) {

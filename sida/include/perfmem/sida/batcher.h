@@ -15,9 +15,12 @@
 // Tokens reach a job as each decoding step ends; a job that finishes (end id or its own
 // max_new_tokens) is finished at once, not when its window ends. A cancelled job is dropped
 // before its window starts, or leaves its window at the next step.
-// Exact mode only: the true routers decide, so every job's tokens and encoder states are those
-// of Engine::generate({tokens}) / encode({tokens}) (window execution's invariant), whatever the
-// window, the other requests, the policy and the budget.
+// In exact mode (the default) the true routers decide, so every job's tokens and encoder states
+// are those of Engine::generate({tokens}) / encode({tokens}) (window execution's invariant),
+// whatever the window, the other requests, the policy and the budget. With replace_router
+// (SiDA's mode) the run-ahead thread's predictions route each job's encoder tokens (a
+// decoder-only model's prompt tokens) instead: every job's outputs are then those of
+// serve() with the same replacement, again whatever the window and the other requests.
 #pragma once
 
 #include <atomic>
@@ -33,10 +36,9 @@
 #include "perfmem/core/status.h"
 #include "perfmem/sida/engine.h"
 #include "perfmem/sida/expert_store.h"
+#include "perfmem/sida/predictor.h"
 
 namespace perfmem::sida {
-
-class Predictor;
 
 // One request and its progress, shared by the client that submitted it and the batcher.
 // Fields below `mutex` change under it (notify `changed`); the rest is fixed at submission.
@@ -74,6 +76,10 @@ struct BatcherOptions {
   size_t window = 8;       // most requests per window
   size_t max_queue = 64;   // most requests waiting for a window (beyond: Admission::kFull)
   int64_t plan_top_k = 1;  // experts planned per token and layer (ServeOptions::plan_top_k)
+  // SiDA's router replacement (ServeOptions::replace_router, replace_top_k); needs the predictor,
+  // under any policy (with prefetch, the same predictions also plan the loads).
+  bool replace_router = false;
+  int64_t replace_top_k = 1;
   EngineOptions engine;
 };
 
@@ -90,7 +96,7 @@ struct BatcherStats {
 class Batcher {
  public:
   // The model, store and predictor (may be null) must outlive the batcher. With the prefetch
-  // policy the predictor is required (an error otherwise: there is nothing to plan from).
+  // policy or replace_router the predictor is required (an error otherwise).
   static Result<std::unique_ptr<Batcher>> create(const ModelWeights& model, ExpertStore& store,
                                                  const Predictor* predictor, BatcherOptions options);
   // Closes and drains (see close()).
@@ -104,7 +110,6 @@ class Batcher {
   BatcherStats stats() const;
   const BatcherOptions& options() const { return options_; }
   const ExpertStore& store() const { return store_; }
-  bool has_predictor() const { return predictor_ != nullptr; }
 
  private:
   struct Window;
@@ -115,9 +120,12 @@ class Batcher {
 
   const ModelWeights& model_;
   ExpertStore& store_;
-  const Predictor* predictor_;
+  const Predictor* predictor_;  // null unless it plans loads (prefetch) or replaces routers
+  const bool plans_loads_;      // the prefetch policy: the predictions become the store's plan
   BatcherOptions options_;
   Engine engine_;
+  // Replacement mode: the routes of each request of the engine call running (inference thread).
+  std::vector<const Predictor::Routes*> call_routes_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

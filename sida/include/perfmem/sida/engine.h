@@ -98,13 +98,16 @@ using MoeObserver = std::function<void(const MoeLayerVisit&)>;
 
 // SiDA's router replacement: at a MoE layer the request's own tokens pass through before
 // generation (Switch's encoder layers; every MoE layer of a decoder-only model at its prompt
-// step), the k experts a routed token goes to and the scale of each one's output, given the layer
-// and the token's position in its sequence, instead of the router's decision (k set with
+// step), the k experts a routed token goes to and the scale of each one's output, given the
+// token's sequence (its row in encode()/generate()'s batch, or its request's index in
+// encode_window()/generate_window()'s window), the layer and the token's position in its
+// sequence, instead of the router's decision (k set with
 // Engine::set_router_replacement: SiDA's top-1 gives the predicted expert and its probability;
 // its top-3 the three best, scaled by degrading factors). The router is not run there and expert
 // capacity is not applied; the observer sees zero router logits and k choices per token.
 // Switch's decoder layers and a decoder-only model's generated tokens route as usual.
-using RouterReplacement = std::function<void(int64_t moe_layer, int32_t position, int32_t* experts, float* scales)>;
+using RouterReplacement =
+    std::function<void(int32_t sequence, int64_t moe_layer, int32_t position, int32_t* experts, float* scales)>;
 
 struct EngineOptions {
   bool apply_capacity = true;  // Hugging Face's expert capacity; off = every token gets its expert
@@ -205,8 +208,9 @@ class Engine {
   Status moe_layer(const MoeLayerRef& layer, int64_t decode_step, const float* normed, float* x,
                    const std::vector<RoutedToken>& tokens);
   // decode_step: -1 in Switch's encoder, else the generation step (0: a decoder-only prompt).
+  // window_request: the tokens' request in a window, or -1 (their rows are their sequences).
   void route(const MoeLayerRef& layer, int64_t decode_step, const float* normed, const std::vector<RoutedToken>& tokens,
-             LayerRouting* routing) const;
+             int32_t window_request, LayerRouting* routing) const;
   // Hugging Face's Mixtral / Qwen2-MoE routing of r->logits: softmax in fp32, the k largest (the
   // first on ties), renormalised to sum 1 (Qwen2-MoE: only with norm_topk_prob).
   void route_top_k(LayerRouting* r) const;

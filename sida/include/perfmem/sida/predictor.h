@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,6 +39,7 @@
 #include "perfmem/core/packed_gemm.h"
 #include "perfmem/core/status.h"
 #include "perfmem/sida/checkpoint.h"
+#include "perfmem/sida/engine.h"
 #include "perfmem/sida/routes_dataset.h"
 
 namespace perfmem::sida {
@@ -143,6 +145,24 @@ void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k,
 // `normalize` (Mixtral; Qwen2-MoE's norm_topk_prob). routes.plan_k must be >= k.
 void predicted_top_k_choice(const Predictor::Routes& routes, size_t cell, int64_t k, bool normalize, int32_t* experts,
                             float* scales);
+
+// SiDA's router replacement as a whole (`sida run --replace-router`, `sida serve --replace-router`).
+// Whether `predictor` can replace `model`'s routers with `replace_top_k` experts per token: it
+// fits the model, the k is one of kReplaceTopKs and at most the model's experts, and it is 1 for a
+// decoder-only model (whose prompt tokens take its num_experts_per_tok); errors name --replace-top-k.
+Status check_router_replacement(const ModelWeights& model, const Predictor& predictor, int64_t replace_top_k);
+// The experts a replaced token goes to: replace_top_k (Switch), num_experts_per_tok (decoder-only).
+// Routes that drive the replacement must be predicted with at least this plan_k.
+int64_t replaced_experts_per_token(const SwitchConfig& config, int64_t replace_top_k);
+// How tokens are routed under the replacement, in words, for reports.
+std::string replaced_router_description(const SwitchConfig& config, int64_t replace_top_k);
+// The engine's callback (Engine::set_router_replacement, with replaced_experts_per_token): a
+// token's experts and scales from routes_of(its sequence), by replacement_choice (Switch) or
+// predicted_top_k_choice (decoder-only).
+using RoutesOfSequence = std::function<const Predictor::Routes&(int32_t sequence)>;
+RouterReplacement predicted_router_replacement(const ModelWeights& model, const Predictor& predictor,
+                                               int64_t replace_top_k, RoutesOfSequence routes_of);
+
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
 

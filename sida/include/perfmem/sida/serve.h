@@ -61,9 +61,10 @@ struct ServeOptions {
   // Experts the predictor's plans load per token and layer: its plan_top_k best (1: the top-1).
   // More loads, fewer on-demand misses where the top-1 is often wrong.
   int64_t plan_top_k = 1;
-  // SiDA's own mode (needs `predictor`, request execution): encoder tokens go to the predicted
-  // experts, scaled by the predicted probability; the encoder's routers are not run and expert
-  // capacity is not applied. Outputs move away from exact mode (compare_to_exact measures it).
+  // SiDA's own mode (needs `predictor`; request or window execution, the same bits): encoder
+  // tokens go to the predicted experts, scaled by the predicted probability; the encoder's
+  // routers are not run and expert capacity is not applied. Outputs move away from exact mode
+  // (compare_to_exact measures it).
   bool replace_router = false;
   // Experts each encoder token goes to when replacing: 1 (SiDA's SST2 setting) or 3, mixed with
   // degrading factors 0.5, 0.25, 0.25 (MRPC, MultiRC); see replacement_choice. The plans then load
