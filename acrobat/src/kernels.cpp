@@ -12,6 +12,8 @@
 #include <mutex>
 #include <thread>
 
+#include "perfmem/core/fast_math.h"
+
 namespace perfmem::acrobat::kernels {
 namespace {
 
@@ -27,29 +29,6 @@ bool contiguous(const float* const* p, int n, int64_t stride) {
   return true;
 }
 
-// exp(x) by range reduction and a degree-6 polynomial (Cephes coefficients): about 1 ulp
-// in float, and plain arithmetic so the compiler vectorises the loops that call it.
-inline float fast_exp(float x) {
-  x = std::min(88.0f, std::max(-88.0f, x));
-  float t = x * 1.44269504088896341f;
-  // Rounded half away from zero, written without a branch so that every clone vectorises
-  // (a conditional here kept the AVX2 and baseline loops scalar).
-  float n = std::trunc(t + std::copysign(0.5f, t));
-  int ni = static_cast<int>(n);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  float e = p * r * r + r + 1.0f;
-  int32_t bits = (ni + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return e * scale;
-}
-
 // x86-64: the elementwise loops are cloned for AVX-512, AVX2 and the baseline (chosen once per
 // process). Elsewhere (aarch64) they compile to the native SIMD as they are.
 #if defined(__x86_64__)
@@ -58,24 +37,12 @@ inline float fast_exp(float x) {
 #define PERFMEM_ACROBAT_CLONES
 #endif
 
-// NaN stays NaN, like std::exp / std::tanh in the reference twins: fast_exp's clamp would
-// otherwise turn it into a finite value (std::max(-88, NaN) is -88).
+// NaN stays NaN, like std::exp / std::tanh in the reference twins (core/fast_math.h).
 PERFMEM_ACROBAT_CLONES void sigmoid_loop(const float* __restrict x, float* __restrict y, int64_t size) {
-  for (int64_t i = 0; i < size; ++i) {
-    float s = 1.0f / (1.0f + fast_exp(-x[i]));
-    y[i] = x[i] != x[i] ? x[i] : s;
-  }
+  for (int64_t i = 0; i < size; ++i) y[i] = fast_sigmoid(x[i]);
 }
 PERFMEM_ACROBAT_CLONES void tanh_loop(const float* __restrict x, float* __restrict y, int64_t size) {
-  for (int64_t i = 0; i < size; ++i) {
-    // tanh(x) = sign(x) (1 - e) / (1 + e) with e = exp(-2|x|): no overflow, no cancellation
-    // for large |x|; near 0 the absolute error stays at float epsilon.
-    float a = std::fabs(x[i]);
-    float e = fast_exp(-2.0f * a);
-    float t = (1.0f - e) / (1.0f + e);
-    t = x[i] < 0 ? -t : t;
-    y[i] = x[i] != x[i] ? x[i] : t;
-  }
+  for (int64_t i = 0; i < size; ++i) y[i] = fast_tanh(x[i]);
 }
 PERFMEM_ACROBAT_CLONES void add_loop(const float* __restrict a, const float* __restrict b, float* __restrict y,
                                      int64_t size) {

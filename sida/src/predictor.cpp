@@ -8,6 +8,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "perfmem/core/fast_math.h"
 #include "perfmem/core/io.h"
 #include "perfmem/core/safetensors.h"
 #include "perfmem/sida/kernels.h"
@@ -30,12 +31,26 @@ Status config_int(const Json& j, const std::string& file, const std::string& key
   return Status::Ok();
 }
 
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// x86-64: the gate loop is cloned for AVX-512, AVX2 and the baseline (chosen once per process);
+// elsewhere it compiles to the native SIMD as it is. The file builds with -fno-trapping-math so
+// that fast_math's NaN selects vectorise.
+#if defined(__x86_64__)
+#define PERFMEM_SIDA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PERFMEM_SIDA_CLONES
+#endif
 
-// tanh(x) = 2 sigmoid(2x) - 1: one expf instead of libm's tanhf (an expm1f and more), which took
-// a third of the serving forward's instructions. Exact at ±inf and 0; elsewhere it differs from
-// tanhf by float rounding, which PredictorTest.ServingForwardMatchesLibTorch bounds.
-float tanh_by_sigmoid(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f; }
+PERFMEM_SIDA_CLONES void lstm_cell_step_fast(const float* __restrict g, float* __restrict cell, float* __restrict h,
+                                             int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = fast_sigmoid(g[j]), f = fast_sigmoid(g[H + j]), c = fast_tanh(g[2 * H + j]),
+                o = fast_sigmoid(g[3 * H + j]);
+    cell[j] = f * cell[j] + i * c;
+    h[j] = o * fast_tanh(cell[j]);
+  }
+}
+
+float sigmoid_reference(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
 
@@ -223,12 +238,10 @@ std::vector<float> Predictor::forward(const std::vector<int32_t>& tokens, bool r
         gemm(w_hh_[k], 1, &h_prev, &g, {.accumulate = true});
       }
       float* h = out.data() + t * H;
-      for (int64_t j = 0; j < H; ++j) {  // PyTorch's gate order: input, forget, cell, output
-        const float i = sigmoid(g[j]), f = sigmoid(g[H + j]), c = tanh_by_sigmoid(g[2 * H + j]),
-                    o = sigmoid(g[3 * H + j]);
-        cell[size_t(j)] = f * cell[size_t(j)] + i * c;
-        h[j] = o * tanh_by_sigmoid(cell[size_t(j)]);
-      }
+      if (reference)
+        lstm_cell_step_reference(g, cell.data(), h, H);
+      else
+        lstm_cell_step(g, cell.data(), h, H);
     }
     std::swap(in, out);
   }
@@ -365,6 +378,17 @@ RouterReplacement predicted_router_replacement(const ModelWeights& model, const 
     else
       replacement_choice(routes_of(sequence), cell, k, experts, scales);
   };
+}
+
+void lstm_cell_step(const float* gates, float* cell, float* h, int64_t H) { lstm_cell_step_fast(gates, cell, h, H); }
+
+void lstm_cell_step_reference(const float* g, float* cell, float* h, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = sigmoid_reference(g[j]), f = sigmoid_reference(g[H + j]), c = std::tanh(g[2 * H + j]),
+                o = sigmoid_reference(g[3 * H + j]);
+    cell[j] = f * cell[j] + i * c;
+    h[j] = o * std::tanh(cell[j]);
+  }
 }
 
 std::vector<int32_t> accesses_of_routes(const std::vector<Predictor::Routes>& routes, int64_t M, int64_t E,

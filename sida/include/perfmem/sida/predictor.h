@@ -166,6 +166,13 @@ RouterReplacement predicted_router_replacement(const ModelWeights& model, const 
 // The k largest of `n` scores, best first, ties to the lower index.
 void top_k_indices(const float* scores, int64_t n, int64_t k, int32_t* out);
 
+// One LSTM step's state from its gate pre-activations g [4H] (PyTorch's order: input, forget,
+// cell, output): cell = σ(f) cell + σ(i) tanh(g_cell), h = σ(o) tanh(cell). The serving kernel
+// runs the gates vectorised (core/fast_math.h: a few ulps from libm, NaN kept); its plain twin
+// uses std::exp and std::tanh (Predictor::forward with `reference`).
+void lstm_cell_step(const float* gates, float* cell, float* h, int64_t H);
+void lstm_cell_step_reference(const float* gates, float* cell, float* h, int64_t H);
+
 // Row-wise sparsemax of z [n] into p [n] (Martins & Astudillo 2016): the Euclidean projection
 // onto the probability simplex; p sums to 1 and is zero below the threshold.
 void sparsemax(const float* z, int64_t n, float* p);
