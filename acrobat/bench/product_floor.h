@@ -3,8 +3,8 @@
 // distance above the floor is what recording, scheduling, gathers, elementwise kernels and
 // products below peak speed cost together.
 //
-//   const CorePeak peak = measure_single_core_peak();           // once per benchmark run
-//   double floor_ms = product_floor_ms(stats.product_flops, peak);
+//   const CorePeak peak = measure_single_core_peak();           // at the start, for the record
+//   double floor_ms = product_floor_ms(stats.product_flops, peak_around_the_runs.best());
 //
 // The peak is the best of OpenBLAS's sgemm (one thread) and core's packed_gemm on a large square
 // product (1024 x 1024 x 1024, best of 5 runs each, in CPU time): the fastest single-core product
@@ -73,6 +73,26 @@ inline CorePeak measure_single_core_peak(int64_t n = 1024, int repeats = 5) {
   }
   return peak;
 }
+
+// The peak around one configuration's runs: measured just before them, between rounds and just
+// after (a 1024^3 product, best of 3, each time), keeping the best. A shared host's speed drifts
+// over minutes, and a floor from the peak at a benchmark's start was seen above a configuration's
+// own time measured later (the host had sped up); the best of the measurements around the runs
+// keeps the floor a lower bound for the window they ran in.
+//
+//   PeakAround peak;  peak.measure();  run the systems;  peak.measure();
+//   double floor_ms = product_floor_ms(flops, peak.best());
+class PeakAround {
+ public:
+  void measure() {
+    const CorePeak p = measure_single_core_peak(1024, 3);
+    if (p.gflops > best_.gflops) best_ = p;
+  }
+  const CorePeak& best() const { return best_; }
+
+ private:
+  CorePeak best_;
+};
 
 inline double product_floor_ms(double product_flops, const CorePeak& peak) {
   return peak.gflops > 0 ? product_flops / (peak.gflops * 1e6) : 0;
