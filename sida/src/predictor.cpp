@@ -313,6 +313,7 @@ bool valid_replace_top_k(int64_t k) {
 
 void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k, int32_t* experts, float* scales) {
   PERFMEM_CHECK(valid_replace_top_k(k) && routes.plan_k >= k, "replacement top-k not planned");
+  PERFMEM_CHECK((cell + 1) * size_t(routes.plan_k) <= routes.plan.size(), "replacement cell past the predicted routes");
   // plan[.., 0] and plan_prob[.., 0] are expert and prob: top-1 is the predicted expert scaled by
   // its probability.
   static constexpr float kTop1[] = {1.0f}, kDegrading[] = {0.5f, 0.25f, 0.25f};
@@ -327,6 +328,7 @@ void replacement_choice(const Predictor::Routes& routes, size_t cell, int64_t k,
 void predicted_top_k_choice(const Predictor::Routes& routes, size_t cell, int64_t k, bool normalize, int32_t* experts,
                             float* scales) {
   PERFMEM_CHECK(k >= 1 && routes.plan_k >= k, "replacement top-k not planned");
+  PERFMEM_CHECK((cell + 1) * size_t(routes.plan_k) <= routes.plan.size(), "replacement cell past the predicted routes");
   const size_t pk = size_t(routes.plan_k);
   float sum = 0;
   for (int64_t j = 0; j < k; ++j) sum += routes.plan_prob[cell * pk + size_t(j)];

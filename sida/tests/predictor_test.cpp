@@ -503,6 +503,23 @@ TEST(PredictorReplacement, TopThreeNeedsThreeExperts) {
 
 // SiDA's replacement from predicted routes: top-1 is the predicted expert scaled by its
 // probability; top-3 the three best scaled by their probabilities times 0.5, 0.25, 0.25.
+// A cell past the routes it reads stops at the check instead of reading past the tables.
+TEST(PredictorReplacement, ACellPastThePredictedRoutesIsCaught) {
+  Predictor::Routes routes;
+  routes.plan_k = 3;
+  routes.expert = {1, 2};
+  routes.prob = {0.5f, 0.5f};
+  routes.plan = {1, 0, 2, 2, 1, 0};
+  routes.plan_prob = {0.5f, 0.3f, 0.2f, 0.6f, 0.3f, 0.1f};
+  int32_t experts[3];
+  float scales[3];
+  replacement_choice(routes, 1, 3, experts, scales);
+  EXPECT_EQ(experts[0], 2);
+  EXPECT_FLOAT_EQ(scales[0], 0.5f * 0.6f);
+  EXPECT_DEATH(replacement_choice(routes, 2, 3, experts, scales), "past the predicted routes");
+  EXPECT_DEATH(predicted_top_k_choice(routes, 2, 2, true, experts, scales), "past the predicted routes");
+}
+
 TEST_F(PredictorTest, ReplacementTopKScalesByDegradingFactors) {
   const PredictorConfig c = model_sized_config();
   const std::string p = *dir_ + "/topk-predictor";
