@@ -40,16 +40,6 @@ Status config_int(const Json& j, const std::string& file, const std::string& key
 #define PERFMEM_SIDA_CLONES
 #endif
 
-PERFMEM_SIDA_CLONES void lstm_cell_step_fast(const float* __restrict g, float* __restrict cell, float* __restrict h,
-                                             int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
-    const float i = fast_sigmoid(g[j]), f = fast_sigmoid(g[H + j]), c = fast_tanh(g[2 * H + j]),
-                o = fast_sigmoid(g[3 * H + j]);
-    cell[j] = f * cell[j] + i * c;
-    h[j] = o * fast_tanh(cell[j]);
-  }
-}
-
 float sigmoid_reference(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 }  // namespace
@@ -382,7 +372,15 @@ RouterReplacement predicted_router_replacement(const ModelWeights& model, const 
   };
 }
 
-void lstm_cell_step(const float* gates, float* cell, float* h, int64_t H) { lstm_cell_step_fast(gates, cell, h, H); }
+PERFMEM_SIDA_CLONES void lstm_cell_step(const float* __restrict g, float* __restrict cell, float* __restrict h,
+                                        int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = fast_sigmoid(g[j]), f = fast_sigmoid(g[H + j]), c = fast_tanh(g[2 * H + j]),
+                o = fast_sigmoid(g[3 * H + j]);
+    cell[j] = f * cell[j] + i * c;
+    h[j] = o * fast_tanh(cell[j]);
+  }
+}
 
 void lstm_cell_step_reference(const float* g, float* cell, float* h, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {

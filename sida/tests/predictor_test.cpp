@@ -131,6 +131,20 @@ std::string* PredictorTest::dir_ = nullptr;
 RoutesDataset* PredictorTest::data_ = nullptr;
 ModelWeights* PredictorTest::model_ = nullptr;
 
+// Two serve() reports give every request the same ids, logits, encoder states and routed experts.
+void expect_same_results(const ServeReport& got, const ServeReport& want) {
+  ASSERT_EQ(got.results.size(), want.results.size());
+  for (size_t r = 0; r < want.results.size(); ++r) {
+    SCOPED_TRACE("request " + std::to_string(r));
+    EXPECT_EQ(got.results[r].generated, want.results[r].generated);
+    EXPECT_EQ(got.results[r].logits, want.results[r].logits);
+    EXPECT_EQ(got.results[r].encoder_hidden, want.results[r].encoder_hidden);
+    ASSERT_EQ(got.results[r].routes.size(), want.results[r].routes.size());
+    for (size_t v = 0; v < want.results[r].routes.size(); ++v)
+      EXPECT_EQ(got.results[r].routes[v].expert, want.results[r].routes[v].expert);
+  }
+}
+
 // max |a - b| over max |b|: the serving forward against its plain twin (infinite when the sizes
 // differ or b is all zeros).
 float largest_difference_per_scale(const std::vector<float>& a, const std::vector<float>& b) {
@@ -620,15 +634,7 @@ TEST_F(PredictorTest, ServeReplacesTheRouterWithThePredictor) {
   auto windowed = serve(*model_, **store_w, requests, opt);
   ASSERT_TRUE(windowed.ok()) << windowed.status().to_string();
   EXPECT_EQ(windowed->router, report->router);
-  for (size_t r = 0; r < requests.size(); ++r) {
-    SCOPED_TRACE("request " + std::to_string(r));
-    EXPECT_EQ(windowed->results[r].generated, report->results[r].generated);
-    EXPECT_EQ(windowed->results[r].logits, report->results[r].logits);
-    EXPECT_EQ(windowed->results[r].encoder_hidden, report->results[r].encoder_hidden);
-    ASSERT_EQ(windowed->results[r].routes.size(), report->results[r].routes.size());
-    for (size_t v = 0; v < report->results[r].routes.size(); ++v)
-      EXPECT_EQ(windowed->results[r].routes[v].expert, report->results[r].routes[v].expert);
-  }
+  expect_same_results(*windowed, *report);
 }
 
 TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
@@ -884,14 +890,7 @@ void expect_decoder_only_predictor_works(const std::string& preset) {
   so.execution = Execution::kWindow;
   auto windowed = serve(model, **store, requests, so);
   ASSERT_TRUE(windowed.ok()) << windowed.status().to_string();
-  for (size_t r = 0; r < requests.size(); ++r) {
-    SCOPED_TRACE("request " + std::to_string(r));
-    EXPECT_EQ(windowed->results[r].generated, replaced->results[r].generated);
-    EXPECT_EQ(windowed->results[r].logits, replaced->results[r].logits);
-    ASSERT_EQ(windowed->results[r].routes.size(), replaced->results[r].routes.size());
-    for (size_t v = 0; v < replaced->results[r].routes.size(); ++v)
-      EXPECT_EQ(windowed->results[r].routes[v].expert, replaced->results[r].routes[v].expert);
-  }
+  expect_same_results(*windowed, *replaced);
   so.execution = Execution::kRequest;
   // SiDA's top-3 with degrading factors is Switch's: refused by name for a decoder-only model.
   so.replace_top_k = 3;

@@ -230,6 +230,14 @@ std::vector<int32_t> ids_of(const Json& j) {
   return j.is_array() ? j.get<std::vector<int32_t>>() : std::vector<int32_t>{};
 }
 
+// An /v1/encode answer's encoder states ([tokens][d_model]), flattened row after row.
+std::vector<float> encoder_states_of(const Json& answer) {
+  std::vector<float> out;
+  for (const Json& row : answer["encoder_states"])
+    for (const Json& v : row) out.push_back(v.get<float>());
+  return out;
+}
+
 std::string join_ids(const std::vector<int32_t>& ids, const char* sep) {
   std::string s;
   for (size_t i = 0; i < ids.size(); ++i) s += (i ? sep : "") + std::to_string(ids[i]);
@@ -377,10 +385,8 @@ TEST(SidaServer, PredictedPrefetchStaysExactUnderConcurrentRequests) {
       auto client = server.client();
       const Reference ref = reference(tiny_checkpoint(), prompts()[i], 5);
       if (i % 3 == 2) {
-        Json e = post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200);
-        std::vector<float> got;
-        for (const Json& row : e["encoder_states"])
-          for (const Json& v : row) got.push_back(v.get<float>());
+        const std::vector<float> got =
+            encoder_states_of(post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200));
         EXPECT_EQ(got, ref.encoder) << "prompt " << i;
       } else {
         Json r = post_json(*client, "/v1/completions", {{"prompt", prompts()[i]}, {"max_tokens", 5}}, 200);
@@ -429,10 +435,8 @@ TEST(SidaServer, RouterReplacementAnswersAsServeDoesOneRequestAtATime) {
         auto client = server.client();
         const Reference exact = reference(tiny_checkpoint(), prompts()[i], 5);
         if (i % 3 == 2) {
-          Json e = post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200);
-          std::vector<float> got;
-          for (const Json& row : e["encoder_states"])
-            for (const Json& v : row) got.push_back(v.get<float>());
+          const std::vector<float> got =
+              encoder_states_of(post_json(*client, "/v1/encode", {{"input", prompts()[i]}}, 200));
           EXPECT_EQ(got, encoded->results[i].encoder_hidden) << "prompt " << i;
           differ_from_exact += got != exact.encoder;
         } else {
@@ -782,10 +786,7 @@ TEST(SidaServer, TheProgramAnswersLikeSidaRunAndExitsZeroOnSigterm) {
     client.set_read_timeout(60);
     Json r = post_json(client, "/v1/completions", {{"prompt", tokens}, {"max_tokens", 6}}, 200);
     EXPECT_EQ(ids_of(r["choices"][0]["token_ids"]), expected);
-    Json e = post_json(client, "/v1/encode", {{"input", tokens}}, 200);
-    std::vector<float> got;
-    for (const Json& row : e["encoder_states"])
-      for (const Json& v : row) got.push_back(v.get<float>());
+    const std::vector<float> got = encoder_states_of(post_json(client, "/v1/encode", {{"input", tokens}}, 200));
     EXPECT_EQ(got, expected_encoder);
   }
   ::kill(pid, SIGTERM);
@@ -846,10 +847,8 @@ TEST(SidaServer, LoadOf32ConcurrentClientsGivesTheSerialAnswers) {
         const Reference& ref = refs[which];
         const int kind = n % 4;
         if (kind == 3) {
-          Json e = post_json(*client, "/v1/encode", {{"input", requests[which]}}, 200);
-          std::vector<float> got;
-          for (const Json& row : e["encoder_states"])
-            for (const Json& v : row) got.push_back(v.get<float>());
+          const std::vector<float> got =
+              encoder_states_of(post_json(*client, "/v1/encode", {{"input", requests[which]}}, 200));
           EXPECT_EQ(got, ref.encoder) << "request " << n;
           std::lock_guard<std::mutex> lock(mutex);
           ++answered;
