@@ -234,12 +234,10 @@ Result<ExpertView> ExpertStore::acquire(int32_t id) {
   std::unique_lock<std::mutex> lock(mutex_);
   ++stats_.accesses;
   // Keep the prefetcher's view of the future in step with what the engine actually does.
-  for (size_t j = cursor_; j < upcoming_.size() && j < cursor_ + 64; ++j)
-    if (upcoming_[j] == id) {
-      cursor_ = j + 1;
-      ++version_;
-      break;
-    }
+  if (const size_t consumed = consumed_accesses(upcoming_locked(), id, model_.config().num_experts)) {
+    cursor_ += consumed;
+    ++version_;
+  }
   // The slot holding (or loading) `id` is pinned as soon as it is found or claimed, so that the
   // prefetcher cannot evict it between the end of its read and this thread waking up.
   bool counted = false, waited = false, pinned = false;

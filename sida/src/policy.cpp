@@ -100,4 +100,19 @@ std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots, std:
   return std::nullopt;
 }
 
+size_t consumed_accesses(std::span<const int32_t> upcoming, int32_t expert, int64_t experts_per_layer, size_t search) {
+  for (size_t j = 0; j < upcoming.size() && j < search; ++j)
+    if (upcoming[j] == expert) return j + 1;
+  if (experts_per_layer <= 0) return 0;
+  const int64_t layer = expert / experts_per_layer;
+  size_t skipped = 0;
+  int64_t previous = -1;
+  for (; skipped < upcoming.size(); ++skipped) {
+    const int64_t planned = upcoming[skipped] / experts_per_layer;
+    if (planned >= layer || planned < previous) break;  // not left yet, or the next window's plan
+    previous = planned;
+  }
+  return skipped;
+}
+
 }  // namespace perfmem::sida

@@ -74,6 +74,39 @@ TEST(Policy, PlanPrefetchNeverEvictsWhatIsNeededFirst) {
   EXPECT_EQ(plan_prefetch(slots_holding({4, -1}), std::vector<int32_t>{4, 4, 9}, 2), std::nullopt);
 }
 
+// Expert ids are layer * 8 + e below (8 experts per layer).
+TEST(PolicyCursor, AnExpectedAccessIsConsumedWithTheMispredictionsBeforeIt) {
+  const std::vector<int32_t> plan = {1, 3, 6, 9, 12};  // layer 0: 1 3 6; layer 1: 9 12
+  EXPECT_EQ(consumed_accesses(plan, 1, 8), 1u);
+  EXPECT_EQ(consumed_accesses(plan, 6, 8), 3u);  // 1 and 3 were not used
+  EXPECT_EQ(consumed_accesses(plan, 12, 8), 5u);
+  // Beyond the search window a match is not taken for one.
+  EXPECT_EQ(consumed_accesses(plan, 12, 8, 4), 3u);  // but layer 0 was left: its 3 are skipped
+}
+
+TEST(PolicyCursor, LeavingTheLayersOfThePlanDropsTheirMispredictions) {
+  // The engine reaches layer 2 (a layer the plan does not cover) with 6 (layer 0) and 9, 12
+  // (layer 1) still expected: they will not be used now.
+  const std::vector<int32_t> plan = {6, 9, 12};
+  EXPECT_EQ(consumed_accesses(plan, 17, 8), 3u);
+  // A misprediction in the next layer: the engine uses 10 of layer 1, not planned; layer 0's 6
+  // is dropped, layer 1's 9 and 12 are still possible.
+  EXPECT_EQ(consumed_accesses(plan, 10, 8), 1u);
+  // An earlier layer than the next expected access consumes nothing (a new decoding step, or
+  // the next window running before its plan arrived).
+  EXPECT_EQ(consumed_accesses(std::vector<int32_t>{9, 12}, 3, 8), 0u);
+  EXPECT_EQ(consumed_accesses(std::vector<int32_t>{}, 3, 8), 0u);
+}
+
+TEST(PolicyCursor, TheNextWindowsPlanIsNeverDropped) {
+  // This window's layer 1 leftovers (9, 12), then the next window's plan from layer 0 (2, 11).
+  const std::vector<int32_t> plan = {9, 12, 2, 11};
+  EXPECT_EQ(consumed_accesses(plan, 20, 8), 2u);  // stops where the layer drops back
+  // A model without experts per layer known consumes only exact matches.
+  EXPECT_EQ(consumed_accesses(plan, 20, 0), 0u);
+  EXPECT_EQ(consumed_accesses(plan, 2, 0), 3u);
+}
+
 // Replays a trace with demand loads only (plus prefetches when asked); returns demand misses.
 // Checks at every step that the chosen slot was evictable and that the resident set is unique.
 int64_t simulate(Policy policy, const std::vector<int32_t>& trace, size_t slots, bool prefetch) {

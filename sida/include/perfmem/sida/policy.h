@@ -60,4 +60,21 @@ struct PrefetchLoad {
 std::optional<PrefetchLoad> plan_prefetch(std::span<const SlotState> slots, std::span<const int32_t> upcoming,
                                           size_t horizon);
 
+// How many of the expected accesses `upcoming` (from the current position on) the engine's
+// acquisition of `expert` consumes: the prefetcher's view of the future follows what the engine
+// does. Plans list each window's accesses layer by layer (expert ids are moe_layer *
+// experts_per_layer + e), so
+//  * when `expert` is among the next `search` expected accesses, through it: the expected
+//    accesses before it were mispredictions and will not happen;
+//  * otherwise, when it belongs to a later layer than the next expected access (a layer the plan
+//    does not cover, or a misprediction in the next layer), the expected accesses of earlier
+//    layers up to the end of the current window's plan (where the layer drops back) will not
+//    happen either: the engine has left those layers;
+//  * otherwise none.
+// Without the second rule, a plan's mispredictions in its last layers stayed "next" for ever
+// once the engine went on to layers the plan does not cover (a Switch model's decoder): the
+// prefetcher kept them resident and evicted the decoder's experts after every use.
+size_t consumed_accesses(std::span<const int32_t> upcoming, int32_t expert, int64_t experts_per_layer,
+                         size_t search = 64);
+
 }  // namespace perfmem::sida
