@@ -190,6 +190,41 @@ TEST_F(StoreTest, PrefetchWithOracleRoutesHitsMoreThanLru) {
   EXPECT_GT(pre.store.prefetch_loads, 0u);
 }
 
+// A plan's mispredictions must not outlive the layers they were made for. The plan expects three
+// encoder experts that the "engine" never uses; it then works on two decoder experts in turn,
+// layers the plan does not cover. Once it reached them, the plan's leftovers are dropped: the
+// two decoder experts load once each and stay (before, the leftovers stayed expected for ever,
+// and the prefetcher evicted a decoder expert after each use to bring one of them back).
+TEST_F(StoreTest, PrefetchDropsAPlansLeftoversOnceTheEngineLeftTheirLayers) {
+  auto model = ModelWeights::load(*dir_);
+  ASSERT_TRUE(model.ok());
+  const SwitchConfig& c = (*model)->config();
+  const int32_t E = int32_t(c.num_experts), encoder_ids = int32_t(c.num_encoder_moe_layers()) * E;
+  ASSERT_GE(c.num_moe_layers() * E, encoder_ids + 2);
+  StoreOptions so;
+  so.policy = Policy::kPrefetch;
+  so.budget_bytes = 3 * c.expert_f32_bytes();
+  auto store = ExpertStore::create(**model, so);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  ASSERT_EQ((*store)->num_slots(), 3u);
+  (*store)->append_upcoming({1, E + 2, E + 3});  // never used
+  auto use = [&](int32_t id) {
+    auto view = (*store)->acquire(id);
+    ASSERT_TRUE(view.ok()) << view.status().to_string();
+    (*store)->release(*view);
+  };
+  use(0);  // layer 0, not planned
+  const int32_t first = encoder_ids, second = encoder_ids + 1;
+  for (int step = 0; step < 20; ++step) {
+    use(first);
+    use(second);
+  }
+  const StoreStats stats = (*store)->stats();
+  EXPECT_EQ(stats.accesses, 41u);
+  EXPECT_EQ(stats.misses, 3u);  // 0, then each decoder expert once
+  EXPECT_EQ(stats.hits, 38u);
+}
+
 TEST_F(StoreTest, PrefetchRefusesAMissingOrMismatchedRouteTable) {
   auto model = ModelWeights::load(*dir_);
   ASSERT_TRUE(model.ok());
