@@ -395,7 +395,10 @@ Result<ServeReport> serve(const ModelWeights& model, ExpertStore& store, const s
   ProgressBar bar("serving", int64_t(requests.size()));
   while (auto plan = plans.pop()) {
     report.planned_accesses += plan->accesses.size();
-    store.append_upcoming(plan->accesses);
+    // The window before has finished: what its plan expected and did not happen (mispredictions)
+    // is dropped with it. Appended instead, a plan's leftovers in its last layer could outnumber
+    // the store's search for the next access, and the prefetcher stayed behind for good.
+    store.set_upcoming(plan->accesses);
     if (options.execution == Execution::kWindow) {
       // The window's requests advance together and complete together: each one's latency is
       // the window's, measured from the moment the window started.
