@@ -104,15 +104,15 @@ size_t consumed_accesses(std::span<const int32_t> upcoming, int32_t expert, int6
   for (size_t j = 0; j < upcoming.size() && j < search; ++j)
     if (upcoming[j] == expert) return j + 1;
   if (experts_per_layer <= 0) return 0;
-  const int64_t layer = expert / experts_per_layer;
-  size_t skipped = 0;
-  int64_t previous = -1;
-  for (; skipped < upcoming.size(); ++skipped) {
-    const int64_t planned = upcoming[skipped] / experts_per_layer;
-    if (planned >= layer || planned < previous) break;  // not left yet, or the next window's plan
-    previous = planned;
+  // The rest of the current window's plan: entries up to where the layer drops back.
+  size_t rest = 0;
+  int64_t last_layer = -1;
+  for (; rest < upcoming.size(); ++rest) {
+    const int64_t planned = upcoming[rest] / experts_per_layer;
+    if (planned < last_layer) break;
+    last_layer = planned;
   }
-  return skipped;
+  return expert / experts_per_layer > last_layer ? rest : 0;
 }
 
 }  // namespace perfmem::sida

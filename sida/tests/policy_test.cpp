@@ -81,19 +81,19 @@ TEST(PolicyCursor, AnExpectedAccessIsConsumedWithTheMispredictionsBeforeIt) {
   EXPECT_EQ(consumed_accesses(plan, 6, 8), 3u);  // 1 and 3 were not used
   EXPECT_EQ(consumed_accesses(plan, 12, 8), 5u);
   // Beyond the search window a match is not taken for one.
-  EXPECT_EQ(consumed_accesses(plan, 12, 8, 4), 3u);  // but layer 0 was left: its 3 are skipped
+  EXPECT_EQ(consumed_accesses(plan, 12, 8, 4), 0u);
 }
 
-TEST(PolicyCursor, LeavingTheLayersOfThePlanDropsTheirMispredictions) {
+TEST(PolicyCursor, GoingPastThePlannedLayersDropsTheRestOfThePlan) {
   // The engine reaches layer 2 (a layer the plan does not cover) with 6 (layer 0) and 9, 12
   // (layer 1) still expected: they will not be used now.
   const std::vector<int32_t> plan = {6, 9, 12};
   EXPECT_EQ(consumed_accesses(plan, 17, 8), 3u);
-  // A misprediction in the next layer: the engine uses 10 of layer 1, not planned; layer 0's 6
-  // is dropped, layer 1's 9 and 12 are still possible.
-  EXPECT_EQ(consumed_accesses(plan, 10, 8), 1u);
-  // An earlier layer than the next expected access consumes nothing (a new decoding step, or
-  // the next window running before its plan arrived).
+  // A misprediction in a planned layer (10 of layer 1) consumes nothing: the plan's entries are
+  // kept until a later one is matched.
+  EXPECT_EQ(consumed_accesses(plan, 10, 8), 0u);
+  // Nor does an earlier layer than the next expected access (a new decoding step, or the next
+  // window running before its plan arrived).
   EXPECT_EQ(consumed_accesses(std::vector<int32_t>{9, 12}, 3, 8), 0u);
   EXPECT_EQ(consumed_accesses(std::vector<int32_t>{}, 3, 8), 0u);
 }
