@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "compiled_models.h"
@@ -151,9 +152,21 @@ int cmd_compile(const CLI::App& app, const Common& c, const CompileArgs& a) {
   if (!a.header.empty()) include = a.header.substr(a.header.find_last_of('/') + 1);
   auto gen = generate_aot_cpp(src->first, src->second, name, *ov, include);
   if (!gen) return report_failure(app, gen.status());
-  if (auto s = write_text_file(a.output, gen->cc); !s.ok()) return report_failure(app, s);
-  if (!a.header.empty())
-    if (auto s = write_text_file(a.header, gen->header); !s.ok()) return report_failure(app, s);
+  // Both files are written in full before either replaces anything: a header that cannot be
+  // written must not leave behind a source that includes it (or a user's file overwritten).
+  auto source_file = AtomicFileWriter::create(a.output);
+  if (!source_file) return report_failure(app, source_file.status());
+  std::optional<AtomicFileWriter> header_file;
+  if (!a.header.empty()) {
+    auto created = AtomicFileWriter::create(a.header);
+    if (!created) return report_failure(app, created.status());
+    header_file.emplace(std::move(*created));
+    if (auto s = header_file->write(gen->header.data(), gen->header.size()); !s.ok()) return report_failure(app, s);
+  }
+  if (auto s = source_file->write(gen->cc.data(), gen->cc.size()); !s.ok()) return report_failure(app, s);
+  if (header_file)
+    if (auto s = header_file->commit(); !s.ok()) return report_failure(app, s);
+  if (auto s = source_file->commit(); !s.ok()) return report_failure(app, s);
   if (c.json) print_json(Json{{"model", src->first}, {"name", name}, {"output", a.output}, {"header", a.header}});
   return kExitOk;
 }

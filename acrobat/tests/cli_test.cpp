@@ -2,7 +2,10 @@
 // input exits 1 with a message naming the place; check and run report in text and JSON.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -16,6 +19,25 @@ namespace {
 
 using perfmem::testing::run_command;
 const std::string kCli = CLI_PATH;
+
+// This process's folder for the files the tests write (ending in '/'), removed with everything in
+// it when the process exits: a test run leaves nothing in the temp dir, and runs side by side do
+// not share file names. Only the process that made it removes it.
+const std::string& scratch_dir() {
+  struct Scratch {
+    std::filesystem::path path =
+        std::filesystem::path(::testing::TempDir()) / ("acrobat-cli-" + std::to_string(::getpid()));
+    pid_t owner = ::getpid();
+    Scratch() { std::filesystem::create_directories(path); }
+    ~Scratch() {
+      std::error_code ignored;
+      if (owner == ::getpid()) std::filesystem::remove_all(path, ignored);
+    }
+  };
+  static const Scratch scratch;
+  static const std::string with_slash = scratch.path.string() + "/";
+  return with_slash;
+}
 
 std::string json_part(const std::string& out) { return out.substr(out.find('{')); }
 
@@ -74,26 +96,26 @@ TEST(acrobatCli, RunPrintsLatencyBreakdownAndChecksum) {
 }
 
 TEST(acrobatCli, BadProgramAndDataFilesExitOneWithPlace) {
-  std::string prog = ::testing::TempDir() + "acrobat_bad.acr";
+  std::string prog = scratch_dir() + "acrobat_bad.acr";
   std::ofstream(prog) << "def main(t: Tree) -> Tensor[4] =\n  add(zeros(4), zeros(3))\n";
   auto r = run_command(kCli + " check " + prog);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("acrobat_bad.acr:2:17"), std::string::npos) << r.output;
 
-  std::string data = ::testing::TempDir() + "acrobat_bad_trees.txt";
+  std::string data = scratch_dir() + "acrobat_bad_trees.txt";
   std::ofstream(data) << "(3 (2 a) (2 b))\n(3 (2 a)\n";
   auto d = run_command(kCli + " run treelstm --set H=4 --batch 2 --data " + data);
   EXPECT_EQ(d.exit_code, 1) << d.output;
   EXPECT_NE(d.output.find("acrobat_bad_trees.txt:2:"), std::string::npos) << d.output;
 
-  std::string good = ::testing::TempDir() + "acrobat_good_trees.txt";
+  std::string good = scratch_dir() + "acrobat_good_trees.txt";
   std::ofstream(good) << "(3 (2 a) (2 b))\n(1 (2 (2 c) (2 d)) (2 e))\n";
   auto g = run_command(kCli + " run treelstm --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + good);
   EXPECT_EQ(g.exit_code, 0) << g.output;
 
   // Well-formed files the program cannot take: errors found while running name the data file
   // as well as the program's place and the instance.
-  std::string ids = ::testing::TempDir() + "acrobat_ids_past_vocab.txt";
+  std::string ids = scratch_dir() + "acrobat_ids_past_vocab.txt";
   std::ofstream(ids) << "1 2 3\n17 4 1734\n";
   auto v = run_command(kCli + " run drnn --set H=4 --batch 2 --minibatches 1 --warmup 0 --data " + ids);
   EXPECT_EQ(v.exit_code, 1) << v.output;
@@ -125,7 +147,7 @@ TEST(acrobatCli, AbsurdOptionsAndEndlessDataAreErrors) {
   EXPECT_NE(zero.output.find("/dev/zero"), std::string::npos) << zero.output;
   EXPECT_NE(zero.output.find("a data file of at most 268435456 bytes"), std::string::npos) << zero.output;
 
-  std::string prog = ::testing::TempDir() + "acrobat_wrap.acr";
+  std::string prog = scratch_dir() + "acrobat_wrap.acr";
   std::ofstream(prog) << "param Q : Tensor[16777216, 16777216, 65536] = hash(1, 1.0)\n"
                          "def main(t: Tree) -> Tensor[1] = sum(slice(lookup(Q, 0), 0, 1))\n";
   auto wrap = run_command(kCli + " run " + prog + " --batch 2 --minibatches 1");
@@ -139,7 +161,7 @@ TEST(acrobatCli, AbsurdOptionsAndEndlessDataAreErrors) {
 namespace {
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  std::string path = ::testing::TempDir() + name;
+  std::string path = scratch_dir() + name;
   std::ofstream(path) << text;
   return path;
 }
@@ -152,7 +174,7 @@ namespace {
 // -O2 (some warnings appear only when optimising), for a program using every construct.
 TEST(acrobatCli, CompiledCodeBuildsWithoutWarnings) {
   const std::string acr = std::string(TESTS_DIR) + "/every_construct.acr";
-  std::string cc = ::testing::TempDir() + "every_construct.cc", h = ::testing::TempDir() + "every_construct.h";
+  std::string cc = scratch_dir() + "every_construct.cc", h = scratch_dir() + "every_construct.h";
   auto r = run_command(kCli + " compile " + acr + " -o " + cc + " --header " + h + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto j = nlohmann::json::parse(json_part(r.output));
@@ -164,14 +186,14 @@ TEST(acrobatCli, CompiledCodeBuildsWithoutWarnings) {
   if (cxx.empty() || run_command(cxx + " --version").exit_code != 0)
     PERFMEM_SKIP_UNLESS_REQUIRED("no C++ compiler at '" << cxx << "' to build the generated code");
   auto build = run_command(cxx + " -std=c++20 -O2 -Wall -Wextra -Werror " + AOT_INCLUDE_FLAGS + " -c " + cc + " -o " +
-                           ::testing::TempDir() + "every_construct.o");
+                           scratch_dir() + "every_construct.o");
   EXPECT_EQ(build.exit_code, 0) << build.output;
   EXPECT_EQ(build.output, "");
 }
 
 TEST(acrobatCli, CompileErrorsNameThePlace) {
   std::string bad = write_temp("malformed.acr", "const H = 4\ndef main(x: Int) -> Tensor[H] = zeros(H\n");
-  std::string out = ::testing::TempDir() + "malformed.cc";
+  std::string out = scratch_dir() + "malformed.cc";
   auto r = run_command(kCli + " compile " + bad + " -o " + out);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("malformed.acr:3:"), std::string::npos) << r.output;
@@ -188,6 +210,12 @@ TEST(acrobatCli, CompileErrorsNameThePlace) {
   auto header = run_command(kCli + " compile treelstm -o " + out + " --header /nonexistent-dir/treelstm.h");
   EXPECT_EQ(header.exit_code, 1) << header.output;
   EXPECT_NE(header.output.find("/nonexistent-dir/treelstm.h"), std::string::npos) << header.output;
+  // Nothing is written when either file cannot be: no source left including a missing header.
+  EXPECT_FALSE(std::filesystem::exists(out)) << out;
+  std::ofstream(out) << "the user's file";
+  EXPECT_EQ(run_command(kCli + " compile treelstm -o " + out + " --header /nonexistent-dir/treelstm.h").exit_code, 1);
+  std::ifstream kept(out);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(kept)), std::istreambuf_iterator<char>()), "the user's file");
 
   auto name = run_command(kCli + " compile treelstm -o " + out + " --name 3d-model");
   EXPECT_EQ(name.exit_code, 1) << name.output;
