@@ -17,7 +17,8 @@ endif()
 function(perfmem_add_test name)
   cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main perfmem_options)
+  # Every test can use the shared test helpers (core/testing: subprocesses, scratch folders, ...).
+  target_link_libraries(${name} PRIVATE ${T_LIBS} perfmem_testing GTest::gtest GTest::gtest_main perfmem_options)
   target_compile_definitions(${name} PRIVATE
     PERFMEM_SHARED_DIR="${PERFMEM_SHARED_DIR}"
     PERFMEM_SOURCE_DIR="${CMAKE_SOURCE_DIR}"

@@ -2,8 +2,6 @@
 // input exits 1 with a message naming the place; check and run report in text and JSON.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "perfmem/testing/cli_conventions.h"
 #include "perfmem/testing/required.h"
+#include "perfmem/testing/scratch_dir.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -20,22 +19,11 @@ namespace {
 using perfmem::testing::run_command;
 const std::string kCli = CLI_PATH;
 
-// This process's folder for the files the tests write (ending in '/'), removed with everything in
-// it when the process exits: a test run leaves nothing in the temp dir, and runs side by side do
-// not share file names. Only the process that made it removes it.
+// This process's folder for the files the tests write, ending in '/' (removed when the process
+// exits; perfmem/testing/scratch_dir.h).
 const std::string& scratch_dir() {
-  struct Scratch {
-    std::filesystem::path path =
-        std::filesystem::path(::testing::TempDir()) / ("acrobat-cli-" + std::to_string(::getpid()));
-    pid_t owner = ::getpid();
-    Scratch() { std::filesystem::create_directories(path); }
-    ~Scratch() {
-      std::error_code ignored;
-      if (owner == ::getpid()) std::filesystem::remove_all(path, ignored);
-    }
-  };
-  static const Scratch scratch;
-  static const std::string with_slash = scratch.path.string() + "/";
+  static const perfmem::testing::ScratchDir scratch("acrobat-cli");
+  static const std::string with_slash = scratch.path().string() + "/";
   return with_slash;
 }
 

@@ -3,10 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -20,42 +17,17 @@
 #include "perfmem/sida/serve.h"
 #include "perfmem/core/safetensors.h"
 #include "perfmem/core/json.h"
+#include "perfmem/testing/scratch_dir.h"
 
 namespace perfmem::sida::testing {
 
-// The folders temp_dir made in this process, removed when the process exits (CTest runs each
-// test as its own process), so a test run leaves nothing in the temp dir; set
-// PERFMEM_KEEP_TEST_DIRS=1 to keep them for a look after a failure. Only the process that made
-// a folder removes it: a forked child (a death test) that exits must not delete its parent's.
-class TempDirRegistry {
- public:
-  void add(const std::filesystem::path& dir) {
-    if (owner_ == 0) owner_ = ::getpid();
-    dirs_.push_back(dir);
-  }
-  ~TempDirRegistry() {
-    if (owner_ != ::getpid() || std::getenv("PERFMEM_KEEP_TEST_DIRS") != nullptr) return;
-    for (const auto& dir : dirs_) {
-      std::error_code ignored;  // a test may have removed its folder itself
-      std::filesystem::remove_all(dir, ignored);
-    }
-  }
-
- private:
-  pid_t owner_ = 0;
-  std::vector<std::filesystem::path> dirs_;
-};
-inline TempDirRegistry& temp_dir_registry() {
-  static TempDirRegistry registry;
-  return registry;
-}
-
-// A fresh folder under the test temp dir, removed at the process's exit (TempDirRegistry).
+// A fresh folder `sida-<name>` in this test process's scratch folder (removed when the process
+// exits; perfmem/testing/scratch_dir.h).
 inline std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::path(::testing::TempDir()) / ("sida-" + name + "-" + std::to_string(::getpid()));
+  static const perfmem::testing::ScratchDir scratch("sida-test");
+  auto dir = scratch.path() / ("sida-" + name);
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  temp_dir_registry().add(dir);
   return dir.string();
 }
 

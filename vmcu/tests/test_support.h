@@ -2,7 +2,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -12,25 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "perfmem/testing/scratch_dir.h"
 #include "perfmem/testing/subprocess.h"
 #include "perfmem/vmcu/model.h"
 
 namespace vmcu_test {
 
-// A scratch folder per test process, removed when the process exits.
+// A scratch folder per test process, removed when the process exits (perfmem/testing/scratch_dir.h).
 inline std::filesystem::path temp_dir() {
-  struct ScratchDir {
-    std::filesystem::path path;
-    ScratchDir() : path(std::filesystem::temp_directory_path() / ("vmcu-test-" + std::to_string(::getpid()))) {
-      std::filesystem::create_directories(path);
-    }
-    ~ScratchDir() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  };
-  static ScratchDir dir;
-  return dir.path;
+  static const perfmem::testing::ScratchDir dir("vmcu-test");
+  return dir.path();
 }
 
 inline void write_file(const std::filesystem::path& p, const std::vector<uint8_t>& bytes) {
