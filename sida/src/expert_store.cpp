@@ -325,19 +325,6 @@ Status ExpertStore::load_all() {
   return Status::Ok();
 }
 
-void ExpertStore::append_upcoming(const std::vector<int32_t>& accesses) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cursor_ > (1u << 20)) {
-      upcoming_.erase(upcoming_.begin(), upcoming_.begin() + std::ptrdiff_t(cursor_));
-      cursor_ = 0;
-    }
-    upcoming_.insert(upcoming_.end(), accesses.begin(), accesses.end());
-    ++version_;
-  }
-  changed_.notify_all();
-}
-
 void ExpertStore::set_upcoming(const std::vector<int32_t>& accesses) {
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -7,6 +7,7 @@
 #include "perfmem/core/io.h"
 #include "perfmem/core/json.h"
 #include "perfmem/testing/cli_conventions.h"
+#include "perfmem/testing/scratch_dir.h"
 #include "perfmem/testing/subprocess.h"
 
 namespace {
@@ -20,8 +21,11 @@ TEST(sidaCli, FollowsTheProjectsCommandLineConventions) {
                                            {"make-checkpoint", "run", "record-routes", "collect-routes", "bench"});
 }
 
+// A path `name` in this process's scratch folder, not there yet (the command under test makes it);
+// the folder goes when the process exits (perfmem/testing/scratch_dir.h).
 std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::path(::testing::TempDir()) / ("sida-cli-" + name + "-" + std::to_string(::getpid()));
+  static const perfmem::testing::ScratchDir scratch("sida-cli");
+  auto dir = scratch.path() / name;
   std::filesystem::remove_all(dir);
   return dir.string();
 }

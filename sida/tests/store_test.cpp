@@ -207,7 +207,7 @@ TEST_F(StoreTest, PrefetchDropsAPlansLeftoversOnceTheEngineLeftTheirLayers) {
   auto store = ExpertStore::create(**model, so);
   ASSERT_TRUE(store.ok()) << store.status().to_string();
   ASSERT_EQ((*store)->num_slots(), 3u);
-  (*store)->append_upcoming({1, E + 2, E + 3});  // never used
+  (*store)->set_upcoming({1, E + 2, E + 3});  // never used
   auto use = [&](int32_t id) {
     auto view = (*store)->acquire(id);
     ASSERT_TRUE(view.ok()) << view.status().to_string();

@@ -7,7 +7,7 @@
 //   opt.budget_bytes = 2ull << 30;                       // --budget 2GiB
 //   opt.policy = perfmem::sida::Policy::kPrefetch;
 //   auto store = perfmem::sida::ExpertStore::create(model, opt);
-//   (*store)->append_upcoming(route_table_accesses);     // prefetch policy only
+//   (*store)->set_upcoming(window_accesses);             // prefetch policy only
 //   perfmem::sida::Engine engine(model, **store);        // acquire()/release() per expert
 //   perfmem::sida::StoreStats s = (*store)->stats();     // hits, bytes read, I/O wait...
 //
@@ -94,12 +94,10 @@ class ExpertStore final : public ExpertProvider {
 
   // Loads every expert (all-resident) or as many as fit, in id order; blocks until done.
   Status load_all();
-  // Appends future accesses (expert ids in the order the engine will acquire them); the
-  // prefetch policy plans from them, others ignore them.
-  void append_upcoming(const std::vector<int32_t>& accesses);
-  // Replaces the accesses still expected with `accesses` (a long-running server plans each window
-  // as it starts; what an earlier plan expected but never happened is dropped, so the plan never
-  // grows without bound and a stale plan cannot stall the prefetcher).
+  // Replaces the accesses still expected with `accesses` (expert ids in the order the engine will
+  // acquire them; the prefetch policy plans from them, others ignore them). Callers plan each
+  // window as it starts: what an earlier plan expected but never happened is dropped, so the plan
+  // never grows without bound and a stale plan cannot stall the prefetcher.
   void set_upcoming(const std::vector<int32_t>& accesses);
 
   size_t num_slots() const { return slots_.size(); }
