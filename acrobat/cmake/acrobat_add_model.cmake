@@ -34,4 +34,8 @@ function(acrobat_add_model NAME MODEL)
   add_library(${target} STATIC ${out_dir}/${target}.cc)
   target_include_directories(${target} PUBLIC ${out_dir})
   target_link_libraries(${target} PUBLIC perfmem_acrobat PRIVATE perfmem_options)
+  # The generated fused kernels: vectorised NaN selects, and no contraction into fused
+  # multiply-adds, so that they give the interpreted run's results bit for bit (kernels.cpp
+  # builds with the same two options).
+  target_compile_options(${target} PRIVATE -fno-trapping-math -ffp-contract=off)
 endfunction()

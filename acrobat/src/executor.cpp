@@ -56,6 +56,13 @@ GroupPlan plan_group(const FusedGroup& g, bool fuse) {
   for (size_t k = 0; k < count; ++k)
     for (int r : g.instrs[k].regs)
       if (def_run[r] >= 0 && run_of[k] != def_run[r]) plan.local[r] = 0;
+  // A slice is a view: when it is read outside its run, so is the memory it points into,
+  // which must then outlive the instance (not the per-instance buffer). Backwards, so that a
+  // view of a view passes it on.
+  for (size_t k = count; k-- > 0;) {
+    const GroupInstr& in = g.instrs[k];
+    if (in.sig.op == OpKind::kSlice && !plan.local[in.out]) plan.local[in.regs[0]] = 0;
+  }
   plan.local_off.assign(g.num_regs, 0);
   for (const GroupInstr& in : g.instrs)
     if (plan.local[in.out] && in.sig.op != OpKind::kSlice) {
@@ -171,11 +178,27 @@ void Executor::run_batch(Recording& rec, int kernel, const uint32_t* batch, int 
 void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n, bool gather_copy) {
   const FusedGroup& g = prog_.groups[group];
   GroupPlan& plan = group_plans_[group];
-  if (!plan.built) plan = plan_group(g, !opt_.reference_kernels);
+  if (!plan.built) {
+    plan = plan_group(g, !opt_.reference_kernels);
+    plan.compiled.assign(plan.steps.size(), nullptr);
+    for (size_t k = 0; k < plan.steps.size(); ++k)
+      for (size_t i = 0; i < opt_.num_aot_fused_runs && plan.steps[k].fused; ++i) {
+        const AotFusedRun& run = opt_.aot_fused_runs[i];
+        if (run.group == group && size_t(run.begin) == plan.steps[k].begin && size_t(run.end) == plan.steps[k].end)
+          plan.compiled[k] = run.fn;
+      }
+  }
   const int64_t tile_bytes = std::max<int64_t>(1, opt_.group_tile_bytes);
   group_reg_off_.assign(g.num_regs, 0);
   group_kind_.assign(g.num_regs, RegKind::kInternal);
   for (int r : g.output_regs) group_kind_[r] = RegKind::kOutput;
+  // An output that is a slice views its operand, which must then outlive the tiles too: it is
+  // stored like an output (backwards, so that a view of a view passes it on).
+  for (size_t k = g.instrs.size(); k-- > 0;) {
+    const GroupInstr& in = g.instrs[k];
+    if (in.sig.op == OpKind::kSlice && group_kind_[in.out] == RegKind::kOutput)
+      group_kind_[in.regs[0]] = RegKind::kOutput;
+  }
   for (size_t i = 0; i < g.input_regs.size(); ++i) {
     int r = g.input_regs[i];
     group_kind_[r] = RegKind::kInput;
@@ -222,8 +245,13 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
     auto regs_at = [&](int r) {
       return ptr_buf_.data() + group_reg_off_[r] + (group_kind_[r] == RegKind::kInternal ? 0 : t0);
     };
-    for (const GroupStep& step : plan.steps) {
+    for (size_t k = 0; k < plan.steps.size(); ++k) {
+      const GroupStep& step = plan.steps[k];
       const GroupInstr& in = g.instrs[step.begin];
+      if (step.fused && plan.compiled[k]) {
+        run_compiled(g, plan, step, plan.compiled[k], count, regs_at);
+        continue;
+      }
       if (step.fused) {
         run_fused(g, plan, step, count, regs_at);
         continue;
@@ -261,6 +289,27 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
   for (size_t j = 0; j < g.output_regs.size(); ++j)
     for (int b = 0; b < n; ++b)
       rec.tensors[rec.nodes[batch[b]].out + j].data = ptr_buf_[group_reg_off_[g.output_regs[j]] + b];
+}
+
+// A fused run compiled ahead of time: the same split of the tile's instances across
+// threads, each thread with its own buffer for the run's local registers.
+template <class RegsAt>
+void Executor::run_compiled(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, AotFusedRunFn fn,
+                            int count, const RegsAt& regs_at) {
+  double t0 = opt_.profile ? now_ms() : 0;
+  int64_t work = 0;
+  for (size_t k = step.begin; k < step.end; ++k) work += g.reg_size[g.instrs[k].out];
+  fused_regs_.assign(g.num_regs, nullptr);
+  for (int r = 0; r < g.num_regs; ++r)
+    if (!plan.local[r]) fused_regs_[r] = regs_at(r);
+  kernels::parallel_ranges(scratch_, count, work * count, [&](int64_t b0, int64_t b1) {
+    thread_local std::vector<float> local_buf;
+    if (local_buf.size() < static_cast<size_t>(plan.local_size) + 16) local_buf.resize(plan.local_size + 16);
+    float* local_base = local_buf.data();
+    local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
+    fn(b0, b1, fused_regs_.data(), local_base);
+  });
+  if (opt_.profile) stats_->kernel_ms_by_op["elementwise (fused)"] += now_ms() - t0;
 }
 
 // One fused run over `count` instances of a tile, instance by instance; with a pool, the

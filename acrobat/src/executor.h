@@ -10,7 +10,10 @@
 // A batch of a fused group runs step by step over tiles of instances (GroupPlan). Slices are
 // views: their output points into the operand. With RuntimeOptions::threads > 1 the kernels
 // split their work over a thread pool, and a fused elementwise run splits its instances
-// (each thread with its own per-instance buffer); everything else runs on the caller.
+// (each thread with its own per-instance buffer); everything else runs on the caller. A
+// program compiled ahead of time brings its fused runs as generated kernels (one loop over
+// the elements per instance, intermediates in registers), which replace the executor's
+// instruction-by-instruction run of the same step.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +51,9 @@ struct GroupPlan {
   std::vector<char> local;         // per register
   std::vector<int64_t> local_off;  // per local register (not slices): offset in the buffer
   int64_t local_size = 0;
+  // Per step: the fused run compiled ahead of time for it (RuntimeOptions::aot_fused_runs),
+  // or null (the executor runs the instructions itself).
+  std::vector<AotFusedRunFn> compiled;
 };
 // Builds the plan of group `g`; with `fuse` false every instruction is its own step.
 GroupPlan plan_group(const FusedGroup& g, bool fuse);
@@ -72,6 +78,9 @@ class Executor {
   void run_kernel(const KernelSig& sig, int n, const float* const* const* a, float* const* out);
   void run_group(Recording& rec, int group, const uint32_t* batch, int n, bool gather_copy);
   template <class RegsAt>
+  void run_compiled(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, AotFusedRunFn fn, int count,
+                    const RegsAt& regs_at);
+  template <class RegsAt>
   void run_fused(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, int count, const RegsAt& regs_at);
 
   const Program& prog_;
@@ -88,6 +97,7 @@ class Executor {
   std::vector<size_t> group_reg_off_;
   std::vector<RegKind> group_kind_;
   std::vector<float*> pair_in_, pair_out_;
+  std::vector<float**> fused_regs_;  // a compiled fused run's register table
 };
 
 }  // namespace perfmem::acrobat

@@ -9,8 +9,10 @@
 #include <limits>
 
 #include "acrobat_model_every_construct.h"
+#include "acrobat_model_fused_runs.h"
 #include "bundled_model.h"
 #include "compiled_models.h"
+#include "executor.h"
 #include "perfmem/acrobat/aot.h"
 #include "perfmem/acrobat/models.h"
 #include "perfmem/acrobat/runtime.h"
@@ -159,6 +161,104 @@ TEST(AcrobatAot, EveryConstructEqualsTheInterpreter) {
       EXPECT_GT(rounds_b, 0) << scheduler_name(s);
       ASSERT_EQ(b.size(), data.size() * 4);
       EXPECT_EQ(a, b) << scheduler_name(s) << " batch " << batch;
+    }
+  }
+}
+
+// Every fused run of elementwise instructions in a compiled model's groups has its generated
+// kernel (codegen_fused.h), under the executor's own split of the groups into steps.
+TEST(AcrobatAot, EveryFusedRunHasItsGeneratedKernel) {
+  std::vector<const AotModel*> models = compiled_bundled_models();
+  models.push_back(&acrobat_model_fused_runs());
+  int64_t runs = 0;
+  for (const AotModel* m : models) {
+    auto program = compile_program(m->file, m->source, compile_options_for(Scheduler::kAcrobat, aot_overrides(*m)));
+    ASSERT_TRUE(program.ok()) << program.status().to_string();
+    size_t expected = 0;
+    for (size_t gi = 0; gi < (*program)->groups.size(); ++gi) {
+      const GroupPlan plan = plan_group((*program)->groups[gi], /*fuse=*/true);
+      for (const GroupStep& step : plan.steps) {
+        if (!step.fused) continue;
+        ++expected;
+        bool found = false;
+        for (size_t i = 0; i < m->analysed.num_fused_runs; ++i) {
+          const AotFusedRun& run = m->analysed.fused_runs[i];
+          found |= run.group == int(gi) && size_t(run.begin) == step.begin && size_t(run.end) == step.end &&
+                   run.fn != nullptr;
+        }
+        EXPECT_TRUE(found) << m->name << " group " << gi << " step [" << step.begin << ", " << step.end << ")";
+      }
+    }
+    EXPECT_EQ(m->analysed.num_fused_runs, expected) << m->name;
+    EXPECT_EQ(m->plain.num_fused_runs, 0u) << m->name;  // no groups without coarsening
+    runs += int64_t(expected);
+  }
+  EXPECT_GT(runs, 20);
+}
+
+// The generated fused kernels give the executor's own fused runs' results bit for bit, on
+// tiles of one instance and of several, on one thread and split across two; and both equal the
+// unbatched run. tests/fused_runs.acr takes every path of the generator (two sizes in one
+// run, a view into a register its own loop writes, slices leaving the run).
+TEST(AcrobatAot, GeneratedFusedKernelsEqualTheExecutorsOnEveryTiling) {
+  struct Case {
+    std::string model;
+    const AotModel* aot;
+  };
+  std::vector<Case> cases = {{"fused_runs", &acrobat_model_fused_runs()}};
+  for (const char* m : {"treelstm", "birnn", "nestedrnn", "berxit"})
+    cases.push_back({m, compiled(std::string(m) + "_test")});
+  for (const Case& c : cases) {
+    ASSERT_NE(c.aot, nullptr) << c.model;
+    const size_t n = 21;
+    auto data = varied_data(c.model == "fused_runs" ? "treelstm" : c.model, n);
+    auto source = c.model == "fused_runs" ? read_text_file(std::string(TESTS_DIR) + "/fused_runs.acr")
+                                          : Result<std::string>(read_model(c.model));
+    ASSERT_TRUE(source.ok());
+    auto interpreted = [&](Scheduler s, const RuntimeOptions& base) {
+      RuntimeOptions opt = base;
+      opt.scheduler = s;
+      opt.verify = true;
+      auto program = compile_program(c.aot->file, *source, compile_options_for(s, aot_overrides(*c.aot)));
+      EXPECT_TRUE(program.ok()) << program.status().to_string();
+      auto rt = Runtime::create(**program, opt);
+      EXPECT_TRUE(rt.ok());
+      std::vector<float> out;
+      RunStats stats;
+      EXPECT_TRUE((*rt)->set_inputs(data).ok());
+      Status st = (*rt)->run_minibatch(0, n, &out, &stats);
+      EXPECT_TRUE(st.ok()) << st.to_string();
+      return out;
+    };
+    const std::vector<float> unbatched = interpreted(Scheduler::kNone, {});
+    ASSERT_EQ(unbatched.size(), n * (c.model == "fused_runs" ? 4 : 16)) << c.model;
+    for (int tiles : {0, 1}) {
+      for (int threads : {1, 2}) {
+        RuntimeOptions opt;
+        opt.threads = threads;
+        opt.parallel_min_work = 1;
+        if (tiles) {
+          opt.group_tile_bytes = 1;  // one instance per tile
+          opt.group_min_tile_rows = 1;
+        }
+        const std::string where =
+            c.model + (tiles ? " tiles of one" : " one tile") + ", threads " + std::to_string(threads);
+        const std::vector<float> interp = interpreted(Scheduler::kAcrobat, opt);
+        opt.scheduler = Scheduler::kAcrobat;
+        opt.verify = true;
+        auto comp = load_aot_model(*c.aot, opt);
+        ASSERT_TRUE(comp.ok()) << comp.status().to_string();
+        ASSERT_TRUE(comp->runtime->set_inputs(data).ok());
+        std::vector<float> out;
+        RunStats stats;
+        Status st = comp->runtime->run_minibatch(0, n, &out, &stats);
+        ASSERT_TRUE(st.ok()) << where << ": " << st.to_string();
+        ASSERT_EQ(out.size(), unbatched.size()) << where;
+        for (size_t i = 0; i < out.size(); ++i) {
+          ASSERT_EQ(out[i], interp[i]) << where << " output " << i;
+          ASSERT_NEAR(out[i], unbatched[i], 1e-5 * (1 + std::fabs(unbatched[i]))) << where << " output " << i;
+        }
+      }
     }
   }
 }

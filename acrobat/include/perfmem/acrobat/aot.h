@@ -17,6 +17,12 @@
 //   PERFMEM_RETURN_IF_ERROR(model->runtime->set_inputs(trees));
 //   PERFMEM_RETURN_IF_ERROR(model->runtime->run_minibatch(0, 64, &logits, &stats));
 //
+// Each fused run of elementwise instructions in the program's coarsened groups (the executor's
+// GroupPlan steps) is also generated, as a batched kernel specialised to its static shapes:
+// per instance, slices are pointer offsets and the instructions one loop over the elements
+// per stretch of equal size, intermediates in local variables (codegen_fused.h); the executor
+// calls it in place of its own run (AotVariant::fused_runs), with bit-identical results.
+//
 // The generated code records exactly the nodes, operands, depths and phases the interpreter
 // records for the same program (so every scheduler batches it the same way); it is compiled
 // twice, for the two analysis configurations `compile_options_for` gives: `analysed`
@@ -105,6 +111,10 @@ class AotCall {
 struct AotVariant {
   AotMainFn main = nullptr;
   uint64_t fingerprint = 0;
+  // Every fused run of elementwise instructions in the program's groups, as generated
+  // batched kernels (RuntimeOptions::aot_fused_runs).
+  const AotFusedRun* fused_runs = nullptr;
+  size_t num_fused_runs = 0;
 };
 
 struct AotOverride {

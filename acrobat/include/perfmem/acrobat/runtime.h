@@ -46,6 +46,18 @@ struct AotState;
 struct Value;
 using AotMainFn = Value (*)(AotState&, Value);
 
+// A fused run of a group's elementwise instructions compiled ahead of time (aot.h): computes
+// the instructions [begin, end) of group `group` (one step of the executor's GroupPlan) for
+// the instances [b0, b1) of a tile. regs[r] is register r's pointer array for the tile (null
+// for registers local to the run), `local` the calling thread's buffer of local registers
+// (laid out as GroupPlan::local_off says). Bit-identical to the executor's own fused run.
+using AotFusedRunFn = void (*)(int64_t b0, int64_t b1, float** const* regs, float* local);
+struct AotFusedRun {
+  int group;
+  int begin, end;
+  AotFusedRunFn fn;
+};
+
 struct RuntimeOptions {
   Scheduler scheduler = Scheduler::kAcrobat;
   bool verify = false;             // run the independent schedule check
@@ -70,6 +82,9 @@ struct RuntimeOptions {
   // Runs the program's generated code (aot.h) instead of interpreting it. Set by
   // load_aot_model, which checks the program is the one the code was generated from.
   AotMainFn aot_main = nullptr;
+  // Its fused runs, used in place of the executor's run of the same instructions.
+  const AotFusedRun* aot_fused_runs = nullptr;
+  size_t num_aot_fused_runs = 0;
   // Ablations of the acrobat scheduler's run-time optimisations (the benchmark turns each off
   // in turn; results stay equal to the unbatched run):
   //  * inline_depth false: the recorded depths are ignored and each node's dataflow depth is
