@@ -21,12 +21,10 @@
 namespace perfmem::acrobat {
 namespace {
 
-// prefix followed by the decimal digits of v (written out: GCC 12 warns, wrongly, about
-// `"x" + std::to_string(v)` under -O3 -Wrestrict).
-std::string num(const char* prefix, int64_t v) {
-  std::string s(prefix);
-  s += std::to_string(v);
-  return s;
+// GCC 12 misfires -Wrestrict on `"x" + std::to_string(v)` at -O3: built by append instead.
+template <class T>
+std::string num(const char* prefix, T v) {
+  return std::string(prefix).append(std::to_string(v));
 }
 
 class ProgramGenerator {
