@@ -495,7 +495,8 @@ class Emitter {
     line("const uint32_t " + a + "[" + std::to_string(std::max<size_t>(g.input_slots.size(), 1)) + "] = {" + list +
          "};");
     std::string out = numbered("out", temps_++);
-    line("const uint32_t " + out + " = st.rec->add_node(" + std::to_string(let.kernel) + ", " +
+    // Unused when nothing reads the group's results (a dead chain; still recorded and run).
+    line("[[maybe_unused]] const uint32_t " + out + " = st.rec->add_node(" + std::to_string(let.kernel) + ", " +
          depth_of(let.static_depth) + ", st.phase, " + a + ", " + std::to_string(g.input_slots.size()) + ", " +
          std::to_string(g.output_regs.size()) + ");");
     for (size_t j = 0; j < g.output_slots.size(); ++j)

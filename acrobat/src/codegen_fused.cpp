@@ -157,7 +157,8 @@ class RunEmitter {
         if (i == inputs.size()) inputs.push_back(r);
         a.push_back(num("x", i) + "[j]");
       }
-      loop += num("    const float t", in.out) + " = " + element_expr(in, a) + ";\n";
+      // Unused when nothing reads the result (dead code in the program: computed, as interpreted).
+      loop += num("    [[maybe_unused]] const float t", in.out) + " = " + element_expr(in, a) + ";\n";
       defined[in.out] = 1;
       if (stored_[size_t(in.out)]) {
         loop += num("    y", outputs.size()) + num("[j] = t", in.out) + ";\n";
