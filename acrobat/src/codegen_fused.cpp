@@ -45,8 +45,8 @@ std::string element_expr(const GroupInstr& in, const std::vector<std::string>& a
 // compiler vectorises it.
 class RunEmitter {
  public:
-  RunEmitter(const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, std::string name)
-      : g_(g), plan_(plan), step_(step), name_(std::move(name)) {}
+  RunEmitter(int group_index, const FusedGroup& g, const GroupPlan& plan, const GroupStep& step, std::string name)
+      : group_index_(group_index), g_(g), plan_(plan), step_(step), name_(std::move(name)) {}
 
   std::string emit() {
     split_segments();
@@ -89,8 +89,6 @@ class RunEmitter {
     out += "  for (int64_t b = b0; b < b1; ++b) {\n" + body + "  }\n}\n\n";
     return out;
   }
-
-  void set_group_index(int gi) { group_index_ = gi; }
 
  private:
   struct Segment {
@@ -179,11 +177,11 @@ class RunEmitter {
     return {helper, fn + "(" + args + ");\n"};
   }
 
+  int group_index_;
   const FusedGroup& g_;
   const GroupPlan& plan_;
   const GroupStep& step_;
   std::string name_;
-  int group_index_ = 0;
   std::map<int, int> view_source_;  // slice output -> its operand
   std::vector<Segment> segments_;
   std::vector<char> stored_;  // per register: written to memory by the run
@@ -203,9 +201,7 @@ std::string emit_fused_runs(const Program& p, const std::string& table) {
       const GroupStep& step = plan.steps[k];
       if (!step.fused) continue;
       const std::string name = num("fused_g", gi) + num("_s", k);
-      RunEmitter em(g, plan, step, name);
-      em.set_group_index(int(gi));
-      out += em.emit();
+      out += RunEmitter(int(gi), g, plan, step, name).emit();
       entries += num("    {", gi) + num(", ", step.begin) + num(", ", step.end) + ", &" + name + "},\n";
     }
   }

@@ -291,6 +291,15 @@ void Executor::run_group(Recording& rec, int group, const uint32_t* batch, int n
       rec.tensors[rec.nodes[batch[b]].out + j].data = ptr_buf_[group_reg_off_[g.output_regs[j]] + b];
 }
 
+// The calling thread's buffer for a fused run's local registers (GroupPlan::local_off), 64-byte
+// aligned; reused by every run on the thread (no allocation once warm).
+static float* local_registers(const GroupPlan& plan) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < static_cast<size_t>(plan.local_size) + 16) buf.resize(plan.local_size + 16);
+  float* base = buf.data();
+  return base + ((64 - reinterpret_cast<uintptr_t>(base) % 64) % 64) / sizeof(float);
+}
+
 // A fused run compiled ahead of time: the same split of the tile's instances across
 // threads, each thread with its own buffer for the run's local registers.
 template <class RegsAt>
@@ -302,13 +311,8 @@ void Executor::run_compiled(const FusedGroup& g, const GroupPlan& plan, const Gr
   fused_regs_.assign(g.num_regs, nullptr);
   for (int r = 0; r < g.num_regs; ++r)
     if (!plan.local[r]) fused_regs_[r] = regs_at(r);
-  kernels::parallel_ranges(scratch_, count, work * count, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<float> local_buf;
-    if (local_buf.size() < static_cast<size_t>(plan.local_size) + 16) local_buf.resize(plan.local_size + 16);
-    float* local_base = local_buf.data();
-    local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
-    fn(b0, b1, fused_regs_.data(), local_base);
-  });
+  kernels::parallel_ranges(scratch_, count, work * count,
+                           [&](int64_t b0, int64_t b1) { fn(b0, b1, fused_regs_.data(), local_registers(plan)); });
   if (opt_.profile) stats_->kernel_ms_by_op["elementwise (fused)"] += now_ms() - t0;
 }
 
@@ -322,11 +326,8 @@ void Executor::run_fused(const FusedGroup& g, const GroupPlan& plan, const Group
   int64_t work = 0;
   for (size_t k = step.begin; k < step.end; ++k) work += g.reg_size[g.instrs[k].out];
   kernels::parallel_ranges(scratch_, count, work * count, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<float> local_buf;
     thread_local std::vector<float*> cur;  // this instance's local registers
-    if (local_buf.size() < static_cast<size_t>(plan.local_size) + 16) local_buf.resize(plan.local_size + 16);
-    float* local_base = local_buf.data();
-    local_base += ((64 - reinterpret_cast<uintptr_t>(local_base) % 64) % 64) / sizeof(float);
+    float* local_base = local_registers(plan);
     cur.assign(g.num_regs, nullptr);
     for (int r = 0; r < g.num_regs; ++r)
       if (plan.local[r]) cur[r] = local_base + plan.local_off[r];
