@@ -310,6 +310,7 @@ void ExpertStore::release(const ExpertView& view) {
     SlotState& s = slots_[size_t(view.slot)];
     PERFMEM_CHECK(s.pins > 0 && s.expert == view.id, "release of an expert not acquired");
     --s.pins;
+    s.previous_used = s.last_used > s.loaded_at ? s.last_used : 0;  // reuses since this load only
     s.last_used = ++clock_;
     ++version_;
   }

@@ -1,5 +1,6 @@
 #include "perfmem/sida/policy.h"
 
+#include <algorithm>
 #include <limits>
 #include <unordered_map>
 
@@ -20,14 +21,26 @@ std::optional<int32_t> free_slot(std::span<const SlotState> slots) {
   return std::nullopt;
 }
 
+// When an expert the plan does not list is expected next: one reuse interval after its last
+// use while less than two intervals have passed (the logical clock's `now`), else never.
+int64_t expected_reuse(const SlotState& slot, uint64_t now) {
+  if (slot.previous_used == 0 || slot.last_used <= slot.previous_used || now < slot.last_used) return kNever;
+  const uint64_t interval = slot.last_used - slot.previous_used, age = now - slot.last_used;
+  if (age > 2 * interval) return kNever;
+  return age >= interval ? 0 : int64_t(interval - age);
+}
+
 // Evictable slot whose expert is next used furthest away (ties: least recently used, then
 // lowest slot), with that distance.
 std::optional<std::pair<int32_t, int64_t>> furthest_slot(std::span<const SlotState> slots,
                                                          std::span<const int32_t> upcoming, size_t limit) {
+  uint64_t now = 0;  // the latest event the slots show
+  for (const SlotState& s : slots) now = std::max({now, s.last_used, s.loaded_at});
   std::optional<std::pair<int32_t, int64_t>> best;
   for (size_t s = 0; s < slots.size(); ++s) {
     if (!slot_evictable(slots[s]) || slots[s].expert < 0) continue;
-    const int64_t use = next_use(slots[s].expert, upcoming, limit);
+    int64_t use = next_use(slots[s].expert, upcoming, limit);
+    if (use == kNever) use = expected_reuse(slots[s], now);
     if (!best || use > best->second ||
         (use == best->second && slots[s].last_used < slots[size_t(best->first)].last_used))
       best = std::pair{int32_t(s), use};

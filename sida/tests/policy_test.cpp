@@ -51,6 +51,33 @@ TEST(Policy, PrefetchEvictsTheExpertNeededFurthestAway) {
   EXPECT_EQ(choose_slot(Policy::kPrefetch, s, upcoming), 0);  // 4 is never needed again
 }
 
+// A decoder layer's expert is in no plan (the predictor plans the encoder) but comes back
+// every decoding step: reused at a regular interval, it is expected one interval after its last
+// use, so a prefetch for a later planned access evicts something else; once two intervals have
+// passed without it (the request ended), it is never needed again.
+TEST(Policy, PrefetchKeepsAnUnplannedExpertReusedAtARegularInterval) {
+  auto s = slots_holding({4, 7});
+  s[0].loaded_at = 10;
+  s[0].previous_used = 20;  // used at 20 and 26: interval 6
+  s[0].last_used = 26;
+  s[1].loaded_at = 28;  // the clock's latest event: expert 4 is due in 6 - 2 = 4
+  s[1].last_used = 0;
+  const std::vector<int32_t> upcoming = {9, 8, 8, 8, 8, 7};  // 7 is planned at position 5
+  EXPECT_EQ(choose_slot(Policy::kPrefetch, s, upcoming), 1);
+  auto p = plan_prefetch(s, upcoming, 16);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->expert, 9);
+  EXPECT_EQ(p->slot, 1);
+  // Used once only since its load: no interval to go by, never needed again.
+  auto once = s;
+  once[0].previous_used = 0;
+  EXPECT_EQ(choose_slot(Policy::kPrefetch, once, upcoming), 0);
+  // Thirteen events after its last use (more than two intervals): not expected any more.
+  auto stale = s;
+  stale[1].loaded_at = 39;
+  EXPECT_EQ(choose_slot(Policy::kPrefetch, stale, upcoming), 0);
+}
+
 TEST(Policy, PlanPrefetchLoadsInOrderOfNeed) {
   auto s = slots_holding({4, -1});
   std::vector<int32_t> upcoming = {4, 7, 8};

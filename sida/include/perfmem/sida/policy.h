@@ -12,7 +12,10 @@
 //  * lru / fifo: load on demand; evict the least recently used / the earliest loaded.
 //  * prefetch: knows the upcoming access sequence (a route table). It loads in the order
 //    experts will be needed and evicts the expert whose next use is furthest away (Belady),
-//    never one needed before the expert it would make room for.
+//    never one needed before the expert it would make room for. An expert the plan does not
+//    list but that was reused at a regular interval (a decoder layer's expert, step after
+//    step) is expected again one interval after its last use, until that time has passed
+//    twice over; other unlisted experts are never needed again.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +39,10 @@ struct SlotState {
   bool loading = false;    // a read into this slot is in flight
   int32_t pins = 0;        // engine users; a pinned slot is never evicted
   uint64_t last_used = 0;  // logical time of the last release
+  // Logical time of the release before that, since the expert was loaded (0: used at most
+  // once): its last reuse interval, the prefetch policy's guess of when an expert the plan does
+  // not list is needed again.
+  uint64_t previous_used = 0;
   uint64_t loaded_at = 0;  // logical time the load was issued
 };
 
