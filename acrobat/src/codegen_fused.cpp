@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "executor.h"
-#include "perfmem/acrobat/kernels.h"
 
 namespace perfmem::acrobat {
 namespace {
@@ -129,13 +128,11 @@ class RunEmitter {
         const int base = base_of(r);
         if (seg_of[size_t(base)] < 0) continue;  // computed outside the run
         const bool view = base != r;
-        const bool other_segment = in.sig.op == OpKind::kSlice || seg_of[size_t(base)] != seg_of_instr(k, seg_of);
+        const bool other_segment = in.sig.op == OpKind::kSlice || seg_of[size_t(base)] != seg_of[size_t(in.out)];
         if (view || other_segment) stored_[size_t(base)] = 1;
       }
     }
   }
-
-  int seg_of_instr(size_t k, const std::vector<int>& seg_of) const { return seg_of[size_t(g_.instrs[k].out)]; }
 
   // The segment's loop as a function, and the per-instance call of it.
   std::pair<std::string, std::string> emit_segment(const Segment& seg, const std::string& fn) {

@@ -22,9 +22,11 @@ std::optional<int32_t> free_slot(std::span<const SlotState> slots) {
 }
 
 // When an expert the plan does not list is expected next: one reuse interval after its last
-// use while less than two intervals have passed (the logical clock's `now`), else never.
+// use while less than two intervals have passed (the logical clock's `now`), else never. Only
+// uses since the slot's load count: times from before it belong to the expert it replaced.
 int64_t expected_reuse(const SlotState& slot, uint64_t now) {
-  if (slot.previous_used == 0 || slot.last_used <= slot.previous_used || now < slot.last_used) return kNever;
+  if (slot.previous_used <= slot.loaded_at || slot.last_used <= slot.previous_used || now < slot.last_used)
+    return kNever;
   const uint64_t interval = slot.last_used - slot.previous_used, age = now - slot.last_used;
   if (age > 2 * interval) return kNever;
   return age >= interval ? 0 : int64_t(interval - age);

@@ -72,6 +72,11 @@ TEST(Policy, PrefetchKeepsAnUnplannedExpertReusedAtARegularInterval) {
   auto once = s;
   once[0].previous_used = 0;
   EXPECT_EQ(choose_slot(Policy::kPrefetch, once, upcoming), 0);
+  // Reloaded with another expert (at 27) before that one was used: the times are the old
+  // expert's, so the new one is never needed again.
+  auto reloaded = s;
+  reloaded[0].loaded_at = 27;
+  EXPECT_EQ(choose_slot(Policy::kPrefetch, reloaded, upcoming), 0);
   // Thirteen events after its last use (more than two intervals): not expected any more.
   auto stale = s;
   stale[1].loaded_at = 39;
