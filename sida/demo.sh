@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# sida demo: make a small Switch Transformers checkpoint, record the routes of 40 requests, then
-# serve them with a fast tier that holds a quarter of the experts, first with the lru baseline,
-# then with prefetching from the route table (one request after another, and with the window's
-# requests advancing layer by layer together); the generated ids must be identical. Finally,
-# `sida serve` on the same checkpoint: a few requests with curl (one streamed), its /metrics, and
-# a SIGTERM that drains it (exit status 0).
+# sida demo: make a small Switch Transformers checkpoint and a corpus of token-id requests; train
+# SiDA's expert predictor on the routes of 400 of them (collect-routes, train-predictor,
+# eval-predictor); then serve 40 other requests with a fast tier that holds a quarter of the
+# experts: lru against prefetching planned by the predictor (its cost counted), one request after
+# another and with the window's requests advancing layer by layer, beside the upper bound of an
+# oracle route table; in exact mode every policy generates the ids of all-resident. Then SiDA's
+# router replacement, and `sida serve` with the predictor: a few requests with curl (one
+# streamed), its /metrics, and a SIGTERM that drains it (exit status 0).
 # Argument: the build folder.
 set -euo pipefail
 build="${1:-build/release}"
@@ -18,21 +20,52 @@ echo "--- make a tiny checkpoint (Hugging Face layout, random weights)"
 echo
 echo "--- one request, all experts resident"
 "$sida" run "$work/tiny" --tokens "12 7 33 41 5 1" --policy all-resident --max-new-tokens 6
+# A corpus of 440 requests of 10-60 token ids and eos (1), a few ids far more frequent than the
+# rest, as in text: the first 400 train the predictor, the last 40 are served.
+awk 'BEGIN { srand(11); for (r = 0; r < 440; r++) { n = 10 + int(rand() * 51); line = "";
+  for (i = 0; i < n; i++) { u = rand(); line = line (i ? " " : "") (2 + int(94 * u * u * u)) }
+  print line " 1" } }' > "$work/corpus.txt"
+head -n 400 "$work/corpus.txt" > "$work/train.txt"
+tail -n 40 "$work/corpus.txt" > "$work/requests.txt"
 echo
-echo "--- record the routes of 40 SST2-like requests (the oracle route table)"
-"$sida" record-routes "$work/tiny" --synthetic 40 --max-new-tokens 4 -o "$work/routes.json"
+echo "--- SiDA's predictor: the routes of 400 requests (every tenth for validation), trained by"
+echo "    truncated knowledge distillation, then its hit rate beside two simple baselines"
+"$sida" collect-routes "$work/tiny" --corpus "$work/train.txt" -o "$work/routes.safetensors"
+"$sida" train-predictor "$work/tiny" --routes "$work/routes.safetensors" -o "$work/predictor" \
+  --hidden 32 --epochs 20 --threads 1
+"$sida" eval-predictor "$work/tiny" --predictor "$work/predictor" --routes "$work/routes.safetensors"
+
 budget=48KiB   # 4 of the 16 experts (12 KiB each in fp32)
-for policy in lru prefetch; do
-  echo
-  echo "--- $policy, fast tier $budget"
-  "$sida" run "$work/tiny" --synthetic 40 --max-new-tokens 4 --policy "$policy" --budget "$budget" \
-    --routes "$work/routes.json" > "$work/out-$policy.txt"
-done
+requests=(--requests "$work/requests.txt")
 echo
-echo "--- prefetch, fast tier $budget, window execution (the window's requests decode together)"
-"$sida" run "$work/tiny" --synthetic 40 --max-new-tokens 4 --policy prefetch --budget "$budget" \
-  --routes "$work/routes.json" --execution window > "$work/out-window.txt"
-"$sida" run "$work/tiny" --synthetic 40 --max-new-tokens 4 --policy all-resident > "$work/out-all.txt" 2>/dev/null
+echo "--- encoder only (the classification setting) on the 40 other requests, fast tier $budget:"
+echo "    lru one request after another, then prefetch planned by the predictor ahead of inference"
+"$sida" run "$work/tiny" "${requests[@]}" --encoder-only --policy lru --budget "$budget"
+"$sida" run "$work/tiny" "${requests[@]}" --encoder-only --policy prefetch --budget "$budget" \
+  --predictor "$work/predictor"
+echo
+echo "--- the same, the window's requests advancing layer by layer (each expert read once per window)"
+"$sida" run "$work/tiny" "${requests[@]}" --encoder-only --policy prefetch --budget "$budget" \
+  --predictor "$work/predictor" --execution window --window 40
+echo
+echo "--- ablation: prefetch from an oracle route table (a recorded extra pass; an upper bound, not SiDA)"
+"$sida" record-routes "$work/tiny" "${requests[@]}" --encoder-only -o "$work/routes-enc.json"
+"$sida" run "$work/tiny" "${requests[@]}" --encoder-only --policy prefetch --budget "$budget" \
+  --routes "$work/routes-enc.json" --execution window --window 40
+
+echo
+echo "--- generation (4 tokens each), fast tier $budget: lru, then the predictor's prefetch"
+for policy in lru prefetch; do
+  plan=()
+  [ "$policy" = prefetch ] && plan=(--predictor "$work/predictor")
+  echo "- $policy"
+  "$sida" run "$work/tiny" "${requests[@]}" --max-new-tokens 4 --policy "$policy" --budget "$budget" \
+    "${plan[@]}" > "$work/out-$policy.txt"
+done
+echo "- prefetch, window execution (the window's requests decode together)"
+"$sida" run "$work/tiny" "${requests[@]}" --max-new-tokens 4 --policy prefetch --budget "$budget" \
+  --predictor "$work/predictor" --execution window > "$work/out-window.txt"
+"$sida" run "$work/tiny" "${requests[@]}" --max-new-tokens 4 --policy all-resident > "$work/out-all.txt" 2>/dev/null
 echo
 if cmp -s "$work/out-lru.txt" "$work/out-all.txt" && cmp -s "$work/out-prefetch.txt" "$work/out-all.txt" &&
    cmp -s "$work/out-window.txt" "$work/out-all.txt"; then
@@ -42,16 +75,15 @@ else
   exit 1
 fi
 echo
-echo "--- encoder only (the classification setting): lru one request after another, then prefetch"
-echo "    with the window's requests advancing layer by layer (each expert read once per window)"
-"$sida" record-routes "$work/tiny" --synthetic 40 --encoder-only -o "$work/routes-enc.json"
-"$sida" run "$work/tiny" --synthetic 40 --encoder-only --policy lru --budget "$budget"
-"$sida" run "$work/tiny" --synthetic 40 --encoder-only --policy prefetch --budget "$budget" \
-  --routes "$work/routes-enc.json" --execution window --window 40
-
+echo "--- SiDA's router replacement: encoder tokens go to the predicted experts, no router run there;"
+echo "    the report says how far the outputs moved from exact mode"
+"$sida" run "$work/tiny" "${requests[@]}" --max-new-tokens 4 --policy prefetch --budget "$budget" \
+  --predictor "$work/predictor" --replace-router > /dev/null
 echo
-echo "--- sida serve: an HTTP server on a loopback port (fast tier $budget, windows of up to 8 requests)"
-"$sida" serve "$work/tiny" --budget "$budget" --port 0 > "$work/serve.out" 2> "$work/serve.err" &
+
+echo "--- sida serve: an HTTP server on a loopback port (fast tier $budget, windows of up to 8 requests,"
+echo "    prefetch planned by the predictor)"
+"$sida" serve "$work/tiny" --budget "$budget" --predictor "$work/predictor" --port 0 > "$work/serve.out" 2> "$work/serve.err" &
 server_pid=$!
 for _ in $(seq 100); do
   grep -q "listening on" "$work/serve.out" 2>/dev/null && break
