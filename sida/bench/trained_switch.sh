@@ -8,8 +8,9 @@
 #
 #   sida/bench/trained_switch.sh [BUILD] [WORK]      # defaults: build/release, BUILD/sida-trained
 #
-# The model is trained once per WORK folder (800 steps on one thread, about 12 minutes of CPU);
-# delete WORK/checkpoint to train again.
+# PREDICTOR_HIDDEN (64) sets the predictor's width; PREDICTOR_BIDIRECTIONAL=1 makes its LSTM read
+# both ways (not SiDA's network). The model is trained once per WORK folder (800 steps on one
+# thread, about 12 minutes of CPU); delete WORK/checkpoint to train again.
 set -euo pipefail
 build="${1:-build/release}"
 work="${2:-$build/sida-trained}"
@@ -54,7 +55,7 @@ fi
 if [ ! -f "$work/predictor/config.json" ]; then
   # One LibTorch thread: this small network gains nothing from two, and loses much on a busy machine.
   "$sida" train-predictor "$work/checkpoint" --routes "$work/routes.safetensors" -o "$work/predictor" \
-    --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 24 --seed 1 --threads 1
+    --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 24 --seed 1 --threads 1 ${PREDICTOR_BIDIRECTIONAL:+--bidirectional}
 fi
 "$sida" eval-predictor "$work/checkpoint" --predictor "$work/predictor" --routes "$work/routes.safetensors"
 

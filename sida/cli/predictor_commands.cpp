@@ -22,6 +22,8 @@ void add_train_predictor_options(CLI::App* cmd, PredictorCommands& c) {
   c.train->add_option("--routes", c.routes, "Routes dataset from `sida collect-routes`")->required();
   c.train->add_option("-o,--output", c.output, "Predictor folder (config.json + predictor.safetensors)")->required();
   c.train->add_option("--hidden", o.hidden, "Width of the network")->capture_default_str()->check(CLI::Range(1, 65536));
+  c.train->add_flag("--bidirectional", o.bidirectional,
+                    "LSTM layers read both ways, half the width each (SiDA's reads left to right)");
   c.train->add_option("--epochs", o.epochs, "Passes over the training split")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));

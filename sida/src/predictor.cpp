@@ -57,6 +57,13 @@ Result<PredictorConfig> read_predictor_config(const std::string& dir) {
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "d_model", 1, 1 << 16, &c.d_model));
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "hidden", 1, 1 << 16, &c.hidden));
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "lstm_layers", 1, 16, &c.lstm_layers));
+  if (auto it = j.find("bidirectional"); it != j.end()) {
+    if (!it->is_boolean()) return input_error(file, "key \"bidirectional\"", "true or false", it->dump());
+    c.bidirectional = it->get<bool>();
+    if (c.bidirectional && c.hidden % 2 != 0)
+      return input_error(file, "key \"hidden\"", "an even width (bidirectional: half per direction)",
+                         std::to_string(c.hidden));
+  }
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "num_moe_layers", 1, 1 << 12, &c.num_moe_layers));
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "num_experts", 1, 1 << 16, &c.num_experts));
   PERFMEM_RETURN_IF_ERROR(config_int(j, file, "vocab_size", 1, int64_t(1) << 24, &c.vocab_size));
@@ -68,6 +75,7 @@ Status write_predictor_config(const std::string& dir, const PredictorConfig& c, 
             {"d_model", c.d_model},
             {"hidden", c.hidden},
             {"lstm_layers", c.lstm_layers},
+            {"bidirectional", c.bidirectional},
             {"num_moe_layers", c.num_moe_layers},
             {"num_experts", c.num_experts},
             {"vocab_size", c.vocab_size}};
@@ -97,15 +105,23 @@ const float* predictor_embedding(const ModelWeights& model) {
   return model.config().is_decoder_only() ? model.embed_tokens : model.shared;
 }
 
+std::vector<std::string> lstm_direction_suffixes(const PredictorConfig& config) {
+  if (config.bidirectional) return {"", "_reverse"};
+  return {""};
+}
+
 std::vector<std::pair<std::string, Shape>> predictor_tensor_shapes(const PredictorConfig& c) {
   const int64_t H = c.hidden;
   std::vector<std::pair<std::string, Shape>> out = {{"input.weight", {H, c.d_model}}, {"input.bias", {H}}};
+  const int64_t D = lstm_units(c);
   for (int64_t k = 0; k < c.lstm_layers; ++k) {
-    const std::string l = std::to_string(k);
-    out.push_back({"lstm.weight_ih_l" + l, {4 * H, H}});
-    out.push_back({"lstm.weight_hh_l" + l, {4 * H, H}});
-    out.push_back({"lstm.bias_ih_l" + l, {4 * H}});
-    out.push_back({"lstm.bias_hh_l" + l, {4 * H}});
+    for (const std::string& suffix : lstm_direction_suffixes(c)) {
+      const std::string l = std::to_string(k) + suffix;
+      out.push_back({"lstm.weight_ih_l" + l, {4 * D, H}});  // a layer's input: u, or both directions' h
+      out.push_back({"lstm.weight_hh_l" + l, {4 * D, D}});
+      out.push_back({"lstm.bias_ih_l" + l, {4 * D}});
+      out.push_back({"lstm.bias_hh_l" + l, {4 * D}});
+    }
   }
   out.push_back({"residual.weight", {H, H}});
   out.push_back({"residual.bias", {H}});
@@ -152,14 +168,17 @@ Result<std::unique_ptr<Predictor>> Predictor::load(const std::string& dir, const
   const int64_t H = c.hidden;
   p->input_ = PackedWeights(t["input.weight"].data(), H, c.d_model);
   p->input_bias_ = std::move(t["input.bias"]);
+  const int64_t D = lstm_units(c);
   for (int64_t k = 0; k < c.lstm_layers; ++k) {
-    const std::string l = std::to_string(k);
-    p->w_ih_.emplace_back(t["lstm.weight_ih_l" + l].data(), 4 * H, H);
-    p->w_hh_.emplace_back(t["lstm.weight_hh_l" + l].data(), 4 * H, H);
-    std::vector<float> b = t["lstm.bias_ih_l" + l];
-    const std::vector<float>& bh = t["lstm.bias_hh_l" + l];
-    for (size_t i = 0; i < b.size(); ++i) b[i] += bh[i];
-    p->lstm_bias_.push_back(std::move(b));
+    for (const std::string& suffix : lstm_direction_suffixes(c)) {
+      const std::string l = std::to_string(k) + suffix;
+      p->w_ih_.emplace_back(t["lstm.weight_ih_l" + l].data(), 4 * D, H);
+      p->w_hh_.emplace_back(t["lstm.weight_hh_l" + l].data(), 4 * D, D);
+      std::vector<float> b = t["lstm.bias_ih_l" + l];
+      const std::vector<float>& bh = t["lstm.bias_hh_l" + l];
+      for (size_t i = 0; i < b.size(); ++i) b[i] += bh[i];
+      p->lstm_bias_.push_back(std::move(b));
+    }
   }
   p->residual_ = PackedWeights(t["residual.weight"].data(), H, H);
   p->residual_bias_ = std::move(t["residual.bias"]);
@@ -213,25 +232,31 @@ std::vector<float> Predictor::forward(const std::vector<int32_t>& tokens, bool r
   gemm(input_, L, x.data(), u_rows.data(), {.bias = input_bias_.data()});
   for (float& v : u) v = std::max(v, 0.0f);
 
-  // The LSTM layers: the input projections of all steps in one product, then the recurrence.
-  std::vector<float> in = u, out(static_cast<size_t>(L * H)), gates(static_cast<size_t>(L * 4 * H)),
-                     cell(static_cast<size_t>(H));
-  auto gate_rows = rows_of(gates, L, 4 * H);
-  for (size_t k = 0; k < w_ih_.size(); ++k) {
+  // The LSTM layers: per direction, the input projections of all steps in one product, then the
+  // recurrence, left to right or right to left; direction dir writes columns [dir D, (dir + 1) D) of
+  // the layer's output rows, which the next layer reads whole.
+  const int64_t D = lstm_units(config_), directions = config_.bidirectional ? 2 : 1;
+  std::vector<float> in = u, out(static_cast<size_t>(L * H)), gates(static_cast<size_t>(L * 4 * D)),
+                     cell(static_cast<size_t>(D));
+  auto gate_rows = rows_of(gates, L, 4 * D);
+  for (size_t k = 0; k < w_ih_.size(); k += size_t(directions)) {
     auto in_rows = rows_of(in, L, H);
-    gemm(w_ih_[k], L, in_rows.data(), gate_rows.data(), {.bias = lstm_bias_[k].data()});
-    std::fill(cell.begin(), cell.end(), 0.0f);
-    for (int64_t t = 0; t < L; ++t) {
-      float* g = gate_rows[size_t(t)];
-      if (t > 0) {  // h_{-1} = 0 adds nothing
-        const float* h_prev = out.data() + (t - 1) * H;
-        gemm(w_hh_[k], 1, &h_prev, &g, {.accumulate = true});
+    for (int64_t dir = 0; dir < directions; ++dir) {
+      gemm(w_ih_[k + size_t(dir)], L, in_rows.data(), gate_rows.data(), {.bias = lstm_bias_[k + size_t(dir)].data()});
+      std::fill(cell.begin(), cell.end(), 0.0f);
+      for (int64_t step = 0; step < L; ++step) {
+        const int64_t t = dir == 0 ? step : L - 1 - step, previous = dir == 0 ? t - 1 : t + 1;
+        float* g = gate_rows[size_t(t)];
+        if (step > 0) {  // the first step's h_prev = 0 adds nothing
+          const float* h_prev = out.data() + previous * H + dir * D;
+          gemm(w_hh_[k + size_t(dir)], 1, &h_prev, &g, {.accumulate = true});
+        }
+        float* h = out.data() + t * H + dir * D;
+        if (reference)
+          lstm_cell_step_reference(g, cell.data(), h, D);
+        else
+          lstm_cell_step(g, cell.data(), h, D);
       }
-      float* h = out.data() + t * H;
-      if (reference)
-        lstm_cell_step_reference(g, cell.data(), h, H);
-      else
-        lstm_cell_step(g, cell.data(), h, H);
     }
     std::swap(in, out);
   }

@@ -30,14 +30,35 @@ torch::Tensor sparsemax_rows(const torch::Tensor& z) {
   return torch::clamp_min(z - tau, 0);
 }
 
+// Each request's positions reversed within its length, padding left in place: [B, L] indices
+// whose gather turns a padded batch right to left and back. A right-to-left LSTM run over the
+// reversed rows starts at each request's last token, as the serving forward does, never at padding.
+torch::Tensor reversed_positions(const torch::Tensor& real) {
+  const int64_t L = real.size(1);
+  torch::Tensor length = real.to(torch::kLong).sum(1, /*keepdim=*/true);  // [B, 1]
+  torch::Tensor position = torch::arange(L, torch::kLong).unsqueeze(0);   // [1, L]
+  return torch::where(position < length, length - 1 - position, position);
+}
+
 struct NetImpl : torch::nn::Module {
   explicit NetImpl(const PredictorConfig& c)
       : config(c),
         input(register_module("input", torch::nn::Linear(c.d_model, c.hidden))),
-        lstm(register_module(
-            "lstm",
-            torch::nn::LSTM(torch::nn::LSTMOptions(c.hidden, c.hidden).num_layers(c.lstm_layers).batch_first(true)))),
+        lstm(c.bidirectional
+                 ? nullptr
+                 : register_module(
+                       "lstm",
+                       torch::nn::LSTM(
+                           torch::nn::LSTMOptions(c.hidden, c.hidden).num_layers(c.lstm_layers).batch_first(true)))),
         residual(register_module("residual", torch::nn::Linear(c.hidden, c.hidden))) {
+    // Bidirectional: one single-layer LSTM per layer and direction ("lstm_l1_reverse"), so the
+    // right-to-left one can read each padded request from its own last token (torch's own
+    // bidirectional LSTM would start at the padding).
+    for (int64_t k = 0; c.bidirectional && k < c.lstm_layers; ++k)
+      for (const std::string& suffix : lstm_direction_suffixes(c))
+        directed.push_back(
+            register_module("lstm_l" + std::to_string(k) + suffix,
+                            torch::nn::LSTM(torch::nn::LSTMOptions(c.hidden, lstm_units(c)).batch_first(true))));
     // One Linear(H -> E) per MoE layer, stacked; initialised as torch's Linear is.
     const double bound = 1.0 / std::sqrt(double(c.hidden));
     heads_weight = register_parameter(
@@ -51,7 +72,19 @@ struct NetImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& real) {
     const int64_t B = x.size(0), L = x.size(1), M = config.num_moe_layers, E = config.num_experts;
     torch::Tensor u = torch::relu(input(x));
-    torch::Tensor o = std::get<0>(lstm(u));
+    torch::Tensor o;
+    if (config.bidirectional) {
+      const torch::Tensor reverse = reversed_positions(real).unsqueeze(2).expand({B, L, config.hidden});
+      const torch::Tensor reverse_out = reversed_positions(real).unsqueeze(2).expand({B, L, lstm_units(config)});
+      o = u;
+      for (size_t k = 0; k < directed.size(); k += 2) {
+        torch::Tensor left_to_right = std::get<0>(directed[k](o));
+        torch::Tensor right_to_left = std::get<0>(directed[k + 1](o.gather(1, reverse))).gather(1, reverse_out);
+        o = torch::cat({left_to_right, right_to_left}, 2);
+      }
+    } else {
+      o = std::get<0>(lstm(u));
+    }
     torch::Tensor scores = torch::bmm(o, o.transpose(1, 2)).masked_fill(real.unsqueeze(1).logical_not(), -1e9);
     torch::Tensor a = sparsemax_rows(scores);
     a = a / a.sum(-1, /*keepdim=*/true).clamp_min(1e-12);
@@ -62,17 +95,25 @@ struct NetImpl : torch::nn::Module {
 
   PredictorConfig config;
   torch::nn::Linear input;
-  torch::nn::LSTM lstm;
+  torch::nn::LSTM lstm;                   // unidirectional: both layers in one module
+  std::vector<torch::nn::LSTM> directed;  // bidirectional: layer k's directions at 2k, 2k + 1
   torch::nn::Linear residual;
   torch::Tensor heads_weight, heads_bias;
 };
 TORCH_MODULE(Net);
 
 // The module's parameter name in the file ("heads_weight" -> "heads.weight"; names of registered
-// parameters cannot hold dots).
+// parameters cannot hold dots; "lstm_l1_reverse.weight_ih_l0" -> "lstm.weight_ih_l1_reverse", the
+// name PyTorch's bidirectional LSTM gives it).
 std::string file_name_of(const std::string& name) {
   if (name == "heads_weight") return "heads.weight";
   if (name == "heads_bias") return "heads.bias";
+  if (name.rfind("lstm_l", 0) == 0) {
+    const size_t dot = name.find('.');
+    const std::string layer = name.substr(6, dot - 6);                       // "1" or "1_reverse"
+    const std::string tensor = name.substr(dot + 1, name.size() - dot - 3);  // "weight_ih_l0" less "l0"
+    return "lstm." + tensor + "l" + layer;
+  }
   return name;
 }
 
@@ -165,11 +206,15 @@ Result<TrainResult> train_predictor(const ModelWeights& model, const RoutesDatas
   PredictorConfig config;
   config.d_model = mc.d_model;
   config.hidden = options.hidden;
+  config.bidirectional = options.bidirectional;
   config.num_moe_layers = data.num_moe_layers;
   config.num_experts = data.num_experts;
   config.vocab_size = data.vocab_size;
   if (options.hidden < 1 || options.hidden > 65536)
     return input_error("--hidden", "value", "1 to 65536", std::to_string(options.hidden));
+  if (options.bidirectional && options.hidden % 2 != 0)
+    return input_error("--hidden", "value", "an even width with --bidirectional (half per direction)",
+                       std::to_string(options.hidden));
   if (options.batch < 1) return input_error("--batch", "value", "at least 1", std::to_string(options.batch));
   if (options.epochs < 1) return input_error("--epochs", "value", "at least 1", std::to_string(options.epochs));
   if (!(options.lr > 0) || !std::isfinite(options.lr))
@@ -290,19 +335,33 @@ Result<TrainResult> train_predictor(const ModelWeights& model, const RoutesDatas
   return result;
 }
 
-Result<std::vector<float>> torch_predictor_forward(const std::string& dir, const ModelWeights& model,
-                                                   const std::vector<int32_t>& tokens) {
+Result<std::vector<std::vector<float>>> torch_predictor_forward(const std::string& dir, const ModelWeights& model,
+                                                                const std::vector<std::vector<int32_t>>& requests) {
   PERFMEM_ASSIGN_OR_RETURN(PredictorConfig config, read_predictor_config(dir));
   PERFMEM_RETURN_IF_ERROR(check_predictor_fits(config, model, dir));
   Net net(config);
   PERFMEM_RETURN_IF_ERROR(load_into(net, dir, config));
   torch::NoGradGuard no_grad;
-  const int64_t L = int64_t(tokens.size());
-  torch::Tensor ids = torch::empty({L}, torch::kLong);
-  for (int64_t i = 0; i < L; ++i) ids[i] = int64_t(tokens[size_t(i)]);
-  torch::Tensor x = embedding_of(model).index_select(0, ids).view({1, L, config.d_model});
-  torch::Tensor logits = net->forward(x, torch::ones({1, L}, torch::kBool)).contiguous();
-  return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + logits.numel());
+  const int64_t B = int64_t(requests.size());
+  int64_t L = 1;
+  for (const auto& r : requests) L = std::max(L, int64_t(r.size()));
+  // One padded batch, as training runs them: padding must change no request's logits.
+  torch::Tensor ids = torch::zeros({B * L}, torch::kLong);
+  torch::Tensor real = torch::zeros({B * L}, torch::kBool);
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t t = 0; t < requests[size_t(b)].size(); ++t) {
+      ids[b * L + int64_t(t)] = int64_t(requests[size_t(b)][t]);
+      real[b * L + int64_t(t)] = true;
+    }
+  torch::Tensor x = embedding_of(model).index_select(0, ids).view({B, L, config.d_model});
+  torch::Tensor logits = net->forward(x, real.view({B, L})).contiguous();  // [B, L, M, E]
+  const int64_t cell = config.num_moe_layers * config.num_experts;
+  std::vector<std::vector<float>> out;
+  for (int64_t b = 0; b < B; ++b) {
+    const float* first = logits.data_ptr<float>() + b * L * cell;
+    out.emplace_back(first, first + int64_t(requests[size_t(b)].size()) * cell);
+  }
+  return out;
 }
 
 }  // namespace perfmem::sida

@@ -180,33 +180,47 @@ TEST_F(PredictorTest, TrainingIsDeterministicUnderASeed) {
 }
 
 // The serving forward (packed_gemm) and its plain twin (packed_gemm_reference) give the same
-// bits; both match LibTorch's forward of the same file. Tolerance: fp32 with different summation
-// orders (LibTorch's GEMM blocks its sums, ours is one fma chain), different exp/tanh, through
-// two recurrent layers: differences of a few ulps per operation, growing with the sum lengths
-// (d_model 32, hidden 16, 12 steps); 1e-5 of the largest logit is ~100 ulps of slack, while a
-// wrong gate order, a missing bias or a wrong attention weight moves logits by more than 1e-2.
-TEST_F(PredictorTest, ServingForwardMatchesLibTorch) {
-  const std::string p = *dir_ + "/pf";
+// bits; both match LibTorch's forward of the same file, run on the requests as one padded batch
+// (as training runs them: the padding after a short request must not reach its logits, which the
+// right-to-left direction of a bidirectional predictor would read first). Tolerance: fp32 with
+// different summation orders (LibTorch's GEMM blocks its sums, ours is one fma chain), different
+// exp/tanh, through two recurrent layers: differences of a few ulps per operation, growing with
+// the sum lengths (d_model 32, hidden 16, 12 steps); 1e-5 of the largest logit is ~100 ulps of
+// slack, while a wrong gate order, a missing bias, a wrong direction or a wrong attention weight
+// moves logits by more than 1e-2.
+class PredictorForwardTest : public PredictorTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(PredictorForwardTest, ServingForwardMatchesLibTorch) {
+  const bool bidirectional = GetParam();
+  const std::string p = *dir_ + (bidirectional ? "/pf-bidirectional" : "/pf");
   TrainOptions o = small_options();
   o.epochs = 1;
+  o.bidirectional = bidirectional;
   ASSERT_TRUE(train_predictor(*model_, *data_, o, p).ok());
   auto predictor = Predictor::load(p, *model_);
   ASSERT_TRUE(predictor.ok()) << predictor.status().to_string();
+  EXPECT_EQ((*predictor)->config().bidirectional, bidirectional);
   const int64_t M = (*predictor)->config().num_moe_layers, E = (*predictor)->config().num_experts;
-  for (const Request& r : synthetic_requests(4, 1, 12, model_->config().vocab_size, 11)) {
+  const std::vector<Request> requests = synthetic_requests(4, 1, 12, model_->config().vocab_size, 11);
+  auto theirs = torch_predictor_forward(p, *model_, requests);
+  ASSERT_TRUE(theirs.ok()) << theirs.status().to_string();
+  ASSERT_EQ(theirs->size(), requests.size());
+  size_t longest = 0, shorter = 0;
+  for (const Request& r : requests) longest = std::max(longest, r.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    shorter += r.size() < longest;
     const std::vector<float> ours = (*predictor)->forward(r);
     // The plain twin (packed_gemm_reference, libm's exp and tanh in the gates): the products give
     // the same bits, the gates a few ulps (LstmCellStepMatchesItsPlainTwin), carried through.
     EXPECT_LE(largest_difference_per_scale(ours, (*predictor)->forward(r, /*reference=*/true)), 1e-6f)
         << "request of " << r.size() << " tokens";
-    auto theirs = torch_predictor_forward(p, *model_, r);
-    ASSERT_TRUE(theirs.ok()) << theirs.status().to_string();
     ASSERT_EQ(ours.size(), r.size() * size_t(M * E));
-    ASSERT_EQ(theirs->size(), ours.size());
+    ASSERT_EQ((*theirs)[i].size(), ours.size());
     float scale = 0, worst = 0;
-    for (size_t i = 0; i < ours.size(); ++i) {
-      scale = std::max(scale, std::fabs((*theirs)[i]));
-      worst = std::max(worst, std::fabs(ours[i] - (*theirs)[i]));
+    for (size_t j = 0; j < ours.size(); ++j) {
+      scale = std::max(scale, std::fabs((*theirs)[i][j]));
+      worst = std::max(worst, std::fabs(ours[j] - (*theirs)[i][j]));
     }
     EXPECT_GT(scale, 0.0f);
     EXPECT_LE(worst, 1e-5f * scale) << "request of " << r.size() << " tokens";
@@ -217,7 +231,13 @@ TEST_F(PredictorTest, ServingForwardMatchesLibTorch) {
       EXPECT_EQ(top[t * 2], int32_t(std::max_element(row, row + E) - row));
     }
   }
+  EXPECT_GT(shorter, 0u) << "no request was padded in the batch";
 }
+
+INSTANTIATE_TEST_SUITE_P(Directions, PredictorForwardTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Bidirectional" : "LeftToRight";
+                         });
 
 // The vectorised LSTM step against its plain twin (std::exp, std::tanh): every gate value class
 // (zero, small, moderate, saturating, infinite, NaN, subnormal) in every gate, over H = 37 (a
@@ -306,6 +326,21 @@ TEST_F(PredictorTest, BadFilesAreNamed) {
   j["num_experts"] = c.num_experts + 1;
   ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
   expect_error("num_experts");
+  j["num_experts"] = c.num_experts;
+  // "bidirectional": not a boolean; with an odd width; over a left-to-right predictor's tensors.
+  j["bidirectional"] = "yes";
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("\"bidirectional\"");
+  j["bidirectional"] = true;
+  j["hidden"] = 7;
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("an even width");
+  j["hidden"] = c.hidden;
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  expect_error("lstm.weight_ih_l0");
+  j["bidirectional"] = false;
+  ASSERT_TRUE(write_text_file(p + "/config.json", j.dump()).ok());
+  ASSERT_TRUE(Predictor::load(p, *model_).ok());
   // A tensor of the wrong shape: the file and tensor are named.
   c.hidden = 9;
   write_random_predictor(p, c);
@@ -711,6 +746,18 @@ TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   run = perfmem::testing::run_command(cli + " run " + *dir_ + " --requests " + reqs + " --replace-router");
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("--predictor"), std::string::npos) << run.output;
+  // --bidirectional: trained, then read back; an odd width is refused naming the option.
+  run = perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + routes + " -o " + p +
+                                      "-bidirectional --hidden 8 --epochs 1 --batch 16 --bidirectional");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto bidirectional = read_predictor_config(p + "-bidirectional");
+  ASSERT_TRUE(bidirectional.ok()) << bidirectional.status().to_string();
+  EXPECT_TRUE(bidirectional->bidirectional);
+  run = perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + routes + " -o " + p +
+                                      "-odd --hidden 7 --bidirectional");
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.output.find("--hidden"), std::string::npos) << run.output;
+  EXPECT_FALSE(std::filesystem::exists(p + "-odd"));
   // A file that is not a routes dataset is refused by name.
   run =
       perfmem::testing::run_command(cli + " train-predictor " + *dir_ + " --routes " + *dir_ + "/config.json -o " + p);

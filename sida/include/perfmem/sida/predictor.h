@@ -15,17 +15,21 @@
 //   x_t = embedding[token_t]                         [L, d_model]
 //   u   = relu(W_in x + b_in)                        [L, H]   (the compressed input)
 //   o   = LSTM_2(LSTM_1(u))                          [L, H]   (PyTorch's gate order i, f, g, o)
+//         bidirectional: each layer's output is [left-to-right h, right-to-left h], H/2 each
 //   A   = sparsemax(o oᵀ) row-wise, rows L1-normalised
 //   c   = A o + W_res u + b_res                      [L, H]   (the residual)
 //   logits[:, m] = W_m c + b_m                       [L, E]   one head per MoE layer m
 // The attention is over the whole request (the predictor runs before the model, when every token
-// is known); the LSTM reads left to right.
+// is known); the LSTM reads left to right (SiDA's network) or, with "bidirectional", both ways, so
+// a token's state also sees the tokens after it, as the model's encoder does before its routers.
 //
 // Files (written by `sida train-predictor`): `config.json` {"format": "sida-predictor-1",
-// "d_model", "hidden", "lstm_layers", "num_moe_layers", "num_experts", "vocab_size", "training":
-// {...}} and `predictor.safetensors` with F32 tensors input.{weight [H, d], bias [H]},
-// lstm.{weight_ih_l{k} [4H, in], weight_hh_l{k} [4H, H], bias_ih_l{k}, bias_hh_l{k} [4H]},
-// residual.{weight [H, H], bias [H]}, heads.{weight [M, E, H], bias [M, E]}.
+// "d_model", "hidden", "lstm_layers", "bidirectional" (optional, default false), "num_moe_layers",
+// "num_experts", "vocab_size", "training": {...}} and `predictor.safetensors` with F32 tensors
+// input.{weight [H, d], bias [H]}, lstm.{weight_ih_l{k} [4D, H], weight_hh_l{k} [4D, D],
+// bias_ih_l{k}, bias_hh_l{k} [4D]} (D = H, or H/2 per direction when bidirectional, the right-to-left
+// direction's tensors named with a suffix "_reverse", as PyTorch names them), residual.{weight
+// [H, H], bias [H]}, heads.{weight [M, E, H], bias [M, E]}.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +56,7 @@ struct PredictorConfig {
   int64_t d_model = 0;
   int64_t hidden = 0;
   int64_t lstm_layers = 2;
+  bool bidirectional = false;  // hidden is then even: H/2 per direction
   int64_t num_moe_layers = 0;  // M: the predicted MoE layers (predicted_moe_layers)
   int64_t num_experts = 0;     // E
   int64_t vocab_size = 0;
@@ -69,6 +74,13 @@ Result<PredictorConfig> read_predictor_config(const std::string& dir);
 Status write_predictor_config(const std::string& dir, const PredictorConfig& config, const Json& training);
 // The config's sizes must match the model's (the embedding it reads, the layers it predicts).
 Status check_predictor_fits(const PredictorConfig& config, const ModelWeights& model, const std::string& dir);
+
+// LSTM units per direction: hidden, or hidden / 2 when bidirectional.
+inline int64_t lstm_units(const PredictorConfig& config) {
+  return config.bidirectional ? config.hidden / 2 : config.hidden;
+}
+// The names' suffix of each direction's LSTM tensors ("" and, when bidirectional, "_reverse").
+std::vector<std::string> lstm_direction_suffixes(const PredictorConfig& config);
 
 // Every tensor of the file, by name, with its shape for `config` (the layout above).
 std::vector<std::pair<std::string, Shape>> predictor_tensor_shapes(const PredictorConfig& config);
@@ -109,9 +121,10 @@ class Predictor {
   const float* embedding_ = nullptr;  // the model's [V, d_model]
   int64_t experts_per_token_ = 1;     // the model's router k
   PackedWeights input_, residual_, heads_;
+  // Per layer k and direction d (0: left to right, 1: right to left): index k * directions + d.
   std::vector<PackedWeights> w_ih_, w_hh_;
   std::vector<float> input_bias_, residual_bias_, heads_bias_;
-  std::vector<std::vector<float>> lstm_bias_;  // b_ih + b_hh per layer
+  std::vector<std::vector<float>> lstm_bias_;  // b_ih + b_hh per layer and direction
 };
 
 // The expert accesses the predictor expects a window of requests to make in its predicted layers

@@ -24,7 +24,8 @@
 namespace perfmem::sida {
 
 struct TrainOptions {
-  int64_t hidden = 256;  // SiDA's width
+  int64_t hidden = 256;        // SiDA's width
+  bool bidirectional = false;  // LSTM both ways, hidden / 2 per direction (SiDA's reads left to right)
   int64_t epochs = 10;
   int64_t max_steps = -1;  // stop after this many optimizer steps (< 0: no limit)
   int64_t batch = 64;      // requests per step
@@ -50,9 +51,9 @@ struct TrainResult {
 Result<TrainResult> train_predictor(const ModelWeights& model, const RoutesDataset& data, const TrainOptions& options,
                                     const std::string& dir);
 
-// The LibTorch forward of a saved predictor on one request: F32 [L, M, E], the reference the
-// serving implementation is tested against.
-Result<std::vector<float>> torch_predictor_forward(const std::string& dir, const ModelWeights& model,
-                                                   const std::vector<int32_t>& tokens);
+// The LibTorch forward of a saved predictor on requests run as one padded batch, as training runs
+// them: per request F32 [L, M, E], the reference the serving implementation is tested against.
+Result<std::vector<std::vector<float>>> torch_predictor_forward(const std::string& dir, const ModelWeights& model,
+                                                                const std::vector<std::vector<int32_t>>& requests);
 
 }  // namespace perfmem::sida
