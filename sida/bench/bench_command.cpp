@@ -219,14 +219,18 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   // Policy table, with each row's throughput relative to lru (request by request) at the same budget.
   // "predictor s": the run-ahead thread's time in the predictor (part of the wall time the throughput
   // is measured over); "vs oracle": a predictor row's throughput relative to the same run planned
-  // from the oracle table.
+  // from the oracle table; "vs all-resident": relative to the run with every expert in memory (no
+  // reads at all) in the same mode and execution, at whatever budget it ran: the ceiling of every
+  // policy at every budget, so all-resident / lru bounds what any policy can gain over lru.
   std::cout << "| mode | budget | policy | execution | requests/s | tokens/s | p50 ms | p99 ms | hit rate | read from "
-               "disk | I/O wait s | predictor s | vs lru | vs oracle |\n"
-            << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+               "disk | I/O wait s | predictor s | vs lru | vs oracle | vs all-resident |\n"
+            << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   Json table = Json::array();
   for (const Row& r : rows) {
-    double lru = 0, oracle = 0;
+    double lru = 0, oracle = 0, resident = 0;
     for (const Row& other : rows) {
+      if (other.mode == r.mode && other.report.policy == "all-resident" && other.report.execution == r.report.execution)
+        resident = other.report.requests_per_s();
       if (other.mode != r.mode || other.budget_label != r.budget_label) continue;
       if (other.report.policy == "lru" && other.report.execution == "request") lru = other.report.requests_per_s();
       if (r.report.plans == "predictor" && other.report.plans == "oracle" &&
@@ -246,15 +250,40 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
               << fmt("%.2f", s.store.io_wait_s) << " | "
               << (s.plans == "predictor" ? fmt("%.2f", s.predictor_s) : std::string("-")) << " | "
               << (lru > 0 ? fmt("%.2fx", s.requests_per_s() / lru) : std::string("-")) << " | "
-              << (oracle > 0 ? fmt("%.2fx", s.requests_per_s() / oracle) : std::string("-")) << " |\n";
+              << (oracle > 0 ? fmt("%.2fx", s.requests_per_s() / oracle) : std::string("-")) << " | "
+              << (resident > 0 ? fmt("%.2fx", s.requests_per_s() / resident) : std::string("-")) << " |\n";
     Json j = report_to_json(s);
     j["mode"] = r.mode;
     j["budget"] = r.budget_label;
+    if (resident > 0) j["vs_all_resident"] = s.requests_per_s() / resident;
     table.push_back(j);
   }
   all["runs"] = table;
   std::cout << "\n(tokens/s: input tokens in encode mode, generated tokens in generate mode; peak RSS of the whole run "
             << format_bytes(double(peak_rss_bytes())) << ")\n\n";
+
+  // The ceiling: no policy, however well it predicts, outruns the same execution with nothing to read.
+  Json ceilings = Json::array();
+  for (const Row& r : rows) {
+    if (r.report.policy != "lru" || r.report.execution != "request") continue;
+    std::string line;
+    Json c = {{"mode", r.mode}, {"budget", r.budget_label}};
+    for (const Row& resident : rows) {
+      if (resident.mode != r.mode || resident.report.policy != "all-resident") continue;
+      const double ratio = resident.report.requests_per_s() / r.report.requests_per_s();
+      line += (line.empty() ? "" : ", ") + fmt("%.2fx", ratio) +
+              (resident.report.execution == "window" ? " running windows" : " running requests one by one");
+      c["all_resident_" + resident.report.execution + "_vs_lru"] = ratio;
+    }
+    if (line.empty()) continue;
+    std::cout << "Ceiling over lru request by request, " << r.mode << " at " << r.budget_label << ": " << line
+              << " (every expert resident, nothing read: no policy at this budget gains more)\n";
+    ceilings.push_back(c);
+  }
+  if (!ceilings.empty()) {
+    all["ceilings"] = ceilings;
+    std::cout << "\n";
+  }
 
   // Engine speed: our all-resident encoder against Hugging Face on PyTorch, same inputs.
   const Row* ours = nullptr;

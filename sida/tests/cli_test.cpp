@@ -82,13 +82,30 @@ TEST(sidaCli, MakeRunRecordAndPrefetchWorkflow) {
 TEST(sidaCli, BenchComparesPoliciesOnATinyCheckpoint) {
   const std::string dir = temp_dir("bench");
   auto r = run_command(sida() + " bench --preset tiny --dir " + dir +
-                       " --requests 6 --no-hf --budgets 100%,25% --policies lru,prefetch " + "--json " + dir +
-                       "/bench.json 2>/dev/null");
+                       " --requests 6 --no-hf --budgets 100%,25% --policies all-resident,lru,prefetch " + "--json " +
+                       dir + "/bench.json 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* row :
-       {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch (oracle table, upper bound) |", "vs lru"})
+  for (const char* row : {"| encode | 100%", "| generate | 25%", "| lru |", "| prefetch (oracle table, upper bound) |",
+                          "vs lru", "vs all-resident", "Ceiling over lru request by request, encode at 25%: ",
+                          "Ceiling over lru request by request, generate at 100%: "})
     EXPECT_NE(r.output.find(row), std::string::npos) << row << " missing from\n" << r.output;
-  EXPECT_TRUE(std::filesystem::exists(dir + "/bench.json"));
+  // The all-resident rows are their own ceiling; at 25% it does not run (it cannot hold the experts).
+  EXPECT_NE(r.output.find("| encode | 100% (192.00 KiB) | all-resident | request |"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("| 25% (48.00 KiB) | all-resident"), std::string::npos) << r.output;
+  auto json = perfmem::read_text_file(dir + "/bench.json");
+  ASSERT_TRUE(json.ok());
+  auto report = nlohmann::json::parse(*json);
+  int resident_rows = 0;
+  for (const auto& run : report["runs"]) {
+    ASSERT_TRUE(run.contains("vs_all_resident")) << run.dump();
+    if (run["policy"] == "all-resident") {
+      EXPECT_DOUBLE_EQ(run["vs_all_resident"].get<double>(), 1.0);
+      ++resident_rows;
+    }
+  }
+  EXPECT_EQ(resident_rows, 2);                                            // encode and generate, request execution
+  ASSERT_EQ(report["ceilings"].size(), 4u) << report["ceilings"].dump();  // 2 modes x 2 budgets
+  for (const auto& c : report["ceilings"]) EXPECT_GT(c["all_resident_request_vs_lru"].get<double>(), 0) << c.dump();
   std::filesystem::remove_all(dir);
 }
 
