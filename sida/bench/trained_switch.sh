@@ -58,6 +58,9 @@ if [ ! -f "$work/predictor/config.json" ]; then
     --hidden "${PREDICTOR_HIDDEN:-64}" --epochs 24 --seed 1 --threads 1 ${PREDICTOR_BIDIRECTIONAL:+--bidirectional}
 fi
 "$sida" eval-predictor "$work/checkpoint" --predictor "$work/predictor" --routes "$work/routes.safetensors"
+echo
+echo "== how decisive the routers are, and how much of their choice a token table explains"
+"$python" "$here/route_context.py" "$work/routes.safetensors"
 
 # Router replacement against exact mode, both with the predictor planning the loads where experts
 # do not all fit: all experts resident, then a fast tier of half and a quarter of the expert bytes.

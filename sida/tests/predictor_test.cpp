@@ -21,6 +21,7 @@
 #include "perfmem/sida/predictor.h"
 #include "perfmem/sida/predictor_train.h"
 #include "perfmem/sida/serve.h"
+#include "perfmem/testing/required.h"
 #include "perfmem/testing/subprocess.h"
 #include "test_util.h"
 
@@ -767,6 +768,57 @@ TEST_F(PredictorTest, CommandLineTrainsAndEvaluates) {
   EXPECT_NE(run.exit_code, 0);
   EXPECT_NE(run.output.find("config.json"), std::string::npos) << run.output;
 #endif
+}
+
+// sida/bench/route_context.py (how much of the routing a token table explains) on a routes file
+// of this model: its in-sample token-table figures equal the counts made here.
+TEST_F(PredictorTest, RouteContextScriptCountsWhatATokenTableExplains) {
+  const std::string python = std::string(PERFMEM_VENV) + "/bin/python";
+  if (!std::filesystem::exists(python))
+    PERFMEM_SKIP_UNLESS_REQUIRED("no Python venv at " << PERFMEM_VENV << " (run scripts/install-deps.sh)");
+  const std::string routes = *dir_ + "/context-routes.safetensors", out = *dir_ + "/context.json";
+  ASSERT_TRUE(write_routes_dataset(routes, *data_).ok());
+  const std::string script = python + " " + PERFMEM_SOURCE_DIR + "/sida/bench/route_context.py ";
+  auto run = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + script + routes + " --json " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto j = read_json_file(out);
+  ASSERT_TRUE(j.ok()) << j.status().to_string();
+  const RoutesDataset& d = *data_;
+  ASSERT_EQ((*j)["layers"].size(), size_t(d.num_moe_layers));
+  for (int64_t layer = 0; layer < d.num_moe_layers; ++layer) {
+    // The best expert per token id on the training split, and how often it is the router's choice.
+    std::map<int32_t, std::map<int32_t, int64_t>> counts;
+    int64_t training_tokens = 0;
+    for (int64_t r = 0; r < d.num_requests(); ++r) {
+      if (d.validation[size_t(r)]) continue;
+      for (int64_t i = d.offsets[size_t(r)]; i < d.offsets[size_t(r) + 1]; ++i) {
+        ++counts[d.tokens[size_t(i)]][d.top_experts[size_t((i * d.num_moe_layers + layer) * d.top)]];
+        ++training_tokens;
+      }
+    }
+    int64_t explained = 0;
+    for (const auto& [token, experts] : counts) {
+      int64_t most = 0;
+      for (const auto& [expert, n] : experts) most = std::max(most, n);
+      explained += most;
+    }
+    const Json& entry = (*j)["layers"][size_t(layer)];
+    EXPECT_NEAR(entry["tables"]["token"]["in_sample"].get<double>(), double(explained) / double(training_tokens), 1e-9)
+        << entry.dump();
+    const double probability = entry["mean_choice_probability"].get<double>();
+    EXPECT_GT(probability, 1.0 / double(d.num_experts) - 1e-9);
+    EXPECT_LE(probability, 1.0);
+    // Longer keys never explain less of the data they were fitted on.
+    EXPECT_GE(entry["tables"]["previous, token, next"]["in_sample"].get<double>(),
+              entry["tables"]["token"]["in_sample"].get<double>());
+  }
+  // A file that is not a routes file: its name and the reason, no traceback.
+  const std::string bad = *dir_ + "/not-routes.safetensors";
+  ASSERT_TRUE(write_text_file(bad, "not a safetensors file").ok());
+  run = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + script + bad);
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find(bad + ": not a routes file"), std::string::npos) << run.output;
+  EXPECT_EQ(run.output.find("Traceback"), std::string::npos) << run.output;
 }
 
 // Decoder-only families: collect-routes records the prompt pass of every MoE layer (the router's
