@@ -34,7 +34,20 @@ def main():
         experts, logits, validation = d["top_experts"], d["top_logits"], d["validation"]
     except Exception as e:  # a clear message, not a traceback
         sys.exit(f"route_context: {args.routes}: not a routes file of `sida collect-routes` ({e})")
-    n, layers = tokens.shape[0], experts.shape[1]
+    n = tokens.shape[0]
+    # The layout collect-routes writes; anything else is named, never read as garbage.
+    problems = []
+    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != n or np.any(np.diff(offsets) < 0):
+        problems.append(f"offsets: expected {{0 ... {n}}} non-decreasing (one more than the requests)")
+    elif validation.shape != (len(offsets) - 1,):
+        problems.append(f"validation: expected shape ({len(offsets) - 1},), got {validation.shape}")
+    if experts.ndim != 3 or experts.shape[0] != n or experts.shape[2] < 1:
+        problems.append(f"top_experts: expected shape ({n}, layers, top), got {experts.shape}")
+    elif logits.shape != experts.shape:
+        problems.append(f"top_logits: expected shape {experts.shape} (as top_experts), got {logits.shape}")
+    if problems:
+        sys.exit(f"route_context: {args.routes}: " + "; ".join(problems))
+    layers = experts.shape[1]
     request = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     position = np.arange(n) - offsets[request]
     first = position == 0
