@@ -75,6 +75,8 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
     check(sig(OpKind::kMatMul, {{24, 16}, {16}}, {0, -1}, {24}), n);
     check(sig(OpKind::kMatMul, {{24, 16}, {16}}, {0, -1}, {24}), n, 1.0f, false);
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 5}}, {0, -1}, {8, 5}), n);
+    check(sig(OpKind::kMatMul, {{8, 12}, {12, 2}}, {0, -1}, {8, 2}), n, 1.0f, false);
+    check(sig(OpKind::kMatMul, {{40, 33}, {33, 70}}, {0, -1}, {40, 70}), n, 1.0f, true, 0);
     check(sig(OpKind::kMatMul, {{8, 12}, {12}}, {-1, -1}, {8}), n);  // per-instance matrices
     check(sig(OpKind::kMatMul, {{8, 12}, {12, 3}}, {-1, -1}, {8, 3}), n);
     check(sig(OpKind::kDense, {{24, 16}, {16}, {24}}, {0, -1, 1}, {24}), n);
@@ -82,9 +84,9 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
 }
 
 // Stacked products, matmul(W, X1, ..., Xm) = W [X1; ...; Xm] (compile_program's fold of a
-// concat into the product): a shared W with k >= 16 (one sgemm per part, W read in place at
-// its column offset) and with k < 16, a per-instance W, a shared part, parts of one row, and
-// one instance, all against the reference.
+// concat into the product): a shared W (the operands' columns as rows of the packed kernel, or
+// of OpenBLAS), a per-instance W, a shared part, parts of one row, and one instance, all
+// against the reference.
 TEST(AcrobatKernels, StackedProductMatchesReference) {
   for (int n : {1, 3, 17}) {
     check(sig(OpKind::kMatMul, {{24, 40}, {16, 20}, {24, 20}}, {0, -1, -1}, {24, 20}), n);
@@ -93,12 +95,15 @@ TEST(AcrobatKernels, StackedProductMatchesReference) {
     check(sig(OpKind::kMatMul, {{9, 33}, {1, 16}, {31, 16}, {1, 16}}, {0, -1, -1, -1}, {9, 16}), n);
     check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {-1, -1, -1}, {8, 17}), n);
     check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {0, 1, -1}, {8, 17}), n);
+    // MV-RNN's W_M [A; B]: the columns through the packed kernel, and through OpenBLAS.
+    check(sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n, 1.0f, false);
+    check(sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n, 1.0f, true, 0);
   }
 }
 
 // warm_up_blas returns for every pool size (also with a worker busy elsewhere, which it waits
 // for only a bounded time before starting) and changes no product's bits: a per-instance
-// OpenBLAS product (k >= 16) before and after gives the same result.
+// product by a matrix operand before and after gives the same result.
 TEST(AcrobatKernels, BlasWarmUpReturnsForEveryPoolAndChangesNoResult) {
   const KernelSig product = sig(OpKind::kMatMul, {{24, 40}, {40, 20}}, {0, -1}, {24, 20});
   std::mt19937 rng(7);
@@ -305,8 +310,12 @@ TEST(AcrobatKernels, TwoThreadsGiveBitIdenticalResults) {
     cases.push_back({sig(OpKind::kMatMul, {{200, 37}, {37}}, {0, -1}, {200}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, 0, false});  // OpenBLAS
-    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});         // wide operands
-    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});                // per-instance
+    // Matrix operands: their columns through the packed kernel (exact), or OpenBLAS over rows.
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, kernels::kDefaultPackedMaxRows});
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0, false});
+    cases.push_back({sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n,
+                     kernels::kDefaultPackedMaxRows});                                // MV-RNN's stacked product
+    cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});  // per-instance
     cases.push_back({sig(OpKind::kMul, {{301}, {301}}, {-1, -1}, {301}), n, 0});
     cases.push_back({sig(OpKind::kSigmoid, {{301}}, {-1}, {301}), n, 0});
     cases.push_back({sig(OpKind::kTanh, {{301}}, {-1}, {301}), n, 0});

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace perfmem {
@@ -50,6 +51,41 @@ TEST(ThreadPool, ExceptionsReachTheCaller) {
                std::runtime_error);
   // The pool keeps working afterwards.
   EXPECT_EQ(pool.submit([] { return 7; }).get(), 7);
+}
+
+// Many short loops in a row, as batched kernels launch them: with workers that spin between
+// loops (the default), with workers that always sleep (no spin) and with a long spin, every
+// loop covers its range once and returns; a lost wake-up would hang here.
+TEST(ThreadPool, ManyShortLoopsInARowWithAndWithoutSpinning) {
+  for (auto spin : {ThreadPool::kDefaultSpin, std::chrono::microseconds{0}, std::chrono::microseconds{5000}})
+    for (size_t threads : {1u, 3u}) {
+      ThreadPool pool(threads, spin);
+      int64_t total = 0, expected = 0;
+      for (int loop = 0; loop < 5000; ++loop) {
+        const int64_t n = 2 + loop % 7;
+        std::vector<int64_t> parts(static_cast<size_t>(n), 0);
+        pool.parallel_for(0, n, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) parts[static_cast<size_t>(i)] = i + 1;
+        });
+        total += std::accumulate(parts.begin(), parts.end(), int64_t{0});
+        expected += n * (n + 1) / 2;
+      }
+      EXPECT_EQ(total, expected) << threads << " threads, spin " << spin.count() << " us";
+      // Submitted jobs still complete after the loops (a worker may be asleep by now).
+      std::this_thread::sleep_for(spin + std::chrono::milliseconds(1));
+      EXPECT_EQ(pool.submit([] { return 3; }).get(), 3);
+    }
+}
+
+// spin_until: true as soon as the condition holds, false (the condition's last answer) once
+// the limit has passed.
+TEST(ThreadPool, SpinUntilStopsAtTheConditionOrTheLimit) {
+  int calls = 0;
+  EXPECT_TRUE(spin_until([&] { return ++calls == 3; }, std::chrono::microseconds{1000000}));
+  EXPECT_EQ(calls, 3);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(spin_until([] { return false; }, std::chrono::microseconds{2000}));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::microseconds{2000});
 }
 
 TEST(ThreadPool, DestructorDrainsQueue) {

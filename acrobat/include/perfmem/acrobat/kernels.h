@@ -65,6 +65,8 @@ struct Scratch {
   GemmIsa packed_isa = best_gemm_isa();  // tests run every one the CPU supports
   std::vector<float> a, b;
   std::vector<const float*> ptrs;
+  // Shared weights of products with matrix operands, in panels of 6 rows, by address.
+  std::unordered_map<const float*, std::vector<float>> row_panels;
   std::unordered_map<const float*, PackedWeights> packed;
   int packed_max_rows = kDefaultPackedMaxRows;  // 0: always OpenBLAS (benchmarks, tests)
   ThreadPool* pool = nullptr;                   // null or no workers: single-threaded

@@ -9,8 +9,16 @@
 // runs one chunk itself, so a pool of N threads gives N+1 way parallelism and a pool of 0
 // threads runs everything inline. Exceptions thrown by a task reach the caller through the
 // future (submit) or are rethrown by parallel_for after all chunks finished.
+//
+// Fork-join loops of tens of microseconds (a batched kernel launch) are common, and waking a
+// sleeping thread costs a futex and, in a virtual machine, an inter-processor interrupt: tens of
+// microseconds. So a worker that finds the queue empty spins for up to `spin` (watching the
+// queue's length, no lock) before it sleeps, and parallel_for's caller spins on its chunks'
+// completion count before it blocks. Spinning uses a core only while the pool is busy in bursts.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,7 +34,9 @@ namespace perfmem {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(size_t num_threads);
+  static constexpr std::chrono::microseconds kDefaultSpin{100};
+
+  explicit ThreadPool(size_t num_threads, std::chrono::microseconds spin = kDefaultSpin);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -50,12 +60,32 @@ class ThreadPool {
   void enqueue(std::function<void()> job);
   void worker_loop();
 
+  std::chrono::microseconds spin_;
   std::vector<std::thread> workers_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<std::function<void()>> queue_;  // guarded by mutex_
+  std::atomic<size_t> queued_{0};            // queue_.size(), readable without the lock
   std::mutex mutex_;
   std::condition_variable wake_;
+  size_t sleeping_ = 0;  // workers waiting on wake_ (guarded by mutex_): notify only when > 0
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};  // stopping_, readable while spinning
 };
+
+// Calls done() until it returns true or `limit` has passed; returns its last answer. Pauses the
+// core between calls (the spinning thread yields issue slots to its sibling).
+template <typename Done>
+bool spin_until(Done&& done, std::chrono::microseconds limit) {
+  const auto start = std::chrono::steady_clock::now();
+  for (unsigned i = 1;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+    if (i % 64 == 0 && std::chrono::steady_clock::now() - start >= limit) return done();
+  }
+}
 
 // Number of hardware threads (at least 1).
 size_t hardware_threads();
