@@ -46,18 +46,6 @@ double measure_read_bandwidth() {
   return best;
 }
 
-Result<uint64_t> parse_budget(const std::string& text, uint64_t all_experts) {
-  if (!text.empty() && text.back() == '%') {
-    const double pct = std::atof(text.substr(0, text.size() - 1).c_str());
-    if (pct <= 0 || pct > 100) return input_error("--budgets", text, "a percentage in (0, 100]", text);
-    return uint64_t(double(all_experts) * pct / 100.0 + 0.5);
-  }
-  size_t bytes = 0;
-  if (!parse_bytes(text, &bytes)) return input_error("--budgets", text, "a size like 2GiB or a percentage", text);
-  if (bytes == 0) return input_error("--budgets", text, "a positive size (100% gives every expert a slot)", text);
-  return uint64_t(bytes);
-}
-
 Status ensure_checkpoint(const BenchOptions& o, const SwitchConfig& config, DType dtype) {
   if (std::filesystem::exists(o.dir + "/config.json")) return Status::Ok();
   MakeCheckpointOptions mo;
@@ -141,9 +129,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
   auto model = ModelWeights::load(o.dir);
   if (!model) return report_failure(app, model.status());
   const SwitchConfig& c = (*model)->config();
-  // The fast tier's bytes for every expert: fp32, or half of it in bf16 slots.
-  const uint64_t all_experts =
-      uint64_t(c.num_moe_layers() * c.num_experts) * (o.bf16_experts ? c.expert_f32_bytes() / 2 : c.expert_f32_bytes());
+  const uint64_t all_experts = all_expert_slot_bytes(c, o.bf16_experts);
   std::unique_ptr<Predictor> predictor;
   if (!o.predictor.empty()) {
     auto p = Predictor::load(o.predictor, **model);
@@ -176,7 +162,7 @@ int run_bench(const CLI::App& app, const BenchOptions& o) {
     std::cerr << "sida bench: recorded " << mode << " routes in " << fmt("%.1f", rec.elapsed_s()) << " s\n";
     opt.routes = &*routes;
     for (const std::string& budget_text : o.budgets) {
-      auto budget = parse_budget(budget_text, all_experts);
+      auto budget = parse_expert_budget(budget_text, all_experts, "--budgets");
       if (!budget) return report_failure(app, budget.status());
       for (const std::string& policy_text : o.policies) {
         auto policy = parse_policy(policy_text);

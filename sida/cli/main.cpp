@@ -174,7 +174,8 @@ int main(int argc, char** argv) {
   add_request_options(run, req);
   run->add_option("--policy", policy_text, "Residency policy: all-resident, lru, fifo or prefetch")
       ->capture_default_str();
-  run->add_option("--budget", budget_text, "Fast-tier bytes for experts (e.g. 2GiB); default: all experts");
+  run->add_option("--budget", budget_text,
+                  "Fast-tier bytes for experts: a size (2GiB) or a share (25%); default: all experts");
   std::string predictor_dir;
   auto* predictor_option = run->add_option(
       "--predictor", predictor_dir, "Predictor from `sida train-predictor`: prefetch plans made ahead, per window");
@@ -329,15 +330,10 @@ int main(int argc, char** argv) {
       so.direct_io = !req.no_direct_io;
       so.bf16_fast_tier = req.bf16_experts;
       if (!budget_text.empty()) {
-        size_t b = 0;
-        if (!parse_bytes(budget_text, &b))
-          return report_failure(app, Status(StatusCode::kInvalidInput, "--budget: not a size: " + budget_text));
-        if (b == 0)
-          return report_failure(app, input_error("--budget", "size",
-                                                 "a positive size (leave --budget out "
-                                                 "to give every expert a slot)",
-                                                 budget_text));
-        so.budget_bytes = b;
+        auto b =
+            parse_expert_budget(budget_text, all_expert_slot_bytes((*model)->config(), req.bf16_experts), "--budget");
+        if (!b) return report_failure(app, b.status());
+        so.budget_bytes = *b;
       }
       std::optional<RouteTable> routes;
       if (!routes_file.empty()) {

@@ -21,19 +21,7 @@ namespace {
 
 // --budget: a size (2GiB) or a share of all experts' fast-tier bytes (25%; bf16 slots: half of fp32).
 Result<uint64_t> budget_bytes(const std::string& text, const SwitchConfig& config, bool bf16_slots) {
-  const uint64_t per_expert = bf16_slots ? config.expert_f32_bytes() / 2 : config.expert_f32_bytes();
-  const uint64_t all = uint64_t(config.num_moe_layers() * config.num_experts) * per_expert;
-  if (!text.empty() && text.back() == '%') {
-    char* end = nullptr;
-    const double share = std::strtod(text.c_str(), &end);
-    if (end != text.c_str() + text.size() - 1 || !(share > 0 && share <= 100))
-      return input_error("--budget", "share", "a percentage in (0, 100]", text);
-    return std::max<uint64_t>(1, uint64_t(double(all) * share / 100.0 + 0.5));
-  }
-  size_t bytes = 0;
-  if (!parse_bytes(text, &bytes) || bytes == 0)
-    return input_error("--budget", "size", "a positive size like 512MiB, or a percentage like 25%", text);
-  return uint64_t(bytes);
+  return parse_expert_budget(text, all_expert_slot_bytes(config, bf16_slots), "--budget");
 }
 
 // The write end of the pipe the signal handler writes to (-1: none).

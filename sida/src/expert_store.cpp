@@ -1,6 +1,7 @@
 #include "perfmem/sida/expert_store.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "perfmem/core/stats.h"
@@ -344,6 +345,26 @@ StoreStats ExpertStore::stats() const {
 void ExpertStore::reset_stats() {
   std::lock_guard<std::mutex> lock(mutex_);
   stats_ = StoreStats{};
+}
+
+uint64_t all_expert_slot_bytes(const SwitchConfig& config, bool bf16_slots) {
+  const uint64_t per_expert = bf16_slots ? config.expert_f32_bytes() / 2 : config.expert_f32_bytes();
+  return uint64_t(config.num_moe_layers() * config.num_experts) * per_expert;
+}
+
+Result<uint64_t> parse_expert_budget(const std::string& text, uint64_t all_expert_bytes, const std::string& option) {
+  if (!text.empty() && text.back() == '%') {
+    char* end = nullptr;
+    const double share = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size() - 1 || !(share > 0 && share <= 100))
+      return input_error(option, "share", "a percentage in (0, 100]", text);
+    return std::max<uint64_t>(1, uint64_t(double(all_expert_bytes) * share / 100.0 + 0.5));
+  }
+  size_t bytes = 0;
+  if (!parse_bytes(text, &bytes) || bytes == 0)
+    return input_error(option, "size",
+                       "a positive size like 512MiB, or a percentage like 25% (100% gives every expert a slot)", text);
+  return uint64_t(bytes);
 }
 
 }  // namespace perfmem::sida

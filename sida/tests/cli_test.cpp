@@ -140,6 +140,25 @@ TEST(sidaCli, BenchKeepsBf16ExpertsAsBf16) {
   std::filesystem::remove_all(dir);
 }
 
+// `sida run --budget` takes a share of every expert's slot bytes as `serve` and `bench` do: 50% is
+// half of what 100% gives.
+TEST(sidaCli, RunBudgetTakesAShareOfTheExperts) {
+  const std::string dir = temp_dir("share");
+  ASSERT_EQ(run_command(sida() + " make-checkpoint --preset tiny -o " + dir).exit_code, 0);
+  auto budget = [&](const std::string& text) {
+    auto r = run_command(sida() + " run " + dir + " --tokens 5 --budget " + text + " --json");
+    EXPECT_EQ(r.exit_code, 0) << text << "\n" << r.output;
+    const auto report = nlohmann::json::parse(r.output, nullptr, /*allow_exceptions=*/false);
+    EXPECT_TRUE(report.contains("budget_bytes")) << r.output;
+    return report.contains("budget_bytes") ? report["budget_bytes"].get<uint64_t>() : uint64_t{0};
+  };
+  const uint64_t all = budget("100%");
+  EXPECT_GT(all, 0u);
+  EXPECT_EQ(2 * budget("50%"), all);
+  EXPECT_EQ(budget("96KiB"), uint64_t{96 * 1024});
+  std::filesystem::remove_all(dir);
+}
+
 TEST(sidaCli, BadInputsFailWithMessagesNamingThem) {
   const std::string dir = temp_dir("bad");
   auto r = run_command(sida() + " run " + dir + " --tokens 1");
@@ -180,6 +199,9 @@ TEST(sidaCli, EmptyAndAbsurdArgumentsGetMessagesNamingThem) {
       {"--synthetic -1", 2, {"--synthetic", "from 1 to 1048576", "\"-1\""}},
       {"--synthetic 99999999999999999999", 2, {"--synthetic", "from 1 to 1048576"}},
       {"--tokens 5 --budget 0", 1, {"--budget", "positive size"}},
+      {"--tokens 5 --budget 0%", 1, {"--budget", "a percentage in (0, 100]", "0%"}},
+      {"--tokens 5 --budget 25x%", 1, {"--budget", "a percentage in (0, 100]", "25x%"}},
+      {"--tokens 5 --budget 101%", 1, {"--budget", "a percentage in (0, 100]"}},
       {"--tokens 5 --encoder-only --dump-logits " + dir + "/l.f32", 1, {"--dump-encoder"}},
   };
   for (const Case& c : cases) {

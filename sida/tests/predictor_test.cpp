@@ -819,6 +819,19 @@ TEST_F(PredictorTest, RouteContextScriptCountsWhatATokenTableExplains) {
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_NE(run.output.find(bad + ": not a routes file"), std::string::npos) << run.output;
   EXPECT_EQ(run.output.find("Traceback"), std::string::npos) << run.output;
+  // A routes file whose offsets end short of the tokens (readable, but not collect-routes'
+  // layout): the file and the tensor named, nothing computed from the rows it covers.
+  RoutesDataset short_offsets = d;
+  short_offsets.offsets.back() -= 1;
+  ASSERT_GE(short_offsets.offsets.back(), short_offsets.offsets[short_offsets.offsets.size() - 2]);
+  const std::string mutated = *dir_ + "/short-offsets.safetensors";
+  ASSERT_TRUE(write_routes_dataset(mutated, short_offsets).ok());
+  run = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + script + mutated + " --json " + out +
+                                      ".mutated");
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find(mutated + ": offsets: expected"), std::string::npos) << run.output;
+  EXPECT_EQ(run.output.find("Traceback"), std::string::npos) << run.output;
+  EXPECT_FALSE(std::filesystem::exists(out + ".mutated"));
 }
 
 // Decoder-only families: collect-routes records the prompt pass of every MoE layer (the router's

@@ -56,6 +56,15 @@ class SlowTier {
 // The safetensors files of a checkpoint, read with pread (O_DIRECT unless disabled).
 std::unique_ptr<SlowTier> make_disk_tier(const ModelWeights& model, bool direct_io);
 
+// A fast-tier budget as the CLIs take it: a size ("2GiB", "512MiB", bytes) or a share of every
+// expert's slot bytes ("25%", in (0, 100]; the result is at least 1 byte). `all_expert_bytes`:
+// the slot bytes of all experts (bf16 slots: half of fp32). Errors name `option` and say what was
+// expected; a size of 0 is refused (leaving the option out gives every expert a slot).
+Result<uint64_t> parse_expert_budget(const std::string& text, uint64_t all_expert_bytes, const std::string& option);
+
+// The fast tier's bytes for every expert of `config`: fp32 slots, or half of that in bf16 slots.
+uint64_t all_expert_slot_bytes(const SwitchConfig& config, bool bf16_slots);
+
 struct StoreOptions {
   uint64_t budget_bytes = 0;  // 0 = room for every expert
   Policy policy = Policy::kLru;
