@@ -89,8 +89,8 @@ struct RowBlock {
   int64_t rows;
 };
 
-void matmul_shared_by_columns(const float* W, int64_t r, int64_t c, int64_t k, const std::vector<RowBlock>& blocks,
-                              float* const* y, int n, Scratch& s);
+void matmul_shared_in_place(const float* W, int64_t r, int64_t c, int64_t k, const std::vector<RowBlock>& blocks,
+                            float* const* y, int n, Scratch& s);
 
 const PackedWeights& packed_weight(const float* W, int64_t r, int64_t c, Scratch& s) {
   auto it = s.packed.find(W);
@@ -115,8 +115,8 @@ bool matmul_shared(const float* W, int64_t r, int64_t c, int64_t k, const float*
     });
     return bias != nullptr;
   }
-  if (k >= 2 && int64_t{n} * k <= std::numeric_limits<int>::max()) {
-    matmul_shared_by_columns(W, r, c, k, {{x, false, c}}, y, n, s);
+  if (k >= 2 && s.packed_max_rows > 0) {  // 0: OpenBLAS for every product (benchmarks, tests)
+    matmul_shared_in_place(W, r, c, k, {{x, false, c}}, y, n, s);
     return false;
   }
   return matmul_shared_blas(W, r, c, k, x, y, n, bias, s);
@@ -201,8 +201,8 @@ __attribute__((target("avx2,fma"))) void columns_tile_avx2(const float* panel, i
 // and both operands on every call, which on MV-RNN's 64 x 128 x 64 products took a third of
 // the product time). Split over instances; every output element is one fma chain on one
 // thread, so the bits depend neither on the thread count nor on the instruction set.
-void matmul_shared_by_columns(const float* W, int64_t r, int64_t c, int64_t k, const std::vector<RowBlock>& blocks,
-                              float* const* y, int n, Scratch& s) {
+void matmul_shared_in_place(const float* W, int64_t r, int64_t c, int64_t k, const std::vector<RowBlock>& blocks,
+                            float* const* y, int n, Scratch& s) {
   const std::vector<float>& panels = row_panels(W, r, c, s);  // packed on the calling thread
   [[maybe_unused]] const bool avx2 = s.packed_isa == GemmIsa::kAvx2 || s.packed_isa == GemmIsa::kAvx512;
   parallel_ranges(s, n, r * c * k * n, [&](int64_t b0, int64_t b1) {
@@ -414,11 +414,11 @@ void matmul_stacked(const KernelSig& sig, int n, const float* const* const* args
   const int64_t r = sig.arg_dims[0][0], c = sig.arg_dims[0][1], k = sig.arg_dims[1][1];
   const size_t parts = sig.arg_dims.size() - 1;
   auto part = [&](size_t p, int64_t b) { return args[p + 1][sig.shared_param[p + 1] >= 0 ? 0 : b]; };
-  if (sig.shared_param[0] >= 0 && k >= 2 && int64_t{n} * k <= std::numeric_limits<int>::max()) {
+  if (sig.shared_param[0] >= 0 && k >= 2 && s.packed_max_rows > 0) {
     std::vector<RowBlock> blocks;
     for (size_t p = 0; p < parts; ++p)
       blocks.push_back({args[p + 1], sig.shared_param[p + 1] >= 0, sig.arg_dims[p + 1][0]});
-    matmul_shared_by_columns(args[0][0], r, c, k, blocks, out, n, s);
+    matmul_shared_in_place(args[0][0], r, c, k, blocks, out, n, s);
     return;
   }
   std::vector<float> stacked(static_cast<size_t>(n * c * k));

@@ -84,9 +84,9 @@ TEST(AcrobatKernels, MatmulSharedWeightIsOneGemmAndMatchesReference) {
 }
 
 // Stacked products, matmul(W, X1, ..., Xm) = W [X1; ...; Xm] (compile_program's fold of a
-// concat into the product): a shared W (the operands' columns as rows of the packed kernel, or
-// of OpenBLAS), a per-instance W, a shared part, parts of one row, and one instance, all
-// against the reference.
+// concat into the product): a shared W (the matrix-operand kernel, or OpenBLAS with
+// packed_max_rows = 0), a per-instance W, a shared part, parts of one row, and one instance,
+// all against the reference.
 TEST(AcrobatKernels, StackedProductMatchesReference) {
   for (int n : {1, 3, 17}) {
     check(sig(OpKind::kMatMul, {{24, 40}, {16, 20}, {24, 20}}, {0, -1, -1}, {24, 20}), n);
@@ -95,7 +95,7 @@ TEST(AcrobatKernels, StackedProductMatchesReference) {
     check(sig(OpKind::kMatMul, {{9, 33}, {1, 16}, {31, 16}, {1, 16}}, {0, -1, -1, -1}, {9, 16}), n);
     check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {-1, -1, -1}, {8, 17}), n);
     check(sig(OpKind::kMatMul, {{8, 12}, {5, 17}, {7, 17}}, {0, 1, -1}, {8, 17}), n);
-    // MV-RNN's W_M [A; B]: the columns through the packed kernel, and through OpenBLAS.
+    // MV-RNN's W_M [A; B]: its own kernel, and OpenBLAS (packed_max_rows = 0).
     check(sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n, 1.0f, false);
     check(sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n, 1.0f, true, 0);
   }
@@ -310,9 +310,9 @@ TEST(AcrobatKernels, TwoThreadsGiveBitIdenticalResults) {
     cases.push_back({sig(OpKind::kMatMul, {{200, 37}, {37}}, {0, -1}, {200}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, kernels::kDefaultPackedMaxRows});
     cases.push_back({sig(OpKind::kDense, {{97, 64}, {64}, {97}}, {0, -1, 1}, {97}), n, 0, false});  // OpenBLAS
-    // Matrix operands: their columns through the packed kernel (exact), or OpenBLAS over rows.
+    // Matrix operands: their own kernel, and OpenBLAS (one sgemm per instance: exact as well).
     cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, kernels::kDefaultPackedMaxRows});
-    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0, false});
+    cases.push_back({sig(OpKind::kMatMul, {{33, 20}, {20, 17}}, {0, -1}, {33, 17}), n, 0});
     cases.push_back({sig(OpKind::kMatMul, {{64, 128}, {64, 64}, {64, 64}}, {0, -1, -1}, {64, 64}), n,
                      kernels::kDefaultPackedMaxRows});                                // MV-RNN's stacked product
     cases.push_back({sig(OpKind::kMatMul, {{24, 24}, {24}}, {-1, -1}, {24}), n, 0});  // per-instance
