@@ -18,8 +18,7 @@ ThreadPool::ThreadPool(size_t num_threads, std::chrono::microseconds spin) : spi
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-    stopping_flag_.store(true, std::memory_order_release);
+    stopping_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -45,9 +44,7 @@ void ThreadPool::enqueue(std::function<void()> job) {
 void ThreadPool::worker_loop() {
   for (;;) {
     spin_until(
-        [this] {
-          return queued_.load(std::memory_order_acquire) > 0 || stopping_flag_.load(std::memory_order_acquire);
-        },
+        [this] { return queued_.load(std::memory_order_acquire) > 0 || stopping_.load(std::memory_order_acquire); },
         spin_);
     std::function<void()> job;
     {

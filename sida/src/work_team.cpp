@@ -2,18 +2,10 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "perfmem/core/thread_pool.h"
 
 namespace perfmem::sida {
 namespace {
-
-inline void cpu_relax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
 
 // Set while this thread runs a loop's chunks: a parallel_for from inside a body runs inline
 // (try_lock on a mutex the thread already owns would be undefined).

@@ -66,23 +66,28 @@ class ThreadPool {
   std::atomic<size_t> queued_{0};            // queue_.size(), readable without the lock
   std::mutex mutex_;
   std::condition_variable wake_;
-  size_t sleeping_ = 0;  // workers waiting on wake_ (guarded by mutex_): notify only when > 0
-  bool stopping_ = false;
-  std::atomic<bool> stopping_flag_{false};  // stopping_, readable while spinning
+  size_t sleeping_ = 0;                // workers waiting on wake_ (guarded by mutex_): notify only when > 0
+  std::atomic<bool> stopping_{false};  // set under mutex_, read while spinning too
 };
 
-// Calls done() until it returns true or `limit` has passed; returns its last answer. Pauses the
-// core between calls (the spinning thread yields issue slots to its sibling).
+// Tells the core that this thread is spinning (x86 pause, aarch64 yield): its sibling hardware
+// thread gets the issue slots, and the spin draws less power.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Calls done() until it returns true or `limit` has passed; returns its last answer; cpu_relax()
+// between calls.
 template <typename Done>
 bool spin_until(Done&& done, std::chrono::microseconds limit) {
   const auto start = std::chrono::steady_clock::now();
   for (unsigned i = 1;; ++i) {
     if (done()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
+    cpu_relax();
     if (i % 64 == 0 && std::chrono::steady_clock::now() - start >= limit) return done();
   }
 }
