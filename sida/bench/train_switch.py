@@ -2,11 +2,15 @@
 """Trains a small Switch Transformers model on real English text, for measuring what routing
 changes cost in quality (exact routing against the predictor replacing the router).
 
-The text is the quotations of Debian's `fortunes` package (/usr/share/games/fortunes). The
-task is topic classification as generation: the encoder reads a quotation, the decoder writes
-the name of the collection it comes from (one of eight: computers, definitions, men-women,
-people, politics, science, work, zippy) as one token, then eos. Quotations are split three
-ways by a seeded shuffle, so no quotation is in two splits:
+The text is the quotations of Debian's `fortunes` package (/usr/share/games/fortunes). With
+--pretrain-steps N, the model is first pre-trained as Switch Transformers checkpoints are made,
+by span corruption (T5's objective: about 15% of a quotation's tokens, in spans of 3 on average,
+replaced by sentinel ids above the SentencePiece pieces, which the decoder writes back) on the
+model split and the package's other collections, then fine-tuned on the task; by default it
+learns the task alone. The task is topic classification as generation: the encoder reads a
+quotation, the decoder writes the name of the collection it comes from (one of eight: computers,
+definitions, men-women, people, politics, science, work, zippy) as one token, then eos.
+Quotations are split three ways by a seeded shuffle, so no quotation is in two splits:
   - model   (80%): trains the Switch model;
   - predictor (10%): what `sida collect-routes` / `train-predictor` may see besides the model
                      split (SiDA trains its predictor on the model's training data);
@@ -15,7 +19,9 @@ ways by a seeded shuffle, so no quotation is in two splits:
 Writes, under OUT:
   checkpoint/            save_pretrained(safe_serialization) + spiece.model (SentencePiece,
                          trained here on the model split: unigram, pad 0, eos 1, unk 2, then one
-                         piece per topic, <topic_computers> ...)
+                         piece per topic, <topic_computers> ...); when pre-trained, as in T5's
+                         checkpoints, the model's vocabulary ends with SENTINELS ids past the
+                         pieces, the last one the first sentinel
   model_corpus.txt       token-id lines (inputs) of the model split
   predictor_corpus.txt   token-id lines (inputs) of the predictor split
   test_requests.txt      token-id lines of the test split's inputs
@@ -37,6 +43,37 @@ import time
 
 
 TOPICS = ["computers", "definitions", "men-women", "people", "politics", "science", "work", "zippy"]
+# Span corruption: T5's noise density and mean span length; ids for at most SENTINELS spans.
+SENTINELS = 16
+NOISE_DENSITY = 0.15
+MEAN_SPAN = 3.0
+PRETRAIN_STEPS = 0
+
+
+def split_into_parts(total, parts, rng):
+    """total as `parts` positive lengths, uniformly at random (parts <= total)."""
+    cuts = sorted(rng.sample(range(1, total), parts - 1))
+    return [b - a for a, b in zip([0] + cuts, cuts + [total])]
+
+
+def span_corruption(ids, sentinel_ids, eos, rng):
+    """(input, target) of T5's span corruption for `ids` (a quotation without eos): spans of about
+    NOISE_DENSITY of the tokens leave the input, each replaced by its sentinel; the target is
+    every sentinel followed by the tokens it stands for, then eos. Kept tokens come first."""
+    length = len(ids)
+    noise = min(length - 1, max(1, int(NOISE_DENSITY * length + 0.5)))  # half rounds up
+    spans = max(1, min(len(sentinel_ids), noise, length - noise, round(noise / MEAN_SPAN)))
+    noise_lengths = split_into_parts(noise, spans, rng)
+    kept_lengths = split_into_parts(length - noise, spans, rng)
+    inp, target, pos = [], [], 0
+    for k in range(spans):
+        inp += ids[pos : pos + kept_lengths[k]]
+        pos += kept_lengths[k]
+        inp.append(sentinel_ids[k])
+        target.append(sentinel_ids[k])
+        target += ids[pos : pos + noise_lengths[k]]
+        pos += noise_lengths[k]
+    return inp + [eos], target + [eos]
 
 
 def read_quotations(folder, names=TOPICS):
@@ -72,15 +109,19 @@ def other_collections(folder):
             if n not in TOPICS and "." not in n and os.path.isfile(os.path.join(folder, n))]
 
 
-def write_other_corpus(folder, sp, output, topic_quotes, eos=1):
-    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs.
-    Collections repeat some quotations; those also among topic_quotes (the TOPICS collections'
-    (quotation, topic) pairs, so possibly in the test split) are left out."""
+def other_quotations(folder, topic_quotes):
+    """The other collections' quotations. Collections repeat some quotations; those also among
+    topic_quotes (the TOPICS collections' (quotation, topic) pairs, so possibly in the test split)
+    are left out."""
     seen = {q for q, _ in topic_quotes}
+    return [q for q, _ in read_quotations(folder, other_collections(folder)) if q not in seen]
+
+
+def write_other_corpus(sp, output, others, eos=1):
+    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs."""
     with open(os.path.join(output, "other_corpus.txt"), "w") as f:
-        for q, _ in read_quotations(folder, other_collections(folder)):
-            if q not in seen:
-                f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
+        for q in others:
+            f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
 
 
 def main():
@@ -90,7 +131,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     # Training stops after a number of steps, not a time: a time budget would give a less trained
     # model on a busier machine. --seconds only caps the time if given.
-    ap.add_argument("--max-steps", type=int, default=800, help="optimizer steps (batch 32)")
+    ap.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
+                    help="span-corruption optimizer steps before the task (batch 32; 0: none)")
+    ap.add_argument("--max-steps", type=int, default=800, help="task optimizer steps (batch 32)")
     ap.add_argument("--seconds", type=float, default=None, help="optional cap on training time")
     ap.add_argument("--vocab", type=int, default=1000)
     # One thread: float sums then run in one order, so the same seed gives the same weights
@@ -145,8 +188,18 @@ def main():
     majority = max(counts, key=counts.get)
     majority_accuracy = sum(1 for _, t in test_split if t == majority) / max(1, len(test_split))
 
+    others = other_quotations(args.corpus, quotes)
+    # Sentinel ids only when pre-training, so --pretrain-steps 0 gives the model of earlier
+    # versions of this script, to the bit.
+    vocab_total = args.vocab + (SENTINELS if args.pretrain_steps > 0 else 0)
+    sentinel_ids = [vocab_total - 1 - k for k in range(SENTINELS)]  # <extra_id_0> is the last id
+    # Pre-training text: the model split and the other collections, never the predictor's or the
+    # test split's quotations. Cut as the task's inputs.
+    pretrain_texts = [sp.encode(q)[:47] for q, _ in model_split] + [sp.encode(q)[:47] for q in others]
+    pretrain_texts = [x for x in pretrain_texts if len(x) >= 2]
+
     config = SwitchTransformersConfig(
-        vocab_size=args.vocab, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
+        vocab_size=vocab_total, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
         num_sparse_encoder_layers=2, num_decoder_layers=2, num_sparse_decoder_layers=1, num_experts=8,
         expert_capacity=64, router_jitter_noise=0.0, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
         decoder_start_token_id=0, router_aux_loss_coef=args.router_aux_loss_coef)
@@ -166,25 +219,35 @@ def main():
         return inp, att, lab
 
     start = time.time()
-    step = 0
     model.train()
-    order = list(range(len(train)))
+
     def out_of_time():
         return args.seconds is not None and time.time() - start >= args.seconds
 
-    while step < args.max_steps and not out_of_time():
-        rng.shuffle(order)
-        for b in range(0, len(order) - 31, 32):
-            inp, att, lab = batch_tensors([train[i] for i in order[b : b + 32]])
-            loss = model(input_ids=inp, attention_mask=att, labels=lab).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step % 50 == 0:
-                print(f"train_switch: step {step}  loss {loss.item():.3f}  {time.time() - start:.0f} s", flush=True)
-            if step >= args.max_steps or out_of_time():
-                break
+    def run_steps(phase, count, items, make_example):
+        """`count` AdamW steps over shuffled batches of 32 of items, each made into (input,
+        target) by make_example (called again every epoch: new spans each time)."""
+        step = 0
+        order = list(range(len(items)))
+        while step < count and not out_of_time():
+            rng.shuffle(order)
+            for b in range(0, len(order) - 31, 32):
+                inp, att, lab = batch_tensors([make_example(items[i]) for i in order[b : b + 32]])
+                loss = model(input_ids=inp, attention_mask=att, labels=lab).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                if step % 50 == 0:
+                    print(f"train_switch: {phase} step {step}  loss {loss.item():.3f}  "
+                          f"{time.time() - start:.0f} s", flush=True)
+                if step >= count or out_of_time():
+                    break
+        return step
+
+    pretrain_steps = run_steps("span corruption", args.pretrain_steps, pretrain_texts,
+                               lambda x: span_corruption(x, sentinel_ids, eos, rng))
+    step = run_steps("task", args.max_steps, train, lambda example: example)
 
     model.eval()
     correct = 0
@@ -212,8 +275,8 @@ def main():
     write_ids("predictor_corpus.txt", [x for x, _ in predictor])
     write_ids("test_requests.txt", [x for x, _ in test])
     write_ids("test_targets.txt", [y for _, y in test])
-    write_other_corpus(args.corpus, sp, args.output, quotes)
-    result = {"steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
+    write_other_corpus(sp, args.output, others)
+    result = {"pretrain_steps": pretrain_steps, "pretrain_quotations": len(pretrain_texts), "steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
               "accuracy": correct / max(1, len(test)), "test_loss": total_loss / max(1, len(test)),
               "majority_topic": majority, "majority_accuracy": majority_accuracy}
     with open(os.path.join(args.output, "transformers_eval.json"), "w") as f:

@@ -834,6 +834,88 @@ TEST_F(PredictorTest, RouteContextScriptCountsWhatATokenTableExplains) {
   EXPECT_FALSE(std::filesystem::exists(out + ".mutated"));
 }
 
+// sida/bench/train_switch.py's span corruption (its optional pre-training, T5's objective): for
+// every length a quotation may have, the input keeps its tokens in order with each hidden span
+// replaced by the next sentinel, the target lists each sentinel with the tokens it hides, both end
+// with eos, and about 15% of the tokens are hidden (at least one, never all).
+TEST(TrainSwitchScript, SpanCorruptionHidesSpansThatTheTargetRestores) {
+  const std::string python = std::string(PERFMEM_VENV) + "/bin/python";
+  if (!std::filesystem::exists(python))
+    PERFMEM_SKIP_UNLESS_REQUIRED("no Python venv at " << PERFMEM_VENV << " (run scripts/install-deps.sh)");
+  constexpr int kEos = 1, kSentinels = 16, kFirstSentinel = 1015;
+  // One line per (length, seed): the quotation, the input and the target, separated by '|'.
+  const std::string program =
+      "import random, sys\n"
+      "sys.path.insert(0, sys.argv[1])\n"
+      "import train_switch as t\n"
+      "sentinels = [1015 - k for k in range(t.SENTINELS)]\n"
+      "for length in range(2, 48):\n"
+      "    for seed in range(20):\n"
+      "        ids = [3 + (7 * i + seed) % 900 for i in range(length)]\n"
+      "        x, y = t.span_corruption(ids, sentinels, 1, random.Random(seed))\n"
+      "        print(' '.join(map(str, ids)), '|', ' '.join(map(str, x)), '|', ' '.join(map(str, y)))\n";
+  const std::string script = ::testing::TempDir() + "/span_corruption_cases.py";
+  ASSERT_TRUE(write_text_file(script, program).ok());
+  auto run = perfmem::testing::run_command("env -u LD_PRELOAD -u ASAN_OPTIONS " + python + " " + script + " " +
+                                           PERFMEM_SOURCE_DIR + "/sida/bench");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  auto parse = [](const std::string& text) {
+    std::vector<int> out;
+    std::istringstream in(text);
+    for (int v; in >> v;) out.push_back(v);
+    return out;
+  };
+  std::istringstream lines(run.output);
+  int cases = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t bar1 = line.find('|'), bar2 = line.find('|', bar1 + 1);
+    ASSERT_NE(bar2, std::string::npos) << line;
+    const std::vector<int> ids = parse(line.substr(0, bar1)), input = parse(line.substr(bar1 + 1, bar2 - bar1 - 1)),
+                           target = parse(line.substr(bar2 + 1));
+    SCOPED_TRACE(line);
+    ASSERT_FALSE(input.empty());
+    ASSERT_FALSE(target.empty());
+    EXPECT_EQ(input.back(), kEos);
+    EXPECT_EQ(target.back(), kEos);
+    EXPECT_NE(input.front(), kFirstSentinel) << "kept tokens come first";
+    // The hidden spans, keyed by sentinel, from the target; then the input with each sentinel
+    // expanded must be the quotation.
+    std::map<int, std::vector<int>> spans;
+    std::vector<int> order;
+    int current = -1;
+    for (size_t i = 0; i + 1 < target.size(); ++i) {
+      if (target[i] > kFirstSentinel - kSentinels && target[i] <= kFirstSentinel) {
+        current = target[i];
+        order.push_back(current);
+        spans[current];
+      } else {
+        ASSERT_NE(current, -1) << "the target starts with a sentinel";
+        spans[current].push_back(target[i]);
+      }
+    }
+    std::vector<int> restored, input_sentinels;
+    int64_t hidden = 0;
+    for (size_t i = 0; i + 1 < input.size(); ++i) {
+      auto it = spans.find(input[i]);
+      if (it == spans.end()) {
+        restored.push_back(input[i]);
+        continue;
+      }
+      input_sentinels.push_back(input[i]);
+      EXPECT_FALSE(it->second.empty()) << "a sentinel hides at least one token";
+      restored.insert(restored.end(), it->second.begin(), it->second.end());
+      hidden += int64_t(it->second.size());
+    }
+    EXPECT_EQ(restored, ids);
+    EXPECT_EQ(input_sentinels, order) << "the input and the target name the same sentinels in the same order";
+    for (size_t k = 0; k < order.size(); ++k) EXPECT_EQ(order[k], kFirstSentinel - int(k));
+    const int64_t length = int64_t(ids.size());
+    EXPECT_EQ(hidden, std::clamp<int64_t>(int64_t(std::floor(0.15 * double(length) + 0.5)), 1, length - 1));
+    ++cases;
+  }
+  EXPECT_EQ(cases, 46 * 20);
+}
+
 // Decoder-only families: collect-routes records the prompt pass of every MoE layer (the router's
 // own choices, the same bits for any window), the predictor trains on it (random weights without
 // LibTorch), and its prefetch plans for the prompts leave every output bit-identical to all
