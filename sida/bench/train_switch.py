@@ -47,7 +47,6 @@ TOPICS = ["computers", "definitions", "men-women", "people", "politics", "scienc
 SENTINELS = 16
 NOISE_DENSITY = 0.15
 MEAN_SPAN = 3.0
-PRETRAIN_STEPS = 0
 
 
 def split_into_parts(total, parts, rng):
@@ -117,13 +116,6 @@ def other_quotations(folder, topic_quotes):
     return [q for q, _ in read_quotations(folder, other_collections(folder)) if q not in seen]
 
 
-def write_other_corpus(sp, output, others, eos=1):
-    """other_corpus.txt: the other collections' quotations as token ids, cut as the model's inputs."""
-    with open(os.path.join(output, "other_corpus.txt"), "w") as f:
-        for q in others:
-            f.write(" ".join(map(str, sp.encode(q)[:47] + [eos])) + "\n")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", required=True)
@@ -131,7 +123,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     # Training stops after a number of steps, not a time: a time budget would give a less trained
     # model on a busier machine. --seconds only caps the time if given.
-    ap.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
+    ap.add_argument("--pretrain-steps", type=int, default=0,
                     help="span-corruption optimizer steps before the task (batch 32; 0: none)")
     ap.add_argument("--max-steps", type=int, default=800, help="task optimizer steps (batch 32)")
     ap.add_argument("--seconds", type=float, default=None, help="optional cap on training time")
@@ -188,15 +180,14 @@ def main():
     majority = max(counts, key=counts.get)
     majority_accuracy = sum(1 for _, t in test_split if t == majority) / max(1, len(test_split))
 
-    others = other_quotations(args.corpus, quotes)
+    others = [sp.encode(q)[:47] for q in other_quotations(args.corpus, quotes)]  # cut as the inputs
     # Sentinel ids only when pre-training, so --pretrain-steps 0 gives the model of earlier
     # versions of this script, to the bit.
     vocab_total = args.vocab + (SENTINELS if args.pretrain_steps > 0 else 0)
     sentinel_ids = [vocab_total - 1 - k for k in range(SENTINELS)]  # <extra_id_0> is the last id
-    # Pre-training text: the model split and the other collections, never the predictor's or the
-    # test split's quotations. Cut as the task's inputs.
-    pretrain_texts = [sp.encode(q)[:47] for q, _ in model_split] + [sp.encode(q)[:47] for q in others]
-    pretrain_texts = [x for x in pretrain_texts if len(x) >= 2]
+    # Pre-training text: the model split (its inputs without eos) and the other collections, never
+    # the predictor's or the test split's quotations.
+    pretrain_texts = [x for x in [x[:-1] for x, _ in train] + others if len(x) >= 2]
 
     config = SwitchTransformersConfig(
         vocab_size=vocab_total, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
@@ -275,8 +266,10 @@ def main():
     write_ids("predictor_corpus.txt", [x for x, _ in predictor])
     write_ids("test_requests.txt", [x for x, _ in test])
     write_ids("test_targets.txt", [y for _, y in test])
-    write_other_corpus(sp, args.output, others)
-    result = {"pretrain_steps": pretrain_steps, "pretrain_quotations": len(pretrain_texts), "steps": step, "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
+    # The other collections: unlabelled text in no split, which a predictor may learn from too.
+    write_ids("other_corpus.txt", [x + [eos] for x in others])
+    result = {"pretrain_steps": pretrain_steps, "pretrain_quotations": len(pretrain_texts), "steps": step,
+              "train_seconds": round(time.time() - start, 1), "test_examples": len(test),
               "accuracy": correct / max(1, len(test)), "test_loss": total_loss / max(1, len(test)),
               "majority_topic": majority, "majority_accuracy": majority_accuracy}
     with open(os.path.join(args.output, "transformers_eval.json"), "w") as f:
