@@ -136,6 +136,11 @@ def main():
     # Transformers paper trains with 0.01.
     ap.add_argument("--router-aux-loss-coef", type=float, default=0.02,
                     help="weight of the load-balancing loss")
+    # Hugging Face's capacity is per expert and per sequence: a token past it skips its expert. At
+    # 64, sequences of at most 48 tokens never meet it; the Switch Transformers paper balances its
+    # experts with a binding capacity (capacity factor 1.0-1.25: 6-8 here for 48 tokens).
+    ap.add_argument("--expert-capacity", type=int, default=64,
+                    help="tokens of a sequence an expert takes (Hugging Face's expert_capacity)")
     args = ap.parse_args()
 
     import sentencepiece as spm
@@ -192,7 +197,7 @@ def main():
     config = SwitchTransformersConfig(
         vocab_size=vocab_total, d_model=128, d_kv=32, d_ff=256, num_heads=4, num_layers=4,
         num_sparse_encoder_layers=2, num_decoder_layers=2, num_sparse_decoder_layers=1, num_experts=8,
-        expert_capacity=64, router_jitter_noise=0.0, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+        expert_capacity=args.expert_capacity, router_jitter_noise=0.0, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
         decoder_start_token_id=0, router_aux_loss_coef=args.router_aux_loss_coef)
     model = SwitchTransformersForConditionalGeneration(config)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)

@@ -11,7 +11,8 @@
 # PREDICTOR_HIDDEN (64) sets the predictor's width; PREDICTOR_BIDIRECTIONAL=1 makes its LSTM read
 # both ways (not SiDA's network). The model is trained once per WORK folder (800 steps on one
 # thread, 3-12 minutes of CPU by host); delete WORK/checkpoint to train again. For another model
-# (--seed, --pretrain-steps, --router-aux-loss-coef), run train_switch.py -o WORK with it first.
+# (--seed, --pretrain-steps, --router-aux-loss-coef, --expert-capacity), run train_switch.py -o WORK
+# with it first.
 set -euo pipefail
 build="${1:-build/release}"
 work="${2:-$build/sida-trained}"
